@@ -1,0 +1,3 @@
+from polaris.celery import app as celery_app
+
+__all__ = ("celery_app",)

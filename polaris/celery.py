@@ -1,0 +1,33 @@
+"""The Celery app: one broker (Redis), one beat schedule, settings from Django."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
+
+app = Celery("polaris")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
+    # Read the intervals once Django settings are loaded; they come from the environment.
+    from django.conf import settings
+
+    sender.conf.beat_schedule = {
+        # Every SYNC_INTERVAL_SECONDS (10 s by default): not expressible as a crontab
+        # (https://crontab.guru/#*_*_*_*_* is the finest), so a plain interval.
+        "sync-transactions": {
+            "task": "sync.tasks.sync_run_transactions",
+            "schedule": float(settings.SYNC_INTERVAL_SECONDS),
+            "options": {"expires": float(settings.SYNC_INTERVAL_SECONDS)},
+        },
+        # Every 5 minutes by default: https://crontab.guru/#*/5_*_*_*_*
+        "probe-chargers": {
+            "task": "sync.tasks.sync_run_chargers",
+            "schedule": float(settings.CHARGER_PROBE_INTERVAL_SECONDS),
+            "options": {"expires": float(settings.CHARGER_PROBE_INTERVAL_SECONDS)},
+        },
+    }

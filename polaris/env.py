@@ -1,0 +1,120 @@
+"""Typed readers for settings that come from environment variables.
+
+Every reader raises ImproperlyConfigured with a sentence naming the variable, so a
+malformed value stops the process at start instead of failing later in a request.
+"""
+
+import os
+import zoneinfo
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def env_str(name: str, default: str = "") -> str:
+    """Return the variable as a string, or `default` when it is unset or blank."""
+    value = _raw(name)
+    return default if value is None else value
+
+
+def env_secret(name: str, default: str | None = None) -> str | None:
+    """Return `NAME`, or the contents of the file named by `NAME_FILE` (Docker secrets)."""
+    value = _raw(name)
+    if value is not None:
+        return value
+    path = _raw(f"{name}_FILE")
+    if path is None:
+        return default
+    try:
+        with open(path, encoding="utf-8") as secret_file:
+            return secret_file.read().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"{name}_FILE points at {path!r}, which cannot be read ({error.strerror})."
+        ) from error
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """Return the variable as a boolean: 1/true/yes/on or 0/false/no/off."""
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}."
+    )
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """Return the variable as an integer, at least `minimum` when one is given."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be a whole number, not {value!r}."
+        ) from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}.")
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    """Return the variable as a positive number of seconds or similar."""
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
+    if number <= minimum:
+        raise ImproperlyConfigured(f"{name} must be greater than {minimum}, not {value}.")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """Return a comma-separated variable as a list of non-empty items."""
+    value = _raw(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
+    """Return the variable as a URL with one of `schemes`, or None when unset."""
+    value = _raw(name)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.hostname or parts.query):
+        expected = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise ImproperlyConfigured(
+            f"{name} must be a URL starting with {expected}, not {value!r}."
+        )
+    return value
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """Return the variable as an IANA time zone name, checked against the zone database."""
+    value = env_str(name, default)
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(
+            f"{name} must be an IANA time zone such as Europe/Berlin, not {value!r}."
+        ) from None
+    return value

@@ -1,0 +1,207 @@
+"""Polaris Express settings: every value comes from an environment variable.
+
+`.env.example` lists them all. With DATABASE_URL or REDIS_URL unset, Polaris runs
+in *local mode* on an embedded PostgreSQL / Valkey (see polaris/embedded.py), and
+the few values a production deployment must set get local defaults.
+"""
+
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from polaris import embedded
+from polaris.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    env_time_zone,
+    env_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Services
+_database_url = env_url("DATABASE_URL", schemes=("postgres", "postgresql"))
+_redis_url = env_url("REDIS_URL", schemes=("redis", "rediss"))
+LOCAL_MODE = _database_url is None
+DATABASE_URL = _database_url or embedded.postgres_url()
+REDIS_URL = _redis_url or embedded.redis_url()
+
+
+def _local_secret_key() -> str:
+    key_file = embedded.data_dir() / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+# Core
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret("SECRET_KEY") or (_local_secret_key() if LOCAL_MODE else None)
+if not SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when DATABASE_URL points at a real database."
+    )
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if LOCAL_MODE else []
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "django_eventstream",
+    "sync",
+    "sessions_app",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "polaris.urls"
+ASGI_APPLICATION = "polaris.asgi.application"
+WSGI_APPLICATION = "polaris.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# Under ASGI every request runs in a fresh thread; persistent connections would pile up.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+    }
+}
+
+# Authentication
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+# Internationalisation and time
+LANGUAGE_CODE = "en-us"
+POLARIS_TIME_ZONE = env_time_zone("POLARIS_TIME_ZONE", "UTC")
+TIME_ZONE = POLARIS_TIME_ZONE
+USE_I18N = False
+USE_TZ = True
+
+# Static files
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+
+# SteVe API
+_steve_default_url = "http://127.0.0.1:8180/steve" if LOCAL_MODE else ""
+_steve_default_credential = "polaris" if LOCAL_MODE else None
+STEVE_URL = env_url("STEVE_URL", schemes=("http", "https")) or _steve_default_url
+STEVE_USERNAME = env_str("STEVE_USERNAME") or _steve_default_credential
+STEVE_PASSWORD = env_secret("STEVE_PASSWORD", _steve_default_credential)
+STEVE_TIMEOUT = env_float("STEVE_TIMEOUT", 10.0)
+
+# Sync
+SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 10, minimum=1)
+CHARGER_PROBE_INTERVAL_SECONDS = env_int("CHARGER_PROBE_INTERVAL_SECONDS", 300, minimum=1)
+# How long a manual stop in SteVe stays open to replacement by a late station stop.
+SYNC_MANUAL_STOP_GRACE_HOURS = env_int("SYNC_MANUAL_STOP_GRACE_HOURS", 48, minimum=0)
+# An active transaction with no reading for this long is flagged as suspected stuck.
+SYNC_STUCK_AFTER_HOURS = env_int("SYNC_STUCK_AFTER_HOURS", 12, minimum=1)
+
+# Celery
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150, minimum=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+
+# Live updates (SSE)
+def _redis_kwargs(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    kwargs: dict[str, object] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 6379,
+    }
+    if parts.password:
+        kwargs["password"] = parts.password
+    if parts.scheme == "rediss":
+        kwargs["ssl"] = True
+    return kwargs
+
+
+EVENTSTREAM_REDIS = _redis_kwargs(REDIS_URL)
+
+# Logging
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "format": (
+                '{"time": "%(asctime)s", "level": "%(levelname)s", '
+                '"logger": "%(name)s", "message": "%(message)s"}'
+            )
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "polaris": {"level": "INFO"},
+        "sync": {"level": "INFO"},
+        "sessions_app": {"level": "INFO"},
+        "portal": {"level": "INFO"},
+    },
+}

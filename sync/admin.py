@@ -1,0 +1,45 @@
+from django.contrib import admin
+
+from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
+
+
+@admin.register(Charger)
+class ChargerAdmin(admin.ModelAdmin):
+    list_display = [
+        "friendly_name",
+        "charge_box_id",
+        "connector_id",
+        "connector_type",
+        "max_power_kw",
+        "is_public",
+        "last_check_in_at",
+    ]
+    list_editable = ["connector_type", "max_power_kw", "is_public"]
+    search_fields = ["friendly_name", "charge_box_id"]
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "trigger", "status", "started_at", "finished_at"]
+    list_filter = ["kind", "status", "trigger"]
+
+
+@admin.register(TransactionSyncState)
+class TransactionSyncStateAdmin(admin.ModelAdmin):
+    list_display = [
+        "steve_transaction_id",
+        "charge_box_id",
+        "connector_id",
+        "ocpp_id_tag",
+        "kwh_delivered",
+        "is_finalized",
+        "updated_at",
+    ]
+    list_filter = ["is_finalized"]
+    search_fields = ["ocpp_id_tag"]
+
+
+@admin.register(UserMapping)
+class UserMappingAdmin(admin.ModelAdmin):
+    list_display = ["steve_ocpp_id_tag", "user", "label", "is_active"]
+    search_fields = ["steve_ocpp_id_tag", "label"]

@@ -1,0 +1,290 @@
+"""The tables the SteVe sync writes.
+
+The three seed tables keep their documented names and camelCase columns
+(`transaction_sync_state`, `synced_transaction_events`, `user_mappings`).
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Upper
+from django.utils import timezone
+
+
+class SyncRunQuerySet(models.QuerySet["SyncRun"]):
+    def running(self) -> "SyncRunQuerySet":
+        """Runs that have started and not finished."""
+        return self.filter(status=SyncRun.Status.RUNNING)
+
+    def latest_succeeded(self, kind: str) -> "SyncRun | None":
+        """The most recently finished successful run of `kind`, or None."""
+        return (
+            self.filter(kind=kind, status=SyncRun.Status.SUCCEEDED)
+            .order_by("-finished_at")
+            .first()
+        )
+
+
+class SyncRun(models.Model):
+    """One execution of a sync, shown on the Sync runs page."""
+
+    class Kind(models.TextChoices):
+        TRANSACTIONS = "transactions", "Transactions"
+        BACKFILL = "backfill", "Backfill"
+        TRANSACTION = "transaction", "Single transaction"
+        CHARGERS = "chargers", "Charger probe"
+
+    class Trigger(models.TextChoices):
+        BEAT = "beat", "Schedule"
+        COMMAND = "command", "Command"
+        CONSOLE = "console", "Console"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        PARTIAL = "partial", "Partial"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.RUNNING
+    )
+    fetched_count = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    events_count = models.PositiveIntegerField(default=0)
+    errors_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    objects = SyncRunQuerySet.as_manager()
+
+    class Meta:
+        db_table = "sync_runs"
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["kind", "status", "-finished_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} run #{self.pk} ({self.status})"
+
+    @property
+    def duration(self) -> "timezone.timedelta | None":
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class Charger(models.Model):
+    """A connector of a SteVe charge box, as Polaris presents it to people."""
+
+    charge_box_id = models.CharField(max_length=255)
+    connector_id = models.PositiveIntegerField()
+    friendly_name = models.CharField(max_length=120)
+    connector_type = models.CharField(max_length=40, blank=True)
+    max_power_kw = models.DecimalField(
+        max_digits=6, decimal_places=1, null=True, blank=True
+    )
+    is_public = models.BooleanField(default=True)
+    last_check_in_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "chargers"
+        ordering = ["friendly_name", "charge_box_id", "connector_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_box_id", "connector_id"], name="charger_box_connector"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.friendly_name} #{self.connector_id}"
+
+
+class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
+    def active(self) -> "TransactionSyncStateQuerySet":
+        """Sessions still charging in SteVe (isFinalized false)."""
+        return self.filter(is_finalized=False)
+
+    def completed(self) -> "TransactionSyncStateQuerySet":
+        """Sessions SteVe has stopped (isFinalized true)."""
+        return self.filter(is_finalized=True)
+
+
+class TransactionSyncState(models.Model):
+    """Polaris's copy of one SteVe transaction and the energy it delivered."""
+
+    class StopEventActor(models.TextChoices):
+        STATION = "station", "Station"
+        MANUAL = "manual", "Manual"
+
+    steve_transaction_id = models.PositiveIntegerField(
+        unique=True, db_column="steveTransactionId"
+    )
+    charge_box_id = models.CharField(max_length=255, db_column="chargeBoxId")
+    connector_id = models.PositiveIntegerField(db_column="connectorId")
+    charger = models.ForeignKey(
+        Charger,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="transactions",
+        db_column="chargerId",
+    )
+    ocpp_id_tag = models.CharField(max_length=255, db_column="ocppIdTag")
+    started_at = models.DateTimeField(db_column="startedAt")
+    stopped_at = models.DateTimeField(null=True, blank=True, db_column="stoppedAt")
+    meter_start_wh = models.BigIntegerField(db_column="meterStartWh")
+    meter_last_wh = models.BigIntegerField(db_column="meterLastWh")
+    last_reading_at = models.DateTimeField(
+        null=True, blank=True, db_column="lastReadingAt"
+    )
+    kwh_delivered = models.DecimalField(
+        max_digits=12, decimal_places=3, default=Decimal("0"), db_column="kwhDelivered"
+    )
+    is_finalized = models.BooleanField(default=False, db_column="isFinalized")
+    stop_reason = models.CharField(max_length=64, blank=True, db_column="stopReason")
+    stop_event_actor = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=StopEventActor.choices,
+        db_column="stopEventActor",
+    )
+    is_suspected_stuck = models.BooleanField(
+        default=False, db_column="isSuspectedStuck"
+    )
+    is_stop_estimated = models.BooleanField(default=False, db_column="isStopEstimated")
+    meter_reset_seen = models.BooleanField(default=False, db_column="meterResetSeen")
+    is_deleted_in_steve = models.BooleanField(
+        default=False, db_column="isDeletedInSteve"
+    )
+    last_synced_at = models.DateTimeField(db_column="lastSyncedAt")
+    created_at = models.DateTimeField(default=timezone.now, db_column="createdAt")
+    updated_at = models.DateTimeField(db_column="updatedAt")
+
+    objects = TransactionSyncStateQuerySet.as_manager()
+
+    class Meta:
+        db_table = "transaction_sync_state"
+        indexes = [
+            models.Index(fields=["-updated_at", "-id"], name="tss_updated_keyset"),
+            models.Index(
+                fields=["-updated_at", "-id"],
+                condition=Q(is_finalized=False),
+                name="tss_active_updated_keyset",
+            ),
+            models.Index(fields=["ocpp_id_tag", "-started_at"], name="tss_tag_started"),
+            models.Index(fields=["charge_box_id", "connector_id"], name="tss_box_conn"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kwh_delivered__gte=0), name="tss_kwh_not_negative"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"SteVe transaction {self.steve_transaction_id}"
+
+
+class SyncedTransactionEvent(models.Model):
+    """One observed change of a transaction; append-only."""
+
+    class EventType(models.TextChoices):
+        STARTED = "started", "Started"
+        PROGRESS = "progress", "Meter progress"
+        STOPPED = "stopped", "Stopped"
+        CORRECTED = "corrected", "Corrected"
+
+    transaction = models.ForeignKey(
+        TransactionSyncState,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_column="transactionId",
+    )
+    sync_run = models.ForeignKey(
+        SyncRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_column="syncRunId",
+    )
+    event_type = models.CharField(
+        max_length=16, choices=EventType.choices, db_column="eventType"
+    )
+    meter_wh = models.BigIntegerField(db_column="meterWh")
+    reading_at = models.DateTimeField(db_column="readingAt")
+    kwh_delta = models.DecimalField(
+        max_digits=12, decimal_places=3, db_column="kwhDelta"
+    )
+    ocpp_id_tag = models.CharField(max_length=255, db_column="ocppIdTag")
+    synced_at = models.DateTimeField(default=timezone.now, db_column="syncedAt")
+
+    class Meta:
+        db_table = "synced_transaction_events"
+        ordering = ["reading_at", "id"]
+        constraints = [
+            # The same observation can never be stored twice, whatever re-runs happen.
+            models.UniqueConstraint(
+                fields=["transaction", "event_type", "reading_at", "meter_wh"],
+                name="ste_unique_observation",
+            ),
+            models.CheckConstraint(
+                condition=Q(kwh_delta__gte=0), name="ste_kwh_delta_not_negative"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["synced_at"], name="ste_synced_at"),
+            models.Index(fields=["ocpp_id_tag", "reading_at"], name="ste_tag_reading"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.kwh_delta} kWh @ {self.reading_at:%Y-%m-%d %H:%M}"
+
+
+class UserMappingQuerySet(models.QuerySet["UserMapping"]):
+    def active(self) -> "UserMappingQuerySet":
+        """Mappings currently in force."""
+        return self.filter(is_active=True)
+
+    def tag_contains(self, fragment: str) -> "UserMappingQuerySet":
+        """Mappings whose idTag contains `fragment`, case-insensitively."""
+        return self.filter(steve_ocpp_id_tag__icontains=fragment)
+
+
+class UserMapping(models.Model):
+    """Links a SteVe OCPP idTag to a portal user; a user may have several tags."""
+
+    steve_ocpp_id_tag = models.CharField(
+        max_length=255, unique=True, db_column="steveOcppIdTag"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="user_mappings",
+        db_column="userId",
+    )
+    label = models.CharField(max_length=120, blank=True)
+    billing_customer_id = models.CharField(
+        max_length=64, blank=True, db_column="billingCustomerId"
+    )
+    is_active = models.BooleanField(default=True, db_column="isActive")
+    created_at = models.DateTimeField(auto_now_add=True, db_column="createdAt")
+    updated_at = models.DateTimeField(auto_now=True, db_column="updatedAt")
+
+    objects = UserMappingQuerySet.as_manager()
+
+    class Meta:
+        db_table = "user_mappings"
+        ordering = ["steve_ocpp_id_tag"]
+        indexes = [
+            models.Index(Upper("steve_ocpp_id_tag"), name="um_tag_upper"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.steve_ocpp_id_tag} → {self.user}"
