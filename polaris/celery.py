@@ -13,7 +13,7 @@ app.autodiscover_tasks()
 
 @app.on_after_configure.connect
 def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
-    # Read the intervals once Django settings are loaded; they come from the environment.
+    # Read the intervals once Django settings are loaded (they come from the env).
     from django.conf import settings
 
     sender.conf.beat_schedule = {

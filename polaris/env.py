@@ -25,7 +25,7 @@ def env_str(name: str, default: str = "") -> str:
 
 
 def env_secret(name: str, default: str | None = None) -> str | None:
-    """Return `NAME`, or the contents of the file named by `NAME_FILE` (Docker secrets)."""
+    """Return `NAME`, or the contents of the file named by `NAME_FILE`."""
     value = _raw(name)
     if value is not None:
         return value
@@ -82,7 +82,9 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
     if number <= minimum:
-        raise ImproperlyConfigured(f"{name} must be greater than {minimum}, not {value}.")
+        raise ImproperlyConfigured(
+            f"{name} must be greater than {minimum}, not {value}."
+        )
     return number
 
 
@@ -109,7 +111,7 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
 
 
 def env_time_zone(name: str, default: str) -> str:
-    """Return the variable as an IANA time zone name, checked against the zone database."""
+    """Return the variable as an IANA time zone name known to the zone database."""
     value = env_str(name, default)
     try:
         zoneinfo.ZoneInfo(value)

@@ -143,7 +143,9 @@ STEVE_TIMEOUT = env_float("STEVE_TIMEOUT", 10.0)
 
 # Sync
 SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 10, minimum=1)
-CHARGER_PROBE_INTERVAL_SECONDS = env_int("CHARGER_PROBE_INTERVAL_SECONDS", 300, minimum=1)
+CHARGER_PROBE_INTERVAL_SECONDS = env_int(
+    "CHARGER_PROBE_INTERVAL_SECONDS", 300, minimum=1
+)
 # How long a manual stop in SteVe stays open to replacement by a late station stop.
 SYNC_MANUAL_STOP_GRACE_HOURS = env_int("SYNC_MANUAL_STOP_GRACE_HOURS", 48, minimum=0)
 # An active transaction with no reading for this long is flagged as suspected stuck.

@@ -244,7 +244,9 @@ class SyncedTransactionEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_type} {self.kwh_delta} kWh @ {self.reading_at:%Y-%m-%d %H:%M}"
+        return (
+            f"{self.event_type} {self.kwh_delta} kWh @ {self.reading_at:%Y-%m-%d %H:%M}"
+        )
 
 
 class UserMappingQuerySet(models.QuerySet["UserMapping"]):

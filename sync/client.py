@@ -1,0 +1,478 @@
+"""The SteVe REST client: the only code in Polaris that speaks HTTP to SteVe.
+
+Responses are parsed into typed, immutable objects here, at the boundary, so nothing
+deeper in the code sees raw JSON. Every failure becomes a `SteveError` whose message
+is a short sentence safe to show to staff; raw details go to the log.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from requests.adapters import HTTPAdapter
+
+logger = logging.getLogger(__name__)
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+RETRY_DELAYS = (0.2, 0.6, 1.5)
+
+
+class SteveError(Exception):
+    """SteVe could not be used. `permanent` errors will not heal by retrying."""
+
+    def __init__(self, message: str, *, permanent: bool, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.status = status
+
+
+class SteveAuthError(SteveError):
+    """SteVe refused our credentials (401 or 403)."""
+
+
+class SteveNotFound(SteveError):
+    """SteVe has no such object (404)."""
+
+
+class SteveRejected(SteveError):
+    """SteVe refused the request with a business rule (400), e.g. a station offline."""
+
+
+@dataclass(frozen=True, slots=True)
+class SteveTransaction:
+    """One item of `GET /transactions`; meter values are whole Wh."""
+
+    id: int
+    charge_box_id: str
+    connector_id: int
+    ocpp_id_tag: str
+    start_timestamp: datetime
+    start_value_wh: int
+    stop_timestamp: datetime | None
+    stop_value_wh: int | None
+    stop_reason: str | None
+    stop_event_actor: str | None
+    user_id: int | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.stop_timestamp is None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    """One sampled value as the station sent it (no unit conversion)."""
+
+    timestamp: datetime
+    value: str
+    measurand: str | None
+    unit: str | None
+    phase: str | None
+    location: str | None
+    reading_context: str | None
+    format: str | None
+
+    @property
+    def is_energy_total(self) -> bool:
+        """A phase-less Energy.Active.Import.Register reading in Wh or kWh."""
+        return (
+            (self.measurand or ENERGY_REGISTER) == ENERGY_REGISTER
+            and not self.phase
+            and (self.unit or "Wh") in ("Wh", "kWh")
+            and self.format != "SignedData"
+            and self.decimal_value is not None
+        )
+
+    @property
+    def decimal_value(self) -> Decimal | None:
+        try:
+            number = Decimal(self.value)
+        except (InvalidOperation, TypeError):
+            return None
+        return number if number.is_finite() else None
+
+    @property
+    def energy_wh(self) -> int:
+        """The reading normalised to whole Wh (kWh times 1000, half up)."""
+        number = self.decimal_value
+        assert number is not None, "only call energy_wh on energy readings"
+        if self.unit == "kWh":
+            number *= 1000
+        return int(number.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDetails:
+    transaction: SteveTransaction
+    readings: tuple[MeterReading, ...]
+
+    def energy_readings(self) -> list[tuple[datetime, int]]:
+        """(timestamp, Wh) of the phase-less energy register, oldest first."""
+        return [
+            (reading.timestamp, reading.energy_wh)
+            for reading in self.readings
+            if reading.is_energy_total
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class OperationResult:
+    """The answer to an OCPP operation; `responses` maps chargeBoxId → status."""
+
+    task_finished: bool
+    responses: Mapping[str, str]
+    errors: Mapping[str, str]
+
+    def accepted(self, charge_box_id: str) -> bool:
+        return self.responses.get(charge_box_id, "").lower() == "accepted"
+
+    def status_of(self, charge_box_id: str) -> str:
+        """'Accepted', 'Rejected', …, 'Error' or 'Timeout' for one charge box."""
+        if charge_box_id in self.responses:
+            return self.responses[charge_box_id]
+        if charge_box_id in self.errors:
+            return "Error"
+        return "Timeout" if not self.task_finished else "Unknown"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse SteVe's `2024-08-25T14:30:00.000Z` (always UTC) into an aware datetime."""
+    return datetime.fromisoformat(value)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format an aware datetime the way SteVe expects in query strings and bodies."""
+    from datetime import UTC
+
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def _wh(value: Any) -> int | None:
+    if value is None:
+        return None
+    return int(Decimal(str(value)).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+
+def _parse_transaction(item: Mapping[str, Any]) -> SteveTransaction:
+    stop_timestamp = item.get("stopTimestamp")
+    start_value = _wh(item["startValue"])
+    assert start_value is not None
+    return SteveTransaction(
+        id=int(item["id"]),
+        charge_box_id=str(item["chargeBoxId"]),
+        connector_id=int(item["connectorId"]),
+        ocpp_id_tag=str(item["ocppIdTag"]),
+        start_timestamp=parse_timestamp(item["startTimestamp"]),
+        start_value_wh=start_value,
+        stop_timestamp=parse_timestamp(stop_timestamp) if stop_timestamp else None,
+        stop_value_wh=_wh(item.get("stopValue")),
+        stop_reason=item.get("stopReason") or None,
+        stop_event_actor=item.get("stopEventActor") or None,
+        user_id=item.get("userId"),
+    )
+
+
+def _parse_reading(item: Mapping[str, Any]) -> MeterReading:
+    return MeterReading(
+        timestamp=parse_timestamp(item["valueTimestamp"]),
+        value=str(item.get("value") or ""),
+        measurand=item.get("measurand") or None,
+        unit=item.get("unit") or None,
+        phase=item.get("phase") or None,
+        location=item.get("location") or None,
+        reading_context=item.get("readingContext") or None,
+        format=item.get("format") or None,
+    )
+
+
+def _parse_operation(body: Mapping[str, Any]) -> OperationResult:
+    return OperationResult(
+        task_finished=bool(body["taskFinished"]),
+        responses={
+            str(item["chargeBoxId"]): str(item["response"])
+            for item in body.get("successResponses") or []
+        },
+        errors={
+            **{
+                str(item["chargeBoxId"]): str(item.get("errorCode") or "Error")
+                for item in body.get("errorResponses") or []
+            },
+            **{
+                str(item["chargeBoxId"]): str(item.get("exceptionMessage") or "Error")
+                for item in body.get("exceptions") or []
+            },
+        },
+    )
+
+
+class SteveClient:
+    """A SteVe REST client with one pooled session; safe to share between threads."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float | None = None,
+        retry_delays: Iterable[float] = RETRY_DELAYS,
+    ) -> None:
+        self.base_url = (base_url or settings.STEVE_URL or "").rstrip("/")
+        username = username or settings.STEVE_USERNAME
+        password = password or settings.STEVE_PASSWORD
+        missing = [
+            name
+            for name, value in (
+                ("STEVE_URL", self.base_url),
+                ("STEVE_USERNAME", username),
+                ("STEVE_PASSWORD", password),
+            )
+            if not value
+        ]
+        if missing:
+            raise ImproperlyConfigured(
+                f"{', '.join(missing)} must be set to talk to SteVe."
+            )
+        self.timeout = timeout or settings.STEVE_TIMEOUT
+        self.retry_delays = tuple(retry_delays)
+        self.session = requests.Session()
+        # SteVe sends no WWW-Authenticate challenge, so credentials go on every request.
+        self.session.auth = (str(username), str(password))
+        self.session.headers["Accept"] = "application/json"
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # Transactions
+
+    def list_transactions(
+        self,
+        *,
+        type: str = "ALL",
+        transaction_pks: Iterable[int] | None = None,
+        charge_box_id: str | None = None,
+        period_type: str | None = None,
+        start_from: datetime | None = None,
+        start_to: datetime | None = None,
+    ) -> list[SteveTransaction]:
+        """`GET /transactions`: every match, newest pk first; periods apply to start.
+
+        Raises SteveError.
+        """
+        params: dict[str, str] = {"type": type}
+        if transaction_pks is not None:
+            params["transactionPk"] = ",".join(str(pk) for pk in transaction_pks)
+        if charge_box_id:
+            params["chargeBoxId"] = charge_box_id
+        if period_type:
+            params["periodType"] = period_type
+        if start_from:
+            params["from"] = format_timestamp(start_from)
+        if start_to:
+            params["to"] = format_timestamp(start_to)
+        body = self._get("/api/v1/transactions", params)
+        return self._parse(body, lambda items: [_parse_transaction(i) for i in items])
+
+    def transaction_details(
+        self, pk: int, *, energy_values_only: bool = True
+    ) -> TransactionDetails:
+        """`GET /transactions/{pk}` with its meter values, oldest first.
+
+        Raises SteveNotFound when SteVe has no such transaction, else SteveError.
+        """
+        body = self._get(
+            f"/api/v1/transactions/{pk}",
+            {"energyValuesOnly": "true" if energy_values_only else "false"},
+        )
+        return self._parse(
+            body,
+            lambda data: TransactionDetails(
+                transaction=_parse_transaction(data["transaction"]),
+                readings=tuple(
+                    sorted(
+                        (_parse_reading(item) for item in data.get("values") or []),
+                        key=lambda reading: reading.timestamp,
+                    )
+                ),
+            ),
+        )
+
+    def stop_transaction(self, pk: int) -> None:
+        """`PATCH /transactions/{pk}/stop`: a bookkeeping stop, no OCPP message."""
+        self._request("PATCH", f"/api/v1/transactions/{pk}/stop", retry=True)
+
+    # OCPP operations: they block until the station answers, so they are not retried
+    # after a timeout (a second RemoteStart could start a second charge).
+
+    def remote_start(
+        self, *, charge_box_id: str, connector_id: int, id_tag: str
+    ) -> OperationResult:
+        return self._operation(
+            "RemoteStartTransaction",
+            {
+                "chargeBoxIdList": [charge_box_id],
+                "connectorId": connector_id,
+                "idTag": id_tag,
+            },
+        )
+
+    def remote_stop(
+        self, *, charge_box_id: str, transaction_id: int
+    ) -> OperationResult:
+        return self._operation(
+            "RemoteStopTransaction",
+            {"chargeBoxIdList": [charge_box_id], "transactionId": transaction_id},
+        )
+
+    def reserve_now(
+        self, *, charge_box_id: str, connector_id: int, expiry: datetime, id_tag: str
+    ) -> OperationResult:
+        return self._operation(
+            "ReserveNow",
+            {
+                "chargeBoxIdList": [charge_box_id],
+                "connectorId": connector_id,
+                "expiry": format_timestamp(expiry),
+                "idTag": id_tag,
+            },
+        )
+
+    def cancel_reservation(
+        self, *, charge_box_id: str, reservation_id: int
+    ) -> OperationResult:
+        return self._operation(
+            "CancelReservation",
+            {"chargeBoxIdList": [charge_box_id], "reservationId": reservation_id},
+        )
+
+    def trigger_heartbeat(self, charge_box_ids: Iterable[str]) -> OperationResult:
+        """Ask stations for a Heartbeat; the ones that answer are connected."""
+        return self._operation(
+            "TriggerMessage",
+            {"chargeBoxIdList": list(charge_box_ids), "triggerMessage": "Heartbeat"},
+        )
+
+    # Plumbing
+
+    def _operation(self, name: str, body: Mapping[str, Any]) -> OperationResult:
+        data = self._request("POST", f"/api/v1/operations/{name}", json=body)
+        return self._parse(data, _parse_operation)
+
+    def _get(self, path: str, params: Mapping[str, str]) -> Any:
+        return self._request("GET", path, params=params, retry=True)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+        retry: bool = False,
+    ) -> Any:
+        delays = list(self.retry_delays) if retry else []
+        while True:
+            try:
+                return self._send_once(method, path, params=params, json=json)
+            except SteveError as error:
+                if error.permanent or not delays:
+                    raise
+                delay = delays.pop(0)
+                logger.info("SteVe %s %s failed (%s); retrying", method, path, error)
+                time.sleep(delay)
+
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Mapping[str, Any] | None,
+    ) -> Any:
+        url = self.base_url + path
+        try:
+            response = self.session.request(
+                method, url, params=params, json=json, timeout=self.timeout
+            )
+        except requests.Timeout:
+            raise SteveError(
+                f"SteVe did not answer within {self.timeout:g} s.", permanent=False
+            ) from None
+        except requests.ConnectionError:
+            raise SteveError(
+                f"SteVe cannot be reached at {self.base_url}.", permanent=False
+            ) from None
+        status = response.status_code
+        if status in (401, 403):
+            raise SteveAuthError(
+                f"SteVe rejected Polaris's credentials (HTTP {status}).",
+                permanent=True,
+                status=status,
+            )
+        if status == 404:
+            raise SteveNotFound(
+                _error_message(response) or "SteVe has no such object.",
+                permanent=True,
+                status=status,
+            )
+        if status == 429 or status >= 500:
+            logger.warning(
+                "SteVe %s %s answered %s: %s", method, path, status, response.text[:500]
+            )
+            raise SteveError(
+                f"SteVe failed with HTTP {status}.", permanent=False, status=status
+            )
+        if status >= 400:
+            logger.warning(
+                "SteVe %s %s answered %s: %s", method, path, status, response.text[:500]
+            )
+            raise SteveRejected(
+                _error_message(response)
+                or f"SteVe refused the request (HTTP {status}).",
+                permanent=True,
+                status=status,
+            )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            logger.warning(
+                "SteVe %s %s sent malformed JSON: %s", method, path, response.text[:500]
+            )
+            raise SteveError(
+                "SteVe sent a response that is not valid JSON.", permanent=False
+            ) from None
+
+    @staticmethod
+    def _parse[T](body: Any, parse: Callable[[Any], T]) -> T:
+        try:
+            return parse(body)
+        except (KeyError, TypeError, ValueError, InvalidOperation, AssertionError):
+            logger.warning("Unexpected SteVe response: %r", str(body)[:500])
+            raise SteveError(
+                "SteVe sent a response Polaris could not understand.", permanent=False
+            ) from None
+
+
+def _error_message(response: requests.Response) -> str | None:
+    """SteVe's own `message` from an ApiErrorResponse body, when there is one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message) if message else None

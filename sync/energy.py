@@ -1,0 +1,180 @@
+"""Turning what SteVe reports about one transaction into sync events.
+
+Pure functions, no database: given what Polaris stored last time and what SteVe says
+now, `plan_transaction` returns the new field values and the events to append. The
+energy rules live here:
+
+- kWh come from the Wh-normalised, phase-less energy register readings;
+- a reading below the previous one is a meter reset: it becomes the new baseline and
+  a `corrected` event with zero energy records it, so energy never goes negative;
+- the stop value closes the session; a stop SteVe later replaces (a manual stop
+  overtaken by the station's own) gives a `corrected` event.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sync.client import SteveTransaction
+
+WH_PER_KWH = Decimal(1000)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """The parts of a `transaction_sync_state` row the planner needs."""
+
+    started_at: datetime
+    meter_start_wh: int
+    meter_last_wh: int
+    last_reading_at: datetime | None
+    kwh_delivered: Decimal
+    is_finalized: bool
+    stopped_at: datetime | None
+    stop_reason: str
+    stop_event_actor: str
+    meter_reset_seen: bool
+    is_stop_estimated: bool
+    is_deleted_in_steve: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    event_type: str
+    meter_wh: int
+    reading_at: datetime
+    kwh_delta: Decimal
+
+
+@dataclass(slots=True)
+class TransactionPlan:
+    """What one sync run will write for one SteVe transaction."""
+
+    transaction: SteveTransaction
+    fields: dict[str, object]
+    events: list[PlannedEvent] = field(default_factory=list)
+    is_new: bool = False
+    changed: bool = False
+    latest_reading_at: datetime | None = None
+
+
+def kwh(wh: int) -> Decimal:
+    """Whole Wh as kWh with exactly three decimals (so sums stay exact)."""
+    return (Decimal(wh) / WH_PER_KWH).quantize(Decimal("0.001"))
+
+
+def plan_transaction(
+    state: StoredState | None,
+    transaction: SteveTransaction,
+    readings: list[tuple[datetime, int]] | None,
+) -> TransactionPlan:
+    """Compare SteVe's view of a transaction with the stored one.
+
+    `readings` are (timestamp, Wh) energy register readings, oldest first, or None
+    when they were not fetched (only the stop data is compared then).
+    """
+    events: list[PlannedEvent] = []
+    if state is None:
+        baseline = transaction.start_value_wh
+        last_at = transaction.start_timestamp
+        delivered = Decimal("0.000")
+        reset_seen = False
+        events.append(
+            PlannedEvent("started", baseline, transaction.start_timestamp, delivered)
+        )
+    else:
+        baseline = state.meter_last_wh
+        last_at = state.last_reading_at or state.started_at
+        delivered = state.kwh_delivered
+        reset_seen = state.meter_reset_seen
+
+    latest_reading_at: datetime | None = None
+    stop_at = transaction.stop_timestamp
+    for reading_at, wh in readings or []:
+        # Readings up to the stop belong to the session; the stop value closes it.
+        if reading_at <= last_at or (stop_at is not None and reading_at > stop_at):
+            continue
+        latest_reading_at = reading_at
+        if wh < baseline:
+            reset_seen = True
+            events.append(PlannedEvent("corrected", wh, reading_at, Decimal("0.000")))
+        elif wh > baseline:
+            delta = kwh(wh - baseline)
+            delivered += delta
+            events.append(PlannedEvent("progress", wh, reading_at, delta))
+        else:
+            continue
+        baseline = wh
+        last_at = reading_at
+
+    fields: dict[str, object] = {
+        "charge_box_id": transaction.charge_box_id,
+        "connector_id": transaction.connector_id,
+        "ocpp_id_tag": transaction.ocpp_id_tag,
+        "started_at": transaction.start_timestamp,
+        "meter_start_wh": transaction.start_value_wh,
+        "is_deleted_in_steve": False,
+    }
+    if stop_at is not None and transaction.stop_value_wh is not None:
+        stop_wh = transaction.stop_value_wh
+        already_stopped = state is not None and state.is_finalized
+        stop_changed = already_stopped and (
+            state.meter_last_wh != stop_wh  # type: ignore[union-attr]
+            or state.stopped_at != stop_at  # type: ignore[union-attr]
+            or state.stop_event_actor != (transaction.stop_event_actor or "")  # type: ignore[union-attr]
+        )
+        if not already_stopped or stop_changed:
+            delta = kwh(max(0, stop_wh - baseline))
+            if stop_wh < baseline:
+                reset_seen = True
+            delivered += delta
+            event_type = "corrected" if already_stopped else "stopped"
+            events.append(PlannedEvent(event_type, stop_wh, stop_at, delta))
+            baseline = stop_wh
+            last_at = max(last_at, stop_at)
+        fields.update(
+            stopped_at=stop_at,
+            stop_reason=transaction.stop_reason or "",
+            stop_event_actor=transaction.stop_event_actor or "",
+            is_finalized=True,
+            is_stop_estimated=transaction.stop_event_actor == "manual",
+        )
+    else:
+        fields.update(
+            stopped_at=None,
+            stop_reason="",
+            stop_event_actor="",
+            is_finalized=False,
+            is_stop_estimated=False,
+        )
+    fields.update(
+        meter_last_wh=baseline,
+        last_reading_at=last_at,
+        kwh_delivered=delivered,
+        meter_reset_seen=reset_seen,
+    )
+
+    plan = TransactionPlan(
+        transaction=transaction,
+        fields=fields,
+        events=events,
+        is_new=state is None,
+        latest_reading_at=latest_reading_at,
+    )
+    plan.changed = state is None or bool(events) or _differs(state, fields)
+    return plan
+
+
+def _differs(state: StoredState, fields: dict[str, object]) -> bool:
+    stored = {name: getattr(state, name) for name in fields if hasattr(state, name)}
+    return any(stored[name] != fields[name] for name in stored)
+
+
+def plan_vanished(state: StoredState) -> dict[str, object]:
+    """Fields for an open transaction SteVe lost: closed where it stood, kept."""
+    return {
+        "is_deleted_in_steve": True,
+        "is_finalized": True,
+        "is_stop_estimated": True,
+        "stopped_at": state.last_reading_at or state.started_at,
+    }

@@ -1,0 +1,272 @@
+"""Run the whole product on one machine with one command.
+
+With nothing configured it uses the embedded PostgreSQL and Valkey, migrates, loads
+deterministic demo data, and starts the SteVe stand-in with a small live fleet, a
+Celery worker, exactly one Celery beat and uvicorn (ASGI, which the live updates
+need). Ctrl-C or SIGTERM stops every child process and the embedded servers.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from polaris import embedded
+from sync import services
+from sync.client import SteveClient, SteveError
+from sync.models import SyncRun
+from sync.services import demo
+
+STANDIN_USERNAME = "polaris"
+STANDIN_PASSWORD = "polaris"
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Command(BaseCommand):
+    help = "Run Polaris Express locally: database, stand-in, worker, beat and web."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--port", type=int, default=8000, help="Web port (default 8000)."
+        )
+        parser.add_argument(
+            "--standin-port",
+            type=int,
+            default=8180,
+            help="SteVe stand-in port (default 8180; a free one if it is taken).",
+        )
+        parser.add_argument(
+            "--fleet-size",
+            type=int,
+            default=6,
+            help="Charge points in the stand-in's fleet (default 6).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        port = options["port"]
+        if not _port_is_free(port):
+            raise CommandError(
+                f"Port {port} is already in use; choose another with --port."
+            )
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self._prepare_database()
+            env = self._child_environment(options["standin_port"])
+            self._start_standin(env, options["fleet_size"])
+            self._first_sync(env)
+            self._start("worker", self._celery("worker", "--concurrency", "2"), env)
+            self._start(
+                "beat", self._celery("beat", "--schedule", self._beat_file()), env
+            )
+            self._start("web", self._uvicorn(port), env)
+            self._wait_until_serving(port)
+            self._print_welcome(port, env["STEVE_URL"])
+            self._supervise()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop_children()
+            embedded.stop_owned_servers()
+            self.stdout.write("Polaris demo stopped.")
+
+    # Set-up
+
+    def _prepare_database(self) -> None:
+        self.stdout.write("Preparing the database…")
+        call_command("migrate", interactive=False, verbosity=0)
+        demo.demo_accounts_create()
+
+    def _child_environment(self, standin_port: int) -> dict[str, str]:
+        if not _port_is_free(standin_port):
+            standin_port = _free_port()
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=settings.DATABASE_URL,
+            REDIS_URL=settings.REDIS_URL,
+            SECRET_KEY=str(settings.SECRET_KEY),
+            ALLOWED_HOSTS=",".join(
+                settings.ALLOWED_HOSTS or ["127.0.0.1", "localhost"]
+            ),
+            STEVE_URL=f"http://127.0.0.1:{standin_port}/steve",
+            STEVE_USERNAME=STANDIN_USERNAME,
+            STEVE_PASSWORD=STANDIN_PASSWORD,
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def _start_standin(self, env: dict[str, str], fleet_size: int) -> None:
+        port = env["STEVE_URL"].split(":")[2].split("/")[0]
+        self._start(
+            "stand-in",
+            [
+                sys.executable,
+                "-m",
+                "sync.standin",
+                "--port",
+                port,
+                "--fleet-size",
+                str(fleet_size),
+                "--seed",
+                "1",
+            ],
+            env,
+        )
+        health = env["STEVE_URL"].removesuffix("/steve") + "/_standin/health"
+        self._wait_for(lambda: requests.get(health, timeout=1).ok, "the SteVe stand-in")
+
+    def _first_sync(self, env: dict[str, str]) -> None:
+        """Sync once before the web starts, so the first page already has data."""
+        client = SteveClient(
+            base_url=env["STEVE_URL"],
+            username=env["STEVE_USERNAME"],
+            password=env["STEVE_PASSWORD"],
+        )
+        try:
+            run = services.sync_run_transactions(
+                trigger=SyncRun.Trigger.COMMAND, client=client
+            )
+            services.sync_run_chargers(trigger=SyncRun.Trigger.COMMAND, client=client)
+        except (services.SyncBusy, SteveError):
+            return  # the beat catches up within SYNC_INTERVAL_SECONDS
+        finally:
+            client.close()
+        demo.demo_chargers_name()
+        self.stdout.write(
+            f"First sync: {run.created_count} sessions, {run.events_count} events."
+        )
+
+    def _celery(self, *arguments: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "polaris",
+            *arguments,
+            "-l",
+            "info",
+        ]
+
+    def _beat_file(self) -> str:
+        return str(embedded.data_dir() / "celerybeat-schedule")
+
+    def _uvicorn(self, port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "polaris.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--timeout-graceful-shutdown",
+            "2",
+            "--no-access-log",
+        ]
+
+    # Processes
+
+    def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.stdout.write(f"Starting {name}…")
+        log = open(embedded.data_dir() / f"demo-{name}.log", "ab")  # noqa: SIM115
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
+        )
+        self.children.append((name, process))
+
+    def _wait_for(self, ready: Any, what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_children()
+            try:
+                if ready():
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise CommandError(f"{what} did not start within {timeout:g} s.")
+
+    def _wait_until_serving(self, port: int) -> None:
+        url = f"http://127.0.0.1:{port}/accounts/login/"
+        self._wait_for(lambda: requests.get(url, timeout=2).ok, "The web server")
+
+    def _check_children(self) -> None:
+        for name, process in self.children:
+            if process.poll() is not None:
+                log = embedded.data_dir() / f"demo-{name}.log"
+                raise CommandError(
+                    f"The {name} process exited with code {process.returncode}; "
+                    f"its log is {log}."
+                )
+
+    def _supervise(self) -> None:
+        while True:
+            self._check_children()
+            time.sleep(1)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    def _stop_children(self) -> None:
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _, process in reversed(self.children):
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def _print_welcome(self, port: int, steve_url: str) -> None:
+        base = f"http://127.0.0.1:{port}"
+        lines = [
+            "",
+            self.style.SUCCESS("Polaris Express is running."),
+            f"  Admin console    {base}/admin/sessions/   "
+            f"(login {demo.STAFF_USERNAME} / {demo.STAFF_PASSWORD})",
+            f"  Customer portal  {base}/   "
+            f"(login driver1@example.com / {demo.DRIVER_PASSWORD}; also driver2, driver3)",
+            f"  Django admin     {base}/django-admin/",
+            f"  SteVe stand-in   {steve_url}/api/v1/transactions "
+            f"(Basic {STANDIN_USERNAME} / {STANDIN_PASSWORD})",
+            f"  Logs             {embedded.data_dir()}/demo-*.log",
+            f"Syncing every {settings.SYNC_INTERVAL_SECONDS} s. Press Ctrl-C to stop.",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))

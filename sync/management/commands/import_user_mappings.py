@@ -1,0 +1,49 @@
+"""Import user mappings (SteVe idTag to portal customer) from a CSV file.
+
+The file's header is `steveOcppIdTag,email,label`. Missing customer accounts are
+created with username = email and an unusable password (they set one through
+password reset). Re-importing the same file changes nothing. Bad rows are reported
+with their line number and skipped; the good rows are still imported.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from sync.services.mappings import user_mapping_import_csv
+
+
+class Command(BaseCommand):
+    help = "Import steveOcppIdTag,email,label rows as user mappings."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path, help="Path of the CSV file to import.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path: Path = options["file"]
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as csv_file:
+                result = user_mapping_import_csv(
+                    actor=None, lines=csv_file, source="command"
+                )
+        except FileNotFoundError:
+            raise CommandError(f"There is no file at {path}.") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+            raise CommandError(
+                f"{path} cannot be read as UTF-8 text ({error})."
+            ) from None
+        except ValidationError as error:
+            raise CommandError(f"{path}: {' '.join(error.messages)}") from None
+        for rejected in result.rejected:
+            self.stderr.write(
+                self.style.WARNING(f"Line {rejected.line} skipped: {rejected.reason}")
+            )
+        summary = (
+            f"{result.created} created, {result.updated} updated, "
+            f"{result.unchanged} unchanged, {len(result.rejected)} rejected; "
+            f"{result.users_created} customer accounts created."
+        )
+        style = self.style.WARNING if result.rejected else self.style.SUCCESS
+        self.stdout.write(style(summary))

@@ -1,0 +1,160 @@
+"""Run the SteVe sync by hand: the same services the Celery beat runs on a schedule.
+
+manage.py sync transactions [--dry-run]   one incremental run now, in this process
+manage.py sync backfill --since 2026-01-01 [--dry-run]
+manage.py sync chargers                   probe the chargers (TriggerMessage)
+manage.py sync status [--limit 15]        recent runs as a table
+"""
+
+from argparse import ArgumentParser, ArgumentTypeError
+from datetime import date
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from sync import services
+from sync.models import SyncRun
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ArgumentTypeError(
+            f"{value!r} is not a date; use YYYY-MM-DD, e.g. 2026-01-31."
+        ) from None
+
+
+class Command(BaseCommand):
+    help = "Sync transactions and chargers from SteVe, or show recent sync runs."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(
+            dest="action",
+            required=True,
+            metavar="{transactions,backfill,chargers,status}",
+        )
+        transactions = actions.add_parser(
+            "transactions", help="Run one incremental transactions sync now."
+        )
+        self._add_dry_run(transactions)
+        backfill = actions.add_parser(
+            "backfill", help="Re-read every transaction started since a date."
+        )
+        backfill.add_argument(
+            "--since",
+            type=_iso_date,
+            required=True,
+            help="First start date to re-read, YYYY-MM-DD (operator's time zone).",
+        )
+        self._add_dry_run(backfill)
+        actions.add_parser("chargers", help="Probe every known charger now.")
+        status = actions.add_parser("status", help="Show the most recent sync runs.")
+        status.add_argument(
+            "--limit", type=int, default=15, help="How many runs to show (default 15)."
+        )
+
+    @staticmethod
+    def _add_dry_run(parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Read SteVe and report what would change, without writing anything.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action = options["action"]
+        if action == "status":
+            self._status(options["limit"])
+            return
+        if self.verbosity >= 1 and action != "chargers":
+            self.stdout.write(f"Syncing {action} from SteVe…")
+        try:
+            run = self._run(action, options)
+        except services.SyncBusy:
+            raise CommandError(
+                "Another sync run is in progress; try again when it has finished "
+                "(see `manage.py sync status`)."
+            ) from None
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
+        self._report(run, dry_run=options.get("dry_run", False))
+
+    def _run(self, action: str, options: dict[str, Any]) -> SyncRun:
+        trigger = SyncRun.Trigger.COMMAND
+        if action == "transactions":
+            return services.sync_run_transactions(
+                trigger=trigger, dry_run=options["dry_run"]
+            )
+        if action == "backfill":
+            return services.sync_run_backfill(
+                since=options["since"], trigger=trigger, dry_run=options["dry_run"]
+            )
+        return services.sync_run_chargers(trigger=trigger)
+
+    def _report(self, run: SyncRun, *, dry_run: bool) -> None:
+        if run.kind == SyncRun.Kind.CHARGERS:
+            summary = (
+                f"{run.updated_count} of {run.fetched_count} charge boxes answered"
+            )
+        else:
+            verb = "would be" if dry_run else "were"
+            summary = (
+                f"{run.fetched_count} transactions read; {run.created_count} new and "
+                f"{run.updated_count} changed sessions {verb} saved with "
+                f"{run.events_count} events"
+            )
+        prefix = "Dry run: " if dry_run else f"Run #{run.pk} {run.status}: "
+        if run.status == SyncRun.Status.FAILED:
+            raise CommandError(f"{prefix}{run.error}")
+        style = (
+            self.style.SUCCESS
+            if run.status == SyncRun.Status.SUCCEEDED
+            else self.style.WARNING
+        )
+        self.stdout.write(style(f"{prefix}{summary}."))
+        if run.error:
+            self.stdout.write(self.style.WARNING(run.error))
+
+    def _status(self, limit: int) -> None:
+        runs = list(SyncRun.objects.order_by("-started_at", "-id")[: max(limit, 1)])
+        if not runs:
+            self.stdout.write(
+                "No sync has run yet. Start one with `manage.py sync transactions`."
+            )
+            return
+        rows = [
+            (
+                f"#{run.pk}",
+                run.kind,
+                run.trigger,
+                timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M:%S"),
+                _seconds(run),
+                run.status,
+                str(run.fetched_count),
+                str(run.created_count),
+                str(run.updated_count),
+                str(run.events_count),
+                run.error[:60],
+            )
+            for run in runs
+        ]
+        header = (
+            "run", "kind", "trigger", "started", "took", "status",
+            "fetched", "new", "changed", "events", "error",
+        )  # fmt: skip
+        widths = [
+            max(len(row[i]) for row in [header, *rows]) for i in range(len(header))
+        ]
+        for row in [header, *rows]:
+            line = "  ".join(
+                cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+            )
+            self.stdout.write(line.rstrip())
+
+
+def _seconds(run: SyncRun) -> str:
+    duration = run.duration
+    return "running" if duration is None else f"{duration.total_seconds():.1f}s"

@@ -1,0 +1,27 @@
+"""Writes of the sync app: sync runs (`runs`) and user mappings (`mappings`)."""
+
+from sync.services.mappings import (
+    MappingImportResult,
+    user_mapping_create,
+    user_mapping_import_csv,
+    user_mapping_update,
+)
+from sync.services.runs import (
+    SyncBusy,
+    sync_run_backfill,
+    sync_run_chargers,
+    sync_run_transaction,
+    sync_run_transactions,
+)
+
+__all__ = [
+    "MappingImportResult",
+    "SyncBusy",
+    "sync_run_backfill",
+    "sync_run_chargers",
+    "sync_run_transaction",
+    "sync_run_transactions",
+    "user_mapping_create",
+    "user_mapping_import_csv",
+    "user_mapping_update",
+]

@@ -1,0 +1,70 @@
+"""Deterministic demo data for `manage.py demo`: logins, mappings, charger names.
+
+Idempotent: running it again leaves existing rows as they are, so a demo that was
+stopped and started again keeps what people changed in it.
+"""
+
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from sync.models import Charger, UserMapping
+
+STAFF_USERNAME = "admin"
+STAFF_PASSWORD = "admin"
+DRIVER_PASSWORD = "driver"
+
+# driver email → (label, stand-in idTags). The stand-in's default fleet uses these tags.
+DEMO_DRIVERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "driver1@example.com": ("Dana Driver", ("TAG-0001", "TAG-0002")),
+    "driver2@example.com": ("Eli Electric", ("TAG-0003",)),
+    "driver3@example.com": ("Fay Fleet", ("TAG-0004",)),
+}
+
+# Friendly names and hardware for the stand-in's charge boxes, in fleet order.
+DEMO_SITES = [
+    ("Harbour Street", "CCS2", Decimal("50")),
+    ("Market Hall", "Type 2", Decimal("22")),
+    ("Station Square", "CCS2", Decimal("150")),
+    ("Library Lane", "Type 2", Decimal("11")),
+    ("Riverside Depot", "CHAdeMO", Decimal("50")),
+    ("Old Mill Car Park", "Type 2", Decimal("22")),
+    ("Airport P3", "CCS2", Decimal("300")),
+    ("Bakery Corner", "Type 2", Decimal("7.4")),
+]
+
+
+@transaction.atomic
+def demo_accounts_create() -> None:
+    """Create the staff login and the mapped demo drivers (once)."""
+    User = get_user_model()
+    if not User.objects.filter(username=STAFF_USERNAME).exists():
+        User.objects.create_superuser(
+            STAFF_USERNAME, "admin@example.com", STAFF_PASSWORD
+        )
+    for email, (label, tags) in DEMO_DRIVERS.items():
+        driver = User.objects.filter(username=email).first()
+        if driver is None:
+            first, last = label.split(" ", 1)
+            driver = User.objects.create_user(
+                email, email, DRIVER_PASSWORD, first_name=first, last_name=last
+            )
+        for tag in tags:
+            UserMapping.objects.get_or_create(
+                steve_ocpp_id_tag=tag,
+                defaults={"user": driver, "label": label},
+            )
+
+
+@transaction.atomic
+def demo_chargers_name() -> int:
+    """Give chargers the sync created (named after their chargeBoxId) a demo name."""
+    boxes = sorted(set(Charger.objects.values_list("charge_box_id", flat=True)))
+    renamed = 0
+    for index, box in enumerate(boxes):
+        site, connector_type, power = DEMO_SITES[index % len(DEMO_SITES)]
+        renamed += Charger.objects.filter(charge_box_id=box, friendly_name=box).update(
+            friendly_name=site, connector_type=connector_type, max_power_kw=power
+        )
+    return renamed

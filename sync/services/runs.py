@@ -1,0 +1,641 @@
+"""The SteVe sync: one code path for the Celery tasks, the commands and the console.
+
+A run has two phases. First it asks SteVe everything it needs (no database writes),
+then it writes what changed in one database transaction per batch. A SteVe failure
+in the first phase leaves the database untouched and marks the run failed; the next
+run starts from the same stored state and catches up.
+
+Two runs that write transactions never overlap: each holds a PostgreSQL advisory
+lock for its whole duration. Postgres releases the lock by itself if the worker dies,
+so a SIGKILLed worker cannot wedge the sync.
+"""
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from sync.client import (
+    SteveClient,
+    SteveError,
+    SteveNotFound,
+    SteveRejected,
+    SteveTransaction,
+)
+from sync.energy import (
+    StoredState,
+    TransactionPlan,
+    plan_transaction,
+    plan_vanished,
+)
+from sync.models import (
+    Charger,
+    SyncedTransactionEvent,
+    SyncRun,
+    TransactionSyncState,
+)
+
+logger = logging.getLogger(__name__)
+
+# Advisory lock keys: one for everything that writes transactions, one for the probe.
+TRANSACTIONS_LOCK = 7_316_001
+CHARGERS_LOCK = 7_316_002
+
+PK_WINDOW = 200
+DETAIL_WORKERS = 8
+WRITE_BATCH = 500
+
+STATE_FIELDS = [
+    "charge_box_id",
+    "connector_id",
+    "charger",
+    "ocpp_id_tag",
+    "started_at",
+    "stopped_at",
+    "meter_start_wh",
+    "meter_last_wh",
+    "last_reading_at",
+    "kwh_delivered",
+    "is_finalized",
+    "stop_reason",
+    "stop_event_actor",
+    "is_stop_estimated",
+    "meter_reset_seen",
+    "is_deleted_in_steve",
+    "last_synced_at",
+    "updated_at",
+]
+
+
+class SyncBusy(Exception):
+    """Another run holds the lock; this one did nothing."""
+
+
+@dataclass
+class RunTally:
+    """What a run saw and did; copied onto the SyncRun row at the end."""
+
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    events: int = 0
+    errors: int = 0
+    error_messages: list[str] = field(default_factory=list)
+    changed_ids: list[int] = field(default_factory=list)
+
+    def fail_one(self, message: str) -> None:
+        self.errors += 1
+        if message not in self.error_messages:
+            self.error_messages.append(message)
+
+
+# Public services
+
+
+def sync_run_transactions(
+    *, trigger: str, dry_run: bool = False, client: SteveClient | None = None
+) -> SyncRun:
+    """Bring every new, active and recently stopped SteVe transaction up to date.
+
+    Returns the finished SyncRun (unsaved with dry_run). Raises SyncBusy when another
+    run is in progress.
+    """
+    return _run(
+        SyncRun.Kind.TRANSACTIONS, trigger, dry_run, client, _collect_incremental
+    )
+
+
+def sync_run_backfill(
+    *,
+    since: date,
+    trigger: str,
+    dry_run: bool = False,
+    client: SteveClient | None = None,
+) -> SyncRun:
+    """Re-read every SteVe transaction that started on or after `since`.
+
+    Also flags stored transactions from that period that SteVe no longer has.
+    Raises SyncBusy when another run is in progress.
+    """
+    start = timezone.make_aware(datetime.combine(since, datetime.min.time()))
+    return _run(
+        SyncRun.Kind.BACKFILL,
+        trigger,
+        dry_run,
+        client,
+        lambda steve, tally: _collect_backfill(steve, tally, start),
+    )
+
+
+def sync_run_transaction(
+    *, steve_transaction_id: int, trigger: str, client: SteveClient | None = None
+) -> SyncRun:
+    """Resync one transaction, as "Resync now" on its detail page does.
+
+    Raises SyncBusy when another run is in progress.
+    """
+    return _run(
+        SyncRun.Kind.TRANSACTION,
+        trigger,
+        False,
+        client,
+        lambda steve, tally: _collect_pks(steve, tally, [steve_transaction_id]),
+    )
+
+
+def sync_run_chargers(*, trigger: str, client: SteveClient | None = None) -> SyncRun:
+    """Probe every known charge box with TriggerMessage(Heartbeat); check in the ones
+    that answer. Raises SyncBusy when another probe is in progress."""
+    steve = client or SteveClient()
+    with _advisory_lock(CHARGERS_LOCK):
+        run = _start_run(SyncRun.Kind.CHARGERS, trigger, dry_run=False)
+        tally = RunTally()
+        box_ids = sorted(set(Charger.objects.values_list("charge_box_id", flat=True)))
+        tally.fetched = len(box_ids)
+        try:
+            answered = _probe(steve, box_ids)
+        except SteveError as error:
+            return _finish_run(run, tally, error=error.message)
+        now = timezone.now()
+        tally.updated = Charger.objects.filter(charge_box_id__in=answered).update(
+            last_check_in_at=now
+        )
+        return _finish_run(run, tally)
+
+
+# The run skeleton
+
+
+Collector = Callable[[SteveClient, RunTally], "Collected"]
+
+
+@dataclass
+class Collected:
+    """Everything phase one learned: plans to write and stored rows SteVe lost."""
+
+    plans: list[TransactionPlan]
+    vanished: list[TransactionSyncState]
+
+
+def _run(
+    kind: str,
+    trigger: str,
+    dry_run: bool,
+    client: SteveClient | None,
+    collect: Collector,
+) -> SyncRun:
+    steve = client or SteveClient()
+    with _advisory_lock(TRANSACTIONS_LOCK):
+        run = _start_run(kind, trigger, dry_run=dry_run)
+        tally = RunTally()
+        try:
+            collected = collect(steve, tally)
+        except SteveError as error:
+            logger.warning("sync_run=%s failed while reading SteVe: %s", run.pk, error)
+            return _finish_run(run, tally, error=error.message, dry_run=dry_run)
+        if dry_run:
+            _count_plans(collected, tally)
+            return _finish_run(run, tally, dry_run=True)
+        try:
+            _write(run, collected, tally)
+        except Exception:
+            logger.exception("sync_run=%s failed while writing", run.pk)
+            return _finish_run(
+                run, tally, error="Polaris could not save what SteVe sent; see logs."
+            )
+        finished = _finish_run(run, tally)
+    if tally.changed_ids:
+        from sync.signals import sessions_changed
+
+        sessions_changed.send(
+            sender=SyncRun, run=finished, transaction_ids=tally.changed_ids
+        )
+    return finished
+
+
+@contextmanager
+def _advisory_lock(key: int) -> Iterator[None]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        (acquired,) = cursor.fetchone()
+    if not acquired:
+        raise SyncBusy("Another sync run is in progress.")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def _start_run(kind: str, trigger: str, *, dry_run: bool) -> SyncRun:
+    run = SyncRun(kind=kind, trigger=trigger)
+    if dry_run:
+        return run
+    # We hold the lock, so a run of this group still marked running was cut off.
+    group = (
+        [SyncRun.Kind.CHARGERS]
+        if kind == SyncRun.Kind.CHARGERS
+        else [
+            SyncRun.Kind.TRANSACTIONS,
+            SyncRun.Kind.BACKFILL,
+            SyncRun.Kind.TRANSACTION,
+        ]
+    )
+    SyncRun.objects.running().filter(kind__in=group).update(
+        status=SyncRun.Status.FAILED,
+        finished_at=timezone.now(),
+        error="Interrupted: the worker stopped before the run finished.",
+    )
+    run.save()
+    return run
+
+
+def _finish_run(
+    run: SyncRun, tally: RunTally, *, error: str = "", dry_run: bool = False
+) -> SyncRun:
+    run.finished_at = timezone.now()
+    run.fetched_count = tally.fetched
+    run.created_count = tally.created
+    run.updated_count = tally.updated
+    run.events_count = tally.events
+    run.errors_count = tally.errors
+    if error:
+        run.status = SyncRun.Status.FAILED
+        run.error = error
+    elif tally.errors:
+        run.status = SyncRun.Status.PARTIAL
+        run.error = " ".join(tally.error_messages)[:1000]
+    else:
+        run.status = SyncRun.Status.SUCCEEDED
+    if not dry_run:
+        run.save()
+    logger.info(
+        "sync_run=%s kind=%s status=%s fetched=%s created=%s updated=%s events=%s",
+        run.pk,
+        run.kind,
+        run.status,
+        run.fetched_count,
+        run.created_count,
+        run.updated_count,
+        run.events_count,
+    )
+    return run
+
+
+# Phase one: reading SteVe
+
+
+def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
+    """New transactions by pk, every active one, and open or recently manual-stopped
+    ones that are no longer active."""
+    known_max = TransactionSyncState.objects.aggregate(top=Max("steve_transaction_id"))[
+        "top"
+    ]
+    active = steve.list_transactions(type="ACTIVE")
+    seen = {t.id: t for t in active}
+    if known_max is None:
+        # First run on an empty database: take everything SteVe has.
+        seen.update((t.id, t) for t in steve.list_transactions(type="ALL"))
+    else:
+        # SteVe's pks only grow, and late offline uploads get a new high pk with an
+        # old start time, so new transactions are found by pk, never by start time.
+        highest_active = max(seen, default=known_max)
+        seen.update(
+            (t.id, t) for t in _discover_by_pk(steve, known_max, highest_active)
+        )
+
+    grace_start = timezone.now() - timedelta(
+        hours=settings.SYNC_MANUAL_STOP_GRACE_HOURS
+    )
+    to_check = list(
+        TransactionSyncState.objects.filter(
+            Q(is_finalized=False)
+            | Q(stop_event_actor="manual", stopped_at__gte=grace_start),
+            is_deleted_in_steve=False,
+        )
+        .exclude(steve_transaction_id__in=list(seen))
+        .values_list("steve_transaction_id", flat=True)
+    )
+    for chunk in _chunks(to_check, PK_WINDOW):
+        seen.update((t.id, t) for t in steve.list_transactions(transaction_pks=chunk))
+    missing = [pk for pk in to_check if pk not in seen]
+    return _plan(steve, tally, list(seen.values()), missing)
+
+
+def _collect_backfill(
+    steve: SteveClient, tally: RunTally, start: datetime
+) -> Collected:
+    now = timezone.now()
+    found = steve.list_transactions(
+        type="ALL", period_type="FROM_TO", start_from=start, start_to=now
+    )
+    seen = {t.id: t for t in found}
+    stored_in_period = TransactionSyncState.objects.filter(
+        started_at__gte=start, started_at__lte=now, is_deleted_in_steve=False
+    ).values_list("steve_transaction_id", flat=True)
+    missing = [pk for pk in stored_in_period if pk not in seen]
+    return _plan(steve, tally, list(seen.values()), missing)
+
+
+def _collect_pks(steve: SteveClient, tally: RunTally, pks: list[int]) -> Collected:
+    found = steve.list_transactions(transaction_pks=pks)
+    seen_ids = {t.id for t in found}
+    missing = [pk for pk in pks if pk not in seen_ids]
+    return _plan(steve, tally, found, missing, force_details=True)
+
+
+def _discover_by_pk(
+    steve: SteveClient, known_max: int, highest_active: int
+) -> list[SteveTransaction]:
+    """Transactions with pks above `known_max`, probed in windows of PK_WINDOW.
+
+    Stops at the first empty window past the highest active pk: pks are dense apart
+    from deleted rows, so a whole empty window means nothing newer exists.
+    """
+    found: list[SteveTransaction] = []
+    low = known_max + 1
+    while True:
+        window = steve.list_transactions(transaction_pks=range(low, low + PK_WINDOW))
+        found.extend(window)
+        low += PK_WINDOW
+        if not window and low > highest_active:
+            return found
+
+
+def _plan(
+    steve: SteveClient,
+    tally: RunTally,
+    transactions: list[SteveTransaction],
+    missing_pks: list[int],
+    *,
+    force_details: bool = False,
+) -> Collected:
+    tally.fetched = len(transactions)
+    stored = {
+        row.steve_transaction_id: row
+        for row in TransactionSyncState.objects.filter(
+            steve_transaction_id__in=[t.id for t in transactions] + missing_pks
+        )
+    }
+    needs_details = [
+        t for t in transactions if force_details or _needs_details(stored.get(t.id), t)
+    ]
+    readings = _fetch_readings(steve, tally, needs_details)
+    plans: list[TransactionPlan] = []
+    for t in transactions:
+        state = stored.get(t.id)
+        if t.id not in readings and (state is None or not state.is_finalized):
+            continue  # its details could not be read this time; the next run retries
+        plan = plan_transaction(
+            _stored_state(state) if state else None, t, readings.get(t.id)
+        )
+        if plan.changed:
+            plans.append(plan)
+    vanished = [stored[pk] for pk in missing_pks if pk in stored]
+    vanished = [row for row in vanished if not row.is_deleted_in_steve]
+    return Collected(plans=plans, vanished=vanished)
+
+
+def _needs_details(state: TransactionSyncState | None, t: SteveTransaction) -> bool:
+    # Finalized rows only need a look when SteVe's stop data changed under them.
+    if state is None or not state.is_finalized:
+        return True
+    return (
+        state.stopped_at != t.stop_timestamp
+        or state.meter_last_wh != t.stop_value_wh
+        or state.stop_event_actor != (t.stop_event_actor or "")
+    )
+
+
+def _fetch_readings(
+    steve: SteveClient, tally: RunTally, transactions: list[SteveTransaction]
+) -> dict[int, list[tuple[datetime, int]]]:
+    """Energy readings per transaction pk, fetched in parallel.
+
+    A transaction that vanished between the list and its details is left out (the
+    next run sees it missing); other errors abort the phase, so nothing is written.
+    """
+
+    def fetch(t: SteveTransaction) -> tuple[int, list[tuple[datetime, int]] | None]:
+        try:
+            return t.id, steve.transaction_details(t.id).energy_readings()
+        except SteveNotFound:
+            return t.id, None
+
+    results: dict[int, list[tuple[datetime, int]]] = {}
+    if not transactions:
+        return results
+    with ThreadPoolExecutor(max_workers=DETAIL_WORKERS) as pool:
+        for pk, readings in pool.map(fetch, transactions):
+            if readings is None:
+                tally.fail_one(f"Transaction {pk} disappeared from SteVe mid-run.")
+            else:
+                results[pk] = readings
+    return results
+
+
+def _stored_state(row: TransactionSyncState) -> StoredState:
+    return StoredState(
+        started_at=row.started_at,
+        meter_start_wh=row.meter_start_wh,
+        meter_last_wh=row.meter_last_wh,
+        last_reading_at=row.last_reading_at,
+        kwh_delivered=row.kwh_delivered,
+        is_finalized=row.is_finalized,
+        stopped_at=row.stopped_at,
+        stop_reason=row.stop_reason,
+        stop_event_actor=row.stop_event_actor,
+        meter_reset_seen=row.meter_reset_seen,
+        is_stop_estimated=row.is_stop_estimated,
+        is_deleted_in_steve=row.is_deleted_in_steve,
+    )
+
+
+def _probe(steve: SteveClient, box_ids: list[str]) -> list[str]:
+    if not box_ids:
+        return []
+    try:
+        result = steve.trigger_heartbeat(box_ids)
+    except SteveRejected:
+        return []  # SteVe answers 400 when none of the stations is connected
+    return [box for box in box_ids if result.accepted(box)]
+
+
+# Phase two: writing
+
+
+def _count_plans(collected: Collected, tally: RunTally) -> None:
+    for plan in collected.plans:
+        tally.created += plan.is_new
+        tally.updated += not plan.is_new
+        tally.events += len(plan.events)
+    tally.updated += len(collected.vanished)
+
+
+def _write(run: SyncRun, collected: Collected, tally: RunTally) -> None:
+    chargers = _ensure_chargers(collected.plans)
+    for batch in _chunks(collected.plans, WRITE_BATCH):
+        with transaction.atomic():
+            _write_batch(run, batch, chargers, tally)
+    if collected.vanished:
+        with transaction.atomic():
+            _write_vanished(run, collected.vanished, tally)
+    with transaction.atomic():
+        _flag_suspected_stuck()
+        _check_in_from_readings(collected.plans)
+
+
+def _write_batch(
+    run: SyncRun,
+    plans: list[TransactionPlan],
+    chargers: dict[tuple[str, int], int],
+    tally: RunTally,
+) -> None:
+    now = timezone.now()
+    rows = []
+    for plan in plans:
+        t = plan.transaction
+        row = TransactionSyncState(
+            steve_transaction_id=t.id,
+            charger_id=chargers.get((t.charge_box_id, t.connector_id)),
+            last_synced_at=now,
+            updated_at=now,
+            **plan.fields,
+        )
+        rows.append(row)
+    saved = TransactionSyncState.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["steve_transaction_id"],
+        update_fields=STATE_FIELDS,
+    )
+    ids = {row.steve_transaction_id: row.pk for row in saved}
+    events = [
+        SyncedTransactionEvent(
+            transaction_id=ids[plan.transaction.id],
+            sync_run=run,
+            event_type=event.event_type,
+            meter_wh=event.meter_wh,
+            reading_at=event.reading_at,
+            kwh_delta=event.kwh_delta,
+            ocpp_id_tag=plan.transaction.ocpp_id_tag,
+            synced_at=now,
+        )
+        for plan in plans
+        for event in plan.events
+    ]
+    SyncedTransactionEvent.objects.bulk_create(events)
+    tally.created += sum(plan.is_new for plan in plans)
+    tally.updated += sum(not plan.is_new for plan in plans)
+    tally.events += len(events)
+    tally.changed_ids.extend(ids.values())
+
+
+def _write_vanished(
+    run: SyncRun, rows: list[TransactionSyncState], tally: RunTally
+) -> None:
+    now = timezone.now()
+    for row in rows:
+        fields = (
+            plan_vanished(_stored_state(row))
+            if not row.is_finalized
+            else {"is_deleted_in_steve": True}
+        )
+        if not row.is_finalized:
+            SyncedTransactionEvent.objects.create(
+                transaction=row,
+                sync_run=run,
+                event_type=SyncedTransactionEvent.EventType.STOPPED,
+                meter_wh=row.meter_last_wh,
+                reading_at=fields["stopped_at"],
+                kwh_delta=Decimal("0.000"),
+                ocpp_id_tag=row.ocpp_id_tag,
+                synced_at=now,
+            )
+            tally.events += 1
+        TransactionSyncState.objects.filter(pk=row.pk).update(
+            last_synced_at=now, updated_at=now, **fields
+        )
+        tally.updated += 1
+        tally.changed_ids.append(row.pk)
+
+
+def _ensure_chargers(plans: list[TransactionPlan]) -> dict[tuple[str, int], int]:
+    """Create a charger for every connector seen for the first time; return ids."""
+    keys = {(p.transaction.charge_box_id, p.transaction.connector_id) for p in plans}
+    if not keys:
+        return {}
+    Charger.objects.bulk_create(
+        [
+            Charger(charge_box_id=box, connector_id=connector, friendly_name=box)
+            for box, connector in sorted(keys)
+        ],
+        ignore_conflicts=True,
+    )
+    boxes = {box for box, _ in keys}
+    return {
+        (box, connector): pk
+        for pk, box, connector in Charger.objects.filter(
+            charge_box_id__in=boxes
+        ).values_list("pk", "charge_box_id", "connector_id")
+    }
+
+
+def _flag_suspected_stuck() -> None:
+    """Flag open sessions SteVe will never close by itself (CONTRACT §11).
+
+    Only flips false to true, so a run with nothing new changes no row.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(hours=settings.SYNC_STUCK_AFTER_HOURS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE transaction_sync_state AS t
+               SET "isSuspectedStuck" = TRUE, "updatedAt" = %s
+             WHERE NOT t."isFinalized" AND NOT t."isSuspectedStuck"
+               AND (COALESCE(t."lastReadingAt", t."startedAt") < %s
+                    OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
+                                WHERE newer."chargeBoxId" = t."chargeBoxId"
+                                  AND newer."connectorId" = t."connectorId"
+                                  AND newer."startedAt" > t."startedAt"))
+            """,
+            [now, stale_before],
+        )
+
+
+def _check_in_from_readings(plans: list[TransactionPlan]) -> None:
+    """A charger that sent meter values in the last hour has checked in."""
+    fresh_after = timezone.now() - timedelta(hours=1)
+    latest: dict[tuple[str, int], datetime] = {}
+    for plan in plans:
+        at = plan.latest_reading_at
+        if at is None or at < fresh_after:
+            continue
+        key = (plan.transaction.charge_box_id, plan.transaction.connector_id)
+        latest[key] = max(at, latest.get(key, at))
+    for (box, connector), at in latest.items():
+        Charger.objects.filter(
+            Q(last_check_in_at__lt=at) | Q(last_check_in_at__isnull=True),
+            charge_box_id=box,
+            connector_id=connector,
+        ).update(last_check_in_at=at)
+
+
+def _chunks[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,51 @@
+"""Celery tasks: thin wrappers that call the sync services and decide retries.
+
+A failed transactions run is not retried: SteVe faults are recorded on the run and
+the next scheduled run, SYNC_INTERVAL_SECONDS later, catches up.
+"""
+
+import logging
+
+from celery import shared_task
+
+from sync import services
+from sync.models import SyncRun
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def sync_run_transactions(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
+    """One incremental transactions run; skipped when another run holds the lock."""
+    try:
+        return services.sync_run_transactions(trigger=trigger).pk
+    except services.SyncBusy:
+        logger.info("Transactions sync skipped: another run is in progress")
+        return None
+
+
+@shared_task(ignore_result=True)
+def sync_run_chargers(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
+    """Probe the chargers; skipped when another probe holds the lock."""
+    try:
+        return services.sync_run_chargers(trigger=trigger).pk
+    except services.SyncBusy:
+        logger.info("Charger probe skipped: another probe is in progress")
+        return None
+
+
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(services.SyncBusy,),
+    retry_backoff=2,
+    retry_backoff_max=30,
+    max_retries=5,
+)
+def sync_run_transaction(
+    steve_transaction_id: int, trigger: str = SyncRun.Trigger.CONSOLE
+) -> int | None:
+    """Resync one transaction; waits (retries with backoff) while another run holds
+    the lock, because a person asked for it."""
+    return services.sync_run_transaction(
+        steve_transaction_id=steve_transaction_id, trigger=trigger
+    ).pk
