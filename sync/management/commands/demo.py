@@ -261,7 +261,7 @@ class Command(BaseCommand):
             f"  Admin console    {base}/admin/sessions/   "
             f"(login {demo.STAFF_USERNAME} / {demo.STAFF_PASSWORD})",
             f"  Customer portal  {base}/   "
-            f"(login driver1@example.com / {demo.DRIVER_PASSWORD}; also driver2, driver3)",
+            f"(login driver1@example.com / {demo.DRIVER_PASSWORD}; driver2, driver3)",
             f"  Django admin     {base}/django-admin/",
             f"  SteVe stand-in   {steve_url}/api/v1/transactions "
             f"(Basic {STANDIN_USERNAME} / {STANDIN_PASSWORD})",
