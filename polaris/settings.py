@@ -101,6 +101,9 @@ TEMPLATES = [
 
 # Database
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+# A socket directory given as ?host= (the embedded server) belongs in HOST.
+if "host" in DATABASES["default"]["OPTIONS"]:
+    DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
 # Under ASGI every request runs in a fresh thread; persistent connections would pile up.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

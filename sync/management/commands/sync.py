@@ -69,7 +69,7 @@ class Command(BaseCommand):
         if action == "status":
             self._status(options["limit"])
             return
-        if self.verbosity >= 1 and action != "chargers":
+        if options["verbosity"] >= 1 and action != "chargers":
             self.stdout.write(f"Syncing {action} from SteVe…")
         try:
             run = self._run(action, options)

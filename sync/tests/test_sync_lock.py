@@ -1,0 +1,72 @@
+"""Two sync runs never overlap: the second one skips instead of writing twice."""
+
+from io import StringIO
+
+import psycopg
+from django.core.management import CommandError, call_command
+from django.test import TestCase
+
+from polaris.testing import current_database_url
+from sync import services
+from sync.client import SteveClient
+from sync.models import SyncRun
+from sync.services.runs import TRANSACTIONS_LOCK
+
+UNREACHABLE = SteveClient(
+    base_url="http://127.0.0.1:9/steve", username="u", password="p", retry_delays=()
+)
+
+
+class SyncLockTests(TestCase):
+    def setUp(self) -> None:
+        # Another process (a second worker or beat) holding the run lock.
+        self.other = psycopg.connect(current_database_url(), autocommit=True)
+        self.other.execute("SELECT pg_advisory_lock(%s)", [TRANSACTIONS_LOCK])
+
+    def tearDown(self) -> None:
+        self.other.close()
+
+    def test_it_skips_a_run_while_another_one_runs(self) -> None:
+        with self.assertRaises(services.SyncBusy):
+            services.sync_run_transactions(trigger="beat", client=UNREACHABLE)
+        self.assertFalse(SyncRun.objects.exists())
+
+    def test_the_command_says_so_without_a_traceback(self) -> None:
+        with self.assertRaisesMessage(CommandError, "Another sync run is in progress"):
+            call_command("sync", "transactions", stdout=StringIO())
+
+    def test_it_runs_again_once_the_other_run_released_the_lock(self) -> None:
+        self.other.execute("SELECT pg_advisory_unlock(%s)", [TRANSACTIONS_LOCK])
+        run = services.sync_run_transactions(trigger="beat", client=UNREACHABLE)
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            run.error, "SteVe cannot be reached at http://127.0.0.1:9/steve."
+        )
+
+
+class SyncCommandInputTests(TestCase):
+    def test_a_bad_backfill_date_is_explained(self) -> None:
+        err = StringIO()
+        with self.assertRaises(CommandError) as raised:
+            call_command("sync", "backfill", "--since", "21/11/2026", stderr=err)
+        self.assertIn("is not a date; use YYYY-MM-DD", str(raised.exception))
+
+    def test_status_without_runs_says_how_to_start_one(self) -> None:
+        out = StringIO()
+        call_command("sync", "status", stdout=out)
+        self.assertIn("No sync has run yet.", out.getvalue())
+
+    def test_an_unreachable_steve_fails_the_run_with_a_sentence(self) -> None:
+        unreachable = self.settings(
+            STEVE_URL="http://127.0.0.1:9/steve", STEVE_TIMEOUT=1
+        )
+        expected = "SteVe cannot be reached at http://127.0.0.1:9/steve."
+        with unreachable, self.assertRaisesMessage(CommandError, expected):
+            call_command("sync", "transactions", stdout=StringIO())
+        run = SyncRun.objects.get()
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(run.trigger, SyncRun.Trigger.COMMAND)
+        out = StringIO()
+        call_command("sync", "status", stdout=out)
+        self.assertIn("failed", out.getvalue())
+        self.assertIn("SteVe cannot be reached", out.getvalue())
