@@ -4,11 +4,12 @@ The three seed tables keep their documented names and camelCase columns
 (`transaction_sync_state`, `synced_transaction_events`, `user_mappings`).
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -114,6 +115,57 @@ class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
     def completed(self) -> "TransactionSyncStateQuerySet":
         """Sessions SteVe has stopped (isFinalized true)."""
         return self.filter(is_finalized=True)
+
+    def updated_between(
+        self, start: datetime | None, end: datetime | None
+    ) -> "TransactionSyncStateQuerySet":
+        """Sessions whose updatedAt lies in [start, end]; either end may be open."""
+        queryset = self
+        if start is not None:
+            queryset = queryset.filter(updated_at__gte=start)
+        if end is not None:
+            queryset = queryset.filter(updated_at__lte=end)
+        return queryset
+
+    def with_mapped_tag_containing(
+        self, fragment: str
+    ) -> "TransactionSyncStateQuerySet":
+        """Sessions with a synced event whose idTag is a mapped tag containing
+        `fragment`, case-insensitively.
+
+        The join goes through synced_transaction_events and user_mappings as the
+        Charging Sessions page documents; the IN subquery keeps each session once.
+        """
+        mapped_tags = UserMapping.objects.tag_contains(fragment).values(
+            "steve_ocpp_id_tag"
+        )
+        return self.filter(
+            id__in=SyncedTransactionEvent.objects.filter(
+                ocpp_id_tag__in=mapped_tags
+            ).values("transaction_id")
+        )
+
+    def with_customer(self) -> "TransactionSyncStateQuerySet":
+        """Annotate `customer_label`, `customer_email` and `customer_user_id` from the
+        user mapping of the session's idTag (None when the tag is unmapped)."""
+        mapping = UserMapping.objects.filter(steve_ocpp_id_tag=OuterRef("ocpp_id_tag"))
+        return self.annotate(
+            customer_label=Subquery(mapping.values("label")[:1]),
+            customer_email=Subquery(mapping.values("user__username")[:1]),
+            customer_user_id=Subquery(mapping.values("user_id")[:1]),
+        )
+
+    def newest_updated_first(self) -> "TransactionSyncStateQuerySet":
+        """Ordered by updatedAt descending, ties broken by id (the keyset order)."""
+        return self.order_by("-updated_at", "-id")
+
+    def after_cursor(
+        self, updated_at: datetime, pk: int
+    ) -> "TransactionSyncStateQuerySet":
+        """Rows after (updated_at, pk) in `newest_updated_first` order (keyset)."""
+        return self.filter(
+            Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, id__lt=pk)
+        )
 
 
 class TransactionSyncState(models.Model):
