@@ -1,0 +1,411 @@
+"""The transactions sync against the SteVe stand-in over real HTTP.
+
+The stand-in's default fleet (fleet_size=4, seed=3) carries every awkward case of
+CONTRACT.md §11 as a named scenario; `standin.scenario(name)` gives its pks.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
+from django.test import TestCase
+
+from sync import services
+from sync.client import SteveClient
+from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
+from sync.standin.testing import StandinProcess
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class SyncTestCase(TestCase):
+    standin: StandinProcess
+    steve: SteveClient
+
+    @pytest.fixture(autouse=True)
+    def _attach_standin(
+        self, standin: StandinProcess, steve_client: SteveClient
+    ) -> None:
+        self.standin = standin
+        self.steve = steve_client
+
+    def sync(self) -> SyncRun:
+        return services.sync_run_transactions(trigger="command", client=self.steve)
+
+    def row(self, pk: int) -> TransactionSyncState:
+        return TransactionSyncState.objects.get(steve_transaction_id=pk)
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return (
+            list(TransactionSyncState.objects.order_by("id").values()),
+            list(SyncedTransactionEvent.objects.order_by("id").values()),
+        )
+
+    def assert_energy_adds_up(self) -> None:
+        """For every transaction the sum of its events' kwhDelta is its kwhDelivered,
+        and no event carries negative energy."""
+        rows = TransactionSyncState.objects.annotate(
+            events_total=Coalesce(Sum("events__kwh_delta"), Decimal("0"))
+        )
+        self.assertTrue(rows.exists())
+        for row in rows:
+            self.assertEqual(row.events_total, row.kwh_delivered, row)
+        self.assertFalse(
+            SyncedTransactionEvent.objects.filter(kwh_delta__lt=0).exists()
+        )
+
+
+class SyncTransactionsTests(SyncTestCase):
+    def test_it_imports_every_transaction_of_the_fleet(self) -> None:
+        expected = {t["id"] for t in self.standin.state()["transactions"]}
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(
+            set(
+                TransactionSyncState.objects.values_list(
+                    "steve_transaction_id", flat=True
+                )
+            ),
+            expected,
+        )
+        self.assertEqual(run.created_count, len(expected))
+        self.assertEqual(run.events_count, SyncedTransactionEvent.objects.count())
+        self.assert_energy_adds_up()
+
+    def test_it_counts_stopped_energy_as_stop_minus_start(self) -> None:
+        # Wh and kWh readings, per-phase rows: none may change a session's total.
+        self.sync()
+        finished = TransactionSyncState.objects.completed().filter(
+            meter_reset_seen=False, is_stop_estimated=False
+        )
+        self.assertTrue(finished.exists())
+        for steve_row in self.steve.list_transactions(type="STOPPED"):
+            row = finished.filter(steve_transaction_id=steve_row.id).first()
+            if row is None:
+                continue
+            expected = (
+                Decimal(steve_row.stop_value_wh - steve_row.start_value_wh) / 1000
+            )
+            self.assertEqual(row.kwh_delivered, expected, steve_row.id)
+
+    def test_kwh_and_per_phase_readings_count_once(self) -> None:
+        self.sync()
+        for scenario in ("kwh_readings", "per_phase"):
+            (pk,) = self.standin.scenario(scenario)
+            row = self.row(pk)
+            detail = self.steve.transaction_details(pk)
+            raw_units = {r.unit for r in detail.readings}
+            phases = {r.phase for r in detail.readings}
+            if scenario == "kwh_readings":
+                self.assertIn("kWh", raw_units)
+            else:
+                self.assertTrue(phases - {None})
+            assert detail.transaction.stop_value_wh is not None
+            self.assertEqual(
+                row.kwh_delivered,
+                Decimal(
+                    detail.transaction.stop_value_wh - detail.transaction.start_value_wh
+                )
+                / 1000,
+            )
+            self.assertGreater(row.events.filter(event_type="progress").count(), 1)
+
+    def test_a_second_run_with_nothing_new_changes_nothing(self) -> None:
+        self.sync()
+        before = self.snapshot()
+        again = self.sync()
+        self.assertEqual(again.status, SyncRun.Status.SUCCEEDED)
+        self.assertEqual(
+            (again.created_count, again.updated_count, again.events_count), (0, 0, 0)
+        )
+        self.assertEqual(self.snapshot(), before)
+
+    def test_new_meter_values_become_progress_events(self) -> None:
+        self.sync()
+        active = (
+            TransactionSyncState.objects.active()
+            .filter(is_suspected_stuck=False)
+            .first()
+        )
+        assert active is not None
+        now = datetime.now(UTC)
+        self.standin.add_meter_values(
+            active.steve_transaction_id,
+            [
+                {"value": str(active.meter_last_wh + 1500), "unit": "Wh",
+                 "valueTimestamp": iso(now + timedelta(seconds=1))},
+                {"value": str((active.meter_last_wh + 2250) / 1000), "unit": "kWh",
+                 "valueTimestamp": iso(now + timedelta(seconds=2))},
+            ],
+        )  # fmt: skip
+        run = self.sync()
+        self.assertEqual((run.updated_count, run.events_count), (1, 2))
+        active.refresh_from_db()
+        self.assertEqual(active.kwh_delivered - Decimal(0), active.kwh_delivered)
+        self.assertEqual(
+            list(active.events.order_by("-id").values_list("kwh_delta", flat=True)[:2]),
+            [Decimal("0.750"), Decimal("1.500")],
+        )
+        self.assert_energy_adds_up()
+
+    def test_a_meter_reset_is_a_correction_never_negative_energy(self) -> None:
+        self.sync()
+        (pk,) = self.standin.scenario("meter_reset")
+        row = self.row(pk)
+        self.assertTrue(row.meter_reset_seen)
+        self.assertTrue(row.events.filter(event_type="corrected").exists())
+        self.assertGreater(row.kwh_delivered, 0)
+        self.assert_energy_adds_up()
+
+    def test_a_manual_stop_is_estimated_then_replaced_by_the_station_stop(self) -> None:
+        self.sync()
+        (pk,) = self.standin.scenario("manual_stop_replaced")
+        row = self.row(pk)
+        self.assertEqual(
+            (row.stop_event_actor, row.is_stop_estimated), ("manual", True)
+        )
+        self.assertTrue(row.is_finalized)
+        replaced = self.standin.station_stop(
+            pk, row.meter_last_wh + 4000, stop_reason="EVDisconnected"
+        )
+        self.assertTrue(replaced["accepted"], replaced)
+        run = self.sync()
+        self.assertEqual(run.updated_count, 1)
+        row.refresh_from_db()
+        self.assertEqual(row.stop_event_actor, "station")
+        self.assertEqual(row.stop_reason, "EVDisconnected")
+        self.assertFalse(row.is_stop_estimated)
+        self.assertEqual(
+            row.kwh_delivered, Decimal(row.meter_last_wh - row.meter_start_wh) / 1000
+        )
+        self.assertEqual(row.events.filter(event_type="corrected").count(), 1)
+        self.assert_energy_adds_up()
+
+    def test_a_stop_below_the_start_leaves_the_session_active(self) -> None:
+        self.sync()
+        (pk,) = self.standin.scenario("negative_stop_left_active")
+        row = self.row(pk)
+        self.assertFalse(row.is_finalized)
+        self.assertIsNone(row.stopped_at)
+        self.assertGreaterEqual(row.kwh_delivered, 0)
+
+    def test_a_zombie_followed_by_a_newer_transaction_is_flagged_stuck(self) -> None:
+        self.sync()
+        zombie, newer = self.standin.scenario("zombie")
+        self.assertTrue(self.row(zombie).is_suspected_stuck)
+        self.assertFalse(self.row(zombie).is_finalized)
+        self.assertFalse(self.row(newer).is_suspected_stuck)
+
+    def test_an_unknown_tag_is_synced_with_its_tag(self) -> None:
+        self.sync()
+        (pk,) = self.standin.scenario("unknown_tag")
+        row = self.row(pk)
+        self.assertEqual(row.stop_reason, "DeAuthorized")
+        steve_row = self.steve.list_transactions(transaction_pks=[pk])[0]
+        self.assertEqual(row.ocpp_id_tag, steve_row.ocpp_id_tag)
+        self.assertIsNone(steve_row.user_id)
+
+    def test_a_late_offline_upload_with_an_old_start_is_found_by_pk(self) -> None:
+        self.sync()
+        two_days_ago = datetime.now(UTC) - timedelta(days=2)
+        pk = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_timestamp=iso(two_days_ago)
+        )
+        self.standin.station_stop(
+            pk, stop_timestamp=iso(two_days_ago + timedelta(hours=1))
+        )
+        run = self.sync()
+        self.assertEqual(run.created_count, 1)
+        row = self.row(pk)
+        self.assertEqual(
+            row.started_at, two_days_ago.replace(microsecond=row.started_at.microsecond)
+        )
+        self.assertTrue(row.is_finalized)
+        (late,) = self.standin.scenario("late_offline_start")
+        self.assertTrue(
+            TransactionSyncState.objects.filter(steve_transaction_id=late).exists()
+        )
+
+    def test_a_transaction_that_vanished_from_steve_is_kept_and_flagged(self) -> None:
+        pk = self.standin.add_transaction("CP-004", 2, "TAG-0002")
+        self.sync()
+        self.standin.delete_transaction(pk)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED)
+        row = self.row(pk)
+        self.assertTrue(row.is_deleted_in_steve)
+        self.assertTrue(row.is_finalized)
+        self.assertTrue(row.is_stop_estimated)
+        self.assert_energy_adds_up()
+
+    def test_a_backfill_flags_stopped_transactions_steve_deleted(self) -> None:
+        self.sync()
+        (pk,) = self.standin.scenario("deleted")
+        kwh_before = self.row(pk).kwh_delivered
+        self.standin.delete_transaction(pk)
+        run = services.sync_run_backfill(
+            since=date.today() - timedelta(days=30),
+            trigger="command",
+            client=self.steve,
+        )
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertTrue(row.is_deleted_in_steve)
+        self.assertEqual(row.kwh_delivered, kwh_before)
+
+    def test_a_dry_run_writes_nothing(self) -> None:
+        run = services.sync_run_transactions(
+            trigger="command", client=self.steve, dry_run=True
+        )
+        self.assertGreater(run.created_count, 0)
+        self.assertIsNone(run.pk)
+        self.assertFalse(TransactionSyncState.objects.exists())
+        self.assertFalse(SyncRun.objects.exists())
+
+    def test_resync_of_one_transaction(self) -> None:
+        self.sync()
+        (pk,) = self.standin.scenario("kwh_readings")
+        run = services.sync_run_transaction(
+            steve_transaction_id=pk, trigger="console", client=self.steve
+        )
+        self.assertEqual(run.kind, SyncRun.Kind.TRANSACTION)
+        self.assertEqual(
+            (run.status, run.fetched_count, run.updated_count), ("succeeded", 1, 0)
+        )
+
+    def test_chargers_are_created_when_first_seen(self) -> None:
+        self.sync()
+        boxes = {b["chargeBoxId"] for b in self.standin.state()["chargeBoxes"]}
+        seen = set(Charger.objects.values_list("charge_box_id", flat=True))
+        self.assertLessEqual(seen, boxes)
+        self.assertTrue(seen)
+        charger = Charger.objects.first()
+        assert charger is not None
+        self.assertEqual(charger.friendly_name, charger.charge_box_id)
+        self.assertFalse(TransactionSyncState.objects.filter(charger=None).exists())
+
+
+class SyncFaultTests(SyncTestCase):
+    """SteVe failing: the run is marked failed, nothing is half-written, the next run
+    catches up."""
+
+    def add_new_activity(self) -> int:
+        pk = self.standin.add_transaction("CP-003", 1, "TAG-0002", start_value=960_000)
+        soon = iso(datetime.now(UTC) + timedelta(seconds=1))
+        self.standin.add_meter_values(pk, [{"value": "961200", "valueTimestamp": soon}])
+        return pk
+
+    def assert_recovers(self, before: object, new_pk: int) -> None:
+        self.assertEqual(self.snapshot(), before)
+        self.standin.clear_faults()
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertTrue(self.row(new_pk).events.filter(event_type="progress").exists())
+        self.assert_energy_adds_up()
+
+    def test_failing_midway_through_a_run_writes_nothing(self) -> None:
+        self.sync()
+        new_pk = self.add_new_activity()
+        before = self.snapshot()
+        # The list calls answer; the per-transaction detail calls fail.
+        self.standin.set_fault(
+            "error", status=500, count=-1, path_contains="transactions/"
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(run.error, "SteVe failed with HTTP 500.")
+        self.assert_recovers(before, new_pk)
+
+    def test_steve_slower_than_the_timeout(self) -> None:
+        self.sync()
+        new_pk = self.add_new_activity()
+        before = self.snapshot()
+        self.standin.set_fault("slow", delay=3, count=-1)
+        run = self.sync()
+        self.assertEqual(
+            (run.status, run.error), ("failed", "SteVe did not answer within 2 s.")
+        )
+        self.assert_recovers(before, new_pk)
+
+    def test_steve_rejecting_our_credentials(self) -> None:
+        self.sync()
+        new_pk = self.add_new_activity()
+        before = self.snapshot()
+        self.standin.set_fault("unauthorized", count=-1)
+        run = self.sync()
+        self.assertEqual(run.error, "SteVe rejected Polaris's credentials (HTTP 401).")
+        self.assert_recovers(before, new_pk)
+
+    def test_steve_sending_malformed_json(self) -> None:
+        self.sync()
+        new_pk = self.add_new_activity()
+        before = self.snapshot()
+        self.standin.set_fault("malformed", count=-1)
+        run = self.sync()
+        self.assertEqual(run.error, "SteVe sent a response that is not valid JSON.")
+        self.assert_recovers(before, new_pk)
+
+    def test_a_transient_5xx_is_retried_within_the_run(self) -> None:
+        self.standin.set_fault("error", status=503, count=2)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+
+    def test_a_transaction_vanishing_between_list_and_details(self) -> None:
+        self.sync()
+        new_pk = self.add_new_activity()
+        self.standin.set_fault(
+            "error", status=404, count=-1, path_contains=f"transactions/{new_pk}"
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.PARTIAL)
+        self.assertIn(f"Transaction {new_pk} disappeared", run.error)
+        self.assertFalse(
+            TransactionSyncState.objects.filter(steve_transaction_id=new_pk).exists()
+        )
+        self.standin.clear_faults()
+        self.assertEqual(self.sync().status, SyncRun.Status.SUCCEEDED)
+        self.assertTrue(self.row(new_pk).events.exists())
+        self.assert_energy_adds_up()
+
+    def test_steve_down(self) -> None:
+        down = SteveClient(
+            base_url="http://127.0.0.1:9/steve",
+            username="u",
+            password="p",
+            retry_delays=(),
+        )
+        run = services.sync_run_transactions(trigger="beat", client=down)
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            run.error, "SteVe cannot be reached at http://127.0.0.1:9/steve."
+        )
+        self.assertIsNotNone(run.finished_at)
+
+
+class SyncChargersTests(SyncTestCase):
+    def test_stations_that_answer_the_heartbeat_probe_check_in(self) -> None:
+        self.sync()
+        Charger.objects.update(last_check_in_at=None)
+        self.standin.set_online("CP-001", False)
+        run = services.sync_run_chargers(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED)
+        checked_in = set(
+            Charger.objects.filter(last_check_in_at__isnull=False).values_list(
+                "charge_box_id", flat=True
+            )
+        )
+        self.assertNotIn("CP-001", checked_in)
+        self.assertIn("CP-002", checked_in)
+
+    def test_no_station_online_is_not_a_failure(self) -> None:
+        self.sync()
+        Charger.objects.update(last_check_in_at=None)
+        for box in self.standin.state()["chargeBoxes"]:
+            self.standin.set_online(box["chargeBoxId"], False)
+        run = services.sync_run_chargers(trigger="command", client=self.steve)
+        self.assertEqual((run.status, run.updated_count), ("succeeded", 0))
