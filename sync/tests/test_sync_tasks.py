@@ -1,0 +1,46 @@
+"""The Celery tasks, run by a real Celery worker process against the stand-in."""
+
+import time
+
+import pytest
+from django.test import TransactionTestCase
+
+from polaris.testing import CeleryWorker
+from sync.models import SyncRun, TransactionSyncState
+from sync.standin.testing import StandinProcess
+from sync.tasks import sync_run_transactions
+
+
+class SyncTaskWorkerTests(TransactionTestCase):
+    standin: StandinProcess
+
+    @pytest.fixture(autouse=True)
+    def _attach_standin(self, standin: StandinProcess) -> None:
+        self.standin = standin
+
+    def wait_for_finished_runs(self, count: int, timeout: float = 30) -> list[SyncRun]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = list(SyncRun.objects.exclude(status=SyncRun.Status.RUNNING))
+            if len(runs) >= count:
+                return runs
+            time.sleep(0.2)
+        self.fail(f"fewer than {count} finished runs after {timeout} s")
+
+    def test_the_worker_runs_the_sync_task_once(self) -> None:
+        steve = {
+            "STEVE_URL": self.standin.base_url,
+            "STEVE_USERNAME": self.standin.username,
+            "STEVE_PASSWORD": self.standin.password,
+        }
+        with CeleryWorker(**steve) as worker:
+            sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
+            (run,) = self.wait_for_finished_runs(1)
+            time.sleep(0.5)  # a duplicate delivery would show up as a second run
+            self.assertEqual(SyncRun.objects.count(), 1)
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(run.trigger, SyncRun.Trigger.BEAT)
+        expected = len(self.standin.state()["transactions"])
+        self.assertEqual(run.created_count, expected)
+        self.assertEqual(TransactionSyncState.objects.count(), expected)
+        self.assertIn("succeeded", worker.log())
