@@ -181,6 +181,12 @@ def _redis_kwargs(url: str) -> dict[str, object]:
 
 
 EVENTSTREAM_REDIS = _redis_kwargs(REDIS_URL)
+EVENTSTREAM_STORAGE_CLASS = "django_eventstream.storage.RedisStorage"
+EVENTSTREAM_STORAGE_CONNECTION = EVENTSTREAM_REDIS
+EVENTSTREAM_CHANNELMANAGER_CLASS = "polaris.live.ChannelManager"
+# Redis pub/sub ignores the database number: environments sharing one Redis (or
+# parallel test runs) keep their live channels apart with a prefix.
+LIVE_CHANNEL_PREFIX = env_str("LIVE_CHANNEL_PREFIX", "")
 
 # Logging
 LOG_FORMAT = env_str("LOG_FORMAT", "text")
