@@ -19,7 +19,7 @@ DRIVER_PASSWORD = "driver"
 DEMO_DRIVERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "driver1@example.com": ("Dana Driver", ("TAG-0001", "TAG-0002")),
     "driver2@example.com": ("Eli Electric", ("TAG-0003",)),
-    "driver3@example.com": ("Fay Fleet", ("TAG-0004",)),
+    "driver3@example.com": ("Fay Fleet", ("TAG-0005", "TAG-0006")),
 }
 
 # Friendly names and hardware for the stand-in's charge boxes, in fleet order.

@@ -1,0 +1,441 @@
+"""The stand-in's HTTP server (standard library only, no Django).
+
+SteVe's REST API is served under ``/{context}/api/v1`` behind HTTP Basic auth,
+the control API under ``/_standin``. Requests are handled on their own threads;
+``Fleet`` serialises access to the simulation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import signal
+import threading
+import time
+from argparse import ArgumentParser
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sync.standin import api
+from sync.standin.binding import ApiError, QueryParams
+from sync.standin.control import Control, ControlError, FleetDefaults, RequestCounter
+from sync.standin.faults import REQUEST_FAULTS, Fault, FaultBoard
+from sync.standin.fleet import Fleet, LiveTicker
+from sync.standin.timestamps import utc_now
+
+logger = logging.getLogger(__name__)
+
+# testing.py reads the base URL from this line, so keep the wording.
+LISTENING_PREFIX = "SteVe stand-in listening on "
+
+# Spring Security's default response headers on SteVe's API filter chain.
+_SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-XSS-Protection", "0"),
+    ("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"),
+    ("Pragma", "no-cache"),
+    ("Expires", "0"),
+    ("X-Frame-Options", "DENY"),
+)
+_UNKNOWN_USER = (
+    "The user does not exist, exists but is disabled or has API access disabled."
+)
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class StandinOptions:
+    """How to run the stand-in; ``port=0`` picks a free port."""
+
+    port: int = 8180
+    host: str = "127.0.0.1"
+    context_path: str = "steve"
+    username: str = "polaris"
+    password: str = "polaris"
+    fleet_size: int = 6
+    seed: int = 1
+    scenarios: bool = True
+    live: bool = True
+    start_delay: float = 3.0
+
+    @classmethod
+    def from_arguments(
+        cls, arguments: Mapping[str, Any], *, username: str, password: str
+    ) -> StandinOptions:
+        """Build options from values parsed with ``add_arguments``."""
+        return cls(
+            port=arguments["port"],
+            context_path=arguments["context_path"].strip("/"),
+            username=username,
+            password=password,
+            fleet_size=arguments["fleet_size"],
+            seed=arguments["seed"],
+            scenarios=arguments["scenarios"],
+            live=arguments["live"],
+            start_delay=arguments["start_delay"],
+        )
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    """Add the options ``python -m sync.standin`` and ``steve_standin`` share."""
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8180,
+        help="TCP port on 127.0.0.1 (default %(default)s; 0 picks a free one).",
+    )
+    parser.add_argument(
+        "--fleet-size",
+        type=int,
+        default=6,
+        help="Number of simulated charge points (default %(default)s).",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="Seed of the fleet and its history (default %(default)s).",
+    )
+    parser.add_argument(
+        "--context-path", default="steve", help="SteVe's context path ('' for none)."
+    )
+    parser.add_argument(
+        "--no-live",
+        dest="live",
+        action="store_false",
+        help="Freeze the fleet: nothing changes unless the control API says so.",
+    )
+    parser.add_argument(
+        "--start-delay",
+        type=float,
+        default=3.0,
+        help="Seconds from an accepted RemoteStart to its start (default %(default)s).",
+    )
+    parser.add_argument(
+        "--no-scenarios",
+        dest="scenarios",
+        action="store_false",
+        help="Leave out the CONTRACT §11 edge-case transactions.",
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A complete HTTP response."""
+
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, status: int, payload: object) -> Reply:
+        """A JSON response, written compactly as Jackson does."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return cls(status, body, _JSON)
+
+
+class _Anonymous(Exception):
+    """No Basic credentials were sent: Spring's 403 entry point answers."""
+
+
+class _BadCredentials(Exception):
+    """``ApiAuthenticationManager`` refused the credentials: a 401 with JSON."""
+
+
+def authenticate(header: str | None, username: str, password: str) -> None:
+    """Check an ``Authorization`` header as SteVe's API filter chain does (§1).
+
+    Raises:
+        _Anonymous: no ``Basic`` header, so no login was attempted.
+        _BadCredentials: with the message SteVe puts into the 401 body.
+    """
+    value = (header or "").strip()
+    if not value.lower().startswith("basic"):
+        raise _Anonymous
+    if value.lower() == "basic":
+        raise _BadCredentials("Empty basic authentication token")
+    try:
+        decoded = base64.b64decode(value[6:], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise _BadCredentials("Failed to decode basic authentication token") from error
+    user, colon, secret = decoded.partition(":")
+    if not colon:
+        raise _BadCredentials("Invalid basic authentication token")
+    if not user or not secret:
+        raise _BadCredentials("Required parameters missing")
+    if not hmac.compare_digest(user.encode(), username.encode()):
+        raise _BadCredentials(_UNKNOWN_USER)
+    if not hmac.compare_digest(secret.encode(), password.encode()):
+        raise _BadCredentials("Invalid password")
+
+
+class StandinServer(ThreadingHTTPServer):
+    """The HTTP server plus the state its handlers share."""
+
+    daemon_threads = True
+
+    def __init__(self, options: StandinOptions) -> None:
+        self.options = options
+        self.fleet = Fleet(
+            fleet_size=options.fleet_size,
+            seed=options.seed,
+            scenarios=options.scenarios,
+            start_delay=options.start_delay,
+        )
+        self.faults = FaultBoard()
+        self.counter = RequestCounter()
+        defaults = FleetDefaults(options.fleet_size, options.seed, options.scenarios)
+        self.control = Control(self.fleet, self.faults, self.counter, defaults)
+        context = f"/{options.context_path}" if options.context_path else ""
+        # SteVe's API filter chain covers /api/**; the controllers live in /api/v1.
+        self.api_prefix = f"{context}/api/"
+        super().__init__((options.host, options.port), StandinRequestHandler)
+
+    @property
+    def base_url(self) -> str:
+        """The SteVe base URL a client is configured with, context path included."""
+        port = self.server_address[1]
+        context = f"/{self.options.context_path}" if self.options.context_path else ""
+        return f"http://{self.options.host}:{port}{context}"
+
+
+class StandinRequestHandler(BaseHTTPRequestHandler):
+    """Routes one request to the control API or to SteVe's REST API."""
+
+    server: StandinServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as Jetty/Tomcat offer
+    server_version = "SteVe-standin"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        """Handle GET."""
+        self._handle()
+
+    do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Send access logs to ``logging`` instead of stderr."""
+        logger.debug(format, *args)
+
+    def _handle(self) -> None:
+        target = urlsplit(self.path)
+        self.server.counter.count(target.path)
+        try:
+            body = self._read_body()
+            if target.path.startswith("/_standin/"):
+                reply = self._control(target.path, body)
+            elif target.path.startswith(self.server.api_prefix):
+                reply = self._api(target.path, target.query, body)
+            else:
+                reply = _boot_error(HTTPStatus.NOT_FOUND, target.path)
+        except Exception as error:
+            # SteVe's catch-all @ExceptionHandler(Exception.class) (CONTRACT §2).
+            logger.exception("Request %s %s failed", self.command, self.path)
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            reply = Reply.json(status, api.error_json(status, str(error), self._url()))
+        self._write(reply)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _write(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        if reply.content_type:
+            self.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def _url(self) -> str:
+        """``HttpServletRequest.getRequestURL()``: the URL without query string."""
+        host = self.headers.get("Host") or "{}:{}".format(
+            *self.server.server_address[:2]
+        )
+        return f"http://{host}{urlsplit(self.path).path}"
+
+    # -- control API --------------------------------------------------------------
+
+    def _control(self, path: str, body: bytes) -> Reply:
+        segments = [unquote(s) for s in path.removeprefix("/_standin/").split("/")]
+        try:
+            return Reply.json(
+                HTTPStatus.OK, self.server.control.handle(self.command, segments, body)
+            )
+        except ControlError as error:
+            return Reply.json(error.status, {"error": error.message})
+
+    # -- SteVe REST API -----------------------------------------------------------
+
+    def _api(self, path: str, query: str, body: bytes) -> Reply:
+        reply = self._guarded_api(path, query, body)
+        return replace(reply, headers=reply.headers + _SECURITY_HEADERS)
+
+    def _guarded_api(self, path: str, query: str, body: bytes) -> Reply:
+        """Authentication first (it is a servlet filter), then faults, then routing."""
+        options = self.server.options
+        try:
+            authenticate(
+                self.headers.get("Authorization"), options.username, options.password
+            )
+        except _Anonymous:
+            # Http403ForbiddenEntryPoint: a bare 403, not SteVe's JSON (§1).
+            return Reply(HTTPStatus.FORBIDDEN)
+        except _BadCredentials as error:
+            return self._unauthorized(str(error))
+        fault = self.server.faults.take(self.path, REQUEST_FAULTS)
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+        elif fault is not None and fault.kind == "unauthorized":
+            return self._unauthorized("Invalid password")
+        elif fault is not None and fault.kind == "error":
+            return self._injected_error(fault)
+        segments = [
+            unquote(s) for s in path.removeprefix(self.server.api_prefix).split("/")
+        ]
+        reply = self._route(segments, query, body)
+        if fault is not None and fault.kind == "malformed":
+            truncated = reply.body[: len(reply.body) // 2] or b'{"'
+            return Reply(HTTPStatus.OK, truncated, _JSON)
+        return reply
+
+    def _route(self, segments: list[str], query: str, body: bytes) -> Reply:
+        fleet, params = self.server.fleet, QueryParams(query)
+        try:
+            match self.command, segments:
+                case "GET", ["v1", "transactions"]:
+                    return Reply.json(
+                        HTTPStatus.OK, api.get_transactions(fleet, params)
+                    )
+                case "GET", ["v1", "transactions", pk]:
+                    details = api.get_transaction_details(fleet, pk, params)
+                    return Reply.json(HTTPStatus.OK, details)
+                case "PATCH", ["v1", "transactions", pk, "stop"]:
+                    api.stop_transaction(fleet, pk)
+                    return Reply(HTTPStatus.OK)
+                case "GET", ["v1", "ocppTags"]:
+                    return Reply.json(HTTPStatus.OK, api.get_tags(fleet, params))
+                case "POST", ["v1", "operations", name] if name in api.OPERATION_NAMES:
+                    return self._operation(name, body)
+        except ApiError as error:
+            payload = api.error_json(error.status, error.message, self._url())
+            return Reply.json(error.status, payload)
+        status = (
+            HTTPStatus.METHOD_NOT_ALLOWED
+            if _is_route(segments)
+            else HTTPStatus.NOT_FOUND
+        )
+        return _boot_error(status, urlsplit(self.path).path)
+
+    def _operation(self, name: str, body: bytes) -> Reply:
+        """Run an operation; with a timeout fault armed, SteVe's side effects
+        happen but the station never answers, and the call blocks meanwhile."""
+        timeout = self.server.faults.take(self.path, ("timeout_operation",))
+        result = api.run_operation(
+            self.server.fleet, name, body, answered=timeout is None
+        )
+        if timeout is not None:
+            time.sleep(timeout.delay)
+        return Reply.json(HTTPStatus.OK, result)
+
+    def _unauthorized(self, message: str) -> Reply:
+        # ApiAuthenticationManager.commence: JSON and no WWW-Authenticate header,
+        # so clients must send credentials pre-emptively (CONTRACT §1).
+        status = HTTPStatus.UNAUTHORIZED
+        return Reply.json(status, api.error_json(status, message, self._url()))
+
+    def _injected_error(self, fault: Fault) -> Reply:
+        """What a proxy in front of SteVe sends for 502/503/429; any other
+        status comes from SteVe itself, with its JSON error body."""
+        status = HTTPStatus(fault.status)
+        retry_after = (("Retry-After", "1"),)
+        if status is HTTPStatus.TOO_MANY_REQUESTS:
+            return Reply(status, status.phrase.encode(), "text/plain", retry_after)
+        if status in (HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE):
+            title = f"{status.value} {status.phrase}"
+            page = (
+                f"<html><head><title>{title}</title></head><body>{title}</body></html>"
+            )
+            return Reply(status, page.encode(), "text/html", retry_after)
+        message = f"Simulated {status.phrase} (stand-in fault injection)"
+        return Reply.json(status, api.error_json(status, message, self._url()))
+
+
+def _is_route(segments: list[str]) -> bool:
+    """Whether a path names a supported resource, so a wrong method is a 405."""
+    match segments:
+        case ["v1", "transactions"] | ["v1", "transactions", _]:
+            return True
+        case ["v1", "transactions", _, "stop"] | ["v1", "ocppTags"]:
+            return True
+        case ["v1", "operations", name]:
+            return name in api.OPERATION_NAMES
+    return False
+
+
+def _boot_error(status: HTTPStatus, path: str) -> Reply:
+    """Spring Boot's own error body, not SteVe's ``ApiErrorResponse``: requests
+    that match no controller never reach ``ApiControllerAdvice`` (CONTRACT §2)."""
+    now = utc_now()
+    timestamp = f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}+00:00"
+    payload = {
+        "timestamp": timestamp,
+        "status": status.value,
+        "error": status.phrase,
+        "path": path,
+    }
+    return Reply.json(status, payload)
+
+
+def serve(options: StandinOptions, announce: Callable[[str], None]) -> None:
+    """Run the stand-in until SIGTERM or SIGINT, then shut down cleanly.
+
+    ``announce`` receives the listening line once the port is bound. Must be
+    called from the main thread (signal handlers).
+
+    Raises:
+        OSError: the port cannot be bound.
+    """
+    stopping = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stopping.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with StandinServer(options) as server:
+            _serve_until(server, stopping, announce)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    logger.info("SteVe stand-in stopped")
+
+
+def _serve_until(
+    server: StandinServer, stopping: threading.Event, announce: Callable[[str], None]
+) -> None:
+    http_thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+    )
+    http_thread.start()
+    ticker = LiveTicker(server.fleet) if server.options.live else None
+    try:
+        if ticker is not None:
+            ticker.start()
+        announce(f"{LISTENING_PREFIX}{server.base_url}")
+        # Poll so the signal handler gets to run promptly on every platform.
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        if ticker is not None:
+            ticker.stop()
+        server.shutdown()
