@@ -30,4 +30,10 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
             "schedule": float(settings.CHARGER_PROBE_INTERVAL_SECONDS),
             "options": {"expires": float(settings.CHARGER_PROBE_INTERVAL_SECONDS)},
         },
+        # Every SYNC_INTERVAL_SECONDS, like the sync whose results it reads.
+        "advance-api-sessions": {
+            "task": "sessions_app.tasks.api_sessions_advance_all",
+            "schedule": float(settings.SYNC_INTERVAL_SECONDS),
+            "options": {"expires": float(settings.SYNC_INTERVAL_SECONDS)},
+        },
     }

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "django_eventstream",
+    "ninja",
     "sync",
     "sessions_app",
     "portal",
@@ -143,6 +144,9 @@ STEVE_URL = env_url("STEVE_URL", schemes=("http", "https")) or _steve_default_ur
 STEVE_USERNAME = env_str("STEVE_USERNAME") or _steve_default_credential
 STEVE_PASSWORD = env_secret("STEVE_PASSWORD", _steve_default_credential)
 STEVE_TIMEOUT = env_float("STEVE_TIMEOUT", 10.0)
+# SteVe holds an OCPP operation open until the station answers, up to 30 s; giving
+# up earlier would let a station start a charge that Polaris thinks was refused.
+STEVE_OPERATION_TIMEOUT = env_float("STEVE_OPERATION_TIMEOUT", 35.0)
 
 # Sync
 SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 10, minimum=1)
@@ -153,6 +157,13 @@ CHARGER_PROBE_INTERVAL_SECONDS = env_int(
 SYNC_MANUAL_STOP_GRACE_HOURS = env_int("SYNC_MANUAL_STOP_GRACE_HOURS", 48, minimum=0)
 # An active transaction with no reading for this long is flagged as suspected stuck.
 SYNC_STUCK_AFTER_HOURS = env_int("SYNC_STUCK_AFTER_HOURS", 12, minimum=1)
+
+# Sessions API
+# A created session whose station has not started charging this many seconds after
+# the remote start is cancelled (the seed's 120 s).
+API_SESSION_START_TIMEOUT_SECONDS = env_int(
+    "API_SESSION_START_TIMEOUT_SECONDS", 120, minimum=1
+)
 
 # Celery
 CELERY_BROKER_URL = REDIS_URL

@@ -1,7 +1,13 @@
-"""Models of the admin console."""
+"""Models of the admin console and of the Sessions API."""
+
+from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 
 
 class AuditEntry(models.Model):
@@ -40,3 +46,290 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}:{self.object_id}"
+
+
+# Sessions API: rates, API tokens and API sessions.
+
+
+class RateQuerySet(models.QuerySet["Rate"]):
+    def for_charger(self, charge_box_id: str, connector_id: int) -> "Rate | None":
+        """The rate assigned to this connector, else the default rate, else None."""
+        assigned = self.filter(
+            assignments__charger__charge_box_id=charge_box_id,
+            assignments__charger__connector_id=connector_id,
+        ).first()
+        return assigned or self.filter(is_default=True).first()
+
+
+class Rate(models.Model):
+    """A tariff: a flat fee per session, a price per kWh and per hour, plus tax."""
+
+    name = models.CharField(max_length=120)
+    currency = models.CharField(
+        max_length=3,
+        validators=[RegexValidator(r"^[a-z]{3}$", "Use a lowercase ISO 4217 code.")],
+        help_text="ISO 4217 code in lowercase, e.g. eur.",
+    )
+    flat_fee = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Charged once per session (FLAT).",
+    )
+    energy_price = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Price per kWh (ENERGY).",
+    )
+    time_price = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Price per hour of session (TIME).",
+    )
+    tax_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text="Tax added to every line, in percent.",
+    )
+    is_default = models.BooleanField(
+        default=False, help_text="Applies to chargers without a rate of their own."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RateQuerySet.as_manager()
+
+    class Meta:
+        db_table = "rates"
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="rate_single_default",
+                violation_error_message="Another rate is already the default.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.currency})"
+
+
+class ChargerRate(models.Model):
+    """Assigns a rate to one charger (connector); others use the default rate."""
+
+    charger = models.OneToOneField(
+        "sync.Charger", on_delete=models.CASCADE, related_name="rate_assignment"
+    )
+    rate = models.ForeignKey(Rate, on_delete=models.PROTECT, related_name="assignments")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "charger_rates"
+        ordering = ["charger"]
+
+    def __str__(self) -> str:
+        return f"{self.charger} → {self.rate}"
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def usable(self) -> "ApiTokenQuerySet":
+        """Tokens not revoked whose user is active."""
+        return self.filter(revoked_at__isnull=True, user__is_active=True)
+
+
+class ApiToken(models.Model):
+    """A per-user Bearer token for the Sessions API.
+
+    Only a SHA-256 hash of the token is stored; the prefix stays visible so people
+    can tell their tokens apart.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=120, blank=True)
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        db_table = "api_tokens"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+
+class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
+    def visible_to(self, user: AbstractBaseUser) -> "ApiSessionQuerySet":
+        """Every session for staff; a customer's own sessions otherwise."""
+        if getattr(user, "is_staff", False):
+            return self
+        return self.filter(user=user)
+
+    def open(self) -> "ApiSessionQuerySet":
+        """Sessions still in progress (created or started)."""
+        return self.filter(
+            status__in=[ApiSession.Status.CREATED, ApiSession.Status.STARTED]
+        )
+
+    def with_status(self, status: str | None) -> "ApiSessionQuerySet":
+        """Sessions in `status`; all of them for None."""
+        return self if status is None else self.filter(status=status)
+
+    def at_chargestation(self, charge_box_id: str | None) -> "ApiSessionQuerySet":
+        """Sessions at this SteVe chargeBoxId; all of them for None."""
+        if charge_box_id is None:
+            return self
+        return self.filter(charge_box_id=charge_box_id)
+
+    def created_between(
+        self, start: datetime | None, end: datetime | None
+    ) -> "ApiSessionQuerySet":
+        """Sessions whose createdAt lies in [start, end]; either end may be open."""
+        queryset = self
+        if start is not None:
+            queryset = queryset.filter(created_at__gte=start)
+        if end is not None:
+            queryset = queryset.filter(created_at__lte=end)
+        return queryset
+
+    def newest_first(self) -> "ApiSessionQuerySet":
+        """Ordered by createdAt descending, ties broken by id (the keyset order)."""
+        return self.order_by("-created_at", "-id")
+
+    def after_cursor(self, created_at: datetime, pk: int) -> "ApiSessionQuerySet":
+        """Sessions after (created_at, pk) in `newest_first` order (keyset)."""
+        return self.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
+        )
+
+
+class ApiSession(models.Model):
+    """A session of the Sessions API: a remote start followed to its end.
+
+    Lifecycle: created → started → ended, or created → cancelled. Energy and times
+    come from the matched SteVe transaction (`transaction`); live readings are kept
+    in `energy_report` and `charging_activity`.
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"
+        STARTED = "started", "Started"
+        ENDED = "ended", "Ended"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Target(models.TextChoices):
+        ENERGY = "energy", "Energy target"
+        TIME = "time", "Time target"
+        COST = "cost", "Cost target"
+        STOP_TIME = "energy_stop_time", "Stop time"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_sessions"
+    )
+    charge_box_id = models.CharField(max_length=255)
+    connector_id = models.PositiveIntegerField()
+    id_tag = models.CharField(max_length=255, help_text="The OCPP idTag sent.")
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.CREATED
+    )
+    status_message = models.CharField(max_length=255, blank=True)
+    rate = models.ForeignKey(
+        Rate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="api_sessions",
+    )
+    rate_terms = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The rate's prices when the session was created; later edits of "
+        "the rate do not change the cost of this session.",
+    )
+    transaction = models.ForeignKey(
+        "sync.TransactionSyncState",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="api_sessions",
+    )
+    target_time_minutes = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True
+    )
+    target_cost = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True
+    )
+    target_energy_kwh = models.DecimalField(
+        max_digits=10, decimal_places=3, null=True, blank=True
+    )
+    target_start_at = models.DateTimeField(null=True, blank=True)
+    target_stop_at = models.DateTimeField(null=True, blank=True)
+    target_reached = models.CharField(max_length=16, choices=Target.choices, blank=True)
+    meta_data = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    energy_report = models.JSONField(null=True, blank=True)
+    charging_activity = models.JSONField(default=list, blank=True)
+    remote_start_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty while a scheduled start waits."
+    )
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = ApiSessionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "api_sessions"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One connector, one session in progress: the database decides races.
+            models.UniqueConstraint(
+                fields=["charge_box_id", "connector_id"],
+                condition=Q(status__in=["created", "started"]),
+                name="api_session_one_open_per_connector",
+                violation_error_code="connector_busy",
+                violation_error_message="This connector already has a session.",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="api_session_idempotency_key",
+                violation_error_code="idempotency_key_used",
+                violation_error_message="This Idempotency-Key was already used.",
+            ),
+            models.UniqueConstraint(
+                fields=["transaction"],
+                condition=Q(transaction__isnull=False),
+                name="api_session_one_per_transaction",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="api_session_keyset"),
+            models.Index(
+                fields=["user", "-created_at", "-id"], name="api_session_user_keyset"
+            ),
+            models.Index(
+                fields=["status"],
+                condition=Q(status__in=["created", "started"]),
+                name="api_session_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"API session {self.pk} ({self.status})"

@@ -244,6 +244,7 @@ class SteveClient:
                 f"{', '.join(missing)} must be set to talk to SteVe."
             )
         self.timeout = timeout or settings.STEVE_TIMEOUT
+        self.operation_timeout = max(self.timeout, settings.STEVE_OPERATION_TIMEOUT)
         self.retry_delays = tuple(retry_delays)
         self.session = requests.Session()
         # SteVe sends no WWW-Authenticate challenge, so credentials go on every request.
@@ -368,7 +369,12 @@ class SteveClient:
     # Plumbing
 
     def _operation(self, name: str, body: Mapping[str, Any]) -> OperationResult:
-        data = self._request("POST", f"/api/v1/operations/{name}", json=body)
+        data = self._request(
+            "POST",
+            f"/api/v1/operations/{name}",
+            json=body,
+            timeout=self.operation_timeout,
+        )
         return self._parse(data, _parse_operation)
 
     def _get(self, path: str, params: Mapping[str, str]) -> Any:
@@ -382,11 +388,14 @@ class SteveClient:
         params: Mapping[str, str] | None = None,
         json: Mapping[str, Any] | None = None,
         retry: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         delays = list(self.retry_delays) if retry else []
         while True:
             try:
-                return self._send_once(method, path, params=params, json=json)
+                return self._send_once(
+                    method, path, params=params, json=json, timeout=timeout
+                )
             except SteveError as error:
                 if error.permanent or not delays:
                     raise
@@ -401,15 +410,17 @@ class SteveClient:
         *,
         params: Mapping[str, str] | None,
         json: Mapping[str, Any] | None,
+        timeout: float | None,
     ) -> Any:
         url = self.base_url + path
+        timeout = timeout or self.timeout
         try:
             response = self.session.request(
-                method, url, params=params, json=json, timeout=self.timeout
+                method, url, params=params, json=json, timeout=timeout
             )
         except requests.Timeout:
             raise SteveError(
-                f"SteVe did not answer within {self.timeout:g} s.", permanent=False
+                f"SteVe did not answer within {timeout:g} s.", permanent=False
             ) from None
         except requests.ConnectionError:
             raise SteveError(

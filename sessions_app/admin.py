@@ -1,0 +1,114 @@
+"""Django admin (`/django-admin/`): the staff UI for rates, rate assignments, API
+tokens and a read-only view of API sessions."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from sessions_app.api_auth import api_token_revoke
+from sessions_app.models import ApiSession, ApiToken, ChargerRate, Rate
+
+
+class RateForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Rate
+        fields = [
+            "name",
+            "currency",
+            "flat_fee",
+            "energy_price",
+            "time_price",
+            "tax_percent",
+            "is_default",
+        ]
+
+    def clean_currency(self) -> str:
+        # People type "EUR"; the API shows ISO codes in lowercase, as the seed does.
+        return str(self.cleaned_data["currency"]).strip().lower()
+
+
+class ChargerRateInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = ChargerRate
+    extra = 0
+
+
+@admin.register(Rate)
+class RateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = RateForm
+    list_display = [
+        "name",
+        "currency",
+        "flat_fee",
+        "energy_price",
+        "time_price",
+        "tax_percent",
+        "is_default",
+    ]
+    list_filter = ["is_default", "currency"]
+    search_fields = ["name"]
+    inlines = [ChargerRateInline]
+
+
+@admin.register(ChargerRate)
+class ChargerRateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["charger", "rate", "updated_at"]
+    list_select_related = ["charger", "rate"]
+    list_filter = ["rate"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "prefix",
+        "user",
+        "name",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_select_related = ["user"]
+    list_filter = ["revoked_at"]
+    search_fields = ["prefix", "user__username", "name"]
+    readonly_fields = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    exclude = ["key_hash"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # The raw token must be shown once at creation: `manage.py create_api_token`.
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset:
+            api_token_revoke(token=token)
+        self.message_user(
+            request, f"Revoked {queryset.count()} token(s).", messages.SUCCESS
+        )
+
+
+@admin.register(ApiSession)
+class ApiSessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "id",
+        "user",
+        "charge_box_id",
+        "connector_id",
+        "status",
+        "target_reached",
+        "created_at",
+    ]
+    list_select_related = ["user"]
+    list_filter = ["status"]
+    search_fields = ["charge_box_id", "user__username", "id_tag"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

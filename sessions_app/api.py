@@ -1,0 +1,243 @@
+"""The Sessions API (`/api/v1/`): thin endpoints over the services and selectors.
+
+Every answer is an envelope: `{"ok": true, "message": ..., "result": ...}`, or
+`{"ok": false, "message": ...}` with the status that fits (400 malformed, 401 no or
+bad credentials, 404 not yours or unknown, 409 state conflict, 422 invalid, 502
+SteVe or the station failed). The OpenAPI document is at `/api/v1/openapi.json`,
+browsable docs at `/api/v1/docs`.
+"""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import Header, NinjaAPI, Query, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from sessions_app import charging
+from sessions_app.api_auth import BearerTokenAuth, BrowserSessionAuth
+from sessions_app.api_schemas import (
+    ErrorEnvelope,
+    SessionCreateIn,
+    SessionEnvelope,
+    SessionListQuery,
+    SessionPageEnvelope,
+    TargetIn,
+)
+from sessions_app.api_selectors import (
+    InvalidCursor,
+    SessionFilters,
+    api_session_document,
+    api_session_get_for_user,
+    api_session_list,
+    api_session_owner,
+)
+from sessions_app.models import ApiSession
+from sync.client import SteveClient
+
+logger = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="Polaris Express Sessions API",
+    version="1",
+    description=(
+        "Start a charge remotely and follow it to the end. Authenticate with "
+        "`Authorization: Bearer <token>` (`manage.py create_api_token USERNAME`). "
+        "Lifecycle: created → started → ended, or created → cancelled when the "
+        "station does not start charging in time."
+    ),
+    urls_namespace="api-v1",
+    auth=[BearerTokenAuth(), BrowserSessionAuth()],
+)
+
+# 403 only for browser-session calls without a valid CSRF token.
+ERRORS = frozenset({400, 401, 403, 404, 409, 422, 502})
+ERROR_STATUS: dict[type[charging.ApiSessionError], int] = {
+    charging.SessionNotFound: 404,
+    charging.SessionConflict: 409,
+    charging.SessionInvalid: 422,
+    charging.StationError: 502,
+}
+
+
+def _error(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    response = api.create_response(
+        request, {"ok": False, "message": message}, status=status
+    )
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@api.exception_handler(charging.ApiSessionError)
+def _service_error(request: HttpRequest, exc: charging.ApiSessionError) -> HttpResponse:
+    return _error(request, ERROR_STATUS.get(type(exc), 422), exc.message)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _error(
+        request, 401, "Authentication required: send Authorization: Bearer <token>."
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _error(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, str(exc) or "Not found.")
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return _error(request, 422, _validation_message(exc.errors))
+
+
+@api.exception_handler(InvalidCursor)
+def _bad_cursor(request: HttpRequest, exc: InvalidCursor) -> HttpResponse:
+    return _error(request, 400, str(exc))
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    """The first few problems, e.g. `Invalid request: connector: Input should be
+    greater than or equal to 1.` (the location without its body/query prefix)."""
+    parts = []
+    for error in errors[:3]:
+        where = ".".join(str(part) for part in error.get("loc", ())[1:])
+        message = str(error.get("msg", "invalid"))
+        parts.append(f"{where}: {message}" if where else message)
+    return f"Invalid request: {'; '.join(parts)}." if parts else "Invalid request."
+
+
+@contextmanager
+def _steve() -> Iterator[SteveClient]:
+    client = SteveClient()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _target(target: TargetIn | None) -> charging.SessionTarget:
+    if target is None:
+        return charging.SessionTarget()
+
+    def number(value: float | None) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+    return charging.SessionTarget(
+        time_minutes=number(target.time),
+        cost=number(target.cost),
+        energy_kwh=number(target.energy),
+        start_at=target.energy_start_time,
+        stop_at=target.energy_stop_time,
+    )
+
+
+@api.post(
+    "/sessions",
+    response={201: SessionEnvelope, ERRORS: ErrorEnvelope},
+    by_alias=True,
+    summary="Start a charging session",
+    tags=["sessions"],
+)
+def session_create(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: SessionCreateIn,
+    idempotency_key: str | None = Header(
+        None,
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="Retrying with the same key returns the same session.",
+    ),
+) -> Status[dict[str, Any]]:
+    """Send RemoteStartTransaction with one of the user's tags; the session is
+    `created` until the station reports charging."""
+    owner = api_session_owner(actor=request.auth, user_ref=payload.user)
+    with _steve() as client:
+        created = charging.api_session_create(
+            user=owner,
+            charge_box_id=payload.chargestation,
+            connector_id=payload.connector,
+            client=client,
+            target=_target(payload.target),
+            meta_data=payload.meta_data,
+            idempotency_key=idempotency_key or "",
+        )
+    if created.replayed:
+        response["Idempotent-Replayed"] = "true"
+    message = "Session created; charging starts when the station reports it."
+    return Status(201, _envelope(created.session, message))
+
+
+@api.get(
+    "/sessions",
+    response={200: SessionPageEnvelope, ERRORS: ErrorEnvelope},
+    by_alias=True,
+    summary="List sessions",
+    tags=["sessions"],
+)
+def session_list(
+    request: HttpRequest, query: Query[SessionListQuery]
+) -> dict[str, Any]:
+    """Newest first; staff see every session, customers their own."""
+    page = api_session_list(
+        user=request.auth,
+        filters=SessionFilters(
+            status=query.status,
+            chargestation=query.chargestation,
+            created_from=query.from_,
+            created_to=query.to,
+        ),
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+    return {
+        "ok": True,
+        "message": "Result",
+        "result": {
+            "items": [api_session_document(session) for session in page.items],
+            "next_cursor": page.next_cursor,
+        },
+    }
+
+
+@api.get(
+    "/sessions/{session_id}",
+    response={200: SessionEnvelope, ERRORS: ErrorEnvelope},
+    by_alias=True,
+    summary="Get a session",
+    tags=["sessions"],
+)
+def session_detail(request: HttpRequest, session_id: str) -> dict[str, Any]:
+    session = api_session_get_for_user(user=request.auth, session_id=session_id)
+    return _envelope(session, session.status_message or "Result")
+
+
+@api.post(
+    "/sessions/{session_id}/stop",
+    response={200: SessionEnvelope, ERRORS: ErrorEnvelope},
+    by_alias=True,
+    summary="Stop a session",
+    tags=["sessions"],
+)
+def session_stop(request: HttpRequest, session_id: str) -> dict[str, Any]:
+    """Send RemoteStopTransaction; the session ends when the station reports it."""
+    session = api_session_get_for_user(user=request.auth, session_id=session_id)
+    with _steve() as client:
+        session = charging.api_session_stop(session=session, client=client)
+    message = session.status_message or (
+        "Stop requested; the session ends when the station reports it."
+    )
+    return _envelope(session, message)
+
+
+def _envelope(session: ApiSession, message: str) -> dict[str, Any]:
+    return {"ok": True, "message": message, "result": api_session_document(session)}

@@ -1,0 +1,104 @@
+"""Authentication of the Sessions API: per-user Bearer tokens, or the browser session.
+
+A token is `pol_` followed by 43 random URL-safe characters (256 bits). Only its
+SHA-256 hash is stored: a random token of that size needs no salt or slow hash, and
+a plain hash lets the lookup use a unique index. The first 12 characters stay visible
+(`prefix`) so people can tell their tokens apart in lists.
+
+The browser session serves the portal's own calls; ninja's cookie auth checks the
+CSRF token on those, while Bearer calls need none (no ambient credentials).
+"""
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja.security import HttpBearer, SessionAuth
+
+from sessions_app.models import ApiToken
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "pol_"
+VISIBLE_CHARS = 12
+# Recording every use would turn each API read into a write; once a minute is
+# enough to tell people which tokens are still in use.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
+    """Create a token for `user`.
+
+    Returns the saved token and the raw token string, which is shown once and never
+    stored. Raises ValidationError when `name` is too long.
+    """
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=_hash(raw)
+    )
+    token.full_clean()
+    token.save()
+    logger.info("api_token=%s created for user=%s", token.pk, user.pk)
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke `token` (idempotent: an already revoked token keeps its revoked_at).
+
+    Returns the token as stored.
+    """
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    token.refresh_from_db()
+    logger.info("api_token=%s revoked", token.pk)
+    return token
+
+
+def api_token_user(raw: str) -> AbstractBaseUser | None:
+    """The active user owning the unrevoked token `raw`, or None."""
+    token = (
+        ApiToken.objects.usable().select_related("user").filter(key_hash=_hash(raw))
+    ).first()
+    if token is None:
+        return None
+    now = timezone.now()
+    stale = now - LAST_USED_RESOLUTION
+    if token.last_used_at is None or token.last_used_at < stale:
+        # Conditional, so concurrent requests write it once.
+        ApiToken.objects.filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=token.pk
+        ).update(last_used_at=now)
+    user: AbstractBaseUser = token.user
+    return user
+
+
+class BearerTokenAuth(HttpBearer):
+    """`Authorization: Bearer <token>` with a token from `create_api_token`."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
+        return api_token_user(token.strip())
+
+
+class BrowserSessionAuth(SessionAuth):
+    """The signed-in browser session (CSRF-checked), for the portal's own calls."""
+
+    def authenticate(
+        self, request: HttpRequest, key: str | None
+    ) -> AbstractBaseUser | None:
+        user = request.user
+        if user.is_authenticated and user.is_active:
+            return user  # type: ignore[return-value]
+        return None

@@ -1,0 +1,279 @@
+"""Reads of the Sessions API: who may see which session, lists and the session object.
+
+`api_session_document` builds the session object with the seed's field names
+(`_id`, `chargestation`, `metrics.energyConsumed`, …); the API's schemas only check
+and serialise it.
+"""
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import Http404
+from django.utils import timezone
+
+from sessions_app.models import ApiSession, ApiSessionQuerySet
+from sessions_app.pricing import Cost, RateTerms, session_cost
+
+PAGE_SIZE_MAX = 100
+# Ids are bigint; longer digit strings cannot name a row (and would overflow SQL).
+_SESSION_ID = re.compile(r"[0-9]{1,18}")
+_WH_PER_KWH = Decimal(1000)
+
+
+class InvalidCursor(ValueError):
+    """The `cursor` query parameter was not made by `api_session_list`."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilters:
+    """The list's filters; None means "any"."""
+
+    status: str | None = None
+    chargestation: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """One page of sessions, newest first, and the cursor of the next page."""
+
+    items: list[ApiSession]
+    next_cursor: str | None
+
+
+def _base_queryset() -> ApiSessionQuerySet:
+    return ApiSession.objects.select_related("transaction")
+
+
+def api_session_owner(
+    *, actor: AbstractBaseUser, user_ref: str | None
+) -> AbstractBaseUser:
+    """The user a new session is for: `actor`, or for staff the user `user_ref`
+    (an id, or a username).
+
+    Raises Http404 when the user does not exist or is inactive, and when a customer
+    names anyone but themselves (404, so other users' ids are not revealed).
+    """
+    if user_ref is None or user_ref == str(actor.pk):
+        return actor
+    if not getattr(actor, "is_staff", False):
+        raise Http404("No such user.")
+    users = get_user_model().objects.filter(is_active=True)
+    if _SESSION_ID.fullmatch(user_ref):
+        users = users.filter(pk=int(user_ref))
+    else:
+        users = users.filter(username=user_ref)
+    owner = users.first()
+    if owner is None:
+        raise Http404("No such user.")
+    return owner
+
+
+def api_session_get_for_user(*, user: AbstractBaseUser, session_id: str) -> ApiSession:
+    """The session `session_id` if `user` may see it (staff: any; customers: their
+    own). Raises Http404 otherwise, so other customers' ids are not revealed."""
+    if not _SESSION_ID.fullmatch(session_id):
+        raise Http404("No such session.")
+    session = _base_queryset().visible_to(user).filter(pk=int(session_id)).first()
+    if session is None:
+        raise Http404("No such session.")
+    return session
+
+
+def api_session_list(
+    *,
+    user: AbstractBaseUser,
+    filters: SessionFilters,
+    cursor: str | None = None,
+    limit: int = 20,
+) -> SessionPage:
+    """The sessions `user` may see matching `filters`, newest first, `limit` at a time.
+
+    Keyset pagination on (createdAt, id): pages stay stable while new sessions
+    arrive. Raises InvalidCursor for a cursor this function did not make.
+    """
+    queryset = (
+        _base_queryset()
+        .visible_to(user)
+        .with_status(filters.status)
+        .at_chargestation(filters.chargestation)
+        .created_between(filters.created_from, filters.created_to)
+        .newest_first()
+    )
+    if cursor:
+        queryset = queryset.after_cursor(*_decode_cursor(cursor))
+    limit = max(1, min(limit, PAGE_SIZE_MAX))
+    rows = list(queryset[: limit + 1])
+    items = rows[:limit]
+    has_more = len(rows) > limit
+    return SessionPage(
+        items=items, next_cursor=_encode_cursor(items[-1]) if has_more else None
+    )
+
+
+def _encode_cursor(session: ApiSession) -> str:
+    text = f"{session.created_at.isoformat()}|{session.pk}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
+        stamp, pk = text.split("|")
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None or not _SESSION_ID.fullmatch(pk):
+            raise ValueError(text)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidCursor(
+            "The cursor is not valid; start again without it."
+        ) from None
+    return moment, int(pk)
+
+
+# The session object
+
+
+def api_session_rate(session: ApiSession) -> RateTerms | None:
+    """The prices the session was sold at, or None when no rate applied."""
+    return RateTerms.from_json(session.rate_terms) if session.rate_terms else None
+
+
+def api_session_energy_kwh(session: ApiSession) -> Decimal:
+    """Energy delivered so far, in kWh.
+
+    The sync's figure (final once SteVe stops the transaction); while charging, the
+    live register of the latest energy report when it is ahead of the sync.
+    """
+    tx = session.transaction
+    if tx is None:
+        return Decimal(0)
+    synced = Decimal(tx.kwh_delivered)
+    if tx.is_finalized or tx.meter_reset_seen:
+        return synced
+    meter = (session.energy_report or {}).get("energy_meter")
+    if not meter:
+        return synced
+    wh = Decimal(str(meter["value"])) * (_WH_PER_KWH if meter["unit"] == "kWh" else 1)
+    live = (wh - tx.meter_start_wh) / _WH_PER_KWH
+    return max(synced, live.quantize(Decimal("0.001")))
+
+
+def api_session_cost(session: ApiSession, *, now: datetime) -> Cost | None:
+    """The running estimate while started, the final cost once ended; None before
+    charging started, when cancelled, or when no rate applies."""
+    rate = api_session_rate(session)
+    tx = session.transaction
+    if rate is None or tx is None:
+        return None
+    return session_cost(
+        rate=rate,
+        kwh=api_session_energy_kwh(session),
+        started_at=tx.started_at,
+        ended_at=_charging_end(session, now),
+    )
+
+
+def _charging_end(session: ApiSession, now: datetime) -> datetime:
+    tx = session.transaction
+    assert tx is not None
+    if tx.is_finalized and tx.stopped_at is not None:
+        return tx.stopped_at
+    if session.status == ApiSession.Status.ENDED and session.ended_at is not None:
+        return session.ended_at
+    return max(now, tx.started_at)
+
+
+def api_session_document(
+    session: ApiSession, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The session object of the API, with the seed's field names."""
+    now = now or timezone.now()
+    return {
+        "_id": str(session.pk),
+        "user": str(session.user_id),
+        "chargestation": session.charge_box_id,
+        "connector": session.connector_id,
+        "status": session.status,
+        "rate": str(session.rate_id) if session.rate_id else None,
+        "target": _target_document(session),
+        "metrics": _metrics_document(session, now),
+        "energy_report": session.energy_report,
+        "charging_activity": session.charging_activity,
+        "cost": _cost_document(api_session_cost(session, now=now)),
+        "meta_data": session.meta_data,
+        "createdAt": session.created_at,
+        "updatedAt": session.updated_at,
+    }
+
+
+def _target_document(session: ApiSession) -> dict[str, Any] | None:
+    target = {
+        "time": session.target_time_minutes,
+        "cost": session.target_cost,
+        "energy": session.target_energy_kwh,
+        "energy_start_time": session.target_start_at,
+        "energy_stop_time": session.target_stop_at,
+    }
+    if all(value is None for value in target.values()):
+        return None
+    return {
+        key: float(value) if isinstance(value, Decimal) else value
+        for key, value in target.items()
+    }
+
+
+def _metrics_document(session: ApiSession, now: datetime) -> dict[str, Any] | None:
+    tx = session.transaction
+    if tx is None:
+        return None
+    end = _charging_end(session, now)
+    stopped = tx.stopped_at if tx.is_finalized else None
+    return {
+        "chargingStart": tx.started_at,
+        "chargingStop": stopped,
+        "timezone": settings.POLARIS_TIME_ZONE,
+        "energyPeriod": max(int((end - tx.started_at).total_seconds()), 0),
+        "energyConsumed": float(api_session_energy_kwh(session) * _WH_PER_KWH),
+    }
+
+
+def _cost_document(cost: Cost | None) -> dict[str, Any] | None:
+    if cost is None:
+        return None
+    return {
+        "amount": float(cost.amount),
+        "currency": cost.currency,
+        "breakdown": [
+            {
+                "type": line.type,
+                "period": {
+                    "startTime": _epoch_ms(line.start),
+                    "endTime": _epoch_ms(line.end),
+                },
+                "rateName": line.rate_name,
+                "quantity": float(line.quantity),
+                "unit": line.unit,
+                "unitPrice": float(line.unit_price),
+                "beforeTax": float(line.before_tax),
+                "tax": float(line.tax_percent),
+                "totalTax": float(line.total_tax),
+                "totalCost": float(line.total_cost),
+            }
+            for line in cost.breakdown
+        ],
+    }
+
+
+def _epoch_ms(moment: datetime) -> int:
+    # The seed gives cost periods as epoch milliseconds (1655816640000).
+    return int(moment.astimezone(UTC).timestamp() * 1000)

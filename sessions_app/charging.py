@@ -1,0 +1,777 @@
+"""Services of the Sessions API: start a charge remotely and follow it to the end.
+
+Lifecycle: created → started → ended, or created → cancelled.
+
+- `api_session_create` sends RemoteStartTransaction (at once, or at the target's
+  `energy_start_time`) and stores the session as `created`.
+- `api_session_advance` is run for every open session by Celery beat
+  (`sessions_app.tasks.api_sessions_advance_all`). SteVe never returns the new
+  transaction id (CONTRACT §7), so a session starts when the sync has stored a
+  transaction on the same connector, with one of the user's tags, started after the
+  remote start; it ends when that transaction is finalized, and is cancelled when
+  nothing started within API_SESSION_START_TIMEOUT_SECONDS. While started, it
+  refreshes the live readings from SteVe and stops the charge once a target is met.
+- `api_session_stop` sends RemoteStopTransaction.
+
+Every status change is published (after commit) on the owner's and the staff's
+live channels.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from polaris.live import customer_channel, publish, staff_channel
+from sessions_app.api_selectors import api_session_cost, api_session_energy_kwh
+from sessions_app.models import ApiSession, Rate
+from sessions_app.pricing import RateTerms
+from sync.client import (
+    ENERGY_REGISTER,
+    MeterReading,
+    OperationResult,
+    SteveClient,
+    SteveError,
+    SteveRejected,
+)
+from sync.models import Charger, TransactionSyncState, UserMapping
+
+logger = logging.getLogger(__name__)
+
+Status = ApiSession.Status
+# Station clocks drift: a transaction stamped a little before our remote start can
+# still be the one it started.
+CLOCK_SKEW = timedelta(seconds=60)
+STATUS_EVENT = "api-session-status"
+STATUS_TEMPLATE = "sessions_app/_api_session_status.html"
+POWER = "Power.Active.Import"
+CURRENT = "Current.Import"
+SOC = "SoC"
+# Below this draw the EV is connected but not charging (OCPP's SuspendedEV).
+CHARGING_MIN_W = Decimal(50)
+
+
+class ApiSessionError(Exception):
+    """A request the Sessions API refuses; `message` is a sentence for the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SessionNotFound(ApiSessionError):
+    """The charger (or user) named does not exist for this caller."""
+
+
+class SessionConflict(ApiSessionError):
+    """The session, connector or station is in a state that forbids the request."""
+
+
+class SessionInvalid(ApiSessionError):
+    """The request is well-formed but cannot be carried out as asked."""
+
+
+class StationError(ApiSessionError):
+    """SteVe or the station failed to answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTarget:
+    """What ends (or schedules) a session; None means no such target."""
+
+    time_minutes: Decimal | None = None
+    cost: Decimal | None = None
+    energy_kwh: Decimal | None = None
+    start_at: datetime | None = None
+    stop_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    """The session and whether it was replayed for a repeated Idempotency-Key."""
+
+    session: ApiSession
+    replayed: bool
+
+
+# Create and stop
+
+
+@transaction.atomic
+def api_session_create(
+    *,
+    user: AbstractBaseUser,
+    charge_box_id: str,
+    connector_id: int,
+    client: SteveClient,
+    target: SessionTarget | None = None,
+    meta_data: dict[str, Any] | None = None,
+    idempotency_key: str = "",
+    now: datetime | None = None,
+) -> CreatedSession:
+    """Create a session for `user` and ask the station to start charging.
+
+    With a future `target.start_at` the remote start waits until then. A repeated
+    `idempotency_key` returns the first session (`replayed`). Nothing is stored when
+    SteVe or the station refuses.
+
+    Raises SessionNotFound (unknown charger), SessionConflict (connector busy,
+    station offline or Rejected), SessionInvalid (no tag, tag not eligible, bad
+    target, key reused for another request) or StationError (no answer).
+    """
+    now = now or timezone.now()
+    target = target or SessionTarget()
+    if idempotency_key:
+        replay = _replay(user, idempotency_key, charge_box_id, connector_id)
+        if replay is not None:
+            return CreatedSession(replay, replayed=True)
+    _check_charger(user, charge_box_id, connector_id)
+    rate = Rate.objects.for_charger(charge_box_id, connector_id)
+    _check_target(target, rate, now)
+    session = _new_session(
+        user, charge_box_id, connector_id, rate, target, meta_data, idempotency_key
+    )
+    session.created_at = session.updated_at = now
+    replay = _insert(session)
+    if replay is not None:
+        return CreatedSession(replay, replayed=True)
+    if target.start_at is None or target.start_at <= now:
+        # Still inside this transaction: a refusal rolls the row back (no phantom
+        # session), and the uncommitted row holds the connector's unique index
+        # entry, so a concurrent request for it waits for this one.
+        _remote_start(session, client)
+        session.remote_start_sent_at = now
+        session.save(update_fields=["remote_start_sent_at"])
+    logger.info("api_session=%s created for user=%s", session.pk, user.pk)
+    _publish_status(session)
+    return CreatedSession(session, replayed=False)
+
+
+@transaction.atomic
+def api_session_stop(
+    *, session: ApiSession, client: SteveClient, now: datetime | None = None
+) -> ApiSession:
+    """Ask the station to stop charging `session`.
+
+    Returns the session: still `started` (it ends when the sync sees the stop), or
+    `cancelled` when its scheduled start had not been sent yet. Raises
+    SessionConflict when it has not started, has ended or was cancelled, or the
+    station refuses; StationError when SteVe or the station does not answer.
+    """
+    now = now or timezone.now()
+    if session.status == Status.CREATED and session.remote_start_sent_at is None:
+        return _transition(
+            session,
+            Status.CREATED,
+            Status.CANCELLED,
+            now,
+            ended_at=now,
+            status_message="Cancelled before its scheduled start.",
+        )
+    if session.status == Status.CREATED:
+        raise SessionConflict(
+            "Charging has not started yet, so there is nothing to stop; a session "
+            "that does not start in time is cancelled automatically."
+        )
+    if session.status != Status.STARTED or session.transaction is None:
+        raise SessionConflict(f"This session is already {session.status}.")
+    _remote_stop(session, session.transaction, client)
+    ApiSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(
+        stop_requested_at=now, updated_at=now
+    )
+    session.refresh_from_db()
+    logger.info("api_session=%s stop requested", session.pk)
+    return session
+
+
+def _replay(
+    user: AbstractBaseUser, key: str, charge_box_id: str, connector_id: int
+) -> ApiSession | None:
+    existing = (
+        ApiSession.objects.select_related("transaction")
+        .filter(user=user, idempotency_key=key)
+        .first()
+    )
+    if existing is None:
+        return None
+    if (existing.charge_box_id, existing.connector_id) != (charge_box_id, connector_id):
+        raise SessionInvalid(
+            "This Idempotency-Key was already used for a different request."
+        )
+    return existing
+
+
+def _check_charger(
+    user: AbstractBaseUser, charge_box_id: str, connector_id: int
+) -> None:
+    chargers = Charger.objects.filter(
+        charge_box_id=charge_box_id, connector_id=connector_id
+    )
+    if not getattr(user, "is_staff", False):
+        chargers = chargers.filter(is_public=True)
+    if not chargers.exists():
+        raise SessionNotFound(
+            f"There is no charger {charge_box_id} with connector {connector_id}."
+        )
+
+
+def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> None:
+    for name, value in (
+        ("time", target.time_minutes),
+        ("cost", target.cost),
+        ("energy", target.energy_kwh),
+    ):
+        if value is not None and value <= 0:
+            raise SessionInvalid(f"target.{name} must be greater than 0.")
+    if target.cost is not None and rate is None:
+        raise SessionInvalid("A cost target needs a rate, and this charger has none.")
+    if target.stop_at is not None and target.stop_at <= now:
+        raise SessionInvalid("target.energy_stop_time must be in the future.")
+    if target.start_at and target.stop_at and target.stop_at <= target.start_at:
+        raise SessionInvalid(
+            "target.energy_stop_time must be after target.energy_start_time."
+        )
+
+
+def _new_session(
+    user: AbstractBaseUser,
+    charge_box_id: str,
+    connector_id: int,
+    rate: Rate | None,
+    target: SessionTarget,
+    meta_data: dict[str, Any] | None,
+    idempotency_key: str,
+) -> ApiSession:
+    session = ApiSession(
+        user=user,
+        charge_box_id=charge_box_id,
+        connector_id=connector_id,
+        id_tag=_tag_for(user),
+        rate=rate,
+        rate_terms=RateTerms.of(rate).as_json() if rate else None,
+        target_time_minutes=_places(target.time_minutes, "0.01"),
+        target_cost=_places(target.cost, "0.0001"),
+        target_energy_kwh=_places(target.energy_kwh, "0.001"),
+        target_start_at=target.start_at,
+        target_stop_at=target.stop_at,
+        meta_data=meta_data or {},
+        idempotency_key=idempotency_key,
+    )
+    try:
+        # The database checks the unique constraints in `_insert`, which also
+        # decides between concurrent requests.
+        session.full_clean(validate_constraints=False)
+    except ValidationError as error:
+        raise SessionInvalid(" ".join(error.messages)) from None
+    return session
+
+
+def _places(value: Decimal | None, places: str) -> Decimal | None:
+    if value is None:
+        return None
+    return value.quantize(Decimal(places), rounding=ROUND_HALF_UP)
+
+
+def _tag_for(user: AbstractBaseUser) -> str:
+    """One of the user's active tags, preferring tags not charging right now
+    (SteVe lets most tags run one transaction at a time)."""
+    tags = list(
+        UserMapping.objects.active()
+        .filter(user=user)
+        .values_list("steve_ocpp_id_tag", flat=True)
+    )
+    if not tags:
+        raise SessionInvalid(
+            "No charging tag is linked to this account; ask support to link one "
+            "before starting a session."
+        )
+    busy = set(
+        TransactionSyncState.objects.active()
+        .filter(ocpp_id_tag__in=tags)
+        .values_list("ocpp_id_tag", flat=True)
+    )
+    return next((tag for tag in tags if tag not in busy), tags[0])
+
+
+def _insert(session: ApiSession) -> ApiSession | None:
+    """Save the new session; returns the earlier session instead when a concurrent
+    request with the same Idempotency-Key got there first."""
+    try:
+        with transaction.atomic():
+            session.save()
+    except IntegrityError:
+        if session.idempotency_key:
+            replay = _replay(
+                session.user,
+                session.idempotency_key,
+                session.charge_box_id,
+                session.connector_id,
+            )
+            if replay is not None:
+                return replay
+        raise SessionConflict(
+            "This connector already has a session in progress; stop it or wait "
+            "until it ends."
+        ) from None
+    return None
+
+
+# Talking to the station
+
+
+def _remote_start(session: ApiSession, client: SteveClient) -> None:
+    """Send RemoteStartTransaction. Raises SessionConflict, SessionInvalid or
+    StationError with a sentence for the caller."""
+    try:
+        result = client.remote_start(
+            charge_box_id=session.charge_box_id,
+            connector_id=session.connector_id,
+            id_tag=session.id_tag,
+        )
+    except SteveRejected as error:
+        raise _start_refusal(error) from None
+    except SteveError as error:
+        raise StationError(f"The start could not be sent: {error.message}") from None
+    _check_answer(
+        result,
+        session,
+        refused="The charge station refused to start charging: the connector may "
+        "be in use, reserved or not ready.",
+    )
+
+
+def _start_refusal(error: SteveRejected) -> ApiSessionError:
+    text = error.message.lower()
+    if "no stations are eligible" in text:
+        return SessionConflict(
+            "The charge station is offline; try again when it is back online."
+        )
+    if "tag is not eligible" in text:
+        return SessionInvalid(
+            "This account's charging tag cannot start a charge: it is blocked, "
+            "expired or already charging."
+        )
+    return StationError(f"SteVe refused to start charging: {error.message}")
+
+
+def _remote_stop(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient
+) -> None:
+    """Send RemoteStopTransaction for the session's SteVe transaction. Raises
+    SessionConflict or StationError with a sentence for the caller."""
+    try:
+        result = client.remote_stop(
+            charge_box_id=session.charge_box_id,
+            transaction_id=tx.steve_transaction_id,
+        )
+    except SteveRejected as error:
+        text = error.message.lower()
+        if "not active" in text:
+            raise SessionConflict(
+                "The station has already stopped this charge; the session ends "
+                "at the next sync."
+            ) from None
+        if "no stations are eligible" in text:
+            raise SessionConflict(
+                "The charge station is offline, so it cannot be stopped remotely."
+            ) from None
+        raise StationError(f"SteVe refused to stop charging: {error.message}") from None
+    except SteveError as error:
+        raise StationError(f"The stop could not be sent: {error.message}") from None
+    _check_answer(result, session, refused="The charge station refused to stop.")
+
+
+def _check_answer(
+    result: OperationResult, session: ApiSession, *, refused: str
+) -> None:
+    status = result.status_of(session.charge_box_id)
+    if status.lower() == "accepted":
+        return
+    logger.warning(
+        "api_session=%s station=%s answered %s",
+        session.pk,
+        session.charge_box_id,
+        status,
+    )
+    if status.lower() == "rejected":
+        raise SessionConflict(refused)
+    if status == "Timeout":
+        raise StationError("The station did not answer; try again in a moment.")
+    raise StationError("The station could not process the request.")
+
+
+# The lifecycle
+
+
+def api_sessions_advance_all(
+    *, now: datetime | None = None, client: SteveClient | None = None
+) -> int:
+    """Advance every created or started session; returns how many were looked at.
+
+    One session's failure is logged and does not hold up the others.
+    """
+    steve = client or SteveClient()
+    try:
+        ids = list(
+            ApiSession.objects.open().order_by("id").values_list("pk", flat=True)
+        )
+        for pk in ids:
+            try:
+                api_session_advance(session_id=pk, client=steve, now=now)
+            except Exception:
+                logger.exception("api_session=%s could not advance", pk)
+        return len(ids)
+    finally:
+        if client is None:
+            steve.close()
+
+
+def api_session_advance(
+    *, session_id: int, client: SteveClient, now: datetime | None = None
+) -> ApiSession:
+    """Move one session along its lifecycle and refresh its live readings.
+
+    Deliberately not one database transaction: each step commits on its own, so
+    none stays open while SteVe answers (operations block up to 30 s). Every step is
+    a conditional UPDATE, so two workers advancing the same session cannot make the
+    same change (or send the same remote start or target stop) twice.
+
+    Returns the session as stored afterwards. Raises ApiSession.DoesNotExist.
+    """
+    now = now or timezone.now()
+    session = ApiSession.objects.select_related("transaction").get(pk=session_id)
+    if session.status == Status.CREATED:
+        session = _advance_created(session, client, now)
+    if session.status == Status.STARTED:
+        session = _advance_started(session, client, now)
+    return session
+
+
+def _advance_created(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    if session.remote_start_sent_at is None:
+        return _send_scheduled_start(session, client, now)
+    match = _matching_transaction(session)
+    if match is not None:
+        return _transition(
+            session, Status.CREATED, Status.STARTED, now, transaction=match
+        )
+    timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+    if now - session.remote_start_sent_at >= timedelta(seconds=timeout):
+        return _transition(
+            session,
+            Status.CREATED,
+            Status.CANCELLED,
+            now,
+            ended_at=now,
+            status_message=f"The station did not start charging within {timeout} "
+            "seconds; create a new session to try again.",
+        )
+    return session
+
+
+def _send_scheduled_start(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    if session.target_start_at is not None and session.target_start_at > now:
+        return session
+    # Claim first: the remote start goes out once, however many workers run.
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, status=Status.CREATED, remote_start_sent_at__isnull=True
+    ).update(remote_start_sent_at=now, updated_at=now)
+    session.refresh_from_db()
+    if not claimed:
+        return session
+    try:
+        _remote_start(session, client)
+    except ApiSessionError as error:
+        return _transition(
+            session,
+            Status.CREATED,
+            Status.CANCELLED,
+            now,
+            ended_at=now,
+            status_message=error.message[:255],
+        )
+    return session
+
+
+def _matching_transaction(session: ApiSession) -> TransactionSyncState | None:
+    """The earliest unclaimed synced transaction this session's remote start began."""
+    assert session.remote_start_sent_at is not None
+    tags = {session.id_tag} | set(
+        UserMapping.objects.filter(user_id=session.user_id).values_list(
+            "steve_ocpp_id_tag", flat=True
+        )
+    )
+    return (
+        TransactionSyncState.objects.filter(
+            charge_box_id=session.charge_box_id,
+            connector_id=session.connector_id,
+            ocpp_id_tag__in=tags,
+            started_at__gte=session.remote_start_sent_at - CLOCK_SKEW,
+            api_sessions__isnull=True,
+        )
+        .order_by("started_at", "id")
+        .first()
+    )
+
+
+def _advance_started(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    tx = session.transaction
+    if tx is None:  # the synced row is gone; nothing more will be learned
+        return _transition(session, Status.STARTED, Status.ENDED, now, ended_at=now)
+    session = _refresh_readings(session, tx, client, now)
+    if tx.is_finalized:
+        return _transition(
+            session, Status.STARTED, Status.ENDED, now, ended_at=tx.stopped_at or now
+        )
+    _enforce_targets(session, tx, client, now)
+    return session
+
+
+def _refresh_readings(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> ApiSession:
+    try:
+        details = client.transaction_details(
+            tx.steve_transaction_id, energy_values_only=False
+        )
+    except SteveError as error:
+        # Best effort: the lifecycle goes on with the last good readings.
+        logger.warning(
+            "api_session=%s meter values unavailable: %s", session.pk, error.message
+        )
+        return session
+    report = energy_report(details.readings)
+    activity = charging_activity(
+        details.readings,
+        start=tx.started_at,
+        end=tx.stopped_at if tx.is_finalized else None,
+    )
+    if report == session.energy_report and activity == session.charging_activity:
+        return session
+    ApiSession.objects.filter(pk=session.pk).update(
+        energy_report=report, charging_activity=activity, updated_at=now
+    )
+    session.energy_report, session.charging_activity = report, activity
+    session.updated_at = now
+    return session
+
+
+def _enforce_targets(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> None:
+    if session.target_reached or session.stop_requested_at is not None:
+        return
+    reached = _reached_target(session, tx, now)
+    if reached is None:
+        return
+    # Claim first: the stop goes out once, however many workers run.
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, target_reached="", stop_requested_at__isnull=True
+    ).update(target_reached=reached, stop_requested_at=now, updated_at=now)
+    if not claimed:
+        return
+    logger.info("api_session=%s reached its %s target; stopping", session.pk, reached)
+    try:
+        _remote_stop(session, tx, client)
+    except StationError as error:
+        # Never delivered: release the claim so that the next advance sends it.
+        ApiSession.objects.filter(pk=session.pk).update(
+            target_reached="", stop_requested_at=None
+        )
+        logger.warning("api_session=%s target stop failed: %s", session.pk, error)
+    except ApiSessionError as error:
+        # The station answered; asking again every few seconds would not help.
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=error.message[:255]
+        )
+        logger.warning("api_session=%s target stop refused: %s", session.pk, error)
+
+
+def _reached_target(
+    session: ApiSession, tx: TransactionSyncState, now: datetime
+) -> str | None:
+    """The first target met, as an `ApiSession.Target` value, or None."""
+    if session.target_stop_at is not None and now >= session.target_stop_at:
+        return ApiSession.Target.STOP_TIME
+    energy = session.target_energy_kwh
+    if energy is not None and api_session_energy_kwh(session) >= energy:
+        return ApiSession.Target.ENERGY
+    minutes = session.target_time_minutes
+    if minutes is not None and now - tx.started_at >= timedelta(minutes=float(minutes)):
+        return ApiSession.Target.TIME
+    if session.target_cost is not None:
+        cost = api_session_cost(session, now=now)
+        if cost is not None and cost.amount >= session.target_cost:
+            return ApiSession.Target.COST
+    return None
+
+
+@transaction.atomic
+def _transition(
+    session: ApiSession,
+    from_status: str,
+    to_status: str,
+    now: datetime,
+    **fields: Any,
+) -> ApiSession:
+    """Move `session` from one status to the next with a conditional UPDATE and
+    publish the change when this call made it. Returns the session as stored."""
+    changed = ApiSession.objects.filter(pk=session.pk, status=from_status).update(
+        status=to_status, updated_at=now, **fields
+    )
+    session.refresh_from_db()
+    if changed:
+        logger.info("api_session=%s %s → %s", session.pk, from_status, to_status)
+        _publish_status(session)
+    return session
+
+
+def _publish_status(session: ApiSession) -> None:
+    """Send the status fragment to the owner's and the staff's pages after commit."""
+    html = render_to_string(STATUS_TEMPLATE, {"session": session})
+    owner_channel = customer_channel(session.user_id)
+
+    def send() -> None:
+        publish(owner_channel, STATUS_EVENT, html)
+        publish(staff_channel(), STATUS_EVENT, html)
+
+    transaction.on_commit(send)
+
+
+# Live readings (pure functions of SteVe's meter values)
+
+
+_REPORT_MEASURANDS = (
+    ("current", CURRENT, "A"),
+    ("power", POWER, "W"),
+    ("energy_meter", ENERGY_REGISTER, "Wh"),
+    ("state_of_charge", SOC, "Percent"),
+)
+
+
+def energy_report(readings: Sequence[MeterReading]) -> dict[str, Any] | None:
+    """The latest current, power, energy register and (if reported) state of
+    charge, each with the unit the station used; None without readings."""
+    report: dict[str, Any] = {}
+    latest: datetime | None = None
+    for key, measurand, default_unit in _REPORT_MEASURANDS:
+        samples = _samples(readings, measurand)
+        if not samples:
+            continue
+        at = max(samples)
+        value, unit = _combine(measurand, samples[at])
+        number = int(value) if measurand == SOC else float(value)
+        report[key] = {"value": number, "unit": unit or default_unit}
+        latest = at if latest is None else max(latest, at)
+    if latest is None:
+        return None
+    return {"timestamp": _iso(latest), **report}
+
+
+def charging_activity(
+    readings: Sequence[MeterReading], *, start: datetime, end: datetime | None
+) -> list[dict[str, str]]:
+    """Chronological periods (`Charging` / `SuspendedEV`) from the power readings,
+    or from the energy register's progress when the station reports no power.
+
+    The first period begins at `start`; the last ends at `end` (the stop) or, while
+    charging, at the latest reading.
+    """
+    states = _power_states(readings) or _energy_states(readings)
+    periods: list[dict[str, Any]] = []
+    for at, status in states:
+        if periods and periods[-1]["status"] == status:
+            continue
+        begin = max(at, start) if periods else start
+        if periods:
+            periods[-1]["endTime"] = begin
+        periods.append({"startTime": begin, "endTime": begin, "status": status})
+    if not periods:
+        return []
+    periods[-1]["endTime"] = max(end or states[-1][0], periods[-1]["startTime"])
+    return [
+        {
+            "startTime": _iso(period["startTime"]),
+            "endTime": _iso(period["endTime"]),
+            "status": period["status"],
+        }
+        for period in periods
+    ]
+
+
+def _samples(
+    readings: Iterable[MeterReading], measurand: str
+) -> dict[datetime, list[MeterReading]]:
+    grouped: dict[datetime, list[MeterReading]] = defaultdict(list)
+    for reading in readings:
+        if (
+            (reading.measurand or ENERGY_REGISTER) == measurand
+            and reading.format != "SignedData"
+            and reading.decimal_value is not None
+        ):
+            grouped[reading.timestamp].append(reading)
+    return grouped
+
+
+def _combine(measurand: str, rows: list[MeterReading]) -> tuple[Decimal, str | None]:
+    """One value from the rows of one sample: the phase-less row when there is one;
+    otherwise power and energy add up across phases, current and SoC do not."""
+    total = [row for row in rows if not row.phase]
+    if total:
+        return _value(total[0]), total[0].unit
+    values = [_value(row) for row in rows]
+    if measurand in (POWER, ENERGY_REGISTER):
+        return sum(values, Decimal(0)), rows[0].unit
+    return max(values), rows[0].unit
+
+
+def _value(reading: MeterReading) -> Decimal:
+    value = reading.decimal_value
+    assert value is not None
+    return value
+
+
+def _power_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str]]:
+    samples = _samples(readings, POWER)
+    states = []
+    for at in sorted(samples):
+        value, unit = _combine(POWER, samples[at])
+        watts = value * 1000 if unit == "kW" else value
+        states.append((at, "Charging" if watts >= CHARGING_MIN_W else "SuspendedEV"))
+    return states
+
+
+def _energy_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str]]:
+    samples = _samples(readings, ENERGY_REGISTER)
+    register = []
+    for at in sorted(samples):
+        value, unit = _combine(ENERGY_REGISTER, samples[at])
+        register.append((at, value * 1000 if unit == "kWh" else value))
+    # Each state holds from one reading to the next; the last repeats at the end.
+    states = [
+        (at, "Charging" if after > before else "SuspendedEV")
+        for (at, before), (_, after) in pairwise(register)
+    ]
+    return [*states, (register[-1][0], states[-1][1])] if states else []
+
+
+def _iso(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"

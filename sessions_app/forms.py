@@ -1,0 +1,167 @@
+"""Forms of the admin console."""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.http import QueryDict
+from django.utils import timezone
+
+from sync.models import UserMapping
+from sync.services.mappings import validate_id_tag
+
+STATUS_CHOICES = [("all", "All"), ("active", "Active"), ("completed", "Completed")]
+TAG_MAX_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class SessionFilters:
+    """The Charging Sessions filters after fallbacks, plus notes for the person."""
+
+    status: str = "all"
+    date_from: date | None = None
+    date_to: date | None = None
+    tag: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def updated_from(self) -> datetime | None:
+        """Midnight at the start of From, in the operator's time zone."""
+        if self.date_from is None:
+            return None
+        return timezone.make_aware(datetime.combine(self.date_from, time.min))
+
+    @property
+    def updated_to(self) -> datetime | None:
+        """The last microsecond of To, in the operator's time zone (To is inclusive)."""
+        if self.date_to is None:
+            return None
+        return timezone.make_aware(datetime.combine(self.date_to, time.max))
+
+    def chips(self) -> list[tuple[str, str, str]]:
+        """(name, label, value) of each active filter, for removable chips."""
+        chips = []
+        if self.status != "all":
+            chips.append(("status", "Status", self.status))
+        if self.date_from:
+            chips.append(("from", "From", self.date_from.isoformat()))
+        if self.date_to:
+            chips.append(("to", "To", self.date_to.isoformat()))
+        if self.tag:
+            chips.append(("tag", "Tag", self.tag))
+        return chips
+
+    def as_query(self) -> dict[str, str]:
+        """The active filters as query parameters (for links that keep them)."""
+        return {name: value for name, _, value in self.chips()}
+
+
+def _parse_date(raw: str, label: str, notes: list[str]) -> date | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        notes.append(f"{label} date “{raw[:40]}” is not a date (YYYY-MM-DD); ignored.")
+        return None
+
+
+def parse_session_filters(query: QueryDict) -> SessionFilters:
+    """Read the filters from a query string, never failing.
+
+    An unknown status falls back to all; a malformed date is ignored with a note.
+    """
+    notes: list[str] = []
+    status = query.get("status", "all").strip().lower()
+    if status not in {value for value, _ in STATUS_CHOICES}:
+        if status:
+            notes.append(
+                f"Status “{status[:40]}” is not all, active or completed; showing all."
+            )
+        status = "all"
+    date_from = _parse_date(query.get("from", ""), "From", notes)
+    date_to = _parse_date(query.get("to", ""), "To", notes)
+    if date_from and date_to and date_to < date_from:
+        notes.append("To is before From, so no session can match.")
+    tag = query.get("tag", "").strip()[:TAG_MAX_LENGTH]
+    return SessionFilters(
+        status=status,
+        date_from=date_from,
+        date_to=date_to,
+        tag=tag,
+        notes=tuple(notes),
+    )
+
+
+class SessionFilterForm(forms.Form):
+    """Renders the filter bar; values come from `SessionFilters`, never errors."""
+
+    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
+    tag = forms.CharField(
+        required=False,
+        max_length=TAG_MAX_LENGTH,
+        label="Tag",
+        help_text="EV card / idTag, any part of it",
+    )
+
+    def __init__(self, filters: SessionFilters) -> None:
+        super().__init__(
+            initial={
+                "status": filters.status,
+                "from": filters.date_from,
+                "to": filters.date_to,
+                "tag": filters.tag,
+            }
+        )
+        # `from` is a Python keyword, so these fields are added by name.
+        self.fields["from"] = forms.DateField(
+            required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+        )
+        self.fields["to"] = forms.DateField(
+            required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+        )
+        self.order_fields(["status", "from", "to", "tag"])
+
+
+class UserMappingForm(forms.ModelForm):
+    """Create or edit a mapping; the customer is chosen by email."""
+
+    customer_email = forms.EmailField(label="Customer email")
+
+    class Meta:
+        model = UserMapping
+        fields = ["steve_ocpp_id_tag", "label", "billing_customer_id", "is_active"]
+        labels = {
+            "steve_ocpp_id_tag": "idTag",
+            "billing_customer_id": "Billing customer id",
+            "is_active": "Active",
+        }
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if self.instance.pk:
+            self.fields["customer_email"].initial = self.instance.user.email or (
+                self.instance.user.get_username()
+            )
+
+    def clean_steve_ocpp_id_tag(self) -> str:
+        return validate_id_tag(self.cleaned_data["steve_ocpp_id_tag"])
+
+    def clean_customer_email(self) -> object:
+        email = self.cleaned_data["customer_email"].strip().lower()
+        user = get_user_model().objects.filter(username__iexact=email).first()
+        if user is None:
+            user = get_user_model().objects.filter(email__iexact=email).first()
+        if user is None:
+            raise forms.ValidationError(
+                "No customer account has this email; import a CSV row to create one."
+            )
+        return user
+
+
+class UserMappingImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file", help_text="Header: steveOcppIdTag,email,label"
+    )

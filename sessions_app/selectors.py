@@ -1,0 +1,218 @@
+"""Reads of the admin console: each function builds one page's read model."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from sessions_app.forms import SessionFilters
+from sync.models import (
+    SyncedTransactionEvent,
+    SyncRun,
+    TransactionSyncState,
+    TransactionSyncStateQuerySet,
+    UserMapping,
+)
+
+PAGE_SIZE = 15
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# Charging Sessions
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """The stat strip: always over the whole dataset, never the filtered view."""
+
+    sessions_today: int
+    kwh_7d: Decimal
+    active_now: int
+    avg_kwh_7d: Decimal | None
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    rows: list[TransactionSyncState]
+    next_cursor: str | None
+
+
+def session_stats(*, now: datetime) -> SessionStats:
+    """The four counters of the Charging Sessions stat strip.
+
+    Sessions today: distinct transactions updated since midnight in
+    POLARIS_TIME_ZONE. kWh (7d): the kwhDelta of events read in the last 7 days.
+    Avg: that energy over the distinct transactions with events in the window.
+    """
+    midnight = timezone.localtime(now).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    energy = SyncedTransactionEvent.objects.filter(
+        reading_at__gt=now - timedelta(days=7)
+    ).aggregate(
+        kwh=Coalesce(Sum("kwh_delta"), Decimal("0")),
+        sessions=Count("transaction_id", distinct=True),
+    )
+    counts = TransactionSyncState.objects.aggregate(
+        today=Count("id", filter=Q(updated_at__gte=midnight)),
+        active=Count("id", filter=Q(is_finalized=False)),
+    )
+    kwh_7d, sessions_7d = energy["kwh"], energy["sessions"]
+    average = (kwh_7d / sessions_7d).quantize(Decimal("0.01")) if sessions_7d else None
+    return SessionStats(
+        sessions_today=counts["today"],
+        kwh_7d=kwh_7d,
+        active_now=counts["active"],
+        avg_kwh_7d=average,
+    )
+
+
+def _filtered_sessions(filters: SessionFilters) -> TransactionSyncStateQuerySet:
+    sessions = TransactionSyncState.objects.all()
+    if filters.status == "active":
+        sessions = sessions.active()
+    elif filters.status == "completed":
+        sessions = sessions.completed()
+    sessions = sessions.updated_between(filters.updated_from, filters.updated_to)
+    if filters.tag:
+        sessions = sessions.with_mapped_tag_containing(filters.tag)
+    return sessions
+
+
+def session_count(*, filters: SessionFilters) -> int:
+    """How many sessions match `filters`, each transaction counted once."""
+    return _filtered_sessions(filters).count()
+
+
+def session_page(*, filters: SessionFilters, cursor: str | None) -> SessionPage:
+    """Up to PAGE_SIZE sessions after `cursor`, most recently updated first.
+
+    Keyset pagination on (updatedAt, id): pages stay correct when sessions change
+    between two clicks, and a deep page costs what the first does. A malformed
+    cursor means the first page.
+    """
+    sessions = _filtered_sessions(filters).newest_updated_first()
+    position = decode_cursor(cursor)
+    if position is not None:
+        sessions = sessions.after_cursor(*position)
+    rows = list(sessions.with_customer().select_related("charger")[: PAGE_SIZE + 1])
+    has_more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return SessionPage(
+        rows=rows, next_cursor=encode_cursor(rows[-1]) if has_more else None
+    )
+
+
+def sessions_by_ids(ids: list[int]) -> list[TransactionSyncState]:
+    """Sessions with the row annotations of the list, for live row updates."""
+    return list(
+        TransactionSyncState.objects.filter(id__in=ids)
+        .with_customer()
+        .select_related("charger")
+        .newest_updated_first()
+    )
+
+
+def encode_cursor(row: TransactionSyncState) -> str:
+    micros = (row.updated_at - EPOCH) // timedelta(microseconds=1)
+    return f"{micros}-{row.pk}"
+
+
+def decode_cursor(raw: str | None) -> tuple[datetime, int] | None:
+    try:
+        micros, pk = (int(part) for part in (raw or "").split("-"))
+        return EPOCH + timedelta(microseconds=micros), pk
+    except (ValueError, OverflowError):
+        return None
+
+
+@dataclass(frozen=True)
+class SyncFreshness:
+    """When the sync last confirmed every active session, and what counts as stale."""
+
+    confirmed_at: datetime | None
+    stale_before: datetime
+    last_change: SyncRun | None
+
+    def last_synced(self, row: TransactionSyncState) -> datetime:
+        """A run that succeeded re-read every active session even when it wrote
+        nothing (rows change only when the session did), so an active session was
+        last synced at the later of its row and that run."""
+        if row.is_finalized or self.confirmed_at is None:
+            return row.last_synced_at
+        return max(row.last_synced_at, self.confirmed_at)
+
+    def is_stale(self, row: TransactionSyncState) -> bool:
+        return not row.is_finalized and self.last_synced(row) < self.stale_before
+
+
+def sync_freshness(*, now: datetime) -> SyncFreshness:
+    """Staleness threshold (three sync intervals) and the latest runs that matter."""
+    latest_good = SyncRun.objects.latest_succeeded(SyncRun.Kind.TRANSACTIONS)
+    last_change = (
+        SyncRun.objects.filter(
+            kind__in=[SyncRun.Kind.TRANSACTIONS, SyncRun.Kind.TRANSACTION,
+                      SyncRun.Kind.BACKFILL],
+            finished_at__isnull=False,
+        )
+        .filter(Q(created_count__gt=0) | Q(updated_count__gt=0))
+        .order_by("-finished_at")
+        .first()
+    )  # fmt: skip
+    return SyncFreshness(
+        confirmed_at=latest_good.finished_at if latest_good else None,
+        stale_before=now - timedelta(seconds=3 * settings.SYNC_INTERVAL_SECONDS),
+        last_change=last_change,
+    )
+
+
+def any_sync_completed() -> bool:
+    return SyncRun.objects.exclude(status=SyncRun.Status.RUNNING).exists()
+
+
+# Transaction detail
+
+
+def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
+    """One session with its customer; raises TransactionSyncState.DoesNotExist."""
+    return (
+        TransactionSyncState.objects.with_customer()
+        .select_related("charger")
+        .get(steve_transaction_id=steve_transaction_id)
+    )
+
+
+def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEvent]:
+    """Every sync event of a session, oldest reading first."""
+    return list(session.events.select_related("sync_run").order_by("reading_at", "id"))
+
+
+# Sync runs
+
+
+def sync_run_list(*, limit: int) -> QuerySet[SyncRun]:
+    """The newest `limit` sync runs, newest first."""
+    return SyncRun.objects.order_by("-started_at", "-id")[:limit]
+
+
+# User mappings
+
+
+def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
+    """Mappings whose tag, label, billing id or customer email contains `search`."""
+    mappings = UserMapping.objects.select_related("user").order_by(
+        "-is_active", "steve_ocpp_id_tag"
+    )
+    if search:
+        mappings = mappings.filter(
+            Q(steve_ocpp_id_tag__icontains=search)
+            | Q(label__icontains=search)
+            | Q(billing_customer_id__icontains=search)
+            | Q(user__username__icontains=search)
+            | Q(user__email__icontains=search)
+        )
+    return mappings

@@ -1,0 +1,18 @@
+"""Celery tasks of the Sessions API: thin wrappers over `sessions_app.charging`."""
+
+import logging
+
+from celery import shared_task
+
+from sessions_app import charging
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def api_sessions_advance_all() -> int:
+    """Advance every open API session once; beat runs it every SYNC_INTERVAL_SECONDS.
+
+    Not retried: the next scheduled run picks up whatever this one could not do.
+    """
+    return charging.api_sessions_advance_all()

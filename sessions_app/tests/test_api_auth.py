@@ -1,0 +1,86 @@
+"""Authentication of the Sessions API: Bearer tokens and the browser session."""
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.test import Client, TestCase
+from django.utils import timezone
+
+from sessions_app.api_auth import api_token_create, api_token_revoke
+from sessions_app.models import ApiToken
+from sessions_app.tests.test_api_sessions import ApiTestCase
+from sessions_app.tests.test_charging import REMOTE_START
+
+
+class BearerAuthApiTests(ApiTestCase):
+    def test_no_credentials_are_401_with_a_challenge(self) -> None:
+        response = self.client.get("/api/v1/sessions")
+        self.assert_error(response, 401, "Authorization: Bearer")
+        self.assertEqual(response["WWW-Authenticate"], 'Bearer realm="api"')
+
+    def test_an_unknown_token_is_401(self) -> None:
+        response = self.call("GET", "/sessions", token="pol_not-a-token")
+        self.assert_error(response, 401, "Authentication required")
+
+    def test_a_revoked_token_is_401(self) -> None:
+        token, raw = api_token_create(user=self.alice, name="ci")
+        self.result(self.call("GET", "/sessions", token=raw))
+        api_token_revoke(token=token)
+        self.assert_error(self.call("GET", "/sessions", token=raw), 401, "required")
+
+    def test_an_inactive_users_token_is_401(self) -> None:
+        type(self.bob).objects.filter(pk=self.bob.pk).update(is_active=False)
+        response = self.call("GET", "/sessions", token=self.bob_token)
+        self.assert_error(response, 401, "required")
+
+    def test_use_is_recorded_at_most_once_a_minute(self) -> None:
+        token, raw = api_token_create(user=self.alice)
+        self.call("GET", "/sessions", token=raw)
+        token.refresh_from_db()
+        first = token.last_used_at
+        self.assertIsNotNone(first)
+        self.call("GET", "/sessions", token=raw)
+        token.refresh_from_db()
+        self.assertEqual(token.last_used_at, first)
+
+
+class BrowserSessionAuthApiTests(ApiTestCase):
+    def test_the_portal_reads_with_its_session(self) -> None:
+        self.client.force_login(self.alice)
+        self.assertEqual(self.client.get("/api/v1/sessions").status_code, 200)
+
+    def test_a_write_without_csrf_token_is_refused(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.alice)
+        response = client.post(
+            "/api/v1/sessions",
+            data={"chargestation": "CP-001", "connector": 1},
+            content_type="application/json",
+        )
+        self.assert_error(response, 403, "CSRF")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_a_write_with_the_csrf_token_starts_a_session(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.alice)
+        secret = "a" * 32  # what the portal's page would carry in its cookie
+        client.cookies["csrftoken"] = secret
+        response = client.post(
+            "/api/v1/sessions",
+            data={"chargestation": "CP-001", "connector": 1},
+            content_type="application/json",
+            headers={"X-CSRFToken": secret},
+        )
+        self.assertEqual(response.status_code, 201, response.content)
+
+
+class ApiTokenServiceTests(TestCase):
+    def test_only_a_hash_and_the_prefix_are_stored(self) -> None:
+        user = get_user_model().objects.create_user("carol", "c@example.com", "pw")
+        token, raw = api_token_create(user=user, name="laptop")
+        self.assertTrue(raw.startswith("pol_"))
+        self.assertTrue(raw.startswith(token.prefix))
+        stored = ApiToken.objects.values().get()
+        self.assertNotIn(raw, [str(value) for value in stored.values()])
+        revoked = api_token_revoke(token=token)
+        self.assertLess(timezone.now() - timedelta(seconds=5), revoked.revoked_at)

@@ -1,0 +1,83 @@
+"""`GET /api/v1/sessions`: who sees what, filters and cursor pagination."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from sessions_app.models import ApiSession
+from sessions_app.tests.test_api_sessions import ApiTestCase
+
+DAY = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class SessionListApiTests(ApiTestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        super().setUpTestData()
+        # Finished sessions written directly: listing needs no station.
+        cls.rows: list[ApiSession] = []
+        for index in range(7):
+            owner: AbstractBaseUser = cls.alice if index % 2 == 0 else cls.bob
+            cls.rows.append(
+                ApiSession.objects.create(
+                    user=owner,
+                    charge_box_id="CP-001" if index < 4 else "CP-002",
+                    connector_id=1,
+                    id_tag="TAG-0001",
+                    status="ended" if index % 3 else "cancelled",
+                    created_at=DAY + timedelta(hours=index),
+                    updated_at=DAY + timedelta(hours=index),
+                )
+            )
+
+    def items(self, query: str = "", token: str | None = None) -> dict[str, Any]:
+        return self.result(self.call("GET", f"/sessions{query}", token))
+
+    def ids(self, query: str = "", token: str | None = None) -> list[str]:
+        return [item["_id"] for item in self.items(query, token)["items"]]
+
+    def expected(self, rows: list[ApiSession]) -> list[str]:
+        return [str(row.pk) for row in reversed(rows)]
+
+    def test_customers_see_their_own_sessions_newest_first(self) -> None:
+        self.assertEqual(self.ids(), self.expected(self.rows[0::2]))
+        self.assertEqual(self.ids(token=self.bob_token), self.expected(self.rows[1::2]))
+
+    def test_staff_see_every_session(self) -> None:
+        self.assertEqual(self.ids(token=self.staff_token), self.expected(self.rows))
+
+    def test_it_filters_by_status_chargestation_and_period(self) -> None:
+        staff = self.staff_token
+        cancelled = [row for row in self.rows if row.status == "cancelled"]
+        self.assertEqual(self.ids("?status=cancelled", staff), self.expected(cancelled))
+        self.assertEqual(
+            self.ids("?chargestation=CP-002", staff), self.expected(self.rows[4:])
+        )
+        self.assertEqual(
+            self.ids("?from=2026-03-01T10:00:00Z&to=2026-03-01T12:00:00Z", staff),
+            self.expected(self.rows[1:4]),
+        )
+
+    def test_the_cursor_walks_every_page_once(self) -> None:
+        seen: list[str] = []
+        query = "?limit=3"
+        while True:
+            page = self.items(query, self.staff_token)
+            seen += [item["_id"] for item in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            query = f"?limit=3&cursor={page['next_cursor']}"
+        self.assertEqual(seen, self.expected(self.rows))
+
+    def test_a_bad_cursor_is_400_and_bad_filters_422(self) -> None:
+        self.assert_error(self.call("GET", "/sessions?cursor=zzz"), 400, "cursor")
+        self.assert_error(self.call("GET", "/sessions?status=done"), 422, "status")
+        self.assert_error(self.call("GET", "/sessions?limit=0"), 422, "limit")
+
+    def test_a_page_takes_a_fixed_number_of_queries(self) -> None:
+        staff = self.staff_token
+        self.items(token=staff)  # warm up ContentType and similar caches
+        # The token lookup, then one query for the page.
+        with self.assertNumQueries(2):
+            self.items(token=staff)

@@ -1,0 +1,110 @@
+"""Schemathesis against the real app: no 5xx, and every answer fits the OpenAPI
+document (status codes, content types, headers and bodies).
+
+The app runs in this process through Django's own WSGI handler (schemathesis' WSGI
+transport): the same middleware, URLconf and views as under uvicorn, but inside the
+test's transaction, so the personas and tokens of `setUpTestData` exist and nothing
+needs committing. A uvicorn subprocess would add nothing the API uses (it has no
+streaming) and would need a TransactionTestCase. POSTs that pass validation reach
+the SteVe stand-in over real HTTP.
+
+Examples are bounded (MAX_EXAMPLES per operation and mode) and derandomized, so the
+run is fast and repeatable.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from django.test import override_settings
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from sessions_app.tests.test_api_sessions import ApiTestCase
+
+MAX_EXAMPLES = 15
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+@contextmanager
+def keep_test_connection() -> Iterator[None]:
+    """Django's handler closes "old" connections around each request, which inside
+    a TestCase would abort the test's transaction; Django's test client disconnects
+    the same receivers."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@override_settings(ALLOWED_HOSTS=["localhost", "testserver"])
+class OpenApiSchemathesisTests(ApiTestCase):
+    def test_the_document_is_served(self) -> None:
+        document = self.client.get("/api/v1/openapi.json").json()
+        self.assertEqual(
+            set(document["paths"]),
+            {
+                "/api/v1/sessions",
+                "/api/v1/sessions/{session_id}",
+                "/api/v1/sessions/{session_id}/stop",
+            },
+        )
+        self.assertEqual(self.client.get("/api/v1/docs").status_code, 200)
+
+    def test_no_5xx_and_every_answer_fits_the_schema(self) -> None:
+        # One real session, so that generated ids sometimes hit an existing one.
+        self.result(self.start(), 201)
+        auth = {"Authorization": f"Bearer {self.staff_token}"}
+        with keep_test_connection():
+            schema = schemathesis.openapi.from_wsgi(
+                "/api/v1/openapi.json", get_wsgi_application()
+            )
+            operations = [result.ok() for result in schema.get_all_operations()]
+            self.assertEqual(len(operations), 4)
+            for operation in operations:
+                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                    with self.subTest(operation=operation.label, mode=mode.value):
+                        self.run_cases(operation, mode, auth)
+
+    def run_cases(
+        self,
+        operation: schemathesis.APIOperation,
+        mode: GenerationMode,
+        auth: dict[str, str],
+    ) -> None:
+        checks = [*CHECKS]
+        if mode is GenerationMode.NEGATIVE:
+            checks.append(negative_data_rejection)
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=auth, checks=checks)
+
+        check()

@@ -1,0 +1,269 @@
+"""`/api/v1/sessions`: create, follow, stop, over HTTP, against the stand-in."""
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.http import HttpResponse
+
+from sessions_app.models import ApiSession
+from sessions_app.tests.test_charging import (
+    REMOTE_START,
+    REMOTE_STOP,
+    ChargingTestCase,
+)
+from sync.models import TransactionSyncState, UserMapping
+
+
+class ApiTestCase(ChargingTestCase):
+    """Bearer tokens for the personas and a JSON client."""
+
+    alice_token: str
+    bob_token: str
+    staff_token: str
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        super().setUpTestData()
+        cls.alice_token = cls.token(cls.alice)
+        cls.bob_token = cls.token(cls.bob)
+        cls.staff_token = cls.token(cls.staff)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResponse:
+        auth = {"Authorization": f"Bearer {token or self.alice_token}"}
+        return self.client.generic(
+            method,
+            f"/api/v1{path}",
+            data=json.dumps(body) if body is not None else "",
+            content_type="application/json",
+            headers={**auth, **(headers or {})},
+        )
+
+    def start(
+        self,
+        token: str | None = None,
+        box: str = "CP-001",
+        headers: dict[str, str] | None = None,
+        **body: Any,
+    ) -> HttpResponse:
+        body = {"chargestation": box, "connector": 1, **body}
+        return self.call("POST", "/sessions", token, body, headers=headers)
+
+    def assert_error(self, response: HttpResponse, status: int, text: str) -> None:
+        self.assertEqual(response.status_code, status, response.content)
+        body = response.json()
+        self.assertEqual(body["ok"], False)
+        self.assertIn(text, body["message"])
+
+    def result(self, response: HttpResponse, status: int = 200) -> dict[str, Any]:
+        self.assertEqual(response.status_code, status, response.content)
+        body = response.json()
+        self.assertIs(body["ok"], True)
+        result: dict[str, Any] = body["result"]
+        return result
+
+    def get(self, session_id: str, token: str | None = None) -> dict[str, Any]:
+        return self.result(self.call("GET", f"/sessions/{session_id}", token))
+
+    def advance_id(self, session_id: str) -> None:
+        self.advance(ApiSession.objects.get(pk=int(session_id)))
+
+
+class SessionLifecycleApiTests(ApiTestCase):
+    def test_it_follows_a_session_from_created_to_ended(self) -> None:
+        created = self.result(self.start(meta_data={"order": "A-17"}), 201)
+        self.assertEqual(created["status"], "created")
+        self.assertEqual(
+            {key: created[key] for key in ("user", "chargestation", "connector")},
+            {"user": str(self.alice.pk), "chargestation": "CP-001", "connector": 1},
+        )
+        self.assertEqual(created["rate"], str(self.rate.pk))
+        self.assertEqual(created["meta_data"], {"order": "A-17"})
+        for empty in ("target", "metrics", "energy_report", "cost"):
+            self.assertIsNone(created[empty], empty)
+        self.assertEqual(created["charging_activity"], [])
+        session_id = created["_id"]
+
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        started = self.get(session_id)
+        self.assertEqual(started["status"], "started")
+        self.assertIsNone(started["metrics"]["chargingStop"])
+        self.assertEqual(started["cost"]["currency"], "eur")
+        self.assertEqual(
+            [line["type"] for line in started["cost"]["breakdown"]],
+            ["FLAT", "ENERGY", "TIME"],
+        )
+
+        self.standin.tick(600)
+        self.advance_id(session_id)
+        report = self.get(session_id)["energy_report"]
+        self.assertEqual(
+            set(report), {"timestamp", "current", "power", "energy_meter"}
+        )  # CP-001 reports no state of charge
+        self.assertEqual(report["current"]["unit"], "A")
+
+        tx = TransactionSyncState.objects.get(api_sessions__pk=int(session_id))
+        self.standin.station_stop(tx.steve_transaction_id)
+        self.sync()
+        self.advance_id(session_id)
+        ended = self.get(session_id)
+        tx.refresh_from_db()
+        self.assertEqual(ended["status"], "ended")
+        metrics = ended["metrics"]
+        self.assertIsNotNone(metrics["chargingStop"])
+        self.assertEqual(metrics["energyConsumed"], float(tx.kwh_delivered * 1000))
+        self.assertGreater(metrics["energyConsumed"], 0)
+        assert tx.stopped_at is not None
+        self.assertEqual(
+            metrics["energyPeriod"], int((tx.stopped_at - tx.started_at).seconds)
+        )
+        energy = next(
+            line for line in ended["cost"]["breakdown"] if line["type"] == "ENERGY"
+        )
+        self.assertEqual(energy["quantity"], float(tx.kwh_delivered))
+        self.assertEqual(energy["unit"], "kWh")
+        self.assertEqual(energy["tax"], 20.0)
+        self.assertEqual(
+            ended["cost"]["amount"],
+            round(sum(line["totalCost"] for line in ended["cost"]["breakdown"]), 4),
+        )
+        # Final: the same answer later.
+        self.assertEqual(self.get(session_id)["cost"], ended["cost"])
+
+    def test_targets_and_meta_data_are_returned_as_given(self) -> None:
+        target = {"energy": 12.5, "time": 90, "cost": 8}
+        created = self.result(self.start(target=target, meta_data={"a": [1, 2]}), 201)
+        self.assertEqual(
+            created["target"],
+            {**target, "energy_start_time": None, "energy_stop_time": None},
+        )
+        self.assertEqual(created["meta_data"], {"a": [1, 2]})
+
+    def test_a_retry_with_the_same_idempotency_key_returns_the_same_session(
+        self,
+    ) -> None:
+        headers = {"Idempotency-Key": "order-17"}
+        first = self.start(headers=headers)
+        again = self.start(headers=headers)
+        self.assertEqual(self.result(first, 201)["_id"], self.result(again, 201)["_id"])
+        self.assertEqual(again["Idempotent-Replayed"], "true")
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        self.assertEqual(ApiSession.objects.count(), 1)
+        other = self.start(box="CP-002", headers=headers)
+        self.assert_error(other, 422, "different request")
+
+    def test_the_same_key_of_another_user_is_another_session(self) -> None:
+        headers = {"Idempotency-Key": "order-17"}
+        self.result(self.start(headers=headers), 201)
+        self.standin.station_stop(42)
+        self.result(self.start(self.bob_token, box="CP-002", headers=headers), 201)
+        self.assertEqual(ApiSession.objects.count(), 2)
+
+    def test_a_connector_with_a_session_in_progress_is_409(self) -> None:
+        self.result(self.start(), 201)
+        self.assert_error(self.start(self.bob_token), 409, "already has a session")
+        self.assertEqual(ApiSession.objects.count(), 1)
+
+    def test_stop_ends_a_started_session(self) -> None:
+        session_id = self.result(self.start(), 201)["_id"]
+        stop = self.call("POST", f"/sessions/{session_id}/stop")
+        self.assert_error(stop, 409, "not started yet")
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        stopped = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
+        self.assertEqual(stopped["status"], "started")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        self.sync()
+        self.advance_id(session_id)
+        self.assertEqual(self.get(session_id)["status"], "ended")
+        again = self.call("POST", f"/sessions/{session_id}/stop")
+        self.assert_error(again, 409, "already ended")
+
+    def test_stopping_a_scheduled_session_cancels_it(self) -> None:
+        created = self.start(target={"energy_start_time": "2099-01-01T00:00:00Z"})
+        session_id = self.result(created, 201)["_id"]
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+        stopped = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
+        self.assertEqual(stopped["status"], "cancelled")
+
+
+class SessionAccessApiTests(ApiTestCase):
+    def test_another_customers_session_is_404(self) -> None:
+        session_id = self.result(self.start(), 201)["_id"]
+        for method, path in (
+            ("GET", f"/sessions/{session_id}"),
+            ("POST", f"/sessions/{session_id}/stop"),
+        ):
+            self.assert_error(self.call(method, path, self.bob_token), 404, "No such")
+        self.assertEqual(self.get(session_id, self.staff_token)["_id"], session_id)
+
+    def test_unknown_ids_are_404(self) -> None:
+        for session_id in ("999999", "abc", "9" * 40):
+            response = self.call("GET", f"/sessions/{session_id}")
+            self.assert_error(response, 404, "No such session")
+
+    def test_staff_can_start_a_session_for_a_user(self) -> None:
+        created = self.start(self.staff_token, user=str(self.alice.pk))
+        self.assertEqual(self.result(created, 201)["user"], str(self.alice.pk))
+        session = ApiSession.objects.get()
+        self.assertEqual(session.id_tag, "TAG-0001")
+
+    def test_a_customer_cannot_start_a_session_for_someone_else(self) -> None:
+        response = self.start(self.alice_token, user=str(self.bob.pk))
+        self.assert_error(response, 404, "No such user")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+
+class SessionRefusalApiTests(ApiTestCase):
+    def assert_refused(self, response: HttpResponse, status: int, text: str) -> None:
+        self.assert_error(response, status, text)
+        self.assertFalse(ApiSession.objects.exists())
+
+    def test_an_offline_station_is_409(self) -> None:
+        self.assert_refused(self.start(box="CP-004"), 409, "offline")
+
+    def test_a_rejected_remote_start_is_409(self) -> None:
+        self.assert_refused(self.start(box="CP-003"), 409, "refused to start")
+
+    def test_a_station_that_does_not_answer_is_502(self) -> None:
+        self.standin.set_fault("timeout_operation", delay=0.1)
+        self.assert_refused(self.start(), 502, "did not answer")
+
+    def test_an_unknown_charger_is_404(self) -> None:
+        self.assert_refused(self.start(box="CP-999"), 404, "no charger CP-999")
+
+    def test_a_user_without_a_tag_is_422(self) -> None:
+        UserMapping.objects.filter(user=self.alice).delete()
+        self.assert_refused(self.start(), 422, "No charging tag")
+
+    def test_invalid_bodies_are_422_and_malformed_json_400(self) -> None:
+        self.assert_refused(self.start(connector=0), 422, "connector")
+        self.assert_refused(self.start(target={"energy": -1}), 422, "target.energy")
+        response = self.client.post(
+            "/api/v1/sessions",
+            data="{not json",
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {self.alice_token}"},
+        )
+        self.assert_refused(response, 400, "Cannot parse request body")
+
+    def test_meta_data_postgres_cannot_store_is_422(self) -> None:
+        self.assert_refused(self.start(meta_data={"a": "x\x00y"}), 422, "NUL")
+
+
+class SessionDecimalTests(ApiTestCase):
+    def test_targets_keep_their_precision(self) -> None:
+        self.result(self.start(target={"energy": 10.1234, "cost": 3.33333}), 201)
+        session = ApiSession.objects.get()
+        self.assertEqual(session.target_energy_kwh, Decimal("10.123"))
+        self.assertEqual(session.target_cost, Decimal("3.3333"))

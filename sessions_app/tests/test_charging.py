@@ -1,0 +1,497 @@
+"""The API-session services against the SteVe stand-in over real HTTP.
+
+`ChargingTestCase` is also the base of the API tests: it seeds personas (alice and
+bob, customers; staff), their tags, the chargers of the stand-in's fleet and a
+default rate, and points Polaris's SteVe settings at the stand-in.
+
+The stand-in is reset without scenarios: CP-001 is idle, CP-002 charges
+transaction 42 for an unmapped tag, CP-003 rejects remote starts, CP-004 is offline.
+A remote start the station accepted begins on the next `standin.tick()`.
+"""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.test import SimpleTestCase, TestCase, override_settings
+from django.utils import timezone
+from django_eventstream.eventstream import get_storage
+
+from polaris.celery import app as celery_app
+from polaris.live import customer_channel, staff_channel
+from sessions_app import charging
+from sessions_app.api_auth import api_token_create
+from sessions_app.models import ApiSession, Rate
+from sessions_app.tasks import (
+    api_sessions_advance_all as api_sessions_advance_all_task,
+)
+from sync import services
+from sync.client import MeterReading, SteveClient
+from sync.models import Charger, SyncRun, UserMapping
+from sync.standin.testing import StandinProcess
+
+REMOTE_START = "/steve/api/v1/operations/RemoteStartTransaction"
+REMOTE_STOP = "/steve/api/v1/operations/RemoteStopTransaction"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ChargingTestCase(TestCase):
+    """Personas, chargers and a default rate; the stand-in as Polaris's SteVe."""
+
+    standin: StandinProcess
+    steve: SteveClient
+    alice: AbstractBaseUser
+    bob: AbstractBaseUser
+    staff: AbstractBaseUser
+    rate: Rate
+
+    @pytest.fixture(autouse=True)
+    def _attach_standin(
+        self, standin: StandinProcess, steve_client: SteveClient
+    ) -> Iterator[None]:
+        standin.reset(scenarios=False)
+        self.standin = standin
+        self.steve = steve_client
+        # The API builds its own SteveClient from settings: point them at the
+        # stand-in. A channel prefix per test keeps parallel runs' events apart.
+        with override_settings(
+            STEVE_URL=standin.base_url,
+            STEVE_USERNAME=standin.username,
+            STEVE_PASSWORD=standin.password,
+            STEVE_TIMEOUT=5,
+            LIVE_CHANNEL_PREFIX=f"test-{uuid.uuid4().hex[:12]}-",
+        ):
+            yield
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        users = get_user_model().objects
+        cls.alice = users.create_user("alice@example.com", "alice@example.com", "pw")
+        cls.bob = users.create_user("bob@example.com", "bob@example.com", "pw")
+        cls.staff = users.create_user("staff", "staff@example.com", "pw", is_staff=True)
+        for user, tag in ((cls.alice, "TAG-0001"), (cls.bob, "TAG-0003")):
+            UserMapping.objects.create(steve_ocpp_id_tag=tag, user=user)
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0005", user=cls.staff)
+        for box, connector in (
+            ("CP-001", 1),
+            ("CP-002", 1),
+            ("CP-003", 1),
+            ("CP-004", 1),
+            ("CP-004", 2),
+        ):
+            Charger.objects.create(
+                charge_box_id=box, connector_id=connector, friendly_name=box
+            )
+        cls.rate = Rate.objects.create(
+            name="Standard",
+            currency="eur",
+            flat_fee=Decimal("0.50"),
+            energy_price=Decimal("0.30"),
+            time_price=Decimal("1.20"),
+            tax_percent=Decimal("20"),
+            is_default=True,
+        )
+
+    # Helpers
+
+    @staticmethod
+    def token(user: AbstractBaseUser) -> str:
+        return api_token_create(user=user)[1]
+
+    def create(
+        self,
+        user: AbstractBaseUser | None = None,
+        box: str = "CP-001",
+        connector: int = 1,
+        **kwargs: Any,
+    ) -> ApiSession:
+        return charging.api_session_create(
+            user=user or self.alice,
+            charge_box_id=box,
+            connector_id=connector,
+            client=self.steve,
+            **kwargs,
+        ).session
+
+    def sync(self) -> SyncRun:
+        run = services.sync_run_transactions(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        return run
+
+    def advance(self, session: ApiSession, now: datetime | None = None) -> ApiSession:
+        return charging.api_session_advance(
+            session_id=session.pk, client=self.steve, now=now
+        )
+
+    def begin_charging(self, session: ApiSession) -> ApiSession:
+        """The station starts the accepted remote start; the sync sees it."""
+        started = self.standin.tick()["started"]
+        self.assertEqual(len(started), 1)
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        return session
+
+    def steve_requests(self, path: str) -> int:
+        return int(self.standin.state()["requests"].get(path, 0))
+
+    def steve_transaction(self, session: ApiSession) -> dict[str, Any]:
+        assert session.transaction is not None
+        pk = session.transaction.steve_transaction_id
+        return next(t for t in self.standin.state()["transactions"] if t["id"] == pk)
+
+
+class ApiSessionLifecycleTests(ChargingTestCase):
+    def test_it_starts_when_the_sync_sees_the_transaction(self) -> None:
+        session = self.create()
+        self.assertEqual(session.status, ApiSession.Status.CREATED)
+        self.assertEqual(session.id_tag, "TAG-0001")
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        self.standin.tick()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.charge_box_id, "CP-001")
+        self.assertEqual(session.transaction.ocpp_id_tag, "TAG-0001")
+        assert session.energy_report is not None
+        self.assertIn("energy_meter", session.energy_report)
+
+    def test_it_ends_when_the_station_stops(self) -> None:
+        session = self.begin_charging(self.create())
+        self.standin.tick(600)
+        self.standin.station_stop(self.steve_transaction(session)["id"])
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        assert session.transaction is not None
+        self.assertEqual(session.ended_at, session.transaction.stopped_at)
+        self.assertGreater(session.transaction.kwh_delivered, Decimal("0.4"))
+
+    def test_it_is_cancelled_when_charging_does_not_start_in_120_s(self) -> None:
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        with time_machine.travel(sent_at + timedelta(seconds=119), tick=False):
+            self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+        with time_machine.travel(sent_at + timedelta(seconds=121), tick=False):
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertIn("within 120 seconds", session.status_message)
+
+    @override_settings(API_SESSION_START_TIMEOUT_SECONDS=30)
+    def test_the_start_timeout_is_a_setting(self) -> None:
+        session = self.create()
+        assert session.remote_start_sent_at is not None
+        later = session.remote_start_sent_at + timedelta(seconds=31)
+        self.assertEqual(
+            self.advance(session, now=later).status, ApiSession.Status.CANCELLED
+        )
+
+    def test_another_users_transaction_does_not_start_the_session(self) -> None:
+        session = self.create()
+        # Bob plugs in at the same connector before the remote start is carried out.
+        self.standin.add_transaction("CP-001", 1, "TAG-0003")
+        self.standin.tick()
+        self.sync()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+
+    def test_a_transaction_older_than_the_remote_start_does_not_match(self) -> None:
+        old = iso(timezone.now() - timedelta(minutes=10))
+        pk = self.standin.add_transaction("CP-004", 1, "TAG-0001", start_timestamp=old)
+        self.standin.station_stop(pk)
+        self.standin.set_online("CP-004", True)
+        session = self.create(box="CP-004")
+        self.sync()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+
+    def test_status_changes_are_published_to_the_owner_and_staff(self) -> None:
+        with self.captureOnCommitCallbacks(execute=True):
+            session = self.create()
+        self.standin.tick()
+        self.sync()
+        with self.captureOnCommitCallbacks(execute=True):
+            self.advance(session)
+        for channel in (customer_channel(self.alice.pk), staff_channel()):
+            events = get_storage().get_events(channel, 0)
+            self.assertEqual(
+                [event.type for event in events], [charging.STATUS_EVENT] * 2
+            )
+            self.assertIn('data-status="created"', events[0].data)
+            self.assertIn('data-status="started"', events[1].data)
+        self.assertEqual(get_storage().get_events(customer_channel(self.bob.pk), 0), [])
+
+    def test_advance_all_moves_every_open_session(self) -> None:
+        first = self.create()
+        self.standin.station_stop(42)  # frees CP-002
+        second = self.create(user=self.bob, box="CP-002")
+        self.standin.tick()
+        self.sync()
+        self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 2)
+        for session in (first, second):
+            session.refresh_from_db()
+            self.assertEqual(session.status, ApiSession.Status.STARTED)
+
+
+class ApiSessionAdvanceTaskTests(ChargingTestCase):
+    def test_beat_runs_the_task_every_sync_interval(self) -> None:
+        entry = celery_app.conf.beat_schedule["advance-api-sessions"]
+        self.assertEqual(entry["task"], "sessions_app.tasks.api_sessions_advance_all")
+        self.assertEqual(entry["schedule"], float(settings.SYNC_INTERVAL_SECONDS))
+        self.assertIn(entry["task"], celery_app.tasks)
+
+    def test_the_task_advances_open_sessions_with_the_configured_steve(self) -> None:
+        session = self.create()
+        self.standin.tick()
+        self.sync()
+        self.assertEqual(api_sessions_advance_all_task(), 1)
+        session.refresh_from_db()
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+
+
+class ApiSessionCreateRefusalTests(ChargingTestCase):
+    def assert_nothing_stored(self) -> None:
+        self.assertFalse(ApiSession.objects.exists())
+
+    def test_an_offline_station_is_a_conflict(self) -> None:
+        with self.assertRaisesMessage(charging.SessionConflict, "offline"):
+            self.create(box="CP-004")
+        self.assert_nothing_stored()
+
+    def test_a_rejected_start_is_a_conflict(self) -> None:
+        with self.assertRaisesMessage(charging.SessionConflict, "refused to start"):
+            self.create(box="CP-003")
+        self.assert_nothing_stored()
+
+    def test_a_tag_steve_does_not_accept_is_invalid(self) -> None:
+        UserMapping.objects.filter(user=self.alice).update(
+            steve_ocpp_id_tag="TAG-BLOCKED"
+        )
+        with self.assertRaisesMessage(charging.SessionInvalid, "blocked, expired"):
+            self.create()
+        self.assert_nothing_stored()
+
+    def test_a_user_without_a_tag_is_invalid(self) -> None:
+        UserMapping.objects.filter(user=self.alice).update(is_active=False)
+        with self.assertRaisesMessage(charging.SessionInvalid, "No charging tag"):
+            self.create()
+        self.assert_nothing_stored()
+
+    def test_a_station_that_does_not_answer_is_a_station_error(self) -> None:
+        self.standin.set_fault("timeout_operation", delay=0.1)
+        with self.assertRaisesMessage(charging.StationError, "did not answer"):
+            self.create()
+        self.assert_nothing_stored()
+
+    def test_steve_failing_is_a_station_error(self) -> None:
+        self.standin.set_fault("error", status=503, path_contains="operations")
+        with self.assertRaisesMessage(charging.StationError, "could not be sent"):
+            self.create()
+        self.assert_nothing_stored()
+
+    def test_a_customer_cannot_use_a_private_charger(self) -> None:
+        Charger.objects.filter(charge_box_id="CP-001").update(is_public=False)
+        with self.assertRaises(charging.SessionNotFound):
+            self.create()
+        self.assertEqual(self.create(user=self.staff).status, "created")
+
+    def test_a_cost_target_needs_a_rate(self) -> None:
+        Rate.objects.all().delete()
+        target = charging.SessionTarget(cost=Decimal("5"))
+        with self.assertRaisesMessage(charging.SessionInvalid, "needs a rate"):
+            self.create(target=target)
+
+    def test_a_stop_time_in_the_past_is_invalid(self) -> None:
+        target = charging.SessionTarget(stop_at=timezone.now() - timedelta(minutes=1))
+        with self.assertRaisesMessage(charging.SessionInvalid, "in the future"):
+            self.create(target=target)
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+
+class ApiSessionTargetTests(ChargingTestCase):
+    def assert_stopped_once_by(self, session: ApiSession, target: str) -> None:
+        session.refresh_from_db()
+        self.assertEqual(session.target_reached, target)
+        self.assertIsNotNone(session.stop_requested_at)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        tx = self.steve_transaction(session)
+        self.assertEqual((tx["active"], tx["stopReason"]), (False, "Remote"))
+        # Advancing again sends no second stop; the sync then ends the session.
+        self.advance(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        self.sync()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.ENDED)
+
+    def test_the_energy_target_stops_the_session(self) -> None:
+        session = self.create(target=charging.SessionTarget(energy_kwh=Decimal("0.5")))
+        session = self.begin_charging(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        self.standin.tick(900)  # at least 0.7 kWh: stations here draw 3 kW or more
+        self.advance(session)
+        self.assert_stopped_once_by(session, "energy")
+
+    def test_the_time_target_stops_the_session(self) -> None:
+        session = self.create(target=charging.SessionTarget(time_minutes=Decimal(1)))
+        session = self.begin_charging(session)
+        assert session.transaction is not None
+        started_at = session.transaction.started_at
+        with time_machine.travel(started_at + timedelta(seconds=59), tick=False):
+            self.advance(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        with time_machine.travel(started_at + timedelta(seconds=61), tick=False):
+            self.advance(session)
+        self.assert_stopped_once_by(session, "time")
+
+    def test_the_cost_target_stops_the_session(self) -> None:
+        # The flat fee with tax is 0.60 EUR; 2 kWh (40 minutes at 3 kW or more) at
+        # 0.36 EUR/kWh with tax take it past 1 EUR.
+        session = self.create(target=charging.SessionTarget(cost=Decimal("1.00")))
+        session = self.begin_charging(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        self.standin.tick(2400)
+        self.advance(session)
+        self.assert_stopped_once_by(session, "cost")
+
+    def test_the_stop_time_stops_the_session(self) -> None:
+        stop_at = timezone.now() + timedelta(hours=1)
+        session = self.create(target=charging.SessionTarget(stop_at=stop_at))
+        session = self.begin_charging(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        with time_machine.travel(stop_at + timedelta(seconds=1), tick=False):
+            self.advance(session)
+        self.assert_stopped_once_by(session, "energy_stop_time")
+
+    def test_the_start_time_delays_the_remote_start(self) -> None:
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            session = self.create(target=charging.SessionTarget(start_at=start_at))
+            self.assertIsNone(self.advance(session).remote_start_sent_at)
+        self.assertEqual(session.status, ApiSession.Status.CREATED)
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+        session = self.advance(session)
+        self.assertIsNotNone(session.remote_start_sent_at)
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        self.begin_charging(session)
+
+    def test_a_scheduled_start_the_station_refuses_cancels_the_session(self) -> None:
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            session = self.create(
+                box="CP-004", target=charging.SessionTarget(start_at=start_at)
+            )
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertIn("offline", session.status_message)
+
+
+class ApiSessionReadingsTests(ChargingTestCase):
+    def test_the_report_has_the_stations_units_and_soc_only_when_reported(
+        self,
+    ) -> None:
+        alice_session = self.begin_charging(self.create())
+        self.standin.station_stop(42)
+        bob_session = self.begin_charging(self.create(user=self.bob, box="CP-002"))
+        self.standin.tick(300)
+        alice_report = self.advance(alice_session).energy_report
+        bob_report = self.advance(bob_session).energy_report
+        assert alice_report is not None and bob_report is not None
+        self.assertNotIn("state_of_charge", alice_report)
+        self.assertEqual(alice_report["power"]["unit"], "W")
+        self.assertEqual(alice_report["energy_meter"]["unit"], "Wh")
+        self.assertEqual(bob_report["state_of_charge"]["unit"], "Percent")
+        self.assertIsInstance(bob_report["state_of_charge"]["value"], int)
+        self.assertEqual(bob_report["power"]["unit"], "kW")
+        self.assertEqual(bob_report["energy_meter"]["unit"], "kWh")
+        self.assertEqual(bob_report["current"]["unit"], "A")
+
+    def test_zero_power_shows_as_suspended_ev(self) -> None:
+        session = self.begin_charging(self.create())
+        tx = self.steve_transaction(session)
+        now = timezone.now()
+        self.standin.add_meter_values(
+            tx["id"],
+            [
+                {"value": "7000", "measurand": "Power.Active.Import", "unit": "W",
+                 "valueTimestamp": iso(now + timedelta(minutes=1))},
+                {"value": "0", "measurand": "Power.Active.Import", "unit": "W",
+                 "valueTimestamp": iso(now + timedelta(minutes=20))},
+            ],
+        )  # fmt: skip
+        activity = self.advance(session).charging_activity
+        self.assertEqual(
+            [period["status"] for period in activity], ["Charging", "SuspendedEV"]
+        )
+        self.assertEqual(activity[0]["endTime"], activity[1]["startTime"])
+
+
+def reading(at: datetime, value: str, measurand: str, unit: str) -> MeterReading:
+    return MeterReading(
+        timestamp=at,
+        value=value,
+        measurand=measurand,
+        unit=unit,
+        phase=None,
+        location=None,
+        reading_context=None,
+        format=None,
+    )
+
+
+class ChargingActivityTests(SimpleTestCase):
+    start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def at(self, minutes: int) -> datetime:
+        return self.start + timedelta(minutes=minutes)
+
+    def test_it_merges_samples_into_periods(self) -> None:
+        readings = [
+            reading(self.at(1), "3.3", "Power.Active.Import", "kW"),
+            reading(self.at(2), "3.2", "Power.Active.Import", "kW"),
+            reading(self.at(3), "0.0", "Power.Active.Import", "kW"),
+            reading(self.at(4), "3.1", "Power.Active.Import", "kW"),
+        ]
+        activity = charging.charging_activity(
+            readings, start=self.start, end=self.at(5)
+        )
+        self.assertEqual(
+            activity,
+            [
+                {"startTime": "2026-01-01T12:00:00.000Z",
+                 "endTime": "2026-01-01T12:03:00.000Z", "status": "Charging"},
+                {"startTime": "2026-01-01T12:03:00.000Z",
+                 "endTime": "2026-01-01T12:04:00.000Z", "status": "SuspendedEV"},
+                {"startTime": "2026-01-01T12:04:00.000Z",
+                 "endTime": "2026-01-01T12:05:00.000Z", "status": "Charging"},
+            ],
+        )  # fmt: skip
+
+    def test_without_power_it_follows_the_energy_register(self) -> None:
+        register = "Energy.Active.Import.Register"
+        readings = [
+            reading(self.at(0), "1000", register, "Wh"),
+            reading(self.at(10), "2000", register, "Wh"),
+            reading(self.at(20), "2000", register, "Wh"),
+        ]
+        activity = charging.charging_activity(readings, start=self.start, end=None)
+        self.assertEqual(
+            [(p["status"], p["endTime"]) for p in activity],
+            [
+                ("Charging", "2026-01-01T12:10:00.000Z"),
+                ("SuspendedEV", "2026-01-01T12:20:00.000Z"),
+            ],
+        )
+
+    def test_no_readings_no_activity_and_no_report(self) -> None:
+        self.assertEqual(charging.charging_activity([], start=self.start, end=None), [])
+        self.assertIsNone(charging.energy_report([]))

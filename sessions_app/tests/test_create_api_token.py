@@ -1,0 +1,50 @@
+"""`manage.py create_api_token USERNAME`."""
+
+from io import StringIO
+
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.test import TestCase
+
+from sessions_app.models import ApiToken
+
+
+class CreateApiTokenTests(TestCase):
+    def setUp(self) -> None:
+        self.user = get_user_model().objects.create_user(
+            "driver@example.com", "driver@example.com", "pw"
+        )
+
+    def run_command(self, *args: str) -> str:
+        out = StringIO()
+        call_command("create_api_token", *args, stdout=out)
+        return out.getvalue()
+
+    def test_it_prints_a_working_token_as_its_last_line(self) -> None:
+        output = self.run_command("driver@example.com", "--name", "fleet app")
+        raw = output.strip().splitlines()[-1]
+        self.assertTrue(raw.startswith("pol_"))
+        token = ApiToken.objects.get()
+        self.assertEqual((token.user, token.name), (self.user, "fleet app"))
+        response = self.client.get(
+            "/api/v1/sessions", headers={"Authorization": f"Bearer {raw}"}
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.json()["result"]["items"], [])
+
+    def test_each_run_makes_a_new_token(self) -> None:
+        first = self.run_command("driver@example.com").splitlines()[-1]
+        second = self.run_command("driver@example.com").splitlines()[-1]
+        self.assertNotEqual(first, second)
+        self.assertEqual(ApiToken.objects.count(), 2)
+
+    def test_an_unknown_user_is_an_error(self) -> None:
+        with self.assertRaisesMessage(CommandError, "no user 'nobody'"):
+            self.run_command("nobody")
+        self.assertFalse(ApiToken.objects.exists())
+
+    def test_an_inactive_user_is_an_error(self) -> None:
+        self.user.is_active = False
+        self.user.save()
+        with self.assertRaisesMessage(CommandError, "inactive"):
+            self.run_command("driver@example.com")
