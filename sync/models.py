@@ -156,15 +156,18 @@ class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
         )
 
     def newest_updated_first(self) -> "TransactionSyncStateQuerySet":
-        """Ordered by updatedAt descending, ties broken by id (the keyset order)."""
-        return self.order_by("-updated_at", "-id")
+        """Ordered by updatedAt descending, ties broken by the SteVe transaction id
+        (the keyset order)."""
+        return self.order_by("-updated_at", "-steve_transaction_id")
 
     def after_cursor(
-        self, updated_at: datetime, pk: int
+        self, updated_at: datetime, steve_transaction_id: int
     ) -> "TransactionSyncStateQuerySet":
-        """Rows after (updated_at, pk) in `newest_updated_first` order (keyset)."""
+        """Rows after (updated_at, steve_transaction_id) in `newest_updated_first`
+        order (keyset pagination)."""
         return self.filter(
-            Q(updated_at__lt=updated_at) | Q(updated_at=updated_at, id__lt=pk)
+            Q(updated_at__lt=updated_at)
+            | Q(updated_at=updated_at, steve_transaction_id__lt=steve_transaction_id)
         )
 
 
@@ -224,9 +227,12 @@ class TransactionSyncState(models.Model):
     class Meta:
         db_table = "transaction_sync_state"
         indexes = [
-            models.Index(fields=["-updated_at", "-id"], name="tss_updated_keyset"),
             models.Index(
-                fields=["-updated_at", "-id"],
+                fields=["-updated_at", "-steve_transaction_id"],
+                name="tss_updated_keyset",
+            ),
+            models.Index(
+                fields=["-updated_at", "-steve_transaction_id"],
                 condition=Q(is_finalized=False),
                 name="tss_active_updated_keyset",
             ),

@@ -1,4 +1,4 @@
-"""Notifications the sync sends after it committed changes.
+"""Notifications the sync sends after it committed its work.
 
 Receivers only broadcast (live updates to open pages); they never write, so the sync
 stays correct whether or not anyone listens.
@@ -6,5 +6,9 @@ stays correct whether or not anyone listens.
 
 from django.dispatch import Signal
 
-# Sent with `run` (the finished SyncRun) and `transaction_ids` (changed row ids).
+# Sent with `run` (the finished SyncRun) and `transaction_ids` (ids of the
+# transaction_sync_state rows the run created or changed), only when there are any.
 sessions_changed = Signal()
+
+# Sent with `run` after every run that was recorded, whatever its outcome.
+run_finished = Signal()

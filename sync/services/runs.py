@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from sync.client import (
@@ -42,6 +43,7 @@ from sync.models import (
     SyncRun,
     TransactionSyncState,
 )
+from sync.signals import run_finished, sessions_changed
 
 logger = logging.getLogger(__name__)
 
@@ -213,12 +215,16 @@ def _run(
             )
         finished = _finish_run(run, tally)
     if tally.changed_ids:
-        from sync.signals import sessions_changed
-
-        sessions_changed.send(
-            sender=SyncRun, run=finished, transaction_ids=tally.changed_ids
-        )
+        _notify(sessions_changed, run=finished, transaction_ids=tally.changed_ids)
     return finished
+
+
+def _notify(signal: Signal, **kwargs: object) -> None:
+    """Tell listeners (live pages); their failures are logged, never raised, because
+    the run is already committed and must not look failed."""
+    for receiver, result in signal.send_robust(sender=SyncRun, **kwargs):
+        if isinstance(result, Exception):
+            logger.error("Sync listener %r failed: %r", receiver, result)
 
 
 @contextmanager
@@ -277,6 +283,7 @@ def _finish_run(
         run.status = SyncRun.Status.SUCCEEDED
     if not dry_run:
         run.save()
+        _notify(run_finished, run=run)
     logger.info(
         "sync_run=%s kind=%s status=%s fetched=%s created=%s updated=%s events=%s",
         run.pk,
@@ -482,7 +489,9 @@ def _count_plans(collected: Collected, tally: RunTally) -> None:
 
 def _write(run: SyncRun, collected: Collected, tally: RunTally) -> None:
     chargers = _ensure_chargers(collected.plans)
-    for batch in _chunks(collected.plans, WRITE_BATCH):
+    # Oldest SteVe transaction first, so new rows' ids follow SteVe's order.
+    plans = sorted(collected.plans, key=lambda plan: plan.transaction.id)
+    for batch in _chunks(plans, WRITE_BATCH):
         with transaction.atomic():
             _write_batch(run, batch, chargers, tally)
     if collected.vanished:

@@ -1,0 +1,70 @@
+"""Server-rendered SVG charts: the page draws without JavaScript."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from sync.models import SyncedTransactionEvent, TransactionSyncState
+
+WIDTH, HEIGHT = 640, 220
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 16, 16, 32
+
+
+@dataclass(frozen=True)
+class Tick:
+    position: float
+    label: str
+
+
+@dataclass(frozen=True)
+class LineChart:
+    width: int
+    height: int
+    line: str
+    area: str
+    y_ticks: list[Tick]
+    x_ticks: list[Tick]
+    points: list[tuple[float, float]]
+    summary: str
+
+
+def cumulative_energy_chart(
+    session: TransactionSyncState, events: list[SyncedTransactionEvent]
+) -> LineChart | None:
+    """Cumulative kWh over reading time, or None when there is nothing to draw."""
+    series: list[tuple[datetime, Decimal]] = []
+    total = Decimal("0")
+    for event in events:
+        total += event.kwh_delta
+        series.append((event.reading_at, total))
+    if len(series) < 2:
+        return None
+    start, end = series[0][0], series[-1][0]
+    span = max((end - start).total_seconds(), 1.0)
+    top = max(float(total), 0.001)
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
+
+    def x(moment: datetime) -> float:
+        return round(PAD_LEFT + (moment - start).total_seconds() / span * plot_w, 1)
+
+    def y(kwh: float) -> float:
+        return round(PAD_TOP + plot_h - kwh / top * plot_h, 1)
+
+    points = [(x(moment), y(float(kwh))) for moment, kwh in series]
+    line = "M" + " L".join(f"{px},{py}" for px, py in points)
+    baseline = PAD_TOP + plot_h
+    area = f"{line} L{points[-1][0]},{baseline} L{points[0][0]},{baseline} Z"
+    y_ticks = [Tick(y(top * i / 4), f"{top * i / 4:.1f}") for i in range(5)]
+    x_ticks = [
+        Tick(x(moment), timezone.localtime(moment).strftime("%H:%M"))
+        for moment in (start, start + (end - start) / 2, end)
+    ]
+    summary = (
+        f"Cumulative energy of transaction {session.steve_transaction_id}: "
+        f"{total} kWh from {timezone.localtime(start):%Y-%m-%d %H:%M} "
+        f"to {timezone.localtime(end):%Y-%m-%d %H:%M}."
+    )
+    return LineChart(WIDTH, HEIGHT, line, area, y_ticks, x_ticks, points, summary)

@@ -1,0 +1,49 @@
+"""Live updates of the console: the sync's signals rendered with the pages' own
+partials and sent on the staff channel."""
+
+from typing import Any
+
+from django.dispatch import receiver
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from polaris import live
+from sessions_app import selectors
+from sync.models import SyncRun
+from sync.signals import run_finished, sessions_changed
+
+# A run can change thousands of sessions; the newest ones are the rows open pages
+# most likely show (the list is ordered by last update), the rest wait for a reload.
+MAX_LIVE_ROWS = 50
+
+
+@receiver(sessions_changed)
+def publish_sessions_changed(
+    sender: type[SyncRun], run: SyncRun, transaction_ids: list[int], **kwargs: Any
+) -> None:
+    """Tick the Charging Sessions banner, refresh the stat strip and changed rows."""
+    now = timezone.now()
+    rows = selectors.sessions_by_ids(transaction_ids)[:MAX_LIVE_ROWS]
+    context = {
+        "live_event": True,
+        "freshness": selectors.sync_freshness(now=now),
+        "stats": selectors.session_stats(now=now),
+    }
+    template = "sessions_app/session_list.html"
+    html = render_to_string(f"{template}#live-banner", context)
+    html += render_to_string(f"{template}#stat-strip", {**context, "oob": True})
+    html += "<template>"
+    for session in rows:
+        html += render_to_string(
+            f"{template}#session-row", {**context, "session": session, "oob_rows": True}
+        )
+    html += "</template>"
+    live.publish(live.staff_channel(), "sessions-updated", html)
+
+
+@receiver(run_finished)
+def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
+    """Re-render the Sync runs table for open Sync runs pages."""
+    context = {"runs": selectors.sync_run_list(limit=50), "live_event": True}
+    html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
+    live.publish(live.staff_channel(), "sync-runs-updated", html)

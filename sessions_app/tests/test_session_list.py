@@ -1,0 +1,261 @@
+"""The Charging Sessions page (`/admin/sessions/`) and its CSV export."""
+
+import csv
+import io
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import time_machine
+from django.db import connection
+from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from sync.models import TransactionSyncState
+from sync.tests.factories import (
+    StaffFactory,
+    SyncRunFactory,
+    TransactionSyncStateFactory,
+    UserFactory,
+    UserMappingFactory,
+    session_with_energy,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+URL = reverse("sessions_app:session-list")
+
+
+def row_ids(html: str) -> list[int]:
+    """SteVe transaction ids of the table rows, in page order."""
+    return [int(pk) for pk in re.findall(r'class="table__link table__primary mono" href="/admin/sessions/(\d+)/"', html)]  # fmt: skip
+
+
+class SessionListTestCase(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+
+    def setUp(self) -> None:
+        self.client.force_login(self.staff)
+
+
+class SessionListAccessTests(TestCase):
+    def test_anonymous_people_are_sent_to_sign_in(self) -> None:
+        response = self.client.get(URL)
+        self.assertRedirects(
+            response, f"/accounts/login/?next={URL}", fetch_redirect_response=False
+        )
+
+    def test_customers_are_refused(self) -> None:
+        self.client.force_login(UserFactory())
+        response = self.client.get(URL)
+        self.assertEqual(response.status_code, 302)
+        self.assertTrue(response["Location"].startswith("/accounts/login/"))
+
+
+class SessionListTests(SessionListTestCase):
+    def test_it_says_no_sync_has_completed_on_a_fresh_environment(self) -> None:
+        response = self.client.get(URL)
+        self.assertContains(response, "No sync has completed yet")
+        self.assertContains(response, reverse("sessions_app:sync-run-list"))
+        self.assertContains(response, "0 sessions match current filters")
+
+    def test_it_shows_the_15_most_recently_updated_sessions(self) -> None:
+        now = datetime(2026, 11, 21, 12, 0, tzinfo=BERLIN)
+        sessions = [
+            TransactionSyncStateFactory(updated_at=now - timedelta(minutes=i))
+            for i in range(20)
+        ]
+        # Ties on updatedAt are broken by the SteVe transaction id, newest first.
+        tied = TransactionSyncStateFactory(updated_at=sessions[0].updated_at)
+        SyncRunFactory()
+        response = self.client.get(URL)
+        expected = [tied.steve_transaction_id] + [
+            s.steve_transaction_id for s in sessions[:14]
+        ]
+        self.assertEqual(row_ids(response.content.decode()), expected)
+        self.assertContains(response, "21 sessions match current filters")
+        self.assertContains(response, "Load more")
+
+    def test_the_header_is_singular_for_one_session(self) -> None:
+        TransactionSyncStateFactory()
+        self.assertContains(self.client.get(URL), "1 session matches current filters")
+
+    def test_a_get_issues_only_selects_in_a_fixed_number_of_queries(self) -> None:
+        for _ in range(30):
+            session_with_energy(kwh=Decimal("2.5"), ocpp_id_tag="TAG-0001")
+        UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
+        SyncRunFactory()
+        with CaptureQueriesContext(connection) as queries:
+            response = self.client.get(URL, {"tag": "tag-0"})
+        self.assertEqual(response.status_code, 200)
+        statements = [q["sql"].lstrip().split()[0].upper() for q in queries]
+        self.assertEqual(set(statements), {"SELECT"}, statements)
+        # session + user, rows, stats (2), count, freshness (2), any-sync: no per-row query.
+        self.assertNumQueries(len(queries), self.client.get, URL, {"tag": "tag-0"})
+        self.assertLessEqual(len(queries), 10)
+
+
+class SessionFilterTests(SessionListTestCase):
+    def test_status_active_and_completed(self) -> None:
+        active = TransactionSyncStateFactory(is_finalized=False)
+        done = TransactionSyncStateFactory(is_finalized=True)
+        self.assertEqual(
+            row_ids(self.client.get(URL, {"status": "active"}).content.decode()),
+            [active.steve_transaction_id],
+        )
+        self.assertEqual(
+            row_ids(self.client.get(URL, {"status": "completed"}).content.decode()),
+            [done.steve_transaction_id],
+        )
+
+    def test_an_unknown_status_falls_back_to_all(self) -> None:
+        TransactionSyncStateFactory(is_finalized=False)
+        TransactionSyncStateFactory(is_finalized=True)
+        response = self.client.get(URL, {"status": "ACTIVE'; DROP TABLE"})
+        self.assertContains(response, "2 sessions match current filters")
+        self.assertContains(response, "showing all")
+
+    @override_settings(TIME_ZONE="Europe/Berlin")
+    def test_dates_filter_updated_at_and_to_includes_its_whole_day(self) -> None:
+        day = datetime(2026, 11, 20, tzinfo=BERLIN)
+        inside = [
+            TransactionSyncStateFactory(updated_at=day),
+            TransactionSyncStateFactory(updated_at=day + timedelta(hours=23, minutes=59, seconds=59)),
+        ]  # fmt: skip
+        TransactionSyncStateFactory(updated_at=day - timedelta(microseconds=1))
+        TransactionSyncStateFactory(updated_at=day + timedelta(days=1))
+        # Started long before the window: the filter is on updatedAt, not start.
+        inside[0].started_at = day - timedelta(days=30)
+        inside[0].save()
+        response = self.client.get(URL, {"from": "2026-11-20", "to": "2026-11-20"})
+        self.assertEqual(
+            sorted(row_ids(response.content.decode())),
+            sorted(s.steve_transaction_id for s in inside),
+        )
+
+    def test_an_invalid_date_is_ignored_with_a_visible_note(self) -> None:
+        TransactionSyncStateFactory()
+        response = self.client.get(URL, {"from": "2026-13-45", "to": "yesterday"})
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "From date “2026-13-45” is not a date")
+        self.assertContains(response, "To date “yesterday” is not a date")
+        self.assertContains(response, "1 session matches current filters")
+
+    def test_tag_is_a_case_insensitive_substring_of_mapped_tags_counted_once(
+        self,
+    ) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1B2C3")
+        matching = session_with_energy(kwh=Decimal("3"), ocpp_id_tag="04A1B2C3")
+        session_with_energy(kwh=Decimal("3"), ocpp_id_tag="UNMAPPED-A1B2")
+        response = self.client.get(URL, {"tag": "a1b2"})
+        # The matching session has two events through that tag; it counts once.
+        self.assertContains(response, "1 session matches current filters")
+        self.assertEqual(
+            row_ids(response.content.decode()), [matching.steve_transaction_id]
+        )
+
+    def test_chips_show_each_filter_with_a_remove_link_keeping_the_others(self) -> None:
+        response = self.client.get(URL, {"status": "active", "tag": "04A"})
+        html = response.content.decode()
+        self.assertIn('aria-label="Remove filter Status active"', html)
+        self.assertIn(f'href="{URL}?tag=04A"', html)
+        self.assertIn(f'href="{URL}?status=active"', html)
+        self.assertIn('value="04A"', html)
+
+
+class SessionStatStripTests(SessionListTestCase):
+    @override_settings(TIME_ZONE="Europe/Berlin")
+    def test_the_stat_strip_covers_the_whole_dataset(self) -> None:
+        now = datetime(2026, 11, 21, 9, 0, tzinfo=BERLIN)
+        with time_machine.travel(now, tick=False):
+            # Updated after local midnight, one of them still active.
+            session_with_energy(kwh=Decimal("10"), updated_at=now - timedelta(hours=8), is_finalized=False,
+                                reading_at=now - timedelta(hours=8))  # fmt: skip
+            session_with_energy(kwh=Decimal("5"), updated_at=now - timedelta(hours=1), is_finalized=True,
+                                reading_at=now - timedelta(days=6),
+                                started_at=now - timedelta(days=6, hours=1))  # fmt: skip
+            # Updated at 23:59 yesterday (Berlin): not today; energy 8 days ago.
+            session_with_energy(kwh=Decimal("7"), updated_at=now - timedelta(hours=9, minutes=1),
+                                is_finalized=True, reading_at=now - timedelta(days=8),
+                                started_at=now - timedelta(days=8, hours=1))  # fmt: skip
+            response = self.client.get(URL, {"status": "completed"})
+        stats = response.context["stats"]
+        self.assertEqual(stats.sessions_today, 2)
+        self.assertEqual(stats.kwh_7d, Decimal("15.000"))
+        self.assertEqual(stats.active_now, 1)
+        self.assertEqual(stats.avg_kwh_7d, Decimal("7.50"))
+        html = response.content.decode()
+        for label in ("Sessions today", "kWh delivered (7d)", "Active now", "Avg kWh / session (7d)"):  # fmt: skip
+            self.assertIn(label, html)
+
+
+class SessionLoadMoreTests(SessionListTestCase):
+    def test_load_more_continues_after_the_cursor_even_when_sessions_change(
+        self,
+    ) -> None:
+        now = datetime(2026, 11, 21, 12, 0, tzinfo=BERLIN)
+        sessions = [
+            TransactionSyncStateFactory(updated_at=now - timedelta(minutes=i))
+            for i in range(40)
+        ]
+        first = self.client.get(URL)
+        cursor = first.context["page"].next_cursor
+        # Between the clicks a session from page one and one from page two change:
+        # they move to the top, and page two must neither repeat nor skip rows.
+        for moved in (sessions[3], sessions[20]):
+            TransactionSyncState.objects.filter(pk=moved.pk).update(
+                updated_at=now + timedelta(minutes=1)
+            )
+        second = self.client.get(
+            URL, {"cursor": cursor}, headers={"HX-Request": "true"}
+        )
+        self.assertEqual(second.status_code, 200)
+        expected = [
+            s.steve_transaction_id for s in sessions[15:31] if s is not sessions[20]
+        ]
+        self.assertEqual(row_ids(second.content.decode()), expected[:15])
+        self.assertNotIn("<html", second.content.decode())
+        self.assertIn('hx-swap-oob="true"', second.content.decode())
+
+    def test_load_more_keeps_the_filters(self) -> None:
+        for _ in range(20):
+            TransactionSyncStateFactory(is_finalized=False)
+        TransactionSyncStateFactory(is_finalized=True)
+        first = self.client.get(URL, {"status": "active"})
+        self.assertContains(first, "status=active&amp;cursor=")
+        cursor = first.context["page"].next_cursor
+        second = self.client.get(URL, {"status": "active", "cursor": cursor})
+        self.assertEqual(len(row_ids(second.content.decode())), 5)
+
+    def test_a_malformed_cursor_shows_the_first_page(self) -> None:
+        TransactionSyncStateFactory()
+        response = self.client.get(URL, {"cursor": "x-y-z"})
+        self.assertEqual(len(row_ids(response.content.decode())), 1)
+
+    def test_a_history_restore_request_gets_the_whole_page(self) -> None:
+        response = self.client.get(
+            URL, headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+        )
+        self.assertContains(response, "<html")
+
+
+class SessionExportTests(SessionListTestCase):
+    @override_settings(TIME_ZONE="Europe/Berlin")
+    def test_it_streams_every_row_of_the_filtered_view_with_offsets(self) -> None:
+        for _ in range(40):
+            TransactionSyncStateFactory(is_finalized=True)
+        active = TransactionSyncStateFactory(is_finalized=False)
+        response = self.client.get(
+            reverse("sessions_app:session-export"), {"status": "completed"}
+        )
+        self.assertEqual(response["Content-Type"], "text/csv")
+        rows = list(
+            csv.reader(io.StringIO(b"".join(response.streaming_content).decode()))
+        )
+        self.assertEqual(rows[0][0], "steveTransactionId")
+        self.assertEqual(len(rows), 41)
+        self.assertNotIn(str(active.steve_transaction_id), [r[0] for r in rows])
+        self.assertRegex(rows[1][6], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*\+0[12]:00$")

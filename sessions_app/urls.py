@@ -1,0 +1,36 @@
+from django.urls import path
+
+from sessions_app import views
+
+app_name = "sessions_app"
+
+urlpatterns = [
+    path("sessions/", views.session_list, name="session-list"),
+    path("sessions/export.csv", views.session_export, name="session-export"),
+    path(
+        "sessions/<int:steve_transaction_id>/",
+        views.session_detail,
+        name="session-detail",
+    ),
+    path(
+        "sessions/<int:steve_transaction_id>/resync",
+        views.session_resync,
+        name="session-resync",
+    ),
+    path("sync-runs/", views.sync_run_list, name="sync-run-list"),
+    path("sync-runs/run", views.sync_run_create, name="sync-run-create"),
+    path("user-mappings/", views.user_mapping_list, name="user-mapping-list"),
+    path(
+        "user-mappings/new",
+        views.user_mapping_create_view,
+        name="user-mapping-create",
+    ),
+    path("user-mappings/import", views.user_mapping_import, name="user-mapping-import"),
+    path("user-mappings/<int:pk>/", views.user_mapping_edit, name="user-mapping-edit"),
+    path(
+        "user-mappings/<int:pk>/deactivate",
+        views.user_mapping_deactivate,
+        name="user-mapping-deactivate",
+    ),
+    path("live/", views.live_stream, name="live"),
+]

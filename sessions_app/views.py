@@ -1,0 +1,267 @@
+"""Admin console pages: staff only, read through selectors, write through services."""
+
+import csv
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from polaris import live
+from sessions_app import selectors
+from sessions_app.charts import cumulative_energy_chart
+from sessions_app.forms import (
+    SessionFilterForm,
+    UserMappingForm,
+    UserMappingImportForm,
+    parse_session_filters,
+)
+from sync.models import SyncRun, TransactionSyncState, UserMapping
+from sync.services.mappings import (
+    user_mapping_create,
+    user_mapping_import_text,
+    user_mapping_update,
+)
+from sync.tasks import sync_run_transaction as sync_run_transaction_task
+from sync.tasks import sync_run_transactions as sync_run_transactions_task
+
+staff_only = staff_member_required(login_url="/accounts/login/")
+
+
+def _is_fragment_request(request: HttpRequest) -> bool:
+    # A history-restore request also carries HX-Request but wants the whole page.
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request
+
+
+@staff_only
+def session_list(request: HttpRequest) -> HttpResponse:
+    filters = parse_session_filters(request.GET)
+    cursor = request.GET.get("cursor")
+    page = selectors.session_page(filters=filters, cursor=cursor)
+    now = timezone.now()
+    context = {
+        "section": "sessions",
+        "filters": filters,
+        "page": page,
+        "freshness": selectors.sync_freshness(now=now),
+        "filter_query": urlencode(filters.as_query()),
+    }
+    if _is_fragment_request(request):
+        partial = "session-rows" if cursor else "session-results"
+        return render(request, f"sessions_app/session_list.html#{partial}", context)
+    context.update(
+        form=SessionFilterForm(filters),
+        stats=selectors.session_stats(now=now),
+        total=selectors.session_count(filters=filters),
+        any_sync_completed=selectors.any_sync_completed(),
+    )
+    return render(request, "sessions_app/session_list.html", context)
+
+
+@staff_only
+def session_export(request: HttpRequest) -> StreamingHttpResponse:
+    """Every session of the filtered view as CSV, streamed page by page."""
+    filters = parse_session_filters(request.GET)
+    rows = selectors.session_export_rows(filters=filters)
+    response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = (
+        f'attachment; filename="charging-sessions-{stamp}.csv"'
+    )
+    return response
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(rows: Iterator[list[str]]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(selectors.SESSION_EXPORT_HEADER)
+    for row in rows:
+        yield writer.writerow(row)
+
+
+@staff_only
+def session_detail(request: HttpRequest, steve_transaction_id: int) -> HttpResponse:
+    try:
+        session = selectors.session_detail(steve_transaction_id=steve_transaction_id)
+    except TransactionSyncState.DoesNotExist:
+        raise Http404("No session with this SteVe transaction id.") from None
+    events = selectors.session_events(session=session)
+    context = {
+        "section": "sessions",
+        "session": session,
+        "events": events,
+        "chart": cumulative_energy_chart(session, events),
+        "freshness": selectors.sync_freshness(now=timezone.now()),
+    }
+    return render(request, "sessions_app/session_detail.html", context)
+
+
+@staff_only
+@require_POST
+def session_resync(request: HttpRequest, steve_transaction_id: int) -> HttpResponse:
+    session = get_object_or_404(
+        TransactionSyncState, steve_transaction_id=steve_transaction_id
+    )
+    transaction.on_commit(
+        lambda: sync_run_transaction_task.delay(session.steve_transaction_id)
+    )
+    messages.success(
+        request,
+        f"Resync of transaction {session.steve_transaction_id} started; "
+        "this page shows the result in a few seconds.",
+    )
+    return redirect("sessions_app:session-detail", session.steve_transaction_id)
+
+
+@staff_only
+def sync_run_list(request: HttpRequest) -> HttpResponse:
+    context = {
+        "section": "sync-runs",
+        "runs": selectors.sync_run_list(limit=50),
+        "running": SyncRun.objects.running().exists(),
+        "sync_interval": settings.SYNC_INTERVAL_SECONDS,
+    }
+    if _is_fragment_request(request):
+        return render(request, "sessions_app/sync_run_list.html#sync-run-rows", context)
+    return render(request, "sessions_app/sync_run_list.html", context)
+
+
+@staff_only
+@require_POST
+def sync_run_create(request: HttpRequest) -> HttpResponse:
+    # The advisory lock in the service is the real guard; this spares a queued
+    # task that would only find the lock taken.
+    if SyncRun.objects.running().exists():
+        messages.warning(request, "A sync run is already in progress.")
+    else:
+        transaction.on_commit(
+            lambda: sync_run_transactions_task.delay(SyncRun.Trigger.CONSOLE)
+        )
+        messages.success(request, "Sync run queued; it appears below in a moment.")
+    return redirect("sessions_app:sync-run-list")
+
+
+@staff_only
+def user_mapping_list(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("q", "").strip()[:100]
+    context = {
+        "section": "user-mappings",
+        "search": search,
+        "mappings": selectors.user_mapping_list(search=search)[:200],
+        "import_form": UserMappingImportForm(),
+    }
+    return render(request, "sessions_app/user_mapping_list.html", context)
+
+
+@staff_only
+def user_mapping_create_view(request: HttpRequest) -> HttpResponse:
+    form = UserMappingForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            mapping = user_mapping_create(
+                actor=request.user,
+                steve_ocpp_id_tag=data["steve_ocpp_id_tag"],
+                user=data["customer_email"],
+                label=data["label"],
+                billing_customer_id=data["billing_customer_id"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(
+                request, f"Mapping for {mapping.steve_ocpp_id_tag} created."
+            )
+            return redirect("sessions_app:user-mapping-list")
+    context = {"section": "user-mappings", "form": form, "mapping": None}
+    return render(request, "sessions_app/user_mapping_form.html", context)
+
+
+@staff_only
+def user_mapping_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
+    form = UserMappingForm(request.POST or None, instance=mapping)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            user_mapping_update(
+                actor=request.user,
+                mapping=UserMapping.objects.select_related("user").get(pk=pk),
+                steve_ocpp_id_tag=data["steve_ocpp_id_tag"],
+                user=data["customer_email"],
+                label=data["label"],
+                billing_customer_id=data["billing_customer_id"],
+                is_active=data["is_active"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Mapping for {data['steve_ocpp_id_tag']} saved.")
+            return redirect("sessions_app:user-mapping-list")
+    context = {"section": "user-mappings", "form": form, "mapping": mapping}
+    return render(request, "sessions_app/user_mapping_form.html", context)
+
+
+@staff_only
+@require_POST
+def user_mapping_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
+    mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
+    user_mapping_update(actor=request.user, mapping=mapping, is_active=False)
+    messages.success(request, f"Mapping for {mapping.steve_ocpp_id_tag} deactivated.")
+    return redirect("sessions_app:user-mapping-list")
+
+
+@staff_only
+@require_POST
+def user_mapping_import(request: HttpRequest) -> HttpResponse:
+    form = UserMappingImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "Choose a CSV file to import.")
+        return redirect("sessions_app:user-mapping-list")
+    try:
+        text = form.cleaned_data["file"].read().decode("utf-8")
+        result = user_mapping_import_text(actor=request.user, text=text)
+    except UnicodeDecodeError:
+        messages.error(request, "The file is not UTF-8 text.")
+        return redirect("sessions_app:user-mapping-list")
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("sessions_app:user-mapping-list")
+    messages.success(
+        request,
+        f"Import done: {result.created} created, {result.updated} updated, "
+        f"{result.unchanged} unchanged, {len(result.rejected)} rejected.",
+    )
+    for rejected in result.rejected[:20]:
+        messages.warning(request, f"Line {rejected.line} skipped: {rejected.reason}")
+    return redirect("sessions_app:user-mapping-list")
+
+
+@staff_only
+def live_stream(request: HttpRequest) -> HttpResponse:
+    """The console's SSE stream (staff channel)."""
+    return live.stream(request, live.staff_channel())
+
+
+def home(request: HttpRequest) -> HttpResponseRedirect:
+    """Until the portal owns `/`, everyone signed in goes to the console."""
+    return redirect(reverse("sessions_app:session-list"))
