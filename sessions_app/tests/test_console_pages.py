@@ -1,0 +1,227 @@
+"""Transaction detail, Sync runs and User mappings pages of the console."""
+
+from decimal import Decimal
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django_eventstream.utils import get_storage
+
+from sessions_app.models import AuditEntry
+from sync.models import SyncRun, UserMapping
+from sync.signals import run_finished, sessions_changed
+from sync.tests.factories import (
+    StaffFactory,
+    SyncRunFactory,
+    TransactionSyncStateFactory,
+    UserFactory,
+    UserMappingFactory,
+    session_with_energy,
+)
+
+
+class ConsoleTestCase(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+
+    def setUp(self) -> None:
+        self.client.force_login(self.staff)
+
+
+class SessionDetailTests(ConsoleTestCase):
+    def test_it_shows_summary_events_chart_and_flags(self) -> None:
+        mapping = UserMappingFactory(steve_ocpp_id_tag="04A1", label="Dana van")
+        session = session_with_energy(
+            kwh=Decimal("12.345"),
+            ocpp_id_tag="04A1",
+            is_finalized=True,
+            stop_reason="EVDisconnected",
+            stop_event_actor="station",
+            meter_reset_seen=True,
+        )
+        url = reverse(
+            "sessions_app:session-detail", args=[session.steve_transaction_id]
+        )
+        with self.assertNumQueries(6):
+            response = self.client.get(url)
+        self.assertContains(response, f"Transaction #{session.steve_transaction_id}")
+        self.assertContains(response, mapping.label)
+        self.assertContains(response, "12.345 kWh")
+        self.assertContains(response, "EVDisconnected")
+        self.assertContains(response, "Meter reset")
+        self.assertContains(response, 'role="img"')
+        self.assertContains(response, "Sync events (2)")
+
+    def test_an_unknown_transaction_is_404(self) -> None:
+        url = reverse("sessions_app:session-detail", args=[999999])
+        self.assertEqual(self.client.get(url).status_code, 404)
+
+    def test_resync_enqueues_one_task_after_commit(self) -> None:
+        session = TransactionSyncStateFactory()
+        url = reverse(
+            "sessions_app:session-resync", args=[session.steve_transaction_id]
+        )
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            response = self.client.post(url)
+        self.assertEqual(len(callbacks), 1)
+        self.assertRedirects(
+            response,
+            reverse("sessions_app:session-detail", args=[session.steve_transaction_id]),
+        )
+
+    def test_resync_needs_post(self) -> None:
+        session = TransactionSyncStateFactory()
+        url = reverse(
+            "sessions_app:session-resync", args=[session.steve_transaction_id]
+        )
+        self.assertEqual(self.client.get(url).status_code, 405)
+
+
+class SyncRunListTests(ConsoleTestCase):
+    url = reverse("sessions_app:sync-run-list")
+
+    def test_it_lists_runs_newest_first_in_fixed_queries(self) -> None:
+        runs = [SyncRunFactory() for _ in range(20)]
+        SyncRunFactory(
+            status=SyncRun.Status.FAILED, error="SteVe did not answer within 10 s."
+        )
+        with CaptureQueriesContext(connection) as queries:
+            response = self.client.get(self.url)
+        self.assertLessEqual(len(queries), 5)
+        self.assertContains(response, "SteVe did not answer within 10 s.")
+        html = response.content.decode()
+        self.assertLess(html.index(f"#{runs[-1].pk}<"), html.index(f"#{runs[0].pk}<"))
+
+    def test_empty_state(self) -> None:
+        self.assertContains(self.client.get(self.url), "No sync has run yet")
+
+    def test_run_sync_now_enqueues_once(self) -> None:
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            response = self.client.post(reverse("sessions_app:sync-run-create"))
+        self.assertEqual(len(callbacks), 1)
+        self.assertRedirects(response, self.url)
+
+    def test_run_sync_now_refuses_while_a_run_is_running(self) -> None:
+        SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            response = self.client.post(
+                reverse("sessions_app:sync-run-create"), follow=True
+            )
+        self.assertEqual(callbacks, [])
+        self.assertContains(response, "A sync run is already in progress.")
+
+    def test_customers_cannot_start_a_run(self) -> None:
+        self.client.force_login(UserFactory())
+        response = self.client.post(reverse("sessions_app:sync-run-create"))
+        self.assertEqual(response.status_code, 302)
+        self.assertFalse(SyncRun.objects.exists())
+
+
+class UserMappingPagesTests(ConsoleTestCase):
+    def test_search_finds_by_tag_label_and_email(self) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1B2", label="Blue van")
+        UserMappingFactory(steve_ocpp_id_tag="99ZZ", label="Red car")
+        url = reverse("sessions_app:user-mapping-list")
+        self.assertContains(self.client.get(url, {"q": "a1b"}), "04A1B2")
+        self.assertNotContains(self.client.get(url, {"q": "blue"}), "99ZZ")
+
+    def test_create_edit_and_deactivate_are_audited(self) -> None:
+        customer = UserFactory(username="dana@example.com")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "04A1", "customer_email": "Dana@Example.com",
+             "label": "Dana", "billing_customer_id": "cus_1", "is_active": "on"},
+        )  # fmt: skip
+        self.assertRedirects(response, reverse("sessions_app:user-mapping-list"))
+        mapping = UserMapping.objects.get(steve_ocpp_id_tag="04A1")
+        self.assertEqual(mapping.user, customer)
+        self.client.post(
+            reverse("sessions_app:user-mapping-edit", args=[mapping.pk]),
+            {"steve_ocpp_id_tag": "04A1", "customer_email": "dana@example.com",
+             "label": "Dana's car", "billing_customer_id": "cus_1", "is_active": "on"},
+        )  # fmt: skip
+        self.client.post(
+            reverse("sessions_app:user-mapping-deactivate", args=[mapping.pk])
+        )
+        mapping.refresh_from_db()
+        self.assertFalse(mapping.is_active)
+        entries = list(AuditEntry.objects.order_by("id"))
+        self.assertEqual(
+            [e.action for e in entries],
+            ["mapping.created", "mapping.updated", "mapping.deactivated"],
+        )
+        self.assertEqual(entries[1].before["label"], "Dana")
+        self.assertEqual(entries[1].after["label"], "Dana's car")
+        self.assertEqual({e.actor for e in entries}, {self.staff})
+
+    def test_an_unknown_customer_email_is_a_form_error(self) -> None:
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "04A1", "customer_email": "nobody@example.com"},
+        )
+        self.assertContains(response, "No customer account has this email")
+        self.assertFalse(UserMapping.objects.exists())
+
+    def test_a_duplicate_tag_is_a_form_error(self) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1")
+        other = UserFactory()
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "04A1", "customer_email": other.email},
+        )
+        self.assertContains(response, "already exists")
+
+    def test_csv_import_goes_through_the_same_service(self) -> None:
+        upload = SimpleUploadedFile(
+            "mappings.csv",
+            b"steveOcppIdTag,email,label\n"
+            b"TAG-1,new@example.com,New\n"
+            b"bad tag,x@example.com,\n",
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(response, "1 created, 0 updated, 0 unchanged, 1 rejected")
+        self.assertContains(response, "Line 3 skipped")
+        self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-1").exists())
+        self.assertEqual(AuditEntry.objects.get().source, "import")
+
+
+@override_settings(LIVE_CHANNEL_PREFIX="test-console-live-")
+class ConsoleLiveUpdateTests(ConsoleTestCase):
+    """The sync's signals become staff-channel events rendered from the partials.
+
+    Events are read back from the Redis event storage that serves Last-Event-ID
+    replays, which is exactly what a reconnecting browser would receive.
+    """
+
+    channel = "test-console-live-staff"
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.storage = get_storage()
+        self.last_id = self.storage.get_current_id(self.channel)
+
+    def published(self) -> list[tuple[str, str]]:
+        events = self.storage.get_events(self.channel, self.last_id)
+        return [(event.type, event.data) for event in events]
+
+    def test_changed_sessions_tick_the_banner_and_update_rows_in_place(self) -> None:
+        session = session_with_energy(kwh=Decimal("4.2"))
+        run = SyncRunFactory(created_count=1, updated_count=2)
+        sessions_changed.send(sender=SyncRun, run=run, transaction_ids=[session.pk])
+        ((event_type, html),) = self.published()
+        self.assertEqual(event_type, "sessions-updated")
+        self.assertIn("3 sessions updated just now", html)
+        self.assertIn(f'id="session-{session.pk}" hx-swap-oob="true"', html)
+        self.assertIn('id="stat-strip"', html)
+
+    def test_every_finished_run_refreshes_the_sync_runs_table(self) -> None:
+        run = SyncRunFactory(error="SteVe failed with HTTP 503.", status="failed")
+        run_finished.send(sender=SyncRun, run=run)
+        ((event_type, html),) = self.published()
+        self.assertEqual(event_type, "sync-runs-updated")
+        self.assertIn("SteVe failed with HTTP 503.", html)
