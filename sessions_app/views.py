@@ -61,16 +61,20 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "freshness": selectors.sync_freshness(now=now),
         "filter_query": urlencode(filters.as_query()),
     }
-    if _is_fragment_request(request):
-        partial = "session-rows" if cursor else "session-results"
-        return render(request, f"sessions_app/session_list.html#{partial}", context)
+    template = "sessions_app/session_list.html"
+    fragment = _is_fragment_request(request)
+    if fragment and cursor:
+        return render(request, f"{template}#session-rows", context)
     context.update(
-        form=SessionFilterForm(filters),
-        stats=selectors.session_stats(now=now),
         total=selectors.session_count(filters=filters),
         any_sync_completed=selectors.any_sync_completed(),
     )
-    return render(request, "sessions_app/session_list.html", context)
+    if fragment:
+        return render(request, f"{template}#session-results", context)
+    context.update(
+        form=SessionFilterForm(filters), stats=selectors.session_stats(now=now)
+    )
+    return render(request, template, context)
 
 
 @staff_only

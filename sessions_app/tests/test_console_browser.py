@@ -1,0 +1,178 @@
+"""The admin console in a real Chromium against uvicorn (SSE needs ASGI)."""
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import TransactionTestCase
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from polaris.browser import chromium, live_server, sign_in
+from sessions_app.selectors import session_stats
+from sync import services
+from sync.client import SteveClient
+from sync.models import TransactionSyncState
+from sync.standin.testing import StandinProcess
+from sync.tests.factories import (
+    StaffFactory,
+    SyncRunFactory,
+    TransactionSyncStateFactory,
+    UserMappingFactory,
+    session_with_energy,
+)
+
+pytestmark = pytest.mark.browser
+
+
+class ConsoleBrowserTests(TransactionTestCase):
+    browser: Browser
+    base_url: str
+
+    @pytest.fixture(autouse=True)
+    def _browser(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        # Playwright's sync API runs an event loop in this thread; the ORM calls
+        # here are still plain synchronous code.
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with live_server() as server, chromium() as browser:
+            self.base_url = server.url
+            self.browser = browser
+            yield
+
+    def open_console(self, path: str = "/admin/sessions/") -> Page:
+        staff = StaffFactory(username="operator")
+        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, self.base_url, staff.username, "driver")
+        page.goto(f"{self.base_url}{path}")
+        return page
+
+    def stat(self, page: Page, label: str) -> Locator:
+        card = page.locator("#stat-strip .stat").filter(
+            has=page.locator(".stat__label", has_text=label)
+        )
+        return card.locator(".stat__value")
+
+    def visible_rows(self, page: Page) -> int:
+        return page.locator("#session-tbody tr").count()
+
+    def test_sign_in_stat_strip_filters_chips_load_more_and_detail(self) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1B2C3")
+        now = datetime.now(UTC)
+        for minutes in range(35):
+            TransactionSyncStateFactory(
+                updated_at=now - timedelta(minutes=minutes), is_finalized=True
+            )
+        tagged = session_with_energy(
+            kwh=Decimal("7.5"), ocpp_id_tag="04A1B2C3", is_finalized=False
+        )
+        SyncRunFactory()
+        stats = session_stats(now=now)
+
+        page = self.open_console()
+        expect(page.get_by_role("heading", name="Charging Sessions")).to_be_visible()
+        expect(self.stat(page, "Sessions today")).to_have_text(
+            str(stats.sessions_today)
+        )
+        expect(self.stat(page, "kWh delivered (7d)")).to_have_text("7.5 kWh")
+        expect(self.stat(page, "Active now")).to_have_text("1")
+        expect(self.stat(page, "Avg kWh / session (7d)")).to_have_text("7.50 kWh")
+        expect(page.locator("#session-count")).to_have_text(
+            "36 sessions match current filters"
+        )
+        self.assertEqual(self.visible_rows(page), 15)
+
+        # Load more twice: 30 rows, filters kept, no page reload.
+        page.get_by_role("link", name="Load more").click()
+        expect(page.locator("#session-tbody tr")).to_have_count(30)
+        expect(page.locator("#session-count")).to_have_text(
+            "36 sessions match current filters"
+        )
+
+        # Status filter, its chip, and removing the chip.
+        page.select_option("#id_status", "active")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(page.locator("#session-count")).to_have_text(
+            "1 session matches current filters"
+        )
+        expect(page.locator(".chip")).to_contain_text("Status: active")
+        page.get_by_role("link", name="Remove filter Status active").click()
+        expect(page.locator("#session-count")).to_have_text(
+            "36 sessions match current filters"
+        )
+
+        # Tag filter: a case-insensitive substring of the mapped tag.
+        page.fill("#id_tag", "a1b2")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(page.locator("#session-count")).to_have_text(
+            "1 session matches current filters"
+        )
+        expect(page.locator("#session-tbody")).to_contain_text("04A1B2C3")
+
+        # Fallbacks: an unknown status and an invalid date, with visible notes.
+        page.goto(f"{self.base_url}/admin/sessions/?status=bogus&from=2026-02-30")
+        expect(page.locator("#session-count")).to_have_text(
+            "36 sessions match current filters"
+        )
+        expect(page.get_by_role("note").first).to_contain_text("showing all")
+        expect(page.get_by_text("From date “2026-02-30” is not a date")).to_be_visible()
+
+        # Date filter on updatedAt: nothing was updated last year.
+        page.goto(f"{self.base_url}/admin/sessions/?to=2025-01-01")
+        expect(page.locator("#session-count")).to_have_text(
+            "0 sessions match current filters"
+        )
+
+        # The detail page of a row.
+        page.goto(f"{self.base_url}/admin/sessions/")
+        page.get_by_role("link", name=f"#{tagged.steve_transaction_id}").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text(
+            f"Transaction #{tagged.steve_transaction_id}"
+        )
+        expect(page.locator(".kv")).to_contain_text("7.500 kWh")
+
+    def test_the_banner_ticks_and_rows_update_when_a_sync_run_changes_a_session(
+        self,
+    ) -> None:
+        with StandinProcess(fleet_size=4, seed=3) as standin:
+            client = SteveClient(
+                base_url=standin.base_url,
+                username=standin.username,
+                password=standin.password,
+                timeout=5,
+            )
+            services.sync_run_transactions(trigger="command", client=client)
+            session = (
+                TransactionSyncState.objects.active()
+                .filter(is_suspected_stuck=False)
+                .order_by("-started_at")
+                .first()
+            )
+            assert session is not None
+            page = self.open_console()
+            row = page.locator(f"#session-{session.pk}")
+            expect(row).to_contain_text(f"{session.kwh_delivered:.3f}")
+            # The stream is open once htmx reports it; then the station reports.
+            page.wait_for_function(
+                "document.querySelector('[sse-connect]') && "
+                "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
+                ".readyState === 1"
+            )
+            soon = datetime.now(UTC) + timedelta(seconds=1)
+            standin.add_meter_values(
+                session.steve_transaction_id,
+                [{"value": str(session.meter_last_wh + 2500),
+                  "valueTimestamp": soon.isoformat().replace("+00:00", "Z")}],
+            )  # fmt: skip
+            run = services.sync_run_transactions(trigger="command", client=client)
+            self.assertEqual(run.updated_count, 1)
+            expect(page.locator("#live-banner")).to_contain_text(
+                "1 session updated just now"
+            )
+            expect(row).to_contain_text(f"{session.kwh_delivered + Decimal('2.5'):.3f}")
+            # The refresh control reloads the table keeping the filters.
+            page.get_by_role("link", name="Refresh table").click()
+            expect(page.locator("#session-tbody tr").first).to_have_id(
+                re.compile(rf"session-{session.pk}")
+            )
+            client.close()
