@@ -1,0 +1,74 @@
+"""Live-update streams under uvicorn: who may read them, and what they hold open."""
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from django.db import connection
+from django.test import TransactionTestCase
+
+from polaris import live
+from polaris.browser import LiveServer, live_server
+from sync.tests.factories import StaffFactory, UserFactory
+
+
+class LiveStreamTests(TransactionTestCase):
+    server: LiveServer
+
+    @pytest.fixture(autouse=True)
+    def _server(self) -> Iterator[None]:
+        with live_server() as server:
+            self.server = server
+            yield
+
+    def cookies_for(self, user: object) -> dict[str, str]:
+        self.client.force_login(user)  # type: ignore[arg-type]
+        return {"sessionid": self.client.cookies["sessionid"].value}
+
+    def other_connections(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            (count,) = cursor.fetchone()
+        return int(count)
+
+    def test_open_streams_hold_no_database_connection(self) -> None:
+        cookies = self.cookies_for(StaffFactory())
+        url = f"{self.server.url}/admin/live/"
+        streams = []
+        try:
+            for _ in range(8):
+                response = requests.get(url, cookies=cookies, stream=True, timeout=10)
+                self.assertEqual(response.status_code, 200)
+                self.assertEqual(response.headers["Content-Type"], "text/event-stream")
+                first = next(response.iter_content(chunk_size=None))
+                self.assertIn(b"stream-open", first)
+                streams.append(response)
+            time.sleep(0.5)
+            # Eight open streams, and the server keeps no connection for them.
+            self.assertEqual(self.other_connections(), 0)
+        finally:
+            for response in streams:
+                response.close()
+
+    def test_customers_cannot_open_the_staff_stream(self) -> None:
+        cookies = self.cookies_for(UserFactory())
+        response = requests.get(
+            f"{self.server.url}/admin/live/",
+            cookies=cookies,
+            allow_redirects=False,
+            timeout=10,
+        )
+        self.assertEqual(response.status_code, 302)
+        self.assertIn("/accounts/login/", response.headers["Location"])
+
+    def test_the_channel_manager_keeps_customers_to_their_own_channel(self) -> None:
+        alice, bob, staff = UserFactory(), UserFactory(), StaffFactory()
+        self.assertTrue(live.can_read(alice, live.customer_channel(alice.pk)))
+        self.assertFalse(live.can_read(alice, live.customer_channel(bob.pk)))
+        self.assertFalse(live.can_read(alice, live.staff_channel()))
+        self.assertTrue(live.can_read(staff, live.staff_channel()))
+        self.assertFalse(live.can_read(None, live.staff_channel()))
