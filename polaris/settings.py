@@ -165,6 +165,10 @@ API_SESSION_START_TIMEOUT_SECONDS = env_int(
     "API_SESSION_START_TIMEOUT_SECONDS", 120, minimum=1
 )
 
+# Billing
+# Dotted path of the billing backend (portal.billing.BillingBackend).
+BILLING_BACKEND = env_str("BILLING_BACKEND", "portal.billing.LocalBillingBackend")
+
 # Celery
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None

@@ -166,10 +166,10 @@ def sync_run_chargers(*, trigger: str, client: SteveClient | None = None) -> Syn
             answered = _probe(steve, box_ids)
         except SteveError as error:
             return _finish_run(run, tally, error=error.message)
-        now = timezone.now()
-        tally.updated = Charger.objects.filter(charge_box_id__in=answered).update(
-            last_check_in_at=now
+        Charger.objects.filter(charge_box_id__in=answered).update(
+            last_check_in_at=timezone.now()
         )
+        tally.updated = len(answered)
         return _finish_run(run, tally)
 
 
