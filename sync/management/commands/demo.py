@@ -92,7 +92,7 @@ class Command(BaseCommand):
             pass
         finally:
             self._stop_children()
-            embedded.stop_owned_servers()
+            embedded.leave_servers()
             self.stdout.write("Polaris demo stopped.")
 
     # Set-up
