@@ -8,6 +8,7 @@ parallel runs never see each other's live events.
 
 import os
 import shutil
+import signal
 import sys
 import time
 import urllib.error
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.db import connection
 from django.test import override_settings
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -77,6 +79,25 @@ class LiveServer(ChildProcess):
                 time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"uvicorn did not start:\n{self.log()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        super().stop(sig)
+        _wait_for_other_connections_to_close()
+
+
+def _wait_for_other_connections_to_close(timeout: float = 5) -> None:
+    # Postgres ends a dead client's backend asynchronously; the test database can
+    # only be dropped (or flushed without waiting on locks) once it is gone.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -207,7 +207,6 @@ def _stop_postgres() -> None:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         if info.is_running():
             info.process.kill()
-    logger.info("Stopped embedded PostgreSQL")
 
 
 def _stop_valkey() -> None:
@@ -221,4 +220,3 @@ def _stop_valkey() -> None:
     except psutil.TimeoutExpired:
         process.kill()
     _valkey_state_file().unlink(missing_ok=True)
-    logger.info("Stopped embedded Valkey")

@@ -10,7 +10,10 @@ from django.test import TransactionTestCase
 
 from polaris import live
 from polaris.browser import LiveServer, live_server
+from polaris.testing import current_database_url
 from sync.tests.factories import StaffFactory, UserFactory
+
+APPLICATION = "polaris-live-test"
 
 
 class LiveStreamTests(TransactionTestCase):
@@ -18,7 +21,10 @@ class LiveStreamTests(TransactionTestCase):
 
     @pytest.fixture(autouse=True)
     def _server(self) -> Iterator[None]:
-        with live_server() as server:
+        # Tag the server's connections so that only they are counted.
+        url = current_database_url()
+        url += f"{'&' if '?' in url else '?'}application_name={APPLICATION}"
+        with live_server(DATABASE_URL=url) as server:
             self.server = server
             yield
 
@@ -29,8 +35,8 @@ class LiveStreamTests(TransactionTestCase):
     def other_connections(self) -> int:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                [APPLICATION],
             )
             (count,) = cursor.fetchone()
         return int(count)
