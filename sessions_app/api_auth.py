@@ -98,6 +98,10 @@ class BrowserSessionAuth(SessionAuth):
     def authenticate(
         self, request: HttpRequest, key: str | None
     ) -> AbstractBaseUser | None:
+        # A request that presents a token is judged by that token alone: a revoked
+        # or mistyped token must fail even in a browser that is signed in.
+        if "Authorization" in request.headers:
+            return None
         user = request.user
         if user.is_authenticated and user.is_active:
             return user  # type: ignore[return-value]

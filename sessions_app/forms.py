@@ -165,3 +165,12 @@ class UserMappingImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file", help_text="Header: steveOcppIdTag,email,label"
     )
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=120,
+        required=False,
+        label="Token name",
+        help_text="What the token is for, e.g. “billing export”.",
+    )

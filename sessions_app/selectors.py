@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from sessions_app.forms import SessionFilters
+from sessions_app.models import ApiToken
 from sync.models import (
     SyncedTransactionEvent,
     SyncRun,
@@ -281,3 +283,11 @@ def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
             | Q(user__email__icontains=search)
         )
     return mappings
+
+
+# API tokens
+
+
+def api_token_list(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    """`user`'s API tokens, newest first, revoked ones included."""
+    return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")

@@ -32,5 +32,11 @@ urlpatterns = [
         views.user_mapping_deactivate,
         name="user-mapping-deactivate",
     ),
+    path("api-tokens/", views.api_token_list, name="api-token-list"),
+    path(
+        "api-tokens/<int:pk>/revoke",
+        views.api_token_revoke_view,
+        name="api-token-revoke",
+    ),
     path("live/", views.live_stream, name="live"),
 ]

@@ -23,13 +23,16 @@ from django.views.decorators.http import require_POST
 
 from polaris import live
 from sessions_app import selectors
+from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charts import cumulative_energy_chart
 from sessions_app.forms import (
+    ApiTokenForm,
     SessionFilterForm,
     UserMappingForm,
     UserMappingImportForm,
     parse_session_filters,
 )
+from sessions_app.models import ApiToken
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.services.mappings import (
     user_mapping_create,
@@ -258,6 +261,34 @@ def user_mapping_import(request: HttpRequest) -> HttpResponse:
     for rejected in result.rejected[:20]:
         messages.warning(request, f"Line {rejected.line} skipped: {rejected.reason}")
     return redirect("sessions_app:user-mapping-list")
+
+
+@staff_only
+def api_token_list(request: HttpRequest) -> HttpResponse:
+    """The signed-in staff member's API tokens; a POST creates one and shows it once."""
+    form = ApiTokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        _, new_token = api_token_create(
+            user=request.user, name=form.cleaned_data["name"]
+        )
+        form = ApiTokenForm()
+    context = {
+        "section": "api-tokens",
+        "form": form,
+        "new_token": new_token,
+        "tokens": selectors.api_token_list(user=request.user),
+    }
+    return render(request, "sessions_app/api_token_list.html", context)
+
+
+@staff_only
+@require_POST
+def api_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    api_token_revoke(token=token)
+    messages.success(request, f"Token {token.prefix}… revoked; it no longer works.")
+    return redirect("sessions_app:api-token-list")
 
 
 @staff_only

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
-from django.test import TestCase, override_settings
+from django.test import Client, TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_eventstream.utils import get_storage
@@ -225,3 +225,37 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
         ((event_type, html),) = self.published()
         self.assertEqual(event_type, "sync-runs-updated")
         self.assertIn("SteVe failed with HTTP 503.", html)
+
+
+class ApiTokenPageTests(ConsoleTestCase):
+    url = reverse("sessions_app:api-token-list")
+
+    def test_create_shows_the_token_once_and_it_authenticates(self) -> None:
+        response = self.client.post(self.url, {"name": "billing export"})
+        raw = response.context["new_token"]
+        self.assertContains(response, raw)
+        self.assertNotContains(self.client.get(self.url), raw)
+        api = Client().get(
+            "/api/v1/sessions", headers={"Authorization": f"Bearer {raw}"}
+        )
+        self.assertEqual(api.status_code, 200)
+
+    def test_revoke_stops_the_token(self) -> None:
+        raw = self.client.post(self.url, {"name": "x"}).context["new_token"]
+        token = self.staff.api_tokens.get()
+        self.client.post(reverse("sessions_app:api-token-revoke", args=[token.pk]))
+        api = self.client.get(
+            "/api/v1/sessions", headers={"Authorization": f"Bearer {raw}"}
+        )
+        self.assertEqual(api.status_code, 401)
+
+    def test_nobody_revokes_another_persons_token(self) -> None:
+        other = StaffFactory()
+        self.client.force_login(other)
+        self.client.post(self.url, {"name": "mine"})
+        token = other.api_tokens.get()
+        self.client.force_login(self.staff)
+        response = self.client.post(
+            reverse("sessions_app:api-token-revoke", args=[token.pk])
+        )
+        self.assertEqual(response.status_code, 404)
