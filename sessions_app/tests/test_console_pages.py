@@ -45,7 +45,8 @@ class SessionDetailTests(ConsoleTestCase):
         url = reverse(
             "sessions_app:session-detail", args=[session.steve_transaction_id]
         )
-        with self.assertNumQueries(6):
+        # Session, user, row, events, 2 freshness, 2 permission checks (act as).
+        with self.assertNumQueries(8):
             response = self.client.get(url)
         self.assertContains(response, f"Transaction #{session.steve_transaction_id}")
         self.assertContains(response, mapping.label)

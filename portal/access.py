@@ -1,0 +1,174 @@
+"""Who the portal is showing, and the only way views reach customers' objects.
+
+Every getter takes the *customer* (not `request.user`, which is the agent while
+acting as) and raises Http404 for anything that is not theirs, so other customers'
+ids are never revealed.
+
+Acting as: staff with `portal.act_as_customer` open the portal as a customer. The
+agent may **read** everything the customer sees and may change nothing:
+`customer_for_write()` refuses every state change (start/stop charging, reserve,
+cancel, API tokens) with 403 while acting, and the templates hide those buttons.
+Support agents who need a change make it in the admin console, where it is audited.
+"""
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from portal.models import CustomerProfile, Reservation
+from sessions_app.models import ApiSession, ApiToken
+from sync.models import Charger, UserMapping
+
+ACTING_AS_KEY = "portal_acting_as"
+CUSTOMER_VIEW_KEY = "portal_customer_view"
+ACT_AS_PERMISSION = "portal.act_as_customer"
+PERIOD_CHOICES = (
+    ("current", "Current period"),
+    ("previous", "Previous period"),
+    ("year", "This year"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The customer whose portal this is, and the agent when staff act as them."""
+
+    customer: AbstractBaseUser
+    agent: AbstractBaseUser | None
+    zone: ZoneInfo
+
+    @property
+    def acting(self) -> bool:
+        return self.agent is not None
+
+
+def can_act_as(user: AbstractBaseUser) -> bool:
+    return bool(getattr(user, "is_staff", False)) and user.has_perm(ACT_AS_PERMISSION)
+
+
+def customer_zone(user: AbstractBaseUser) -> ZoneInfo:
+    """The customer's time zone, POLARIS_TIME_ZONE without a profile."""
+    name = (
+        CustomerProfile.objects.filter(user=user)
+        .values_list("time_zone", flat=True)
+        .first()
+    )
+    return ZoneInfo(name or settings.POLARIS_TIME_ZONE)
+
+
+def acting_customer(request: HttpRequest) -> AbstractBaseUser | None:
+    """The customer the signed-in agent acts as, or None."""
+    customer_id = request.session.get(ACTING_AS_KEY)
+    if customer_id is None or not can_act_as(request.user):
+        return None
+    return (
+        get_user_model()
+        .objects.filter(pk=customer_id, is_active=True, is_staff=False)
+        .first()
+    )
+
+
+def viewer_for(request: HttpRequest) -> Viewer:
+    """Who the portal shows: the acted-as customer, else the signed-in user."""
+    customer = acting_customer(request)
+    if customer is not None:
+        return Viewer(
+            customer=customer, agent=request.user, zone=customer_zone(customer)
+        )
+    return Viewer(customer=request.user, agent=None, zone=customer_zone(request.user))
+
+
+def customer_for_write(request: HttpRequest) -> AbstractBaseUser:
+    """The customer a state change is made for; PermissionDenied while acting as."""
+    viewer = viewer_for(request)
+    if viewer.acting:
+        raise PermissionDenied("Support agents acting as a customer cannot change it.")
+    return viewer.customer
+
+
+def sends_staff_to_console(request: HttpRequest) -> bool:
+    """Staff land on the console unless acting as someone or they chose their own
+    customer dashboard at /switch for this browser session."""
+    if not getattr(request.user, "is_staff", False):
+        return False
+    if acting_customer(request) is not None:
+        return False
+    return not request.session.get(CUSTOMER_VIEW_KEY, False)
+
+
+def has_customer_account(user: AbstractBaseUser) -> bool:
+    return UserMapping.objects.filter(user=user).exists()
+
+
+def get_customer_for_agent(user_id: int) -> AbstractBaseUser:
+    """A customer account staff may act as; Http404 for staff or unknown ids."""
+    customer = (
+        get_user_model()
+        .objects.filter(pk=user_id, is_active=True, is_staff=False)
+        .first()
+    )
+    if customer is None:
+        raise Http404("No such customer.")
+    return customer
+
+
+def get_charger_for_customer(customer: AbstractBaseUser, pk: int) -> Charger:
+    from portal.selectors import visible_chargers
+
+    charger = visible_chargers(customer=customer).filter(pk=pk).first()
+    if charger is None:
+        raise Http404("No such charger.")
+    return charger
+
+
+def get_reservation_for_customer(customer: AbstractBaseUser, pk: int) -> Reservation:
+    reservation = (
+        Reservation.objects.for_user(customer)
+        .select_related("charger")
+        .filter(pk=pk)
+        .first()
+    )
+    if reservation is None:
+        raise Http404("No such reservation.")
+    return reservation
+
+
+def get_api_session_for_customer(customer: AbstractBaseUser, pk: int) -> ApiSession:
+    session = ApiSession.objects.filter(user=customer, pk=pk).first()
+    if session is None:
+        raise Http404("No such session.")
+    return session
+
+
+def get_token_for_customer(customer: AbstractBaseUser, pk: int) -> ApiToken:
+    token = ApiToken.objects.filter(user=customer, pk=pk).first()
+    if token is None:
+        raise Http404("No such token.")
+    return token
+
+
+def render_portal(
+    request: HttpRequest,
+    viewer: Viewer,
+    template: str,
+    context: dict[str, object],
+    status: int = 200,
+) -> HttpResponse:
+    """Render a portal page (or partial) with every time in the customer's zone."""
+    context = {
+        **context,
+        "customer": viewer.customer,
+        "agent": viewer.agent,
+        "acting": viewer.acting,
+        "customer_tz_name": viewer.zone.key,
+        "period_choices": PERIOD_CHOICES,
+    }
+    with timezone.override(viewer.zone):
+        return render(request, template, context, status=status)

@@ -1,0 +1,42 @@
+"""Staff manage customer profiles, charger groups, plans, subscriptions and
+reservations in Django admin."""
+
+from django.contrib import admin
+
+from portal.models import ChargerGroup, CustomerProfile, Plan, Reservation, Subscription
+
+
+@admin.register(CustomerProfile)
+class CustomerProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["user", "time_zone"]
+    search_fields = ["user__username", "user__email"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(ChargerGroup)
+class ChargerGroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name"]
+    search_fields = ["name"]
+    filter_horizontal = ["chargers", "members"]
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "currency", "monthly_fee", "included_kwh"]
+    search_fields = ["name"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["user", "plan", "anchor_day", "started_on", "ended_on"]
+    list_filter = ["plan"]
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Reservation)
+class ReservationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["charger", "user", "starts_at", "ends_at", "status"]
+    list_filter = ["status"]
+    search_fields = ["user__username", "charger__friendly_name"]
+    raw_id_fields = ["user", "charger"]

@@ -1,0 +1,103 @@
+"""Billing behind an interface: `BILLING_BACKEND` names a class implementing
+`BillingBackend`. The local backend reads plans and subscriptions from Postgres.
+
+Billing is never allowed to break the dashboard: `billing_account()` turns any
+failure, or an answer slower than BILLING_TIMEOUT_SECONDS, into None (the plan card
+is hidden) and logs why.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.utils.module_loading import import_string
+
+logger = logging.getLogger(__name__)
+
+BILLING_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BillingAccount:
+    """What the portal needs from billing about one customer."""
+
+    plan_name: str
+    currency: str
+    included_kwh: Decimal | None
+    anchor_day: int
+
+
+class BillingBackend(Protocol):
+    def account_for(
+        self, *, user: AbstractBaseUser, timeout: float
+    ) -> BillingAccount | None:
+        """The customer's current plan, or None without one. Must give up after
+        `timeout` seconds (raise); may raise anything on failure."""
+        ...
+
+
+class LocalBillingBackend:
+    """Plans and subscriptions in Postgres, managed by staff in Django admin."""
+
+    def account_for(
+        self, *, user: AbstractBaseUser, timeout: float
+    ) -> BillingAccount | None:
+        from portal.models import Subscription
+
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                # Bounds the query the same way a remote backend bounds its HTTP call.
+                cursor.execute(
+                    "SET LOCAL statement_timeout = %s", [max(int(timeout * 1000), 1)]
+                )
+            subscription = (
+                Subscription.objects.filter(user=user, ended_on__isnull=True)
+                .select_related("plan")
+                .first()
+            )
+        if subscription is None:
+            return None
+        return BillingAccount(
+            plan_name=subscription.plan.name,
+            currency=subscription.plan.currency,
+            included_kwh=subscription.plan.included_kwh,
+            anchor_day=subscription.anchor_day,
+        )
+
+
+def billing_backend() -> BillingBackend:
+    backend: BillingBackend = import_string(settings.BILLING_BACKEND)()
+    return backend
+
+
+@dataclass(frozen=True, slots=True)
+class BillingResult:
+    """`account` is None when the customer has no plan *or* billing failed
+    (`failed` tells which)."""
+
+    account: BillingAccount | None
+    failed: bool
+
+
+def billing_account(*, user: AbstractBaseUser) -> BillingResult:
+    """Ask the configured backend about `user`; never raises."""
+    started = time.monotonic()
+    try:
+        account = billing_backend().account_for(
+            user=user, timeout=BILLING_TIMEOUT_SECONDS
+        )
+    except Exception:
+        logger.exception("Billing call failed for user=%s", user.pk)
+        return BillingResult(account=None, failed=True)
+    elapsed = time.monotonic() - started
+    if elapsed > BILLING_TIMEOUT_SECONDS:
+        logger.warning(
+            "Billing call for user=%s took %.2f s; plan card hidden", user.pk, elapsed
+        )
+        return BillingResult(account=None, failed=True)
+    return BillingResult(account=account, failed=False)

@@ -1,0 +1,65 @@
+"""Server-rendered daily usage bars (SVG) with the numbers for an accessible table."""
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+WIDTH = 640
+HEIGHT = 160
+TOP = 8
+BOTTOM = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    day: date
+    kwh: Decimal
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True, slots=True)
+class DailyChart:
+    bars: list[Bar]
+    max_kwh: Decimal
+    width: int = WIDTH
+    height: int = HEIGHT
+    baseline: int = HEIGHT - BOTTOM
+
+    @property
+    def first_day(self) -> date | None:
+        return self.bars[0].day if self.bars else None
+
+    @property
+    def last_day(self) -> date | None:
+        return self.bars[-1].day if self.bars else None
+
+    @property
+    def used_days(self) -> list[Bar]:
+        return [bar for bar in self.bars if bar.kwh > 0]
+
+
+def daily_chart(days: list[tuple[date, Decimal]]) -> DailyChart:
+    """One bar per day, scaled to the largest day; empty days get no height."""
+    max_kwh = max((kwh for _, kwh in days), default=Decimal(0))
+    plot = HEIGHT - TOP - BOTTOM
+    slot = WIDTH / max(len(days), 1)
+    gap = min(slot * 0.2, 2.0)
+    bars = []
+    for index, (day, kwh) in enumerate(days):
+        height = float(kwh / max_kwh) * plot if max_kwh > 0 else 0.0
+        if kwh > 0:
+            height = max(height, 1.0)
+        bars.append(
+            Bar(
+                day=day,
+                kwh=kwh,
+                x=round(index * slot + gap / 2, 2),
+                y=round(HEIGHT - BOTTOM - height, 2),
+                width=round(max(slot - gap, 0.5), 2),
+                height=round(height, 2),
+            )
+        )
+    return DailyChart(bars=bars, max_kwh=max_kwh)

@@ -1,0 +1,169 @@
+"""Polaris-owned customer data: time zones, charger groups, reservations, plans."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from sync.models import Charger
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value} is not a known time zone.") from None
+
+
+def default_time_zone() -> str:
+    return str(settings.POLARIS_TIME_ZONE)
+
+
+class CustomerProfile(models.Model):
+    """Per-customer settings; a customer without a profile uses the defaults."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    time_zone = models.CharField(
+        max_length=64, default=default_time_zone, validators=[validate_time_zone]
+    )
+
+    class Meta:
+        db_table = "customer_profiles"
+        permissions = [
+            ("act_as_customer", "Can open the portal acting as a customer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Profile of {self.user}"
+
+
+class ChargerGroup(models.Model):
+    """Non-public chargers its members may see and use (fleet depots, workplaces)."""
+
+    name = models.CharField(max_length=120, unique=True)
+    chargers = models.ManyToManyField(Charger, blank=True, related_name="groups")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="charger_groups"
+    )
+
+    class Meta:
+        db_table = "charger_groups"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReservationQuerySet(models.QuerySet["Reservation"]):
+    def for_user(self, user: object) -> "ReservationQuerySet":
+        """Reservations the customer made."""
+        return self.filter(user=user)
+
+    def not_ended(self, now: datetime) -> "ReservationQuerySet":
+        """Active reservations whose end is still ahead."""
+        return self.filter(status=Reservation.Status.ACTIVE, ends_at__gt=now)
+
+    def covering(self, now: datetime) -> "ReservationQuerySet":
+        """Active reservations holding their charger at `now`."""
+        return self.not_ended(now).filter(starts_at__lte=now)
+
+
+class Reservation(models.Model):
+    """A ReserveNow the station accepted; it holds the charger until `ends_at`.
+
+    SteVe's REST API never returns the OCPP reservationId, so
+    `steve_reservation_id` stays empty unless staff fill it in from SteVe's web UI;
+    CancelReservation can only be sent when it is known.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CANCELLED = "cancelled", "Cancelled"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reservations"
+    )
+    charger = models.ForeignKey(
+        Charger, on_delete=models.CASCADE, related_name="reservations"
+    )
+    id_tag = models.CharField(max_length=255)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE
+    )
+    steve_reservation_id = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReservationQuerySet.as_manager()
+
+    class Meta:
+        db_table = "reservations"
+        ordering = ["starts_at", "id"]
+        indexes = [models.Index(fields=["user", "status", "ends_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")),
+                name="reservation_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Reservation {self.pk} of {self.charger}"
+
+
+class Plan(models.Model):
+    """A subscription plan of the local billing backend."""
+
+    name = models.CharField(max_length=120, unique=True)
+    currency = models.CharField(max_length=3, default="EUR")
+    monthly_fee = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    included_kwh = models.DecimalField(
+        max_digits=10, decimal_places=3, null=True, blank=True
+    )
+
+    class Meta:
+        db_table = "plans"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    """A customer's plan; billing periods start on `anchor_day` of each month."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    plan = models.ForeignKey(
+        Plan, on_delete=models.PROTECT, related_name="subscriptions"
+    )
+    anchor_day = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(28)],
+        help_text="Day of the month each billing period starts (1-28).",
+    )
+    started_on = models.DateField()
+    ended_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        db_table = "subscriptions"
+        ordering = ["-started_on", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(ended_on__isnull=True),
+                name="one_open_subscription_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.plan}"

@@ -1,0 +1,262 @@
+"""Read models of the portal pages, always scoped to one customer."""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+
+from portal.billing import BillingAccount, billing_account
+from portal.charts import DailyChart, daily_chart
+from portal.models import Reservation
+from sessions_app.models import ApiSession, ApiToken, Rate
+from sessions_app.pricing import Cost, session_cost
+from sync.models import (
+    Charger,
+    SyncedTransactionEvent,
+    TransactionSyncState,
+    UserMapping,
+)
+
+PERIODS = ("current", "previous", "year")
+MAX_CHARGERS = 50
+OFFLINE_AFTER = timedelta(hours=1)
+RECENT_SESSIONS = 5
+
+
+def customer_tags(*, customer: AbstractBaseUser) -> list[str]:
+    """Every idTag ever mapped to the customer (deactivated cards keep their
+    history, so inactive mappings count for reading)."""
+    return list(
+        UserMapping.objects.filter(user=customer).values_list(
+            "steve_ocpp_id_tag", flat=True
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    session: TransactionSyncState
+    cost: Cost | None
+    api_session_id: int | None
+
+
+def active_sessions(
+    *, customer: AbstractBaseUser, tags: list[str], now: datetime
+) -> list[ActiveSession]:
+    """The customer's sessions that are not finalized, newest first, with the
+    estimated cost so far when a rate applies and the portal/API session to stop."""
+    sessions = (
+        TransactionSyncState.objects.active()
+        .filter(ocpp_id_tag__in=tags)
+        .select_related("charger")
+        .order_by("-started_at")
+    )
+    result = []
+    for session in sessions:
+        rate = Rate.objects.for_charger(session.charge_box_id, session.connector_id)
+        cost = None
+        if rate is not None:
+            cost = session_cost(
+                rate=rate,
+                kwh=session.kwh_delivered,
+                started_at=session.started_at,
+                ended_at=now,
+            )
+        api_session_id = (
+            ApiSession.objects.filter(
+                user=customer, transaction=session, status=ApiSession.Status.STARTED
+            )
+            .values_list("pk", flat=True)
+            .first()
+        )
+        result.append(ActiveSession(session, cost, api_session_id))
+    return result
+
+
+def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncState]:
+    """The last five sessions of these tags by start, each with `duration`
+    (to now while still running)."""
+    sessions = list(
+        TransactionSyncState.objects.filter(ocpp_id_tag__in=tags)
+        .select_related("charger")
+        .order_by("-started_at", "-steve_transaction_id")[:RECENT_SESSIONS]
+    )
+    for session in sessions:
+        end = session.stopped_at or now
+        session.duration = max(end - session.started_at, timedelta(0))  # type: ignore[attr-defined]
+    return sessions
+
+
+def next_reservation(
+    *, customer: AbstractBaseUser, now: datetime
+) -> Reservation | None:
+    """The customer's next active reservation that has not ended."""
+    return (
+        Reservation.objects.for_user(customer)
+        .not_ended(now)
+        .select_related("charger")
+        .order_by("starts_at", "id")
+        .first()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    name: str
+    start: date
+    end: date  # exclusive
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+
+def parse_period(value: str | None) -> str:
+    """`current`, `previous` or `year`; anything else falls back to `current`."""
+    return value if value in PERIODS else "current"
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return day.replace(year=index // 12, month=index % 12 + 1)
+
+
+def billing_period(*, name: str, anchor_day: int, today: date) -> Period:
+    """The period `name` around `today`: billing periods start on `anchor_day`
+    (1-28, so every month has it); `year` is the calendar year."""
+    if name == "year":
+        return Period(name, date(today.year, 1, 1), date(today.year + 1, 1, 1))
+    start = today.replace(day=anchor_day)
+    if today.day < anchor_day:
+        start = _add_months(start, -1)
+    if name == "previous":
+        start = _add_months(start, -1)
+    return Period(name, start, _add_months(start, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    period: Period
+    total_kwh: Decimal
+    chart: DailyChart
+
+
+def usage(*, tags: list[str], period: Period, zone: ZoneInfo) -> Usage:
+    """Energy of these tags in `period`, bucketed by the day (in `zone`) of each
+    meter reading, so a session across midnight counts on both days."""
+    start = datetime.combine(period.start, time.min, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(period.end, time.min, tzinfo=zone).astimezone(UTC)
+    rows = (
+        SyncedTransactionEvent.objects.filter(
+            ocpp_id_tag__in=tags, reading_at__gte=start, reading_at__lt=end
+        )
+        .annotate(day=TruncDate("reading_at", tzinfo=zone))
+        .values("day")
+        .annotate(kwh=Sum("kwh_delta"))
+        .order_by("day")
+    )
+    by_day = {row["day"]: row["kwh"] or Decimal(0) for row in rows}
+    days = []
+    day = period.start
+    while day < period.end:
+        days.append((day, by_day.get(day, Decimal(0))))
+        day += timedelta(days=1)
+    total = sum(by_day.values(), Decimal(0))
+    return Usage(period=period, total_kwh=total, chart=daily_chart(days))
+
+
+def visible_chargers(*, customer: AbstractBaseUser) -> "QuerySet[Charger]":
+    """Public chargers plus those of the customer's charger groups."""
+    member_of = Charger.objects.filter(groups__members=customer).values("pk")
+    return Charger.objects.filter(Q(is_public=True) | Q(pk__in=member_of))
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerList:
+    rows: list[Charger]
+    available: int
+    total: int
+
+
+def charger_status(charger: Charger, now: datetime) -> str:
+    """offline (no check-in for over an hour), else in_use, reserved, online."""
+    if (
+        charger.last_check_in_at is None
+        or now - charger.last_check_in_at > OFFLINE_AFTER
+    ):
+        return "offline"
+    if charger.in_use:  # type: ignore[attr-defined]
+        return "in_use"
+    if charger.reserved:  # type: ignore[attr-defined]
+        return "reserved"
+    return "online"
+
+
+def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
+    """Up to 50 visible chargers with `status` and `reserved_by_me`, and the counts
+    pill: available now (online) of all visible chargers."""
+    covering = Reservation.objects.covering(now).filter(charger=OuterRef("pk"))
+    chargers = visible_chargers(customer=customer).annotate(
+        in_use=Exists(
+            TransactionSyncState.objects.active().filter(
+                charge_box_id=OuterRef("charge_box_id"),
+                connector_id=OuterRef("connector_id"),
+            )
+        ),
+        reserved=Exists(covering),
+        reserved_by_me=Exists(covering.filter(user=customer)),
+    )
+    rows = list(
+        chargers.order_by("friendly_name", "charge_box_id", "connector_id")[
+            :MAX_CHARGERS
+        ]
+    )
+    for charger in rows:
+        charger.status = charger_status(charger, now)  # type: ignore[attr-defined]
+    total = visible_chargers(customer=customer).count()
+    if total <= MAX_CHARGERS:
+        available = sum(1 for c in rows if c.status == "online")  # type: ignore[attr-defined]
+    else:
+        available = sum(1 for c in chargers if charger_status(c, now) == "online")
+    return ChargerList(rows=rows, available=available, total=total)
+
+
+def token_list(*, customer: AbstractBaseUser) -> list[ApiToken]:
+    """The customer's API tokens, newest first, revoked ones included."""
+    return list(ApiToken.objects.filter(user=customer).order_by("-created_at", "-id"))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCards:
+    """The usage card of the chosen period and the plan card (None when billing
+    has no plan for the customer or failed)."""
+
+    usage: Usage
+    account: "BillingAccount | None"
+    plan_used_kwh: Decimal
+
+
+def usage_cards(
+    *,
+    customer: AbstractBaseUser,
+    tags: list[str],
+    zone: ZoneInfo,
+    period_name: str,
+    now: datetime,
+) -> UsageCards:
+    """Billing periods follow the plan's anchor day (calendar months without a
+    plan, or when billing is down); the plan card counts the current period."""
+    account = billing_account(user=customer).account
+    anchor_day = account.anchor_day if account else 1
+    today = now.astimezone(zone).date()
+    period = billing_period(name=period_name, anchor_day=anchor_day, today=today)
+    chosen = usage(tags=tags, period=period, zone=zone)
+    plan_used = chosen.total_kwh
+    if account is not None and period_name != "current":
+        current = billing_period(name="current", anchor_day=anchor_day, today=today)
+        plan_used = usage(tags=tags, period=current, zone=zone).total_kwh
+    return UsageCards(usage=chosen, account=account, plan_used_kwh=plan_used)

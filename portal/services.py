@@ -1,0 +1,178 @@
+"""Writes of the portal: reservations and acting-as."""
+
+import logging
+from collections.abc import MutableMapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from portal.access import ACTING_AS_KEY
+from portal.models import Reservation
+from sessions_app.models import AuditEntry
+from sessions_app.services import audit_entry_create
+from sync.client import SteveClient, SteveError, SteveRejected
+from sync.models import Charger, UserMapping
+
+logger = logging.getLogger(__name__)
+
+RESERVATION_MINUTES = (15, 30, 60)
+
+_RESERVE_REFUSALS = {
+    "occupied": "The charger is in use right now, so it cannot be reserved.",
+    "faulted": "The charger reports a fault; please pick another one.",
+    "unavailable": "The charger is unavailable at the moment.",
+    "rejected": "The charger declined the reservation.",
+    "timeout": "The charger did not answer; try again in a moment.",
+}
+
+
+class PortalError(Exception):
+    """A request the portal refuses; `message` is a sentence for the customer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _reservation_tag(customer: AbstractBaseUser) -> str:
+    tag = (
+        UserMapping.objects.active()
+        .filter(user=customer)
+        .values_list("steve_ocpp_id_tag", flat=True)
+        .first()
+    )
+    if tag is None:
+        raise PortalError(
+            "No charging card is linked to your account yet; ask your operator."
+        )
+    return tag
+
+
+@transaction.atomic
+def reservation_create(
+    *,
+    customer: AbstractBaseUser,
+    charger: Charger,
+    minutes: int,
+    client: SteveClient,
+    now: datetime | None = None,
+) -> Reservation:
+    """Reserve `charger` for `customer` from now for `minutes` via ReserveNow.
+
+    The station's answer decides: only Accepted stores a reservation. Raises
+    PortalError (no tag, refused, offline, no answer).
+    """
+    now = now or timezone.now()
+    tag = _reservation_tag(customer)
+    reservation = Reservation(
+        user=customer,
+        charger=charger,
+        id_tag=tag,
+        starts_at=now,
+        ends_at=now + timedelta(minutes=minutes),
+    )
+    reservation.full_clean()
+    try:
+        result = client.reserve_now(
+            charge_box_id=charger.charge_box_id,
+            connector_id=charger.connector_id,
+            expiry=reservation.ends_at,
+            id_tag=tag,
+        )
+    except SteveRejected as error:
+        logger.warning("reserve charger=%s refused: %s", charger.pk, error.message)
+        raise PortalError(
+            "The charger cannot be reserved right now (it may be offline)."
+        ) from error
+    except SteveError as error:
+        logger.warning("reserve charger=%s failed: %s", charger.pk, error.message)
+        raise PortalError("The charging network did not answer; try again.") from error
+    status = result.status_of(charger.charge_box_id)
+    if status.lower() != "accepted":
+        logger.info("reserve charger=%s answered %s", charger.pk, status)
+        raise PortalError(
+            _RESERVE_REFUSALS.get(
+                status.lower(), "The charger could not take the reservation."
+            )
+        )
+    reservation.save()
+    logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
+    return reservation
+
+
+@transaction.atomic
+def reservation_cancel(
+    *, reservation: Reservation, client: SteveClient, now: datetime | None = None
+) -> Reservation:
+    """Cancel the reservation; sends CancelReservation when SteVe's reservation id
+    is known (SteVe's API never returns it, see Reservation). A reservation the
+    station no longer holds is simply marked cancelled. Raises PortalError when the
+    station refuses or does not answer.
+    """
+    now = now or timezone.now()
+    if reservation.status != Reservation.Status.ACTIVE or reservation.ends_at <= now:
+        raise PortalError("This reservation has already ended.")
+    charger = reservation.charger
+    if reservation.steve_reservation_id is not None:
+        try:
+            result = client.cancel_reservation(
+                charge_box_id=charger.charge_box_id,
+                reservation_id=reservation.steve_reservation_id,
+            )
+        except SteveRejected as error:
+            # "not active at this station": already expired, used or cancelled.
+            logger.info("reservation=%s not held: %s", reservation.pk, error.message)
+        except SteveError as error:
+            logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
+            raise PortalError(
+                "The charging network did not answer; try again."
+            ) from error
+        else:
+            if result.status_of(charger.charge_box_id).lower() != "accepted":
+                raise PortalError("The charger declined the cancellation.")
+    reservation.status = Reservation.Status.CANCELLED
+    reservation.cancelled_at = now
+    reservation.full_clean()
+    reservation.save(update_fields=["status", "cancelled_at"])
+    logger.info("reservation=%s cancelled", reservation.pk)
+    return reservation
+
+
+@transaction.atomic
+def act_as_start(
+    *,
+    agent: AbstractBaseUser,
+    customer: AbstractBaseUser,
+    session: MutableMapping[str, Any],
+) -> None:
+    """Open the portal for `agent` as `customer` (this browser session) and audit it."""
+    previous = session.get(ACTING_AS_KEY)
+    if previous is not None and previous != customer.pk:
+        act_as_end(agent=agent, session=session)
+    audit_entry_create(
+        actor=agent,
+        action=AuditEntry.Action.IMPERSONATION_STARTED,
+        object_type="user",
+        object_id=customer.pk,
+        after={"customer": customer.get_username()},
+        source="portal",
+    )
+    session[ACTING_AS_KEY] = customer.pk
+
+
+@transaction.atomic
+def act_as_end(*, agent: AbstractBaseUser, session: MutableMapping[str, Any]) -> None:
+    """Stop acting as a customer and audit it; nothing happens when not acting."""
+    customer_id = session.pop(ACTING_AS_KEY, None)
+    if customer_id is None:
+        return
+    audit_entry_create(
+        actor=agent,
+        action=AuditEntry.Action.IMPERSONATION_ENDED,
+        object_type="user",
+        object_id=customer_id,
+        source="portal",
+    )

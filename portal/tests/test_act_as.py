@@ -1,0 +1,102 @@
+from django.urls import reverse
+
+from portal.models import Reservation
+from portal.tests.base import PortalTestCase
+from portal.tests.factories import ReservationFactory
+from sessions_app.models import ApiToken, AuditEntry
+from sync.tests.factories import StaffFactory
+
+
+class ActAsTests(PortalTestCase):
+    def start(self) -> None:
+        self.client.force_login(self.agent)
+        response = self.client.post(
+            reverse("portal:act-as-start", args=[self.alice.pk])
+        )
+        self.assertRedirects(response, "/")
+
+    def test_it_shows_the_customer_with_an_acting_as_banner(self) -> None:
+        self.start()
+        response = self.client.get("/")
+        self.assertContains(response, "Acting as Alice")
+        self.assertContains(response, "Back to admin portal")
+        self.assertContains(response, "12.50")
+        self.assertNotContains(response, "Start charging")
+        self.assertContains(self.client.get("/tokens/"), "Acting as Alice")
+
+    def test_start_and_end_are_audited(self) -> None:
+        self.start()
+        response = self.client.post(reverse("portal:act-as-end"))
+        self.assertRedirects(
+            response, "/admin/user-mappings/", fetch_redirect_response=False
+        )
+        actions = list(
+            AuditEntry.objects.filter(actor=self.agent)
+            .order_by("id")
+            .values_list("action", "object_id")
+        )
+        self.assertEqual(
+            actions,
+            [
+                (AuditEntry.Action.IMPERSONATION_STARTED, str(self.alice.pk)),
+                (AuditEntry.Action.IMPERSONATION_ENDED, str(self.alice.pk)),
+            ],
+        )
+        self.assertEqual(self.client.get("/").status_code, 302)
+
+    def test_the_agent_may_not_change_anything(self) -> None:
+        reservation = ReservationFactory(user=self.alice, charger=self.charger)
+        self.start()
+        posts = [
+            (reverse("portal:reservation-cancel", args=[reservation.pk]), {}),
+            (reverse("portal:charger-start", args=[self.charger.pk]), {}),
+            (reverse("portal:token-list"), {"name": "agent"}),
+        ]
+        for url, data in posts:
+            self.assertEqual(self.client.post(url, data).status_code, 403, url)
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+        self.assertFalse(ApiToken.objects.exists())
+
+    def test_staff_without_the_permission_cannot_act_as(self) -> None:
+        self.client.force_login(StaffFactory(username="plain-staff"))
+        url = reverse("portal:act-as-start", args=[self.alice.pk])
+        self.assertEqual(self.client.post(url).status_code, 403)
+        self.assertFalse(AuditEntry.objects.exists())
+
+    def test_customers_cannot_act_as(self) -> None:
+        self.client.force_login(self.bob)
+        url = reverse("portal:act-as-start", args=[self.alice.pk])
+        self.assertEqual(self.client.post(url).status_code, 302)
+        self.assertFalse(AuditEntry.objects.exists())
+
+    def test_staff_accounts_cannot_be_acted_as(self) -> None:
+        self.client.force_login(self.agent)
+        other = StaffFactory(username="other-staff")
+        url = reverse("portal:act-as-start", args=[other.pk])
+        self.assertEqual(self.client.post(url).status_code, 404)
+
+
+class ActAsButtonTests(PortalTestCase):
+    def render(self, user: object, **context: object) -> str:
+        from django.contrib.auth.context_processors import PermWrapper
+        from django.template.loader import render_to_string
+        from django.test import RequestFactory
+
+        request = RequestFactory().get("/")
+        request.user = user  # type: ignore[attr-defined]
+        return render_to_string(
+            "includes/_act_as_button.html",
+            {"perms": PermWrapper(user), **context},
+            request=request,
+        )
+
+    def test_it_posts_to_the_start_view_for_allowed_staff(self) -> None:
+        html = self.render(self.agent, act_as_user=self.alice)
+        self.assertIn(reverse("portal:act-as-start", args=[self.alice.pk]), html)
+        html = self.render(self.agent, act_as_user_id=self.alice.pk)
+        self.assertIn(reverse("portal:act-as-start", args=[self.alice.pk]), html)
+
+    def test_it_is_hidden_without_the_permission(self) -> None:
+        html = self.render(StaffFactory(username="plain"), act_as_user=self.alice)
+        self.assertNotIn("Act as customer", html)

@@ -1,0 +1,64 @@
+import time
+from datetime import date
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.test import override_settings
+
+from portal.billing import BillingAccount, billing_account
+from portal.selectors import billing_period
+from portal.tests.base import PortalTestCase
+from portal.tests.factories import SubscriptionFactory
+
+
+class FailingBackend:
+    def account_for(self, *, user: AbstractBaseUser, timeout: float) -> None:
+        raise ConnectionError("billing is down")
+
+
+class SlowBackend:
+    def account_for(self, *, user: AbstractBaseUser, timeout: float) -> BillingAccount:
+        time.sleep(timeout + 0.1)
+        return BillingAccount("Slow", "EUR", None, 1)
+
+
+class BillingAccountTests(PortalTestCase):
+    def test_it_reads_the_local_subscription(self) -> None:
+        SubscriptionFactory(user=self.alice, anchor_day=15)
+        result = billing_account(user=self.alice)
+        assert result.account is not None
+        self.assertEqual(result.account.plan_name, "Home 200")
+        self.assertEqual(result.account.anchor_day, 15)
+
+    def test_no_subscription_is_not_a_failure(self) -> None:
+        result = billing_account(user=self.bob)
+        self.assertIsNone(result.account)
+        self.assertFalse(result.failed)
+
+    @override_settings(BILLING_BACKEND="portal.tests.test_billing.SlowBackend")
+    def test_a_slow_answer_is_dropped_and_logged(self) -> None:
+        with self.assertLogs("portal.billing", "WARNING"):
+            result = billing_account(user=self.alice)
+        self.assertIsNone(result.account)
+        self.assertTrue(result.failed)
+
+
+class BillingPeriodTests(PortalTestCase):
+    def test_it_follows_the_anchor_day(self) -> None:
+        today = date(2025, 3, 10)
+        current = billing_period(name="current", anchor_day=15, today=today)
+        self.assertEqual(
+            (current.start, current.end), (date(2025, 2, 15), date(2025, 3, 15))
+        )
+        previous = billing_period(name="previous", anchor_day=15, today=today)
+        self.assertEqual(
+            (previous.start, previous.end), (date(2025, 1, 15), date(2025, 2, 15))
+        )
+
+    def test_calendar_months_and_years(self) -> None:
+        today = date(2025, 1, 20)
+        previous = billing_period(name="previous", anchor_day=1, today=today)
+        self.assertEqual(
+            (previous.start, previous.end), (date(2024, 12, 1), date(2025, 1, 1))
+        )
+        year = billing_period(name="year", anchor_day=1, today=today)
+        self.assertEqual((year.start, year.end), (date(2025, 1, 1), date(2026, 1, 1)))

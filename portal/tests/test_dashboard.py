@@ -1,0 +1,261 @@
+from datetime import timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.test import override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from polaris import live
+from portal.models import CustomerProfile, Reservation
+from portal.tests.base import PortalTestCase
+from portal.tests.factories import ReservationFactory, SubscriptionFactory
+from sessions_app.models import Rate
+from sync.tests.factories import (
+    ChargerFactory,
+    TransactionSyncStateFactory,
+    UserFactory,
+    UserMappingFactory,
+)
+
+
+class DashboardTests(PortalTestCase):
+    def test_it_requires_login(self) -> None:
+        response = self.client.get("/")
+        self.assertRedirects(response, "/accounts/login/?next=/")
+
+    def test_it_shows_recent_activity_of_the_customer_only(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(response, "Recent activity")
+        self.assertContains(response, "12.50")
+        self.assertContains(response, "Finalized")
+        self.assertNotContains(response, "7.25")
+
+    def test_it_marks_unfinalized_sessions_as_being_settled(self) -> None:
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            kwh_delivered=Decimal("3.4"),
+            started_at=timezone.now() - timedelta(minutes=20),
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(response, "Still being settled")
+        self.assertContains(response, "Charging at Harbour Street")
+        self.assertContains(response, "3.40 kWh")
+
+    def test_it_shows_the_estimated_cost_when_a_rate_applies(self) -> None:
+        Rate.objects.create(
+            name="Default",
+            currency="EUR",
+            energy_price=Decimal("0.40"),
+            is_default=True,
+        )
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            kwh_delivered=Decimal("10"),
+            started_at=timezone.now() - timedelta(minutes=20),
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(response, "estimated")
+        self.assertContains(response, "4.00 EUR")
+
+    def test_it_has_no_banner_without_an_active_session(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertNotContains(response, "Charging at")
+        self.assertContains(
+            response, f'sse-connect="{reverse("portal:live")}"', html=False
+        )
+
+    def test_it_shows_the_next_reservation_not_past_ones(self) -> None:
+        now = timezone.now()
+        ReservationFactory(
+            user=self.alice,
+            charger=ChargerFactory(friendly_name="Old Depot"),
+            starts_at=now - timedelta(hours=3),
+            ends_at=now - timedelta(hours=2),
+        )
+        ReservationFactory(user=self.alice, charger=self.charger)
+        ReservationFactory(user=self.bob, charger=ChargerFactory(friendly_name="Bobs"))
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        body = response.content.decode()
+        card = body[body.index('id="next-reservation"') :]
+        card = card[: card.index("</section>")]
+        self.assertIn("Harbour Street", card)
+        self.assertNotIn("Old Depot", card)
+        self.assertNotIn("Bobs", card)
+        self.assertContains(response, "Cancel reservation")
+
+    def test_it_shows_times_in_the_customer_time_zone(self) -> None:
+        CustomerProfile.objects.create(user=self.alice, time_zone="Asia/Tokyo")
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        tokyo = self.alice_session.started_at.astimezone(ZoneInfo("Asia/Tokyo"))
+        self.assertContains(response, tokyo.strftime("%H:%M"))
+        self.assertContains(response, "Asia/Tokyo")
+
+    def test_it_shows_first_run_state_without_mappings(self) -> None:
+        self.client.force_login(UserFactory(username="new@example.com"))
+        response = self.client.get("/")
+        self.assertContains(response, "Contact your operator")
+
+    def test_it_lists_chargers_with_status_and_counts(self) -> None:
+        now = timezone.now()
+        ChargerFactory(
+            friendly_name="Quiet Lane", last_check_in_at=now - timedelta(hours=2)
+        )
+        ChargerFactory(
+            friendly_name="Private Depot", is_public=False, last_check_in_at=now
+        )
+        busy = ChargerFactory(friendly_name="Busy Corner", last_check_in_at=now)
+        TransactionSyncStateFactory(charger=busy, ocpp_id_tag="TAG-X")
+        held = ChargerFactory(friendly_name="Held Bay", last_check_in_at=now)
+        ReservationFactory(
+            user=self.bob, charger=held, starts_at=now - timedelta(minutes=5)
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        body = response.content.decode()
+        self.assertNotIn("Private Depot", body)
+        self.assertContains(response, "1 of 4 available now")
+        for name, status in (
+            ("Harbour Street", "online"),
+            ("Quiet Lane", "offline"),
+            ("Busy Corner", "in_use"),
+            ("Held Bay", "reserved"),
+        ):
+            card = body[body.index(f">{name}</h3>") :][:400]
+            self.assertIn(f"badge--{status}", card, name)
+
+    def test_it_shows_group_chargers_to_members(self) -> None:
+        from portal.models import ChargerGroup
+
+        depot = ChargerFactory(friendly_name="Private Depot", is_public=False)
+        group = ChargerGroup.objects.create(name="Fleet")
+        group.chargers.add(depot)
+        group.members.add(self.alice)
+        self.client.force_login(self.alice)
+        self.assertContains(self.client.get("/"), "Private Depot")
+        self.client.force_login(self.bob)
+        self.assertNotContains(self.client.get("/"), "Private Depot")
+
+    def test_it_reads_with_a_bounded_number_of_queries(self) -> None:
+        self.client.force_login(self.alice)
+        self.client.get("/")
+        with self.assertNumQueries(14):
+            self.client.get("/")
+
+
+class UsageCardTests(PortalTestCase):
+    def test_it_totals_the_current_period(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/?period=current")
+        self.assertContains(response, "Current period")
+        self.assertContains(response, '12.5<span class="stat__unit"> kWh', html=False)
+
+    def test_it_falls_back_to_current_for_bad_periods(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/?period=forever")
+        self.assertEqual(response.context["cards"].usage.period.name, "current")
+
+    def test_it_serves_the_card_alone_to_htmx(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/?period=year", headers={"HX-Request": "true"})
+        self.assertContains(response, 'id="usage-card"')
+        self.assertNotContains(response, "Recent activity")
+
+    def test_it_shows_the_plan_card(self) -> None:
+        SubscriptionFactory(user=self.alice)
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(response, "Home 200")
+        self.assertContains(response, "EUR")
+        self.assertContains(response, "of <span")
+
+    @override_settings(BILLING_BACKEND="portal.tests.test_billing.FailingBackend")
+    def test_it_hides_the_plan_card_when_billing_fails(self) -> None:
+        SubscriptionFactory(user=self.alice)
+        self.client.force_login(self.alice)
+        with self.assertLogs("portal.billing", "ERROR"):
+            response = self.client.get("/")
+        self.assertEqual(response.status_code, 200)
+        self.assertNotContains(response, "Home 200")
+        self.assertContains(response, "Recent activity")
+
+
+class LiveTests(PortalTestCase):
+    def test_only_the_customer_and_staff_read_a_customer_channel(self) -> None:
+        channel = live.customer_channel(self.alice.pk)
+        self.assertTrue(live.can_read(self.alice, channel))
+        self.assertFalse(live.can_read(self.bob, channel))
+        self.assertTrue(live.can_read(self.agent, channel))
+
+    def test_the_banner_partial_renders_for_the_customer(self) -> None:
+        from portal.live import banner_html
+
+        TransactionSyncStateFactory(
+            charger=self.charger, ocpp_id_tag="TAG-ALICE", kwh_delivered=Decimal("2")
+        )
+        html = banner_html(customer=self.alice, now=timezone.now())
+        self.assertIn("2.00 kWh", html)
+        self.assertEqual(banner_html(customer=self.bob, now=timezone.now()).strip(), "")
+
+
+class ReservationCancelTests(PortalTestCase):
+    def test_bob_gets_404_for_alices_reservation(self) -> None:
+        reservation = ReservationFactory(user=self.alice, charger=self.charger)
+        self.client.force_login(self.bob)
+        url = reverse("portal:reservation-cancel", args=[reservation.pk])
+        self.assertEqual(self.client.post(url).status_code, 404)
+
+    def test_it_cancels_without_a_known_steve_id(self) -> None:
+        reservation = ReservationFactory(user=self.alice, charger=self.charger)
+        self.client.force_login(self.alice)
+        url = reverse("portal:reservation-cancel", args=[reservation.pk])
+        self.assertRedirects(self.client.post(url), "/")
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
+
+
+class ChargerActionTests(PortalTestCase):
+    def test_bob_gets_404_for_a_charger_he_cannot_see(self) -> None:
+        depot = ChargerFactory(friendly_name="Private", is_public=False)
+        self.client.force_login(self.bob)
+        for name in ("portal:charger-reserve", "portal:charger-start"):
+            response = self.client.post(reverse(name, args=[depot.pk]), {"minutes": 30})
+            self.assertEqual(response.status_code, 404, name)
+
+    def test_bob_gets_404_for_alices_api_session(self) -> None:
+        from sessions_app.models import ApiSession
+
+        session = ApiSession.objects.create(
+            user=self.alice, charge_box_id="CB-1", connector_id=1, id_tag="TAG-ALICE"
+        )
+        self.client.force_login(self.bob)
+        url = reverse("portal:session-stop", args=[session.pk])
+        self.assertEqual(self.client.post(url).status_code, 404)
+
+    def test_state_changes_need_post(self) -> None:
+        self.client.force_login(self.alice)
+        url = reverse("portal:charger-start", args=[self.charger.pk])
+        self.assertEqual(self.client.get(url).status_code, 405)
+
+
+class UnmappedCustomerTests(PortalTestCase):
+    def test_a_new_mapping_finds_old_sessions(self) -> None:
+        carol = UserFactory(username="carol@example.com")
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-CAROL",
+            kwh_delivered=Decimal("5"),
+            is_finalized=True,
+            stopped_at=timezone.now(),
+        )
+        UserMappingFactory(user=carol, steve_ocpp_id_tag="TAG-CAROL")
+        self.client.force_login(carol)
+        self.assertContains(self.client.get("/"), "5.00")

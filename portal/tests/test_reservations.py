@@ -1,0 +1,107 @@
+"""Reserve and cancel through SteVe (the stand-in over real HTTP)."""
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from portal.models import Reservation
+from portal.services import PortalError, reservation_cancel, reservation_create
+from portal.tests.base import PortalTestCase
+from sync.client import SteveClient
+from sync.standin.testing import StandinProcess
+from sync.tests.factories import ChargerFactory, UserMappingFactory
+
+
+def _free_connector(state: dict[str, Any]) -> tuple[str, int]:
+    for box in state["chargeBoxes"]:
+        if not box["online"]:
+            continue
+        for connector in box["connectors"]:
+            if connector.get("transactionPk") is None:
+                return box["chargeBoxId"], connector["connectorId"]
+    raise AssertionError("the stand-in fleet has no free connector")
+
+
+class ReservationTests(PortalTestCase):
+    standin: StandinProcess
+
+    @pytest.fixture(autouse=True)
+    def _standin(self, standin: StandinProcess) -> None:
+        self.standin = standin
+
+    def setUp(self) -> None:
+        self.client_steve = SteveClient(
+            base_url=self.standin.base_url,
+            username=self.standin.username,
+            password=self.standin.password,
+            timeout=5,
+            retry_delays=(0.05,),
+        )
+        self.addCleanup(self.client_steve.close)
+        # The stand-in's fleet knows TAG-0001; alice uses it for these tests.
+        UserMappingFactory(user=self.alice, steve_ocpp_id_tag="TAG-0001")
+        box, connector = _free_connector(self.standin.state())
+        self.free = ChargerFactory(charge_box_id=box, connector_id=connector)
+
+    def _reserve(self) -> Reservation:
+        from sync.models import UserMapping
+
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
+            is_active=False
+        )
+        return reservation_create(
+            customer=self.alice, charger=self.free, minutes=30, client=self.client_steve
+        )
+
+    def test_an_accepted_reserve_now_stores_the_reservation(self) -> None:
+        reservation = self._reserve()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+        held = self.standin.state()["reservations"]
+        self.assertEqual(len(held), 1, held)
+
+    def test_a_refused_reserve_now_stores_nothing(self) -> None:
+        self.standin.set_online(self.free.charge_box_id, False)
+        with self.assertRaises(PortalError):
+            self._reserve()
+        self.assertFalse(Reservation.objects.exists())
+
+    def test_cancel_sends_cancel_reservation_when_the_id_is_known(self) -> None:
+        reservation = self._reserve()
+        held = self.standin.state()["reservations"][0]
+        reservation.steve_reservation_id = held["reservationId"]
+        reservation.save()
+        reservation_cancel(reservation=reservation, client=self.client_steve)
+        status = self.standin.state()["reservations"][0]["status"]
+        self.assertEqual(status, "CANCELLED")
+        self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
+
+    def test_the_view_reserves_and_shows_it(self) -> None:
+        from sync.models import UserMapping
+
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
+            is_active=False
+        )
+        self.client.force_login(self.alice)
+        with override_settings(
+            STEVE_URL=self.standin.base_url,
+            STEVE_USERNAME=self.standin.username,
+            STEVE_PASSWORD=self.standin.password,
+        ):
+            response = self.client.post(
+                reverse("portal:charger-reserve", args=[self.free.pk]),
+                {"minutes": 15},
+                follow=True,
+            )
+        self.assertContains(response, "is reserved for you")
+        self.assertContains(response, "Cancel reservation")
+
+    def test_acting_agents_cannot_reserve(self) -> None:
+        self.client.force_login(self.agent)
+        self.client.post(reverse("portal:act-as-start", args=[self.alice.pk]))
+        response = self.client.post(
+            reverse("portal:charger-reserve", args=[self.free.pk]), {"minutes": 15}
+        )
+        self.assertEqual(response.status_code, 403)
+        self.assertFalse(Reservation.objects.exists())

@@ -1,0 +1,48 @@
+from django.urls import reverse
+
+from portal.tests.base import PortalTestCase
+from sync.tests.factories import StaffFactory, UserMappingFactory
+
+
+class StaffRedirectTests(PortalTestCase):
+    def test_staff_land_on_the_console(self) -> None:
+        self.client.force_login(self.agent)
+        self.assertRedirects(
+            self.client.get("/"), "/admin/sessions/", fetch_redirect_response=False
+        )
+
+    def test_customers_stay_on_the_dashboard(self) -> None:
+        self.client.force_login(self.alice)
+        self.assertEqual(self.client.get("/").status_code, 200)
+
+
+class SwitchTests(PortalTestCase):
+    def test_it_lists_only_the_console_for_staff_without_mappings(self) -> None:
+        self.client.force_login(self.agent)
+        response = self.client.get("/switch")
+        self.assertContains(response, "Admin console")
+        self.assertNotContains(response, "My customer dashboard")
+
+    def test_choosing_the_customer_dashboard_keeps_staff_on_it(self) -> None:
+        staff = StaffFactory(username="ops")
+        UserMappingFactory(user=staff, steve_ocpp_id_tag="TAG-OPS")
+        self.client.force_login(staff)
+        response = self.client.get("/switch")
+        self.assertContains(response, "My customer dashboard")
+        response = self.client.post("/switch", {"account": "customer"})
+        self.assertRedirects(response, "/")
+        self.assertEqual(self.client.get("/").status_code, 200)
+        response = self.client.post("/switch", {"account": "console"})
+        self.assertRedirects(
+            response, "/admin/sessions/", fetch_redirect_response=False
+        )
+        self.assertEqual(self.client.get("/").status_code, 302)
+
+    def test_customers_see_only_their_dashboard(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/switch")
+        self.assertContains(response, "My customer dashboard")
+        self.assertNotContains(response, "Open admin console")
+        self.client.post("/switch", {"account": "console"})
+        self.assertEqual(self.client.get("/").status_code, 200)
+        self.assertEqual(reverse("portal:switch"), "/switch")

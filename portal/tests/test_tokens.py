@@ -1,0 +1,33 @@
+from django.urls import reverse
+
+from portal.tests.base import PortalTestCase
+from sessions_app.api_auth import api_token_create
+from sessions_app.models import ApiToken
+
+
+class TokenTests(PortalTestCase):
+    def test_it_creates_a_token_and_shows_it_once(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.post(reverse("portal:token-list"), {"name": "Home"})
+        token = ApiToken.objects.get(user=self.alice)
+        self.assertContains(response, "shown only once")
+        self.assertContains(response, token.prefix)
+        response = self.client.get(reverse("portal:token-list"))
+        self.assertNotContains(response, "shown only once")
+
+    def test_it_revokes_a_token(self) -> None:
+        token, _ = api_token_create(user=self.alice, name="Car")
+        self.client.force_login(self.alice)
+        response = self.client.post(reverse("portal:token-revoke", args=[token.pk]))
+        self.assertRedirects(response, reverse("portal:token-list"))
+        token.refresh_from_db()
+        self.assertIsNotNone(token.revoked_at)
+
+    def test_bob_gets_404_for_alices_token(self) -> None:
+        token, _ = api_token_create(user=self.alice, name="Car")
+        self.client.force_login(self.bob)
+        response = self.client.post(reverse("portal:token-revoke", args=[token.pk]))
+        self.assertEqual(response.status_code, 404)
+        self.assertNotContains(self.client.get(reverse("portal:token-list")), "Car")
+        token.refresh_from_db()
+        self.assertIsNone(token.revoked_at)

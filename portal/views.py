@@ -1,0 +1,215 @@
+"""Customer portal pages: read through selectors, write through services, reach
+customers' objects only through portal.access."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from polaris import live
+from portal import access, selectors, services
+from portal.forms import ApiTokenForm, ReservationForm, SwitchForm
+from sessions_app.api_auth import api_token_create, api_token_revoke
+from sessions_app.charging import ApiSessionError, api_session_create, api_session_stop
+from sync.client import SteveClient
+
+CONSOLE = "sessions_app:session-list"
+
+
+@contextmanager
+def _steve() -> Iterator[SteveClient]:
+    client = SteveClient()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _is_fragment_request(request: HttpRequest) -> bool:
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    if access.sends_staff_to_console(request):
+        return redirect(CONSOLE)
+    viewer = access.viewer_for(request)
+    now = timezone.now()
+    tags = selectors.customer_tags(customer=viewer.customer)
+    cards = selectors.usage_cards(
+        customer=viewer.customer,
+        tags=tags,
+        zone=viewer.zone,
+        now=now,
+        period_name=selectors.parse_period(request.GET.get("period")),
+    )
+    context: dict[str, object] = {"section": "dashboard", "cards": cards}
+    if _is_fragment_request(request):
+        return access.render_portal(
+            request, viewer, "portal/dashboard.html#usage-card", context
+        )
+    context.update(
+        tags=tags,
+        active=selectors.active_sessions(customer=viewer.customer, tags=tags, now=now),
+        recent=selectors.recent_sessions(tags=tags, now=now),
+        reservation=selectors.next_reservation(customer=viewer.customer, now=now),
+        chargers=selectors.charger_list(customer=viewer.customer, now=now),
+        reservation_form=ReservationForm(),
+    )
+    return access.render_portal(request, viewer, "portal/dashboard.html", context)
+
+
+@login_required
+def live_stream(request: HttpRequest) -> HttpResponse:
+    """The SSE stream of the customer the portal shows (never another's)."""
+    viewer = access.viewer_for(request)
+    return live.stream(request, live.customer_channel(viewer.customer.pk))
+
+
+@login_required
+def switch(request: HttpRequest) -> HttpResponse:
+    form = SwitchForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if form.cleaned_data["account"] == "console" and request.user.is_staff:
+            request.session.pop(access.CUSTOMER_VIEW_KEY, None)
+            return redirect(CONSOLE)
+        request.session[access.CUSTOMER_VIEW_KEY] = True
+        return redirect("portal:dashboard")
+    viewer = access.viewer_for(request)
+    context = {"has_customer": access.has_customer_account(request.user)}
+    return access.render_portal(request, viewer, "portal/switch.html", context)
+
+
+@login_required
+@require_POST
+def charger_reserve(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = access.customer_for_write(request)
+    charger = access.get_charger_for_customer(customer, pk)
+    form = ReservationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose how long to reserve the charger for.")
+        return redirect("portal:dashboard")
+    try:
+        with _steve() as client:
+            services.reservation_create(
+                customer=customer,
+                charger=charger,
+                minutes=form.cleaned_data["minutes"],
+                client=client,
+            )
+    except services.PortalError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{charger.friendly_name} is reserved for you.")
+    return redirect("portal:dashboard")
+
+
+@login_required
+@require_POST
+def reservation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = access.customer_for_write(request)
+    reservation = access.get_reservation_for_customer(customer, pk)
+    try:
+        with _steve() as client:
+            services.reservation_cancel(reservation=reservation, client=client)
+    except services.PortalError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Your reservation is cancelled.")
+    return redirect("portal:dashboard")
+
+
+@login_required
+@require_POST
+def charger_start(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = access.customer_for_write(request)
+    charger = access.get_charger_for_customer(customer, pk)
+    try:
+        with _steve() as client:
+            api_session_create(
+                user=customer,
+                charge_box_id=charger.charge_box_id,
+                connector_id=charger.connector_id,
+                client=client,
+            )
+    except ApiSessionError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Charging is starting at {charger.friendly_name}.")
+    return redirect("portal:dashboard")
+
+
+@login_required
+@require_POST
+def session_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = access.customer_for_write(request)
+    session = access.get_api_session_for_customer(customer, pk)
+    try:
+        with _steve() as client:
+            api_session_stop(session=session, client=client)
+    except ApiSessionError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, "Stop requested; the session ends in a moment.")
+    return redirect("portal:dashboard")
+
+
+@login_required
+def token_list(request: HttpRequest) -> HttpResponse:
+    viewer = access.viewer_for(request)
+    form = ApiTokenForm(request.POST or None)
+    raw_token = None
+    if request.method == "POST":
+        customer = access.customer_for_write(request)
+        if form.is_valid():
+            _, raw_token = api_token_create(
+                user=customer, name=form.cleaned_data["name"]
+            )
+            form = ApiTokenForm()
+    context = {
+        "tokens": selectors.token_list(customer=viewer.customer),
+        "form": form,
+        "raw_token": raw_token,
+    }
+    return access.render_portal(request, viewer, "portal/token_list.html", context)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = access.customer_for_write(request)
+    token = access.get_token_for_customer(customer, pk)
+    api_token_revoke(token=token)
+    messages.success(request, f"Token {token.prefix}… is revoked.")
+    return redirect("portal:token-list")
+
+
+@staff_member_required(login_url="/accounts/login/")
+@require_POST
+def act_as_start(request: HttpRequest, user_id: int) -> HttpResponse:
+    if not access.can_act_as(request.user):
+        raise PermissionDenied("You may not act as customers.")
+    customer = access.get_customer_for_agent(user_id)
+    services.act_as_start(
+        agent=request.user, customer=customer, session=request.session
+    )
+    return redirect("portal:dashboard")
+
+
+@login_required
+@require_POST
+def act_as_end(request: HttpRequest) -> HttpResponse:
+    services.act_as_end(agent=request.user, session=request.session)
+    return redirect(
+        "sessions_app:user-mapping-list"
+        if request.user.is_staff
+        else "portal:dashboard"
+    )
