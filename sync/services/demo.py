@@ -4,11 +4,14 @@ Idempotent: running it again leaves existing rows as they are, so a demo that wa
 stopped and started again keeps what people changed in it.
 """
 
+from datetime import date
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from portal.models import Plan, Subscription
+from sessions_app.models import Rate
 from sync.models import Charger, UserMapping
 
 STAFF_USERNAME = "admin"
@@ -55,6 +58,32 @@ def demo_accounts_create() -> None:
                 steve_ocpp_id_tag=tag,
                 defaults={"user": driver, "label": label},
             )
+
+
+@transaction.atomic
+def demo_billing_create() -> None:
+    """A default rate, and a plan for driver1 so the portal's plan card has content."""
+    Rate.objects.get_or_create(
+        is_default=True,
+        defaults={
+            "name": "Standard",
+            "currency": "eur",
+            "flat_fee": Decimal("0.50"),
+            "energy_price": Decimal("0.39"),
+            "time_price": Decimal("0"),
+            "tax_percent": Decimal("19"),
+        },
+    )
+    plan, _ = Plan.objects.get_or_create(
+        name="Home 200",
+        defaults={"currency": "EUR", "monthly_fee": Decimal("29"),
+                  "included_kwh": Decimal("200")},
+    )  # fmt: skip
+    driver = get_user_model().objects.get(username="driver1@example.com")
+    Subscription.objects.get_or_create(
+        user=driver,
+        defaults={"plan": plan, "anchor_day": 1, "started_on": date(2026, 1, 1)},
+    )
 
 
 @transaction.atomic

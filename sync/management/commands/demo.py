@@ -101,6 +101,7 @@ class Command(BaseCommand):
         self.stdout.write("Preparing the database…")
         call_command("migrate", interactive=False, verbosity=0)
         demo.demo_accounts_create()
+        demo.demo_billing_create()
 
     def _child_environment(self, standin_port: int) -> dict[str, str]:
         if not _port_is_free(standin_port):
