@@ -26,7 +26,7 @@ from django_eventstream.eventstream import get_storage
 
 from polaris.celery import app as celery_app
 from polaris.live import customer_channel, staff_channel
-from sessions_app import charging
+from sessions_app import charging, readings
 from sessions_app.api_auth import api_token_create
 from sessions_app.models import ApiSession, Rate
 from sessions_app.tasks import (
@@ -465,7 +465,7 @@ class ChargingActivityTests(SimpleTestCase):
             reading(self.at(3), "0.0", "Power.Active.Import", "kW"),
             reading(self.at(4), "3.1", "Power.Active.Import", "kW"),
         ]
-        activity = charging.charging_activity(
+        activity = readings.charging_activity(
             readings, start=self.start, end=self.at(5)
         )
         self.assertEqual(
@@ -487,7 +487,7 @@ class ChargingActivityTests(SimpleTestCase):
             reading(self.at(10), "2000", register, "Wh"),
             reading(self.at(20), "2000", register, "Wh"),
         ]
-        activity = charging.charging_activity(readings, start=self.start, end=None)
+        activity = readings.charging_activity(readings, start=self.start, end=None)
         self.assertEqual(
             [(p["status"], p["endTime"]) for p in activity],
             [
@@ -497,5 +497,5 @@ class ChargingActivityTests(SimpleTestCase):
         )
 
     def test_no_readings_no_activity_and_no_report(self) -> None:
-        self.assertEqual(charging.charging_activity([], start=self.start, end=None), [])
-        self.assertIsNone(charging.energy_report([]))
+        self.assertEqual(readings.charging_activity([], start=self.start, end=None), [])
+        self.assertIsNone(readings.energy_report([]))

@@ -1,0 +1,140 @@
+"""Live readings of a session, from SteVe's meter values (pure functions).
+
+`energy_report` is the seed's instantaneous report (current, power, energy meter,
+state of charge only when reported); `charging_activity` turns the power readings
+into chronological periods such as Charging and SuspendedEV.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any
+
+from sync.client import ENERGY_REGISTER, MeterReading
+
+POWER = "Power.Active.Import"
+CURRENT = "Current.Import"
+SOC = "SoC"
+# Below this draw the EV is connected but not charging (OCPP's SuspendedEV).
+CHARGING_MIN_W = Decimal(50)
+
+
+_REPORT_MEASURANDS = (
+    ("current", CURRENT, "A"),
+    ("power", POWER, "W"),
+    ("energy_meter", ENERGY_REGISTER, "Wh"),
+    ("state_of_charge", SOC, "Percent"),
+)
+
+
+def energy_report(readings: Sequence[MeterReading]) -> dict[str, Any] | None:
+    """The latest current, power, energy register and (if reported) state of
+    charge, each with the unit the station used; None without readings."""
+    report: dict[str, Any] = {}
+    latest: datetime | None = None
+    for key, measurand, default_unit in _REPORT_MEASURANDS:
+        samples = _samples(readings, measurand)
+        if not samples:
+            continue
+        at = max(samples)
+        value, unit = _combine(measurand, samples[at])
+        number = int(value) if measurand == SOC else float(value)
+        report[key] = {"value": number, "unit": unit or default_unit}
+        latest = at if latest is None else max(latest, at)
+    if latest is None:
+        return None
+    return {"timestamp": _iso(latest), **report}
+
+
+def charging_activity(
+    readings: Sequence[MeterReading], *, start: datetime, end: datetime | None
+) -> list[dict[str, str]]:
+    """Chronological periods (`Charging` / `SuspendedEV`) from the power readings,
+    or from the energy register's progress when the station reports no power.
+
+    The first period begins at `start`; the last ends at `end` (the stop) or, while
+    charging, at the latest reading.
+    """
+    states = _power_states(readings) or _energy_states(readings)
+    periods: list[dict[str, Any]] = []
+    for at, status in states:
+        if periods and periods[-1]["status"] == status:
+            continue
+        begin = max(at, start) if periods else start
+        if periods:
+            periods[-1]["endTime"] = begin
+        periods.append({"startTime": begin, "endTime": begin, "status": status})
+    if not periods:
+        return []
+    periods[-1]["endTime"] = max(end or states[-1][0], periods[-1]["startTime"])
+    return [
+        {
+            "startTime": _iso(period["startTime"]),
+            "endTime": _iso(period["endTime"]),
+            "status": period["status"],
+        }
+        for period in periods
+    ]
+
+
+def _samples(
+    readings: Iterable[MeterReading], measurand: str
+) -> dict[datetime, list[MeterReading]]:
+    grouped: dict[datetime, list[MeterReading]] = defaultdict(list)
+    for reading in readings:
+        if (
+            (reading.measurand or ENERGY_REGISTER) == measurand
+            and reading.format != "SignedData"
+            and reading.decimal_value is not None
+        ):
+            grouped[reading.timestamp].append(reading)
+    return grouped
+
+
+def _combine(measurand: str, rows: list[MeterReading]) -> tuple[Decimal, str | None]:
+    """One value from the rows of one sample: the phase-less row when there is one;
+    otherwise power and energy add up across phases, current and SoC do not."""
+    total = [row for row in rows if not row.phase]
+    if total:
+        return _value(total[0]), total[0].unit
+    values = [_value(row) for row in rows]
+    if measurand in (POWER, ENERGY_REGISTER):
+        return sum(values, Decimal(0)), rows[0].unit
+    return max(values), rows[0].unit
+
+
+def _value(reading: MeterReading) -> Decimal:
+    value = reading.decimal_value
+    assert value is not None
+    return value
+
+
+def _power_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str]]:
+    samples = _samples(readings, POWER)
+    states = []
+    for at in sorted(samples):
+        value, unit = _combine(POWER, samples[at])
+        watts = value * 1000 if unit == "kW" else value
+        states.append((at, "Charging" if watts >= CHARGING_MIN_W else "SuspendedEV"))
+    return states
+
+
+def _energy_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str]]:
+    samples = _samples(readings, ENERGY_REGISTER)
+    register = []
+    for at in sorted(samples):
+        value, unit = _combine(ENERGY_REGISTER, samples[at])
+        register.append((at, value * 1000 if unit == "kWh" else value))
+    # Each state holds from one reading to the next; the last repeats at the end.
+    states = [
+        (at, "Charging" if after > before else "SuspendedEV")
+        for (at, before), (_, after) in pairwise(register)
+    ]
+    return [*states, (register[-1][0], states[-1][1])] if states else []
+
+
+def _iso(moment: datetime) -> str:
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
