@@ -266,6 +266,26 @@ def sync_run_list(*, limit: int) -> QuerySet[SyncRun]:
     return SyncRun.objects.order_by("-started_at", "-id")[:limit]
 
 
+def sync_run_in_progress() -> bool:
+    """Whether a run that writes transactions is running now.
+
+    Only the kinds that share the transactions lock count: the charger probe holds a
+    lock of its own (and can wait up to 30 s per station), so it never blocks
+    "Run sync now".
+    """
+    return (
+        SyncRun.objects.running()
+        .filter(
+            kind__in=[
+                SyncRun.Kind.TRANSACTIONS,
+                SyncRun.Kind.TRANSACTION,
+                SyncRun.Kind.BACKFILL,
+            ]
+        )
+        .exists()
+    )
+
+
 # User mappings
 
 

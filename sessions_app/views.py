@@ -144,7 +144,6 @@ def sync_run_list(request: HttpRequest) -> HttpResponse:
     context = {
         "section": "sync-runs",
         "runs": selectors.sync_run_list(limit=50),
-        "running": SyncRun.objects.running().exists(),
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
     }
     if _is_fragment_request(request):
@@ -156,8 +155,10 @@ def sync_run_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sync_run_create(request: HttpRequest) -> HttpResponse:
     # The advisory lock in the service is the real guard; this spares a queued
-    # task that would only find the lock taken.
-    if SyncRun.objects.running().exists():
+    # task that would only find the lock taken. The button itself is never
+    # disabled: live updates re-render the table, not the header, so a disabled
+    # state would outlive the run that caused it.
+    if selectors.sync_run_in_progress():
         messages.warning(request, "A sync run is already in progress.")
     else:
         transaction.on_commit(
@@ -169,7 +170,8 @@ def sync_run_create(request: HttpRequest) -> HttpResponse:
 
 @staff_only
 def user_mapping_list(request: HttpRequest) -> HttpResponse:
-    search = request.GET.get("q", "").strip()[:100]
+    # Postgres text cannot hold NUL; a search for it would be a 500.
+    search = request.GET.get("q", "").replace("\x00", "").strip()[:100]
     context = {
         "section": "user-mappings",
         "search": search,
@@ -249,6 +251,9 @@ def user_mapping_import(request: HttpRequest) -> HttpResponse:
         result = user_mapping_import_text(actor=request.user, text=text)
     except UnicodeDecodeError:
         messages.error(request, "The file is not UTF-8 text.")
+        return redirect("sessions_app:user-mapping-list")
+    except csv.Error as error:
+        messages.error(request, f"The file is not valid CSV ({error}).")
         return redirect("sessions_app:user-mapping-list")
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))

@@ -26,9 +26,10 @@ from django_eventstream.eventstream import get_storage
 
 from polaris.celery import app as celery_app
 from polaris.live import customer_channel, staff_channel
-from sessions_app import charging, readings
+from sessions_app import charging
 from sessions_app.api_auth import api_token_create
 from sessions_app.models import ApiSession, Rate
+from sessions_app.readings import charging_activity, energy_report
 from sessions_app.tasks import (
     api_sessions_advance_all as api_sessions_advance_all_task,
 )
@@ -465,9 +466,7 @@ class ChargingActivityTests(SimpleTestCase):
             reading(self.at(3), "0.0", "Power.Active.Import", "kW"),
             reading(self.at(4), "3.1", "Power.Active.Import", "kW"),
         ]
-        activity = readings.charging_activity(
-            readings, start=self.start, end=self.at(5)
-        )
+        activity = charging_activity(readings, start=self.start, end=self.at(5))
         self.assertEqual(
             activity,
             [
@@ -487,7 +486,7 @@ class ChargingActivityTests(SimpleTestCase):
             reading(self.at(10), "2000", register, "Wh"),
             reading(self.at(20), "2000", register, "Wh"),
         ]
-        activity = readings.charging_activity(readings, start=self.start, end=None)
+        activity = charging_activity(readings, start=self.start, end=None)
         self.assertEqual(
             [(p["status"], p["endTime"]) for p in activity],
             [
@@ -497,5 +496,5 @@ class ChargingActivityTests(SimpleTestCase):
         )
 
     def test_no_readings_no_activity_and_no_report(self) -> None:
-        self.assertEqual(readings.charging_activity([], start=self.start, end=None), [])
-        self.assertIsNone(readings.energy_report([]))
+        self.assertEqual(charging_activity([], start=self.start, end=None), [])
+        self.assertIsNone(energy_report([]))

@@ -3,9 +3,7 @@
 from decimal import Decimal
 
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 from django.test import Client, TestCase, override_settings
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_eventstream.utils import get_storage
 
@@ -79,46 +77,6 @@ class SessionDetailTests(ConsoleTestCase):
             "sessions_app:session-resync", args=[session.steve_transaction_id]
         )
         self.assertEqual(self.client.get(url).status_code, 405)
-
-
-class SyncRunListTests(ConsoleTestCase):
-    url = reverse("sessions_app:sync-run-list")
-
-    def test_it_lists_runs_newest_first_in_fixed_queries(self) -> None:
-        runs = [SyncRunFactory() for _ in range(20)]
-        SyncRunFactory(
-            status=SyncRun.Status.FAILED, error="SteVe did not answer within 10 s."
-        )
-        with CaptureQueriesContext(connection) as queries:
-            response = self.client.get(self.url)
-        self.assertLessEqual(len(queries), 5)
-        self.assertContains(response, "SteVe did not answer within 10 s.")
-        html = response.content.decode()
-        self.assertLess(html.index(f"#{runs[-1].pk}<"), html.index(f"#{runs[0].pk}<"))
-
-    def test_empty_state(self) -> None:
-        self.assertContains(self.client.get(self.url), "No sync has run yet")
-
-    def test_run_sync_now_enqueues_once(self) -> None:
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            response = self.client.post(reverse("sessions_app:sync-run-create"))
-        self.assertEqual(len(callbacks), 1)
-        self.assertRedirects(response, self.url)
-
-    def test_run_sync_now_refuses_while_a_run_is_running(self) -> None:
-        SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            response = self.client.post(
-                reverse("sessions_app:sync-run-create"), follow=True
-            )
-        self.assertEqual(callbacks, [])
-        self.assertContains(response, "A sync run is already in progress.")
-
-    def test_customers_cannot_start_a_run(self) -> None:
-        self.client.force_login(UserFactory())
-        response = self.client.post(reverse("sessions_app:sync-run-create"))
-        self.assertEqual(response.status_code, 302)
-        self.assertFalse(SyncRun.objects.exists())
 
 
 class UserMappingPagesTests(ConsoleTestCase):

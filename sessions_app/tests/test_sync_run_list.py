@@ -1,0 +1,174 @@
+"""The Sync runs page (`/admin/sync-runs/`) and its "Run sync now" button."""
+
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+
+from django.db import connection
+from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from sync.models import SyncRun
+from sync.tasks import sync_run_transactions as sync_run_transactions_task
+from sync.tests.factories import StaffFactory, SyncRunFactory, UserFactory
+
+LIST_URL = reverse("sessions_app:sync-run-list")
+CREATE_URL = reverse("sessions_app:sync-run-create")
+LOGIN_URL = "/accounts/login/"
+
+
+class SyncRunListTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+        cls.customer = UserFactory()
+
+    def test_it_sends_anonymous_people_to_the_login_page(self) -> None:
+        response = self.client.get(LIST_URL)
+        self.assertRedirects(response, f"{LOGIN_URL}?next={LIST_URL}")
+
+    def test_it_refuses_customers(self) -> None:
+        self.client.force_login(self.customer)
+        response = self.client.get(LIST_URL, follow=True)
+        self.assertRedirects(response, f"{LOGIN_URL}?next={LIST_URL}")
+        self.assertContains(response, "which cannot open that page")
+        self.assertNotContains(response, "Run sync now")
+
+    def test_it_lists_runs_newest_first(self) -> None:
+        start = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+        # Created out of order: the page orders by start time, not by id.
+        middle = SyncRunFactory(started_at=start + timedelta(minutes=1))
+        newest = SyncRunFactory(started_at=start + timedelta(minutes=2))
+        oldest = SyncRunFactory(started_at=start)
+        self.client.force_login(self.staff)
+
+        html = self.client.get(LIST_URL).content.decode()
+
+        positions = [html.index(f">#{run.pk}<") for run in (newest, middle, oldest)]
+        self.assertEqual(positions, sorted(positions))
+
+    def test_it_shows_counts_status_and_the_error_sentence(self) -> None:
+        SyncRunFactory(
+            status=SyncRun.Status.PARTIAL,
+            fetched_count=1234,
+            created_count=3,
+            updated_count=7,
+            events_count=42,
+            errors_count=2,
+            error="SteVe did not answer within 10 s.",
+        )
+        SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
+        self.client.force_login(self.staff)
+
+        response = self.client.get(LIST_URL)
+
+        self.assertContains(response, '<span class="badge badge--partial">Partial')
+        self.assertContains(response, '<span class="badge badge--running">Running')
+        self.assertContains(response, "1,234")
+        self.assertContains(response, "SteVe did not answer within 10 s.")
+        self.assertContains(response, "running…")
+        self.assertContains(response, "Showing the latest 2 runs.")
+
+    @override_settings(TIME_ZONE="Europe/Berlin")
+    def test_it_shows_start_times_in_the_operator_zone(self) -> None:
+        SyncRunFactory(started_at=datetime(2026, 1, 15, 12, 0, tzinfo=UTC))
+        self.client.force_login(self.staff)
+
+        response = self.client.get(LIST_URL)
+
+        self.assertContains(response, "Jan 15, 13:00:00")
+        self.assertContains(response, "times are in Europe/Berlin")
+
+    def test_it_shows_an_empty_state(self) -> None:
+        self.client.force_login(self.staff)
+        response = self.client.get(LIST_URL)
+        self.assertContains(response, "No sync has run yet")
+        self.assertContains(response, "Run sync now")
+
+    def test_it_runs_a_fixed_number_of_queries(self) -> None:
+        SyncRunFactory.create_batch(20)
+        self.client.force_login(self.staff)
+        # Session, user, runs: the same for 20 runs as for 50.
+        with self.assertNumQueries(3):
+            response = self.client.get(LIST_URL)
+        self.assertContains(response, "Showing the latest 20 runs.")
+
+    def test_it_caps_the_table_at_the_latest_50_runs(self) -> None:
+        runs = SyncRunFactory.create_batch(51)
+        self.client.force_login(self.staff)
+
+        response = self.client.get(LIST_URL)
+
+        self.assertContains(response, "Showing the latest 50 runs.")
+        self.assertNotContains(response, f">#{runs[0].pk}<")
+
+    def test_it_only_reads_on_get(self) -> None:
+        SyncRunFactory.create_batch(3)
+        self.client.force_login(self.staff)
+        with CaptureQueriesContext(connection) as queries:
+            self.client.get(LIST_URL)
+        statements = [query["sql"].lstrip().split()[0].upper() for query in queries]
+        self.assertEqual(set(statements), {"SELECT"})
+
+    def test_it_answers_htmx_with_the_table_partial(self) -> None:
+        run = SyncRunFactory()
+        self.client.force_login(self.staff)
+
+        response = self.client.get(LIST_URL, headers={"HX-Request": "true"})
+
+        self.assertContains(response, f">#{run.pk}<")
+        self.assertContains(response, 'id="sync-runs"')
+        self.assertNotContains(response, "<html")
+
+
+class SyncRunCreateTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+
+    def setUp(self) -> None:
+        self.client.force_login(self.staff)
+
+    def test_it_enqueues_one_console_run_after_commit(self) -> None:
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            response = self.client.post(CREATE_URL, follow=True)
+
+        self.assertRedirects(response, LIST_URL)
+        self.assertContains(response, "Sync run queued")
+        self.assertEqual(len(callbacks), 1)
+        # The broker is the seam: check what would be sent without running Celery.
+        with mock.patch.object(sync_run_transactions_task, "delay") as delay:
+            callbacks[0]()
+        delay.assert_called_once_with(SyncRun.Trigger.CONSOLE)
+
+    def test_it_refuses_while_a_transactions_run_is_running(self) -> None:
+        SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
+
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            response = self.client.post(CREATE_URL, follow=True)
+
+        self.assertEqual(callbacks, [])
+        self.assertContains(response, "A sync run is already in progress.")
+
+    def test_a_running_charger_probe_does_not_block_it(self) -> None:
+        SyncRunFactory(
+            kind=SyncRun.Kind.CHARGERS, status=SyncRun.Status.RUNNING, finished_at=None
+        )
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            self.client.post(CREATE_URL)
+        self.assertEqual(len(callbacks), 1)
+
+    def test_it_needs_post(self) -> None:
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            response = self.client.get(CREATE_URL)
+        self.assertEqual(response.status_code, 405)
+        self.assertEqual(callbacks, [])
+
+    def test_it_refuses_customers(self) -> None:
+        self.client.force_login(UserFactory())
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            response = self.client.post(CREATE_URL)
+        self.assertRedirects(
+            response, f"{LOGIN_URL}?next={CREATE_URL}", fetch_redirect_response=False
+        )
+        self.assertEqual(callbacks, [])
