@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -103,8 +104,9 @@ TEMPLATES = [
 # Database
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 # A socket directory given as ?host= (the embedded server) belongs in HOST.
-if "host" in DATABASES["default"]["OPTIONS"]:
-    DATABASES["default"]["HOST"] = DATABASES["default"]["OPTIONS"].pop("host")
+_database_options = DATABASES["default"].get("OPTIONS", {})
+if "host" in _database_options:
+    DATABASES["default"]["HOST"] = _database_options.pop("host")
 # Under ASGI every request runs in a fresh thread; persistent connections would pile up.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -231,3 +233,64 @@ LOGGING = {
         "portal": {"level": "INFO"},
     },
 }
+
+
+# Security
+# Production (a real DATABASE_URL, DEBUG off, a public host name in ALLOWED_HOSTS)
+# is HTTPS-only by default. Local mode (`manage.py demo`) and processes that answer
+# only on loopback names (the tests' uvicorn and Celery children) serve plain http
+# and must not redirect to https or mark cookies Secure. Behind a proxy the Host
+# header is the public name, so a deployment always lists one. Each default can be
+# overridden by its variable.
+from django.utils.csp import CSP  # noqa: E402
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+_public_host = any(host not in _LOOPBACK_HOSTS for host in ALLOWED_HOSTS)
+_https_default = not LOCAL_MODE and not DEBUG and _public_host
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _https_default)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", _https_default)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+# Pages send the CSRF token from the template (hx-headers), never from the cookie.
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = env_int(
+    "SECURE_HSTS_SECONDS", 31_536_000 if _https_default else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _https_default)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# uvicorn --proxy-headers already turns X-Forwarded-Proto into the request scheme;
+# set this (e.g. X-Forwarded-Proto) only for a server that does not, and only
+# behind a proxy that always sets or strips that header.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_ssl_header.upper().replace("-", "_"),
+        "https",
+    )
+# Origins (scheme://host) allowed to POST besides the site itself, e.g. when the
+# proxy's public host differs from the Host header the app sees.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Content Security Policy (Django's own middleware): scripts and styles only from
+# our static files, no inline scripts, no eval; SSE and htmx requests same-origin.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Login throttling (polaris/throttle.py): this many failures for one username from
+# one address lock that pair for LOGIN_LOCKOUT_SECONDS.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)

@@ -1,11 +1,19 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
+from polaris.auth_views import LoginView
 from sessions_app.api import api
 
 urlpatterns = [
     path("admin/", include("sessions_app.urls")),
+    # One sign-in page for everyone, so login throttling has no side door.
+    path(
+        "django-admin/login/",
+        RedirectView.as_view(url="/accounts/login/", query_string=True),
+    ),
     path("django-admin/", admin.site.urls),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", api.urls),
     path("", include("portal.urls")),

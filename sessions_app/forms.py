@@ -85,7 +85,8 @@ def parse_session_filters(query: QueryDict) -> SessionFilters:
     date_to = _parse_date(query.get("to", ""), "To", notes)
     if date_from and date_to and date_to < date_from:
         notes.append("To is before From, so no session can match.")
-    tag = query.get("tag", "").strip()[:TAG_MAX_LENGTH]
+    # Postgres text cannot hold NUL, so a tag containing one would be a 500.
+    tag = query.get("tag", "").replace("\x00", "").strip()[:TAG_MAX_LENGTH].rstrip()
     return SessionFilters(
         status=status,
         date_from=date_from,

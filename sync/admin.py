@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
 
@@ -41,5 +42,20 @@ class TransactionSyncStateAdmin(admin.ModelAdmin):
 
 @admin.register(UserMapping)
 class UserMappingAdmin(admin.ModelAdmin):
+    """Read-only: mappings change in the console, whose services write the audit log."""
+
     list_display = ["steve_ocpp_id_tag", "user", "label", "is_active"]
     search_fields = ["steve_ocpp_id_tag", "label"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: UserMapping | None = None
+    ) -> bool:
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: UserMapping | None = None
+    ) -> bool:
+        return False

@@ -161,7 +161,7 @@ def user_mapping_import_text(
 ) -> MappingImportResult:
     """`user_mapping_import_csv` for an uploaded file's text."""
     return user_mapping_import_csv(
-        actor=actor, lines=io.StringIO(text.lstrip("\ufeff")), source=source
+        actor=actor, lines=io.StringIO(text.lstrip("\ufeff"), newline=""), source=source
     )
 
 

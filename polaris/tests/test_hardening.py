@@ -1,0 +1,310 @@
+"""Production hardening: deploy checks, secure defaults, CSP, CSRF, login throttling."""
+
+import json
+import re
+import secrets
+import subprocess
+import sys
+from datetime import timedelta
+
+import time_machine
+from django.core.cache import cache
+from django.test import Client, SimpleTestCase, TestCase, override_settings
+from django.utils import timezone
+
+from polaris.testing import BASE_DIR, child_environment, free_port
+from polaris.tests.test_access_matrix import ROWS
+from sync.tests.factories import StaffFactory, UserFactory, UserMappingFactory
+
+SECURITY_VARIABLES = (
+    "DEBUG",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_COOKIES",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "SECURE_PROXY_SSL_HEADER",
+    "CSRF_TRUSTED_ORIGINS",
+)
+PRINT_SETTINGS = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({name: getattr(settings, name) for name in [
+    "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
+    "SECURE_HSTS_SECONDS", "DEBUG"]}))
+"""
+
+
+def production_environment(**overrides: str) -> dict[str, str]:
+    """A production-like environment using the test process's Postgres and Redis."""
+    env = child_environment(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="polaris.example.com",
+    )
+    for name in SECURITY_VARIABLES:
+        env.pop(name, None)
+    env.update(overrides)
+    return env
+
+
+def run_python(
+    args: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class DeploySettingsTests(SimpleTestCase):
+    def test_it_passes_check_deploy_with_production_settings(self) -> None:
+        result = run_python(
+            ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+            production_environment(),
+        )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("System check identified no issues", result.stdout)
+
+    def test_production_defaults_are_https_only(self) -> None:
+        result = run_python(["-c", PRINT_SETTINGS], production_environment())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        values = json.loads(result.stdout.strip().splitlines()[-1])
+        self.assertEqual(
+            values,
+            {
+                "SECURE_SSL_REDIRECT": True,
+                "SESSION_COOKIE_SECURE": True,
+                "CSRF_COOKIE_SECURE": True,
+                "SECURE_HSTS_SECONDS": 31_536_000,
+                "DEBUG": False,
+            },
+        )
+
+    def test_loopback_only_processes_serve_plain_http(self) -> None:
+        # The tests' uvicorn and Celery children, and local mode, speak http.
+        env = production_environment(ALLOWED_HOSTS="127.0.0.1,localhost")
+        result = run_python(["-c", PRINT_SETTINGS], env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        values = json.loads(result.stdout.strip().splitlines()[-1])
+        self.assertFalse(values["SECURE_SSL_REDIRECT"])
+        self.assertFalse(values["SESSION_COOKIE_SECURE"])
+        self.assertEqual(values["SECURE_HSTS_SECONDS"], 0)
+
+    def test_a_real_database_needs_a_secret_key_from_the_environment(self) -> None:
+        env = production_environment()
+        env.pop("SECRET_KEY")
+        env.pop("SECRET_KEY_FILE", None)
+        result = run_python(["-c", PRINT_SETTINGS], env)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("SECRET_KEY must be set", result.stderr)
+
+
+class ContentSecurityPolicyTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+        cls.alice = UserFactory()
+        UserMappingFactory(user=cls.alice)
+
+    def pages(self) -> list[tuple[str, object]]:
+        return [
+            ("/accounts/login/", None),
+            ("/", self.alice),
+            ("/tokens/", self.alice),
+            ("/admin/sessions/", self.staff),
+            ("/admin/sync-runs/", self.staff),
+            ("/admin/user-mappings/", self.staff),
+        ]
+
+    def test_every_page_sends_a_policy_without_inline_scripts(self) -> None:
+        for path, user in self.pages():
+            with self.subTest(path=path):
+                if user is not None:
+                    self.client.force_login(user)
+                response = self.client.get(path)
+                self.assertEqual(response.status_code, 200)
+                policy = response["Content-Security-Policy"]
+                directives = dict(
+                    part.strip().split(" ", 1) for part in policy.split(";")
+                )
+                self.assertEqual(directives["default-src"], "'self'")
+                self.assertEqual(directives["script-src"], "'self'")
+                self.assertEqual(directives["frame-ancestors"], "'none'")
+                self.assertNotIn("unsafe-inline", policy)
+                self.assertNotIn("unsafe-eval", policy)
+
+    def test_templates_have_no_inline_scripts_or_handlers(self) -> None:
+        # The policy would block them, so a page relying on one breaks silently.
+        for path, user in self.pages():
+            with self.subTest(path=path):
+                if user is not None:
+                    self.client.force_login(user)
+                html = self.client.get(path).content.decode()
+                for tag in re.findall(r"<script\b[^>]*>", html):
+                    self.assertIn(" src=", tag)
+                self.assertNotRegex(html, r"<[^>]+\son[a-z]+\s*=")
+                self.assertNotIn("javascript:", html)
+                # style-src 'self' would drop inline style attributes too.
+                self.assertNotRegex(html, r"<[^>]+\sstyle\s*=")
+
+
+class CsrfTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+        cls.alice = UserFactory()
+
+    def test_every_browser_post_without_a_token_is_refused(self) -> None:
+        ids = dict.fromkeys(
+            [
+                "txn",
+                "mapping",
+                "charger",
+                "reservation",
+                "api_session",
+                "alice_token",
+                "staff_token",
+                "alice",
+                "staff",
+            ],
+            1,
+        )
+        for user in (self.alice, self.staff):
+            client = Client(enforce_csrf_checks=True)
+            client.force_login(user)
+            for row in ROWS:
+                if row.method != "POST":
+                    continue
+                path = row.path.format(**ids)
+                with self.subTest(path=path, user=user.get_username()):
+                    if row.json:
+                        response = client.post(
+                            path, "{}", content_type="application/json"
+                        )
+                    else:
+                        response = client.post(path, row.data)
+                    self.assertEqual(response.status_code, 403)
+
+    def test_a_post_with_the_pages_token_is_accepted(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.alice)
+        page = client.get("/switch")
+        token = str(page.context["csrf_token"])
+        response = client.post(
+            "/switch", {"account": "customer", "csrfmiddlewaretoken": token}
+        )
+        self.assertEqual(response.status_code, 302)
+        # htmx sends the same token as a header (base.html hx-headers).
+        response = client.post(
+            "/switch", {"account": "customer"}, headers={"X-CSRFToken": token}
+        )
+        self.assertEqual(response.status_code, 302)
+
+    def test_the_sign_in_form_needs_a_token(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        response = client.post(
+            "/accounts/login/",
+            {"username": self.alice.username, "password": "driver"},
+        )
+        self.assertEqual(response.status_code, 403)
+
+    def test_cookies_are_http_only_and_same_site(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        client.get("/accounts/login/")
+        csrf = client.cookies["csrftoken"]
+        self.assertTrue(csrf["httponly"])
+        self.assertEqual(csrf["samesite"], "Lax")
+        client.post(
+            "/accounts/login/",
+            {
+                "username": self.alice.username,
+                "password": "driver",
+                "csrfmiddlewaretoken": csrf.value,
+            },
+        )
+        session = client.cookies["sessionid"]
+        self.assertTrue(session["httponly"])
+        self.assertEqual(session["samesite"], "Lax")
+
+
+class LoginThrottleTests(TestCase):
+    URL = "/accounts/login/"
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.alice = UserFactory(username="alice@example.com")
+        cls.bob = UserFactory(username="bob@example.com")
+
+    def setUp(self) -> None:
+        cache.clear()
+
+    def sign_in(
+        self, username: str, password: str, address: str = "127.0.0.1"
+    ) -> object:
+        return Client().post(
+            self.URL,
+            {"username": username, "password": password},
+            REMOTE_ADDR=address,
+        )
+
+    def fail(self, times: int, username: str = "alice@example.com") -> list[int]:
+        return [self.sign_in(username, "wrong").status_code for _ in range(times)]
+
+    def test_ten_failures_lock_the_username_from_that_address(self) -> None:
+        self.assertEqual(self.fail(9), [200] * 9)
+        locked = self.sign_in("alice@example.com", "wrong")
+        self.assertEqual(locked.status_code, 429)
+        self.assertContains(locked, "Too many failed sign-ins", status_code=429)
+        # While locked even the right password is refused, without a session.
+        response = self.sign_in("alice@example.com", "driver")
+        self.assertEqual(response.status_code, 429)
+        self.assertContains(response, "paused for 15 minutes", status_code=429)
+        self.assertNotIn("sessionid", response.cookies)
+
+    def test_the_lock_is_per_username_and_address(self) -> None:
+        self.fail(10)
+        self.assertEqual(self.sign_in("bob@example.com", "driver").status_code, 302)
+        other_address = self.sign_in("alice@example.com", "driver", "10.0.0.7")
+        self.assertEqual(other_address.status_code, 302)
+        # The username's case does not get around the lock.
+        self.assertEqual(self.sign_in("ALICE@example.com", "driver").status_code, 429)
+
+    def test_the_lock_ends_after_fifteen_minutes(self) -> None:
+        self.fail(10)
+        with time_machine.travel(timezone.now() + timedelta(minutes=15, seconds=1)):
+            response = self.sign_in("alice@example.com", "driver")
+        self.assertEqual(response.status_code, 302)
+
+    def test_a_successful_sign_in_forgets_earlier_failures(self) -> None:
+        self.fail(9)
+        self.assertEqual(self.sign_in("alice@example.com", "driver").status_code, 302)
+        self.assertEqual(self.fail(9), [200] * 9)
+        self.assertEqual(self.sign_in("alice@example.com", "driver").status_code, 302)
+
+    def test_the_django_admin_login_is_the_same_throttled_page(self) -> None:
+        response = Client().get("/django-admin/login/?next=/django-admin/")
+        self.assertRedirects(
+            response,
+            "/accounts/login/?next=/django-admin/",
+            fetch_redirect_response=False,
+        )
+
+    def test_sign_in_still_works_when_redis_is_down(self) -> None:
+        # Fails open: a Redis outage must not lock everyone out (errors are logged).
+        dead = f"redis://127.0.0.1:{free_port()}/0"
+        backend = "django.core.cache.backends.redis.RedisCache"
+        with (
+            override_settings(
+                CACHES={"default": {"BACKEND": backend, "LOCATION": dead}}
+            ),
+            self.assertLogs("polaris.throttle", "ERROR"),
+        ):
+            self.assertEqual(self.fail(1), [200])
+            response = self.sign_in("alice@example.com", "driver")
+        self.assertEqual(response.status_code, 302)
