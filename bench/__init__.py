@@ -1,0 +1,1 @@
+"""The performance benchmark behind `manage.py bench` (see README, Performance)."""

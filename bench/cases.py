@@ -1,0 +1,324 @@
+"""The benchmark cases: what each measures and how.
+
+Server time is measured in-process: each request goes through Django's test
+`Client` (the full middleware stack, URL resolving, the view, its queries and
+template rendering) and is timed with `perf_counter`. That is the server's own
+work without socket and uvicorn noise, and it lets the Django admin baseline run
+the exact same way in the same process against the same database. The SSE case
+is the exception: it needs uvicorn, so it starts one as a child process.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from bench.report import Case, make_case
+from sessions_app import selectors
+from sessions_app.api_auth import api_token_create
+from sessions_app.forms import SessionFilters
+from sync.models import TransactionSyncState, UserMapping
+
+Sample = Callable[[], Any]
+
+TARGET_SESSIONS_MS = 50.0
+TARGET_TAG_MS = 100.0
+TARGET_STATS_MS = 10.0
+TARGET_DASHBOARD_MS = 50.0
+TARGET_API_MS = 50.0
+TARGET_SYNC_MS = 3000.0
+TARGET_SSE_MS = 500.0
+
+
+@dataclass
+class Settings:
+    requests: int
+    warmup: int
+    sync_active: int
+    sync_runs: int
+    sse_clients: int
+
+
+FULL = Settings(requests=30, warmup=5, sync_active=1000, sync_runs=3, sse_clients=1000)
+QUICK = Settings(requests=10, warmup=1, sync_active=30, sync_runs=2, sse_clients=50)
+
+
+@dataclass
+class Fixture:
+    """Who and what the cases request, chosen from the seeded data."""
+
+    staff: Any
+    customer: Any
+    api_token: str
+    tag_fragment: str
+    month: tuple[str, str]
+    tenth_page_cursor: str | None
+    detail_id: int
+    detail_pk: int
+    notes: list[str] = field(default_factory=list)
+
+
+def timed(call: Sample, settings: Settings) -> list[float]:
+    """Milliseconds of `settings.requests` calls after `settings.warmup` ones."""
+    for _ in range(settings.warmup):
+        call()
+    samples = []
+    for _ in range(settings.requests):
+        began = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+def get_ok(client: Client, url: str, **headers: str) -> Sample:
+    def call() -> None:
+        # secure=True: settings may redirect plain http to https outside local mode.
+        response = client.get(url, headers=headers, secure=True)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url} answered {response.status_code}")
+        if hasattr(response, "streaming_content"):
+            b"".join(response.streaming_content)
+
+    return call
+
+
+def prepare(now: Any) -> Fixture:
+    """A staff user, the heaviest customer, a tag fragment and cursors."""
+    User = get_user_model()
+    staff, _ = User.objects.get_or_create(
+        username="bench-staff", defaults={"is_staff": True, "is_superuser": True}
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'SELECT m."userId" FROM transaction_sync_state AS t '
+            'JOIN user_mappings AS m ON m."steveOcppIdTag" = t."ocppIdTag" '
+            "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        )
+        row = cursor.fetchone()
+    customer = User.objects.get(pk=row[0]) if row else staff
+    _, raw_token = api_token_create(user=staff, name="bench")
+    # A tag of an ordinary customer, fragment of its middle: a realistic search.
+    ordinary = (
+        UserMapping.objects.order_by("id")
+        .values_list("steve_ocpp_id_tag", flat=True)
+        .last()
+    ) or "TAG"
+    fragment = ordinary[-6:].lower()
+    local = timezone.localtime(now).date()
+    month_start = (local.replace(day=1) - timedelta(days=1)).replace(day=1)
+    month_end = local.replace(day=1) - timedelta(days=1)
+    cursor = None
+    for _ in range(9):
+        page = selectors.session_page(filters=SessionFilters(), cursor=cursor)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    detail = (
+        TransactionSyncState.objects.completed()
+        .order_by("-steve_transaction_id")
+        .first()
+    ) or TransactionSyncState.objects.order_by("-id").first()
+    if detail is None:
+        raise RuntimeError("The database has no transactions; run seed_scale.")
+    return Fixture(
+        staff=staff,
+        customer=customer,
+        api_token=raw_token,
+        tag_fragment=fragment,
+        month=(month_start.isoformat(), month_end.isoformat()),
+        tenth_page_cursor=cursor,
+        detail_id=detail.steve_transaction_id,
+        detail_pk=detail.pk,
+    )
+
+
+def console_cases(fixture: Fixture, settings: Settings) -> list[Case]:
+    """Charging Sessions cases beside the stock admin changelist, detail, stats,
+    portal dashboard and the API list."""
+    staff = Client()
+    staff.force_login(fixture.staff)
+    month_from, month_to = fixture.month
+    month = f"{month_from[:4]}", f"{int(month_from[5:7])}"
+    page10 = (
+        f"/admin/sessions/?cursor={fixture.tenth_page_cursor}"
+        if fixture.tenth_page_cursor
+        else "/admin/sessions/"
+    )
+    admin = "/bench-admin/sync/transactionsyncstate/"
+    pairs = [
+        ("sessions: unfiltered", "/admin/sessions/", admin, TARGET_SESSIONS_MS, {}),
+        (
+            "sessions: status=active",
+            "/admin/sessions/?status=active",
+            f"{admin}?is_finalized__exact=0",
+            TARGET_SESSIONS_MS,
+            {},
+        ),
+        (
+            "sessions: one month",
+            f"/admin/sessions/?from={month_from}&to={month_to}",
+            f"{admin}?updated_at__year={month[0]}&updated_at__month={month[1]}",
+            TARGET_SESSIONS_MS,
+            {},
+        ),
+        (
+            "sessions: tag substring",
+            f"/admin/sessions/?tag={fixture.tag_fragment}",
+            f"{admin}?q={fixture.tag_fragment}",
+            TARGET_TAG_MS,
+            {},
+        ),
+        (
+            "sessions: 10th load-more page",
+            page10,
+            f"{admin}?p=10",
+            TARGET_SESSIONS_MS,
+            {"HX-Request": "true"},
+        ),
+        (
+            "transaction detail",
+            f"/admin/sessions/{fixture.detail_id}/",
+            f"{admin}{fixture.detail_pk}/change/",
+            TARGET_SESSIONS_MS,
+            {},
+        ),
+    ]
+    cases = []
+    # The test Client's requests name the host "testserver".
+    hosts = [*django_settings.ALLOWED_HOSTS, "testserver"]
+    with override_settings(ROOT_URLCONF="bench.admin_baseline", ALLOWED_HOSTS=hosts):
+        for name, url, baseline_url, target, headers in pairs:
+            samples = timed(get_ok(staff, url, **headers), settings)
+            baseline = timed(get_ok(staff, baseline_url), settings)
+            cases.append(make_case(name, samples, target_ms=target, baseline=baseline))
+        cases.append(
+            make_case(
+                "stat strip",
+                timed(lambda: selectors.session_stats(now=timezone.now()), settings),
+                target_ms=TARGET_STATS_MS,
+            )
+        )
+        customer = Client()
+        customer.force_login(fixture.customer)
+        for period in ("current", "year"):
+            cases.append(
+                make_case(
+                    f"dashboard: heaviest customer, period={period}",
+                    timed(get_ok(customer, f"/?period={period}"), settings),
+                    target_ms=TARGET_DASHBOARD_MS,
+                )
+            )
+        api = Client()
+        cases.append(
+            make_case(
+                "GET /api/v1/sessions",
+                timed(
+                    get_ok(
+                        api,
+                        "/api/v1/sessions",
+                        Authorization=f"Bearer {fixture.api_token}",
+                    ),
+                    settings,
+                ),
+                target_ms=TARGET_API_MS,
+            )
+        )
+    return cases
+
+
+class _Rollback(Exception):
+    pass
+
+
+def sync_case(settings: Settings) -> Case:
+    """One sync run with `sync_active` active transactions against the stand-in.
+
+    The stand-in's pks overlap the seeded ones, so every run happens inside a
+    transaction that is rolled back: the seeded history stays as it was. The first
+    run (it creates the rows) is the warm-up; the measured runs each follow a
+    minute of charging, so every active transaction has new meter values to write.
+    """
+    from sync.client import SteveClient
+    from sync.services.runs import sync_run_transactions
+    from sync.standin.testing import StandinProcess
+
+    boxes = (settings.sync_active + 1) // 2
+    samples: list[float] = []
+    with StandinProcess(fleet_size=boxes, seed=7, scenarios=False) as steve:
+        state = steve.state()
+        started = 0
+        for box in state["chargeBoxes"]:
+            for connector in box["connectors"]:
+                if connector.get("transactionPk") or started >= settings.sync_active:
+                    continue
+                steve.add_transaction(
+                    box["chargeBoxId"], connector["connectorId"], f"BENCH{started:05d}"
+                )
+                started += 1
+        steve.tick(60)
+        client = SteveClient(
+            base_url=steve.base_url, username=steve.username, password=steve.password
+        )
+        try:
+            with transaction.atomic():
+                sync_run_transactions(trigger="command", client=client)
+                for _ in range(settings.sync_runs):
+                    steve.tick(60)
+                    began = time.perf_counter()
+                    sync_run_transactions(trigger="command", client=client)
+                    samples.append((time.perf_counter() - began) * 1000)
+                raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            client.close()
+    name = f"sync run, {settings.sync_active} active transactions"
+    return make_case(name, samples, target_ms=TARGET_SYNC_MS)
+
+
+def sse_case(fixture: Fixture, settings: Settings) -> tuple[Case, dict[str, Any]]:
+    from bench.sse import sse_load
+
+    client = Client()
+    client.force_login(fixture.staff)
+    cookie = client.cookies["sessionid"].value
+    result = sse_load(clients=settings.sse_clients, session_cookie=cookie)
+    case = make_case(
+        f"SSE: {settings.sse_clients} clients, one event delivered",
+        result.latencies_ms,
+        target_ms=TARGET_SSE_MS,
+    )
+    if result.connected < result.clients:
+        case.meets_target = False
+    return case, {
+        "sse_clients": result.clients,
+        "sse_connected": result.connected,
+        "sse_rss_mb": result.rss_mb,
+    }
+
+
+def scale() -> dict[str, Any]:
+    """Row counts of the tables the cases read (estimates for the big ones)."""
+    counts: dict[str, Any] = {}
+    with connection.cursor() as cursor:
+        for table in [
+            "transaction_sync_state",
+            "synced_transaction_events",
+            "user_mappings",
+            "chargers",
+            "sync_runs",
+        ]:
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cursor.fetchone()[0]
+        cursor.execute(
+            'SELECT count(*) FROM transaction_sync_state WHERE NOT "isFinalized"'
+        )
+        counts["active_sessions"] = cursor.fetchone()[0]
+    return counts

@@ -1,0 +1,83 @@
+"""The benchmark's result shape: a console table and the JSON file."""
+
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Case:
+    name: str
+    p50_ms: float | None
+    p95_ms: float | None
+    baseline_p95_ms: float | None
+    ratio: float | None
+    target_p95_ms: float | None
+    meets_target: bool | None
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of `samples` (milliseconds)."""
+    ordered = sorted(samples)
+    rank = max(1, round(fraction * len(ordered) + 0.5)) - 1
+    return ordered[min(rank, len(ordered) - 1)]
+
+
+def make_case(
+    name: str,
+    samples: list[float],
+    *,
+    target_ms: float | None,
+    baseline: list[float] | None = None,
+    min_ratio: float | None = 10.0,
+) -> Case:
+    """A case from its samples; it meets its target when p95 is under the target
+    and, with a baseline, it is at least `min_ratio` times faster."""
+    p50 = round(statistics.median(samples), 2)
+    p95 = round(percentile(samples, 0.95), 2)
+    baseline_p95 = round(percentile(baseline, 0.95), 2) if baseline else None
+    ratio = round(baseline_p95 / p95, 1) if baseline_p95 and p95 else None
+    meets = None
+    if target_ms is not None:
+        meets = p95 <= target_ms
+        if ratio is not None and min_ratio is not None:
+            meets = meets and ratio >= min_ratio
+    return Case(name, p50, p95, baseline_p95, ratio, target_ms, meets)
+
+
+def table(cases: list[Case]) -> str:
+    header = ["case", "p50 ms", "p95 ms", "admin p95", "ratio", "target", "met"]
+    rows = [header]
+    for case in cases:
+        rows.append(
+            [
+                case.name,
+                _cell(case.p50_ms),
+                _cell(case.p95_ms),
+                _cell(case.baseline_p95_ms),
+                _cell(case.ratio, suffix="x"),
+                _cell(case.target_p95_ms),
+                {True: "yes", False: "NO", None: "-"}[case.meets_target],
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:g}{suffix}"
+
+
+def write_json(path: Path, scale: dict[str, Any], cases: list[Case]) -> None:
+    document = {"scale": scale, "cases": [asdict(case) for case in cases]}
+    path.write_text(json.dumps(document, indent=2) + "\n")

@@ -1,0 +1,92 @@
+"""Measure the console, portal, API, sync and live updates at the database's scale.
+
+`manage.py seed_scale` fills the database first; `bench --output bench.json` then
+prints a table and writes the JSON the performance issue defines. `--quick` seeds a
+few thousand rows into an empty database and runs a short version (CI proves the
+command works with it).
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from bench import cases
+from bench.report import Case, table, write_json
+from sync.models import TransactionSyncState
+from sync.services.seeding import seed_scale
+
+QUICK_MIN_TRANSACTIONS = 1000
+QUICK_SEED_TRANSACTIONS = 3000
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark server time of the console, dashboard, API, a sync run and SSE "
+        "fan-out against a stock Django admin baseline; print a table, write JSON."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--output", required=True, type=Path, help="Where to write the JSON."
+        )
+        parser.add_argument(
+            "--quick",
+            action="store_true",
+            help="Small scale: seed a few thousand rows if the database is nearly "
+            "empty, 50 SSE clients, 30 active transactions in the sync run.",
+        )
+        parser.add_argument(
+            "--skip",
+            action="append",
+            default=[],
+            choices=["sync", "sse"],
+            help="Leave out a slow case (repeatable).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        settings = cases.QUICK if options["quick"] else cases.FULL
+        began = time.monotonic()
+        if options["quick"] and (
+            TransactionSyncState.objects.count() < QUICK_MIN_TRANSACTIONS
+        ):
+            self._say(f"Seeding {QUICK_SEED_TRANSACTIONS} transactions for --quick…")
+            seed_scale(transactions=QUICK_SEED_TRANSACTIONS, events_per_transaction=10)
+        scale = cases.scale()
+        self._say(f"Scale: {scale}")
+        fixture = cases.prepare(timezone.now())
+        results: list[Case] = []
+        self._say("Console, dashboard and API cases…")
+        results.extend(cases.console_cases(fixture, settings))
+        if "sync" not in options["skip"]:
+            self._say(f"Sync run with {settings.sync_active} active transactions…")
+            results.append(cases.sync_case(settings))
+        if "sse" not in options["skip"]:
+            self._say(f"SSE with {settings.sse_clients} clients…")
+            sse, extra = cases.sse_case(fixture, settings)
+            results.append(sse)
+            scale.update(extra)
+        scale["requests_per_case"] = settings.requests
+        scale["quick"] = bool(options["quick"])
+        scale["seconds"] = round(time.monotonic() - began, 1)
+        self.stdout.write(table(results))
+        write_json(options["output"], scale, results)
+        missed = [case.name for case in results if case.meets_target is False]
+        summary = f"Wrote {options['output']}"
+        if missed:
+            self.stdout.write(self.style.WARNING(f"{summary}; missed: {missed}"))
+        else:
+            self.stdout.write(self.style.SUCCESS(f"{summary}; every target met."))
+
+    def _say(self, message: str) -> None:
+        if self.verbosity >= 1:
+            self.stdout.write(message)
+            self.stdout.flush()
+
+    verbosity = 1
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        self.verbosity = options.get("verbosity", 1)
+        return super().execute(*args, **options)

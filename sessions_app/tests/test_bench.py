@@ -1,0 +1,42 @@
+"""bench --quick: the command runs end to end and writes the documented JSON."""
+
+import json
+import tempfile
+from io import StringIO
+from pathlib import Path
+
+from django.core.management import call_command
+from django.test import TransactionTestCase
+
+CASE_FIELDS = {
+    "name",
+    "p50_ms",
+    "p95_ms",
+    "baseline_p95_ms",
+    "ratio",
+    "target_p95_ms",
+    "meets_target",
+}
+
+
+class BenchCommandTests(TransactionTestCase):
+    def test_it_writes_the_json_shape(self) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            output = Path(folder) / "bench.json"
+            stdout = StringIO()
+            call_command("bench", "--quick", f"--output={output}", stdout=stdout)
+            document = json.loads(output.read_text())
+        self.assertEqual(set(document), {"scale", "cases"})
+        self.assertGreater(document["scale"]["transaction_sync_state"], 0)
+        names = [case["name"] for case in document["cases"]]
+        self.assertIn("sessions: unfiltered", names)
+        self.assertIn("stat strip", names)
+        self.assertTrue(any(name.startswith("sync run") for name in names))
+        self.assertTrue(any(name.startswith("SSE") for name in names))
+        for case in document["cases"]:
+            self.assertEqual(set(case), CASE_FIELDS)
+            self.assertGreater(case["p95_ms"], 0)
+        unfiltered = document["cases"][names.index("sessions: unfiltered")]
+        self.assertIsNotNone(unfiltered["baseline_p95_ms"])
+        self.assertIsNotNone(unfiltered["ratio"])
+        self.assertIn("sessions: unfiltered", stdout.getvalue())

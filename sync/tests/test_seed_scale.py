@@ -1,0 +1,78 @@
+"""seed_scale: COPY-generated history that keeps the sync's invariants."""
+
+from decimal import Decimal
+from io import StringIO
+
+from django.core.management import call_command
+from django.db import connection
+from django.test import TestCase
+
+from sync.models import (
+    Charger,
+    SyncedTransactionEvent,
+    SyncRun,
+    TransactionSyncState,
+    UserMapping,
+)
+
+
+class SeedScaleTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.output = StringIO()
+        call_command(
+            "seed_scale",
+            "--transactions=600",
+            "--events-per-transaction=6",
+            "--customers=40",
+            "--chargers=700",
+            stdout=cls.output,
+        )
+
+    def test_it_writes_the_requested_counts(self) -> None:
+        self.assertEqual(TransactionSyncState.objects.count(), 600)
+        self.assertEqual(SyncedTransactionEvent.objects.count(), 3600)
+        self.assertEqual(Charger.objects.count(), 700)
+        self.assertGreater(SyncRun.objects.count(), 365 * 24)
+        self.assertIn("Seeded 600 transactions", self.output.getvalue())
+
+    def test_it_keeps_the_energy_invariant(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT count(*) FROM transaction_sync_state AS t
+                 WHERE t."kwhDelivered" <> (
+                       SELECT SUM(e."kwhDelta") FROM synced_transaction_events AS e
+                        WHERE e."transactionId" = t.id)
+                """
+            )
+            self.assertEqual(cursor.fetchone()[0], 0)
+        self.assertFalse(
+            SyncedTransactionEvent.objects.filter(kwh_delta__lt=0).exists()
+        )
+
+    def test_it_leaves_300_sessions_charging(self) -> None:
+        self.assertEqual(TransactionSyncState.objects.active().count(), 300)
+        self.assertFalse(
+            SyncedTransactionEvent.objects.filter(
+                transaction__is_finalized=False, event_type="stopped"
+            ).exists()
+        )
+
+    def test_it_maps_about_nine_tags_in_ten(self) -> None:
+        used = set(TransactionSyncState.objects.values_list("ocpp_id_tag", flat=True))
+        mapped = set(UserMapping.objects.values_list("steve_ocpp_id_tag", flat=True))
+        all_tags = used | mapped
+        self.assertGreater(len(mapped) / len(all_tags), 0.8)
+        self.assertLess(len(mapped) / len(all_tags), 0.97)
+
+    def test_it_fills_the_energy_rollup(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COALESCE(SUM(kwh), 0) FROM session_energy_daily")
+            rollup = cursor.fetchone()[0]
+        total = sum(
+            SyncedTransactionEvent.objects.values_list("kwh_delta", flat=True),
+            Decimal(0),
+        )
+        self.assertEqual(rollup, total)
+        self.assertGreater(total, 0)
