@@ -81,8 +81,7 @@ def session_stats(*, now: datetime) -> SessionStats:
             """
             SELECT (SELECT count(*) FROM transaction_sync_state
                      WHERE "updatedAt" >= %s),
-                   (SELECT count(*) FROM transaction_sync_state
-                     WHERE NOT "isFinalized")
+                   (SELECT sessions FROM session_counts WHERE NOT "isFinalized")
             """,
             [midnight],
         )
@@ -110,8 +109,21 @@ def _filtered_sessions(filters: SessionFilters) -> TransactionSyncStateQuerySet:
 
 
 def session_count(*, filters: SessionFilters) -> int:
-    """How many sessions match `filters`, each transaction counted once."""
-    return _filtered_sessions(filters).count()
+    """How many sessions match `filters`, each transaction counted once.
+
+    With no date or tag filter the answer comes from session_counts, which triggers
+    keep exact in the same transaction as every write, instead of counting every row.
+    """
+    if filters.date_from or filters.date_to or filters.tag:
+        return _filtered_sessions(filters).count()
+    states = {"active": [False], "completed": [True]}.get(filters.status, [True, False])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(SUM(sessions), 0) FROM session_counts"
+            ' WHERE "isFinalized" = ANY(%s)',
+            [states],
+        )
+        return int(cursor.fetchone()[0])
 
 
 def session_page(*, filters: SessionFilters, cursor: str | None) -> SessionPage:

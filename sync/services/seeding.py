@@ -163,7 +163,8 @@ def seed_scale(
                 phase(f"daily energy rollup ({len(rollup)})", began)
             began = time.monotonic()
             _reset_sequences(cursor)
-            phase("sequences", began)
+            _recount_sessions(cursor)
+            phase("sequences and counts", began)
     began = time.monotonic()
     with connection.cursor() as cursor:
         # VACUUM sets the visibility map, so counts become index-only scans; it
@@ -563,6 +564,14 @@ def _drop_secondary_indexes(cursor: Any) -> list[str]:
     for name, _ in indexes:
         cursor.execute(f'DROP INDEX "{name}"')
     return [definition for _, definition in indexes]
+
+
+def _recount_sessions(cursor: Any) -> None:
+    """Bring session_counts up to date; COPY in replica mode skips its triggers."""
+    cursor.execute(
+        "UPDATE session_counts AS c SET sessions = (SELECT count(*)"
+        ' FROM transaction_sync_state AS t WHERE t."isFinalized" = c."isFinalized")'
+    )
 
 
 def _reset_sequences(cursor: Any) -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.test import TestCase
@@ -409,3 +410,30 @@ class SyncChargersTests(SyncTestCase):
             self.standin.set_online(box["chargeBoxId"], False)
         run = services.sync_run_chargers(trigger="command", client=self.steve)
         self.assertEqual((run.status, run.updated_count), ("succeeded", 0))
+
+
+class SessionCountsTests(SyncTestCase):
+    """session_counts (kept by triggers) always equals a real count."""
+
+    def assert_counts_exact(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute('SELECT "isFinalized", sessions FROM session_counts')
+            kept = dict(cursor.fetchall())
+        self.assertEqual(kept[False], TransactionSyncState.objects.active().count())
+        self.assertEqual(kept[True], TransactionSyncState.objects.completed().count())
+
+    def test_inserts_finalizing_upserts_and_vanished_sessions(self) -> None:
+        self.sync()
+        self.assert_counts_exact()
+        active = TransactionSyncState.objects.active().filter(is_suspected_stuck=False)
+        first = active.first()
+        assert first is not None
+        self.standin.station_stop(first.steve_transaction_id)
+        pk = self.standin.add_transaction("CP-003", 1, "TAG-0002")
+        self.sync()
+        self.assert_counts_exact()
+        self.standin.delete_transaction(pk)
+        self.sync()
+        self.assert_counts_exact()
+        TransactionSyncState.objects.filter(pk=first.pk).delete()
+        self.assert_counts_exact()
