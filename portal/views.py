@@ -1,9 +1,6 @@
 """Customer portal pages: read through selectors, write through services, reach
 customers' objects only through portal.access."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
@@ -14,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from polaris import live
+from polaris.http import is_fragment_request
 from portal import access, selectors, services
 from portal.forms import ApiTokenForm, ReservationForm, SwitchForm
 from sessions_app.api_auth import api_token_create, api_token_revoke
@@ -21,20 +19,6 @@ from sessions_app.charging import ApiSessionError, api_session_create, api_sessi
 from sync.client import SteveClient
 
 CONSOLE = "sessions_app:session-list"
-
-
-@contextmanager
-def _steve() -> Iterator[SteveClient]:
-    client = SteveClient()
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def _is_fragment_request(request: HttpRequest) -> bool:
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.history_restore_request
 
 
 @login_required
@@ -52,7 +36,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         period_name=selectors.parse_period(request.GET.get("period")),
     )
     context: dict[str, object] = {"section": "dashboard", "cards": cards}
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         return access.render_portal(
             request, viewer, "portal/dashboard.html#usage-card", context
         )
@@ -98,7 +82,7 @@ def charger_reserve(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Choose how long to reserve the charger for.")
         return redirect("portal:dashboard")
     try:
-        with _steve() as client:
+        with SteveClient() as client:
             services.reservation_create(
                 customer=customer,
                 charger=charger,
@@ -118,7 +102,7 @@ def reservation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     reservation = access.get_reservation_for_customer(customer, pk)
     try:
-        with _steve() as client:
+        with SteveClient() as client:
             services.reservation_cancel(reservation=reservation, client=client)
     except services.PortalError as error:
         messages.error(request, error.message)
@@ -133,7 +117,7 @@ def charger_start(request: HttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     charger = access.get_charger_for_customer(customer, pk)
     try:
-        with _steve() as client:
+        with SteveClient() as client:
             api_session_create(
                 user=customer,
                 charge_box_id=charger.charge_box_id,
@@ -153,7 +137,7 @@ def session_stop(request: HttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     session = access.get_api_session_for_customer(customer, pk)
     try:
-        with _steve() as client:
+        with SteveClient() as client:
             api_session_stop(session=session, client=client)
     except ApiSessionError as error:
         messages.error(request, error.message)

@@ -8,8 +8,6 @@ browsable docs at `/api/v1/docs`.
 """
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -115,15 +113,6 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     return f"Invalid request: {'; '.join(parts)}." if parts else "Invalid request."
 
 
-@contextmanager
-def _steve() -> Iterator[SteveClient]:
-    client = SteveClient()
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def _target(target: TargetIn | None) -> charging.SessionTarget:
     if target is None:
         return charging.SessionTarget()
@@ -161,7 +150,7 @@ def session_create(
     """Send RemoteStartTransaction with one of the user's tags; the session is
     `created` until the station reports charging."""
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
-    with _steve() as client:
+    with SteveClient() as client:
         created = charging.api_session_create(
             user=owner,
             charge_box_id=payload.chargestation,
@@ -231,7 +220,7 @@ def session_detail(request: HttpRequest, session_id: str) -> dict[str, Any]:
 def session_stop(request: HttpRequest, session_id: str) -> dict[str, Any]:
     """Send RemoteStopTransaction; the session ends when the station reports it."""
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
-    with _steve() as client:
+    with SteveClient() as client:
         session = charging.api_session_stop(session=session, client=client)
     message = session.status_message or (
         "Stop requested; the session ends when the station reports it."

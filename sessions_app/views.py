@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from polaris import live
+from polaris.http import is_fragment_request
 from sessions_app import selectors
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charts import cumulative_energy_chart
@@ -45,12 +46,6 @@ from sync.tasks import sync_run_transactions as sync_run_transactions_task
 staff_only = staff_member_required(login_url="/accounts/login/")
 
 
-def _is_fragment_request(request: HttpRequest) -> bool:
-    # A history-restore request also carries HX-Request but wants the whole page.
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.history_restore_request
-
-
 @staff_only
 def session_list(request: HttpRequest) -> HttpResponse:
     filters = parse_session_filters(request.GET)
@@ -65,7 +60,7 @@ def session_list(request: HttpRequest) -> HttpResponse:
         "filter_query": urlencode(filters.as_query()),
     }
     template = "sessions_app/session_list.html"
-    fragment = _is_fragment_request(request)
+    fragment = is_fragment_request(request)
     if fragment and cursor:
         return render(request, f"{template}#session-rows", context)
     context.update(
@@ -146,7 +141,7 @@ def sync_run_list(request: HttpRequest) -> HttpResponse:
         "runs": selectors.sync_run_list(limit=50),
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
     }
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         return render(request, "sessions_app/sync_run_list.html#sync-run-rows", context)
     return render(request, "sessions_app/sync_run_list.html", context)
 

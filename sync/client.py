@@ -257,6 +257,12 @@ class SteveClient:
     def close(self) -> None:
         self.session.close()
 
+    def __enter__(self) -> "SteveClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # Transactions
 
     def list_transactions(
