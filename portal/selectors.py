@@ -14,6 +14,7 @@ from portal.charts import DailyChart, daily_chart
 from portal.models import Reservation
 from sessions_app.models import ApiSession, ApiToken, Rate
 from sessions_app.pricing import Cost, session_cost
+from sync import rollups
 from sync.models import (
     Charger,
     SyncedTransactionEvent,
@@ -80,10 +81,22 @@ def active_sessions(
 def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncState]:
     """The last five sessions of these tags by start, each with `duration`
     (to now while still running)."""
+    newest_first = ("-started_at", "-steve_transaction_id")
+    # The newest few of each tag, from the (tag, startedAt) index, then the newest
+    # of those: a heavy customer's thousands of sessions are never sorted.
+    per_tag = [
+        TransactionSyncState.objects.filter(ocpp_id_tag=tag)
+        .order_by(*newest_first)
+        .values("pk")[:RECENT_SESSIONS]
+        for tag in tags
+    ]
+    if not per_tag:
+        return []
+    candidates = per_tag[0].union(*per_tag[1:], all=True)
     sessions = list(
-        TransactionSyncState.objects.filter(ocpp_id_tag__in=tags)
+        TransactionSyncState.objects.filter(pk__in=candidates)
         .select_related("charger")
-        .order_by("-started_at", "-steve_transaction_id")[:RECENT_SESSIONS]
+        .order_by(*newest_first)[:RECENT_SESSIONS]
     )
     for session in sessions:
         end = session.stopped_at or now
@@ -148,18 +161,11 @@ class Usage:
 def usage(*, tags: list[str], period: Period, zone: ZoneInfo) -> Usage:
     """Energy of these tags in `period`, bucketed by the day (in `zone`) of each
     meter reading, so a session across midnight counts on both days."""
-    start = datetime.combine(period.start, time.min, tzinfo=zone).astimezone(UTC)
-    end = datetime.combine(period.end, time.min, tzinfo=zone).astimezone(UTC)
-    rows = (
-        SyncedTransactionEvent.objects.filter(
-            ocpp_id_tag__in=tags, reading_at__gte=start, reading_at__lt=end
-        )
-        .annotate(day=TruncDate("reading_at", tzinfo=zone))
-        .values("day")
-        .annotate(kwh=Sum("kwh_delta"))
-        .order_by("day")
+    by_day = rollups.tag_energy_by_day(
+        tags=tags, first_day=period.start, end_day=period.end, zone=zone
     )
-    by_day = {row["day"]: row["kwh"] or Decimal(0) for row in rows}
+    if by_day is None:
+        by_day = _energy_by_day_from_events(tags=tags, period=period, zone=zone)
     days = []
     day = period.start
     while day < period.end:
@@ -167,6 +173,23 @@ def usage(*, tags: list[str], period: Period, zone: ZoneInfo) -> Usage:
         day += timedelta(days=1)
     total = sum(by_day.values(), Decimal(0))
     return Usage(period=period, total_kwh=total, chart=daily_chart(days))
+
+
+def _energy_by_day_from_events(
+    *, tags: list[str], period: Period, zone: ZoneInfo
+) -> dict[date, Decimal]:
+    start = datetime.combine(period.start, time.min, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(period.end, time.min, tzinfo=zone).astimezone(UTC)
+    rows = (
+        SyncedTransactionEvent.objects.filter(
+            ocpp_id_tag__in=tags, reading_at__gte=start, reading_at__lt=end
+        )
+        .annotate(day=TruncDate("reading_at", tzinfo=zone))
+        .values_list("day")
+        .annotate(kwh=Sum("kwh_delta"))
+        .order_by()
+    )
+    return dict(rows)
 
 
 def visible_chargers(*, customer: AbstractBaseUser) -> "QuerySet[Charger]":
@@ -221,7 +244,10 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     if total <= MAX_CHARGERS:
         available = sum(1 for c in rows if c.status == "online")  # type: ignore[attr-defined]
     else:
-        available = sum(1 for c in chargers if charger_status(c, now) == "online")
+        # In WHERE, the NOT EXISTS conditions become anti-joins over every charger.
+        available = chargers.filter(
+            last_check_in_at__gte=now - OFFLINE_AFTER, in_use=False, reserved=False
+        ).count()
     return ChargerList(rows=rows, available=available, total=total)
 
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from sessions_app.forms import SessionFilters
 from sessions_app.models import ApiToken
+from sync import rollups
 from sync.models import (
     SyncedTransactionEvent,
     SyncRun,
@@ -50,48 +51,21 @@ def session_stats(*, now: datetime) -> SessionStats:
     Sessions today: distinct transactions updated since midnight in
     POLARIS_TIME_ZONE. kWh (7d): the kwhDelta of events read in the last 7 days.
     Avg: that energy over the distinct transactions with events in the window.
-
-    The 7-day window reads whole UTC days from session_energy_daily (kept exact by
-    triggers on synced_transaction_events) and only the window's first, partial
-    day from the events themselves: ~20k rollup rows instead of ~200k events at a
-    million sessions. The two counts each use an index (updatedAt, and the partial
-    index on active rows) rather than one pass over the whole table.
+    Every number comes from a rollup kept exact by triggers (sync/rollups.py), so
+    the strip reads a few hundred small rows, not a week of events.
     """
     midnight = timezone.localtime(now).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
-    window_start = now - timedelta(days=7)
-    first_full_day = window_start.astimezone(UTC).date() + timedelta(days=1)
-    first_full_day_start = datetime.combine(first_full_day, time.min, tzinfo=UTC)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT COALESCE(SUM(kwh), 0), COUNT(DISTINCT tx)
-              FROM (SELECT "transactionId" AS tx, kwh
-                      FROM session_energy_daily WHERE day >= %s
-                    UNION ALL
-                    SELECT "transactionId", "kwhDelta"
-                      FROM synced_transaction_events
-                     WHERE "readingAt" > %s AND "readingAt" < %s) AS energy
-            """,
-            [first_full_day, window_start, first_full_day_start],
-        )
-        kwh_7d, sessions_7d = cursor.fetchone()
-        cursor.execute(
-            """
-            SELECT (SELECT count(*) FROM transaction_sync_state
-                     WHERE "updatedAt" >= %s),
-                   (SELECT sessions FROM session_counts WHERE NOT "isFinalized")
-            """,
-            [midnight],
-        )
-        today, active = cursor.fetchone()
-    kwh_7d = Decimal(kwh_7d)
+    kwh_7d, sessions_7d = rollups.energy_window(after=now - timedelta(days=7))
+    today = rollups.sessions_updated_between(midnight, None, states=[True, False])
+    if today is None:
+        today = TransactionSyncState.objects.filter(updated_at__gte=midnight).count()
     average = (kwh_7d / sessions_7d).quantize(Decimal("0.01")) if sessions_7d else None
     return SessionStats(
         sessions_today=today,
         kwh_7d=kwh_7d,
-        active_now=active,
+        active_now=session_count(filters=SessionFilters(status="active")),
         avg_kwh_7d=average,
     )
 
@@ -111,12 +85,21 @@ def _filtered_sessions(filters: SessionFilters) -> TransactionSyncStateQuerySet:
 def session_count(*, filters: SessionFilters) -> int:
     """How many sessions match `filters`, each transaction counted once.
 
-    With no date or tag filter the answer comes from session_counts, which triggers
-    keep exact in the same transaction as every write, instead of counting every row.
+    Without a tag filter the answer comes from rollups that triggers keep exact in
+    the same transaction as every write (session_counts; per quarter hour of
+    updatedAt for a date range), instead of counting rows.
     """
-    if filters.date_from or filters.date_to or filters.tag:
-        return _filtered_sessions(filters).count()
     states = {"active": [False], "completed": [True]}.get(filters.status, [True, False])
+    if filters.tag:
+        return _filtered_sessions(filters).count()
+    if filters.date_from or filters.date_to:
+        day_after_to = filters.updated_to and filters.updated_to + timedelta(
+            microseconds=1
+        )
+        count = rollups.sessions_updated_between(
+            filters.updated_from, day_after_to, states=states
+        )
+        return _filtered_sessions(filters).count() if count is None else count
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT COALESCE(SUM(sessions), 0) FROM session_counts"

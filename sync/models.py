@@ -71,6 +71,13 @@ class SyncRun(models.Model):
             models.Index(fields=["kind", "status", "-finished_at"]),
             # A run every 10 s is three million rows a year; the page reads the newest.
             models.Index(fields=["-started_at", "-id"], name="sync_runs_newest"),
+            # The console banner ("N sessions updated …") reads the last changing run.
+            models.Index(
+                fields=["-finished_at"],
+                name="sync_runs_last_change",
+                condition=Q(finished_at__isnull=False)
+                & (Q(created_count__gt=0) | Q(updated_count__gt=0)),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -7,15 +7,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from polaris import live
+from portal import selectors
 from portal.models import CustomerProfile, Reservation
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory, SubscriptionFactory
 from sessions_app.models import Rate
+from sync.models import Charger, TransactionSyncState
 from sync.tests.factories import (
     ChargerFactory,
     TransactionSyncStateFactory,
     UserFactory,
     UserMappingFactory,
+    session_with_energy,
 )
 
 
@@ -259,3 +262,85 @@ class UnmappedCustomerTests(PortalTestCase):
         UserMappingFactory(user=carol, steve_ocpp_id_tag="TAG-CAROL")
         self.client.force_login(carol)
         self.assertContains(self.client.get("/"), "5.00")
+
+
+class UsageByZoneTests(PortalTestCase):
+    """Usage comes from the hourly tag rollup where local midnights fall on the
+    hour, and from the events themselves where they do not (half-hour zones)."""
+
+    def setUp(self) -> None:
+        self.tags = ["TAG-ALICE"]
+        # Readings at 18:10, 18:50 and 23:40 UTC on March 10: the first two share
+        # an hour bucket but straddle midnight in Kolkata (18:30 UTC).
+        for minutes, kwh in ((10, "1.000"), (50, "2.000"), (340, "4.000")):
+            session_with_energy(
+                kwh=Decimal(kwh),
+                ocpp_id_tag="TAG-ALICE",
+                started_at=datetime(2026, 3, 10, 17, 0, tzinfo=UTC),
+                reading_at=datetime(2026, 3, 10, 18, 0, tzinfo=UTC)
+                + timedelta(minutes=minutes),
+                is_finalized=True,
+            )
+
+    def per_day(self, zone_name: str) -> dict[date, Decimal]:
+        zone = ZoneInfo(zone_name)
+        period = selectors.Period("current", date(2026, 3, 1), date(2026, 4, 1))
+        chart = selectors.usage(tags=self.tags, period=period, zone=zone).chart
+        return {bar.day: bar.kwh for bar in chart.bars if bar.kwh}
+
+    def test_whole_hour_zones_read_the_rollup(self) -> None:
+        self.assertEqual(self.per_day("UTC"), {date(2026, 3, 10): Decimal("7.000")})
+        self.assertEqual(
+            self.per_day("Asia/Tokyo"), {date(2026, 3, 11): Decimal("7.000")}
+        )
+        self.assertEqual(
+            self.per_day("America/New_York"), {date(2026, 3, 10): Decimal("7.000")}
+        )
+
+    def test_half_hour_zones_split_days_inside_the_hour(self) -> None:
+        split = {
+            date(2026, 3, 10): Decimal("1.000"),
+            date(2026, 3, 11): Decimal("6.000"),
+        }
+        self.assertEqual(self.per_day("Asia/Kolkata"), split)  # +05:30
+        self.assertEqual(self.per_day("Asia/Kathmandu"), split)  # +05:45
+
+
+class ManyChargersTests(PortalTestCase):
+    def test_the_counts_pill_counts_beyond_the_fifty_shown(self) -> None:
+        now = timezone.now()
+        for n in range(55):
+            ChargerFactory(
+                friendly_name=f"Bay {n:02d}",
+                last_check_in_at=now if n % 2 else now - timedelta(hours=2),
+            )
+        busy = Charger.objects.get(friendly_name="Bay 51")
+        TransactionSyncStateFactory(charger=busy, ocpp_id_tag="TAG-X")
+        # Visible: Harbour Street (online) + 55 bays, 27 of them online, one in use.
+        chargers = selectors.charger_list(customer=self.alice, now=timezone.now())
+        self.assertEqual(len(chargers.rows), selectors.MAX_CHARGERS)
+        self.assertEqual((chargers.available, chargers.total), (27, 56))
+
+
+class RecentSessionsTests(PortalTestCase):
+    def test_it_merges_every_tag_newest_first(self) -> None:
+        UserMappingFactory(user=self.alice, steve_ocpp_id_tag="TAG-ALICE-2")
+        now = timezone.now()
+        for hours, tag in ((1, "TAG-ALICE-2"), (6, "TAG-ALICE"), (7, "TAG-ALICE-2")):
+            for n in range(3):
+                TransactionSyncStateFactory(
+                    ocpp_id_tag=tag,
+                    started_at=now - timedelta(hours=hours, minutes=n),
+                )
+        tags = selectors.customer_tags(customer=self.alice)
+        recent = selectors.recent_sessions(tags=tags, now=now)
+        starts = [session.started_at for session in recent]
+        self.assertEqual(len(recent), selectors.RECENT_SESSIONS)
+        self.assertEqual(starts, sorted(starts, reverse=True))
+        expected = sorted(
+            TransactionSyncState.objects.filter(ocpp_id_tag__in=tags).values_list(
+                "started_at", flat=True
+            ),
+            reverse=True,
+        )[: selectors.RECENT_SESSIONS]
+        self.assertEqual(starts, expected)

@@ -32,6 +32,13 @@ SEEDED_TABLES = [
     "sync_runs",
     "chargers",
 ]
+# Kept by triggers (migrations 0005 and 0006), rebuilt here after a fast load.
+ROLLUP_TABLES = [
+    "energy_by_quarter_hour",
+    "tag_energy_by_hour",
+    "session_last_readings",
+    "session_counts_by_quarter_hour",
+]
 SCALE_USER_PREFIX = "scale-"
 # Every seeded customer signs in with this password (the benchmark logs them in).
 SCALE_PASSWORD = "scale-password"
@@ -143,12 +150,12 @@ def seed_scale(
                 now=now,
                 rng=rng,
             )
-            rollup: dict[tuple[str, int], int] = {}
+            rollups = _Rollups()
             deferred = (
                 _drop_secondary_indexes(cursor) if _bulk_tables_empty(cursor) else []
             )
             result.events, result.active = _copy_transactions(
-                cursor, plan, rollup if fast else None, say
+                cursor, plan, rollups if fast else None, say
             )
             result.transactions = transactions
             phase(f"transactions ({transactions}) and events ({result.events})", began)
@@ -159,8 +166,8 @@ def seed_scale(
                 phase(f"indexes ({len(deferred)})", began)
             if fast:
                 began = time.monotonic()
-                _copy_rollup(cursor, rollup)
-                phase(f"daily energy rollup ({len(rollup)})", began)
+                rollups.copy(cursor, first_transaction=ids.transaction)
+                phase(f"energy rollups ({rollups.size})", began)
             began = time.monotonic()
             _reset_sequences(cursor)
             _recount_sessions(cursor)
@@ -170,7 +177,7 @@ def seed_scale(
         # VACUUM sets the visibility map, so counts become index-only scans; it
         # cannot run inside a transaction (tests), where ANALYZE has to do.
         verb = "ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE"
-        for table in [*SEEDED_TABLES, "session_energy_daily", "auth_user"]:
+        for table in [*SEEDED_TABLES, *ROLLUP_TABLES, "auth_user"]:
             cursor.execute(f"{verb} {table}")
     phase("vacuum analyze", began)
     result.seconds = round(time.monotonic() - started, 1)
@@ -182,7 +189,7 @@ def seed_scale(
 
 def _reset() -> None:
     with connection.cursor() as cursor:
-        # A trigger on synced_transaction_events empties session_energy_daily too.
+        # Triggers on the truncated tables empty the rollups too.
         tables = ", ".join(SEEDED_TABLES)
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     get_user_model().objects.filter(username__startswith=SCALE_USER_PREFIX).delete()
@@ -211,7 +218,7 @@ def _skip_fk_checks(cursor: Any) -> bool:
     Every id the seed writes is generated here and points at a row it wrote, so
     the checks add nothing but 10M trigger calls. Needs superuser (the embedded
     server); elsewhere the seed is slower but identical. It also skips the rollup
-    trigger, so the caller then writes the rollup itself.
+    triggers, so the caller then writes the rollups itself.
     """
     try:
         cursor.execute("SAVEPOINT seed_replica")
@@ -370,13 +377,13 @@ _STOP_REASONS = ["Local", "EVDisconnected", "Remote", "Local", "EVDisconnected"]
 def _copy_transactions(
     cursor: Any,
     plan: _TransactionPlan,
-    rollup: dict[tuple[str, int], int] | None,
+    rollups: "_Rollups | None",
     say: Progress,
 ) -> tuple[int, int]:
     """COPY transactions, then their events; returns (events, active sessions)."""
     event_lines: list[str] = []
     counts = {"events": 0, "active": 0}
-    tx_lines = _transaction_lines(plan, rollup, event_lines, counts)
+    tx_lines = _transaction_lines(plan, rollups, event_lines, counts)
     tx_statement = (
         'COPY transaction_sync_state (id, "steveTransactionId", "chargeBoxId", '
         '"connectorId", "chargerId", "ocppIdTag", "startedAt", "stoppedAt", '
@@ -412,7 +419,7 @@ def _take(lines: Iterator[str], count: int) -> Iterator[str]:
 
 def _transaction_lines(
     plan: _TransactionPlan,
-    rollup: dict[tuple[str, int], int] | None,
+    rollups: "_Rollups | None",
     event_lines: list[str],
     counts: dict[str, int],
 ) -> Iterator[str]:
@@ -480,9 +487,8 @@ def _transaction_lines(
                 f"{event_id}\t{pk}\t{run}\t{kind}\t{meter}\t{reading_iso}\t"
                 f"{delta // 1000}.{delta % 1000:03d}\t{tag}\t{iso(reading_ts + 5)}\n"
             )
-            if rollup is not None:
-                key = (reading_iso[:10], pk)
-                rollup[key] = rollup.get(key, 0) + delta
+            if rollups is not None:
+                rollups.add(tag, reading_ts, delta)
             event_id += 1
         counts["events"] += readings
         stop_ts = reading_ts
@@ -520,16 +526,75 @@ def _iso_cache() -> Callable[[float], str]:
     return iso
 
 
-def _copy_rollup(cursor: Any, rollup: dict[tuple[str, int], int]) -> None:
-    lines = (
-        f"{day}\t{pk}\t{wh // 1000}.{wh % 1000:03d}\n"
-        for (day, pk), wh in rollup.items()
-    )
-    _copy_lines(
-        cursor,
-        'COPY session_energy_daily (day, "transactionId", kwh) FROM STDIN',
-        lines,
-    )
+class _Rollups:
+    """The event rollups of migration 0006, summed while the events are generated
+    (COPY in replica mode skips their triggers). Buckets are counted from the Unix
+    epoch, which lands on the migration's date_bin origin (2000-01-01 UTC)."""
+
+    def __init__(self) -> None:
+        self.quarter_hours: dict[int, int] = {}
+        self.tag_hours: dict[tuple[str, int], int] = {}
+
+    @property
+    def size(self) -> int:
+        return len(self.quarter_hours) + len(self.tag_hours)
+
+    def add(self, tag: str, reading_ts: int, wh: int) -> None:
+        quarter = reading_ts // 900
+        self.quarter_hours[quarter] = self.quarter_hours.get(quarter, 0) + wh
+        key = (tag, reading_ts // 3600)
+        self.tag_hours[key] = self.tag_hours.get(key, 0) + wh
+
+    def copy(self, cursor: Any, *, first_transaction: int) -> None:
+        def kwh(wh: int) -> str:
+            return f"{wh // 1000}.{wh % 1000:03d}"
+
+        # Appending to earlier data: merge into the buckets that already exist.
+        cursor.execute(
+            "CREATE TEMP TABLE seed_energy (bucket timestamptz, kwh numeric)"
+            " ON COMMIT DROP"
+        )
+        _copy_lines(
+            cursor,
+            "COPY seed_energy (bucket, kwh) FROM STDIN",
+            (
+                f"{_utc(quarter * 900)}\t{kwh(wh)}\n"
+                for quarter, wh in self.quarter_hours.items()
+            ),
+        )
+        cursor.execute(
+            "INSERT INTO energy_by_quarter_hour AS r (bucket, kwh)"
+            " SELECT bucket, kwh FROM seed_energy ON CONFLICT (bucket)"
+            " DO UPDATE SET kwh = r.kwh + EXCLUDED.kwh"
+        )
+        cursor.execute(
+            'CREATE TEMP TABLE seed_tag_energy ("ocppIdTag" text, hour timestamptz,'
+            " kwh numeric) ON COMMIT DROP"
+        )
+        _copy_lines(
+            cursor,
+            'COPY seed_tag_energy ("ocppIdTag", hour, kwh) FROM STDIN',
+            (
+                f"{tag}\t{_utc(hour * 3600)}\t{kwh(wh)}\n"
+                for (tag, hour), wh in self.tag_hours.items()
+            ),
+        )
+        cursor.execute(
+            'INSERT INTO tag_energy_by_hour AS r ("ocppIdTag", hour, kwh)'
+            ' SELECT "ocppIdTag", hour, kwh FROM seed_tag_energy'
+            ' ON CONFLICT ("ocppIdTag", hour) DO UPDATE SET kwh = r.kwh + EXCLUDED.kwh'
+        )
+        # Each seeded transaction's lastReadingAt is its last event's readingAt.
+        cursor.execute(
+            'INSERT INTO session_last_readings ("transactionId", "lastReadingAt")'
+            ' SELECT id, "lastReadingAt" FROM transaction_sync_state'
+            ' WHERE id >= %s AND "lastReadingAt" IS NOT NULL',
+            [first_transaction],
+        )
+
+
+def _utc(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
 
 
 BULK_TABLES = ["transaction_sync_state", "synced_transaction_events"]
@@ -567,10 +632,17 @@ def _drop_secondary_indexes(cursor: Any) -> list[str]:
 
 
 def _recount_sessions(cursor: Any) -> None:
-    """Bring session_counts up to date; COPY in replica mode skips its triggers."""
+    """Bring the session counts up to date; COPY in replica mode skips their
+    triggers."""
     cursor.execute(
         "UPDATE session_counts AS c SET sessions = (SELECT count(*)"
         ' FROM transaction_sync_state AS t WHERE t."isFinalized" = c."isFinalized")'
+    )
+    cursor.execute("DELETE FROM session_counts_by_quarter_hour")
+    cursor.execute(
+        'INSERT INTO session_counts_by_quarter_hour (bucket, "isFinalized", sessions)'
+        " SELECT date_bin('15 minutes', \"updatedAt\", TIMESTAMPTZ '2000-01-01Z'),"
+        ' "isFinalized", count(*) FROM transaction_sync_state GROUP BY 1, 2'
     )
 
 

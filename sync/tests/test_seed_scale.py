@@ -1,6 +1,5 @@
 """seed_scale: COPY-generated history that keeps the sync's invariants."""
 
-from decimal import Decimal
 from io import StringIO
 
 from django.core.management import call_command
@@ -14,6 +13,7 @@ from sync.models import (
     TransactionSyncState,
     UserMapping,
 )
+from sync.tests.rollup_checks import assert_rollups_exact
 
 
 class SeedScaleTests(TestCase):
@@ -66,13 +66,8 @@ class SeedScaleTests(TestCase):
         self.assertGreater(len(mapped) / len(all_tags), 0.8)
         self.assertLess(len(mapped) / len(all_tags), 0.97)
 
-    def test_it_fills_the_energy_rollup(self) -> None:
+    def test_it_fills_every_rollup(self) -> None:
+        assert_rollups_exact(self)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT COALESCE(SUM(kwh), 0) FROM session_energy_daily")
-            rollup = cursor.fetchone()[0]
-        total = sum(
-            SyncedTransactionEvent.objects.values_list("kwh_delta", flat=True),
-            Decimal(0),
-        )
-        self.assertEqual(rollup, total)
-        self.assertGreater(total, 0)
+            cursor.execute("SELECT SUM(kwh) FROM energy_by_quarter_hour")
+            self.assertGreater(cursor.fetchone()[0], 0)

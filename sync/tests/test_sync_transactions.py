@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.test import TestCase
@@ -18,6 +17,7 @@ from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
 from sync.standin.testing import StandinProcess
+from sync.tests.rollup_checks import assert_rollups_exact
 
 
 def iso(moment: datetime) -> str:
@@ -412,28 +412,22 @@ class SyncChargersTests(SyncTestCase):
         self.assertEqual((run.status, run.updated_count), ("succeeded", 0))
 
 
-class SessionCountsTests(SyncTestCase):
-    """session_counts (kept by triggers) always equals a real count."""
-
-    def assert_counts_exact(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute('SELECT "isFinalized", sessions FROM session_counts')
-            kept = dict(cursor.fetchall())
-        self.assertEqual(kept[False], TransactionSyncState.objects.active().count())
-        self.assertEqual(kept[True], TransactionSyncState.objects.completed().count())
+class RollupTests(SyncTestCase):
+    """The trigger-kept counts and energy rollups always equal their base tables."""
 
     def test_inserts_finalizing_upserts_and_vanished_sessions(self) -> None:
         self.sync()
-        self.assert_counts_exact()
+        assert_rollups_exact(self)
         active = TransactionSyncState.objects.active().filter(is_suspected_stuck=False)
         first = active.first()
         assert first is not None
         self.standin.station_stop(first.steve_transaction_id)
         pk = self.standin.add_transaction("CP-003", 1, "TAG-0002")
+        self.standin.tick(900)
         self.sync()
-        self.assert_counts_exact()
+        assert_rollups_exact(self)
         self.standin.delete_transaction(pk)
         self.sync()
-        self.assert_counts_exact()
+        assert_rollups_exact(self)
         TransactionSyncState.objects.filter(pk=first.pk).delete()
-        self.assert_counts_exact()
+        assert_rollups_exact(self)

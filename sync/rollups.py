@@ -1,0 +1,92 @@
+"""Reads of the rollup tables of migration 0006, with the bucket arithmetic they need.
+
+Buckets are counted from 2000-01-01 UTC (date_bin's origin in the triggers), so a
+quarter hour or an hour here is the same interval PostgreSQL summed into.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+QUARTER_HOUR = timedelta(minutes=15)
+HOUR = timedelta(hours=1)
+
+
+def on_boundary(moment: datetime, step: timedelta) -> bool:
+    return (moment - ORIGIN) % step == timedelta(0)
+
+
+def next_boundary(moment: datetime, step: timedelta) -> datetime:
+    """The first bucket start at or after `moment`."""
+    return ORIGIN + -((ORIGIN - moment) // step) * step
+
+
+def energy_window(*, after: datetime) -> tuple[Decimal, int]:
+    """kWh of the events read after `after`, and how many transactions they belong to.
+
+    Whole quarter hours come from energy_by_quarter_hour; only the events of the
+    partial quarter hour that `after` falls in are read (through the readingAt
+    index that includes kwhDelta).
+    """
+    first_whole = next_boundary(after, QUARTER_HOUR)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (SELECT COALESCE(SUM(kwh), 0) FROM energy_by_quarter_hour
+                     WHERE bucket >= %(whole)s)
+                 + (SELECT COALESCE(SUM("kwhDelta"), 0) FROM synced_transaction_events
+                     WHERE "readingAt" > %(after)s AND "readingAt" < %(whole)s),
+                   (SELECT count(*) FROM session_last_readings
+                     WHERE "lastReadingAt" > %(after)s)
+            """,
+            {"whole": first_whole, "after": after},
+        )
+        kwh, sessions = cursor.fetchone()
+    return Decimal(kwh), sessions
+
+
+def sessions_updated_between(
+    start: datetime | None, end: datetime | None, *, states: list[bool]
+) -> int | None:
+    """Sessions with updatedAt in [start, end) and isFinalized in `states`, from
+    session_counts_by_quarter_hour; None when an end is not on a quarter hour (the
+    caller then counts rows)."""
+    if any(
+        moment is not None and not on_boundary(moment, QUARTER_HOUR)
+        for moment in (start, end)
+    ):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(SUM(sessions), 0) FROM session_counts_by_quarter_hour"
+            ' WHERE "isFinalized" = ANY(%s)'
+            " AND bucket >= COALESCE(%s::timestamptz, '-infinity')"
+            " AND bucket < COALESCE(%s::timestamptz, 'infinity')",
+            [states, start, end],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def tag_energy_by_day(
+    *, tags: list[str], first_day: date, end_day: date, zone: ZoneInfo
+) -> dict[date, Decimal] | None:
+    """kWh of these tags per local day in [first_day, end_day), from
+    tag_energy_by_hour; None when some local midnight in the range is not on the
+    hour in `zone` (a few zones have half-hour offsets), so hourly sums cannot
+    split the days there."""
+    midnights = [
+        datetime.combine(first_day + timedelta(days=n), time.min, tzinfo=zone)
+        for n in range((end_day - first_day).days + 1)
+    ]
+    if not all(on_boundary(m.astimezone(UTC), HOUR) for m in midnights):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (hour AT TIME ZONE %s)::date, SUM(kwh) FROM tag_energy_by_hour"
+            ' WHERE "ocppIdTag" = ANY(%s) AND hour >= %s AND hour < %s GROUP BY 1',
+            [zone.key, tags, midnights[0], midnights[-1]],
+        )
+        return dict(cursor.fetchall())
