@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from psycopg_pool import ConnectionPool
 
 from polaris import embedded
 from polaris.env import (
@@ -109,6 +110,19 @@ if "host" in _database_options:
     DATABASES["default"]["HOST"] = _database_options.pop("host")
 # Under ASGI every request runs in a fresh thread; persistent connections would pile up.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Under overload those threads are unbounded, and each opens its own connection until
+# Postgres refuses more ("too many clients"). A pool caps them per process: a request
+# then waits up to DATABASE_POOL_TIMEOUT s for one of DATABASE_POOL_SIZE connections.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=0)
+if DATABASE_POOL_SIZE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+        # A connection is checked before it is handed out, so after a database
+        # restart requests get fresh connections instead of dead ones.
+        "check": ConnectionPool.check_connection,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
@@ -198,7 +212,7 @@ def _redis_kwargs(url: str) -> dict[str, object]:
 
 
 EVENTSTREAM_REDIS = _redis_kwargs(REDIS_URL)
-EVENTSTREAM_STORAGE_CLASS = "django_eventstream.storage.RedisStorage"
+EVENTSTREAM_STORAGE_CLASS = "polaris.live.RedisStorage"
 EVENTSTREAM_STORAGE_CONNECTION = EVENTSTREAM_REDIS
 EVENTSTREAM_CHANNELMANAGER_CLASS = "polaris.live.ChannelManager"
 # Redis pub/sub ignores the database number: environments sharing one Redis (or

@@ -93,11 +93,8 @@ def session_count(*, filters: SessionFilters) -> int:
     if filters.tag:
         return _filtered_sessions(filters).count()
     if filters.date_from or filters.date_to:
-        day_after_to = filters.updated_to and filters.updated_to + timedelta(
-            microseconds=1
-        )
         count = rollups.sessions_updated_between(
-            filters.updated_from, day_after_to, states=states
+            filters.updated_from, _day_after(filters.updated_to), states=states
         )
         return _filtered_sessions(filters).count() if count is None else count
     with connection.cursor() as cursor:
@@ -107,6 +104,14 @@ def session_count(*, filters: SessionFilters) -> int:
             [states],
         )
         return int(cursor.fetchone()[0])
+
+
+def _day_after(last_moment: datetime | None) -> datetime | None:
+    """The exclusive end after To's last microsecond; None (open) after year 9999."""
+    try:
+        return last_moment + timedelta(microseconds=1) if last_moment else None
+    except OverflowError:
+        return None
 
 
 def session_page(*, filters: SessionFilters, cursor: str | None) -> SessionPage:

@@ -65,7 +65,8 @@ def session_list(request: HttpRequest) -> HttpResponse:
         return render(request, f"{template}#session-rows", context)
     context.update(
         total=selectors.session_count(filters=filters),
-        any_sync_completed=selectors.any_sync_completed(),
+        # Called by the template only when the page has no rows.
+        any_sync_completed=selectors.any_sync_completed,
     )
     if fragment:
         return render(request, f"{template}#session-results", context)

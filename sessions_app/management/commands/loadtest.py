@@ -1,0 +1,128 @@
+"""Many simulated people browse the console and the portal while the sync runs.
+
+The issue's load acceptance point: 200 users for 10 minutes with a sync every 10 s,
+no errors, p95 within twice the benchmark's, no database connection exhaustion.
+`loadtest --bench bench.json --output load.json` prints a table per page kind and
+exits non-zero on errors or exhaustion. The work is in bench/load.py.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from bench.load import LoadOptions, read_bench, run_load, table
+
+
+class Command(BaseCommand):
+    help = (
+        "Load test on loopback: uvicorn, a Celery worker syncing from the SteVe "
+        "stand-in, and simulated staff and drivers (some holding SSE streams); "
+        "print a table per page kind, write JSON."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        defaults = LoadOptions()
+        parser.add_argument(
+            "--users", type=int, default=defaults.users, help="Simulated people."
+        )
+        parser.add_argument(
+            "--duration",
+            type=float,
+            default=defaults.duration,
+            help="Seconds of load.",
+        )
+        parser.add_argument(
+            "--sync-interval",
+            type=float,
+            default=defaults.sync_interval,
+            help="Seconds between two transaction syncs.",
+        )
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=defaults.web_workers,
+            help="uvicorn worker processes.",
+        )
+        parser.add_argument(
+            "--fleet-size",
+            type=int,
+            default=defaults.fleet_size,
+            help="Charge boxes of the stand-in's live fleet.",
+        )
+        parser.add_argument(
+            "--think",
+            type=float,
+            nargs=2,
+            metavar=("MIN", "MAX"),
+            default=[defaults.think_min, defaults.think_max],
+            help="Seconds a person waits between two requests (uniform).",
+        )
+        parser.add_argument(
+            "--sse-share",
+            type=float,
+            default=defaults.sse_share,
+            help="Share of each kind of person holding an SSE stream open.",
+        )
+        parser.add_argument(
+            "--bench",
+            type=Path,
+            help="JSON of `manage.py bench --output`: compare each p95 with twice "
+            "the benchmark's.",
+        )
+        parser.add_argument("--output", type=Path, help="Where to write the JSON.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        bench = None
+        if options["bench"]:
+            try:
+                bench = read_bench(json.loads(options["bench"].read_text()))
+            except (OSError, ValueError) as error:
+                raise CommandError(f"Cannot read {options['bench']}: {error}") from None
+        load = LoadOptions(
+            users=options["users"],
+            duration=options["duration"],
+            sync_interval=options["sync_interval"],
+            web_workers=options["web_workers"],
+            fleet_size=options["fleet_size"],
+            think_min=options["think"][0],
+            think_max=options["think"][1],
+            sse_share=options["sse_share"],
+        )
+        verbosity = options["verbosity"]
+
+        def say(message: str) -> None:
+            if verbosity >= 1:
+                self.stdout.write(message)
+                self.stdout.flush()
+
+        result = run_load(load, say, bench)
+        self.stdout.write(table(result.kinds))
+        database = result.database
+        self.stdout.write(
+            f"{result.requests} requests in {result.seconds:g} s "
+            f"({result.requests / max(result.seconds, 1):.1f}/s); "
+            f"DB connections max {database['max_connections_seen']} of "
+            f"{database['max_connections']} (idle {database['idle_connections']}); "
+            f"SSE: {result.sse['holders']} streams, "
+            f"{result.sse['events_received']} events; sync: {result.sync['runs']} "
+            f"runs {result.sync['by_status']}, p50 {result.sync['p50_s']} s"
+        )
+        for sample in result.error_samples:
+            self.stdout.write(self.style.ERROR(sample))
+        if options["output"]:
+            options["output"].write_text(json.dumps(result.as_json(), indent=2) + "\n")
+            say(f"Wrote {options['output']}")
+        problems = []
+        if result.errors:
+            problems.append(f"{result.errors} errors")
+        if result.exhausted:
+            problems.append("database connections exhausted")
+        slow = [k.name for k in result.kinds if k.within_limit is False]
+        if problems:
+            raise CommandError("; ".join(problems))
+        if slow:
+            self.stdout.write(self.style.WARNING(f"p95 above twice the bench: {slow}"))
+        else:
+            self.stdout.write(self.style.SUCCESS("No errors, connections to spare."))

@@ -1,0 +1,89 @@
+"""loadtest: a small run end to end against the test database (no timing asserts)."""
+
+import json
+import tempfile
+from io import StringIO
+from pathlib import Path
+
+from django.core.management import call_command
+from django.test import TransactionTestCase
+
+from sync.models import SyncRun, TransactionSyncState
+from sync.services.seeding import seed_scale
+
+KIND_FIELDS = {
+    "name",
+    "requests",
+    "errors",
+    "p50_ms",
+    "p95_ms",
+    "bench_case",
+    "bench_p95_ms",
+    "limit_ms",
+    "within_limit",
+}
+
+
+class LoadtestCommandTests(TransactionTestCase):
+    def test_it_runs_without_errors_and_leaves_the_history_as_it_was(self) -> None:
+        seed_scale(transactions=400, events_per_transaction=4)
+        before = _history()
+        with tempfile.TemporaryDirectory() as folder:
+            bench = Path(folder) / "bench.json"
+            bench.write_text(
+                json.dumps(
+                    {"cases": [{"name": "sessions: unfiltered", "p95_ms": 1000.0}]}
+                )
+            )
+            output = Path(folder) / "load.json"
+            stdout = StringIO()
+            call_command(
+                "loadtest",
+                "--users=10",
+                "--duration=10",
+                "--sync-interval=2",
+                "--think",
+                "0.5",
+                "2",
+                f"--bench={bench}",
+                f"--output={output}",
+                stdout=stdout,
+            )
+            document = json.loads(output.read_text())
+
+        self.assertEqual(document["errors"], 0, document["error_samples"])
+        self.assertGreater(document["requests"], 0)
+        for kind in document["kinds"]:
+            self.assertEqual(set(kind), KIND_FIELDS)
+        kinds = {kind["name"]: kind for kind in document["kinds"]}
+        unfiltered = kinds["sessions: unfiltered"]
+        self.assertEqual(unfiltered["bench_p95_ms"], 1000.0)
+        self.assertEqual(unfiltered["limit_ms"], 2000.0)
+        self.assertGreater(kinds["SSE: connect"]["requests"], 0)
+        self.assertGreater(document["sync"]["runs"], 0)
+        self.assertGreater(document["sse"]["holders"], 0)
+
+        # While streams were open the database had connections to spare: streams
+        # hold none, so the count stays near the handful of requests in flight.
+        database = document["database"]
+        self.assertFalse(database["exhausted"])
+        self.assertIsNotNone(database["max_connections_seen_while_streams_open"])
+        self.assertLess(
+            database["max_connections_seen_while_streams_open"],
+            database["max_connections"] // 4,
+        )
+        self.assertIn("sessions: unfiltered", stdout.getvalue())
+        self.assertEqual(_history(), before)
+
+
+def _history() -> dict[str, object]:
+    """What the load test's sync runs must not leave changed."""
+    return {
+        "transactions": TransactionSyncState.objects.count(),
+        "open": list(
+            TransactionSyncState.objects.filter(is_finalized=False)
+            .order_by("id")
+            .values_list("id", "updated_at", "kwh_delivered")
+        ),
+        "runs": SyncRun.objects.count(),
+    }
