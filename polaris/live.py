@@ -8,22 +8,58 @@ reconnecting browser replay what it missed (Last-Event-ID, 24 hours).
 
 Redis pub/sub ignores the database number, so environments sharing one Redis keep
 apart by LIVE_CHANNEL_PREFIX.
+
+Redis may restart under us. Publishing then logs and carries on (a live update is
+best effort; the data is in Postgres). Each web process's pub/sub listener
+reconnects with backoff, and once it is subscribed again it ends the streams open
+in that process: they may have missed events, and a browser that reconnects
+replays the stored ones (Last-Event-ID) and re-reads the page's live parts
+(static/js/polaris.js), which also covers events Redis never got.
 """
 
+import asyncio
+import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from typing import Any
 
+import redis
+import redis.asyncio
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
-from django_eventstream import send_event
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django_eventstream import storage as eventstream_storage
+from django_eventstream import views as eventstream_views
 from django_eventstream.channelmanager import DefaultChannelManager
+from django_eventstream.event import Event
+from django_eventstream.utils import get_storage
 from django_eventstream.views import events
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
 STAFF = "staff"
 CUSTOMER = "customer-"
+
+# django-eventstream's pub/sub channel between processes.
+PUBSUB_CHANNEL = "events_channel"
+# Fail fast: a publisher must not hold up a sync run, and a stream that cannot read
+# storage should end so the browser retries.
+REDIS_CONNECT_TIMEOUT_S = 2.0
+REDIS_TIMEOUT_S = 5.0
+# The listener's reconnect backoff, and how often it checks an idle connection.
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 2.0
+LISTENER_PING_S = 15.0
+# What an ended stream tells the browser (EventSource `retry:`, ms): come back soon
+# once Redis is back, back off while it is down.
+RETRY_AFTER_RESYNC_MS = 1000
+RETRY_WHILE_REDIS_DOWN_MS = 5000
 
 
 def channel_name(name: str) -> str:
@@ -39,12 +75,183 @@ def staff_channel() -> str:
     return channel_name(STAFF)
 
 
+def redis_options(**overrides: Any) -> dict[str, Any]:
+    """EVENTSTREAM_REDIS with short timeouts and no client-side retries: whoever
+    calls decides what a failure means (log it, end a stream, reconnect later)."""
+    options: dict[str, Any] = {
+        **settings.EVENTSTREAM_REDIS,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+        "socket_timeout": REDIS_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    options.update(overrides)
+    return options
+
+
+_publisher: redis.Redis | None = None
+
+
+def _publisher_client() -> redis.Redis:
+    global _publisher
+    if _publisher is None:
+        _publisher = redis.Redis(**redis_options())
+    return _publisher
+
+
 def publish(channel: str, event_type: str, html: str) -> None:
-    """Send `html` as one event; never raises (a live update is best effort)."""
+    """Store `html` as one event and fan it out to every web process.
+
+    Never raises: a live update is best effort, and whoever publishes (a sync run, a
+    service after commit) has already saved its data. With Redis down the event is
+    lost; pages re-read their live parts when their stream reconnects.
+    """
     try:
-        send_event(channel, event_type, html, json_encode=False)
+        event = get_storage().append_event(channel, event_type, html)
+        message = {
+            "channel": channel,
+            "event_type": event_type,
+            "data": html,
+            "pub_id": str(event.id),
+        }
+        _publisher_client().publish(PUBSUB_CHANNEL, json.dumps(message))
+    except RedisError as error:
+        logger.warning(
+            "Live update %s on %s not sent, Redis is unavailable: %s",
+            event_type,
+            channel,
+            error,
+        )
     except Exception:
         logger.exception("Could not publish %s on %s", event_type, channel)
+
+
+class RedisStorage(eventstream_storage.RedisStorage):  # type: ignore[misc]
+    """django-eventstream's Redis storage, for a Redis that can restart.
+
+    It fails fast (see `redis_options`), and a Last-Event-ID above the channel's
+    counter, which means Redis restarted without its data, gives `stream-reset`
+    with the current id instead of a stream that stays silent until the counter
+    passes the old id again.
+    """
+
+    def _connect(self) -> redis.Redis:
+        return redis.Redis(**redis_options(**self.connection_details))
+
+    def get_events(self, channel: str, last_id: int, limit: int = 100) -> list[Event]:
+        current_id = self.get_current_id(channel)
+        if last_id > current_id:
+            raise eventstream_storage.EventDoesNotExist(
+                f"Event {last_id} is gone (Redis lost its data)", current_id
+            )
+        events: list[Event] = super().get_events(channel, last_id, limit)
+        return events
+
+
+class _StreamGeneration:
+    """Lets the listener end every stream open in this process (one event loop)."""
+
+    def __init__(self) -> None:
+        self._ended: asyncio.Event | None = None
+
+    def current(self) -> asyncio.Event:
+        if self._ended is None:
+            self._ended = asyncio.Event()
+        return self._ended
+
+    def end(self) -> None:
+        if self._ended is not None:
+            self._ended.set()
+            self._ended = None
+
+
+_streams = _StreamGeneration()
+
+
+class SupervisedRedisListener:
+    """Replaces django-eventstream's RedisListener, which subscribes once and dies
+    with its connection: this one reconnects with backoff, for as long as the
+    process lives, and ends the local streams that may have missed events."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        # The manager keeps no reference to this task; an unreferenced task can be
+        # garbage-collected while it waits.
+        self.task = asyncio.current_task()
+        delay = RECONNECT_MIN_S
+        missed = False
+        while True:
+            client = redis.asyncio.Redis(
+                **redis_options(retry=AsyncRetry(NoBackoff(), 0))
+            )
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(PUBSUB_CHANNEL)
+                if missed:
+                    logger.warning(
+                        "Live updates: subscribed to Redis again; ending open "
+                        "streams so that browsers reconnect and catch up"
+                    )
+                    _streams.end()
+                missed = False
+                delay = RECONNECT_MIN_S
+                self.connected.set()
+                await self._listen(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # any failure: reconnect
+                if not missed:
+                    logger.warning(
+                        "Live updates: lost Redis (%s); reconnecting", error or "EOF"
+                    )
+                missed = True
+                self.connected.clear()
+            finally:
+                with suppress(Exception):
+                    await pubsub.aclose()
+                with suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _listen(self, pubsub: redis.asyncio.client.PubSub) -> None:
+        waiting_for_pong = False
+        while True:
+            message = await pubsub.get_message(timeout=LISTENER_PING_S)
+            if message is None:
+                # A connection that died without a FIN stays silent: ping it, and
+                # give up on it if the answer does not come within one period.
+                if waiting_for_pong:
+                    raise ConnectionError("Redis did not answer PING")
+                await pubsub.ping()
+                waiting_for_pong = True
+                continue
+            waiting_for_pong = False
+            if message["type"] == "message":
+                self._deliver(message["data"])
+
+    @staticmethod
+    def _deliver(raw: bytes) -> None:
+        try:
+            data = json.loads(raw)
+            event = Event(
+                data["channel"], data["event_type"], data["data"], id=data["pub_id"]
+            )
+        except (ValueError, KeyError, TypeError):
+            logger.warning("Live updates: ignored a malformed pub/sub message")
+            return
+        eventstream_views.get_listener_manager().add_to_queues(event.channel, event)
+
+
+def _install_listener() -> None:
+    manager = eventstream_views.get_listener_manager()
+    if not isinstance(manager.redis_listener, SupervisedRedisListener):
+        manager.redis_listener = SupervisedRedisListener()
+
+
+_install_listener()
 
 
 def can_read(user: AbstractBaseUser | AnonymousUser | None, channel: str) -> bool:
@@ -84,4 +291,35 @@ def stream(request: HttpRequest, channel: str) -> HttpResponse:
     """
     _ = request.user.is_authenticated, request.session.items()
     connection.close()
-    return events(request, channels=[channel])
+    response = events(request, channels=[channel])
+    if isinstance(response, StreamingHttpResponse) and response.is_async:
+        response.streaming_content = _ending_on_resync(response.streaming_content)
+    return response
+
+
+async def _ending_on_resync(content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Pass the stream through; end it when the listener resubscribed after a gap,
+    or when Redis fails under it, so that the browser reconnects (EventSource does
+    by itself) and catches up."""
+    ended = asyncio.ensure_future(_streams.current().wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(content))  # type: ignore[arg-type]
+            await asyncio.wait({step, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with suppress(asyncio.CancelledError, StopAsyncIteration, RedisError):
+                    await step
+                yield f"retry: {RETRY_AFTER_RESYNC_MS}\n\n".encode()
+                return
+            try:
+                chunk = step.result()
+            except StopAsyncIteration:
+                return
+            except RedisError as error:
+                logger.warning("Live stream ended, Redis is unavailable: %s", error)
+                yield f"retry: {RETRY_WHILE_REDIS_DOWN_MS}\n\n".encode()
+                return
+            yield chunk
+    finally:
+        ended.cancel()

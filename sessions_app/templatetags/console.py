@@ -57,15 +57,22 @@ def iso_time(value: datetime | None) -> str:
 
 
 @register.filter
-def short_time(value: datetime | None) -> str:
-    """'Nov 3, 14:05' in local time."""
+def short_time(value: datetime | None, precision: str = "minutes") -> str:
+    """'Nov 3, 14:05' in local time; 'Nov 3, 14:05:09' with "seconds"."""
     if value is None:
         return ""
     local = timezone.localtime(value)
-    return f"{local:%b} {local.day}, {local:%H:%M}"
+    clock = "%H:%M:%S" if precision == "seconds" else "%H:%M"
+    return f"{local:%b} {local.day}, {local:{clock}}"
 
 
 @register.filter
 def full_time(value: datetime | None) -> str:
     """'2026-11-03 14:05:09 CET' in local time, for a title."""
     return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}" if value else ""
+
+
+@register.filter
+def thousands(value: int) -> str:
+    """12,345: intcomma for the counts of long tables, without its locale lookups."""
+    return f"{value:,}"

@@ -14,4 +14,53 @@
     var banner = document.querySelector(".request-error");
     if (banner) { banner.hidden = false; }
   });
+
+  // Live updates. A stream that broke (a web process, Redis or the database
+  // restarted) may have missed events, and Redis may have lost the stored ones. So
+  // once a stream is serving again ("stream-open" after an error), or the server
+  // says the stored events are gone ("stream-reset"), re-read the page and put
+  // its live parts (the elements with sse-swap or data-live-refresh) in place.
+  var LIVE_PARTS = "[sse-swap][id], [data-live-refresh][id]";
+
+  function refreshLiveParts(container) {
+    window.fetch(window.location.href, {
+      credentials: "same-origin",
+      headers: { "Accept": "text/html" },
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("HTTP " + response.status); }
+      return response.text();
+    }).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
+        var replacement = fresh.getElementById(part.id);
+        if (!replacement) { return; }
+        replacement = document.importNode(replacement, true);
+        part.replaceWith(replacement);
+        htmx.process(replacement);
+      });
+      htmx.trigger(container, "polaris:liveRefreshed");
+    }).catch(function () {
+      // The stream is back but the page is not: the next reconnect tries again.
+      container.polarisLiveBroken = true;
+    });
+  }
+
+  document.addEventListener("htmx:sseError", function (event) {
+    event.target.polarisLiveBroken = true;
+  });
+  document.addEventListener("htmx:sseOpen", function (event) {
+    var container = event.target;
+    var source = event.detail.source;
+    if (!source || source.polarisWatched) { return; }
+    source.polarisWatched = true;
+    source.addEventListener("stream-open", function () {
+      if (container.polarisLiveBroken) {
+        container.polarisLiveBroken = false;
+        refreshLiveParts(container);
+      }
+    });
+    source.addEventListener("stream-reset", function () {
+      refreshLiveParts(container);
+    });
+  });
 })();

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError
 from django.utils import timezone
 
 from sync import services
@@ -80,6 +81,12 @@ class Command(BaseCommand):
             ) from None
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
+        except OperationalError as error:
+            raise CommandError(
+                "The database is unavailable, so no sync run was started or recorded"
+                f" ({str(error).strip().splitlines()[0]}). SteVe keeps every"
+                " transaction: the next run after the database is back catches up."
+            ) from None
         self._report(run, dry_run=options.get("dry_run", False))
 
     def _run(self, action: str, options: dict[str, Any]) -> SyncRun:
