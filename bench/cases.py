@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
@@ -26,6 +26,9 @@ from sessions_app.api_auth import api_token_create
 from sessions_app.forms import SessionFilters
 from sync.models import TransactionSyncState, UserMapping
 
+if TYPE_CHECKING:
+    from sync.standin.testing import StandinProcess
+
 Sample = Callable[[], Any]
 
 TARGET_SESSIONS_MS = 50.0
@@ -35,6 +38,8 @@ TARGET_DASHBOARD_MS = 50.0
 TARGET_API_MS = 50.0
 TARGET_SYNC_MS = 3000.0
 TARGET_SSE_MS = 500.0
+# Seeding a fleet of hundreds of stations takes a while on a busy machine.
+SYNC_STARTUP_S = 120.0
 
 
 @dataclass
@@ -249,19 +254,14 @@ def sync_case(settings: Settings) -> Case:
     from sync.services.runs import sync_run_transactions
     from sync.standin.testing import StandinProcess
 
-    boxes = (settings.sync_active + 1) // 2
+    # Stations have one or two connectors (1.5 on average), and some connectors
+    # are charging already: enough stations that `sync_active` fit.
+    boxes = settings.sync_active * 7 // 10 + 2
     samples: list[float] = []
-    with StandinProcess(fleet_size=boxes, seed=7, scenarios=False) as steve:
-        state = steve.state()
-        started = 0
-        for box in state["chargeBoxes"]:
-            for connector in box["connectors"]:
-                if connector.get("transactionPk") or started >= settings.sync_active:
-                    continue
-                steve.add_transaction(
-                    box["chargeBoxId"], connector["connectorId"], f"BENCH{started:05d}"
-                )
-                started += 1
+    with StandinProcess(
+        fleet_size=boxes, seed=7, scenarios=False, startup_timeout=SYNC_STARTUP_S
+    ) as steve:
+        _start_transactions(steve, settings.sync_active)
         steve.tick(60)
         client = SteveClient(
             base_url=steve.base_url, username=steve.username, password=steve.password
@@ -281,6 +281,28 @@ def sync_case(settings: Settings) -> Case:
             client.close()
     name = f"sync run, {settings.sync_active} active transactions"
     return make_case(name, samples, target_ms=TARGET_SYNC_MS)
+
+
+def _start_transactions(steve: "StandinProcess", total: int) -> None:
+    """Start sessions on idle connectors of online stations until SteVe lists
+    exactly `total` active transactions."""
+    state = steve.state()
+    active = sum(1 for t in state["transactions"] if t["active"])
+    idle = [
+        (box["chargeBoxId"], connector["connectorId"])
+        for box in state["chargeBoxes"]
+        if box["online"]
+        for connector in box["connectors"]
+        if not connector["transactionPk"]
+    ]
+    missing = total - active
+    if missing < 0 or missing > len(idle):
+        raise RuntimeError(
+            f"The stand-in fleet has {active} active transactions and {len(idle)} "
+            f"idle connectors; it cannot have exactly {total} active."
+        )
+    for number, (box, connector) in enumerate(idle[:missing]):
+        steve.add_transaction(box, connector, f"BENCH{number:05d}")
 
 
 def sse_case(fixture: Fixture, settings: Settings) -> tuple[Case, dict[str, Any]]:

@@ -23,7 +23,7 @@ def publish_sessions_changed(
 ) -> None:
     """Tick the Charging Sessions banner, refresh the stat strip and changed rows."""
     now = timezone.now()
-    rows = selectors.sessions_by_ids(transaction_ids)[:MAX_LIVE_ROWS]
+    rows = selectors.sessions_by_ids(transaction_ids, limit=MAX_LIVE_ROWS)
     context = {
         "live_event": True,
         "freshness": selectors.sync_freshness(now=now),

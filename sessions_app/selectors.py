@@ -133,13 +133,14 @@ def session_page(*, filters: SessionFilters, cursor: str | None) -> SessionPage:
     )
 
 
-def sessions_by_ids(ids: list[int]) -> list[TransactionSyncState]:
-    """Sessions with the row annotations of the list, for live row updates."""
+def sessions_by_ids(ids: list[int], *, limit: int) -> list[TransactionSyncState]:
+    """The `limit` most recently updated of these sessions, with the row
+    annotations of the list, for live row updates."""
     return list(
         TransactionSyncState.objects.filter(id__in=ids)
         .with_customer()
         .select_related("charger")
-        .newest_updated_first()
+        .newest_updated_first()[:limit]
     )
 
 

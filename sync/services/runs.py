@@ -499,7 +499,7 @@ def _write(run: SyncRun, collected: Collected, tally: RunTally) -> None:
             _write_vanished(run, collected.vanished, tally)
     with transaction.atomic():
         _flag_suspected_stuck()
-        _check_in_from_readings(collected.plans)
+        _check_in_from_readings(collected.plans, chargers)
 
 
 def _write_batch(
@@ -551,51 +551,80 @@ def _write_batch(
 def _write_vanished(
     run: SyncRun, rows: list[TransactionSyncState], tally: RunTally
 ) -> None:
+    """Flag stored rows SteVe lost; open ones are closed where they stood.
+
+    One INSERT for the stop events and one UPDATE per kind of row, however many.
+    """
     now = timezone.now()
+    events = []
+    closed_fields: set[str] = set()
     for row in rows:
-        fields = (
-            plan_vanished(_stored_state(row))
-            if not row.is_finalized
-            else {"is_deleted_in_steve": True}
-        )
-        if not row.is_finalized:
-            SyncedTransactionEvent.objects.create(
-                transaction=row,
-                sync_run=run,
-                event_type=SyncedTransactionEvent.EventType.STOPPED,
-                meter_wh=row.meter_last_wh,
-                reading_at=fields["stopped_at"],
-                kwh_delta=Decimal("0.000"),
-                ocpp_id_tag=row.ocpp_id_tag,
-                synced_at=now,
+        if row.is_finalized:
+            row.is_deleted_in_steve = True
+        else:
+            fields = plan_vanished(_stored_state(row))
+            closed_fields.update(fields)
+            for name, value in fields.items():
+                setattr(row, name, value)
+            events.append(
+                SyncedTransactionEvent(
+                    transaction=row,
+                    sync_run=run,
+                    event_type=SyncedTransactionEvent.EventType.STOPPED,
+                    meter_wh=row.meter_last_wh,
+                    reading_at=row.stopped_at,
+                    kwh_delta=Decimal("0.000"),
+                    ocpp_id_tag=row.ocpp_id_tag,
+                    synced_at=now,
+                )
             )
-            tally.events += 1
-        TransactionSyncState.objects.filter(pk=row.pk).update(
-            last_synced_at=now, updated_at=now, **fields
-        )
-        tally.updated += 1
-        tally.changed_ids.append(row.pk)
+        row.last_synced_at = now
+        row.updated_at = now
+    closed = {event.transaction_id for event in events}
+    SyncedTransactionEvent.objects.bulk_create(events)
+    TransactionSyncState.objects.bulk_update(
+        [row for row in rows if row.pk in closed],
+        [*sorted(closed_fields), "last_synced_at", "updated_at"],
+    )
+    TransactionSyncState.objects.bulk_update(
+        [row for row in rows if row.pk not in closed],
+        ["is_deleted_in_steve", "last_synced_at", "updated_at"],
+    )
+    tally.events += len(events)
+    tally.updated += len(rows)
+    tally.changed_ids.extend(row.pk for row in rows)
 
 
 def _ensure_chargers(plans: list[TransactionPlan]) -> dict[tuple[str, int], int]:
-    """Create a charger for every connector seen for the first time; return ids."""
+    """Create a charger for every connector seen for the first time; return ids.
+
+    Usually every connector is known already, so one SELECT answers.
+    """
     keys = {(p.transaction.charge_box_id, p.transaction.connector_id) for p in plans}
     if not keys:
         return {}
+    boxes = {box for box, _ in keys}
+
+    def known() -> dict[tuple[str, int], int]:
+        return {
+            (box, connector): pk
+            for pk, box, connector in Charger.objects.filter(
+                charge_box_id__in=boxes
+            ).values_list("pk", "charge_box_id", "connector_id")
+        }
+
+    ids = known()
+    new = sorted(keys - ids.keys())
+    if not new:
+        return ids
     Charger.objects.bulk_create(
         [
             Charger(charge_box_id=box, connector_id=connector, friendly_name=box)
-            for box, connector in sorted(keys)
+            for box, connector in new
         ],
         ignore_conflicts=True,
     )
-    boxes = {box for box, _ in keys}
-    return {
-        (box, connector): pk
-        for pk, box, connector in Charger.objects.filter(
-            charge_box_id__in=boxes
-        ).values_list("pk", "charge_box_id", "connector_id")
-    }
+    return known()
 
 
 def _flag_suspected_stuck() -> None:
@@ -621,22 +650,39 @@ def _flag_suspected_stuck() -> None:
         )
 
 
-def _check_in_from_readings(plans: list[TransactionPlan]) -> None:
-    """A charger that sent meter values in the last hour has checked in."""
+def _check_in_from_readings(
+    plans: list[TransactionPlan], chargers: dict[tuple[str, int], int]
+) -> None:
+    """A charger that sent meter values in the last hour has checked in.
+
+    One UPDATE for all of them; a check-in is only ever moved forward, so a newer
+    one (from the heartbeat probe) is never overwritten.
+    """
     fresh_after = timezone.now() - timedelta(hours=1)
-    latest: dict[tuple[str, int], datetime] = {}
+    latest: dict[int, datetime] = {}
     for plan in plans:
         at = plan.latest_reading_at
-        if at is None or at < fresh_after:
-            continue
         key = (plan.transaction.charge_box_id, plan.transaction.connector_id)
-        latest[key] = max(at, latest.get(key, at))
-    for (box, connector), at in latest.items():
-        Charger.objects.filter(
-            Q(last_check_in_at__lt=at) | Q(last_check_in_at__isnull=True),
-            charge_box_id=box,
-            connector_id=connector,
-        ).update(last_check_in_at=at)
+        charger_id = chargers.get(key)
+        if at is None or at < fresh_after or charger_id is None:
+            continue
+        latest[charger_id] = max(at, latest.get(charger_id, at))
+    if not latest:
+        return
+    # Table and column names come from the model; the values are parameters.
+    meta = Charger._meta
+    pk, column = meta.pk.column, meta.get_field("last_check_in_at").column
+    values = ", ".join(["(%s, %s::timestamptz)"] * len(latest))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE "{meta.db_table}" AS c
+               SET "{column}" = v.at
+              FROM (VALUES {values}) AS v(id, at)
+             WHERE c."{pk}" = v.id AND (c."{column}" IS NULL OR c."{column}" < v.at)
+            """,
+            [param for item in latest.items() for param in item],
+        )
 
 
 def _chunks[T](items: Iterable[T], size: int) -> Iterator[list[T]]:

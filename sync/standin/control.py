@@ -34,22 +34,34 @@ class ControlError(Exception):
 
 
 class RequestCounter:
-    """Requests seen per path (query string excluded), for tests that check how
-    often a client called SteVe."""
+    """Requests seen per path (query string excluded), and connections that
+    carried SteVe API requests, for tests that check how a client calls SteVe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._api_connections = 0
 
     def count(self, path: str) -> None:
         """Record one request to ``path``."""
         with self._lock:
             self._counts[path] += 1
 
+    def count_api_connection(self) -> None:
+        """Record a connection's first SteVe API request."""
+        with self._lock:
+            self._api_connections += 1
+
+    def api_connections(self) -> int:
+        """Connections that carried SteVe API requests so far."""
+        with self._lock:
+            return self._api_connections
+
     def clear(self) -> None:
         """Forget every count."""
         with self._lock:
             self._counts.clear()
+            self._api_connections = 0
 
     def snapshot(self) -> dict[str, int]:
         """The counts so far."""
@@ -212,6 +224,7 @@ class Control:
         return {
             **self._fleet.snapshot(),
             "requests": self._counter.snapshot(),
+            "apiConnections": self._counter.api_connections(),
             "faults": self._faults.describe(),
         }
 

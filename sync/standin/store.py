@@ -44,6 +44,11 @@ class FleetStore:
         self.charge_boxes: dict[str, ChargeBoxRecord] = {}
         self.tags: dict[str, TagRecord] = {}
         self.transactions: dict[int, TransactionRecord] = {}
+        # An index of ``transactions`` by EVSE (SteVe's ``evse_pk`` index), so
+        # per-transaction reads do not scan every transaction.
+        self._evse_transactions: defaultdict[EvseKey, list[TransactionRecord]] = (
+            defaultdict(list)
+        )
         self.meter_values: defaultdict[EvseKey, list[MeterValue]] = defaultdict(list)
         self.reservations: dict[int, Reservation] = {}
         self.failed_stops: list[FailedStop] = []
@@ -100,9 +105,8 @@ class FleetStore:
         inserted blocked with SteVe's note; a duplicate (same EVSE, tag, start time
         and value) returns the existing row (CONTRACT §11).
         """
-        for existing in self.transactions.values():
-            if (existing.evse, existing.id_tag, existing.start_timestamp) == (
-                evse,
+        for existing in self._evse_transactions[evse]:
+            if (existing.id_tag, existing.start_timestamp) == (
                 id_tag,
                 start_timestamp,
             ) and existing.start_value == str(start_value):
@@ -123,6 +127,7 @@ class FleetStore:
             start_event_timestamp=event_timestamp,
         )
         self.transactions[record.pk] = record
+        self._evse_transactions[evse].append(record)
         return record
 
     def record_readings(
@@ -200,6 +205,7 @@ class FleetStore:
         record = self.transactions.pop(pk, None)
         if record is None:
             return False
+        self._evse_transactions[record.evse].remove(record)
         rows = self.meter_values[record.evse]
         rows[:] = [row for row in rows if row.transaction_pk != pk]
         return True
@@ -210,7 +216,20 @@ class FleetStore:
         self, query: TransactionQuery, now: datetime
     ) -> list[TransactionRow]:
         """``TransactionRepositoryImpl#getTransactions``: every match, pk DESC."""
-        rows = (self._row(record) for record in self.transactions.values())
+        # Narrow by primary key and by state first, as the database's indexes
+        # would; ``_matches`` still applies every condition.
+        records: Iterable[TransactionRecord] = (
+            [
+                self.transactions[pk]
+                for pk in set(query.transaction_pks)
+                if pk in self.transactions
+            ]
+            if query.transaction_pks
+            else self.transactions.values()
+        )
+        if query.type == "ACTIVE":
+            records = [record for record in records if record.is_active]
+        rows = (self._row(record) for record in records)
         matches = [row for row in rows if _matches(query, row, now)]
         return sorted(matches, key=lambda row: row.pk, reverse=True)
 
@@ -250,9 +269,8 @@ class FleetStore:
         """The transaction that started next on the same EVSE, if any."""
         later = [
             other
-            for other in self.transactions.values()
-            if other.evse == record.evse
-            and other.start_timestamp > record.start_timestamp
+            for other in self._evse_transactions[record.evse]
+            if other.start_timestamp > record.start_timestamp
         ]
         return min(later, key=lambda other: other.start_timestamp, default=None)
 

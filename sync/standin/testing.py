@@ -59,6 +59,7 @@ class StandinProcess:
         scenarios: bool = True,
         username: str = "polaris",
         password: str = "polaris",
+        startup_timeout: float = STARTUP_TIMEOUT_S,
     ) -> None:
         self.fleet_size = fleet_size
         self.seed = seed
@@ -67,6 +68,8 @@ class StandinProcess:
         self.scenarios = scenarios
         self.username = username
         self.password = password
+        # Seeding takes a while for big fleets, longer on a busy machine.
+        self.startup_timeout = startup_timeout
         self.base_url = ""
         self._resources = ExitStack()
         self._stderr: IO[str] | None = None
@@ -140,14 +143,17 @@ class StandinProcess:
     def _read_base_url(self, process: subprocess.Popen[str]) -> str:
         """Read the listening line, which tells the port the server bound."""
         stdout = process.stdout
-        ready = stdout and select.select([stdout], [], [], STARTUP_TIMEOUT_S)[0]
+        ready = stdout and select.select([stdout], [], [], self.startup_timeout)[0]
         line = stdout.readline() if stdout and ready else ""
         if not line.startswith(LISTENING_PREFIX):
-            raise StandinError(f"The stand-in did not start:\n{self._error_output()}")
+            within = "" if ready else f" within {self.startup_timeout:g} s"
+            raise StandinError(
+                f"The stand-in did not start{within}:\n{self._error_output()}"
+            )
         return line.removeprefix(LISTENING_PREFIX).strip()
 
     def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        deadline = time.monotonic() + self.startup_timeout
         while True:
             try:
                 if self._control("GET", "health").get("ok"):
@@ -167,7 +173,8 @@ class StandinProcess:
 
     def state(self) -> dict[str, Any]:
         """The whole simulation: chargeBoxes, tags, transactions, reservations,
-        pendingRemoteStarts, failedStops, scenarios, requests, faults."""
+        pendingRemoteStarts, failedStops, scenarios, requests, apiConnections,
+        faults."""
         return self._control("GET", "state")
 
     def reset(

@@ -42,8 +42,10 @@ def format_timestamp(moment: datetime) -> str:
     Always UTC, always ``Z`` and always exactly three millisecond digits: the
     database keeps microseconds but JSON output is cut to milliseconds.
     """
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds, as Joda does, and is much faster
+    # than strftime (detail responses format thousands of these).
+    iso = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    return iso.removesuffix("+00:00") + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import http.client
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -1043,3 +1044,44 @@ class RoutingTests:
         requests = steve.standin.state()["requests"]
 
         assert requests["/steve/api/v1/ocppTags"] == 2
+
+
+class KeepAliveTests:
+    """HTTP/1.1 persistent connections, as SteVe's servlet container offers them:
+    every response, errors included, is framed by Content-Length, so a client
+    can send the next request on the same connection."""
+
+    def test_one_connection_serves_successes_and_errors(self, steve: Steve) -> None:
+        pk = steve.transactions()[0]["id"]
+        base = urlsplit(steve.api_url)
+        auth = {"Authorization": _basic("polaris", "polaris")}
+        requests: list[tuple[str, str, dict[str, str], bytes | None, int]] = [
+            ("GET", f"/transactions/{pk}", auth, None, 200),
+            ("GET", "/transactions/999999", auth, None, 404),
+            ("GET", "/transactions/abc", auth, None, 400),
+            ("GET", "/chargeBoxes", auth, None, 404),
+            ("DELETE", "/transactions", auth, None, 405),
+            ("GET", "/transactions", {}, None, 403),
+            ("GET", "/transactions", {"Authorization": _basic("x", "y")}, None, 401),
+            ("POST", "/operations/RemoteStartTransaction", auth, b"{bad", 500),
+            ("PATCH", f"/transactions/{pk}/stop", auth, None, 200),
+            ("GET", f"/transactions/{pk}", auth, None, 200),
+        ]
+        connections = steve.standin.state()["apiConnections"]
+        connection = http.client.HTTPConnection(base.hostname, base.port, timeout=10)
+        try:
+            connection.connect()
+            sock = connection.sock
+            for method, path, headers, body, status in requests:
+                connection.request(method, base.path + path, body, headers)
+                response = connection.getresponse()
+                content = response.read()
+
+                assert response.status == status, (method, path, content)
+                assert response.version == 11
+                assert response.getheader("Content-Length") == str(len(content))
+                assert not response.will_close, (method, path)
+                assert connection.sock is sock, (method, path)
+        finally:
+            connection.close()
+        assert steve.standin.state()["apiConnections"] == connections + 1
