@@ -88,9 +88,12 @@ def daily_chart(days: list[tuple[date, Decimal]]) -> DailyChart:
     plot = HEIGHT - TOP - BOTTOM
     slot = WIDTH / max(len(days), 1)
     gap = min(slot * 0.2, 2.0)
+    width = round(max(slot - gap, 0.5), 2)
+    # Geometry in floats: a year is 365 bars, and Decimal division is slow.
+    scale = plot / float(max_kwh) if max_kwh > 0 else 0.0
     bars = []
     for index, (day, kwh) in enumerate(days):
-        height = float(kwh / max_kwh) * plot if max_kwh > 0 else 0.0
+        height = float(kwh) * scale
         if kwh > 0:
             height = max(height, 1.0)
         bars.append(
@@ -99,7 +102,7 @@ def daily_chart(days: list[tuple[date, Decimal]]) -> DailyChart:
                 kwh=kwh,
                 x=round(index * slot + gap / 2, 2),
                 y=round(HEIGHT - BOTTOM - height, 2),
-                width=round(max(slot - gap, 0.5), 2),
+                width=width,
                 height=round(height, 2),
             )
         )

@@ -6,7 +6,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from portal.billing import BillingAccount, billing_account
@@ -221,34 +221,34 @@ def charger_status(charger: Charger, now: datetime) -> str:
 
 def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     """Up to 50 visible chargers with `status` and `reserved_by_me`, and the counts
-    pill: available now (online) of all visible chargers."""
-    covering = Reservation.objects.covering(now).filter(charger=OuterRef("pk"))
-    chargers = visible_chargers(customer=customer).annotate(
-        in_use=Exists(
-            TransactionSyncState.objects.active().filter(
-                charge_box_id=OuterRef("charge_box_id"),
-                connector_id=OuterRef("connector_id"),
-            )
-        ),
-        reserved=Exists(covering),
-        reserved_by_me=Exists(covering.filter(user=customer)),
-    )
+    pill: available now (online) of all visible chargers.
+
+    A charger is in use while an active session is on it: the sync links every
+    session to the charger of its connector.
+    """
+    busy = TransactionSyncState.objects.active().values("charger_id")
+    held = Reservation.objects.covering(now)
+    visible = visible_chargers(customer=customer)
     rows = list(
-        chargers.order_by("friendly_name", "charge_box_id", "connector_id")[
-            :MAX_CHARGERS
-        ]
+        visible.annotate(
+            in_use=Exists(busy.filter(charger=OuterRef("pk"))),
+            reserved=Exists(held.filter(charger=OuterRef("pk"))),
+            reserved_by_me=Exists(held.filter(charger=OuterRef("pk"), user=customer)),
+        ).order_by("friendly_name", "charge_box_id", "connector_id")[:MAX_CHARGERS]
     )
     for charger in rows:
         charger.status = charger_status(charger, now)  # type: ignore[attr-defined]
-    total = visible_chargers(customer=customer).count()
-    if total <= MAX_CHARGERS:
-        available = sum(1 for c in rows if c.status == "online")  # type: ignore[attr-defined]
-    else:
-        # In WHERE, the NOT EXISTS conditions become anti-joins over every charger.
-        available = chargers.filter(
-            last_check_in_at__gte=now - OFFLINE_AFTER, in_use=False, reserved=False
-        ).count()
-    return ChargerList(rows=rows, available=available, total=total)
+    # NOT IN over the two small sets is one hashed lookup per charger.
+    counts = visible.aggregate(
+        total=Count("pk"),
+        available=Count(
+            "pk",
+            filter=Q(last_check_in_at__gte=now - OFFLINE_AFTER)
+            & ~Q(pk__in=busy.filter(charger__isnull=False))
+            & ~Q(pk__in=held.values("charger_id")),
+        ),
+    )
+    return ChargerList(rows=rows, **counts)
 
 
 def token_list(*, customer: AbstractBaseUser) -> list[ApiToken]:
