@@ -16,13 +16,12 @@ The beat is this process, not `celery beat`: it enqueues the same task with the 
 Redis (a demo, a parallel test run) would take the runs.
 
 The sync must not touch the seeded history. The stand-in numbers its transactions
-from 1, which would land on seeded rows, so its child process starts numbering above
-the database's highest SteVe pk (the stand-in has no option for that yet: we set
-`FleetStore._transaction_pks` before it serves). The sync also closes the seeded
+from 1, which would land on seeded rows, so it starts numbering above the database's
+highest SteVe pk (`--first-transaction-pk`). The sync also closes the seeded
 open sessions, which the stand-in does not know, as "deleted in SteVe"; so the load
 test snapshots every row a run may change and, at the end, deletes what the runs
 created (transactions above the pk, their events, runs, chargers) and restores the
-snapshot. Session counts and the daily energy rollup follow through their triggers.
+snapshot. Session counts and the energy rollups follow through their triggers.
 """
 
 import asyncio
@@ -291,34 +290,6 @@ def restore_footprint(footprint: Footprint) -> dict[str, int]:
 # Child processes
 
 
-# The stand-in numbers transactions from `first_pk` (argv[1]); the rest of argv is
-# `python -m sync.standin`'s.
-STANDIN_BOOT = """
-import itertools, sys
-from sync.standin import store
-first_pk = int(sys.argv[1])
-plain_init = store.FleetStore.__init__
-def init_from_first_pk(self):
-    plain_init(self)
-    self._transaction_pks = itertools.count(first_pk)
-store.FleetStore.__init__ = init_from_first_pk
-from sync.standin.__main__ import main
-main(sys.argv[2:])
-"""
-
-
-class OffsetStandin(StandinProcess):
-    """The stand-in, numbering its transactions from `first_pk`."""
-
-    def __init__(self, *, first_pk: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.first_pk = first_pk
-
-    def _command(self) -> list[str]:
-        plain = super()._command()  # python -m sync.standin OPTIONS…
-        return [sys.executable, "-c", STANDIN_BOOT, str(self.first_pk), *plain[3:]]
-
-
 class WebServer(ChildProcess):
     """uvicorn with `workers` processes on a free loopback port, no access log."""
 
@@ -369,7 +340,7 @@ class WebServer(ChildProcess):
 class Services:
     web: WebServer
     worker: CeleryWorker
-    standin: OffsetStandin
+    standin: StandinProcess
     channel_prefix: str
 
 
@@ -379,8 +350,8 @@ def services(options: LoadOptions, first_pk: int) -> Iterator[Services]:
     prefix = f"load-{uuid.uuid4().hex[:8]}-"
     with ExitStack() as stack:
         standin = stack.enter_context(
-            OffsetStandin(
-                first_pk=first_pk,
+            StandinProcess(
+                first_transaction_pk=first_pk,
                 fleet_size=options.fleet_size,
                 seed=options.seed,
                 live=True,

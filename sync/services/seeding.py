@@ -116,7 +116,9 @@ def seed_scale(
             _reset()
             phase("reset", began)
         ids = _next_ids()
-        batch = f"{int(now.timestamp()):x}"
+        # Sets this seed's users, chargers and tags apart from earlier seeds': user
+        # ids are never reused.
+        batch = f"{ids.user:08x}"
         began = time.monotonic()
         user_ids = _create_customers(ids, customers, batch)
         result.customers = len(user_ids)
@@ -546,43 +548,24 @@ class _Rollups:
         self.tag_hours[key] = self.tag_hours.get(key, 0) + wh
 
     def copy(self, cursor: Any, *, first_transaction: int) -> None:
-        def kwh(wh: int) -> str:
-            return f"{wh // 1000}.{wh % 1000:03d}"
-
-        # Appending to earlier data: merge into the buckets that already exist.
-        cursor.execute(
-            "CREATE TEMP TABLE seed_energy (bucket timestamptz, kwh numeric)"
-            " ON COMMIT DROP"
-        )
-        _copy_lines(
+        utc = _utc_cache()
+        _copy_or_merge(
             cursor,
-            "COPY seed_energy (bucket, kwh) FROM STDIN",
-            (
-                f"{_utc(quarter * 900)}\t{kwh(wh)}\n"
+            "energy_by_quarter_hour",
+            key=["bucket"],
+            lines=(
+                f"{utc(quarter * 900)}\t{_kwh(wh)}\n"
                 for quarter, wh in self.quarter_hours.items()
             ),
         )
-        cursor.execute(
-            "INSERT INTO energy_by_quarter_hour AS r (bucket, kwh)"
-            " SELECT bucket, kwh FROM seed_energy ON CONFLICT (bucket)"
-            " DO UPDATE SET kwh = r.kwh + EXCLUDED.kwh"
-        )
-        cursor.execute(
-            'CREATE TEMP TABLE seed_tag_energy ("ocppIdTag" text, hour timestamptz,'
-            " kwh numeric) ON COMMIT DROP"
-        )
-        _copy_lines(
+        _copy_or_merge(
             cursor,
-            'COPY seed_tag_energy ("ocppIdTag", hour, kwh) FROM STDIN',
-            (
-                f"{tag}\t{_utc(hour * 3600)}\t{kwh(wh)}\n"
+            "tag_energy_by_hour",
+            key=['"ocppIdTag"', "hour"],
+            lines=(
+                f"{tag}\t{utc(hour * 3600)}\t{_kwh(wh)}\n"
                 for (tag, hour), wh in self.tag_hours.items()
             ),
-        )
-        cursor.execute(
-            'INSERT INTO tag_energy_by_hour AS r ("ocppIdTag", hour, kwh)'
-            ' SELECT "ocppIdTag", hour, kwh FROM seed_tag_energy'
-            ' ON CONFLICT ("ocppIdTag", hour) DO UPDATE SET kwh = r.kwh + EXCLUDED.kwh'
         )
         # Each seeded transaction's lastReadingAt is its last event's readingAt.
         cursor.execute(
@@ -593,8 +576,43 @@ class _Rollups:
         )
 
 
-def _utc(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+def _copy_or_merge(
+    cursor: Any, table: str, *, key: list[str], lines: Iterator[str]
+) -> None:
+    """COPY rollup rows (key columns then kwh) into `table`: straight in when it is
+    empty, else through a temporary table, adding to the buckets already there."""
+    columns = ", ".join([*key, "kwh"])
+    cursor.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")
+    if cursor.fetchone()[0]:
+        _copy_lines(cursor, f"COPY {table} ({columns}) FROM STDIN", lines)
+        return
+    cursor.execute(
+        f"CREATE TEMP TABLE seed_rollup ON COMMIT DROP AS TABLE {table} WITH NO DATA"
+    )
+    _copy_lines(cursor, f"COPY seed_rollup ({columns}) FROM STDIN", lines)
+    cursor.execute(
+        f"INSERT INTO {table} AS r ({columns}) SELECT {columns} FROM seed_rollup"
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET kwh = r.kwh + EXCLUDED.kwh"
+    )
+    cursor.execute("DROP TABLE seed_rollup")
+
+
+def _kwh(wh: int) -> str:
+    return f"{wh // 1000}.{wh % 1000:03d}"
+
+
+def _utc_cache() -> Callable[[int], str]:
+    """Epoch seconds on a quarter hour → '2026-01-31 12:45:00+00', each once."""
+    seen: dict[int, str] = {}
+
+    def utc(ts: int) -> str:
+        text = seen.get(ts)
+        if text is None:
+            text = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+            seen[ts] = text
+        return text
+
+    return utc
 
 
 BULK_TABLES = ["transaction_sync_state", "synced_transaction_events"]

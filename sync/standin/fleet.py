@@ -59,9 +59,11 @@ class Fleet:
         seed: int = 1,
         scenarios: bool = True,
         start_delay: float = 3.0,
+        first_transaction_pk: int = 1,
     ) -> None:
         self._lock = threading.RLock()
         self._start_delay = start_delay
+        self._first_transaction_pk = first_transaction_pk
         self._simulation = self._seeded(fleet_size, seed, scenarios)
 
     def reset(self, *, fleet_size: int, seed: int, scenarios: bool) -> None:
@@ -72,7 +74,11 @@ class Fleet:
 
     def _seeded(self, fleet_size: int, seed: int, scenarios: bool) -> Simulation:
         seeded = seed_fleet(
-            fleet_size=fleet_size, seed=seed, scenarios=scenarios, now=utc_now()
+            fleet_size=fleet_size,
+            seed=seed,
+            scenarios=scenarios,
+            now=utc_now(),
+            first_transaction_pk=self._first_transaction_pk,
         )
         logger.info(
             "Seeded fleet: %s charge boxes, %s transactions (seed=%s)",

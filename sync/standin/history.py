@@ -95,11 +95,16 @@ class SeededFleet:
 
 
 def seed_fleet(
-    *, fleet_size: int, seed: int, scenarios: bool, now: datetime
+    *,
+    fleet_size: int,
+    seed: int,
+    scenarios: bool,
+    now: datetime,
+    first_transaction_pk: int = 1,
 ) -> SeededFleet:
     """Build the stations, tags and history for one reset of the stand-in."""
     rng = random.Random(seed)
-    store = FleetStore()
+    store = FleetStore(first_transaction_pk=first_transaction_pk)
     stations = _add_stations(store, rng, fleet_size, now)
     tags = _TagPools.create(store, fleet_size, now)
     plans = _regular_plans(rng, stations, tags, now)

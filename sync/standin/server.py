@@ -65,6 +65,7 @@ class StandinOptions:
     scenarios: bool = True
     live: bool = True
     start_delay: float = 3.0
+    first_transaction_pk: int = 1
 
     @classmethod
     def from_arguments(
@@ -81,6 +82,7 @@ class StandinOptions:
             scenarios=arguments["scenarios"],
             live=arguments["live"],
             start_delay=arguments["start_delay"],
+            first_transaction_pk=arguments["first_transaction_pk"],
         )
 
 
@@ -118,6 +120,13 @@ def add_arguments(parser: ArgumentParser) -> None:
         type=float,
         default=3.0,
         help="Seconds from an accepted RemoteStart to its start (default %(default)s).",
+    )
+    parser.add_argument(
+        "--first-transaction-pk",
+        type=int,
+        default=1,
+        help="Number transactions from here (default %(default)s), e.g. above the "
+        "pks a database already holds, so a sync against it adds rather than mixes.",
     )
     parser.add_argument(
         "--no-scenarios",
@@ -190,6 +199,7 @@ class StandinServer(ThreadingHTTPServer):
             seed=options.seed,
             scenarios=options.scenarios,
             start_delay=options.start_delay,
+            first_transaction_pk=options.first_transaction_pk,
         )
         self.faults = FaultBoard()
         self.counter = RequestCounter()

@@ -40,7 +40,7 @@ _LAST_N_DAYS = {"LAST_10": 10, "LAST_30": 30, "LAST_90": 90}
 class FleetStore:
     """The tables of CONTRACT §9 that the REST API reads, plus their queries."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, first_transaction_pk: int = 1) -> None:
         self.charge_boxes: dict[str, ChargeBoxRecord] = {}
         self.tags: dict[str, TagRecord] = {}
         self.transactions: dict[int, TransactionRecord] = {}
@@ -53,7 +53,7 @@ class FleetStore:
         self.reservations: dict[int, Reservation] = {}
         self.failed_stops: list[FailedStop] = []
         # AUTO_INCREMENT columns: pks are never reused, even after a delete.
-        self._transaction_pks = itertools.count(1)
+        self._transaction_pks = itertools.count(first_transaction_pk)
         self._reservation_pks = itertools.count(1)
 
     # -- writes by the OCPP server side ---------------------------------------------

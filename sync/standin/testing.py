@@ -60,8 +60,10 @@ class StandinProcess:
         username: str = "polaris",
         password: str = "polaris",
         startup_timeout: float = STARTUP_TIMEOUT_S,
+        first_transaction_pk: int = 1,
     ) -> None:
         self.fleet_size = fleet_size
+        self.first_transaction_pk = first_transaction_pk
         self.seed = seed
         self.live = live
         self.start_delay = start_delay
@@ -133,6 +135,7 @@ class StandinProcess:
             f"--start-delay={self.start_delay}",
             f"--username={self.username}",
             f"--password={self.password}",
+            f"--first-transaction-pk={self.first_transaction_pk}",
         ]
         if not self.live:
             command.append("--no-live")

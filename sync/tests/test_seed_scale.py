@@ -71,3 +71,18 @@ class SeedScaleTests(TestCase):
         with connection.cursor() as cursor:
             cursor.execute("SELECT SUM(kwh) FROM energy_by_quarter_hour")
             self.assertGreater(cursor.fetchone()[0], 0)
+
+
+class SeedScaleAppendTests(TestCase):
+    def test_a_second_seed_adds_to_the_rollups_of_the_first(self) -> None:
+        for _ in range(2):
+            call_command(
+                "seed_scale",
+                "--transactions=200",
+                "--events-per-transaction=4",
+                "--customers=10",
+                "--chargers=20",
+                stdout=StringIO(),
+            )
+        self.assertEqual(TransactionSyncState.objects.count(), 400)
+        assert_rollups_exact(self)

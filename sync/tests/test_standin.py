@@ -1085,3 +1085,18 @@ class KeepAliveTests:
         finally:
             connection.close()
         assert steve.standin.state()["apiConnections"] == connections + 1
+
+
+def test_it_numbers_transactions_from_the_first_pk_it_is_given() -> None:
+    with StandinProcess(fleet_size=2, seed=3, first_transaction_pk=5_000_001) as steve:
+        listed = Steve(steve).transactions()
+        seeded = sorted(item["id"] for item in listed)
+        assert seeded[0] == 5_000_001
+        assert seeded == list(range(5_000_001, 5_000_001 + len(seeded)))
+        free = next(
+            (box["chargeBoxId"], connector["connectorId"])
+            for box in steve.state()["chargeBoxes"]
+            for connector in box["connectors"]
+            if not connector.get("transactionPk")
+        )
+        assert steve.add_transaction(*free, "FIRSTPK") == seeded[-1] + 1
