@@ -50,11 +50,20 @@ def active_sessions(
 ) -> list[ActiveSession]:
     """The customer's sessions that are not finalized, newest first, with the
     estimated cost so far when a rate applies and the portal/API session to stop."""
-    sessions = (
+    sessions = list(
         TransactionSyncState.objects.active()
         .filter(ocpp_id_tag__in=tags)
         .select_related("charger")
         .order_by("-started_at")
+    )
+    if not sessions:
+        return []
+    api_sessions = dict(
+        ApiSession.objects.filter(
+            user=customer,
+            transaction__in=sessions,
+            status=ApiSession.Status.STARTED,
+        ).values_list("transaction_id", "pk")
     )
     result = []
     for session in sessions:
@@ -67,14 +76,7 @@ def active_sessions(
                 started_at=session.started_at,
                 ended_at=now,
             )
-        api_session_id = (
-            ApiSession.objects.filter(
-                user=customer, transaction=session, status=ApiSession.Status.STARTED
-            )
-            .values_list("pk", flat=True)
-            .first()
-        )
-        result.append(ActiveSession(session, cost, api_session_id))
+        result.append(ActiveSession(session, cost, api_sessions.get(session.pk)))
     return result
 
 
