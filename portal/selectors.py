@@ -6,6 +6,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
@@ -53,11 +54,12 @@ def active_sessions(
     sessions = list(
         TransactionSyncState.objects.active()
         .filter(ocpp_id_tag__in=tags)
-        .select_related("charger")
+        .select_related("charger__rate_assignment__rate")
         .order_by("-started_at")
     )
     if not sessions:
         return []
+    default_rate = Rate.objects.filter(is_default=True).first()
     api_sessions = dict(
         ApiSession.objects.filter(
             user=customer,
@@ -67,7 +69,7 @@ def active_sessions(
     )
     result = []
     for session in sessions:
-        rate = Rate.objects.for_charger(session.charge_box_id, session.connector_id)
+        rate = _assigned_rate(session) or default_rate
         cost = None
         if rate is not None:
             cost = session_cost(
@@ -78,6 +80,15 @@ def active_sessions(
             )
         result.append(ActiveSession(session, cost, api_sessions.get(session.pk)))
     return result
+
+
+def _assigned_rate(session: TransactionSyncState) -> Rate | None:
+    """The rate of the session's charger, as Rate.objects.for_charger finds it,
+    from the rows select_related already loaded."""
+    try:
+        return session.charger.rate_assignment.rate if session.charger else None
+    except ObjectDoesNotExist:
+        return None
 
 
 def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncState]:
@@ -163,18 +174,34 @@ class Usage:
 def usage(*, tags: list[str], period: Period, zone: ZoneInfo) -> Usage:
     """Energy of these tags in `period`, bucketed by the day (in `zone`) of each
     meter reading, so a session across midnight counts on both days."""
-    by_day = rollups.tag_energy_by_day(
+    by_day = energy_by_day(
         tags=tags, first_day=period.start, end_day=period.end, zone=zone
     )
+    return _usage(period, by_day)
+
+
+def energy_by_day(
+    *, tags: list[str], first_day: date, end_day: date, zone: ZoneInfo
+) -> dict[date, Decimal]:
+    """kWh of these tags per day (in `zone`) from `first_day` up to `end_day`."""
+    by_day = rollups.tag_energy_by_day(
+        tags=tags, first_day=first_day, end_day=end_day, zone=zone
+    )
     if by_day is None:
-        by_day = _energy_by_day_from_events(tags=tags, period=period, zone=zone)
+        by_day = _energy_by_day_from_events(
+            tags=tags, period=Period("", first_day, end_day), zone=zone
+        )
+    return by_day
+
+
+def _usage(period: Period, by_day: dict[date, Decimal]) -> Usage:
     days = []
     day = period.start
     while day < period.end:
         days.append((day, by_day.get(day, Decimal(0))))
         day += timedelta(days=1)
-    total = sum(by_day.values(), Decimal(0))
-    return Usage(period=period, total_kwh=total, chart=daily_chart(days))
+    total = sum(kwh for _, kwh in days)
+    return Usage(period=period, total_kwh=Decimal(total), chart=daily_chart(days))
 
 
 def _energy_by_day_from_events(
@@ -282,9 +309,17 @@ def usage_cards(
     anchor_day = account.anchor_day if account else 1
     today = now.astimezone(zone).date()
     period = billing_period(name=period_name, anchor_day=anchor_day, today=today)
-    chosen = usage(tags=tags, period=period, zone=zone)
-    plan_used = chosen.total_kwh
-    if account is not None and period_name != "current":
-        current = billing_period(name="current", anchor_day=anchor_day, today=today)
-        plan_used = usage(tags=tags, period=current, zone=zone).total_kwh
+    current = billing_period(name="current", anchor_day=anchor_day, today=today)
+    # One read covers the chosen period and, for the plan card, the current one.
+    by_day = energy_by_day(
+        tags=tags,
+        first_day=min(period.start, current.start),
+        end_day=max(period.end, current.end),
+        zone=zone,
+    )
+    chosen = _usage(period, by_day)
+    plan_used = sum(
+        (kwh for day, kwh in by_day.items() if current.start <= day < current.end),
+        Decimal(0),
+    )
     return UsageCards(usage=chosen, account=account, plan_used_kwh=plan_used)

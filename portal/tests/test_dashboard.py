@@ -11,7 +11,7 @@ from portal import selectors
 from portal.models import CustomerProfile, Reservation
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory, SubscriptionFactory
-from sessions_app.models import Rate
+from sessions_app.models import ChargerRate, Rate
 from sync.models import Charger, TransactionSyncState
 from sync.tests.factories import (
     ChargerFactory,
@@ -65,6 +65,26 @@ class DashboardTests(PortalTestCase):
         response = self.client.get("/")
         self.assertContains(response, "estimated")
         self.assertContains(response, "4.00 EUR")
+
+    def test_the_chargers_own_rate_beats_the_default(self) -> None:
+        Rate.objects.create(
+            name="Default",
+            currency="EUR",
+            energy_price=Decimal("0.40"),
+            is_default=True,
+        )
+        fast = Rate.objects.create(
+            name="Fast", currency="EUR", energy_price=Decimal("0.70")
+        )
+        ChargerRate.objects.create(charger=self.charger, rate=fast)
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            kwh_delivered=Decimal("10"),
+            started_at=timezone.now() - timedelta(minutes=20),
+        )
+        self.client.force_login(self.alice)
+        self.assertContains(self.client.get("/"), "7.00 EUR")
 
     def test_it_has_no_banner_without_an_active_session(self) -> None:
         self.client.force_login(self.alice)
