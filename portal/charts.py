@@ -22,14 +22,6 @@ class Bar:
     height: float
 
     @property
-    def label(self) -> str:
-        return f"{self.day:%b} {self.day.day}"
-
-    @property
-    def long_label(self) -> str:
-        return f"{self.day:%a, %b} {self.day.day}"
-
-    @property
     def kwh_text(self) -> str:
         return str(self.kwh.quantize(Decimal("0.01"), ROUND_HALF_UP))
 
@@ -61,11 +53,12 @@ class DailyChart:
 
     def bar_marks(self) -> SafeString:
         """The <rect> of every day with energy, each titled with its numbers."""
+        width = self.bars[0].width if self.bars else 0
         return mark_safe(
             "".join(
                 f'<rect class="chart__bar" x="{bar.x}" y="{bar.y}" '
-                f'width="{bar.width}" height="{bar.height}">'
-                f"<title>{bar.label}: {bar.kwh_text} kWh</title></rect>"
+                f'width="{width}" height="{bar.height}">'
+                f"<title>{bar.day:%b} {bar.day.day}: {bar.kwh_text} kWh</title></rect>"
                 for bar in self.bars
                 if bar.height
             )
@@ -75,7 +68,7 @@ class DailyChart:
         """One <tr> per day with energy: the chart's numbers for screen readers."""
         return mark_safe(
             "".join(
-                f'<tr><td>{bar.long_label}</td><td class="num tabular">'
+                f'<tr><td>{bar.day:%a, %b} {bar.day.day}</td><td class="num tabular">'
                 f"{bar.kwh_text}</td></tr>"
                 for bar in self.used_days
             )

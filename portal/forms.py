@@ -1,6 +1,8 @@
 """Forms of the portal."""
 
 from django import forms
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from portal.services import RESERVATION_MINUTES
 
@@ -11,6 +13,18 @@ class ReservationForm(forms.Form):
         coerce=int,
         initial=30,
     )
+
+
+# The <option>s of every charger card's reservation select (up to fifty a page),
+# rendered once rather than once per card.
+RESERVATION_MINUTE_OPTIONS = format_html_join(
+    "",
+    '<option value="{}"{}>{}</option>',
+    (
+        (value, mark_safe(" selected") if value == 30 else "", label)
+        for value, label in ReservationForm.base_fields["minutes"].choices
+    ),
+)
 
 
 class SwitchForm(forms.Form):

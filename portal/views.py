@@ -13,7 +13,12 @@ from django.views.decorators.http import require_POST
 from polaris import live
 from polaris.http import is_fragment_request
 from portal import access, selectors, services
-from portal.forms import ApiTokenForm, ReservationForm, SwitchForm
+from portal.forms import (
+    RESERVATION_MINUTE_OPTIONS,
+    ApiTokenForm,
+    ReservationForm,
+    SwitchForm,
+)
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charging import ApiSessionError, api_session_create, api_session_stop
 from sync.client import SteveClient
@@ -46,7 +51,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         recent=selectors.recent_sessions(tags=tags, now=now),
         reservation=selectors.next_reservation(customer=viewer.customer, now=now),
         chargers=selectors.charger_list(customer=viewer.customer, now=now),
-        reservation_form=ReservationForm(),
+        reservation_minute_options=RESERVATION_MINUTE_OPTIONS,
     )
     return access.render_portal(request, viewer, "portal/dashboard.html", context)
 
