@@ -29,7 +29,6 @@ import logging
 import random
 import re
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,7 +50,13 @@ from django.test import Client
 from django.utils import timezone
 
 from bench.report import percentile
-from polaris.testing import CeleryWorker, ChildProcess, child_environment, free_port
+from polaris.testing import (
+    CeleryWorker,
+    ChildProcess,
+    UvicornServer,
+    child_environment,
+    wait_for_other_connections_to_close,
+)
 from sync.models import (
     Charger,
     SyncedTransactionEvent,
@@ -290,55 +295,9 @@ def restore_footprint(footprint: Footprint) -> dict[str, int]:
 # Child processes
 
 
-class WebServer(ChildProcess):
-    """uvicorn with `workers` processes on a free loopback port, no access log."""
-
-    def __init__(self, *, workers: int, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "polaris.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            "--lifespan",
-            "off",
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "2",
-        ]
-        super().__init__(command, env)
-
-    def __enter__(self) -> "WebServer":
-        import urllib.error
-        import urllib.request
-
-        super().__enter__()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2)
-                return self
-            except (urllib.error.URLError, ConnectionError):
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"uvicorn exited:\n{self.log()[-3000:]}"
-                    ) from None
-                time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"uvicorn did not start:\n{self.log()[-3000:]}")
-
-
 @dataclass
 class Services:
-    web: WebServer
+    web: UvicornServer
     worker: CeleryWorker
     standin: StandinProcess
     channel_prefix: str
@@ -371,7 +330,12 @@ def services(options: LoadOptions, first_pk: int) -> Iterator[Services]:
         }
         worker = stack.enter_context(CeleryWorker(**env))
         web = stack.enter_context(
-            WebServer(workers=options.web_workers, env=child_environment(**env))
+            UvicornServer(
+                child_environment(**env),
+                workers=options.web_workers,
+                access_log=False,
+                startup_timeout=60,
+            )
         )
         yield Services(web=web, worker=worker, standin=standin, channel_prefix=prefix)
 
@@ -819,7 +783,7 @@ def run_load(
                 "celery_s": _cpu_seconds(_process(running.worker)),
             }
             _purge_queue(running.worker.queue)
-        _wait_for_other_connections_to_close()
+        wait_for_other_connections_to_close(timeout=10)
         sync = sync_summary(footprint.run_floor)
     finally:
         cleanup = restore_footprint(footprint)
@@ -855,21 +819,6 @@ def run_load(
         cpu=cpu,
         logs=logs,
     )
-
-
-def _wait_for_other_connections_to_close(timeout: float = 10) -> None:
-    # Postgres ends a stopped child's backend asynchronously; restoring the
-    # snapshot (and a test's flush) should not race a sync run's last writes.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-        time.sleep(0.1)
 
 
 def _process(child: ChildProcess) -> psutil.Process:

@@ -9,19 +9,18 @@ parallel runs never see each other's live events.
 import os
 import shutil
 import signal
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connection
 from django.test import override_settings
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from polaris.testing import ChildProcess, child_environment, free_port
+from polaris.testing import (
+    UvicornServer,
+    child_environment,
+    wait_for_other_connections_to_close,
+)
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -34,12 +33,10 @@ CHROMIUM_ARGS = [
 LIVE_CHANNEL_PREFIX = f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}-"
 
 
-class LiveServer(ChildProcess):
-    """uvicorn serving polaris.asgi on a free loopback port."""
+class LiveServer(UvicornServer):
+    """uvicorn on the test settings and this test process's live-channel prefix."""
 
     def __init__(self, **env_overrides: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         env = child_environment(
             # The test settings: same hasher as the test process, so users created
             # there can sign in here.
@@ -47,57 +44,11 @@ class LiveServer(ChildProcess):
             LIVE_CHANNEL_PREFIX=LIVE_CHANNEL_PREFIX,
             **env_overrides,
         )
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "polaris.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--lifespan",
-            "off",
-            "--timeout-graceful-shutdown",
-            "2",
-        ]
-        super().__init__(command, env)
-
-    def __enter__(self) -> "LiveServer":
-        super().__enter__()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2)
-                return self
-            except (urllib.error.URLError, ConnectionError):
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"uvicorn exited:\n{self.log()[-3000:]}"
-                    ) from None
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"uvicorn did not start:\n{self.log()[-3000:]}")
+        super().__init__(env)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         super().stop(sig)
-        _wait_for_other_connections_to_close()
-
-
-def _wait_for_other_connections_to_close(timeout: float = 5) -> None:
-    # Postgres ends a dead client's backend asynchronously; the test database can
-    # only be dropped (or flushed without waiting on locks) once it is gone.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-        time.sleep(0.05)
+        wait_for_other_connections_to_close()
 
 
 @contextmanager

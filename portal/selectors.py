@@ -171,25 +171,18 @@ class Usage:
     chart: DailyChart
 
 
-def usage(*, tags: list[str], period: Period, zone: ZoneInfo) -> Usage:
-    """Energy of these tags in `period`, bucketed by the day (in `zone`) of each
-    meter reading, so a session across midnight counts on both days."""
-    by_day = energy_by_day(
-        tags=tags, first_day=period.start, end_day=period.end, zone=zone
-    )
-    return _usage(period, by_day)
-
-
 def energy_by_day(
     *, tags: list[str], first_day: date, end_day: date, zone: ZoneInfo
 ) -> dict[date, Decimal]:
-    """kWh of these tags per day (in `zone`) from `first_day` up to `end_day`."""
+    """kWh of these tags per day in `zone`, from `first_day` up to `end_day`,
+    bucketed by the day of each meter reading, so a session across midnight counts
+    on both days."""
     by_day = rollups.tag_energy_by_day(
         tags=tags, first_day=first_day, end_day=end_day, zone=zone
     )
     if by_day is None:
         by_day = _energy_by_day_from_events(
-            tags=tags, period=Period("", first_day, end_day), zone=zone
+            tags=tags, first_day=first_day, end_day=end_day, zone=zone
         )
     return by_day
 
@@ -205,10 +198,10 @@ def _usage(period: Period, by_day: dict[date, Decimal]) -> Usage:
 
 
 def _energy_by_day_from_events(
-    *, tags: list[str], period: Period, zone: ZoneInfo
+    *, tags: list[str], first_day: date, end_day: date, zone: ZoneInfo
 ) -> dict[date, Decimal]:
-    start = datetime.combine(period.start, time.min, tzinfo=zone).astimezone(UTC)
-    end = datetime.combine(period.end, time.min, tzinfo=zone).astimezone(UTC)
+    start = datetime.combine(first_day, time.min, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(end_day, time.min, tzinfo=zone).astimezone(UTC)
     rows = (
         SyncedTransactionEvent.objects.filter(
             ocpp_id_tag__in=tags, reading_at__gte=start, reading_at__lt=end

@@ -303,10 +303,13 @@ class UsageByZoneTests(PortalTestCase):
             )
 
     def per_day(self, zone_name: str) -> dict[date, Decimal]:
-        zone = ZoneInfo(zone_name)
-        period = selectors.Period("current", date(2026, 3, 1), date(2026, 4, 1))
-        chart = selectors.usage(tags=self.tags, period=period, zone=zone).chart
-        return {bar.day: bar.kwh for bar in chart.bars if bar.kwh}
+        by_day = selectors.energy_by_day(
+            tags=self.tags,
+            first_day=date(2026, 3, 1),
+            end_day=date(2026, 4, 1),
+            zone=ZoneInfo(zone_name),
+        )
+        return {day: kwh for day, kwh in by_day.items() if kwh}
 
     def test_whole_hour_zones_read_the_rollup(self) -> None:
         self.assertEqual(self.per_day("UTC"), {date(2026, 3, 10): Decimal("7.000")})
