@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
 from sessions_app.forms import SessionFilters
@@ -57,15 +57,18 @@ def session_stats(*, now: datetime) -> SessionStats:
     midnight = timezone.localtime(now).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
-    kwh_7d, sessions_7d = rollups.energy_window(after=now - timedelta(days=7))
-    today = rollups.sessions_updated_between(midnight, None, states=[True, False])
+    totals = rollups.fleet_totals(
+        energy_after=now - timedelta(days=7), updated_from=midnight
+    )
+    today = totals.sessions_updated_since
     if today is None:
         today = TransactionSyncState.objects.filter(updated_at__gte=midnight).count()
+    kwh_7d, sessions_7d = totals.kwh_since, totals.sessions_with_energy_since
     average = (kwh_7d / sessions_7d).quantize(Decimal("0.01")) if sessions_7d else None
     return SessionStats(
         sessions_today=today,
         kwh_7d=kwh_7d,
-        active_now=session_count(filters=SessionFilters(status="active")),
+        active_now=totals.active,
         avg_kwh_7d=average,
     )
 
@@ -243,19 +246,25 @@ class SyncFreshness:
 
 def sync_freshness(*, now: datetime) -> SyncFreshness:
     """Staleness threshold (three sync intervals) and the latest runs that matter."""
-    latest_good = SyncRun.objects.latest_succeeded(SyncRun.Kind.TRANSACTIONS)
+    transactions = SyncRun.Kind.TRANSACTIONS
+    # One query: the last run that changed something carries when the latest
+    # successful transactions run finished.
     last_change = (
-        SyncRun.objects.filter(
-            kind__in=[SyncRun.Kind.TRANSACTIONS, SyncRun.Kind.TRANSACTION,
-                      SyncRun.Kind.BACKFILL],
-            finished_at__isnull=False,
+        SyncRun.objects.that_changed_sessions()
+        .annotate(
+            confirmed_at=Subquery(
+                SyncRun.objects.succeeded(transactions).values("finished_at")[:1]
+            )
         )
-        .filter(Q(created_count__gt=0) | Q(updated_count__gt=0))
-        .order_by("-finished_at")
         .first()
-    )  # fmt: skip
+    )
+    if last_change is not None:
+        confirmed_at = last_change.confirmed_at
+    else:
+        latest_good = SyncRun.objects.latest_succeeded(transactions)
+        confirmed_at = latest_good.finished_at if latest_good else None
     return SyncFreshness(
-        confirmed_at=latest_good.finished_at if latest_good else None,
+        confirmed_at=confirmed_at,
         stale_before=now - timedelta(seconds=3 * settings.SYNC_INTERVAL_SECONDS),
         last_change=last_change,
     )

@@ -19,12 +19,29 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         """Runs that have started and not finished."""
         return self.filter(status=SyncRun.Status.RUNNING)
 
+    def succeeded(self, kind: str) -> "SyncRunQuerySet":
+        """Successful runs of `kind`, most recently finished first."""
+        return self.filter(kind=kind, status=SyncRun.Status.SUCCEEDED).order_by(
+            "-finished_at"
+        )
+
     def latest_succeeded(self, kind: str) -> "SyncRun | None":
         """The most recently finished successful run of `kind`, or None."""
+        return self.succeeded(kind).first()
+
+    def that_changed_sessions(self) -> "SyncRunQuerySet":
+        """Finished runs that created or updated a session, newest first."""
         return (
-            self.filter(kind=kind, status=SyncRun.Status.SUCCEEDED)
+            self.filter(
+                kind__in=[
+                    SyncRun.Kind.TRANSACTIONS,
+                    SyncRun.Kind.TRANSACTION,
+                    SyncRun.Kind.BACKFILL,
+                ],
+                finished_at__isnull=False,
+            )
+            .filter(Q(created_count__gt=0) | Q(updated_count__gt=0))
             .order_by("-finished_at")
-            .first()
         )
 
 

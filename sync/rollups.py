@@ -4,6 +4,7 @@ Buckets are counted from 2000-01-01 UTC (date_bin's origin in the triggers), so 
 quarter hour or an hour here is the same interval PostgreSQL summed into.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -24,14 +25,25 @@ def next_boundary(moment: datetime, step: timedelta) -> datetime:
     return ORIGIN + -((ORIGIN - moment) // step) * step
 
 
-def energy_window(*, after: datetime) -> tuple[Decimal, int]:
-    """kWh of the events read after `after`, and how many transactions they belong to.
+@dataclass(frozen=True, slots=True)
+class FleetTotals:
+    kwh_since: Decimal
+    sessions_with_energy_since: int
+    sessions_updated_since: int | None
+    active: int
 
-    Whole quarter hours come from energy_by_quarter_hour; only the events of the
-    partial quarter hour that `after` falls in are read (through the readingAt
-    index that includes kwhDelta).
+
+def fleet_totals(*, energy_after: datetime, updated_from: datetime) -> FleetTotals:
+    """The stat strip's numbers in one round trip.
+
+    kWh of the events read after `energy_after` and how many transactions they
+    belong to: whole quarter hours come from energy_by_quarter_hour, only the events
+    of the partial quarter hour `energy_after` falls in are read (through the
+    readingAt index that includes kwhDelta). Sessions with updatedAt from
+    `updated_from` (None when that is not on a quarter hour: the caller counts rows),
+    and active sessions, from the session count rollups.
     """
-    first_whole = next_boundary(after, QUARTER_HOUR)
+    first_whole = next_boundary(energy_after, QUARTER_HOUR)
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -40,12 +52,23 @@ def energy_window(*, after: datetime) -> tuple[Decimal, int]:
                  + (SELECT COALESCE(SUM("kwhDelta"), 0) FROM synced_transaction_events
                      WHERE "readingAt" > %(after)s AND "readingAt" < %(whole)s),
                    (SELECT count(*) FROM session_last_readings
-                     WHERE "lastReadingAt" > %(after)s)
+                     WHERE "lastReadingAt" > %(after)s),
+                   (SELECT COALESCE(SUM(sessions), 0)
+                      FROM session_counts_by_quarter_hour WHERE bucket >= %(updated)s),
+                   (SELECT COALESCE(SUM(sessions), 0) FROM session_counts
+                     WHERE NOT "isFinalized")
             """,
-            {"whole": first_whole, "after": after},
+            {"whole": first_whole, "after": energy_after, "updated": updated_from},
         )
-        kwh, sessions = cursor.fetchone()
-    return Decimal(kwh), sessions
+        kwh, with_energy, updated, active = cursor.fetchone()
+    return FleetTotals(
+        kwh_since=Decimal(kwh),
+        sessions_with_energy_since=with_energy,
+        sessions_updated_since=(
+            int(updated) if on_boundary(updated_from, QUARTER_HOUR) else None
+        ),
+        active=int(active),
+    )
 
 
 def sessions_updated_between(
