@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum, Window
 from django.db.models.functions import TruncDate
 
 from portal.billing import BillingAccount, billing_account
@@ -248,29 +248,36 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     A charger is in use while an active session is on it: the sync links every
     session to the charger of its connector.
     """
-    busy = TransactionSyncState.objects.active().values("charger_id")
-    held = Reservation.objects.covering(now)
-    visible = visible_chargers(customer=customer)
+    busy = TransactionSyncState.objects.active().filter(charger=OuterRef("pk"))
+    held = Reservation.objects.covering(now).filter(charger=OuterRef("pk"))
+    online = Q(last_check_in_at__gte=now - OFFLINE_AFTER)
     rows = list(
-        visible.annotate(
-            in_use=Exists(busy.filter(charger=OuterRef("pk"))),
-            reserved=Exists(held.filter(charger=OuterRef("pk"))),
-            reserved_by_me=Exists(held.filter(charger=OuterRef("pk"), user=customer)),
-        ).order_by("friendly_name", "charge_box_id", "connector_id")[:MAX_CHARGERS]
+        visible_chargers(customer=customer)
+        .annotate(
+            in_use=Exists(busy),
+            reserved=Exists(held),
+            reserved_by_me=Exists(held.filter(user=customer)),
+        )
+        # The counts pill covers every visible charger, not only the 50 shown:
+        # window counts are taken before the LIMIT, in the same query.
+        .annotate(
+            visible_count=Window(Count("pk")),
+            available_count=Window(
+                Count("pk", filter=online & Q(in_use=False, reserved=False))
+            ),
+        )
+        .order_by("friendly_name", "charge_box_id", "connector_id")[:MAX_CHARGERS]
     )
     for charger in rows:
         charger.status = charger_status(charger, now)  # type: ignore[attr-defined]
-    # NOT IN over the two small sets is one hashed lookup per charger.
-    counts = visible.aggregate(
-        total=Count("pk"),
-        available=Count(
-            "pk",
-            filter=Q(last_check_in_at__gte=now - OFFLINE_AFTER)
-            & ~Q(pk__in=busy.filter(charger__isnull=False))
-            & ~Q(pk__in=held.values("charger_id")),
-        ),
+    if not rows:
+        return ChargerList(rows=[], available=0, total=0)
+    first = rows[0]
+    return ChargerList(
+        rows=rows,
+        available=first.available_count,  # type: ignore[attr-defined]
+        total=first.visible_count,  # type: ignore[attr-defined]
     )
-    return ChargerList(rows=rows, **counts)
 
 
 def token_list(*, customer: AbstractBaseUser) -> list[ApiToken]:
