@@ -135,7 +135,9 @@ def seed_scale(
             phase(f"chargers ({len(charger_keys)}) and tags ({len(tags)})", began)
 
             began = time.monotonic()
-            runs = _copy_sync_runs(cursor, ids, now)
+            runs = _copy_sync_runs(
+                cursor, ids, now, transactions, events_per_transaction
+            )
             result.sync_runs = len(runs)
             phase(f"sync runs ({len(runs)})", began)
 
@@ -335,15 +337,21 @@ def _heavy_tags(tags: list[tuple[str, int | None]], user_ids: list[int]) -> list
     return [tag for tag, user in tags if user in heavy_users]
 
 
-def _copy_sync_runs(cursor: Any, ids: _Ids, now: datetime) -> list[int]:
-    """One transactions run per hour over the history (the beat's shape)."""
+def _copy_sync_runs(
+    cursor: Any, ids: _Ids, now: datetime, transactions: int, per_tx: int
+) -> list[int]:
+    """One transactions run per hour over the history (the beat's shape), each
+    having created that hour's share of the transactions and updated the sessions
+    that were still charging."""
     hours = HISTORY_DAYS * 24 + 1
     first = now - timedelta(hours=hours)
+    created = transactions // hours
+    updated = min(ACTIVE_SESSIONS, transactions)
     lines = (
         f"{ids.run + n}\ttransactions\tbeat\t"
         f"{(first + timedelta(hours=n)).isoformat()}\t"
         f"{(first + timedelta(hours=n, seconds=2)).isoformat()}\tsucceeded\t"
-        f"0\t0\t0\t0\t0\t\n"
+        f"{created + updated}\t{created}\t{updated}\t{created * per_tx}\t0\t\n"
         for n in range(hours)
     )
     _copy_lines(
