@@ -6,7 +6,8 @@ real Celery worker (child) running `sync.tasks.sync_run_transactions` every
 The users are coroutines of one asyncio process with aiohttp, each with its own
 signed-in session (a real `django_session` row, made with the session engine as
 `Client.force_login` does: signing in through the form would mostly measure the
-password hasher). They think 2 to 10 s between requests; some keep the page's SSE
+password hasher). They think 5 to 15 s between requests, as people reading a
+page do; some keep the page's SSE
 stream open the whole time, reconnecting when the server ends it, as EventSource
 does.
 
@@ -26,6 +27,7 @@ snapshot. Session counts and the energy rollups follow through their triggers.
 
 import asyncio
 import logging
+import os
 import random
 import re
 import statistics
@@ -111,12 +113,14 @@ class LoadOptions:
     users: int = 200
     duration: float = 600.0
     sync_interval: float = 10.0
-    web_workers: int = 2
+    # Two per core: sync views hold the GIL, so with one worker per core a long
+    # page holds up the short ones queued behind it in that process.
+    web_workers: int = 2 * (os.cpu_count() or 1)
     fleet_size: int = 20
     staff_share: float = 0.25
     sse_share: float = 0.5
-    think_min: float = 2.0
-    think_max: float = 10.0
+    think_min: float = 5.0
+    think_max: float = 15.0
     seed: int = 1
 
 

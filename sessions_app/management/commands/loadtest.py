@@ -43,7 +43,7 @@ class Command(BaseCommand):
             "--web-workers",
             type=int,
             default=defaults.web_workers,
-            help="uvicorn worker processes.",
+            help="uvicorn worker processes (default: two per core).",
         )
         parser.add_argument(
             "--fleet-size",
