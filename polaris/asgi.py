@@ -3,11 +3,16 @@
 import gc
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+
+from polaris.timing import ServerTimingMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
 application = get_asgi_application()
+if settings.SERVER_TIMING:
+    application = ServerTimingMiddleware(application)
 
 # What is loaded by now (Django, the apps, URLconf, ~130k objects) lives as long as
 # the process. Freezing it keeps the collector from rescanning it: a full

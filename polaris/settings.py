@@ -45,6 +45,9 @@ def _local_secret_key() -> str:
 
 # Core
 DEBUG = env_bool("DEBUG", False)
+# Server-Timing on every response (polaris/timing.py): off by default, as it tells
+# anyone how long the server worked; the load test turns it on.
+SERVER_TIMING = env_bool("SERVER_TIMING", False)
 SECRET_KEY = env_secret("SECRET_KEY") or (_local_secret_key() if LOCAL_MODE else None)
 if not SECRET_KEY:
     raise ImproperlyConfigured(

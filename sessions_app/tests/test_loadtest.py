@@ -17,6 +17,8 @@ KIND_FIELDS = {
     "errors",
     "p50_ms",
     "p95_ms",
+    "server_p50_ms",
+    "server_p95_ms",
     "bench_case",
     "bench_p95_ms",
     "limit_ms",
@@ -59,6 +61,10 @@ class LoadtestCommandTests(TransactionTestCase):
         unfiltered = kinds["sessions: unfiltered"]
         self.assertEqual(unfiltered["bench_p95_ms"], 1000.0)
         self.assertEqual(unfiltered["limit_ms"], 2000.0)
+        # The pages reported their own time, which cannot exceed what the client saw.
+        self.assertIsNotNone(unfiltered["server_p95_ms"])
+        self.assertLessEqual(unfiltered["server_p50_ms"], unfiltered["p50_ms"])
+        self.assertIs(unfiltered["within_limit"], True)
         self.assertGreater(kinds["SSE: connect"]["requests"], 0)
         self.assertGreater(document["sync"]["runs"], 0)
         self.assertGreater(document["sse"]["holders"], 0)

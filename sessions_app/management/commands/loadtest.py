@@ -123,6 +123,8 @@ class Command(BaseCommand):
         if problems:
             raise CommandError("; ".join(problems))
         if slow:
-            self.stdout.write(self.style.WARNING(f"p95 above twice the bench: {slow}"))
+            self.stdout.write(
+                self.style.WARNING(f"server p95 above twice the bench: {slow}")
+            )
         else:
             self.stdout.write(self.style.SUCCESS("No errors, connections to spare."))
