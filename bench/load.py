@@ -51,7 +51,7 @@ from django.db.models import Max, Q
 from django.test import Client
 from django.utils import timezone
 
-from bench.report import percentile
+from bench.report import cell, percentile, text_table, verdict
 from polaris.testing import (
     CeleryWorker,
     ChildProcess,
@@ -712,36 +712,24 @@ def table(reports: list[KindReport]) -> str:
         "2x",
         "ok",
     ]
-    rows = [header]
-    for r in reports:
-        rows.append(
+    return text_table(
+        header,
+        [
             [
                 r.name,
                 str(r.requests),
                 str(r.errors),
-                _cell(r.p50_ms),
-                _cell(r.p95_ms),
-                _cell(r.server_p50_ms),
-                _cell(r.server_p95_ms),
-                _cell(r.bench_p95_ms),
-                _cell(r.limit_ms),
-                {True: "yes", False: "NO", None: "-"}[r.within_limit],
+                cell(r.p50_ms),
+                cell(r.p95_ms),
+                cell(r.server_p50_ms),
+                cell(r.server_p95_ms),
+                cell(r.bench_p95_ms),
+                cell(r.limit_ms),
+                verdict(r.within_limit),
             ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def _cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+            for r in reports
+        ],
+    )
 
 
 def sync_summary(run_floor: int) -> dict[str, Any]:

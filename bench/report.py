@@ -49,24 +49,32 @@ def make_case(
 
 def table(cases: list[Case]) -> str:
     header = ["case", "p50 ms", "p95 ms", "admin p95", "ratio", "target", "met"]
-    rows = [header]
-    for case in cases:
-        rows.append(
+    return text_table(
+        header,
+        [
             [
                 case.name,
-                _cell(case.p50_ms),
-                _cell(case.p95_ms),
-                _cell(case.baseline_p95_ms),
-                _cell(case.ratio, suffix="x"),
-                _cell(case.target_p95_ms),
-                {True: "yes", False: "NO", None: "-"}[case.meets_target],
+                cell(case.p50_ms),
+                cell(case.p95_ms),
+                cell(case.baseline_p95_ms),
+                cell(case.ratio, suffix="x"),
+                cell(case.target_p95_ms),
+                verdict(case.meets_target),
             ]
-        )
+            for case in cases
+        ],
+    )
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, the first left-aligned, the rest
+    right-aligned, with a rule under the header."""
+    rows = [header, *rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            text.ljust(width) if i == 0 else text.rjust(width)
+            for i, (text, width) in enumerate(zip(row, widths, strict=True))
         )
         for row in rows
     ]
@@ -74,8 +82,12 @@ def table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: float | None, suffix: str = "") -> str:
+def cell(value: float | None, suffix: str = "") -> str:
     return "-" if value is None else f"{value:g}{suffix}"
+
+
+def verdict(met: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "-"}[met]
 
 
 def write_json(path: Path, scale: dict[str, Any], cases: list[Case]) -> None:

