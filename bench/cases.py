@@ -1,11 +1,13 @@
 """The benchmark cases: what each measures and how.
 
-Server time is measured in-process: each request goes through Django's test
-`Client` (the full middleware stack, URL resolving, the view, its queries and
-template rendering) and is timed with `perf_counter`. That is the server's own
-work without socket and uvicorn noise, and it lets the Django admin baseline run
-the exact same way in the same process against the same database. The SSE case
-is the exception: it needs uvicorn, so it starts one as a child process.
+Server time is measured in-process: each request is handed to the production ASGI
+handler as uvicorn would hand it (bench/asgi.py): the hop to the worker thread,
+a database connection from the pool, the full middleware stack, URL resolving,
+the view, its queries and template rendering, timed with `perf_counter`. That is
+the server's own work without socket noise, the same span the load test reads
+from `Server-Timing`, and it lets the Django admin baseline run the exact same
+way in the same process against the same database. The SSE case is the
+exception: it needs uvicorn, so it starts one as a child process.
 """
 
 import time
@@ -20,7 +22,9 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from bench.asgi import AsgiClient
 from bench.report import Case, make_case
+from polaris.handlers import SyncStackASGIHandler
 from sessions_app import selectors
 from sessions_app.api_auth import api_token_create
 from sessions_app.forms import SessionFilters
@@ -82,14 +86,11 @@ def timed(call: Sample, settings: Settings) -> list[float]:
     return samples
 
 
-def get_ok(client: Client, url: str, **headers: str) -> Sample:
+def get_ok(client: AsgiClient, url: str, **headers: str) -> Sample:
     def call() -> None:
-        # secure=True: settings may redirect plain http to https outside local mode.
-        response = client.get(url, headers=headers, secure=True)
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {url} answered {response.status_code}")
-        if hasattr(response, "streaming_content"):
-            b"".join(response.streaming_content)
+        status = client.get(url, **headers).status
+        if status != 200:
+            raise RuntimeError(f"GET {url} answered {status}")
 
     return call
 
@@ -147,8 +148,8 @@ def prepare(now: Any) -> Fixture:
 def console_cases(fixture: Fixture, settings: Settings) -> list[Case]:
     """Charging Sessions cases beside the stock admin changelist, detail, stats,
     portal dashboard and the API list."""
-    staff = Client()
-    staff.force_login(fixture.staff)
+    handler = SyncStackASGIHandler()
+    staff = AsgiClient.signed_in(handler, fixture.staff)
     month_from, month_to = fixture.month
     month = f"{month_from[:4]}", f"{int(month_from[5:7])}"
     page10 = (
@@ -196,7 +197,7 @@ def console_cases(fixture: Fixture, settings: Settings) -> list[Case]:
         ),
     ]
     cases = []
-    # The test Client's requests name the host "testserver".
+    # bench/asgi.py's requests name the host "testserver", as the test Client's do.
     hosts = [*django_settings.ALLOWED_HOSTS, "testserver"]
     with override_settings(ROOT_URLCONF="bench.admin_baseline", ALLOWED_HOSTS=hosts):
         for name, url, baseline_url, target, headers in pairs:
@@ -210,8 +211,7 @@ def console_cases(fixture: Fixture, settings: Settings) -> list[Case]:
                 target_ms=TARGET_STATS_MS,
             )
         )
-        customer = Client()
-        customer.force_login(fixture.customer)
+        customer = AsgiClient.signed_in(handler, fixture.customer)
         for period in ("current", "year"):
             cases.append(
                 make_case(
@@ -220,7 +220,7 @@ def console_cases(fixture: Fixture, settings: Settings) -> list[Case]:
                     target_ms=TARGET_DASHBOARD_MS,
                 )
             )
-        api = Client()
+        api = AsgiClient(handler)
         cases.append(
             make_case(
                 "GET /api/v1/sessions",

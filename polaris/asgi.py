@@ -3,14 +3,17 @@
 import gc
 import os
 
+import django
 from django.conf import settings
-from django.core.asgi import get_asgi_application
 
+from polaris.handlers import SyncStackASGIHandler
 from polaris.timing import ServerTimingMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
-application = get_asgi_application()
+# What get_asgi_application() does, with our handler (polaris/handlers.py).
+django.setup(set_prefix=False)
+application = SyncStackASGIHandler()
 if settings.SERVER_TIMING:
     application = ServerTimingMiddleware(application)
 

@@ -1,0 +1,25 @@
+"""The ASGI handler uvicorn runs: Django's, with a synchronous middleware stack."""
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpRequest, HttpResponseBase
+
+
+class SyncStackASGIHandler(ASGIHandler):
+    """Django's ASGI handler, running the middleware stack and the view in one thread.
+
+    Our views are synchronous, and so is most of Django's middleware (the
+    MiddlewareMixin kind). On the async stack Django runs each such middleware's
+    process_request and process_response through its own sync_to_async: about
+    seventeen hops between the event loop and a worker thread per request, each one
+    a chance for the request to wait behind others' work. Here the whole stack runs
+    as under WSGI, in a single hop; the loop still reads requests and writes
+    responses, so streaming responses (the SSE channels) stay asynchronous. Async
+    views still work: Django's sync stack calls them through async_to_sync.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
