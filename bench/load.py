@@ -568,7 +568,8 @@ async def drive(
                 lambda: sync_run_transactions.apply_async(queue=queue, expires=expires),
             )
             recorder.sync_enqueued += 1
-            await asyncio.sleep(options.sync_interval)
+            # An interval longer than what is left of the run must not outlast it.
+            await asyncio.sleep(min(options.sync_interval, deadline - time.monotonic()))
 
     async def sample_connections() -> None:
         while True:
