@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import F, Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -176,11 +176,10 @@ class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
     def with_customer(self) -> "TransactionSyncStateQuerySet":
         """Annotate `customer_label`, `customer_email` and `customer_user_id` from the
         user mapping of the session's idTag (None when the tag is unmapped)."""
-        mapping = UserMapping.objects.filter(steve_ocpp_id_tag=OuterRef("ocpp_id_tag"))
         return self.annotate(
-            customer_label=Subquery(mapping.values("label")[:1]),
-            customer_email=Subquery(mapping.values("user__username")[:1]),
-            customer_user_id=Subquery(mapping.values("user_id")[:1]),
+            customer_label=F("mapping__label"),
+            customer_email=F("mapping__user__username"),
+            customer_user_id=F("mapping__user_id"),
         )
 
     def newest_updated_first(self) -> "TransactionSyncStateQuerySet":
@@ -220,6 +219,16 @@ class TransactionSyncState(models.Model):
         db_column="chargerId",
     )
     ocpp_id_tag = models.CharField(max_length=255, db_column="ocppIdTag")
+    # The user mapping of the idTag, if any: a join on the tag, not a column of its
+    # own (a tag may be mapped after its sessions were synced).
+    mapping = models.ForeignObject(
+        "UserMapping",
+        on_delete=models.DO_NOTHING,
+        from_fields=["ocpp_id_tag"],
+        to_fields=["steve_ocpp_id_tag"],
+        related_name="+",
+        null=True,
+    )
     started_at = models.DateTimeField(db_column="startedAt")
     stopped_at = models.DateTimeField(null=True, blank=True, db_column="stoppedAt")
     meter_start_wh = models.BigIntegerField(db_column="meterStartWh")
