@@ -73,6 +73,12 @@ def full_time(value: datetime | None) -> str:
 
 
 @register.filter
+def timestamp(value: datetime | None) -> str:
+    """'2026-11-03 14:05:09' in local time."""
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}" if value else ""
+
+
+@register.filter
 def thousands(value: int) -> str:
     """12,345: intcomma for the counts of long tables, without its locale lookups."""
     return f"{value:,}"
