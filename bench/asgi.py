@@ -26,6 +26,13 @@ Message = dict[str, Any]
 _runner = asyncio.Runner()
 
 
+def session_key(user: AbstractBaseUser) -> str:
+    """A new signed-in session of `user` (a real session row), as its cookie value."""
+    login = Client()
+    login.force_login(user)
+    return login.cookies[settings.SESSION_COOKIE_NAME].value
+
+
 @dataclass
 class AsgiResponse:
     status: int
@@ -43,10 +50,8 @@ class AsgiClient:
     def signed_in(
         cls, handler: SyncStackASGIHandler, user: AbstractBaseUser
     ) -> "AsgiClient":
-        login = Client()
-        login.force_login(user)
-        cookie = login.cookies[settings.SESSION_COOKIE_NAME].value
-        return cls(handler, {"cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}"})
+        cookie = f"{settings.SESSION_COOKIE_NAME}={session_key(user)}"
+        return cls(handler, {"cookie": cookie})
 
     def get(self, url: str, **headers: str) -> AsgiResponse:
         return _runner.run(self._get(url, {**self.headers, **headers}))

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.utils import timezone
 
-from bench.asgi import AsgiClient
+from bench.asgi import AsgiClient, session_key
 from bench.report import Case, make_case
 from polaris.handlers import SyncStackASGIHandler
 from sessions_app import selectors
@@ -308,9 +308,7 @@ def _start_transactions(steve: "StandinProcess", total: int) -> None:
 def sse_case(fixture: Fixture, settings: Settings) -> tuple[Case, dict[str, Any]]:
     from bench.sse import sse_load
 
-    client = Client()
-    client.force_login(fixture.staff)
-    cookie = client.cookies["sessionid"].value
+    cookie = session_key(fixture.staff)
     result = sse_load(clients=settings.sse_clients, session_cookie=cookie)
     case = make_case(
         f"SSE: {settings.sse_clients} clients, one event delivered",

@@ -4,8 +4,8 @@ Everything runs as it does in production, on loopback: uvicorn (child process), 
 real Celery worker (child) running `sync.tasks.sync_run_transactions` every
 `sync_interval` seconds against the SteVe stand-in (child), Postgres and Redis.
 The users are coroutines of one asyncio process with aiohttp, each with its own
-signed-in session (a real `django_session` row, made with the session engine as
-`Client.force_login` does: signing in through the form would mostly measure the
+signed-in session (a real `django_session` row made by `Client.force_login`, see
+`bench.asgi.session_key`: signing in through the form would mostly measure the
 password hasher). They think 5 to 15 s between requests, as people reading a
 page do; some keep the page's SSE
 stream open the whole time, reconnecting when the server ends it, as EventSource
@@ -48,9 +48,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import connection, transaction
 from django.db.models import Max, Q
-from django.test import Client
 from django.utils import timezone
 
+from bench.asgi import session_key
 from bench.report import cell, percentile, text_table, verdict
 from polaris.testing import (
     CeleryWorker,
@@ -182,9 +182,7 @@ def prepare_people(options: LoadOptions, rng: random.Random) -> Fixture:
     for i in range(n_staff + n_customers):
         is_staff = i < n_staff
         user = staff if is_staff else users[chosen[i - n_staff]]
-        client = Client()
-        client.force_login(user)
-        key = client.cookies[settings.SESSION_COOKIE_NAME].value
+        key = session_key(user)
         keys.append(key)
         people.append(
             Person(

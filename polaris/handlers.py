@@ -1,5 +1,7 @@
 """The ASGI handler uvicorn runs: Django's, with a synchronous middleware stack."""
 
+import sys
+
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
@@ -23,3 +25,28 @@ class SyncStackASGIHandler(ASGIHandler):
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+
+
+def uvicorn_command(
+    port: int, *, workers: int = 1, access_log: bool = True
+) -> list[str]:
+    """uvicorn serving polaris.asgi on a loopback port, as the demo and tests run it."""
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "polaris.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--lifespan",
+        "off",
+        "--timeout-graceful-shutdown",
+        "2",
+    ]
+    if not access_log:
+        command.append("--no-access-log")
+    return command

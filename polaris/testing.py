@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -24,6 +25,7 @@ from django.conf import settings
 from django.db import connection
 
 from polaris import embedded
+from polaris.handlers import uvicorn_command
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -165,24 +167,7 @@ class UvicornServer(ChildProcess):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "polaris.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            "--lifespan",
-            "off",
-            "--timeout-graceful-shutdown",
-            "2",
-        ]
-        if not access_log:
-            command.append("--no-access-log")
+        command = uvicorn_command(self.port, workers=workers, access_log=access_log)
         super().__init__(command, env)
 
     def __enter__(self) -> Self:
@@ -222,17 +207,17 @@ def wait_for_other_connections_to_close(timeout: float = 5) -> None:
         time.sleep(0.05)
 
 
-class _ServerInFolder:
+class _ServerInFolder(ABC):
     """A server a test starts, stops and restarts, kept in a temporary folder that
     is removed when the block ends."""
 
     folder: Path
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> None: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
     def restart(self) -> None:
         self.stop()

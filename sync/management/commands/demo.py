@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from polaris import embedded
+from polaris.handlers import uvicorn_command
 from sync import services
 from sync.client import SteveClient, SteveError
 from sync.models import SyncRun
@@ -84,7 +85,7 @@ class Command(BaseCommand):
             self._start(
                 "beat", self._celery("beat", "--schedule", self._beat_file()), env
             )
-            self._start("web", self._uvicorn(port), env)
+            self._start("web", uvicorn_command(port, access_log=False), env)
             self._wait_until_serving(port)
             self._print_welcome(port, env["STEVE_URL"])
             self._supervise()
@@ -176,23 +177,6 @@ class Command(BaseCommand):
 
     def _beat_file(self) -> str:
         return str(embedded.data_dir() / "celerybeat-schedule")
-
-    def _uvicorn(self, port: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "polaris.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--timeout-graceful-shutdown",
-            "2",
-            "--no-access-log",
-        ]
 
     # Processes
 
