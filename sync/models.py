@@ -274,6 +274,13 @@ class TransactionSyncState(models.Model):
                 name="tss_active_updated_keyset",
             ),
             models.Index(fields=["ocpp_id_tag", "-started_at"], name="tss_tag_started"),
+            # A customer's live sessions: a few among the ~300 active, found without
+            # intersecting their thousands of past sessions.
+            models.Index(
+                fields=["ocpp_id_tag"],
+                condition=Q(is_finalized=False),
+                name="tss_active_tag",
+            ),
             models.Index(fields=["charge_box_id", "connector_id"], name="tss_box_conn"),
         ]
         constraints = [
