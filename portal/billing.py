@@ -14,7 +14,6 @@ from typing import Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
@@ -36,30 +35,31 @@ class BillingBackend(Protocol):
     def account_for(
         self, *, user: AbstractBaseUser, timeout: float
     ) -> BillingAccount | None:
-        """The customer's current plan, or None without one. Must give up after
-        `timeout` seconds (raise); may raise anything on failure."""
+        """The customer's current plan, or None without one. A backend that calls
+        another service must give up after `timeout` seconds (raise); any backend
+        may raise anything on failure."""
         ...
 
 
 class LocalBillingBackend:
-    """Plans and subscriptions in Postgres, managed by staff in Django admin."""
+    """Plans and subscriptions in Postgres, managed by staff in Django admin.
+
+    It reads one row by an indexed key from the database the page already uses,
+    so it sets no timeout of its own: a database too slow for this read holds up
+    the page's other queries as well. billing_account() still hides the plan card
+    when the answer comes later than its limit.
+    """
 
     def account_for(
         self, *, user: AbstractBaseUser, timeout: float
     ) -> BillingAccount | None:
         from portal.models import Subscription
 
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                # Bounds the query the same way a remote backend bounds its HTTP call.
-                cursor.execute(
-                    "SET LOCAL statement_timeout = %s", [max(int(timeout * 1000), 1)]
-                )
-            subscription = (
-                Subscription.objects.filter(user=user, ended_on__isnull=True)
-                .select_related("plan")
-                .first()
-            )
+        subscription = (
+            Subscription.objects.filter(user=user, ended_on__isnull=True)
+            .select_related("plan")
+            .first()
+        )
         if subscription is None:
             return None
         return BillingAccount(

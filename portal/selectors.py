@@ -59,7 +59,10 @@ def active_sessions(
     )
     if not sessions:
         return []
-    default_rate = Rate.objects.filter(is_default=True).first()
+    assigned = [_assigned_rate(session) for session in sessions]
+    default_rate = None
+    if any(rate is None for rate in assigned):
+        default_rate = Rate.objects.filter(is_default=True).first()
     api_sessions = dict(
         ApiSession.objects.filter(
             user=customer,
@@ -68,8 +71,8 @@ def active_sessions(
         ).values_list("transaction_id", "pk")
     )
     result = []
-    for session in sessions:
-        rate = _assigned_rate(session) or default_rate
+    for session, rate in zip(sessions, assigned, strict=True):
+        rate = rate or default_rate
         cost = None
         if rate is not None:
             cost = session_cost(

@@ -170,7 +170,7 @@ class DashboardTests(PortalTestCase):
     def test_it_reads_with_a_bounded_number_of_queries(self) -> None:
         self.client.force_login(self.alice)
         self.client.get("/")
-        with self.assertNumQueries(13):
+        with self.assertNumQueries(10):
             self.client.get("/")
 
 
