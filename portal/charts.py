@@ -12,6 +12,13 @@ TOP = 8
 BOTTOM = 20
 
 
+# Day names as strftime gives them, looked up rather than formatted: a year's
+# chart names 365 days twice.
+MONTH_NAMES = tuple(date(2001, month, 1).strftime("%b") for month in range(1, 13))
+WEEKDAY_NAMES = tuple(date(2001, 1, day).strftime("%a") for day in range(1, 8))
+CENT = Decimal("0.01")
+
+
 @dataclass(frozen=True, slots=True)
 class Bar:
     day: date
@@ -20,10 +27,12 @@ class Bar:
     y: float
     width: float
     height: float
+    kwh_text: str
 
     @property
-    def kwh_text(self) -> str:
-        return str(self.kwh.quantize(Decimal("0.01"), ROUND_HALF_UP))
+    def day_text(self) -> str:
+        """`Nov 3`."""
+        return f"{MONTH_NAMES[self.day.month - 1]} {self.day.day}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +53,7 @@ class DailyChart:
 
     @property
     def used_days(self) -> list[Bar]:
-        return [bar for bar in self.bars if bar.kwh > 0]
+        return [bar for bar in self.bars if bar.height > 0]
 
     # The chart and its table are built here rather than in template loops: a year
     # is 365 bars, and the template engine would spend more time on them than the
@@ -58,9 +67,9 @@ class DailyChart:
             "".join(
                 f'<rect class="chart__bar" x="{bar.x}" y="{bar.y}" '
                 f'width="{width}" height="{bar.height}">'
-                f"<title>{bar.day:%b} {bar.day.day}: {bar.kwh_text} kWh</title></rect>"
+                f"<title>{bar.day_text}: {bar.kwh_text} kWh</title></rect>"
                 for bar in self.bars
-                if bar.height
+                if bar.height > 0
             )
         )
 
@@ -68,8 +77,8 @@ class DailyChart:
         """One <tr> per day with energy: the chart's numbers for screen readers."""
         return mark_safe(
             "".join(
-                f'<tr><td>{bar.day:%a, %b} {bar.day.day}</td><td class="num tabular">'
-                f"{bar.kwh_text}</td></tr>"
+                f"<tr><td>{WEEKDAY_NAMES[bar.day.weekday()]}, {bar.day_text}</td>"
+                f'<td class="num tabular">{bar.kwh_text}</td></tr>'
                 for bar in self.used_days
             )
         )
@@ -84,19 +93,16 @@ def daily_chart(days: list[tuple[date, Decimal]]) -> DailyChart:
     width = round(max(slot - gap, 0.5), 2)
     # Geometry in floats: a year is 365 bars, and Decimal division is slow.
     scale = plot / float(max_kwh) if max_kwh > 0 else 0.0
+    baseline = float(HEIGHT - BOTTOM)
     bars = []
     for index, (day, kwh) in enumerate(days):
-        height = float(kwh) * scale
+        x = round(index * slot + gap / 2, 2)
         if kwh > 0:
-            height = max(height, 1.0)
-        bars.append(
-            Bar(
-                day=day,
-                kwh=kwh,
-                x=round(index * slot + gap / 2, 2),
-                y=round(HEIGHT - BOTTOM - height, 2),
-                width=width,
-                height=round(height, 2),
+            height = round(max(float(kwh) * scale, 1.0), 2)
+            kwh_text = str(kwh.quantize(CENT, ROUND_HALF_UP))
+            bars.append(
+                Bar(day, kwh, x, round(baseline - height, 2), width, height, kwh_text)
             )
-        )
+        else:
+            bars.append(Bar(day, kwh, x, baseline, width, 0.0, "0.00"))
     return DailyChart(bars=bars, max_kwh=max_kwh)

@@ -7,6 +7,7 @@ quarter hour or an hour here is the same interval PostgreSQL summed into.
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.db import connection
@@ -100,16 +101,30 @@ def tag_energy_by_day(
     tag_energy_by_hour; None when some local midnight in the range is not on the
     hour in `zone` (a few zones have half-hour offsets), so hourly sums cannot
     split the days there."""
+    bounds = _hourly_day_bounds(zone, first_day, end_day)
+    if bounds is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (hour AT TIME ZONE %s)::date, SUM(kwh) FROM tag_energy_by_hour"
+            ' WHERE "ocppIdTag" = ANY(%s) AND hour >= %s AND hour < %s GROUP BY 1',
+            [zone.key, tags, *bounds],
+        )
+        return dict(cursor.fetchall())
+
+
+# Every dashboard of the day asks about the same few ranges, and checking a year
+# is 366 conversions; the answer depends only on the arguments.
+@lru_cache(maxsize=256)
+def _hourly_day_bounds(
+    zone: ZoneInfo, first_day: date, end_day: date
+) -> tuple[datetime, datetime] | None:
+    """The first and the last local midnight of the range as UTC instants, or None
+    when some local midnight in it is not on a UTC hour."""
     midnights = [
         datetime.combine(first_day + timedelta(days=n), time.min, tzinfo=zone)
         for n in range((end_day - first_day).days + 1)
     ]
     if not all(on_boundary(m.astimezone(UTC), HOUR) for m in midnights):
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (hour AT TIME ZONE %s)::date, SUM(kwh) FROM tag_energy_by_hour"
-            ' WHERE "ocppIdTag" = ANY(%s) AND hour >= %s AND hour < %s GROUP BY 1',
-            [zone.key, tags, midnights[0], midnights[-1]],
-        )
-        return dict(cursor.fetchall())
+    return midnights[0], midnights[-1]
