@@ -324,6 +324,20 @@ def sse_case(fixture: Fixture, settings: Settings) -> tuple[Case, dict[str, Any]
     }
 
 
+def cpu_reference_ms() -> float:
+    """Best of three timings of a fixed pure-Python loop: the same code takes
+    several times longer on one VM than on another, so a run's figures are read
+    beside this one when runs from different machines are compared."""
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        total = 0
+        for number in range(2_000_000):
+            total += number
+        best = min(best, (time.perf_counter() - began) * 1000)
+    return round(best, 1)
+
+
 def scale() -> dict[str, Any]:
     """Row counts of the tables the cases read (estimates for the big ones)."""
     counts: dict[str, Any] = {}

@@ -83,6 +83,7 @@ class Command(BaseCommand):
             self._say(f"Seeding {QUICK_SEED_TRANSACTIONS} transactions for --quick…")
             seed_scale(transactions=QUICK_SEED_TRANSACTIONS, events_per_transaction=10)
         scale = cases.scale()
+        scale["cpu_reference_ms"] = cases.cpu_reference_ms()
         self._say(f"Scale: {scale}")
         needs_fixture = "console" in run or "sse" in run
         fixture = cases.prepare(timezone.now()) if needs_fixture else None
