@@ -1,10 +1,12 @@
 """seed_scale: COPY-generated history that keeps the sync's invariants."""
 
+from datetime import UTC, datetime
 from io import StringIO
+from unittest.mock import patch
 
 from django.core.management import call_command
 from django.db import connection
-from django.test import TestCase
+from django.test import TestCase, TransactionTestCase
 
 from sync.models import (
     Charger,
@@ -13,6 +15,7 @@ from sync.models import (
     TransactionSyncState,
     UserMapping,
 )
+from sync.services.seeding import seed_scale
 from sync.tests.rollup_checks import assert_rollups_exact
 
 
@@ -86,3 +89,41 @@ class SeedScaleAppendTests(TestCase):
             )
         self.assertEqual(TransactionSyncState.objects.count(), 400)
         assert_rollups_exact(self)
+
+
+class SeedScaleResetTests(TransactionTestCase):
+    """The path `seed_scale --reset` takes on a real database: slices made by
+    worker processes, COPY FREEZE into the truncated tables, indexes and unique
+    constraints rebuilt after the load, rollups summed in SQL."""
+
+    def seed(self) -> str:
+        seed_scale(
+            transactions=600,
+            events_per_transaction=5,
+            customers=30,
+            chargers=40,
+            reset=True,
+            seed=7,
+            now=datetime(2026, 3, 1, 12, tzinfo=UTC),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT md5(string_agg(e::text, ',' ORDER BY e.id))"
+                " FROM synced_transaction_events AS e"
+            )
+            return cursor.fetchone()[0]
+
+    @patch("sync.services.seeding.SLICE_TRANSACTIONS", 250)
+    def test_it_writes_the_same_rows_for_the_same_seed(self) -> None:
+        first = self.seed()
+        self.assertEqual(self.seed(), first)
+        self.assertEqual(TransactionSyncState.objects.count(), 600)
+        self.assertEqual(SyncedTransactionEvent.objects.count(), 3000)
+        self.assertEqual(TransactionSyncState.objects.active().count(), 300)
+        assert_rollups_exact(self)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_constraint"
+                " WHERE conname = 'ste_unique_observation'"
+            )
+            self.assertEqual(cursor.fetchone()[0], 1)
