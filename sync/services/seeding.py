@@ -515,13 +515,26 @@ def _bulk_tables_empty(cursor: Any) -> bool:
 
 
 def _drop_secondary_indexes(cursor: Any) -> list[str]:
-    """Drop the bulk tables' plain indexes; return the statements that rebuild them.
+    """Drop the bulk tables' indexes and unique constraints other than primary
+    keys; return the statements that rebuild them.
 
     Into empty tables, building each index once after COPY is several times faster
-    than updating seven indexes per row. Primary keys and unique constraints stay:
-    they guard the data while it loads. The rebuilt indexes are the migrations' own
-    definitions, read back from pg_indexes.
+    than updating it per row. Primary keys stay (foreign keys need them, and ids
+    arrive in order, so they grow at the right edge). Unique constraints come back
+    with ADD CONSTRAINT, so a duplicate still fails the seed. The definitions are
+    the migrations' own, read back from the catalog.
     """
+    cursor.execute(
+        """
+        SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
+          FROM pg_constraint AS c
+         WHERE c.contype = 'u' AND c.conrelid::regclass::text = ANY(%s)
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint AS f
+                            WHERE f.contype = 'f' AND f.conindid = c.conindid)
+        """,
+        [BULK_TABLES],
+    )
+    constraints = cursor.fetchall()
     cursor.execute(
         """
         SELECT indexname, indexdef FROM pg_indexes AS i
@@ -532,9 +545,17 @@ def _drop_secondary_indexes(cursor: Any) -> list[str]:
         [BULK_TABLES],
     )
     indexes = cursor.fetchall()
+    for table, name, _ in constraints:
+        cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
     for name, _ in indexes:
         cursor.execute(f'DROP INDEX "{name}"')
-    return [definition for _, definition in indexes]
+    return [
+        *(
+            f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+            for table, name, definition in constraints
+        ),
+        *(definition for _, definition in indexes),
+    ]
 
 
 def _recount_sessions(cursor: Any) -> None:
