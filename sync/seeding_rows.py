@@ -140,6 +140,7 @@ def make_slice(plan: TransactionPlan, first: int, count: int) -> Slice:
             if run > run_last:
                 run = run_last
             synced_ts = reading_ts + 5
+            # iso() written out: this line runs ten million times.
             add_event(
                 f"{event_id}{of_pk}{run}\t{kinds[i]}\t{meter}\t"
                 f"{hours[reading_ts // 3600 - base_hour]}{within[reading_ts % 3600]}"

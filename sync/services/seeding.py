@@ -27,6 +27,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sync.rollups import ORIGIN
 from sync.seeding_rows import (
     ACTIVE_SESSIONS,
     HEAVY_CUSTOMERS,
@@ -64,8 +65,6 @@ COPY_CHUNK = 1 << 20
 # backend ingests.
 SLICE_TRANSACTIONS = 25_000
 SLICE_WORKERS = 2
-# Buckets are counted from the rollups' date_bin origin (migration 0006).
-_BUCKET_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
 Progress = Callable[[str], None]
 
@@ -470,7 +469,9 @@ def _fill_event_rollups(
     filter, which lets the tag rollup read its covering index alone, and no ON
     CONFLICT, which costs ~40% more per row.
     """
-    where, params = ("WHERE id >= %s", [first_event]) if first_event else ("", [])
+    where = "WHERE id >= %(first_event)s" if first_event else ""
+    # Buckets are counted from the triggers' date_bin origin.
+    params = {"first_event": first_event, "origin": ORIGIN}
 
     def adding(key: str) -> str:
         if not first_event:
@@ -481,7 +482,7 @@ def _fill_event_rollups(
     cursor.execute("SET LOCAL work_mem = '256MB'")
     cursor.execute(
         "INSERT INTO energy_by_quarter_hour AS r (bucket, kwh)"
-        f" SELECT date_bin('15 minutes', \"readingAt\", {_BUCKET_ORIGIN}),"
+        " SELECT date_bin('15 minutes', \"readingAt\", %(origin)s),"
         f' SUM("kwhDelta") FROM synced_transaction_events {where} GROUP BY 1'
         + adding("bucket"),
         params,
@@ -489,7 +490,7 @@ def _fill_event_rollups(
     # In key order, so the primary key fills left to right.
     cursor.execute(
         'INSERT INTO tag_energy_by_hour AS r ("ocppIdTag", hour, kwh)'
-        f' SELECT "ocppIdTag", date_bin(\'1 hour\', "readingAt", {_BUCKET_ORIGIN}),'
+        ' SELECT "ocppIdTag", date_bin(\'1 hour\', "readingAt", %(origin)s),'
         f' SUM("kwhDelta") FROM synced_transaction_events {where}'
         " GROUP BY 1, 2 ORDER BY 1, 2" + adding('"ocppIdTag", hour'),
         params,
