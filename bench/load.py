@@ -365,6 +365,10 @@ class Recorder:
     sse_reconnects: int = 0
     connections: list[tuple[float, int, int]] = field(default_factory=list)
     sync_enqueued: int = 0
+    began: float = field(default_factory=time.monotonic)
+    # Server time of every page, by minute of the run: the same mix of pages each
+    # minute, so a median that moves shows the machine's speed moving.
+    server_ms_by_minute: dict[int, list[float]] = field(default_factory=dict)
 
     def record(
         self,
@@ -379,6 +383,8 @@ class Recorder:
             stats.latencies_ms.append(ms)
         if server_ms is not None:
             stats.server_ms.append(server_ms)
+            minute = int((time.monotonic() - self.began) // 60)
+            self.server_ms_by_minute.setdefault(minute, []).append(server_ms)
         if error is not None:
             stats.errors += 1
             if len(self.error_samples) < ERROR_SAMPLES:
@@ -526,7 +532,7 @@ async def drive(
     duration is over; returns what was recorded and the seconds it took."""
     recorder = Recorder()
     rng = random.Random(options.seed)
-    began = time.monotonic()
+    began = recorder.began
     deadline = began + options.duration
     loop = asyncio.get_running_loop()
     # One thread, so database work of this process holds one connection.
@@ -683,6 +689,12 @@ def kind_reports(
     return reports
 
 
+def minute_medians(by_minute: dict[int, list[float]]) -> list[float | None]:
+    """The median server time of each minute of the run, in order."""
+    minutes = range(max(by_minute, default=-1) + 1)
+    return [_p50_p95(by_minute.get(minute, []))[0] for minute in minutes]
+
+
 def _p50_p95(samples: list[float]) -> tuple[float | None, float | None]:
     if not samples:
         return None, None
@@ -760,6 +772,7 @@ class LoadResult:
     errors: int
     error_samples: list[str]
     kinds: list[KindReport]
+    server_p50_by_minute_ms: list[float | None]
     database: dict[str, Any]
     sse: dict[str, Any]
     sync: dict[str, Any]
@@ -846,6 +859,7 @@ def run_load(
         errors=recorder.errors,
         error_samples=recorder.error_samples,
         kinds=kind_reports(recorder, bench),
+        server_p50_by_minute_ms=minute_medians(recorder.server_ms_by_minute),
         database=database,
         sse=sse,
         sync=sync,

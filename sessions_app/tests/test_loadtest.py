@@ -6,8 +6,9 @@ from io import StringIO
 from pathlib import Path
 
 from django.core.management import call_command
-from django.test import TransactionTestCase
+from django.test import SimpleTestCase, TransactionTestCase
 
+from bench.load import minute_medians
 from sync.models import SyncRun, TransactionSyncState
 from sync.services.seeding import seed_scale
 
@@ -79,7 +80,18 @@ class LoadtestCommandTests(TransactionTestCase):
             database["max_connections"] // 4,
         )
         self.assertIn("sessions: unfiltered", stdout.getvalue())
+        # A 10-second run is all in its first minute.
+        [first_minute] = document["server_p50_by_minute_ms"]
+        self.assertGreater(first_minute, 0)
+        self.assertIn("server p50 by minute", stdout.getvalue())
         self.assertEqual(_history(), before)
+
+
+class MinuteMediansTests(SimpleTestCase):
+    def test_each_minute_in_order_with_none_for_a_minute_without_pages(self) -> None:
+        by_minute = {0: [10.0, 30.0, 20.0], 2: [5.0]}
+        self.assertEqual(minute_medians(by_minute), [20.0, None, 5.0])
+        self.assertEqual(minute_medians({}), [])
 
 
 def _history() -> dict[str, object]:

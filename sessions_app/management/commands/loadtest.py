@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bench.load import LoadOptions, read_bench, run_load, table
+from bench.report import cell
 
 
 class Command(BaseCommand):
@@ -108,6 +109,10 @@ class Command(BaseCommand):
             f"SSE: {result.sse['holders']} streams, "
             f"{result.sse['events_received']} events; sync: {result.sync['runs']} "
             f"runs {result.sync['by_status']}, p50 {result.sync['p50_s']} s"
+        )
+        self.stdout.write(
+            "server p50 by minute, all pages (ms): "
+            + " ".join(cell(ms) for ms in result.server_p50_by_minute_ms)
         )
         for sample in result.error_samples:
             self.stdout.write(self.style.ERROR(sample))
