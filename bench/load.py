@@ -691,8 +691,10 @@ def kind_reports(
 
 def minute_medians(by_minute: dict[int, list[float]]) -> list[float | None]:
     """The median server time of each minute of the run, in order."""
-    minutes = range(max(by_minute, default=-1) + 1)
-    return [_p50_p95(by_minute.get(minute, []))[0] for minute in minutes]
+    return [
+        round(statistics.median(by_minute[minute]), 1) if minute in by_minute else None
+        for minute in range(max(by_minute, default=-1) + 1)
+    ]
 
 
 def _p50_p95(samples: list[float]) -> tuple[float | None, float | None]:
