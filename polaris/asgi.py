@@ -2,6 +2,7 @@
 
 import gc
 import os
+import sys
 
 import django
 from django.conf import settings
@@ -21,3 +22,9 @@ if settings.SERVER_TIMING:
 # the process. Freezing it keeps the collector from rescanning it: a full
 # collection drops from ~60 ms, paid by whichever request triggered it, to <1 ms.
 gc.freeze()
+
+# A request's thread waiting for Postgres's answer must take the GIL back from
+# whatever else the process is running (another request, the SSE streams). The
+# default switch interval lets it wait up to 5 ms for each of a page's queries;
+# under the load test, 0.5 ms cut the console pages' p95 by a fifth.
+sys.setswitchinterval(0.0005)
