@@ -53,6 +53,10 @@ class Settings:
     sync_active: int
     sync_runs: int
     sse_clients: int
+    # Idle time before each timed request. Back to back, a request finds the CPU
+    # caches still holding the last one's code and data; a server process that
+    # answers one request every few hundred ms does not.
+    pause_ms: float = 0.0
 
 
 FULL = Settings(requests=30, warmup=5, sync_active=1000, sync_runs=3, sse_clients=1000)
@@ -75,11 +79,13 @@ class Fixture:
 
 
 def timed(call: Sample, settings: Settings) -> list[float]:
-    """Milliseconds of `settings.requests` calls after `settings.warmup` ones."""
+    """Milliseconds of `settings.requests` calls after `settings.warmup` ones,
+    each after `settings.pause_ms` of idle time."""
     for _ in range(settings.warmup):
         call()
     samples = []
     for _ in range(settings.requests):
+        time.sleep(settings.pause_ms / 1000)
         began = time.perf_counter()
         call()
         samples.append((time.perf_counter() - began) * 1000)

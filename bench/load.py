@@ -786,9 +786,19 @@ class LoadResult:
     def exhausted(self) -> bool:
         return bool(self.database["exhausted"])
 
+    @property
+    def page_interval_per_worker_ms(self) -> float | None:
+        """The mean time between two page requests in one web process: the spacing
+        `bench --pause` reproduces without load (SSE streams left out)."""
+        pages = sum(k.requests for k in self.kinds if k.name != "SSE: connect")
+        if not pages:
+            return None
+        return round(self.options.web_workers * self.seconds * 1000 / pages)
+
     def as_json(self) -> dict[str, Any]:
         document = asdict(self)
         document["kinds"] = [asdict(k) for k in self.kinds]
+        document["page_interval_per_worker_ms"] = self.page_interval_per_worker_ms
         return document
 
 

@@ -5,7 +5,7 @@ import tempfile
 from io import StringIO
 from pathlib import Path
 
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import TransactionTestCase
 
 CASE_FIELDS = {
@@ -24,9 +24,12 @@ class BenchCommandTests(TransactionTestCase):
         with tempfile.TemporaryDirectory() as folder:
             output = Path(folder) / "bench.json"
             stdout = StringIO()
-            call_command("bench", "--quick", f"--output={output}", stdout=stdout)
+            call_command(
+                "bench", "--quick", "--pause=1", f"--output={output}", stdout=stdout
+            )
             document = json.loads(output.read_text())
         self.assertEqual(set(document), {"scale", "cases"})
+        self.assertEqual(document["scale"]["pause_ms"], 1.0)
         self.assertGreater(document["scale"]["transaction_sync_state"], 0)
         names = [case["name"] for case in document["cases"]]
         self.assertIn("sessions: unfiltered", names)
@@ -40,3 +43,13 @@ class BenchCommandTests(TransactionTestCase):
         self.assertIsNotNone(unfiltered["baseline_p95_ms"])
         self.assertIsNotNone(unfiltered["ratio"])
         self.assertIn("sessions: unfiltered", stdout.getvalue())
+
+    def test_a_pause_out_of_range_is_refused_before_anything_runs(self) -> None:
+        for value in ("-5", "soon", "20000"):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    CommandError, "expected milliseconds from 0 to 10000"
+                ),
+            ):
+                call_command("bench", f"--pause={value}", "--output=unused.json")

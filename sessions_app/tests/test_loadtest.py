@@ -35,7 +35,10 @@ class LoadtestCommandTests(TransactionTestCase):
             bench = Path(folder) / "bench.json"
             bench.write_text(
                 json.dumps(
-                    {"cases": [{"name": "sessions: unfiltered", "p95_ms": 1000.0}]}
+                    {
+                        "scale": {"pause_ms": 200.0},
+                        "cases": [{"name": "sessions: unfiltered", "p95_ms": 1000.0}],
+                    }
                 )
             )
             output = Path(folder) / "load.json"
@@ -84,6 +87,16 @@ class LoadtestCommandTests(TransactionTestCase):
         [first_minute] = document["server_p50_by_minute_ms"]
         self.assertGreater(first_minute, 0)
         self.assertIn("server p50 by minute", stdout.getvalue())
+        pages = (
+            sum(k["requests"] for k in document["kinds"])
+            - kinds["SSE: connect"]["requests"]
+        )
+        workers = document["options"]["web_workers"]
+        self.assertEqual(
+            document["page_interval_per_worker_ms"],
+            round(workers * document["seconds"] * 1000 / pages),
+        )
+        self.assertIn("the bench paused 200 ms before each request", stdout.getvalue())
         self.assertEqual(_history(), before)
 
 

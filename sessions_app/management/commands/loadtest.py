@@ -76,10 +76,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         bench = None
+        bench_pause_ms = None
         if options["bench"]:
             try:
-                bench = read_bench(json.loads(options["bench"].read_text()))
-            except (OSError, ValueError) as error:
+                document = json.loads(options["bench"].read_text())
+                bench = read_bench(document)
+                bench_pause_ms = document.get("scale", {}).get("pause_ms", 0.0)
+            except (OSError, ValueError, AttributeError) as error:
                 raise CommandError(f"Cannot read {options['bench']}: {error}") from None
         load = LoadOptions(
             users=options["users"],
@@ -114,6 +117,12 @@ class Command(BaseCommand):
             "server p50 by minute, all pages (ms): "
             + " ".join(cell(ms) for ms in result.server_p50_by_minute_ms)
         )
+        if bench_pause_ms is not None:
+            self.stdout.write(
+                f"each web process got a page every "
+                f"{cell(result.page_interval_per_worker_ms)} ms; the bench paused "
+                f"{bench_pause_ms:g} ms before each request (bench --pause)"
+            )
         for sample in result.error_samples:
             self.stdout.write(self.style.ERROR(sample))
         if options["output"]:
