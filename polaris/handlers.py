@@ -46,6 +46,12 @@ def uvicorn_command(
         "off",
         "--timeout-graceful-shutdown",
         "2",
+        # asyncio's loop accepts a connection in Python, so a worker whose request
+        # thread holds the GIL is slow to take it and an idle worker gets it first;
+        # uvloop accepts in C, busy or not. In paired 3-minute load tests, half as
+        # many pages met another in the same process, and page p95 fell 10-30%.
+        "--loop",
+        "asyncio",
     ]
     if not access_log:
         command.append("--no-access-log")
