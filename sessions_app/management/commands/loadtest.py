@@ -70,7 +70,8 @@ class Command(BaseCommand):
             "--bench",
             type=Path,
             help="JSON of `manage.py bench --output`: compare each p95 with twice "
-            "the benchmark's.",
+            "the benchmark's. Run that bench with --pause 200, the spacing at which "
+            "each web process gets its pages here (printed at the end).",
         )
         parser.add_argument("--output", type=Path, help="Where to write the JSON.")
 
