@@ -78,6 +78,8 @@ SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 30.0
 SSE_RETRY_S = 1.0
 ERROR_SAMPLES = 20
+# The kind of an SSE stream's opening request: not a page.
+SSE_CONNECT = "SSE: connect"
 
 # Page kinds, and the benchmark case (bench/cases.py) each is compared with.
 BENCH_CASES = {
@@ -91,7 +93,7 @@ BENCH_CASES = {
     "dashboard: period=current": "dashboard: heaviest customer, period=current",
     "dashboard: period=previous": None,
     "dashboard: period=year": "dashboard: heaviest customer, period=year",
-    "SSE: connect": None,
+    SSE_CONNECT: None,
 }
 STAFF_ACTIONS = [
     ("sessions: unfiltered", 25),
@@ -452,11 +454,11 @@ class Browser:
                     ms = (time.perf_counter() - began) * 1000
                     if response.status != 200:
                         self.recorder.record(
-                            "SSE: connect", ms, f"GET {url}: {response.status}"
+                            SSE_CONNECT, ms, f"GET {url}: {response.status}"
                         )
                         await asyncio.sleep(SSE_RETRY_S)
                         continue
-                    self.recorder.record("SSE: connect", ms, None)
+                    self.recorder.record(SSE_CONNECT, ms, None)
                     self.recorder.sse_open += 1
                     try:
                         async for line in response.content:
@@ -466,7 +468,7 @@ class Browser:
                         self.recorder.sse_open -= 1
                 self.recorder.sse_reconnects += 1
             except (aiohttp.ClientError, TimeoutError) as error:
-                self.recorder.record("SSE: connect", None, f"GET {url}: {error!r}")
+                self.recorder.record(SSE_CONNECT, None, f"GET {url}: {error!r}")
             await asyncio.sleep(SSE_RETRY_S)
 
     async def close(self) -> None:
@@ -790,7 +792,7 @@ class LoadResult:
     def page_interval_per_worker_ms(self) -> float | None:
         """The mean time between two page requests in one web process: the spacing
         `bench --pause` reproduces without load (SSE streams left out)."""
-        pages = sum(k.requests for k in self.kinds if k.name != "SSE: connect")
+        pages = sum(k.requests for k in self.kinds if k.name != SSE_CONNECT)
         if not pages:
             return None
         return round(self.options.web_workers * self.seconds * 1000 / pages)
