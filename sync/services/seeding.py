@@ -115,11 +115,17 @@ def seed_scale(
     """
     if transactions < 1 or events_per_transaction < 2:
         raise ValueError("Need at least 1 transaction and 2 events per transaction.")
+    if customers is not None and customers < 1:
+        raise ValueError(f"Need at least 1 customer, not {customers}.")
+    if chargers is not None and chargers < 1:
+        raise ValueError(f"Need at least 1 charger, not {chargers}.")
     say = progress or (lambda message: logger.info("%s", message))
     rng = random.Random(seed)
     now = (now or timezone.now()).astimezone(UTC).replace(microsecond=0)
-    customers = customers or max(20, transactions // 50)
-    chargers = chargers or max(20, min(2000, transactions // 500))
+    if customers is None:
+        customers = max(20, transactions // 50)
+    if chargers is None:
+        chargers = max(20, min(2000, transactions // 500))
     result = SeedResult()
     started = time.monotonic()
     # COPY FREEZE needs the table truncated in the current (sub)transaction.

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from io import StringIO
 from unittest.mock import patch
 
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import TestCase, TransactionTestCase
 
@@ -89,6 +89,30 @@ class SeedScaleAppendTests(TestCase):
             )
         self.assertEqual(TransactionSyncState.objects.count(), 400)
         assert_rollups_exact(self)
+
+
+class SeedScaleRefusalTests(TestCase):
+    def test_sizes_that_cannot_make_a_history_are_refused_and_write_nothing(
+        self,
+    ) -> None:
+        refused = {
+            "--transactions=0": "Use --transactions ≥ 1",
+            "--events-per-transaction=1": "--events-per-transaction ≥ 2",
+            "--customers=0": "at least 1 customer, not 0",
+            "--customers=-5": "at least 1 customer, not -5",
+            "--chargers=0": "at least 1 charger, not 0",
+            "--chargers=-1": "at least 1 charger, not -1",
+        }
+        for argument, message in refused.items():
+            with (
+                self.subTest(argument=argument),
+                self.assertRaisesMessage(CommandError, message),
+            ):
+                call_command(
+                    "seed_scale", "--transactions=20", argument, stdout=StringIO()
+                )
+        self.assertFalse(TransactionSyncState.objects.exists())
+        self.assertFalse(Charger.objects.exists())
 
 
 class SeedScaleResetTests(TransactionTestCase):
