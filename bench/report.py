@@ -1,7 +1,9 @@
 """The benchmark's result shape: a console table and the JSON file."""
 
 import json
+import os
 import statistics
+from argparse import ArgumentTypeError
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,18 @@ def verdict(met: bool | None) -> str:
 def write_json(path: Path, scale: dict[str, Any], cases: list[Case]) -> None:
     document = {"scale": scale, "cases": [asdict(case) for case in cases]}
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def writable_file(value: str) -> Path:
+    """An argparse type for --output: a file the command can write, checked before
+    minutes of measuring rather than after them."""
+    path = Path(value)
+    if path.is_dir():
+        raise ArgumentTypeError(
+            f"{value!r} is a folder; name a file in it, such as {path / 'bench.json'}"
+        )
+    if not path.parent.is_dir():
+        raise ArgumentTypeError(f"there is no folder {str(path.parent)!r}")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise ArgumentTypeError(f"cannot write {value!r}: permission denied")
+    return path

@@ -53,3 +53,18 @@ class BenchCommandTests(TransactionTestCase):
                 ),
             ):
                 call_command("bench", f"--pause={value}", "--output=unused.json")
+
+    def test_an_output_it_could_not_write_is_refused_before_anything_runs(
+        self,
+    ) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            refused = {
+                folder: "is a folder; name a file in it",
+                f"{folder}/missing/bench.json": "there is no folder",
+            }
+            for output, message in refused.items():
+                with (
+                    self.subTest(output=output),
+                    self.assertRaisesMessage(CommandError, message),
+                ):
+                    call_command("bench", "--quick", f"--output={output}")

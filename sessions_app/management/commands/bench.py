@@ -10,14 +10,13 @@ import gc
 import time
 from argparse import ArgumentTypeError
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from bench import cases
-from bench.report import Case, table, write_json
+from bench.report import Case, table, writable_file, write_json
 from sync.models import TransactionSyncState
 from sync.services.seeding import seed_scale
 
@@ -55,7 +54,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--output", required=True, type=Path, help="Where to write the JSON."
+            "--output",
+            required=True,
+            type=writable_file,
+            help="Where to write the JSON.",
         )
         parser.add_argument(
             "--quick",

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bench.load import LoadOptions, read_bench, run_load, table
-from bench.report import cell
+from bench.report import cell, writable_file
 
 
 class Command(BaseCommand):
@@ -73,7 +73,9 @@ class Command(BaseCommand):
             "the benchmark's. Run that bench with --pause 200, the spacing at which "
             "each web process gets its pages here (printed at the end).",
         )
-        parser.add_argument("--output", type=Path, help="Where to write the JSON.")
+        parser.add_argument(
+            "--output", type=writable_file, help="Where to write the JSON."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         bench = None
