@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from sync.arguments import int_between, number_between
 from sync.standin import api
 from sync.standin.binding import ApiError, QueryParams
 from sync.standin.control import Control, ControlError, FleetDefaults, RequestCounter
@@ -90,13 +91,13 @@ def add_arguments(parser: ArgumentParser) -> None:
     """Add the options ``python -m sync.standin`` and ``steve_standin`` share."""
     parser.add_argument(
         "--port",
-        type=int,
+        type=int_between(0, 65535, what="a port"),
         default=8180,
         help="TCP port on 127.0.0.1 (default %(default)s; 0 picks a free one).",
     )
     parser.add_argument(
         "--fleet-size",
-        type=int,
+        type=int_between(1, what="a number of charge points"),
         default=6,
         help="Number of simulated charge points (default %(default)s).",
     )
@@ -117,13 +118,13 @@ def add_arguments(parser: ArgumentParser) -> None:
     )
     parser.add_argument(
         "--start-delay",
-        type=float,
+        type=number_between(0, what="seconds"),
         default=3.0,
         help="Seconds from an accepted RemoteStart to its start (default %(default)s).",
     )
     parser.add_argument(
         "--first-transaction-pk",
-        type=int,
+        type=int_between(1, what="a transaction pk"),
         default=1,
         help="Number transactions from here (default %(default)s), e.g. above the "
         "pks a database already holds, so a sync against it adds rather than mixes.",

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from bench import cases
 from bench.report import Case, table, writable_file, write_json
+from sync.arguments import number_between
 from sync.models import TransactionSyncState
 from sync.services.seeding import seed_scale
 
@@ -34,16 +35,6 @@ def _groups(value: str) -> list[str]:
             f"unknown case group {value!r}; choose from {', '.join(GROUPS)}"
         )
     return names
-
-
-def _milliseconds(value: str) -> float:
-    try:
-        milliseconds = float(value)
-    except ValueError:
-        milliseconds = -1.0
-    if not 0 <= milliseconds <= 10_000:
-        raise ArgumentTypeError(f"expected milliseconds from 0 to 10000, not {value!r}")
-    return milliseconds
 
 
 class Command(BaseCommand):
@@ -74,7 +65,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--pause",
-            type=_milliseconds,
+            type=number_between(0, 10_000, what="milliseconds"),
             default=0.0,
             metavar="MS",
             help="Idle time before each timed request of the console, dashboard "

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
+from sync.arguments import int_between, number_between
 
 
 class Command(BaseCommand):
@@ -26,35 +27,38 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         defaults = LoadOptions()
         parser.add_argument(
-            "--users", type=int, default=defaults.users, help="Simulated people."
+            "--users",
+            type=int_between(1, what="a number of people"),
+            default=defaults.users,
+            help="Simulated people.",
         )
         parser.add_argument(
             "--duration",
-            type=float,
+            type=number_between(1, what="seconds"),
             default=defaults.duration,
             help="Seconds of load.",
         )
         parser.add_argument(
             "--sync-interval",
-            type=float,
+            type=number_between(1, what="seconds"),
             default=defaults.sync_interval,
             help="Seconds between two transaction syncs.",
         )
         parser.add_argument(
             "--web-workers",
-            type=int,
+            type=int_between(1, what="a number of processes"),
             default=defaults.web_workers,
             help="uvicorn worker processes (default: two per core).",
         )
         parser.add_argument(
             "--fleet-size",
-            type=int,
+            type=int_between(1, what="a number of charge boxes"),
             default=defaults.fleet_size,
             help="Charge boxes of the stand-in's live fleet.",
         )
         parser.add_argument(
             "--think",
-            type=float,
+            type=number_between(0, what="seconds"),
             nargs=2,
             metavar=("MIN", "MAX"),
             default=[defaults.think_min, defaults.think_max],
@@ -62,7 +66,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--sse-share",
-            type=float,
+            type=number_between(0, 1, what="a share"),
             default=defaults.sse_share,
             help="Share of each kind of person holding an SSE stream open.",
         )
@@ -78,6 +82,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        think_min, think_max = options["think"]
+        if think_min > think_max:
+            raise CommandError(
+                f"--think {think_min:g} {think_max:g}: MIN is above MAX."
+            )
         bench = None
         bench_pause_ms = None
         if options["bench"]:
@@ -93,8 +102,8 @@ class Command(BaseCommand):
             sync_interval=options["sync_interval"],
             web_workers=options["web_workers"],
             fleet_size=options["fleet_size"],
-            think_min=options["think"][0],
-            think_max=options["think"][1],
+            think_min=think_min,
+            think_max=think_max,
             sse_share=options["sse_share"],
         )
         verbosity = options["verbosity"]

@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from polaris import embedded
 from polaris.handlers import uvicorn_command
 from sync import services
+from sync.arguments import int_between
 from sync.client import SteveClient, SteveError
 from sync.models import SyncRun
 from sync.services import demo
@@ -52,17 +53,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--port", type=int, default=8000, help="Web port (default 8000)."
+            "--port",
+            type=int_between(1, 65535, what="a port"),
+            default=8000,
+            help="Web port (default 8000).",
         )
         parser.add_argument(
             "--standin-port",
-            type=int,
+            type=int_between(1, 65535, what="a port"),
             default=8180,
             help="SteVe stand-in port (default 8180; a free one if it is taken).",
         )
         parser.add_argument(
             "--fleet-size",
-            type=int,
+            type=int_between(1, what="a number of charge points"),
             default=6,
             help="Charge points in the stand-in's fleet (default 6).",
         )

@@ -1,0 +1,47 @@
+"""argparse types for the ops commands and the SteVe stand-in.
+
+A value out of range stops the command before it starts anything, with a sentence
+saying what was expected, instead of a traceback later (a port above 65535, an
+empty fleet) or a run that measures nothing (zero users). Free of Django, so the
+stand-in can run on its own.
+"""
+
+import math
+from argparse import ArgumentTypeError
+from collections.abc import Callable
+
+
+def int_between(
+    low: int, high: int | None = None, *, what: str = "a whole number"
+) -> Callable[[str], int]:
+    """A type accepting whole numbers from `low` to `high` (no upper bound: None)."""
+    return _bounded(int, low, high, what)
+
+
+def number_between(
+    low: float, high: float | None = None, *, what: str = "a number"
+) -> Callable[[str], float]:
+    """A type accepting finite numbers from `low` to `high` (no upper bound: None)."""
+    return _bounded(float, low, high, what)
+
+
+def _bounded[N: (int, float)](
+    kind: Callable[[str], N], low: N, high: N | None, what: str
+) -> Callable[[str], N]:
+    bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(value: str) -> N:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if (
+            number is None
+            or not math.isfinite(number)
+            or number < low
+            or (high is not None and number > high)
+        ):
+            raise ArgumentTypeError(f"expected {what} {bounds}, not {value!r}")
+        return number
+
+    return parse
