@@ -1,0 +1,127 @@
+"""`manage.py demo`, README's command that runs the product, end to end.
+
+It starts as on a new machine: no DATABASE_URL or REDIS_URL, an empty data folder,
+so it brings up its own embedded PostgreSQL and Valkey beside the test suite's.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.test import SimpleTestCase
+
+READY_LINE = "Press Ctrl-C to stop."
+# Embedded PostgreSQL's initdb, migrations and the first sync, on a busy CI machine.
+START_TIMEOUT_S = 240
+SYNC_INTERVAL_S = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _is_listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _signed_in(base: str, username: str, password: str) -> requests.Session:
+    browser = requests.Session()
+    login = browser.get(f"{base}/accounts/login/", timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text)
+    assert token, login.text
+    browser.post(
+        f"{base}/accounts/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": token.group(1),
+        },
+        timeout=10,
+    ).raise_for_status()
+    return browser
+
+
+class DemoCommandTests(SimpleTestCase):
+    def test_it_serves_both_sites_syncs_on_its_beat_and_stops_everything(
+        self,
+    ) -> None:
+        web_port, standin_port = _free_port(), _free_port()
+        with tempfile.TemporaryDirectory() as data:
+            log_path = Path(data) / "demo-output.txt"
+            env = {
+                name: value
+                for name, value in os.environ.items()
+                if name not in {"DATABASE_URL", "REDIS_URL"}
+            }
+            env.update(
+                POLARIS_DATA_DIR=data,
+                DJANGO_SETTINGS_MODULE="polaris.settings",
+                SYNC_INTERVAL_SECONDS=str(SYNC_INTERVAL_S),
+            )
+            with log_path.open("w") as log:
+                demo = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "manage.py",
+                        "demo",
+                        f"--port={web_port}",
+                        f"--standin-port={standin_port}",
+                        "--fleet-size=3",
+                    ],
+                    cwd=settings.BASE_DIR,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                self._wait_until_ready(demo, log_path)
+                self._check_the_running_product(f"http://127.0.0.1:{web_port}")
+            finally:
+                demo.send_signal(signal.SIGINT)
+                demo.wait(timeout=60)
+            output = log_path.read_text()
+            self.assertEqual(demo.returncode, 0, output)
+            self.assertIn("Polaris demo stopped.", output)
+            self.assertFalse(_is_listening(web_port))
+            self.assertFalse(_is_listening(standin_port))
+            # The embedded PostgreSQL removes its pid file when it shuts down.
+            self.assertFalse(list(Path(data).glob("**/postmaster.pid")))
+
+    def _wait_until_ready(self, demo: subprocess.Popen[bytes], log: Path) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while READY_LINE not in log.read_text():
+            if demo.poll() is not None or time.monotonic() > deadline:
+                self.fail(f"The demo did not start:\n{log.read_text()}")
+            time.sleep(0.5)
+
+    def _check_the_running_product(self, base: str) -> None:
+        staff = _signed_in(base, "admin", "admin")
+        sessions = staff.get(f"{base}/admin/sessions/", timeout=10)
+        self.assertEqual(sessions.status_code, 200)
+        # The first sync ran before the web started: the table has rows.
+        self.assertRegex(sessions.text, r"[1-9][\d,]* sessions match current filters")
+
+        driver = _signed_in(base, "driver1@example.com", "driver")
+        dashboard = driver.get(f"{base}/", timeout=10)
+        self.assertEqual(dashboard.status_code, 200)
+        self.assertIn("driver1@example.com", dashboard.text)
+
+        # The beat has the worker sync on its schedule.
+        deadline = time.monotonic() + 6 * SYNC_INTERVAL_S
+        while time.monotonic() < deadline:
+            runs = staff.get(f"{base}/admin/sync-runs/", timeout=10).text
+            if re.search(r'data-label="Trigger">Schedule<', runs):
+                return
+            time.sleep(1)
+        self.fail("No scheduled sync run appeared on the Sync runs page.")
