@@ -4,6 +4,7 @@ own partial and sent on each affected customer's channel. Broadcast only."""
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.dispatch import receiver
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -32,7 +33,7 @@ def publish_active_session(*, customer: Any) -> None:
     live.publish(live.customer_channel(customer.pk), EVENT, html)
 
 
-@sessions_changed.connect
+@receiver(sessions_changed)
 def publish_sessions_changed(
     sender: type[SyncRun], run: SyncRun, transaction_ids: list[int], **kwargs: Any
 ) -> None:

@@ -14,9 +14,12 @@ from playwright.sync_api import Browser, expect
 from polaris.browser import chromium, live_server, sign_in
 from portal.models import Reservation
 from sessions_app.models import AuditEntry
+from sync.models import SyncRun
+from sync.signals import sessions_changed
 from sync.tests.factories import (
     ChargerFactory,
     StaffFactory,
+    SyncRunFactory,
     TransactionSyncStateFactory,
     UserFactory,
     UserMappingFactory,
@@ -93,17 +96,19 @@ def test_a_driver_walks_the_verify_list(
         expect(page.locator(".counts-pill")).to_have_text("1 of 2 available now")
         page.screenshot(path=str(SHOTS / "test-dashboard-390.png"), full_page=True)
 
-        # Live: a session starts; the banner appears without a reload.
-        from portal.live import publish_active_session
-
-        TransactionSyncStateFactory(
+        # Live: a sync finds a session started; the banner appears without a reload.
+        session = TransactionSyncStateFactory(
             charger=demo_driver["harbour"],
             ocpp_id_tag="TAG-DANA",
             kwh_delivered=Decimal("4.2"),
             started_at=timezone.now() - timedelta(minutes=10),
         )
         page.wait_for_timeout(500)  # let the EventSource connect
-        publish_active_session(customer=demo_driver["driver"])
+        sessions_changed.send(
+            sender=SyncRun,
+            run=SyncRunFactory(updated_count=1),
+            transaction_ids=[session.pk],
+        )
         expect(page.locator(".active-session")).to_contain_text("4.20 kWh")
 
         page.click("text=Previous period")

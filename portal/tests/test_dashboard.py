@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
+from django_eventstream.utils import get_storage
 
 from polaris import live
 from portal import selectors
@@ -12,9 +13,11 @@ from portal.models import CustomerProfile, Reservation
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory, SubscriptionFactory
 from sessions_app.models import ChargerRate, Rate
-from sync.models import Charger, TransactionSyncState
+from sync.models import Charger, SyncRun, TransactionSyncState
+from sync.signals import sessions_changed
 from sync.tests.factories import (
     ChargerFactory,
+    SyncRunFactory,
     TransactionSyncStateFactory,
     UserFactory,
     UserMappingFactory,
@@ -227,6 +230,42 @@ class LiveTests(PortalTestCase):
         html = banner_html(customer=self.alice, now=timezone.now())
         self.assertIn("2.00 kWh", html)
         self.assertEqual(banner_html(customer=self.bob, now=timezone.now()).strip(), "")
+
+
+@override_settings(LIVE_CHANNEL_PREFIX="test-portal-live-")
+class LiveBannerEventTests(PortalTestCase):
+    """A sync that changes a customer's session re-renders their banner on their
+    channel. Events are read back from the Redis storage a reconnecting browser
+    replays from."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.storage = get_storage()
+        self.channels = {
+            customer: live.customer_channel(customer.pk)
+            for customer in (self.alice, self.bob)
+        }
+        self.last_ids = {
+            customer: self.storage.get_current_id(channel)
+            for customer, channel in self.channels.items()
+        }
+
+    def published(self, customer: object) -> list[tuple[str, str]]:
+        events = self.storage.get_events(
+            self.channels[customer], self.last_ids[customer]
+        )
+        return [(event.type, event.data) for event in events]
+
+    def test_a_changed_session_refreshes_its_customers_banner_only(self) -> None:
+        session = TransactionSyncStateFactory(
+            charger=self.charger, ocpp_id_tag="TAG-ALICE", kwh_delivered=Decimal("3.5")
+        )
+        run = SyncRunFactory(updated_count=1)
+        sessions_changed.send(sender=SyncRun, run=run, transaction_ids=[session.pk])
+        ((event_type, html),) = self.published(self.alice)
+        self.assertEqual(event_type, "active-session")
+        self.assertIn("3.50 kWh", html)
+        self.assertEqual(self.published(self.bob), [])
 
 
 class ReservationCancelTests(PortalTestCase):
