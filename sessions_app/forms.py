@@ -9,7 +9,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from sync.models import UserMapping
-from sync.services.mappings import validate_id_tag
+from sync.services.mappings import validate_id_tag, validate_tag_is_free
 
 STATUS_CHOICES = [("all", "All"), ("active", "Active"), ("completed", "Completed")]
 TAG_MAX_LENGTH = 100
@@ -148,7 +148,9 @@ class UserMappingForm(forms.ModelForm):
             )
 
     def clean_steve_ocpp_id_tag(self) -> str:
-        return validate_id_tag(self.cleaned_data["steve_ocpp_id_tag"])
+        tag = validate_id_tag(self.cleaned_data["steve_ocpp_id_tag"])
+        validate_tag_is_free(tag, mapping=self.instance if self.instance.pk else None)
+        return tag
 
     def clean_customer_email(self) -> object:
         email = self.cleaned_data["customer_email"].strip().lower()

@@ -124,14 +124,30 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertContains(response, "No customer account has this email")
         self.assertFalse(UserMapping.objects.exists())
 
-    def test_a_duplicate_tag_is_a_form_error(self) -> None:
-        UserMappingFactory(steve_ocpp_id_tag="04A1")
+    def test_a_tag_mapped_in_any_letter_case_is_a_form_error(self) -> None:
+        holder = UserFactory(username="dana@example.com")
+        UserMappingFactory(steve_ocpp_id_tag="04A1-X", user=holder)
         other = UserFactory()
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-create"),
-            {"steve_ocpp_id_tag": "04A1", "customer_email": other.email},
-        )
-        self.assertContains(response, "already exists")
+        for tag in ("04A1-X", "04a1-x"):
+            with self.subTest(tag=tag):
+                response = self.client.post(
+                    reverse("sessions_app:user-mapping-create"),
+                    {"steve_ocpp_id_tag": tag, "customer_email": other.email},
+                )
+                self.assertContains(
+                    response, "The idTag 04A1-X is already mapped to dana@example.com."
+                )
+        self.assertEqual(UserMapping.objects.count(), 1)
+
+    def test_editing_a_mapping_keeps_its_own_tag_but_not_anothers(self) -> None:
+        mine = UserMappingFactory(steve_ocpp_id_tag="TAG-MINE")
+        UserMappingFactory(steve_ocpp_id_tag="TAG-THEIRS")
+        url = reverse("sessions_app:user-mapping-edit", args=[mine.pk])
+        form = {"customer_email": mine.user.email, "label": "Fleet", "is_active": "on"}
+        kept = self.client.post(url, {**form, "steve_ocpp_id_tag": "tag-mine"})
+        self.assertEqual(kept.status_code, 302)
+        taken = self.client.post(url, {**form, "steve_ocpp_id_tag": "tag-theirs"})
+        self.assertContains(taken, "The idTag TAG-THEIRS is already mapped")
 
     def test_csv_import_goes_through_the_same_service(self) -> None:
         upload = SimpleUploadedFile(

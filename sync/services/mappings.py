@@ -63,6 +63,27 @@ def validate_id_tag(tag: str) -> str:
     return tag
 
 
+def validate_tag_is_free(tag: str, *, mapping: UserMapping | None = None) -> None:
+    """Raise ValidationError when a mapping other than `mapping` has this tag in
+    any letter case.
+
+    OCPP idTags are case-insensitive (CiString), so TAG-0005 and tag-0005 are one
+    card: a second mapping for it would split the card's sessions between two
+    customers.
+    """
+    taken = (
+        UserMapping.objects.select_related("user")
+        .filter(steve_ocpp_id_tag__iexact=tag)
+        .exclude(pk=mapping.pk if mapping else None)
+        .first()
+    )
+    if taken is not None:
+        raise ValidationError(
+            f"The idTag {taken.steve_ocpp_id_tag} is already mapped to "
+            f"{taken.user.get_username()}."
+        )
+
+
 @transaction.atomic
 def user_mapping_create(
     *,
@@ -74,8 +95,10 @@ def user_mapping_create(
     source: str = "console",
 ) -> UserMapping:
     """Map a tag to a user. Raises ValidationError (e.g. the tag is already mapped)."""
+    tag = validate_id_tag(steve_ocpp_id_tag)
+    validate_tag_is_free(tag)
     mapping = UserMapping(
-        steve_ocpp_id_tag=validate_id_tag(steve_ocpp_id_tag),
+        steve_ocpp_id_tag=tag,
         user=user,
         label=label.strip(),
         billing_customer_id=billing_customer_id.strip(),
@@ -108,6 +131,8 @@ def user_mapping_update(
     after = _snapshot(mapping)
     if after == before:
         return mapping
+    if after["steveOcppIdTag"] != before["steveOcppIdTag"]:
+        validate_tag_is_free(mapping.steve_ocpp_id_tag, mapping=mapping)
     mapping.full_clean()
     mapping.save()
     deactivated = before["isActive"] and not after["isActive"]
