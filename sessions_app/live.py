@@ -12,18 +12,18 @@ from sessions_app import selectors
 from sync.models import SyncRun
 from sync.signals import run_finished, sessions_changed
 
-# A run can change thousands of sessions; the newest ones are the rows open pages
-# most likely show (the list is ordered by last update), the rest wait for a reload.
-MAX_LIVE_ROWS = 50
-
 
 @receiver(sessions_changed)
 def publish_sessions_changed(
     sender: type[SyncRun], run: SyncRun, transaction_ids: list[int], **kwargs: Any
 ) -> None:
-    """Tick the Charging Sessions banner, refresh the stat strip and changed rows."""
+    """Tick the Charging Sessions banner and refresh the stat strip.
+
+    Open pages re-read their table when the banner ticks (the results section's
+    own filters and row count), so every viewer sees new sessions and finished
+    ones leave an Active view, whatever their filters.
+    """
     now = timezone.now()
-    rows = selectors.sessions_by_ids(transaction_ids, limit=MAX_LIVE_ROWS)
     context = {
         "live_event": True,
         "freshness": selectors.sync_freshness(now=now),
@@ -32,12 +32,6 @@ def publish_sessions_changed(
     template = "sessions_app/session_list.html"
     html = render_to_string(f"{template}#live-banner", context)
     html += render_to_string(f"{template}#stat-strip", {**context, "oob": True})
-    html += "<template>"
-    for session in rows:
-        html += render_to_string(
-            f"{template}#session-row", {**context, "session": session, "oob_rows": True}
-        )
-    html += "</template>"
     live.publish(live.staff_channel(), "sessions-updated", html)
 
 

@@ -117,8 +117,10 @@ def _day_after(last_moment: datetime | None) -> datetime | None:
         return None
 
 
-def session_page(*, filters: SessionFilters, cursor: str | None) -> SessionPage:
-    """Up to PAGE_SIZE sessions after `cursor`, most recently updated first.
+def session_page(
+    *, filters: SessionFilters, cursor: str | None, limit: int = PAGE_SIZE
+) -> SessionPage:
+    """Up to `limit` sessions after `cursor`, most recently updated first.
 
     Keyset pagination on (updatedAt, id): pages stay correct when sessions change
     between two clicks, and a deep page costs what the first does. A malformed
@@ -128,22 +130,11 @@ def session_page(*, filters: SessionFilters, cursor: str | None) -> SessionPage:
     position = decode_cursor(cursor)
     if position is not None:
         sessions = sessions.after_cursor(*position)
-    rows = list(sessions.with_customer().select_related("charger")[: PAGE_SIZE + 1])
-    has_more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
+    rows = list(sessions.with_customer().select_related("charger")[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
     return SessionPage(
         rows=rows, next_cursor=encode_cursor(rows[-1]) if has_more else None
-    )
-
-
-def sessions_by_ids(ids: list[int], *, limit: int) -> list[TransactionSyncState]:
-    """The `limit` most recently updated of these sessions, with the row
-    annotations of the list, for live row updates."""
-    return list(
-        TransactionSyncState.objects.filter(id__in=ids)
-        .with_customer()
-        .select_related("charger")
-        .newest_updated_first()[:limit]
     )
 
 

@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django_htmx.http import push_url
 
 from polaris import live
 from polaris.http import is_fragment_request
@@ -46,18 +47,34 @@ from sync.tasks import sync_run_transactions as sync_run_transactions_task
 staff_only = staff_member_required(login_url="/accounts/login/")
 
 
+# A table that re-reads itself after a sync gets back at most ten pages: a page that
+# loaded more keeps its first ten pages, and Load more goes on from there.
+MAX_REFRESH_ROWS = 10 * selectors.PAGE_SIZE
+
+
 @staff_only
 def session_list(request: HttpRequest) -> HttpResponse:
     filters = parse_session_filters(request.GET)
     cursor = request.GET.get("cursor")
-    page = selectors.session_page(filters=filters, cursor=cursor)
+    # How many rows the page shows: before this Load more, or to re-read.
+    rows_before = _row_count(request.GET.get("rows"))
+    if cursor:
+        page = selectors.session_page(filters=filters, cursor=cursor)
+        rows_shown = rows_before + len(page.rows)
+    else:
+        pages = max(1, -(-rows_before // selectors.PAGE_SIZE))
+        limit = min(pages * selectors.PAGE_SIZE, MAX_REFRESH_ROWS)
+        page = selectors.session_page(filters=filters, cursor=None, limit=limit)
+        rows_shown = len(page.rows)
     now = timezone.now()
+    filter_query = urlencode(filters.as_query())
     context = {
         "section": "sessions",
         "filters": filters,
         "page": page,
+        "rows_shown": rows_shown,
         "freshness": selectors.sync_freshness(now=now),
-        "filter_query": urlencode(filters.as_query()),
+        "filter_query": filter_query,
     }
     template = "sessions_app/session_list.html"
     fragment = is_fragment_request(request)
@@ -67,13 +84,30 @@ def session_list(request: HttpRequest) -> HttpResponse:
         total=selectors.session_count(filters=filters),
         # Called by the template only when the page has no rows.
         any_sync_completed=selectors.any_sync_completed,
+        form=SessionFilterForm(filters),
     )
-    if fragment:
+    if fragment and request.htmx.trigger == "session-results":
+        # The table re-reading itself after a sync: the form keeps what is typed.
         return render(request, f"{template}#session-results", context)
-    context.update(
-        form=SessionFilterForm(filters), stats=selectors.session_stats(now=now)
-    )
+    if fragment:
+        # New filters: the form, the export link and the address follow them.
+        response = render(
+            request, f"{template}#filtered-results", {**context, "filters_oob": True}
+        )
+        list_url = reverse("sessions_app:session-list")
+        return push_url(
+            response, f"{list_url}?{filter_query}" if filter_query else list_url
+        )
+    context.update(stats=selectors.session_stats(now=now))
     return render(request, template, context)
+
+
+def _row_count(raw: str | None) -> int:
+    """A row count from the query string; 0 when missing or malformed."""
+    try:
+        return max(0, int(raw or 0))
+    except ValueError:
+        return 0
 
 
 @staff_only

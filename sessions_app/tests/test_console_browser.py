@@ -82,9 +82,13 @@ class ConsoleBrowserTests(TransactionTestCase):
         )
         self.assertEqual(self.visible_rows(page), 15)
 
-        # Load more twice: 30 rows, filters kept, no page reload.
-        page.get_by_role("link", name="Load more").click()
+        # Load more from the keyboard: 30 rows, no page reload, focus stays on
+        # the control so the next Enter loads the rest.
+        page.focus("#load-more-link")
+        page.keyboard.press("Enter")
         expect(page.locator("#session-tbody tr")).to_have_count(30)
+        expect(page.locator("#load-more-link")).to_be_focused()
+        expect(page.locator("#rows-status")).to_have_text("30 sessions shown.")
         expect(page.locator("#session-count")).to_have_text(
             "36 sessions match current filters"
         )
@@ -96,10 +100,27 @@ class ConsoleBrowserTests(TransactionTestCase):
             "1 session matches current filters"
         )
         expect(page.locator(".chip")).to_contain_text("Status: active")
+        expect(page.locator("#session-export")).to_have_attribute(
+            "href", re.compile(r"export\.csv\?status=active$")
+        )
         page.get_by_role("link", name="Remove filter Status active").click()
         expect(page.locator("#session-count")).to_have_text(
             "36 sessions match current filters"
         )
+        # The form and the export link follow the removed chip; Back restores
+        # the filtered view with its form.
+        expect(page.locator("#id_status")).to_have_value("all")
+        expect(page.locator("#session-export")).to_have_attribute(
+            "href", re.compile(r"export\.csv$")
+        )
+        self.assertEqual(page.url, f"{self.base_url}/admin/sessions/")
+        page.go_back()
+        expect(page.locator("#session-count")).to_have_text(
+            "1 session matches current filters"
+        )
+        expect(page.locator("#id_status")).to_have_value("active")
+        page.get_by_role("link", name="Clear all").click()
+        expect(page.locator("#id_status")).to_have_value("all")
 
         # Tag filter: a case-insensitive substring of the mapped tag.
         page.fill("#id_tag", "a1b2")
@@ -169,10 +190,11 @@ class ConsoleBrowserTests(TransactionTestCase):
             expect(page.locator("#live-banner")).to_contain_text(
                 "1 session updated just now"
             )
-            expect(row).to_contain_text(f"{session.kwh_delivered + Decimal('2.5'):.3f}")
-            # The refresh control reloads the table keeping the filters.
-            page.get_by_role("link", name="Refresh table").click()
-            expect(page.locator("#session-tbody tr").first).to_have_id(
-                re.compile(rf"session-{session.pk}")
+            # The table re-reads itself: the changed session moves to the top
+            # with its new energy.
+            first_row = page.locator("#session-tbody tr").first
+            expect(first_row).to_have_id(re.compile(rf"session-{session.pk}"))
+            expect(first_row).to_contain_text(
+                f"{session.kwh_delivered + Decimal('2.5'):.3f}"
             )
             client.close()

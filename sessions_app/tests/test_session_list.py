@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from sync.models import TransactionSyncState
 from sync.tests.factories import (
@@ -235,10 +236,78 @@ class SessionLoadMoreTests(SessionListTestCase):
             TransactionSyncStateFactory(is_finalized=False)
         TransactionSyncStateFactory(is_finalized=True)
         first = self.client.get(URL, {"status": "active"})
-        self.assertContains(first, "status=active&amp;cursor=")
+        self.assertContains(first, "status=active&amp;rows=15&amp;cursor=")
         cursor = first.context["page"].next_cursor
-        second = self.client.get(URL, {"status": "active", "cursor": cursor})
+        second = self.client.get(
+            URL,
+            {"status": "active", "rows": "15", "cursor": cursor},
+            headers={"HX-Request": "true"},
+        )
         self.assertEqual(len(row_ids(second.content.decode())), 5)
+        # The next refresh re-reads all twenty rows the page now shows.
+        self.assertIn('id="rows-shown" name="rows" value="20"', second.content.decode())
+        self.assertIn("20 sessions shown.", second.content.decode())
+
+    def test_a_refresh_rereads_as_many_rows_as_the_page_shows(self) -> None:
+        now = timezone.now()
+        sessions = [
+            TransactionSyncStateFactory(updated_at=now - timedelta(minutes=i))
+            for i in range(40)
+        ]
+        for rows, expected in [("30", 30), ("16", 30), ("0", 15), ("x", 15)]:
+            with self.subTest(rows=rows):
+                response = self.client.get(
+                    URL,
+                    {"rows": rows},
+                    headers={"HX-Request": "true", "HX-Trigger": "session-results"},
+                )
+                html = response.content.decode()
+                self.assertEqual(
+                    row_ids(html),
+                    [s.steve_transaction_id for s in sessions[:expected]],
+                )
+                # The filter form is left alone: it may hold what someone is typing.
+                self.assertNotIn('id="session-filters"', html)
+        many = self.client.get(
+            URL,
+            {"rows": "100000"},
+            headers={"HX-Request": "true", "HX-Trigger": "session-results"},
+        )
+        self.assertEqual(len(row_ids(many.content.decode())), 40)
+
+    def test_a_refresh_drops_sessions_that_left_the_filter(self) -> None:
+        active = TransactionSyncStateFactory(is_finalized=False)
+        TransactionSyncStateFactory(is_finalized=False)
+        TransactionSyncState.objects.filter(pk=active.pk).update(is_finalized=True)
+        response = self.client.get(
+            URL,
+            {"status": "active", "rows": "15"},
+            headers={"HX-Request": "true", "HX-Trigger": "session-results"},
+        )
+        self.assertNotIn(
+            active.steve_transaction_id, row_ids(response.content.decode())
+        )
+        self.assertContains(response, "1 session matches current filters")
+
+    def test_new_filters_bring_the_form_export_link_and_address_along(self) -> None:
+        TransactionSyncStateFactory(is_finalized=False)
+        response = self.client.get(
+            URL,
+            {"status": "active", "from": "", "to": "", "tag": ""},
+            headers={"HX-Request": "true", "HX-Trigger": "session-filters"},
+        )
+        html = response.content.decode()
+        self.assertIn('id="session-results"', html)
+        self.assertRegex(html, r'<form id="session-filters"[^>]*hx-swap-oob="true"')
+        self.assertIn('<option value="active" selected>', html)
+        self.assertRegex(
+            html, r'id="session-export"[^>]*href="[^"]*export.csv\?status=active"'
+        )
+        # Empty fields are left out of the address the browser shows.
+        self.assertEqual(response.headers["HX-Push-Url"], f"{URL}?status=active")
+        cleared = self.client.get(URL, headers={"HX-Request": "true"})
+        self.assertEqual(cleared.headers["HX-Push-Url"], URL)
+        self.assertIn('<option value="all" selected>', cleared.content.decode())
 
     def test_a_malformed_cursor_shows_the_first_page(self) -> None:
         TransactionSyncStateFactory()
