@@ -86,7 +86,13 @@ def parse_session_filters(query: QueryDict) -> SessionFilters:
     if date_from and date_to and date_to < date_from:
         notes.append("To is before From, so no session can match.")
     # Postgres text cannot hold NUL, so a tag containing one would be a 500.
-    tag = query.get("tag", "").replace("\x00", "").strip()[:TAG_MAX_LENGTH].rstrip()
+    tag = query.get("tag", "").replace("\x00", "").strip()
+    if len(tag) > TAG_MAX_LENGTH:
+        notes.append(
+            f"Tag is longer than {TAG_MAX_LENGTH} characters; "
+            f"searching for its first {TAG_MAX_LENGTH}."
+        )
+        tag = tag[:TAG_MAX_LENGTH].rstrip()
     return SessionFilters(
         status=status,
         date_from=date_from,

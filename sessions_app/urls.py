@@ -1,10 +1,13 @@
 from django.urls import path
+from django.views.generic import RedirectView
 
 from sessions_app import views
 
 app_name = "sessions_app"
 
 urlpatterns = [
+    # The console's front door is its first page.
+    path("", RedirectView.as_view(pattern_name="sessions_app:session-list")),
     path("sessions/", views.session_list, name="session-list"),
     path("sessions/export.csv", views.session_export, name="session-export"),
     path(

@@ -197,4 +197,26 @@ class ConsoleBrowserTests(TransactionTestCase):
             expect(first_row).to_contain_text(
                 f"{session.kwh_delivered + Decimal('2.5'):.3f}"
             )
+
+            # The detail page follows the sync the same way.
+            page.get_by_role(
+                "link", name=f"#{session.steve_transaction_id}", exact=True
+            ).click()
+            expect(page.locator(".kv")).to_contain_text(
+                f"{session.kwh_delivered + Decimal('2.5'):.3f} kWh"
+            )
+            page.wait_for_function(
+                "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
+                ".readyState === 1"
+            )
+            later = soon + timedelta(seconds=30)
+            standin.add_meter_values(
+                session.steve_transaction_id,
+                [{"value": str(session.meter_last_wh + 4000),
+                  "valueTimestamp": later.isoformat().replace("+00:00", "Z")}],
+            )  # fmt: skip
+            services.sync_run_transactions(trigger="command", client=client)
+            expect(page.locator(".kv")).to_contain_text(
+                f"{session.kwh_delivered + Decimal('4'):.3f} kWh"
+            )
             client.close()

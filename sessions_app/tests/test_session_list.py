@@ -160,6 +160,16 @@ class SessionFilterTests(SessionListTestCase):
             row_ids(response.content.decode()), [matching.steve_transaction_id]
         )
 
+    def test_a_tag_over_the_limit_is_shortened_with_a_visible_note(self) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1B2C3")
+        session_with_energy(kwh=Decimal("1"), ocpp_id_tag="04A1B2C3")
+        response = self.client.get(URL, {"tag": "a1b2" + "x" * 200})
+        self.assertContains(response, "Tag is longer than 100 characters")
+        self.assertEqual(response.context["filters"].tag, "a1b2" + "x" * 96)
+
+    def test_the_console_root_opens_charging_sessions(self) -> None:
+        self.assertRedirects(self.client.get("/admin/"), URL)
+
     def test_chips_show_each_filter_with_a_remove_link_keeping_the_others(self) -> None:
         response = self.client.get(URL, {"status": "active", "tag": "04A"})
         html = response.content.decode()
