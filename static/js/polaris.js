@@ -2,6 +2,13 @@
 (function () {
   "use strict";
 
+  // On a phone the sections scroll sideways under the top bar: start with the
+  // current one in view (this script is deferred, so the nav is parsed).
+  var currentSection = document.querySelector(".sidebar__nav [aria-current]");
+  if (currentSection) {
+    currentSection.scrollIntoView({ block: "nearest", inline: "nearest" });
+  }
+
   // htmx does not swap 4xx/5xx answers: say so instead of failing silently.
   document.addEventListener("htmx:responseError", function () {
     var banner = document.querySelector(".request-error");
