@@ -65,6 +65,8 @@ class Row:
 # fmt: off
 ROWS = [
     # Admin console (staff only: others are sent to sign in).
+    # The console's front door sends everyone on to Charging Sessions, which checks.
+    Row("admin/", "GET", "/admin/", (302, 302, 302, 302, 302)),
     Row("admin/sessions/", "GET", "/admin/sessions/", (302, 302, 302, 200, 200)),
     Row("admin/sessions/", "GET", "/admin/sessions/?status=active",
         (302, 302, 302, 200, 200), htmx=True),
