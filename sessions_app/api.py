@@ -2,16 +2,21 @@
 
 Every answer is an envelope: `{"ok": true, "message": ..., "result": ...}`, or
 `{"ok": false, "message": ...}` with the status that fits (400 malformed, 401 no or
-bad credentials, 404 not yours or unknown, 409 state conflict, 422 invalid, 502
-SteVe or the station failed). The OpenAPI document is at `/api/v1/openapi.json`,
-browsable docs at `/api/v1/docs`.
+bad credentials, 404 not yours or unknown, 409 state conflict, 413 body too large,
+422 invalid, 502 SteVe or the station failed). Errors raised before or around these
+endpoints (an unknown path, a method a path does not take) get the same envelope
+from `sessions_app.api_middleware`. The OpenAPI document is at
+`/api/v1/openapi.json`, browsable docs at `/api/v1/docs`.
 """
 
 import logging
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from ninja import Header, NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -53,6 +58,7 @@ api = NinjaAPI(
 
 # 403 only for browser-session calls without a valid CSRF token.
 ERRORS = frozenset({400, 401, 403, 404, 409, 422, 502})
+BODY_ERRORS = ERRORS | {413}
 ERROR_STATUS: dict[type[charging.ApiSessionError], int] = {
     charging.SessionNotFound: 404,
     charging.SessionConflict: 409,
@@ -97,6 +103,12 @@ def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     return _error(request, 422, _validation_message(exc.errors))
 
 
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _error(request, 413, f"The request body is larger than {limit} bytes.")
+
+
 @api.exception_handler(InvalidCursor)
 def _bad_cursor(request: HttpRequest, exc: InvalidCursor) -> HttpResponse:
     return _error(request, 400, str(exc))
@@ -131,7 +143,7 @@ def _target(target: TargetIn | None) -> charging.SessionTarget:
 
 @api.post(
     "/sessions",
-    response={201: SessionEnvelope, ERRORS: ErrorEnvelope},
+    response={201: SessionEnvelope, BODY_ERRORS: ErrorEnvelope},
     by_alias=True,
     summary="Start a charging session",
     tags=["sessions"],
@@ -160,6 +172,9 @@ def session_create(
             meta_data=payload.meta_data,
             idempotency_key=idempotency_key or "",
         )
+    response["Location"] = reverse(
+        "api-v1:session-detail", kwargs={"session_id": created.session.pk}
+    )
     if created.replayed:
         response["Idempotent-Replayed"] = "true"
     message = "Session created; charging starts when the station reports it."
@@ -201,6 +216,7 @@ def session_list(
 @api.get(
     "/sessions/{session_id}",
     response={200: SessionEnvelope, ERRORS: ErrorEnvelope},
+    url_name="session-detail",
     by_alias=True,
     summary="Get a session",
     tags=["sessions"],

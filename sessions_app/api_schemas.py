@@ -9,11 +9,20 @@ operation serialises by alias.
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator
-from pydantic import model_serializer as pydantic_model_serializer
+from pydantic import (
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from sessions_app.readings import utc_iso
 
 SessionStatus = Literal["created", "started", "ended", "cancelled"]
 # SteVe's ChargeBoxIdValidator ([^=/()<>]*) without control characters, which
@@ -21,16 +30,27 @@ SessionStatus = Literal["created", "started", "ended", "cancelled"]
 CHARGE_BOX_ID = r"^[^\x00-\x1f\x7f=/()<>]{1,255}$"
 USER_REF = r"^[^\x00-\x1f\x7f]{1,150}$"
 TARGET_MAX = 1_000_000
-_NUMBER = re.compile(r"\s*[-+]?[0-9.eE+-]+\s*")
+# The smallest target of each kind: one unit of the decimal places ApiSession
+# stores it with; anything smaller would be stored as 0.
+TARGET_MIN_MINUTES = 0.01
+TARGET_MIN_COST = 0.0001
+TARGET_MIN_KWH = 0.001
+# A date, then a time of day: pydantic alone would also read numbers as Unix
+# timestamps and a bare date as its midnight, which hide mistakes (a `to` date
+# meant as the whole day).
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def _date_time_text(value: Any) -> Any:
-    """Only ISO 8601 text: pydantic would also take numbers as Unix timestamps,
-    which the document does not offer and which hide mistakes."""
+    """Only ISO 8601 date-times with a time of day."""
     if value is None or isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or _NUMBER.fullmatch(value):
-        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-03-01T09:00:00Z")
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise PydanticCustomError(
+            "date_time_text",
+            "must be a date and a time of day, e.g. 2026-03-01T09:00:00Z "
+            "(a date alone or a number is not accepted)",
+        )
     return value
 
 
@@ -47,9 +67,17 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _check_storable(value: Any) -> None:
-    """JSON that PostgreSQL's jsonb can hold: no NUL characters, no NaN/Infinity."""
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    """JSON that PostgreSQL's jsonb can hold: valid Unicode without NUL characters,
+    no NaN/Infinity. JSON's escapes can spell a lone surrogate (`"\\ud800"`), which
+    is no character at all and which PostgreSQL refuses."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        if not value.isascii() and not _is_unicode(value):
+            raise ValueError(
+                "must be valid Unicode: a lone surrogate such as \\ud800 is not a "
+                "character"
+            )
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must not contain NaN or Infinity")
     if isinstance(value, dict):
@@ -61,35 +89,57 @@ def _check_storable(value: Any) -> None:
             _check_storable(item)
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # Requests
 
 
 class TargetIn(Schema):
-    """Targets of a new session; each one is enforced once."""
+    """Targets of a new session; each one is enforced once.
+
+    Numbers are strict: `true` or `"5"` is refused, not read as 1 or 5. Targets are
+    checked every few seconds (the sync interval, 10 s by default). A max (time,
+    cost, energy) stops the charge at the last check before the latest reported
+    power would take the session past it, so it usually ends a little under the
+    max; it can end a little over when the power rises after the latest reading
+    or the station is slow to act on the stop.
+    """
 
     time: float | None = Field(
         None,
-        gt=0,
+        strict=True,
+        ge=TARGET_MIN_MINUTES,
         le=TARGET_MAX,
         allow_inf_nan=False,
-        description="Max session time in minutes.",
+        description="Max session time in minutes (at least 0.01).",
     )
     cost: float | None = Field(
         None,
-        gt=0,
+        strict=True,
+        ge=TARGET_MIN_COST,
         le=TARGET_MAX,
         allow_inf_nan=False,
-        description="Max session cost in the currency of the charger's rate.",
+        description="Max session cost in the currency of the charger's rate "
+        "(at least 0.0001).",
     )
     energy: float | None = Field(
         None,
-        gt=0,
+        strict=True,
+        ge=TARGET_MIN_KWH,
         le=TARGET_MAX,
         allow_inf_nan=False,
-        description="Max session energy in kWh.",
+        description="Max session energy in kWh (at least 0.001).",
     )
     energy_start_time: datetime | None = Field(
-        None, description="UTC time to start delivering energy (the remote start)."
+        None,
+        description="UTC time to start delivering energy (the remote start), at "
+        "most 24 hours ahead.",
     )
     energy_stop_time: datetime | None = Field(
         None, description="UTC time to stop delivering energy (a remote stop)."
@@ -112,7 +162,9 @@ class SessionCreateIn(Schema):
     chargestation: str = Field(
         pattern=CHARGE_BOX_ID, description="The SteVe chargeBoxId of the station."
     )
-    connector: int = Field(ge=1, le=2_147_483_647, description="The connector id.")
+    connector: int = Field(
+        strict=True, ge=1, le=2_147_483_647, description="The connector id."
+    )
     target: TargetIn | None = None
     meta_data: dict[str, Any] | None = Field(
         None, description="Any data of yours; returned as given."
@@ -122,6 +174,17 @@ class SessionCreateIn(Schema):
         pattern=USER_REF,
         description="Staff only: the id (or username) of the user to charge for.",
     )
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_is_an_object(cls, value: Any) -> Any:
+        # ninja's Schema reads its fields as attributes of whatever it is given, so
+        # a string, list or number would pass as a target with every field empty.
+        if value is None or isinstance(value, dict | TargetIn):
+            return value
+        raise PydanticCustomError(
+            "target_type", 'must be an object, e.g. {"energy": 10}'
+        )
 
     @field_validator("meta_data")
     @classmethod
@@ -154,33 +217,75 @@ class SessionListQuery(Schema):
     def _as_utc(cls, value: datetime | None) -> datetime | None:
         return _utc(value)
 
+    @field_validator("to")
+    @classmethod
+    def _not_before_from(
+        cls, value: datetime | None, info: ValidationInfo
+    ) -> datetime | None:
+        start = info.data.get("from_")
+        if value is not None and start is not None and value < start:
+            raise PydanticCustomError("period_order", "must not be earlier than from")
+        return value
+
 
 # Responses
+
+# Every timestamp as SteVe and the seed write them: UTC with milliseconds, even
+# when they are zero (2026-03-01T09:00:00.000Z); pydantic would drop a zero
+# fraction.
+ApiDateTime = Annotated[
+    datetime,
+    PlainSerializer(utc_iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _reported(description: str) -> Any:
+    """A reading the station may not report: left out of the answer then, and
+    documented as an optional property that is never null."""
+    return Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description=description,
+        json_schema_extra=_no_default,
+    )
 
 
 class ValueUnit(Schema):
     value: float
-    unit: str
+    unit: str = Field(description="The unit the station reported it in.")
+
+
+class StateOfChargeOut(Schema):
+    value: int = Field(description="Vehicle state of charge in percent.")
+    unit: str = Field(description="Percent.")
 
 
 class EnergyReportOut(Schema):
     """Latest readings; a measurand the station does not report is left out."""
 
-    timestamp: datetime
-    current: ValueUnit | None = None
-    power: ValueUnit | None = None
-    energy_meter: ValueUnit | None = None
-    state_of_charge: ValueUnit | None = None
-
-    @pydantic_model_serializer(mode="wrap")
-    def _omit_unreported(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        return {key: value for key, value in data.items() if value is not None}
+    timestamp: ApiDateTime = Field(description="Time of the latest reading (UTC).")
+    current: ValueUnit | SkipJsonSchema[None] = _reported(
+        "Current drawn by the EV; unit A."
+    )
+    power: ValueUnit | SkipJsonSchema[None] = _reported(
+        "Active power imported by the EV; unit W or kW."
+    )
+    energy_meter: ValueUnit | SkipJsonSchema[None] = _reported(
+        "The station's lifetime energy register; unit Wh or kWh."
+    )
+    state_of_charge: StateOfChargeOut | SkipJsonSchema[None] = _reported(
+        "Only when the station reports the vehicle's state of charge."
+    )
 
 
 class ActivityPeriodOut(Schema):
-    startTime: datetime
-    endTime: datetime
+    startTime: ApiDateTime
+    endTime: ApiDateTime
     status: str = Field(description="Charging or SuspendedEV.")
 
 
@@ -197,7 +302,7 @@ class CostLineOut(Schema):
     unit: str = Field(description="kWh, h, or session (FLAT).")
     unitPrice: float
     beforeTax: float
-    tax: float = Field(description="Tax in percent.")
+    tax: int = Field(description="Tax in percent (a whole number).")
     totalTax: float
     totalCost: float
 
@@ -212,13 +317,13 @@ class TargetOut(Schema):
     time: float | None
     cost: float | None
     energy: float | None
-    energy_start_time: datetime | None
-    energy_stop_time: datetime | None
+    energy_start_time: ApiDateTime | None
+    energy_stop_time: ApiDateTime | None
 
 
 class MetricsOut(Schema):
-    chargingStart: datetime
-    chargingStop: datetime | None
+    chargingStart: ApiDateTime
+    chargingStop: ApiDateTime | None
     timezone: str
     energyPeriod: int = Field(description="Seconds of charging so far.")
     energyConsumed: float = Field(description="Wh, as reported by the meter.")
@@ -239,8 +344,8 @@ class SessionOut(Schema):
     charging_activity: list[ActivityPeriodOut]
     cost: CostOut | None
     meta_data: dict[str, Any]
-    createdAt: datetime
-    updatedAt: datetime
+    createdAt: ApiDateTime
+    updatedAt: ApiDateTime
 
 
 class SessionPageOut(Schema):

@@ -9,8 +9,8 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -21,8 +21,15 @@ from django.utils import timezone
 
 from sessions_app.models import ApiSession, ApiSessionQuerySet
 from sessions_app.pricing import Cost, RateTerms, session_cost
+from sync.models import SyncRun, TransactionSyncState
 
 PAGE_SIZE_MAX = 100
+# Stations set their clocks from SteVe (the BootNotification and Heartbeat answers
+# carry its time), so a station's timestamps are off from ours by drift since the
+# last heartbeat plus network latency: seconds, not minutes. The margin lets a
+# transaction stamped just before our remote start still be the one it started,
+# without reaching back to a charge the driver made just before asking.
+CLOCK_SKEW = timedelta(seconds=10)
 # Ids are bigint; longer digit strings cannot name a row (and would overflow SQL).
 _SESSION_ID = re.compile(r"[0-9]{1,18}")
 _WH_PER_KWH = Decimal(1000)
@@ -138,6 +145,58 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
             "The cursor is not valid; start again without it."
         ) from None
     return moment, int(pk)
+
+
+# Matching a session to its SteVe transaction
+
+
+def api_session_matching_transaction(
+    *, session: ApiSession, start_deadline: datetime
+) -> TransactionSyncState | None:
+    """The synced transaction this session's remote start began, or None.
+
+    SteVe never names the transaction a remote start began (CONTRACT §7), so it is
+    recognised: on the session's connector, with the idTag the remote start sent
+    (OCPP idTags compare case-insensitively), claimed by no other session, started
+    between the remote start and `start_deadline` (each widened by CLOCK_SKEW), and
+    not already stopped when the remote start was sent: a charge the driver made by
+    card just before cannot be the one asked for. Of several, the first one started
+    after the remote start is the one it caused; failing that, the latest before it.
+    """
+    sent_at = session.remote_start_sent_at
+    assert sent_at is not None
+    candidates = (
+        TransactionSyncState.objects.filter(
+            charge_box_id=session.charge_box_id,
+            connector_id=session.connector_id,
+            ocpp_id_tag__iexact=session.id_tag,
+            started_at__gte=sent_at - CLOCK_SKEW,
+            started_at__lte=start_deadline + CLOCK_SKEW,
+            api_sessions__isnull=True,
+        )
+        .exclude(stopped_at__lt=sent_at)
+        .order_by("id")
+    )
+    return min(
+        candidates,
+        key=lambda tx: (tx.started_at < sent_at, abs(tx.started_at - sent_at)),
+        default=None,
+    )
+
+
+def transactions_synced_since(moment: datetime) -> bool:
+    """Whether a transactions sync that began at or after `moment` has finished
+    having read SteVe: it stored every transaction SteVe had reported by `moment`.
+
+    A partial run counts: it read SteVe's whole list and missed only transactions
+    that vanished from SteVe during the run. A failed run does not: SteVe did not
+    answer, so it proves nothing.
+    """
+    return SyncRun.objects.filter(
+        kind=SyncRun.Kind.TRANSACTIONS,
+        status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL],
+        started_at__gte=moment,
+    ).exists()
 
 
 # The session object
@@ -265,13 +324,19 @@ def _cost_document(cost: Cost | None) -> dict[str, Any] | None:
                 "unit": line.unit,
                 "unitPrice": float(line.unit_price),
                 "beforeTax": float(line.before_tax),
-                "tax": float(line.tax_percent),
+                "tax": _whole_percent(line.tax_percent),
                 "totalTax": float(line.total_tax),
                 "totalCost": float(line.total_cost),
             }
             for line in cost.breakdown
         ],
     }
+
+
+def _whole_percent(percent: Decimal) -> int:
+    # The seed's tax is an integer percentage, and Rate.clean() accepts only whole
+    # percents; rounding covers a rate stored before that rule.
+    return int(percent.to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _epoch_ms(moment: datetime) -> int:

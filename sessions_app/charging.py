@@ -6,11 +6,12 @@ Lifecycle: created → started → ended, or created → cancelled.
   `energy_start_time`) and stores the session as `created`.
 - `api_session_advance` is run for every open session by Celery beat
   (`sessions_app.tasks.api_sessions_advance_all`). SteVe never returns the new
-  transaction id (CONTRACT §7), so a session starts when the sync has stored a
-  transaction on the same connector, with one of the user's tags, started after the
-  remote start; it ends when that transaction is finalized, and is cancelled when
-  nothing started within API_SESSION_START_TIMEOUT_SECONDS. While started, it
-  refreshes the live readings from SteVe and stops the charge once a target is met.
+  transaction id (CONTRACT §7), so a session starts when the sync has stored the
+  transaction its remote start began (`api_session_matching_transaction`); it ends
+  when that transaction is finalized. It is cancelled when charging did not start
+  within API_SESSION_START_TIMEOUT_SECONDS, which only a sync run that read SteVe
+  after that deadline can show. While started, it refreshes the live readings from
+  SteVe and stops the charge before a target would be passed.
 - `api_session_stop` sends RemoteStopTransaction.
 
 Every status change is published (after commit) on the owner's and the staff's
@@ -31,9 +32,15 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from polaris.live import customer_channel, publish, staff_channel
-from sessions_app.api_selectors import api_session_cost, api_session_energy_kwh
+from sessions_app.api_selectors import (
+    CLOCK_SKEW,
+    api_session_energy_kwh,
+    api_session_matching_transaction,
+    api_session_rate,
+    transactions_synced_since,
+)
 from sessions_app.models import ApiSession, Rate
-from sessions_app.pricing import RateTerms
+from sessions_app.pricing import RateTerms, session_cost
 from sessions_app.readings import charging_activity, energy_report
 from sync.client import (
     OperationResult,
@@ -46,9 +53,20 @@ from sync.models import Charger, TransactionSyncState, UserMapping
 logger = logging.getLogger(__name__)
 
 Status = ApiSession.Status
-# Station clocks drift: a transaction stamped a little before our remote start can
-# still be the one it started.
-CLOCK_SKEW = timedelta(seconds=60)
+# A scheduled session holds its connector from the moment it is created, as the
+# seed's energy_start_time is for "a connected EV" waiting there. A day reaches the
+# next off-peak window from any time of day; a longer wait would close a public
+# connector to everyone else for a plan that rarely survives that long.
+SCHEDULE_HORIZON = timedelta(hours=24)
+# Each target is stored with the decimal places of its ApiSession field; a value
+# below one step would be stored as 0.
+TARGET_STEP = {
+    "time": Decimal("0.01"),
+    "cost": Decimal("0.0001"),
+    "energy": Decimal("0.001"),
+}
+W_PER_KW = Decimal(1000)
+SECONDS_PER_HOUR = Decimal(3600)
 STATUS_EVENT = "api-session-status"
 STATUS_TEMPLATE = "sessions_app/_api_session_status.html"
 
@@ -223,10 +241,16 @@ def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> No
         ("cost", target.cost),
         ("energy", target.energy_kwh),
     ):
-        if value is not None and value <= 0:
-            raise SessionInvalid(f"target.{name} must be greater than 0.")
+        if value is not None and value < TARGET_STEP[name]:
+            raise SessionInvalid(f"target.{name} must be at least {TARGET_STEP[name]}.")
     if target.cost is not None and rate is None:
         raise SessionInvalid("A cost target needs a rate, and this charger has none.")
+    if target.start_at is not None and target.start_at > now + SCHEDULE_HORIZON:
+        hours = SCHEDULE_HORIZON / timedelta(hours=1)
+        raise SessionInvalid(
+            f"target.energy_start_time must be at most {hours:g} hours from now: "
+            "a scheduled session holds the connector until it starts."
+        )
     if target.stop_at is not None and target.stop_at <= now:
         raise SessionInvalid("target.energy_stop_time must be in the future.")
     if target.start_at and target.stop_at and target.stop_at <= target.start_at:
@@ -251,9 +275,9 @@ def _new_session(
         id_tag=_tag_for(user),
         rate=rate,
         rate_terms=RateTerms.of(rate).as_json() if rate else None,
-        target_time_minutes=_places(target.time_minutes, "0.01"),
-        target_cost=_places(target.cost, "0.0001"),
-        target_energy_kwh=_places(target.energy_kwh, "0.001"),
+        target_time_minutes=_places(target.time_minutes, TARGET_STEP["time"]),
+        target_cost=_places(target.cost, TARGET_STEP["cost"]),
+        target_energy_kwh=_places(target.energy_kwh, TARGET_STEP["energy"]),
         target_start_at=target.start_at,
         target_stop_at=target.stop_at,
         meta_data=meta_data or {},
@@ -268,10 +292,10 @@ def _new_session(
     return session
 
 
-def _places(value: Decimal | None, places: str) -> Decimal | None:
+def _places(value: Decimal | None, step: Decimal) -> Decimal | None:
     if value is None:
         return None
-    return value.quantize(Decimal(places), rounding=ROUND_HALF_UP)
+    return value.quantize(step, rounding=ROUND_HALF_UP)
 
 
 def _tag_for(user: AbstractBaseUser) -> str:
@@ -454,13 +478,23 @@ def _advance_created(
 ) -> ApiSession:
     if session.remote_start_sent_at is None:
         return _send_scheduled_start(session, client, now)
-    match = _matching_transaction(session)
+    timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+    deadline = session.remote_start_sent_at + timedelta(seconds=timeout)
+    # Charging "did not start within the timeout" is a fact only once a sync has
+    # read SteVe after the last moment a matching start could be stamped; until
+    # then (SteVe down, the sync behind) the decision waits instead of guessing.
+    # Asked before the match below: a run that has finished has committed what it
+    # saw, so the match cannot miss a transaction that run stored.
+    last_possible_start = deadline + CLOCK_SKEW
+    start_ruled_out = now >= last_possible_start and transactions_synced_since(
+        last_possible_start
+    )
+    match = api_session_matching_transaction(session=session, start_deadline=deadline)
     if match is not None:
         return _transition(
             session, Status.CREATED, Status.STARTED, now, transaction=match
         )
-    timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
-    if now - session.remote_start_sent_at >= timedelta(seconds=timeout):
+    if start_ruled_out:
         return _transition(
             session,
             Status.CREATED,
@@ -497,27 +531,6 @@ def _send_scheduled_start(
             status_message=error.message[:255],
         )
     return session
-
-
-def _matching_transaction(session: ApiSession) -> TransactionSyncState | None:
-    """The earliest unclaimed synced transaction this session's remote start began."""
-    assert session.remote_start_sent_at is not None
-    tags = {session.id_tag} | set(
-        UserMapping.objects.filter(user_id=session.user_id).values_list(
-            "steve_ocpp_id_tag", flat=True
-        )
-    )
-    return (
-        TransactionSyncState.objects.filter(
-            charge_box_id=session.charge_box_id,
-            connector_id=session.connector_id,
-            ocpp_id_tag__in=tags,
-            started_at__gte=session.remote_start_sent_at - CLOCK_SKEW,
-            api_sessions__isnull=True,
-        )
-        .order_by("started_at", "id")
-        .first()
-    )
 
 
 def _advance_started(
@@ -598,20 +611,67 @@ def _enforce_targets(
 def _reached_target(
     session: ApiSession, tx: TransactionSyncState, now: datetime
 ) -> str | None:
-    """The first target met, as an `ApiSession.Target` value, or None."""
+    """The target to stop the charge for now, as an `ApiSession.Target`, or None.
+
+    Time, energy and cost are maxima (the seed's "Max session …"), and targets are
+    checked once per advance, SYNC_INTERVAL_SECONDS apart. So a max stops the charge
+    at the last check before it would be passed, at the latest power the station
+    reported: waiting for the check after would overshoot by up to one interval of
+    charging, plus the age of the readings. What remains can pass a max: power
+    rising after the latest reading, an advance that runs late, and the moment the
+    station takes to act on the stop. The stop time is a moment, not a max, and
+    stops at the first check at or after it.
+    """
     if session.target_stop_at is not None and now >= session.target_stop_at:
         return ApiSession.Target.STOP_TIME
+    next_check = now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
     energy = session.target_energy_kwh
-    if energy is not None and api_session_energy_kwh(session) >= energy:
+    if energy is not None and _projected_kwh(session, tx, next_check) >= energy:
         return ApiSession.Target.ENERGY
     minutes = session.target_time_minutes
-    if minutes is not None and now - tx.started_at >= timedelta(minutes=float(minutes)):
+    if minutes is not None and next_check - tx.started_at >= timedelta(
+        minutes=float(minutes)
+    ):
         return ApiSession.Target.TIME
-    if session.target_cost is not None:
-        cost = api_session_cost(session, now=now)
-        if cost is not None and cost.amount >= session.target_cost:
+    rate = api_session_rate(session)
+    if session.target_cost is not None and rate is not None:
+        cost = session_cost(
+            rate=rate,
+            kwh=_projected_kwh(session, tx, next_check),
+            started_at=tx.started_at,
+            ended_at=next_check,
+        )
+        if cost.amount >= session.target_cost:
             return ApiSession.Target.COST
     return None
+
+
+def _projected_kwh(
+    session: ApiSession, tx: TransactionSyncState, at: datetime
+) -> Decimal:
+    """Energy delivered by `at` if the EV keeps drawing what the latest reading
+    showed: the reported power, or without one the average since the start."""
+    delivered = api_session_energy_kwh(session)
+    report = session.energy_report
+    if not report:
+        return delivered
+    measured_at = datetime.fromisoformat(report["timestamp"])
+    kw = _reported_kw(report.get("power"))
+    if kw is None:
+        charged_hours = _hours(measured_at - tx.started_at)
+        kw = delivered / charged_hours if charged_hours > 0 else Decimal(0)
+    return delivered + kw * _hours(at - measured_at)
+
+
+def _reported_kw(power: dict[str, Any] | None) -> Decimal | None:
+    if not power:
+        return None
+    value = Decimal(str(power["value"]))
+    return value if power["unit"] == "kW" else value / W_PER_KW
+
+
+def _hours(span: timedelta) -> Decimal:
+    return max(Decimal(str(span.total_seconds())), Decimal(0)) / SECONDS_PER_HOUR
 
 
 @transaction.atomic

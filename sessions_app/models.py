@@ -1,9 +1,11 @@
 """Models of the admin console and of the Sessions API."""
 
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -120,6 +122,19 @@ class Rate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.currency})"
+
+    def clean(self) -> None:
+        # The seed's session object gives `tax` as an integer percentage; a
+        # fractional rate could not be reported truthfully there.
+        tax = self.tax_percent
+        # Not yet a Decimal when the field itself failed validation.
+        if isinstance(tax, Decimal) and tax != tax.to_integral_value():
+            raise ValidationError(
+                {
+                    "tax_percent": "Use a whole percent: the Sessions API reports tax "
+                    "as an integer."
+                }
+            )
 
 
 class ChargerRate(models.Model):

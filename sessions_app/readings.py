@@ -8,7 +8,7 @@ into chronological periods such as Charging and SuspendedEV.
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 from typing import Any
 
@@ -40,12 +40,17 @@ def energy_report(readings: Sequence[MeterReading]) -> dict[str, Any] | None:
             continue
         at = max(samples)
         value, unit = _combine(measurand, samples[at])
-        number = int(value) if measurand == SOC else float(value)
+        # The seed gives the state of charge as a whole percent.
+        number = (
+            int(value.to_integral_value(rounding=ROUND_HALF_UP))
+            if measurand == SOC
+            else float(value)
+        )
         report[key] = {"value": number, "unit": unit or default_unit}
         latest = at if latest is None else max(latest, at)
     if latest is None:
         return None
-    return {"timestamp": _iso(latest), **report}
+    return {"timestamp": utc_iso(latest), **report}
 
 
 def charging_activity(
@@ -71,8 +76,8 @@ def charging_activity(
     periods[-1]["endTime"] = max(end or states[-1][0], periods[-1]["startTime"])
     return [
         {
-            "startTime": _iso(period["startTime"]),
-            "endTime": _iso(period["endTime"]),
+            "startTime": utc_iso(period["startTime"]),
+            "endTime": utc_iso(period["endTime"]),
             "status": period["status"],
         }
         for period in periods
@@ -135,6 +140,8 @@ def _energy_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str
     return [*states, (register[-1][0], states[-1][1])] if states else []
 
 
-def _iso(moment: datetime) -> str:
+def utc_iso(moment: datetime) -> str:
+    """`moment` as SteVe writes timestamps: UTC, milliseconds, `Z`
+    (2026-03-01T09:00:00.000Z)."""
     utc = moment.astimezone(UTC)
     return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"

@@ -75,6 +75,20 @@ class SessionListApiTests(ApiTestCase):
         self.assert_error(self.call("GET", "/sessions?status=done"), 422, "status")
         self.assert_error(self.call("GET", "/sessions?limit=0"), 422, "limit")
 
+    def test_a_period_that_ends_before_it_starts_is_422(self) -> None:
+        query = "/sessions?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z"
+        self.assert_error(
+            self.call("GET", query), 422, "to: must not be earlier than from"
+        )
+        same = "?from=2026-03-01T10:00:00Z&to=2026-03-01T10:00:00Z"
+        self.assertEqual(self.ids(same, self.staff_token), [str(self.rows[1].pk)])
+
+    def test_a_date_without_a_time_is_422_and_says_so(self) -> None:
+        for value in ("2026-03-01", "2026-3-1", "1772355600"):
+            response = self.call("GET", f"/sessions?from={value}")
+            self.assert_error(response, 422, "from: must be a date and a time of day")
+            self.assertNotIn("or date", response.json()["message"])
+
     def test_a_page_takes_a_fixed_number_of_queries(self) -> None:
         staff = self.staff_token
         self.items(token=staff)  # warm up ContentType and similar caches

@@ -71,6 +71,51 @@ class OpenApiSchemathesisTests(ApiTestCase):
         )
         self.assertEqual(self.client.get("/api/v1/docs").status_code, 200)
 
+    def test_the_document_describes_the_energy_report(self) -> None:
+        schemas = self.client.get("/api/v1/openapi.json").json()["components"][
+            "schemas"
+        ]
+        report = schemas["EnergyReportOut"]
+        self.assertEqual(
+            set(report["properties"]),
+            {"timestamp", "current", "power", "energy_meter", "state_of_charge"},
+        )
+        # Only the timestamp is always there; a measurand is left out, never null.
+        self.assertEqual(report["required"], ["timestamp"])
+        for name in ("current", "power", "energy_meter", "state_of_charge"):
+            self.assertNotIn("null", str(report["properties"][name]), name)
+        self.assertEqual(schemas["ValueUnit"]["properties"]["value"]["type"], "number")
+        soc = schemas["StateOfChargeOut"]["properties"]["value"]
+        self.assertEqual(soc["type"], "integer")
+        self.assertEqual(schemas["CostLineOut"]["properties"]["tax"]["type"], "integer")
+
+    def test_started_sessions_fit_the_schema(self) -> None:
+        # CP-001 reports no state of charge, CP-002 does.
+        self.standin.station_stop(42)
+        ids = [
+            self.result(self.start(box=box), 201)["_id"] for box in ("CP-001", "CP-002")
+        ]
+        self.standin.tick()
+        self.sync()
+        self.standin.tick(120)
+        for session_id in ids:
+            self.advance_id(session_id)
+        reports = [self.get(session_id)["energy_report"] for session_id in ids]
+        self.assertEqual(
+            ["state_of_charge" in report for report in reports], [False, True]
+        )
+        auth = {"Authorization": f"Bearer {self.staff_token}"}
+        with keep_test_connection():
+            schema = schemathesis.openapi.from_wsgi(
+                "/api/v1/openapi.json", get_wsgi_application()
+            )
+            detail = schema["/api/v1/sessions/{session_id}"]["GET"]
+            for session_id in ids:
+                case = detail.Case(path_parameters={"session_id": session_id})
+                case.call_and_validate(headers=auth, checks=CHECKS)
+            listing = schema["/api/v1/sessions"]["GET"]
+            listing.Case().call_and_validate(headers=auth, checks=CHECKS)
+
     def test_no_5xx_and_every_answer_fits_the_schema(self) -> None:
         # One real session, so that generated ids sometimes hit an existing one.
         self.result(self.start(), 201)

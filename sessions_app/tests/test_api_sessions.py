@@ -1,16 +1,20 @@
 """`/api/v1/sessions`: create, follow, stop, over HTTP, against the stand-in."""
 
 import json
+import re
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.http import HttpResponse
+from django.utils import timezone
 
 from sessions_app.models import ApiSession
 from sessions_app.tests.test_charging import (
     REMOTE_START,
     REMOTE_STOP,
     ChargingTestCase,
+    iso,
 )
 from sync.models import TransactionSyncState, UserMapping
 
@@ -190,7 +194,8 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assert_error(again, 409, "already ended")
 
     def test_stopping_a_scheduled_session_cancels_it(self) -> None:
-        created = self.start(target={"energy_start_time": "2099-01-01T00:00:00Z"})
+        start_at = iso(timezone.now() + timedelta(hours=1))
+        created = self.start(target={"energy_start_time": start_at})
         session_id = self.result(created, 201)["_id"]
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
         stopped = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
@@ -259,6 +264,95 @@ class SessionRefusalApiTests(ApiTestCase):
 
     def test_meta_data_postgres_cannot_store_is_422(self) -> None:
         self.assert_refused(self.start(meta_data={"a": "x\x00y"}), 422, "NUL")
+
+    def test_a_lone_surrogate_in_meta_data_is_422(self) -> None:
+        # json.dumps writes a lone surrogate as the escape "\ud800", which JSON
+        # allows and PostgreSQL's jsonb refuses.
+        for meta_data in ({"a": "\ud800"}, {"\udfff": 1}, {"a": [{"b": "x\ud83d"}]}):
+            self.assert_refused(self.start(meta_data=meta_data), 422, "lone surrogate")
+
+    def test_a_target_that_is_not_an_object_is_422(self) -> None:
+        for target in ('{"energy": 0.1}', "abc", [1], True, 5):
+            response = self.start(target=target)
+            self.assert_refused(response, 422, "target: must be an object")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_targets_and_the_connector_take_numbers_not_booleans_or_text(
+        self,
+    ) -> None:
+        for target in ({"time": True}, {"energy": "5"}, {"cost": False}):
+            response = self.start(target=target)
+            self.assert_refused(response, 422, "Input should be a valid number")
+        self.assert_refused(self.start(connector=True), 422, "valid integer")
+        self.assert_refused(self.start(connector="1"), 422, "valid integer")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_a_target_that_would_be_stored_as_zero_is_422(self) -> None:
+        for name, value in (("time", 0.001), ("cost", 0.00001), ("energy", 0.0004)):
+            response = self.start(target={name: value})
+            self.assert_refused(response, 422, f"target.{name}")
+
+    def test_a_start_time_more_than_24_hours_ahead_is_422(self) -> None:
+        far = iso(timezone.now() + timedelta(hours=25))
+        response = self.start(target={"energy_start_time": far})
+        self.assert_refused(response, 422, "at most 24 hours")
+        near = iso(timezone.now() + timedelta(hours=23))
+        self.result(self.start(target={"energy_start_time": near}), 201)
+
+
+class SessionDocumentTests(ApiTestCase):
+    # SteVe's and the seed's form: UTC, three digits of milliseconds, Z.
+    TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+    def test_every_timestamp_has_milliseconds_even_when_they_are_zero(self) -> None:
+        session_id = self.result(self.start(), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        tx = TransactionSyncState.objects.get(api_sessions__pk=int(session_id))
+        whole_second = tx.started_at.replace(microsecond=0) + timedelta(seconds=1)
+        TransactionSyncState.objects.filter(pk=tx.pk).update(started_at=whole_second)
+        ApiSession.objects.filter(pk=int(session_id)).update(
+            created_at=whole_second, updated_at=whole_second
+        )
+        document = self.get(session_id)
+        stamps = [
+            document["createdAt"],
+            document["updatedAt"],
+            document["metrics"]["chargingStart"],
+            document["energy_report"]["timestamp"],
+            *(
+                p[key]
+                for p in document["charging_activity"]
+                for key in ("startTime", "endTime")
+            ),
+        ]
+        for stamp in stamps:
+            self.assertRegex(stamp, self.TIMESTAMP)
+        self.assertEqual(
+            document["createdAt"], f"{whole_second:%Y-%m-%dT%H:%M:%S}.000Z"
+        )
+        self.assertEqual(document["metrics"]["chargingStart"], document["createdAt"])
+
+    def test_tax_and_state_of_charge_are_integers(self) -> None:
+        self.standin.station_stop(42)  # frees CP-002, whose station reports SoC
+        session_id = self.result(self.start(self.bob_token, box="CP-002"), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.standin.tick(120)
+        self.advance_id(session_id)
+        document = self.get(session_id, self.bob_token)
+        soc = document["energy_report"]["state_of_charge"]
+        self.assertIs(type(soc["value"]), int)
+        taxes = [line["tax"] for line in document["cost"]["breakdown"]]
+        self.assertEqual(taxes, [20, 20, 20])
+        self.assertTrue(all(type(tax) is int for tax in taxes))
+
+    def test_a_created_session_has_a_location(self) -> None:
+        created = self.start()
+        session_id = self.result(created, 201)["_id"]
+        self.assertEqual(created["Location"], f"/api/v1/sessions/{session_id}")
+        self.assertEqual(self.get(session_id)["_id"], session_id)
 
 
 class SessionDecimalTests(ApiTestCase):

@@ -28,7 +28,9 @@ from polaris.celery import app as celery_app
 from polaris.live import customer_channel, staff_channel
 from sessions_app import charging
 from sessions_app.api_auth import api_token_create
+from sessions_app.api_selectors import CLOCK_SKEW
 from sessions_app.models import ApiSession, Rate
+from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
 from sessions_app.tasks import (
     api_sessions_advance_all as api_sessions_advance_all_task,
@@ -186,7 +188,11 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         assert sent_at is not None
         with time_machine.travel(sent_at + timedelta(seconds=119), tick=False):
             self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
-        with time_machine.travel(sent_at + timedelta(seconds=121), tick=False):
+        past_deadline = sent_at + timedelta(seconds=121) + CLOCK_SKEW
+        with time_machine.travel(past_deadline, tick=False):
+            # No sync has looked at SteVe since the deadline: nothing is known yet.
+            self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+            self.sync()
             session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.CANCELLED)
         self.assertIn("within 120 seconds", session.status_message)
@@ -195,10 +201,63 @@ class ApiSessionLifecycleTests(ChargingTestCase):
     def test_the_start_timeout_is_a_setting(self) -> None:
         session = self.create()
         assert session.remote_start_sent_at is not None
-        later = session.remote_start_sent_at + timedelta(seconds=31)
-        self.assertEqual(
-            self.advance(session, now=later).status, ApiSession.Status.CANCELLED
+        later = session.remote_start_sent_at + timedelta(seconds=31) + CLOCK_SKEW
+        with time_machine.travel(later, tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+
+    def test_a_steve_outage_past_the_deadline_postpones_the_cancellation(
+        self,
+    ) -> None:
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        self.standin.tick()  # the station starts charging at once
+        self.standin.set_fault(
+            "error", count=-1, status=503, path_contains="/api/v1/transactions"
         )
+        with time_machine.travel(sent_at + timedelta(minutes=3), tick=False):
+            run = services.sync_run_transactions(trigger="command", client=self.steve)
+            self.assertEqual(run.status, SyncRun.Status.FAILED)
+            self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+        self.standin.clear_faults()
+        with time_machine.travel(sent_at + timedelta(minutes=4), tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+
+    def test_a_start_the_sync_sees_after_the_deadline_still_counts(self) -> None:
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        # The station reports charging 118 s after the remote start.
+        pk = self.standin.add_transaction(
+            "CP-001",
+            1,
+            "TAG-0001",
+            start_timestamp=iso(sent_at + timedelta(seconds=118)),
+        )
+        with time_machine.travel(sent_at + timedelta(seconds=121), tick=False):
+            self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+        with time_machine.travel(sent_at + timedelta(seconds=140), tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.steve_transaction_id, pk)
+
+    def test_a_start_after_the_deadline_does_not_start_the_session(self) -> None:
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        late = sent_at + timedelta(seconds=121) + CLOCK_SKEW
+        self.standin.add_transaction("CP-001", 1, "TAG-0001", start_timestamp=iso(late))
+        with time_machine.travel(late + timedelta(seconds=5), tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertIsNone(session.transaction)
 
     def test_another_users_transaction_does_not_start_the_session(self) -> None:
         session = self.create()
@@ -207,6 +266,65 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         self.standin.tick()
         self.sync()
         self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+
+    def test_charges_that_ended_before_the_remote_start_do_not_match(self) -> None:
+        # The driver charged twice by card, then asks the API for a session: the
+        # second charge started inside the clock-skew margin but had ended.
+        now = timezone.now()
+        for started, stopped in ((40, 20), (8, 2)):
+            pk = self.standin.add_transaction(
+                "CP-001",
+                1,
+                "TAG-0001",
+                start_timestamp=iso(now - timedelta(seconds=started)),
+            )
+            stop = iso(now - timedelta(seconds=stopped))
+            self.assertTrue(
+                self.standin.station_stop(pk, stop_timestamp=stop)["accepted"]
+            )
+        session = self.create()
+        (caused,) = self.standin.tick()["started"]
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.steve_transaction_id, caused)
+
+    def test_of_several_candidates_the_one_started_after_the_remote_start_wins(
+        self,
+    ) -> None:
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        (caused,) = self.standin.tick()["started"]
+        # Still running on the connector, stamped before the remote start: one
+        # outside the clock-skew margin, one inside it (late uploads, say).
+        for before in (CLOCK_SKEW * 4, CLOCK_SKEW / 2):
+            self.standin.add_transaction(
+                "CP-001", 1, "TAG-0001", start_timestamp=iso(sent_at - before)
+            )
+        self.sync()
+        session = self.advance(session)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.steve_transaction_id, caused)
+
+    def test_a_charge_with_another_of_the_users_tags_does_not_match(self) -> None:
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0002", user=self.alice)
+        session = self.create()
+        other_tag = "TAG-0002" if session.id_tag == "TAG-0001" else "TAG-0001"
+        # The driver taps another of their cards instead of waiting.
+        self.standin.add_transaction("CP-001", 1, other_tag)
+        self.sync()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+
+    def test_the_tag_matches_in_any_letter_case(self) -> None:
+        session = self.create()
+        # OCPP compares idTags case-insensitively; some stations echo them changed.
+        pk = self.standin.add_transaction("CP-001", 1, session.id_tag.lower())
+        self.sync()
+        session = self.advance(session)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.steve_transaction_id, pk)
 
     def test_a_transaction_older_than_the_remote_start_does_not_match(self) -> None:
         old = iso(timezone.now() - timedelta(minutes=10))
@@ -319,6 +437,24 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
         with self.assertRaisesMessage(charging.SessionInvalid, "needs a rate"):
             self.create(target=target)
 
+    def test_a_target_below_its_stored_precision_is_invalid(self) -> None:
+        # Stored with 2, 4 and 3 decimal places, these would become 0.
+        for target in (
+            charging.SessionTarget(time_minutes=Decimal("0.001")),
+            charging.SessionTarget(cost=Decimal("0.00001")),
+            charging.SessionTarget(energy_kwh=Decimal("0.0004")),
+        ):
+            with self.assertRaisesMessage(charging.SessionInvalid, "at least"):
+                self.create(target=target)
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_a_start_time_more_than_a_day_ahead_is_invalid(self) -> None:
+        start_at = timezone.now() + timedelta(hours=24, minutes=1)
+        target = charging.SessionTarget(start_at=start_at)
+        with self.assertRaisesMessage(charging.SessionInvalid, "at most 24 hours"):
+            self.create(target=target)
+        self.assert_nothing_stored()
+
     def test_a_stop_time_in_the_past_is_invalid(self) -> None:
         target = charging.SessionTarget(stop_at=timezone.now() - timedelta(minutes=1))
         with self.assertRaisesMessage(charging.SessionInvalid, "in the future"):
@@ -348,17 +484,70 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.advance(session)
         self.assert_stopped_once_by(session, "energy")
 
-    def test_the_time_target_stops_the_session(self) -> None:
+    def test_the_time_target_stops_at_the_last_check_before_it(self) -> None:
+        # A max: waiting for the next check (SYNC_INTERVAL_SECONDS later) would
+        # charge past the minute.
         session = self.create(target=charging.SessionTarget(time_minutes=Decimal(1)))
         session = self.begin_charging(session)
         assert session.transaction is not None
         started_at = session.transaction.started_at
-        with time_machine.travel(started_at + timedelta(seconds=59), tick=False):
+        next_check = timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+        before_last_check = started_at + timedelta(minutes=1) - next_check
+        with time_machine.travel(before_last_check - timedelta(seconds=1), tick=False):
             self.advance(session)
         self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
-        with time_machine.travel(started_at + timedelta(seconds=61), tick=False):
+        with time_machine.travel(before_last_check + timedelta(seconds=1), tick=False):
             self.advance(session)
         self.assert_stopped_once_by(session, "time")
+
+    def charge_at(self, session: ApiSession, delivered_wh: int, watts: int) -> None:
+        """The station reports `delivered_wh` since the start, drawing `watts`."""
+        tx = self.steve_transaction(session)
+        now = iso(timezone.now())
+        self.standin.add_meter_values(
+            tx["id"],
+            [
+                {"value": str(int(tx["startValue"]) + delivered_wh), "unit": "Wh",
+                 "measurand": "Energy.Active.Import.Register", "valueTimestamp": now},
+                {"value": str(watts), "unit": "W",
+                 "measurand": "Power.Active.Import", "valueTimestamp": now},
+            ],
+        )  # fmt: skip
+
+    @override_settings(SYNC_INTERVAL_SECONDS=10)
+    def test_the_energy_target_stops_before_the_next_check_would_pass_it(
+        self,
+    ) -> None:
+        # 480 Wh of a 500 Wh max: at 9 kW the next check, 10 s on, would find
+        # 505 Wh; at 3.6 kW, 490 Wh.
+        target = charging.SessionTarget(energy_kwh=Decimal("0.5"))
+        session = self.begin_charging(self.create(target=target))
+        self.charge_at(session, delivered_wh=480, watts=3600)
+        self.advance(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        self.charge_at(session, delivered_wh=480, watts=9000)
+        self.advance(session)
+        self.assert_stopped_once_by(session, "energy")
+
+    @override_settings(SYNC_INTERVAL_SECONDS=10)
+    def test_the_cost_target_stops_before_the_next_check_would_pass_it(
+        self,
+    ) -> None:
+        session = self.begin_charging(self.create())
+        assert session.transaction is not None
+        started_at = session.transaction.started_at
+        # At 3.6 kW, the next check (10 s on) finds 10 Wh more: 0.0036 EUR of energy
+        # and 0.0033 EUR of time, with tax. The max is just above the cost now.
+        self.charge_at(session, delivered_wh=1000, watts=3600)
+        now = timezone.now()
+        cost = session_cost(
+            rate=self.rate, kwh=Decimal(1), started_at=started_at, ended_at=now
+        )
+        ApiSession.objects.filter(pk=session.pk).update(
+            target_cost=cost.amount + Decimal("0.0040")
+        )
+        self.advance(session, now=now)
+        self.assert_stopped_once_by(session, "cost")
 
     def test_the_cost_target_stops_the_session(self) -> None:
         # The flat fee with tax is 0.60 EUR; 2 kWh (40 minutes at 3 kW or more) at
@@ -496,6 +685,13 @@ class ChargingActivityTests(SimpleTestCase):
                 ("SuspendedEV", "2026-01-01T12:20:00.000Z"),
             ],
         )
+
+    def test_the_state_of_charge_is_a_whole_percent(self) -> None:
+        readings = [reading(self.at(1), "69.5", "SoC", "Percent")]
+        report = energy_report(readings)
+        assert report is not None
+        self.assertEqual(report["state_of_charge"], {"value": 70, "unit": "Percent"})
+        self.assertEqual(report["timestamp"], "2026-01-01T12:01:00.000Z")
 
     def test_no_readings_no_activity_and_no_report(self) -> None:
         self.assertEqual(charging_activity([], start=self.start, end=None), [])

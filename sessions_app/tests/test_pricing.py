@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.test import SimpleTestCase
 
 from sessions_app.models import Rate
@@ -94,3 +95,11 @@ class SessionCostTests(SimpleTestCase):
         self.assertEqual(
             session_cost(rate=terms, **args), session_cost(rate=live, **args)
         )
+
+
+class RateTaxTests(SimpleTestCase):
+    def test_a_rate_takes_only_a_whole_tax_percent(self) -> None:
+        # The seed's cost breakdown gives tax as an integer percentage.
+        rate(tax_percent="19").clean()
+        with self.assertRaisesMessage(ValidationError, "whole percent"):
+            rate(tax_percent="7.7").clean()
