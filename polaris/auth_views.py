@@ -1,16 +1,21 @@
-"""The sign-in page with login throttling (polaris/throttle.py).
+"""Sign-in with login throttling (polaris/throttle.py), and sign-out.
 
 A locked username+address gets the sign-in page again with HTTP 429 and one
 sentence saying when to retry; the password is not even checked while locked.
+
+Signing out, or signing in as someone else, clears the browser session and with
+it any acting as a customer: both end acting through the portal's service first,
+so the audit log gets its `impersonation.ended` entry.
 """
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 
 from polaris import throttle
+from portal.services import act_as_end
 
 LOCKED_MESSAGE = (
     "Too many failed sign-ins for this account from your network. "
@@ -60,3 +65,21 @@ class LoginView(auth_views.LoginView):
         if getattr(form, "locked", False):
             response.status_code = 429
         return response
+
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
+        # login() flushes the session when another user signs in over it.
+        user = self.request.user
+        if user.is_authenticated and user.pk != form.get_user().pk:
+            act_as_end(agent=user, session=self.request.session)
+        return super().form_valid(form)
+
+
+class LogoutView(auth_views.LogoutView):
+    """`/accounts/logout/` and Django admin's sign-out."""
+
+    def post(
+        self, request: HttpRequest, *args: object, **kwargs: object
+    ) -> HttpResponse:
+        if request.user.is_authenticated:
+            act_as_end(agent=request.user, session=request.session)
+        return super().post(request, *args, **kwargs)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from polaris.auth_views import LoginView
+from polaris.auth_views import LoginView, LogoutView
 from sessions_app.api import api
 
 urlpatterns = [
@@ -12,8 +12,11 @@ urlpatterns = [
         "django-admin/login/",
         RedirectView.as_view(url="/accounts/login/", query_string=True),
     ),
+    # One sign-out too, which ends acting as a customer with its audit entry.
+    path("django-admin/logout/", LogoutView.as_view()),
     path("django-admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
+    path("accounts/logout/", LogoutView.as_view(), name="logout"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/v1/", api.urls),
     path("", include("portal.urls")),

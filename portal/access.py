@@ -9,6 +9,8 @@ agent may **read** everything the customer sees and may change nothing:
 `customer_for_write()` refuses every state change (start/stop charging, reserve,
 cancel, API tokens) with 403 while acting, and the templates hide those buttons.
 Support agents who need a change make it in the admin console, where it is audited.
+Acting ends, with its audit entry, at the banner's "Back to admin portal", at
+/switch, on signing out and when someone else signs in on that browser.
 """
 
 from dataclasses import dataclass

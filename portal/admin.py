@@ -36,7 +36,14 @@ class SubscriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Reservation)
 class ReservationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["charger", "user", "starts_at", "ends_at", "status"]
+    list_display = [
+        "charger",
+        "user",
+        "starts_at",
+        "ends_at",
+        "status",
+        "steve_reservation_id",
+    ]
     list_filter = ["status"]
     search_fields = ["user__username", "charger__friendly_name"]
     raw_id_fields = ["user", "charger"]

@@ -7,9 +7,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.utils.safestring import SafeString, mark_safe
 
 WIDTH = 640
-HEIGHT = 160
+HEIGHT = 142
 TOP = 8
-BOTTOM = 20
+# Room for the baseline's stroke only: the axis dates are HTML below the SVG.
+BOTTOM = 2
 
 
 # Day names as strftime gives them, looked up rather than formatted: a year's

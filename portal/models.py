@@ -77,9 +77,11 @@ class ReservationQuerySet(models.QuerySet["Reservation"]):
 class Reservation(models.Model):
     """A ReserveNow the station accepted; it holds the charger until `ends_at`.
 
-    SteVe's REST API never returns the OCPP reservationId, so
-    `steve_reservation_id` stays empty unless staff fill it in from SteVe's web UI;
-    CancelReservation can only be sent when it is known.
+    SteVe's REST API never reveals the OCPP reservationId (not in ReserveNow's
+    answer, and it has no reservation resource), so `steve_reservation_id` stays
+    empty unless staff fill it in from SteVe's web UI. CancelReservation needs it:
+    without it the reservation cannot be cancelled and holds the charger (for its
+    tag only) until it expires, as it does at the station.
     """
 
     class Status(models.TextChoices):
@@ -117,6 +119,11 @@ class Reservation(models.Model):
 
     def __str__(self) -> str:
         return f"Reservation {self.pk} of {self.charger}"
+
+    @property
+    def can_be_cancelled(self) -> bool:
+        """Whether CancelReservation can reach SteVe: it needs SteVe's id."""
+        return self.steve_reservation_id is not None
 
 
 class Plan(models.Model):

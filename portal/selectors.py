@@ -29,14 +29,31 @@ OFFLINE_AFTER = timedelta(hours=1)
 RECENT_SESSIONS = 5
 
 
-def customer_tags(*, customer: AbstractBaseUser) -> list[str]:
-    """Every idTag ever mapped to the customer (deactivated cards keep their
-    history, so inactive mappings count for reading)."""
-    return list(
+@dataclass(frozen=True, slots=True)
+class ChargingCards:
+    """The customer's idTags: every one ever mapped (deactivated cards keep their
+    history, so they count for reading), and whether one is active, which
+    starting and reserving a charger need."""
+
+    tags: list[str]
+    any_active: bool
+
+
+def charging_cards(*, customer: AbstractBaseUser) -> ChargingCards:
+    """The customer's ChargingCards, read in one query."""
+    rows = list(
         UserMapping.objects.filter(user=customer).values_list(
-            "steve_ocpp_id_tag", flat=True
+            "steve_ocpp_id_tag", "is_active"
         )
     )
+    return ChargingCards(
+        tags=[tag for tag, _ in rows], any_active=any(active for _, active in rows)
+    )
+
+
+def customer_tags(*, customer: AbstractBaseUser) -> list[str]:
+    """Every idTag ever mapped to the customer (see ChargingCards)."""
+    return charging_cards(customer=customer).tags
 
 
 @dataclass(frozen=True, slots=True)

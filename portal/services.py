@@ -62,8 +62,9 @@ def reservation_create(
 ) -> Reservation:
     """Reserve `charger` for `customer` from now for `minutes` via ReserveNow.
 
-    The station's answer decides: only Accepted stores a reservation. Raises
-    PortalError (no tag, refused, offline, no answer).
+    The station's answer decides: only Accepted stores a reservation, without
+    SteVe's reservation id, which its API does not return (see Reservation).
+    Raises PortalError (no tag, refused, offline, no answer).
     """
     now = now or timezone.now()
     tag = _reservation_tag(customer)
@@ -107,32 +108,38 @@ def reservation_create(
 def reservation_cancel(
     *, reservation: Reservation, client: SteveClient, now: datetime | None = None
 ) -> Reservation:
-    """Cancel the reservation; sends CancelReservation when SteVe's reservation id
-    is known (SteVe's API never returns it, see Reservation). A reservation the
-    station no longer holds is simply marked cancelled. Raises PortalError when the
-    station refuses or does not answer.
+    """Cancel the reservation at the station (CancelReservation), then here.
+
+    A reservation the station no longer holds (expired, used or cancelled there)
+    is simply marked cancelled. Raises PortalError when it has ended, when SteVe's
+    reservation id is unknown (see Reservation: marking it cancelled here would
+    show the charger free while the station still holds it), and when the station
+    refuses or does not answer.
     """
     now = now or timezone.now()
     if reservation.status != Reservation.Status.ACTIVE or reservation.ends_at <= now:
         raise PortalError("This reservation has already ended.")
+    reservation_id = reservation.steve_reservation_id
+    if reservation_id is None:
+        raise PortalError(
+            "The charging network cannot cancel this reservation early; "
+            "it ends by itself at its end time."
+        )
     charger = reservation.charger
-    if reservation.steve_reservation_id is not None:
-        try:
-            result = client.cancel_reservation(
-                charge_box_id=charger.charge_box_id,
-                reservation_id=reservation.steve_reservation_id,
-            )
-        except SteveRejected as error:
-            # "not active at this station": already expired, used or cancelled.
-            logger.info("reservation=%s not held: %s", reservation.pk, error.message)
-        except SteveError as error:
-            logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
-            raise PortalError(
-                "The charging network did not answer; try again."
-            ) from error
-        else:
-            if result.status_of(charger.charge_box_id).lower() != "accepted":
-                raise PortalError("The charger declined the cancellation.")
+    try:
+        result = client.cancel_reservation(
+            charge_box_id=charger.charge_box_id,
+            reservation_id=reservation_id,
+        )
+    except SteveRejected as error:
+        # "not active at this station": already expired, used or cancelled.
+        logger.info("reservation=%s not held: %s", reservation.pk, error.message)
+    except SteveError as error:
+        logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
+        raise PortalError("The charging network did not answer; try again.") from error
+    else:
+        if result.status_of(charger.charge_box_id).lower() != "accepted":
+            raise PortalError("The charger declined the cancellation.")
     reservation.status = Reservation.Status.CANCELLED
     reservation.cancelled_at = now
     reservation.full_clean()

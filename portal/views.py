@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from polaris import live
 from polaris.http import is_fragment_request
@@ -24,15 +25,18 @@ from sessions_app.charging import ApiSessionError, api_session_create, api_sessi
 from sync.client import SteveClient
 
 CONSOLE = "sessions_app:session-list"
+USAGE_CARD = "usage-card"  # the id of the element the period chips swap
 
 
 @login_required
+@vary_on_headers("HX-Request", "HX-Target")
 def dashboard(request: HttpRequest) -> HttpResponse:
     if access.sends_staff_to_console(request):
         return redirect(CONSOLE)
     viewer = access.viewer_for(request)
     now = timezone.now()
-    tags = selectors.customer_tags(customer=viewer.customer)
+    charging_cards = selectors.charging_cards(customer=viewer.customer)
+    tags = charging_cards.tags
     cards = selectors.usage_cards(
         customer=viewer.customer,
         tags=tags,
@@ -41,12 +45,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         period_name=selectors.parse_period(request.GET.get("period")),
     )
     context: dict[str, object] = {"section": "dashboard", "cards": cards}
-    if is_fragment_request(request):
+    # Only the chips' requests get the card alone: an htmx POST that redirects here
+    # (Stop) arrives with HX-Request too, because the browser repeats the header
+    # when it follows the redirect, and it swaps the whole page.
+    if is_fragment_request(request) and request.headers.get("HX-Target") == USAGE_CARD:
         return access.render_portal(
             request, viewer, "portal/dashboard.html#usage-card", context
         )
     context.update(
         tags=tags,
+        can_charge=charging_cards.any_active and not viewer.acting,
         active=selectors.active_sessions(customer=viewer.customer, tags=tags, now=now),
         recent=selectors.recent_sessions(tags=tags, now=now),
         reservation=selectors.next_reservation(customer=viewer.customer, now=now),
@@ -67,6 +75,9 @@ def live_stream(request: HttpRequest) -> HttpResponse:
 def switch(request: HttpRequest) -> HttpResponse:
     form = SwitchForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        # Choosing an account is a way out of acting as a customer: it must end
+        # (and be audited) here, or the next visit to / would act again.
+        services.act_as_end(agent=request.user, session=request.session)
         if form.cleaned_data["account"] == "console" and request.user.is_staff:
             request.session.pop(access.CUSTOMER_VIEW_KEY, None)
             return redirect(CONSOLE)

@@ -4,7 +4,7 @@ from portal.models import Reservation
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory
 from sessions_app.models import ApiToken, AuditEntry
-from sync.tests.factories import StaffFactory
+from sync.tests.factories import StaffFactory, UserMappingFactory
 
 
 class ActAsTests(PortalTestCase):
@@ -43,6 +43,60 @@ class ActAsTests(PortalTestCase):
             ],
         )
         self.assertEqual(self.client.get("/").status_code, 302)
+
+    def ended_entries(self) -> list[str]:
+        return list(
+            AuditEntry.objects.filter(
+                actor=self.agent, action=AuditEntry.Action.IMPERSONATION_ENDED
+            ).values_list("object_id", flat=True)
+        )
+
+    def test_opening_the_console_at_switch_ends_acting(self) -> None:
+        self.start()
+        response = self.client.post(reverse("portal:switch"), {"account": "console"})
+        self.assertRedirects(
+            response, "/admin/sessions/", fetch_redirect_response=False
+        )
+        self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
+        response = self.client.get("/")
+        self.assertRedirects(
+            response, "/admin/sessions/", fetch_redirect_response=False
+        )
+
+    def test_opening_their_own_dashboard_at_switch_ends_acting(self) -> None:
+        UserMappingFactory(user=self.agent, steve_ocpp_id_tag="TAG-AGENT")
+        self.start()
+        self.client.post(reverse("portal:switch"), {"account": "customer"})
+        self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
+        response = self.client.get("/")
+        self.assertNotContains(response, "Acting as")
+        self.assertContains(response, "Hi agent")
+
+    def test_signing_out_ends_acting(self) -> None:
+        for logout_url in ("/accounts/logout/", "/django-admin/logout/"):
+            with self.subTest(logout_url):
+                AuditEntry.objects.all().delete()
+                self.start()
+                response = self.client.post(logout_url)
+                self.assertRedirects(
+                    response, "/accounts/login/", fetch_redirect_response=False
+                )
+                self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
+
+    def test_signing_in_as_someone_else_ends_acting(self) -> None:
+        self.start()
+        self.client.post(
+            "/accounts/login/", {"username": "bob@example.com", "password": "driver"}
+        )
+        self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
+        self.assertContains(self.client.get("/"), "Hi Bob")
+
+    def test_the_end_is_audited_once_whichever_ways_out_follow(self) -> None:
+        self.start()
+        self.client.post(reverse("portal:act-as-end"))
+        self.client.post(reverse("portal:switch"), {"account": "console"})
+        self.client.post("/accounts/logout/")
+        self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
 
     def test_the_agent_may_not_change_anything(self) -> None:
         reservation = ReservationFactory(user=self.alice, charger=self.charger)

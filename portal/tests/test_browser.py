@@ -9,13 +9,17 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.db import connections
 from django.utils import timezone
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
 from portal.models import Reservation
-from sessions_app.models import AuditEntry
+from sessions_app import charging
+from sessions_app.models import ApiSession, AuditEntry
+from sync import services
+from sync.client import SteveClient
 from sync.models import SyncRun
 from sync.signals import sessions_changed
+from sync.standin.testing import StandinProcess
 from sync.tests.factories import (
     ChargerFactory,
     StaffFactory,
@@ -75,6 +79,27 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
         connections.close_all()
 
 
+def start_acting(page: Page, base_url: str, customer_id: int) -> None:
+    """What the console's "Act as customer" button does: a POST to act-as start."""
+    page.goto(f"{base_url}/switch")
+    page.evaluate(
+        """([url, token]) => {
+            const form = document.createElement('form');
+            form.method = 'post'; form.action = url;
+            const input = document.createElement('input');
+            input.name = 'csrfmiddlewaretoken'; input.value = token;
+            form.appendChild(input); document.body.appendChild(form); form.submit();
+        }""",
+        [
+            f"/act-as/{customer_id}/start",
+            page.locator("input[name=csrfmiddlewaretoken]").first.get_attribute(
+                "value"
+            ),
+        ],
+    )
+    page.wait_for_url(f"{base_url}/")
+
+
 def test_a_driver_walks_the_verify_list(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:
@@ -128,24 +153,7 @@ def test_staff_are_redirected_switch_and_act_as(
         expect(page.locator("main")).to_contain_text("Admin console")
         expect(page.locator("main")).not_to_contain_text("My customer dashboard")
 
-        # The console's entry point: a POST form to act-as start.
-        page.goto(f"{server.url}/switch")
-        page.evaluate(
-            """([url, token]) => {
-                const form = document.createElement('form');
-                form.method = 'post'; form.action = url;
-                const input = document.createElement('input');
-                input.name = 'csrfmiddlewaretoken'; input.value = token;
-                form.appendChild(input); document.body.appendChild(form); form.submit();
-            }""",
-            [
-                f"/act-as/{driver.pk}/start",  # type: ignore[attr-defined]
-                page.locator("input[name=csrfmiddlewaretoken]").first.get_attribute(
-                    "value"
-                ),
-            ],
-        )
-        page.wait_for_url(f"{server.url}/")
+        start_acting(page, server.url, driver.pk)  # type: ignore[attr-defined]
         expect(page.locator(".acting-as")).to_contain_text("Acting as Dana")
         expect(page.locator("#recent-activity")).to_contain_text("18.40")
         expect(page.locator("text=Start charging")).to_have_count(0)
@@ -154,3 +162,132 @@ def test_staff_are_redirected_switch_and_act_as(
         page.wait_for_url(f"{server.url}/admin/user-mappings/")
     actions = list(AuditEntry.objects.order_by("id").values_list("action", flat=True))
     assert actions == ["impersonation.started", "impersonation.ended"]
+
+
+def test_switching_to_the_console_or_signing_out_ends_acting(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    driver = demo_driver["driver"]
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "agent", "driver")
+
+        start_acting(page, server.url, driver.pk)  # type: ignore[attr-defined]
+        expect(page.locator(".acting-as")).to_contain_text("Acting as Dana")
+        page.goto(f"{server.url}/switch")
+        page.click("text=Open admin console")
+        page.wait_for_url(f"{server.url}/admin/sessions/")
+        page.goto(f"{server.url}/")
+        assert page.url == f"{server.url}/admin/sessions/"
+
+        start_acting(page, server.url, driver.pk)  # type: ignore[attr-defined]
+        page.click("text=Sign out")
+        page.wait_for_url(f"{server.url}/accounts/login/")
+    actions = list(AuditEntry.objects.order_by("id").values_list("action", flat=True))
+    assert actions == ["impersonation.started", "impersonation.ended"] * 2
+
+
+def test_stop_in_the_banner_keeps_the_whole_page(
+    standin: StandinProcess, browser: Browser
+) -> None:
+    # Without scenarios CP-001 is idle and TAG-0001 may charge: a real remote
+    # start, seen by a real sync, gives the banner its Stop button.
+    standin.reset(scenarios=False)
+    driver = UserFactory(username="dana@example.com", first_name="Dana")
+    UserMappingFactory(user=driver, steve_ocpp_id_tag="TAG-0001")
+    ChargerFactory(
+        charge_box_id="CP-001",
+        connector_id=1,
+        friendly_name="Harbour Street",
+        last_check_in_at=timezone.now(),
+    )
+    steve = SteveClient(
+        base_url=standin.base_url,
+        username=standin.username,
+        password=standin.password,
+        timeout=5,
+        retry_delays=(0.05,),
+    )
+    with steve:
+        created = charging.api_session_create(
+            user=driver, charge_box_id="CP-001", connector_id=1, client=steve
+        ).session
+        standin.tick()
+        services.sync_run_transactions(trigger="command", client=steve)
+        session = charging.api_session_advance(session_id=created.pk, client=steve)
+    assert session.status == ApiSession.Status.STARTED
+    steve_env = {
+        "STEVE_URL": standin.base_url,
+        "STEVE_USERNAME": standin.username,
+        "STEVE_PASSWORD": standin.password,
+    }
+    with live_server(**steve_env) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        banner = page.locator(".active-session")
+        expect(banner).to_contain_text("Charging at Harbour Street")
+        banner.get_by_role("button", name="Stop").click()
+        expect(page.locator(".messages")).to_contain_text("Stop requested")
+        expect(page.locator(".page-header__title")).to_have_text("Hi Dana")
+        expect(page.locator("#recent-activity")).to_be_visible()
+        expect(page.locator("#chargers")).to_be_visible()
+        expect(page.locator("#usage-card")).to_have_count(1)
+        expect(page.locator(".sidebar")).to_be_visible()
+    stops = standin.state()["requests"]
+    assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
+
+
+# The effective size of each of the chart's date labels: an SVG's text scales
+# with the SVG, HTML text does not.
+CHART_DATE_SIZES = """(card) => [...card.querySelectorAll("*")]
+    .filter((e) => e.children.length === 0 && !e.closest("details")
+        && e.tagName.toLowerCase() !== "title"
+        && /^[A-Z][a-z]{2} [0-9]{1,2}$/.test(e.textContent.trim()))
+    .map((e) => {
+        const svg = e.closest("svg");
+        const scale = svg ? svg.getScreenCTM().a : 1;
+        return parseFloat(getComputedStyle(e).fontSize) * scale;
+    })"""
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
+def test_the_period_chips_by_keyboard_and_the_chart_dates(
+    demo_driver: dict[str, object], browser: Browser, width: int, height: int
+) -> None:
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": width, "height": height})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        card = page.locator("#usage-card")
+        chips = card.locator(".chip")
+        year = card.get_by_role("link", name="This year")
+        year.focus()
+        page.keyboard.press("Enter")
+        expect(page).to_have_url(f"{server.url}/?period=year")
+        expect(card.locator(".stat__label")).to_contain_text("This year")
+        expect(page.locator("#usage-card")).to_have_count(1)  # the card alone came
+        focused = page.evaluate(
+            "() => { const e = document.activeElement; return [e.tagName,"
+            " e.textContent.trim().slice(0, 30), e.getAttribute('aria-current')]; }"
+        )
+        assert focused == ["A", "This year", "page"], focused
+        background = "(e) => getComputedStyle(e).backgroundColor"
+        chosen = year.evaluate(background)
+        others = {chips.nth(i).evaluate(background) for i in range(2)}
+        assert chosen not in others, (chosen, others)
+        sizes = card.evaluate(CHART_DATE_SIZES)
+        assert len(sizes) == 2 and min(sizes) >= 11, sizes
+
+
+def test_a_long_email_greeting_wraps_instead_of_widening_the_page(
+    browser: Browser,
+) -> None:
+    email = "maximilian.alexander.longname-wolfeschlegel@example-company.com"
+    UserFactory(username=email, first_name="")
+    with live_server() as server:
+        for width, height in ((390, 844), (1280, 800)):
+            page = browser.new_page(viewport={"width": width, "height": height})
+            sign_in(page, server.url, email, "driver")
+            expect(page.locator(".page-header__title")).to_have_text(f"Hi {email}")
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= width, (width, scroll_width)
+            page.close()

@@ -2,6 +2,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.http import HttpResponse
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -11,9 +12,13 @@ from polaris import live
 from portal import selectors
 from portal.models import CustomerProfile, Reservation
 from portal.tests.base import PortalTestCase
-from portal.tests.factories import ReservationFactory, SubscriptionFactory
-from sessions_app.models import ChargerRate, Rate
-from sync.models import Charger, SyncRun, TransactionSyncState
+from portal.tests.factories import (
+    PlanFactory,
+    ReservationFactory,
+    SubscriptionFactory,
+)
+from sessions_app.models import ApiSession, ChargerRate, Rate
+from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
 from sync.signals import sessions_changed
 from sync.tests.factories import (
     ChargerFactory,
@@ -115,7 +120,6 @@ class DashboardTests(PortalTestCase):
         self.assertIn("Harbour Street", card)
         self.assertNotIn("Old Depot", card)
         self.assertNotIn("Bobs", card)
-        self.assertContains(response, "Cancel reservation")
 
     def test_it_shows_times_in_the_customer_time_zone(self) -> None:
         CustomerProfile.objects.create(user=self.alice, time_zone="Asia/Tokyo")
@@ -189,11 +193,61 @@ class UsageCardTests(PortalTestCase):
         response = self.client.get("/?period=forever")
         self.assertEqual(response.context["cards"].usage.period.name, "current")
 
-    def test_it_serves_the_card_alone_to_htmx(self) -> None:
+    def test_it_serves_the_card_alone_to_the_period_chips(self) -> None:
         self.client.force_login(self.alice)
-        response = self.client.get("/?period=year", headers={"HX-Request": "true"})
+        response = self.client.get(
+            "/?period=year", headers={"HX-Request": "true", "HX-Target": "usage-card"}
+        )
         self.assertContains(response, 'id="usage-card"')
         self.assertNotContains(response, "Recent activity")
+        self.assertIn("HX-Target", response["Vary"])
+
+    def test_other_htmx_requests_get_the_whole_page(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/", headers={"HX-Request": "true"})
+        self.assertContains(response, "Recent activity")
+        self.assertContains(response, 'id="usage-card"')
+
+    def test_the_chips_keep_their_ids_and_mark_the_chosen_period(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/?period=previous")
+        self.assertContains(
+            response,
+            '<a class="chip" id="period-previous" href="?period=previous"',
+            html=False,
+        )
+        chosen = response.content.decode().split('id="period-previous"')[1]
+        self.assertIn('aria-current="page"', chosen.split(">")[0])
+
+    def test_it_puts_the_chart_dates_in_html_outside_the_svg(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        body = response.content.decode()
+        svg = body[body.index('<svg class="chart"') : body.index("</svg>")]
+        self.assertNotIn("<text", svg)
+        self.assertContains(response, 'class="usage-chart__axis"')
+
+    def test_it_shows_currency_codes_in_capitals(self) -> None:
+        SubscriptionFactory(
+            user=self.alice, plan=PlanFactory(name="Lower", currency="eur")
+        )
+        Rate.objects.create(
+            name="Default",
+            currency="eur",
+            energy_price=Decimal("0.40"),
+            is_default=True,
+        )
+        TransactionSyncStateFactory(
+            charger=self.charger, ocpp_id_tag="TAG-ALICE", kwh_delivered=Decimal("5")
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        body = response.content.decode()
+        banner = body[body.index('id="active-session"') : body.index("</section>")]
+        self.assertIn("EUR", banner)
+        self.assertNotIn("eur", banner)
+        self.assertContains(response, "Prices in EUR.")
+        self.assertNotContains(response, ">eur<")
 
     def test_it_shows_the_plan_card(self) -> None:
         SubscriptionFactory(user=self.alice)
@@ -275,13 +329,91 @@ class ReservationCancelTests(PortalTestCase):
         url = reverse("portal:reservation-cancel", args=[reservation.pk])
         self.assertEqual(self.client.post(url).status_code, 404)
 
-    def test_it_cancels_without_a_known_steve_id(self) -> None:
+    def test_it_keeps_a_reservation_steve_cannot_cancel(self) -> None:
+        # Without SteVe's id no CancelReservation can be sent, and the station
+        # keeps holding the charger: so does the portal.
+        reservation = ReservationFactory(user=self.alice, charger=self.charger)
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertNotContains(response, "Cancel reservation")
+        self.assertContains(response, "cannot cancel this reservation early")
+        url = reverse("portal:reservation-cancel", args=[reservation.pk])
+        response = self.client.post(url, follow=True)
+        self.assertRedirects(response, "/")
+        self.assertContains(response, "cannot cancel this reservation early")
+        self.assertNotContains(response, "Your reservation is cancelled")
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+
+    def test_it_offers_cancel_once_steves_id_is_known(self) -> None:
+        ReservationFactory(
+            user=self.alice, charger=self.charger, steve_reservation_id=7
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(response, "Cancel reservation")
+        self.assertNotContains(response, "cannot cancel this reservation early")
+
+
+class ReservationCardTextTests(PortalTestCase):
+    """The empty reservation card invites to reserve only who can."""
+
+    INVITE = "Reserve an online charger from the list below."
+
+    def test_a_customer_with_an_active_card_is_invited_to_reserve(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(response, self.INVITE)
+        self.assertContains(response, ">Reserve</button>", html=False)
+
+    def test_a_customer_without_an_active_card_is_told_what_is_missing(self) -> None:
+        UserMapping.objects.filter(user=self.alice).update(is_active=False)
+        for customer in (self.alice, UserFactory(username="new@example.com")):
+            self.client.force_login(customer)
+            response = self.client.get("/")
+            self.assertNotContains(response, "from the list below")
+            self.assertContains(response, "once an active charging card is linked")
+            self.assertNotContains(response, ">Reserve</button>", html=False)
+            self.assertNotContains(response, "Start charging")
+
+    def test_an_acting_agent_is_not_invited_to_reserve(self) -> None:
+        self.client.force_login(self.agent)
+        self.client.post(reverse("portal:act-as-start", args=[self.alice.pk]))
+        response = self.client.get("/")
+        self.assertContains(response, "No upcoming reservation.")
+        self.assertNotContains(response, "from the list below")
+        self.assertNotContains(response, "charging card is linked")
+
+
+class HtmxPostTests(PortalTestCase):
+    """An htmx POST that redirects to the dashboard ends on the whole page: the
+    browser repeats HX-Request when it follows the redirect."""
+
+    HTMX = {"HX-Request": "true"}
+
+    def assertWholeDashboard(self, response: HttpResponse) -> None:
+        self.assertRedirects(response, "/")
+        self.assertContains(response, "<html", html=False)
+        self.assertContains(response, "Recent activity")
+        self.assertContains(response, 'id="chargers"')
+
+    def test_stop_ends_on_the_whole_page(self) -> None:
+        # Not started yet, so stopping cancels it without calling SteVe.
+        session = ApiSession.objects.create(
+            user=self.alice, charge_box_id="CB-1", connector_id=1, id_tag="TAG-ALICE"
+        )
+        self.client.force_login(self.alice)
+        url = reverse("portal:session-stop", args=[session.pk])
+        response = self.client.post(url, headers=self.HTMX, follow=True)
+        self.assertWholeDashboard(response)
+        self.assertContains(response, "Stop requested")
+
+    def test_cancel_reservation_ends_on_the_whole_page(self) -> None:
         reservation = ReservationFactory(user=self.alice, charger=self.charger)
         self.client.force_login(self.alice)
         url = reverse("portal:reservation-cancel", args=[reservation.pk])
-        self.assertRedirects(self.client.post(url), "/")
-        reservation.refresh_from_db()
-        self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
+        response = self.client.post(url, headers=self.HTMX, follow=True)
+        self.assertWholeDashboard(response)
 
 
 class ChargerActionTests(PortalTestCase):

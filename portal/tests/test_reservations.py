@@ -5,8 +5,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from portal.models import Reservation
+from portal.selectors import charger_list
 from portal.services import PortalError, reservation_cancel, reservation_create
 from portal.tests.base import PortalTestCase
 from sync.client import SteveClient
@@ -43,7 +45,9 @@ class ReservationTests(PortalTestCase):
         # The stand-in's fleet knows TAG-0001; alice uses it for these tests.
         UserMappingFactory(user=self.alice, steve_ocpp_id_tag="TAG-0001")
         box, connector = _free_connector(self.standin.state())
-        self.free = ChargerFactory(charge_box_id=box, connector_id=connector)
+        self.free = ChargerFactory(
+            charge_box_id=box, connector_id=connector, last_check_in_at=timezone.now()
+        )
 
     def _reserve(self) -> Reservation:
         from sync.models import UserMapping
@@ -66,6 +70,30 @@ class ReservationTests(PortalTestCase):
         with self.assertRaises(PortalError):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
+
+    def test_a_reservation_steve_cannot_cancel_keeps_holding_the_charger(
+        self,
+    ) -> None:
+        # ReserveNow's answer carries no reservation id, so CancelReservation
+        # cannot be sent: the station keeps the connector for alice's tag, refuses
+        # other tags, and the portal must not show the charger free meanwhile.
+        reservation = self._reserve()
+        self.assertIsNone(reservation.steve_reservation_id)
+        with self.assertRaises(PortalError):
+            reservation_cancel(reservation=reservation, client=self.client_steve)
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+        (held,) = self.standin.state()["reservations"]
+        self.assertEqual(held["status"], "ACCEPTED")
+        start = self.client_steve.remote_start(
+            charge_box_id=self.free.charge_box_id,
+            connector_id=self.free.connector_id,
+            id_tag="TAG-0003",
+        )
+        self.assertEqual(start.status_of(self.free.charge_box_id), "Rejected")
+        chargers = charger_list(customer=self.bob, now=timezone.now()).rows
+        (seen_by_bob,) = [c for c in chargers if c.pk == self.free.pk]
+        self.assertEqual(seen_by_bob.status, "reserved")  # type: ignore[attr-defined]
 
     def test_cancel_sends_cancel_reservation_when_the_id_is_known(self) -> None:
         reservation = self._reserve()
@@ -95,7 +123,7 @@ class ReservationTests(PortalTestCase):
                 follow=True,
             )
         self.assertContains(response, "is reserved for you")
-        self.assertContains(response, "Cancel reservation")
+        self.assertContains(response, "cannot cancel this reservation early")
 
     def test_acting_agents_cannot_reserve(self) -> None:
         self.client.force_login(self.agent)
