@@ -66,10 +66,11 @@ class ActiveSession:
 def active_sessions(
     *, customer: AbstractBaseUser, tags: list[str], now: datetime
 ) -> list[ActiveSession]:
-    """The customer's sessions that are not finalized, newest first, with the
-    estimated cost so far when a rate applies and the portal/API session to stop."""
+    """The customer's sessions charging now (not finalized, not suspected stuck),
+    newest first, with the estimated cost so far when a rate applies and the
+    portal/API session to stop."""
     sessions = list(
-        TransactionSyncState.objects.active()
+        TransactionSyncState.objects.charging()
         .filter(ocpp_id_tag__in=tags)
         .select_related("charger__rate_assignment__rate")
         .order_by("-started_at")
@@ -265,10 +266,10 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     """Up to 50 visible chargers with `status` and `reserved_by_me`, and the counts
     pill: available now (online) of all visible chargers.
 
-    A charger is in use while an active session is on it: the sync links every
-    session to the charger of its connector.
+    A charger is in use while a session is charging on it (a suspected-stuck one
+    does not count): the sync links every session to the charger of its connector.
     """
-    busy = TransactionSyncState.objects.active().filter(charger=OuterRef("pk"))
+    busy = TransactionSyncState.objects.charging().filter(charger=OuterRef("pk"))
     held = Reservation.objects.covering(now).filter(charger=OuterRef("pk"))
     online = Q(last_check_in_at__gte=now - OFFLINE_AFTER)
     rows = list(

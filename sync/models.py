@@ -140,6 +140,12 @@ class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
         """Sessions still charging in SteVe (isFinalized false)."""
         return self.filter(is_finalized=False)
 
+    def charging(self) -> "TransactionSyncStateQuerySet":
+        """Active sessions that are really charging: not the ones the sync suspects
+        are stuck (SteVe never closes a transaction the station forgot; a newer one
+        on the connector, or hours without a reading, gives it away)."""
+        return self.active().filter(is_suspected_stuck=False)
+
     def completed(self) -> "TransactionSyncStateQuerySet":
         """Sessions SteVe has stopped (isFinalized true)."""
         return self.filter(is_finalized=True)

@@ -162,6 +162,21 @@ class DashboardTests(PortalTestCase):
             card = body[body.index(f">{name}</h3>") :][:400]
             self.assertIn(f"badge--{status}", card, name)
 
+    def test_a_session_suspected_stuck_is_not_a_charge_in_progress(self) -> None:
+        # SteVe never closes a transaction the station forgot: nobody is charging.
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=timezone.now() - timedelta(hours=30),
+            is_suspected_stuck=True,
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        body = response.content.decode()
+        card = body[body.index(">Harbour Street</h3>") :][:400]
+        self.assertIn("badge--online", card)
+        self.assertNotContains(response, "Charging at Harbour Street")
+
     def test_it_shows_group_chargers_to_members(self) -> None:
         from portal.models import ChargerGroup
 
