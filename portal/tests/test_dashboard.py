@@ -117,7 +117,10 @@ class DashboardTests(PortalTestCase):
         body = response.content.decode()
         card = body[body.index('id="next-reservation"') :]
         card = card[: card.index("</section>")]
-        self.assertIn("Harbour Street", card)
+        # Its connector too: a site's connectors share one friendly name.
+        self.assertIn(
+            f'Harbour Street <span class="muted">#{self.charger.connector_id}', card
+        )
         self.assertNotIn("Old Depot", card)
         self.assertNotIn("Bobs", card)
 
