@@ -51,6 +51,11 @@ class SyncCommandInputTests(TestCase):
             call_command("sync", "backfill", "--since", "21/11/2026", stderr=err)
         self.assertIn("is not a date; use YYYY-MM-DD", str(raised.exception))
 
+    def test_a_backfill_date_in_the_future_is_refused(self) -> None:
+        with self.assertRaisesMessage(CommandError, "2099-01-01 is in the future"):
+            call_command("sync", "backfill", "--since", "2099-01-01")
+        self.assertFalse(SyncRun.objects.exists())
+
     def test_status_without_runs_says_how_to_start_one(self) -> None:
         out = StringIO()
         call_command("sync", "status", stdout=out)

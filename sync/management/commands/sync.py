@@ -21,11 +21,16 @@ from sync.models import SyncRun
 
 def _iso_date(value: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise ArgumentTypeError(
             f"{value!r} is not a date; use YYYY-MM-DD, e.g. 2026-01-31."
         ) from None
+    if day > timezone.localdate():
+        raise ArgumentTypeError(
+            f"{value} is in the future; no transaction has started since then."
+        )
+    return day
 
 
 class Command(BaseCommand):
