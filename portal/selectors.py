@@ -167,6 +167,16 @@ def parse_period(value: str | None) -> str:
     return value if value in PERIODS else "current"
 
 
+def period_note(value: str | None) -> str | None:
+    """What to tell a customer whose `?period=` was not understood, or None."""
+    if not value or value in PERIODS:
+        return None
+    return (
+        f"“{value[:40]}” is not a period (current, previous or year); "
+        "showing the current billing period."
+    )
+
+
 def _add_months(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 + months
     return day.replace(year=index // 12, month=index % 12 + 1)

@@ -37,14 +37,19 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     charging_cards = selectors.charging_cards(customer=viewer.customer)
     tags = charging_cards.tags
+    period = request.GET.get("period")
     cards = selectors.usage_cards(
         customer=viewer.customer,
         tags=tags,
         zone=viewer.zone,
         now=now,
-        period_name=selectors.parse_period(request.GET.get("period")),
+        period_name=selectors.parse_period(period),
     )
-    context: dict[str, object] = {"section": "dashboard", "cards": cards}
+    context: dict[str, object] = {
+        "section": "dashboard",
+        "cards": cards,
+        "period_note": selectors.period_note(period),
+    }
     # Only the chips' requests get the card alone: an htmx POST that redirects here
     # (Stop) arrives with HX-Request too, because the browser repeats the header
     # when it follows the redirect, and it swaps the whole page.

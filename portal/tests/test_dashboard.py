@@ -210,6 +210,14 @@ class UsageCardTests(PortalTestCase):
         self.client.force_login(self.alice)
         response = self.client.get("/?period=forever")
         self.assertEqual(response.context["cards"].usage.period.name, "current")
+        self.assertContains(
+            response,
+            "“forever” is not a period (current, previous or year); "
+            "showing the current billing period.",
+        )
+        for understood in ("/", "/?period=", "/?period=year"):
+            with self.subTest(url=understood):
+                self.assertNotContains(self.client.get(understood), "is not a period")
 
     def test_it_serves_the_card_alone_to_the_period_chips(self) -> None:
         self.client.force_login(self.alice)
