@@ -158,10 +158,12 @@ def api_session_matching_transaction(
     SteVe never names the transaction a remote start began (CONTRACT §7), so it is
     recognised: on the session's connector, with the idTag the remote start sent
     (OCPP idTags compare case-insensitively), claimed by no other session, started
-    between the remote start and `start_deadline` (each widened by CLOCK_SKEW), and
-    not already stopped when the remote start was sent: a charge the driver made by
-    card just before cannot be the one asked for. Of several, the first one started
-    after the remote start is the one it caused; failing that, the latest before it.
+    between the remote start and `start_deadline` (each widened by CLOCK_SKEW), not
+    already stopped when the remote start was sent, and first stored by a sync after
+    it was sent: a charge the driver made by card just before cannot be the one
+    asked for, even when the sync has not seen its stop yet (both times are ours, so
+    no clock skew enters that test). Of several, the first one started after the
+    remote start is the one it caused; failing that, the latest before it.
     """
     sent_at = session.remote_start_sent_at
     assert sent_at is not None
@@ -173,6 +175,7 @@ def api_session_matching_transaction(
             started_at__gte=sent_at - CLOCK_SKEW,
             started_at__lte=start_deadline + CLOCK_SKEW,
             api_sessions__isnull=True,
+            created_at__gt=sent_at,
         )
         .exclude(stopped_at__lt=sent_at)
         .order_by("id")

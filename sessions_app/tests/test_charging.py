@@ -290,6 +290,21 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         assert session.transaction is not None
         self.assertEqual(session.transaction.steve_transaction_id, caused)
 
+    def test_a_card_charge_synced_before_the_request_does_not_match(self) -> None:
+        # The driver charged by card seconds ago; the sync stored it running, the
+        # station has stopped it since, and the sync has not seen the stop yet.
+        card = self.standin.add_transaction("CP-001", 1, "TAG-0001")
+        self.sync()
+        self.assertTrue(self.standin.station_stop(card)["accepted"])
+        session = self.create()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+        (caused,) = self.standin.tick()["started"]
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.steve_transaction_id, caused)
+
     def test_of_several_candidates_the_one_started_after_the_remote_start_wins(
         self,
     ) -> None:
