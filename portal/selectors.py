@@ -265,7 +265,7 @@ def charger_status(charger: Charger, now: datetime) -> str:
         or now - charger.last_check_in_at > OFFLINE_AFTER
     ):
         return "offline"
-    if charger.in_use:  # type: ignore[attr-defined]
+    if charger.in_use or charger.has_open_api_session:  # type: ignore[attr-defined]
         return "in_use"
     if charger.reserved:  # type: ignore[attr-defined]
         return "reserved"
@@ -277,15 +277,23 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     pill: available now (online) of all visible chargers.
 
     A charger is in use while a session is charging on it (a suspected-stuck one
-    does not count): the sync links every session to the charger of its connector.
+    does not count; the sync links every session to the charger of its connector),
+    or while a portal or API session holds it.
     """
     busy = TransactionSyncState.objects.charging().filter(charger=OuterRef("pk"))
+    # A session started from the portal or the API takes the connector from its
+    # remote start until it ends, a sync or two apart from the transaction's own
+    # start and stop; a Start offered meanwhile would be refused.
+    api_session = ApiSession.objects.open().filter(
+        charge_box_id=OuterRef("charge_box_id"), connector_id=OuterRef("connector_id")
+    )
     held = Reservation.objects.covering(now).filter(charger=OuterRef("pk"))
     online = Q(last_check_in_at__gte=now - OFFLINE_AFTER)
     rows = list(
         visible_chargers(customer=customer)
         .annotate(
             in_use=Exists(busy),
+            has_open_api_session=Exists(api_session),
             reserved=Exists(held),
             reserved_by_me=Exists(held.filter(user=customer)),
         )
@@ -294,7 +302,11 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
         .annotate(
             visible_count=Window(Count("pk")),
             available_count=Window(
-                Count("pk", filter=online & Q(in_use=False, reserved=False))
+                Count(
+                    "pk",
+                    filter=online
+                    & Q(in_use=False, has_open_api_session=False, reserved=False),
+                )
             ),
         )
         .order_by("friendly_name", "charge_box_id", "connector_id")[:MAX_CHARGERS]

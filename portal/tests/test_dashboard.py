@@ -165,6 +165,27 @@ class DashboardTests(PortalTestCase):
             card = body[body.index(f">{name}</h3>") :][:400]
             self.assertIn(f"badge--{status}", card, name)
 
+    def test_a_connector_held_by_an_open_api_session_is_in_use(self) -> None:
+        # The station has stopped, the sync has not told the session yet: a Start
+        # offered now would be refused ("already has a session in progress").
+        session = ApiSession.objects.create(
+            user=self.bob,
+            charge_box_id=self.charger.charge_box_id,
+            connector_id=self.charger.connector_id,
+            id_tag="TAG-BOB",
+            status=ApiSession.Status.STARTED,
+        )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        card = body[body.index(">Harbour Street</h3>") :][:400]
+        self.assertIn("badge--in_use", card)
+        self.assertIn("0 of 1 available now", body)
+        session.status = ApiSession.Status.ENDED
+        session.save()
+        body = self.client.get("/").content.decode()
+        card = body[body.index(">Harbour Street</h3>") :][:400]
+        self.assertIn("badge--online", card)
+
     def test_a_session_suspected_stuck_is_not_a_charge_in_progress(self) -> None:
         # SteVe never closes a transaction the station forgot: nobody is charging.
         TransactionSyncStateFactory(
