@@ -84,14 +84,21 @@ class ConsoleBrowserTests(TransactionTestCase):
 
         # Load more from the keyboard: 30 rows, no page reload, focus stays on
         # the control so the next Enter loads the rest.
-        page.focus("#load-more-link")
+        page.focus("#load-more-control")
         page.keyboard.press("Enter")
         expect(page.locator("#session-tbody tr")).to_have_count(30)
-        expect(page.locator("#load-more-link")).to_be_focused()
+        expect(page.locator("#load-more-control")).to_be_focused()
         expect(page.locator("#rows-status")).to_have_text("30 sessions shown.")
         expect(page.locator("#session-count")).to_have_text(
             "36 sessions match current filters"
         )
+        # The last page replaces the control with a line that takes the focus.
+        page.keyboard.press("Enter")
+        expect(page.locator("#session-tbody tr")).to_have_count(36)
+        expect(page.locator("#load-more-control")).to_have_text(
+            "All matching sessions are shown."
+        )
+        expect(page.locator("#load-more-control")).to_be_focused()
 
         # Status filter, its chip, and removing the chip.
         page.select_option("#id_status", "active")
