@@ -119,7 +119,11 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     greater than or equal to 1.` (the location without its body/query prefix)."""
     parts = []
     for error in errors[:3]:
-        where = ".".join(str(part) for part in error.get("loc", ())[1:])
+        location = list(error.get("loc", ()))
+        # ("body", "payload", "target", "time"): the body's parameter name is ours,
+        # not the integrator's; they sent {"target": {"time": ...}}.
+        skip = 2 if location[:1] == ["body"] and len(location) > 2 else 1
+        where = ".".join(str(part) for part in location[skip:])
         message = str(error.get("msg", "invalid"))
         parts.append(f"{where}: {message}" if where else message)
     return f"Invalid request: {'; '.join(parts)}." if parts else "Invalid request."

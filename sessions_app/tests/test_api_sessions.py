@@ -252,8 +252,14 @@ class SessionRefusalApiTests(ApiTestCase):
         self.assert_refused(self.start(), 422, "No charging tag")
 
     def test_invalid_bodies_are_422_and_malformed_json_400(self) -> None:
-        self.assert_refused(self.start(connector=0), 422, "connector")
+        # Fields are named as the integrator sent them, without our parameter name.
+        self.assert_refused(
+            self.start(connector=0), 422, "Invalid request: connector: Input should"
+        )
         self.assert_refused(self.start(target={"energy": -1}), 422, "target.energy")
+        self.assert_refused(
+            self.start(target={"time": True}), 422, "Invalid request: target.time: "
+        )
         response = self.client.post(
             "/api/v1/sessions",
             data="{not json",
