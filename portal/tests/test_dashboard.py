@@ -30,6 +30,13 @@ from sync.tests.factories import (
 )
 
 
+def default_rate(currency: str = "EUR") -> Rate:
+    """The operator's default tariff: 0.40 per kWh."""
+    return Rate.objects.create(
+        name="Default", currency=currency, energy_price=Decimal("0.40"), is_default=True
+    )
+
+
 class DashboardTests(PortalTestCase):
     def test_it_requires_login(self) -> None:
         response = self.client.get("/")
@@ -57,12 +64,7 @@ class DashboardTests(PortalTestCase):
         self.assertContains(response, "3.40 kWh")
 
     def test_it_shows_the_estimated_cost_when_a_rate_applies(self) -> None:
-        Rate.objects.create(
-            name="Default",
-            currency="EUR",
-            energy_price=Decimal("0.40"),
-            is_default=True,
-        )
+        default_rate()
         TransactionSyncStateFactory(
             charger=self.charger,
             ocpp_id_tag="TAG-ALICE",
@@ -75,12 +77,7 @@ class DashboardTests(PortalTestCase):
         self.assertContains(response, "4.00 EUR")
 
     def test_the_chargers_own_rate_beats_the_default(self) -> None:
-        Rate.objects.create(
-            name="Default",
-            currency="EUR",
-            energy_price=Decimal("0.40"),
-            is_default=True,
-        )
+        default_rate()
         fast = Rate.objects.create(
             name="Fast", currency="EUR", energy_price=Decimal("0.70")
         )
@@ -278,12 +275,7 @@ class UsageCardTests(PortalTestCase):
         SubscriptionFactory(
             user=self.alice, plan=PlanFactory(name="Lower", currency="eur")
         )
-        Rate.objects.create(
-            name="Default",
-            currency="eur",
-            energy_price=Decimal("0.40"),
-            is_default=True,
-        )
+        default_rate(currency="eur")
         TransactionSyncStateFactory(
             charger=self.charger, ocpp_id_tag="TAG-ALICE", kwh_delivered=Decimal("5")
         )

@@ -145,6 +145,11 @@ class ChargingTestCase(TestCase):
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         return session
 
+    def assert_started_on(self, session: ApiSession, steve_transaction_id: int) -> None:
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.steve_transaction_id, steve_transaction_id)
+
     def steve_requests(self, path: str) -> int:
         return int(self.standin.state()["requests"].get(path, 0))
 
@@ -243,9 +248,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         with time_machine.travel(sent_at + timedelta(seconds=140), tick=False):
             self.sync()
             session = self.advance(session)
-        self.assertEqual(session.status, ApiSession.Status.STARTED)
-        assert session.transaction is not None
-        self.assertEqual(session.transaction.steve_transaction_id, pk)
+        self.assert_started_on(session, pk)
 
     def test_a_start_after_the_deadline_does_not_start_the_session(self) -> None:
         session = self.create()
@@ -286,9 +289,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         (caused,) = self.standin.tick()["started"]
         self.sync()
         session = self.advance(session)
-        self.assertEqual(session.status, ApiSession.Status.STARTED)
-        assert session.transaction is not None
-        self.assertEqual(session.transaction.steve_transaction_id, caused)
+        self.assert_started_on(session, caused)
 
     def test_a_card_charge_synced_before_the_request_does_not_match(self) -> None:
         # The driver charged by card seconds ago; the sync stored it running, the
@@ -301,9 +302,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         (caused,) = self.standin.tick()["started"]
         self.sync()
         session = self.advance(session)
-        self.assertEqual(session.status, ApiSession.Status.STARTED)
-        assert session.transaction is not None
-        self.assertEqual(session.transaction.steve_transaction_id, caused)
+        self.assert_started_on(session, caused)
 
     def test_of_several_candidates_the_one_started_after_the_remote_start_wins(
         self,
