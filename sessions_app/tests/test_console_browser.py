@@ -227,3 +227,24 @@ class ConsoleBrowserTests(TransactionTestCase):
                 f"{session.kwh_delivered + Decimal('4'):.3f} kWh"
             )
             client.close()
+
+    def test_revoking_a_token_asks_first(self) -> None:
+        page = self.open_console("/admin/api-tokens/")
+        page.fill("#id_name", "billing export")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.locator("#new-token")).to_be_visible()
+        row = page.locator("tbody tr", has_text="billing export")
+
+        # The first click only asks; closing the question keeps the token.
+        row.locator("summary").click()
+        expect(row).to_contain_text("stops working at once")
+        row.get_by_text("Keep it").click()
+        expect(row.locator(".confirm__body")).to_be_hidden()
+        expect(row).to_contain_text("Active")
+
+        row.locator("summary").click()
+        row.get_by_role("button", name=re.compile("^Revoke token")).click()
+        expect(page.get_by_role("status").first).to_contain_text("revoked")
+        expect(page.locator("tbody tr", has_text="billing export")).to_contain_text(
+            "Revoked"
+        )
