@@ -1,3 +1,4 @@
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -325,7 +326,8 @@ class LiveTests(PortalTestCase):
         self.assertEqual(banner_html(customer=self.bob, now=timezone.now()).strip(), "")
 
 
-@override_settings(LIVE_CHANNEL_PREFIX="test-portal-live-")
+# One prefix per test process: parallel workers share Redis.
+@override_settings(LIVE_CHANNEL_PREFIX=f"test-portal-live-{uuid.uuid4().hex[:8]}-")
 class LiveBannerEventTests(PortalTestCase):
     """A sync that changes a customer's session re-renders their banner on their
     channel. Events are read back from the Redis storage a reconnecting browser

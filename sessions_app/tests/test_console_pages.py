@@ -1,5 +1,6 @@
 """Transaction detail, Sync runs and User mappings pages of the console."""
 
+import uuid
 from decimal import Decimal
 
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -7,6 +8,7 @@ from django.test import Client, TestCase, override_settings
 from django.urls import reverse
 from django_eventstream.utils import get_storage
 
+from polaris import live
 from sessions_app.models import AuditEntry
 from sync.models import SyncRun, UserMapping
 from sync.signals import run_finished, sessions_changed
@@ -165,7 +167,9 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertEqual(AuditEntry.objects.get().source, "import")
 
 
-@override_settings(LIVE_CHANNEL_PREFIX="test-console-live-")
+# One prefix per test process: parallel workers share Redis, and each would read
+# the other's events on the same channel.
+@override_settings(LIVE_CHANNEL_PREFIX=f"test-console-live-{uuid.uuid4().hex[:8]}-")
 class ConsoleLiveUpdateTests(ConsoleTestCase):
     """The sync's signals become staff-channel events rendered from the partials.
 
@@ -173,11 +177,10 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
     replays, which is exactly what a reconnecting browser would receive.
     """
 
-    channel = "test-console-live-staff"
-
     def setUp(self) -> None:
         super().setUp()
         self.storage = get_storage()
+        self.channel = live.staff_channel()
         self.last_id = self.storage.get_current_id(self.channel)
 
     def published(self) -> list[tuple[str, str]]:
