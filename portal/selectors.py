@@ -265,7 +265,7 @@ def charger_status(charger: Charger, now: datetime) -> str:
         or now - charger.last_check_in_at > OFFLINE_AFTER
     ):
         return "offline"
-    if charger.in_use or charger.has_open_api_session:  # type: ignore[attr-defined]
+    if charger.in_use:  # type: ignore[attr-defined]
         return "in_use"
     if charger.reserved:  # type: ignore[attr-defined]
         return "reserved"
@@ -292,8 +292,7 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     rows = list(
         visible_chargers(customer=customer)
         .annotate(
-            in_use=Exists(busy),
-            has_open_api_session=Exists(api_session),
+            in_use=Q(Exists(busy)) | Q(Exists(api_session)),
             reserved=Exists(held),
             reserved_by_me=Exists(held.filter(user=customer)),
         )
@@ -302,11 +301,7 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
         .annotate(
             visible_count=Window(Count("pk")),
             available_count=Window(
-                Count(
-                    "pk",
-                    filter=online
-                    & Q(in_use=False, has_open_api_session=False, reserved=False),
-                )
+                Count("pk", filter=online & Q(in_use=False, reserved=False))
             ),
         )
         .order_by("friendly_name", "charge_box_id", "connector_id")[:MAX_CHARGERS]

@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from sessions_app.readings import utc_iso
+from sync.client import format_timestamp
 
 SessionStatus = Literal["created", "started", "ended", "cancelled"]
 # SteVe's ChargeBoxIdValidator ([^=/()<>]*) without control characters, which
@@ -235,7 +235,7 @@ class SessionListQuery(Schema):
 # fraction.
 ApiDateTime = Annotated[
     datetime,
-    PlainSerializer(utc_iso, return_type=str),
+    PlainSerializer(format_timestamp, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 

@@ -625,8 +625,9 @@ def _reached_target(
     if session.target_stop_at is not None and now >= session.target_stop_at:
         return ApiSession.Target.STOP_TIME
     next_check = now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+    projected_kwh = _projected_kwh(session, tx, next_check)
     energy = session.target_energy_kwh
-    if energy is not None and _projected_kwh(session, tx, next_check) >= energy:
+    if energy is not None and projected_kwh >= energy:
         return ApiSession.Target.ENERGY
     minutes = session.target_time_minutes
     if minutes is not None and next_check - tx.started_at >= timedelta(
@@ -637,7 +638,7 @@ def _reached_target(
     if session.target_cost is not None and rate is not None:
         cost = session_cost(
             rate=rate,
-            kwh=_projected_kwh(session, tx, next_check),
+            kwh=projected_kwh,
             started_at=tx.started_at,
             ended_at=next_check,
         )

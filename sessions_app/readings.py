@@ -7,12 +7,12 @@ into chronological periods such as Charging and SuspendedEV.
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 from typing import Any
 
-from sync.client import ENERGY_REGISTER, MeterReading
+from sync.client import ENERGY_REGISTER, MeterReading, format_timestamp
 
 POWER = "Power.Active.Import"
 CURRENT = "Current.Import"
@@ -50,7 +50,7 @@ def energy_report(readings: Sequence[MeterReading]) -> dict[str, Any] | None:
         latest = at if latest is None else max(latest, at)
     if latest is None:
         return None
-    return {"timestamp": utc_iso(latest), **report}
+    return {"timestamp": format_timestamp(latest), **report}
 
 
 def charging_activity(
@@ -76,8 +76,8 @@ def charging_activity(
     periods[-1]["endTime"] = max(end or states[-1][0], periods[-1]["startTime"])
     return [
         {
-            "startTime": utc_iso(period["startTime"]),
-            "endTime": utc_iso(period["endTime"]),
+            "startTime": format_timestamp(period["startTime"]),
+            "endTime": format_timestamp(period["endTime"]),
             "status": period["status"],
         }
         for period in periods
@@ -138,10 +138,3 @@ def _energy_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str
         for (at, before), (_, after) in pairwise(register)
     ]
     return [*states, (register[-1][0], states[-1][1])] if states else []
-
-
-def utc_iso(moment: datetime) -> str:
-    """`moment` as SteVe writes timestamps: UTC, milliseconds, `Z`
-    (2026-03-01T09:00:00.000Z)."""
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"

@@ -84,11 +84,11 @@ def session_list(request: HttpRequest) -> HttpResponse:
         total=selectors.session_count(filters=filters),
         # Called by the template only when the page has no rows.
         any_sync_completed=selectors.any_sync_completed,
-        form=SessionFilterForm(filters),
     )
     if fragment and request.htmx.trigger == "session-results":
         # The table re-reading itself after a sync: the form keeps what is typed.
         return render(request, f"{template}#session-results", context)
+    context.update(form=SessionFilterForm(filters))
     if fragment:
         # New filters: the form, the export link and the address follow them.
         response = render(

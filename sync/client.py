@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -149,12 +149,10 @@ def parse_timestamp(value: str) -> datetime:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """Format an aware datetime the way SteVe expects in query strings and bodies."""
-    from datetime import UTC
-
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
+    """An aware datetime as SteVe writes and reads timestamps: UTC, milliseconds,
+    `Z` (2026-03-01T09:00:00.000Z). The Sessions API writes its times so too."""
+    utc = moment.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
 
 
 def _wh(value: Any) -> int | None:
