@@ -12,11 +12,12 @@ from argparse import ArgumentTypeError
 from dataclasses import replace
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from bench import cases
 from bench.report import Case, table, writable_file, write_json
+from polaris.commands import DatabaseCommand
 from sync.arguments import number_between
 from sync.models import TransactionSyncState
 from sync.services.seeding import seed_scale
@@ -37,7 +38,7 @@ def _groups(value: str) -> list[str]:
     return names
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Benchmark server time of the console, dashboard, API, a sync run and SSE "
         "fan-out against a stock Django admin baseline; print a table, write JSON."

@@ -7,12 +7,13 @@ It is shown only this once: Polaris stores a hash of it.
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from polaris.commands import DatabaseCommand
 from sessions_app.api_auth import api_token_create
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Create a Sessions API token for USERNAME and print it (last line)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -10,14 +10,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
+from polaris.commands import DatabaseCommand
 from sync.arguments import int_between, number_between
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Load test on loopback: uvicorn, a Celery worker syncing from the SteVe "
         "stand-in, and simulated staff and drivers (some holding SSE streams); "

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from polaris.commands import DatabaseCommand
 from sync.services.mappings import user_mapping_import_csv
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Import steveOcppIdTag,email,label rows as user mappings."
 
     def add_arguments(self, parser: CommandParser) -> None:

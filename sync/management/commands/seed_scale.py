@@ -7,12 +7,13 @@ million sessions and ten million events with COPY in a few minutes.
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from polaris.commands import DatabaseCommand
 from sync.services.seeding import seed_scale
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Generate a year of realistic sessions, events, tags, customers, chargers "
         "and sync runs with COPY. Appends to existing data unless --reset is given."

@@ -11,10 +11,11 @@ from datetime import date
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import OperationalError
 from django.utils import timezone
 
+from polaris.commands import DatabaseCommand
 from sync import services
 from sync.models import SyncRun
 
@@ -33,7 +34,7 @@ def _iso_date(value: str) -> date:
     return day
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Sync transactions and chargers from SteVe, or show recent sync runs."
 
     def add_arguments(self, parser: CommandParser) -> None:

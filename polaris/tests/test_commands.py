@@ -1,0 +1,73 @@
+"""Ops commands on a database they cannot use yet: a sentence, not a traceback."""
+
+import subprocess
+import sys
+import uuid
+
+import psycopg
+from django.db import connection
+from django.test import TransactionTestCase
+
+from polaris.testing import BASE_DIR, child_environment, current_database_url, free_port
+
+DATABASE_COMMANDS = [
+    ["sync", "status"],
+    ["sync", "transactions"],
+    ["seed_scale", "--transactions", "10"],
+    ["create_api_token", "someone"],
+    ["import_user_mappings", "mappings.csv"],
+    ["bench", "--quick", "--output", "bench.json"],
+]
+
+
+def manage(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env=child_environment(**env),
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class DatabaseCommandTests(TransactionTestCase):
+    def test_an_unmigrated_database_is_refused_with_what_to_run(self) -> None:
+        name = f"polaris_unmigrated_{uuid.uuid4().hex[:8]}"
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+        self.addCleanup(self._drop_database, name)
+        empty = current_database_url().replace(
+            f"/{connection.settings_dict['NAME']}", f"/{name}", 1
+        )
+
+        for args in DATABASE_COMMANDS:
+            with self.subTest(command=" ".join(args)):
+                result = manage(args, DATABASE_URL=empty)
+                self.assertEqual(result.returncode, 1, result.stderr)
+                self.assertIn("The database is missing", result.stderr)
+                self.assertIn("run `manage.py migrate` first.", result.stderr)
+                self.assertNotIn("Traceback", result.stderr)
+        # Refusing created nothing.
+        with psycopg.connect(empty) as database:
+            tables = database.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchone()
+        self.assertEqual(tables, (0,))
+
+    def test_an_unreachable_database_is_named(self) -> None:
+        port = free_port()
+        result = manage(
+            ["sync", "status"],
+            DATABASE_URL=f"postgres://polaris@127.0.0.1:{port}/polaris",
+            DATABASE_POOL_TIMEOUT="1",
+        )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"Cannot reach PostgreSQL at 127.0.0.1:{port}", result.stderr)
+        self.assertIn("is DATABASE_URL right?", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    @staticmethod
+    def _drop_database(name: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
