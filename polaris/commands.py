@@ -12,22 +12,29 @@ class DatabaseCommand(BaseCommand):
     command in a traceback, part way through its work."""
 
     requires_migrations_checks = True
+    # What being unable to reach the database means for this command, said after
+    # the sentence that it is unavailable.
+    database_unavailable_consequence = "Nothing was changed."
 
     def check_migrations(self) -> None:
-        connection = connections[DEFAULT_DB_ALIAS]
         try:
-            executor = MigrationExecutor(connection)
+            executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
             plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         except OperationalError as error:
-            settings = connection.settings_dict
-            where = ":".join(filter(None, [settings["HOST"], str(settings["PORT"])]))
-            raise CommandError(
-                f"Cannot reach PostgreSQL at {where or 'its socket'} ({error}). "
-                "Is it running, and is DATABASE_URL right?"
-            ) from None
+            raise self.database_unavailable(error) from None
         if plan:
             apps = ", ".join(sorted({migration.app_label for migration, _ in plan}))
             raise CommandError(
                 f"The database is missing {len(plan)} migration(s) ({apps}): run "
                 "`manage.py migrate` first."
             )
+
+    def database_unavailable(self, error: OperationalError) -> CommandError:
+        settings = connections[DEFAULT_DB_ALIAS].settings_dict
+        where = ":".join(filter(None, [settings["HOST"], str(settings["PORT"] or "")]))
+        reason = str(error).strip().splitlines()[0]
+        return CommandError(
+            f"The database is unavailable at {where or 'the local socket'} ({reason})."
+            f" {self.database_unavailable_consequence} Is PostgreSQL running, and is "
+            "DATABASE_URL right?"
+        )

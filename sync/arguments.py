@@ -7,8 +7,9 @@ stand-in can run on its own.
 """
 
 import math
-from argparse import ArgumentTypeError
+from argparse import Action, ArgumentParser, ArgumentTypeError, Namespace
 from collections.abc import Callable
+from typing import Any
 
 
 def int_between(
@@ -45,3 +46,19 @@ def _bounded[N: (int, float)](
         return number
 
     return parse
+
+
+class AscendingPair(Action):
+    """`--option MIN MAX` (with `nargs=2`) whose MIN is not above its MAX."""
+
+    def __call__(
+        self,
+        parser: ArgumentParser,
+        namespace: Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        low, high = values
+        if low > high:
+            parser.error(f"{option_string} {low:g} {high:g}: MIN is above MAX.")
+        setattr(namespace, self.dest, values)

@@ -63,8 +63,13 @@ class DatabaseCommandTests(TransactionTestCase):
             DATABASE_POOL_TIMEOUT="1",
         )
         self.assertEqual(result.returncode, 1, result.stderr)
-        self.assertIn(f"Cannot reach PostgreSQL at 127.0.0.1:{port}", result.stderr)
-        self.assertIn("is DATABASE_URL right?", result.stderr)
+        self.assertIn(f"The database is unavailable at 127.0.0.1:{port}", result.stderr)
+        self.assertIn(
+            "the next run after the database is back catches up.", result.stderr
+        )
+        self.assertIn(
+            "Is PostgreSQL running, and is DATABASE_URL right?", result.stderr
+        )
         self.assertNotIn("Traceback", result.stderr)
 
     @staticmethod

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError, CommandParser
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
 from polaris.commands import DatabaseCommand
-from sync.arguments import int_between, number_between
+from sync.arguments import AscendingPair, int_between, number_between
 
 
 class Command(DatabaseCommand):
@@ -61,6 +61,7 @@ class Command(DatabaseCommand):
             "--think",
             type=number_between(0, what="seconds"),
             nargs=2,
+            action=AscendingPair,
             metavar=("MIN", "MAX"),
             default=[defaults.think_min, defaults.think_max],
             help="Seconds a person waits between two requests (uniform).",
@@ -84,10 +85,6 @@ class Command(DatabaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         think_min, think_max = options["think"]
-        if think_min > think_max:
-            raise CommandError(
-                f"--think {think_min:g} {think_max:g}: MIN is above MAX."
-            )
         bench = None
         bench_pause_ms = None
         if options["bench"]:

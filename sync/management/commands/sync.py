@@ -36,6 +36,10 @@ def _iso_date(value: str) -> date:
 
 class Command(DatabaseCommand):
     help = "Sync transactions and chargers from SteVe, or show recent sync runs."
+    database_unavailable_consequence = (
+        "SteVe keeps every transaction: the next run after the database is back "
+        "catches up."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(
@@ -88,11 +92,7 @@ class Command(DatabaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         except OperationalError as error:
-            raise CommandError(
-                "The database is unavailable, so no sync run was started or recorded"
-                f" ({str(error).strip().splitlines()[0]}). SteVe keeps every"
-                " transaction: the next run after the database is back catches up."
-            ) from None
+            raise self.database_unavailable(error) from None
         self._report(run, dry_run=options.get("dry_run", False))
 
     def _run(self, action: str, options: dict[str, Any]) -> SyncRun:
