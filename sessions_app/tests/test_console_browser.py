@@ -248,3 +248,33 @@ class ConsoleBrowserTests(TransactionTestCase):
         expect(page.locator("tbody tr", has_text="billing export")).to_contain_text(
             "Revoked"
         )
+
+    def test_deactivating_a_mapping_asks_first_from_the_keyboard_too(self) -> None:
+        mapping = UserMappingFactory(steve_ocpp_id_tag="04DEAD01")
+        page = self.open_console("/admin/user-mappings/")
+        row = page.locator("tbody tr", has_text="04DEAD01")
+
+        # The first press only asks; "Keep it" closes the question, nothing changed.
+        ask = row.locator("summary", has_text="Deactivate")
+        ask.focus()
+        page.keyboard.press("Enter")
+        expect(row).to_contain_text("04DEAD01 can no longer start or reserve")
+        confirm = row.get_by_role("button", name="Deactivate mapping 04DEAD01")
+        expect(confirm).to_be_visible()
+        page.keyboard.press("Enter")  # the focus is still on the summary
+        expect(confirm).to_be_hidden()
+        mapping.refresh_from_db()
+        self.assertTrue(mapping.is_active)
+        expect(row).to_contain_text("Active")
+
+        # Asked again and answered: the mapping is deactivated.
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        expect(confirm).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("status").first).to_contain_text("deactivated")
+        expect(page.locator("tbody tr", has_text="04DEAD01")).to_contain_text(
+            "Inactive"
+        )
+        mapping.refresh_from_db()
+        self.assertFalse(mapping.is_active)
