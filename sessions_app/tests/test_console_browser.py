@@ -10,6 +10,7 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
+from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
 from sync import services
 from sync.client import SteveClient
@@ -19,6 +20,7 @@ from sync.tests.factories import (
     StaffFactory,
     SyncRunFactory,
     TransactionSyncStateFactory,
+    UserFactory,
     UserMappingFactory,
     session_with_energy,
 )
@@ -278,3 +280,28 @@ class ConsoleBrowserTests(TransactionTestCase):
         )
         mapping.refresh_from_db()
         self.assertFalse(mapping.is_active)
+
+    def test_reload_and_back_after_creating_a_token_create_no_other(self) -> None:
+        driver = UserFactory(username="dana@example.com")
+        page = self.open_console("/admin/api-tokens/")
+        for path, user in (("/admin/api-tokens/", None), ("/tokens/", driver)):
+            if user is not None:
+                page = self.browser.new_page(viewport={"width": 390, "height": 844})
+                sign_in(page, self.base_url, user.username, "driver")
+                page.goto(f"{self.base_url}{path}")
+            page.fill("#id_name", "home automation")
+            page.get_by_role("button", name="Create token").click()
+            expect(page.locator("#new-token")).to_be_visible()
+            self.assertEqual(page.url, f"{self.base_url}{path}")
+            raw = page.locator("#new-token").inner_text()
+
+            page.reload()
+            expect(page.locator("tbody tr")).to_have_count(1)
+            expect(page.locator("#new-token")).to_have_count(0)
+            page.go_back()
+            page.go_forward()
+            expect(page.locator("tbody tr")).to_have_count(1)
+            expect(page.locator("#new-token")).to_have_count(0)
+            self.assertNotIn(raw, page.content())
+            self.assertEqual(ApiToken.objects.filter(name="home automation").count(), 1)
+            ApiToken.objects.all().delete()
