@@ -305,3 +305,18 @@ class ConsoleBrowserTests(TransactionTestCase):
             self.assertNotIn(raw, page.content())
             self.assertEqual(ApiToken.objects.filter(name="home automation").count(), 1)
             ApiToken.objects.all().delete()
+
+    def test_the_detail_chart_labels_stay_readable_on_a_phone(self) -> None:
+        session = session_with_energy(kwh=Decimal("12.345"))
+        staff = StaffFactory(username="operator")
+        page = self.browser.new_page(viewport={"width": 390, "height": 844})
+        sign_in(page, self.base_url, staff.username, "driver")
+        page.goto(f"{self.base_url}/admin/sessions/{session.steve_transaction_id}/")
+        labels = page.locator("svg.chart .chart__label")
+        expect(labels.first).to_be_visible()
+        sizes = labels.evaluate_all(
+            "(els) => els.map((e) => e.getBoundingClientRect().height)"
+        )
+        self.assertGreaterEqual(min(sizes), 10, sizes)
+        texts = labels.evaluate_all("(els) => els.map((e) => e.textContent)")
+        self.assertEqual(texts[:4], ["0", "5", "10", "15"])
