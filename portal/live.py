@@ -1,5 +1,6 @@
-"""Live banner of the portal: the sync's signal re-rendered with the dashboard's
-own partial and sent on each affected customer's channel. Broadcast only."""
+"""Live banner of the portal: the sync's and the Sessions API's signals re-rendered
+with the dashboard's own partial and sent on each affected customer's channel.
+Broadcast only."""
 
 from typing import Any
 
@@ -11,6 +12,8 @@ from django.utils import timezone
 from polaris import live
 from portal import selectors
 from portal.access import customer_zone
+from sessions_app.models import ApiSession
+from sessions_app.signals import api_session_changed
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.signals import sessions_changed
 
@@ -48,3 +51,11 @@ def publish_sessions_changed(
     )
     for customer in get_user_model().objects.filter(pk__in=user_ids):
         publish_active_session(customer=customer)
+
+
+@receiver(api_session_changed)
+def publish_api_session_changed(
+    sender: type[ApiSession], session: ApiSession, **kwargs: Any
+) -> None:
+    """Refresh the owner's banner: a session that started has a Stop to offer."""
+    publish_active_session(customer=session.user)

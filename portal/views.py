@@ -7,7 +7,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -22,6 +24,11 @@ from portal.forms import (
 )
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charging import ApiSessionError, api_session_create, api_session_stop
+from sessions_app.new_token import (
+    new_token_forget,
+    new_token_read,
+    new_token_redirect,
+)
 from sync.client import SteveClient
 
 CONSOLE = "sessions_app:session-list"
@@ -168,23 +175,28 @@ def session_stop(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@never_cache
 def token_list(request: HttpRequest) -> HttpResponse:
+    """The customer's API tokens; a POST creates one, then redirects to this page,
+    which shows it once."""
     viewer = access.viewer_for(request)
     form = ApiTokenForm(request.POST or None)
-    raw_token = None
     if request.method == "POST":
         customer = access.customer_for_write(request)
         if form.is_valid():
             _, raw_token = api_token_create(
                 user=customer, name=form.cleaned_data["name"]
             )
-            form = ApiTokenForm()
+            return new_token_redirect(
+                request, raw_token=raw_token, to=reverse("portal:token-list")
+            )
     context = {
         "tokens": selectors.token_list(customer=viewer.customer),
         "form": form,
-        "raw_token": raw_token,
+        "raw_token": new_token_read(request),
     }
-    return access.render_portal(request, viewer, "portal/token_list.html", context)
+    response = access.render_portal(request, viewer, "portal/token_list.html", context)
+    return new_token_forget(request, response)
 
 
 @login_required

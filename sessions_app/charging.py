@@ -42,6 +42,7 @@ from sessions_app.api_selectors import (
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import RateTerms, session_cost
 from sessions_app.readings import charging_activity, energy_report
+from sessions_app.signals import api_session_changed
 from sync.client import (
     OperationResult,
     SteveClient,
@@ -703,5 +704,8 @@ def _publish_status(session: ApiSession) -> None:
     def send() -> None:
         publish(owner_channel, STATUS_EVENT, html)
         publish(staff_channel(), STATUS_EVENT, html)
+        # The owner's dashboard banner offers Stop only once the session has its
+        # transaction, which happens here, after the sync already refreshed it.
+        api_session_changed.send(sender=ApiSession, session=session)
 
     transaction.on_commit(send)

@@ -1,5 +1,6 @@
 """Server-rendered SVG charts: the page draws without JavaScript."""
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -43,7 +44,11 @@ def cumulative_energy_chart(
         return None
     start, end = series[0][0], series[-1][0]
     span = max((end - start).total_seconds(), 1.0)
-    top = max(float(total), 0.001)
+    # The axis ends at a round number above the total, in round steps, so that no
+    # two tick labels read the same (0.277 kWh in quarters gave 0.1 twice).
+    step = _nice_step(max(float(total), 0.001) / 4)
+    top = step * math.ceil(max(float(total), 0.001) / step - 1e-9)
+    decimals = max(0, -int(Decimal(repr(step)).normalize().as_tuple().exponent))
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
 
@@ -57,7 +62,10 @@ def cumulative_energy_chart(
     line = "M" + " L".join(f"{px},{py}" for px, py in points)
     baseline = PAD_TOP + plot_h
     area = f"{line} L{points[-1][0]},{baseline} L{points[0][0]},{baseline} Z"
-    y_ticks = [Tick(y(top * i / 4), f"{top * i / 4:.1f}") for i in range(5)]
+    y_ticks = [
+        Tick(y(step * i), f"{step * i:.{decimals}f}")
+        for i in range(round(top / step) + 1)
+    ]
     x_ticks = [
         Tick(x(moment), timezone.localtime(moment).strftime("%H:%M"))
         for moment in (start, start + (end - start) / 2, end)
@@ -68,3 +76,13 @@ def cumulative_energy_chart(
         f"to {timezone.localtime(end):%Y-%m-%d %H:%M}."
     )
     return LineChart(WIDTH, HEIGHT, line, area, y_ticks, x_ticks, points, summary)
+
+
+def _nice_step(raw: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that is at least `raw`."""
+    exponent = math.floor(math.log10(raw))
+    for mantissa in (1, 2, 2.5, 5):
+        step = mantissa * 10.0**exponent
+        if step >= raw:
+            return step
+    return 10.0 ** (exponent + 1)

@@ -19,6 +19,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import push_url
 
@@ -35,6 +36,11 @@ from sessions_app.forms import (
     parse_session_filters,
 )
 from sessions_app.models import ApiToken
+from sessions_app.new_token import (
+    new_token_forget,
+    new_token_read,
+    new_token_redirect,
+)
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.services.mappings import (
     user_mapping_create,
@@ -299,22 +305,26 @@ def user_mapping_import(request: HttpRequest) -> HttpResponse:
 
 
 @staff_only
+@never_cache
 def api_token_list(request: HttpRequest) -> HttpResponse:
-    """The signed-in staff member's API tokens; a POST creates one and shows it once."""
+    """The signed-in staff member's API tokens; a POST creates one, then redirects
+    to this page, which shows it once."""
     form = ApiTokenForm(request.POST or None)
-    new_token = None
     if request.method == "POST" and form.is_valid():
-        _, new_token = api_token_create(
+        _, raw_token = api_token_create(
             user=request.user, name=form.cleaned_data["name"]
         )
-        form = ApiTokenForm()
+        return new_token_redirect(
+            request, raw_token=raw_token, to=reverse("sessions_app:api-token-list")
+        )
     context = {
         "section": "api-tokens",
         "form": form,
-        "new_token": new_token,
+        "new_token": new_token_read(request),
         "tokens": selectors.api_token_list(user=request.user),
     }
-    return render(request, "sessions_app/api_token_list.html", context)
+    response = render(request, "sessions_app/api_token_list.html", context)
+    return new_token_forget(request, response)
 
 
 @staff_only

@@ -291,3 +291,83 @@ def test_a_long_email_greeting_wraps_instead_of_widening_the_page(
             scroll_width = page.evaluate("document.documentElement.scrollWidth")
             assert scroll_width <= width, (width, scroll_width)
             page.close()
+
+
+# The WCAG contrast ratio of each charger badge's text on its own background.
+BADGE_LOOKS = """(badge) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = rgb(c).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const s = getComputedStyle(badge);
+  const [a, b] = [lum(s.color), lum(s.backgroundColor)].sort((x, y) => y - x);
+  const icon = badge.querySelector("svg");
+  const dot = getComputedStyle(badge, "::before");
+  const animated = [s, dot, icon && getComputedStyle(icon)].some(
+    (st) => st && st.animationName !== "none");
+  return {
+    text: badge.textContent.trim(),
+    contrast: (a + 0.05) / (b + 0.05),
+    icon: icon ? icon.innerHTML.replace(/\\s+/g, " ").trim() : null,
+    edge: s.borderTopStyle + " " + s.borderTopWidth,
+    animated,
+  };
+}"""
+
+
+def test_the_four_charger_statuses_differ_by_more_than_colour(
+    browser: Browser,
+) -> None:
+    now = timezone.now()
+    driver = UserFactory(username="dana@example.com", first_name="Dana")
+    UserMappingFactory(user=driver, steve_ocpp_id_tag="TAG-DANA")
+    ChargerFactory(charge_box_id="CB-O", friendly_name="A Online", last_check_in_at=now)
+    busy = ChargerFactory(
+        charge_box_id="CB-U", friendly_name="B In use", last_check_in_at=now
+    )
+    TransactionSyncStateFactory(
+        charger=busy, ocpp_id_tag="TAG-OTHER", started_at=now - timedelta(minutes=5)
+    )
+    held = ChargerFactory(
+        charge_box_id="CB-R", friendly_name="C Reserved", last_check_in_at=now
+    )
+    Reservation.objects.create(
+        user=UserFactory(),
+        charger=held,
+        id_tag="TAG-OTHER",
+        starts_at=now - timedelta(minutes=5),
+        ends_at=now + timedelta(minutes=25),
+    )
+    ChargerFactory(
+        charge_box_id="CB-X",
+        friendly_name="D Offline",
+        last_check_in_at=now - timedelta(hours=3),
+    )
+    with live_server() as server:
+        # Motion is on: the statuses must differ without it anyway.
+        page = browser.new_page(
+            viewport={"width": 390, "height": 844}, reduced_motion="no-preference"
+        )
+        sign_in(page, server.url, "dana@example.com", "driver")
+        badges = page.locator("article.charger .badge")
+        expect(badges).to_have_count(4)
+        looks = [badges.nth(i).evaluate(BADGE_LOOKS) for i in range(4)]
+    assert [look["text"] for look in looks] == [
+        "online",
+        "in_use",
+        "reserved",
+        "offline",
+    ]
+    for look in looks:
+        assert look["contrast"] >= 4.5, look
+        assert not look["animated"], look
+    # Without colour: each status has an icon of its own, and the busy and the
+    # offline chargers an edge of their own too.
+    icons = [look["icon"] for look in looks]
+    assert None not in icons and len(set(icons)) == 4, icons
+    edges = [look["edge"] for look in looks]
+    assert len({edges[0], edges[1], edges[3]}) == 3, edges

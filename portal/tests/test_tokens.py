@@ -8,7 +8,9 @@ from sessions_app.models import ApiToken
 class TokenTests(PortalTestCase):
     def test_it_creates_a_token_and_shows_it_once(self) -> None:
         self.client.force_login(self.alice)
-        response = self.client.post(reverse("portal:token-list"), {"name": "Home"})
+        response = self.client.post(
+            reverse("portal:token-list"), {"name": "Home"}, follow=True
+        )
         token = ApiToken.objects.get(user=self.alice)
         self.assertContains(response, "shown only once")
         self.assertContains(response, token.prefix)

@@ -371,6 +371,26 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         bobs = get_storage().get_events(customer_channel(self.bob.pk), 0)
         self.assertNotIn(charging.STATUS_EVENT, {event.type for event in bobs})
 
+    def test_the_owners_banner_offers_stop_once_the_session_started(self) -> None:
+        # The sync refreshes the banner when it sees the transaction, before the
+        # session is linked to it: the banner then has no Stop yet.
+        with self.captureOnCommitCallbacks(execute=True):
+            session = self.create()
+        self.standin.tick()
+        self.sync()
+        channel = customer_channel(self.alice.pk)
+        last_id = get_storage().get_current_id(channel)
+        with self.captureOnCommitCallbacks(execute=True):
+            self.advance(session)
+        banners = [
+            event.data
+            for event in get_storage().get_events(channel, last_id)
+            if event.type == "active-session"
+        ]
+        self.assertEqual(len(banners), 1)
+        self.assertIn("Charging at CP-001", banners[0])
+        self.assertIn(f'action="/sessions/{session.pk}/stop"', banners[0])
+
     def test_advance_all_moves_every_open_session(self) -> None:
         first = self.create()
         self.standin.station_stop(42)  # frees CP-002

@@ -10,6 +10,7 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
+from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
 from sync import services
 from sync.client import SteveClient
@@ -19,6 +20,7 @@ from sync.tests.factories import (
     StaffFactory,
     SyncRunFactory,
     TransactionSyncStateFactory,
+    UserFactory,
     UserMappingFactory,
     session_with_energy,
 )
@@ -248,3 +250,73 @@ class ConsoleBrowserTests(TransactionTestCase):
         expect(page.locator("tbody tr", has_text="billing export")).to_contain_text(
             "Revoked"
         )
+
+    def test_deactivating_a_mapping_asks_first_from_the_keyboard_too(self) -> None:
+        mapping = UserMappingFactory(steve_ocpp_id_tag="04DEAD01")
+        page = self.open_console("/admin/user-mappings/")
+        row = page.locator("tbody tr", has_text="04DEAD01")
+
+        # The first press only asks; "Keep it" closes the question, nothing changed.
+        ask = row.locator("summary", has_text="Deactivate")
+        ask.focus()
+        page.keyboard.press("Enter")
+        expect(row).to_contain_text("04DEAD01 can no longer start or reserve")
+        confirm = row.get_by_role("button", name="Deactivate mapping 04DEAD01")
+        expect(confirm).to_be_visible()
+        page.keyboard.press("Enter")  # the focus is still on the summary
+        expect(confirm).to_be_hidden()
+        mapping.refresh_from_db()
+        self.assertTrue(mapping.is_active)
+        expect(row).to_contain_text("Active")
+
+        # Asked again and answered: the mapping is deactivated.
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        expect(confirm).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("status").first).to_contain_text("deactivated")
+        expect(page.locator("tbody tr", has_text="04DEAD01")).to_contain_text(
+            "Inactive"
+        )
+        mapping.refresh_from_db()
+        self.assertFalse(mapping.is_active)
+
+    def test_reload_and_back_after_creating_a_token_create_no_other(self) -> None:
+        driver = UserFactory(username="dana@example.com")
+        page = self.open_console("/admin/api-tokens/")
+        for path, user in (("/admin/api-tokens/", None), ("/tokens/", driver)):
+            if user is not None:
+                page = self.browser.new_page(viewport={"width": 390, "height": 844})
+                sign_in(page, self.base_url, user.username, "driver")
+                page.goto(f"{self.base_url}{path}")
+            page.fill("#id_name", "home automation")
+            page.get_by_role("button", name="Create token").click()
+            expect(page.locator("#new-token")).to_be_visible()
+            self.assertEqual(page.url, f"{self.base_url}{path}")
+            raw = page.locator("#new-token").inner_text()
+
+            page.reload()
+            expect(page.locator("tbody tr")).to_have_count(1)
+            expect(page.locator("#new-token")).to_have_count(0)
+            page.go_back()
+            page.go_forward()
+            expect(page.locator("tbody tr")).to_have_count(1)
+            expect(page.locator("#new-token")).to_have_count(0)
+            self.assertNotIn(raw, page.content())
+            self.assertEqual(ApiToken.objects.filter(name="home automation").count(), 1)
+            ApiToken.objects.all().delete()
+
+    def test_the_detail_chart_labels_stay_readable_on_a_phone(self) -> None:
+        session = session_with_energy(kwh=Decimal("12.345"))
+        staff = StaffFactory(username="operator")
+        page = self.browser.new_page(viewport={"width": 390, "height": 844})
+        sign_in(page, self.base_url, staff.username, "driver")
+        page.goto(f"{self.base_url}/admin/sessions/{session.steve_transaction_id}/")
+        labels = page.locator("svg.chart .chart__label")
+        expect(labels.first).to_be_visible()
+        sizes = labels.evaluate_all(
+            "(els) => els.map((e) => e.getBoundingClientRect().height)"
+        )
+        self.assertGreaterEqual(min(sizes), 10, sizes)
+        texts = labels.evaluate_all("(els) => els.map((e) => e.textContent)")
+        self.assertEqual(texts[:4], ["0", "5", "10", "15"])

@@ -211,7 +211,7 @@ class ApiTokenPageTests(ConsoleTestCase):
     url = reverse("sessions_app:api-token-list")
 
     def test_create_shows_the_token_once_and_it_authenticates(self) -> None:
-        response = self.client.post(self.url, {"name": "billing export"})
+        response = self.client.post(self.url, {"name": "billing export"}, follow=True)
         raw = response.context["new_token"]
         self.assertContains(response, raw)
         self.assertNotContains(self.client.get(self.url), raw)
@@ -221,7 +221,8 @@ class ApiTokenPageTests(ConsoleTestCase):
         self.assertEqual(api.status_code, 200)
 
     def test_revoke_stops_the_token(self) -> None:
-        raw = self.client.post(self.url, {"name": "x"}).context["new_token"]
+        response = self.client.post(self.url, {"name": "x"}, follow=True)
+        raw = response.context["new_token"]
         token = self.staff.api_tokens.get()
         self.client.post(reverse("sessions_app:api-token-revoke", args=[token.pk]))
         api = self.client.get(

@@ -1,0 +1,88 @@
+"""The 404, 403 and 500 pages: what went wrong, and a way back for who is signed in."""
+
+from django.template import loader
+from django.test import Client, TestCase
+from django.urls import reverse
+
+from sync.tests.factories import StaffFactory, UserFactory
+
+
+class ErrorPageTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+        cls.driver = UserFactory()
+
+    def assert_way_back(self, response: object, href: str, label: str) -> None:
+        self.assertContains(
+            response,
+            f'<a class="btn btn--primary" href="{href}">{label}</a>',
+            html=True,
+            status_code=response.status_code,  # type: ignore[attr-defined]
+        )
+
+    def test_a_404_leads_staff_back_to_the_console(self) -> None:
+        self.client.force_login(self.staff)
+        response = self.client.get("/admin/sessions/987654/")
+        self.assertEqual(response.status_code, 404)
+        self.assertContains(
+            response, "Nothing in the console at this address", status_code=404
+        )
+        self.assertContains(response, "after the next sync run", status_code=404)
+        self.assert_way_back(
+            response, reverse("sessions_app:session-list"), "Back to Charging Sessions"
+        )
+
+    def test_a_404_leads_drivers_back_to_their_dashboard(self) -> None:
+        self.client.force_login(self.driver)
+        response = self.client.post(reverse("portal:charger-start", args=[987654]))
+        self.assertEqual(response.status_code, 404)
+        self.assertContains(response, "not on your account", status_code=404)
+        self.assert_way_back(
+            response, reverse("portal:dashboard"), "Back to your dashboard"
+        )
+        self.assertNotContains(response, "Charging Sessions", status_code=404)
+
+    def test_a_404_asks_anyone_else_to_sign_in(self) -> None:
+        response = self.client.get("/no-such-page")
+        self.assertEqual(response.status_code, 404)
+        self.assert_way_back(response, reverse("login"), "Sign in")
+        self.assertNotContains(response, "Go to the start page", status_code=404)
+
+    def test_a_403_says_why_in_our_words_and_leads_back(self) -> None:
+        # Staff without "Can act as a customer" trying to act as one.
+        self.client.force_login(self.staff)
+        response = self.client.post(
+            reverse("portal:act-as-start", args=[self.driver.pk])
+        )
+        self.assertEqual(response.status_code, 403)
+        self.assertContains(
+            response,
+            "You may not act as customers. Nothing was changed.",
+            status_code=403,
+        )
+        self.assertContains(response, "403 · Not allowed", status_code=403)
+        self.assert_way_back(
+            response, reverse("sessions_app:session-list"), "Back to Charging Sessions"
+        )
+
+    def test_a_form_sent_without_its_csrf_token_gets_our_page(self) -> None:
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.driver)
+        response = client.post(reverse("portal:token-list"), {"name": "Car"})
+        self.assertEqual(response.status_code, 403)
+        self.assertContains(response, "That form was out of date", status_code=403)
+        self.assertNotContains(response, "CSRF verification failed", status_code=403)
+        self.assert_way_back(
+            response, reverse("portal:dashboard"), "Back to your dashboard"
+        )
+
+    def test_the_500_page_renders_without_a_request_and_leads_home(self) -> None:
+        # Django renders it with an empty context: no request, no user, no queries.
+        with self.assertNumQueries(0):
+            html = loader.get_template("500.html").render()
+        self.assertIn("Polaris Express hit an error", html)
+        self.assertIn("Charging carries on at the chargers", html)
+        self.assertInHTML(
+            '<a class="btn btn--primary" href="/">Back to Polaris Express</a>', html
+        )
