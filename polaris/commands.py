@@ -1,5 +1,8 @@
 """The base of the ops commands that read or write the database."""
 
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
@@ -12,6 +15,13 @@ class DatabaseCommand(BaseCommand):
     command in a traceback, part way through its work."""
 
     requires_migrations_checks = True
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        # Services refuse bad input with ValidationError; a command says why.
+        try:
+            return super().execute(*args, **options)
+        except ValidationError as error:
+            raise CommandError(validation_sentence(error)) from None
 
     def check_migrations(self) -> None:
         connection = connections[DEFAULT_DB_ALIAS]
@@ -31,3 +41,14 @@ class DatabaseCommand(BaseCommand):
                 f"The database is missing {len(plan)} migration(s) ({apps}): run "
                 "`manage.py migrate` first."
             )
+
+
+def validation_sentence(error: ValidationError) -> str:
+    """The messages of `error`, each field's prefixed with its name."""
+    if not hasattr(error, "error_dict"):
+        return " ".join(error.messages)
+    return " ".join(
+        message if field == "__all__" else f"{field.replace('_', ' ')}: {message}"
+        for field, messages in error.message_dict.items()
+        for message in messages
+    )
