@@ -15,7 +15,7 @@ from django.core.management.base import CommandError, CommandParser
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
 from polaris.commands import DatabaseCommand
-from sync.arguments import int_between, number_between
+from sync.arguments import MAX_FLEET_SIZE, int_between, number_between
 
 
 class Command(DatabaseCommand):
@@ -53,7 +53,7 @@ class Command(DatabaseCommand):
         )
         parser.add_argument(
             "--fleet-size",
-            type=int_between(1, what="a number of charge boxes"),
+            type=int_between(1, MAX_FLEET_SIZE, what="a number of charge boxes"),
             default=defaults.fleet_size,
             help="Charge boxes of the stand-in's live fleet.",
         )

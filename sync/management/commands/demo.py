@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from polaris import embedded
 from polaris.handlers import uvicorn_command
 from sync import services
-from sync.arguments import int_between
+from sync.arguments import MAX_FLEET_SIZE, int_between
 from sync.client import SteveClient, SteveError
 from sync.models import SyncRun
 from sync.services import demo
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--fleet-size",
-            type=int_between(1, what="a number of charge points"),
+            type=int_between(1, MAX_FLEET_SIZE, what="a number of charge points"),
             default=6,
             help="Charge points in the stand-in's fleet (default 6).",
         )
