@@ -94,8 +94,8 @@ class Command(DatabaseCommand):
             try:
                 document = json.loads(options["bench"].read_text())
                 bench = read_bench(document)
-                bench_pause_ms = document.get("scale", {}).get("pause_ms", 0.0)
-            except (OSError, ValueError, AttributeError) as error:
+                bench_pause_ms = float(document.get("scale", {}).get("pause_ms", 0.0))
+            except (OSError, ValueError, AttributeError, TypeError) as error:
                 raise CommandError(f"Cannot read {options['bench']}: {error}") from None
         load = LoadOptions(
             users=options["users"],
