@@ -279,6 +279,20 @@ class SyncTransactionsTests(SyncTestCase):
             (run.status, run.fetched_count, run.updated_count), ("succeeded", 1, 0)
         )
 
+    def test_a_resync_of_a_transaction_nobody_has_fails_with_a_sentence(
+        self,
+    ) -> None:
+        self.sync()
+        run = services.sync_run_transaction(
+            steve_transaction_id=987654, trigger="console", client=self.steve
+        )
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            run.error,
+            "Neither SteVe nor Polaris has transaction 987654; there is nothing to "
+            "resync.",
+        )
+
     def test_chargers_are_created_when_first_seen(self) -> None:
         self.sync()
         boxes = {b["chargeBoxId"] for b in self.standin.state()["chargeBoxes"]}
