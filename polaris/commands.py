@@ -15,6 +15,8 @@ class DatabaseCommand(BaseCommand):
     command in a traceback, part way through its work."""
 
     requires_migrations_checks = True
+    # What an unreachable database means for this command's work, if anything.
+    unreachable_note = ""
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         # Services refuse bad input with ValidationError; a command says why.
@@ -33,7 +35,7 @@ class DatabaseCommand(BaseCommand):
             where = ":".join(filter(None, [settings["HOST"], str(settings["PORT"])]))
             raise CommandError(
                 f"Cannot reach PostgreSQL at {where or 'its socket'} ({error}). "
-                "Is it running, and is DATABASE_URL right?"
+                f"Is it running, and is DATABASE_URL right?{self.unreachable_note}"
             ) from None
         if plan:
             apps = ", ".join(sorted({migration.app_label for migration, _ in plan}))

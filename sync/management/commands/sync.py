@@ -36,6 +36,10 @@ def _iso_date(value: str) -> date:
 
 class Command(DatabaseCommand):
     help = "Sync transactions and chargers from SteVe, or show recent sync runs."
+    unreachable_note = (
+        " No sync run was started or recorded; SteVe keeps every transaction, so "
+        "the next run after the database is back catches up."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(
