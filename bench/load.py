@@ -705,13 +705,26 @@ def _p50_p95(samples: list[float]) -> tuple[float | None, float | None]:
     return round(statistics.median(samples), 1), round(percentile(samples, 0.95), 1)
 
 
-def read_bench(document: dict[str, Any]) -> dict[str, float]:
-    """Benchmark p95 by case name, from `manage.py bench --output`'s JSON."""
-    return {
-        case["name"]: float(case["p95_ms"])
-        for case in document.get("cases", [])
-        if case.get("p95_ms") is not None
-    }
+def read_bench(document: Any) -> dict[str, float]:
+    """Benchmark p95 by case name, from `manage.py bench --output`'s JSON.
+
+    Raises ValueError with a sentence when the document is not such a JSON.
+    """
+    cases = document.get("cases") if isinstance(document, dict) else None
+    try:
+        p95 = {
+            str(case["name"]): float(case["p95_ms"])
+            for case in cases or []
+            if case.get("p95_ms") is not None
+        }
+    except (AttributeError, KeyError, TypeError, ValueError):
+        p95 = {}
+    if not p95:
+        raise ValueError(
+            "it holds no bench cases with a p95; give the JSON that "
+            "`manage.py bench --output` wrote"
+        )
+    return p95
 
 
 def table(reports: list[KindReport]) -> str:

@@ -4,16 +4,16 @@ import gc
 import os
 import sys
 
-import django
 from django.conf import settings
 
 from polaris.handlers import SyncStackASGIHandler
+from polaris.startup import setup_or_exit
 from polaris.timing import ServerTimingMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
 # What get_asgi_application() does, with our handler (polaris/handlers.py).
-django.setup(set_prefix=False)
+setup_or_exit(set_prefix=False)
 application = SyncStackASGIHandler()
 if settings.SERVER_TIMING:
     application = ServerTimingMiddleware(application)

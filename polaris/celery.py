@@ -11,6 +11,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_configure.connect
+def _load_django(sender: Celery, **kwargs: object) -> None:
+    # Before Celery reads the settings: a malformed variable then stops `celery
+    # worker` and `celery beat` with its sentence, not a traceback.
+    from polaris.startup import setup_or_exit
+
+    setup_or_exit()
+
+
 @app.on_after_configure.connect
 def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
     # Read the intervals once Django settings are loaded (they come from the env).

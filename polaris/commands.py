@@ -1,5 +1,8 @@
 """The base of the ops commands that read or write the database."""
 
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
@@ -15,6 +18,13 @@ class DatabaseCommand(BaseCommand):
     # What being unable to reach the database means for this command, said after
     # the sentence that it is unavailable.
     database_unavailable_consequence = "Nothing was changed."
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        # Services refuse bad input with ValidationError; a command says why.
+        try:
+            return super().execute(*args, **options)
+        except ValidationError as error:
+            raise CommandError(validation_sentence(error)) from None
 
     def check_migrations(self) -> None:
         try:
@@ -38,3 +48,14 @@ class DatabaseCommand(BaseCommand):
             f" {self.database_unavailable_consequence} Is PostgreSQL running, and is "
             "DATABASE_URL right?"
         )
+
+
+def validation_sentence(error: ValidationError) -> str:
+    """The messages of `error`, each field's prefixed with its name."""
+    if not hasattr(error, "error_dict"):
+        return " ".join(error.messages)
+    return " ".join(
+        message if field == "__all__" else f"{field.replace('_', ' ')}: {message}"
+        for field, messages in error.message_dict.items()
+        for message in messages
+    )

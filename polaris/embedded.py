@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import fasteners
 import psutil
+from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
     import psycopg
@@ -48,11 +49,25 @@ _joined: list[str] = []
 
 
 def data_dir() -> Path:
-    """The folder holding embedded server data (ignored by git)."""
+    """The folder holding embedded server data (ignored by git).
+
+    Raises ImproperlyConfigured, naming POLARIS_DATA_DIR, when it cannot be created
+    or written.
+    """
     default = Path(__file__).resolve().parent.parent / ".polaris"
     path = Path(os.environ.get("POLARIS_DATA_DIR") or default).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        problem = error.strerror or str(error)
+    else:
+        if os.access(path, os.W_OK | os.X_OK):
+            return path
+        problem = "it is not writable"
+    raise ImproperlyConfigured(
+        f"The data folder {path} cannot be used ({problem}): set POLARIS_DATA_DIR "
+        "to a folder this user can write."
+    )
 
 
 def _lock(name: str) -> fasteners.InterProcessLock:

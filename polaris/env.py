@@ -4,7 +4,9 @@ Every reader raises ImproperlyConfigured with a sentence naming the variable, so
 malformed value stops the process at start instead of failing later in a request.
 """
 
+import math
 import os
+import re
 import zoneinfo
 from urllib.parse import urlsplit
 
@@ -56,8 +58,19 @@ def env_bool(name: str, default: bool = False) -> bool:
     )
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    """Return the variable as an integer, at least `minimum` when one is given."""
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    """Return the variable as an integer, from `minimum` to `maximum` when given.
+
+    A maximum keeps a value that would overflow later (a timedelta of a trillion
+    hours, a Redis expiry past its limit) from passing at start and failing in a
+    sync run or a request.
+    """
     value = _raw(name)
     if value is None:
         return default
@@ -69,11 +82,16 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         ) from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}.")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}.")
     return number
 
 
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    """Return the variable as a positive number of seconds or similar."""
+def env_float(
+    name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
+    """Return the variable as a finite number above `minimum` (seconds or similar),
+    at most `maximum` when given."""
     value = _raw(name)
     if value is None:
         return default
@@ -81,10 +99,12 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
         number = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
-    if number <= minimum:
+    if not math.isfinite(number) or number <= minimum:
         raise ImproperlyConfigured(
-            f"{name} must be greater than {minimum}, not {value}."
+            f"{name} must be a number greater than {minimum:g}, not {value}."
         )
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum:g}, not {value}.")
     return number
 
 
@@ -106,6 +126,18 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
         expected = " or ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(
             f"{name} must be a URL starting with {expected}, not {value!r}."
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ImproperlyConfigured(
+            f"{name} must name its port as a number from 1 to 65535, not {value!r}."
+        )
+    if parts.scheme.startswith("redis") and not re.fullmatch(r"/?\d*", parts.path):
+        raise ImproperlyConfigured(
+            f"{name} must end with a database number such as /0, not {value!r}."
         )
     return value
 

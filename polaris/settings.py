@@ -5,6 +5,7 @@ in *local mode* on an embedded PostgreSQL / Valkey (see polaris/embedded.py), an
 the few values a production deployment must set get local defaults.
 """
 
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -109,7 +110,13 @@ TEMPLATES = [
 ]
 
 # Database
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+except ValueError:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a URL PostgreSQL can be reached at; quote special "
+        "characters in the user name and password (%40 for @, %3A for :)."
+    ) from None
 # A socket directory given as ?host= (the embedded server) belongs in HOST.
 _database_options = DATABASES["default"].get("OPTIONS", {})
 if "host" in _database_options:
@@ -119,12 +126,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Under overload those threads are unbounded, and each opens its own connection until
 # Postgres refuses more ("too many clients"). A pool caps them per process: a request
 # then waits up to DATABASE_POOL_TIMEOUT s for one of DATABASE_POOL_SIZE connections.
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=0)
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=0, maximum=1000)
 if DATABASE_POOL_SIZE:
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DATABASE_POOL_SIZE,
-        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+        "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, maximum=3600),
         # A connection is checked before it is handed out, so after a database
         # restart requests get fresh connections instead of dead ones.
         "check": ConnectionPool.check_connection,
@@ -165,26 +172,36 @@ _steve_default_credential = "polaris" if LOCAL_MODE else None
 STEVE_URL = env_url("STEVE_URL", schemes=("http", "https")) or _steve_default_url
 STEVE_USERNAME = env_str("STEVE_USERNAME") or _steve_default_credential
 STEVE_PASSWORD = env_secret("STEVE_PASSWORD", _steve_default_credential)
-STEVE_TIMEOUT = env_float("STEVE_TIMEOUT", 10.0)
+STEVE_TIMEOUT = env_float("STEVE_TIMEOUT", 10.0, maximum=3600)
 # SteVe holds an OCPP operation open until the station answers, up to 30 s; giving
 # up earlier would let a station start a charge that Polaris thinks was refused.
-STEVE_OPERATION_TIMEOUT = env_float("STEVE_OPERATION_TIMEOUT", 35.0)
+STEVE_OPERATION_TIMEOUT = env_float("STEVE_OPERATION_TIMEOUT", 35.0, maximum=3600)
 
 # Sync
-SYNC_INTERVAL_SECONDS = env_int("SYNC_INTERVAL_SECONDS", 10, minimum=1)
+# The upper bounds keep a value that passes here from overflowing later, in a sync
+# run's timedelta or the beat's schedule: a day between runs, a year of hours.
+DAY_SECONDS = 86_400
+YEAR_HOURS = 8_760
+SYNC_INTERVAL_SECONDS = env_int(
+    "SYNC_INTERVAL_SECONDS", 10, minimum=1, maximum=DAY_SECONDS
+)
 CHARGER_PROBE_INTERVAL_SECONDS = env_int(
-    "CHARGER_PROBE_INTERVAL_SECONDS", 300, minimum=1
+    "CHARGER_PROBE_INTERVAL_SECONDS", 300, minimum=1, maximum=DAY_SECONDS
 )
 # How long a manual stop in SteVe stays open to replacement by a late station stop.
-SYNC_MANUAL_STOP_GRACE_HOURS = env_int("SYNC_MANUAL_STOP_GRACE_HOURS", 48, minimum=0)
+SYNC_MANUAL_STOP_GRACE_HOURS = env_int(
+    "SYNC_MANUAL_STOP_GRACE_HOURS", 48, minimum=0, maximum=YEAR_HOURS
+)
 # An active transaction with no reading for this long is flagged as suspected stuck.
-SYNC_STUCK_AFTER_HOURS = env_int("SYNC_STUCK_AFTER_HOURS", 12, minimum=1)
+SYNC_STUCK_AFTER_HOURS = env_int(
+    "SYNC_STUCK_AFTER_HOURS", 12, minimum=1, maximum=YEAR_HOURS
+)
 
 # Sessions API
 # A created session whose station has not started charging this many seconds after
 # the remote start is cancelled (the seed's 120 s).
 API_SESSION_START_TIMEOUT_SECONDS = env_int(
-    "API_SESSION_START_TIMEOUT_SECONDS", 120, minimum=1
+    "API_SESSION_START_TIMEOUT_SECONDS", 120, minimum=1, maximum=DAY_SECONDS
 )
 
 # Billing
@@ -198,8 +215,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int(
+    "CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1, maximum=DAY_SECONDS
+)
+CELERY_TASK_TIME_LIMIT = env_int(
+    "CELERY_TASK_TIME_LIMIT", 150, minimum=1, maximum=DAY_SECONDS
+)
+# The soft limit raises inside the task, so it can end cleanly; at or past the hard
+# limit it would never fire before the worker kills the task.
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT}) must be below "
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT})."
+    )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 
@@ -288,6 +316,11 @@ X_FRAME_OPTIONS = "DENY"
 # set this (e.g. X-Forwarded-Proto) only for a server that does not, and only
 # behind a proxy that always sets or strips that header.
 _proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header and not re.fullmatch(r"[A-Za-z0-9-]+", _proxy_ssl_header):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER must be a header name such as X-Forwarded-Proto, "
+        f"not {_proxy_ssl_header!r}."
+    )
 if _proxy_ssl_header:
     SECURE_PROXY_SSL_HEADER = (
         "HTTP_" + _proxy_ssl_header.upper().replace("-", "_"),
@@ -296,6 +329,12 @@ if _proxy_ssl_header:
 # Origins (scheme://host) allowed to POST besides the site itself, e.g. when the
 # proxy's public host differs from the Host header the app sees.
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(
+            "CSRF_TRUSTED_ORIGINS must list origins with their scheme, such as "
+            f"https://polaris.example.com, not {_origin!r}."
+        )
 # Content Security Policy (Django's own middleware): scripts and styles only from
 # our static files, no inline scripts, no eval; SSE and htmx requests same-origin.
 SECURE_CSP = {
@@ -313,4 +352,6 @@ SECURE_CSP = {
 # Login throttling (polaris/throttle.py): this many failures for one username from
 # one address lock that pair for LOGIN_LOCKOUT_SECONDS.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
-LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int(
+    "LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=365 * DAY_SECONDS
+)

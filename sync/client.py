@@ -438,11 +438,20 @@ class SteveClient:
                 status=status,
             )
         if status == 404:
-            raise SteveNotFound(
-                _error_message(response) or "SteVe has no such object.",
-                permanent=True,
-                status=status,
-            )
+            message = _error_message(response)
+            if message is None:
+                # SteVe names the object it lacks; a 404 without that message
+                # comes from a server, or a context path, with no SteVe API.
+                logger.warning(
+                    "SteVe %s %s answered 404 without a message", method, url
+                )
+                raise SteveError(
+                    f"There is no SteVe API at {self.base_url} (HTTP 404): check "
+                    "STEVE_URL, context path included (e.g. /steve).",
+                    permanent=True,
+                    status=status,
+                )
+            raise SteveNotFound(message, permanent=True, status=status)
         if status == 429 or status >= 500:
             logger.warning(
                 "SteVe %s %s answered %s: %s", method, path, status, response.text[:500]

@@ -363,7 +363,8 @@ class PostgresRestartTests(TransactionTestCase):
             # While it is down a run cannot start, and pages say so (500)...
             during = sync_command(**env)
             self.assertNotEqual(during.returncode, 0)
-            self.assertIn("The database is unavailable", during.stderr)
+            self.assertIn("Cannot reach PostgreSQL", during.stderr)
+            self.assertIn("No sync run could be recorded", during.stderr)
             self.assertNotIn("Traceback", during.stderr)
             down = requests.get(
                 f"{server.url}/admin/sync-runs/", cookies=cookies, timeout=20

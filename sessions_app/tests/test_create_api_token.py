@@ -48,3 +48,19 @@ class CreateApiTokenTests(TestCase):
         self.user.save()
         with self.assertRaisesMessage(CommandError, "inactive"):
             self.run_command("driver@example.com")
+
+    def test_an_over_long_name_is_refused_with_a_sentence(self) -> None:
+        with self.assertRaisesMessage(
+            CommandError,
+            "name: Ensure this value has at most 120 characters (it has 121).",
+        ):
+            self.run_command("driver@example.com", "--name", "n" * 121)
+        self.assertFalse(ApiToken.objects.exists())
+
+    def test_a_username_in_another_letter_case_is_suggested(self) -> None:
+        with self.assertRaisesMessage(
+            CommandError,
+            "There is no user 'Driver@Example.com'; did you mean 'driver@example.com'?",
+        ):
+            self.run_command("Driver@Example.com")
+        self.assertFalse(ApiToken.objects.exists())

@@ -5,8 +5,8 @@ import tempfile
 from io import StringIO
 from pathlib import Path
 
-from django.core.management import call_command
-from django.test import SimpleTestCase, TransactionTestCase
+from django.core.management import CommandError, call_command
+from django.test import SimpleTestCase, TestCase, TransactionTestCase
 
 from bench.load import minute_medians
 from sync.models import SyncRun, TransactionSyncState
@@ -98,6 +98,32 @@ class LoadtestCommandTests(TransactionTestCase):
         )
         self.assertIn("the bench paused 200 ms before each request", stdout.getvalue())
         self.assertEqual(_history(), before)
+
+
+class LoadtestBenchFileTests(TestCase):
+    def test_a_json_that_is_not_a_bench_output_is_refused_before_the_load(
+        self,
+    ) -> None:
+        documents = [
+            {"cases": [{"p95_ms": 12.5}]},  # a KeyError before
+            {"cases": 5},  # a TypeError before
+            {"kinds": []},  # a load test's own JSON: ran unchecked before
+        ]
+        for document in documents:
+            with (
+                self.subTest(document=document),
+                tempfile.TemporaryDirectory() as folder,
+            ):
+                path = Path(folder) / "bench.json"
+                path.write_text(json.dumps(document))
+                with self.assertRaisesMessage(
+                    CommandError,
+                    f"Cannot read {path}: it holds no bench cases with a p95; give "
+                    "the JSON that `manage.py bench --output` wrote",
+                ):
+                    call_command(
+                        "loadtest", "--bench", str(path), "--users=1", "--duration=1"
+                    )
 
 
 class MinuteMediansTests(SimpleTestCase):

@@ -4,15 +4,23 @@ Idempotent: running it again leaves existing rows as they are, so a demo that wa
 stopped and started again keeps what people changed in it.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 
+import psycopg
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from portal.models import Plan, Subscription
 from sessions_app.models import Rate
 from sync.models import Charger, UserMapping
+
+# Advisory lock a running demo holds on its database (sync/services/runs.py has the
+# sync's own keys).
+DEMO_LOCK = 7_316_003
+DEMO_APPLICATION = "polaris demo"
 
 STAFF_USERNAME = "admin"
 STAFF_PASSWORD = "admin"
@@ -36,6 +44,51 @@ DEMO_SITES = [
     ("Airport P3", "CCS2", Decimal("300")),
     ("Bakery Corner", "Type 2", Decimal("7.4")),
 ]
+
+
+class DemoRunning(Exception):
+    """Another demo holds the database; `where` names its web address if known."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
+@contextmanager
+def demo_lock(*, database_url: str, port: int) -> Iterator[None]:
+    """Hold the database for one demo while the block runs.
+
+    A second demo on the same database would start a second beat and a second
+    stand-in whose fleet shares the first one's transaction ids, and both would
+    sync into the same tables. The lock is a session lock on a connection of its
+    own, so Postgres frees it when the demo exits, however it exits. Raises
+    DemoRunning, and psycopg.OperationalError when the database cannot be reached.
+    """
+    with psycopg.connect(
+        database_url,
+        autocommit=True,
+        application_name=f"{DEMO_APPLICATION} on port {port}",
+        connect_timeout=10,
+    ) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [DEMO_LOCK]).fetchone()
+        if not (row and row[0]):
+            holder = conn.execute(
+                """
+                SELECT a.application_name
+                  FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted
+                   AND l.classid = 0 AND l.objid = %s
+                   AND l.database = (SELECT oid FROM pg_database
+                                      WHERE datname = current_database())
+                """,
+                [DEMO_LOCK],
+            ).fetchone()
+            name = holder[0] if holder else ""
+            other_port = name.removeprefix(f"{DEMO_APPLICATION} on port ")
+            raise DemoRunning(
+                f"http://127.0.0.1:{other_port}/" if other_port.isdigit() else ""
+            )
+        yield
 
 
 @transaction.atomic

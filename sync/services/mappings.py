@@ -7,7 +7,7 @@ the console, the CSV import and the command line, and always lands in the audit 
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ from sessions_app.services import audit_entry_create
 from sync.models import UserMapping
 
 CSV_HEADER = ("steveOcppIdTag", "email", "label")
+# An import calls its progress callback every this many lines.
+PROGRESS_EVERY = 1000
 # SteVe's @IdTag validation (CONTRACT §4): 1-40 of these characters.
 ID_TAG_PATTERN = re.compile(r"^[a-zA-Z0-9.:_#-]{1,40}$")
 
@@ -153,50 +155,110 @@ def user_mapping_update(
 
 
 def user_mapping_import_csv(
-    *, actor: Actor, lines: Iterable[str], source: str = "import"
+    *,
+    actor: Actor,
+    lines: Sequence[str],
+    source: str = "import",
+    progress: Callable[[int, int], None] | None = None,
 ) -> MappingImportResult:
     """Import `steveOcppIdTag,email,label` rows; idempotent.
 
     Creates missing customer accounts (username = email, unusable password). A bad
-    row is reported with its line number and reason and the import goes on. Raises
-    ValidationError when the header is wrong.
+    row is reported with its line number and reason and the import goes on; each
+    good row is saved on its own. Every line is one row: a tag, an email and a
+    label never span lines, so a quote left open rejects its own line instead of
+    swallowing the lines after it. `progress(line, total)` is called every
+    PROGRESS_EVERY lines. Raises ValidationError when the header is wrong.
     """
-    reader = csv.reader(lines)
-    header = next(reader, None)
+    try:
+        header = _parse_line(lines[0]) if lines else None
+    except ValidationError:
+        header = None
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise ValidationError(
             f"The first line must be the header {','.join(CSV_HEADER)}."
         )
     result = MappingImportResult()
     seen_tags: set[str] = set()
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
+    for number, text in enumerate(lines[1:], start=2):
+        if progress is not None and number % PROGRESS_EVERY == 0:
+            progress(number, len(lines))
+        if not text.strip():
             continue
         try:
+            row = _parse_line(text)
             with transaction.atomic():
-                _import_row(actor, row, seen_tags, result, source)
+                outcome, user_created = _import_row(actor, row, seen_tags, source)
         except ValidationError as error:
-            result.rejected.append(RejectedRow(line, " ".join(error.messages)))
+            result.rejected.append(RejectedRow(number, " ".join(error.messages)))
+            continue
+        # Counted once the row is saved: a rejected row created no account.
+        setattr(result, outcome, getattr(result, outcome) + 1)
+        result.users_created += user_created
     return result
 
 
 def user_mapping_import_text(
-    *, actor: Actor, text: str, source: str = "import"
+    *,
+    actor: Actor,
+    text: str,
+    source: str = "import",
+    progress: Callable[[int, int], None] | None = None,
 ) -> MappingImportResult:
-    """`user_mapping_import_csv` for an uploaded file's text."""
+    """`user_mapping_import_csv` for a file's text (a leading BOM is ignored)."""
+    lines = io.StringIO(text.removeprefix("\ufeff"), newline="").readlines()
     return user_mapping_import_csv(
-        actor=actor, lines=io.StringIO(text.lstrip("\ufeff"), newline=""), source=source
+        actor=actor, lines=lines, source=source, progress=progress
     )
 
 
-def _import_row(
+def user_mapping_import_bytes(
+    *,
     actor: Actor,
-    row: list[str],
-    seen_tags: set[str],
-    result: MappingImportResult,
-    source: str,
-) -> None:
+    data: bytes,
+    source: str = "import",
+    progress: Callable[[int, int], None] | None = None,
+) -> MappingImportResult:
+    """`user_mapping_import_text` for a file's bytes, which must be UTF-8.
+
+    Raises ValidationError, naming the first line that is not UTF-8, before any
+    row is imported.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start : error.start + 1].hex()
+        raise ValidationError(
+            f"Line {line} is not UTF-8 text (byte 0x{byte}), so nothing was "
+            'imported: save the file as UTF-8 ("CSV UTF-8" in a spreadsheet) and '
+            "import it again."
+        ) from None
+    return user_mapping_import_text(
+        actor=actor, text=text, source=source, progress=progress
+    )
+
+
+def _parse_line(text: str) -> list[str]:
+    """One CSV line's cells. Raises ValidationError with a sentence."""
+    if "\x00" in text:
+        raise ValidationError(
+            "The line holds a NUL character, which no tag, email or label can contain."
+        )
+    try:
+        return next(csv.reader([text.rstrip("\r\n")], strict=True), [])
+    except csv.Error as error:
+        raise ValidationError(
+            f"The line is not valid CSV ({error}): a value holding a comma or a "
+            'quote goes in double quotes, with each quote inside doubled ("").'
+        ) from None
+
+
+def _import_row(
+    actor: Actor, row: list[str], seen_tags: set[str], source: str
+) -> tuple[str, bool]:
+    """Save one row; return its outcome (created, updated or unchanged) and whether
+    a customer account was created. Raises ValidationError."""
     if len(row) != len(CSV_HEADER):
         raise ValidationError(f"Expected {len(CSV_HEADER)} columns, found {len(row)}.")
     tag, email, label = (cell.strip() for cell in row)
@@ -210,9 +272,10 @@ def _import_row(
         raise ValidationError(
             f"{email or 'An empty value'} is not an email address."
         ) from None
+    _check_length("email address", email, get_user_model(), "username")
+    _check_length("label", label, UserMapping, "label")
     email = email.lower()
     user, user_created = _customer_for_email(email)
-    result.users_created += user_created
     mapping = (
         UserMapping.objects.select_related("user")
         .filter(steve_ocpp_id_tag__iexact=tag)
@@ -222,8 +285,7 @@ def _import_row(
         user_mapping_create(
             actor=actor, steve_ocpp_id_tag=tag, user=user, label=label, source=source
         )
-        result.created += 1
-        return
+        return "created", user_created
     if mapping.user_id != user.pk:
         raise ValidationError(
             f"The idTag {tag} is already mapped to {mapping.user.get_username()}."
@@ -232,10 +294,15 @@ def _import_row(
     user_mapping_update(
         actor=actor, mapping=mapping, label=label, is_active=True, source=source
     )
-    if _snapshot(mapping) == before:
-        result.unchanged += 1
-    else:
-        result.updated += 1
+    return ("unchanged" if _snapshot(mapping) == before else "updated"), user_created
+
+
+def _check_length(what: str, value: str, model: Any, field_name: str) -> None:
+    limit = model._meta.get_field(field_name).max_length
+    if len(value) > limit:
+        raise ValidationError(
+            f"The {what} is {len(value)} characters long; at most {limit} fit."
+        )
 
 
 def _customer_for_email(email: str) -> tuple[AbstractBaseUser, bool]:
@@ -245,6 +312,14 @@ def _customer_for_email(email: str) -> tuple[AbstractBaseUser, bool]:
         return user, False
     user = User(username=email, email=email)
     user.set_unusable_password()
-    user.full_clean()
+    try:
+        user.full_clean()
+    except ValidationError as error:
+        if "username" not in error.message_dict:
+            raise
+        raise ValidationError(
+            f"{email} cannot be a customer's sign-in name, which holds only "
+            "letters, digits and @ . + - _."
+        ) from None
     user.save()
     return user, True

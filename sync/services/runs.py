@@ -356,6 +356,19 @@ def _collect_pks(steve: SteveClient, tally: RunTally, pks: list[int]) -> Collect
     found = steve.list_transactions(transaction_pks=pks)
     seen_ids = {t.id for t in found}
     missing = [pk for pk in pks if pk not in seen_ids]
+    stored = set(
+        TransactionSyncState.objects.filter(
+            steve_transaction_id__in=missing
+        ).values_list("steve_transaction_id", flat=True)
+    )
+    unknown = [str(pk) for pk in missing if pk not in stored]
+    if unknown:
+        # Neither side knows it: a run that "succeeded" would say nothing of that.
+        raise SteveNotFound(
+            f"Neither SteVe nor Polaris has transaction {', '.join(unknown)}; "
+            "there is nothing to resync.",
+            permanent=True,
+        )
     return _plan(steve, tally, found, missing, force_details=True)
 
 

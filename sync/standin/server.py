@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sync.arguments import int_between, number_between
+from sync.arguments import MAX_FLEET_SIZE, int_between, number_between
 from sync.standin import api
 from sync.standin.binding import ApiError, QueryParams
 from sync.standin.control import Control, ControlError, FleetDefaults, RequestCounter
@@ -97,7 +97,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fleet-size",
-        type=int_between(1, what="a number of charge points"),
+        type=int_between(1, MAX_FLEET_SIZE, what="a number of charge points"),
         default=6,
         help="Number of simulated charge points (default %(default)s).",
     )
@@ -195,6 +195,9 @@ class StandinServer(ThreadingHTTPServer):
 
     def __init__(self, options: StandinOptions) -> None:
         self.options = options
+        # Bind first: a port already taken is refused at once, not after the fleet
+        # (seconds for a large one) has been built.
+        super().__init__((options.host, options.port), StandinRequestHandler)
         self.fleet = Fleet(
             fleet_size=options.fleet_size,
             seed=options.seed,
@@ -209,7 +212,6 @@ class StandinServer(ThreadingHTTPServer):
         context = f"/{options.context_path}" if options.context_path else ""
         # SteVe's API filter chain covers /api/**; the controllers live in /api/v1.
         self.api_prefix = f"{context}/api/"
-        super().__init__((options.host, options.port), StandinRequestHandler)
 
     @property
     def base_url(self) -> str:

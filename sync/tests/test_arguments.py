@@ -41,12 +41,18 @@ class RangeTypeTests(SimpleTestCase):
 class CommandOptionTests(SimpleTestCase):
     """Each refusal happens while parsing: no server, fleet or load is started."""
 
+    # loadtest checks --think after DatabaseCommand's migration check (a read).
+    databases = {"default"}
+
     def test_out_of_range_options_are_refused(self) -> None:
         refused = [
             ("demo", "--port=99999", "expected a port from 1 to 65535"),
             ("demo", "--fleet-size=0", "expected a number of charge points"),
             ("steve_standin", "--port=-1", "expected a port from 0 to 65535"),
-            ("steve_standin", "--fleet-size=0", "of at least 1, not '0'"),
+            ("steve_standin", "--fleet-size=0", "from 1 to 2000, not '0'"),
+            ("steve_standin", "--fleet-size=100000000", "from 1 to 2000"),
+            ("demo", "--fleet-size=100000000", "from 1 to 2000"),
+            ("loadtest", "--fleet-size=100000000", "from 1 to 2000"),
             ("loadtest", "--users=0", "expected a number of people of at least 1"),
             ("loadtest", "--sse-share=2", "expected a share from 0 to 1"),
             ("loadtest", "--web-workers=0", "expected a number of processes"),

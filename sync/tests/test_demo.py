@@ -16,7 +16,10 @@ from pathlib import Path
 
 import requests
 from django.conf import settings
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, TransactionTestCase
+
+from polaris.testing import BASE_DIR, child_environment, current_database_url
+from sync.services.demo import demo_lock
 
 READY_LINE = "Press Ctrl-C to stop."
 # Embedded PostgreSQL's initdb, migrations and the first sync, on a busy CI machine.
@@ -125,3 +128,50 @@ class DemoCommandTests(SimpleTestCase):
                 return
             time.sleep(1)
         self.fail("No scheduled sync run appeared on the Sync runs page.")
+
+
+def run_demo(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "demo",
+            f"--port={_free_port()}",
+            f"--standin-port={_free_port()}",
+        ],
+        env=child_environment(**env),
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class DemoRefusalTests(TransactionTestCase):
+    """A demo that cannot run says so before it starts anything."""
+
+    def test_a_second_demo_on_the_same_database_is_refused(self) -> None:
+        with demo_lock(database_url=current_database_url(), port=8123):
+            result = run_demo()
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip(),
+            "CommandError: Another demo is already running on this database "
+            "(http://127.0.0.1:8123/). Stop it with Ctrl-C in its terminal first: "
+            "two demos would sync two stand-in fleets into the same tables.",
+        )
+        self.assertNotIn("Starting", result.stdout)
+
+    def test_an_unusable_data_folder_is_refused_before_anything_starts(
+        self,
+    ) -> None:
+        with tempfile.NamedTemporaryFile() as not_a_folder:
+            folder = Path(not_a_folder.name) / "data"
+            result = run_demo(POLARIS_DATA_DIR=str(folder))
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip(),
+            f"CommandError: The data folder {folder} cannot be used (Not a "
+            "directory): set POLARIS_DATA_DIR to a folder this user can write.",
+        )
+        self.assertEqual(result.stdout, "")

@@ -95,3 +95,99 @@ class ImportUserMappingsTests(TestCase):
     def test_it_explains_a_missing_file(self) -> None:
         with self.assertRaisesMessage(CommandError, "There is no file at /nope.csv."):
             call_command("import_user_mappings", "/nope.csv")
+
+
+class ImportBadFilesTests(TestCase):
+    """Files that stopped the import part way, or imported less than they said."""
+
+    def run_import(self, content: bytes, *args: str) -> tuple[str, str]:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "mappings.csv"
+            path.write_bytes(content)
+            out, err = StringIO(), StringIO()
+            call_command(
+                "import_user_mappings", str(path), *args, stdout=out, stderr=err
+            )
+        return out.getvalue(), err.getvalue()
+
+    def imported_tags(self) -> list[str]:
+        return sorted(UserMapping.objects.values_list("steve_ocpp_id_tag", flat=True))
+
+    def test_a_quote_left_open_rejects_only_its_own_line(self) -> None:
+        out, err = self.run_import(
+            b"steveOcppIdTag,email,label\n"
+            b"TAG-0001,dana@example.com,\"Dana's car\n"
+            b"TAG-0002,dana@example.com,Van\n"
+            b"TAG-0003,dana@example.com,Bike\n"
+        )
+        self.assertIn("Line 2 skipped: The line is not valid CSV", err)
+        self.assertIn("2 created, 0 updated, 0 unchanged, 1 rejected", out)
+        self.assertEqual(self.imported_tags(), ["TAG-0002", "TAG-0003"])
+
+    def test_a_nul_character_rejects_its_line_and_the_rest_is_imported(self) -> None:
+        out, err = self.run_import(
+            b"steveOcppIdTag,email,label\n"
+            b"TAG-0001,dana@example.com,Car\n"
+            b"TAG-0002,dana@example.com,V\x00an\n"
+            b"TAG-0003,dana@example.com,Bike\n"
+        )
+        self.assertIn("Line 3 skipped: The line holds a NUL character", err)
+        self.assertIn("2 created, 0 updated, 0 unchanged, 1 rejected", out)
+        self.assertEqual(self.imported_tags(), ["TAG-0001", "TAG-0003"])
+
+    def test_a_rejected_row_creates_no_account_and_names_its_column(self) -> None:
+        long_label = "L" * 121
+        out, err = self.run_import(
+            b"steveOcppIdTag,email,label\n"
+            + f"TAG-0001,dana@example.com,{long_label}\n".encode()
+            + b"TAG-0002,o!brien@example.com,Car\n"
+        )
+        self.assertIn(
+            "Line 2 skipped: The label is 121 characters long; at most 120 fit.", err
+        )
+        self.assertIn(
+            "Line 3 skipped: o!brien@example.com cannot be a customer's sign-in name",
+            err,
+        )
+        self.assertIn("0 created, 0 updated, 0 unchanged, 2 rejected", out)
+        self.assertIn("; 0 customer accounts created.", out)
+        self.assertFalse(get_user_model().objects.exists())
+
+    def test_a_file_that_is_not_utf8_is_refused_before_any_row(self) -> None:
+        rows = "".join(f"TAG-{n:04d},dana@example.com,Card {n}\n" for n in range(500))
+        latin1 = "TAG-9999,dana@example.com,Café\n".encode("latin-1")
+        with self.assertRaisesMessage(
+            CommandError,
+            "Line 502 is not UTF-8 text (byte 0xe9), so nothing was imported: save "
+            'the file as UTF-8 ("CSV UTF-8" in a spreadsheet) and import it again.',
+        ):
+            self.run_import(f"steveOcppIdTag,email,label\n{rows}".encode() + latin1)
+        self.assertFalse(UserMapping.objects.exists())
+
+    def test_a_bom_and_crlf_line_ends_are_read_as_text(self) -> None:
+        out, _ = self.run_import(
+            b"\xef\xbb\xbfsteveOcppIdTag,email,label\r\n"
+            b"TAG-0001,dana@example.com,Car\r\n\r\n"
+            b"TAG-0002,dana@example.com,Van\r\n"
+        )
+        self.assertIn("2 created, 0 updated, 0 unchanged, 0 rejected", out)
+        self.assertEqual(
+            UserMapping.objects.get(steve_ocpp_id_tag="TAG-0002").label, "Van"
+        )
+
+    def test_a_long_file_reports_its_progress(self) -> None:
+        blank_lines = b"\n" * 2500
+        out, _ = self.run_import(
+            b"steveOcppIdTag,email,label\n"
+            + blank_lines
+            + b"TAG-0001,dana@example.com,Car\n"
+        )
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "Line 1000 of 2502…",
+                "Line 2000 of 2502…",
+                "1 created, 0 updated, 0 unchanged, 0 rejected; 1 customer accounts "
+                "created.",
+            ],
+        )

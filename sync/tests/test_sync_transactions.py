@@ -279,6 +279,20 @@ class SyncTransactionsTests(SyncTestCase):
             (run.status, run.fetched_count, run.updated_count), ("succeeded", 1, 0)
         )
 
+    def test_a_resync_of_a_transaction_nobody_has_fails_with_a_sentence(
+        self,
+    ) -> None:
+        self.sync()
+        run = services.sync_run_transaction(
+            steve_transaction_id=987654, trigger="console", client=self.steve
+        )
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            run.error,
+            "Neither SteVe nor Polaris has transaction 987654; there is nothing to "
+            "resync.",
+        )
+
     def test_chargers_are_created_when_first_seen(self) -> None:
         self.sync()
         boxes = {b["chargeBoxId"] for b in self.standin.state()["chargeBoxes"]}
@@ -386,6 +400,22 @@ class SyncFaultTests(SyncTestCase):
             run.error, "SteVe cannot be reached at http://127.0.0.1:9/steve."
         )
         self.assertIsNotNone(run.finished_at)
+
+    def test_a_steve_url_with_the_wrong_context_path(self) -> None:
+        base_url = self.standin.base_url.removesuffix("/steve") + "/stevee"
+        wrong = SteveClient(
+            base_url=base_url,
+            username=self.standin.username,
+            password=self.standin.password,
+            retry_delays=(),
+        )
+        run = services.sync_run_transactions(trigger="command", client=wrong)
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            run.error,
+            f"There is no SteVe API at {base_url} (HTTP 404): check STEVE_URL, "
+            "context path included (e.g. /steve).",
+        )
 
 
 class SyncChargersTests(SyncTestCase):

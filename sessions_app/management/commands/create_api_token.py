@@ -22,11 +22,20 @@ class Command(DatabaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"]
-        user = get_user_model().objects.filter(username=username).first()
+        if not username.strip():
+            raise CommandError(
+                "Give the username of the token's owner: create_api_token USERNAME."
+            )
+        users = get_user_model().objects
+        user = users.filter(username=username).first()
         if user is None:
-            raise CommandError(f"There is no user {username!r}.")
+            other = users.filter(username__iexact=username).first()
+            hint = f"; did you mean {other.get_username()!r}?" if other else "."
+            raise CommandError(f"There is no user {username!r}{hint}")
         if not user.is_active:
-            raise CommandError(f"User {username!r} is inactive.")
+            raise CommandError(
+                f"User {username!r} is inactive; activate them in Django admin first."
+            )
         token, raw = api_token_create(user=user, name=options["name"])
         self.stdout.write(
             f"Created token {token.prefix}… for {username}. It is shown only once:"

@@ -15,7 +15,7 @@ from django.core.management.base import CommandError, CommandParser
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
 from polaris.commands import DatabaseCommand
-from sync.arguments import AscendingPair, int_between, number_between
+from sync.arguments import MAX_FLEET_SIZE, AscendingPair, int_between, number_between
 
 
 class Command(DatabaseCommand):
@@ -53,7 +53,7 @@ class Command(DatabaseCommand):
         )
         parser.add_argument(
             "--fleet-size",
-            type=int_between(1, what="a number of charge boxes"),
+            type=int_between(1, MAX_FLEET_SIZE, what="a number of charge boxes"),
             default=defaults.fleet_size,
             help="Charge boxes of the stand-in's live fleet.",
         )
@@ -91,8 +91,8 @@ class Command(DatabaseCommand):
             try:
                 document = json.loads(options["bench"].read_text())
                 bench = read_bench(document)
-                bench_pause_ms = document.get("scale", {}).get("pause_ms", 0.0)
-            except (OSError, ValueError, AttributeError) as error:
+                bench_pause_ms = float(document.get("scale", {}).get("pause_ms", 0.0))
+            except (OSError, ValueError, AttributeError, TypeError) as error:
                 raise CommandError(f"Cannot read {options['bench']}: {error}") from None
         load = LoadOptions(
             users=options["users"],

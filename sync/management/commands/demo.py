@@ -15,15 +15,17 @@ import time
 from types import FrameType
 from typing import Any
 
+import psycopg
 import requests
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from polaris import embedded
 from polaris.handlers import uvicorn_command
 from sync import services
-from sync.arguments import int_between
+from sync.arguments import MAX_FLEET_SIZE, int_between
 from sync.client import SteveClient, SteveError
 from sync.models import SyncRun
 from sync.services import demo
@@ -66,7 +68,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--fleet-size",
-            type=int_between(1, what="a number of charge points"),
+            type=int_between(1, MAX_FLEET_SIZE, what="a number of charge points"),
             default=6,
             help="Charge points in the stand-in's fleet (default 6).",
         )
@@ -77,6 +79,29 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Port {port} is already in use; choose another with --port."
             )
+        try:
+            # The children's logs and the beat's schedule go there.
+            embedded.data_dir()
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
+        try:
+            with demo.demo_lock(database_url=settings.DATABASE_URL, port=port):
+                self._run(port, options)
+        except demo.DemoRunning as running:
+            where = f" ({running.where})" if running.where else ""
+            raise CommandError(
+                f"Another demo is already running on this database{where}. Stop it "
+                "with Ctrl-C in its terminal first: two demos would sync two "
+                "stand-in fleets into the same tables."
+            ) from None
+        except psycopg.OperationalError as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise CommandError(
+                f"Cannot reach PostgreSQL ({first_line}). Is it running, and is "
+                "DATABASE_URL right?"
+            ) from None
+
+    def _run(self, port: int, options: dict[str, Any]) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)

@@ -3,7 +3,8 @@
 The file's header is `steveOcppIdTag,email,label`. Missing customer accounts are
 created with username = email and an unusable password (they set one through
 password reset). Re-importing the same file changes nothing. Bad rows are reported
-with their line number and skipped; the good rows are still imported.
+with their line number and skipped; the good rows are still imported. A file that
+is not UTF-8 is refused before any row is imported.
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
 from polaris.commands import DatabaseCommand
-from sync.services.mappings import user_mapping_import_csv
+from sync.services.mappings import user_mapping_import_bytes
 
 
 class Command(DatabaseCommand):
@@ -25,16 +26,24 @@ class Command(DatabaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
         try:
-            with path.open(encoding="utf-8-sig", newline="") as csv_file:
-                result = user_mapping_import_csv(
-                    actor=None, lines=csv_file, source="command"
-                )
+            data = path.read_bytes()
         except FileNotFoundError:
             raise CommandError(f"There is no file at {path}.") from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        except OSError as error:
             raise CommandError(
-                f"{path} cannot be read as UTF-8 text ({error})."
+                f"{path} cannot be read ({error.strerror or error})."
             ) from None
+        verbose = options["verbosity"] >= 1
+
+        def progress(line: int, total: int) -> None:
+            if verbose:
+                self.stdout.write(f"Line {line} of {total}…")
+                self.stdout.flush()
+
+        try:
+            result = user_mapping_import_bytes(
+                actor=None, data=data, source="command", progress=progress
+            )
         except ValidationError as error:
             raise CommandError(f"{path}: {' '.join(error.messages)}") from None
         for rejected in result.rejected:

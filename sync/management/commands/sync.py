@@ -37,8 +37,8 @@ def _iso_date(value: str) -> date:
 class Command(DatabaseCommand):
     help = "Sync transactions and chargers from SteVe, or show recent sync runs."
     database_unavailable_consequence = (
-        "SteVe keeps every transaction: the next run after the database is back "
-        "catches up."
+        "No sync run could be recorded; SteVe keeps every transaction, so the next "
+        "run after the database is back catches up."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,0 +1,119 @@
+"""A malformed setting stops every entry point at start with one sentence naming the
+variable: manage.py, the Celery worker and beat, the ASGI and WSGI apps."""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.test import SimpleTestCase
+
+from polaris.testing import BASE_DIR, child_environment
+
+ENTRY_POINTS = {
+    "manage.py": ["manage.py", "sync", "status"],
+    "celery worker": ["-m", "celery", "-A", "polaris", "worker", "--pool=solo"],
+    "celery beat": ["-m", "celery", "-A", "polaris", "beat", "--schedule=/dev/null"],
+    "asgi": ["-c", "import polaris.asgi"],
+    "wsgi": ["-c", "import polaris.wsgi"],
+}
+
+
+def start(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        env=child_environment(**env),
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class StartupTests(SimpleTestCase):
+    def assert_refused(
+        self, result: subprocess.CompletedProcess[str], sentence: str
+    ) -> None:
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(result.stderr.strip(), f"Polaris cannot start: {sentence}")
+
+    def test_every_entry_point_names_the_variable_without_a_traceback(self) -> None:
+        for name, args in ENTRY_POINTS.items():
+            with self.subTest(entry_point=name):
+                self.assert_refused(
+                    start(args, DEBUG="maybe"),
+                    "DEBUG must be true or false (1/0, yes/no, on/off), not 'maybe'.",
+                )
+
+    def test_values_that_failed_later_are_refused_at_start(self) -> None:
+        cases = {
+            # A traceback from dj_database_url / redis-py / requests before.
+            "DATABASE_URL": (
+                "postgres://polaris@127.0.0.1:abc/polaris",
+                "DATABASE_URL must name its port as a number from 1 to 65535, "
+                "not 'postgres://polaris@127.0.0.1:abc/polaris'.",
+            ),
+            "REDIS_URL": (
+                "redis://127.0.0.1:6379/cache",
+                "REDIS_URL must end with a database number such as /0, not "
+                "'redis://127.0.0.1:6379/cache'.",
+            ),
+            "STEVE_URL": (
+                "http://127.0.0.1:99999/steve",
+                "STEVE_URL must name its port as a number from 1 to 65535, not "
+                "'http://127.0.0.1:99999/steve'.",
+            ),
+            # An OverflowError in the first SteVe call or pooled connection before.
+            "STEVE_TIMEOUT": (
+                "inf",
+                "STEVE_TIMEOUT must be a number greater than 0, not inf.",
+            ),
+            "DATABASE_POOL_TIMEOUT": (
+                "1e300",
+                "DATABASE_POOL_TIMEOUT must be at most 3600, not 1e300.",
+            ),
+            # Every sync run failed, or overflowed, on its timedelta before.
+            "SYNC_STUCK_AFTER_HOURS": (
+                "99999999999",
+                "SYNC_STUCK_AFTER_HOURS must be at most 8760, not 99999999999.",
+            ),
+            "SYNC_MANUAL_STOP_GRACE_HOURS": (
+                "99999999999",
+                "SYNC_MANUAL_STOP_GRACE_HOURS must be at most 8760, not 99999999999.",
+            ),
+            # Accepted before, and then never fired.
+            "CELERY_TASK_SOFT_TIME_LIMIT": (
+                "300",
+                "CELERY_TASK_SOFT_TIME_LIMIT (300) must be below "
+                "CELERY_TASK_TIME_LIMIT (150).",
+            ),
+            # Accepted before: a header name with a space never matches.
+            "SECURE_PROXY_SSL_HEADER": (
+                "X Forwarded Proto",
+                "SECURE_PROXY_SSL_HEADER must be a header name such as "
+                "X-Forwarded-Proto, not 'X Forwarded Proto'.",
+            ),
+            # Only a system check (not run by uvicorn or Celery) said so before.
+            "CSRF_TRUSTED_ORIGINS": (
+                "polaris.example.com",
+                "CSRF_TRUSTED_ORIGINS must list origins with their scheme, such as "
+                "https://polaris.example.com, not 'polaris.example.com'.",
+            ),
+        }
+        for variable, (value, sentence) in cases.items():
+            with self.subTest(variable=variable):
+                self.assert_refused(
+                    start(ENTRY_POINTS["manage.py"], **{variable: value}), sentence
+                )
+
+    def test_an_unusable_data_folder_is_named(self) -> None:
+        with tempfile.NamedTemporaryFile() as not_a_folder:
+            folder = Path(not_a_folder.name) / "data"
+            result = start(
+                ENTRY_POINTS["manage.py"], DATABASE_URL="", POLARIS_DATA_DIR=str(folder)
+            )
+        self.assert_refused(
+            result,
+            f"The data folder {folder} cannot be used (Not a directory): set "
+            "POLARIS_DATA_DIR to a folder this user can write.",
+        )
