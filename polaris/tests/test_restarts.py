@@ -363,7 +363,7 @@ class PostgresRestartTests(TransactionTestCase):
             # While it is down a run cannot start, and pages say so (500)...
             during = sync_command(**env)
             self.assertNotEqual(during.returncode, 0)
-            self.assertIn("Cannot reach PostgreSQL", during.stderr)
+            self.assertIn("The database is unavailable at", during.stderr)
             self.assertIn("No sync run could be recorded", during.stderr)
             self.assertNotIn("Traceback", during.stderr)
             down = requests.get(

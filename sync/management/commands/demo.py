@@ -97,8 +97,8 @@ class Command(BaseCommand):
         except psycopg.OperationalError as error:
             first_line = str(error).strip().splitlines()[0]
             raise CommandError(
-                f"Cannot reach PostgreSQL ({first_line}). Is it running, and is "
-                "DATABASE_URL right?"
+                f"The database is unavailable ({first_line}). Is PostgreSQL running, "
+                "and is DATABASE_URL right?"
             ) from None
 
     def _run(self, port: int, options: dict[str, Any]) -> None:
