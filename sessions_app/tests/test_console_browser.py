@@ -320,3 +320,40 @@ class ConsoleBrowserTests(TransactionTestCase):
         self.assertGreaterEqual(min(sizes), 10, sizes)
         texts = labels.evaluate_all("(els) => els.map((e) => e.textContent)")
         self.assertEqual(texts[:4], ["0", "5", "10", "15"])
+
+    def test_idtags_break_only_on_a_phone(self) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
+        long_tag = "RFID-" + "7F3A9C21" * 5
+        UserMappingFactory(steve_ocpp_id_tag=long_tag)
+        page = self.open_console("/admin/user-mappings/")
+        tag = page.locator("td[data-label=idTag] a", has_text="TAG-0001")
+        # Opening a row's question widens its actions: the tag stays one line.
+        row = page.locator("tbody tr", has_text="TAG-0001")
+        row.locator("summary").click()
+        expect(row.locator(".confirm__body")).to_be_visible()
+        for link in (tag, page.locator("td[data-label=idTag] a", has_text="RFID-")):
+            self.assertEqual(link.evaluate(TEXT_LINES), 1, link.inner_text())
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        self.assertLessEqual(page.evaluate("document.documentElement.scrollWidth"), 390)
+        cell = page.locator("td[data-label=idTag]", has_text="RFID-")
+        card = page.locator("tbody tr", has_text="RFID-").bounding_box()
+        box = cell.locator("a").bounding_box()
+        assert card is not None and box is not None
+        self.assertLessEqual(box["x"] + box["width"], card["x"] + card["width"])
+        self.assertGreater(cell.locator("a").evaluate(TEXT_LINES), 1)
+        # The search button sits under the field as far as fields sit apart.
+        field = page.locator("#id_q").bounding_box()
+        button = page.get_by_role("button", name="Search").bounding_box()
+        assert field is not None and button is not None
+        gap = button["y"] - (field["y"] + field["height"])
+        self.assertAlmostEqual(gap, 12, delta=1)
+
+
+# How many lines an element's text takes.
+TEXT_LINES = """(e) => {
+  const range = document.createRange();
+  range.selectNodeContents(e);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+}"""
