@@ -155,6 +155,12 @@ def test_staff_are_redirected_switch_and_act_as(
 
         start_acting(page, server.url, driver.pk)  # type: ignore[attr-defined]
         expect(page.locator(".acting-as")).to_contain_text("Acting as Dana")
+        # The banner keeps the page's rhythm: as far from the eyebrow as the
+        # messages would be.
+        banner = page.locator(".acting-as").bounding_box()
+        eyebrow = page.locator(".page-header__eyebrow").bounding_box()
+        assert banner is not None and eyebrow is not None
+        assert eyebrow["y"] - (banner["y"] + banner["height"]) >= 24, (banner, eyebrow)
         expect(page.locator("#recent-activity")).to_contain_text("18.40")
         expect(page.locator("text=Start charging")).to_have_count(0)
         page.screenshot(path=str(SHOTS / "test-acting-as-1280.png"), full_page=True)
