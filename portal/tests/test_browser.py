@@ -162,6 +162,14 @@ def test_staff_are_redirected_switch_and_act_as(
         eyebrow = page.locator(".page-header__eyebrow").bounding_box()
         assert banner is not None and eyebrow is not None
         assert eyebrow["y"] - (banner["y"] + banner["height"]) >= 24, (banner, eyebrow)
+        # On a phone the button goes under the sentence instead of squeezing it.
+        page.set_viewport_size({"width": 390, "height": 844})
+        text = page.locator(".acting-as .banner__body").bounding_box()
+        button = page.locator(".acting-as .banner__actions").bounding_box()
+        assert text is not None and button is not None
+        assert button["y"] >= text["y"] + text["height"], (text, button)
+        assert text["width"] >= 300, text
+        page.set_viewport_size({"width": 1280, "height": 900})
         expect(page.locator("#recent-activity")).to_contain_text("18.40")
         expect(page.locator("text=Start charging")).to_have_count(0)
         page.screenshot(path=str(SHOTS / "test-acting-as-1280.png"), full_page=True)
