@@ -324,6 +324,36 @@ def token_list(*, customer: AbstractBaseUser) -> list[ApiToken]:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanUse:
+    """The plan card's energy of the current billing period against the plan's
+    included amount, in the tenths of a kWh the card shows, so that what it says
+    adds up: `used` is `left` short of `included`, or `over` beyond it."""
+
+    used_kwh: Decimal
+    included_kwh: Decimal
+    left_kwh: Decimal
+    over_kwh: Decimal
+    percent: int  # of the included amount used, 0 to 100: the bar never overflows
+
+
+def plan_use(*, used_kwh: Decimal, included_kwh: Decimal) -> PlanUse:
+    """`used_kwh` against a positive `included_kwh`, both rounded to 0.1 kWh."""
+    tenth = Decimal("0.1")
+    used = used_kwh.quantize(tenth)
+    included = included_kwh.quantize(tenth)
+    percent = min(100, max(0, round(used / included * 100)))
+    if used < included and percent == 100:
+        percent = 99  # a full bar would say none is left
+    return PlanUse(
+        used_kwh=used,
+        included_kwh=included,
+        left_kwh=max(included - used, Decimal("0.0")),
+        over_kwh=max(used - included, Decimal("0.0")),
+        percent=percent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class UsageCards:
     """The usage card of the chosen period and the plan card (None when billing
     has no plan for the customer or failed)."""
@@ -331,6 +361,16 @@ class UsageCards:
     usage: Usage
     account: "BillingAccount | None"
     plan_used_kwh: Decimal
+
+    @property
+    def plan(self) -> PlanUse | None:
+        """The current period's use of the plan's included energy; None without
+        a plan or without included energy."""
+        if self.account is None or not self.account.included_kwh:
+            return None
+        return plan_use(
+            used_kwh=self.plan_used_kwh, included_kwh=self.account.included_kwh
+        )
 
 
 def usage_cards(

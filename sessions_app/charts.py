@@ -9,8 +9,12 @@ from django.utils import timezone
 
 from sync.models import SyncedTransactionEvent, TransactionSyncState
 
-WIDTH, HEIGHT = 640, 220
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 16, 16, 32
+# The SVG is the plot alone, stretched to its box (the lines keep their width):
+# the axis labels are HTML beside and under it, so that they keep their size at
+# every width instead of scaling with the card (0.0005 spilled out of a phone's).
+# The y ticks are evenly spaced from 0 to the top, the x ticks at the start, the
+# middle and the end: both axes lay out as evenly spread HTML lists.
+WIDTH, HEIGHT = 640, 200
 
 
 @dataclass(frozen=True)
@@ -49,18 +53,16 @@ def cumulative_energy_chart(
     step = _nice_step(max(float(total), 0.001) / 4)
     top = step * math.ceil(max(float(total), 0.001) / step - 1e-9)
     decimals = max(0, -int(Decimal(repr(step)).normalize().as_tuple().exponent))
-    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
-    plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
 
     def x(moment: datetime) -> float:
-        return round(PAD_LEFT + (moment - start).total_seconds() / span * plot_w, 1)
+        return round((moment - start).total_seconds() / span * WIDTH, 1)
 
     def y(kwh: float) -> float:
-        return round(PAD_TOP + plot_h - kwh / top * plot_h, 1)
+        return round(HEIGHT - kwh / top * HEIGHT, 1)
 
     points = [(x(moment), y(float(kwh))) for moment, kwh in series]
     line = "M" + " L".join(f"{px},{py}" for px, py in points)
-    baseline = PAD_TOP + plot_h
+    baseline = HEIGHT
     area = f"{line} L{points[-1][0]},{baseline} L{points[0][0]},{baseline} Z"
     y_ticks = [
         Tick(y(step * i), f"{step * i:.{decimals}f}")

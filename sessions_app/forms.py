@@ -147,6 +147,8 @@ class UserMappingForm(forms.ModelForm):
         }
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        # Labels without Django's colon, like every other form in the console.
+        kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         if self.instance.pk:
             self.fields["customer_email"].initial = self.instance.user.email or (

@@ -17,13 +17,3 @@ def duration(value: timedelta | None) -> str:
         return "<1 min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
-
-
-@register.filter
-def percent_of(used: object, total: object) -> int:
-    """`used` as a whole percentage of `total`, capped at 100 (0 without a total)."""
-    try:
-        ratio = float(used) / float(total)  # type: ignore[arg-type]
-    except (TypeError, ValueError, ZeroDivisionError):
-        return 0
-    return max(0, min(100, round(ratio * 100)))

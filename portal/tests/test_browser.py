@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
 from portal.models import Reservation
+from portal.tests.factories import SubscriptionFactory
 from sessions_app import charging
 from sessions_app.models import ApiSession, AuditEntry
 from sync import services
@@ -155,6 +156,20 @@ def test_staff_are_redirected_switch_and_act_as(
 
         start_acting(page, server.url, driver.pk)  # type: ignore[attr-defined]
         expect(page.locator(".acting-as")).to_contain_text("Acting as Dana")
+        # The banner keeps the page's rhythm: as far from the eyebrow as the
+        # messages would be.
+        banner = page.locator(".acting-as").bounding_box()
+        eyebrow = page.locator(".page-header__eyebrow").bounding_box()
+        assert banner is not None and eyebrow is not None
+        assert eyebrow["y"] - (banner["y"] + banner["height"]) >= 24, (banner, eyebrow)
+        # On a phone the button goes under the sentence instead of squeezing it.
+        page.set_viewport_size({"width": 390, "height": 844})
+        text = page.locator(".acting-as .banner__body").bounding_box()
+        button = page.locator(".acting-as .banner__actions").bounding_box()
+        assert text is not None and button is not None
+        assert button["y"] >= text["y"] + text["height"], (text, button)
+        assert text["width"] >= 300, text
+        page.set_viewport_size({"width": 1280, "height": 900})
         expect(page.locator("#recent-activity")).to_contain_text("18.40")
         expect(page.locator("text=Start charging")).to_have_count(0)
         page.screenshot(path=str(SHOTS / "test-acting-as-1280.png"), full_page=True)
@@ -371,3 +386,100 @@ def test_the_four_charger_statuses_differ_by_more_than_colour(
     assert None not in icons and len(set(icons)) == 4, icons
     edges = [look["edge"] for look in looks]
     assert len({edges[0], edges[1], edges[3]}) == 3, edges
+
+
+# Whether an element shows the status dot (the ::before of .badge).
+HAS_DOT = "(e) => getComputedStyle(e, '::before').display !== 'none'"
+
+# Each charger card's box, its footer's, and the bottom of the footer's last
+# control or note.
+CARD_BOXES = """(cards) => cards.map((card) => {
+  const box = (e) => { const r = e.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom}; };
+  const footer = card.querySelector(".card__footer");
+  const header = card.querySelector(".card__header");
+  const items = footer ? [...footer.querySelectorAll("button, select, p")] : [];
+  return {
+    name: card.querySelector("h3").textContent,
+    card: box(card), header: box(header),
+    footer: footer && box(footer),
+    content: items.length ? Math.max(...items.map((e) => box(e).bottom)) : null,
+  };
+})"""
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (390, 844)])
+def test_the_dashboard_cards_read_evenly(
+    browser: Browser, width: int, height: int
+) -> None:
+    now = timezone.now()
+    driver = UserFactory(username="dana@example.com", first_name="Dana")
+    UserMappingFactory(user=driver, steve_ocpp_id_tag="TAG-DANA")
+    SubscriptionFactory(user=driver)  # Home 200: 200 kWh included
+    harbour = ChargerFactory(
+        charge_box_id="CB-A", friendly_name="A Harbour", last_check_in_at=now
+    )
+    ChargerFactory(charge_box_id="CB-B", friendly_name="B Market", last_check_in_at=now)
+    ChargerFactory(
+        charge_box_id="CB-C",
+        friendly_name="C Old Mill",
+        last_check_in_at=now - timedelta(hours=3),
+    )
+    session_with_energy(
+        kwh=Decimal("258.8"),
+        charger=harbour,
+        ocpp_id_tag="TAG-DANA",
+        started_at=now - timedelta(hours=2),
+        stopped_at=now - timedelta(hours=1),
+        reading_at=now - timedelta(hours=1, minutes=5),
+        is_finalized=True,
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": width, "height": height})
+        sign_in(page, server.url, "dana@example.com", "driver")
+
+        # A dot means a status: the currency and the counts pill have none.
+        plan = page.locator("#plan-card")
+        expect(plan.locator(".badge")).to_have_text("EUR")
+        assert not plan.locator(".badge").evaluate(HAS_DOT)
+        pill = page.locator(".counts-pill")
+        expect(pill).to_have_text("2 of 3 available now")
+        assert not pill.evaluate(HAS_DOT)
+        finalized = page.locator("#recent-activity .badge").first
+        expect(finalized).to_have_text("Finalized")
+        assert finalized.evaluate(HAS_DOT)
+
+        # Over the included amount: the card says by how much, the bar stops full.
+        expect(plan.locator(".plan-use")).to_have_text(
+            "258.8 kWh used this billing period: 58.8 kWh over the 200 kWh included."
+        )
+        track = plan.locator(".plan-bar").bounding_box()
+        fill = plan.locator(".plan-bar__fill").bounding_box()
+        assert track is not None and fill is not None
+        assert fill["x"] >= track["x"] - 0.5, (fill, track)
+        assert fill["x"] + fill["width"] <= track["x"] + track["width"] + 0.5
+        assert fill["width"] >= track["width"] - 0.5, (fill, track)
+
+        # Charger cards: every footer runs from the header to the card's bottom,
+        # and in a row the actions and notes end on one line.
+        cards = page.locator("article.charger")
+        expect(cards).to_have_count(3)
+        boxes = cards.evaluate_all(CARD_BOXES)
+        rows: dict[int, list[dict[str, object]]] = {}
+        for box in boxes:
+            footer = box["footer"]
+            assert footer is not None, box
+            assert abs(footer["top"] - box["header"]["bottom"]) <= 1.5, box
+            assert abs(box["card"]["bottom"] - footer["bottom"]) <= 1.5, box
+            rows.setdefault(round(box["card"]["top"]), []).append(box)
+        if width == 1280:
+            assert len(rows) == 1, rows  # one row of three
+        for row in rows.values():
+            ends = {round(box["content"]) for box in row}  # type: ignore[arg-type]
+            assert max(ends) - min(ends) <= 1, row
+        expect(cards.filter(has_text="C Old Mill")).to_contain_text(
+            "Not checked in for over an hour."
+        )
+        page.screenshot(
+            path=str(SHOTS / f"test-dashboard-even-{width}.png"), full_page=True
+        )

@@ -297,6 +297,48 @@ class UsageCardTests(PortalTestCase):
         self.assertContains(response, "EUR")
         self.assertContains(response, "of <span")
 
+    def test_the_plan_card_says_what_is_left_or_how_much_over(self) -> None:
+        SubscriptionFactory(user=self.alice)  # 200 kWh included; 12.5 used
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(
+            response,
+            '<p class="plan-use"><span class="tabular">12.5</span> of <span '
+            'class="tabular">200</span> kWh included used this billing period; '
+            '<span class="tabular">187.5</span> kWh left.</p>',
+            html=True,
+        )
+        self.assertContains(response, 'class="plan-bar__fill" x="0" y="0" width="6"')
+        session_with_energy(
+            kwh=Decimal("246.3"), charger=self.charger, ocpp_id_tag="TAG-ALICE"
+        )
+        response = self.client.get("/")
+        self.assertContains(
+            response,
+            '<p class="plan-use"><span class="tabular">258.8</span> kWh used this '
+            'billing period: <strong class="plan-use__over"><span class="tabular">'
+            '58.8</span> kWh over</strong> the <span class="tabular">200</span> '
+            "kWh included.</p>",
+            html=True,
+        )
+        self.assertContains(response, 'class="plan-bar plan-bar--over"')
+        self.assertContains(response, 'width="100"', count=2)  # track and fill
+
+    def test_plan_use_adds_up_in_the_tenths_it_shows(self) -> None:
+        def use(used: str, included: str = "200") -> tuple[str, str, str, int]:
+            plan = selectors.plan_use(
+                used_kwh=Decimal(used), included_kwh=Decimal(included)
+            )
+            return (str(plan.used_kwh), str(plan.left_kwh), str(plan.over_kwh),
+                    plan.percent)  # fmt: skip
+
+        self.assertEqual(use("0"), ("0.0", "200.0", "0.0", 0))
+        self.assertEqual(use("50"), ("50.0", "150.0", "0.0", 25))
+        self.assertEqual(use("199.96"), ("200.0", "0.0", "0.0", 100))
+        self.assertEqual(use("199.7"), ("199.7", "0.3", "0.0", 99))
+        self.assertEqual(use("258.84"), ("258.8", "0.0", "58.8", 100))
+        self.assertEqual(use("1000", "0.5"), ("1000.0", "0.0", "999.5", 100))
+
     @override_settings(BILLING_BACKEND="portal.tests.test_billing.FailingBackend")
     def test_it_hides_the_plan_card_when_billing_fails(self) -> None:
         SubscriptionFactory(user=self.alice)

@@ -306,17 +306,85 @@ class ConsoleBrowserTests(TransactionTestCase):
             self.assertEqual(ApiToken.objects.filter(name="home automation").count(), 1)
             ApiToken.objects.all().delete()
 
-    def test_the_detail_chart_labels_stay_readable_on_a_phone(self) -> None:
-        session = session_with_energy(kwh=Decimal("12.345"))
+    def test_the_detail_chart_labels_stay_readable_and_inside_the_card(self) -> None:
+        # 0.002 kWh counts in steps of 0.0005: the longest labels the axis makes.
+        tiny = session_with_energy(kwh=Decimal("0.002"))
+        usual = session_with_energy(kwh=Decimal("12.345"))
         staff = StaffFactory(username="operator")
-        page = self.browser.new_page(viewport={"width": 390, "height": 844})
-        sign_in(page, self.base_url, staff.username, "driver")
-        page.goto(f"{self.base_url}/admin/sessions/{session.steve_transaction_id}/")
-        labels = page.locator("svg.chart .chart__label")
-        expect(labels.first).to_be_visible()
-        sizes = labels.evaluate_all(
-            "(els) => els.map((e) => e.getBoundingClientRect().height)"
-        )
-        self.assertGreaterEqual(min(sizes), 10, sizes)
-        texts = labels.evaluate_all("(els) => els.map((e) => e.textContent)")
-        self.assertEqual(texts[:4], ["0", "5", "10", "15"])
+        for width, height in ((1280, 800), (390, 844), (320, 640)):
+            page = self.browser.new_page(viewport={"width": width, "height": height})
+            sign_in(page, self.base_url, staff.username, "driver")
+            for session, first in ((tiny, ["0.0000", "0.0005"]), (usual, ["0", "5"])):
+                page.goto(
+                    f"{self.base_url}/admin/sessions/{session.steve_transaction_id}/"
+                )
+                card = page.locator("section", has=page.locator("#chart-title"))
+                labels = card.locator(".chart__label")
+                expect(labels.first).to_be_visible()
+                y_labels = card.locator(".line-chart__y .chart__label")
+                texts = y_labels.evaluate_all("(els) => els.map((e) => e.textContent)")
+                self.assertEqual(texts[::-1][:2], first, (width, texts))
+                looks = labels.evaluate_all(LABEL_LOOKS)
+                for look in looks:
+                    self.assertGreaterEqual(look["fontSize"], 11, (width, look))
+                    self.assertTrue(look["inside"], (width, look))
+                scroll = page.evaluate("document.documentElement.scrollWidth")
+                self.assertLessEqual(scroll, width)
+            page.close()
+
+    def test_idtags_break_only_on_a_phone(self) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
+        long_tag = "RFID-" + "7F3A9C21" * 5
+        UserMappingFactory(steve_ocpp_id_tag=long_tag)
+        page = self.open_console("/admin/user-mappings/")
+        tag = page.locator("td[data-label=idTag] a", has_text="TAG-0001")
+        # Opening a row's question widens its actions: the tag stays one line.
+        row = page.locator("tbody tr", has_text="TAG-0001")
+        row.locator("summary").click()
+        expect(row.locator(".confirm__body")).to_be_visible()
+        for link in (tag, page.locator("td[data-label=idTag] a", has_text="RFID-")):
+            self.assertEqual(link.evaluate(TEXT_LINES), 1, link.inner_text())
+
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        self.assertLessEqual(page.evaluate("document.documentElement.scrollWidth"), 390)
+        cell = page.locator("td[data-label=idTag]", has_text="RFID-")
+        card = page.locator("tbody tr", has_text="RFID-").bounding_box()
+        box = cell.locator("a").bounding_box()
+        assert card is not None and box is not None
+        self.assertLessEqual(box["x"] + box["width"], card["x"] + card["width"])
+        self.assertGreater(cell.locator("a").evaluate(TEXT_LINES), 1)
+        # The search button sits under the field as far as fields sit apart.
+        field = page.locator("#id_q").bounding_box()
+        button = page.get_by_role("button", name="Search").bounding_box()
+        assert field is not None and button is not None
+        gap = button["y"] - (field["y"] + field["height"])
+        self.assertAlmostEqual(gap, 12, delta=1)
+
+
+# How many lines an element's text takes.
+TEXT_LINES = """(e) => {
+  const range = document.createRange();
+  range.selectNodeContents(e);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+}"""
+
+# Each chart label's font size on screen and whether it lies inside its card's
+# content box (the card body less its padding).
+LABEL_LOOKS = """(els) => els.map((e) => {
+  const body = e.closest(".card__body");
+  const b = body.getBoundingClientRect();
+  const s = getComputedStyle(body);
+  const left = b.left + parseFloat(s.paddingLeft);
+  const right = b.right - parseFloat(s.paddingRight);
+  const top = b.top + parseFloat(s.paddingTop);
+  const r = e.getBoundingClientRect();
+  const range = document.createRange();
+  range.selectNodeContents(e);
+  const t = range.getBoundingClientRect();
+  return {
+    text: e.textContent,
+    fontSize: parseFloat(getComputedStyle(e).fontSize),
+    inside: t.left >= left - 0.5 && t.right <= right + 0.5 && r.top >= top - 0.5,
+  };
+})"""

@@ -118,6 +118,12 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertEqual(entries[1].after["label"], "Dana's car")
         self.assertEqual({e.actor for e in entries}, {self.staff})
 
+    def test_the_form_labels_read_like_the_rest_of_the_console(self) -> None:
+        response = self.client.get(reverse("sessions_app:user-mapping-create"))
+        self.assertContains(response, '<label for="id_steve_ocpp_id_tag">idTag</label>')
+        self.assertContains(response, '<label for="id_customer_email">Customer email')
+        self.assertNotContains(response, ":</label>")
+
     def test_an_unknown_customer_email_is_a_form_error(self) -> None:
         response = self.client.post(
             reverse("sessions_app:user-mapping-create"),
