@@ -290,8 +290,11 @@ class ActivityPeriodOut(Schema):
 
 
 class CostPeriodOut(Schema):
-    startTime: int = Field(description="Epoch milliseconds.")
-    endTime: int = Field(description="Epoch milliseconds.")
+    startTime: int = Field(description="Epoch milliseconds: chargingStart.")
+    endTime: int = Field(
+        description="Epoch milliseconds: the latest meter reading while started, "
+        "chargingStop once ended (the end of metrics.energyPeriod)."
+    )
 
 
 class CostLineOut(Schema):
@@ -325,8 +328,15 @@ class MetricsOut(Schema):
     chargingStart: ApiDateTime
     chargingStop: ApiDateTime | None
     timezone: str
-    energyPeriod: int = Field(description="Seconds of charging so far.")
-    energyConsumed: float = Field(description="Wh, as reported by the meter.")
+    energyPeriod: int = Field(
+        description="Energy consumption time period in whole seconds: from "
+        "chargingStart to the latest meter reading while started (the endTime of "
+        "the last charging_activity period), to chargingStop once ended. It "
+        "grows with the readings, not with the clock."
+    )
+    energyConsumed: float = Field(
+        description="Wh, as reported by the meter, over energyPeriod."
+    )
 
 
 class SessionOut(Schema):

@@ -2,10 +2,11 @@
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import time_machine
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -353,6 +354,37 @@ class SessionDocumentTests(ApiTestCase):
         taxes = [line["tax"] for line in document["cost"]["breakdown"]]
         self.assertEqual(taxes, [20, 20, 20])
         self.assertTrue(all(type(tax) is int for tax in taxes))
+
+    def test_energy_period_and_cost_run_to_the_latest_reading_not_the_clock(
+        self,
+    ) -> None:
+        session_id = self.result(self.start(), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        self.standin.tick(300)
+        self.advance_id(session_id)
+        document = self.get(session_id)
+        metrics = document["metrics"]
+        start = datetime.fromisoformat(metrics["chargingStart"])
+        latest = datetime.fromisoformat(document["charging_activity"][-1]["endTime"])
+        self.assertGreater(latest, start)
+        self.assertEqual(metrics["energyPeriod"], int((latest - start).total_seconds()))
+        breakdown = {line["type"]: line for line in document["cost"]["breakdown"]}
+        for line in breakdown.values():
+            self.assertEqual(
+                line["period"],
+                {
+                    "startTime": int(start.timestamp() * 1000),
+                    "endTime": int(latest.timestamp() * 1000),
+                },
+            )
+        self.assertAlmostEqual(
+            breakdown["ENERGY"]["quantity"] * 1000, metrics["energyConsumed"]
+        )
+        # An hour on, with no new reading, the session has not changed.
+        with time_machine.travel(timezone.now() + timedelta(hours=1), tick=False):
+            self.assertEqual(self.get(session_id), document)
 
     def test_a_created_session_has_a_location(self) -> None:
         created = self.start()
