@@ -294,6 +294,20 @@ class SessionRefusalApiTests(ApiTestCase):
         self.assert_refused(self.start(connector="1"), 422, "valid integer")
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
+    def test_a_field_the_body_or_target_does_not_have_is_422(self) -> None:
+        # Ignored, each would start a charge without the limit the caller meant.
+        self.assert_refused(
+            self.start(target={"energy_kwh": 10}),
+            422,
+            "Invalid request: target.energy_kwh: Extra inputs are not permitted",
+        )
+        self.assert_refused(
+            self.start(targets={"energy": 10}),
+            422,
+            "Invalid request: targets: Extra inputs are not permitted",
+        )
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
     def test_a_target_that_would_be_stored_as_zero_is_422(self) -> None:
         for name, value in (("time", 0.001), ("cost", 0.00001), ("energy", 0.0004)):
             response = self.start(target={name: value})
