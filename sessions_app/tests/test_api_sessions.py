@@ -268,6 +268,8 @@ class SessionRefusalApiTests(ApiTestCase):
             headers={"Authorization": f"Bearer {self.alice_token}"},
         )
         self.assert_refused(response, 400, "Cannot parse request body")
+        response = self.call("POST", "/sessions")
+        self.assert_refused(response, 422, "Invalid request: body: Field required.")
 
     def test_meta_data_postgres_cannot_store_is_422(self) -> None:
         self.assert_refused(self.start(meta_data={"a": "x\x00y"}), 422, "NUL")
