@@ -11,7 +11,8 @@ Lifecycle: created → started → ended, or created → cancelled.
   when that transaction is finalized. It is cancelled when charging did not start
   within API_SESSION_START_TIMEOUT_SECONDS, which only a sync run that read SteVe
   after that deadline can show. While started, it refreshes the live readings from
-  SteVe and stops the charge before a target would be passed.
+  SteVe and stops the charge before a target would be passed, sending the stop
+  again if the charge still runs `stop_resend_after()` later.
 - `api_session_stop` sends RemoteStopTransaction.
 
 Every status change is published (after commit) on the owner's and the staff's
@@ -581,7 +582,10 @@ def _refresh_readings(
 def _enforce_targets(
     session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
 ) -> None:
-    if session.target_reached or session.stop_requested_at is not None:
+    if session.stop_requested_at is not None:
+        _resend_lost_stop(session, tx, client, now)
+        return
+    if session.target_reached:
         return
     reached = _reached_target(session, tx, now)
     if reached is None:
@@ -607,6 +611,48 @@ def _enforce_targets(
             status_message=error.message[:255]
         )
         logger.warning("api_session=%s target stop refused: %s", session.pk, error)
+
+
+def stop_resend_after() -> timedelta:
+    """How long a requested stop may leave the charge running before it is sent
+    again: the longest a stop can take to send (SteVe waits for the station),
+    then two syncs to see the station's StopTransaction."""
+    return timedelta(
+        seconds=settings.STEVE_OPERATION_TIMEOUT + 2 * settings.SYNC_INTERVAL_SECONDS
+    )
+
+
+def _resend_lost_stop(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> None:
+    """Send the stop again when the one requested at `stop_requested_at` has not
+    stopped the charge within `stop_resend_after()`.
+
+    The request is claimed before the stop goes out, so a worker killed while
+    SteVe waits for the station (a restart, a time limit) leaves a claim whose stop
+    was never delivered; without a resend the charge would run past its target
+    until the driver unplugs. A station that ignored the stop gets it again too.
+    """
+    asked_at = session.stop_requested_at
+    assert asked_at is not None
+    if tx.stopped_at is not None or now - asked_at < stop_resend_after():
+        return
+    # Claim the moment seen: one resend per period, however many workers run.
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, stop_requested_at=asked_at
+    ).update(stop_requested_at=now)
+    if not claimed:
+        return
+    logger.warning(
+        "api_session=%s charge still running %s after its stop; sending it again",
+        session.pk,
+        now - asked_at,
+    )
+    try:
+        _remote_stop(session, tx, client)
+    except ApiSessionError as error:
+        # The next resend comes one period later.
+        logger.warning("api_session=%s stop resend failed: %s", session.pk, error)
 
 
 def _reached_target(
