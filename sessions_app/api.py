@@ -166,7 +166,9 @@ def session_create(
     ),
 ) -> Status[dict[str, Any]]:
     """Send RemoteStartTransaction with one of the user's tags; the session is
-    `created` until the station reports charging."""
+    `created` until the station reports charging. When SteVe took the start but
+    its answer was lost, the session is still created (the station may start) and
+    the message says so; it is cancelled if charging does not start in time."""
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
     with SteveClient() as client:
         created = charging.api_session_create(
@@ -183,7 +185,9 @@ def session_create(
     )
     if created.replayed:
         response["Idempotent-Replayed"] = "true"
-    message = "Session created; charging starts when the station reports it."
+    message = created.session.status_message or (
+        "Session created; charging starts when the station reports it."
+    )
     return Status(201, _envelope(created.session, message))
 
 

@@ -49,6 +49,7 @@ from sync.client import (
     SteveClient,
     SteveError,
     SteveRejected,
+    SteveUnanswered,
 )
 from sync.models import Charger, TransactionSyncState, UserMapping
 
@@ -97,6 +98,11 @@ class StationError(ApiSessionError):
     """SteVe or the station failed to answer."""
 
 
+class StartUnconfirmed(StationError):
+    """The remote start reached SteVe, but its answer was lost: the station may
+    start charging, so the session waits for it like any other start."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionTarget:
     """What ends (or schedules) a session; None means no such target."""
@@ -135,7 +141,8 @@ def api_session_create(
 
     With a future `target.start_at` the remote start waits until then. A repeated
     `idempotency_key` returns the first session (`replayed`). Nothing is stored when
-    SteVe or the station refuses.
+    SteVe or the station refuses; a start whose answer was lost (StartUnconfirmed)
+    is stored with a `status_message` saying so, as the station may start.
 
     Raises SessionNotFound (unknown charger), SessionConflict (connector busy,
     station offline or Rejected), SessionInvalid (no tag, tag not eligible, bad
@@ -160,10 +167,15 @@ def api_session_create(
     if target.start_at is None or target.start_at <= now:
         # Still inside this transaction: a refusal rolls the row back (no phantom
         # session), and the uncommitted row holds the connector's unique index
-        # entry, so a concurrent request for it waits for this one.
-        _remote_start(session, client)
+        # entry, so a concurrent request for it waits for this one. A start whose
+        # answer was lost is kept: the station may be charging on it.
+        try:
+            _remote_start(session, client)
+        except StartUnconfirmed as error:
+            logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
+            session.status_message = error.message[:255]
         session.remote_start_sent_at = now
-        session.save(update_fields=["remote_start_sent_at"])
+        session.save(update_fields=["remote_start_sent_at", "status_message"])
     logger.info("api_session=%s created for user=%s", session.pk, user.pk)
     _publish_status(session)
     return CreatedSession(session, replayed=False)
@@ -358,6 +370,13 @@ def _remote_start(session: ApiSession, client: SteveClient) -> None:
         )
     except SteveRejected as error:
         raise _start_refusal(error) from None
+    except SteveUnanswered as error:
+        timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+        raise StartUnconfirmed(
+            f"The start was sent but SteVe's answer was lost ({error.message}); "
+            f"the session is cancelled if charging does not start within {timeout} "
+            "seconds."
+        ) from None
     except SteveError as error:
         raise StationError(f"The start could not be sent: {error.message}") from None
     _check_answer(
@@ -493,8 +512,14 @@ def _advance_created(
     )
     match = api_session_matching_transaction(session=session, start_deadline=deadline)
     if match is not None:
+        # An unconfirmed start is confirmed now: its message no longer holds.
         return _transition(
-            session, Status.CREATED, Status.STARTED, now, transaction=match
+            session,
+            Status.CREATED,
+            Status.STARTED,
+            now,
+            transaction=match,
+            status_message="",
         )
     if start_ruled_out:
         return _transition(
@@ -523,6 +548,12 @@ def _send_scheduled_start(
         return session
     try:
         _remote_start(session, client)
+    except StartUnconfirmed as error:
+        logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=error.message[:255], updated_at=now
+        )
+        session.refresh_from_db()
     except ApiSessionError as error:
         return _transition(
             session,

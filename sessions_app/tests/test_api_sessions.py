@@ -203,6 +203,29 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assertEqual(stopped["status"], "cancelled")
 
 
+class SessionUnconfirmedStartApiTests(ApiTestCase):
+    def test_a_start_whose_answer_was_lost_is_kept_and_starts_with_the_station(
+        self,
+    ) -> None:
+        # SteVe carries out the remote start but its answer arrives unreadable:
+        # the station starts charging, so the session must exist to follow it.
+        self.standin.set_fault("malformed", path_contains="RemoteStartTransaction")
+        created = self.start()
+        body = created.json()
+        self.assertEqual(created.status_code, 201, body)
+        self.assertIn("answer was lost", body["message"])
+        self.assertEqual(body["result"]["status"], "created")
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        session_id = body["result"]["_id"]
+
+        self.assertEqual(len(self.standin.tick()["started"]), 1)
+        self.sync()
+        self.advance_id(session_id)
+        response = self.call("GET", f"/sessions/{session_id}")
+        self.assertEqual(response.json()["message"], "Result")
+        self.assertEqual(self.result(response)["status"], "started")
+
+
 class SessionAccessApiTests(ApiTestCase):
     def test_another_customers_session_is_404(self) -> None:
         session_id = self.result(self.start(), 201)["_id"]
