@@ -372,8 +372,9 @@ def _remote_start(session: ApiSession, client: SteveClient) -> None:
         raise _start_refusal(error) from None
     except SteveUnanswered as error:
         timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+        reason = error.message.rstrip(".")
         raise StartUnconfirmed(
-            f"The start was sent but SteVe's answer was lost ({error.message}); "
+            f"The start was sent but SteVe's answer was lost ({reason}); "
             f"the session is cancelled if charging does not start within {timeout} "
             "seconds."
         ) from None
