@@ -121,9 +121,11 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
     for error in errors[:3]:
         location = list(error.get("loc", ()))
         # ("body", "payload", "target", "time"): the body's parameter name is ours,
-        # not the integrator's; they sent {"target": {"time": ...}}.
-        skip = 2 if location[:1] == ["body"] and len(location) > 2 else 1
-        where = ".".join(str(part) for part in location[skip:])
+        # not the integrator's; they sent {"target": {"time": ...}}. With no body
+        # at all the location is ("body", "payload"): that is the body.
+        in_body = location[:1] == ["body"]
+        where = ".".join(str(part) for part in location[2 if in_body else 1 :])
+        where = where or ("body" if in_body else "")
         message = str(error.get("msg", "invalid"))
         parts.append(f"{where}: {message}" if where else message)
     return f"Invalid request: {'; '.join(parts)}." if parts else "Invalid request."
@@ -164,7 +166,9 @@ def session_create(
     ),
 ) -> Status[dict[str, Any]]:
     """Send RemoteStartTransaction with one of the user's tags; the session is
-    `created` until the station reports charging."""
+    `created` until the station reports charging. When SteVe took the start but
+    its answer was lost, the session is still created (the station may start) and
+    the message says so; it is cancelled if charging does not start in time."""
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
     with SteveClient() as client:
         created = charging.api_session_create(
@@ -181,7 +185,9 @@ def session_create(
     )
     if created.replayed:
         response["Idempotent-Replayed"] = "true"
-    message = "Session created; charging starts when the station reports it."
+    message = created.session.status_message or (
+        "Session created; charging starts when the station reports it."
+    )
     return Status(201, _envelope(created.session, message))
 
 

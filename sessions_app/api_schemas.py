@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from ninja import Schema
 from pydantic import (
+    ConfigDict,
     Field,
     PlainSerializer,
     ValidationInfo,
@@ -103,13 +104,18 @@ def _is_unicode(text: str) -> bool:
 class TargetIn(Schema):
     """Targets of a new session; each one is enforced once.
 
-    Numbers are strict: `true` or `"5"` is refused, not read as 1 or 5. Targets are
+    Numbers are strict: `true` or `"5"` is refused, not read as 1 or 5, and so is a
+    field this object does not have (`{"energy_kwh": 10}`), which would otherwise
+    start a charge without the limit the caller meant. Targets are
     checked every few seconds (the sync interval, 10 s by default). A max (time,
     cost, energy) stops the charge at the last check before the latest reported
     power would take the session past it, so it usually ends a little under the
     max; it can end a little over when the power rises after the latest reading
     or the station is slow to act on the stop.
     """
+
+    # A misspelt target must not become a charge without a limit.
+    model_config = ConfigDict(extra="forbid")
 
     time: float | None = Field(
         None,
@@ -157,7 +163,13 @@ class TargetIn(Schema):
 
 
 class SessionCreateIn(Schema):
-    """`POST /sessions`: where to charge, and optionally targets and your data."""
+    """`POST /sessions`: where to charge, and optionally targets and your data.
+
+    A field it does not have is refused (`"targets"` for `"target"`), as ignoring
+    it would start a charge without what the caller asked for.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     chargestation: str = Field(
         pattern=CHARGE_BOX_ID, description="The SteVe chargeBoxId of the station."
@@ -290,8 +302,11 @@ class ActivityPeriodOut(Schema):
 
 
 class CostPeriodOut(Schema):
-    startTime: int = Field(description="Epoch milliseconds.")
-    endTime: int = Field(description="Epoch milliseconds.")
+    startTime: int = Field(description="Epoch milliseconds: chargingStart.")
+    endTime: int = Field(
+        description="Epoch milliseconds: the latest meter reading while started, "
+        "chargingStop once ended (the end of metrics.energyPeriod)."
+    )
 
 
 class CostLineOut(Schema):
@@ -325,8 +340,15 @@ class MetricsOut(Schema):
     chargingStart: ApiDateTime
     chargingStop: ApiDateTime | None
     timezone: str
-    energyPeriod: int = Field(description="Seconds of charging so far.")
-    energyConsumed: float = Field(description="Wh, as reported by the meter.")
+    energyPeriod: int = Field(
+        description="Energy consumption time period in whole seconds: from "
+        "chargingStart to the latest meter reading while started (the endTime of "
+        "the last charging_activity period), to chargingStop once ended. It "
+        "grows with the readings, not with the clock."
+    )
+    energyConsumed: float = Field(
+        description="Wh, as reported by the meter, over energyPeriod."
+    )
 
 
 class SessionOut(Schema):

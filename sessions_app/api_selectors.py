@@ -17,7 +17,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404
-from django.utils import timezone
 
 from sessions_app.models import ApiSession, ApiSessionQuerySet
 from sessions_app.pricing import Cost, RateTerms, session_cost
@@ -210,56 +209,71 @@ def api_session_rate(session: ApiSession) -> RateTerms | None:
     return RateTerms.from_json(session.rate_terms) if session.rate_terms else None
 
 
-def api_session_energy_kwh(session: ApiSession) -> Decimal:
-    """Energy delivered so far, in kWh.
+@dataclass(frozen=True, slots=True)
+class MeteredEnergy:
+    """Energy delivered and the moment of the reading it comes from."""
 
-    The sync's figure (final once SteVe stops the transaction); while charging, the
-    live register of the latest energy report when it is ahead of the sync.
+    kwh: Decimal
+    until: datetime
+
+
+def api_session_metered(session: ApiSession) -> MeteredEnergy:
+    """The energy delivered so far and when it was metered. Requires a transaction.
+
+    The sync's figure, final once SteVe stops the transaction (metered until the
+    stop); while charging, the live register of the latest energy report when it
+    is ahead of the sync. `until` is the latest reading either of them saw, never
+    the clock: the seed's metrics are as reported by the station, so the energy
+    and the period it was consumed in describe the same reading, and the session
+    object only changes when a reading (and `updatedAt`) does.
     """
     tx = session.transaction
-    if tx is None:
-        return Decimal(0)
+    assert tx is not None
     synced = Decimal(tx.kwh_delivered)
-    if tx.is_finalized or tx.meter_reset_seen:
-        return synced
-    meter = (session.energy_report or {}).get("energy_meter")
-    if not meter:
-        return synced
+    if tx.is_finalized and tx.stopped_at is not None:
+        return MeteredEnergy(synced, max(tx.stopped_at, tx.started_at))
+    if session.status == ApiSession.Status.ENDED and session.ended_at is not None:
+        return MeteredEnergy(synced, max(session.ended_at, tx.started_at))
+    until = max(tx.last_reading_at or tx.started_at, tx.started_at)
+    report = session.energy_report or {}
+    if tx.is_finalized or tx.meter_reset_seen or not report.get("energy_meter"):
+        return MeteredEnergy(synced, until)
+    meter = report["energy_meter"]
     wh = Decimal(str(meter["value"])) * (_WH_PER_KWH if meter["unit"] == "kWh" else 1)
-    live = (wh - tx.meter_start_wh) / _WH_PER_KWH
-    return max(synced, live.quantize(Decimal("0.001")))
+    live = ((wh - tx.meter_start_wh) / _WH_PER_KWH).quantize(Decimal("0.001"))
+    # The register only grows, so the later of the two readings has the larger
+    # energy: the maxima of both belong to one reading.
+    return MeteredEnergy(
+        max(synced, live), max(until, datetime.fromisoformat(report["timestamp"]))
+    )
 
 
-def api_session_cost(session: ApiSession, *, now: datetime) -> Cost | None:
+def api_session_energy_kwh(session: ApiSession) -> Decimal:
+    """Energy delivered so far, in kWh (`api_session_metered`); 0 before charging."""
+    if session.transaction is None:
+        return Decimal(0)
+    return api_session_metered(session).kwh
+
+
+def api_session_cost(session: ApiSession) -> Cost | None:
     """The running estimate while started, the final cost once ended; None before
-    charging started, when cancelled, or when no rate applies."""
+    charging started, when cancelled, or when no rate applies. Priced from the
+    start to the latest reading, like the metrics."""
     rate = api_session_rate(session)
     tx = session.transaction
     if rate is None or tx is None:
         return None
+    metered = api_session_metered(session)
     return session_cost(
         rate=rate,
-        kwh=api_session_energy_kwh(session),
+        kwh=metered.kwh,
         started_at=tx.started_at,
-        ended_at=_charging_end(session, now),
+        ended_at=metered.until,
     )
 
 
-def _charging_end(session: ApiSession, now: datetime) -> datetime:
-    tx = session.transaction
-    assert tx is not None
-    if tx.is_finalized and tx.stopped_at is not None:
-        return tx.stopped_at
-    if session.status == ApiSession.Status.ENDED and session.ended_at is not None:
-        return session.ended_at
-    return max(now, tx.started_at)
-
-
-def api_session_document(
-    session: ApiSession, *, now: datetime | None = None
-) -> dict[str, Any]:
+def api_session_document(session: ApiSession) -> dict[str, Any]:
     """The session object of the API, with the seed's field names."""
-    now = now or timezone.now()
     return {
         "_id": str(session.pk),
         "user": str(session.user_id),
@@ -268,10 +282,10 @@ def api_session_document(
         "status": session.status,
         "rate": str(session.rate_id) if session.rate_id else None,
         "target": _target_document(session),
-        "metrics": _metrics_document(session, now),
+        "metrics": _metrics_document(session),
         "energy_report": session.energy_report,
         "charging_activity": session.charging_activity,
-        "cost": _cost_document(api_session_cost(session, now=now)),
+        "cost": _cost_document(api_session_cost(session)),
         "meta_data": session.meta_data,
         "createdAt": session.created_at,
         "updatedAt": session.updated_at,
@@ -294,18 +308,18 @@ def _target_document(session: ApiSession) -> dict[str, Any] | None:
     }
 
 
-def _metrics_document(session: ApiSession, now: datetime) -> dict[str, Any] | None:
+def _metrics_document(session: ApiSession) -> dict[str, Any] | None:
     tx = session.transaction
     if tx is None:
         return None
-    end = _charging_end(session, now)
+    metered = api_session_metered(session)
     stopped = tx.stopped_at if tx.is_finalized else None
     return {
         "chargingStart": tx.started_at,
         "chargingStop": stopped,
         "timezone": settings.POLARIS_TIME_ZONE,
-        "energyPeriod": max(int((end - tx.started_at).total_seconds()), 0),
-        "energyConsumed": float(api_session_energy_kwh(session) * _WH_PER_KWH),
+        "energyPeriod": int((metered.until - tx.started_at).total_seconds()),
+        "energyConsumed": float(metered.kwh * _WH_PER_KWH),
     }
 
 

@@ -11,7 +11,8 @@ Lifecycle: created → started → ended, or created → cancelled.
   when that transaction is finalized. It is cancelled when charging did not start
   within API_SESSION_START_TIMEOUT_SECONDS, which only a sync run that read SteVe
   after that deadline can show. While started, it refreshes the live readings from
-  SteVe and stops the charge before a target would be passed.
+  SteVe and stops the charge before a target would be passed, sending the stop
+  again if the charge still runs `stop_resend_after()` later.
 - `api_session_stop` sends RemoteStopTransaction.
 
 Every status change is published (after commit) on the owner's and the staff's
@@ -48,6 +49,7 @@ from sync.client import (
     SteveClient,
     SteveError,
     SteveRejected,
+    SteveUnanswered,
 )
 from sync.models import Charger, TransactionSyncState, UserMapping
 
@@ -96,6 +98,11 @@ class StationError(ApiSessionError):
     """SteVe or the station failed to answer."""
 
 
+class StartUnconfirmed(StationError):
+    """The remote start reached SteVe, but its answer was lost: the station may
+    start charging, so the session waits for it like any other start."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionTarget:
     """What ends (or schedules) a session; None means no such target."""
@@ -134,7 +141,8 @@ def api_session_create(
 
     With a future `target.start_at` the remote start waits until then. A repeated
     `idempotency_key` returns the first session (`replayed`). Nothing is stored when
-    SteVe or the station refuses.
+    SteVe or the station refuses; a start whose answer was lost (StartUnconfirmed)
+    is stored with a `status_message` saying so, as the station may start.
 
     Raises SessionNotFound (unknown charger), SessionConflict (connector busy,
     station offline or Rejected), SessionInvalid (no tag, tag not eligible, bad
@@ -159,10 +167,15 @@ def api_session_create(
     if target.start_at is None or target.start_at <= now:
         # Still inside this transaction: a refusal rolls the row back (no phantom
         # session), and the uncommitted row holds the connector's unique index
-        # entry, so a concurrent request for it waits for this one.
-        _remote_start(session, client)
+        # entry, so a concurrent request for it waits for this one. A start whose
+        # answer was lost is kept: the station may be charging on it.
+        try:
+            _remote_start(session, client)
+        except StartUnconfirmed as error:
+            logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
+            session.status_message = error.message[:255]
         session.remote_start_sent_at = now
-        session.save(update_fields=["remote_start_sent_at"])
+        session.save(update_fields=["remote_start_sent_at", "status_message"])
     logger.info("api_session=%s created for user=%s", session.pk, user.pk)
     _publish_status(session)
     return CreatedSession(session, replayed=False)
@@ -357,6 +370,14 @@ def _remote_start(session: ApiSession, client: SteveClient) -> None:
         )
     except SteveRejected as error:
         raise _start_refusal(error) from None
+    except SteveUnanswered as error:
+        timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+        reason = error.message.rstrip(".")
+        raise StartUnconfirmed(
+            f"The start was sent but SteVe's answer was lost ({reason}); "
+            f"the session is cancelled if charging does not start within {timeout} "
+            "seconds."
+        ) from None
     except SteveError as error:
         raise StationError(f"The start could not be sent: {error.message}") from None
     _check_answer(
@@ -492,8 +513,14 @@ def _advance_created(
     )
     match = api_session_matching_transaction(session=session, start_deadline=deadline)
     if match is not None:
+        # An unconfirmed start is confirmed now: its message no longer holds.
         return _transition(
-            session, Status.CREATED, Status.STARTED, now, transaction=match
+            session,
+            Status.CREATED,
+            Status.STARTED,
+            now,
+            transaction=match,
+            status_message="",
         )
     if start_ruled_out:
         return _transition(
@@ -522,6 +549,12 @@ def _send_scheduled_start(
         return session
     try:
         _remote_start(session, client)
+    except StartUnconfirmed as error:
+        logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=error.message[:255], updated_at=now
+        )
+        session.refresh_from_db()
     except ApiSessionError as error:
         return _transition(
             session,
@@ -581,7 +614,10 @@ def _refresh_readings(
 def _enforce_targets(
     session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
 ) -> None:
-    if session.target_reached or session.stop_requested_at is not None:
+    if session.stop_requested_at is not None:
+        _resend_lost_stop(session, tx, client, now)
+        return
+    if session.target_reached:
         return
     reached = _reached_target(session, tx, now)
     if reached is None:
@@ -607,6 +643,48 @@ def _enforce_targets(
             status_message=error.message[:255]
         )
         logger.warning("api_session=%s target stop refused: %s", session.pk, error)
+
+
+def stop_resend_after() -> timedelta:
+    """How long a requested stop may leave the charge running before it is sent
+    again: the longest a stop can take to send (SteVe waits for the station),
+    then two syncs to see the station's StopTransaction."""
+    return timedelta(
+        seconds=settings.STEVE_OPERATION_TIMEOUT + 2 * settings.SYNC_INTERVAL_SECONDS
+    )
+
+
+def _resend_lost_stop(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> None:
+    """Send the stop again when the one requested at `stop_requested_at` has not
+    stopped the charge within `stop_resend_after()`.
+
+    The request is claimed before the stop goes out, so a worker killed while
+    SteVe waits for the station (a restart, a time limit) leaves a claim whose stop
+    was never delivered; without a resend the charge would run past its target
+    until the driver unplugs. A station that ignored the stop gets it again too.
+    """
+    asked_at = session.stop_requested_at
+    assert asked_at is not None
+    if tx.stopped_at is not None or now - asked_at < stop_resend_after():
+        return
+    # Claim the moment seen: one resend per period, however many workers run.
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, stop_requested_at=asked_at
+    ).update(stop_requested_at=now)
+    if not claimed:
+        return
+    logger.warning(
+        "api_session=%s charge still running %s after its stop; sending it again",
+        session.pk,
+        now - asked_at,
+    )
+    try:
+        _remote_stop(session, tx, client)
+    except ApiSessionError as error:
+        # The next resend comes one period later.
+        logger.warning("api_session=%s stop resend failed: %s", session.pk, error)
 
 
 def _reached_target(

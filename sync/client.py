@@ -46,6 +46,12 @@ class SteveRejected(SteveError):
     """SteVe refused the request with a business rule (400), e.g. a station offline."""
 
 
+class SteveUnanswered(SteveError):
+    """SteVe received the request but its answer was lost or unreadable: no answer
+    before our timeout, or a success whose body is not what SteVe sends. SteVe may
+    have acted on it (an operation may have reached the station)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SteveTransaction:
     """One item of `GET /transactions`; meter values are whole Wh."""
@@ -422,6 +428,11 @@ class SteveClient:
             response = self.session.request(
                 method, url, params=params, json=json, timeout=timeout
             )
+        except requests.ReadTimeout:
+            # Sent: SteVe has it, and may be acting on it.
+            raise SteveUnanswered(
+                f"SteVe did not answer within {timeout:g} s.", permanent=False
+            ) from None
         except requests.Timeout:
             raise SteveError(
                 f"SteVe did not answer within {timeout:g} s.", permanent=False
@@ -477,7 +488,7 @@ class SteveClient:
             logger.warning(
                 "SteVe %s %s sent malformed JSON: %s", method, path, response.text[:500]
             )
-            raise SteveError(
+            raise SteveUnanswered(
                 "SteVe sent a response that is not valid JSON.", permanent=False
             ) from None
 
@@ -487,7 +498,7 @@ class SteveClient:
             return parse(body)
         except (KeyError, TypeError, ValueError, InvalidOperation, AssertionError):
             logger.warning("Unexpected SteVe response: %r", str(body)[:500])
-            raise SteveError(
+            raise SteveUnanswered(
                 "SteVe sent a response Polaris could not understand.", permanent=False
             ) from None
 

@@ -2,10 +2,11 @@
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import time_machine
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -202,6 +203,29 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assertEqual(stopped["status"], "cancelled")
 
 
+class SessionUnconfirmedStartApiTests(ApiTestCase):
+    def test_a_start_whose_answer_was_lost_is_kept_and_starts_with_the_station(
+        self,
+    ) -> None:
+        # SteVe carries out the remote start but its answer arrives unreadable:
+        # the station starts charging, so the session must exist to follow it.
+        self.standin.set_fault("malformed", path_contains="RemoteStartTransaction")
+        created = self.start()
+        body = created.json()
+        self.assertEqual(created.status_code, 201, body)
+        self.assertIn("answer was lost", body["message"])
+        self.assertEqual(body["result"]["status"], "created")
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        session_id = body["result"]["_id"]
+
+        self.assertEqual(len(self.standin.tick()["started"]), 1)
+        self.sync()
+        self.advance_id(session_id)
+        response = self.call("GET", f"/sessions/{session_id}")
+        self.assertEqual(response.json()["message"], "Result")
+        self.assertEqual(self.result(response)["status"], "started")
+
+
 class SessionAccessApiTests(ApiTestCase):
     def test_another_customers_session_is_404(self) -> None:
         session_id = self.result(self.start(), 201)["_id"]
@@ -267,6 +291,8 @@ class SessionRefusalApiTests(ApiTestCase):
             headers={"Authorization": f"Bearer {self.alice_token}"},
         )
         self.assert_refused(response, 400, "Cannot parse request body")
+        response = self.call("POST", "/sessions")
+        self.assert_refused(response, 422, "Invalid request: body: Field required.")
 
     def test_meta_data_postgres_cannot_store_is_422(self) -> None:
         self.assert_refused(self.start(meta_data={"a": "x\x00y"}), 422, "NUL")
@@ -291,6 +317,20 @@ class SessionRefusalApiTests(ApiTestCase):
             self.assert_refused(response, 422, "Input should be a valid number")
         self.assert_refused(self.start(connector=True), 422, "valid integer")
         self.assert_refused(self.start(connector="1"), 422, "valid integer")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_a_field_the_body_or_target_does_not_have_is_422(self) -> None:
+        # Ignored, each would start a charge without the limit the caller meant.
+        self.assert_refused(
+            self.start(target={"energy_kwh": 10}),
+            422,
+            "Invalid request: target.energy_kwh: Extra inputs are not permitted",
+        )
+        self.assert_refused(
+            self.start(targets={"energy": 10}),
+            422,
+            "Invalid request: targets: Extra inputs are not permitted",
+        )
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
     def test_a_target_that_would_be_stored_as_zero_is_422(self) -> None:
@@ -353,6 +393,37 @@ class SessionDocumentTests(ApiTestCase):
         taxes = [line["tax"] for line in document["cost"]["breakdown"]]
         self.assertEqual(taxes, [20, 20, 20])
         self.assertTrue(all(type(tax) is int for tax in taxes))
+
+    def test_energy_period_and_cost_run_to_the_latest_reading_not_the_clock(
+        self,
+    ) -> None:
+        session_id = self.result(self.start(), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        self.standin.tick(300)
+        self.advance_id(session_id)
+        document = self.get(session_id)
+        metrics = document["metrics"]
+        start = datetime.fromisoformat(metrics["chargingStart"])
+        latest = datetime.fromisoformat(document["charging_activity"][-1]["endTime"])
+        self.assertGreater(latest, start)
+        self.assertEqual(metrics["energyPeriod"], int((latest - start).total_seconds()))
+        breakdown = {line["type"]: line for line in document["cost"]["breakdown"]}
+        for line in breakdown.values():
+            self.assertEqual(
+                line["period"],
+                {
+                    "startTime": int(start.timestamp() * 1000),
+                    "endTime": int(latest.timestamp() * 1000),
+                },
+            )
+        self.assertAlmostEqual(
+            breakdown["ENERGY"]["quantity"] * 1000, metrics["energyConsumed"]
+        )
+        # An hour on, with no new reading, the session has not changed.
+        with time_machine.travel(timezone.now() + timedelta(hours=1), tick=False):
+            self.assertEqual(self.get(session_id), document)
 
     def test_a_created_session_has_a_location(self) -> None:
         created = self.start()
