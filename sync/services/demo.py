@@ -1,21 +1,24 @@
 """Deterministic demo data for `manage.py demo`: logins, mappings, charger names.
 
 Idempotent: running it again leaves existing rows as they are, so a demo that was
-stopped and started again keeps what people changed in it.
+stopped and started again keeps what people changed in it. Except for what came from
+the stand-in: it is a new SteVe on every start, numbering its transactions from 1
+again, so what the last demo synced from it is cleared (`demo_history_clear`).
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 import psycopg
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 
-from portal.models import Plan, Subscription
-from sessions_app.models import Rate
-from sync.models import Charger, UserMapping
+from portal.models import Plan, Reservation, Subscription
+from sessions_app.models import ApiSession, Rate
+from sync.models import Charger, TransactionSyncState, UserMapping
 
 # Advisory lock a running demo holds on its database (sync/services/runs.py has the
 # sync's own keys).
@@ -89,6 +92,47 @@ def demo_lock(*, database_url: str, port: int) -> Iterator[None]:
                 f"http://127.0.0.1:{other_port}/" if other_port.isdigit() else ""
             )
         yield
+
+
+# What only the stand-in that the last demo ran knows of: its transactions (and the
+# events and runs that read them), and the sessions and reservations it acted on.
+STANDIN_HISTORY_TABLES = [
+    "synced_transaction_events",
+    "transaction_sync_state",
+    "sync_runs",
+    "api_sessions",
+    "reservations",
+]
+
+
+@dataclass(frozen=True)
+class StandinHistory:
+    sessions: int
+    api_sessions: int
+    reservations: int
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions or self.api_sessions or self.reservations)
+
+
+def demo_history() -> StandinHistory:
+    """What the database holds that a stand-in synced or acted on."""
+    return StandinHistory(
+        sessions=TransactionSyncState.objects.count(),
+        api_sessions=ApiSession.objects.count(),
+        reservations=Reservation.objects.count(),
+    )
+
+
+def demo_history_clear() -> StandinHistory:
+    """Empty the stand-in's history (the rollups empty with it, by their triggers);
+    accounts, mappings, chargers, rates and plans stay. Returns what was cleared."""
+    with transaction.atomic():
+        history = demo_history()
+        with connection.cursor() as cursor:
+            tables = ", ".join(STANDIN_HISTORY_TABLES)
+            cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY")
+    return history
 
 
 @transaction.atomic

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -19,7 +20,9 @@ from django.conf import settings
 from django.test import SimpleTestCase, TransactionTestCase
 
 from polaris.testing import BASE_DIR, child_environment, current_database_url
+from sync.models import TransactionSyncState
 from sync.services.demo import demo_lock
+from sync.tests.factories import TransactionSyncStateFactory
 
 READY_LINE = "Press Ctrl-C to stop."
 # Embedded PostgreSQL's initdb, migrations and the first sync, on a busy CI machine.
@@ -56,50 +59,64 @@ def _signed_in(base: str, username: str, password: str) -> requests.Session:
 
 
 class DemoCommandTests(SimpleTestCase):
-    def test_it_serves_both_sites_syncs_on_its_beat_and_stops_everything(
+    def test_it_serves_both_sites_syncs_on_its_beat_stops_everything_and_restarts(
         self,
     ) -> None:
-        web_port, standin_port = _free_port(), _free_port()
         with tempfile.TemporaryDirectory() as data:
-            log_path = Path(data) / "demo-output.txt"
-            env = {
-                name: value
-                for name, value in os.environ.items()
-                if name not in {"DATABASE_URL", "REDIS_URL"}
-            }
-            env.update(
-                POLARIS_DATA_DIR=data,
-                DJANGO_SETTINGS_MODULE="polaris.settings",
-                SYNC_INTERVAL_SECONDS=str(SYNC_INTERVAL_S),
+            first = self._run_demo(data, self._check_the_running_product)
+            # Started again in the same folder, as after a Ctrl-C: its stand-in is
+            # a new SteVe numbering transactions from 1, so the last demo's history
+            # goes instead of being overwritten by transactions that share its ids.
+            second = self._run_demo(data, self._check_the_table_has_rows)
+        synced = re.compile(r"First sync: (\d+) sessions")
+        self.assertNotIn("history is cleared", first)
+        self.assertIn("the last demo's charging history is cleared", second)
+        self.assertEqual(synced.search(second)[1], synced.search(first)[1])
+
+    def _run_demo(self, data: str, check: Callable[[str], object]) -> str:
+        """Run the demo in the data folder `data` until `check` of its web address
+        is done, stop it with Ctrl-C, and return what it printed."""
+        web_port, standin_port = _free_port(), _free_port()
+        log_path = Path(data) / "demo-output.txt"
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in {"DATABASE_URL", "REDIS_URL"}
+        }
+        env.update(
+            POLARIS_DATA_DIR=data,
+            DJANGO_SETTINGS_MODULE="polaris.settings",
+            SYNC_INTERVAL_SECONDS=str(SYNC_INTERVAL_S),
+        )
+        with log_path.open("w") as log:
+            demo = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "demo",
+                    f"--port={web_port}",
+                    f"--standin-port={standin_port}",
+                    "--fleet-size=3",
+                ],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
-            with log_path.open("w") as log:
-                demo = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "manage.py",
-                        "demo",
-                        f"--port={web_port}",
-                        f"--standin-port={standin_port}",
-                        "--fleet-size=3",
-                    ],
-                    cwd=settings.BASE_DIR,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            try:
-                self._wait_until_ready(demo, log_path)
-                self._check_the_running_product(f"http://127.0.0.1:{web_port}")
-            finally:
-                demo.send_signal(signal.SIGINT)
-                demo.wait(timeout=60)
-            output = log_path.read_text()
-            self.assertEqual(demo.returncode, 0, output)
-            self.assertIn("Polaris demo stopped.", output)
-            self.assertFalse(_is_listening(web_port))
-            self.assertFalse(_is_listening(standin_port))
-            # The embedded PostgreSQL removes its pid file when it shuts down.
-            self.assertFalse(list(Path(data).glob("**/postmaster.pid")))
+        try:
+            self._wait_until_ready(demo, log_path)
+            check(f"http://127.0.0.1:{web_port}")
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(timeout=60)
+        output = log_path.read_text()
+        self.assertEqual(demo.returncode, 0, output)
+        self.assertIn("Polaris demo stopped.", output)
+        self.assertFalse(_is_listening(web_port))
+        self.assertFalse(_is_listening(standin_port))
+        # The embedded PostgreSQL removes its pid file when it shuts down.
+        self.assertFalse(list(Path(data).glob("**/postmaster.pid")))
+        return output
 
     def _wait_until_ready(self, demo: subprocess.Popen[bytes], log: Path) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -108,12 +125,16 @@ class DemoCommandTests(SimpleTestCase):
                 self.fail(f"The demo did not start:\n{log.read_text()}")
             time.sleep(0.5)
 
-    def _check_the_running_product(self, base: str) -> None:
+    def _check_the_table_has_rows(self, base: str) -> requests.Session:
         staff = _signed_in(base, "admin", "admin")
         sessions = staff.get(f"{base}/admin/sessions/", timeout=10)
         self.assertEqual(sessions.status_code, 200)
         # The first sync ran before the web started: the table has rows.
         self.assertRegex(sessions.text, r"[1-9][\d,]* sessions match current filters")
+        return staff
+
+    def _check_the_running_product(self, base: str) -> None:
+        staff = self._check_the_table_has_rows(base)
 
         driver = _signed_in(base, "driver1@example.com", "driver")
         dashboard = driver.get(f"{base}/", timeout=10)
@@ -161,6 +182,20 @@ class DemoRefusalTests(TransactionTestCase):
             "two demos would sync two stand-in fleets into the same tables.",
         )
         self.assertNotIn("Starting", result.stdout)
+
+    def test_a_configured_database_with_synced_sessions_is_left_alone(self) -> None:
+        TransactionSyncStateFactory.create_batch(2)
+        result = run_demo()
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip(),
+            "CommandError: This database already holds 2 synced sessions. The "
+            "demo's SteVe stand-in starts afresh, and its transactions would "
+            "overwrite them: run the demo on an empty database, or unset "
+            "DATABASE_URL to use the embedded one.",
+        )
+        self.assertNotIn("Starting", result.stdout)
+        self.assertEqual(TransactionSyncState.objects.count(), 2)
 
     def test_an_unusable_data_folder_is_refused_before_anything_starts(
         self,

@@ -130,8 +130,30 @@ class Command(BaseCommand):
     def _prepare_database(self) -> None:
         self.stdout.write("Preparing the database…")
         call_command("migrate", interactive=False, verbosity=0)
+        self._clear_standin_history()
         demo.demo_accounts_create()
         demo.demo_billing_create()
+
+    def _clear_standin_history(self) -> None:
+        """The stand-in starts as a new SteVe whose transaction ids would meet the
+        stored ones: the sync would take its transactions for the stored ones."""
+        history = demo.demo_history()
+        if not history:
+            return
+        if not settings.LOCAL_MODE:
+            raise CommandError(
+                f"This database already holds {history.sessions} synced sessions. "
+                "The demo's SteVe stand-in starts afresh, and its transactions "
+                "would overwrite them: run the demo on an empty database, or unset "
+                "DATABASE_URL to use the embedded one."
+            )
+        cleared = demo.demo_history_clear()
+        self.stdout.write(
+            "The stand-in is a new SteVe on every start, so the last demo's charging "
+            f"history is cleared: {cleared.sessions} sessions, "
+            f"{cleared.api_sessions} API sessions, {cleared.reservations} "
+            "reservations. Accounts, mappings, rates and plans stay."
+        )
 
     def _child_environment(self, standin_port: int) -> dict[str, str]:
         if not _port_is_free(standin_port):
