@@ -167,8 +167,10 @@ def session_create(
 ) -> Status[dict[str, Any]]:
     """Send RemoteStartTransaction with one of the user's tags; the session is
     `created` until the station reports charging. When SteVe took the start but
-    its answer was lost, the session is still created (the station may start) and
-    the message says so; it is cancelled if charging does not start in time."""
+    its answer was lost, or the station did not answer SteVe within its 30 s, the
+    session is still created (the station may start) and the message says so; it
+    is cancelled if charging does not start in time. 502 means the start was not
+    sent, or the station answered with an error."""
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
     with SteveClient() as client:
         created = charging.api_session_create(

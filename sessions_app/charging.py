@@ -99,8 +99,9 @@ class StationError(ApiSessionError):
 
 
 class StartUnconfirmed(StationError):
-    """The remote start reached SteVe, but its answer was lost: the station may
-    start charging, so the session waits for it like any other start."""
+    """The remote start reached SteVe, but its answer was lost, or the station's
+    answer did not reach SteVe in time: the station may start charging, so the
+    session waits for it like any other start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +142,14 @@ def api_session_create(
 
     With a future `target.start_at` the remote start waits until then. A repeated
     `idempotency_key` returns the first session (`replayed`). Nothing is stored when
-    SteVe or the station refuses; a start whose answer was lost (StartUnconfirmed)
-    is stored with a `status_message` saying so, as the station may start.
+    SteVe or the station refuses; a start whose answer was lost, or that the
+    station did not answer in time (StartUnconfirmed), is stored with a
+    `status_message` saying so, as the station may start.
 
     Raises SessionNotFound (unknown charger), SessionConflict (connector busy,
     station offline or Rejected), SessionInvalid (no tag, tag not eligible, bad
-    target, key reused for another request) or StationError (no answer).
+    target, key reused for another request) or StationError (not sent, or the
+    station answered with an error).
     """
     now = now or timezone.now()
     target = target or SessionTarget()
@@ -371,20 +374,37 @@ def _remote_start(session: ApiSession, client: SteveClient) -> None:
     except SteveRejected as error:
         raise _start_refusal(error) from None
     except SteveUnanswered as error:
-        timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
         reason = error.message.rstrip(".")
-        raise StartUnconfirmed(
-            f"The start was sent but SteVe's answer was lost ({reason}); "
-            f"the session is cancelled if charging does not start within {timeout} "
-            "seconds."
+        raise _start_unconfirmed(
+            f"The start was sent but SteVe's answer was lost ({reason})"
         ) from None
     except SteveError as error:
         raise StationError(f"The start could not be sent: {error.message}") from None
+    if result.status_of(session.charge_box_id) == "Timeout":
+        # SteVe sent the start and stopped waiting for the station (CONTRACT §7:
+        # taskFinished=false): the station may have acted on it, and its late
+        # answer is dropped, so only the sync can tell whether it started.
+        logger.warning(
+            "api_session=%s station=%s did not answer the start in time",
+            session.pk,
+            session.charge_box_id,
+        )
+        raise _start_unconfirmed(
+            "The start was sent but the station did not answer SteVe in time"
+        )
     _check_answer(
         result,
         session,
         refused="The charge station refused to start charging: the connector may "
         "be in use, reserved or not ready.",
+    )
+
+
+def _start_unconfirmed(what: str) -> StartUnconfirmed:
+    timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+    return StartUnconfirmed(
+        f"{what}; the session is cancelled if charging does not start within "
+        f"{timeout} seconds."
     )
 
 

@@ -225,6 +225,22 @@ class SessionUnconfirmedStartApiTests(ApiTestCase):
         self.assertEqual(response.json()["message"], "Result")
         self.assertEqual(self.result(response)["status"], "started")
 
+    def test_a_start_the_station_did_not_answer_in_time_is_kept(self) -> None:
+        # taskFinished=false: SteVe stopped waiting, but the station may have
+        # acted on the start, so the session must exist to follow it.
+        self.standin.set_fault("timeout_operation", delay=0.1)
+        created = self.start()
+        body = created.json()
+        self.assertEqual(created.status_code, 201, body)
+        self.assertIn("did not answer SteVe in time", body["message"])
+        self.assertIn("cancelled if charging does not start", body["message"])
+        self.assertEqual(body["result"]["status"], "created")
+        session_id = body["result"]["_id"]
+        self.assertEqual(
+            self.call("GET", f"/sessions/{session_id}").json()["message"],
+            body["message"],
+        )
+
 
 class SessionAccessApiTests(ApiTestCase):
     def test_another_customers_session_is_404(self) -> None:
@@ -264,9 +280,9 @@ class SessionRefusalApiTests(ApiTestCase):
     def test_a_rejected_remote_start_is_409(self) -> None:
         self.assert_refused(self.start(box="CP-003"), 409, "refused to start")
 
-    def test_a_station_that_does_not_answer_is_502(self) -> None:
-        self.standin.set_fault("timeout_operation", delay=0.1)
-        self.assert_refused(self.start(), 502, "did not answer")
+    def test_steve_failing_is_502(self) -> None:
+        self.standin.set_fault("error", status=503, path_contains="operations")
+        self.assert_refused(self.start(), 502, "could not be sent")
 
     def test_an_unknown_charger_is_404(self) -> None:
         self.assert_refused(self.start(box="CP-999"), 404, "no charger CP-999")
