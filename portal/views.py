@@ -146,16 +146,23 @@ def charger_start(request: HttpRequest, pk: int) -> HttpResponse:
     charger = access.get_charger_for_customer(customer, pk)
     try:
         with SteveClient() as client:
-            api_session_create(
+            session = api_session_create(
                 user=customer,
                 charge_box_id=charger.charge_box_id,
                 connector_id=charger.connector_id,
                 client=client,
-            )
+            ).session
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"Charging is starting at {charger.friendly_name}.")
+        # A start whose answer was lost is kept with a message saying so: the
+        # station may not be starting at all.
+        if session.status_message:
+            messages.warning(request, session.status_message)
+        else:
+            messages.success(
+                request, f"Charging is starting at {charger.friendly_name}."
+            )
     return redirect("portal:dashboard")
 
 
