@@ -216,6 +216,7 @@ def api_session_stop(
     ApiSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(
         stop_requested_at=now, updated_at=now
     )
+    _clear_message(session, now)
     session.refresh_from_db()
     logger.info("api_session=%s stop requested", session.pk)
     return session
@@ -592,11 +593,26 @@ def _advance_started(
 ) -> ApiSession:
     tx = session.transaction
     if tx is None:  # the synced row is gone; nothing more will be learned
-        return _transition(session, Status.STARTED, Status.ENDED, now, ended_at=now)
+        return _transition(
+            session,
+            Status.STARTED,
+            Status.ENDED,
+            now,
+            ended_at=now,
+            status_message="This charge's synced record was removed from Polaris, "
+            "so the session ended with the readings it last had.",
+        )
     session = _refresh_readings(session, tx, client, now)
     if tx.is_finalized:
+        # The end is the whole story now: a message about an earlier hiccup (a
+        # refused stop) would read as if it still held.
         return _transition(
-            session, Status.STARTED, Status.ENDED, now, ended_at=tx.stopped_at or now
+            session,
+            Status.STARTED,
+            Status.ENDED,
+            now,
+            ended_at=tx.stopped_at or now,
+            status_message="",
         )
     _enforce_targets(session, tx, client, now)
     return session
@@ -705,6 +721,16 @@ def _resend_lost_stop(
     except ApiSessionError as error:
         # The next resend comes one period later.
         logger.warning("api_session=%s stop resend failed: %s", session.pk, error)
+    else:
+        _clear_message(session, now)
+
+
+def _clear_message(session: ApiSession, now: datetime) -> None:
+    """Forget a started session's message (a stop the station refused) once the
+    station accepted a stop: it no longer describes the session."""
+    ApiSession.objects.filter(pk=session.pk).exclude(status_message="").update(
+        status_message="", updated_at=now
+    )
 
 
 def _reached_target(

@@ -672,6 +672,62 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.assertIn("offline", session.status_message)
 
 
+class ApiSessionFinalMessageTests(ChargingTestCase):
+    """A session's message describes where it is now, never an earlier hiccup."""
+
+    REFUSED = "The charge station refused to stop."
+
+    def test_a_refused_target_stop_is_forgotten_when_the_station_stops(self) -> None:
+        stop_at = timezone.now() + timedelta(minutes=5)
+        target = charging.SessionTarget(stop_at=stop_at)
+        session = self.begin_charging(self.create(target=target))
+        pk = self.steve_transaction(session)["id"]
+        # The station ends the charge but SteVe refuses its StopTransaction (a
+        # meter below the start): SteVe still lists it, the station refuses a stop.
+        self.assertIs(self.standin.station_stop(pk, stop_value=0)["accepted"], False)
+        with time_machine.travel(stop_at + timedelta(seconds=1), tick=False):
+            self.advance(session)
+        session.refresh_from_db()
+        self.assertEqual(session.status_message, self.REFUSED)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+
+        # The station's next StopTransaction is taken: the charge has ended.
+        self.assertIs(self.standin.station_stop(pk)["accepted"], True)
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        self.assertEqual(session.status_message, "")
+
+    def test_an_accepted_stop_forgets_a_refused_one(self) -> None:
+        session = self.begin_charging(self.create())
+        ApiSession.objects.filter(pk=session.pk).update(status_message=self.REFUSED)
+        session.refresh_from_db()
+        session = charging.api_session_stop(session=session, client=self.steve)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        self.assertEqual(session.status_message, "")
+
+    def test_an_accepted_resend_forgets_a_refused_stop(self) -> None:
+        session = self.begin_charging(self.create())
+        asked_at = timezone.now() - charging.stop_resend_after()
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=self.REFUSED, stop_requested_at=asked_at
+        )
+        self.advance(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        session.refresh_from_db()
+        self.assertEqual(session.status_message, "")
+        self.sync()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.ENDED)
+
+    def test_a_session_whose_synced_record_was_removed_ends_saying_so(self) -> None:
+        session = self.begin_charging(self.create())
+        assert session.transaction is not None
+        session.transaction.delete()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        self.assertIn("synced record was removed", session.status_message)
+
+
 class ApiSessionReadingsTests(ChargingTestCase):
     def test_the_report_has_the_stations_units_and_soc_only_when_reported(
         self,
