@@ -125,9 +125,13 @@ class ChildProcess:
 
 
 class CeleryWorker(ChildProcess):
-    """A real Celery worker consuming a queue of its own (parallel-safe)."""
+    """A real Celery worker consuming a queue of its own (parallel-safe).
 
-    def __init__(self, **env_overrides: str) -> None:
+    The solo pool runs tasks in the worker itself; `pool="prefork"` runs them in
+    one child process, as production does, which is what enforces time limits.
+    """
+
+    def __init__(self, *, pool: str = "solo", **env_overrides: str) -> None:
         self.queue = f"polaris-test-{uuid.uuid4().hex[:8]}"
         super().__init__(
             [
@@ -137,7 +141,8 @@ class CeleryWorker(ChildProcess):
                 "-A",
                 "polaris",
                 "worker",
-                "--pool=solo",
+                f"--pool={pool}",
+                "--concurrency=1",
                 f"--queues={self.queue}",
                 "--without-heartbeat",
                 "--without-gossip",

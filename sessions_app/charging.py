@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -477,16 +478,27 @@ def api_sessions_advance_all(
 ) -> int:
     """Advance every created or started session; returns how many were looked at.
 
-    One session's failure is logged and does not hold up the others.
+    One session's failure is logged and does not hold up the others. The task's
+    soft time limit ends the loop: every step commits on its own, so what was done
+    stays done, and the next run (a sync interval later) takes up the rest.
     """
     steve = client or SteveClient()
     try:
         ids = list(
             ApiSession.objects.open().order_by("id").values_list("pk", flat=True)
         )
-        for pk in ids:
+        for done, pk in enumerate(ids):
             try:
                 api_session_advance(session_id=pk, client=steve, now=now)
+            except SoftTimeLimitExceeded:
+                logger.warning(
+                    "api_session=%s advance cut off by the soft time limit; %s of "
+                    "%s sessions left for the next run",
+                    pk,
+                    len(ids) - done,
+                    len(ids),
+                )
+                return done
             except Exception:
                 logger.exception("api_session=%s could not advance", pk)
         return len(ids)

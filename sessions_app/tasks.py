@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 def api_sessions_advance_all() -> int:
     """Advance every open API session once; beat runs it every SYNC_INTERVAL_SECONDS.
 
-    Not retried: the next scheduled run picks up whatever this one could not do.
+    Not retried: the next scheduled run picks up whatever this one could not do,
+    including the sessions left when the soft time limit ended this one.
     """
     return charging.api_sessions_advance_all()

@@ -1,27 +1,30 @@
-"""A Celery worker killed while it sends a target's stop, then restarted."""
+"""Real Celery workers cut off while they talk to the station: killed while a
+target's stop is sent, then restarted; stopped by the task's soft time limit."""
 
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import F
 from django.test import TransactionTestCase, override_settings
+from django.utils import timezone
 
 from polaris.testing import CeleryWorker
 from sessions_app import charging
 from sessions_app.models import ApiSession
 from sessions_app.tasks import api_sessions_advance_all
-from sessions_app.tests.test_charging import REMOTE_STOP
+from sessions_app.tests.test_charging import REMOTE_START, REMOTE_STOP
 from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncRun, UserMapping
 from sync.standin.testing import StandinProcess
 
 
-class TargetStopAcrossAWorkerRestartTests(TransactionTestCase):
+class WorkerFaultTestCase(TransactionTestCase):
     standin: StandinProcess
     steve: SteveClient
 
@@ -69,6 +72,23 @@ class TargetStopAcrossAWorkerRestartTests(TransactionTestCase):
         transactions = self.standin.state()["transactions"]
         return next(t for t in transactions if t["id"] == pk)
 
+    def remote_starts(self) -> int:
+        return int(self.standin.state()["requests"].get(REMOTE_START, 0))
+
+    def scheduled(self, user: object, charge_box_id: str) -> ApiSession:
+        """A session whose scheduled start is due and not sent yet."""
+        now = timezone.now()
+        return charging.api_session_create(
+            user=user,
+            charge_box_id=charge_box_id,
+            connector_id=1,
+            client=self.steve,
+            target=charging.SessionTarget(start_at=now - timedelta(seconds=1)),
+            now=now - timedelta(minutes=5),
+        ).session
+
+
+class TargetStopAcrossAWorkerRestartTests(WorkerFaultTestCase):
     def test_a_stop_cut_off_by_the_kill_is_sent_again(self) -> None:
         target = charging.SessionTarget(energy_kwh=Decimal("0.5"))
         session = charging.api_session_create(
@@ -111,3 +131,41 @@ class TargetStopAcrossAWorkerRestartTests(TransactionTestCase):
             worker.wait_for_log("succeeded")
         stopped = self.steve_transaction(pk)
         self.assertEqual((stopped["active"], stopped["stopReason"]), (False, "Remote"))
+
+
+class SoftTimeLimitTests(WorkerFaultTestCase):
+    def test_the_soft_limit_ends_the_loop_and_the_next_run_goes_on(self) -> None:
+        bob = get_user_model().objects.create_user(
+            "bob@example.com", "bob@example.com", "pw"
+        )
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0003", user=bob)
+        Charger.objects.create(charge_box_id="CP-002", connector_id=1)
+        self.standin.station_stop(42)  # frees CP-002
+        first = self.scheduled(self.alice, "CP-001")
+        second = self.scheduled(bob, "CP-002")
+
+        # The first start hangs in SteVe past the soft limit (not the hard one).
+        self.standin.set_fault(
+            "timeout_operation", delay=20, path_contains="RemoteStartTransaction"
+        )
+        # The sender's limits travel with the task message (beat's, in production).
+        with CeleryWorker(pool="prefork", **self.steve_env()) as worker:
+            api_sessions_advance_all.apply_async(
+                queue=worker.queue, soft_time_limit=3, time_limit=60
+            )
+            worker.wait_for_log("succeeded")
+        self.assertIn("cut off by the soft time limit", worker.log())
+        self.assertEqual(self.remote_starts(), 1)
+        second.refresh_from_db()
+        self.assertIsNone(second.remote_start_sent_at)
+        first.refresh_from_db()
+        self.assertIsNotNone(first.remote_start_sent_at)
+
+        # The next run takes up the rest.
+        with CeleryWorker(**self.steve_env()) as worker:
+            api_sessions_advance_all.apply_async(queue=worker.queue)
+            worker.wait_for_log("succeeded")
+        self.assertEqual(self.remote_starts(), 2)
+        second.refresh_from_db()
+        self.assertEqual(second.status, ApiSession.Status.CREATED)
+        self.assertIsNotNone(second.remote_start_sent_at)
