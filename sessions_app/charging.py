@@ -10,8 +10,10 @@ Lifecycle: created → started → ended, or created → cancelled.
   transaction its remote start began (`api_session_matching_transaction`); it ends
   when that transaction is finalized. It is cancelled when charging did not start
   within API_SESSION_START_TIMEOUT_SECONDS, which only a sync run that read SteVe
-  after that deadline can show. While started, it refreshes the live readings from
-  SteVe and stops the charge before a target would be passed, sending the stop
+  after that deadline can show; a scheduled start whose send never returned (its
+  worker killed or cut off after the claim) is sent again instead. While started,
+  it refreshes the live readings from SteVe and stops the charge before a target
+  would be passed, sending the stop
   again if the charge still runs `stop_resend_after()` later.
 - `api_session_stop` sends RemoteStopTransaction.
 
@@ -179,7 +181,14 @@ def api_session_create(
             logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
             session.status_message = error.message[:255]
         session.remote_start_sent_at = now
-        session.save(update_fields=["remote_start_sent_at", "status_message"])
+        session.remote_start_returned_at = timezone.now()
+        session.save(
+            update_fields=[
+                "remote_start_sent_at",
+                "remote_start_returned_at",
+                "status_message",
+            ]
+        )
     logger.info("api_session=%s created for user=%s", session.pk, user.pk)
     _publish_status(session)
     return CreatedSession(session, replayed=False)
@@ -555,6 +564,8 @@ def _advance_created(
             transaction=match,
             status_message="",
         )
+    if start_ruled_out and session.remote_start_returned_at is None:
+        return _resend_lost_start(session, client, now)
     if start_ruled_out:
         return _transition(
             session,
@@ -580,14 +591,57 @@ def _send_scheduled_start(
     session.refresh_from_db()
     if not claimed:
         return session
+    return _send_claimed_start(session, client, now)
+
+
+def _resend_lost_start(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    """Send a scheduled start again whose send never returned (the worker was
+    killed or cut off by a time limit after the claim), once its whole start
+    window has passed with no charge.
+
+    Whether the first one reached the station is unknown, but it did not start
+    a charge within the window, which is what cancels any other start; so, as a
+    new session would, the start is sent again, once per window: one send in
+    flight at a time, never after a charge began (that starts the session), and
+    the station refuses a start while a charge runs on the connector.
+    """
+    asked_at = session.remote_start_sent_at
+    claimed = ApiSession.objects.filter(
+        pk=session.pk,
+        status=Status.CREATED,
+        remote_start_sent_at=asked_at,
+        remote_start_returned_at__isnull=True,
+    ).update(remote_start_sent_at=now, updated_at=now)
+    session.refresh_from_db()
+    if not claimed:
+        return session
+    logger.warning(
+        "api_session=%s start claimed at %s never returned; sending it again",
+        session.pk,
+        asked_at,
+    )
+    return _send_claimed_start(
+        session,
+        client,
+        now,
+        note="The scheduled start was sent again: the first send was cut off "
+        "before SteVe answered.",
+    )
+
+
+def _send_claimed_start(
+    session: ApiSession, client: SteveClient, now: datetime, *, note: str = ""
+) -> ApiSession:
+    """Send the start this worker claimed and store its outcome; `note` is the
+    message of a start the station took."""
+    message = note
     try:
         _remote_start(session, client)
     except StartUnconfirmed as error:
         logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=error.message[:255], updated_at=now
-        )
-        session.refresh_from_db()
+        message = error.message[:255]
     except ApiSessionError as error:
         return _transition(
             session,
@@ -595,8 +649,15 @@ def _send_scheduled_start(
             Status.CANCELLED,
             now,
             ended_at=now,
+            remote_start_returned_at=timezone.now(),
             status_message=error.message[:255],
         )
+    ApiSession.objects.filter(pk=session.pk).update(
+        remote_start_returned_at=timezone.now(),
+        status_message=message,
+        updated_at=now,
+    )
+    session.refresh_from_db()
     return session
 
 

@@ -302,6 +302,13 @@ class ApiSession(models.Model):
     remote_start_sent_at = models.DateTimeField(
         null=True, blank=True, help_text="Empty while a scheduled start waits."
     )
+    remote_start_returned_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the remote start's outcome (an answer, a refusal or a lost "
+        "answer) was stored; empty while it is sent, or when the worker sending it "
+        "stopped before it could store anything.",
+    )
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

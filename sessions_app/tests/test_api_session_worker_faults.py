@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from polaris.testing import CeleryWorker
 from sessions_app import charging
+from sessions_app.api_selectors import CLOCK_SKEW
 from sessions_app.models import ApiSession
 from sessions_app.tasks import api_sessions_advance_all
 from sessions_app.tests.test_charging import REMOTE_START, REMOTE_STOP
@@ -169,3 +170,51 @@ class SoftTimeLimitTests(WorkerFaultTestCase):
         second.refresh_from_db()
         self.assertEqual(second.status, ApiSession.Status.CREATED)
         self.assertIsNotNone(second.remote_start_sent_at)
+
+
+class ScheduledStartAcrossAWorkerRestartTests(WorkerFaultTestCase):
+    def test_a_start_cut_off_by_the_kill_is_sent_again_after_its_window(
+        self,
+    ) -> None:
+        session = self.scheduled(self.alice, "CP-001")
+        # SteVe never hears back from the station: the worker waits, and is killed
+        # after claiming the start and before storing any outcome.
+        self.standin.set_fault(
+            "timeout_operation", delay=30, path_contains="RemoteStartTransaction"
+        )
+        with CeleryWorker(**self.steve_env()) as worker:
+            api_sessions_advance_all.apply_async(queue=worker.queue)
+            self.wait_for(lambda: self.remote_starts() == 1)
+            worker.stop(signal.SIGKILL)
+        session.refresh_from_db()
+        self.assertIsNotNone(session.remote_start_sent_at)
+        self.assertIsNone(session.remote_start_returned_at)
+        self.standin.clear_faults()
+
+        # Its start window passes (a worker's clock cannot be moved) and a sync
+        # reads SteVe after it: no charge began, so no start is left to wait for.
+        window = timedelta(seconds=121) + CLOCK_SKEW
+        ApiSession.objects.filter(pk=session.pk).update(
+            remote_start_sent_at=F("remote_start_sent_at") - window
+        )
+        run = services.sync_run_transactions(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        with CeleryWorker(**self.steve_env()) as worker:
+            api_sessions_advance_all.apply_async(queue=worker.queue)
+            worker.wait_for_log("succeeded")
+        self.assertEqual(self.remote_starts(), 2)
+        session.refresh_from_db()
+        self.assertEqual(session.status, ApiSession.Status.CREATED)
+        self.assertIsNotNone(session.remote_start_returned_at)
+        self.assertIn("sent again", session.status_message)
+
+        # The station takes this one and charges; the session follows it.
+        self.assertEqual(len(self.standin.tick()["started"]), 1)
+        run = services.sync_run_transactions(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        session = charging.api_session_advance(session_id=session.pk, client=self.steve)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        self.assertEqual(session.status_message, "")
+        # Advancing again sends nothing more.
+        charging.api_session_advance(session_id=session.pk, client=self.steve)
+        self.assertEqual(self.remote_starts(), 2)

@@ -661,6 +661,22 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.assertEqual(self.steve_requests(REMOTE_START), 1)
         self.begin_charging(session)
 
+    def test_a_scheduled_start_whose_answer_was_stored_is_never_sent_again(
+        self,
+    ) -> None:
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            session = self.create(target=charging.SessionTarget(start_at=start_at))
+        session = self.advance(session)
+        assert session.remote_start_sent_at is not None
+        self.assertIsNotNone(session.remote_start_returned_at)
+        later = session.remote_start_sent_at + timedelta(seconds=121) + CLOCK_SKEW
+        with time_machine.travel(later, tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+
     def test_a_scheduled_start_the_station_refuses_cancels_the_session(self) -> None:
         start_at = timezone.now()
         with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
