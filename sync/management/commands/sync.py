@@ -84,6 +84,7 @@ class Command(DatabaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
+        self.action, self.dry_run = action, options.get("dry_run", False)
         if action == "status":
             self._status(options["limit"])
             return
@@ -101,6 +102,21 @@ class Command(DatabaseCommand):
         except OperationalError as error:
             raise self.database_unavailable(error) from None
         self._report(run, dry_run=options.get("dry_run", False))
+
+    def interrupted_consequence(self) -> str:
+        action = getattr(self, "action", "status")
+        if action == "status" or self.dry_run:
+            return "nothing was changed."
+        if action == "chargers":
+            return (
+                "no check-in of this probe was saved, and it shows as running until "
+                "the next probe marks it interrupted."
+            )
+        return (
+            "the batches this run had saved stay, the one it was writing was rolled "
+            "back, and it shows as running until the next run marks it interrupted; "
+            "SteVe keeps every transaction, so the next run catches up."
+        )
 
     def _run(self, action: str, options: dict[str, Any]) -> SyncRun:
         trigger = SyncRun.Trigger.COMMAND
