@@ -1,6 +1,7 @@
 """The base of the ops commands that read or write the database."""
 
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -18,6 +19,22 @@ class DatabaseCommand(BaseCommand):
     # What being unable to reach the database means for this command, said after
     # the sentence that it is unavailable.
     database_unavailable_consequence = "Nothing was changed."
+    # What Ctrl-C means for this command (see `interrupted_consequence`).
+    interrupted_consequence_text = (
+        "what it had saved before stays; what it was saving was rolled back."
+    )
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        # Ctrl-C: a line saying what was left done, not a KeyboardInterrupt
+        # traceback; an open transaction has been rolled back on the way out.
+        try:
+            super().run_from_argv(argv)
+        except KeyboardInterrupt:
+            exit_interrupted(self.interrupted_consequence())
+
+    def interrupted_consequence(self) -> str:
+        """What stopping this command part way means, after "Interrupted: "."""
+        return self.interrupted_consequence_text
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         # Services refuse bad input with ValidationError; a command says why.
@@ -59,3 +76,11 @@ def validation_sentence(error: ValidationError) -> str:
         for field, messages in error.message_dict.items()
         for message in messages
     )
+
+
+def exit_interrupted(consequence: str) -> NoReturn:
+    """End the process after Ctrl-C with one line and the shell's status for it
+    (128 + SIGINT)."""
+    sys.stderr.write(f"Interrupted: {consequence}\n")
+    sys.stderr.flush()
+    sys.exit(130)

@@ -44,7 +44,7 @@ from sessions_app.new_token import (
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.services.mappings import (
     user_mapping_create,
-    user_mapping_import_text,
+    user_mapping_import_bytes,
     user_mapping_update,
 )
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
@@ -283,14 +283,9 @@ def user_mapping_import(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose a CSV file to import.")
         return redirect("sessions_app:user-mapping-list")
     try:
-        text = form.cleaned_data["file"].read().decode("utf-8")
-        result = user_mapping_import_text(actor=request.user, text=text)
-    except UnicodeDecodeError:
-        messages.error(request, "The file is not UTF-8 text.")
-        return redirect("sessions_app:user-mapping-list")
-    except csv.Error as error:
-        messages.error(request, f"The file is not valid CSV ({error}).")
-        return redirect("sessions_app:user-mapping-list")
+        result = user_mapping_import_bytes(
+            actor=request.user, data=form.cleaned_data["file"].read()
+        )
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return redirect("sessions_app:user-mapping-list")

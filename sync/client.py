@@ -25,11 +25,24 @@ RETRY_DELAYS = (0.2, 0.6, 1.5)
 
 
 class SteveError(Exception):
-    """SteVe could not be used. `permanent` errors will not heal by retrying."""
+    """SteVe could not be used. `permanent` errors will not heal by retrying.
 
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None):
+    `message` is shown to anyone, Sessions API integrators and customers included;
+    `operator_message` (by default the same) is for the people who run Polaris, in
+    sync runs and commands, and may say which setting to check.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        operator_message: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
+        self.operator_message = operator_message or message
         self.permanent = permanent
         self.status = status
 
@@ -439,14 +452,22 @@ class SteveClient:
             ) from None
         except requests.ConnectionError:
             raise SteveError(
-                f"SteVe cannot be reached at {self.base_url}.", permanent=False
+                "SteVe cannot be reached.",
+                permanent=False,
+                operator_message=f"SteVe cannot be reached at {self.base_url}: check "
+                "that SteVe is running and that STEVE_URL is its address, context "
+                "path included (e.g. /steve).",
             ) from None
         status = response.status_code
         if status in (401, 403):
+            rejected = f"SteVe rejected Polaris's credentials (HTTP {status})."
             raise SteveAuthError(
-                f"SteVe rejected Polaris's credentials (HTTP {status}).",
+                rejected,
                 permanent=True,
                 status=status,
+                operator_message=f"{rejected} Check STEVE_USERNAME and "
+                "STEVE_PASSWORD: they must be a SteVe web user and that user's API "
+                "password, not its sign-in password.",
             )
         if status == 404:
             message = _error_message(response)
@@ -457,10 +478,11 @@ class SteveClient:
                     "SteVe %s %s answered 404 without a message", method, url
                 )
                 raise SteveError(
-                    f"There is no SteVe API at {self.base_url} (HTTP 404): check "
-                    "STEVE_URL, context path included (e.g. /steve).",
+                    "SteVe's API was not found (HTTP 404).",
                     permanent=True,
                     status=status,
+                    operator_message=f"There is no SteVe API at {self.base_url} (HTTP "
+                    "404): check STEVE_URL, context path included (e.g. /steve).",
                 )
             raise SteveNotFound(message, permanent=True, status=status)
         if status == 429 or status >= 500:

@@ -506,6 +506,32 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
             self.create()
         self.assert_nothing_stored()
 
+    def test_steve_refusing_or_missing_says_so_without_our_settings(self) -> None:
+        # Integrators read these; the sync run's sentence names the settings.
+        self.standin.set_fault("unauthorized", count=-1)
+        with self.assertRaises(charging.StationError) as refused:
+            self.create()
+        self.assertEqual(
+            refused.exception.message,
+            "The start could not be sent: SteVe rejected Polaris's credentials "
+            "(HTTP 401).",
+        )
+        down = SteveClient(
+            base_url="http://127.0.0.1:9/steve",
+            username="u",
+            password="p",
+            retry_delays=(),
+        )
+        with self.assertRaises(charging.StationError) as unreachable:
+            charging.api_session_create(
+                user=self.alice, charge_box_id="CP-001", connector_id=1, client=down
+            )
+        self.assertEqual(
+            unreachable.exception.message,
+            "The start could not be sent: SteVe cannot be reached.",
+        )
+        self.assert_nothing_stored()
+
     def test_a_customer_cannot_use_a_private_charger(self) -> None:
         Charger.objects.filter(charge_box_id="CP-001").update(is_public=False)
         with self.assertRaises(charging.SessionNotFound):

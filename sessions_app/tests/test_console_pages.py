@@ -172,6 +172,27 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-1").exists())
         self.assertEqual(AuditEntry.objects.get().source, "import")
 
+    def test_csv_import_names_the_line_that_is_not_utf8_and_imports_nothing(
+        self,
+    ) -> None:
+        upload = SimpleUploadedFile(
+            "mappings.csv",
+            b"steveOcppIdTag,email,label\n"
+            b"TAG-1,new@example.com,New\n"
+            + "TAG-2,new@example.com,Café\n".encode("latin-1"),
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        # The command's sentence (sync/tests/test_import_user_mappings.py).
+        self.assertContains(
+            response,
+            "Line 3 is not UTF-8 text (byte 0xe9), so nothing was imported: save "
+            "the file as UTF-8 (&quot;CSV UTF-8&quot; in a spreadsheet) and import "
+            "it again.",
+        )
+        self.assertFalse(UserMapping.objects.exists())
+
 
 # One prefix per test process: parallel workers share Redis, and each would read
 # the other's events on the same channel.

@@ -6,8 +6,9 @@ the console, the CSV import and the command line, and always lands in the audit 
 
 import csv
 import io
+import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +16,19 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Upper
+from django.utils import timezone
 
 from sessions_app.models import AuditEntry
-from sessions_app.services import audit_entry_create
+from sessions_app.services import (
+    audit_entries_create,
+    audit_entry_build,
+    audit_entry_create,
+)
 from sync.models import UserMapping
+
+logger = logging.getLogger(__name__)
 
 CSV_HEADER = ("steveOcppIdTag", "email", "label")
 # An import calls its progress callback every this many lines.
@@ -164,11 +173,14 @@ def user_mapping_import_csv(
     """Import `steveOcppIdTag,email,label` rows; idempotent.
 
     Creates missing customer accounts (username = email, unusable password). A bad
-    row is reported with its line number and reason and the import goes on; each
-    good row is saved on its own. Every line is one row: a tag, an email and a
-    label never span lines, so a quote left open rejects its own line instead of
-    swallowing the lines after it. `progress(line, total)` is called every
-    PROGRESS_EVERY lines. Raises ValidationError when the header is wrong.
+    row is reported with its line number and reason and the import goes on. Every
+    line is one row: a tag, an email and a label never span lines, so a quote left
+    open rejects its own line instead of swallowing the lines after it.
+
+    Rows are saved in chunks of PROGRESS_EVERY lines, each in one transaction with a
+    bounded number of queries (see `_import_chunk`); `progress(line, total)` is
+    called every PROGRESS_EVERY lines, once every row above `line` is saved. Raises
+    ValidationError when the header is wrong.
     """
     try:
         header = _parse_line(lines[0]) if lines else None
@@ -180,21 +192,21 @@ def user_mapping_import_csv(
         )
     result = MappingImportResult()
     seen_tags: set[str] = set()
+    chunk: list[_Row] = []
     for number, text in enumerate(lines[1:], start=2):
-        if progress is not None and number % PROGRESS_EVERY == 0:
-            progress(number, len(lines))
+        if number % PROGRESS_EVERY == 0:
+            _import_chunk(actor, chunk, source, result)
+            chunk = []
+            if progress is not None:
+                progress(number, len(lines))
         if not text.strip():
             continue
         try:
-            row = _parse_line(text)
-            with transaction.atomic():
-                outcome, user_created = _import_row(actor, row, seen_tags, source)
+            chunk.append(_checked_row(number, _parse_line(text), seen_tags))
         except ValidationError as error:
             result.rejected.append(RejectedRow(number, " ".join(error.messages)))
-            continue
-        # Counted once the row is saved: a rejected row created no account.
-        setattr(result, outcome, getattr(result, outcome) + 1)
-        result.users_created += user_created
+    _import_chunk(actor, chunk, source, result)
+    result.rejected.sort(key=lambda rejected: rejected.line)
     return result
 
 
@@ -254,11 +266,19 @@ def _parse_line(text: str) -> list[str]:
         ) from None
 
 
-def _import_row(
-    actor: Actor, row: list[str], seen_tags: set[str], source: str
-) -> tuple[str, bool]:
-    """Save one row; return its outcome (created, updated or unchanged) and whether
-    a customer account was created. Raises ValidationError."""
+@dataclass(frozen=True)
+class _Row:
+    """A row that passed the checks needing no database: its tag is valid and not
+    repeated in the file, its email is an address; the email is lower case."""
+
+    line: int
+    tag: str
+    email: str
+    label: str
+
+
+def _checked_row(number: int, row: list[str], seen_tags: set[str]) -> _Row:
+    """The row at line `number`, checked. Raises ValidationError."""
     if len(row) != len(CSV_HEADER):
         raise ValidationError(f"Expected {len(CSV_HEADER)} columns, found {len(row)}.")
     tag, email, label = (cell.strip() for cell in row)
@@ -274,27 +294,7 @@ def _import_row(
         ) from None
     _check_length("email address", email, get_user_model(), "username")
     _check_length("label", label, UserMapping, "label")
-    email = email.lower()
-    user, user_created = _customer_for_email(email)
-    mapping = (
-        UserMapping.objects.select_related("user")
-        .filter(steve_ocpp_id_tag__iexact=tag)
-        .first()
-    )
-    if mapping is None:
-        user_mapping_create(
-            actor=actor, steve_ocpp_id_tag=tag, user=user, label=label, source=source
-        )
-        return "created", user_created
-    if mapping.user_id != user.pk:
-        raise ValidationError(
-            f"The idTag {tag} is already mapped to {mapping.user.get_username()}."
-        )
-    before = _snapshot(mapping)
-    user_mapping_update(
-        actor=actor, mapping=mapping, label=label, is_active=True, source=source
-    )
-    return ("unchanged" if _snapshot(mapping) == before else "updated"), user_created
+    return _Row(number, tag, email.lower(), label)
 
 
 def _check_length(what: str, value: str, model: Any, field_name: str) -> None:
@@ -305,15 +305,154 @@ def _check_length(what: str, value: str, model: Any, field_name: str) -> None:
         )
 
 
-def _customer_for_email(email: str) -> tuple[AbstractBaseUser, bool]:
+# Tries of a chunk whose writes collide with a tag or an account another process
+# saved after the chunk read them: each try reads again, so it sees the newcomer.
+CHUNK_TRIES = 3
+
+
+def _import_chunk(
+    actor: Actor, rows: list[_Row], source: str, result: MappingImportResult
+) -> None:
+    """Save `rows` in one transaction and add their outcome to `result`."""
+    if not rows:
+        return
+    for attempt in range(1, CHUNK_TRIES + 1):
+        try:
+            with transaction.atomic():
+                chunk = _write_chunk(actor, rows, source)
+        except IntegrityError:
+            if attempt == CHUNK_TRIES:
+                raise
+            logger.info(
+                "mapping import: chunk at line %s collided; retrying", rows[0].line
+            )
+        else:
+            break
+    # Counted once the chunk is saved: a rejected row created no account.
+    result.created += chunk.created
+    result.updated += chunk.updated
+    result.unchanged += chunk.unchanged
+    result.users_created += chunk.users_created
+    result.rejected.extend(chunk.rejected)
+
+
+def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportResult:
+    """Save `rows`, each decided as `user_mapping_create`/`user_mapping_update`
+    would, in a fixed number of queries: two reads (accounts, mappings) and one
+    write per table. Raises IntegrityError when another process saved one of these
+    tags or accounts since the reads."""
+    chunk = MappingImportResult()
+    users = _customers_by_email({row.email for row in rows})
+    mappings = _mappings_by_tag({row.tag for row in rows})
+    new_users: dict[str, AbstractBaseUser] = {}
+    needed_users: dict[str, AbstractBaseUser] = {}
+    # (mapping, snapshot before or None when it is new), in the file's order.
+    saved: list[tuple[UserMapping, dict[str, Any] | None]] = []
+    now = timezone.now()
+    for row in rows:
+        try:
+            user = users.get(row.email) or new_users.get(row.email)
+            if user is None:
+                user = new_users[row.email] = _new_customer(row.email)
+            mapping = mappings.get(row.tag.upper())
+            if mapping is None:
+                mapping = UserMapping(
+                    steve_ocpp_id_tag=row.tag, user=user, label=row.label
+                )
+                before = None
+            elif mapping.user_id != user.pk:
+                raise ValidationError(
+                    f"The idTag {row.tag} is already mapped to "
+                    f"{mapping.user.get_username()}."
+                )
+            else:
+                before = _snapshot(mapping)
+                mapping.label, mapping.is_active = row.label, True
+                if _snapshot(mapping) == before:
+                    chunk.unchanged += 1
+                    continue
+                mapping.updated_at = now
+            # The user may not be saved yet, and the tag was checked above.
+            mapping.full_clean(
+                exclude=["user"], validate_unique=False, validate_constraints=False
+            )
+        except ValidationError as error:
+            chunk.rejected.append(RejectedRow(row.line, " ".join(error.messages)))
+            continue
+        if user.pk is None:
+            needed_users[row.email] = user
+        saved.append((mapping, before))
+    get_user_model().objects.bulk_create(needed_users.values())
+    UserMapping.objects.bulk_create([m for m, before in saved if before is None])
+    UserMapping.objects.bulk_update(
+        [m for m, before in saved if before is not None],
+        ["label", "is_active", "updated_at"],
+    )
+    audit_entries_create(
+        [
+            audit_entry_build(
+                actor=actor,
+                action=(
+                    AuditEntry.Action.MAPPING_CREATED
+                    if before is None
+                    else AuditEntry.Action.MAPPING_UPDATED
+                ),
+                object_type="user_mapping",
+                object_id=mapping.pk,
+                before=before,
+                after=_snapshot(mapping),
+                source=source,
+            )
+            for mapping, before in saved
+        ]
+    )
+    chunk.users_created = len(needed_users)
+    chunk.created = sum(before is None for _, before in saved)
+    chunk.updated = len(saved) - chunk.created
+    return chunk
+
+
+def _customers_by_email(emails: Collection[str]) -> dict[str, AbstractBaseUser]:
+    """The accounts whose username is one of `emails` in any letter case, by
+    email; the oldest where several match (as `username__iexact` and `.first()`)."""
     User = get_user_model()
-    user = User.objects.filter(username__iexact=email).first()
-    if user is not None:
-        return user, False
-    user = User(username=email, email=email)
+    quote = connection.ops.quote_name
+    # UPPER on both sides, in PostgreSQL, as `iexact` compares: keys upper-cased in
+    # Python could differ for a few letters of an internationalised domain (ß).
+    users = User.objects.raw(
+        f"SELECT u.*, e.email AS import_email FROM unnest(%s::text[]) AS e(email) "
+        f"JOIN {quote(User._meta.db_table)} u "
+        f"ON UPPER(u.{quote(User._meta.get_field(User.USERNAME_FIELD).column)}) "
+        f"= UPPER(e.email) ORDER BY u.{quote(User._meta.pk.column)}",
+        [sorted(emails)],
+    )
+    found: dict[str, AbstractBaseUser] = {}
+    for user in users:
+        found.setdefault(user.import_email, user)
+    return found
+
+
+def _mappings_by_tag(tags: Collection[str]) -> dict[str, UserMapping]:
+    """The mappings of `tags` in any letter case, by upper-case tag (idTags are
+    ASCII, so Python's upper case is PostgreSQL's); index um_tag_upper."""
+    found: dict[str, UserMapping] = {}
+    for mapping in (
+        UserMapping.objects.select_related("user")
+        .annotate(tag_upper=Upper("steve_ocpp_id_tag"))
+        .filter(tag_upper__in=sorted(tag.upper() for tag in tags))
+        .order_by("steve_ocpp_id_tag")
+    ):
+        found.setdefault(mapping.tag_upper, mapping)
+    return found
+
+
+def _new_customer(email: str) -> AbstractBaseUser:
+    """An unsaved customer account for `email`. Raises ValidationError."""
+    user = get_user_model()(username=email, email=email)
     user.set_unusable_password()
     try:
-        user.full_clean()
+        # Unique: `_customers_by_email` found no account with this username.
+        user.full_clean(validate_unique=False, validate_constraints=False)
     except ValidationError as error:
         if "username" not in error.message_dict:
             raise
@@ -321,5 +460,4 @@ def _customer_for_email(email: str) -> tuple[AbstractBaseUser, bool]:
             f"{email} cannot be a customer's sign-in name, which holds only "
             "letters, digits and @ . + - _."
         ) from None
-    user.save()
-    return user, True
+    return user

@@ -165,7 +165,7 @@ def sync_run_chargers(*, trigger: str, client: SteveClient | None = None) -> Syn
         try:
             answered = _probe(steve, box_ids)
         except SteveError as error:
-            return _finish_run(run, tally, error=error.message)
+            return _finish_run(run, tally, error=error.operator_message)
         Charger.objects.filter(charge_box_id__in=answered).update(
             last_check_in_at=timezone.now()
         )
@@ -202,7 +202,9 @@ def _run(
             collected = collect(steve, tally)
         except SteveError as error:
             logger.warning("sync_run=%s failed while reading SteVe: %s", run.pk, error)
-            return _finish_run(run, tally, error=error.message, dry_run=dry_run)
+            return _finish_run(
+                run, tally, error=error.operator_message, dry_run=dry_run
+            )
         if dry_run:
             _count_plans(collected, tally)
             return _finish_run(run, tally, dry_run=True)

@@ -56,13 +56,17 @@ class CommandOptionTests(SimpleTestCase):
             ("loadtest", "--users=0", "expected a number of people of at least 1"),
             ("loadtest", "--sse-share=2", "expected a share from 0 to 1"),
             ("loadtest", "--web-workers=0", "expected a number of processes"),
+            ("sync", "status", "--limit=-5", "of runs from 1 to 10000, not '-5'"),
+            ("sync", "status", "--limit=0", "of runs from 1 to 10000, not '0'"),
+            ("sync", "status", "--limit=ten", "of runs from 1 to 10000, not 'ten'"),
+            ("sync", "status", "--limit=10001", "of runs from 1 to 10000"),
         ]
-        for command, option, message in refused:
+        for command, *options, message in refused:
             with (
-                self.subTest(option=f"{command} {option}"),
+                self.subTest(option=f"{command} {' '.join(options)}"),
                 self.assertRaisesMessage(CommandError, message),
             ):
-                call_command(command, option)
+                call_command(command, *options)
 
     def test_loadtest_refuses_a_think_time_whose_min_is_above_its_max(self) -> None:
         with self.assertRaisesMessage(CommandError, "--think 5 1: MIN is above MAX."):

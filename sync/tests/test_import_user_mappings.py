@@ -6,10 +6,14 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 
 from sessions_app.models import AuditEntry
 from sync.models import UserMapping
+from sync.services.mappings import user_mapping_import_text
+from sync.tests.factories import UserFactory, UserMappingFactory
 
 GOOD_AND_BAD = """steveOcppIdTag,email,label
 TAG-0001,dana@example.com,Dana's car
@@ -190,4 +194,69 @@ class ImportBadFilesTests(TestCase):
                 "1 created, 0 updated, 0 unchanged, 0 rejected; 1 customer accounts "
                 "created.",
             ],
+        )
+
+
+class ImportInChunksTests(TestCase):
+    """Accounts and mappings are read and written per chunk of lines, not per row:
+    10,000 rows took about 13 queries each (64 s)."""
+
+    def test_each_chunk_takes_a_bounded_number_of_queries(self) -> None:
+        owner = UserFactory(username="owner@example.com")
+        for n in range(0, 2500, 100):
+            UserMappingFactory(steve_ocpp_id_tag=f"T-{n:05d}", user=owner, label="Old")
+        other = UserFactory(username="other@example.com")
+        UserMappingFactory(steve_ocpp_id_tag="t-00007", user=other)
+        # Every chunk creates mappings, new accounts and updates and rejects a
+        # row the database decides on (T-00007 is someone else's, in lower case).
+        rows = "".join(
+            f"T-{n:05d},{'owner' if n % 100 == 0 else f'c{n}'}@example.com,Card {n}\n"
+            for n in range(2500)
+        )
+        with CaptureQueriesContext(connection) as queries:
+            result = user_mapping_import_text(
+                actor=None, text=f"steveOcppIdTag,email,label\n{rows}"
+            )
+        # Three chunks (lines 2-999, 1000-1999, 2000-2501), each a savepoint and
+        # its release, two reads and at most one write per table.
+        self.assertLessEqual(len(queries), 3 * 8)
+        self.assertEqual(
+            (result.created, result.updated, result.unchanged, result.users_created),
+            (2474, 25, 0, 2474),
+        )
+        self.assertEqual(
+            [(r.line, r.reason) for r in result.rejected],
+            [(9, "The idTag T-00007 is already mapped to other@example.com.")],
+        )
+        # The rejected row's account was never created, nor counted.
+        self.assertFalse(
+            get_user_model().objects.filter(username="c7@example.com").exists()
+        )
+        self.assertEqual(
+            AuditEntry.objects.filter(action=AuditEntry.Action.MAPPING_CREATED).count(),
+            2474,
+        )
+        updated = AuditEntry.objects.get(
+            action=AuditEntry.Action.MAPPING_UPDATED,
+            after__steveOcppIdTag="T-01200",
+        )
+        self.assertEqual(
+            (updated.before["label"], updated.after["label"]), ("Old", "Card 1200")
+        )
+        mapping = UserMapping.objects.get(steve_ocpp_id_tag="T-01201")
+        self.assertEqual(
+            (mapping.user.username, mapping.label), ("c1201@example.com", "Card 1201")
+        )
+        self.assertFalse(mapping.user.has_usable_password())
+
+    def test_an_account_in_another_letter_case_is_used_not_duplicated(self) -> None:
+        dana = UserFactory(username="Dana@Example.com")
+        result = user_mapping_import_text(
+            actor=None,
+            text="steveOcppIdTag,email,label\nTAG-1,dana@example.com,Car\n"
+            "TAG-2,DANA@example.COM,Van\n",
+        )
+        self.assertEqual((result.created, result.users_created), (2, 0))
+        self.assertEqual(
+            set(UserMapping.objects.values_list("user", flat=True)), {dana.pk}
         )

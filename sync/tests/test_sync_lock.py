@@ -40,7 +40,10 @@ class SyncLockTests(TestCase):
         run = services.sync_run_transactions(trigger="beat", client=UNREACHABLE)
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(
-            run.error, "SteVe cannot be reached at http://127.0.0.1:9/steve."
+            run.error,
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe is "
+            "running and that STEVE_URL is its address, context path included (e.g. "
+            "/steve).",
         )
 
 
@@ -65,7 +68,10 @@ class SyncCommandInputTests(TestCase):
         unreachable = self.settings(
             STEVE_URL="http://127.0.0.1:9/steve", STEVE_TIMEOUT=1
         )
-        expected = "SteVe cannot be reached at http://127.0.0.1:9/steve."
+        expected = (
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe is "
+            "running and that STEVE_URL is its address"
+        )
         with unreachable, self.assertRaisesMessage(CommandError, expected):
             call_command("sync", "transactions", stdout=StringIO())
         run = SyncRun.objects.get()

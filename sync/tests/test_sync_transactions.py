@@ -353,7 +353,12 @@ class SyncFaultTests(SyncTestCase):
         before = self.snapshot()
         self.standin.set_fault("unauthorized", count=-1)
         run = self.sync()
-        self.assertEqual(run.error, "SteVe rejected Polaris's credentials (HTTP 401).")
+        self.assertEqual(
+            run.error,
+            "SteVe rejected Polaris's credentials (HTTP 401). Check STEVE_USERNAME and "
+            "STEVE_PASSWORD: they must be a SteVe web user and that user's API "
+            "password, not its sign-in password.",
+        )
         self.assert_recovers(before, new_pk)
 
     def test_steve_sending_malformed_json(self) -> None:
@@ -397,7 +402,10 @@ class SyncFaultTests(SyncTestCase):
         run = services.sync_run_transactions(trigger="beat", client=down)
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(
-            run.error, "SteVe cannot be reached at http://127.0.0.1:9/steve."
+            run.error,
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe is "
+            "running and that STEVE_URL is its address, context path included (e.g. "
+            "/steve).",
         )
         self.assertIsNotNone(run.finished_at)
 

@@ -39,6 +39,7 @@ def _groups(value: str) -> list[str]:
 
 
 class Command(DatabaseCommand):
+    interrupted_consequence_text = "no results were written to --output."
     help = (
         "Benchmark server time of the console, dashboard, API, a sync run and SSE "
         "fan-out against a stock Django admin baseline; print a table, write JSON."

@@ -14,6 +14,7 @@ from sessions_app.api_auth import api_token_create
 
 
 class Command(DatabaseCommand):
+    interrupted_consequence_text = "no token was shown; run the command again."
     help = "Create a Sessions API token for USERNAME and print it (last line)."
 
     def add_arguments(self, parser: CommandParser) -> None:

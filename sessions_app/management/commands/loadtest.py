@@ -19,6 +19,10 @@ from sync.arguments import MAX_FLEET_SIZE, AscendingPair, int_between, number_be
 
 
 class Command(DatabaseCommand):
+    interrupted_consequence_text = (
+        "the load stopped without a report; what its sync runs wrote was deleted "
+        "and the open sessions restored, as at the end of a full run."
+    )
     help = (
         "Load test on loopback: uvicorn, a Celery worker syncing from the SteVe "
         "stand-in, and simulated staff and drivers (some holding SSE streams); "

@@ -4,7 +4,9 @@ The file's header is `steveOcppIdTag,email,label`. Missing customer accounts are
 created with username = email and an unusable password (they set one through
 password reset). Re-importing the same file changes nothing. Bad rows are reported
 with their line number and skipped; the good rows are still imported. A file that
-is not UTF-8 is refused before any row is imported.
+is not UTF-8 is refused before any row is imported. Rows are saved 1,000 lines at a
+time: Ctrl-C keeps the lines above the last "Line N of M…" and the file can simply
+be imported again.
 """
 
 from pathlib import Path
@@ -19,6 +21,9 @@ from sync.services.mappings import user_mapping_import_bytes
 
 class Command(DatabaseCommand):
     help = "Import steveOcppIdTag,email,label rows as user mappings."
+    # The line above which every row is saved, once the import has begun saving.
+    saved_before_line: int | None = None
+    finished = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path, help="Path of the CSV file to import.")
@@ -36,6 +41,7 @@ class Command(DatabaseCommand):
         verbose = options["verbosity"] >= 1
 
         def progress(line: int, total: int) -> None:
+            self.saved_before_line = line
             if verbose:
                 self.stdout.write(f"Line {line} of {total}…")
                 self.stdout.flush()
@@ -46,6 +52,7 @@ class Command(DatabaseCommand):
             )
         except ValidationError as error:
             raise CommandError(f"{path}: {' '.join(error.messages)}") from None
+        self.finished = True
         for rejected in result.rejected:
             self.stderr.write(
                 self.style.WARNING(f"Line {rejected.line} skipped: {rejected.reason}")
@@ -57,3 +64,17 @@ class Command(DatabaseCommand):
         )
         style = self.style.WARNING if result.rejected else self.style.SUCCESS
         self.stdout.write(style(summary))
+
+    def interrupted_consequence(self) -> str:
+        if self.finished:
+            return "the import had finished; only its summary is missing."
+        again = (
+            "import the file again to finish (rows already imported come out "
+            "unchanged)."
+        )
+        if self.saved_before_line is None:
+            return f"no row was imported; {again}"
+        return (
+            f"the rows above line {self.saved_before_line} were imported and the "
+            f"rest were not; {again}"
+        )

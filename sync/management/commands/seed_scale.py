@@ -14,6 +14,10 @@ from sync.services.seeding import seed_scale
 
 
 class Command(DatabaseCommand):
+    interrupted_consequence_text = (
+        'the seeding is one transaction: nothing was seeded unless its "commit" '
+        "line had been printed."
+    )
     help = (
         "Generate a year of realistic sessions, events, tags, customers, chargers "
         "and sync runs with COPY. Appends to existing data unless --reset is given."

@@ -17,7 +17,11 @@ from django.utils import timezone
 
 from polaris.commands import DatabaseCommand
 from sync import services
+from sync.arguments import int_between
 from sync.models import SyncRun
+
+# About a day of beat runs at the default interval.
+MAX_STATUS_LIMIT = 10_000
 
 
 def _iso_date(value: str) -> date:
@@ -64,7 +68,10 @@ class Command(DatabaseCommand):
         actions.add_parser("chargers", help="Probe every known charger now.")
         status = actions.add_parser("status", help="Show the most recent sync runs.")
         status.add_argument(
-            "--limit", type=int, default=15, help="How many runs to show (default 15)."
+            "--limit",
+            type=int_between(1, MAX_STATUS_LIMIT, what="a number of runs"),
+            default=15,
+            help=f"How many runs to show, 1 to {MAX_STATUS_LIMIT:,} (default 15).",
         )
 
     @staticmethod
@@ -77,6 +84,7 @@ class Command(DatabaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
+        self.action, self.dry_run = action, options.get("dry_run", False)
         if action == "status":
             self._status(options["limit"])
             return
@@ -94,6 +102,21 @@ class Command(DatabaseCommand):
         except OperationalError as error:
             raise self.database_unavailable(error) from None
         self._report(run, dry_run=options.get("dry_run", False))
+
+    def interrupted_consequence(self) -> str:
+        action = getattr(self, "action", "status")
+        if action == "status" or self.dry_run:
+            return "nothing was changed."
+        if action == "chargers":
+            return (
+                "no check-in of this probe was saved, and it shows as running until "
+                "the next probe marks it interrupted."
+            )
+        return (
+            "the batches this run had saved stay, the one it was writing was rolled "
+            "back, and it shows as running until the next run marks it interrupted; "
+            "SteVe keeps every transaction, so the next run catches up."
+        )
 
     def _run(self, action: str, options: dict[str, Any]) -> SyncRun:
         trigger = SyncRun.Trigger.COMMAND
@@ -132,7 +155,7 @@ class Command(DatabaseCommand):
             self.stdout.write(self.style.WARNING(run.error))
 
     def _status(self, limit: int) -> None:
-        runs = list(SyncRun.objects.order_by("-started_at", "-id")[: max(limit, 1)])
+        runs = list(SyncRun.objects.order_by("-started_at", "-id")[:limit])
         if not runs:
             self.stdout.write(
                 "No sync has run yet. Start one with `manage.py sync transactions`."
