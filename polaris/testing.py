@@ -68,6 +68,21 @@ def child_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
+def run_python(
+    args: list[str], *, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter with `args`, run in the checkout to its end; its output is
+    captured as text. The environment is `child_environment()` unless given."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=child_environment() if env is None else env,
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class ChildProcess:
     """A subprocess that is terminated (then killed) when the block ends."""
 

@@ -1,14 +1,18 @@
 """Ops commands on a database they cannot use yet: a sentence, not a traceback."""
 
 import subprocess
-import sys
 import uuid
 
 import psycopg
 from django.db import connection
 from django.test import TransactionTestCase
 
-from polaris.testing import BASE_DIR, child_environment, current_database_url, free_port
+from polaris.testing import (
+    child_environment,
+    current_database_url,
+    free_port,
+    run_python,
+)
 
 DATABASE_COMMANDS = [
     ["sync", "status"],
@@ -21,14 +25,7 @@ DATABASE_COMMANDS = [
 
 
 def manage(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        env=child_environment(**env),
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_python(["manage.py", *args], env=child_environment(**env))
 
 
 class DatabaseCommandTests(TransactionTestCase):

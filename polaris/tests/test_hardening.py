@@ -3,8 +3,6 @@
 import json
 import re
 import secrets
-import subprocess
-import sys
 from datetime import timedelta
 
 import time_machine
@@ -12,7 +10,7 @@ from django.core.cache import cache
 from django.test import Client, SimpleTestCase, TestCase, override_settings
 from django.utils import timezone
 
-from polaris.testing import BASE_DIR, child_environment, free_port
+from polaris.testing import child_environment, free_port, run_python
 from polaris.tests.test_access_matrix import ROWS
 from sync.tests.factories import StaffFactory, UserFactory, UserMappingFactory
 
@@ -48,31 +46,18 @@ def production_environment(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_python(
-    args: list[str], env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 class DeploySettingsTests(SimpleTestCase):
     def test_it_passes_check_deploy_with_production_settings(self) -> None:
         result = run_python(
             ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-            production_environment(),
+            env=production_environment(),
+            timeout=120,
         )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("System check identified no issues", result.stdout)
 
     def test_production_defaults_are_https_only(self) -> None:
-        result = run_python(["-c", PRINT_SETTINGS], production_environment())
+        result = run_python(["-c", PRINT_SETTINGS], env=production_environment())
         self.assertEqual(result.returncode, 0, result.stderr)
         values = json.loads(result.stdout.strip().splitlines()[-1])
         self.assertEqual(
@@ -89,7 +74,7 @@ class DeploySettingsTests(SimpleTestCase):
     def test_loopback_only_processes_serve_plain_http(self) -> None:
         # The tests' uvicorn and Celery children, and local mode, speak http.
         env = production_environment(ALLOWED_HOSTS="127.0.0.1,localhost")
-        result = run_python(["-c", PRINT_SETTINGS], env)
+        result = run_python(["-c", PRINT_SETTINGS], env=env)
         self.assertEqual(result.returncode, 0, result.stderr)
         values = json.loads(result.stdout.strip().splitlines()[-1])
         self.assertFalse(values["SECURE_SSL_REDIRECT"])
@@ -100,7 +85,7 @@ class DeploySettingsTests(SimpleTestCase):
         env = production_environment()
         env.pop("SECRET_KEY")
         env.pop("SECRET_KEY_FILE", None)
-        result = run_python(["-c", PRINT_SETTINGS], env)
+        result = run_python(["-c", PRINT_SETTINGS], env=env)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("SECRET_KEY must be set", result.stderr)
 

@@ -27,6 +27,7 @@ from polaris.testing import (
     PostgresCluster,
     ValkeyServer,
     child_environment,
+    run_python,
 )
 from sync import services
 from sync.client import SteveClient
@@ -51,13 +52,7 @@ def command_env(**env: str) -> dict[str, str]:
 
 def run_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`manage.py <args>` in a child process (the test settings, the given env)."""
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        env=command_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    return run_python(["manage.py", *args], env=command_env(**env), timeout=90)
 
 
 def sync_command(**env: str) -> subprocess.CompletedProcess[str]:

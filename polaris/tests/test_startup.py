@@ -2,13 +2,12 @@
 variable: manage.py, the Celery worker and beat, the ASGI and WSGI apps."""
 
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from django.test import SimpleTestCase
 
-from polaris.testing import BASE_DIR, child_environment
+from polaris.testing import child_environment, run_python
 
 ENTRY_POINTS = {
     "manage.py": ["manage.py", "sync", "status"],
@@ -20,14 +19,7 @@ ENTRY_POINTS = {
 
 
 def start(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        env=child_environment(**env),
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_python(args, env=child_environment(**env))
 
 
 class StartupTests(SimpleTestCase):

@@ -19,7 +19,7 @@ import requests
 from django.conf import settings
 from django.test import SimpleTestCase, TransactionTestCase
 
-from polaris.testing import BASE_DIR, child_environment, current_database_url
+from polaris.testing import child_environment, current_database_url, run_python
 from sync.models import TransactionSyncState
 from sync.services.demo import demo_lock
 from sync.tests.factories import TransactionSyncStateFactory
@@ -152,19 +152,14 @@ class DemoCommandTests(SimpleTestCase):
 
 
 def run_demo(**env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return run_python(
         [
-            sys.executable,
             "manage.py",
             "demo",
             f"--port={_free_port()}",
             f"--standin-port={_free_port()}",
         ],
         env=child_environment(**env),
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
 
