@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from polaris import embedded
 from polaris.handlers import uvicorn_command
@@ -148,11 +149,17 @@ class Command(BaseCommand):
                 "DATABASE_URL to use the embedded one."
             )
         cleared = demo.demo_history_clear()
+        counts = ", ".join(
+            f"{number} {noun}{pluralize(number)}"
+            for number, noun in [
+                (cleared.sessions, "session"),
+                (cleared.api_sessions, "API session"),
+                (cleared.reservations, "reservation"),
+            ]
+        )
         self.stdout.write(
             "The stand-in is a new SteVe on every start, so the last demo's charging "
-            f"history is cleared: {cleared.sessions} sessions, "
-            f"{cleared.api_sessions} API sessions, {cleared.reservations} "
-            "reservations. Accounts, mappings, rates and plans stay."
+            f"history is cleared: {counts}. Accounts, mappings, rates and plans stay."
         )
 
     def _child_environment(self, standin_port: int) -> dict[str, str]:
