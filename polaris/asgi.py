@@ -7,13 +7,13 @@ import sys
 from django.conf import settings
 
 from polaris.handlers import SyncStackASGIHandler
-from polaris.startup import setup_or_exit
+from polaris.startup import setup_web_or_exit
 from polaris.timing import ServerTimingMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
 # What get_asgi_application() does, with our handler (polaris/handlers.py).
-setup_or_exit(set_prefix=False)
+setup_web_or_exit()
 application = SyncStackASGIHandler()
 if settings.SERVER_TIMING:
     application = ServerTimingMiddleware(application)

@@ -4,9 +4,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from polaris.startup import setup_or_exit
+from polaris.startup import setup_web_or_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
-setup_or_exit(set_prefix=False)
+setup_web_or_exit()
 application = get_wsgi_application()

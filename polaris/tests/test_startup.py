@@ -37,6 +37,19 @@ class StartupTests(SimpleTestCase):
                     "DEBUG must be true or false (1/0, yes/no, on/off), not 'maybe'.",
                 )
 
+    def test_the_web_apps_need_allowed_hosts_outside_local_mode(self) -> None:
+        # The children use this test process's DATABASE_URL: not local mode.
+        for name in ["asgi", "wsgi"]:
+            with self.subTest(entry_point=name):
+                self.assert_refused(
+                    start(ENTRY_POINTS[name], ALLOWED_HOSTS="", DEBUG="false"),
+                    "ALLOWED_HOSTS must list the host names this server answers "
+                    "to, comma-separated (e.g. polaris.example.com).",
+                )
+        # Commands and Celery answer no requests: they start without it.
+        status = start(ENTRY_POINTS["manage.py"], ALLOWED_HOSTS="", DEBUG="false")
+        self.assertEqual(status.returncode, 0, status.stderr)
+
     def test_values_that_failed_later_are_refused_at_start(self) -> None:
         cases = {
             # A traceback from dj_database_url / redis-py / requests before.
