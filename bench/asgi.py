@@ -54,7 +54,11 @@ class AsgiClient:
         return cls(handler, {"cookie": cookie})
 
     def get(self, url: str, **headers: str) -> AsgiResponse:
-        return _runner.run(self._get(url, {**self.headers, **headers}))
+        # Not _runner.run(): on the main thread it installs and checks a SIGINT
+        # handler per call, and the check formats a repr of the running task,
+        # about a millisecond that uvicorn never spends.
+        loop = _runner.get_loop()
+        return loop.run_until_complete(self._get(url, {**self.headers, **headers}))
 
     async def _get(self, url: str, headers: dict[str, str]) -> AsgiResponse:
         parts = urlsplit(url)

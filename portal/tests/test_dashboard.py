@@ -19,6 +19,7 @@ from portal.tests.factories import (
     SubscriptionFactory,
 )
 from sessions_app.models import ApiSession, ChargerRate, Rate
+from sync import rollups
 from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
 from sync.signals import sessions_changed
 from sync.tests.factories import (
@@ -581,6 +582,36 @@ class UsageByZoneTests(PortalTestCase):
         }
         self.assertEqual(self.per_day("Asia/Kolkata"), split)  # +05:30
         self.assertEqual(self.per_day("Asia/Kathmandu"), split)  # +05:45
+
+    def test_days_around_a_clock_change_match_the_events(self) -> None:
+        # New York moves from -05:00 to -04:00 at 07:00 UTC on March 8, 2026: local
+        # midnight is 05:00 UTC until then and 04:00 UTC after. Readings at 04:30
+        # UTC fall on the evening before until the change, just after midnight
+        # from then on.
+        for day in (6, 7, 8, 9):
+            session_with_energy(
+                kwh=Decimal(day),
+                ocpp_id_tag="TAG-ALICE",
+                started_at=datetime(2026, 3, day, 4, 0, tzinfo=UTC),
+                reading_at=datetime(2026, 3, day, 4, 30, tzinfo=UTC),
+                is_finalized=True,
+            )
+        zone = ZoneInfo("America/New_York")
+        span = {"first_day": date(2026, 3, 1), "end_day": date(2026, 4, 1)}
+        from_rollup = rollups.tag_energy_by_day(tags=self.tags, zone=zone, **span)
+        from_events = selectors._energy_by_day_from_events(
+            tags=self.tags, zone=zone, **span
+        )
+        self.assertEqual(from_rollup, from_events)
+        self.assertEqual(
+            {day: kwh for day, kwh in from_rollup.items() if day.day < 10},
+            {
+                date(2026, 3, 5): Decimal("6.000"),
+                date(2026, 3, 6): Decimal("7.000"),
+                date(2026, 3, 7): Decimal("8.000"),
+                date(2026, 3, 9): Decimal("9.000"),
+            },
+        )
 
 
 class ManyChargersTests(PortalTestCase):
