@@ -11,6 +11,7 @@ import django
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 
 def setup_or_exit(*, set_prefix: bool = True) -> None:
@@ -26,11 +27,30 @@ def setup_or_exit(*, set_prefix: bool = True) -> None:
 
 def setup_web_or_exit() -> None:
     """`setup_or_exit` for the ASGI and WSGI apps, which also need ALLOWED_HOSTS
-    (commands and Celery do not): without it, outside local mode and DEBUG, Django
-    answers every request 400 while the process looks healthy."""
+    and a BILLING_BACKEND that imports (commands and Celery need neither).
+
+    Without ALLOWED_HOSTS, outside local mode and DEBUG, Django answers every
+    request 400; with a BILLING_BACKEND that does not import, every dashboard hides
+    its plan card. Either way the process would look healthy.
+    """
     setup_or_exit(set_prefix=False)
     if not settings.ALLOWED_HOSTS and not settings.DEBUG:
         sys.exit(
             "Polaris cannot start: ALLOWED_HOSTS must list the host names this "
             "server answers to, comma-separated (e.g. polaris.example.com)."
+        )
+    try:
+        backend = import_string(settings.BILLING_BACKEND)
+        problem = (
+            None
+            if isinstance(backend, type) and hasattr(backend, "account_for")
+            else "it is not a class with an account_for method"
+        )
+    except ImportError as error:
+        problem = str(error)
+    if problem:
+        sys.exit(
+            f"Polaris cannot start: BILLING_BACKEND must be the dotted path of a "
+            f"billing backend class, such as portal.billing.LocalBillingBackend, "
+            f"not {settings.BILLING_BACKEND!r} ({problem})."
         )

@@ -50,6 +50,32 @@ class StartupTests(SimpleTestCase):
         status = start(ENTRY_POINTS["manage.py"], ALLOWED_HOSTS="", DEBUG="false")
         self.assertEqual(status.returncode, 0, status.stderr)
 
+    def test_the_web_apps_need_a_billing_backend_that_imports(self) -> None:
+        for name in ["asgi", "wsgi"]:
+            with self.subTest(entry_point=name):
+                result = start(
+                    ENTRY_POINTS[name], BILLING_BACKEND="portal.billing.Missing"
+                )
+                self.assertEqual(result.returncode, 1, result.stderr)
+                self.assertRegex(
+                    result.stderr.strip(),
+                    r"^Polaris cannot start: BILLING_BACKEND must be the dotted "
+                    r"path of a billing backend class, such as "
+                    r"portal\.billing\.LocalBillingBackend, not "
+                    r"'portal\.billing\.Missing' \(.*Missing.*\)\.$",
+                )
+        not_a_backend = start(ENTRY_POINTS["asgi"], BILLING_BACKEND="os.path.join")
+        self.assert_refused(
+            not_a_backend,
+            "BILLING_BACKEND must be the dotted path of a billing backend class, "
+            "such as portal.billing.LocalBillingBackend, not 'os.path.join' (it is "
+            "not a class with an account_for method).",
+        )
+        status = start(
+            ENTRY_POINTS["manage.py"], BILLING_BACKEND="portal.billing.Missing"
+        )
+        self.assertEqual(status.returncode, 0, status.stderr)
+
     def test_values_that_failed_later_are_refused_at_start(self) -> None:
         cases = {
             # A traceback from dj_database_url / redis-py / requests before.
