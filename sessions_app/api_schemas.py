@@ -30,6 +30,11 @@ SessionStatus = Literal["created", "started", "ended", "cancelled"]
 # PostgreSQL text cannot store (NUL) and no station id contains.
 CHARGE_BOX_ID = r"^[^\x00-\x1f\x7f=/()<>]{1,255}$"
 USER_REF = r"^[^\x00-\x1f\x7f]{1,150}$"
+CONNECTOR_MAX = 2_147_483_647
+CONNECTOR_TEXT = re.compile(r"^[0-9]{1,10}$")
+CONNECTOR_DESCRIPTION = (
+    'The connector id: a number, or the session object\'s string form ("1").'
+)
 TARGET_MAX = 1_000_000
 # The smallest target of each kind: one unit of the decimal places ApiSession
 # stores it with; anything smaller would be stored as 0.
@@ -174,9 +179,18 @@ class SessionCreateIn(Schema):
     chargestation: str = Field(
         pattern=CHARGE_BOX_ID, description="The SteVe chargeBoxId of the station."
     )
-    connector: int = Field(
-        strict=True, ge=1, le=2_147_483_647, description="The connector id."
-    )
+    connector: Annotated[
+        int,
+        WithJsonSchema(
+            {
+                "oneOf": [
+                    {"type": "integer", "minimum": 1, "maximum": CONNECTOR_MAX},
+                    {"type": "string", "pattern": CONNECTOR_TEXT.pattern},
+                ],
+                "description": CONNECTOR_DESCRIPTION,
+            }
+        ),
+    ] = Field(strict=True, ge=1, le=CONNECTOR_MAX, description=CONNECTOR_DESCRIPTION)
     target: TargetIn | None = None
     meta_data: dict[str, Any] | None = Field(
         None, description="Any data of yours; returned as given."
@@ -186,6 +200,16 @@ class SessionCreateIn(Schema):
         pattern=USER_REF,
         description="Staff only: the id (or username) of the user to charge for.",
     )
+
+    @field_validator("connector", mode="before")
+    @classmethod
+    def _connector_as_the_session_gives_it(cls, value: Any) -> Any:
+        # The session object gives the connector as a string ("1"), the seed's
+        # type; sent back as read, it names the same connector. Any other text
+        # (and booleans, floats) stays refused by the strict integer check.
+        if isinstance(value, str) and CONNECTOR_TEXT.fullmatch(value):
+            return int(value)
+        return value
 
     @field_validator("target", mode="before")
     @classmethod
@@ -357,7 +381,7 @@ class SessionOut(Schema):
     id: str = Field(alias="_id")
     user: str
     chargestation: str
-    connector: int
+    connector: str = Field(description="The connector id (the OCPP connectorId).")
     status: SessionStatus
     rate: str | None
     target: TargetOut | None

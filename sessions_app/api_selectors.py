@@ -278,7 +278,8 @@ def api_session_document(session: ApiSession) -> dict[str, Any]:
         "_id": str(session.pk),
         "user": str(session.user_id),
         "chargestation": session.charge_box_id,
-        "connector": session.connector_id,
+        # The seed's connector is a string, as are the other ids.
+        "connector": str(session.connector_id),
         "status": session.status,
         "rate": str(session.rate_id) if session.rate_id else None,
         "target": _target_document(session),

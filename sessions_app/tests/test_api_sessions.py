@@ -87,7 +87,7 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assertEqual(created["status"], "created")
         self.assertEqual(
             {key: created[key] for key in ("user", "chargestation", "connector")},
-            {"user": str(self.alice.pk), "chargestation": "CP-001", "connector": 1},
+            {"user": str(self.alice.pk), "chargestation": "CP-001", "connector": "1"},
         )
         self.assertEqual(created["rate"], str(self.rate.pk))
         self.assertEqual(created["meta_data"], {"order": "A-17"})
@@ -332,8 +332,16 @@ class SessionRefusalApiTests(ApiTestCase):
             response = self.start(target=target)
             self.assert_refused(response, 422, "Input should be a valid number")
         self.assert_refused(self.start(connector=True), 422, "valid integer")
-        self.assert_refused(self.start(connector="1"), 422, "valid integer")
+        for text in ("one", "1.0", " 1", "+1", ""):
+            self.assert_refused(self.start(connector=text), 422, "connector: ")
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_the_connector_may_be_sent_as_the_session_object_gives_it(self) -> None:
+        # The session object's connector is a string (the seed's type): an
+        # integrator who sends it back as read starts on that connector.
+        created = self.result(self.start(connector="1"), 201)
+        self.assertEqual(created["connector"], "1")
+        self.assertEqual(ApiSession.objects.get().connector_id, 1)
 
     def test_a_field_the_body_or_target_does_not_have_is_422(self) -> None:
         # Ignored, each would start a charge without the limit the caller meant.
@@ -440,6 +448,15 @@ class SessionDocumentTests(ApiTestCase):
         # An hour on, with no new reading, the session has not changed.
         with time_machine.travel(timezone.now() + timedelta(hours=1), tick=False):
             self.assertEqual(self.get(session_id), document)
+
+    def test_the_ids_are_strings_as_the_seed_says(self) -> None:
+        # _id, user, chargestation, connector and rate: "string" in the seed.
+        document = self.result(self.start(), 201)
+        for key in ("_id", "user", "chargestation", "connector", "rate"):
+            self.assertIs(type(document[key]), str, key)
+        self.assertEqual(document["connector"], "1")
+        listed = self.result(self.call("GET", "/sessions"))["items"][0]
+        self.assertEqual(listed["connector"], "1")
 
     def test_a_created_session_has_a_location(self) -> None:
         created = self.start()
