@@ -162,7 +162,8 @@ def session_create(
         None,
         alias="Idempotency-Key",
         pattern=r"^[\x21-\x7e]{1,255}$",
-        description="Retrying with the same key returns the same session.",
+        description="Retrying with the same key returns the same session; the "
+        "same key with another charger, target or meta_data is a 422.",
     ),
 ) -> Status[dict[str, Any]]:
     """Send RemoteStartTransaction with one of the user's tags; the session is

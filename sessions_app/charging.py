@@ -73,6 +73,17 @@ TARGET_STEP = {
 }
 W_PER_KW = Decimal(1000)
 SECONDS_PER_HOUR = Decimal(3600)
+# A repeated Idempotency-Key replays the first session only for the same request.
+REQUEST_FIELDS = (
+    "charge_box_id",
+    "connector_id",
+    "target_time_minutes",
+    "target_cost",
+    "target_energy_kwh",
+    "target_start_at",
+    "target_stop_at",
+    "meta_data",
+)
 STATUS_EVENT = "api-session-status"
 STATUS_TEMPLATE = "sessions_app/_api_session_status.html"
 
@@ -144,7 +155,8 @@ def api_session_create(
     """Create a session for `user` and ask the station to start charging.
 
     With a future `target.start_at` the remote start waits until then. A repeated
-    `idempotency_key` returns the first session (`replayed`). Nothing is stored when
+    `idempotency_key` returns the first session (`replayed`) if it was asked for
+    with the same charger, targets and meta_data. Nothing is stored when
     SteVe or the station refuses; a start whose answer was lost, or that the
     station did not answer in time (StartUnconfirmed), is stored with a
     `status_message` saying so, as the station may start.
@@ -157,7 +169,10 @@ def api_session_create(
     now = now or timezone.now()
     target = target or SessionTarget()
     if idempotency_key:
-        replay = _replay(user, idempotency_key, charge_box_id, connector_id)
+        asked = ApiSession(
+            **_session_fields(charge_box_id, connector_id, target, meta_data)
+        )
+        replay = _replay(user, idempotency_key, _request_of(asked))
         if replay is not None:
             return CreatedSession(replay, replayed=True)
     _check_charger(user, charge_box_id, connector_id)
@@ -233,8 +248,11 @@ def api_session_stop(
 
 
 def _replay(
-    user: AbstractBaseUser, key: str, charge_box_id: str, connector_id: int
+    user: AbstractBaseUser, key: str, request: tuple[Any, ...]
 ) -> ApiSession | None:
+    """The session `user` created with `key`, or None. Raises SessionInvalid when
+    that session was asked for with another request (`_request_of`): returning it
+    would silently drop the targets or data this one asked for."""
     existing = (
         ApiSession.objects.select_related("transaction")
         .filter(user=user, idempotency_key=key)
@@ -242,11 +260,35 @@ def _replay(
     )
     if existing is None:
         return None
-    if (existing.charge_box_id, existing.connector_id) != (charge_box_id, connector_id):
+    if _request_of(existing) != request:
         raise SessionInvalid(
             "This Idempotency-Key was already used for a different request."
         )
     return existing
+
+
+def _session_fields(
+    charge_box_id: str,
+    connector_id: int,
+    target: SessionTarget,
+    meta_data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ApiSession fields a create request sets, as `_new_session` stores them."""
+    return {
+        "charge_box_id": charge_box_id,
+        "connector_id": connector_id,
+        "target_time_minutes": _places(target.time_minutes, TARGET_STEP["time"]),
+        "target_cost": _places(target.cost, TARGET_STEP["cost"]),
+        "target_energy_kwh": _places(target.energy_kwh, TARGET_STEP["energy"]),
+        "target_start_at": target.start_at,
+        "target_stop_at": target.stop_at,
+        "meta_data": meta_data or {},
+    }
+
+
+def _request_of(session: ApiSession) -> tuple[Any, ...]:
+    """What makes two create requests the same request: the fields they set."""
+    return tuple(getattr(session, name) for name in REQUEST_FIELDS)
 
 
 def _check_charger(
@@ -298,18 +340,11 @@ def _new_session(
 ) -> ApiSession:
     session = ApiSession(
         user=user,
-        charge_box_id=charge_box_id,
-        connector_id=connector_id,
         id_tag=_tag_for(user),
         rate=rate,
         rate_terms=RateTerms.of(rate).as_json() if rate else None,
-        target_time_minutes=_places(target.time_minutes, TARGET_STEP["time"]),
-        target_cost=_places(target.cost, TARGET_STEP["cost"]),
-        target_energy_kwh=_places(target.energy_kwh, TARGET_STEP["energy"]),
-        target_start_at=target.start_at,
-        target_stop_at=target.stop_at,
-        meta_data=meta_data or {},
         idempotency_key=idempotency_key,
+        **_session_fields(charge_box_id, connector_id, target, meta_data),
     )
     try:
         # The database checks the unique constraints in `_insert`, which also
@@ -358,8 +393,7 @@ def _insert(session: ApiSession) -> ApiSession | None:
             replay = _replay(
                 session.user,
                 session.idempotency_key,
-                session.charge_box_id,
-                session.connector_id,
+                _request_of(session),
             )
             if replay is not None:
                 return replay

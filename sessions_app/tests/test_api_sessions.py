@@ -166,6 +166,33 @@ class SessionLifecycleApiTests(ApiTestCase):
         other = self.start(box="CP-002", headers=headers)
         self.assert_error(other, 422, "different request")
 
+    def test_the_same_key_with_other_targets_or_meta_data_is_refused(self) -> None:
+        # Replaying the first session would drop what the second request asked
+        # for (a 5 kWh limit read as the 0.3 kWh one) without saying so.
+        headers = {"Idempotency-Key": "order-18"}
+        body: dict[str, Any] = {
+            "target": {"energy": 0.3, "time": 20},
+            "meta_data": {"order": "A"},
+        }
+        first = self.result(self.start(headers=headers, **body), 201)
+        # The same request, numbers written differently, is a retry.
+        same = {**body, "target": {"energy": 0.300, "time": 20.0}}
+        again = self.start(headers=headers, **same)
+        self.assertEqual(self.result(again, 201)["_id"], first["_id"])
+        start_at = iso(timezone.now() + timedelta(hours=1))
+        for changed in (
+            {**body, "target": {"energy": 5, "time": 20}},
+            {**body, "target": {"energy": 0.3}},
+            {**body, "target": {**body["target"], "energy_start_time": start_at}},
+            {**body, "target": None},
+            {**body, "meta_data": {"order": "B"}},
+            {"target": body["target"]},
+        ):
+            response = self.start(headers=headers, **changed)
+            self.assert_error(response, 422, "different request")
+        self.assertEqual(ApiSession.objects.count(), 1)
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+
     def test_the_same_key_of_another_user_is_another_session(self) -> None:
         headers = {"Idempotency-Key": "order-17"}
         self.result(self.start(headers=headers), 201)
