@@ -188,8 +188,11 @@ def session_create(
     )
     if created.replayed:
         response["Idempotent-Replayed"] = "true"
+    # A replayed session may have started or ended since: say what GET says.
     message = created.session.status_message or (
-        "Session created; charging starts when the station reports it."
+        "Result"
+        if created.replayed
+        else "Session created; charging starts when the station reports it."
     )
     return Status(201, _envelope(created.session, message))
 

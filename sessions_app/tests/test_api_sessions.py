@@ -166,6 +166,17 @@ class SessionLifecycleApiTests(ApiTestCase):
         other = self.start(box="CP-002", headers=headers)
         self.assert_error(other, 422, "different request")
 
+    def test_a_replay_does_not_announce_a_start_that_already_happened(self) -> None:
+        headers = {"Idempotency-Key": "order-19"}
+        session_id = self.result(self.start(headers=headers), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        again = self.start(headers=headers)
+        self.assertEqual(self.result(again, 201)["status"], "started")
+        # As GET says it: not "Session created; charging starts when …".
+        self.assertEqual(again.json()["message"], "Result")
+
     def test_the_same_key_with_other_targets_or_meta_data_is_refused(self) -> None:
         # Replaying the first session would drop what the second request asked
         # for (a 5 kWh limit read as the 0.3 kWh one) without saying so.
