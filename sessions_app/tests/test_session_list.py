@@ -3,7 +3,7 @@
 import csv
 import io
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -138,6 +138,31 @@ class SessionFilterTests(SessionListTestCase):
             sorted(row_ids(response.content.decode())),
             sorted(s.steve_transaction_id for s in inside),
         )
+
+    @override_settings(TIME_ZONE="America/Santiago")
+    def test_to_keeps_a_last_hour_that_happens_twice(self) -> None:
+        # Chile leaves summer time at midnight on 2026-04-04: 23:00-23:59 happens
+        # first at UTC-3, then again at UTC-4, and both belong to the 4th.
+        first_pass = TransactionSyncStateFactory(
+            updated_at=datetime(2026, 4, 5, 2, 30, tzinfo=UTC)
+        )
+        second_pass = TransactionSyncStateFactory(
+            updated_at=datetime(2026, 4, 5, 3, 30, tzinfo=UTC)
+        )
+        next_day = TransactionSyncStateFactory(
+            updated_at=datetime(2026, 4, 5, 4, 0, tzinfo=UTC)
+        )
+        response = self.client.get(URL, {"to": "2026-04-04"})
+        self.assertEqual(
+            row_ids(response.content.decode()),
+            [second_pass.steve_transaction_id, first_pass.steve_transaction_id],
+        )
+        self.assertContains(response, "2 sessions match current filters")
+        response = self.client.get(URL, {"from": "2026-04-05", "to": "2026-04-05"})
+        self.assertEqual(
+            row_ids(response.content.decode()), [next_day.steve_transaction_id]
+        )
+        self.assertContains(response, "1 session matches current filters")
 
     def test_an_invalid_date_is_ignored_with_a_visible_note(self) -> None:
         TransactionSyncStateFactory()
