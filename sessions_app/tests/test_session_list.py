@@ -237,6 +237,21 @@ class SessionStatStripTests(SessionListTestCase):
         for label in [*labels, "Avg kWh / session (7d)"]:
             self.assertIn(label, html)
 
+    @override_settings(TIME_ZONE="Atlantic/Azores")
+    def test_sessions_today_start_at_the_first_midnight_when_it_repeats(self) -> None:
+        # The Azores leave summer time at 01:00 on 2026-10-25, back to 00:00: the
+        # day's first hour happens twice and the day began at the first midnight.
+        TransactionSyncStateFactory(
+            updated_at=datetime(2026, 10, 24, 23, 50, tzinfo=UTC)
+        )
+        TransactionSyncStateFactory(
+            updated_at=datetime(2026, 10, 25, 0, 15, tzinfo=UTC)
+        )
+        second_pass = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+        with time_machine.travel(second_pass, tick=False):
+            response = self.client.get(URL)
+        self.assertEqual(response.context["stats"].sessions_today, 1)
+
 
 class SessionLoadMoreTests(SessionListTestCase):
     def test_load_more_continues_after_the_cursor_even_when_sessions_change(
