@@ -230,6 +230,48 @@ class ConsoleBrowserTests(TransactionTestCase):
             )
             client.close()
 
+    def test_the_keyboard_focus_survives_live_updates_and_removed_chips(
+        self,
+    ) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1B2C3")
+        session = session_with_energy(
+            kwh=Decimal("2"), ocpp_id_tag="04A1B2C3", is_finalized=True
+        )
+        SyncRunFactory()
+        page = self.open_console("/admin/sessions/?status=completed&tag=a1b2")
+        # Every sync that changes a session re-reads the table; the control
+        # someone is on keeps the focus.
+        for name in ("Remove filter Status completed", "Clear all"):
+            with self.subTest(control=name):
+                control = page.get_by_role("link", name=name)
+                control.focus()
+                self.live_update(page, "#session-results")
+                expect(control).to_be_focused()
+        # Removing a chip takes its control away: the focus goes to the count,
+        # which says what the remaining filters match.
+        page.get_by_role("link", name="Remove filter Tag a1b2").press("Enter")
+        expect(page.locator(".chip")).to_have_count(1)
+        expect(page.locator("#session-count")).to_be_focused()
+        page.get_by_role("link", name="Clear all").press("Enter")
+        expect(page.locator(".chip")).to_have_count(0)
+        expect(page.locator("#session-count")).to_be_focused()
+
+        page.goto(f"{self.base_url}/admin/sessions/{session.steve_transaction_id}/")
+        back = page.get_by_role("link", name="Charging Sessions").last
+        back.focus()
+        self.live_update(page, "#session-detail")
+        expect(back).to_be_focused()
+
+    def live_update(self, page: Page, part: str) -> None:
+        """What a `sessions-updated` event does to `part`, waited for until settled."""
+        page.evaluate(
+            """(part) => new Promise((settled) => {
+              document.addEventListener("htmx:afterSettle", settled, {once: true});
+              htmx.trigger(part, "sse:sessions-updated");
+            })""",
+            part,
+        )
+
     def test_revoking_a_token_asks_first(self) -> None:
         page = self.open_console("/admin/api-tokens/")
         page.fill("#id_name", "billing export")
