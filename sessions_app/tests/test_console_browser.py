@@ -10,11 +10,12 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
+from sessions_app.live import publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
 from sync import services
 from sync.client import SteveClient
-from sync.models import TransactionSyncState
+from sync.models import SyncRun, TransactionSyncState
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import (
     StaffFactory,
@@ -261,6 +262,29 @@ class ConsoleBrowserTests(TransactionTestCase):
         back.focus()
         self.live_update(page, "#session-detail")
         expect(back).to_be_focused()
+
+    def test_the_live_banner_stays_one_live_region_that_screen_readers_hear(
+        self,
+    ) -> None:
+        TransactionSyncStateFactory()
+        SyncRunFactory()
+        page = self.open_console()
+        page.wait_for_function(
+            "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
+            ".readyState === 1"
+        )
+        page.evaluate("window.banner = document.getElementById('live-banner')")
+        run = SyncRunFactory(created_count=2, updated_count=1)
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+        banner = page.get_by_role("status").filter(has_text="sessions updated")
+        expect(banner).to_have_text("3 sessions updated just now")
+        expect(banner).to_have_attribute("aria-live", "polite")
+        # Screen readers announce changes inside a live region that was already
+        # there; a region swapped in whole is new to them, and stays silent.
+        self.assertTrue(
+            page.evaluate("document.getElementById('live-banner') === window.banner")
+        )
+        expect(page.locator("#live-banner .banner__body")).to_have_count(1)
 
     def live_update(self, page: Page, part: str) -> None:
         """What a `sessions-updated` event does to `part`, waited for until settled."""
