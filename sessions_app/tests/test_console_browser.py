@@ -269,13 +269,15 @@ class ConsoleBrowserTests(TransactionTestCase):
         TransactionSyncStateFactory()
         SyncRunFactory()
         page = self.open_console()
-        page.wait_for_function(
-            "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
-            ".readyState === 1"
-        )
         page.evaluate("window.banner = document.getElementById('live-banner')")
         run = SyncRunFactory(created_count=2, updated_count=1)
-        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+        # The stream subscribes a moment after the browser sees it open: publish
+        # until an event arrives.
+        for _ in range(50):
+            publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+            page.wait_for_timeout(200)
+            if "just now" in page.locator("#live-banner").inner_text():
+                break
         banner = page.get_by_role("status").filter(has_text="sessions updated")
         expect(banner).to_have_text("3 sessions updated just now")
         expect(banner).to_have_attribute("aria-live", "polite")
