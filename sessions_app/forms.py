@@ -1,7 +1,7 @@
 """Forms of the admin console."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -34,10 +34,23 @@ class SessionFilters:
 
     @property
     def updated_to(self) -> datetime | None:
-        """The last microsecond of To, in the operator's time zone (To is inclusive)."""
+        """The last microsecond of To, in the operator's time zone (To is inclusive).
+
+        Counted back from the next local midnight, not written as 23:59:59.999999:
+        where the clock goes back at midnight (America/Santiago in April) the day's
+        last hour happens twice, and the second one belongs to To as well.
+        """
         if self.date_to is None:
             return None
-        return timezone.make_aware(datetime.combine(self.date_to, time.max))
+        try:
+            next_day = self.date_to + timedelta(days=1)
+        except OverflowError:  # To is 9999-12-31.
+            return timezone.make_aware(datetime.combine(self.date_to, time.max))
+        next_midnight = timezone.make_aware(datetime.combine(next_day, time.min))
+        # In UTC: arithmetic on a zoned datetime moves the wall clock.
+        return timezone.localtime(
+            next_midnight.astimezone(UTC) - timedelta(microseconds=1)
+        )
 
     def chips(self) -> list[tuple[str, str, str]]:
         """(name, label, value) of each active filter, for removable chips."""

@@ -30,7 +30,7 @@ def publish_sessions_changed(
         "stats": selectors.session_stats(now=now),
     }
     template = "sessions_app/session_list.html"
-    html = render_to_string(f"{template}#live-banner", context)
+    html = render_to_string(f"{template}#live-banner-body", context)
     html += render_to_string(f"{template}#stat-strip", {**context, "oob": True})
     live.publish(live.staff_channel(), "sessions-updated", html)
 

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -54,9 +54,10 @@ def session_stats(*, now: datetime) -> SessionStats:
     Every number comes from a rollup kept exact by triggers (sync/rollups.py), so
     the strip reads a few hundred small rows, not a week of events.
     """
-    midnight = timezone.localtime(now).replace(
-        hour=0, minute=0, second=0, microsecond=0
-    )
+    # The first instant of the local day: where the clock goes back to 00:00
+    # (Atlantic/Azores in October) midnight happens twice and the day began at
+    # the first one, whichever pass of that hour `now` is in.
+    midnight = timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
     totals = rollups.fleet_totals(
         energy_after=now - timedelta(days=7), updated_from=midnight
     )

@@ -10,11 +10,12 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
+from sessions_app.live import publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
 from sync import services
 from sync.client import SteveClient
-from sync.models import TransactionSyncState
+from sync.models import SyncRun, TransactionSyncState
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import (
     StaffFactory,
@@ -229,6 +230,73 @@ class ConsoleBrowserTests(TransactionTestCase):
                 f"{session.kwh_delivered + Decimal('4'):.3f} kWh"
             )
             client.close()
+
+    def test_the_keyboard_focus_survives_live_updates_and_removed_chips(
+        self,
+    ) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1B2C3")
+        session = session_with_energy(
+            kwh=Decimal("2"), ocpp_id_tag="04A1B2C3", is_finalized=True
+        )
+        SyncRunFactory()
+        page = self.open_console("/admin/sessions/?status=completed&tag=a1b2")
+        # Every sync that changes a session re-reads the table; the control
+        # someone is on keeps the focus.
+        for name in ("Remove filter Status completed", "Clear all"):
+            with self.subTest(control=name):
+                control = page.get_by_role("link", name=name)
+                control.focus()
+                self.live_update(page, "#session-results")
+                expect(control).to_be_focused()
+        # Removing a chip takes its control away: the focus goes to the count,
+        # which says what the remaining filters match.
+        page.get_by_role("link", name="Remove filter Tag a1b2").press("Enter")
+        expect(page.locator(".chip")).to_have_count(1)
+        expect(page.locator("#session-count")).to_be_focused()
+        page.get_by_role("link", name="Clear all").press("Enter")
+        expect(page.locator(".chip")).to_have_count(0)
+        expect(page.locator("#session-count")).to_be_focused()
+
+        page.goto(f"{self.base_url}/admin/sessions/{session.steve_transaction_id}/")
+        back = page.get_by_role("link", name="Charging Sessions").last
+        back.focus()
+        self.live_update(page, "#session-detail")
+        expect(back).to_be_focused()
+
+    def test_the_live_banner_stays_one_live_region_that_screen_readers_hear(
+        self,
+    ) -> None:
+        TransactionSyncStateFactory()
+        SyncRunFactory()
+        page = self.open_console()
+        page.evaluate("window.banner = document.getElementById('live-banner')")
+        run = SyncRunFactory(created_count=2, updated_count=1)
+        # The stream subscribes a moment after the browser sees it open: publish
+        # until an event arrives.
+        for _ in range(50):
+            publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+            page.wait_for_timeout(200)
+            if "just now" in page.locator("#live-banner").inner_text():
+                break
+        banner = page.get_by_role("status").filter(has_text="sessions updated")
+        expect(banner).to_have_text("3 sessions updated just now")
+        expect(banner).to_have_attribute("aria-live", "polite")
+        # Screen readers announce changes inside a live region that was already
+        # there; a region swapped in whole is new to them, and stays silent.
+        self.assertTrue(
+            page.evaluate("document.getElementById('live-banner') === window.banner")
+        )
+        expect(page.locator("#live-banner .banner__body")).to_have_count(1)
+
+    def live_update(self, page: Page, part: str) -> None:
+        """What a `sessions-updated` event does to `part`, waited for until settled."""
+        page.evaluate(
+            """(part) => new Promise((settled) => {
+              document.addEventListener("htmx:afterSettle", settled, {once: true});
+              htmx.trigger(part, "sse:sessions-updated");
+            })""",
+            part,
+        )
 
     def test_revoking_a_token_asks_first(self) -> None:
         page = self.open_console("/admin/api-tokens/")

@@ -3,7 +3,7 @@
 import csv
 import io
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -139,6 +139,31 @@ class SessionFilterTests(SessionListTestCase):
             sorted(s.steve_transaction_id for s in inside),
         )
 
+    @override_settings(TIME_ZONE="America/Santiago")
+    def test_to_keeps_a_last_hour_that_happens_twice(self) -> None:
+        # Chile leaves summer time at midnight on 2026-04-04: 23:00-23:59 happens
+        # first at UTC-3, then again at UTC-4, and both belong to the 4th.
+        first_pass = TransactionSyncStateFactory(
+            updated_at=datetime(2026, 4, 5, 2, 30, tzinfo=UTC)
+        )
+        second_pass = TransactionSyncStateFactory(
+            updated_at=datetime(2026, 4, 5, 3, 30, tzinfo=UTC)
+        )
+        next_day = TransactionSyncStateFactory(
+            updated_at=datetime(2026, 4, 5, 4, 0, tzinfo=UTC)
+        )
+        response = self.client.get(URL, {"to": "2026-04-04"})
+        self.assertEqual(
+            row_ids(response.content.decode()),
+            [second_pass.steve_transaction_id, first_pass.steve_transaction_id],
+        )
+        self.assertContains(response, "2 sessions match current filters")
+        response = self.client.get(URL, {"from": "2026-04-05", "to": "2026-04-05"})
+        self.assertEqual(
+            row_ids(response.content.decode()), [next_day.steve_transaction_id]
+        )
+        self.assertContains(response, "1 session matches current filters")
+
     def test_an_invalid_date_is_ignored_with_a_visible_note(self) -> None:
         TransactionSyncStateFactory()
         response = self.client.get(URL, {"from": "2026-13-45", "to": "yesterday"})
@@ -211,6 +236,21 @@ class SessionStatStripTests(SessionListTestCase):
         labels = ["Sessions today", "kWh delivered (7d)", "Active now"]
         for label in [*labels, "Avg kWh / session (7d)"]:
             self.assertIn(label, html)
+
+    @override_settings(TIME_ZONE="Atlantic/Azores")
+    def test_sessions_today_start_at_the_first_midnight_when_it_repeats(self) -> None:
+        # The Azores leave summer time at 01:00 on 2026-10-25, back to 00:00: the
+        # day's first hour happens twice and the day began at the first midnight.
+        TransactionSyncStateFactory(
+            updated_at=datetime(2026, 10, 24, 23, 50, tzinfo=UTC)
+        )
+        TransactionSyncStateFactory(
+            updated_at=datetime(2026, 10, 25, 0, 15, tzinfo=UTC)
+        )
+        second_pass = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+        with time_machine.travel(second_pass, tick=False):
+            response = self.client.get(URL)
+        self.assertEqual(response.context["stats"].sessions_today, 1)
 
 
 class SessionLoadMoreTests(SessionListTestCase):

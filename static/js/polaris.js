@@ -22,6 +22,25 @@
     if (banner) { banner.hidden = false; }
   });
 
+  // A swap that takes away the control that had the focus (a filter chip's
+  // remove link, "Clear all") would leave keyboard users at the top of the page:
+  // the new part's [data-focus-after-swap] heading takes the focus instead, and
+  // reads out what changed. Controls that survive a swap keep it by their ids.
+  var focusedPart = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    focusedPart = target.id && target.contains(document.activeElement) ? target.id : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var partId = focusedPart;
+    focusedPart = null;
+    var focused = document.activeElement;
+    if (!partId || (focused && focused !== document.body)) { return; }
+    var part = document.getElementById(partId);
+    var heading = part && part.querySelector("[data-focus-after-swap]");
+    if (heading) { heading.focus(); }
+  });
+
   // Live updates. A stream that broke (a web process, Redis or the database
   // restarted) may have missed events, and Redis may have lost the stored ones. So
   // once a stream is serving again ("stream-open" after an error), or the server
