@@ -10,6 +10,12 @@ app = Celery("polaris")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# By name: the task modules import Django models, which are not ready yet here.
+# Immutable: it does not take the sync task's result as an argument.
+API_SESSIONS_ADVANCE = app.signature(
+    "sessions_app.tasks.api_sessions_advance_all", immutable=True
+)
+
 
 @app.on_configure.connect
 def _load_django(sender: Celery, **kwargs: object) -> None:
@@ -31,18 +37,19 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         "sync-transactions": {
             "task": "sync.tasks.sync_run_transactions",
             "schedule": float(settings.SYNC_INTERVAL_SECONDS),
-            "options": {"expires": float(settings.SYNC_INTERVAL_SECONDS)},
+            "options": {
+                "expires": float(settings.SYNC_INTERVAL_SECONDS),
+                # The Sessions API advance reads what the sync stored, so it runs
+                # right after each one: on its own schedule it ran beside the sync
+                # and saw a stop up to an interval late (a session still "started"
+                # with its chargingStop already set).
+                "link": API_SESSIONS_ADVANCE,
+            },
         },
         # Every 5 minutes by default: https://crontab.guru/#*/5_*_*_*_*
         "probe-chargers": {
             "task": "sync.tasks.sync_run_chargers",
             "schedule": float(settings.CHARGER_PROBE_INTERVAL_SECONDS),
             "options": {"expires": float(settings.CHARGER_PROBE_INTERVAL_SECONDS)},
-        },
-        # Every SYNC_INTERVAL_SECONDS, like the sync whose results it reads.
-        "advance-api-sessions": {
-            "task": "sessions_app.tasks.api_sessions_advance_all",
-            "schedule": float(settings.SYNC_INTERVAL_SECONDS),
-            "options": {"expires": float(settings.SYNC_INTERVAL_SECONDS)},
         },
     }

@@ -1,5 +1,6 @@
-"""Real Celery workers cut off while they talk to the station: killed while a
-target's stop is sent, then restarted; stopped by the task's soft time limit."""
+"""Real Celery workers: the advance that follows each beat sync; workers cut off
+while they talk to the station: killed while a target's stop is sent, then
+restarted; stopped by the task's soft time limit."""
 
 import signal
 import time
@@ -13,6 +14,7 @@ from django.db.models import F
 from django.test import TransactionTestCase, override_settings
 from django.utils import timezone
 
+from polaris.celery import app as celery_app
 from polaris.testing import CeleryWorker
 from sessions_app import charging
 from sessions_app.api_selectors import CLOCK_SKEW
@@ -23,6 +25,7 @@ from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncRun, UserMapping
 from sync.standin.testing import StandinProcess
+from sync.tasks import sync_run_transactions
 
 
 class WorkerFaultTestCase(TransactionTestCase):
@@ -87,6 +90,26 @@ class WorkerFaultTestCase(TransactionTestCase):
             target=charging.SessionTarget(start_at=now - timedelta(seconds=1)),
             now=now - timedelta(minutes=5),
         ).session
+
+
+class AdvanceAfterTheSyncTests(WorkerFaultTestCase):
+    def test_the_beat_sync_is_followed_by_the_advance(self) -> None:
+        session = charging.api_session_create(
+            user=self.alice, charge_box_id="CP-001", connector_id=1, client=self.steve
+        ).session
+        self.standin.tick()
+        options = celery_app.conf.beat_schedule["sync-transactions"]["options"]
+        with CeleryWorker(**self.steve_env()) as worker:
+            advance = options["link"].clone()
+            advance.set(queue=worker.queue)
+            sync_run_transactions.apply_async(
+                args=["beat"], queue=worker.queue, link=advance
+            )
+            self.wait_for(lambda: worker.log().count("succeeded") >= 2)
+        session.refresh_from_db()
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        self.assertEqual(SyncRun.objects.get().status, SyncRun.Status.SUCCEEDED)
+        self.assertIn("api_sessions_advance_all", worker.log())
 
 
 class TargetStopAcrossAWorkerRestartTests(WorkerFaultTestCase):

@@ -404,11 +404,17 @@ class ApiSessionLifecycleTests(ChargingTestCase):
 
 
 class ApiSessionAdvanceTaskTests(ChargingTestCase):
-    def test_beat_runs_the_task_every_sync_interval(self) -> None:
-        entry = celery_app.conf.beat_schedule["advance-api-sessions"]
-        self.assertEqual(entry["task"], "sessions_app.tasks.api_sessions_advance_all")
-        self.assertEqual(entry["schedule"], float(settings.SYNC_INTERVAL_SECONDS))
-        self.assertIn(entry["task"], celery_app.tasks)
+    def test_beat_runs_the_task_right_after_every_sync(self) -> None:
+        schedule = celery_app.conf.beat_schedule
+        sync = schedule["sync-transactions"]
+        self.assertEqual(sync["schedule"], float(settings.SYNC_INTERVAL_SECONDS))
+        advance = sync["options"]["link"]
+        self.assertEqual(advance.task, "sessions_app.tasks.api_sessions_advance_all")
+        self.assertTrue(advance.immutable)
+        self.assertIn(advance.task, celery_app.tasks)
+        # Not also on a schedule of its own, beside the sync.
+        tasks = [entry["task"] for entry in schedule.values()]
+        self.assertEqual(tasks.count(advance.task), 0)
 
     def test_the_task_advances_open_sessions_with_the_configured_steve(self) -> None:
         session = self.create()
