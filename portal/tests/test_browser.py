@@ -252,6 +252,42 @@ def test_stop_in_the_banner_keeps_the_whole_page(
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 
 
+def test_a_live_update_keeps_the_keyboard_on_stop(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # Every sync re-renders the banner: a keyboard user about to press Stop must
+    # not be sent back to the top of the page by the next reading.
+    session = TransactionSyncStateFactory(
+        charger=demo_driver["harbour"],
+        ocpp_id_tag="TAG-DANA",
+        kwh_delivered=Decimal("4.2"),
+        started_at=timezone.now() - timedelta(minutes=10),
+    )
+    ApiSession.objects.create(
+        user=demo_driver["driver"],
+        charge_box_id="CB-H",
+        connector_id=1,
+        id_tag="TAG-DANA",
+        status=ApiSession.Status.STARTED,
+        transaction=session,
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        stop = page.locator(".active-session").get_by_role("button", name="Stop")
+        stop.focus()
+        page.wait_for_timeout(500)  # let the EventSource connect
+        session.kwh_delivered = Decimal("5.7")
+        session.save(update_fields=["kwh_delivered"])
+        sessions_changed.send(
+            sender=SyncRun,
+            run=SyncRunFactory(updated_count=1),
+            transaction_ids=[session.pk],
+        )
+        expect(page.locator(".active-session")).to_contain_text("5.70 kWh")
+        expect(stop).to_be_focused()
+
+
 # The effective size of each of the chart's date labels: an SVG's text scales
 # with the SVG, HTML text does not.
 CHART_DATE_SIZES = """(card) => [...card.querySelectorAll("*")]
