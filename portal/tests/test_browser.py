@@ -370,6 +370,30 @@ BADGE_LOOKS = """(badge) => {
 }"""
 
 
+def test_a_sites_connectors_have_names_of_their_own(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # A site's connectors share one friendly name: a screen reader moving by
+    # article or by form field must still tell them apart.
+    for connector_id in (1, 2):
+        ChargerFactory(
+            charge_box_id="CB-L",
+            connector_id=connector_id,
+            friendly_name="Library Lane",
+            last_check_in_at=timezone.now(),
+        )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        for connector_id in (1, 2):
+            name = f"Library Lane #{connector_id}"
+            article = page.get_by_role("article", name=name, exact=True)
+            expect(article).to_have_count(1)
+            expect(
+                article.get_by_role("combobox", name=f"Reserve {name} for", exact=True)
+            ).to_have_count(1)
+
+
 def test_the_four_charger_statuses_differ_by_more_than_colour(
     browser: Browser,
 ) -> None:
