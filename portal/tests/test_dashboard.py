@@ -259,6 +259,25 @@ class DashboardTests(PortalTestCase):
         self.assertIn("badge--online", card)
         self.assertNotContains(response, "Charging at Harbour Street")
 
+    def test_recent_activity_does_not_say_a_stuck_session_is_charging(self) -> None:
+        # The banner and the charger say nobody is charging; its row agrees, and
+        # does not count 30 hours the station never reported as charging time.
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=timezone.now() - timedelta(hours=30),
+            is_suspected_stuck=True,
+        )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        rows = body[body.index('id="recent-activity"') :]
+        rows = rows[rows.index("<tbody>") : rows.index("</tbody>")].split("</tr>")
+        # Alice's finalized session started 3 hours ago, this one 30.
+        row = rows[1]
+        self.assertIn('data-label="End" class="nowrap">Not reported</td>', row)
+        self.assertNotIn("Charging", row)
+        self.assertIn('data-label="Duration" class="nowrap tabular">—</td>', row)
+
     def test_it_shows_group_chargers_to_members(self) -> None:
         from portal.models import ChargerGroup
 
