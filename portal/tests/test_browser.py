@@ -288,6 +288,26 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
         expect(stop).to_be_focused()
 
 
+def test_two_charges_in_progress_get_two_banners_apart(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    UserMappingFactory(user=demo_driver["driver"], steve_ocpp_id_tag="TAG-DANA-2")
+    for tag in ("TAG-DANA", "TAG-DANA-2"):
+        TransactionSyncStateFactory(
+            charger=ChargerFactory(last_check_in_at=timezone.now()),
+            ocpp_id_tag=tag,
+            started_at=timezone.now() - timedelta(minutes=10),
+        )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        banners = page.locator(".active-session")
+        expect(banners).to_have_count(2)
+        first, second = (banners.nth(i).bounding_box() for i in range(2))
+    assert first is not None and second is not None
+    assert second["y"] >= first["y"] + first["height"] + 8, (first, second)
+
+
 # The effective size of each of the chart's date labels: an SVG's text scales
 # with the SVG, HTML text does not.
 CHART_DATE_SIZES = """(card) => [...card.querySelectorAll("*")]
