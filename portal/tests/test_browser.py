@@ -292,11 +292,19 @@ def test_two_charges_in_progress_get_two_banners_apart(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:
     UserMappingFactory(user=demo_driver["driver"], steve_ocpp_id_tag="TAG-DANA-2")
-    for tag in ("TAG-DANA", "TAG-DANA-2"):
-        TransactionSyncStateFactory(
-            charger=ChargerFactory(last_check_in_at=timezone.now()),
+    for tag, name in (("TAG-DANA", "Quay A"), ("TAG-DANA-2", "Quay B")):
+        session = TransactionSyncStateFactory(
+            charger=ChargerFactory(friendly_name=name, last_check_in_at=timezone.now()),
             ocpp_id_tag=tag,
             started_at=timezone.now() - timedelta(minutes=10),
+        )
+        ApiSession.objects.create(
+            user=demo_driver["driver"],
+            charge_box_id=session.charge_box_id,
+            connector_id=session.connector_id,
+            id_tag=tag,
+            status=ApiSession.Status.STARTED,
+            transaction=session,
         )
     with live_server() as server:
         page = browser.new_page(viewport={"width": 390, "height": 844})
@@ -304,6 +312,11 @@ def test_two_charges_in_progress_get_two_banners_apart(
         banners = page.locator(".active-session")
         expect(banners).to_have_count(2)
         first, second = (banners.nth(i).bounding_box() for i in range(2))
+        # Each Stop says which charge it stops, to a screen reader too.
+        for name in ("Quay A", "Quay B"):
+            stop = page.get_by_role("button", name=f"Stop charging at {name}")
+            expect(stop).to_have_count(1)
+            expect(stop).to_have_text("Stop")
     assert first is not None and second is not None
     assert second["y"] >= first["y"] + first["height"] + 8, (first, second)
 
