@@ -38,9 +38,13 @@ class PortalError(Exception):
 
 
 def _reservation_tag(customer: AbstractBaseUser) -> str:
+    """An active tag of the customer, one not charging right now if there is one:
+    only the reserved tag may start charging on the reserved connector, and SteVe
+    lets a tag run one transaction at a time."""
     tag = (
         UserMapping.objects.active()
         .filter(user=customer)
+        .not_charging_first()
         .values_list("steve_ocpp_id_tag", flat=True)
         .first()
     )

@@ -36,6 +36,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from polaris.live import customer_channel, publish, staff_channel
+from portal.models import Reservation
 from sessions_app.api_selectors import (
     CLOCK_SKEW,
     api_session_energy_kwh,
@@ -340,7 +341,7 @@ def _new_session(
 ) -> ApiSession:
     session = ApiSession(
         user=user,
-        id_tag=_tag_for(user),
+        id_tag=_tag_for(user, charge_box_id, connector_id),
         rate=rate,
         rate_terms=RateTerms.of(rate).as_json() if rate else None,
         idempotency_key=idempotency_key,
@@ -361,25 +362,32 @@ def _places(value: Decimal | None, step: Decimal) -> Decimal | None:
     return value.quantize(step, rounding=ROUND_HALF_UP)
 
 
-def _tag_for(user: AbstractBaseUser) -> str:
-    """One of the user's active tags, preferring tags not charging right now
-    (SteVe lets most tags run one transaction at a time)."""
-    tags = list(
-        UserMapping.objects.active()
-        .filter(user=user)
-        .values_list("steve_ocpp_id_tag", flat=True)
+def _tag_for(user: AbstractBaseUser, charge_box_id: str, connector_id: int) -> str:
+    """The tag of the user's reservation holding this connector, as the station
+    lets only that tag charge there; else one of the user's active tags,
+    preferring tags not charging right now (SteVe lets most tags run one
+    transaction at a time)."""
+    tags = UserMapping.objects.active().filter(user=user)
+    reserved = (
+        Reservation.objects.for_user(user)
+        .covering(timezone.now())
+        .filter(
+            charger__charge_box_id=charge_box_id,
+            charger__connector_id=connector_id,
+            id_tag__in=tags.values("steve_ocpp_id_tag"),
+        )
+        .values_list("id_tag", flat=True)
+        .first()
     )
-    if not tags:
+    tag = reserved or (
+        tags.not_charging_first().values_list("steve_ocpp_id_tag", flat=True).first()
+    )
+    if tag is None:
         raise SessionInvalid(
             "No charging tag is linked to this account; ask support to link one "
             "before starting a session."
         )
-    busy = set(
-        TransactionSyncState.objects.active()
-        .filter(ocpp_id_tag__in=tags)
-        .values_list("ocpp_id_tag", flat=True)
-    )
-    return next((tag for tag in tags if tag not in busy), tags[0])
+    return tag
 
 
 def _insert(session: ApiSession) -> ApiSession | None:

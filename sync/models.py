@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -373,6 +373,16 @@ class UserMappingQuerySet(models.QuerySet["UserMapping"]):
     def tag_contains(self, fragment: str) -> "UserMappingQuerySet":
         """Mappings whose idTag contains `fragment`, case-insensitively."""
         return self.filter(steve_ocpp_id_tag__icontains=fragment)
+
+    def not_charging_first(self) -> "UserMappingQuerySet":
+        """Ordered by idTag, the tags without an active session first (SteVe lets
+        most tags run one transaction at a time); annotates `is_charging`."""
+        charging = TransactionSyncState.objects.active().filter(
+            ocpp_id_tag=OuterRef("steve_ocpp_id_tag")
+        )
+        return self.annotate(is_charging=Exists(charging)).order_by(
+            "is_charging", "steve_ocpp_id_tag"
+        )
 
 
 class UserMapping(models.Model):

@@ -252,6 +252,75 @@ def test_stop_in_the_banner_keeps_the_whole_page(
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 
 
+def test_a_live_update_keeps_the_keyboard_on_stop(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # Every sync re-renders the banner: a keyboard user about to press Stop must
+    # not be sent back to the top of the page by the next reading.
+    session = TransactionSyncStateFactory(
+        charger=demo_driver["harbour"],
+        ocpp_id_tag="TAG-DANA",
+        kwh_delivered=Decimal("4.2"),
+        started_at=timezone.now() - timedelta(minutes=10),
+    )
+    ApiSession.objects.create(
+        user=demo_driver["driver"],
+        charge_box_id="CB-H",
+        connector_id=1,
+        id_tag="TAG-DANA",
+        status=ApiSession.Status.STARTED,
+        transaction=session,
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        stop = page.locator(".active-session").get_by_role("button", name="Stop")
+        stop.focus()
+        page.wait_for_timeout(500)  # let the EventSource connect
+        session.kwh_delivered = Decimal("5.7")
+        session.save(update_fields=["kwh_delivered"])
+        sessions_changed.send(
+            sender=SyncRun,
+            run=SyncRunFactory(updated_count=1),
+            transaction_ids=[session.pk],
+        )
+        expect(page.locator(".active-session")).to_contain_text("5.70 kWh")
+        expect(stop).to_be_focused()
+
+
+def test_two_charges_in_progress_get_two_banners_apart(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    UserMappingFactory(user=demo_driver["driver"], steve_ocpp_id_tag="TAG-DANA-2")
+    for tag, name in (("TAG-DANA", "Quay A"), ("TAG-DANA-2", "Quay B")):
+        session = TransactionSyncStateFactory(
+            charger=ChargerFactory(friendly_name=name, last_check_in_at=timezone.now()),
+            ocpp_id_tag=tag,
+            started_at=timezone.now() - timedelta(minutes=10),
+        )
+        ApiSession.objects.create(
+            user=demo_driver["driver"],
+            charge_box_id=session.charge_box_id,
+            connector_id=session.connector_id,
+            id_tag=tag,
+            status=ApiSession.Status.STARTED,
+            transaction=session,
+        )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        banners = page.locator(".active-session")
+        expect(banners).to_have_count(2)
+        first, second = (banners.nth(i).bounding_box() for i in range(2))
+        # Each Stop says which charge it stops, to a screen reader too.
+        for name in ("Quay A", "Quay B"):
+            stop = page.get_by_role("button", name=f"Stop charging at {name}")
+            expect(stop).to_have_count(1)
+            expect(stop).to_have_text("Stop")
+    assert first is not None and second is not None
+    assert second["y"] >= first["y"] + first["height"] + 8, (first, second)
+
+
 # The effective size of each of the chart's date labels: an SVG's text scales
 # with the SVG, HTML text does not.
 CHART_DATE_SIZES = """(card) => [...card.querySelectorAll("*")]
@@ -332,6 +401,30 @@ BADGE_LOOKS = """(badge) => {
     animated,
   };
 }"""
+
+
+def test_a_sites_connectors_have_names_of_their_own(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # A site's connectors share one friendly name: a screen reader moving by
+    # article or by form field must still tell them apart.
+    for connector_id in (1, 2):
+        ChargerFactory(
+            charge_box_id="CB-L",
+            connector_id=connector_id,
+            friendly_name="Library Lane",
+            last_check_in_at=timezone.now(),
+        )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        for connector_id in (1, 2):
+            name = f"Library Lane #{connector_id}"
+            article = page.get_by_role("article", name=name, exact=True)
+            expect(article).to_have_count(1)
+            expect(
+                article.get_by_role("combobox", name=f"Reserve {name} for", exact=True)
+            ).to_have_count(1)
 
 
 def test_the_four_charger_statuses_differ_by_more_than_colour(

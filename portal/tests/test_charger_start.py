@@ -3,10 +3,13 @@
 from django.contrib.messages import constants
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 
+from portal.models import Reservation
 from sessions_app.models import ApiSession
 from sessions_app.tests.test_charging import REMOTE_START, ChargingTestCase
-from sync.models import Charger
+from sync.models import Charger, TransactionSyncState, UserMapping
+from sync.tests.factories import TransactionSyncStateFactory
 
 
 class ChargerStartTests(ChargingTestCase):
@@ -56,3 +59,42 @@ class ChargerStartTests(ChargingTestCase):
         self.assertEqual(level, constants.ERROR)
         self.assertIn("could not be sent", text)
         self.assertFalse(ApiSession.objects.exists())
+
+
+class ReservedChargerStartTests(ChargingTestCase):
+    """A driver with two cards, one of them charging elsewhere, reserves a charger
+    and starts charging on it: the station lets only the reserved tag charge there,
+    and SteVe lets a tag run one transaction at a time."""
+
+    def setUp(self) -> None:
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0002", user=self.alice)
+        busy = Charger.objects.get(charge_box_id="CP-003", connector_id=1)
+        TransactionSyncStateFactory(
+            charger=busy, ocpp_id_tag="TAG-0001", started_at=timezone.now()
+        )
+        self.charger = Charger.objects.get(charge_box_id="CP-001", connector_id=1)
+        self.charger.last_check_in_at = timezone.now()
+        self.charger.save()
+        self.client.force_login(self.alice)
+
+    def post(self, name: str, **data: object) -> HttpResponse:
+        url = reverse(f"portal:charger-{name}", args=[self.charger.pk])
+        return self.client.post(url, data, follow=True)
+
+    def test_a_reservation_takes_a_card_that_is_not_charging(self) -> None:
+        self.post("reserve", minutes=30)
+        self.assertEqual(Reservation.objects.get().id_tag, "TAG-0002")
+
+    def test_it_starts_the_reserved_charger_with_the_reserved_card(self) -> None:
+        # Reserved with the second card (the first was blocked for a while) ...
+        first = UserMapping.objects.filter(steve_ocpp_id_tag="TAG-0001")
+        first.update(is_active=False)
+        self.post("reserve", minutes=30)
+        reservation = Reservation.objects.get(id_tag="TAG-0002")
+        # ... and since then the first is back and done charging: both are free.
+        first.update(is_active=True)
+        TransactionSyncState.objects.update(is_finalized=True)
+        response = self.post("start")
+        sent = [message.message for message in response.context["messages"]]
+        self.assertEqual(sent, ["Charging is starting at CP-001."])
+        self.assertEqual(ApiSession.objects.get().id_tag, reservation.id_tag)

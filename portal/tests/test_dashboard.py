@@ -164,6 +164,65 @@ class DashboardTests(PortalTestCase):
             card = body[body.index(f">{name}</h3>") :][:400]
             self.assertIn(f"badge--{status}", card, name)
 
+    def test_a_reservation_its_charge_used_holds_nothing_afterwards(self) -> None:
+        # The station uses a reservation up when its tag starts charging on its
+        # connector: once that charge is over, the connector is free for anyone.
+        now = timezone.now()
+        bay = ChargerFactory(friendly_name="Used Bay", last_check_in_at=now)
+        ReservationFactory(
+            user=self.alice,
+            charger=bay,
+            id_tag="TAG-ALICE",
+            starts_at=now - timedelta(minutes=20),
+            ends_at=now + timedelta(minutes=10),
+        )
+        TransactionSyncStateFactory(
+            charger=bay,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=now - timedelta(minutes=15),
+            stopped_at=now - timedelta(minutes=5),
+            is_finalized=True,
+        )
+        for user in (self.alice, self.bob):
+            self.client.force_login(user)
+            body = self.client.get("/").content.decode()
+            card = body[body.index(">Used Bay</h3>") :][:400]
+            self.assertIn("badge--online", card, user)
+            self.assertIn("2 of 2 available now", body)
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        card = body[body.index('id="next-reservation"') :]
+        self.assertNotIn("Used Bay", card[: card.index("</section>")])
+
+    def test_a_reservation_holds_until_its_own_tag_charges_there(self) -> None:
+        now = timezone.now()
+        bay = ChargerFactory(friendly_name="Held Bay", last_check_in_at=now)
+        ReservationFactory(
+            user=self.alice,
+            charger=bay,
+            id_tag="TAG-ALICE",
+            starts_at=now - timedelta(minutes=20),
+            ends_at=now + timedelta(minutes=10),
+        )
+        # Before the reservation, by someone else, and elsewhere: none uses it.
+        for tag, charger, started in (
+            ("TAG-ALICE", bay, now - timedelta(hours=2)),
+            ("TAG-BOB", bay, now - timedelta(minutes=15)),
+            ("TAG-ALICE", self.charger, now - timedelta(minutes=15)),
+        ):
+            TransactionSyncStateFactory(
+                charger=charger,
+                ocpp_id_tag=tag,
+                started_at=started,
+                stopped_at=started + timedelta(minutes=5),
+                is_finalized=True,
+            )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        self.assertIn("badge--reserved", body[body.index(">Held Bay</h3>") :][:400])
+        card = body[body.index('id="next-reservation"') :]
+        self.assertIn("Held Bay", card[: card.index("</section>")])
+
     def test_a_connector_held_by_an_open_api_session_is_in_use(self) -> None:
         # The station has stopped, the sync has not told the session yet: a Start
         # offered now would be refused ("already has a session in progress").
@@ -199,6 +258,25 @@ class DashboardTests(PortalTestCase):
         card = body[body.index(">Harbour Street</h3>") :][:400]
         self.assertIn("badge--online", card)
         self.assertNotContains(response, "Charging at Harbour Street")
+
+    def test_recent_activity_does_not_say_a_stuck_session_is_charging(self) -> None:
+        # The banner and the charger say nobody is charging; its row agrees, and
+        # does not count 30 hours the station never reported as charging time.
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=timezone.now() - timedelta(hours=30),
+            is_suspected_stuck=True,
+        )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        rows = body[body.index('id="recent-activity"') :]
+        rows = rows[rows.index("<tbody>") : rows.index("</tbody>")].split("</tr>")
+        # Alice's finalized session started 3 hours ago, this one 30.
+        row = rows[1]
+        self.assertIn('data-label="End" class="nowrap">Not reported</td>', row)
+        self.assertNotIn("Charging", row)
+        self.assertIn('data-label="Duration" class="nowrap tabular">—</td>', row)
 
     def test_it_shows_group_chargers_to_members(self) -> None:
         from portal.models import ChargerGroup
