@@ -7,9 +7,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 
-from sync.models import Charger, TransactionSyncState
+from sync.models import Charger
 
 
 def validate_time_zone(value: str) -> None:
@@ -66,20 +66,8 @@ class ReservationQuerySet(models.QuerySet["Reservation"]):
         return self.filter(user=user)
 
     def not_ended(self, now: datetime) -> "ReservationQuerySet":
-        """Active reservations whose end is still ahead and that no charge has used.
-
-        A station uses a reservation up when its tag starts a transaction on its
-        connector (OCPP): from then on it holds nothing, though its end is ahead.
-        """
-        used = TransactionSyncState.objects.filter(
-            charger=OuterRef("charger"),
-            ocpp_id_tag=OuterRef("id_tag"),
-            started_at__gte=OuterRef("starts_at"),
-            started_at__lt=OuterRef("ends_at"),
-        )
-        return self.filter(status=Reservation.Status.ACTIVE, ends_at__gt=now).filter(
-            ~Exists(used)
-        )
+        """Active reservations whose end is still ahead (a used one holds nothing)."""
+        return self.filter(status=Reservation.Status.ACTIVE, ends_at__gt=now)
 
     def covering(self, now: datetime) -> "ReservationQuerySet":
         """Active reservations holding their charger at `now`."""
@@ -98,6 +86,9 @@ class Reservation(models.Model):
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
+        # Its tag started charging on its connector within its window, which
+        # consumes it at the station; set by triggers (migration 0002).
+        USED = "used", "Used"
         CANCELLED = "cancelled", "Cancelled"
 
     user = models.ForeignKey(

@@ -194,6 +194,33 @@ class DashboardTests(PortalTestCase):
         card = body[body.index('id="next-reservation"') :]
         self.assertNotIn("Used Bay", card[: card.index("</section>")])
 
+    def test_a_charge_linked_to_the_charger_later_uses_the_reservation(self) -> None:
+        now = timezone.now()
+        bay = ChargerFactory(friendly_name="Linked Bay", last_check_in_at=now)
+        reservation = ReservationFactory(
+            user=self.alice,
+            charger=bay,
+            id_tag="TAG-ALICE",
+            starts_at=now - timedelta(minutes=20),
+            ends_at=now + timedelta(minutes=10),
+        )
+        session = TransactionSyncStateFactory(
+            charger=None,
+            charge_box_id=bay.charge_box_id,
+            connector_id=bay.connector_id,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=now - timedelta(minutes=5),
+        )
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+        # A later run links the session to the charger of its connector.
+        TransactionSyncState.objects.filter(pk=session.pk).update(charger=bay)
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.USED)
+        self.assertIsNone(
+            selectors.next_reservation(customer=self.alice, now=timezone.now())
+        )
+
     def test_a_reservation_holds_until_its_own_tag_charges_there(self) -> None:
         now = timezone.now()
         bay = ChargerFactory(friendly_name="Held Bay", last_check_in_at=now)
