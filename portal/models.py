@@ -112,7 +112,17 @@ class Reservation(models.Model):
     class Meta:
         db_table = "reservations"
         ordering = ["starts_at", "id"]
-        indexes = [models.Index(fields=["user", "status", "ends_at"])]
+        indexes = [
+            models.Index(fields=["user", "status", "ends_at"]),
+            # Each sync statement looks up the active reservations of the chargers
+            # it wrote (migration 0002's triggers); the used and cancelled history
+            # grows without bound.
+            models.Index(
+                fields=["charger", "ends_at"],
+                condition=Q(status="active"),
+                name="reservation_active_charger",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(ends_at__gt=models.F("starts_at")),

@@ -66,5 +66,13 @@ class Migration(migrations.Migration):
                 max_length=16,
             ),
         ),
+        migrations.AddIndex(
+            model_name="reservation",
+            index=models.Index(
+                condition=models.Q(("status", "active")),
+                fields=["charger", "ends_at"],
+                name="reservation_active_charger",
+            ),
+        ),
         migrations.RunSQL(FORWARD, BACKWARD),
     ]
