@@ -193,6 +193,40 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertFalse(UserMapping.objects.exists())
 
+    def test_csv_import_of_an_empty_file_asks_for_the_header(self) -> None:
+        # The person did choose a file: "Choose a CSV file" would send them looking
+        # for a step they took. The command says the same for an empty file.
+        upload = SimpleUploadedFile("mappings.csv", b"")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(
+            response, "The first line must be the header steveOcppIdTag,email,label."
+        )
+        self.assertNotContains(response, "Choose a CSV file to import.")
+
+    def test_csv_import_without_a_file_asks_for_one(self) -> None:
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {}, follow=True
+        )
+        self.assertContains(response, "Choose a CSV file to import.")
+
+    def test_csv_import_says_how_many_rejected_lines_it_did_not_list(self) -> None:
+        rows = "".join(f"bad tag {n},x{n}@example.com,\n" for n in range(25))
+        upload = SimpleUploadedFile(
+            "mappings.csv", f"steveOcppIdTag,email,label\n{rows}".encode()
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(response, "Line 21 skipped")
+        self.assertNotContains(response, "Line 22 skipped")
+        self.assertContains(
+            response,
+            "5 more lines were skipped (lines 22 to 26); fix the lines above and "
+            "import the file again to see them.",
+        )
+
 
 # One prefix per test process: parallel workers share Redis, and each would read
 # the other's events on the same channel.
