@@ -11,6 +11,7 @@ from sync import services
 from sync.client import SteveClient
 from sync.models import SyncRun
 from sync.services.runs import TRANSACTIONS_LOCK
+from sync.tests.factories import ChargerFactory
 
 UNREACHABLE = SteveClient(
     base_url="http://127.0.0.1:9/steve", username="u", password="p", retry_delays=()
@@ -81,3 +82,15 @@ class SyncCommandInputTests(TestCase):
         call_command("sync", "status", stdout=out)
         self.assertIn("failed", out.getvalue())
         self.assertIn("SteVe cannot be reached", out.getvalue())
+
+    def test_a_charger_probe_says_it_has_begun_before_waiting_for_steve(self) -> None:
+        # SteVe holds a TriggerMessage until the stations answer (up to
+        # STEVE_OPERATION_TIMEOUT, 35 s): a silent command looks hung meanwhile.
+        ChargerFactory(charge_box_id="CP-1")
+        out = StringIO()
+        unreachable = self.settings(
+            STEVE_URL="http://127.0.0.1:9/steve", STEVE_TIMEOUT=1
+        )
+        with unreachable, self.assertRaisesMessage(CommandError, "cannot be reached"):
+            call_command("sync", "chargers", stdout=out)
+        self.assertEqual(out.getvalue(), "Probing the chargers through SteVe…\n")

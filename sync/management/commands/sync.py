@@ -88,8 +88,15 @@ class Command(DatabaseCommand):
         if action == "status":
             self._status(options["limit"])
             return
-        if options["verbosity"] >= 1 and action != "chargers":
-            self.stdout.write(f"Syncing {action} from SteVe…")
+        if options["verbosity"] >= 1:
+            # Said before SteVe is asked: a charger probe waits for the stations'
+            # answers (up to STEVE_OPERATION_TIMEOUT), a large backfill longer.
+            self.stdout.write(
+                "Probing the chargers through SteVe…"
+                if action == "chargers"
+                else f"Syncing {action} from SteVe…"
+            )
+            self.stdout.flush()
         try:
             run = self._run(action, options)
         except services.SyncBusy:
