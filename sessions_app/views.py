@@ -230,6 +230,7 @@ def user_mapping_create_view(request: HttpRequest) -> HttpResponse:
                 user=data["customer_email"],
                 label=data["label"],
                 billing_customer_id=data["billing_customer_id"],
+                is_active=data["is_active"],
             )
         except ValidationError as error:
             form.add_error(None, error)

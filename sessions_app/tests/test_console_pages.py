@@ -124,6 +124,19 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertContains(response, '<label for="id_customer_email">Customer email')
         self.assertNotContains(response, ":</label>")
 
+    def test_a_new_mapping_left_unticked_active_is_created_inactive(self) -> None:
+        # The form offers the Active box on a new mapping too; an unticked box
+        # (absent from the POST) must not come out active.
+        customer = UserFactory(username="dana@example.com")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "04A1", "customer_email": customer.email},
+        )
+        self.assertRedirects(response, reverse("sessions_app:user-mapping-list"))
+        mapping = UserMapping.objects.get(steve_ocpp_id_tag="04A1")
+        self.assertFalse(mapping.is_active)
+        self.assertIs(AuditEntry.objects.get().after["isActive"], False)
+
     def test_an_unknown_customer_email_is_a_form_error(self) -> None:
         response = self.client.post(
             reverse("sessions_app:user-mapping-create"),
