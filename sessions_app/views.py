@@ -291,7 +291,8 @@ def user_mapping_import(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return redirect("sessions_app:user-mapping-list")
-    messages.success(
+    summarize = messages.warning if result.rejected else messages.success
+    summarize(
         request,
         f"Import done: {result.created} created, {result.updated} updated, "
         f"{result.unchanged} unchanged, {len(result.rejected)} rejected.",

@@ -206,6 +206,26 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertFalse(UserMapping.objects.exists())
 
+    def test_csv_import_with_rejected_lines_is_a_warning_not_a_success(self) -> None:
+        # As the command styles its summary: green would say all went well.
+        upload = SimpleUploadedFile(
+            "mappings.csv",
+            b"steveOcppIdTag,email,label\nTAG-1,new@example.com,\nbad tag,x@x.com,\n",
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        summary = next(iter(response.context["messages"]))
+        self.assertIn("1 created", summary.message)
+        self.assertEqual(summary.level_tag, "warning")
+        clean = SimpleUploadedFile(
+            "mappings.csv", b"steveOcppIdTag,email,label\nTAG-2,new@example.com,\n"
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": clean}, follow=True
+        )
+        self.assertEqual(next(iter(response.context["messages"])).level_tag, "success")
+
     def test_csv_import_of_an_empty_file_asks_for_the_header(self) -> None:
         # The person did choose a file: "Choose a CSV file" would send them looking
         # for a step they took. The command says the same for an empty file.
