@@ -170,8 +170,10 @@ def session_resync(request: HttpRequest, steve_transaction_id: int) -> HttpRespo
     )
     messages.success(
         request,
-        f"Resync of transaction {session.steve_transaction_id} started; "
-        "this page shows the result in a few seconds.",
+        # A failed resync changes no session, so this page does not re-read.
+        f"Resync of transaction {session.steve_transaction_id} started; this page "
+        "shows any change in a few seconds. If SteVe cannot be read, Sync runs "
+        "shows why.",
     )
     return redirect("sessions_app:session-detail", session.steve_transaction_id)
 

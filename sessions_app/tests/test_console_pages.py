@@ -73,6 +73,22 @@ class SessionDetailTests(ConsoleTestCase):
             reverse("sessions_app:session-detail", args=[session.steve_transaction_id]),
         )
 
+    def test_resync_says_where_a_failure_shows(self) -> None:
+        # A failed resync changes no session, so this page never re-reads and
+        # shows nothing of it: only Sync runs has its error.
+        session = TransactionSyncStateFactory()
+        url = reverse(
+            "sessions_app:session-resync", args=[session.steve_transaction_id]
+        )
+        with self.captureOnCommitCallbacks(execute=False):
+            response = self.client.post(url, follow=True)
+        self.assertContains(
+            response,
+            f"Resync of transaction {session.steve_transaction_id} started; this "
+            "page shows any change in a few seconds. If SteVe cannot be read, Sync "
+            "runs shows why.",
+        )
+
     def test_resync_needs_post(self) -> None:
         session = TransactionSyncStateFactory()
         url = reverse(
