@@ -60,6 +60,22 @@ class SyncCommandInputTests(TestCase):
             call_command("sync", "backfill", "--since", "2099-01-01")
         self.assertFalse(SyncRun.objects.exists())
 
+    def test_a_backfill_date_before_steves_timestamps_is_refused(self) -> None:
+        # Year 1 in a zone east of UTC is before datetime.min in UTC (an
+        # OverflowError traceback), and in UTC SteVe answered 400.
+        for zone in ("UTC", "Europe/Berlin"):
+            with (
+                self.subTest(zone=zone),
+                self.settings(TIME_ZONE=zone),
+                self.assertRaisesMessage(
+                    CommandError,
+                    "0001-01-01 is before 1970-01-01, the earliest time SteVe "
+                    "stores; use the day the gap began.",
+                ),
+            ):
+                call_command("sync", "backfill", "--since", "0001-01-01")
+        self.assertFalse(SyncRun.objects.exists())
+
     def test_status_without_runs_says_how_to_start_one(self) -> None:
         out = StringIO()
         call_command("sync", "status", stdout=out)
