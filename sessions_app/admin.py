@@ -1,5 +1,5 @@
 """Django admin (`/django-admin/`): the staff UI for rates, rate assignments, API
-tokens and a read-only view of API sessions."""
+tokens and a read-only view of API sessions and of the audit log."""
 
 from typing import Any
 
@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sessions_app.api_auth import api_token_revoke
-from sessions_app.models import ApiSession, ApiToken, ChargerRate, Rate
+from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
 
 
 class RateForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -103,6 +103,34 @@ class ApiSessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_select_related = ["user"]
     list_filter = ["status"]
     search_fields = ["charge_box_id", "user__username", "id_tag"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Read-only: the services write the log (mapping changes, acting as a
+    customer); an entry anyone could edit would prove nothing."""
+
+    list_display = [
+        "created_at",
+        "actor",
+        "action",
+        "object_type",
+        "object_id",
+        "source",
+    ]
+    list_select_related = ["actor"]
+    list_filter = ["action", "source"]
+    search_fields = ["object_id", "actor__username"]
+    date_hierarchy = "created_at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

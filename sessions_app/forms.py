@@ -186,8 +186,12 @@ class UserMappingForm(forms.ModelForm):
 
 
 class UserMappingImportForm(forms.Form):
+    # An empty file is the import's to refuse, with the sentence it gives for any
+    # file without the header; the form only asks for a file when there is none.
     file = forms.FileField(
-        label="CSV file", help_text="Header: steveOcppIdTag,email,label"
+        label="CSV file",
+        help_text="Header: steveOcppIdTag,email,label",
+        allow_empty_file=True,
     )
 
 

@@ -43,6 +43,7 @@ from sessions_app.new_token import (
 )
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.services.mappings import (
+    RejectedRow,
     user_mapping_create,
     user_mapping_import_bytes,
     user_mapping_update,
@@ -169,8 +170,10 @@ def session_resync(request: HttpRequest, steve_transaction_id: int) -> HttpRespo
     )
     messages.success(
         request,
-        f"Resync of transaction {session.steve_transaction_id} started; "
-        "this page shows the result in a few seconds.",
+        # A failed resync changes no session, so this page does not re-read.
+        f"Resync of transaction {session.steve_transaction_id} started; this page "
+        "shows any change in a few seconds. If SteVe cannot be read, Sync runs "
+        "shows why.",
     )
     return redirect("sessions_app:session-detail", session.steve_transaction_id)
 
@@ -229,6 +232,7 @@ def user_mapping_create_view(request: HttpRequest) -> HttpResponse:
                 user=data["customer_email"],
                 label=data["label"],
                 billing_customer_id=data["billing_customer_id"],
+                is_active=data["is_active"],
             )
         except ValidationError as error:
             form.add_error(None, error)
@@ -289,14 +293,43 @@ def user_mapping_import(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return redirect("sessions_app:user-mapping-list")
-    messages.success(
+    summarize = messages.warning if result.rejected else messages.success
+    summarize(
         request,
         f"Import done: {result.created} created, {result.updated} updated, "
         f"{result.unchanged} unchanged, {len(result.rejected)} rejected.",
     )
-    for rejected in result.rejected[:20]:
-        messages.warning(request, f"Line {rejected.line} skipped: {rejected.reason}")
+    _import_rejections_report(request, result.rejected)
     return redirect("sessions_app:user-mapping-list")
+
+
+# An import names this many skipped lines one by one; a file of thousands of bad
+# lines would otherwise fill the page (and the session cookie) with banners.
+IMPORT_REJECTIONS_LISTED = 20
+
+
+def _import_rejections_report(
+    request: HttpRequest, rejected: list[RejectedRow]
+) -> None:
+    """One warning per skipped line up to IMPORT_REJECTIONS_LISTED, then one saying
+    how many more were skipped, so none goes unmentioned."""
+    listed = rejected[:IMPORT_REJECTIONS_LISTED]
+    unlisted = rejected[IMPORT_REJECTIONS_LISTED:]
+    for row in listed:
+        messages.warning(request, f"Line {row.line} skipped: {row.reason}")
+    if len(unlisted) == 1:
+        messages.warning(
+            request,
+            f"1 more line was skipped (line {unlisted[0].line}); fix the lines above "
+            "and import the file again to see it.",
+        )
+    elif unlisted:
+        messages.warning(
+            request,
+            f"{len(unlisted)} more lines were skipped (lines {unlisted[0].line} to "
+            f"{unlisted[-1].line}); fix the lines above and import the file again "
+            "to see them.",
+        )
 
 
 @staff_only

@@ -73,6 +73,22 @@ class SessionDetailTests(ConsoleTestCase):
             reverse("sessions_app:session-detail", args=[session.steve_transaction_id]),
         )
 
+    def test_resync_says_where_a_failure_shows(self) -> None:
+        # A failed resync changes no session, so this page never re-reads and
+        # shows nothing of it: only Sync runs has its error.
+        session = TransactionSyncStateFactory()
+        url = reverse(
+            "sessions_app:session-resync", args=[session.steve_transaction_id]
+        )
+        with self.captureOnCommitCallbacks(execute=False):
+            response = self.client.post(url, follow=True)
+        self.assertContains(
+            response,
+            f"Resync of transaction {session.steve_transaction_id} started; this "
+            "page shows any change in a few seconds. If SteVe cannot be read, Sync "
+            "runs shows why.",
+        )
+
     def test_resync_needs_post(self) -> None:
         session = TransactionSyncStateFactory()
         url = reverse(
@@ -123,6 +139,19 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertContains(response, '<label for="id_steve_ocpp_id_tag">idTag</label>')
         self.assertContains(response, '<label for="id_customer_email">Customer email')
         self.assertNotContains(response, ":</label>")
+
+    def test_a_new_mapping_left_unticked_active_is_created_inactive(self) -> None:
+        # The form offers the Active box on a new mapping too; an unticked box
+        # (absent from the POST) must not come out active.
+        customer = UserFactory(username="dana@example.com")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "04A1", "customer_email": customer.email},
+        )
+        self.assertRedirects(response, reverse("sessions_app:user-mapping-list"))
+        mapping = UserMapping.objects.get(steve_ocpp_id_tag="04A1")
+        self.assertFalse(mapping.is_active)
+        self.assertIs(AuditEntry.objects.get().after["isActive"], False)
 
     def test_an_unknown_customer_email_is_a_form_error(self) -> None:
         response = self.client.post(
@@ -192,6 +221,60 @@ class UserMappingPagesTests(ConsoleTestCase):
             "it again.",
         )
         self.assertFalse(UserMapping.objects.exists())
+
+    def test_csv_import_with_rejected_lines_is_a_warning_not_a_success(self) -> None:
+        # As the command styles its summary: green would say all went well.
+        upload = SimpleUploadedFile(
+            "mappings.csv",
+            b"steveOcppIdTag,email,label\nTAG-1,new@example.com,\nbad tag,x@x.com,\n",
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        summary = next(iter(response.context["messages"]))
+        self.assertIn("1 created", summary.message)
+        self.assertEqual(summary.level_tag, "warning")
+        clean = SimpleUploadedFile(
+            "mappings.csv", b"steveOcppIdTag,email,label\nTAG-2,new@example.com,\n"
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": clean}, follow=True
+        )
+        self.assertEqual(next(iter(response.context["messages"])).level_tag, "success")
+
+    def test_csv_import_of_an_empty_file_asks_for_the_header(self) -> None:
+        # The person did choose a file: "Choose a CSV file" would send them looking
+        # for a step they took. The command says the same for an empty file.
+        upload = SimpleUploadedFile("mappings.csv", b"")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(
+            response, "The first line must be the header steveOcppIdTag,email,label."
+        )
+        self.assertNotContains(response, "Choose a CSV file to import.")
+
+    def test_csv_import_without_a_file_asks_for_one(self) -> None:
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {}, follow=True
+        )
+        self.assertContains(response, "Choose a CSV file to import.")
+
+    def test_csv_import_says_how_many_rejected_lines_it_did_not_list(self) -> None:
+        rows = "".join(f"bad tag {n},x{n}@example.com,\n" for n in range(25))
+        upload = SimpleUploadedFile(
+            "mappings.csv", f"steveOcppIdTag,email,label\n{rows}".encode()
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(response, "Line 21 skipped")
+        self.assertNotContains(response, "Line 22 skipped")
+        self.assertContains(
+            response,
+            "5 more lines were skipped (lines 22 to 26); fix the lines above and "
+            "import the file again to see them.",
+        )
 
 
 # One prefix per test process: parallel workers share Redis, and each would read

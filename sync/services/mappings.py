@@ -103,6 +103,7 @@ def user_mapping_create(
     user: AbstractBaseUser,
     label: str = "",
     billing_customer_id: str = "",
+    is_active: bool = True,
     source: str = "console",
 ) -> UserMapping:
     """Map a tag to a user. Raises ValidationError (e.g. the tag is already mapped)."""
@@ -113,6 +114,7 @@ def user_mapping_create(
         user=user,
         label=label.strip(),
         billing_customer_id=billing_customer_id.strip(),
+        is_active=is_active,
     )
     mapping.full_clean()
     mapping.save()

@@ -11,6 +11,7 @@ from sync import services
 from sync.client import SteveClient
 from sync.models import SyncRun
 from sync.services.runs import TRANSACTIONS_LOCK
+from sync.tests.factories import ChargerFactory
 
 UNREACHABLE = SteveClient(
     base_url="http://127.0.0.1:9/steve", username="u", password="p", retry_delays=()
@@ -59,6 +60,22 @@ class SyncCommandInputTests(TestCase):
             call_command("sync", "backfill", "--since", "2099-01-01")
         self.assertFalse(SyncRun.objects.exists())
 
+    def test_a_backfill_date_before_steves_timestamps_is_refused(self) -> None:
+        # Year 1 in a zone east of UTC is before datetime.min in UTC (an
+        # OverflowError traceback), and in UTC SteVe answered 400.
+        for zone in ("UTC", "Europe/Berlin"):
+            with (
+                self.subTest(zone=zone),
+                self.settings(TIME_ZONE=zone),
+                self.assertRaisesMessage(
+                    CommandError,
+                    "0001-01-01 is before 1970-01-01, the earliest time SteVe "
+                    "stores; use the day the gap began.",
+                ),
+            ):
+                call_command("sync", "backfill", "--since", "0001-01-01")
+        self.assertFalse(SyncRun.objects.exists())
+
     def test_status_without_runs_says_how_to_start_one(self) -> None:
         out = StringIO()
         call_command("sync", "status", stdout=out)
@@ -81,3 +98,15 @@ class SyncCommandInputTests(TestCase):
         call_command("sync", "status", stdout=out)
         self.assertIn("failed", out.getvalue())
         self.assertIn("SteVe cannot be reached", out.getvalue())
+
+    def test_a_charger_probe_says_it_has_begun_before_waiting_for_steve(self) -> None:
+        # SteVe holds a TriggerMessage until the stations answer (up to
+        # STEVE_OPERATION_TIMEOUT, 35 s): a silent command looks hung meanwhile.
+        ChargerFactory(charge_box_id="CP-1")
+        out = StringIO()
+        unreachable = self.settings(
+            STEVE_URL="http://127.0.0.1:9/steve", STEVE_TIMEOUT=1
+        )
+        with unreachable, self.assertRaisesMessage(CommandError, "cannot be reached"):
+            call_command("sync", "chargers", stdout=out)
+        self.assertEqual(out.getvalue(), "Probing the chargers through SteVe…\n")

@@ -22,6 +22,9 @@ from sync.models import SyncRun
 
 # About a day of beat runs at the default interval.
 MAX_STATUS_LIMIT = 10_000
+# SteVe keeps times in MySQL TIMESTAMP columns, which start at the Unix epoch. An
+# earlier day cannot match, and near year 1 it is not even a datetime in UTC.
+EARLIEST_SINCE = date(1970, 1, 1)
 
 
 def _iso_date(value: str) -> date:
@@ -31,6 +34,11 @@ def _iso_date(value: str) -> date:
         raise ArgumentTypeError(
             f"{value!r} is not a date; use YYYY-MM-DD, e.g. 2026-01-31."
         ) from None
+    if day < EARLIEST_SINCE:
+        raise ArgumentTypeError(
+            f"{value} is before {EARLIEST_SINCE}, the earliest time SteVe stores; "
+            "use the day the gap began."
+        )
     if day > timezone.localdate():
         raise ArgumentTypeError(
             f"{value} is in the future; no transaction has started since then."
@@ -88,8 +96,15 @@ class Command(DatabaseCommand):
         if action == "status":
             self._status(options["limit"])
             return
-        if options["verbosity"] >= 1 and action != "chargers":
-            self.stdout.write(f"Syncing {action} from SteVe…")
+        if options["verbosity"] >= 1:
+            # Said before SteVe is asked: a charger probe waits for the stations'
+            # answers (up to STEVE_OPERATION_TIMEOUT), a large backfill longer.
+            self.stdout.write(
+                "Probing the chargers through SteVe…"
+                if action == "chargers"
+                else f"Syncing {action} from SteVe…"
+            )
+            self.stdout.flush()
         try:
             run = self._run(action, options)
         except services.SyncBusy:
