@@ -191,7 +191,7 @@ class ImportBadFilesTests(TestCase):
             [
                 "Line 1000 of 2502…",
                 "Line 2000 of 2502…",
-                "1 created, 0 updated, 0 unchanged, 0 rejected; 1 customer accounts "
+                "1 created, 0 updated, 0 unchanged, 0 rejected; 1 customer account "
                 "created.",
             ],
         )

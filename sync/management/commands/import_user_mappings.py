@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from polaris.commands import DatabaseCommand
 from sync.services.mappings import user_mapping_import_bytes
@@ -60,7 +61,8 @@ class Command(DatabaseCommand):
         summary = (
             f"{result.created} created, {result.updated} updated, "
             f"{result.unchanged} unchanged, {len(result.rejected)} rejected; "
-            f"{result.users_created} customer accounts created."
+            f"{result.users_created} customer account"
+            f"{pluralize(result.users_created)} created."
         )
         style = self.style.WARNING if result.rejected else self.style.SUCCESS
         self.stdout.write(style(summary))
