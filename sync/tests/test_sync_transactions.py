@@ -232,6 +232,49 @@ class SyncTransactionsTests(SyncTestCase):
             TransactionSyncState.objects.filter(steve_transaction_id=late).exists()
         )
 
+    def add_late_upload_and_a_newer_transaction(self) -> tuple[int, int]:
+        """A late offline upload (stopped, started days ago) and, above its pk, a
+        transaction that started and stopped just now; neither synced yet."""
+        five_days_ago = datetime.now(UTC) - timedelta(days=5)
+        late = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_timestamp=iso(five_days_ago)
+        )
+        self.standin.station_stop(
+            late, stop_timestamp=iso(five_days_ago + timedelta(hours=1))
+        )
+        newer = self.standin.add_transaction("CP-003", 1, "TAG-0001")
+        self.standin.tick(60)
+        self.standin.station_stop(newer)
+        return late, newer
+
+    def test_a_backfill_does_not_hide_a_late_upload_below_its_newest_pk(
+        self,
+    ) -> None:
+        self.sync()
+        late, newer = self.add_late_upload_and_a_newer_transaction()
+        run = services.sync_run_backfill(
+            since=date.today() - timedelta(days=1), trigger="command", client=self.steve
+        )
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.sync()
+        self.assertTrue(self.row(newer).is_finalized)
+        self.assertTrue(self.row(late).is_finalized)
+        self.assert_energy_adds_up()
+
+    def test_a_resync_of_a_new_transaction_does_not_hide_older_new_ones(
+        self,
+    ) -> None:
+        self.sync()
+        late, newer = self.add_late_upload_and_a_newer_transaction()
+        run = services.sync_run_transaction(
+            steve_transaction_id=newer, trigger="console", client=self.steve
+        )
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.sync()
+        self.assertTrue(self.row(newer).is_finalized)
+        self.assertTrue(self.row(late).is_finalized)
+        self.assert_energy_adds_up()
+
     def test_a_transaction_that_vanished_from_steve_is_kept_and_flagged(self) -> None:
         pk = self.standin.add_transaction("CP-004", 2, "TAG-0002")
         self.sync()
