@@ -8,7 +8,8 @@ energy rules live here:
 - a reading below the previous one is a meter reset: it becomes the new baseline and
   a `corrected` event with zero energy records it, so energy never goes negative;
 - the stop value closes the session; a stop SteVe later replaces (a manual stop
-  overtaken by the station's own) gives a `corrected` event.
+  overtaken by the station's own) gives a `corrected` event; a manual stop dated
+  before the last reading counted adds no energy (SteVe took it from a reading).
 """
 
 from dataclasses import dataclass, field
@@ -124,7 +125,12 @@ def plan_transaction(
             or state.stop_event_actor != (transaction.stop_event_actor or "")  # type: ignore[union-attr]
         )
         if not already_stopped or stop_changed:
-            delta = kwh(max(0, stop_wh - baseline))
+            # A manual stop dated before the last reading counted restates a reading
+            # (or the start) Polaris already saw: SteVe estimates it from them. After
+            # a meter reset it can be a reading from before the reset, and counting
+            # up to it again would count that energy twice.
+            restated = transaction.stop_event_actor == "manual" and stop_at < last_at
+            delta = kwh(0 if restated else max(0, stop_wh - baseline))
             if stop_wh < baseline:
                 reset_seen = True
             delivered += delta

@@ -187,6 +187,41 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(row.events.filter(event_type="corrected").count(), 1)
         self.assert_energy_adds_up()
 
+    def test_a_manual_stop_after_a_meter_reset_adds_no_energy(self) -> None:
+        # SteVe's manual stop takes the last reading of the first rising streak: a
+        # reading from before the reset, older than the ones already counted.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": str(wh), "valueTimestamp": iso(start + timedelta(minutes=n))}
+                for n, wh in enumerate([3000, 4000, 10, 500, 900], start=1)
+            ],
+        )
+        self.sync()
+        row = self.row(pk)
+        # 1000 -> 4000, then the reset to 10 -> 900.
+        self.assertEqual(row.kwh_delivered, Decimal("3.890"))
+        self.steve.stop_transaction(pk)
+        (stopped,) = self.steve.list_transactions(transaction_pks=[pk])
+        self.assertEqual(
+            (stopped.stop_event_actor, stopped.stop_value_wh), ("manual", 4000)
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row.refresh_from_db()
+        self.assertTrue(row.is_finalized)
+        self.assertTrue(row.is_stop_estimated)
+        self.assertEqual(row.kwh_delivered, Decimal("3.890"))
+        self.assert_energy_adds_up()
+        assert_rollups_exact(self)
+        again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
     def test_a_stop_below_the_start_leaves_the_session_active(self) -> None:
         self.sync()
         (pk,) = self.standin.scenario("negative_stop_left_active")
