@@ -135,7 +135,12 @@ def plan_transaction(
                 reset_seen = True
             delivered += delta
             event_type = "corrected" if already_stopped else "stopped"
-            events.append(PlannedEvent(event_type, stop_wh, stop_at, delta))
+            stop_event = PlannedEvent(event_type, stop_wh, stop_at, delta)
+            # A replacing stop below the baseline comes with the station's
+            # Transaction.End reading, already planned above as this very correction
+            # (with no energy): the same observation is stored once.
+            if not any(_same_observation(stop_event, event) for event in events):
+                events.append(stop_event)
             baseline = stop_wh
             last_at = max(last_at, stop_at)
         fields.update(
@@ -169,6 +174,15 @@ def plan_transaction(
     )
     plan.changed = state is None or bool(events) or _differs(state, fields)
     return plan
+
+
+def _same_observation(one: PlannedEvent, other: PlannedEvent) -> bool:
+    """Whether two events share the unique key of synced_transaction_events."""
+    return (one.event_type, one.reading_at, one.meter_wh) == (
+        other.event_type,
+        other.reading_at,
+        other.meter_wh,
+    )
 
 
 def _differs(state: StoredState, fields: dict[str, object]) -> bool:

@@ -187,11 +187,8 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(row.events.filter(event_type="corrected").count(), 1)
         self.assert_energy_adds_up()
 
-    def test_a_manual_stop_after_a_meter_reset_adds_no_energy(self) -> None:
-        # SteVe's manual stop takes the last reading of the first rising streak: a
-        # reading from before the reset, older than the ones already counted.
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=30)
+    def start_with_a_meter_reset(self, start: datetime) -> int:
+        """A session on CP-003/1 from 1000 Wh to 4000, reset to 10, then up to 900."""
         pk = self.standin.add_transaction(
             "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
         )
@@ -202,6 +199,14 @@ class SyncTransactionsTests(SyncTestCase):
                 for n, wh in enumerate([3000, 4000, 10, 500, 900], start=1)
             ],
         )
+        return pk
+
+    def test_a_manual_stop_after_a_meter_reset_adds_no_energy(self) -> None:
+        # SteVe's manual stop takes the last reading of the first rising streak: a
+        # reading from before the reset, older than the ones already counted.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.start_with_a_meter_reset(start)
         self.sync()
         row = self.row(pk)
         # 1000 -> 4000, then the reset to 10 -> 900.
@@ -220,6 +225,44 @@ class SyncTransactionsTests(SyncTestCase):
         self.assert_energy_adds_up()
         assert_rollups_exact(self)
         again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
+    def test_a_station_stop_replacing_a_manual_stop_below_it_is_saved(
+        self,
+    ) -> None:
+        # The station's stop (and its Transaction.End reading) is below the manual
+        # stop's pre-reset value: one correction, not a duplicate that fails every
+        # run from then on.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.start_with_a_meter_reset(start)
+        self.sync()
+        self.steve.stop_transaction(pk)
+        self.sync()
+        stop_at = iso(start + timedelta(minutes=9))
+        self.standin.add_meter_values(
+            pk,
+            [
+                {
+                    "value": "1200",
+                    "valueTimestamp": stop_at,
+                    "readingContext": "Transaction.End",
+                }
+            ],
+        )
+        replaced = self.standin.station_stop(pk, 1200, stop_timestamp=stop_at)
+        self.assertTrue(replaced["accepted"], replaced)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual((row.stop_event_actor, row.meter_last_wh), ("station", 1200))
+        self.assertTrue(row.meter_reset_seen)
+        self.assertEqual(row.events.filter(event_type="corrected").count(), 2)
+        self.assertGreaterEqual(row.kwh_delivered, Decimal("3.890"))
+        self.assert_energy_adds_up()
+        assert_rollups_exact(self)
+        again = self.sync()
+        self.assertEqual(again.status, SyncRun.Status.SUCCEEDED, again.error)
         self.assertEqual((again.updated_count, again.events_count), (0, 0))
 
     def test_a_stop_below_the_start_leaves_the_session_active(self) -> None:
