@@ -8,8 +8,9 @@ energy rules live here:
 - a reading below the previous one is a meter reset: it becomes the new baseline and
   a `corrected` event with zero energy records it, so energy never goes negative;
 - the stop value closes the session; a stop SteVe later replaces (a manual stop
-  overtaken by the station's own) gives a `corrected` event; a manual stop dated
-  before the last reading counted adds no energy (SteVe took it from a reading).
+  overtaken by the station's own) gives a `corrected` event; after a meter reset, a
+  manual stop dated before the last reading counted adds no energy (SteVe took it
+  from a reading, maybe one from before the reset).
 """
 
 from dataclasses import dataclass, field
@@ -125,11 +126,16 @@ def plan_transaction(
             or state.stop_event_actor != (transaction.stop_event_actor or "")  # type: ignore[union-attr]
         )
         if not already_stopped or stop_changed:
-            # A manual stop dated before the last reading counted restates a reading
-            # (or the start) Polaris already saw: SteVe estimates it from them. After
-            # a meter reset it can be a reading from before the reset, and counting
-            # up to it again would count that energy twice.
-            restated = transaction.stop_event_actor == "manual" and stop_at < last_at
+            # SteVe estimates a manual stop from the readings. Dated before the last
+            # reading counted, after a meter reset, it can be a reading from before
+            # the reset, and counting up to it again would count that energy twice.
+            # (Without a reset the baseline is the highest reading counted, so a stop
+            # above it is energy Polaris skipped, e.g. behind a station clock jump.)
+            restated = (
+                transaction.stop_event_actor == "manual"
+                and stop_at < last_at
+                and reset_seen
+            )
             delta = kwh(0 if restated else max(0, stop_wh - baseline))
             if stop_wh < baseline:
                 reset_seen = True

@@ -227,6 +227,38 @@ class SyncTransactionsTests(SyncTestCase):
         again = self.sync()
         self.assertEqual((again.updated_count, again.events_count), (0, 0))
 
+    def test_a_manual_stop_counts_readings_skipped_behind_a_clock_jump(
+        self,
+    ) -> None:
+        # The station's clock ran an hour ahead, then was set right: the readings
+        # after that are older than the last one counted. SteVe's manual stop takes
+        # the last of them, energy Polaris has not counted yet.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        ahead = start + timedelta(hours=1)
+        self.standin.add_meter_values(
+            pk, [{"value": "2000", "valueTimestamp": iso(ahead)}]
+        )
+        self.sync()
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": str(wh), "valueTimestamp": iso(start + timedelta(minutes=n))}
+                for n, wh in enumerate([4000, 5000, 6000], start=1)
+            ],
+        )
+        self.sync()
+        self.steve.stop_transaction(pk)
+        (stopped,) = self.steve.list_transactions(transaction_pks=[pk])
+        self.assertEqual(stopped.stop_value_wh, 6000)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(row.kwh_delivered, Decimal("5.000"))
+        self.assert_energy_adds_up()
+
     def test_a_station_stop_replacing_a_manual_stop_below_it_is_saved(
         self,
     ) -> None:
