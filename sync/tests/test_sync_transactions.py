@@ -523,6 +523,24 @@ class SyncFaultTests(SyncTestCase):
         self.assertEqual(run.error, "SteVe sent a response that is not valid JSON.")
         self.assert_recovers(before, new_pk)
 
+    def test_steve_cutting_its_answers_off(self) -> None:
+        # The connection drops mid-body (SteVe restarting, a proxy timing out).
+        self.sync()
+        new_pk = self.add_new_activity()
+        before = self.snapshot()
+        self.standin.set_fault("cut", count=-1)
+        run = self.sync()
+        self.assertEqual(
+            (run.status, run.error), ("failed", "SteVe's answer was cut off.")
+        )
+        self.assertIsNotNone(run.finished_at)
+        self.assert_recovers(before, new_pk)
+
+    def test_an_answer_cut_off_once_is_retried_within_the_run(self) -> None:
+        self.standin.set_fault("cut", count=1)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+
     def test_a_transient_5xx_is_retried_within_the_run(self) -> None:
         self.standin.set_fault("error", status=503, count=2)
         run = self.sync()
