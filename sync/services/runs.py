@@ -667,9 +667,12 @@ def _ensure_chargers(plans: list[TransactionPlan]) -> dict[tuple[str, int], int]
 
 
 def _flag_suspected_stuck() -> None:
-    """Flag open sessions SteVe will never close by itself (CONTRACT §11).
+    """Flag open sessions SteVe will never close by itself (CONTRACT §11), and
+    clear the flag of open ones that proved alive: a fresh reading came, and no
+    newer session is on their connector.
 
-    Only flips false to true, so a run with nothing new changes no row.
+    Only rows whose flag changes are written, so a run with nothing new changes
+    no row.
     """
     now = timezone.now()
     stale_before = now - timedelta(hours=settings.SYNC_STUCK_AFTER_HOURS)
@@ -677,13 +680,14 @@ def _flag_suspected_stuck() -> None:
         cursor.execute(
             """
             UPDATE transaction_sync_state AS t
-               SET "isSuspectedStuck" = TRUE, "updatedAt" = %s
-             WHERE NOT t."isFinalized" AND NOT t."isSuspectedStuck"
-               AND (COALESCE(t."lastReadingAt", t."startedAt") < %s
-                    OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
-                                WHERE newer."chargeBoxId" = t."chargeBoxId"
-                                  AND newer."connectorId" = t."connectorId"
-                                  AND newer."startedAt" > t."startedAt"))
+               SET "isSuspectedStuck" = NOT t."isSuspectedStuck", "updatedAt" = %s
+             WHERE NOT t."isFinalized"
+               AND t."isSuspectedStuck" <> (
+                   COALESCE(t."lastReadingAt", t."startedAt") < %s
+                   OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
+                               WHERE newer."chargeBoxId" = t."chargeBoxId"
+                                 AND newer."connectorId" = t."connectorId"
+                                 AND newer."startedAt" > t."startedAt"))
             """,
             [now, stale_before],
         )

@@ -312,6 +312,29 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertFalse(self.row(zombie).is_finalized)
         self.assertFalse(self.row(newer).is_suspected_stuck)
 
+    def test_a_session_silent_for_hours_is_flagged_stuck_until_it_reads_again(
+        self,
+    ) -> None:
+        self.sync()
+        start = datetime.now(UTC) - timedelta(hours=13)
+        # The fleet's last session on CP-004/2 started more than a day ago.
+        pk = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        self.sync()
+        self.assertTrue(self.row(pk).is_suspected_stuck)
+        self.standin.add_meter_values(
+            pk, [{"value": "2500", "valueTimestamp": iso(datetime.now(UTC))}]
+        )
+        self.sync()
+        row = self.row(pk)
+        self.assertFalse(row.is_suspected_stuck)
+        self.assertTrue(TransactionSyncState.objects.charging().filter(pk=row.pk))
+        again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+        self.assertEqual(self.row(pk).updated_at, row.updated_at)
+        assert_rollups_exact(self)
+
     def test_an_unknown_tag_is_synced_with_its_tag(self) -> None:
         self.sync()
         (pk,) = self.standin.scenario("unknown_tag")
