@@ -450,6 +450,15 @@ class SteveClient:
             raise SteveError(
                 f"SteVe did not answer within {timeout:g} s.", permanent=False
             ) from None
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ):
+            # Sent, and the answer broke off (SteVe restarting, a proxy timing
+            # out): SteVe has it, and may have acted on it.
+            raise SteveUnanswered(
+                "SteVe's answer was cut off.", permanent=False
+            ) from None
         except requests.ConnectionError:
             raise SteveError(
                 "SteVe cannot be reached.",

@@ -8,7 +8,9 @@ energy rules live here:
 - a reading below the previous one is a meter reset: it becomes the new baseline and
   a `corrected` event with zero energy records it, so energy never goes negative;
 - the stop value closes the session; a stop SteVe later replaces (a manual stop
-  overtaken by the station's own) gives a `corrected` event.
+  overtaken by the station's own) gives a `corrected` event; after a meter reset, a
+  manual stop dated before the last reading counted adds no energy (SteVe took it
+  from a reading, maybe one from before the reset).
 """
 
 from dataclasses import dataclass, field
@@ -124,12 +126,27 @@ def plan_transaction(
             or state.stop_event_actor != (transaction.stop_event_actor or "")  # type: ignore[union-attr]
         )
         if not already_stopped or stop_changed:
-            delta = kwh(max(0, stop_wh - baseline))
+            # SteVe estimates a manual stop from the readings. Dated before the last
+            # reading counted, after a meter reset, it can be a reading from before
+            # the reset, and counting up to it again would count that energy twice.
+            # (Without a reset the baseline is the highest reading counted, so a stop
+            # above it is energy Polaris skipped, e.g. behind a station clock jump.)
+            restated = (
+                transaction.stop_event_actor == "manual"
+                and stop_at < last_at
+                and reset_seen
+            )
+            delta = kwh(0 if restated else max(0, stop_wh - baseline))
             if stop_wh < baseline:
                 reset_seen = True
             delivered += delta
             event_type = "corrected" if already_stopped else "stopped"
-            events.append(PlannedEvent(event_type, stop_wh, stop_at, delta))
+            stop_event = PlannedEvent(event_type, stop_wh, stop_at, delta)
+            # A replacing stop below the baseline comes with the station's
+            # Transaction.End reading, already planned above as this very correction
+            # (with no energy): the same observation is stored once.
+            if not any(_same_observation(stop_event, event) for event in events):
+                events.append(stop_event)
             baseline = stop_wh
             last_at = max(last_at, stop_at)
         fields.update(
@@ -163,6 +180,15 @@ def plan_transaction(
     )
     plan.changed = state is None or bool(events) or _differs(state, fields)
     return plan
+
+
+def _same_observation(one: PlannedEvent, other: PlannedEvent) -> bool:
+    """Whether two events share the unique key of synced_transaction_events."""
+    return (one.event_type, one.reading_at, one.meter_wh) == (
+        other.event_type,
+        other.reading_at,
+        other.meter_wh,
+    )
 
 
 def _differs(state: StoredState, fields: dict[str, object]) -> bool:

@@ -305,9 +305,7 @@ def _finish_run(
 def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
     """New transactions by pk, every active one, and open or recently manual-stopped
     ones that are no longer active."""
-    known_max = TransactionSyncState.objects.aggregate(top=Max("steve_transaction_id"))[
-        "top"
-    ]
+    known_max = _known_max_pk()
     active = steve.list_transactions(type="ACTIVE")
     seen = {t.id: t for t in active}
     if known_max is None:
@@ -347,6 +345,7 @@ def _collect_backfill(
         type="ALL", period_type="FROM_TO", start_from=start, start_to=now
     )
     seen = {t.id: t for t in found}
+    _fill_pk_gap(steve, seen)
     stored_in_period = TransactionSyncState.objects.filter(
         started_at__gte=start, started_at__lte=now, is_deleted_in_steve=False
     ).values_list("steve_transaction_id", flat=True)
@@ -371,7 +370,32 @@ def _collect_pks(steve: SteveClient, tally: RunTally, pks: list[int]) -> Collect
             "there is nothing to resync.",
             permanent=True,
         )
-    return _plan(steve, tally, found, missing, force_details=True)
+    seen = {t.id: t for t in found}
+    _fill_pk_gap(steve, seen)
+    return _plan(steve, tally, list(seen.values()), missing, force_details=True)
+
+
+def _known_max_pk() -> int | None:
+    """The highest SteVe pk stored: incremental runs look for new pks above it."""
+    return TransactionSyncState.objects.aggregate(top=Max("steve_transaction_id"))[
+        "top"
+    ]
+
+
+def _fill_pk_gap(steve: SteveClient, seen: dict[int, SteveTransaction]) -> None:
+    """Add to `seen` every transaction between the highest stored pk and the
+    highest pk in `seen`.
+
+    Incremental runs only look above the highest stored pk, so a run that stores a
+    higher one (a backfill, a resync) must take the pks below it too: a late
+    offline upload there, stopped and starting before the backfill's period, would
+    otherwise never be found.
+    """
+    known_max = _known_max_pk()
+    if known_max is None or not seen or max(seen) <= known_max:
+        return
+    for t in _discover_by_pk(steve, known_max, max(seen)):
+        seen.setdefault(t.id, t)
 
 
 def _discover_by_pk(
@@ -643,9 +667,12 @@ def _ensure_chargers(plans: list[TransactionPlan]) -> dict[tuple[str, int], int]
 
 
 def _flag_suspected_stuck() -> None:
-    """Flag open sessions SteVe will never close by itself (CONTRACT §11).
+    """Flag open sessions SteVe will never close by itself (CONTRACT §11), and
+    clear the flag of open ones that proved alive: a fresh reading came, and no
+    newer session is on their connector.
 
-    Only flips false to true, so a run with nothing new changes no row.
+    Only rows whose flag changes are written, so a run with nothing new changes
+    no row.
     """
     now = timezone.now()
     stale_before = now - timedelta(hours=settings.SYNC_STUCK_AFTER_HOURS)
@@ -653,13 +680,14 @@ def _flag_suspected_stuck() -> None:
         cursor.execute(
             """
             UPDATE transaction_sync_state AS t
-               SET "isSuspectedStuck" = TRUE, "updatedAt" = %s
-             WHERE NOT t."isFinalized" AND NOT t."isSuspectedStuck"
-               AND (COALESCE(t."lastReadingAt", t."startedAt") < %s
-                    OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
-                                WHERE newer."chargeBoxId" = t."chargeBoxId"
-                                  AND newer."connectorId" = t."connectorId"
-                                  AND newer."startedAt" > t."startedAt"))
+               SET "isSuspectedStuck" = NOT t."isSuspectedStuck", "updatedAt" = %s
+             WHERE NOT t."isFinalized"
+               AND t."isSuspectedStuck" <> (
+                   COALESCE(t."lastReadingAt", t."startedAt") < %s
+                   OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
+                               WHERE newer."chargeBoxId" = t."chargeBoxId"
+                                 AND newer."connectorId" = t."connectorId"
+                                 AND newer."startedAt" > t."startedAt"))
             """,
             [now, stale_before],
         )

@@ -11,16 +11,25 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-FaultKind = Literal["slow", "error", "malformed", "unauthorized", "timeout_operation"]
+FaultKind = Literal[
+    "slow", "error", "malformed", "cut", "unauthorized", "timeout_operation"
+]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "slow",
     "error",
     "malformed",
+    "cut",
     "unauthorized",
     "timeout_operation",
 )
 # Faults that act on any API request; timeout_operation only on operations.
-REQUEST_FAULTS: tuple[FaultKind, ...] = ("slow", "error", "malformed", "unauthorized")
+REQUEST_FAULTS: tuple[FaultKind, ...] = (
+    "slow",
+    "error",
+    "malformed",
+    "cut",
+    "unauthorized",
+)
 # SteVe's STATION_RESPONSE_TIMEOUT: nothing in SteVe blocks longer.
 MAX_DELAY_S = 30.0
 UNLIMITED = -1

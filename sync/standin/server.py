@@ -145,6 +145,8 @@ class Reply:
     body: bytes = b""
     content_type: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # The connection drops halfway through the body (a restart, a proxy timeout).
+    cut: bool = False
 
     @classmethod
     def json(cls, status: int, payload: object) -> Reply:
@@ -287,6 +289,10 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+        if reply.cut:
+            self.close_connection = True
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            return
         self.wfile.write(reply.body)
 
     def _url(self) -> str:
@@ -339,6 +345,8 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "malformed":
             truncated = reply.body[: len(reply.body) // 2] or b'{"'
             return Reply(HTTPStatus.OK, truncated, _JSON)
+        if fault is not None and fault.kind == "cut":
+            return replace(reply, cut=True)
         return reply
 
     def _route(self, segments: list[str], query: str, body: bytes) -> Reply:

@@ -274,7 +274,8 @@ class StandinProcess:
 
         ``slow`` sleeps ``delay`` s first; ``error`` answers ``status`` (a
         SteVe JSON error, or a proxy's page for 502/503/429); ``malformed``
-        answers 200 with truncated JSON; ``unauthorized`` answers 401 as for a
+        answers 200 with truncated JSON; ``cut`` sends the headers and half the
+        body, then drops the connection; ``unauthorized`` answers 401 as for a
         wrong password; ``timeout_operation`` makes an operation block ``delay``
         s and return ``taskFinished=false``. ``path_contains`` limits the fault
         to request targets (path and query) containing it. Delays cap at 30 s.

@@ -995,6 +995,15 @@ class FaultTests:
         with pytest.raises(json.JSONDecodeError):
             reply.json()
 
+    def test_cut_drops_the_connection_halfway_through_the_body(
+        self, steve: Steve
+    ) -> None:
+        steve.standin.set_fault("cut", path_contains="/transactions")
+
+        with pytest.raises(http.client.IncompleteRead):
+            steve.call("GET", "/transactions")
+        assert steve.call("GET", "/transactions").status == 200
+
     def test_unauthorized_answers_as_for_bad_credentials(self, steve: Steve) -> None:
         steve.standin.set_fault("unauthorized", count=-1, path_contains="type=ACTIVE")
 

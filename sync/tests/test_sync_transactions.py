@@ -187,6 +187,116 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(row.events.filter(event_type="corrected").count(), 1)
         self.assert_energy_adds_up()
 
+    def start_with_a_meter_reset(self, start: datetime) -> int:
+        """A session on CP-003/1 from 1000 Wh to 4000, reset to 10, then up to 900."""
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": str(wh), "valueTimestamp": iso(start + timedelta(minutes=n))}
+                for n, wh in enumerate([3000, 4000, 10, 500, 900], start=1)
+            ],
+        )
+        return pk
+
+    def test_a_manual_stop_after_a_meter_reset_adds_no_energy(self) -> None:
+        # SteVe's manual stop takes the last reading of the first rising streak: a
+        # reading from before the reset, older than the ones already counted.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.start_with_a_meter_reset(start)
+        self.sync()
+        row = self.row(pk)
+        # 1000 -> 4000, then the reset to 10 -> 900.
+        self.assertEqual(row.kwh_delivered, Decimal("3.890"))
+        self.steve.stop_transaction(pk)
+        (stopped,) = self.steve.list_transactions(transaction_pks=[pk])
+        self.assertEqual(
+            (stopped.stop_event_actor, stopped.stop_value_wh), ("manual", 4000)
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row.refresh_from_db()
+        self.assertTrue(row.is_finalized)
+        self.assertTrue(row.is_stop_estimated)
+        self.assertEqual(row.kwh_delivered, Decimal("3.890"))
+        self.assert_energy_adds_up()
+        assert_rollups_exact(self)
+        again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
+    def test_a_manual_stop_counts_readings_skipped_behind_a_clock_jump(
+        self,
+    ) -> None:
+        # The station's clock ran an hour ahead, then was set right: the readings
+        # after that are older than the last one counted. SteVe's manual stop takes
+        # the last of them, energy Polaris has not counted yet.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        ahead = start + timedelta(hours=1)
+        self.standin.add_meter_values(
+            pk, [{"value": "2000", "valueTimestamp": iso(ahead)}]
+        )
+        self.sync()
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": str(wh), "valueTimestamp": iso(start + timedelta(minutes=n))}
+                for n, wh in enumerate([4000, 5000, 6000], start=1)
+            ],
+        )
+        self.sync()
+        self.steve.stop_transaction(pk)
+        (stopped,) = self.steve.list_transactions(transaction_pks=[pk])
+        self.assertEqual(stopped.stop_value_wh, 6000)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(row.kwh_delivered, Decimal("5.000"))
+        self.assert_energy_adds_up()
+
+    def test_a_station_stop_replacing_a_manual_stop_below_it_is_saved(
+        self,
+    ) -> None:
+        # The station's stop (and its Transaction.End reading) is below the manual
+        # stop's pre-reset value: one correction, not a duplicate that fails every
+        # run from then on.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.start_with_a_meter_reset(start)
+        self.sync()
+        self.steve.stop_transaction(pk)
+        self.sync()
+        stop_at = iso(start + timedelta(minutes=9))
+        self.standin.add_meter_values(
+            pk,
+            [
+                {
+                    "value": "1200",
+                    "valueTimestamp": stop_at,
+                    "readingContext": "Transaction.End",
+                }
+            ],
+        )
+        replaced = self.standin.station_stop(pk, 1200, stop_timestamp=stop_at)
+        self.assertTrue(replaced["accepted"], replaced)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual((row.stop_event_actor, row.meter_last_wh), ("station", 1200))
+        self.assertTrue(row.meter_reset_seen)
+        self.assertEqual(row.events.filter(event_type="corrected").count(), 2)
+        self.assertGreaterEqual(row.kwh_delivered, Decimal("3.890"))
+        self.assert_energy_adds_up()
+        assert_rollups_exact(self)
+        again = self.sync()
+        self.assertEqual(again.status, SyncRun.Status.SUCCEEDED, again.error)
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
     def test_a_stop_below_the_start_leaves_the_session_active(self) -> None:
         self.sync()
         (pk,) = self.standin.scenario("negative_stop_left_active")
@@ -201,6 +311,29 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(self.row(zombie).is_suspected_stuck)
         self.assertFalse(self.row(zombie).is_finalized)
         self.assertFalse(self.row(newer).is_suspected_stuck)
+
+    def test_a_session_silent_for_hours_is_flagged_stuck_until_it_reads_again(
+        self,
+    ) -> None:
+        self.sync()
+        start = datetime.now(UTC) - timedelta(hours=13)
+        # The fleet's last session on CP-004/2 started more than a day ago.
+        pk = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        self.sync()
+        self.assertTrue(self.row(pk).is_suspected_stuck)
+        self.standin.add_meter_values(
+            pk, [{"value": "2500", "valueTimestamp": iso(datetime.now(UTC))}]
+        )
+        self.sync()
+        row = self.row(pk)
+        self.assertFalse(row.is_suspected_stuck)
+        self.assertTrue(TransactionSyncState.objects.charging().filter(pk=row.pk))
+        again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+        self.assertEqual(self.row(pk).updated_at, row.updated_at)
+        assert_rollups_exact(self)
 
     def test_an_unknown_tag_is_synced_with_its_tag(self) -> None:
         self.sync()
@@ -231,6 +364,49 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(
             TransactionSyncState.objects.filter(steve_transaction_id=late).exists()
         )
+
+    def add_late_upload_and_a_newer_transaction(self) -> tuple[int, int]:
+        """A late offline upload (stopped, started days ago) and, above its pk, a
+        transaction that started and stopped just now; neither synced yet."""
+        five_days_ago = datetime.now(UTC) - timedelta(days=5)
+        late = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_timestamp=iso(five_days_ago)
+        )
+        self.standin.station_stop(
+            late, stop_timestamp=iso(five_days_ago + timedelta(hours=1))
+        )
+        newer = self.standin.add_transaction("CP-003", 1, "TAG-0001")
+        self.standin.tick(60)
+        self.standin.station_stop(newer)
+        return late, newer
+
+    def test_a_backfill_does_not_hide_a_late_upload_below_its_newest_pk(
+        self,
+    ) -> None:
+        self.sync()
+        late, newer = self.add_late_upload_and_a_newer_transaction()
+        run = services.sync_run_backfill(
+            since=date.today() - timedelta(days=1), trigger="command", client=self.steve
+        )
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.sync()
+        self.assertTrue(self.row(newer).is_finalized)
+        self.assertTrue(self.row(late).is_finalized)
+        self.assert_energy_adds_up()
+
+    def test_a_resync_of_a_new_transaction_does_not_hide_older_new_ones(
+        self,
+    ) -> None:
+        self.sync()
+        late, newer = self.add_late_upload_and_a_newer_transaction()
+        run = services.sync_run_transaction(
+            steve_transaction_id=newer, trigger="console", client=self.steve
+        )
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.sync()
+        self.assertTrue(self.row(newer).is_finalized)
+        self.assertTrue(self.row(late).is_finalized)
+        self.assert_energy_adds_up()
 
     def test_a_transaction_that_vanished_from_steve_is_kept_and_flagged(self) -> None:
         pk = self.standin.add_transaction("CP-004", 2, "TAG-0002")
@@ -369,6 +545,24 @@ class SyncFaultTests(SyncTestCase):
         run = self.sync()
         self.assertEqual(run.error, "SteVe sent a response that is not valid JSON.")
         self.assert_recovers(before, new_pk)
+
+    def test_steve_cutting_its_answers_off(self) -> None:
+        # The connection drops mid-body (SteVe restarting, a proxy timing out).
+        self.sync()
+        new_pk = self.add_new_activity()
+        before = self.snapshot()
+        self.standin.set_fault("cut", count=-1)
+        run = self.sync()
+        self.assertEqual(
+            (run.status, run.error), ("failed", "SteVe's answer was cut off.")
+        )
+        self.assertIsNotNone(run.finished_at)
+        self.assert_recovers(before, new_pk)
+
+    def test_an_answer_cut_off_once_is_retried_within_the_run(self) -> None:
+        self.standin.set_fault("cut", count=1)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
 
     def test_a_transient_5xx_is_retried_within_the_run(self) -> None:
         self.standin.set_fault("error", status=503, count=2)
