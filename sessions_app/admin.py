@@ -12,6 +12,19 @@ from sessions_app.api_auth import api_token_revoke
 from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """A list and detail to read; rows are written by the services only."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class RateForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Rate
@@ -90,7 +103,7 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApiSession)
-class ApiSessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiSessionAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "user",
@@ -104,18 +117,9 @@ class ApiSessionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["status"]
     search_fields = ["charge_box_id", "user__username", "id_tag"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEntryAdmin(ReadOnlyAdmin):
     """Read-only: the services write the log (mapping changes, acting as a
     customer); an entry anyone could edit would prove nothing."""
 
@@ -131,12 +135,3 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["action", "source"]
     search_fields = ["object_id", "actor__username"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
