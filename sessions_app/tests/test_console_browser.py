@@ -403,7 +403,9 @@ class ConsoleBrowserTests(TransactionTestCase):
     def test_idtags_break_only_on_a_phone(self) -> None:
         UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
         long_tag = "RFID-" + "7F3A9C21" * 5
-        UserMappingFactory(steve_ocpp_id_tag=long_tag)
+        # An address longer than half a phone-width card wraps too.
+        customer = UserFactory(username="charlotte.montgomery@example.com")
+        UserMappingFactory(steve_ocpp_id_tag=long_tag, user=customer)
         page = self.open_console("/admin/user-mappings/")
         tag = page.locator("td[data-label=idTag] a", has_text="TAG-0001")
         # Opening a row's question widens its actions: the tag stays one line.
