@@ -59,6 +59,8 @@ api = NinjaAPI(
 # 403 only for browser-session calls without a valid CSRF token.
 ERRORS = frozenset({400, 401, 403, 404, 409, 422, 502})
 BODY_ERRORS = ERRORS | {413}
+# The message of a plain read (GET), as the seed's envelope gives it.
+RESULT = "Result"
 ERROR_STATUS: dict[type[charging.ApiSessionError], int] = {
     charging.SessionNotFound: 404,
     charging.SessionConflict: 409,
@@ -188,11 +190,11 @@ def session_create(
     )
     if created.replayed:
         response["Idempotent-Replayed"] = "true"
-    # A replayed session may have started or ended since: say what GET says.
-    message = created.session.status_message or (
-        "Result"
-        if created.replayed
-        else "Session created; charging starts when the station reports it."
+        # It may have started or ended since: say what GET says.
+        return Status(201, _current_envelope(created.session))
+    message = (
+        created.session.status_message
+        or "Session created; charging starts when the station reports it."
     )
     return Status(201, _envelope(created.session, message))
 
@@ -221,7 +223,7 @@ def session_list(
     )
     return {
         "ok": True,
-        "message": "Result",
+        "message": RESULT,
         "result": {
             "items": [api_session_document(session) for session in page.items],
             "next_cursor": page.next_cursor,
@@ -239,7 +241,7 @@ def session_list(
 )
 def session_detail(request: HttpRequest, session_id: str) -> dict[str, Any]:
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
-    return _envelope(session, session.status_message or "Result")
+    return _current_envelope(session)
 
 
 @api.post(
@@ -262,3 +264,8 @@ def session_stop(request: HttpRequest, session_id: str) -> dict[str, Any]:
 
 def _envelope(session: ApiSession, message: str) -> dict[str, Any]:
     return {"ok": True, "message": message, "result": api_session_document(session)}
+
+
+def _current_envelope(session: ApiSession) -> dict[str, Any]:
+    """The session as GET gives it: its status message, else the plain one."""
+    return _envelope(session, session.status_message or RESULT)
