@@ -164,6 +164,18 @@ class DashboardTests(PortalTestCase):
             card = body[body.index(f">{name}</h3>") :][:400]
             self.assertIn(f"badge--{status}", card, name)
 
+    @override_settings(USE_THOUSAND_SEPARATOR=True)
+    def test_charger_ids_and_urls_stay_whole_where_numbers_are_grouped(self) -> None:
+        charger = ChargerFactory(
+            pk=12345, friendly_name="Long Row", last_check_in_at=timezone.now()
+        )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        self.assertIn('id="charger-12345"', body)
+        self.assertIn('for="minutes-12345"', body)
+        self.assertIn(reverse("portal:charger-start", args=[charger.pk]), body)
+        self.assertNotIn("12,345", body)
+
     def test_a_reservation_its_charge_used_holds_nothing_afterwards(self) -> None:
         # The station uses a reservation up when its tag starts charging on its
         # connector: once that charge is over, the connector is free for anyone.

@@ -85,6 +85,16 @@ class SessionListTests(SessionListTestCase):
         TransactionSyncStateFactory()
         self.assertContains(self.client.get(URL), "1 session matches current filters")
 
+    @override_settings(USE_THOUSAND_SEPARATOR=True)
+    def test_transaction_numbers_and_row_ids_are_never_grouped(self) -> None:
+        session = TransactionSyncStateFactory(pk=20001, steve_transaction_id=1234567)
+        body = self.client.get(URL).content.decode()
+        self.assertIn('id="session-20001"', body)
+        self.assertIn(">#1234567</a>", body)
+        self.assertEqual(row_ids(body), [session.steve_transaction_id])
+        self.assertNotIn("1,234,567", body)
+        self.assertNotIn("20,001", body)
+
     def test_a_get_issues_only_selects_in_a_fixed_number_of_queries(self) -> None:
         for _ in range(30):
             session_with_energy(kwh=Decimal("2.5"), ocpp_id_tag="TAG-0001")
