@@ -98,8 +98,11 @@ def session_list(request: HttpRequest) -> HttpResponse:
     context.update(form=SessionFilterForm(filters))
     if fragment:
         # New filters: the form, the export link and the address follow them.
+        applied = request.htmx.trigger == "session-filters"
         response = render(
-            request, f"{template}#filtered-results", {**context, "filters_oob": True}
+            request,
+            f"{template}#filtered-results",
+            {**context, "filters_oob": True, "announce_count": applied},
         )
         list_url = reverse("sessions_app:session-list")
         return push_url(

@@ -105,10 +105,16 @@ class ConsoleBrowserTests(TransactionTestCase):
 
         # Status filter, its chip, and removing the chip.
         page.select_option("#id_status", "active")
+        expect(page.locator("#filter-status")).to_be_empty()
         page.get_by_role("button", name="Apply filters").click()
         expect(page.locator("#session-count")).to_have_text(
             "1 session matches current filters"
         )
+        # The focus stays on the form; the status region says what changed.
+        expect(page.locator("#filter-status")).to_have_text(
+            "1 session matches current filters"
+        )
+        expect(page.locator("#filter-status")).to_have_attribute("role", "status")
         expect(page.locator(".chip")).to_contain_text("Status: active")
         expect(page.locator("#session-export")).to_have_attribute(
             "href", re.compile(r"export\.csv\?status=active$")

@@ -369,6 +369,27 @@ class SessionLoadMoreTests(SessionListTestCase):
         self.assertEqual(cleared.headers["HX-Push-Url"], URL)
         self.assertIn('<option value="all" selected>', cleared.content.decode())
 
+    def test_applied_filters_are_announced_in_a_region_the_page_already_has(
+        self,
+    ) -> None:
+        TransactionSyncStateFactory(is_finalized=False)
+        status = '<p id="filter-status" class="visually-hidden" role="status"'
+        self.assertContains(self.client.get(URL), f"{status}></p>", html=False)
+        applied = self.client.get(
+            URL,
+            {"status": "active"},
+            headers={"HX-Request": "true", "HX-Trigger": "session-filters"},
+        )
+        self.assertContains(
+            applied,
+            f'{status} hx-swap-oob="innerHTML">1 session matches current filters</p>',
+        )
+        # A chip's link moves the focus to the count, which says it already.
+        chip = self.client.get(
+            URL, headers={"HX-Request": "true", "HX-Trigger": "chips-clear"}
+        )
+        self.assertContains(chip, f'{status} hx-swap-oob="innerHTML"></p>')
+
     def test_a_malformed_cursor_shows_the_first_page(self) -> None:
         TransactionSyncStateFactory()
         response = self.client.get(URL, {"cursor": "x-y-z"})
