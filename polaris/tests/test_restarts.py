@@ -60,14 +60,6 @@ def sync_command(**env: str) -> subprocess.CompletedProcess[str]:
     return run_command("sync", "transactions", **env)
 
 
-def standin_env(standin: StandinProcess) -> dict[str, str]:
-    return {
-        "STEVE_URL": standin.base_url,
-        "STEVE_USERNAME": standin.username,
-        "STEVE_PASSWORD": standin.password,
-    }
-
-
 def add_energy(standin: StandinProcess, pk: int, meter_wh: int) -> None:
     """The station reports a new meter reading for transaction `pk`."""
     at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
@@ -173,7 +165,7 @@ class ValkeyRestartTests(TransactionTestCase):
         with ExitStack() as stack:
             valkey = stack.enter_context(ValkeyServer())
             server = stack.enter_context(live_server(REDIS_URL=valkey.url))
-            env = {"REDIS_URL": valkey.url, **standin_env(self.standin)}
+            env = {"REDIS_URL": valkey.url, **self.standin.polaris_settings()}
 
             with SteveClient(
                 base_url=self.standin.base_url,
@@ -307,7 +299,7 @@ class PostgresRestartTests(TransactionTestCase):
         with ExitStack() as stack:
             standin = stack.enter_context(StandinProcess(fleet_size=4, seed=3))
             postgres = stack.enter_context(PostgresCluster())
-            env = {"DATABASE_URL": postgres.url, **standin_env(standin)}
+            env = {"DATABASE_URL": postgres.url, **standin.polaris_settings()}
             for args in (
                 ("migrate", "-v0"),
                 ("createsuperuser", "--noinput", "--username", "operator",

@@ -231,12 +231,7 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         services.sync_run_transactions(trigger="command", client=steve)
         session = charging.api_session_advance(session_id=created.pk, client=steve)
     assert session.status == ApiSession.Status.STARTED
-    steve_env = {
-        "STEVE_URL": standin.base_url,
-        "STEVE_USERNAME": standin.username,
-        "STEVE_PASSWORD": standin.password,
-    }
-    with live_server(**steve_env) as server:
+    with live_server(**standin.polaris_settings()) as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, server.url, "dana@example.com", "driver")
         banner = page.locator(".active-session")

@@ -113,9 +113,7 @@ class ReservationTests(PortalTestCase):
         )
         self.client.force_login(self.alice)
         with override_settings(
-            STEVE_URL=self.standin.base_url,
-            STEVE_USERNAME=self.standin.username,
-            STEVE_PASSWORD=self.standin.password,
+            **self.standin.polaris_settings(),
         ):
             response = self.client.post(
                 reverse("portal:charger-reserve", args=[self.free.pk]),

@@ -22,28 +22,16 @@ from sessions_app.models import ApiSession
 from sessions_app.tasks import api_sessions_advance_all
 from sessions_app.tests.test_charging import REMOTE_START, REMOTE_STOP
 from sync import services
-from sync.client import SteveClient
 from sync.models import Charger, SyncRun, UserMapping
-from sync.standin.testing import StandinProcess
 from sync.tasks import sync_run_transactions
+from sync.tests.standin_case import StandinTestMixin
 
 
-class WorkerFaultTestCase(TransactionTestCase):
-    standin: StandinProcess
-    steve: SteveClient
-
+class WorkerFaultTestCase(StandinTestMixin, TransactionTestCase):
     @pytest.fixture(autouse=True)
-    def _attach_standin(
-        self, standin: StandinProcess, steve_client: SteveClient
-    ) -> Iterator[None]:
-        standin.reset(scenarios=False)
-        self.standin = standin
-        self.steve = steve_client
-        with override_settings(
-            STEVE_URL=standin.base_url,
-            STEVE_USERNAME=standin.username,
-            STEVE_PASSWORD=standin.password,
-        ):
+    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
+        self.standin.reset(scenarios=False)
+        with override_settings(**self.standin.polaris_settings()):
             yield
 
     def setUp(self) -> None:
@@ -53,13 +41,6 @@ class WorkerFaultTestCase(TransactionTestCase):
         UserMapping.objects.create(steve_ocpp_id_tag="TAG-0001", user=alice)
         Charger.objects.create(charge_box_id="CP-001", connector_id=1)
         self.alice = alice
-
-    def steve_env(self) -> dict[str, str]:
-        return {
-            "STEVE_URL": self.standin.base_url,
-            "STEVE_USERNAME": self.standin.username,
-            "STEVE_PASSWORD": self.standin.password,
-        }
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -99,7 +80,7 @@ class AdvanceAfterTheSyncTests(WorkerFaultTestCase):
         ).session
         self.standin.tick()
         options = celery_app.conf.beat_schedule["sync-transactions"]["options"]
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             advance = options["link"].clone()
             advance.set(queue=worker.queue)
             sync_run_transactions.apply_async(
@@ -134,7 +115,7 @@ class TargetStopAcrossAWorkerRestartTests(WorkerFaultTestCase):
         self.standin.set_fault(
             "timeout_operation", delay=30, path_contains="RemoteStopTransaction"
         )
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
             self.wait_for(lambda: self.remote_stops() == 1)
             worker.stop(signal.SIGKILL)
@@ -149,7 +130,7 @@ class TargetStopAcrossAWorkerRestartTests(WorkerFaultTestCase):
         ApiSession.objects.filter(pk=session.pk).update(
             stop_requested_at=F("stop_requested_at") - charging.stop_resend_after()
         )
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
             self.wait_for(lambda: self.remote_stops() == 2)
             worker.wait_for_log("succeeded")
@@ -173,7 +154,7 @@ class SoftTimeLimitTests(WorkerFaultTestCase):
             "timeout_operation", delay=20, path_contains="RemoteStartTransaction"
         )
         # The sender's limits travel with the task message (beat's, in production).
-        with CeleryWorker(pool="prefork", **self.steve_env()) as worker:
+        with CeleryWorker(pool="prefork", **self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(
                 queue=worker.queue, soft_time_limit=3, time_limit=60
             )
@@ -186,7 +167,7 @@ class SoftTimeLimitTests(WorkerFaultTestCase):
         self.assertIsNotNone(first.remote_start_sent_at)
 
         # The next run takes up the rest.
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
             worker.wait_for_log("succeeded")
         self.assertEqual(self.remote_starts(), 2)
@@ -205,7 +186,7 @@ class ScheduledStartAcrossAWorkerRestartTests(WorkerFaultTestCase):
         self.standin.set_fault(
             "timeout_operation", delay=30, path_contains="RemoteStartTransaction"
         )
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
             self.wait_for(lambda: self.remote_starts() == 1)
             worker.stop(signal.SIGKILL)
@@ -222,7 +203,7 @@ class ScheduledStartAcrossAWorkerRestartTests(WorkerFaultTestCase):
         )
         run = services.sync_run_transactions(trigger="command", client=self.steve)
         self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
             worker.wait_for_log("succeeded")
         self.assertEqual(self.remote_starts(), 2)

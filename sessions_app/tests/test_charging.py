@@ -38,7 +38,7 @@ from sessions_app.tasks import (
 from sync import services
 from sync.client import MeterReading, SteveClient
 from sync.models import Charger, SyncRun, UserMapping
-from sync.standin.testing import StandinProcess
+from sync.tests.standin_case import StandinTestMixin
 
 REMOTE_START = "/steve/api/v1/operations/RemoteStartTransaction"
 REMOTE_STOP = "/steve/api/v1/operations/RemoteStopTransaction"
@@ -48,29 +48,21 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class ChargingTestCase(TestCase):
+class ChargingTestCase(StandinTestMixin, TestCase):
     """Personas, chargers and a default rate; the stand-in as Polaris's SteVe."""
 
-    standin: StandinProcess
-    steve: SteveClient
     alice: AbstractBaseUser
     bob: AbstractBaseUser
     staff: AbstractBaseUser
     rate: Rate
 
     @pytest.fixture(autouse=True)
-    def _attach_standin(
-        self, standin: StandinProcess, steve_client: SteveClient
-    ) -> Iterator[None]:
-        standin.reset(scenarios=False)
-        self.standin = standin
-        self.steve = steve_client
+    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
+        self.standin.reset(scenarios=False)
         # The API builds its own SteveClient from settings: point them at the
         # stand-in. A channel prefix per test keeps parallel runs' events apart.
         with override_settings(
-            STEVE_URL=standin.base_url,
-            STEVE_USERNAME=standin.username,
-            STEVE_PASSWORD=standin.password,
+            **self.standin.polaris_settings(),
             STEVE_TIMEOUT=5,
             LIVE_CHANNEL_PREFIX=f"test-{uuid.uuid4().hex[:12]}-",
         ):

@@ -76,6 +76,14 @@ class StandinProcess:
         self._resources = ExitStack()
         self._stderr: IO[str] | None = None
 
+    def polaris_settings(self) -> dict[str, str]:
+        """The settings (or environment) that point Polaris's own SteVe clients here."""
+        return {
+            "STEVE_URL": self.base_url,
+            "STEVE_USERNAME": self.username,
+            "STEVE_PASSWORD": self.password,
+        }
+
     @property
     def control_url(self) -> str:
         """The control API root, e.g. ``http://127.0.0.1:PORT/_standin``."""

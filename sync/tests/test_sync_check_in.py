@@ -5,15 +5,13 @@ Against the stand-in's default fleet over real HTTP, like test_sync_transactions
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
 from sync import services
-from sync.client import SteveClient
 from sync.models import Charger, SyncRun, TransactionSyncState
-from sync.standin.testing import StandinProcess
+from sync.tests.standin_case import StandinTestMixin
 
 
 def charger_writes(queries: CaptureQueriesContext) -> list[str]:
@@ -26,17 +24,7 @@ def charger_writes(queries: CaptureQueriesContext) -> list[str]:
     ]
 
 
-class SyncCheckInTests(TestCase):
-    standin: StandinProcess
-    steve: SteveClient
-
-    @pytest.fixture(autouse=True)
-    def _attach_standin(
-        self, standin: StandinProcess, steve_client: SteveClient
-    ) -> None:
-        self.standin = standin
-        self.steve = steve_client
-
+class SyncCheckInTests(StandinTestMixin, TestCase):
     def sync(self) -> SyncRun:
         run = services.sync_run_transactions(trigger="command", client=self.steve)
         self.assertIn(run.status, (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL))

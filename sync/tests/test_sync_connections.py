@@ -4,24 +4,15 @@ Every detail call on a connection of its own would cost a TCP handshake each, an
 thousands of sockets in TIME_WAIT on a big fleet.
 """
 
-import pytest
 from django.test import TestCase
 
 from sync import services
-from sync.client import SteveClient
 from sync.models import SyncRun
 from sync.services.runs import DETAIL_WORKERS
-from sync.standin.testing import StandinProcess
+from sync.tests.standin_case import StandinTestMixin
 
 
-class SyncConnectionTests(TestCase):
-    @pytest.fixture(autouse=True)
-    def _attach_standin(
-        self, standin: StandinProcess, steve_client: SteveClient
-    ) -> None:
-        self.standin = standin
-        self.steve = steve_client
-
+class SyncConnectionTests(StandinTestMixin, TestCase):
     def test_detail_calls_reuse_at_most_one_connection_per_worker(self) -> None:
         run = services.sync_run_transactions(trigger="command", client=self.steve)
 

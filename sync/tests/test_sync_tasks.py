@@ -2,22 +2,15 @@
 
 import time
 
-import pytest
 from django.test import TransactionTestCase
 
 from polaris.testing import CeleryWorker
 from sync.models import SyncRun, TransactionSyncState
-from sync.standin.testing import StandinProcess
 from sync.tasks import sync_run_transactions
+from sync.tests.standin_case import StandinTestMixin
 
 
-class SyncTaskWorkerTests(TransactionTestCase):
-    standin: StandinProcess
-
-    @pytest.fixture(autouse=True)
-    def _attach_standin(self, standin: StandinProcess) -> None:
-        self.standin = standin
-
+class SyncTaskWorkerTests(StandinTestMixin, TransactionTestCase):
     def wait_for_finished_runs(self, count: int, timeout: float = 30) -> list[SyncRun]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -28,11 +21,7 @@ class SyncTaskWorkerTests(TransactionTestCase):
         self.fail(f"fewer than {count} finished runs after {timeout} s")
 
     def test_the_worker_runs_the_sync_task_once(self) -> None:
-        steve = {
-            "STEVE_URL": self.standin.base_url,
-            "STEVE_USERNAME": self.standin.username,
-            "STEVE_PASSWORD": self.standin.password,
-        }
+        steve = self.standin.polaris_settings()
         with CeleryWorker(**steve) as worker:
             sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
             (run,) = self.wait_for_finished_runs(1)

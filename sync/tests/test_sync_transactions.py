@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.test import TestCase
@@ -16,25 +15,15 @@ from django.test import TestCase
 from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
-from sync.standin.testing import StandinProcess
 from sync.tests.rollup_checks import assert_rollups_exact
+from sync.tests.standin_case import StandinTestMixin
 
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class SyncTestCase(TestCase):
-    standin: StandinProcess
-    steve: SteveClient
-
-    @pytest.fixture(autouse=True)
-    def _attach_standin(
-        self, standin: StandinProcess, steve_client: SteveClient
-    ) -> None:
-        self.standin = standin
-        self.steve = steve_client
-
+class SyncTestCase(StandinTestMixin, TestCase):
     def sync(self) -> SyncRun:
         return services.sync_run_transactions(trigger="command", client=self.steve)
 

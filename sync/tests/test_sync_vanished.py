@@ -1,24 +1,15 @@
 """Transactions that vanish from SteVe are flagged in bulk, not row by row."""
 
-import pytest
 from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
 from sync import services
-from sync.client import SteveClient
 from sync.models import SyncedTransactionEvent, SyncRun, TransactionSyncState
-from sync.standin.testing import StandinProcess
+from sync.tests.standin_case import StandinTestMixin
 
 
-class SyncVanishedTests(TestCase):
-    @pytest.fixture(autouse=True)
-    def _attach_standin(
-        self, standin: StandinProcess, steve_client: SteveClient
-    ) -> None:
-        self.standin = standin
-        self.steve = steve_client
-
+class SyncVanishedTests(StandinTestMixin, TestCase):
     def sync(self) -> SyncRun:
         run = services.sync_run_transactions(trigger="command", client=self.steve)
         self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)

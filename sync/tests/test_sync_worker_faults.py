@@ -4,31 +4,17 @@ import signal
 import time
 from decimal import Decimal
 
-import pytest
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.test import TransactionTestCase
 
 from polaris.testing import CeleryWorker
 from sync.models import SyncedTransactionEvent, SyncRun, TransactionSyncState
-from sync.standin.testing import StandinProcess
 from sync.tasks import sync_run_transactions
+from sync.tests.standin_case import StandinTestMixin
 
 
-class WorkerKilledMidRunTests(TransactionTestCase):
-    standin: StandinProcess
-
-    @pytest.fixture(autouse=True)
-    def _attach_standin(self, standin: StandinProcess) -> None:
-        self.standin = standin
-
-    def steve_env(self) -> dict[str, str]:
-        return {
-            "STEVE_URL": self.standin.base_url,
-            "STEVE_USERNAME": self.standin.username,
-            "STEVE_PASSWORD": self.standin.password,
-        }
-
+class WorkerKilledMidRunTests(StandinTestMixin, TransactionTestCase):
     def wait_for(self, condition: object, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -40,7 +26,7 @@ class WorkerKilledMidRunTests(TransactionTestCase):
     def test_the_next_run_closes_the_cut_off_run_and_catches_up(self) -> None:
         # Details answer slowly, so the run is still reading SteVe when killed.
         self.standin.set_fault("slow", delay=5, count=-1, path_contains="transactions/")
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
             self.wait_for(SyncRun.objects.running().exists)
             worker.stop(signal.SIGKILL)
@@ -50,7 +36,7 @@ class WorkerKilledMidRunTests(TransactionTestCase):
         self.assertFalse(TransactionSyncState.objects.exists())
 
         self.standin.clear_faults()
-        with CeleryWorker(**self.steve_env()) as worker:
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
             sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
             self.wait_for(
                 lambda: SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED).exists()
@@ -75,21 +61,11 @@ class WorkerKilledMidRunTests(TransactionTestCase):
             self.assertEqual(row.total, row.kwh_delivered)
 
 
-class TwoSchedulersTests(TransactionTestCase):
+class TwoSchedulersTests(StandinTestMixin, TransactionTestCase):
     """Two beats started by mistake send the task twice: still one run at a time."""
 
-    standin: StandinProcess
-
-    @pytest.fixture(autouse=True)
-    def _attach_standin(self, standin: StandinProcess) -> None:
-        self.standin = standin
-
     def test_concurrent_runs_on_two_workers_give_one_run(self) -> None:
-        env = {
-            "STEVE_URL": self.standin.base_url,
-            "STEVE_USERNAME": self.standin.username,
-            "STEVE_PASSWORD": self.standin.password,
-        }
+        env = self.standin.polaris_settings()
         self.standin.set_fault("slow", delay=2, count=-1, path_contains="ACTIVE")
         with CeleryWorker(**env) as first, CeleryWorker(**env) as second:
             sync_run_transactions.apply_async(args=["beat"], queue=first.queue)
