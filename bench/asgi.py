@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.test import Client
 
 from polaris.handlers import SyncStackASGIHandler
@@ -26,7 +26,7 @@ Message = dict[str, Any]
 _runner = asyncio.Runner()
 
 
-def session_key(user: AbstractBaseUser) -> str:
+def session_key(user: User) -> str:
     """A new signed-in session of `user` (a real session row), as its cookie value."""
     login = Client()
     login.force_login(user)
@@ -47,9 +47,7 @@ class AsgiClient:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def signed_in(
-        cls, handler: SyncStackASGIHandler, user: AbstractBaseUser
-    ) -> "AsgiClient":
+    def signed_in(cls, handler: SyncStackASGIHandler, user: User) -> "AsgiClient":
         cookie = f"{settings.SESSION_COOKIE_NAME}={session_key(user)}"
         return cls(handler, {"cookie": cookie})
 

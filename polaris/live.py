@@ -27,7 +27,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django_eventstream import storage as eventstream_storage
@@ -254,7 +254,7 @@ def _install_listener() -> None:
 _install_listener()
 
 
-def can_read(user: AbstractBaseUser | AnonymousUser | None, channel: str) -> bool:
+def can_read(user: User | AnonymousUser | None, channel: str) -> bool:
     """Staff read the staff channel; a customer reads their own channel only.
 
     Staff acting as a customer read that customer's channel: the stream view only
@@ -273,9 +273,7 @@ def can_read(user: AbstractBaseUser | AnonymousUser | None, channel: str) -> boo
 class ChannelManager(DefaultChannelManager):  # type: ignore[misc]
     """Decides who reads which channel; the channels come from the stream view."""
 
-    def can_read_channel(
-        self, user: AbstractBaseUser | AnonymousUser | None, channel: str
-    ) -> bool:
+    def can_read_channel(self, user: User | AnonymousUser | None, channel: str) -> bool:
         return can_read(user, channel)
 
     def is_channel_reliable(self, channel: str) -> bool:

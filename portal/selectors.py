@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum, Window
 from django.db.models.functions import TruncDate
@@ -39,7 +39,7 @@ class ChargingCards:
     any_active: bool
 
 
-def charging_cards(*, customer: AbstractBaseUser) -> ChargingCards:
+def charging_cards(*, customer: User) -> ChargingCards:
     """The customer's ChargingCards, read in one query."""
     rows = list(
         UserMapping.objects.filter(user=customer).values_list(
@@ -51,7 +51,7 @@ def charging_cards(*, customer: AbstractBaseUser) -> ChargingCards:
     )
 
 
-def customer_tags(*, customer: AbstractBaseUser) -> list[str]:
+def customer_tags(*, customer: User) -> list[str]:
     """Every idTag ever mapped to the customer (see ChargingCards)."""
     return charging_cards(customer=customer).tags
 
@@ -64,7 +64,7 @@ class ActiveSession:
 
 
 def active_sessions(
-    *, customer: AbstractBaseUser, tags: list[str], now: datetime
+    *, customer: User, tags: list[str], now: datetime
 ) -> list[ActiveSession]:
     """The customer's sessions charging now (not finalized, not suspected stuck),
     newest first, with the estimated cost so far when a rate applies and the
@@ -141,9 +141,7 @@ def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncSt
     return sessions
 
 
-def next_reservation(
-    *, customer: AbstractBaseUser, now: datetime
-) -> Reservation | None:
+def next_reservation(*, customer: User, now: datetime) -> Reservation | None:
     """The customer's next active reservation that has not ended."""
     return (
         Reservation.objects.for_user(customer)
@@ -248,7 +246,7 @@ def _energy_by_day_from_events(
     return dict(rows)
 
 
-def visible_chargers(*, customer: AbstractBaseUser) -> "QuerySet[Charger]":
+def visible_chargers(*, customer: User) -> "QuerySet[Charger]":
     """Public chargers plus those of the customer's charger groups."""
     member_of = Charger.objects.filter(groups__members=customer).values("pk")
     return Charger.objects.filter(Q(is_public=True) | Q(pk__in=member_of))
@@ -275,7 +273,7 @@ def charger_status(charger: Charger, now: datetime) -> str:
     return "online"
 
 
-def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
+def charger_list(*, customer: User, now: datetime) -> ChargerList:
     """Up to 50 visible chargers with `status` and `reserved_by_me`, and the counts
     pill: available now (online) of all visible chargers.
 
@@ -321,7 +319,7 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     )
 
 
-def token_list(*, customer: AbstractBaseUser) -> list[ApiToken]:
+def token_list(*, customer: User) -> list[ApiToken]:
     """The customer's API tokens, newest first, revoked ones included."""
     return list(ApiToken.objects.filter(user=customer).order_by("-created_at", "-id"))
 
@@ -378,7 +376,7 @@ class UsageCards:
 
 def usage_cards(
     *,
-    customer: AbstractBaseUser,
+    customer: User,
     tags: list[str],
     zone: ZoneInfo,
     period_name: str,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
@@ -333,6 +333,6 @@ def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
 # API tokens
 
 
-def api_token_list(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
+def api_token_list(*, user: User) -> QuerySet[ApiToken]:
     """`user`'s API tokens, newest first, revoked ones included."""
     return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")

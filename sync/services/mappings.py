@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
@@ -36,7 +36,7 @@ PROGRESS_EVERY = 1000
 # SteVe's @IdTag validation (CONTRACT §4): 1-40 of these characters.
 ID_TAG_PATTERN = re.compile(r"^[a-zA-Z0-9.:_#-]{1,40}$")
 
-Actor = AbstractBaseUser | AnonymousUser | None
+Actor = User | AnonymousUser | None
 
 
 @dataclass
@@ -100,7 +100,7 @@ def user_mapping_create(
     *,
     actor: Actor,
     steve_ocpp_id_tag: str,
-    user: AbstractBaseUser,
+    user: User,
     label: str = "",
     billing_customer_id: str = "",
     is_active: bool = True,
@@ -346,8 +346,8 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     chunk = MappingImportResult()
     users = _customers_by_email({row.email for row in rows})
     mappings = _mappings_by_tag({row.tag for row in rows})
-    new_users: dict[str, AbstractBaseUser] = {}
-    needed_users: dict[str, AbstractBaseUser] = {}
+    new_users: dict[str, User] = {}
+    needed_users: dict[str, User] = {}
     # (mapping, snapshot before or None when it is new), in the file's order.
     saved: list[tuple[UserMapping, dict[str, Any] | None]] = []
     now = timezone.now()
@@ -414,7 +414,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     return chunk
 
 
-def _customers_by_email(emails: Collection[str]) -> dict[str, AbstractBaseUser]:
+def _customers_by_email(emails: Collection[str]) -> dict[str, User]:
     """The accounts whose username is one of `emails` in any letter case, by
     email; the oldest where several match (as `username__iexact` and `.first()`)."""
     User = get_user_model()
@@ -428,7 +428,7 @@ def _customers_by_email(emails: Collection[str]) -> dict[str, AbstractBaseUser]:
         f"= UPPER(e.email) ORDER BY u.{quote(User._meta.pk.column)}",
         [sorted(emails)],
     )
-    found: dict[str, AbstractBaseUser] = {}
+    found: dict[str, User] = {}
     for user in users:
         found.setdefault(user.import_email, user)
     return found
@@ -448,7 +448,7 @@ def _mappings_by_tag(tags: Collection[str]) -> dict[str, UserMapping]:
     return found
 
 
-def _new_customer(email: str) -> AbstractBaseUser:
+def _new_customer(email: str) -> User:
     """An unsaved customer account for `email`. Raises ValidationError."""
     user = get_user_model()(username=email, email=email)
     user.set_unusable_password()
