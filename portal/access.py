@@ -13,6 +13,7 @@ Acting ends, with its audit entry, at the banner's "Back to admin portal", at
 /switch, on signing out and when someone else signs in on that browser.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from polaris.http import AuthenticatedHttpRequest
 from portal.models import CustomerProfile, Reservation
 from sessions_app.models import ApiSession, ApiToken
 from sync.models import Charger, UserMapping
@@ -65,7 +67,7 @@ def customer_zone(user: User) -> ZoneInfo:
     return ZoneInfo(name or settings.POLARIS_TIME_ZONE)
 
 
-def acting_customer(request: HttpRequest) -> User | None:
+def acting_customer(request: AuthenticatedHttpRequest) -> User | None:
     """The customer the signed-in agent acts as, or None."""
     customer_id = request.session.get(ACTING_AS_KEY)
     if customer_id is None or not can_act_as(request.user):
@@ -77,7 +79,7 @@ def acting_customer(request: HttpRequest) -> User | None:
     )
 
 
-def viewer_for(request: HttpRequest) -> Viewer:
+def viewer_for(request: AuthenticatedHttpRequest) -> Viewer:
     """Who the portal shows: the acted-as customer, else the signed-in user."""
     customer = acting_customer(request)
     if customer is not None:
@@ -87,7 +89,7 @@ def viewer_for(request: HttpRequest) -> Viewer:
     return Viewer(customer=request.user, agent=None, zone=customer_zone(request.user))
 
 
-def customer_for_write(request: HttpRequest) -> User:
+def customer_for_write(request: AuthenticatedHttpRequest) -> User:
     """The customer a state change is made for; PermissionDenied while acting as."""
     viewer = viewer_for(request)
     if viewer.acting:
@@ -95,7 +97,7 @@ def customer_for_write(request: HttpRequest) -> User:
     return viewer.customer
 
 
-def sends_staff_to_console(request: HttpRequest) -> bool:
+def sends_staff_to_console(request: AuthenticatedHttpRequest) -> bool:
     """Staff land on the console unless acting as someone or they chose their own
     customer dashboard at /switch for this browser session."""
     if not getattr(request.user, "is_staff", False):
@@ -160,7 +162,7 @@ def render_portal(
     request: HttpRequest,
     viewer: Viewer,
     template: str,
-    context: dict[str, object],
+    context: Mapping[str, object],
     status: int = 200,
 ) -> HttpResponse:
     """Render a portal page (or partial) with every time in the customer's zone."""
