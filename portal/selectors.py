@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import User
@@ -22,6 +23,9 @@ from sync.models import (
     TransactionSyncState,
     UserMapping,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 PERIODS = ("current", "previous", "year")
 MAX_CHARGERS = 50
@@ -252,23 +256,34 @@ def visible_chargers(*, customer: User) -> "QuerySet[Charger]":
     return Charger.objects.filter(Q(is_public=True) | Q(pk__in=member_of))
 
 
+class ChargerAnnotations(TypedDict):
+    in_use: bool
+    reserved: bool
+    reserved_by_me: bool
+    visible_count: int
+    available_count: int
+
+
+type ListedCharger = WithAnnotations[Charger, ChargerAnnotations]
+
+
 @dataclass(frozen=True, slots=True)
 class ChargerList:
-    rows: list[Charger]
+    rows: list[ListedCharger]
     available: int
     total: int
 
 
-def charger_status(charger: Charger, now: datetime) -> str:
+def charger_status(charger: ListedCharger, now: datetime) -> str:
     """offline (no check-in for over an hour), else in_use, reserved, online."""
     if (
         charger.last_check_in_at is None
         or now - charger.last_check_in_at > OFFLINE_AFTER
     ):
         return "offline"
-    if charger.in_use:  # type: ignore[attr-defined]
+    if charger.in_use:
         return "in_use"
-    if charger.reserved:  # type: ignore[attr-defined]
+    if charger.reserved:
         return "reserved"
     return "online"
 
@@ -314,8 +329,8 @@ def charger_list(*, customer: User, now: datetime) -> ChargerList:
     first = rows[0]
     return ChargerList(
         rows=rows,
-        available=first.available_count,  # type: ignore[attr-defined]
-        total=first.visible_count,  # type: ignore[attr-defined]
+        available=first.available_count,
+        total=first.visible_count,
     )
 
 
