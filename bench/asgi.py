@@ -10,6 +10,7 @@ connection open across requests). The load test reads the same span from its
 """
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from django.test import Client
 
 from polaris.handlers import SyncStackASGIHandler
 
-Message = dict[str, Any]
+Message = Mapping[str, Any]
 
 # One event loop for every request, as in a server process.
 _runner = asyncio.Runner()
