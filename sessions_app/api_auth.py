@@ -85,6 +85,13 @@ def api_token_user(raw: str) -> User | None:
     return user
 
 
+class ApiRequest(HttpRequest):
+    """For annotations: a request the API let in; `auth` is the user that
+    BearerTokenAuth or BrowserSessionAuth returned."""
+
+    auth: User
+
+
 class BearerTokenAuth(HttpBearer):
     """`Authorization: Bearer <token>` with a token from `create_api_token`."""
 
@@ -102,5 +109,5 @@ class BrowserSessionAuth(SessionAuth):
             return None
         user = request.user
         if user.is_authenticated and user.is_active:
-            return user  # type: ignore[return-value]
+            return user
         return None
