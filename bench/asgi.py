@@ -10,23 +10,24 @@ connection open across requests). The load test reads the same span from its
 """
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.test import Client
 
 from polaris.handlers import SyncStackASGIHandler
 
-Message = dict[str, Any]
+Message = Mapping[str, Any]
 
 # One event loop for every request, as in a server process.
 _runner = asyncio.Runner()
 
 
-def session_key(user: AbstractBaseUser) -> str:
+def session_key(user: User) -> str:
     """A new signed-in session of `user` (a real session row), as its cookie value."""
     login = Client()
     login.force_login(user)
@@ -47,9 +48,7 @@ class AsgiClient:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def signed_in(
-        cls, handler: SyncStackASGIHandler, user: AbstractBaseUser
-    ) -> "AsgiClient":
+    def signed_in(cls, handler: SyncStackASGIHandler, user: User) -> "AsgiClient":
         cookie = f"{settings.SESSION_COOKIE_NAME}={session_key(user)}"
         return cls(handler, {"cookie": cookie})
 

@@ -126,11 +126,11 @@ def prepare(now: Any) -> Fixture:
     local = timezone.localtime(now).date()
     month_start = (local.replace(day=1) - timedelta(days=1)).replace(day=1)
     month_end = local.replace(day=1) - timedelta(days=1)
-    cursor = None
+    page_cursor = None
     for _ in range(9):
-        page = selectors.session_page(filters=SessionFilters(), cursor=cursor)
-        cursor = page.next_cursor
-        if cursor is None:
+        page = selectors.session_page(filters=SessionFilters(), cursor=page_cursor)
+        page_cursor = page.next_cursor
+        if page_cursor is None:
             break
     detail = (
         TransactionSyncState.objects.completed()
@@ -145,7 +145,7 @@ def prepare(now: Any) -> Fixture:
         api_token=raw_token,
         tag_fragment=fragment,
         month=(month_start.isoformat(), month_end.isoformat()),
-        tenth_page_cursor=cursor,
+        tenth_page_cursor=page_cursor,
         detail_id=detail.steve_transaction_id,
         detail_pk=detail.pk,
     )

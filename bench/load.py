@@ -33,7 +33,7 @@ import re
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -232,7 +232,7 @@ class Footprint:
     run_floor: int
     event_floor: int
     charger_floor: int
-    open_rows: list[dict[str, Any]]
+    open_rows: list[Mapping[str, Any]]
     check_ins: dict[int, Any]
 
 
@@ -246,7 +246,7 @@ def take_footprint() -> Footprint:
     grace_start = timezone.now() - timedelta(
         hours=settings.SYNC_MANUAL_STOP_GRACE_HOURS
     )
-    open_rows = list(
+    open_rows: list[Mapping[str, Any]] = list(
         TransactionSyncState.objects.filter(
             Q(is_finalized=False)
             | Q(stop_event_actor="manual", stopped_at__gte=grace_start)
@@ -770,7 +770,12 @@ def sync_summary(run_floor: int) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for run in runs:
         by_status[run["status"]] = by_status.get(run["status"], 0) + 1
-    seconds = [(r["finished_at"] - r["started_at"]).total_seconds() for r in runs]
+    # Every run here has finished_at (the filter), which its type cannot tell.
+    seconds = [
+        (r["finished_at"] - r["started_at"]).total_seconds()
+        for r in runs
+        if r["finished_at"] is not None
+    ]
     return {
         "runs": len(runs),
         "by_status": by_status,

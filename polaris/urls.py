@@ -1,11 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
 
 from polaris.auth_views import LoginView, LogoutView
 from sessions_app.api import api
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", include("sessions_app.urls")),
     # One sign-in page for everyone, so login throttling has no side door.
     path(

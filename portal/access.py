@@ -13,17 +13,19 @@ Acting ends, with its audit entry, at the banner's "Back to admin portal", at
 /switch, on signing out and when someone else signs in on that browser.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from polaris.http import AuthenticatedHttpRequest
 from portal.models import CustomerProfile, Reservation
 from sessions_app.models import ApiSession, ApiToken
 from sync.models import Charger, UserMapping
@@ -42,8 +44,8 @@ PERIOD_CHOICES = (
 class Viewer:
     """The customer whose portal this is, and the agent when staff act as them."""
 
-    customer: AbstractBaseUser
-    agent: AbstractBaseUser | None
+    customer: User
+    agent: User | None
     zone: ZoneInfo
 
     @property
@@ -51,11 +53,11 @@ class Viewer:
         return self.agent is not None
 
 
-def can_act_as(user: AbstractBaseUser) -> bool:
+def can_act_as(user: User) -> bool:
     return bool(getattr(user, "is_staff", False)) and user.has_perm(ACT_AS_PERMISSION)
 
 
-def customer_zone(user: AbstractBaseUser) -> ZoneInfo:
+def customer_zone(user: User) -> ZoneInfo:
     """The customer's time zone, POLARIS_TIME_ZONE without a profile."""
     name = (
         CustomerProfile.objects.filter(user=user)
@@ -65,7 +67,7 @@ def customer_zone(user: AbstractBaseUser) -> ZoneInfo:
     return ZoneInfo(name or settings.POLARIS_TIME_ZONE)
 
 
-def acting_customer(request: HttpRequest) -> AbstractBaseUser | None:
+def acting_customer(request: AuthenticatedHttpRequest) -> User | None:
     """The customer the signed-in agent acts as, or None."""
     customer_id = request.session.get(ACTING_AS_KEY)
     if customer_id is None or not can_act_as(request.user):
@@ -77,7 +79,7 @@ def acting_customer(request: HttpRequest) -> AbstractBaseUser | None:
     )
 
 
-def viewer_for(request: HttpRequest) -> Viewer:
+def viewer_for(request: AuthenticatedHttpRequest) -> Viewer:
     """Who the portal shows: the acted-as customer, else the signed-in user."""
     customer = acting_customer(request)
     if customer is not None:
@@ -87,7 +89,7 @@ def viewer_for(request: HttpRequest) -> Viewer:
     return Viewer(customer=request.user, agent=None, zone=customer_zone(request.user))
 
 
-def customer_for_write(request: HttpRequest) -> AbstractBaseUser:
+def customer_for_write(request: AuthenticatedHttpRequest) -> User:
     """The customer a state change is made for; PermissionDenied while acting as."""
     viewer = viewer_for(request)
     if viewer.acting:
@@ -95,7 +97,7 @@ def customer_for_write(request: HttpRequest) -> AbstractBaseUser:
     return viewer.customer
 
 
-def sends_staff_to_console(request: HttpRequest) -> bool:
+def sends_staff_to_console(request: AuthenticatedHttpRequest) -> bool:
     """Staff land on the console unless acting as someone or they chose their own
     customer dashboard at /switch for this browser session."""
     if not getattr(request.user, "is_staff", False):
@@ -105,11 +107,11 @@ def sends_staff_to_console(request: HttpRequest) -> bool:
     return not request.session.get(CUSTOMER_VIEW_KEY, False)
 
 
-def has_customer_account(user: AbstractBaseUser) -> bool:
+def has_customer_account(user: User) -> bool:
     return UserMapping.objects.filter(user=user).exists()
 
 
-def get_customer_for_agent(user_id: int) -> AbstractBaseUser:
+def get_customer_for_agent(user_id: int) -> User:
     """A customer account staff may act as; Http404 for staff or unknown ids."""
     customer = (
         get_user_model()
@@ -121,7 +123,7 @@ def get_customer_for_agent(user_id: int) -> AbstractBaseUser:
     return customer
 
 
-def get_charger_for_customer(customer: AbstractBaseUser, pk: int) -> Charger:
+def get_charger_for_customer(customer: User, pk: int) -> Charger:
     from portal.selectors import visible_chargers
 
     charger = visible_chargers(customer=customer).filter(pk=pk).first()
@@ -130,7 +132,7 @@ def get_charger_for_customer(customer: AbstractBaseUser, pk: int) -> Charger:
     return charger
 
 
-def get_reservation_for_customer(customer: AbstractBaseUser, pk: int) -> Reservation:
+def get_reservation_for_customer(customer: User, pk: int) -> Reservation:
     reservation = (
         Reservation.objects.for_user(customer)
         .select_related("charger")
@@ -142,14 +144,14 @@ def get_reservation_for_customer(customer: AbstractBaseUser, pk: int) -> Reserva
     return reservation
 
 
-def get_api_session_for_customer(customer: AbstractBaseUser, pk: int) -> ApiSession:
+def get_api_session_for_customer(customer: User, pk: int) -> ApiSession:
     session = ApiSession.objects.filter(user=customer, pk=pk).first()
     if session is None:
         raise Http404("No such session.")
     return session
 
 
-def get_token_for_customer(customer: AbstractBaseUser, pk: int) -> ApiToken:
+def get_token_for_customer(customer: User, pk: int) -> ApiToken:
     token = ApiToken.objects.filter(user=customer, pk=pk).first()
     if token is None:
         raise Http404("No such token.")
@@ -160,7 +162,7 @@ def render_portal(
     request: HttpRequest,
     viewer: Viewer,
     template: str,
-    context: dict[str, object],
+    context: Mapping[str, object],
     status: int = 200,
 ) -> HttpResponse:
     """Render a portal page (or partial) with every time in the customer's zone."""

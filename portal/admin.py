@@ -7,27 +7,27 @@ from portal.models import ChargerGroup, CustomerProfile, Plan, Reservation, Subs
 
 
 @admin.register(CustomerProfile)
-class CustomerProfileAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CustomerProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "time_zone"]
     search_fields = ["user__username", "user__email"]
     autocomplete_fields = ["user"]
 
 
 @admin.register(ChargerGroup)
-class ChargerGroupAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ChargerGroupAdmin(admin.ModelAdmin):
     list_display = ["name"]
     search_fields = ["name"]
     filter_horizontal = ["chargers", "members"]
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PlanAdmin(admin.ModelAdmin):
     list_display = ["name", "currency", "monthly_fee", "included_kwh"]
     search_fields = ["name"]
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class SubscriptionAdmin(admin.ModelAdmin):
     list_display = ["user", "plan", "anchor_day", "started_on", "ended_on"]
     list_filter = ["plan"]
     search_fields = ["user__username"]
@@ -35,7 +35,7 @@ class SubscriptionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReservationAdmin(admin.ModelAdmin):
     list_display = [
         "charger",
         "user",

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
@@ -32,9 +32,7 @@ class BillingAccount:
 
 
 class BillingBackend(Protocol):
-    def account_for(
-        self, *, user: AbstractBaseUser, timeout: float
-    ) -> BillingAccount | None:
+    def account_for(self, *, user: User, timeout: float) -> BillingAccount | None:
         """The customer's current plan, or None without one. A backend that calls
         another service must give up after `timeout` seconds (raise); any backend
         may raise anything on failure."""
@@ -50,9 +48,7 @@ class LocalBillingBackend:
     when the answer comes later than its limit.
     """
 
-    def account_for(
-        self, *, user: AbstractBaseUser, timeout: float
-    ) -> BillingAccount | None:
+    def account_for(self, *, user: User, timeout: float) -> BillingAccount | None:
         from portal.models import Subscription
 
         subscription = (
@@ -84,7 +80,7 @@ class BillingResult:
     failed: bool
 
 
-def billing_account(*, user: AbstractBaseUser) -> BillingResult:
+def billing_account(*, user: User) -> BillingResult:
     """Ask the configured backend about `user`; never raises."""
     started = time.monotonic()
     try:

@@ -6,10 +6,12 @@ from django.utils.safestring import mark_safe
 
 from portal.services import RESERVATION_MINUTES
 
+RESERVATION_MINUTE_CHOICES = [(m, f"{m} minutes") for m in RESERVATION_MINUTES]
+
 
 class ReservationForm(forms.Form):
     minutes = forms.TypedChoiceField(
-        choices=[(m, f"{m} minutes") for m in RESERVATION_MINUTES],
+        choices=RESERVATION_MINUTE_CHOICES,
         coerce=int,
         initial=30,
     )
@@ -22,7 +24,7 @@ RESERVATION_MINUTE_OPTIONS = format_html_join(
     '<option value="{}"{}>{}</option>',
     (
         (value, mark_safe(" selected") if value == 30 else "", label)
-        for value, label in ReservationForm.base_fields["minutes"].choices
+        for value, label in RESERVATION_MINUTE_CHOICES
     ),
 )
 

@@ -3,9 +3,10 @@
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 from zoneinfo import ZoneInfo
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum, Window
 from django.db.models.functions import TruncDate
@@ -23,6 +24,9 @@ from sync.models import (
     UserMapping,
 )
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 PERIODS = ("current", "previous", "year")
 MAX_CHARGERS = 50
 OFFLINE_AFTER = timedelta(hours=1)
@@ -39,7 +43,7 @@ class ChargingCards:
     any_active: bool
 
 
-def charging_cards(*, customer: AbstractBaseUser) -> ChargingCards:
+def charging_cards(*, customer: User) -> ChargingCards:
     """The customer's ChargingCards, read in one query."""
     rows = list(
         UserMapping.objects.filter(user=customer).values_list(
@@ -51,7 +55,7 @@ def charging_cards(*, customer: AbstractBaseUser) -> ChargingCards:
     )
 
 
-def customer_tags(*, customer: AbstractBaseUser) -> list[str]:
+def customer_tags(*, customer: User) -> list[str]:
     """Every idTag ever mapped to the customer (see ChargingCards)."""
     return charging_cards(customer=customer).tags
 
@@ -64,7 +68,7 @@ class ActiveSession:
 
 
 def active_sessions(
-    *, customer: AbstractBaseUser, tags: list[str], now: datetime
+    *, customer: User, tags: list[str], now: datetime
 ) -> list[ActiveSession]:
     """The customer's sessions charging now (not finalized, not suspected stuck),
     newest first, with the estimated cost so far when a rate applies and the
@@ -141,9 +145,7 @@ def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncSt
     return sessions
 
 
-def next_reservation(
-    *, customer: AbstractBaseUser, now: datetime
-) -> Reservation | None:
+def next_reservation(*, customer: User, now: datetime) -> Reservation | None:
     """The customer's next active reservation that has not ended."""
     return (
         Reservation.objects.for_user(customer)
@@ -248,34 +250,45 @@ def _energy_by_day_from_events(
     return dict(rows)
 
 
-def visible_chargers(*, customer: AbstractBaseUser) -> "QuerySet[Charger]":
+def visible_chargers(*, customer: User) -> "QuerySet[Charger]":
     """Public chargers plus those of the customer's charger groups."""
     member_of = Charger.objects.filter(groups__members=customer).values("pk")
     return Charger.objects.filter(Q(is_public=True) | Q(pk__in=member_of))
 
 
+class ChargerAnnotations(TypedDict):
+    in_use: bool
+    reserved: bool
+    reserved_by_me: bool
+    visible_count: int
+    available_count: int
+
+
+type ListedCharger = WithAnnotations[Charger, ChargerAnnotations]
+
+
 @dataclass(frozen=True, slots=True)
 class ChargerList:
-    rows: list[Charger]
+    rows: list[ListedCharger]
     available: int
     total: int
 
 
-def charger_status(charger: Charger, now: datetime) -> str:
+def charger_status(charger: ListedCharger, now: datetime) -> str:
     """offline (no check-in for over an hour), else in_use, reserved, online."""
     if (
         charger.last_check_in_at is None
         or now - charger.last_check_in_at > OFFLINE_AFTER
     ):
         return "offline"
-    if charger.in_use:  # type: ignore[attr-defined]
+    if charger.in_use:
         return "in_use"
-    if charger.reserved:  # type: ignore[attr-defined]
+    if charger.reserved:
         return "reserved"
     return "online"
 
 
-def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
+def charger_list(*, customer: User, now: datetime) -> ChargerList:
     """Up to 50 visible chargers with `status` and `reserved_by_me`, and the counts
     pill: available now (online) of all visible chargers.
 
@@ -316,12 +329,12 @@ def charger_list(*, customer: AbstractBaseUser, now: datetime) -> ChargerList:
     first = rows[0]
     return ChargerList(
         rows=rows,
-        available=first.available_count,  # type: ignore[attr-defined]
-        total=first.visible_count,  # type: ignore[attr-defined]
+        available=first.available_count,
+        total=first.visible_count,
     )
 
 
-def token_list(*, customer: AbstractBaseUser) -> list[ApiToken]:
+def token_list(*, customer: User) -> list[ApiToken]:
     """The customer's API tokens, newest first, revoked ones included."""
     return list(ApiToken.objects.filter(user=customer).order_by("-created_at", "-id"))
 
@@ -378,7 +391,7 @@ class UsageCards:
 
 def usage_cards(
     *,
-    customer: AbstractBaseUser,
+    customer: User,
     tags: list[str],
     zone: ZoneInfo,
     period_name: str,

@@ -5,7 +5,7 @@ from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -37,7 +37,7 @@ class PortalError(Exception):
         self.message = message
 
 
-def _reservation_tag(customer: AbstractBaseUser) -> str:
+def _reservation_tag(customer: User) -> str:
     """An active tag of the customer, one not charging right now if there is one:
     only the reserved tag may start charging on the reserved connector, and SteVe
     lets a tag run one transaction at a time."""
@@ -58,7 +58,7 @@ def _reservation_tag(customer: AbstractBaseUser) -> str:
 @transaction.atomic
 def reservation_create(
     *,
-    customer: AbstractBaseUser,
+    customer: User,
     charger: Charger,
     minutes: int,
     client: SteveClient,
@@ -155,8 +155,8 @@ def reservation_cancel(
 @transaction.atomic
 def act_as_start(
     *,
-    agent: AbstractBaseUser,
-    customer: AbstractBaseUser,
+    agent: User,
+    customer: User,
     session: MutableMapping[str, Any],
 ) -> None:
     """Open the portal for `agent` as `customer` (this browser session) and audit it."""
@@ -175,7 +175,7 @@ def act_as_start(
 
 
 @transaction.atomic
-def act_as_end(*, agent: AbstractBaseUser, session: MutableMapping[str, Any]) -> None:
+def act_as_end(*, agent: User, session: MutableMapping[str, Any]) -> None:
     """Stop acting as a customer and audit it; nothing happens when not acting."""
     customer_id = session.pop(ACTING_AS_KEY, None)
     if customer_id is None:

@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from polaris import live
-from polaris.http import is_fragment_request
+from polaris.http import AuthenticatedHttpRequest, is_fragment_request
 from portal import access, selectors, services
 from portal.forms import (
     RESERVATION_MINUTE_OPTIONS,
@@ -37,7 +37,7 @@ USAGE_CARD = "usage-card"  # the id of the element the period chips swap
 
 @login_required
 @vary_on_headers("HX-Request", "HX-Target")
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     if access.sends_staff_to_console(request):
         return redirect(CONSOLE)
     viewer = access.viewer_for(request)
@@ -77,14 +77,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def live_stream(request: HttpRequest) -> HttpResponse:
+def live_stream(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The SSE stream of the customer the portal shows (never another's)."""
     viewer = access.viewer_for(request)
     return live.stream(request, live.customer_channel(viewer.customer.pk))
 
 
 @login_required
-def switch(request: HttpRequest) -> HttpResponse:
+def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = SwitchForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         # Choosing an account is a way out of acting as a customer: it must end
@@ -102,7 +102,7 @@ def switch(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def charger_reserve(request: HttpRequest, pk: int) -> HttpResponse:
+def charger_reserve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     charger = access.get_charger_for_customer(customer, pk)
     form = ReservationForm(request.POST)
@@ -126,7 +126,7 @@ def charger_reserve(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def reservation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def reservation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     reservation = access.get_reservation_for_customer(customer, pk)
     try:
@@ -141,7 +141,7 @@ def reservation_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def charger_start(request: HttpRequest, pk: int) -> HttpResponse:
+def charger_start(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     charger = access.get_charger_for_customer(customer, pk)
     try:
@@ -168,7 +168,7 @@ def charger_start(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def session_stop(request: HttpRequest, pk: int) -> HttpResponse:
+def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     session = access.get_api_session_for_customer(customer, pk)
     try:
@@ -183,7 +183,7 @@ def session_stop(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @never_cache
-def token_list(request: HttpRequest) -> HttpResponse:
+def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The customer's API tokens; a POST creates one, then redirects to this page,
     which shows it once."""
     viewer = access.viewer_for(request)
@@ -208,7 +208,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     token = access.get_token_for_customer(customer, pk)
     api_token_revoke(token=token)
@@ -218,7 +218,7 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_member_required(login_url="/accounts/login/")
 @require_POST
-def act_as_start(request: HttpRequest, user_id: int) -> HttpResponse:
+def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpResponse:
     if not access.can_act_as(request.user):
         raise PermissionDenied("You may not act as customers.")
     customer = access.get_customer_for_agent(user_id)
@@ -230,7 +230,7 @@ def act_as_start(request: HttpRequest, user_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def act_as_end(request: HttpRequest) -> HttpResponse:
+def act_as_end(request: AuthenticatedHttpRequest) -> HttpResponse:
     services.act_as_end(agent=request.user, session=request.session)
     return redirect(
         "sessions_app:user-mapping-list"

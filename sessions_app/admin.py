@@ -12,7 +12,7 @@ from sessions_app.api_auth import api_token_revoke
 from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     """A list and detail to read; rows are written by the services only."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -25,7 +25,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
-class RateForm(forms.ModelForm):  # type: ignore[type-arg]
+class RateForm(forms.ModelForm):
     class Meta:
         model = Rate
         fields = [
@@ -43,13 +43,13 @@ class RateForm(forms.ModelForm):  # type: ignore[type-arg]
         return str(self.cleaned_data["currency"]).strip().lower()
 
 
-class ChargerRateInline(admin.TabularInline):  # type: ignore[type-arg]
+class ChargerRateInline(admin.TabularInline):
     model = ChargerRate
     extra = 0
 
 
 @admin.register(Rate)
-class RateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RateAdmin(admin.ModelAdmin):
     form = RateForm
     list_display = [
         "name",
@@ -66,14 +66,14 @@ class RateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ChargerRate)
-class ChargerRateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ChargerRateAdmin(admin.ModelAdmin):
     list_display = ["charger", "rate", "updated_at"]
     list_select_related = ["charger", "rate"]
     list_filter = ["rate"]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiTokenAdmin(admin.ModelAdmin):
     list_display = [
         "prefix",
         "user",

@@ -21,7 +21,7 @@ from ninja import Header, NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from sessions_app import charging
-from sessions_app.api_auth import BearerTokenAuth, BrowserSessionAuth
+from sessions_app.api_auth import ApiRequest, BearerTokenAuth, BrowserSessionAuth
 from sessions_app.api_schemas import (
     ErrorEnvelope,
     SessionCreateIn,
@@ -157,7 +157,7 @@ def _target(target: TargetIn | None) -> charging.SessionTarget:
     tags=["sessions"],
 )
 def session_create(
-    request: HttpRequest,
+    request: ApiRequest,
     response: HttpResponse,
     payload: SessionCreateIn,
     idempotency_key: str | None = Header(
@@ -206,9 +206,7 @@ def session_create(
     summary="List sessions",
     tags=["sessions"],
 )
-def session_list(
-    request: HttpRequest, query: Query[SessionListQuery]
-) -> dict[str, Any]:
+def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[str, Any]:
     """Newest first; staff see every session, customers their own."""
     page = api_session_list(
         user=request.auth,
@@ -239,7 +237,7 @@ def session_list(
     summary="Get a session",
     tags=["sessions"],
 )
-def session_detail(request: HttpRequest, session_id: str) -> dict[str, Any]:
+def session_detail(request: ApiRequest, session_id: str) -> dict[str, Any]:
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     return _current_envelope(session)
 
@@ -251,7 +249,7 @@ def session_detail(request: HttpRequest, session_id: str) -> dict[str, Any]:
     summary="Stop a session",
     tags=["sessions"],
 )
-def session_stop(request: HttpRequest, session_id: str) -> dict[str, Any]:
+def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     """Send RemoteStopTransaction; the session ends when the station reports it."""
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     with SteveClient() as client:

@@ -14,7 +14,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -37,7 +37,7 @@ def _hash(raw: str) -> str:
 
 
 @transaction.atomic
-def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
+def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     """Create a token for `user`.
 
     Returns the saved token and the raw token string, which is shown once and never
@@ -67,7 +67,7 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     return token
 
 
-def api_token_user(raw: str) -> AbstractBaseUser | None:
+def api_token_user(raw: str) -> User | None:
     """The active user owning the unrevoked token `raw`, or None."""
     token = (
         ApiToken.objects.usable().select_related("user").filter(key_hash=_hash(raw))
@@ -81,28 +81,33 @@ def api_token_user(raw: str) -> AbstractBaseUser | None:
         ApiToken.objects.filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=token.pk
         ).update(last_used_at=now)
-    user: AbstractBaseUser = token.user
+    user: User = token.user
     return user
+
+
+class ApiRequest(HttpRequest):
+    """For annotations: a request the API let in; `auth` is the user that
+    BearerTokenAuth or BrowserSessionAuth returned."""
+
+    auth: User
 
 
 class BearerTokenAuth(HttpBearer):
     """`Authorization: Bearer <token>` with a token from `create_api_token`."""
 
-    def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
+    def authenticate(self, request: HttpRequest, token: str) -> User | None:
         return api_token_user(token.strip())
 
 
 class BrowserSessionAuth(SessionAuth):
     """The signed-in browser session (CSRF-checked), for the portal's own calls."""
 
-    def authenticate(
-        self, request: HttpRequest, key: str | None
-    ) -> AbstractBaseUser | None:
+    def authenticate(self, request: HttpRequest, key: str | None) -> User | None:
         # A request that presents a token is judged by that token alone: a revoked
         # or mistyped token must fail even in a browser that is signed in.
         if "Authorization" in request.headers:
             return None
         user = request.user
         if user.is_authenticated and user.is_active:
-            return user  # type: ignore[return-value]
+            return user
         return None

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import Http404
 
 from sessions_app.models import ApiSession, ApiSessionQuerySet
@@ -60,9 +60,7 @@ def _base_queryset() -> ApiSessionQuerySet:
     return ApiSession.objects.select_related("transaction")
 
 
-def api_session_owner(
-    *, actor: AbstractBaseUser, user_ref: str | None
-) -> AbstractBaseUser:
+def api_session_owner(*, actor: User, user_ref: str | None) -> User:
     """The user a new session is for: `actor`, or for staff the user `user_ref`
     (an id, or a username).
 
@@ -84,7 +82,7 @@ def api_session_owner(
     return owner
 
 
-def api_session_get_for_user(*, user: AbstractBaseUser, session_id: str) -> ApiSession:
+def api_session_get_for_user(*, user: User, session_id: str) -> ApiSession:
     """The session `session_id` if `user` may see it (staff: any; customers: their
     own). Raises Http404 otherwise, so other customers' ids are not revealed."""
     if not _SESSION_ID.fullmatch(session_id):
@@ -97,7 +95,7 @@ def api_session_get_for_user(*, user: AbstractBaseUser, session_id: str) -> ApiS
 
 def api_session_list(
     *,
-    user: AbstractBaseUser,
+    user: User,
     filters: SessionFilters,
     cursor: str | None = None,
     limit: int = 20,

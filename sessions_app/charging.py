@@ -29,7 +29,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
@@ -144,7 +144,7 @@ class CreatedSession:
 @transaction.atomic
 def api_session_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     charge_box_id: str,
     connector_id: int,
     client: SteveClient,
@@ -248,9 +248,7 @@ def api_session_stop(
     return session
 
 
-def _replay(
-    user: AbstractBaseUser, key: str, request: tuple[Any, ...]
-) -> ApiSession | None:
+def _replay(user: User, key: str, request: tuple[Any, ...]) -> ApiSession | None:
     """The session `user` created with `key`, or None. Raises SessionInvalid when
     that session was asked for with another request (`_request_of`): returning it
     would silently drop the targets or data this one asked for."""
@@ -292,9 +290,7 @@ def _request_of(session: ApiSession) -> tuple[Any, ...]:
     return tuple(getattr(session, name) for name in REQUEST_FIELDS)
 
 
-def _check_charger(
-    user: AbstractBaseUser, charge_box_id: str, connector_id: int
-) -> None:
+def _check_charger(user: User, charge_box_id: str, connector_id: int) -> None:
     chargers = Charger.objects.filter(
         charge_box_id=charge_box_id, connector_id=connector_id
     )
@@ -331,7 +327,7 @@ def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> No
 
 
 def _new_session(
-    user: AbstractBaseUser,
+    user: User,
     charge_box_id: str,
     connector_id: int,
     rate: Rate | None,
@@ -362,7 +358,7 @@ def _places(value: Decimal | None, step: Decimal) -> Decimal | None:
     return value.quantize(step, rounding=ROUND_HALF_UP)
 
 
-def _tag_for(user: AbstractBaseUser, charge_box_id: str, connector_id: int) -> str:
+def _tag_for(user: User, charge_box_id: str, connector_id: int) -> str:
     """The tag of the user's reservation holding this connector, as the station
     lets only that tag charge there; else one of the user's active tags,
     preferring tags not charging right now (SteVe lets most tags run one

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -189,7 +189,7 @@ class ApiToken(models.Model):
 
 
 class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
-    def visible_to(self, user: AbstractBaseUser) -> "ApiSessionQuerySet":
+    def visible_to(self, user: User) -> "ApiSessionQuerySet":
         """Every session for staff; a customer's own sessions otherwise."""
         if getattr(user, "is_staff", False):
             return self

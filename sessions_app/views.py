@@ -1,7 +1,7 @@
 """Admin console pages: staff only, read through selectors, write through services."""
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -13,6 +13,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -24,7 +25,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import push_url
 
 from polaris import live
-from polaris.http import is_fragment_request
+from polaris.http import AuthenticatedHttpRequest, is_fragment_request
 from sessions_app import selectors
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charts import cumulative_energy_chart
@@ -51,7 +52,11 @@ from sync.services.mappings import (
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
 from sync.tasks import sync_run_transactions as sync_run_transactions_task
 
-staff_only = staff_member_required(login_url="/accounts/login/")
+
+def staff_only[View: Callable[..., HttpResponseBase]](view: View) -> View:
+    # A function, not `staff_member_required(login_url=...)` kept in a variable:
+    # django-stubs leave that call's result untyped, and so the views behind it.
+    return staff_member_required(view, login_url="/accounts/login/")
 
 
 # A table that re-reads itself after a sync gets back at most ten pages: a page that
@@ -60,7 +65,7 @@ MAX_REFRESH_ROWS = 10 * selectors.PAGE_SIZE
 
 
 @staff_only
-def session_list(request: HttpRequest) -> HttpResponse:
+def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     filters = parse_session_filters(request.GET)
     cursor = request.GET.get("cursor")
     # How many rows the page shows: before this Load more, or to re-read.
@@ -121,7 +126,7 @@ def _row_count(raw: str | None) -> int:
 
 
 @staff_only
-def session_export(request: HttpRequest) -> StreamingHttpResponse:
+def session_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
     """Every session of the filtered view as CSV, streamed page by page."""
     filters = parse_session_filters(request.GET)
     rows = selectors.session_export_rows(filters=filters)
@@ -146,7 +151,9 @@ def _csv_lines(rows: Iterator[list[str]]) -> Iterator[str]:
 
 
 @staff_only
-def session_detail(request: HttpRequest, steve_transaction_id: int) -> HttpResponse:
+def session_detail(
+    request: AuthenticatedHttpRequest, steve_transaction_id: int
+) -> HttpResponse:
     try:
         session = selectors.session_detail(steve_transaction_id=steve_transaction_id)
     except TransactionSyncState.DoesNotExist:
@@ -164,7 +171,9 @@ def session_detail(request: HttpRequest, steve_transaction_id: int) -> HttpRespo
 
 @staff_only
 @require_POST
-def session_resync(request: HttpRequest, steve_transaction_id: int) -> HttpResponse:
+def session_resync(
+    request: AuthenticatedHttpRequest, steve_transaction_id: int
+) -> HttpResponse:
     session = get_object_or_404(
         TransactionSyncState, steve_transaction_id=steve_transaction_id
     )
@@ -182,7 +191,7 @@ def session_resync(request: HttpRequest, steve_transaction_id: int) -> HttpRespo
 
 
 @staff_only
-def sync_run_list(request: HttpRequest) -> HttpResponse:
+def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "section": "sync-runs",
         "runs": selectors.sync_run_list(limit=50),
@@ -195,7 +204,7 @@ def sync_run_list(request: HttpRequest) -> HttpResponse:
 
 @staff_only
 @require_POST
-def sync_run_create(request: HttpRequest) -> HttpResponse:
+def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     # The advisory lock in the service is the real guard; this spares a queued
     # task that would only find the lock taken. The button itself is never
     # disabled: live updates re-render the table, not the header, so a disabled
@@ -211,7 +220,7 @@ def sync_run_create(request: HttpRequest) -> HttpResponse:
 
 
 @staff_only
-def user_mapping_list(request: HttpRequest) -> HttpResponse:
+def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     # Postgres text cannot hold NUL; a search for it would be a 500.
     search = request.GET.get("q", "").replace("\x00", "").strip()[:100]
     context = {
@@ -224,7 +233,7 @@ def user_mapping_list(request: HttpRequest) -> HttpResponse:
 
 
 @staff_only
-def user_mapping_create_view(request: HttpRequest) -> HttpResponse:
+def user_mapping_create_view(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = UserMappingForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -249,7 +258,7 @@ def user_mapping_create_view(request: HttpRequest) -> HttpResponse:
 
 
 @staff_only
-def user_mapping_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
     form = UserMappingForm(request.POST or None, instance=mapping)
     if request.method == "POST" and form.is_valid():
@@ -275,7 +284,7 @@ def user_mapping_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_only
 @require_POST
-def user_mapping_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
+def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
     user_mapping_update(actor=request.user, mapping=mapping, is_active=False)
     messages.success(request, f"Mapping for {mapping.steve_ocpp_id_tag} deactivated.")
@@ -284,7 +293,7 @@ def user_mapping_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_only
 @require_POST
-def user_mapping_import(request: HttpRequest) -> HttpResponse:
+def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = UserMappingImportForm(request.POST, request.FILES)
     if not form.is_valid():
         messages.error(request, "Choose a CSV file to import.")
@@ -337,7 +346,7 @@ def _import_rejections_report(
 
 @staff_only
 @never_cache
-def api_token_list(request: HttpRequest) -> HttpResponse:
+def api_token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The signed-in staff member's API tokens; a POST creates one, then redirects
     to this page, which shows it once."""
     form = ApiTokenForm(request.POST or None)
@@ -360,7 +369,7 @@ def api_token_list(request: HttpRequest) -> HttpResponse:
 
 @staff_only
 @require_POST
-def api_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+def api_token_revoke_view(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     api_token_revoke(token=token)
     messages.success(request, f"Token {token.prefix}… revoked; it no longer works.")
@@ -368,7 +377,7 @@ def api_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_only
-def live_stream(request: HttpRequest) -> HttpResponse:
+def live_stream(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The console's SSE stream (staff channel)."""
     return live.stream(request, live.staff_channel())
 

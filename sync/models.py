@@ -4,7 +4,7 @@ The three seed tables keep their documented names and camelCase columns
 (`transaction_sync_state`, `synced_transaction_events`, `user_mappings`).
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -101,7 +101,7 @@ class SyncRun(models.Model):
         return f"{self.get_kind_display()} run #{self.pk} ({self.status})"
 
     @property
-    def duration(self) -> "timezone.timedelta | None":
+    def duration(self) -> timedelta | None:
         if self.finished_at is None:
             return None
         return self.finished_at - self.started_at

@@ -113,10 +113,10 @@ def make_slice(plan: TransactionPlan, first: int, count: int) -> Slice:
             # Still charging: started within the last 3 hours, on its own connector.
             start = int(now_ts - rng.uniform(600, 3 * 3600))
             charger = chargers[(n - active_from) % n_chargers]
-            duration = now_ts - 60 - start
+            duration: float = now_ts - 60 - start
         else:
-            start = first_ts + (n / max(1, active_from)) * (span - 4 * 3600)
-            start = int(start) + rng.randint(0, 59)
+            start = int(first_ts + (n / max(1, active_from)) * (span - 4 * 3600))
+            start += rng.randint(0, 59)
             charger = chargers[rng.randrange(n_chargers)]
             duration = rng.uniform(1800, 4 * 3600)
         if heavy and rng.random() < heavy_share:

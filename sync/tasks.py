@@ -13,8 +13,11 @@ from sync.models import SyncRun
 
 logger = logging.getLogger(__name__)
 
+# Celery ships no type hints, so shared_task and the tasks it makes are untyped;
+# each decorator below ignores that, and the bodies are still checked.
 
-@shared_task(ignore_result=True)
+
+@shared_task(ignore_result=True)  # type: ignore[untyped-decorator]
 def sync_run_transactions(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
     """One incremental transactions run; skipped when another run holds the lock."""
     try:
@@ -24,7 +27,7 @@ def sync_run_transactions(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
         return None
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True)  # type: ignore[untyped-decorator]
 def sync_run_chargers(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
     """Probe the chargers; skipped when another probe holds the lock."""
     try:
@@ -34,7 +37,7 @@ def sync_run_chargers(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
         return None
 
 
-@shared_task(
+@shared_task(  # type: ignore[untyped-decorator]
     ignore_result=True,
     autoretry_for=(services.SyncBusy,),
     retry_backoff=2,

@@ -10,13 +10,14 @@ import logging
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Field, QuerySet
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -28,6 +29,10 @@ from sessions_app.services import (
 )
 from sync.models import UserMapping
 
+if TYPE_CHECKING:
+    from django.db.models.query import RawQuerySet
+    from django_stubs_ext import WithAnnotations
+
 logger = logging.getLogger(__name__)
 
 CSV_HEADER = ("steveOcppIdTag", "email", "label")
@@ -36,7 +41,7 @@ PROGRESS_EVERY = 1000
 # SteVe's @IdTag validation (CONTRACT §4): 1-40 of these characters.
 ID_TAG_PATTERN = re.compile(r"^[a-zA-Z0-9.:_#-]{1,40}$")
 
-Actor = AbstractBaseUser | AnonymousUser | None
+Actor = User | AnonymousUser | None
 
 
 @dataclass
@@ -82,12 +87,12 @@ def validate_tag_is_free(tag: str, *, mapping: UserMapping | None = None) -> Non
     card: a second mapping for it would split the card's sessions between two
     customers.
     """
-    taken = (
-        UserMapping.objects.select_related("user")
-        .filter(steve_ocpp_id_tag__iexact=tag)
-        .exclude(pk=mapping.pk if mapping else None)
-        .first()
+    others = UserMapping.objects.select_related("user").filter(
+        steve_ocpp_id_tag__iexact=tag
     )
+    if mapping is not None:
+        others = others.exclude(pk=mapping.pk)
+    taken = others.first()
     if taken is not None:
         raise ValidationError(
             f"The idTag {taken.steve_ocpp_id_tag} is already mapped to "
@@ -100,7 +105,7 @@ def user_mapping_create(
     *,
     actor: Actor,
     steve_ocpp_id_tag: str,
-    user: AbstractBaseUser,
+    user: User,
     label: str = "",
     billing_customer_id: str = "",
     is_active: bool = True,
@@ -346,8 +351,8 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     chunk = MappingImportResult()
     users = _customers_by_email({row.email for row in rows})
     mappings = _mappings_by_tag({row.tag for row in rows})
-    new_users: dict[str, AbstractBaseUser] = {}
-    needed_users: dict[str, AbstractBaseUser] = {}
+    new_users: dict[str, User] = {}
+    needed_users: dict[str, User] = {}
     # (mapping, snapshot before or None when it is new), in the file's order.
     saved: list[tuple[UserMapping, dict[str, Any] | None]] = []
     now = timezone.now()
@@ -414,41 +419,61 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     return chunk
 
 
-def _customers_by_email(emails: Collection[str]) -> dict[str, AbstractBaseUser]:
+class _ImportEmail(TypedDict):
+    import_email: str
+
+
+def _customers_by_email(emails: Collection[str]) -> dict[str, User]:
     """The accounts whose username is one of `emails` in any letter case, by
     email; the oldest where several match (as `username__iexact` and `.first()`)."""
-    User = get_user_model()
+    user_model = get_user_model()
     quote = connection.ops.quote_name
+    username = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    # Both are columns of the table (get_field may also return a relation).
+    assert isinstance(username, Field) and username.column
+    assert user_model._meta.pk.column
     # UPPER on both sides, in PostgreSQL, as `iexact` compares: keys upper-cased in
     # Python could differ for a few letters of an internationalised domain (ß).
-    users = User.objects.raw(
-        f"SELECT u.*, e.email AS import_email FROM unnest(%s::text[]) AS e(email) "
-        f"JOIN {quote(User._meta.db_table)} u "
-        f"ON UPPER(u.{quote(User._meta.get_field(User.USERNAME_FIELD).column)}) "
-        f"= UPPER(e.email) ORDER BY u.{quote(User._meta.pk.column)}",
-        [sorted(emails)],
+    users = cast(
+        # Each user carries the query's extra column, which no field declares.
+        "RawQuerySet[WithAnnotations[User, _ImportEmail]]",
+        user_model.objects.raw(
+            f"SELECT u.*, e.email AS import_email FROM unnest(%s::text[]) AS e(email) "
+            f"JOIN {quote(user_model._meta.db_table)} u "
+            f"ON UPPER(u.{quote(username.column)}) "
+            f"= UPPER(e.email) ORDER BY u.{quote(user_model._meta.pk.column)}",
+            [sorted(emails)],
+        ),
     )
-    found: dict[str, AbstractBaseUser] = {}
+    found: dict[str, User] = {}
     for user in users:
         found.setdefault(user.import_email, user)
     return found
+
+
+class _TagUpper(TypedDict):
+    tag_upper: str
 
 
 def _mappings_by_tag(tags: Collection[str]) -> dict[str, UserMapping]:
     """The mappings of `tags` in any letter case, by upper-case tag (idTags are
     ASCII, so Python's upper case is PostgreSQL's); index um_tag_upper."""
     found: dict[str, UserMapping] = {}
-    for mapping in (
+    mappings = cast(
+        # The Django plugin loses annotate()'s names in the rows of a QuerySet
+        # subclass such as UserMappingQuerySet.
+        "QuerySet[WithAnnotations[UserMapping, _TagUpper]]",
         UserMapping.objects.select_related("user")
         .annotate(tag_upper=Upper("steve_ocpp_id_tag"))
         .filter(tag_upper__in=sorted(tag.upper() for tag in tags))
-        .order_by("steve_ocpp_id_tag")
-    ):
+        .order_by("steve_ocpp_id_tag"),
+    )
+    for mapping in mappings:
         found.setdefault(mapping.tag_upper, mapping)
     return found
 
 
-def _new_customer(email: str) -> AbstractBaseUser:
+def _new_customer(email: str) -> User:
     """An unsaved customer account for `email`. Raises ValidationError."""
     user = get_user_model()(username=email, email=email)
     user.set_unusable_password()

@@ -377,9 +377,10 @@ def _collect_pks(steve: SteveClient, tally: RunTally, pks: list[int]) -> Collect
 
 def _known_max_pk() -> int | None:
     """The highest SteVe pk stored: incremental runs look for new pks above it."""
-    return TransactionSyncState.objects.aggregate(top=Max("steve_transaction_id"))[
-        "top"
-    ]
+    top: int | None = TransactionSyncState.objects.aggregate(
+        top=Max("steve_transaction_id")
+    )["top"]
+    return top
 
 
 def _fill_pk_gap(steve: SteveClient, seen: dict[int, SteveTransaction]) -> None:
@@ -605,6 +606,8 @@ def _write_vanished(
             closed_fields.update(fields)
             for name, value in fields.items():
                 setattr(row, name, value)
+            # plan_vanished closed the row where it stood.
+            assert row.stopped_at is not None
             events.append(
                 SyncedTransactionEvent(
                     transaction=row,

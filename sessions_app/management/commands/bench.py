@@ -111,12 +111,14 @@ class Command(DatabaseCommand):
         results: list[Case] = []
         if "console" in run:
             self._say("Console, dashboard and API cases…")
+            assert fixture is not None
             results.extend(cases.console_cases(fixture, settings))
         if "sync" in run:
             self._say(f"Sync run with {settings.sync_active} active transactions…")
             results.append(cases.sync_case(settings))
         if "sse" in run:
             self._say(f"SSE with {settings.sse_clients} clients…")
+            assert fixture is not None
             sse, extra = cases.sse_case(fixture, settings)
             results.append(sse)
             scale.update(extra)
