@@ -224,13 +224,12 @@ def energy_by_day(
 
 
 def _usage(period: Period, by_day: dict[date, Decimal]) -> Usage:
-    days = []
-    day = period.start
-    while day < period.end:
-        days.append((day, by_day.get(day, Decimal(0))))
-        day += timedelta(days=1)
-    total = sum(kwh for _, kwh in days)
-    return Usage(period=period, total_kwh=Decimal(total), chart=daily_chart(days))
+    total = sum(
+        (kwh for day, kwh in by_day.items() if period.start <= day < period.end),
+        Decimal(0),
+    )
+    chart = daily_chart(first_day=period.start, end_day=period.end, kwh_by_day=by_day)
+    return Usage(period=period, total_kwh=total, chart=chart)
 
 
 def _energy_by_day_from_events(
