@@ -28,7 +28,7 @@ from polaris.handlers import SyncStackASGIHandler
 from sessions_app import selectors
 from sessions_app.api_auth import api_token_create
 from sessions_app.forms import SessionFilters
-from sync.models import TransactionSyncState, UserMapping
+from sync.models import Charger, TransactionSyncState, UserMapping
 
 if TYPE_CHECKING:
     from sync.standin.testing import StandinProcess
@@ -139,6 +139,11 @@ def prepare(now: Any) -> Fixture:
     ) or TransactionSyncState.objects.order_by("-id").first()
     if detail is None:
         raise RuntimeError("The database has no transactions; run seed_scale.")
+    # The seeded fleet checked in when it was seeded, and in a running system the
+    # charger probe keeps that fresh. Without it, an hour after seeding every
+    # charger reads offline, and the dashboards would skip their cards' Start and
+    # Reserve forms: the cheapest page, not the one drivers get.
+    Charger.objects.exclude(last_check_in_at=None).update(last_check_in_at=now)
     return Fixture(
         staff=staff,
         customer=customer,

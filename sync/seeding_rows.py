@@ -8,6 +8,7 @@ seeded from the seed and the slice's first transaction, so the rows depend on
 the seed alone, never on how many workers made them or in which order.
 """
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +58,15 @@ class Slice:
 _plan: TransactionPlan | None = None
 
 
+def spread_stride(size: int, picks: int) -> int:
+    """A step that visits `size` slots each once (coprime with `size`) and spreads
+    `picks` of them across all of it: about `size / picks` apart."""
+    stride = max(1, size // max(picks, 1))
+    while math.gcd(stride, size) != 1:
+        stride += 1
+    return stride
+
+
 def use_plan(plan: TransactionPlan) -> None:
     """Worker initializer: keep the plan for every slice this process makes."""
     global _plan
@@ -82,6 +92,7 @@ def make_slice(plan: TransactionPlan, first: int, count: int) -> Slice:
     tags, heavy, chargers = plan.tags, plan.heavy_tags, plan.chargers
     heavy_share = HEAVY_SHARE * HEAVY_CUSTOMERS if heavy else 0.0
     n_chargers = len(chargers)
+    active_stride = spread_stride(n_chargers, ACTIVE_SESSIONS)
     per_tx = plan.per_tx
     steps = per_tx - 1
     finished_kinds = ["started", *["progress"] * (steps - 1), "stopped"]
@@ -110,9 +121,11 @@ def make_slice(plan: TransactionPlan, first: int, count: int) -> Slice:
         pk = plan.first_transaction + n
         is_active = n >= active_from
         if is_active:
-            # Still charging: started within the last 3 hours, on its own connector.
+            # Still charging: started within the last 3 hours, on its own connector,
+            # spread over the fleet as a day's charges are (not the first 300
+            # chargers in a row, which would fill the first page of every list).
             start = int(now_ts - rng.uniform(600, 3 * 3600))
-            charger = chargers[(n - active_from) % n_chargers]
+            charger = chargers[(n - active_from) * active_stride % n_chargers]
             duration: float = now_ts - 60 - start
         else:
             start = int(first_ts + (n / max(1, active_from)) * (span - 4 * 3600))

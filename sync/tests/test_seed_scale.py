@@ -62,6 +62,22 @@ class SeedScaleTests(TestCase):
             ).exists()
         )
 
+    def test_charging_sessions_are_spread_over_the_fleet_one_per_connector(
+        self,
+    ) -> None:
+        busy = list(
+            TransactionSyncState.objects.active()
+            .order_by("charger__friendly_name", "charger_id")
+            .values_list("charger_id", flat=True)
+        )
+        self.assertEqual(len(set(busy)), 300)
+        # Not the first 300 chargers in a row: a driver's first page of chargers
+        # has free ones, as in a real fleet.
+        first_page = Charger.objects.order_by("friendly_name", "id")[:50]
+        in_use = sum(1 for charger in first_page if charger.pk in set(busy))
+        self.assertLess(in_use, 35)
+        self.assertGreater(in_use, 0)
+
     def test_it_maps_about_nine_tags_in_ten(self) -> None:
         used = set(TransactionSyncState.objects.values_list("ocpp_id_tag", flat=True))
         mapped = set(UserMapping.objects.values_list("steve_ocpp_id_tag", flat=True))
