@@ -1,6 +1,7 @@
 """Formatting filters of the portal templates."""
 
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
 
@@ -17,3 +18,14 @@ def duration(value: timedelta | None) -> str:
         return "<1 min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+TENTH = Decimal("0.1")
+
+
+@register.filter
+def kilowatts(value: Decimal) -> str:
+    """A charger's power as `22` or `7.4`: floatformat:"-1" for the fifty cards of
+    a dashboard, without its locale lookups."""
+    whole = value.to_integral_value()
+    return str(whole if value == whole else value.quantize(TENTH, ROUND_HALF_UP))

@@ -247,6 +247,41 @@ def test_stop_in_the_banner_keeps_the_whole_page(
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 
 
+def test_a_card_reserves_and_then_starts_from_its_one_form(
+    standin: StandinProcess, browser: Browser
+) -> None:
+    standin.reset(scenarios=False)
+    driver = UserFactory(username="dana@example.com", first_name="Dana")
+    UserMappingFactory(user=driver, steve_ocpp_id_tag="TAG-0001")
+    ChargerFactory(
+        charge_box_id="CP-001",
+        friendly_name="Harbour Street",
+        last_check_in_at=timezone.now(),
+    )
+    with live_server(**standin.polaris_settings()) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        first = page.locator("article.charger").first
+        first.get_by_label("Reserve Harbour Street #1 for").select_option("15")
+        # Reserve posts the card's form to its own action (formaction).
+        first.get_by_role("button", name="Reserve").click()
+        expect(page.locator(".messages")).to_contain_text(
+            "Harbour Street is reserved for you."
+        )
+        reservation = Reservation.objects.get()
+        assert reservation.charger.charge_box_id == "CP-001"
+        assert reservation.ends_at - reservation.starts_at == timedelta(minutes=15)
+        # Held for Dana, the card still offers Start: the form's own action.
+        card = page.locator("article.charger").first
+        expect(card.locator(".charger-status")).to_contain_text("reserved")
+        card.get_by_role("button", name="Start charging").click()
+        expect(page.locator(".messages")).to_contain_text(
+            "Charging is starting at Harbour Street."
+        )
+    session = ApiSession.objects.get()
+    assert (session.charge_box_id, session.connector_id) == ("CP-001", 1)
+
+
 def test_a_live_update_keeps_the_keyboard_on_stop(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:
