@@ -6,7 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
@@ -202,11 +202,10 @@ def test_switching_to_the_console_or_signing_out_ends_acting(
     assert actions == ["impersonation.started", "impersonation.ended"] * 2
 
 
-def test_stop_in_the_banner_keeps_the_whole_page(
-    standin: StandinProcess, browser: Browser
-) -> None:
-    # Without scenarios CP-001 is idle and TAG-0001 may charge: a real remote
-    # start, seen by a real sync, gives the banner its Stop button.
+@pytest.fixture
+def standin_driver(standin: StandinProcess) -> User:
+    """Dana, whose TAG-0001 may charge at CP-001 ("Harbour Street"): without
+    scenarios the stand-in's CP-001 is idle, so a real remote start can begin."""
     standin.reset(scenarios=False)
     driver = UserFactory(username="dana@example.com", first_name="Dana")
     UserMappingFactory(user=driver, steve_ocpp_id_tag="TAG-0001")
@@ -216,6 +215,14 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         friendly_name="Harbour Street",
         last_check_in_at=timezone.now(),
     )
+    return driver
+
+
+def test_stop_in_the_banner_keeps_the_whole_page(
+    standin: StandinProcess, standin_driver: User, browser: Browser
+) -> None:
+    # A real remote start, seen by a real sync, gives the banner its Stop button.
+    driver = standin_driver
     steve = SteveClient(
         base_url=standin.base_url,
         username=standin.username,
@@ -247,17 +254,10 @@ def test_stop_in_the_banner_keeps_the_whole_page(
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 
 
+@pytest.mark.usefixtures("standin_driver")
 def test_a_card_reserves_and_then_starts_from_its_one_form(
     standin: StandinProcess, browser: Browser
 ) -> None:
-    standin.reset(scenarios=False)
-    driver = UserFactory(username="dana@example.com", first_name="Dana")
-    UserMappingFactory(user=driver, steve_ocpp_id_tag="TAG-0001")
-    ChargerFactory(
-        charge_box_id="CP-001",
-        friendly_name="Harbour Street",
-        last_check_in_at=timezone.now(),
-    )
     with live_server(**standin.polaris_settings()) as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, server.url, "dana@example.com", "driver")
