@@ -1,8 +1,11 @@
 """Request helpers shared by the console and the portal."""
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from django.http import HttpRequest
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponseBase
 from django_htmx.middleware import HtmxDetails
 
 if TYPE_CHECKING:
@@ -22,6 +25,14 @@ class AuthenticatedHttpRequest(HtmxHttpRequest):
     `staff_member_required`, whose user has signed in."""
 
     user: "User"
+
+
+def staff_only[View: Callable[..., HttpResponseBase]](view: View) -> View:
+    """The view for active staff only; anyone else goes to the one sign-in page
+    (staff_member_required alone would send them to the Django admin's)."""
+    # A function, not `staff_member_required(login_url=...)` kept in a variable:
+    # django-stubs leave that call's result untyped, and so the views behind it.
+    return staff_member_required(view, login_url=settings.LOGIN_URL)
 
 
 def is_fragment_request(request: HttpRequest) -> bool:

@@ -2,7 +2,6 @@
 customers' objects only through portal.access."""
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
@@ -14,7 +13,7 @@ from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from polaris import live
-from polaris.http import AuthenticatedHttpRequest, is_fragment_request
+from polaris.http import AuthenticatedHttpRequest, is_fragment_request, staff_only
 from portal import access, selectors, services
 from portal.forms import (
     RESERVATION_MINUTE_OPTIONS,
@@ -216,7 +215,7 @@ def token_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return redirect("portal:token-list")
 
 
-@staff_member_required(login_url="/accounts/login/")
+@staff_only
 @require_POST
 def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpResponse:
     if not access.can_act_as(request.user):

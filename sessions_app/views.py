@@ -1,19 +1,17 @@
 """Admin console pages: staff only, read through selectors, write through services."""
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseBase,
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
@@ -25,7 +23,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import push_url
 
 from polaris import live
-from polaris.http import AuthenticatedHttpRequest, is_fragment_request
+from polaris.http import AuthenticatedHttpRequest, is_fragment_request, staff_only
 from sessions_app import selectors
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charts import cumulative_energy_chart
@@ -51,13 +49,6 @@ from sync.services.mappings import (
 )
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
 from sync.tasks import sync_run_transactions as sync_run_transactions_task
-
-
-def staff_only[View: Callable[..., HttpResponseBase]](view: View) -> View:
-    # A function, not `staff_member_required(login_url=...)` kept in a variable:
-    # django-stubs leave that call's result untyped, and so the views behind it.
-    return staff_member_required(view, login_url="/accounts/login/")
-
 
 # A table that re-reads itself after a sync gets back at most ten pages: a page that
 # loaded more keeps its first ten pages, and Load more goes on from there.
