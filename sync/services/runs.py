@@ -52,6 +52,10 @@ TRANSACTIONS_LOCK = 7_316_001
 CHARGERS_LOCK = 7_316_002
 
 PK_WINDOW = 200
+# How far before the last successful run's start an incremental run asks SteVe for
+# newly started transactions, and how far ahead of now: stations' clocks drift.
+RECENT_START_MARGIN = timedelta(hours=1)
+STATION_CLOCK_AHEAD = timedelta(days=1)
 DETAIL_WORKERS = 8
 WRITE_BATCH = 500
 
@@ -313,11 +317,22 @@ def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
         seen.update((t.id, t) for t in steve.list_transactions(type="ALL"))
     else:
         # SteVe's pks only grow, and late offline uploads get a new high pk with an
-        # old start time, so new transactions are found by pk, never by start time.
-        highest_active = max(seen, default=known_max)
+        # old start time, so new transactions are found by pk, never by start time
+        # alone. The pk search ends at its first empty window past the highest pk
+        # known to exist; the transactions started since the last run raise that
+        # bound, so more than a window of deleted pks cannot hide the ones above.
+        now = timezone.now()
         seen.update(
-            (t.id, t) for t in _discover_by_pk(steve, known_max, highest_active)
+            (t.id, t)
+            for t in steve.list_transactions(
+                type="ALL",
+                period_type="FROM_TO",
+                start_from=_recent_start_bound(now),
+                start_to=now + STATION_CLOCK_AHEAD,
+            )
         )
+        highest_known = max(seen, default=known_max)
+        seen.update((t.id, t) for t in _discover_by_pk(steve, known_max, highest_known))
 
     grace_start = timezone.now() - timedelta(
         hours=settings.SYNC_MANUAL_STOP_GRACE_HOURS
@@ -383,6 +398,13 @@ def _known_max_pk() -> int | None:
     return top
 
 
+def _recent_start_bound(now: datetime) -> datetime:
+    """Where "started since the last run" begins: the last successful incremental
+    run's start (now on a database that has none), less a margin."""
+    last = SyncRun.objects.latest_succeeded(SyncRun.Kind.TRANSACTIONS)
+    return (last.started_at if last else now) - RECENT_START_MARGIN
+
+
 def _fill_pk_gap(steve: SteveClient, seen: dict[int, SteveTransaction]) -> None:
     """Add to `seen` every transaction between the highest stored pk and the
     highest pk in `seen`.
@@ -400,12 +422,13 @@ def _fill_pk_gap(steve: SteveClient, seen: dict[int, SteveTransaction]) -> None:
 
 
 def _discover_by_pk(
-    steve: SteveClient, known_max: int, highest_active: int
+    steve: SteveClient, known_max: int, highest_known: int
 ) -> list[SteveTransaction]:
     """Transactions with pks above `known_max`, probed in windows of PK_WINDOW.
 
-    Stops at the first empty window past the highest active pk: pks are dense apart
-    from deleted rows, so a whole empty window means nothing newer exists.
+    Stops at the first empty window past `highest_known`, a pk SteVe is known to
+    have: pks are dense apart from deleted rows, so a whole empty window above
+    every known pk means nothing newer exists.
     """
     found: list[SteveTransaction] = []
     low = known_max + 1
@@ -413,7 +436,7 @@ def _discover_by_pk(
         window = steve.list_transactions(transaction_pks=range(low, low + PK_WINDOW))
         found.extend(window)
         low += PK_WINDOW
-        if not window and low > highest_active:
+        if not window and low > highest_known:
             return found
 
 

@@ -15,6 +15,7 @@ from django.test import TestCase
 from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
+from sync.services.runs import PK_WINDOW
 from sync.tests.rollup_checks import assert_rollups_exact
 from sync.tests.standin_case import StandinTestMixin
 
@@ -395,6 +396,24 @@ class SyncTransactionsTests(SyncTestCase):
         self.sync()
         self.assertTrue(self.row(newer).is_finalized)
         self.assertTrue(self.row(late).is_finalized)
+        self.assert_energy_adds_up()
+
+    def test_more_than_a_window_of_deleted_pks_does_not_hide_newer_ones(
+        self,
+    ) -> None:
+        self.sync()
+        # Gone from SteVe before any run saw them: a run of pks with nothing in it.
+        for _ in range(PK_WINDOW + 1):
+            self.standin.delete_transaction(
+                self.standin.add_transaction("CP-004", 2, "TAG-0002")
+            )
+        newer = self.standin.add_transaction("CP-003", 1, "TAG-0001")
+        self.standin.tick(60)
+        self.standin.station_stop(newer)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(run.created_count, 1)
+        self.assertTrue(self.row(newer).is_finalized)
         self.assert_energy_adds_up()
 
     def test_a_transaction_that_vanished_from_steve_is_kept_and_flagged(self) -> None:
