@@ -37,7 +37,12 @@ def publish_sessions_changed(
 
 @receiver(run_finished)
 def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
-    """Re-render the Sync runs table for open Sync runs pages."""
+    """Re-render the Sync runs table for open Sync runs pages, and have the detail
+    pages re-read how a resync went (a failed one changes no session)."""
     context = {"runs": selectors.sync_run_list(limit=50), "live_event": True}
     html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
     live.publish(live.staff_channel(), "sync-runs-updated", html)
+    if run.kind == SyncRun.Kind.TRANSACTION:
+        live.publish(
+            live.staff_channel(), "transaction-resynced", str(run.steve_transaction_id)
+        )

@@ -287,6 +287,20 @@ def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
     )
 
 
+# How long a detail page reports the outcome of its last "Resync now"; after that,
+# its Last synced time says enough.
+RESYNC_NOTICE_FOR = timedelta(minutes=15)
+
+
+def recent_resync(*, steve_transaction_id: int, now: datetime) -> SyncRun | None:
+    """The latest "Resync now" run of this transaction, if it started recently."""
+    return (
+        SyncRun.objects.resyncs_of(steve_transaction_id)
+        .filter(started_at__gte=now - RESYNC_NOTICE_FOR)
+        .first()
+    )
+
+
 def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEvent]:
     """Every sync event of a session, oldest reading first."""
     return list(session.events.select_related("sync_run").order_by("reading_at", "id"))

@@ -150,12 +150,16 @@ def session_detail(
     except TransactionSyncState.DoesNotExist:
         raise Http404("No session with this SteVe transaction id.") from None
     events = selectors.session_events(session=session)
+    now = timezone.now()
     context = {
         "section": "sessions",
         "session": session,
         "events": events,
         "chart": cumulative_energy_chart(session, events),
-        "freshness": selectors.sync_freshness(now=timezone.now()),
+        "freshness": selectors.sync_freshness(now=now),
+        "resync": selectors.recent_resync(
+            steve_transaction_id=steve_transaction_id, now=now
+        ),
     }
     return render(request, "sessions_app/session_detail.html", context)
 
@@ -173,10 +177,8 @@ def session_resync(
     )
     messages.success(
         request,
-        # A failed resync changes no session, so this page does not re-read.
         f"Resync of transaction {session.steve_transaction_id} started; this page "
-        "shows any change in a few seconds. If SteVe cannot be read, Sync runs "
-        "shows why.",
+        "shows how it went in a few seconds.",
     )
     return redirect("sessions_app:session-detail", session.steve_transaction_id)
 

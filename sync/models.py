@@ -29,6 +29,12 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         """The most recently finished successful run of `kind`, or None."""
         return self.succeeded(kind).first()
 
+    def resyncs_of(self, steve_transaction_id: int) -> "SyncRunQuerySet":
+        """Single-transaction runs ("Resync now") of this transaction, newest first."""
+        return self.filter(
+            kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=steve_transaction_id
+        ).order_by("-started_at", "-id")
+
     def that_changed_sessions(self) -> "SyncRunQuerySet":
         """Finished runs that created or updated a session, newest first."""
         return (
@@ -78,6 +84,14 @@ class SyncRun(models.Model):
     events_count = models.PositiveIntegerField(default=0)
     errors_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Its detail page shows how a resync went, failures included: they change no
+    # session, so nothing else there would.
+    steve_transaction_id = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        db_column="steveTransactionId",
+        help_text="The SteVe transaction a single-transaction run re-read.",
+    )
 
     objects = SyncRunQuerySet.as_manager()
 
@@ -88,6 +102,11 @@ class SyncRun(models.Model):
             models.Index(fields=["kind", "status", "-finished_at"]),
             # A run every 10 s is three million rows a year; the page reads the newest.
             models.Index(fields=["-started_at", "-id"], name="sync_runs_newest"),
+            models.Index(
+                fields=["steve_transaction_id", "-started_at", "-id"],
+                name="sync_runs_resyncs",
+                condition=Q(steve_transaction_id__isnull=False),
+            ),
             # The console banner ("N sessions updated …") reads the last changing run.
             models.Index(
                 fields=["-finished_at"],

@@ -10,6 +10,7 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
+from polaris.testing import free_port
 from sessions_app.live import publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
@@ -379,6 +380,35 @@ class ConsoleBrowserTests(TransactionTestCase):
             self.assertNotIn(raw, page.content())
             self.assertEqual(ApiToken.objects.filter(name="home automation").count(), 1)
             ApiToken.objects.all().delete()
+
+    def test_a_failed_resync_shows_on_its_detail_page_as_it_happens(self) -> None:
+        session = session_with_energy(kwh=Decimal("3.5"))
+        page = self.open_console(f"/admin/sessions/{session.steve_transaction_id}/")
+        region = page.locator("#resync-status")
+        expect(region).to_be_empty()
+        before = region.element_handle()
+        page.wait_for_function(
+            "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
+            ".readyState === 1"
+        )
+        # What the worker does after "Resync now", while SteVe cannot be reached.
+        unreachable = SteveClient(
+            base_url=f"http://127.0.0.1:{free_port()}/steve",
+            username="polaris",
+            password="polaris",
+            timeout=2,
+        )
+        run = services.sync_run_transaction(
+            steve_transaction_id=session.steve_transaction_id,
+            trigger="console",
+            client=unreachable,
+        )
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        expect(region).to_contain_text(f"failed: {run.error}")
+        expect(region.get_by_role("link", name="Sync runs")).to_be_visible()
+        # The region screen readers listen to is the one that was there.
+        self.assertTrue(page.evaluate("(el) => el.isConnected", before))
+        expect(page.locator(".kv")).to_contain_text("3.500 kWh")
 
     def test_the_detail_chart_labels_stay_readable_and_inside_the_card(self) -> None:
         # 0.002 kWh counts in steps of 0.0005: the longest labels the axis makes.

@@ -1,11 +1,13 @@
 """Transaction detail, Sync runs and User mappings pages of the console."""
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, TestCase, override_settings
 from django.urls import reverse
+from django.utils import timezone
 from django_eventstream.utils import get_storage
 
 from polaris import live
@@ -45,8 +47,9 @@ class SessionDetailTests(ConsoleTestCase):
         url = reverse(
             "sessions_app:session-detail", args=[session.steve_transaction_id]
         )
-        # Session, user, row, events, 2 freshness, 2 permission checks (act as).
-        with self.assertNumQueries(8):
+        # Session, user, row, events, 2 freshness, the last resync, 2 permission
+        # checks (act as).
+        with self.assertNumQueries(9):
             response = self.client.get(url)
         self.assertContains(response, f"Transaction #{session.steve_transaction_id}")
         self.assertContains(response, mapping.label)
@@ -73,9 +76,7 @@ class SessionDetailTests(ConsoleTestCase):
             reverse("sessions_app:session-detail", args=[session.steve_transaction_id]),
         )
 
-    def test_resync_says_where_a_failure_shows(self) -> None:
-        # A failed resync changes no session, so this page never re-reads and
-        # shows nothing of it: only Sync runs has its error.
+    def test_resync_says_the_page_will_show_how_it_went(self) -> None:
         session = TransactionSyncStateFactory()
         url = reverse(
             "sessions_app:session-resync", args=[session.steve_transaction_id]
@@ -85,9 +86,62 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(
             response,
             f"Resync of transaction {session.steve_transaction_id} started; this "
-            "page shows any change in a few seconds. If SteVe cannot be read, Sync "
-            "runs shows why.",
+            "page shows how it went in a few seconds.",
         )
+
+    def resync_notice(self, session_id: int) -> str:
+        """The HTML of the detail page's resync status region."""
+        url = reverse("sessions_app:session-detail", args=[session_id])
+        html = self.client.get(url).content.decode()
+        return html[
+            html.index('id="resync-status"') : html.index('id="session-detail"')
+        ]
+
+    def test_a_failed_resync_shows_its_sentence_on_the_detail_page(self) -> None:
+        session = TransactionSyncStateFactory()
+        other = TransactionSyncStateFactory()
+        SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION,
+            steve_transaction_id=session.steve_transaction_id,
+            status=SyncRun.Status.FAILED,
+            error="SteVe did not answer within 10 s.",
+        )
+        notice = self.resync_notice(session.steve_transaction_id)
+        self.assertIn("banner--error", notice)
+        self.assertIn("failed: SteVe did not answer within 10 s.", notice)
+        self.assertIn(reverse("sessions_app:sync-run-list"), notice)
+        # Another transaction's resync is not this page's business.
+        self.assertNotIn("banner", self.resync_notice(other.steve_transaction_id))
+
+    def test_the_notice_follows_the_latest_resync_while_it_is_recent(self) -> None:
+        session = TransactionSyncStateFactory()
+        resync = {
+            "kind": SyncRun.Kind.TRANSACTION,
+            "steve_transaction_id": session.steve_transaction_id,
+        }
+        SyncRunFactory(
+            **resync, status=SyncRun.Status.FAILED, error="SteVe refused.",
+            started_at=timezone.now() - timedelta(minutes=3),
+        )  # fmt: skip
+        latest = SyncRunFactory(
+            **resync, status=SyncRun.Status.RUNNING, finished_at=None
+        )
+        self.assertIn(
+            "waiting for SteVe…", self.resync_notice(session.steve_transaction_id)
+        )
+        latest.status, latest.finished_at = SyncRun.Status.SUCCEEDED, timezone.now()
+        latest.save()
+        notice = self.resync_notice(session.steve_transaction_id)
+        self.assertIn("banner--success", notice)
+        self.assertIn("nothing had changed.", notice)
+        latest.updated_count = 1
+        latest.save()
+        self.assertIn(
+            "the changes show below.", self.resync_notice(session.steve_transaction_id)
+        )
+        # After a quarter of an hour the Last synced time says enough.
+        SyncRun.objects.update(started_at=timezone.now() - timedelta(minutes=16))
+        self.assertNotIn("banner", self.resync_notice(session.steve_transaction_id))
 
     def test_resync_needs_post(self) -> None:
         session = TransactionSyncStateFactory()

@@ -69,6 +69,17 @@ class SyncRunListTests(TestCase):
         self.assertContains(response, "running…")
         self.assertContains(response, "Showing the latest 2 runs.")
 
+    @override_settings(USE_THOUSAND_SEPARATOR=True)
+    def test_a_resync_links_to_its_transaction(self) -> None:
+        SyncRunFactory(kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=1234567)
+        self.client.force_login(self.staff)
+        self.assertContains(
+            self.client.get(LIST_URL),
+            'Single transaction <a class="table__link mono" '
+            'href="/admin/sessions/1234567/">#1234567</a>',
+            html=True,
+        )
+
     @override_settings(TIME_ZONE="Europe/Berlin")
     def test_it_shows_start_times_in_the_operator_zone(self) -> None:
         SyncRunFactory(started_at=datetime(2026, 1, 15, 12, 0, tzinfo=UTC))

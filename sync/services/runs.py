@@ -54,7 +54,10 @@ CHARGERS_LOCK = 7_316_002
 PK_WINDOW = 200
 # How far before the last successful run's start an incremental run asks SteVe for
 # newly started transactions, and how far ahead of now: stations' clocks drift.
+# After a long outage it asks for two days at most: any newer transaction bounds
+# the pk probe, which finds the ones below it.
 RECENT_START_MARGIN = timedelta(hours=1)
+RECENT_START_MAX = timedelta(days=2)
 STATION_CLOCK_AHEAD = timedelta(days=1)
 DETAIL_WORKERS = 8
 WRITE_BATCH = 500
@@ -154,6 +157,7 @@ def sync_run_transaction(
         False,
         client,
         lambda steve, tally: _collect_pks(steve, tally, [steve_transaction_id]),
+        steve_transaction_id=steve_transaction_id,
     )
 
 
@@ -197,10 +201,14 @@ def _run(
     dry_run: bool,
     client: SteveClient | None,
     collect: Collector,
+    *,
+    steve_transaction_id: int | None = None,
 ) -> SyncRun:
     steve = client or SteveClient()
     with _advisory_lock(TRANSACTIONS_LOCK):
-        run = _start_run(kind, trigger, dry_run=dry_run)
+        run = _start_run(
+            kind, trigger, dry_run=dry_run, steve_transaction_id=steve_transaction_id
+        )
         tally = RunTally()
         try:
             collected = collect(steve, tally)
@@ -247,8 +255,14 @@ def _advisory_lock(key: int) -> Iterator[None]:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
-def _start_run(kind: str, trigger: str, *, dry_run: bool) -> SyncRun:
-    run = SyncRun(kind=kind, trigger=trigger)
+def _start_run(
+    kind: str,
+    trigger: str,
+    *,
+    dry_run: bool,
+    steve_transaction_id: int | None = None,
+) -> SyncRun:
+    run = SyncRun(kind=kind, trigger=trigger, steve_transaction_id=steve_transaction_id)
     if dry_run:
         return run
     # We hold the lock, so a run of this group still marked running was cut off.
@@ -400,9 +414,11 @@ def _known_max_pk() -> int | None:
 
 def _recent_start_bound(now: datetime) -> datetime:
     """Where "started since the last run" begins: the last successful incremental
-    run's start (now on a database that has none), less a margin."""
+    run's start (now on a database that has none), less a margin, and no earlier
+    than RECENT_START_MAX ago."""
     last = SyncRun.objects.latest_succeeded(SyncRun.Kind.TRANSACTIONS)
-    return (last.started_at if last else now) - RECENT_START_MARGIN
+    since = (last.started_at if last else now) - RECENT_START_MARGIN
+    return max(since, now - RECENT_START_MAX)
 
 
 def _fill_pk_gap(steve: SteveClient, seen: dict[int, SteveTransaction]) -> None:

@@ -462,6 +462,7 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(
             (run.status, run.fetched_count, run.updated_count), ("succeeded", 1, 0)
         )
+        self.assertEqual(SyncRun.objects.resyncs_of(pk).get(), run)
 
     def test_a_resync_of_a_transaction_nobody_has_fails_with_a_sentence(
         self,
