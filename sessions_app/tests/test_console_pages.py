@@ -59,6 +59,18 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(response, 'role="img"')
         self.assertContains(response, "Sync events (2)")
 
+    @override_settings(USE_THOUSAND_SEPARATOR=True)
+    def test_its_ids_are_never_grouped_like_amounts(self) -> None:
+        session = session_with_energy(kwh=Decimal("2"), steve_transaction_id=1234567)
+        session.events.update(sync_run=SyncRunFactory(id=7654321))
+        url = reverse("sessions_app:session-detail", args=[1234567])
+        response = self.client.get(url)
+        self.assertContains(response, "<title>Transaction 1234567")
+        self.assertContains(response, "Transaction #1234567")
+        self.assertContains(response, "#7654321")
+        self.assertNotContains(response, "1,234,567")
+        self.assertNotContains(response, "7,654,321")
+
     def test_an_unknown_transaction_is_404(self) -> None:
         url = reverse("sessions_app:session-detail", args=[999999])
         self.assertEqual(self.client.get(url).status_code, 404)

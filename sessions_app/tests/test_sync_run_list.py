@@ -70,15 +70,25 @@ class SyncRunListTests(TestCase):
         self.assertContains(response, "Showing the latest 2 runs.")
 
     @override_settings(USE_THOUSAND_SEPARATOR=True)
-    def test_a_resync_links_to_its_transaction(self) -> None:
-        SyncRunFactory(kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=1234567)
+    def test_a_resync_links_to_its_transaction_and_ids_stay_ungrouped(self) -> None:
+        SyncRunFactory(
+            id=7654321,
+            kind=SyncRun.Kind.TRANSACTION,
+            steve_transaction_id=1234567,
+            status=SyncRun.Status.FAILED,
+            error="SteVe refused.",
+        )
         self.client.force_login(self.staff)
+        response = self.client.get(LIST_URL)
         self.assertContains(
-            self.client.get(LIST_URL),
+            response,
             'Single transaction <a class="table__link mono" '
             'href="/admin/sessions/1234567/">#1234567</a>',
             html=True,
         )
+        # Ids are not amounts: a locale's grouping never applies to them.
+        self.assertContains(response, "#7654321", count=2)
+        self.assertNotContains(response, "7,654,321")
 
     @override_settings(TIME_ZONE="Europe/Berlin")
     def test_it_shows_start_times_in_the_operator_zone(self) -> None:
