@@ -287,6 +287,13 @@ def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
     )
 
 
+def session_last_synced(*, session: TransactionSyncState, now: datetime) -> datetime:
+    """When the sync last read `session`; only an active one asks the sync runs."""
+    if session.is_finalized:
+        return session.last_synced_at
+    return sync_freshness(now=now).last_synced(session)
+
+
 # How long a detail page reports the outcome of its last "Resync now"; after that,
 # its Last synced time says enough.
 RESYNC_NOTICE_FOR = timedelta(minutes=15)

@@ -156,7 +156,7 @@ def session_detail(
         "session": session,
         "events": events,
         "chart": cumulative_energy_chart(session, events),
-        "freshness": selectors.sync_freshness(now=now),
+        "last_synced": selectors.session_last_synced(session=session, now=now),
         "resync": selectors.recent_resync(
             steve_transaction_id=steve_transaction_id, now=now
         ),

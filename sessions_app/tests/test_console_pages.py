@@ -12,6 +12,7 @@ from django_eventstream.utils import get_storage
 
 from polaris import live
 from sessions_app.models import AuditEntry
+from sessions_app.templatetags.console import iso_time
 from sync.models import SyncRun, UserMapping
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
@@ -47,9 +48,9 @@ class SessionDetailTests(ConsoleTestCase):
         url = reverse(
             "sessions_app:session-detail", args=[session.steve_transaction_id]
         )
-        # Session, user, row, events, 2 freshness, the last resync, 2 permission
-        # checks (act as).
-        with self.assertNumQueries(9):
+        # Session, user, row, events, the last resync, 2 permission checks (act
+        # as). A completed session's Last synced is its own: no sync run query.
+        with self.assertNumQueries(7):
             response = self.client.get(url)
         self.assertContains(response, f"Transaction #{session.steve_transaction_id}")
         self.assertContains(response, mapping.label)
@@ -58,6 +59,24 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(response, "Meter reset")
         self.assertContains(response, 'role="img"')
         self.assertContains(response, "Sync events (2)")
+
+    def test_an_active_session_was_last_synced_by_the_last_good_run(self) -> None:
+        # A run that succeeded re-read every active session, even one it did not
+        # change; a completed session keeps its own time.
+        long_ago = timezone.now() - timedelta(hours=2)
+        active = TransactionSyncStateFactory(
+            is_finalized=False, last_synced_at=long_ago
+        )
+        done = TransactionSyncStateFactory(is_finalized=True, last_synced_at=long_ago)
+        run = SyncRunFactory(started_at=timezone.now() - timedelta(seconds=30))
+        for session, expected in ((active, run.finished_at), (done, long_ago)):
+            url = reverse(
+                "sessions_app:session-detail", args=[session.steve_transaction_id]
+            )
+            self.assertContains(
+                self.client.get(url),
+                f'<dt>Last synced</dt><dd><time datetime="{iso_time(expected)}"',
+            )
 
     @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_its_ids_are_never_grouped_like_amounts(self) -> None:
