@@ -102,12 +102,23 @@ class BearerTokenAuth(HttpBearer):
 class BrowserSessionAuth(SessionAuth):
     """The signed-in browser session (CSRF-checked), for the portal's own calls."""
 
+    def _get_key(self, request: HttpRequest) -> str | None:
+        # CSRF guards a signed-in browser. A request with a token, or without a
+        # session, is not one: it is told it needs a valid token (401), not that a
+        # CSRF check failed.
+        if not self._is_browser(request):
+            return None
+        key: str | None = super()._get_key(request)
+        return key
+
     def authenticate(self, request: HttpRequest, key: str | None) -> User | None:
-        # A request that presents a token is judged by that token alone: a revoked
-        # or mistyped token must fail even in a browser that is signed in.
-        if "Authorization" in request.headers:
+        if not self._is_browser(request):
             return None
         user = request.user
-        if user.is_authenticated and user.is_active:
-            return user
-        return None
+        return user if user.is_active else None
+
+    @staticmethod
+    def _is_browser(request: HttpRequest) -> bool:
+        # A request that presents a token is judged by that token alone: a revoked
+        # or mistyped token must fail even in a browser that is signed in.
+        return "Authorization" not in request.headers and request.user.is_authenticated

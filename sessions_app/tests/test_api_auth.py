@@ -33,6 +33,23 @@ class BearerAuthApiTests(ApiTestCase):
         response = self.call("GET", "/sessions", token=self.bob_token)
         self.assert_error(response, 401, "required")
 
+    def test_a_write_with_a_bad_token_or_none_is_401_not_a_csrf_failure(
+        self,
+    ) -> None:
+        # An integrator is no browser: CSRF is never what is wrong with its call.
+        client = Client(enforce_csrf_checks=True)
+        body = {"chargestation": "CP-001", "connector": 1}
+        for headers in ({"Authorization": "Bearer pol_not-a-token"}, {}):
+            with self.subTest(headers=headers):
+                response = client.post(
+                    "/api/v1/sessions",
+                    data=body,
+                    content_type="application/json",
+                    headers=headers,
+                )
+                self.assert_error(response, 401, "Authorization: Bearer")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
     def test_use_is_recorded_at_most_once_a_minute(self) -> None:
         token, raw = api_token_create(user=self.alice)
         self.call("GET", "/sessions", token=raw)
