@@ -1,6 +1,11 @@
 """Test settings: the production settings with faster knobs only."""
 
+import os
+
 from polaris.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Tasks a test process sends without naming a queue wait in a queue of its own, where
+# the test can read them (polaris.testing.take_queued_tasks) and no worker takes them.
+CELERY_TASK_DEFAULT_QUEUE = f"polaris-test-{os.getpid()}"

@@ -4,6 +4,7 @@ Child processes get an environment that points them at the test database of this
 pytest process, so they see what a `TransactionTestCase` committed.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -34,6 +36,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def take_queued_tasks() -> list[tuple[str, str]]:
+    """The tasks this test process sent to its default queue, as (task name, repr
+    of the arguments), oldest first; the queue is emptied."""
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    with broker.pipeline() as pipe:
+        pipe.lrange(queue, 0, -1)
+        pipe.delete(queue)
+        raw, _ = pipe.execute()
+    broker.close()
+    # Kombu's Redis transport pushes to the head: the oldest message is last.
+    headers = [json.loads(message)["headers"] for message in reversed(raw)]
+    return [(header["task"], header["argsrepr"]) for header in headers]
 
 
 def current_database_url() -> str:

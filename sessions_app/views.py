@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import (
     Http404,
     HttpRequest,
@@ -24,6 +23,7 @@ from django_htmx.http import push_url
 
 from polaris import live
 from polaris.http import AuthenticatedHttpRequest, is_fragment_request, staff_only
+from polaris.queueing import enqueue
 from sessions_app import selectors
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charts import cumulative_energy_chart
@@ -49,6 +49,12 @@ from sync.services.mappings import (
 )
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
 from sync.tasks import sync_run_transactions as sync_run_transactions_task
+
+# Said when Redis, the task queue, cannot be reached.
+QUEUE_UNREACHABLE = (
+    "the task queue (Redis) cannot be reached. Try again in a moment; scheduled "
+    "syncs resume by themselves once it is back."
+)
 
 # A table that re-reads itself after a sync gets back at most ten pages: a page that
 # loaded more keeps its first ten pages, and Load more goes on from there.
@@ -172,14 +178,14 @@ def session_resync(
     session = get_object_or_404(
         TransactionSyncState, steve_transaction_id=steve_transaction_id
     )
-    transaction.on_commit(
-        lambda: sync_run_transaction_task.delay(session.steve_transaction_id)
-    )
-    messages.success(
-        request,
-        f"Resync of transaction {session.steve_transaction_id} started; this page "
-        "shows how it went in a few seconds.",
-    )
+    if enqueue(sync_run_transaction_task, session.steve_transaction_id):
+        messages.success(
+            request,
+            f"Resync of transaction {session.steve_transaction_id} started; this "
+            "page shows how it went in a few seconds.",
+        )
+    else:
+        messages.error(request, f"The resync did not start: {QUEUE_UNREACHABLE}")
     return redirect("sessions_app:session-detail", session.steve_transaction_id)
 
 
@@ -204,11 +210,10 @@ def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     # state would outlive the run that caused it.
     if selectors.sync_run_in_progress():
         messages.warning(request, "A sync run is already in progress.")
-    else:
-        transaction.on_commit(
-            lambda: sync_run_transactions_task.delay(SyncRun.Trigger.CONSOLE)
-        )
+    elif enqueue(sync_run_transactions_task, SyncRun.Trigger.CONSOLE):
         messages.success(request, "Sync run queued; it appears below in a moment.")
+    else:
+        messages.error(request, f"The sync run was not queued: {QUEUE_UNREACHABLE}")
     return redirect("sessions_app:sync-run-list")
 
 

@@ -1,16 +1,20 @@
 """Transaction detail, Sync runs and User mappings pages of the console."""
 
+import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
+import requests
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client, TestCase, override_settings
+from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django_eventstream.utils import get_storage
 
 from polaris import live
+from polaris.browser import live_server
+from polaris.testing import free_port, take_queued_tasks
 from sessions_app.models import AuditEntry
 from sessions_app.templatetags.console import iso_time
 from sync.models import SyncRun, UserMapping
@@ -94,30 +98,27 @@ class SessionDetailTests(ConsoleTestCase):
         url = reverse("sessions_app:session-detail", args=[999999])
         self.assertEqual(self.client.get(url).status_code, 404)
 
-    def test_resync_enqueues_one_task_after_commit(self) -> None:
+    def test_resync_queues_one_task_and_says_the_page_will_show_how_it_went(
+        self,
+    ) -> None:
+        take_queued_tasks()
         session = TransactionSyncStateFactory()
         url = reverse(
             "sessions_app:session-resync", args=[session.steve_transaction_id]
         )
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            response = self.client.post(url)
-        self.assertEqual(len(callbacks), 1)
+        response = self.client.post(url, follow=True)
         self.assertRedirects(
             response,
             reverse("sessions_app:session-detail", args=[session.steve_transaction_id]),
         )
-
-    def test_resync_says_the_page_will_show_how_it_went(self) -> None:
-        session = TransactionSyncStateFactory()
-        url = reverse(
-            "sessions_app:session-resync", args=[session.steve_transaction_id]
-        )
-        with self.captureOnCommitCallbacks(execute=False):
-            response = self.client.post(url, follow=True)
         self.assertContains(
             response,
             f"Resync of transaction {session.steve_transaction_id} started; this "
             "page shows how it went in a few seconds.",
+        )
+        self.assertEqual(
+            take_queued_tasks(),
+            [("sync.tasks.sync_run_transaction", f"({session.steve_transaction_id},)")],
         )
 
     def resync_notice(self, session_id: int) -> str:
@@ -180,6 +181,47 @@ class SessionDetailTests(ConsoleTestCase):
             "sessions_app:session-resync", args=[session.steve_transaction_id]
         )
         self.assertEqual(self.client.get(url).status_code, 405)
+
+
+class TaskQueueDownTests(TransactionTestCase):
+    """Redis, the task queue, down: the console's buttons say so, under uvicorn."""
+
+    def test_resync_and_run_sync_say_the_queue_cannot_be_reached(self) -> None:
+        StaffFactory(username="operator")
+        session = TransactionSyncStateFactory()
+        steve_id = session.steve_transaction_id
+        buttons = [
+            (
+                reverse("sessions_app:session-detail", args=[steve_id]),
+                reverse("sessions_app:session-resync", args=[steve_id]),
+                "The resync did not start: the task queue (Redis) cannot be reached.",
+            ),
+            (
+                reverse("sessions_app:sync-run-list"),
+                reverse("sessions_app:sync-run-create"),
+                "The sync run was not queued: the task queue (Redis) cannot be "
+                "reached.",
+            ),
+        ]
+        unreachable = f"redis://127.0.0.1:{free_port()}/0"
+        with live_server(REDIS_URL=unreachable) as server, requests.Session() as web:
+            login = f"{server.url}/accounts/login/"
+            credentials = {"username": "operator", "password": "driver"}
+            web.post(login, data=with_csrf(web.get(login).text, credentials))
+            for page, action, sentence in buttons:
+                html = web.get(f"{server.url}{page}").text
+                self.assertIn(f'action="{action}"', html)
+                response = web.post(f"{server.url}{action}", data=with_csrf(html, {}))
+                self.assertEqual(response.status_code, 200)
+                self.assertEqual(response.url, f"{server.url}{page}")
+                self.assertIn(sentence, response.text)
+
+
+def with_csrf(html: str, data: dict[str, str]) -> dict[str, str]:
+    """`data` with the page's CSRF token (one per page and session)."""
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert token is not None, html
+    return {**data, "csrfmiddlewaretoken": token[1]}
 
 
 class UserMappingPagesTests(ConsoleTestCase):

@@ -1,15 +1,14 @@
 """The Sync runs page (`/admin/sync-runs/`) and its "Run sync now" button."""
 
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
 from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from polaris.testing import take_queued_tasks
 from sync.models import SyncRun
-from sync.tasks import sync_run_transactions as sync_run_transactions_task
 from sync.tests.factories import StaffFactory, SyncRunFactory, UserFactory
 
 LIST_URL = reverse("sessions_app:sync-run-list")
@@ -149,47 +148,41 @@ class SyncRunCreateTests(TestCase):
 
     def setUp(self) -> None:
         self.client.force_login(self.staff)
+        take_queued_tasks()
 
-    def test_it_enqueues_one_console_run_after_commit(self) -> None:
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            response = self.client.post(CREATE_URL, follow=True)
+    def test_it_queues_one_console_run(self) -> None:
+        response = self.client.post(CREATE_URL, follow=True)
 
         self.assertRedirects(response, LIST_URL)
         self.assertContains(response, "Sync run queued")
-        self.assertEqual(len(callbacks), 1)
-        # The broker is the seam: check what would be sent without running Celery.
-        with mock.patch.object(sync_run_transactions_task, "delay") as delay:
-            callbacks[0]()
-        delay.assert_called_once_with(SyncRun.Trigger.CONSOLE)
+        self.assertEqual(
+            take_queued_tasks(), [("sync.tasks.sync_run_transactions", "('console',)")]
+        )
 
     def test_it_refuses_while_a_transactions_run_is_running(self) -> None:
         SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
 
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            response = self.client.post(CREATE_URL, follow=True)
+        response = self.client.post(CREATE_URL, follow=True)
 
-        self.assertEqual(callbacks, [])
+        self.assertEqual(take_queued_tasks(), [])
         self.assertContains(response, "A sync run is already in progress.")
 
     def test_a_running_charger_probe_does_not_block_it(self) -> None:
         SyncRunFactory(
             kind=SyncRun.Kind.CHARGERS, status=SyncRun.Status.RUNNING, finished_at=None
         )
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            self.client.post(CREATE_URL)
-        self.assertEqual(len(callbacks), 1)
+        self.client.post(CREATE_URL)
+        self.assertEqual(len(take_queued_tasks()), 1)
 
     def test_it_needs_post(self) -> None:
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            response = self.client.get(CREATE_URL)
+        response = self.client.get(CREATE_URL)
         self.assertEqual(response.status_code, 405)
-        self.assertEqual(callbacks, [])
+        self.assertEqual(take_queued_tasks(), [])
 
     def test_it_refuses_customers(self) -> None:
         self.client.force_login(UserFactory())
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            response = self.client.post(CREATE_URL)
+        response = self.client.post(CREATE_URL)
         self.assertRedirects(
             response, f"{LOGIN_URL}?next={CREATE_URL}", fetch_redirect_response=False
         )
-        self.assertEqual(callbacks, [])
+        self.assertEqual(take_queued_tasks(), [])
