@@ -321,8 +321,8 @@ def _finish_run(
 
 
 def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
-    """New transactions by pk, every active one, and open or recently manual-stopped
-    ones that are no longer active."""
+    """Every active transaction and every one started since the last run, new ones
+    by pk, and open or recently manual-stopped ones that are no longer active."""
     known_max = _known_max_pk()
     active = steve.list_transactions(type="ACTIVE")
     seen = {t.id: t for t in active}
