@@ -92,6 +92,10 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # Ninja's "Cannot parse request body" says neither what was wrong nor what
+        # it wants: the body failed to decode as JSON.
+        return _error(request, 400, "The request body is not JSON: send a JSON object.")
     return _error(request, exc.status_code, str(exc))
 
 

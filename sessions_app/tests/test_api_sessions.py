@@ -344,7 +344,7 @@ class SessionRefusalApiTests(ApiTestCase):
             content_type="application/json",
             headers={"Authorization": f"Bearer {self.alice_token}"},
         )
-        self.assert_refused(response, 400, "Cannot parse request body")
+        self.assert_refused(response, 400, "The request body is not JSON")
         response = self.call("POST", "/sessions")
         self.assert_refused(response, 422, "Invalid request: body: Field required.")
 
