@@ -11,7 +11,7 @@ from sync import services
 from sync.client import SteveClient
 from sync.models import SyncRun
 from sync.services.runs import TRANSACTIONS_LOCK
-from sync.tests.factories import ChargerFactory
+from sync.tests.factories import ChargerFactory, SyncRunFactory
 
 UNREACHABLE = SteveClient(
     base_url="http://127.0.0.1:9/steve", username="u", password="p", retry_delays=()
@@ -80,6 +80,14 @@ class SyncCommandInputTests(TestCase):
         out = StringIO()
         call_command("sync", "status", stdout=out)
         self.assertIn("No sync has run yet.", out.getvalue())
+
+    def test_status_names_the_transaction_of_a_resync(self) -> None:
+        SyncRunFactory(kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=4242)
+        SyncRunFactory(kind=SyncRun.Kind.TRANSACTIONS)
+        out = StringIO()
+        call_command("sync", "status", stdout=out)
+        kinds = [line.split()[1:3] for line in out.getvalue().splitlines()[1:]]
+        self.assertEqual(kinds, [["transactions", "beat"], ["transaction", "#4242"]])
 
     def test_an_unreachable_steve_fails_the_run_with_a_sentence(self) -> None:
         unreachable = self.settings(

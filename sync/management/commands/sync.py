@@ -179,7 +179,10 @@ class Command(DatabaseCommand):
         rows = [
             (
                 f"#{run.pk}",
-                run.kind,
+                # A resync names its transaction, as the Sync runs page does.
+                f"{run.kind} #{run.steve_transaction_id}"
+                if run.steve_transaction_id
+                else run.kind,
                 run.trigger,
                 timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M:%S"),
                 _seconds(run),
