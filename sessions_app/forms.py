@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.http import QueryDict
 from django.utils import timezone
 
-from sync.models import UserMapping
+from sync.models import SyncRun, UserMapping
 from sync.services.mappings import validate_id_tag, validate_tag_is_free
 
 STATUS_CHOICES = [("all", "All"), ("active", "Active"), ("completed", "Completed")]
@@ -202,3 +202,43 @@ class ApiTokenForm(forms.Form):
         label="Token name",
         help_text="What the token is for, e.g. “billing export”.",
     )
+
+
+@dataclass(frozen=True)
+class SyncRunFilters:
+    """The Sync runs filters: a kind and a status, "" for all."""
+
+    kind: str = ""
+    status: str = ""
+
+    def as_query(self) -> dict[str, str]:
+        """The filters that narrow the list, as query parameters."""
+        return {
+            name: value
+            for name, value in (("kind", self.kind), ("status", self.status))
+            if value
+        }
+
+
+def parse_sync_run_filters(query: QueryDict) -> SyncRunFilters:
+    """Kind and status from a query string; a missing or unknown value means all."""
+    kind = query.get("kind", "")
+    status = query.get("status", "")
+    return SyncRunFilters(
+        kind=kind if kind in SyncRun.Kind.values else "",
+        status=status if status in SyncRun.Status.values else "",
+    )
+
+
+class SyncRunFilterForm(forms.Form):
+    """Renders the Sync runs filter bar from `SyncRunFilters`."""
+
+    kind = forms.ChoiceField(
+        choices=[("", "All kinds"), *SyncRun.Kind.choices], required=False
+    )
+    status = forms.ChoiceField(
+        choices=[("", "All statuses"), *SyncRun.Status.choices], required=False
+    )
+
+    def __init__(self, filters: SyncRunFilters) -> None:
+        super().__init__(initial={"kind": filters.kind, "status": filters.status})

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
-from sessions_app.forms import SessionFilters
+from sessions_app.forms import SessionFilters, SyncRunFilters
 from sessions_app.models import ApiToken
 from sync import rollups
 from sync.models import (
@@ -316,9 +316,16 @@ def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEv
 # Sync runs
 
 
-def sync_run_list(*, limit: int) -> QuerySet[SyncRun]:
-    """The newest `limit` sync runs, newest first."""
-    return SyncRun.objects.order_by("-started_at", "-id")[:limit]
+def sync_run_list(
+    *, limit: int, filters: SyncRunFilters | None = None
+) -> QuerySet[SyncRun]:
+    """The newest `limit` sync runs matching `filters`, newest first."""
+    runs = SyncRun.objects.all()
+    if filters and filters.kind:
+        runs = runs.filter(kind=filters.kind)
+    if filters and filters.status:
+        runs = runs.filter(status=filters.status)
+    return runs.order_by("-started_at", "-id")[:limit]
 
 
 def sync_run_in_progress() -> bool:

@@ -30,9 +30,11 @@ from sessions_app.charts import cumulative_energy_chart
 from sessions_app.forms import (
     ApiTokenForm,
     SessionFilterForm,
+    SyncRunFilterForm,
     UserMappingForm,
     UserMappingImportForm,
     parse_session_filters,
+    parse_sync_run_filters,
 )
 from sessions_app.models import ApiToken
 from sessions_app.new_token import (
@@ -191,10 +193,14 @@ def session_resync(
 
 @staff_only
 def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    filters = parse_sync_run_filters(request.GET)
     context = {
         "section": "sync-runs",
-        "runs": selectors.sync_run_list(limit=50),
+        "runs": selectors.sync_run_list(limit=50, filters=filters),
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
+        "filters": filters,
+        "filter_query": urlencode(filters.as_query()),
+        "form": SyncRunFilterForm(filters),
     }
     if is_fragment_request(request):
         return render(request, "sessions_app/sync_run_list.html#sync-run-rows", context)

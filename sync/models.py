@@ -102,6 +102,14 @@ class SyncRun(models.Model):
             models.Index(fields=["kind", "status", "-finished_at"]),
             # A run every 10 s is three million rows a year; the page reads the newest.
             models.Index(fields=["-started_at", "-id"], name="sync_runs_newest"),
+            # The Sync runs page filtered by kind or by status; failures and
+            # resyncs are rare among three million runs a year.
+            models.Index(
+                fields=["kind", "-started_at", "-id"], name="sync_runs_kind_newest"
+            ),
+            models.Index(
+                fields=["status", "-started_at", "-id"], name="sync_runs_status_newest"
+            ),
             models.Index(
                 fields=["steve_transaction_id", "-started_at", "-id"],
                 name="sync_runs_resyncs",

@@ -410,6 +410,28 @@ class ConsoleBrowserTests(TransactionTestCase):
         self.assertTrue(page.evaluate("(el) => el.isConnected", before))
         expect(page.locator(".kv")).to_contain_text("3.500 kWh")
 
+    def test_a_filtered_sync_runs_list_updates_live_with_its_own_runs(self) -> None:
+        succeeded = SyncRunFactory()
+        page = self.open_console("/admin/sync-runs/?status=failed")
+        runs = page.locator("#sync-runs")
+        expect(runs).to_contain_text("No run matches these filters")
+        expect(page.get_by_label("Status")).to_have_value("failed")
+        page.wait_for_function(
+            "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
+            ".readyState === 1"
+        )
+        unreachable = SteveClient(
+            base_url=f"http://127.0.0.1:{free_port()}/steve",
+            username="polaris",
+            password="polaris",
+            timeout=2,
+        )
+        failed = services.sync_run_transactions(trigger="command", client=unreachable)
+        self.assertEqual(failed.status, SyncRun.Status.FAILED)
+        expect(runs).to_contain_text(f"#{failed.pk}")
+        expect(runs).to_contain_text(failed.error)
+        expect(runs).not_to_contain_text(f"#{succeeded.pk}")
+
     def test_the_detail_chart_labels_stay_readable_and_inside_the_card(self) -> None:
         # 0.002 kWh counts in steps of 0.0005: the longest labels the axis makes.
         tiny = session_with_energy(kwh=Decimal("0.002"))

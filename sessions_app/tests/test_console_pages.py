@@ -141,7 +141,9 @@ class SessionDetailTests(ConsoleTestCase):
         notice = self.resync_notice(session.steve_transaction_id)
         self.assertIn("banner--error", notice)
         self.assertIn("failed: SteVe did not answer within 10 s.", notice)
-        self.assertIn(reverse("sessions_app:sync-run-list"), notice)
+        self.assertIn(
+            f"{reverse('sessions_app:sync-run-list')}?kind=transaction", notice
+        )
         # Another transaction's resync is not this page's business.
         self.assertNotIn("banner", self.resync_notice(other.steve_transaction_id))
 

@@ -141,6 +141,61 @@ class SyncRunListTests(TestCase):
         self.assertNotContains(response, "<html")
 
 
+class SyncRunFilterTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = StaffFactory()
+        cls.failed = SyncRunFactory(
+            status=SyncRun.Status.FAILED, error="SteVe refused."
+        )
+        cls.resync = SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=7
+        )
+        cls.plain = SyncRunFactory()
+
+    def setUp(self) -> None:
+        self.client.force_login(self.staff)
+
+    def shown(self, **query: str) -> list[int]:
+        response = self.client.get(LIST_URL, query)
+        return [run.pk for run in response.context["runs"]]
+
+    def test_it_shows_the_runs_of_one_kind_or_status(self) -> None:
+        self.assertEqual(self.shown(status="failed"), [self.failed.pk])
+        self.assertEqual(self.shown(kind="transaction"), [self.resync.pk])
+        self.assertEqual(
+            self.shown(kind="transactions", status="succeeded"), [self.plain.pk]
+        )
+
+    def test_no_match_says_so_and_offers_every_run(self) -> None:
+        response = self.client.get(LIST_URL, {"kind": "chargers", "status": "failed"})
+        self.assertContains(response, "No run matches these filters")
+        self.assertContains(response, f'href="{LIST_URL}">Show all runs</a>', count=2)
+
+    def test_unknown_values_fall_back_to_every_run(self) -> None:
+        response = self.client.get(LIST_URL, {"kind": "bogus", "status": "nope"})
+        self.assertEqual(len(response.context["runs"]), 3)
+        self.assertContains(response, '<option value="" selected>All kinds</option>')
+        self.assertContains(response, '<option value="" selected>All statuses</option>')
+        self.assertNotContains(response, "Show all runs")
+
+    def test_a_filtered_list_re_reads_itself_with_its_filters(self) -> None:
+        # The live event carries the newest runs of every kind: a filtered list
+        # asks for its own instead of taking them.
+        filtered = self.client.get(LIST_URL, {"status": "failed"})
+        self.assertContains(
+            filtered,
+            f'hx-get="{LIST_URL}?status=failed" hx-trigger="sse:sync-runs-updated"',
+        )
+        self.assertNotContains(filtered, 'sse-swap="sync-runs-updated"')
+        self.assertContains(self.client.get(LIST_URL), 'sse-swap="sync-runs-updated"')
+        fragment = self.client.get(
+            LIST_URL, {"status": "failed"}, headers={"HX-Request": "true"}
+        )
+        self.assertEqual([run.pk for run in fragment.context["runs"]], [self.failed.pk])
+        self.assertNotContains(fragment, "<html")
+
+
 class SyncRunCreateTests(TestCase):
     @classmethod
     def setUpTestData(cls) -> None:
