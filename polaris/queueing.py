@@ -20,8 +20,12 @@ class _Task(Protocol):
 
 
 def enqueue(task: _Task, *args: Any) -> bool:
-    """Send `task` with `args` to the workers; False when the broker cannot be
-    reached (logged)."""
+    """Send `task` with `args` to the workers now; False when the broker cannot be
+    reached (logged).
+
+    Not deferred with `transaction.on_commit`, as tasks sent after writes are: its
+    answer must reach the person in this response. Its callers write nothing first.
+    """
     try:
         task.delay(*args)
     except OperationalError as error:
