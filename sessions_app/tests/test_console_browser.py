@@ -10,7 +10,6 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in
-from polaris.testing import free_port
 from sessions_app.live import publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
@@ -191,11 +190,7 @@ class ConsoleBrowserTests(TransactionTestCase):
             row = page.locator(f"#session-{session.pk}")
             expect(row).to_contain_text(f"{session.kwh_delivered:.3f}")
             # The stream is open once htmx reports it; then the station reports.
-            page.wait_for_function(
-                "document.querySelector('[sse-connect]') && "
-                "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
-                ".readyState === 1"
-            )
+            wait_for_live_stream(page)
             soon = datetime.now(UTC) + timedelta(seconds=1)
             standin.add_meter_values(
                 session.steve_transaction_id,
@@ -222,10 +217,7 @@ class ConsoleBrowserTests(TransactionTestCase):
             expect(page.locator(".kv")).to_contain_text(
                 f"{session.kwh_delivered + Decimal('2.5'):.3f} kWh"
             )
-            page.wait_for_function(
-                "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
-                ".readyState === 1"
-            )
+            wait_for_live_stream(page)
             later = soon + timedelta(seconds=30)
             standin.add_meter_values(
                 session.steve_transaction_id,
@@ -387,17 +379,9 @@ class ConsoleBrowserTests(TransactionTestCase):
         region = page.locator("#resync-status")
         expect(region).to_be_empty()
         before = region.element_handle()
-        page.wait_for_function(
-            "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
-            ".readyState === 1"
-        )
+        wait_for_live_stream(page)
         # What the worker does after "Resync now", while SteVe cannot be reached.
-        unreachable = SteveClient(
-            base_url=f"http://127.0.0.1:{free_port()}/steve",
-            username="polaris",
-            password="polaris",
-            timeout=2,
-        )
+        unreachable = unreachable_steve()
         run = services.sync_run_transaction(
             steve_transaction_id=session.steve_transaction_id,
             trigger="console",
@@ -416,16 +400,8 @@ class ConsoleBrowserTests(TransactionTestCase):
         runs = page.locator("#sync-runs")
         expect(runs).to_contain_text("No run matches these filters")
         expect(page.get_by_label("Status")).to_have_value("failed")
-        page.wait_for_function(
-            "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
-            ".readyState === 1"
-        )
-        unreachable = SteveClient(
-            base_url=f"http://127.0.0.1:{free_port()}/steve",
-            username="polaris",
-            password="polaris",
-            timeout=2,
-        )
+        wait_for_live_stream(page)
+        unreachable = unreachable_steve()
         failed = services.sync_run_transactions(trigger="command", client=unreachable)
         self.assertEqual(failed.status, SyncRun.Status.FAILED)
         expect(runs).to_contain_text(f"#{failed.pk}")
@@ -516,3 +492,23 @@ LABEL_LOOKS = """(els) => els.map((e) => {
     inside: t.left >= left - 0.5 && t.right <= right + 0.5 && r.top >= top - 0.5,
   };
 })"""
+
+
+def wait_for_live_stream(page: Page) -> None:
+    """Until the page's event stream is open, as htmx reports it."""
+    page.wait_for_function(
+        "document.querySelector('[sse-connect]') && "
+        "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
+        ".readyState === 1"
+    )
+
+
+def unreachable_steve() -> SteveClient:
+    """A SteVe client for the discard port, where nothing listens: a free port
+    picked now could be a parallel test's server a moment later."""
+    return SteveClient(
+        base_url="http://127.0.0.1:9/steve",
+        username="polaris",
+        password="polaris",
+        timeout=2,
+    )

@@ -14,7 +14,7 @@ from django_eventstream.utils import get_storage
 
 from polaris import live
 from polaris.browser import live_server
-from polaris.testing import free_port, take_queued_tasks
+from polaris.testing import take_queued_tasks
 from sessions_app.models import AuditEntry
 from sessions_app.templatetags.console import iso_time
 from sync.models import SyncRun, UserMapping
@@ -205,7 +205,7 @@ class TaskQueueDownTests(TransactionTestCase):
                 "reached.",
             ),
         ]
-        unreachable = f"redis://127.0.0.1:{free_port()}/0"
+        unreachable = "redis://127.0.0.1:9/0"  # the discard port: nothing listens
         with live_server(REDIS_URL=unreachable) as server, requests.Session() as web:
             login = f"{server.url}/accounts/login/"
             credentials = {"username": "operator", "password": "driver"}
