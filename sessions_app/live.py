@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from polaris import live
 from sessions_app import selectors
+from sessions_app.forms import SyncRunFilters
 from sync.models import SyncRun
 from sync.signals import run_finished, sessions_changed
 
@@ -39,7 +40,8 @@ def publish_sessions_changed(
 def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
     """Re-render the Sync runs table for open Sync runs pages, and have the detail
     pages re-read how a resync went (a failed one changes no session)."""
-    context = {"runs": selectors.sync_run_list(limit=50), "live_event": True}
+    runs = selectors.sync_run_list(filters=SyncRunFilters())
+    context = {"runs": runs, "live_event": True}
     html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
     live.publish(live.staff_channel(), "sync-runs-updated", html)
     if run.kind == SyncRun.Kind.TRANSACTION:

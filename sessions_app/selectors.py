@@ -316,16 +316,20 @@ def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEv
 # Sync runs
 
 
+# How many runs the Sync runs page shows, live updates included.
+SYNC_RUNS_SHOWN = 50
+
+
 def sync_run_list(
-    *, limit: int, filters: SyncRunFilters | None = None
+    *, filters: SyncRunFilters, limit: int = SYNC_RUNS_SHOWN
 ) -> QuerySet[SyncRun]:
     """The newest `limit` sync runs matching `filters`, newest first."""
-    runs = SyncRun.objects.all()
-    if filters and filters.kind:
+    runs = SyncRun.objects.order_by("-started_at", "-id")
+    if filters.kind:
         runs = runs.filter(kind=filters.kind)
-    if filters and filters.status:
+    if filters.status:
         runs = runs.filter(status=filters.status)
-    return runs.order_by("-started_at", "-id")[:limit]
+    return runs[:limit]
 
 
 def sync_run_in_progress() -> bool:

@@ -196,9 +196,8 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     filters = parse_sync_run_filters(request.GET)
     context = {
         "section": "sync-runs",
-        "runs": selectors.sync_run_list(limit=50, filters=filters),
+        "runs": selectors.sync_run_list(filters=filters),
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
-        "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "form": SyncRunFilterForm(filters),
     }
