@@ -9,6 +9,7 @@ parallel runs never see each other's live events.
 import os
 import shutil
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,3 +85,23 @@ def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_load_state("domcontentloaded")
+
+
+def wait_for_live_stream(page: Page, timeout: float = 20) -> None:
+    """Wait until htmx reports the page's SSE stream open. Polled from Python:
+    `page.wait_for_function` polls by eval in the page, which our CSP forbids, so
+    it fails unless its first check already passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = page.evaluate(
+            """() => {
+                const container = document.querySelector('[sse-connect]');
+                const data = container && container['htmx-internal-data'];
+                return data && data.sseEventSource
+                    ? data.sseEventSource.readyState : -1;
+            }"""
+        )
+        if state == 1:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the SSE stream of {page.url} did not open")

@@ -22,7 +22,13 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Page, expect
 
 from polaris import live
-from polaris.browser import LIVE_CHANNEL_PREFIX, chromium, live_server, sign_in
+from polaris.browser import (
+    LIVE_CHANNEL_PREFIX,
+    chromium,
+    live_server,
+    sign_in,
+    wait_for_live_stream,
+)
 from polaris.testing import (
     PostgresCluster,
     ValkeyServer,
@@ -66,25 +72,6 @@ def add_energy(standin: StandinProcess, pk: int, meter_wh: int) -> None:
     standin.add_meter_values(
         pk, [{"value": str(meter_wh), "valueTimestamp": at.replace("+00:00", "Z")}]
     )
-
-
-def wait_for_stream(page: Page, timeout: float = 20) -> None:
-    """Wait until htmx reports the page's SSE stream open (polled from Python:
-    the CSP forbids the eval that `wait_for_function` needs)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = page.evaluate(
-            """() => {
-                const container = document.querySelector('[sse-connect]');
-                const data = container && container['htmx-internal-data'];
-                return data && data.sseEventSource
-                    ? data.sseEventSource.readyState : -1;
-            }"""
-        )
-        if state == 1:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"the SSE stream of {page.url} did not open")
 
 
 def first_sse_chunk_with(response: requests.Response, text: bytes) -> bytes:
@@ -157,7 +144,7 @@ class ValkeyRestartTests(TransactionTestCase):
         page = self.browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, base_url, "operator", PASSWORD)
         page.goto(f"{base_url}{path}")
-        wait_for_stream(page)
+        wait_for_live_stream(page)
         return page
 
     def test_it_reconnects_and_catches_up_when_valkey_restarts_empty(self) -> None:
@@ -215,8 +202,8 @@ class ValkeyRestartTests(TransactionTestCase):
             )
 
             # Live updates flow again: the next run reaches both pages as events.
-            wait_for_stream(sessions)
-            wait_for_stream(runs)
+            wait_for_live_stream(sessions)
+            wait_for_live_stream(runs)
             add_energy(self.standin, session.steve_transaction_id,
                        meter_wh + 5000)  # fmt: skip
             after = sync_command(**env)
@@ -321,7 +308,7 @@ class PostgresRestartTests(TransactionTestCase):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             sign_in(page, server.url, "operator", PASSWORD)
             page.goto(f"{server.url}/admin/sync-runs/")
-            wait_for_stream(page)
+            wait_for_live_stream(page)
             cookies = {c["name"]: c["value"] for c in page.context.cookies()}
 
             # A run is reading SteVe (slowly) when Postgres goes away.

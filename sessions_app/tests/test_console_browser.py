@@ -9,7 +9,7 @@ import pytest
 from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from polaris.browser import chromium, live_server, sign_in
+from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
 from sessions_app.live import publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
@@ -492,15 +492,6 @@ LABEL_LOOKS = """(els) => els.map((e) => {
     inside: t.left >= left - 0.5 && t.right <= right + 0.5 && r.top >= top - 0.5,
   };
 })"""
-
-
-def wait_for_live_stream(page: Page) -> None:
-    """Until the page's event stream is open, as htmx reports it."""
-    page.wait_for_function(
-        "document.querySelector('[sse-connect]') && "
-        "htmx.find('[sse-connect]')['htmx-internal-data'].sseEventSource"
-        ".readyState === 1"
-    )
 
 
 def unreachable_steve() -> SteveClient:
