@@ -11,7 +11,7 @@ from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from polaris.browser import chromium, live_server, sign_in
+from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
 from portal.models import Reservation
 from portal.tests.factories import SubscriptionFactory
 from sessions_app import charging
@@ -129,7 +129,7 @@ def test_a_driver_walks_the_verify_list(
             kwh_delivered=Decimal("4.2"),
             started_at=timezone.now() - timedelta(minutes=10),
         )
-        page.wait_for_timeout(500)  # let the EventSource connect
+        wait_for_live_stream(page)
         sessions_changed.send(
             sender=SyncRun,
             run=SyncRunFactory(updated_count=1),
@@ -306,7 +306,7 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
         sign_in(page, server.url, "dana@example.com", "driver")
         stop = page.locator(".active-session").get_by_role("button", name="Stop")
         stop.focus()
-        page.wait_for_timeout(500)  # let the EventSource connect
+        wait_for_live_stream(page)
         session.kwh_delivered = Decimal("5.7")
         session.save(update_fields=["kwh_delivered"])
         sessions_changed.send(
