@@ -197,9 +197,7 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
 
     def open(self) -> "ApiSessionQuerySet":
         """Sessions still in progress (created or started)."""
-        return self.filter(
-            status__in=[ApiSession.Status.CREATED, ApiSession.Status.STARTED]
-        )
+        return self.filter(status__in=ApiSession.OPEN_STATUSES)
 
     def with_status(self, status: str | None) -> "ApiSessionQuerySet":
         """Sessions in `status`; all of them for None."""
@@ -246,6 +244,8 @@ class ApiSession(models.Model):
         STARTED = "started", "Started"
         ENDED = "ended", "Ended"
         CANCELLED = "cancelled", "Cancelled"
+
+    OPEN_STATUSES = (Status.CREATED, Status.STARTED)
 
     class Target(models.TextChoices):
         ENERGY = "energy", "Energy target"

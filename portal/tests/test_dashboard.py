@@ -11,7 +11,7 @@ from django_eventstream.utils import get_storage
 
 from polaris import live
 from portal import selectors
-from portal.models import CustomerProfile, Reservation
+from portal.models import ChargerGroup, CustomerProfile, Reservation
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import (
     PlanFactory,
@@ -745,6 +745,95 @@ class ManyChargersTests(PortalTestCase):
         chargers = selectors.charger_list(customer=self.alice, now=timezone.now())
         self.assertEqual(len(chargers.rows), selectors.MAX_CHARGERS)
         self.assertEqual((chargers.available, chargers.total), (27, 56))
+
+
+class ChargerListStatesTests(PortalTestCase):
+    """The chargers card's statement is SQL: each state it reads must agree with
+    the queryset that defines it."""
+
+    def test_every_state_agrees_with_the_querysets_that_define_it(self) -> None:
+        now = timezone.now()
+
+        def charger(name: str, **fields: object) -> Charger:
+            return ChargerFactory(
+                friendly_name=name, **{"last_check_in_at": now, **fields}
+            )
+
+        TransactionSyncStateFactory(charger=charger("Charging"))
+        TransactionSyncStateFactory(
+            charger=charger("Stuck session"), is_suspected_stuck=True
+        )
+        TransactionSyncStateFactory(
+            charger=charger("Stopped session"), is_finalized=True
+        )
+        for status in ApiSession.Status:
+            bay = charger(f"API {status}")
+            ApiSession.objects.create(
+                user=self.bob,
+                charge_box_id=bay.charge_box_id,
+                connector_id=bay.connector_id,
+                id_tag="TAG-BOB",
+                status=status,
+            )
+        hour = timedelta(hours=1)
+        for name, user, starts_at, status in [
+            ("Held by bob", self.bob, now - hour, Reservation.Status.ACTIVE),
+            ("Held by alice", self.alice, now - hour, Reservation.Status.ACTIVE),
+            ("Held later", self.alice, now + hour, Reservation.Status.ACTIVE),
+            ("Held, used", self.alice, now - hour, Reservation.Status.USED),
+            ("Held, cancelled", self.bob, now - hour, Reservation.Status.CANCELLED),
+        ]:
+            ReservationFactory(
+                user=user,
+                charger=charger(name),
+                starts_at=starts_at,
+                ends_at=starts_at + 2 * hour,
+                status=status,
+            )
+        charger("Offline", last_check_in_at=now - 2 * hour)
+        depot = ChargerGroup.objects.create(name="Depot")
+        depot.members.add(self.alice)
+        depot.chargers.add(charger("Depot bay", is_public=False))
+        other = ChargerGroup.objects.create(name="Elsewhere")
+        other.members.add(self.bob)
+        other.chargers.add(charger("Bob's depot bay", is_public=False))
+
+        listed = selectors.charger_list(customer=self.alice, now=now)
+
+        visible = selectors.visible_chargers(customer=self.alice)
+        self.assertEqual(
+            {c.pk for c in listed.rows}, set(visible.values_list("pk", flat=True))
+        )
+        self.assertNotIn("Bob's depot bay", {c.friendly_name for c in listed.rows})
+        held = Reservation.objects.covering(now)
+        for row in listed.rows:
+            with self.subTest(charger=row.friendly_name):
+                in_use = (
+                    TransactionSyncState.objects.charging().filter(charger=row).exists()
+                    or ApiSession.objects.open()
+                    .filter(
+                        charge_box_id=row.charge_box_id, connector_id=row.connector_id
+                    )
+                    .exists()
+                )
+                self.assertEqual(row.in_use, in_use)
+                self.assertEqual(row.reserved, held.filter(charger=row).exists())
+                self.assertEqual(
+                    row.reserved_by_me,
+                    held.filter(charger=row, user=self.alice).exists(),
+                )
+        statuses = {row.friendly_name: row.status for row in listed.rows}
+        self.assertEqual(
+            [name for name, status in statuses.items() if status == "in_use"],
+            ["API created", "API started", "Charging"],
+        )
+        self.assertEqual(
+            [name for name, status in statuses.items() if status == "reserved"],
+            ["Held by alice", "Held by bob"],
+        )
+        self.assertEqual(statuses["Offline"], "offline")
+        online = [name for name, status in statuses.items() if status == "online"]
+        self.assertEqual((listed.available, listed.total), (len(online), len(statuses)))
 
 
 class RecentSessionsTests(PortalTestCase):
