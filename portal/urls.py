@@ -8,8 +8,8 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("switch", views.switch, name="switch"),
     path("live/", views.live_stream, name="live"),
-    path("chargers/<int:pk>/reserve", views.charger_reserve, name="charger-reserve"),
-    path("chargers/<int:pk>/start", views.charger_start, name="charger-start"),
+    path("chargers/reserve", views.charger_reserve, name="charger-reserve"),
+    path("chargers/start", views.charger_start, name="charger-start"),
     path(
         "reservations/<int:pk>/cancel",
         views.reservation_cancel,

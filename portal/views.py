@@ -3,8 +3,9 @@ customers' objects only through portal.access."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -18,6 +19,7 @@ from portal import access, selectors, services
 from portal.forms import (
     RESERVATION_MINUTE_OPTIONS,
     ApiTokenForm,
+    ChargerForm,
     ReservationForm,
     SwitchForm,
 )
@@ -29,6 +31,7 @@ from sessions_app.new_token import (
     new_token_redirect,
 )
 from sync.client import SteveClient
+from sync.models import Charger
 
 CONSOLE = "sessions_app:session-list"
 USAGE_CARD = "usage-card"  # the id of the element the period chips swap
@@ -101,9 +104,9 @@ def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def charger_reserve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
     customer = access.customer_for_write(request)
-    charger = access.get_charger_for_customer(customer, pk)
+    charger = _posted_charger(request, customer)
     form = ReservationForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose how long to reserve the charger for.")
@@ -123,6 +126,15 @@ def charger_reserve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return redirect("portal:dashboard")
 
 
+def _posted_charger(request: AuthenticatedHttpRequest, customer: User) -> Charger:
+    """The charger a card's form names; Http404 when the field is missing or
+    malformed, or names a charger the customer cannot see."""
+    form = ChargerForm(request.POST)
+    if not form.is_valid():
+        raise Http404("No such charger.")
+    return access.get_charger_for_customer(customer, form.cleaned_data["charger"])
+
+
 @login_required
 @require_POST
 def reservation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
@@ -140,9 +152,9 @@ def reservation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
 
 @login_required
 @require_POST
-def charger_start(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     customer = access.customer_for_write(request)
-    charger = access.get_charger_for_customer(customer, pk)
+    charger = _posted_charger(request, customer)
     try:
         with SteveClient() as client:
             session = api_session_create(

@@ -153,10 +153,10 @@ ROWS = [
     Row("switch", "POST", "/switch", (302, 302, 302, 302, 302),
         data={"account": "customer"}),
     Row("live/", "GET", "/live/", (302, 200, 200, 200, 200), stream=True),
-    Row("chargers/<int:pk>/reserve", "POST", "/chargers/{charger}/reserve",
-        (302, 302, 404, 404, 403)),
-    Row("chargers/<int:pk>/start", "POST", "/chargers/{charger}/start",
-        (302, 302, 404, 404, 403)),
+    Row("chargers/reserve", "POST", "/chargers/reserve", (302, 302, 404, 404, 403),
+        data={"charger": "{charger}"}),
+    Row("chargers/start", "POST", "/chargers/start", (302, 302, 404, 404, 403),
+        data={"charger": "{charger}"}),
     Row("reservations/<int:pk>/cancel", "POST", "/reservations/{reservation}/cancel",
         (302, 302, 404, 404, 403)),
     Row("sessions/<int:pk>/stop", "POST", "/sessions/{api_session}/stop",
@@ -285,7 +285,11 @@ class AccessMatrixTests(TransactionTestCase):
                         path, "{}", content_type="application/json", headers=headers
                     )
                 else:
-                    response = client.post(path, row.data, headers=headers)
+                    data = {
+                        name: str(value).format(**self.ids)
+                        for name, value in (row.data or {}).items()
+                    }
+                    response = client.post(path, data, headers=headers)
                 transaction.set_rollback(True)
         finally:
             client.cookies = cookies

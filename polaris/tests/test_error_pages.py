@@ -35,7 +35,9 @@ class ErrorPageTests(TestCase):
 
     def test_a_404_leads_drivers_back_to_their_dashboard(self) -> None:
         self.client.force_login(self.driver)
-        response = self.client.post(reverse("portal:charger-start", args=[987654]))
+        response = self.client.post(
+            reverse("portal:charger-start"), {"charger": 987654}
+        )
         self.assertEqual(response.status_code, 404)
         self.assertContains(response, "not on your account", status_code=404)
         self.assert_way_back(

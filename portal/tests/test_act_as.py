@@ -103,7 +103,7 @@ class ActAsTests(PortalTestCase):
         self.start()
         posts = [
             (reverse("portal:reservation-cancel", args=[reservation.pk]), {}),
-            (reverse("portal:charger-start", args=[self.charger.pk]), {}),
+            (reverse("portal:charger-start"), {"charger": self.charger.pk}),
             (reverse("portal:token-list"), {"name": "agent"}),
         ]
         for url, data in posts:

@@ -16,8 +16,8 @@ class ChargerStartTests(ChargingTestCase):
     def start(self) -> HttpResponse:
         charger = Charger.objects.get(charge_box_id="CP-001", connector_id=1)
         self.client.force_login(self.alice)
-        url = reverse("portal:charger-start", args=[charger.pk])
-        return self.client.post(url, follow=True)
+        url = reverse("portal:charger-start")
+        return self.client.post(url, {"charger": charger.pk}, follow=True)
 
     def only_message(self, response: HttpResponse) -> tuple[int, str]:
         sent = list(response.context["messages"])
@@ -78,8 +78,8 @@ class ReservedChargerStartTests(ChargingTestCase):
         self.client.force_login(self.alice)
 
     def post(self, name: str, **data: object) -> HttpResponse:
-        url = reverse(f"portal:charger-{name}", args=[self.charger.pk])
-        return self.client.post(url, data, follow=True)
+        url = reverse(f"portal:charger-{name}")
+        return self.client.post(url, {"charger": self.charger.pk, **data}, follow=True)
 
     def test_a_reservation_takes_a_card_that_is_not_charging(self) -> None:
         self.post("reserve", minutes=30)

@@ -166,14 +166,14 @@ class DashboardTests(PortalTestCase):
 
     @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_charger_ids_and_urls_stay_whole_where_numbers_are_grouped(self) -> None:
-        charger = ChargerFactory(
+        ChargerFactory(
             pk=12345, friendly_name="Long Row", last_check_in_at=timezone.now()
         )
         self.client.force_login(self.alice)
         body = self.client.get("/").content.decode()
         self.assertIn('id="charger-12345"', body)
         self.assertIn('for="minutes-12345"', body)
-        self.assertIn(reverse("portal:charger-start", args=[charger.pk]), body)
+        self.assertIn('name="charger" value="12345"', body)
         self.assertNotIn("12,345", body)
 
     def test_a_reservation_its_charge_used_holds_nothing_afterwards(self) -> None:
@@ -622,8 +622,18 @@ class ChargerActionTests(PortalTestCase):
         depot = ChargerFactory(friendly_name="Private", is_public=False)
         self.client.force_login(self.bob)
         for name in ("portal:charger-reserve", "portal:charger-start"):
-            response = self.client.post(reverse(name, args=[depot.pk]), {"minutes": 30})
+            response = self.client.post(
+                reverse(name), {"charger": depot.pk, "minutes": 30}
+            )
             self.assertEqual(response.status_code, 404, name)
+
+    def test_a_post_without_a_charger_is_404(self) -> None:
+        self.client.force_login(self.alice)
+        for name in ("portal:charger-reserve", "portal:charger-start"):
+            for data in ({}, {"charger": "harbour"}, {"charger": "0"}):
+                response = self.client.post(reverse(name), {**data, "minutes": 30})
+                self.assertEqual(response.status_code, 404, (name, data))
+        self.assertFalse(Reservation.objects.exists())
 
     def test_bob_gets_404_for_alices_api_session(self) -> None:
         from sessions_app.models import ApiSession
@@ -637,7 +647,7 @@ class ChargerActionTests(PortalTestCase):
 
     def test_state_changes_need_post(self) -> None:
         self.client.force_login(self.alice)
-        url = reverse("portal:charger-start", args=[self.charger.pk])
+        url = reverse("portal:charger-start")
         self.assertEqual(self.client.get(url).status_code, 405)
 
 

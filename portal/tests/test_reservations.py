@@ -116,8 +116,8 @@ class ReservationTests(PortalTestCase):
             **self.standin.polaris_settings(),
         ):
             response = self.client.post(
-                reverse("portal:charger-reserve", args=[self.free.pk]),
-                {"minutes": 15},
+                reverse("portal:charger-reserve"),
+                {"charger": self.free.pk, "minutes": 15},
                 follow=True,
             )
         self.assertContains(response, "is reserved for you")
@@ -127,7 +127,7 @@ class ReservationTests(PortalTestCase):
         self.client.force_login(self.agent)
         self.client.post(reverse("portal:act-as-start", args=[self.alice.pk]))
         response = self.client.post(
-            reverse("portal:charger-reserve", args=[self.free.pk]), {"minutes": 15}
+            reverse("portal:charger-reserve"), {"charger": self.free.pk, "minutes": 15}
         )
         self.assertEqual(response.status_code, 403)
         self.assertFalse(Reservation.objects.exists())
