@@ -17,6 +17,9 @@ from sync.models import SyncRun, UserMapping
 
 
 def start(args: list[str], **env: str) -> subprocess.Popen[str]:
+    # The command starts with Ctrl-C's default action, as from a terminal. A suite
+    # started in the background (`pytest &` from a script) has SIGINT ignored, and
+    # children inherit that: Python would then never raise KeyboardInterrupt.
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
         env=child_environment(**env),
@@ -24,6 +27,7 @@ def start(args: list[str], **env: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
