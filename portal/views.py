@@ -184,11 +184,15 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     session = access.get_api_session_for_customer(customer, pk)
     try:
         with SteveClient() as client:
-            api_session_stop(session=session, client=client)
+            session = api_session_stop(session=session, client=client)
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, "Stop requested; the session ends in a moment.")
+        if session.status_message:
+            # The stop's answer was lost: the station may still be charging.
+            messages.warning(request, session.status_message)
+        else:
+            messages.success(request, "Stop requested; the session ends in a moment.")
     return redirect("portal:dashboard")
 
 

@@ -254,7 +254,11 @@ def session_detail(request: ApiRequest, session_id: str) -> dict[str, Any]:
     tags=["sessions"],
 )
 def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
-    """Send RemoteStopTransaction; the session ends when the station reports it."""
+    """Send RemoteStopTransaction; the session ends when the station reports it.
+    When SteVe took the stop but its answer was lost, or the station did not answer
+    SteVe within its 30 s, the stop still counts as requested (the station may have
+    stopped; it is sent again if charging goes on) and the message says so. 502
+    means the stop was not sent, or the station answered with an error."""
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     with SteveClient() as client:
         session = charging.api_session_stop(session=session, client=client)

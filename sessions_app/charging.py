@@ -22,6 +22,7 @@ live channels.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -117,6 +118,12 @@ class StartUnconfirmed(StationError):
     """The remote start reached SteVe, but its answer was lost, or the station's
     answer did not reach SteVe in time: the station may start charging, so the
     session waits for it like any other start."""
+
+
+class StopUnconfirmed(StationError):
+    """The remote stop reached SteVe, but its answer was lost, or the station's
+    answer did not reach SteVe in time: the station may have stopped, so the stop
+    counts as requested, and it is sent again if the charge goes on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +224,9 @@ def api_session_stop(
     """Ask the station to stop charging `session`.
 
     Returns the session: still `started` (it ends when the sync sees the stop), or
-    `cancelled` when its scheduled start had not been sent yet. Raises
+    `cancelled` when its scheduled start had not been sent yet. A stop whose
+    answer was lost (StopUnconfirmed) counts as requested, with a `status_message`
+    saying so: the station may have stopped. Raises
     SessionConflict when it has not started, has ended or was cancelled, or the
     station refuses; StationError when SteVe or the station does not answer.
     """
@@ -238,11 +247,22 @@ def api_session_stop(
         )
     if session.status != Status.STARTED or session.transaction is None:
         raise SessionConflict(f"This session is already {session.status}.")
-    _remote_stop(session, session.transaction, client)
+    try:
+        _remote_stop(session, session.transaction, client)
+    except StopUnconfirmed as error:
+        logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
+        unconfirmed = error.message
+    else:
+        unconfirmed = ""
     ApiSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(
         stop_requested_at=now, updated_at=now
     )
-    _clear_message(session, now)
+    if unconfirmed:
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=unconfirmed[:255], updated_at=now
+        )
+    else:
+        _clear_message(session, now)
     session.refresh_from_db()
     logger.info("api_session=%s stop requested", session.pk)
     return session
@@ -312,6 +332,16 @@ def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> No
             raise SessionInvalid(f"target.{name} must be at least {TARGET_STEP[name]}.")
     if target.cost is not None and rate is None:
         raise SessionInvalid("A cost target needs a rate, and this charger has none.")
+    if target.cost is not None and rate is not None:
+        # What the session costs the moment it starts (the flat fee, taxed): a
+        # target at or below it would be passed before any energy flows.
+        floor = session_cost(rate=rate, kwh=Decimal(0), started_at=now, ended_at=now)
+        if target.cost <= floor.amount:
+            raise SessionInvalid(
+                f"target.cost must be more than {floor.amount.normalize():f} "
+                f"{floor.currency.upper()}: this charger's rate charges that as "
+                "soon as a session starts."
+            )
     if target.start_at is not None and target.start_at > now + SCHEDULE_HORIZON:
         hours = SCHEDULE_HORIZON / timedelta(hours=1)
         raise SessionInvalid(
@@ -423,37 +453,23 @@ def _remote_start(session: ApiSession, client: SteveClient) -> None:
     except SteveRejected as error:
         raise _start_refusal(error) from None
     except SteveUnanswered as error:
-        reason = error.message.rstrip(".")
-        raise _start_unconfirmed(
-            f"The start was sent but SteVe's answer was lost ({reason})"
-        ) from None
+        raise _start_unconfirmed(_answer_lost(error)) from None
     except SteveError as error:
         raise StationError(f"The start could not be sent: {error.message}") from None
-    if result.status_of(session.charge_box_id) == "Timeout":
-        # SteVe sent the start and stopped waiting for the station (CONTRACT §7:
-        # taskFinished=false): the station may have acted on it, and its late
-        # answer is dropped, so only the sync can tell whether it started.
-        logger.warning(
-            "api_session=%s station=%s did not answer the start in time",
-            session.pk,
-            session.charge_box_id,
-        )
-        raise _start_unconfirmed(
-            "The start was sent but the station did not answer SteVe in time"
-        )
     _check_answer(
         result,
         session,
         refused="The charge station refused to start charging: the connector may "
         "be in use, reserved or not ready.",
+        unconfirmed=_start_unconfirmed,
     )
 
 
-def _start_unconfirmed(what: str) -> StartUnconfirmed:
+def _start_unconfirmed(why: str) -> StartUnconfirmed:
     timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
     return StartUnconfirmed(
-        f"{what}; the session is cancelled if charging does not start within "
-        f"{timeout} seconds."
+        f"The start was sent but {why}; the session is cancelled if charging does "
+        f"not start within {timeout} seconds."
     )
 
 
@@ -475,7 +491,8 @@ def _remote_stop(
     session: ApiSession, tx: TransactionSyncState, client: SteveClient
 ) -> None:
     """Send RemoteStopTransaction for the session's SteVe transaction. Raises
-    SessionConflict or StationError with a sentence for the caller."""
+    SessionConflict or StationError (StopUnconfirmed when it may have stopped)
+    with a sentence for the caller."""
     try:
         result = client.remote_stop(
             charge_box_id=session.charge_box_id,
@@ -493,13 +510,35 @@ def _remote_stop(
                 "The charge station is offline, so it cannot be stopped remotely."
             ) from None
         raise StationError(f"SteVe refused to stop charging: {error.message}") from None
+    except SteveUnanswered as error:
+        raise _stop_unconfirmed(_answer_lost(error)) from None
     except SteveError as error:
         raise StationError(f"The stop could not be sent: {error.message}") from None
-    _check_answer(result, session, refused="The charge station refused to stop.")
+    _check_answer(
+        result,
+        session,
+        refused="The charge station refused to stop.",
+        unconfirmed=_stop_unconfirmed,
+    )
+
+
+def _stop_unconfirmed(why: str) -> StopUnconfirmed:
+    return StopUnconfirmed(
+        f"The stop was sent but {why}; the session ends when the station reports "
+        "the stop, and the stop is sent again if charging goes on."
+    )
+
+
+def _answer_lost(error: SteveUnanswered) -> str:
+    return f"SteVe's answer was lost ({error.message.rstrip('.')})"
 
 
 def _check_answer(
-    result: OperationResult, session: ApiSession, *, refused: str
+    result: OperationResult,
+    session: ApiSession,
+    *,
+    refused: str,
+    unconfirmed: Callable[[str], StationError],
 ) -> None:
     status = result.status_of(session.charge_box_id)
     if status.lower() == "accepted":
@@ -513,7 +552,10 @@ def _check_answer(
     if status.lower() == "rejected":
         raise SessionConflict(refused)
     if status == "Timeout":
-        raise StationError("The station did not answer; try again in a moment.")
+        # SteVe sent the operation and stopped waiting for the station (CONTRACT
+        # §7: taskFinished=false): the station may have acted on it, and its late
+        # answer is dropped, so only the sync can tell what happened.
+        raise unconfirmed("the station did not answer SteVe in time")
     raise StationError("The station could not process the request.")
 
 
@@ -778,6 +820,10 @@ def _enforce_targets(
     logger.info("api_session=%s reached its %s target; stopping", session.pk, reached)
     try:
         _remote_stop(session, tx, client)
+    except StopUnconfirmed as error:
+        # Maybe delivered: the claim stays, and `_resend_lost_stop` sends the stop
+        # again if the charge goes on.
+        logger.warning("api_session=%s target stop unconfirmed: %s", session.pk, error)
     except StationError as error:
         # Never delivered: release the claim so that the next advance sends it.
         ApiSession.objects.filter(pk=session.pk).update(

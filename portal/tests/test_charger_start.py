@@ -12,7 +12,9 @@ from sync.models import Charger, TransactionSyncState, UserMapping
 from sync.tests.factories import TransactionSyncStateFactory
 
 
-class ChargerStartTests(ChargingTestCase):
+class PortalChargingTestCase(ChargingTestCase):
+    """Alice starts charging on CP-001 from her dashboard's charger card."""
+
     def start(self) -> HttpResponse:
         charger = Charger.objects.get(charge_box_id="CP-001", connector_id=1)
         self.client.force_login(self.alice)
@@ -24,6 +26,8 @@ class ChargerStartTests(ChargingTestCase):
         self.assertEqual(len(sent), 1, sent)
         return sent[0].level, sent[0].message
 
+
+class ChargerStartTests(PortalChargingTestCase):
     def test_an_accepted_start_says_charging_is_starting(self) -> None:
         response = self.start()
         self.assertEqual(
@@ -59,6 +63,30 @@ class ChargerStartTests(ChargingTestCase):
         self.assertEqual(level, constants.ERROR)
         self.assertIn("could not be sent", text)
         self.assertFalse(ApiSession.objects.exists())
+
+
+class SessionStopTests(PortalChargingTestCase):
+    def stop(self) -> HttpResponse:
+        self.start()
+        session = ApiSession.objects.get()
+        self.standin.tick()
+        self.sync()
+        self.advance(session)
+        url = reverse("portal:session-stop", args=[session.pk])
+        return self.client.post(url, follow=True)
+
+    def test_an_accepted_stop_says_the_session_ends(self) -> None:
+        self.assertEqual(
+            self.only_message(self.stop()),
+            (constants.SUCCESS, "Stop requested; the session ends in a moment."),
+        )
+
+    def test_a_stop_whose_answer_was_lost_says_what_its_session_says(self) -> None:
+        self.standin.set_fault("cut", path_contains="RemoteStopTransaction")
+        level, text = self.only_message(self.stop())
+        self.assertEqual(level, constants.WARNING)
+        self.assertEqual(text, ApiSession.objects.get().status_message)
+        self.assertIn("The stop was sent but SteVe's answer was lost", text)
 
 
 class ReservedChargerStartTests(ChargingTestCase):

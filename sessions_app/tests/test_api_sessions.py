@@ -280,6 +280,61 @@ class SessionUnconfirmedStartApiTests(ApiTestCase):
         )
 
 
+class SessionUnconfirmedStopApiTests(ApiTestCase):
+    def started(self) -> str:
+        session_id: str = self.result(self.start(), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        self.assertEqual(self.get(session_id)["status"], "started")
+        return session_id
+
+    def test_a_stop_whose_answer_was_lost_counts_as_requested(self) -> None:
+        # SteVe carries out the stop but the connection drops before its answer:
+        # the station stops, so "not sent" would be untrue, and a retry is a 409.
+        session_id = self.started()
+        self.standin.set_fault("cut", path_contains="RemoteStopTransaction")
+        stop = self.call("POST", f"/sessions/{session_id}/stop")
+        body = stop.json()
+        self.assertEqual(stop.status_code, 200, body)
+        self.assertIn("The stop was sent but SteVe's answer was lost", body["message"])
+        self.assertIn("sent again if charging goes on", body["message"])
+        self.assertEqual(body["result"]["status"], "started")
+        session = ApiSession.objects.get(pk=int(session_id))
+        self.assertIsNotNone(session.stop_requested_at)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+
+        self.sync()
+        self.advance_id(session_id)
+        response = self.call("GET", f"/sessions/{session_id}")
+        self.assertEqual(response.json()["message"], "Result")
+        self.assertEqual(self.result(response)["status"], "ended")
+
+    def test_a_stop_the_station_did_not_answer_in_time_counts_as_requested(
+        self,
+    ) -> None:
+        session_id = self.started()
+        self.standin.set_fault("timeout_operation", delay=0.1)
+        stop = self.call("POST", f"/sessions/{session_id}/stop")
+        body = stop.json()
+        self.assertEqual(stop.status_code, 200, body)
+        self.assertIn("did not answer SteVe in time", body["message"])
+        self.assertEqual(
+            self.call("GET", f"/sessions/{session_id}").json()["message"],
+            body["message"],
+        )
+        session = ApiSession.objects.get(pk=int(session_id))
+        self.assertIsNotNone(session.stop_requested_at)
+
+    def test_a_stop_that_could_not_be_sent_is_502_and_not_requested(self) -> None:
+        session_id = self.started()
+        self.standin.set_fault("error", status=503, path_contains="RemoteStop")
+        stop = self.call("POST", f"/sessions/{session_id}/stop")
+        self.assert_error(stop, 502, "The stop could not be sent")
+        session = ApiSession.objects.get(pk=int(session_id))
+        self.assertIsNone(session.stop_requested_at)
+
+
 class SessionAccessApiTests(ApiTestCase):
     def test_another_customers_session_is_404(self) -> None:
         session_id = self.result(self.start(), 201)["_id"]

@@ -542,6 +542,18 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
         with self.assertRaisesMessage(charging.SessionInvalid, "needs a rate"):
             self.create(target=target)
 
+    def test_a_cost_target_the_flat_fee_already_reaches_is_invalid(self) -> None:
+        # The rate charges 0.50 + 20 % = 0.60 the moment a session starts.
+        for cost in ("0.30", "0.60"):
+            target = charging.SessionTarget(cost=Decimal(cost))
+            with self.assertRaisesMessage(
+                charging.SessionInvalid, "target.cost must be more than 0.6 EUR"
+            ):
+                self.create(target=target)
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+        target = charging.SessionTarget(cost=Decimal("0.61"))
+        self.assertEqual(self.create(target=target).target_cost, Decimal("0.61"))
+
     def test_a_target_below_its_stored_precision_is_invalid(self) -> None:
         # Stored with 2, 4 and 3 decimal places, these would become 0.
         for target in (
