@@ -230,7 +230,8 @@ class SessionCreateIn(Schema):
 
 
 class SessionListQuery(Schema):
-    """Filters of `GET /sessions`; `from`/`to` bound createdAt, both inclusive."""
+    """Filters of `GET /sessions`; `from`/`to` bound createdAt, both inclusive to
+    the millisecond (createdAt's precision)."""
 
     status: SessionStatus | None = None
     chargestation: str | None = Field(None, pattern=CHARGE_BOX_ID)

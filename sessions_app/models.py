@@ -1,6 +1,6 @@
 """Models of the admin console and of the Sessions API."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -188,6 +188,10 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.user})"
 
 
+def _whole_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
     def visible_to(self, user: User) -> "ApiSessionQuerySet":
         """Every session for staff; a customer's own sessions otherwise."""
@@ -212,12 +216,16 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
     def created_between(
         self, start: datetime | None, end: datetime | None
     ) -> "ApiSessionQuerySet":
-        """Sessions whose createdAt lies in [start, end]; either end may be open."""
+        """Sessions whose createdAt lies in [start, end] to the millisecond, the
+        precision the API shows it with: `end` covers its whole millisecond, so a
+        session's own createdAt, sent back as both bounds, finds it. Either end
+        may be open."""
         queryset = self
         if start is not None:
-            queryset = queryset.filter(created_at__gte=start)
+            queryset = queryset.filter(created_at__gte=_whole_millisecond(start))
         if end is not None:
-            queryset = queryset.filter(created_at__lte=end)
+            after_end = _whole_millisecond(end) + timedelta(milliseconds=1)
+            queryset = queryset.filter(created_at__lt=after_end)
         return queryset
 
     def newest_first(self) -> "ApiSessionQuerySet":

@@ -83,6 +83,20 @@ class SessionListApiTests(ApiTestCase):
         same = "?from=2026-03-01T10:00:00Z&to=2026-03-01T10:00:00Z"
         self.assertEqual(self.ids(same, self.staff_token), [str(self.rows[1].pk)])
 
+    def test_a_sessions_own_created_at_as_both_bounds_finds_it(self) -> None:
+        # createdAt is shown to the millisecond and stored to the microsecond.
+        row = self.rows[2]
+        ApiSession.objects.filter(pk=row.pk).update(
+            created_at=row.created_at.replace(microsecond=580163)
+        )
+        shown = self.get(str(row.pk), self.staff_token)["createdAt"]
+        self.assertEqual(shown, "2026-03-01T11:00:00.580Z")
+        self.assertEqual(
+            self.ids(f"?from={shown}&to={shown}", self.staff_token), [str(row.pk)]
+        )
+        before = "2026-03-01T11:00:00.579Z"
+        self.assertEqual(self.ids(f"?from={before}&to={before}", self.staff_token), [])
+
     def test_a_date_without_a_time_is_422_and_says_so(self) -> None:
         for value in ("2026-03-01", "2026-3-1", "1772355600"):
             response = self.call("GET", f"/sessions?from={value}")
