@@ -193,7 +193,10 @@ class SessionCreateIn(Schema):
     ] = Field(strict=True, ge=1, le=CONNECTOR_MAX, description=CONNECTOR_DESCRIPTION)
     target: TargetIn | None = None
     meta_data: dict[str, Any] | None = Field(
-        None, description="Any data of yours; returned as given."
+        None,
+        description="Any JSON object of yours, returned with the same keys and "
+        "values; as stored in JSON, key order and how a number is written (1e20, "
+        "-0.0) are not kept.",
     )
     user: str | None = Field(
         None,

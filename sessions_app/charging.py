@@ -193,6 +193,9 @@ def api_session_create(
     replay = _insert(session)
     if replay is not None:
         return CreatedSession(replay, replayed=True)
+    # meta_data as stored, so the answer shows it as every later GET will: jsonb
+    # keeps each number's value but not its spelling (1e20, -0.0) or key order.
+    session.refresh_from_db(fields=["meta_data"])
     if target.start_at is None or target.start_at <= now:
         # Still inside this transaction: a refusal rolls the row back (no phantom
         # session), and the uncommitted row holds the connector's unique index

@@ -153,6 +153,22 @@ class SessionLifecycleApiTests(ApiTestCase):
         )
         self.assertEqual(created["meta_data"], {"a": [1, 2]})
 
+    def test_meta_data_reads_the_same_on_create_and_every_get(self) -> None:
+        sent = '{"zeta": 1, "a": 1e20, "b": -0.0, "c": 2.50}'
+        response = self.client.post(
+            "/api/v1/sessions",
+            data=f'{{"chargestation": "CP-001", "connector": 1, "meta_data": {sent}}}',
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {self.alice_token}"},
+        )
+        self.assertEqual(response.status_code, 201, response.content)
+        created = response.content.decode()
+        got = self.call("GET", f"/sessions/{response.json()['result']['_id']}")
+        meta_data = re.search(r'"meta_data": ?(\{[^}]*\})', created)
+        assert meta_data is not None
+        self.assertIn(meta_data[1], got.content.decode())
+        self.assertEqual(json.loads(meta_data[1]), json.loads(sent))
+
     def test_a_retry_with_the_same_idempotency_key_returns_the_same_session(
         self,
     ) -> None:
