@@ -25,6 +25,7 @@ from portal.forms import (
 )
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charging import ApiSessionError, api_session_create, api_session_stop
+from sessions_app.models import ApiSession
 from sessions_app.new_token import (
     new_token_forget,
     new_token_read,
@@ -188,7 +189,9 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:
-        if session.status_message:
+        if session.status == ApiSession.Status.CANCELLED:
+            messages.success(request, session.status_message)
+        elif session.status_message:
             # The stop's answer was lost: the station may still be charging.
             messages.warning(request, session.status_message)
         else:

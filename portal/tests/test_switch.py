@@ -17,11 +17,17 @@ class StaffRedirectTests(PortalTestCase):
 
 
 class SwitchTests(PortalTestCase):
-    def test_it_lists_only_the_console_for_staff_without_mappings(self) -> None:
+    def test_staff_without_mappings_can_come_back_to_the_dashboard(self) -> None:
+        # The seed: an admin sent to the console uses /switch "to come back here
+        # on purpose"; without a card the dashboard loads in its first-run state.
         self.client.force_login(self.agent)
         response = self.client.get("/switch")
-        self.assertContains(response, "Admin console")
-        self.assertNotContains(response, "My customer dashboard")
+        self.assertContains(response, "Open admin console")
+        self.assertContains(response, "My customer dashboard")
+        self.assertContains(response, "starts empty")
+        response = self.client.post("/switch", {"account": "customer"})
+        self.assertRedirects(response, "/")
+        self.assertContains(self.client.get("/"), "Your account is almost ready")
 
     def test_choosing_the_customer_dashboard_keeps_staff_on_it(self) -> None:
         staff = StaffFactory(username="ops")
