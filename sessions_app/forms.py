@@ -84,10 +84,12 @@ def _parse_date(raw: str, label: str, notes: list[str]) -> date | None:
 def parse_session_filters(query: QueryDict) -> SessionFilters:
     """Read the filters from a query string, never failing.
 
-    An unknown status falls back to all; a malformed date is ignored with a note.
+    A status other than all, active or completed (in those letters: the seed's
+    "any other value falls back to all") falls back to all with a note; a
+    malformed date is ignored with a note.
     """
     notes: list[str] = []
-    status = query.get("status", "all").strip().lower()
+    status = query.get("status", "all")
     if status not in {value for value, _ in STATUS_CHOICES}:
         if status:
             notes.append(

@@ -142,11 +142,22 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula; labels,
+# emails and tags come from whoever typed them (OWASP's CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_lines(rows: Iterator[list[str]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(selectors.SESSION_EXPORT_HEADER)
     for row in rows:
-        yield writer.writerow(row)
+        yield writer.writerow([_as_text(cell) for cell in row])
+
+
+def _as_text(cell: str) -> str:
+    """The cell, with a leading apostrophe where a spreadsheet would see a formula:
+    spreadsheets show it as text, as typed."""
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
 
 
 @staff_only

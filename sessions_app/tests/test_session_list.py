@@ -64,6 +64,15 @@ class SessionListTests(SessionListTestCase):
         self.assertContains(response, reverse("sessions_app:sync-run-list"))
         self.assertContains(response, "0 sessions match current filters")
 
+    def test_it_says_no_sessions_yet_when_syncs_found_none(self) -> None:
+        SyncRunFactory()
+        response = self.client.get(URL)
+        self.assertContains(response, "No sessions yet")
+        self.assertNotContains(response, "No sync has completed yet")
+        self.assertNotContains(response, "No session matches these filters")
+        response = self.client.get(URL, {"status": "active"})
+        self.assertContains(response, "No session matches these filters")
+
     def test_it_shows_the_15_most_recently_updated_sessions(self) -> None:
         now = datetime(2026, 11, 21, 12, 0, tzinfo=BERLIN)
         sessions = [
@@ -129,6 +138,11 @@ class SessionFilterTests(SessionListTestCase):
         response = self.client.get(URL, {"status": "ACTIVE'; DROP TABLE"})
         self.assertContains(response, "2 sessions match current filters")
         self.assertContains(response, "showing all")
+        # The values are all, active and completed as written; any other is all.
+        for other in ("ACTIVE", "Completed", " active"):
+            response = self.client.get(URL, {"status": other})
+            self.assertContains(response, "2 sessions match current filters")
+            self.assertContains(response, "is not all, active or completed")
 
     @override_settings(TIME_ZONE="Europe/Berlin")
     def test_dates_filter_updated_at_and_to_includes_its_whole_day(self) -> None:
@@ -419,3 +433,14 @@ class SessionExportTests(SessionListTestCase):
         self.assertEqual(len(rows), 41)
         self.assertNotIn(str(active.steve_transaction_id), [r[0] for r in rows])
         self.assertRegex(rows[1][6], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.*\+0[12]:00$")
+
+    def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_exported_as_text(
+        self,
+    ) -> None:
+        mapping = UserMappingFactory(steve_ocpp_id_tag="-TAG-1", label="=1+2")
+        TransactionSyncStateFactory(ocpp_id_tag=mapping.steve_ocpp_id_tag)
+        response = self.client.get(reverse("sessions_app:session-export"))
+        rows = list(
+            csv.reader(io.StringIO(b"".join(response.streaming_content).decode()))
+        )
+        self.assertEqual(rows[1][4:6], ["'=1+2", "'-TAG-1"])
