@@ -35,7 +35,10 @@ from sync.client import SteveClient
 from sync.models import Charger
 
 CONSOLE = "sessions_app:session-list"
-USAGE_CARD = "usage-card"  # the id of the element the period chips swap
+# The ids of the parts that an htmx request asks for alone: the usage card (its
+# period chips, and a live update), the recent activity (a live update).
+USAGE_CARD = "usage-card"
+RECENT_ACTIVITY = "recent-activity"
 
 
 @login_required
@@ -47,6 +50,17 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     now = timezone.now()
     charging_cards = selectors.charging_cards(customer=viewer.customer)
     tags = charging_cards.tags
+    # Only parts' own requests get the part alone: an htmx POST that redirects here
+    # (Stop) arrives with HX-Request too, because the browser repeats the header
+    # when it follows the redirect, and it swaps the whole page.
+    part = request.headers.get("HX-Target") if is_fragment_request(request) else None
+    if part == RECENT_ACTIVITY:
+        return access.render_portal(
+            request,
+            viewer,
+            "portal/dashboard.html#recent-activity",
+            {"recent": selectors.recent_sessions(tags=tags, now=now)},
+        )
     period = request.GET.get("period")
     cards = selectors.usage_cards(
         customer=viewer.customer,
@@ -60,10 +74,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         "cards": cards,
         "period_note": selectors.period_note(period),
     }
-    # Only the chips' requests get the card alone: an htmx POST that redirects here
-    # (Stop) arrives with HX-Request too, because the browser repeats the header
-    # when it follows the redirect, and it swaps the whole page.
-    if is_fragment_request(request) and request.headers.get("HX-Target") == USAGE_CARD:
+    if part == USAGE_CARD:
         return access.render_portal(
             request, viewer, "portal/dashboard.html#usage-card", context
         )

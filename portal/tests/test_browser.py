@@ -130,12 +130,21 @@ def test_a_driver_walks_the_verify_list(
             started_at=timezone.now() - timedelta(minutes=10),
         )
         wait_for_live_stream(page)
+        chip = page.locator("#period-current")
+        chip.focus()
+        page.locator("#usage-card").evaluate("card => { card.dataset.old = '1'; }")
         sessions_changed.send(
             sender=SyncRun,
             run=SyncRunFactory(updated_count=1),
             transaction_ids=[session.pk],
         )
         expect(page.locator(".active-session")).to_contain_text("4.20 kWh")
+        # The list and the usage follow the same event; a keyboard user on a
+        # period chip stays there.
+        expect(recent.locator("tbody tr").first).to_contain_text("Charging")
+        expect(recent.locator("tbody tr").first).to_contain_text("4.20")
+        expect(page.locator("#usage-card[data-old]")).to_have_count(0)
+        expect(chip).to_be_focused()
 
         page.click("text=Previous period")
         expect(page).to_have_url(f"{server.url}/?period=previous")

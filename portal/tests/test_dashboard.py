@@ -364,6 +364,19 @@ class UsageCardTests(PortalTestCase):
         self.assertNotContains(response, "Recent activity")
         self.assertIn("HX-Target", response["Vary"])
 
+    def test_it_serves_the_recent_activity_alone_to_its_live_update(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get(
+            "/", headers={"HX-Request": "true", "HX-Target": "recent-activity"}
+        )
+        body = response.content.decode()
+        self.assertTrue(body.lstrip().startswith('<section class="card"'), body[:80])
+        self.assertContains(response, 'id="recent-activity"')
+        self.assertContains(response, 'hx-trigger="sse:active-session"')
+        self.assertContains(response, "Harbour Street")
+        self.assertNotContains(response, 'id="usage-card"')
+        self.assertNotContains(response, 'id="chargers"')
+
     def test_other_htmx_requests_get_the_whole_page(self) -> None:
         self.client.force_login(self.alice)
         response = self.client.get("/", headers={"HX-Request": "true"})
