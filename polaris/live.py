@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any, cast
+from urllib.parse import quote, urlencode
 
 import redis
 import redis.asyncio
@@ -96,6 +97,25 @@ def _publisher_client() -> redis.Redis:
     if _publisher is None:
         _publisher = redis.Redis(**redis_options())
     return _publisher
+
+
+def stream_url(url: str, channel: str) -> str:
+    """`url`, the page's stream of `channel`, resuming after the channel's latest
+    event: what a page's `sse-connect` should say.
+
+    A page shows what was true when it was rendered, and its EventSource connects
+    a moment later; an event published in between (a resync that took 30 ms) would
+    be missed until the next one. Call it before the page's own queries, so an
+    event is at worst received twice. Without Redis it is the plain URL: the page
+    then relies on the re-read after its stream reconnects.
+    """
+    try:
+        current = get_storage().get_current_id(channel)
+    except RedisError:
+        return url
+    # django-eventstream's resume id: the quoted channel, a colon, the event id.
+    query = urlencode({"lastEventId": f"{quote(channel, safe='')}:{current}"})
+    return f"{url}?{query}"
 
 
 def publish(channel: str, event_type: str, html: str) -> None:

@@ -23,6 +23,7 @@ from typing import Self
 from urllib.parse import quote
 
 import redis
+import requests
 from django.conf import settings
 from django.db import connection
 
@@ -393,3 +394,30 @@ class PostgresCluster(_ServerInFolder):
         url = f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql)
+
+
+class SseReader:
+    """A raw SSE client: what arrived so far, and whether the server ended it."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.chunks = response.iter_content(chunk_size=None)
+        self.seen = b""
+        self.ended = False
+
+    def read_until(self, text: bytes) -> bytes:
+        # The read timeout of the request bounds each wait (keep-alives come
+        # every 20 s, so a silent stream fails the test instead of hanging it).
+        while text not in self.seen:
+            try:
+                self.seen += next(self.chunks)
+            except StopIteration:
+                self.ended = True
+                break
+        return self.seen
+
+    def read_to_end(self) -> bytes:
+        for chunk in self.chunks:
+            self.seen += chunk
+        self.ended = True
+        return self.seen

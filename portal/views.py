@@ -47,13 +47,16 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     if access.sends_staff_to_console(request):
         return redirect(CONSOLE)
     viewer = access.viewer_for(request)
-    now = timezone.now()
-    charging_cards = selectors.charging_cards(customer=viewer.customer)
-    tags = charging_cards.tags
     # Only parts' own requests get the part alone: an htmx POST that redirects here
     # (Stop) arrives with HX-Request too, because the browser repeats the header
     # when it follows the redirect, and it swaps the whole page.
     part = request.headers.get("HX-Target") if is_fragment_request(request) else None
+    whole_page = part not in (USAGE_CARD, RECENT_ACTIVITY)
+    channel = live.customer_channel(viewer.customer.pk)
+    live_url = live.stream_url(reverse("portal:live"), channel) if whole_page else None
+    now = timezone.now()
+    charging_cards = selectors.charging_cards(customer=viewer.customer)
+    tags = charging_cards.tags
     if part == RECENT_ACTIVITY:
         return access.render_portal(
             request,
@@ -86,6 +89,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         reservation=selectors.next_reservation(customer=viewer.customer, now=now),
         chargers=selectors.charger_list(customer=viewer.customer, now=now),
         reservation_minute_options=RESERVATION_MINUTE_OPTIONS,
+        live_url=live_url,
     )
     return access.render_portal(request, viewer, "portal/dashboard.html", context)
 

@@ -63,8 +63,16 @@ QUEUE_UNREACHABLE = (
 MAX_REFRESH_ROWS = 10 * selectors.PAGE_SIZE
 
 
+def _live_url() -> str:
+    """The staff stream for a page's `sse-connect` (see `live.stream_url`)."""
+    return live.stream_url(reverse("sessions_app:live"), live.staff_channel())
+
+
 @staff_only
 def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    fragment = is_fragment_request(request)
+    # Only the whole page connects to the stream.
+    live_url = None if fragment else _live_url()
     filters = parse_session_filters(request.GET)
     cursor = request.GET.get("cursor")
     # How many rows the page shows: before this Load more, or to re-read.
@@ -88,7 +96,6 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "filter_query": filter_query,
     }
     template = "sessions_app/session_list.html"
-    fragment = is_fragment_request(request)
     if fragment and cursor:
         return render(request, f"{template}#session-rows", context)
     context.update(
@@ -112,7 +119,7 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         return push_url(
             response, f"{list_url}?{filter_query}" if filter_query else list_url
         )
-    context.update(stats=selectors.session_stats(now=now))
+    context.update(stats=selectors.session_stats(now=now), live_url=live_url)
     return render(request, template, context)
 
 
@@ -164,6 +171,7 @@ def _as_text(cell: str) -> str:
 def session_detail(
     request: AuthenticatedHttpRequest, steve_transaction_id: int
 ) -> HttpResponse:
+    live_url = _live_url()
     try:
         session = selectors.session_detail(steve_transaction_id=steve_transaction_id)
     except TransactionSyncState.DoesNotExist:
@@ -179,6 +187,7 @@ def session_detail(
         "resync": selectors.recent_resync(
             steve_transaction_id=steve_transaction_id, now=now
         ),
+        "live_url": live_url,
     }
     return render(request, "sessions_app/session_detail.html", context)
 
@@ -204,6 +213,8 @@ def session_resync(
 
 @staff_only
 def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    fragment = is_fragment_request(request)
+    live_url = None if fragment else _live_url()
     filters = parse_sync_run_filters(request.GET)
     context = {
         "section": "sync-runs",
@@ -211,8 +222,9 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
         "filter_query": urlencode(filters.as_query()),
         "form": SyncRunFilterForm(filters),
+        "live_url": live_url,
     }
-    if is_fragment_request(request):
+    if fragment:
         return render(request, "sessions_app/sync_run_list.html#sync-run-rows", context)
     return render(request, "sessions_app/sync_run_list.html", context)
 

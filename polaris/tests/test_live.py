@@ -1,7 +1,9 @@
 """Live-update streams under uvicorn: who may read them, and what they hold open."""
 
+import re
 import time
 from collections.abc import Iterator
+from html import unescape
 
 import pytest
 import requests
@@ -10,7 +12,7 @@ from django.test import TransactionTestCase
 
 from polaris import live
 from polaris.browser import LiveServer, live_server
-from polaris.testing import current_database_url
+from polaris.testing import SseReader, current_database_url
 from sync.tests.factories import StaffFactory, UserFactory
 
 APPLICATION = "polaris-live-test"
@@ -91,3 +93,21 @@ class LiveStreamTests(TransactionTestCase):
         self.assertFalse(live.can_read(alice, live.staff_channel()))
         self.assertTrue(live.can_read(staff, live.staff_channel()))
         self.assertFalse(live.can_read(None, live.staff_channel()))
+
+    def test_an_event_between_the_page_and_its_stream_is_not_missed(self) -> None:
+        # A resync can finish between the page being rendered and its EventSource
+        # connecting; the stream the page names starts after what it rendered.
+        cookies = self.cookies_for(StaffFactory())
+        page = requests.get(
+            f"{self.server.url}/admin/sync-runs/", cookies=cookies, timeout=10
+        )
+        found = re.search(r'sse-connect="([^"]+)"', page.text)
+        assert found is not None, page.text[:500]
+        stream_path = unescape(found[1])
+        self.assertTrue(stream_path.startswith("/admin/live/?lastEventId="))
+        live.publish(live.staff_channel(), "transaction-resynced", "42")
+        with requests.get(
+            f"{self.server.url}{stream_path}", cookies=cookies, stream=True, timeout=10
+        ) as response:
+            seen = SseReader(response).read_until(b"data: 42")
+        self.assertRegex(seen, rb"event: transaction-resynced\nid: [^\n]+:1\ndata: 42")

@@ -31,6 +31,7 @@ from polaris.browser import (
 )
 from polaris.testing import (
     PostgresCluster,
+    SseReader,
     ValkeyServer,
     child_environment,
     run_python,
@@ -96,33 +97,6 @@ def publish_from_child(redis_url: str, event_type: str, data: str) -> None:
         capture_output=True,
         timeout=60,
     )
-
-
-class SseReader:
-    """A raw SSE client: what arrived so far, and whether the server ended it."""
-
-    def __init__(self, response: requests.Response) -> None:
-        self.response = response
-        self.chunks = response.iter_content(chunk_size=None)
-        self.seen = b""
-        self.ended = False
-
-    def read_until(self, text: bytes) -> bytes:
-        # The read timeout of the request bounds each wait (keep-alives come
-        # every 20 s, so a silent stream fails the test instead of hanging it).
-        while text not in self.seen:
-            try:
-                self.seen += next(self.chunks)
-            except StopIteration:
-                self.ended = True
-                break
-        return self.seen
-
-    def read_to_end(self) -> bytes:
-        for chunk in self.chunks:
-            self.seen += chunk
-        self.ended = True
-        return self.seen
 
 
 class ValkeyRestartTests(TransactionTestCase):

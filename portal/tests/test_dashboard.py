@@ -98,7 +98,7 @@ class DashboardTests(PortalTestCase):
         response = self.client.get("/")
         self.assertNotContains(response, "Charging at")
         self.assertContains(
-            response, f'sse-connect="{reverse("portal:live")}"', html=False
+            response, f'sse-connect="{reverse("portal:live")}?lastEventId=', html=False
         )
 
     def test_it_shows_the_next_reservation_not_past_ones(self) -> None:
