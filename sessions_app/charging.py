@@ -47,7 +47,11 @@ from sessions_app.api_selectors import (
 )
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import RateTerms, session_cost
-from sessions_app.readings import charging_activity, energy_report
+from sessions_app.readings import (
+    charging_activity,
+    energy_report,
+    with_stop_reading,
+)
 from sessions_app.signals import api_session_changed
 from sync.client import (
     OperationResult,
@@ -787,9 +791,10 @@ def _refresh_readings(
             "api_session=%s meter values unavailable: %s", session.pk, error.message
         )
         return session
-    report = energy_report(details.readings)
+    readings = with_stop_reading(details)
+    report = energy_report(readings)
     activity = charging_activity(
-        details.readings,
+        readings,
         start=tx.started_at,
         end=tx.stopped_at if tx.is_finalized else None,
     )

@@ -12,7 +12,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
 from typing import Any
 
-from sync.client import ENERGY_REGISTER, MeterReading, format_timestamp
+from sync.client import (
+    ENERGY_REGISTER,
+    MeterReading,
+    TransactionDetails,
+    format_timestamp,
+)
 
 POWER = "Power.Active.Import"
 CURRENT = "Current.Import"
@@ -27,6 +32,35 @@ _REPORT_MEASURANDS = (
     ("energy_meter", ENERGY_REGISTER, "Wh"),
     ("state_of_charge", SOC, "Percent"),
 )
+
+
+def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
+    """The transaction's readings, ending with its stop meter value (whole Wh) as a
+    Transaction.End register reading when no register reading is that late.
+
+    A station that stops before its first periodic sample, or that sends only its
+    start and stop values, would otherwise leave the report at the start reading
+    and the activity empty.
+    """
+    stop_at, stop_wh = (
+        details.transaction.stop_timestamp,
+        details.transaction.stop_value_wh,
+    )
+    if stop_at is None or stop_wh is None:
+        return details.readings
+    if any(r.is_energy_total and r.timestamp >= stop_at for r in details.readings):
+        return details.readings
+    stop = MeterReading(
+        timestamp=stop_at,
+        value=str(stop_wh),
+        measurand=ENERGY_REGISTER,
+        unit="Wh",
+        phase=None,
+        location=None,
+        reading_context="Transaction.End",
+        format=None,
+    )
+    return (*details.readings, stop)
 
 
 def energy_report(readings: Sequence[MeterReading]) -> dict[str, Any] | None:

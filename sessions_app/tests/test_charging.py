@@ -36,7 +36,7 @@ from sessions_app.tasks import (
     api_sessions_advance_all as api_sessions_advance_all_task,
 )
 from sync import services
-from sync.client import MeterReading, SteveClient
+from sync.client import MeterReading, SteveClient, format_timestamp
 from sync.models import Charger, SyncRun, UserMapping
 from sync.tests.standin_case import StandinTestMixin
 
@@ -799,6 +799,28 @@ class ApiSessionReadingsTests(ChargingTestCase):
         self.assertEqual(bob_report["power"]["unit"], "kW")
         self.assertEqual(bob_report["energy_meter"]["unit"], "kWh")
         self.assertEqual(bob_report["current"]["unit"], "A")
+
+    def test_a_charge_stopped_before_its_first_sample_reports_its_stop(self) -> None:
+        # No periodic sample yet: only the start reading, and the stop value SteVe
+        # keeps on the transaction.
+        session = self.begin_charging(self.create())
+        tx = self.steve_transaction(session)
+        stop_wh = int(tx["startValue"]) + 5
+        self.standin.station_stop(tx["id"], stop_value=stop_wh)
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        assert session.energy_report is not None
+        self.assertEqual(
+            session.energy_report["energy_meter"], {"value": stop_wh, "unit": "Wh"}
+        )
+        assert session.transaction is not None
+        stopped = session.transaction.stopped_at
+        assert stopped is not None
+        self.assertEqual(
+            [(p["status"], p["endTime"]) for p in session.charging_activity],
+            [("Charging", format_timestamp(stopped))],
+        )
 
     def test_zero_power_shows_as_suspended_ev(self) -> None:
         session = self.begin_charging(self.create())
