@@ -147,6 +147,7 @@ CACHES = {
 
 # Authentication
 LOGIN_URL = "/accounts/login/"
+AUTHENTICATION_BACKENDS = ["polaris.auth_backends.EmailCaseBackend"]
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 AUTH_PASSWORD_VALIDATORS = [

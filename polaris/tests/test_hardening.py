@@ -260,6 +260,16 @@ class LoginThrottleTests(TestCase):
         # The username's case does not get around the lock.
         self.assertEqual(self.sign_in("ALICE@example.com", "driver").status_code, 429)
 
+    def test_an_email_signs_in_whatever_its_capitals(self) -> None:
+        for typed in ("Alice@Example.com", " ALICE@EXAMPLE.COM "):
+            self.assertEqual(self.sign_in(typed, "driver").status_code, 302, typed)
+        # An account created with capitals still signs in as created; a staff
+        # username without an @ stays exact.
+        UserFactory(username="Carol@Example.com")
+        self.assertEqual(self.sign_in("Carol@Example.com", "driver").status_code, 302)
+        UserFactory(username="operator", is_staff=True)
+        self.assertEqual(self.sign_in("Operator", "driver").status_code, 200)
+
     def test_the_lock_ends_after_fifteen_minutes(self) -> None:
         self.fail(10)
         with time_machine.travel(timezone.now() + timedelta(minutes=15, seconds=1)):
