@@ -85,6 +85,15 @@ def _service_error(request: HttpRequest, exc: charging.ApiSessionError) -> HttpR
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        # A token was sent: say it is the token, not its absence, that is wrong.
+        return _error(
+            request,
+            401,
+            "This bearer token is not valid: it is unknown or revoked, or its "
+            "user is inactive. Send Authorization: Bearer <token> with a valid one.",
+        )
     return _error(
         request, 401, "Authentication required: send Authorization: Bearer <token>."
     )
@@ -117,7 +126,9 @@ def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
 
 @api.exception_handler(InvalidCursor)
 def _bad_cursor(request: HttpRequest, exc: InvalidCursor) -> HttpResponse:
-    return _error(request, 400, str(exc))
+    # 422 as for a cursor of the wrong shape: both are a query parameter that
+    # is not what this API gave out.
+    return _error(request, 422, str(exc))
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> str:

@@ -20,18 +20,19 @@ class BearerAuthApiTests(ApiTestCase):
 
     def test_an_unknown_token_is_401(self) -> None:
         response = self.call("GET", "/sessions", token="pol_not-a-token")
-        self.assert_error(response, 401, "Authentication required")
+        self.assert_error(response, 401, "This bearer token is not valid")
 
     def test_a_revoked_token_is_401(self) -> None:
         token, raw = api_token_create(user=self.alice, name="ci")
         self.result(self.call("GET", "/sessions", token=raw))
         api_token_revoke(token=token)
-        self.assert_error(self.call("GET", "/sessions", token=raw), 401, "required")
+        response = self.call("GET", "/sessions", token=raw)
+        self.assert_error(response, 401, "unknown or revoked")
 
     def test_an_inactive_users_token_is_401(self) -> None:
         type(self.bob).objects.filter(pk=self.bob.pk).update(is_active=False)
         response = self.call("GET", "/sessions", token=self.bob_token)
-        self.assert_error(response, 401, "required")
+        self.assert_error(response, 401, "its user is inactive")
 
     def test_a_write_with_a_bad_token_or_none_is_401_not_a_csrf_failure(
         self,
