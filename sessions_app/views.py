@@ -77,6 +77,12 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     cursor = request.GET.get("cursor")
     # How many rows the page shows: before this Load more, or to re-read.
     rows_before = _row_count(request.GET.get("rows"))
+    if cursor and not fragment and rows_before < MAX_REFRESH_ROWS:
+        # A Load more link opened as a page (a new tab, no JavaScript): the whole
+        # table it would have grown into, from the top, so that the rows, their
+        # count and the live refresh agree. Past ten pages the cursor's page alone.
+        rows_before += selectors.PAGE_SIZE
+        cursor = None
     if cursor:
         page = selectors.session_page(filters=filters, cursor=cursor)
         rows_shown = rows_before + len(page.rows)

@@ -322,6 +322,25 @@ class SessionLoadMoreTests(SessionListTestCase):
         self.assertIn('id="rows-shown" name="rows" value="20"', second.content.decode())
         self.assertIn("20 sessions shown.", second.content.decode())
 
+    def test_a_load_more_link_opened_as_a_page_shows_the_table_it_grows(
+        self,
+    ) -> None:
+        # A new tab, or no JavaScript: the rows before the link come too, and the
+        # count and the next link go on from there.
+        now = timezone.now()
+        sessions = [
+            TransactionSyncStateFactory(updated_at=now - timedelta(minutes=i))
+            for i in range(40)
+        ]
+        cursor = self.client.get(URL).context["page"].next_cursor
+        response = self.client.get(URL, {"rows": "15", "cursor": cursor})
+        html = response.content.decode()
+        self.assertIn("<html", html)
+        self.assertEqual(row_ids(html), [s.steve_transaction_id for s in sessions[:30]])
+        self.assertIn('id="rows-shown" name="rows" value="30"', html)
+        self.assertIn("30 sessions shown.", html)
+        self.assertIn("rows=30&amp;cursor=", html)
+
     def test_a_refresh_rereads_as_many_rows_as_the_page_shows(self) -> None:
         now = timezone.now()
         sessions = [
