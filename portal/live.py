@@ -25,7 +25,6 @@ def banner_html(*, customer: Any, now: Any) -> str:
     tags = selectors.customer_tags(customer=customer)
     context = {
         "active": selectors.active_sessions(customer=customer, tags=tags, now=now),
-        "live_event": True,
     }
     with timezone.override(customer_zone(customer)):
         return render_to_string("portal/dashboard.html#active-banner", context)

@@ -26,7 +26,6 @@ def publish_sessions_changed(
     """
     now = timezone.now()
     context = {
-        "live_event": True,
         "freshness": selectors.sync_freshness(now=now),
         "stats": selectors.session_stats(now=now),
     }
@@ -41,7 +40,7 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
     """Re-render the Sync runs table for open Sync runs pages, and have the detail
     pages re-read how a resync went (a failed one changes no session)."""
     runs = selectors.sync_run_list(filters=SyncRunFilters())
-    context = {"runs": runs, "live_event": True}
+    context = {"runs": runs}
     html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
     live.publish(live.staff_channel(), "sync-runs-updated", html)
     if run.kind == SyncRun.Kind.TRANSACTION:

@@ -36,6 +36,7 @@ from polaris.testing import (
     child_environment,
     run_python,
 )
+from sessions_app.templatetags.console import clock_time
 from sync import services
 from sync.client import SteveClient
 from sync.models import SyncRun, TransactionSyncState
@@ -185,7 +186,8 @@ class ValkeyRestartTests(TransactionTestCase):
             self.assertNotIn("Redis is unavailable", after.stderr)
             live_run = SyncRun.objects.latest("pk")
             expect(banner).to_contain_text(
-                "1 session updated just now", timeout=RECOVERY_TIMEOUT_MS
+                f"1 session updated at {clock_time(live_run.finished_at)}",
+                timeout=RECOVERY_TIMEOUT_MS,
             )
             expect(row).to_contain_text(f"{kwh + Decimal('2.5'):.3f}")
             expect(runs.locator("#sync-runs")).to_contain_text(f"#{live_run.pk}")

@@ -67,6 +67,12 @@ def short_time(value: datetime | None, precision: str = "minutes") -> str:
 
 
 @register.filter
+def clock_time(value: datetime | None) -> str:
+    """'14:05:09' in local time."""
+    return f"{timezone.localtime(value):%H:%M:%S}" if value else ""
+
+
+@register.filter
 def full_time(value: datetime | None) -> str:
     """'2026-11-03 14:05:09 CET' in local time, for a title."""
     return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}" if value else ""

@@ -13,6 +13,7 @@ from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
 from sessions_app.live import publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
+from sessions_app.templatetags.console import clock_time
 from sync import services
 from sync.client import SteveClient
 from sync.models import SyncRun, TransactionSyncState
@@ -200,7 +201,7 @@ class ConsoleBrowserTests(TransactionTestCase):
             run = services.sync_run_transactions(trigger="command", client=client)
             self.assertEqual(run.updated_count, 1)
             expect(page.locator("#live-banner")).to_contain_text(
-                "1 session updated just now"
+                f"1 session updated at {clock_time(run.finished_at)}"
             )
             # The table re-reads itself: the changed session moves to the top
             # with its new energy.
@@ -272,13 +273,14 @@ class ConsoleBrowserTests(TransactionTestCase):
         run = SyncRunFactory(created_count=2, updated_count=1)
         # The stream subscribes a moment after the browser sees it open: publish
         # until an event arrives.
+        updated = f"3 sessions updated at {clock_time(run.finished_at)}"
         for _ in range(50):
             publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
             page.wait_for_timeout(200)
-            if "just now" in page.locator("#live-banner").inner_text():
+            if updated in page.locator("#live-banner").inner_text():
                 break
         banner = page.get_by_role("status").filter(has_text="sessions updated")
-        expect(banner).to_have_text("3 sessions updated just now")
+        expect(banner).to_have_text(updated)
         expect(banner).to_have_attribute("aria-live", "polite")
         # Screen readers announce changes inside a live region that was already
         # there; a region swapped in whole is new to them, and stays silent.

@@ -16,7 +16,7 @@ from polaris import live
 from polaris.browser import live_server
 from polaris.testing import take_queued_tasks
 from sessions_app.models import AuditEntry
-from sessions_app.templatetags.console import iso_time
+from sessions_app.templatetags.console import clock_time, iso_time
 from sync.models import SyncRun, UserMapping
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
@@ -434,7 +434,8 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
         sessions_changed.send(sender=SyncRun, run=run, transaction_ids=[session.pk])
         ((event_type, html),) = self.published()
         self.assertEqual(event_type, "sessions-updated")
-        self.assertIn("3 sessions updated just now", html)
+        self.assertIn("3 sessions updated at <time", html)
+        self.assertIn(f">{clock_time(run.finished_at)}</time>", html)
         self.assertRegex(html, r'id="stat-strip"[^>]*hx-swap-oob="true"')
         self.assertIn("4.2<span", html)
 
