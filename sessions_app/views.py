@@ -340,8 +340,7 @@ def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     summarize = messages.warning if result.rejected else messages.success
     summarize(
         request,
-        f"Import done: {result.created} created, {result.updated} updated, "
-        f"{result.unchanged} unchanged, {len(result.rejected)} rejected.",
+        f"Import done: {result.counts()}.",
     )
     _import_rejections_report(request, result.rejected)
     return redirect("sessions_app:user-mapping-list")

@@ -54,9 +54,20 @@ class RejectedRow:
 class MappingImportResult:
     created: int = 0
     updated: int = 0
+    # Of the updated: deactivated mappings the file switched back on (a row in the
+    # file is an active mapping), said aloud because staff switched them off.
+    reactivated: int = 0
     unchanged: int = 0
     users_created: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
+
+    def counts(self) -> str:
+        """'3 created, 2 updated (1 reactivated), 0 unchanged, 1 rejected'."""
+        again = f" ({self.reactivated} reactivated)" if self.reactivated else ""
+        return (
+            f"{self.created} created, {self.updated} updated{again}, "
+            f"{self.unchanged} unchanged, {len(self.rejected)} rejected"
+        )
 
 
 def _snapshot(mapping: UserMapping) -> dict[str, Any]:
@@ -338,6 +349,7 @@ def _import_chunk(
     # Counted once the chunk is saved: a rejected row created no account.
     result.created += chunk.created
     result.updated += chunk.updated
+    result.reactivated += chunk.reactivated
     result.unchanged += chunk.unchanged
     result.users_created += chunk.users_created
     result.rejected.extend(chunk.rejected)
@@ -416,6 +428,9 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     chunk.users_created = len(needed_users)
     chunk.created = sum(before is None for _, before in saved)
     chunk.updated = len(saved) - chunk.created
+    chunk.reactivated = sum(
+        before is not None and not before["isActive"] for _, before in saved
+    )
     return chunk
 
 

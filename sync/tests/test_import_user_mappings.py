@@ -89,6 +89,21 @@ class ImportUserMappingsTests(TestCase):
         self.assertEqual(entry.after["label"], "New")
         self.assertIsNone(entry.actor)
 
+    def test_it_says_how_many_deactivated_mappings_it_switched_back_on(self) -> None:
+        text = (
+            "steveOcppIdTag,email,label\n"
+            "TAG-0001,dana@example.com,Car\nTAG-0002,dana@example.com,Van\n"
+        )
+        self.run_import(text)
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-0001").update(is_active=False)
+        out, _ = self.run_import(text)
+        self.assertIn("0 created, 1 updated (1 reactivated), 1 unchanged", out)
+        self.assertTrue(UserMapping.objects.get(steve_ocpp_id_tag="TAG-0001").is_active)
+        entry = AuditEntry.objects.get(action=AuditEntry.Action.MAPPING_UPDATED)
+        self.assertEqual(
+            (entry.before["isActive"], entry.after["isActive"]), (False, True)
+        )
+
     def test_it_explains_a_wrong_header(self) -> None:
         with self.assertRaisesMessage(
             CommandError,

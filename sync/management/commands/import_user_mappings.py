@@ -59,9 +59,7 @@ class Command(DatabaseCommand):
                 self.style.WARNING(f"Line {rejected.line} skipped: {rejected.reason}")
             )
         summary = (
-            f"{result.created} created, {result.updated} updated, "
-            f"{result.unchanged} unchanged, {len(result.rejected)} rejected; "
-            f"{result.users_created} customer account"
+            f"{result.counts()}; {result.users_created} customer account"
             f"{pluralize(result.users_created)} created."
         )
         style = self.style.WARNING if result.rejected else self.style.SUCCESS
