@@ -167,9 +167,12 @@ class Period:
         return self.end - timedelta(days=1)
 
 
+DEFAULT_PERIOD = "current"
+
+
 def parse_period(value: str | None) -> str:
     """`current`, `previous` or `year`; anything else falls back to `current`."""
-    return value if value in PERIODS else "current"
+    return value if value in PERIODS else DEFAULT_PERIOD
 
 
 def period_note(value: str | None) -> str | None:

@@ -1,6 +1,8 @@
 """Customer portal pages: read through selectors, write through services, reach
 customers' objects only through portal.access."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -65,12 +67,13 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
             {"recent": selectors.recent_sessions(tags=tags, now=now)},
         )
     period = request.GET.get("period")
+    period_name = selectors.parse_period(period)
     cards = selectors.usage_cards(
         customer=viewer.customer,
         tags=tags,
         zone=viewer.zone,
         now=now,
-        period_name=selectors.parse_period(period),
+        period_name=period_name,
     )
     context: dict[str, object] = {
         "section": "dashboard",
@@ -90,6 +93,10 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         chargers=selectors.charger_list(customer=viewer.customer, now=now),
         reservation_minute_options=RESERVATION_MINUTE_OPTIONS,
         live_url=live_url,
+        # The forms' query, so that their answer comes back to this period.
+        period_query=""
+        if period_name == selectors.DEFAULT_PERIOD
+        else f"?{urlencode({'period': period_name})}",
     )
     return access.render_portal(request, viewer, "portal/dashboard.html", context)
 
@@ -126,7 +133,7 @@ def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ReservationForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose how long to reserve the charger for.")
-        return redirect("portal:dashboard")
+        return _back_to_dashboard(request)
     try:
         with SteveClient() as client:
             services.reservation_create(
@@ -139,7 +146,15 @@ def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
         messages.error(request, error.message)
     else:
         messages.success(request, f"{charger.friendly_name} is reserved for you.")
-    return redirect("portal:dashboard")
+    return _back_to_dashboard(request)
+
+
+def _back_to_dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """The dashboard with the period it was on: the forms post to `?period=…`."""
+    period = selectors.parse_period(request.GET.get("period"))
+    if period == selectors.DEFAULT_PERIOD:
+        return redirect("portal:dashboard")
+    return redirect(f"{reverse('portal:dashboard')}?{urlencode({'period': period})}")
 
 
 def _posted_charger(request: AuthenticatedHttpRequest, customer: User) -> Charger:
@@ -163,7 +178,7 @@ def reservation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
         messages.error(request, error.message)
     else:
         messages.success(request, "Your reservation is cancelled.")
-    return redirect("portal:dashboard")
+    return _back_to_dashboard(request)
 
 
 @login_required
@@ -190,7 +205,7 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
             messages.success(
                 request, f"Charging is starting at {charger.friendly_name}."
             )
-    return redirect("portal:dashboard")
+    return _back_to_dashboard(request)
 
 
 @login_required
@@ -211,7 +226,7 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             messages.warning(request, session.status_message)
         else:
             messages.success(request, "Stop requested; the session ends in a moment.")
-    return redirect("portal:dashboard")
+    return _back_to_dashboard(request)
 
 
 @login_required

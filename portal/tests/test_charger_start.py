@@ -57,6 +57,22 @@ class ChargerStartTests(PortalChargingTestCase):
         self.assertEqual(text, ApiSession.objects.get().status_message)
         self.assertIn("did not answer SteVe in time", text)
 
+    def test_the_answer_comes_back_to_the_period_the_dashboard_showed(self) -> None:
+        charger = Charger.objects.get(charge_box_id="CP-001", connector_id=1)
+        charger.last_check_in_at = timezone.now()  # online: its card has the form
+        charger.save(update_fields=["last_check_in_at"])
+        self.client.force_login(self.alice)
+        dashboard = self.client.get("/?period=year")
+        start = reverse("portal:charger-start")
+        self.assertContains(dashboard, f'action="{start}?period=year"', html=False)
+        for asked, back in (("year", "/?period=year"), ("current", "/"), ("x", "/")):
+            with self.subTest(period=asked):
+                self.standin.set_fault("error", status=503, path_contains="operations")
+                response = self.client.post(
+                    f"{start}?period={asked}", {"charger": charger.pk}
+                )
+                self.assertRedirects(response, back, fetch_redirect_response=False)
+
     def test_a_refused_start_is_an_error_and_stores_nothing(self) -> None:
         self.standin.set_fault("error", status=503, path_contains="operations")
         level, text = self.only_message(self.start())
