@@ -1,7 +1,7 @@
 """Customer portal pages: read through selectors, write through services, reach
 customers' objects only through portal.access."""
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -67,13 +67,12 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
             {"recent": selectors.recent_sessions(tags=tags, now=now)},
         )
     period = request.GET.get("period")
-    period_name = selectors.parse_period(period)
     cards = selectors.usage_cards(
         customer=viewer.customer,
         tags=tags,
         zone=viewer.zone,
         now=now,
-        period_name=period_name,
+        period_name=selectors.parse_period(period),
     )
     context: dict[str, object] = {
         "section": "dashboard",
@@ -93,10 +92,6 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         chargers=selectors.charger_list(customer=viewer.customer, now=now),
         reservation_minute_options=RESERVATION_MINUTE_OPTIONS,
         live_url=live_url,
-        # The forms' query, so that their answer comes back to this period.
-        period_query=""
-        if period_name == selectors.DEFAULT_PERIOD
-        else f"?{urlencode({'period': period_name})}",
     )
     return access.render_portal(request, viewer, "portal/dashboard.html", context)
 
@@ -150,8 +145,15 @@ def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 def _back_to_dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
-    """The dashboard with the period it was on: the forms post to `?period=…`."""
-    period = selectors.parse_period(request.GET.get("period"))
+    """The dashboard with the period it was on. The page's address says which
+    (the period chips push it), and a form's request names that address as its
+    Referer: same-origin requests carry the whole URL."""
+    referer = urlsplit(request.headers.get("Referer", ""))
+    same_page = referer.path == reverse("portal:dashboard") and (
+        not referer.netloc or referer.netloc == request.get_host()
+    )
+    asked = parse_qs(referer.query).get("period", [None])[0] if same_page else None
+    period = selectors.parse_period(asked)
     if period == selectors.DEFAULT_PERIOD:
         return redirect("portal:dashboard")
     return redirect(f"{reverse('portal:dashboard')}?{urlencode({'period': period})}")
