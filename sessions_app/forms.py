@@ -165,6 +165,8 @@ class UserMappingForm(forms.ModelForm):
         # Labels without Django's colon, like every other form in the console.
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # The tag and whose it is first; the extra field would come last.
+        self.order_fields(["steve_ocpp_id_tag", "customer_email"])
         if self.instance.pk:
             self.fields["customer_email"].initial = self.instance.user.email or (
                 self.instance.user.get_username()

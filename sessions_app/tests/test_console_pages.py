@@ -268,6 +268,12 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertContains(response, '<label for="id_steve_ocpp_id_tag">idTag</label>')
         self.assertContains(response, '<label for="id_customer_email">Customer email')
         self.assertNotContains(response, ":</label>")
+        # The tag and whose it is first, then the rest.
+        order = [
+            response.content.decode().index(f'id="id_{name}"')
+            for name in ("steve_ocpp_id_tag", "customer_email", "label", "is_active")
+        ]
+        self.assertEqual(order, sorted(order))
 
     def test_a_new_mapping_left_unticked_active_is_created_inactive(self) -> None:
         # The form offers the Active box on a new mapping too; an unticked box
