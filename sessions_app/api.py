@@ -131,6 +131,18 @@ def _bad_cursor(request: HttpRequest, exc: InvalidCursor) -> HttpResponse:
     return _error(request, 422, str(exc))
 
 
+# What a value that does not match its field's pattern must be, in words: the
+# pattern itself (a regular expression) means nothing to most integrators.
+PATTERN_WORDS = {
+    "chargestation": "must be a chargeBoxId: 1 to 255 characters, without control "
+    "characters or = / ( ) < >",
+    "user": "must be a user id or username: 1 to 150 characters, without control "
+    "characters",
+    "cursor": "must be a next_cursor this API gave",
+    "Idempotency-Key": "must be 1 to 255 visible ASCII characters, without spaces",
+}
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     """The first few problems, e.g. `Invalid request: connector: Input should be
     greater than or equal to 1.` (the location without its body/query prefix)."""
@@ -144,6 +156,8 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
         where = ".".join(str(part) for part in location[2 if in_body else 1 :])
         where = where or ("body" if in_body else "")
         message = str(error.get("msg", "invalid"))
+        if error.get("type") == "string_pattern_mismatch" and location:
+            message = PATTERN_WORDS.get(str(location[-1]), message)
         parts.append(f"{where}: {message}" if where else message)
     return f"Invalid request: {'; '.join(parts)}." if parts else "Invalid request."
 

@@ -383,6 +383,23 @@ class SessionRefusalApiTests(ApiTestCase):
         self.assert_error(response, status, text)
         self.assertFalse(ApiSession.objects.exists())
 
+    def test_a_value_its_field_does_not_take_is_said_in_words(self) -> None:
+        # Not "String should match pattern '^[^\x00-…'": the rule itself.
+        self.assert_refused(
+            self.start(box="CP/1"),
+            422,
+            "chargestation: must be a chargeBoxId: 1 to 255 characters",
+        )
+        response = self.start(headers={"Idempotency-Key": "has space"})
+        self.assert_refused(response, 422, "Idempotency-Key: must be 1 to 255")
+        response = self.call("GET", "/sessions?cursor=!!")
+        self.assert_error(response, 422, "cursor: must be a next_cursor this API gave")
+        for response in (
+            self.start(box="CP/1"),
+            self.call("GET", "/sessions?cursor=!!"),
+        ):
+            self.assertNotIn("pattern", response.json()["message"])
+
     def test_an_offline_station_is_409(self) -> None:
         self.assert_refused(self.start(box="CP-004"), 409, "offline")
 
