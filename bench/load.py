@@ -47,7 +47,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from bench.asgi import session_key
@@ -243,14 +243,8 @@ def take_footprint() -> Footprint:
     def top(model: Any, column: str = "id") -> int:
         return int(model.objects.aggregate(top=Max(column))["top"] or 0)
 
-    grace_start = timezone.now() - timedelta(
-        hours=settings.SYNC_MANUAL_STOP_GRACE_HOURS
-    )
     open_rows: list[Mapping[str, Any]] = list(
-        TransactionSyncState.objects.filter(
-            Q(is_finalized=False)
-            | Q(stop_event_actor="manual", stopped_at__gte=grace_start)
-        ).values()
+        TransactionSyncState.objects.may_still_change(timezone.now()).values()
     )
     return Footprint(
         first_pk=top(TransactionSyncState, "steve_transaction_id") + 1,

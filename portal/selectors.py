@@ -119,7 +119,7 @@ def _assigned_rate(session: TransactionSyncState) -> Rate | None:
 def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncState]:
     """The last five sessions of these tags by start, each with `duration`
     (to now while still running; None for a session suspected stuck, whose end
-    the station never reported)."""
+    the station never reported) and `settled` (`is_settled`)."""
     newest_first = ("-started_at", "-steve_transaction_id")
     # The newest few of each tag, from the (tag, startedAt) index, then the newest
     # of those: a heavy customer's thousands of sessions are never sorted.
@@ -138,6 +138,7 @@ def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncSt
         .order_by(*newest_first)[:RECENT_SESSIONS]
     )
     for session in sessions:
+        session.settled = session.is_settled(now)  # type: ignore[attr-defined]
         end = session.stopped_at or (None if session.is_suspected_stuck else now)
         session.duration = (  # type: ignore[attr-defined]
             None if end is None else max(end - session.started_at, timedelta(0))

@@ -162,7 +162,24 @@ class Charger(models.Model):
         return f"{self.friendly_name} #{self.connector_id}"
 
 
+def manual_stop_grace_start(now: datetime) -> datetime:
+    """The oldest manual stop that SteVe may still replace with the station's own
+    (CONTRACT: a later StopTransaction brings its own time and meter value): the
+    sync re-reads the manual stops since then, and their energy may change."""
+    return now - timedelta(hours=settings.SYNC_MANUAL_STOP_GRACE_HOURS)
+
+
 class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
+    def may_still_change(self, now: datetime) -> "TransactionSyncStateQuerySet":
+        """Active sessions, and manual stops still in their grace period."""
+        return self.filter(
+            Q(is_finalized=False)
+            | Q(
+                stop_event_actor=TransactionSyncState.StopEventActor.MANUAL,
+                stopped_at__gte=manual_stop_grace_start(now),
+            )
+        )
+
     def active(self) -> "TransactionSyncStateQuerySet":
         """Sessions still charging in SteVe (isFinalized false)."""
         return self.filter(is_finalized=False)
@@ -332,6 +349,18 @@ class TransactionSyncState(models.Model):
 
     def __str__(self) -> str:
         return f"SteVe transaction {self.steve_transaction_id}"
+
+    def is_settled(self, now: datetime) -> bool:
+        """Stopped for good: finalized, and not a manual stop that the station's
+        own stop may still replace. What the portal marks "Finalized" (the seed's
+        "complete and billed")."""
+        if not self.is_finalized:
+            return False
+        return not (
+            self.stop_event_actor == self.StopEventActor.MANUAL
+            and self.stopped_at is not None
+            and self.stopped_at >= manual_stop_grace_start(now)
+        )
 
 
 class SyncedTransactionEvent(models.Model):

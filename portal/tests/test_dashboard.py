@@ -65,6 +65,35 @@ class DashboardTests(PortalTestCase):
         self.assertContains(response, "Charging at Harbour Street")
         self.assertContains(response, "3.40 kWh")
 
+    def test_a_manual_stop_is_settled_only_once_the_station_can_no_longer_replace_it(
+        self,
+    ) -> None:
+        # SteVe may still replace a manual stop with the station's own (its time
+        # and meter): until the grace period ends it is not "complete and billed".
+        now = timezone.now()
+        for hours_ago, actor in ((1, "manual"), (72, "manual"), (2, "station")):
+            TransactionSyncStateFactory(
+                charger=self.charger,
+                ocpp_id_tag="TAG-ALICE",
+                started_at=now - timedelta(hours=hours_ago, minutes=30),
+                stopped_at=now - timedelta(hours=hours_ago),
+                is_finalized=True,
+                stop_event_actor=actor,
+            )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        rows = body[body.index('id="recent-activity"') :].split("<tr>")[2:]
+        markers = [
+            "Finalized" if "Finalized" in row else "Still being settled"
+            for row in rows[:4]
+        ]
+        # Newest first: the manual stop of an hour ago, the station's, the
+        # fixture's (stopped by its station), the manual stop of three days ago.
+        self.assertEqual(
+            markers,
+            ["Still being settled", "Finalized", "Finalized", "Finalized"],
+        )
+
     def test_it_shows_the_estimated_cost_when_a_rate_applies(self) -> None:
         default_rate()
         TransactionSyncStateFactory(

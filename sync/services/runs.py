@@ -20,7 +20,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -348,15 +348,9 @@ def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
         highest_known = max(seen, default=known_max)
         seen.update((t.id, t) for t in _discover_by_pk(steve, known_max, highest_known))
 
-    grace_start = timezone.now() - timedelta(
-        hours=settings.SYNC_MANUAL_STOP_GRACE_HOURS
-    )
     to_check = list(
-        TransactionSyncState.objects.filter(
-            Q(is_finalized=False)
-            | Q(stop_event_actor="manual", stopped_at__gte=grace_start),
-            is_deleted_in_steve=False,
-        )
+        TransactionSyncState.objects.may_still_change(timezone.now())
+        .filter(is_deleted_in_steve=False)
         .exclude(steve_transaction_id__in=list(seen))
         .values_list("steve_transaction_id", flat=True)
     )
