@@ -124,9 +124,7 @@ def get_customer_for_agent(user_id: int) -> User:
 
 
 def get_charger_for_customer(customer: User, pk: int) -> Charger:
-    from portal.selectors import visible_chargers
-
-    charger = visible_chargers(customer=customer).filter(pk=pk).first()
+    charger = Charger.objects.visible_to_customer(customer).filter(pk=pk).first()
     if charger is None:
         raise Http404("No such charger.")
     return charger

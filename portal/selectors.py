@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Sum
 from django.db.models.functions import TruncDate
 
 from portal.billing import BillingAccount, billing_account
@@ -253,12 +253,6 @@ def _energy_by_day_from_events(
     return dict(rows)
 
 
-def visible_chargers(*, customer: User) -> "QuerySet[Charger]":
-    """Public chargers plus those of the customer's charger groups."""
-    member_of = Charger.objects.filter(groups__members=customer).values("pk")
-    return Charger.objects.filter(Q(is_public=True) | Q(pk__in=member_of))
-
-
 class ChargerAnnotations(TypedDict):
     in_use: bool
     reserved: bool
@@ -297,7 +291,7 @@ def charger_status(charger: ListedCharger, now: datetime) -> str:
 # what Python spends on this statement now, and the year dashboard was at its
 # 50 ms target. Each state keeps its meaning from the querysets that define it:
 # TransactionSyncState.objects.charging(), ApiSession.objects.open(),
-# Reservation.objects.covering() and visible_chargers() above; a test checks this
+# Reservation.objects.covering() and Charger.objects.visible_to_customer(); a test checks this
 # statement against them, state by state. Held and held-by-me stay two EXISTS:
 # Postgres hashes each once, while one aggregate per charger (LATERAL) took half
 # as long again.

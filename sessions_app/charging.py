@@ -318,11 +318,11 @@ def _request_of(session: ApiSession) -> tuple[Any, ...]:
 
 
 def _check_charger(user: User, charge_box_id: str, connector_id: int) -> None:
-    chargers = Charger.objects.filter(
-        charge_box_id=charge_box_id, connector_id=connector_id
-    )
-    if not getattr(user, "is_staff", False):
-        chargers = chargers.filter(is_public=True)
+    chargers = (
+        Charger.objects.all()
+        if user.is_staff
+        else Charger.objects.visible_to_customer(user)
+    ).filter(charge_box_id=charge_box_id, connector_id=connector_id)
     if not chargers.exists():
         raise SessionNotFound(
             f"There is no charger {charge_box_id} with connector {connector_id}."

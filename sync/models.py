@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Upper
@@ -134,6 +135,14 @@ class SyncRun(models.Model):
         return self.finished_at - self.started_at
 
 
+class ChargerQuerySet(models.QuerySet["Charger"]):
+    def visible_to_customer(self, user: User) -> "ChargerQuerySet":
+        """The chargers a customer may see, start and reserve: the public ones and
+        those of their charger groups."""
+        member_of = self.model.objects.filter(groups__members=user.pk).values("pk")
+        return self.filter(Q(is_public=True) | Q(pk__in=member_of))
+
+
 class Charger(models.Model):
     """A connector of a SteVe charge box, as Polaris presents it to people."""
 
@@ -148,6 +157,8 @@ class Charger(models.Model):
     last_check_in_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChargerQuerySet.as_manager()
 
     class Meta:
         db_table = "chargers"

@@ -860,7 +860,7 @@ class ChargerListStatesTests(PortalTestCase):
 
         listed = selectors.charger_list(customer=self.alice, now=now)
 
-        visible = selectors.visible_chargers(customer=self.alice)
+        visible = Charger.objects.visible_to_customer(self.alice)
         self.assertEqual(
             {c.pk for c in listed.rows}, set(visible.values_list("pk", flat=True))
         )

@@ -26,6 +26,7 @@ from django_eventstream.eventstream import get_storage
 
 from polaris.celery import app as celery_app
 from polaris.live import customer_channel, staff_channel
+from portal.models import ChargerGroup
 from sessions_app import charging
 from sessions_app.api_auth import api_token_create
 from sessions_app.api_selectors import CLOCK_SKEW
@@ -535,6 +536,16 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
         with self.assertRaises(charging.SessionNotFound):
             self.create()
         self.assertEqual(self.create(user=self.staff).status, "created")
+
+    def test_a_customer_can_use_a_private_charger_of_their_group(self) -> None:
+        # The portal lists a group's chargers to its members, so starting one
+        # must follow the same rule.
+        private = Charger.objects.get(charge_box_id="CP-001", connector_id=1)
+        Charger.objects.filter(pk=private.pk).update(is_public=False)
+        depot = ChargerGroup.objects.create(name="Depot")
+        depot.chargers.add(private)
+        depot.members.add(self.alice)
+        self.assertEqual(self.create().status, "created")
 
     def test_a_cost_target_needs_a_rate(self) -> None:
         Rate.objects.all().delete()
