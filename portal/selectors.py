@@ -291,10 +291,10 @@ def charger_status(charger: ListedCharger, now: datetime) -> str:
 # what Python spends on this statement now, and the year dashboard was at its
 # 50 ms target. Each state keeps its meaning from the querysets that define it:
 # TransactionSyncState.objects.charging(), ApiSession.objects.open(),
-# Reservation.objects.covering() and Charger.objects.visible_to_customer(); a test checks this
-# statement against them, state by state. Held and held-by-me stay two EXISTS:
-# Postgres hashes each once, while one aggregate per charger (LATERAL) took half
-# as long again.
+# Reservation.objects.covering() and Charger.objects.visible_to_customer(); a test
+# checks this statement against them, state by state. Held and held-by-me stay
+# two EXISTS: Postgres hashes each once, while one aggregate per charger (LATERAL)
+# took half as long again.
 CHARGER_LIST_SQL = """
 WITH visible AS (
     SELECT charger.*,
