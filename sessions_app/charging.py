@@ -17,8 +17,8 @@ Lifecycle: created → started → ended, or created → cancelled.
   again if the charge still runs `stop_resend_after()` later.
 - `api_session_stop` sends RemoteStopTransaction.
 
-Every status change is published (after commit) on the owner's and the staff's
-live channels.
+Every status change sends `api_session_changed` after commit, which refreshes the
+owner's live dashboard banner.
 """
 
 import logging
@@ -33,10 +33,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 
-from polaris.live import customer_channel, publish, staff_channel
 from portal.models import Reservation
 from sessions_app.api_selectors import (
     CLOCK_SKEW,
@@ -90,8 +88,6 @@ REQUEST_FIELDS = (
     "target_stop_at",
     "meta_data",
 )
-STATUS_EVENT = "api-session-status"
-STATUS_TEMPLATE = "sessions_app/_api_session_status.html"
 
 
 class ApiSessionError(Exception):
@@ -220,7 +216,7 @@ def api_session_create(
             ]
         )
     logger.info("api_session=%s created for user=%s", session.pk, user.pk)
-    _publish_status(session)
+    _announce_status(session)
     return CreatedSession(session, replayed=False)
 
 
@@ -974,25 +970,21 @@ def _transition(
     **fields: Any,
 ) -> ApiSession:
     """Move `session` from one status to the next with a conditional UPDATE and
-    publish the change when this call made it. Returns the session as stored."""
+    announce the change when this call made it. Returns the session as stored."""
     changed = ApiSession.objects.filter(pk=session.pk, status=from_status).update(
         status=to_status, updated_at=now, **fields
     )
     session.refresh_from_db()
     if changed:
         logger.info("api_session=%s %s → %s", session.pk, from_status, to_status)
-        _publish_status(session)
+        _announce_status(session)
     return session
 
 
-def _publish_status(session: ApiSession) -> None:
-    """Send the status fragment to the owner's and the staff's pages after commit."""
-    html = render_to_string(STATUS_TEMPLATE, {"session": session})
-    owner_channel = customer_channel(session.user_id)
+def _announce_status(session: ApiSession) -> None:
+    """Send `api_session_changed` after commit."""
 
     def send() -> None:
-        publish(owner_channel, STATUS_EVENT, html)
-        publish(staff_channel(), STATUS_EVENT, html)
         # The owner's dashboard banner offers Stop only once the session has its
         # transaction, which happens here, after the sync already refreshed it.
         api_session_changed.send(sender=ApiSession, session=session)
