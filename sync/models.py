@@ -176,7 +176,13 @@ class Charger(models.Model):
 def manual_stop_grace_start(now: datetime) -> datetime:
     """The oldest manual stop that SteVe may still replace with the station's own
     (CONTRACT: a later StopTransaction brings its own time and meter value): the
-    sync re-reads the manual stops since then, and their energy may change."""
+    sync re-reads the manual stops it recorded since then, and their energy may
+    change.
+
+    The window runs from when Polaris recorded the stop (the session's updatedAt,
+    which nothing else moves once it has stopped), not from its stop time: SteVe
+    estimates a manual stop's time from the last reading or even the start, so a
+    stuck session stopped by hand today can carry a stop time days old."""
     return now - timedelta(hours=settings.SYNC_MANUAL_STOP_GRACE_HOURS)
 
 
@@ -187,7 +193,7 @@ class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
             Q(is_finalized=False)
             | Q(
                 stop_event_actor=TransactionSyncState.StopEventActor.MANUAL,
-                stopped_at__gte=manual_stop_grace_start(now),
+                updated_at__gte=manual_stop_grace_start(now),
             )
         )
 
@@ -347,9 +353,9 @@ class TransactionSyncState(models.Model):
             # in their grace period; with this index beside the active ones that OR
             # is two index scans instead of a scan of every session.
             models.Index(
-                fields=["stopped_at"],
+                fields=["updated_at"],
                 condition=Q(stop_event_actor="manual"),
-                name="tss_manual_stop",
+                name="tss_manual_stop_updated",
             ),
         ]
         constraints = [
@@ -369,8 +375,7 @@ class TransactionSyncState(models.Model):
             return False
         return not (
             self.stop_event_actor == self.StopEventActor.MANUAL
-            and self.stopped_at is not None
-            and self.stopped_at >= manual_stop_grace_start(now)
+            and self.updated_at >= manual_stop_grace_start(now)
         )
 
 

@@ -70,6 +70,7 @@ class DashboardTests(PortalTestCase):
     ) -> None:
         # SteVe may still replace a manual stop with the station's own (its time
         # and meter): until the grace period ends it is not "complete and billed".
+        # The period runs from when the sync recorded the stop (updatedAt).
         now = timezone.now()
         for hours_ago, actor in ((1, "manual"), (72, "manual"), (2, "station")):
             TransactionSyncStateFactory(
@@ -77,6 +78,7 @@ class DashboardTests(PortalTestCase):
                 ocpp_id_tag="TAG-ALICE",
                 started_at=now - timedelta(hours=hours_ago, minutes=30),
                 stopped_at=now - timedelta(hours=hours_ago),
+                updated_at=now - timedelta(hours=hours_ago),
                 is_finalized=True,
                 stop_event_actor=actor,
             )

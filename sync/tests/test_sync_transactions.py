@@ -177,6 +177,40 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(row.events.filter(event_type="corrected").count(), 1)
         self.assert_energy_adds_up()
 
+    def test_a_manual_stop_dated_days_ago_is_still_replaced(self) -> None:
+        # A stuck session stopped by hand today: SteVe dates the manual stop at its
+        # last reading, days ago. The station's own stop, uploaded later, must
+        # still reach Polaris: the grace period runs from when the sync saw the stop.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(days=4)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1_000_000, start_timestamp=iso(start)
+        )
+        self.standin.add_meter_values(
+            pk,
+            [{"value": "1005000", "valueTimestamp": iso(start + timedelta(hours=1))}],
+        )
+        self.sync()
+        self.steve.stop_transaction(pk)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(
+            (row.stop_event_actor, row.kwh_delivered), ("manual", Decimal("5.000"))
+        )
+        self.assertFalse(row.is_settled(datetime.now(UTC)))
+        replaced = self.standin.station_stop(
+            pk, 1_020_000, stop_timestamp=iso(start + timedelta(hours=2))
+        )
+        self.assertTrue(replaced["accepted"], replaced)
+        run = self.sync()
+        self.assertEqual(run.updated_count, 1)
+        row.refresh_from_db()
+        self.assertEqual(
+            (row.stop_event_actor, row.kwh_delivered), ("station", Decimal("20.000"))
+        )
+        self.assertTrue(row.is_settled(datetime.now(UTC)))
+        self.assert_energy_adds_up()
+
     def start_with_a_meter_reset(self, start: datetime) -> int:
         """A session on CP-003/1 from 1000 Wh to 4000, reset to 10, then up to 900."""
         pk = self.standin.add_transaction(
