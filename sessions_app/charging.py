@@ -454,7 +454,7 @@ def _remote_start(session: ApiSession, client: SteveClient) -> None:
             id_tag=session.id_tag,
         )
     except SteveRejected as error:
-        raise _start_refusal(error) from None
+        raise _start_refusal(session, error) from None
     except SteveUnanswered as error:
         raise _start_unconfirmed(_answer_lost(error)) from None
     except SteveError as error:
@@ -476,7 +476,7 @@ def _start_unconfirmed(why: str) -> StartUnconfirmed:
     )
 
 
-def _start_refusal(error: SteveRejected) -> ApiSessionError:
+def _start_refusal(session: ApiSession, error: SteveRejected) -> ApiSessionError:
     text = error.message.lower()
     if "no stations are eligible" in text:
         return SessionConflict(
@@ -487,7 +487,15 @@ def _start_refusal(error: SteveRejected) -> ApiSessionError:
             "This account's charging tag cannot start a charge: it is blocked, "
             "expired or already charging."
         )
-    return StationError(f"SteVe refused to start charging: {error.message}")
+    # A refusal none of the cases above explains. SteVe's own words name its
+    # internals: the caller gets ours, the operators the original in the log.
+    logger.warning(
+        "api_session=%s SteVe refused the start: %s", session.pk, error.message
+    )
+    return StationError(
+        "The charging network refused to start this charge; try again in a few "
+        "minutes, and contact support if it keeps happening."
+    )
 
 
 def _remote_stop(
@@ -512,7 +520,13 @@ def _remote_stop(
             raise SessionConflict(
                 "The charge station is offline, so it cannot be stopped remotely."
             ) from None
-        raise StationError(f"SteVe refused to stop charging: {error.message}") from None
+        logger.warning(
+            "api_session=%s SteVe refused the stop: %s", session.pk, error.message
+        )
+        raise StationError(
+            "The charging network refused to stop this charge; try again in a few "
+            "minutes, and contact support if it keeps happening."
+        ) from None
     except SteveUnanswered as error:
         raise _stop_unconfirmed(_answer_lost(error)) from None
     except SteveError as error:

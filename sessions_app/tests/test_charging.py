@@ -504,6 +504,23 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
             self.create()
         self.assert_nothing_stored()
 
+    def test_an_unexplained_refusal_is_our_sentence_and_steves_is_logged(
+        self,
+    ) -> None:
+        self.standin.set_fault("error", status=400, path_contains="RemoteStart")
+        with (
+            self.assertLogs("sessions_app.charging", "WARNING") as logs,
+            self.assertRaises(charging.StationError) as refused,
+        ):
+            self.create()
+        self.assertEqual(
+            refused.exception.message,
+            "The charging network refused to start this charge; try again in a "
+            "few minutes, and contact support if it keeps happening.",
+        )
+        self.assertIn("stand-in fault injection", logs.output[0])
+        self.assert_nothing_stored()
+
     def test_steve_refusing_or_missing_says_so_without_our_settings(self) -> None:
         # Integrators read these; the sync run's sentence names the settings.
         self.standin.set_fault("unauthorized", count=-1)
@@ -767,6 +784,24 @@ class ApiSessionFinalMessageTests(ChargingTestCase):
         session = charging.api_session_stop(session=session, client=self.steve)
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         self.assertEqual(session.status_message, "")
+
+    def test_an_unexplained_stop_refusal_is_our_sentence_and_steves_is_logged(
+        self,
+    ) -> None:
+        session = self.begin_charging(self.create())
+        self.standin.set_fault("error", status=400, path_contains="RemoteStop")
+        with (
+            self.assertLogs("sessions_app.charging", "WARNING") as logs,
+            self.assertRaises(charging.StationError) as refused,
+        ):
+            charging.api_session_stop(session=session, client=self.steve)
+        self.assertEqual(
+            refused.exception.message,
+            "The charging network refused to stop this charge; try again in a "
+            "few minutes, and contact support if it keeps happening.",
+        )
+        self.assertIn(f"api_session={session.pk}", logs.output[0])
+        self.assertIn("stand-in fault injection", logs.output[0])
 
     def test_an_accepted_resend_forgets_a_refused_stop(self) -> None:
         session = self.begin_charging(self.create())
