@@ -55,7 +55,6 @@ def _reservation_tag(customer: User) -> str:
     return tag
 
 
-@transaction.atomic
 def reservation_create(
     *,
     customer: User,
@@ -69,6 +68,11 @@ def reservation_create(
     The station's answer decides: only Accepted stores a reservation, without
     SteVe's reservation id, which its API does not return (see Reservation).
     Raises PortalError (no tag, refused, offline, no answer).
+
+    No transaction is open while SteVe is asked: ReserveNow can take up to
+    STEVE_OPERATION_TIMEOUT, and a transaction held that long keeps a pooled
+    connection from other requests. Nothing here needs a lock: the station, not
+    our rows, decides whether the charger can still be reserved.
     """
     now = now or timezone.now()
     tag = _reservation_tag(customer)
@@ -103,7 +107,8 @@ def reservation_create(
                 status.lower(), "The charger could not take the reservation."
             )
         )
-    reservation.save()
+    with transaction.atomic():
+        reservation.save()
     logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
     return reservation
 

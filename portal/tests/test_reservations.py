@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -12,6 +13,7 @@ from portal.selectors import charger_list
 from portal.services import PortalError, reservation_cancel, reservation_create
 from portal.tests.base import PortalTestCase
 from sync.client import SteveClient
+from sync.models import UserMapping
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import ChargerFactory, UserMappingFactory
 
@@ -50,8 +52,6 @@ class ReservationTests(PortalTestCase):
         )
 
     def _reserve(self) -> Reservation:
-        from sync.models import UserMapping
-
         UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
             is_active=False
         )
@@ -70,6 +70,32 @@ class ReservationTests(PortalTestCase):
         with self.assertRaises(PortalError):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
+
+    def test_no_transaction_is_open_while_steve_is_asked(self) -> None:
+        # TestCase wraps each test in transactions of its own: count ours.
+        outer_depth = len(connection.atomic_blocks)
+        depths: list[int] = []
+
+        class ObservedClient(SteveClient):
+            def reserve_now(self, **kwargs: Any) -> Any:
+                depths.append(len(connection.atomic_blocks))
+                return super().reserve_now(**kwargs)
+
+        client = ObservedClient(
+            base_url=self.standin.base_url,
+            username=self.standin.username,
+            password=self.standin.password,
+            timeout=5,
+        )
+        self.addCleanup(client.close)
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
+            is_active=False
+        )
+        reservation_create(
+            customer=self.alice, charger=self.free, minutes=30, client=client
+        )
+        self.assertEqual(depths, [outer_depth])
+        self.assertEqual(Reservation.objects.get().charger, self.free)
 
     def test_a_reservation_steve_cannot_cancel_keeps_holding_the_charger(
         self,
@@ -106,8 +132,6 @@ class ReservationTests(PortalTestCase):
         self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
 
     def test_the_view_reserves_and_shows_it(self) -> None:
-        from sync.models import UserMapping
-
         UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
             is_active=False
         )
