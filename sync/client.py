@@ -7,7 +7,8 @@ is a short sentence safe to show to staff; raw details go to the log.
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -86,6 +87,13 @@ class SteveTransaction:
         return self.stop_timestamp is None
 
 
+# OCPP's default measurement location, the connector the car charges from.
+OUTLET = "Outlet"
+# The largest sampled value taken as real: a petawatt-hour in Wh. Real registers
+# stay far below it; beyond it a number would overflow our bigint columns.
+MAX_READING = Decimal(10**15)
+
+
 @dataclass(frozen=True, slots=True)
 class MeterReading:
     """One sampled value as the station sent it (no unit conversion)."""
@@ -112,17 +120,25 @@ class MeterReading:
 
     @property
     def decimal_value(self) -> Decimal | None:
+        """The value as a number, or None when it is not one a meter could read.
+
+        SteVe stores a sampled value as the station sent it (a string), so
+        "NaN" or "1e40" reach us; bounded, every later sum and quantize is safe.
+        """
         try:
             number = Decimal(self.value)
         except (InvalidOperation, TypeError):
             return None
-        return number if number.is_finite() else None
+        if not number.is_finite() or abs(number) > MAX_READING:
+            return None
+        return number
 
     @property
     def energy_wh(self) -> int:
         """The reading normalised to whole Wh (kWh times 1000, half up)."""
         number = self.decimal_value
-        assert number is not None, "only call energy_wh on energy readings"
+        if number is None:
+            raise ValueError(f"{self.value!r} is not an energy reading")
         if self.unit == "kWh":
             number *= 1000
         return int(number.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
@@ -134,12 +150,19 @@ class TransactionDetails:
     readings: tuple[MeterReading, ...]
 
     def energy_readings(self) -> list[tuple[datetime, int]]:
-        """(timestamp, Wh) of the phase-less energy register, oldest first."""
-        return [
-            (reading.timestamp, reading.energy_wh)
-            for reading in self.readings
-            if reading.is_energy_total
-        ]
+        """(timestamp, Wh) of the phase-less energy register, oldest first.
+
+        A station may meter more than one place (OCPP's location: Outlet, Inlet,
+        EV, …), and two registers interleaved would look like one meter going back
+        and forth. The outlet's, OCPP's default location, is the one that delivers
+        the charge; a station without it keeps the first location it reported.
+        """
+        totals = [reading for reading in self.readings if reading.is_energy_total]
+        locations = [reading.location or OUTLET for reading in totals]
+        if len(set(locations)) > 1:
+            kept = OUTLET if OUTLET in locations else locations[0]
+            totals = [r for r, at in zip(totals, locations, strict=True) if at == kept]
+        return [(reading.timestamp, reading.energy_wh) for reading in totals]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +206,8 @@ def _wh(value: Any) -> int | None:
 def _parse_transaction(item: Mapping[str, Any]) -> SteveTransaction:
     stop_timestamp = item.get("stopTimestamp")
     start_value = _wh(item["startValue"])
-    assert start_value is not None
+    if start_value is None:
+        raise ValueError("a transaction without its startValue")
     return SteveTransaction(
         id=int(item["id"]),
         charge_box_id=str(item["chargeBoxId"]),
@@ -527,11 +551,23 @@ class SteveClient:
     def _parse[T](body: Any, parse: Callable[[Any], T]) -> T:
         try:
             return parse(body)
-        except (KeyError, TypeError, ValueError, InvalidOperation, AssertionError):
+        except (KeyError, TypeError, ValueError, InvalidOperation):
             logger.warning("Unexpected SteVe response: %r", str(body)[:500])
             raise SteveUnanswered(
                 "SteVe sent a response Polaris could not understand.", permanent=False
             ) from None
+
+
+@contextmanager
+def given_or_new(client: SteveClient | None) -> Iterator[SteveClient]:
+    """`client` when the caller gives one (tests, a run that shares it), else a new
+    one closed afterwards, so a run every few seconds leaves no pooled connections
+    behind."""
+    if client is not None:
+        yield client
+        return
+    with SteveClient() as steve:
+        yield steve
 
 
 def _error_message(response: requests.Response) -> str | None:

@@ -30,6 +30,7 @@ from sync.client import (
     SteveNotFound,
     SteveRejected,
     SteveTransaction,
+    given_or_new,
 )
 from sync.energy import (
     StoredState,
@@ -164,8 +165,7 @@ def sync_run_transaction(
 def sync_run_chargers(*, trigger: str, client: SteveClient | None = None) -> SyncRun:
     """Probe every known charge box with TriggerMessage(Heartbeat); check in the ones
     that answer. Raises SyncBusy when another probe is in progress."""
-    steve = client or SteveClient()
-    with _advisory_lock(CHARGERS_LOCK):
+    with given_or_new(client) as steve, _advisory_lock(CHARGERS_LOCK):
         run = _start_run(SyncRun.Kind.CHARGERS, trigger, dry_run=False)
         tally = RunTally()
         box_ids = sorted(set(Charger.objects.values_list("charge_box_id", flat=True)))
@@ -204,8 +204,7 @@ def _run(
     *,
     steve_transaction_id: int | None = None,
 ) -> SyncRun:
-    steve = client or SteveClient()
-    with _advisory_lock(TRANSACTIONS_LOCK):
+    with given_or_new(client) as steve, _advisory_lock(TRANSACTIONS_LOCK):
         run = _start_run(
             kind, trigger, dry_run=dry_run, steve_transaction_id=steve_transaction_id
         )
@@ -216,6 +215,16 @@ def _run(
             logger.warning("sync_run=%s failed while reading SteVe: %s", run.pk, error)
             return _finish_run(
                 run, tally, error=error.operator_message, dry_run=dry_run
+            )
+        except Exception:
+            # A bug, or data no check foresaw: the run must still end as failed
+            # rather than stay "running" until the next one calls it interrupted.
+            logger.exception("sync_run=%s failed while reading SteVe", run.pk)
+            return _finish_run(
+                run,
+                tally,
+                error="Polaris could not process what SteVe sent; see logs.",
+                dry_run=dry_run,
             )
         if dry_run:
             _count_plans(collected, tally)

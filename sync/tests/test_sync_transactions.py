@@ -106,6 +106,62 @@ class SyncTransactionsTests(SyncTestCase):
             )
             self.assertGreater(row.events.filter(event_type="progress").count(), 1)
 
+    def test_values_no_meter_could_read_are_left_out(self) -> None:
+        # SteVe stores a sampled value as the station sent it; one such reading
+        # must not stop every run from then on.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=10)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
+        )
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": value, "valueTimestamp": iso(start + timedelta(minutes=n))}
+                for n, value in enumerate(
+                    ["2001000", "1e40", "NaN", "-1e30", "2002500"], start=1
+                )
+            ],
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual(
+            (row.meter_last_wh, row.kwh_delivered), (2_002_500, Decimal("2.500"))
+        )
+        self.assertFalse(row.meter_reset_seen)
+        self.assert_energy_adds_up()
+
+    def test_the_outlet_register_counts_when_a_station_meters_two_places(
+        self,
+    ) -> None:
+        # The EV's own register, a little behind the outlet's, interleaved with
+        # it would look like a meter going back and forth.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=10)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
+        )
+        values = []
+        for n, (outlet, ev) in enumerate(
+            [(2001000, 2000900), (2002000, 2001800), (2003000, 2002700)], start=1
+        ):
+            at = start + timedelta(minutes=n)
+            values.append({"value": str(outlet), "valueTimestamp": iso(at)})
+            values.append(
+                {
+                    "value": str(ev),
+                    "valueTimestamp": iso(at + timedelta(seconds=1)),
+                    "location": "EV",
+                }
+            )
+        self.standin.add_meter_values(pk, values)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(row.kwh_delivered, Decimal("3.000"))
+        self.assertFalse(row.meter_reset_seen)
+        self.assertFalse(row.events.filter(event_type="corrected").exists())
+
     def test_a_second_run_with_nothing_new_changes_nothing(self) -> None:
         self.sync()
         before = self.snapshot()
@@ -553,6 +609,30 @@ class SyncFaultTests(SyncTestCase):
         run = self.sync()
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(run.error, "SteVe failed with HTTP 500.")
+        self.assert_recovers(before, new_pk)
+
+    def test_an_unforeseen_error_ends_the_run_as_failed(self) -> None:
+        # Not a SteVe fault: a bug, or data no check foresaw. The run must not stay
+        # "running" until the next one calls it interrupted.
+        class Broken(SteveClient):
+            def transaction_details(self, pk: int) -> Any:
+                raise RuntimeError("unforeseen")
+
+        self.sync()
+        new_pk = self.add_new_activity()
+        before = self.snapshot()
+        broken = Broken(
+            base_url=self.standin.base_url,
+            username=self.standin.username,
+            password=self.standin.password,
+        )
+        with broken, self.assertLogs("sync.services.runs", "ERROR"):
+            run = services.sync_run_transactions(trigger="command", client=broken)
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            run.error, "Polaris could not process what SteVe sent; see logs."
+        )
+        self.assertFalse(SyncRun.objects.running().exists())
         self.assert_recovers(before, new_pk)
 
     def test_steve_slower_than_the_timeout(self) -> None:
