@@ -37,24 +37,6 @@ class PortalError(Exception):
         self.message = message
 
 
-def _reservation_tag(customer: User) -> str:
-    """An active tag of the customer, one not charging right now if there is one:
-    only the reserved tag may start charging on the reserved connector, and SteVe
-    lets a tag run one transaction at a time."""
-    tag = (
-        UserMapping.objects.active()
-        .filter(user=customer)
-        .not_charging_first()
-        .values_list("steve_ocpp_id_tag", flat=True)
-        .first()
-    )
-    if tag is None:
-        raise PortalError(
-            "No charging card is linked to your account yet; ask your operator."
-        )
-    return tag
-
-
 def reservation_create(
     *,
     customer: User,
@@ -75,7 +57,13 @@ def reservation_create(
     our rows, decides whether the charger can still be reserved.
     """
     now = now or timezone.now()
-    tag = _reservation_tag(customer)
+    # Only the reserved tag may start charging on the reserved connector, so it
+    # should be one that is free to charge.
+    tag = UserMapping.objects.tag_to_charge_with(customer)
+    if tag is None:
+        raise PortalError(
+            "No charging card is linked to your account yet; ask your operator."
+        )
     reservation = Reservation(
         user=customer,
         charger=charger,

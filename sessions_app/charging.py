@@ -408,9 +408,7 @@ def _tag_for(user: User, charge_box_id: str, connector_id: int) -> str:
         .values_list("id_tag", flat=True)
         .first()
     )
-    tag = reserved or (
-        tags.not_charging_first().values_list("steve_ocpp_id_tag", flat=True).first()
-    )
+    tag = reserved or UserMapping.objects.tag_to_charge_with(user)
     if tag is None:
         raise SessionInvalid(
             "No charging tag is linked to this account; ask support to link one "

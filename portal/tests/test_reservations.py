@@ -15,7 +15,11 @@ from portal.tests.base import PortalTestCase
 from sync.client import SteveClient
 from sync.models import UserMapping
 from sync.standin.testing import StandinProcess
-from sync.tests.factories import ChargerFactory, UserMappingFactory
+from sync.tests.factories import (
+    ChargerFactory,
+    TransactionSyncStateFactory,
+    UserMappingFactory,
+)
 
 
 def _free_connector(state: dict[str, Any]) -> tuple[str, int]:
@@ -70,6 +74,16 @@ class ReservationTests(PortalTestCase):
         with self.assertRaises(PortalError):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
+
+    def test_it_reserves_with_an_active_tag_that_is_not_charging(self) -> None:
+        tags = UserMapping.objects
+        # Alice has TAG-0001 and TAG-ALICE; the first in idTag order is charging.
+        TransactionSyncStateFactory(ocpp_id_tag="TAG-0001", is_finalized=False)
+        self.assertEqual(tags.tag_to_charge_with(self.alice), "TAG-ALICE")
+        tags.filter(steve_ocpp_id_tag="TAG-ALICE").update(is_active=False)
+        self.assertEqual(tags.tag_to_charge_with(self.alice), "TAG-0001")
+        tags.filter(user=self.alice).update(is_active=False)
+        self.assertIsNone(tags.tag_to_charge_with(self.alice))
 
     def test_no_transaction_is_open_while_steve_is_asked(self) -> None:
         # TestCase wraps each test in transactions of its own: count ours.
