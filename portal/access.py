@@ -33,11 +33,6 @@ from sync.models import Charger, UserMapping
 ACTING_AS_KEY = "portal_acting_as"
 CUSTOMER_VIEW_KEY = "portal_customer_view"
 ACT_AS_PERMISSION = "portal.act_as_customer"
-PERIOD_CHOICES = (
-    ("current", "Current period"),
-    ("previous", "Previous period"),
-    ("year", "This year"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +165,6 @@ def render_portal(
         "agent": viewer.agent,
         "acting": viewer.acting,
         "customer_tz_name": viewer.zone.key,
-        "period_choices": PERIOD_CHOICES,
     }
     with timezone.override(viewer.zone):
         return render(request, template, context, status=status)

@@ -27,7 +27,13 @@ from sync.models import (
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
 
-PERIODS = ("current", "previous", "year")
+# The billing periods a customer can pick on the dashboard, in the order of its
+# chips, with their labels.
+PERIOD_LABELS = {
+    "current": "Current period",
+    "previous": "Previous period",
+    "year": "This year",
+}
 MAX_CHARGERS = 50
 OFFLINE_AFTER = timedelta(hours=1)
 RECENT_SESSIONS = 5
@@ -167,21 +173,26 @@ class Period:
     def last_day(self) -> date:
         return self.end - timedelta(days=1)
 
+    @property
+    def label(self) -> str:
+        return PERIOD_LABELS[self.name]
+
 
 DEFAULT_PERIOD = "current"
 
 
 def parse_period(value: str | None) -> str:
-    """`current`, `previous` or `year`; anything else falls back to `current`."""
-    return value if value in PERIODS else DEFAULT_PERIOD
+    """One of PERIOD_LABELS; anything else falls back to DEFAULT_PERIOD."""
+    return value if value in PERIOD_LABELS else DEFAULT_PERIOD
 
 
 def period_note(value: str | None) -> str | None:
     """What to tell a customer whose `?period=` was not understood, or None."""
-    if not value or value in PERIODS:
+    if not value or value in PERIOD_LABELS:
         return None
+    *others, last = PERIOD_LABELS
     return (
-        f"“{value[:40]}” is not a period (current, previous or year); "
+        f"“{value[:40]}” is not a period ({', '.join(others)} or {last}); "
         "showing the current billing period."
     )
 

@@ -78,6 +78,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         "section": "dashboard",
         "cards": cards,
         "period_note": selectors.period_note(period),
+        "period_labels": selectors.PERIOD_LABELS,
     }
     if part == USAGE_CARD:
         return access.render_portal(
