@@ -22,6 +22,8 @@ from requests.adapters import HTTPAdapter
 logger = logging.getLogger(__name__)
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
+# SteVe's 400 message when no station of an operation is connected (CONTRACT §7).
+NO_ELIGIBLE_STATIONS = "No stations are eligible for communication."
 RETRY_DELAYS = (0.2, 0.6, 1.5)
 
 
@@ -58,6 +60,11 @@ class SteveNotFound(SteveError):
 
 class SteveRejected(SteveError):
     """SteVe refused the request with a business rule (400), e.g. a station offline."""
+
+    @property
+    def no_station_connected(self) -> bool:
+        """SteVe's refusal of an operation none of whose stations is connected."""
+        return self.message.startswith(NO_ELIGIBLE_STATIONS)
 
 
 class SteveUnanswered(SteveError):
@@ -172,9 +179,16 @@ class OperationResult:
     task_finished: bool
     responses: Mapping[str, str]
     errors: Mapping[str, str]
+    # Stations that answered with an OCPP CallError (errorResponses): reached,
+    # unlike the send failures that `errors` also holds.
+    call_errors: frozenset[str] = frozenset()
 
     def accepted(self, charge_box_id: str) -> bool:
         return self.responses.get(charge_box_id, "").lower() == "accepted"
+
+    def answered(self, charge_box_id: str) -> bool:
+        """The station replied, whatever it said: it is connected."""
+        return charge_box_id in self.responses or charge_box_id in self.call_errors
 
     def status_of(self, charge_box_id: str) -> str:
         """'Accepted', 'Rejected', …, 'Error' or 'Timeout' for one charge box."""
@@ -237,6 +251,7 @@ def _parse_reading(item: Mapping[str, Any]) -> MeterReading:
 
 
 def _parse_operation(body: Mapping[str, Any]) -> OperationResult:
+    call_errors = body.get("errorResponses") or []
     return OperationResult(
         task_finished=bool(body["taskFinished"]),
         responses={
@@ -246,13 +261,14 @@ def _parse_operation(body: Mapping[str, Any]) -> OperationResult:
         errors={
             **{
                 str(item["chargeBoxId"]): str(item.get("errorCode") or "Error")
-                for item in body.get("errorResponses") or []
+                for item in call_errors
             },
             **{
                 str(item["chargeBoxId"]): str(item.get("exceptionMessage") or "Error")
                 for item in body.get("exceptions") or []
             },
         },
+        call_errors=frozenset(str(item["chargeBoxId"]) for item in call_errors),
     )
 
 

@@ -553,9 +553,21 @@ def _probe(steve: SteveClient, box_ids: list[str]) -> list[str]:
         return []
     try:
         result = steve.trigger_heartbeat(box_ids)
-    except SteveRejected:
-        return []  # SteVe answers 400 when none of the stations is connected
-    return [box for box in box_ids if result.accepted(box)]
+    except SteveRejected as refused:
+        if refused.no_station_connected:
+            return []
+        raise SteveRejected(
+            refused.message,
+            permanent=True,
+            status=refused.status,
+            operator_message=(
+                f"SteVe refused the heartbeat probe ({refused.message}). One charge "
+                "box id it cannot accept, such as one with = / ( ) < or >, makes it "
+                "refuse them all: check the chargers' ids."
+            ),
+        ) from refused
+    # A station that rejects the trigger, or lacks the feature, still answered.
+    return [box for box in box_ids if result.answered(box)]
 
 
 # Phase two: writing

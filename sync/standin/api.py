@@ -159,8 +159,8 @@ def tag_json(row: TagRow) -> JsonObject:
 
 
 def operation_json(result: OperationResult) -> JsonObject:
-    """An ``OcppOperationResponse`` record. The stations here always answer with
-    a CallResult, so ``errorResponses`` and ``exceptions`` stay empty."""
+    """An ``OcppOperationResponse`` record. The stations here are always reached,
+    so ``exceptions`` stays empty."""
     return {
         "taskId": result.task_id,
         "taskFinished": result.finished,
@@ -168,7 +168,15 @@ def operation_json(result: OperationResult) -> JsonObject:
             {"chargeBoxId": box, "response": response}
             for box, response in result.responses
         ],
-        "errorResponses": [],
+        "errorResponses": [
+            {
+                "chargeBoxId": box,
+                "errorCode": code,
+                "errorDescription": "Requested Action is not known by receiver",
+                "errorDetails": "{}",
+            }
+            for box, code in result.call_errors
+        ],
         "exceptions": [],
     }
 

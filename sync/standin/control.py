@@ -303,8 +303,21 @@ class Control:
             charge_box_id,
             online=payload.flag("online"),
             reject_remote_start=payload.flag("rejectRemoteStart"),
+            trigger_answer=_trigger_answer(payload.text("triggerAnswer")),
         )
         return {"ok": True}
+
+
+TRIGGER_ANSWERS = ("Accepted", "Rejected", "NotImplemented")
+
+
+def _trigger_answer(raw: str | None) -> str | None:
+    if raw is not None and raw not in TRIGGER_ANSWERS:
+        raise ControlError(
+            HTTPStatus.BAD_REQUEST,
+            f"triggerAnswer must be one of {', '.join(TRIGGER_ANSWERS)}",
+        )
+    return raw
 
 
 def _pk(raw: str) -> int:

@@ -356,8 +356,10 @@ class Fleet:
         *,
         online: bool | None = None,
         reject_remote_start: bool | None = None,
+        trigger_answer: str | None = None,
     ) -> None:
-        """Connect or disconnect a station, or make it reject remote starts.
+        """Connect or disconnect a station, make it reject remote starts, or set
+        how it answers TriggerMessage (Accepted, Rejected or NotImplemented).
 
         Coming online counts as a BootNotification, which sets the heartbeat.
         Raises ``UnknownStation``.
@@ -372,6 +374,8 @@ class Fleet:
                 station.online = online
             if reject_remote_start is not None:
                 station.reject_remote_start = reject_remote_start
+            if trigger_answer is not None:
+                station.trigger_answer = trigger_answer
 
     # -- time and inspection --------------------------------------------------------
 

@@ -240,10 +240,20 @@ class TagQuery:
 
 
 @dataclass(frozen=True)
+class CallError:
+    """A station's OCPP CallError instead of a CallResult, e.g. NotImplemented
+    from a station without the feature."""
+
+    code: str
+
+
+@dataclass(frozen=True)
 class OperationResult:
     """What ``OcppOperationsService`` hands back once the station answered or the
-    wait timed out (CONTRACT §7). ``responses`` pairs chargeBoxId and status."""
+    wait timed out (CONTRACT §7). ``responses`` pairs chargeBoxId and status,
+    ``call_errors`` chargeBoxId and the CallError's code."""
 
     task_id: int
     finished: bool
     responses: tuple[tuple[str, str], ...] = field(default=())
+    call_errors: tuple[tuple[str, str], ...] = field(default=())

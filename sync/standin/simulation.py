@@ -18,6 +18,7 @@ from datetime import datetime
 from sync.standin.history import SeededFleet
 from sync.standin.records import (
     SAMPLE_PERIODIC,
+    CallError,
     EvseKey,
     OperationResult,
     Reading,
@@ -90,14 +91,21 @@ class Simulation:
         self,
         stations: list[Station],
         answered: bool,
-        answer: Callable[[Station], str],
+        answer: Callable[[Station], str | CallError],
     ) -> OperationResult:
         """Deliver an operation; unanswered means SteVe's wait times out."""
         task_id = next(self._task_ids)
         if not answered:
             return OperationResult(task_id, finished=False)
-        responses = tuple((s.charge_box_id, answer(s)) for s in stations)
-        return OperationResult(task_id, finished=True, responses=responses)
+        answers = [(s.charge_box_id, answer(s)) for s in stations]
+        return OperationResult(
+            task_id,
+            finished=True,
+            responses=tuple((box, a) for box, a in answers if isinstance(a, str)),
+            call_errors=tuple(
+                (box, a.code) for box, a in answers if isinstance(a, CallError)
+            ),
+        )
 
     def answer_remote_start(
         self, station: Station, connector_id: int | None, id_tag: str, now: datetime
@@ -149,8 +157,16 @@ class Simulation:
 
     def answer_trigger(
         self, station: Station, message: str, connector_id: int | None, now: datetime
-    ) -> str:
-        """Accept the trigger; a Heartbeat or BootNotification follows at once."""
+    ) -> str | CallError:
+        """Accept the trigger; a Heartbeat or BootNotification follows at once.
+
+        A station set to reject triggers answers Rejected, one without the
+        RemoteTrigger feature a NotImplemented CallError; neither sends anything.
+        """
+        if station.trigger_answer == "NotImplemented":
+            return CallError("NotImplemented")
+        if station.trigger_answer == "Rejected":
+            return "Rejected"
         if connector_id is not None and connector_id not in station.connectors:
             return "Rejected"
         if message in ("Heartbeat", "BootNotification"):

@@ -85,6 +85,7 @@ def _charge_box(simulation: Simulation, station: Station) -> dict[str, Any]:
         "chargeBoxPk": box.pk,
         "online": station.online,
         "rejectRemoteStart": station.reject_remote_start,
+        "triggerAnswer": station.trigger_answer,
         "lastHeartbeat": (
             format_timestamp(box.last_heartbeat) if box.last_heartbeat else None
         ),

@@ -162,6 +162,8 @@ class Station:
     connectors: dict[int, Connector] = field(default_factory=dict)
     online: bool = True
     reject_remote_start: bool = False
+    # How it answers TriggerMessage: Accepted, Rejected or NotImplemented.
+    trigger_answer: str = "Accepted"
     since_heartbeat_s: float = 0.0
 
     def session_power(self, rng: random.Random) -> float:

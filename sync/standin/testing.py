@@ -315,6 +315,12 @@ class StandinProcess:
         body = {"rejectRemoteStart": reject}
         self._control("POST", f"stations/{quote(charge_box_id)}", body)
 
+    def set_trigger_answer(self, charge_box_id: str, answer: str) -> None:
+        """How a station answers TriggerMessage: Accepted, Rejected or
+        NotImplemented (a CallError, as from a station without RemoteTrigger)."""
+        body = {"triggerAnswer": answer}
+        self._control("POST", f"stations/{quote(charge_box_id)}", body)
+
     def _control(self, method: str, path: str, body: object = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(

@@ -826,6 +826,25 @@ class OperationTests:
         assert datetime.fromisoformat(heartbeat).timestamp() >= before - 0.01
         assert (offline.status, offline.json()["message"]) == (400, NO_STATIONS)
 
+    def test_a_station_without_remote_trigger_answers_with_a_call_error(
+        self, steve: Steve
+    ) -> None:
+        steve.standin.set_trigger_answer("CP-001", "NotImplemented")
+        body = {"chargeBoxIdList": ["CP-001"], "triggerMessage": "Heartbeat"}
+
+        reply = steve.operation("TriggerMessage", body).json()
+
+        assert reply["successResponses"] == []
+        assert reply["errorResponses"] == [
+            {
+                "chargeBoxId": "CP-001",
+                "errorCode": "NotImplemented",
+                "errorDescription": "Requested Action is not known by receiver",
+                "errorDetails": "{}",
+            }
+        ]
+        assert reply["exceptions"] == []
+
     def test_a_station_taken_offline_is_not_eligible(self, steve: Steve) -> None:
         body = {"chargeBoxIdList": ["CP-001"], "idTag": "TAG-0001"}
         steve.standin.set_online("CP-001", False)

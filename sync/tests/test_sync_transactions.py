@@ -758,6 +758,38 @@ class SyncChargersTests(SyncTestCase):
         self.assertNotIn("CP-001", checked_in)
         self.assertIn("CP-002", checked_in)
 
+    def test_a_station_that_answers_without_accepting_checks_in(self) -> None:
+        # Rejected, or a CallError from a station without RemoteTrigger: either
+        # way the station answered, so it is connected.
+        self.sync()
+        Charger.objects.update(last_check_in_at=None)
+        self.standin.set_trigger_answer("CP-001", "Rejected")
+        self.standin.set_trigger_answer("CP-002", "NotImplemented")
+        run = services.sync_run_chargers(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        checked_in = set(
+            Charger.objects.filter(last_check_in_at__isnull=False).values_list(
+                "charge_box_id", flat=True
+            )
+        )
+        self.assertLessEqual({"CP-001", "CP-002"}, checked_in)
+
+    def test_a_probe_steve_refuses_fails_the_run(self) -> None:
+        # SteVe's chargeBoxId check refuses the whole request for one bad id; that
+        # is not "no station online".
+        self.sync()
+        Charger.objects.create(
+            charge_box_id="CP(7)", connector_id=1, friendly_name="Typo"
+        )
+        run = services.sync_run_chargers(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            run.error,
+            "SteVe refused the heartbeat probe (Error understanding the request). "
+            "One charge box id it cannot accept, such as one with = / ( ) < or >, "
+            "makes it refuse them all: check the chargers' ids.",
+        )
+
     def test_no_station_online_is_not_a_failure(self) -> None:
         self.sync()
         Charger.objects.update(last_check_in_at=None)
