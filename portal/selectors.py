@@ -14,7 +14,7 @@ from django.db.models.functions import TruncDate
 from portal.billing import BillingAccount, billing_account
 from portal.charts import DailyChart, daily_chart
 from portal.models import Reservation
-from sessions_app.models import ApiSession, ApiToken, Rate
+from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import Cost, session_cost
 from sync import rollups
 from sync.models import (
@@ -387,11 +387,6 @@ def charger_list(*, customer: User, now: datetime) -> ChargerList:
         available=first.available_count,
         total=first.visible_count,
     )
-
-
-def token_list(*, customer: User) -> list[ApiToken]:
-    """The customer's API tokens, newest first, revoked ones included."""
-    return list(ApiToken.objects.filter(user=customer).order_by("-created_at", "-id"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from sessions_app.new_token import (
     new_token_read,
     new_token_redirect,
 )
+from sessions_app.selectors import api_token_list
 from sync.client import SteveClient
 from sync.models import Charger
 
@@ -249,9 +250,9 @@ def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
                 request, raw_token=raw_token, to=reverse("portal:token-list")
             )
     context = {
-        "tokens": selectors.token_list(customer=viewer.customer),
+        "tokens": api_token_list(user=viewer.customer),
         "form": form,
-        "raw_token": new_token_read(request),
+        "new_token": new_token_read(request),
     }
     response = access.render_portal(request, viewer, "portal/token_list.html", context)
     return new_token_forget(request, response)

@@ -375,5 +375,6 @@ def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
 
 
 def api_token_list(*, user: User) -> QuerySet[ApiToken]:
-    """`user`'s API tokens, newest first, revoked ones included."""
+    """`user`'s API tokens, newest first, revoked ones included; the console's
+    and the portal's token pages both list these."""
     return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")

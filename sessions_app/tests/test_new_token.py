@@ -86,7 +86,7 @@ class NewTokenTests(TestCase):
             self.client.post(url, {"name": "Car"})
             traveller.shift(61)
             page = self.client.get(url)
-        self.assertIsNone(page.context["raw_token"])
+        self.assertIsNone(page.context["new_token"])
         self.assertNotContains(page, "shown only once")
 
     def test_nobody_else_sees_the_token_from_a_cookie(self) -> None:
@@ -95,7 +95,7 @@ class NewTokenTests(TestCase):
         self.client.post(url, {"name": "Car"})
         self.client.force_login(UserFactory())  # the cookie stays in this browser
         page = self.client.get(url)
-        self.assertIsNone(page.context["raw_token"])
+        self.assertIsNone(page.context["new_token"])
         self.assertNotContains(page, "shown only once")
 
     def test_a_made_up_cookie_shows_nothing(self) -> None:
@@ -103,5 +103,5 @@ class NewTokenTests(TestCase):
         url = reverse("portal:token-list")
         self.client.cookies[COOKIE] = f"{self.driver.pk}:pol_fake"
         page = self.client.get(url)
-        self.assertIsNone(page.context["raw_token"])
+        self.assertIsNone(page.context["new_token"])
         self.assertNotContains(page, "pol_fake")
