@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -47,6 +48,21 @@ class Viewer:
     def acting(self) -> bool:
         return self.agent is not None
 
+    def customer_for_write(self) -> User:
+        """The customer a state change is made for; PermissionDenied while acting
+        as."""
+        if self.acting:
+            raise PermissionDenied(
+                "Support agents acting as a customer cannot change it."
+            )
+        return self.customer
+
+
+def customer_accounts() -> QuerySet[User]:
+    """The accounts the portal serves as customers, which staff may act as:
+    active and not staff."""
+    return get_user_model().objects.filter(is_active=True, is_staff=False)
+
 
 def can_act_as(user: User) -> bool:
     return bool(getattr(user, "is_staff", False)) and user.has_perm(ACT_AS_PERMISSION)
@@ -67,11 +83,7 @@ def acting_customer(request: AuthenticatedHttpRequest) -> User | None:
     customer_id = request.session.get(ACTING_AS_KEY)
     if customer_id is None or not can_act_as(request.user):
         return None
-    return (
-        get_user_model()
-        .objects.filter(pk=customer_id, is_active=True, is_staff=False)
-        .first()
-    )
+    return customer_accounts().filter(pk=customer_id).first()
 
 
 def viewer_for(request: AuthenticatedHttpRequest) -> Viewer:
@@ -86,18 +98,13 @@ def viewer_for(request: AuthenticatedHttpRequest) -> Viewer:
 
 def customer_for_write(request: AuthenticatedHttpRequest) -> User:
     """The customer a state change is made for; PermissionDenied while acting as."""
-    viewer = viewer_for(request)
-    if viewer.acting:
-        raise PermissionDenied("Support agents acting as a customer cannot change it.")
-    return viewer.customer
+    return viewer_for(request).customer_for_write()
 
 
-def sends_staff_to_console(request: AuthenticatedHttpRequest) -> bool:
+def sends_staff_to_console(request: AuthenticatedHttpRequest, viewer: Viewer) -> bool:
     """Staff land on the console unless acting as someone or they chose their own
     customer dashboard at /switch for this browser session."""
-    if not getattr(request.user, "is_staff", False):
-        return False
-    if acting_customer(request) is not None:
+    if not getattr(request.user, "is_staff", False) or viewer.acting:
         return False
     return not request.session.get(CUSTOMER_VIEW_KEY, False)
 
@@ -108,11 +115,7 @@ def has_customer_account(user: User) -> bool:
 
 def get_customer_for_agent(user_id: int) -> User:
     """A customer account staff may act as; Http404 for staff or unknown ids."""
-    customer = (
-        get_user_model()
-        .objects.filter(pk=user_id, is_active=True, is_staff=False)
-        .first()
-    )
+    customer = customer_accounts().filter(pk=user_id).first()
     if customer is None:
         raise Http404("No such customer.")
     return customer

@@ -47,9 +47,9 @@ RECENT_ACTIVITY = "recent-activity"
 @login_required
 @vary_on_headers("HX-Request", "HX-Target")
 def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
-    if access.sends_staff_to_console(request):
-        return redirect(CONSOLE)
     viewer = access.viewer_for(request)
+    if access.sends_staff_to_console(request, viewer):
+        return redirect(CONSOLE)
     # Only parts' own requests get the part alone: an htmx POST that redirects here
     # (Stop) arrives with HX-Request too, because the browser repeats the header
     # when it follows the redirect, and it swaps the whole page.
@@ -241,7 +241,7 @@ def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     viewer = access.viewer_for(request)
     form = ApiTokenForm(request.POST or None)
     if request.method == "POST":
-        customer = access.customer_for_write(request)
+        customer = viewer.customer_for_write()
         if form.is_valid():
             _, raw_token = api_token_create(
                 user=customer, name=form.cleaned_data["name"]

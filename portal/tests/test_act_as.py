@@ -1,3 +1,5 @@
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from portal.models import Reservation
@@ -23,6 +25,25 @@ class ActAsTests(PortalTestCase):
         self.assertContains(response, "12.50")
         self.assertNotContains(response, "Start charging")
         self.assertContains(self.client.get("/tokens/"), "Acting as Alice")
+
+    def test_a_request_looks_the_acted_as_customer_up_once(self) -> None:
+        self.start()
+        requests = {
+            "dashboard": lambda: self.client.get("/"),
+            "token create": lambda: self.client.post("/tokens/", {"name": "Car"}),
+        }
+        for name, send in requests.items():
+            with (
+                self.subTest(request=name),
+                CaptureQueriesContext(connection) as queries,
+            ):
+                send()
+                lookups = [
+                    query["sql"]
+                    for query in queries
+                    if 'NOT "auth_user"."is_staff"' in query["sql"]
+                ]
+                self.assertEqual(len(lookups), 1, lookups)
 
     def test_start_and_end_are_audited(self) -> None:
         self.start()
