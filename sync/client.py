@@ -334,11 +334,15 @@ class SteveClient:
     ) -> list[SteveTransaction]:
         """`GET /transactions`: every match, newest pk first; periods apply to start.
 
-        Raises SteveError.
+        An empty `transaction_pks` matches nothing (SteVe would read the empty
+        parameter as absent and answer every transaction). Raises SteveError.
         """
         params: dict[str, str] = {"type": type}
         if transaction_pks is not None:
-            params["transactionPk"] = ",".join(str(pk) for pk in transaction_pks)
+            pks = [str(pk) for pk in transaction_pks]
+            if not pks:
+                return []
+            params["transactionPk"] = ",".join(pks)
         if charge_box_id:
             params["chargeBoxId"] = charge_box_id
         if period_type:

@@ -372,14 +372,16 @@ def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
 def _collect_backfill(
     steve: SteveClient, tally: RunTally, start: datetime
 ) -> Collected:
-    now = timezone.now()
+    # A station clock running ahead dates its starts in the future; they belong
+    # to the period too.
+    end = timezone.now() + STATION_CLOCK_AHEAD
     found = steve.list_transactions(
-        type="ALL", period_type="FROM_TO", start_from=start, start_to=now
+        type="ALL", period_type="FROM_TO", start_from=start, start_to=end
     )
     seen = {t.id: t for t in found}
     _fill_pk_gap(steve, seen)
     stored_in_period = TransactionSyncState.objects.filter(
-        started_at__gte=start, started_at__lte=now, is_deleted_in_steve=False
+        started_at__gte=start, started_at__lte=end, is_deleted_in_steve=False
     ).values_list("steve_transaction_id", flat=True)
     missing = [pk for pk in stored_in_period if pk not in seen]
     return _plan(steve, tally, list(seen.values()), missing)

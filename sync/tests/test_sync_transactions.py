@@ -106,6 +106,11 @@ class SyncTransactionsTests(SyncTestCase):
             )
             self.assertGreater(row.events.filter(event_type="progress").count(), 1)
 
+    def test_asking_for_no_pks_finds_nothing(self) -> None:
+        # SteVe reads an empty transactionPk as absent: it would answer them all.
+        self.assertTrue(self.steve.list_transactions())
+        self.assertEqual(self.steve.list_transactions(transaction_pks=[]), [])
+
     def test_values_no_meter_could_read_are_left_out(self) -> None:
         # SteVe stores a sampled value as the station sent it; one such reading
         # must not stop every run from then on.
@@ -517,6 +522,17 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(row.is_finalized)
         self.assertTrue(row.is_stop_estimated)
         self.assert_energy_adds_up()
+
+    def test_a_backfill_takes_starts_a_station_clock_dated_ahead(self) -> None:
+        ahead = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(ahead)
+        )
+        run = services.sync_run_backfill(
+            since=date.today() - timedelta(days=1), trigger="command", client=self.steve
+        )
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(self.row(pk).started_at, ahead)
 
     def test_a_backfill_flags_stopped_transactions_steve_deleted(self) -> None:
         self.sync()
