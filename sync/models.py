@@ -20,6 +20,10 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         """Runs that have started and not finished."""
         return self.filter(status=SyncRun.Status.RUNNING)
 
+    def writing_transactions(self) -> "SyncRunQuerySet":
+        """Runs of the kinds that write sessions (and share one lock)."""
+        return self.filter(kind__in=SyncRun.TRANSACTION_KINDS)
+
     def succeeded(self, kind: str) -> "SyncRunQuerySet":
         """Successful runs of `kind`, most recently finished first."""
         return self.filter(kind=kind, status=SyncRun.Status.SUCCEEDED).order_by(
@@ -39,14 +43,8 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
     def that_changed_sessions(self) -> "SyncRunQuerySet":
         """Finished runs that created or updated a session, newest first."""
         return (
-            self.filter(
-                kind__in=[
-                    SyncRun.Kind.TRANSACTIONS,
-                    SyncRun.Kind.TRANSACTION,
-                    SyncRun.Kind.BACKFILL,
-                ],
-                finished_at__isnull=False,
-            )
+            self.writing_transactions()
+            .filter(finished_at__isnull=False)
             .filter(Q(created_count__gt=0) | Q(updated_count__gt=0))
             .order_by("-finished_at")
         )
@@ -60,6 +58,8 @@ class SyncRun(models.Model):
         BACKFILL = "backfill", "Backfill"
         TRANSACTION = "transaction", "Single transaction"
         CHARGERS = "chargers", "Charger probe"
+
+    TRANSACTION_KINDS = (Kind.TRANSACTIONS, Kind.BACKFILL, Kind.TRANSACTION)
 
     class Trigger(models.TextChoices):
         BEAT = "beat", "Schedule"

@@ -278,11 +278,7 @@ def _start_run(
     group = (
         [SyncRun.Kind.CHARGERS]
         if kind == SyncRun.Kind.CHARGERS
-        else [
-            SyncRun.Kind.TRANSACTIONS,
-            SyncRun.Kind.BACKFILL,
-            SyncRun.Kind.TRANSACTION,
-        ]
+        else SyncRun.TRANSACTION_KINDS
     )
     SyncRun.objects.running().filter(kind__in=group).update(
         status=SyncRun.Status.FAILED,
