@@ -13,6 +13,13 @@ from sync.services.mappings import validate_id_tag, validate_tag_is_free
 
 STATUS_CHOICES = [("all", "All"), ("active", "Active"), ("completed", "Completed")]
 TAG_MAX_LENGTH = 100
+SEARCH_MAX_LENGTH = 100
+
+
+def _search_text(raw: str) -> str:
+    """Typed search text, trimmed and without NUL: Postgres text cannot hold it,
+    so a search containing one would be a 500."""
+    return raw.replace("\x00", "").strip()
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,7 @@ def parse_session_filters(query: QueryDict) -> SessionFilters:
     date_to = _parse_date(query.get("to", ""), "To", notes)
     if date_from and date_to and date_to < date_from:
         notes.append("To is before From, so no session can match.")
-    # Postgres text cannot hold NUL, so a tag containing one would be a 500.
-    tag = query.get("tag", "").replace("\x00", "").strip()
+    tag = _search_text(query.get("tag", ""))
     if len(tag) > TAG_MAX_LENGTH:
         notes.append(
             f"Tag is longer than {TAG_MAX_LENGTH} characters; "
@@ -115,6 +121,11 @@ def parse_session_filters(query: QueryDict) -> SessionFilters:
         tag=tag,
         notes=tuple(notes),
     )
+
+
+def parse_user_mapping_search(query: QueryDict) -> str:
+    """The mapping list's search (`q`), at most SEARCH_MAX_LENGTH characters."""
+    return _search_text(query.get("q", ""))[:SEARCH_MAX_LENGTH]
 
 
 class SessionFilterForm(forms.Form):

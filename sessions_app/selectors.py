@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
 
 PAGE_SIZE = 15
+# A table that re-reads itself after a sync gets back at most ten pages: a page that
+# loaded more keeps its first ten pages, and Load more goes on from there.
+MAX_REFRESH_ROWS = 10 * PAGE_SIZE
+# The mapping list shows the first matches only; a search narrows it.
+MAX_LISTED_MAPPINGS = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -141,6 +146,41 @@ def session_page(
     return SessionPage(
         rows=rows, next_cursor=encode_cursor(rows[-1]) if has_more else None
     )
+
+
+@dataclass(frozen=True)
+class SessionTable:
+    """What one Charging Sessions request shows: its page of rows, and how many
+    rows the table holds with them (the next Load more and re-read start there)."""
+
+    page: SessionPage
+    rows_shown: int
+
+
+def session_table(
+    *,
+    filters: SessionFilters,
+    cursor: str | None,
+    rows_before: int,
+    whole_page: bool,
+) -> SessionTable:
+    """The rows of a Charging Sessions request. `rows_before` is how many rows the
+    table showed before it: before a Load more (with `cursor`), or when the table
+    re-reads itself after a sync (without), which gets back at most
+    MAX_REFRESH_ROWS."""
+    if cursor and whole_page and rows_before < MAX_REFRESH_ROWS:
+        # A Load more link opened as a page (a new tab, no JavaScript): the whole
+        # table it would have grown into, from the top, so that the rows, their
+        # count and the live refresh agree. Past ten pages the cursor's page alone.
+        rows_before += PAGE_SIZE
+        cursor = None
+    if cursor:
+        page = session_page(filters=filters, cursor=cursor)
+        return SessionTable(page=page, rows_shown=rows_before + len(page.rows))
+    pages = max(1, -(-rows_before // PAGE_SIZE))
+    limit = min(pages * PAGE_SIZE, MAX_REFRESH_ROWS)
+    page = session_page(filters=filters, cursor=None, limit=limit)
+    return SessionTable(page=page, rows_shown=len(page.rows))
 
 
 SESSION_EXPORT_HEADER = [
@@ -356,7 +396,8 @@ def sync_run_in_progress() -> bool:
 
 
 def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
-    """Mappings whose tag, label, billing id or customer email contains `search`."""
+    """The first MAX_LISTED_MAPPINGS mappings whose tag, label, billing id or
+    customer email contains `search`, active ones first."""
     mappings = UserMapping.objects.select_related("user").order_by(
         "-is_active", "steve_ocpp_id_tag"
     )
@@ -368,7 +409,7 @@ def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
             | Q(user__username__icontains=search)
             | Q(user__email__icontains=search)
         )
-    return mappings
+    return mappings[:MAX_LISTED_MAPPINGS]
 
 
 # API tokens

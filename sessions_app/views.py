@@ -11,7 +11,6 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
-    HttpResponseRedirect,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
@@ -35,6 +34,7 @@ from sessions_app.forms import (
     UserMappingImportForm,
     parse_session_filters,
     parse_sync_run_filters,
+    parse_user_mapping_search,
 )
 from sessions_app.models import ApiToken
 from sessions_app.new_token import (
@@ -58,10 +58,6 @@ QUEUE_UNREACHABLE = (
     "syncs resume by themselves once it is back."
 )
 
-# A table that re-reads itself after a sync gets back at most ten pages: a page that
-# loaded more keeps its first ten pages, and Load more goes on from there.
-MAX_REFRESH_ROWS = 10 * selectors.PAGE_SIZE
-
 
 def _live_url() -> str:
     """The staff stream for a page's `sse-connect` (see `live.stream_url`)."""
@@ -75,29 +71,19 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     live_url = None if fragment else _live_url()
     filters = parse_session_filters(request.GET)
     cursor = request.GET.get("cursor")
-    # How many rows the page shows: before this Load more, or to re-read.
-    rows_before = _row_count(request.GET.get("rows"))
-    if cursor and not fragment and rows_before < MAX_REFRESH_ROWS:
-        # A Load more link opened as a page (a new tab, no JavaScript): the whole
-        # table it would have grown into, from the top, so that the rows, their
-        # count and the live refresh agree. Past ten pages the cursor's page alone.
-        rows_before += selectors.PAGE_SIZE
-        cursor = None
-    if cursor:
-        page = selectors.session_page(filters=filters, cursor=cursor)
-        rows_shown = rows_before + len(page.rows)
-    else:
-        pages = max(1, -(-rows_before // selectors.PAGE_SIZE))
-        limit = min(pages * selectors.PAGE_SIZE, MAX_REFRESH_ROWS)
-        page = selectors.session_page(filters=filters, cursor=None, limit=limit)
-        rows_shown = len(page.rows)
+    table = selectors.session_table(
+        filters=filters,
+        cursor=cursor,
+        rows_before=_row_count(request.GET.get("rows")),
+        whole_page=not fragment,
+    )
     now = timezone.now()
     filter_query = urlencode(filters.as_query())
     context = {
         "section": "sessions",
         "filters": filters,
-        "page": page,
-        "rows_shown": rows_shown,
+        "page": table.page,
+        "rows_shown": table.rows_shown,
         "freshness": selectors.sync_freshness(now=now),
         "filter_query": filter_query,
     }
@@ -106,8 +92,10 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         return render(request, f"{template}#session-rows", context)
     context.update(
         total=selectors.session_count(filters=filters),
-        # Called by the template only when the page has no rows.
-        any_sync_completed=selectors.any_sync_completed,
+        # Only the empty table without filters says whether a sync has completed.
+        any_sync_completed=not table.page.rows
+        and not filters.chips()
+        and selectors.any_sync_completed(),
     )
     if fragment and request.htmx.trigger == "session-results":
         # The table re-reading itself after a sync: the form keeps what is typed.
@@ -253,12 +241,11 @@ def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @staff_only
 def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
-    # Postgres text cannot hold NUL; a search for it would be a 500.
-    search = request.GET.get("q", "").replace("\x00", "").strip()[:100]
+    search = parse_user_mapping_search(request.GET)
     context = {
         "section": "user-mappings",
         "search": search,
-        "mappings": selectors.user_mapping_list(search=search)[:200],
+        "mappings": selectors.user_mapping_list(search=search),
         "import_form": UserMappingImportForm(),
     }
     return render(request, "sessions_app/user_mapping_list.html", context)
@@ -298,6 +285,8 @@ def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
         try:
             user_mapping_update(
                 actor=request.user,
+                # Validating the form wrote the posted values onto `mapping`; the
+                # service compares with the stored row for its audit entry.
                 mapping=UserMapping.objects.select_related("user").get(pk=pk),
                 steve_ocpp_id_tag=data["steve_ocpp_id_tag"],
                 user=data["customer_email"],
@@ -411,8 +400,3 @@ def api_token_revoke_view(request: AuthenticatedHttpRequest, pk: int) -> HttpRes
 def live_stream(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The console's SSE stream (staff channel)."""
     return live.stream(request, live.staff_channel())
-
-
-def home(request: HttpRequest) -> HttpResponseRedirect:
-    """Until the portal owns `/`, everyone signed in goes to the console."""
-    return redirect(reverse("sessions_app:session-list"))
