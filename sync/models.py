@@ -135,6 +135,11 @@ class SyncRun(models.Model):
         return self.finished_at - self.started_at
 
 
+# A charger counts as online this long after its last check-in; a reading older
+# than that is no sign of life.
+CHECK_IN_VALID_FOR = timedelta(hours=1)
+
+
 class ChargerQuerySet(models.QuerySet["Charger"]):
     def visible_to_customer(self, user: User) -> "ChargerQuerySet":
         """The chargers a customer may see, start and reserve: the public ones and

@@ -39,6 +39,7 @@ from sync.energy import (
     plan_vanished,
 )
 from sync.models import (
+    CHECK_IN_VALID_FOR,
     Charger,
     SyncedTransactionEvent,
     SyncRun,
@@ -751,12 +752,12 @@ def _flag_suspected_stuck() -> None:
 def _check_in_from_readings(
     plans: list[TransactionPlan], chargers: dict[tuple[str, int], int]
 ) -> None:
-    """A charger that sent meter values in the last hour has checked in.
+    """A charger that sent meter values recently (CHECK_IN_VALID_FOR) has checked in.
 
     One UPDATE for all of them; a check-in is only ever moved forward, so a newer
     one (from the heartbeat probe) is never overwritten.
     """
-    fresh_after = timezone.now() - timedelta(hours=1)
+    fresh_after = timezone.now() - CHECK_IN_VALID_FOR
     latest: dict[int, datetime] = {}
     for plan in plans:
         at = plan.latest_reading_at
