@@ -199,10 +199,10 @@ def session_create(
 ) -> Status[dict[str, Any]]:
     """Send RemoteStartTransaction with one of the user's tags; the session is
     `created` until the station reports charging. When SteVe took the start but
-    its answer was lost, or the station did not answer SteVe within its 30 s, the
-    session is still created (the station may start) and the message says so; it
-    is cancelled if charging does not start in time. 502 means the start was not
-    sent, or the station answered with an error."""
+    its answer was lost, or the station did not answer within SteVe's own station
+    timeout (30 s), the session is still created (the station may start) and the
+    message says so; it is cancelled if charging does not start in time. 502 means
+    the start was not sent, or the station answered with an error."""
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
     with SteveClient() as client:
         created = charging.api_session_create(
@@ -281,9 +281,10 @@ def session_detail(request: ApiRequest, session_id: str) -> dict[str, Any]:
 def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     """Send RemoteStopTransaction; the session ends when the station reports it.
     When SteVe took the stop but its answer was lost, or the station did not answer
-    SteVe within its 30 s, the stop still counts as requested (the station may have
-    stopped; it is sent again if charging goes on) and the message says so. 502
-    means the stop was not sent, or the station answered with an error."""
+    within SteVe's own station timeout (30 s), the stop still counts as requested
+    (the station may have stopped; it is sent again if charging goes on) and the
+    message says so. 502 means the stop was not sent, or the station answered with
+    an error."""
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     with SteveClient() as client:
         session = charging.api_session_stop(session=session, client=client)

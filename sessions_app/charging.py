@@ -4,8 +4,9 @@ Lifecycle: created → started → ended, or created → cancelled.
 
 - `api_session_create` sends RemoteStartTransaction (at once, or at the target's
   `energy_start_time`) and stores the session as `created`.
-- `api_session_advance` is run for every open session by Celery beat
-  (`sessions_app.tasks.api_sessions_advance_all`). SteVe never returns the new
+- `api_session_advance` is run for every open session right after each scheduled
+  transactions sync (`sessions_app.tasks.api_sessions_advance_all`, linked to the
+  sync's beat entry in polaris/celery.py). SteVe never returns the new
   transaction id (CONTRACT §7), so a session starts when the sync has stored the
   transaction its remote start began (`api_session_matching_transaction`); it ends
   when that transaction is finalized. It is cancelled when charging did not start
