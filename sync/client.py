@@ -18,6 +18,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -503,7 +504,13 @@ class SteveClient:
             raise SteveUnanswered(
                 "SteVe's answer was cut off.", permanent=False
             ) from None
-        except requests.ConnectionError:
+        except requests.ConnectionError as error:
+            if _closed_after_sending(error):
+                # SteVe took the request and closed the connection without an
+                # answer (a restart, a proxy): it may have acted on it.
+                raise SteveUnanswered(
+                    "SteVe closed the connection before answering.", permanent=False
+                ) from None
             raise SteveError(
                 "SteVe cannot be reached.",
                 permanent=False,
@@ -588,6 +595,13 @@ def given_or_new(client: SteveClient | None) -> Iterator[SteveClient]:
         return
     with SteveClient() as steve:
         yield steve
+
+
+def _closed_after_sending(error: requests.ConnectionError) -> bool:
+    """Whether the connection broke after the request went out: urllib3 reports
+    that as a ProtocolError, and a failure to connect as NewConnectionError inside
+    MaxRetryError."""
+    return bool(error.args) and isinstance(error.args[0], ProtocolError)
 
 
 def _error_message(response: requests.Response) -> str | None:

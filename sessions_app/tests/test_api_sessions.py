@@ -263,7 +263,16 @@ class SessionUnconfirmedStartApiTests(ApiTestCase):
     ) -> None:
         # SteVe carries out the remote start but its answer arrives unreadable:
         # the station starts charging, so the session must exist to follow it.
-        self.standin.set_fault("malformed", path_contains="RemoteStartTransaction")
+        self.assert_a_lost_answer_is_followed("malformed")
+
+    def test_a_start_steve_hung_up_on_is_kept_and_starts_with_the_station(
+        self,
+    ) -> None:
+        # The connection closes before any answer: SteVe may have carried it out.
+        self.assert_a_lost_answer_is_followed("hangup")
+
+    def assert_a_lost_answer_is_followed(self, fault: str) -> None:
+        self.standin.set_fault(fault, path_contains="RemoteStartTransaction")
         created = self.start()
         body = created.json()
         self.assertEqual(created.status_code, 201, body)

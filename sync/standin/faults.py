@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 FaultKind = Literal[
-    "slow", "error", "malformed", "cut", "unauthorized", "timeout_operation"
+    "slow", "error", "malformed", "cut", "hangup", "unauthorized", "timeout_operation"
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "slow",
     "error",
     "malformed",
     "cut",
+    "hangup",
     "unauthorized",
     "timeout_operation",
 )
@@ -28,6 +29,7 @@ REQUEST_FAULTS: tuple[FaultKind, ...] = (
     "error",
     "malformed",
     "cut",
+    "hangup",
     "unauthorized",
 )
 # SteVe's STATION_RESPONSE_TIMEOUT: nothing in SteVe blocks longer.

@@ -147,6 +147,9 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     # The connection drops halfway through the body (a restart, a proxy timeout).
     cut: bool = False
+    # The connection closes before a byte of the answer: the request was carried
+    # out, and the client cannot tell it from a request never received.
+    hangup: bool = False
 
     @classmethod
     def json(cls, status: int, payload: object) -> Reply:
@@ -280,6 +283,9 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _write(self, reply: Reply) -> None:
+        if reply.hangup:
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         if reply.content_type:
             self.send_header("Content-Type", reply.content_type)
@@ -347,6 +353,8 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
             return Reply(HTTPStatus.OK, truncated, _JSON)
         if fault is not None and fault.kind == "cut":
             return replace(reply, cut=True)
+        if fault is not None and fault.kind == "hangup":
+            return replace(reply, hangup=True)
         return reply
 
     def _route(self, segments: list[str], query: str, body: bytes) -> Reply:

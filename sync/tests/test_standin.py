@@ -1023,6 +1023,19 @@ class FaultTests:
             steve.call("GET", "/transactions")
         assert steve.call("GET", "/transactions").status == 200
 
+    def test_hangup_closes_the_connection_after_carrying_out_the_request(
+        self, steve: Steve
+    ) -> None:
+        steve.standin.set_fault("hangup", path_contains="TriggerMessage")
+        before = time.time()
+        body = {"chargeBoxIdList": ["CP-001"], "triggerMessage": "Heartbeat"}
+
+        with pytest.raises(http.client.RemoteDisconnected):
+            steve.operation("TriggerMessage", body)
+
+        heartbeat = steve.standin.state()["chargeBoxes"][0]["lastHeartbeat"]
+        assert datetime.fromisoformat(heartbeat).timestamp() >= before - 0.01
+
     def test_unauthorized_answers_as_for_bad_credentials(self, steve: Steve) -> None:
         steve.standin.set_fault("unauthorized", count=-1, path_contains="type=ACTIVE")
 
