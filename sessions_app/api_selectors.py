@@ -20,6 +20,7 @@ from django.http import Http404
 
 from sessions_app.models import ApiSession, ApiSessionQuerySet
 from sessions_app.pricing import Cost, RateTerms, session_cost
+from sync.client import in_base_unit
 from sync.models import SyncRun, TransactionSyncState
 
 PAGE_SIZE_MAX = 100
@@ -237,7 +238,7 @@ def api_session_metered(session: ApiSession) -> MeteredEnergy:
     if tx.is_finalized or tx.meter_reset_seen or not report.get("energy_meter"):
         return MeteredEnergy(synced, until)
     meter = report["energy_meter"]
-    wh = Decimal(str(meter["value"])) * (_WH_PER_KWH if meter["unit"] == "kWh" else 1)
+    wh = in_base_unit(Decimal(str(meter["value"])), meter["unit"])
     live = ((wh - tx.meter_start_wh) / _WH_PER_KWH).quantize(Decimal("0.001"))
     # The register only grows, so the later of the two readings has the larger
     # energy: the maxima of both belong to one reading.

@@ -58,6 +58,7 @@ from sync.client import (
     SteveError,
     SteveRejected,
     SteveUnanswered,
+    in_base_unit,
 )
 from sync.models import Charger, TransactionSyncState, UserMapping
 
@@ -966,8 +967,7 @@ def _projected_kwh(
 def _reported_kw(power: dict[str, Any] | None) -> Decimal | None:
     if not power:
         return None
-    value = Decimal(str(power["value"]))
-    return value if power["unit"] == "kW" else value / W_PER_KW
+    return in_base_unit(Decimal(str(power["value"])), power["unit"]) / W_PER_KW
 
 
 def _hours(span: timedelta) -> Decimal:

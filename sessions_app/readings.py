@@ -17,6 +17,7 @@ from sync.client import (
     MeterReading,
     TransactionDetails,
     format_timestamp,
+    in_base_unit,
 )
 
 POWER = "Power.Active.Import"
@@ -155,7 +156,7 @@ def _power_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str]
     states = []
     for at in sorted(samples):
         value, unit = _combine(POWER, samples[at])
-        watts = value * 1000 if unit == "kW" else value
+        watts = in_base_unit(value, unit)
         states.append((at, "Charging" if watts >= CHARGING_MIN_W else "SuspendedEV"))
     return states
 
@@ -165,7 +166,7 @@ def _energy_states(readings: Sequence[MeterReading]) -> list[tuple[datetime, str
     register = []
     for at in sorted(samples):
         value, unit = _combine(ENERGY_REGISTER, samples[at])
-        register.append((at, value * 1000 if unit == "kWh" else value))
+        register.append((at, in_base_unit(value, unit)))
     # Each state holds from one reading to the next; the last repeats at the end.
     states = [
         (at, "Charging" if after > before else "SuspendedEV")

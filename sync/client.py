@@ -102,6 +102,14 @@ OUTLET = "Outlet"
 MAX_READING = Decimal(10**15)
 
 
+KILO = Decimal(1000)
+
+
+def in_base_unit(value: Decimal, unit: str | None) -> Decimal:
+    """A reading in W or Wh: kW and kWh values times 1000, others as they are."""
+    return value * KILO if unit in ("kW", "kWh") else value
+
+
 @dataclass(frozen=True, slots=True)
 class MeterReading:
     """One sampled value as the station sent it (no unit conversion)."""
@@ -147,9 +155,8 @@ class MeterReading:
         number = self.decimal_value
         if number is None:
             raise ValueError(f"{self.value!r} is not an energy reading")
-        if self.unit == "kWh":
-            number *= 1000
-        return int(number.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+        wh = in_base_unit(number, self.unit)
+        return int(wh.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True, slots=True)
