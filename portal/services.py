@@ -101,7 +101,6 @@ def reservation_create(
     return reservation
 
 
-@transaction.atomic
 def reservation_cancel(
     *, reservation: Reservation, client: SteveClient, now: datetime | None = None
 ) -> Reservation:

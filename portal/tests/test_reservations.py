@@ -95,6 +95,10 @@ class ReservationTests(PortalTestCase):
                 depths.append(len(connection.atomic_blocks))
                 return super().reserve_now(**kwargs)
 
+            def cancel_reservation(self, **kwargs: Any) -> Any:
+                depths.append(len(connection.atomic_blocks))
+                return super().cancel_reservation(**kwargs)
+
         client = ObservedClient(
             base_url=self.standin.base_url,
             username=self.standin.username,
@@ -105,11 +109,17 @@ class ReservationTests(PortalTestCase):
         UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
             is_active=False
         )
-        reservation_create(
+        reservation = reservation_create(
             customer=self.alice, charger=self.free, minutes=30, client=client
         )
-        self.assertEqual(depths, [outer_depth])
         self.assertEqual(Reservation.objects.get().charger, self.free)
+        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
+            "reservationId"
+        ]
+        reservation.save()
+        reservation_cancel(reservation=reservation, client=client)
+        self.assertEqual(depths, [outer_depth, outer_depth])
+        self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
 
     def test_a_reservation_steve_cannot_cancel_keeps_holding_the_charger(
         self,
