@@ -18,6 +18,7 @@ from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import Cost, session_cost
 from sync import rollups
 from sync.models import (
+    CHECK_IN_VALID_FOR,
     Charger,
     SyncedTransactionEvent,
     TransactionSyncState,
@@ -35,7 +36,6 @@ PERIOD_LABELS = {
     "year": "This year",
 }
 MAX_CHARGERS = 50
-OFFLINE_AFTER = timedelta(hours=1)
 RECENT_SESSIONS = 5
 
 
@@ -286,7 +286,7 @@ def charger_status(charger: ListedCharger, now: datetime) -> str:
     """offline (no check-in for over an hour), else in_use, reserved, online."""
     if (
         charger.last_check_in_at is None
-        or now - charger.last_check_in_at > OFFLINE_AFTER
+        or now - charger.last_check_in_at > CHECK_IN_VALID_FOR
     ):
         return "offline"
     if charger.in_use:
@@ -369,7 +369,7 @@ def charger_list(*, customer: User, now: datetime) -> ChargerList:
     params = {
         "customer": customer.pk,
         "now": now,
-        "online_since": now - OFFLINE_AFTER,
+        "online_since": now - CHECK_IN_VALID_FOR,
         "open_statuses": list(ApiSession.OPEN_STATUSES),
         "held_status": Reservation.Status.ACTIVE,
         "limit": MAX_CHARGERS,

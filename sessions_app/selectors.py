@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection
 from django.db.models import Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -110,13 +109,7 @@ def session_count(*, filters: SessionFilters) -> int:
             filters.updated_from, _day_after(filters.updated_to), states=states
         )
         return _filtered_sessions(filters).count() if count is None else count
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT COALESCE(SUM(sessions), 0) FROM session_counts"
-            ' WHERE "isFinalized" = ANY(%s)',
-            [states],
-        )
-        return int(cursor.fetchone()[0])
+    return rollups.sessions_total(states=states)
 
 
 def _day_after(last_moment: datetime | None) -> datetime | None:
@@ -379,17 +372,7 @@ def sync_run_in_progress() -> bool:
     lock of its own (and can wait up to 30 s per station), so it never blocks
     "Run sync now".
     """
-    return (
-        SyncRun.objects.running()
-        .filter(
-            kind__in=[
-                SyncRun.Kind.TRANSACTIONS,
-                SyncRun.Kind.TRANSACTION,
-                SyncRun.Kind.BACKFILL,
-            ]
-        )
-        .exists()
-    )
+    return SyncRun.objects.running().writing_transactions().exists()
 
 
 # User mappings

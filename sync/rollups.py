@@ -72,6 +72,17 @@ def fleet_totals(*, energy_after: datetime, updated_from: datetime) -> FleetTota
     )
 
 
+def sessions_total(*, states: list[bool]) -> int:
+    """Sessions with isFinalized in `states`, from session_counts."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(SUM(sessions), 0) FROM session_counts"
+            ' WHERE "isFinalized" = ANY(%s)',
+            [states],
+        )
+        return int(cursor.fetchone()[0])
+
+
 def sessions_updated_between(
     start: datetime | None, end: datetime | None, *, states: list[bool]
 ) -> int | None:
