@@ -87,8 +87,8 @@ def reservation_create(
     except SteveError as error:
         logger.warning("reserve charger=%s failed: %s", charger.pk, error.message)
         raise PortalError("The charging network did not answer; try again.") from error
-    status = result.status_of(charger.charge_box_id)
-    if status.lower() != "accepted":
+    if not result.accepted(charger.charge_box_id):
+        status = result.status_of(charger.charge_box_id)
         logger.info("reserve charger=%s answered %s", charger.pk, status)
         raise PortalError(
             _RESERVE_REFUSALS.get(
@@ -134,7 +134,7 @@ def reservation_cancel(
         logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
         raise PortalError("The charging network did not answer; try again.") from error
     else:
-        if result.status_of(charger.charge_box_id).lower() != "accepted":
+        if not result.accepted(charger.charge_box_id):
             raise PortalError("The charger declined the cancellation.")
     reservation.status = Reservation.Status.CANCELLED
     reservation.cancelled_at = now

@@ -557,9 +557,9 @@ def _check_answer(
     refused: str,
     unconfirmed: Callable[[str], StationError],
 ) -> None:
-    status = result.status_of(session.charge_box_id)
-    if status.lower() == "accepted":
+    if result.accepted(session.charge_box_id):
         return
+    status = result.status_of(session.charge_box_id)
     logger.warning(
         "api_session=%s station=%s answered %s",
         session.pk,

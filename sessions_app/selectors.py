@@ -357,7 +357,7 @@ def sync_run_list(
     *, filters: SyncRunFilters, limit: int = SYNC_RUNS_SHOWN
 ) -> QuerySet[SyncRun]:
     """The newest `limit` sync runs matching `filters`, newest first."""
-    runs = SyncRun.objects.order_by("-started_at", "-id")
+    runs = SyncRun.objects.newest_first()
     if filters.kind:
         runs = runs.filter(kind=filters.kind)
     if filters.status:

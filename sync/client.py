@@ -192,6 +192,7 @@ class OperationResult:
     call_errors: frozenset[str] = frozenset()
 
     def accepted(self, charge_box_id: str) -> bool:
+        # CONTRACT §7: compare case-insensitively to be safe.
         return self.responses.get(charge_box_id, "").lower() == "accepted"
 
     def answered(self, charge_box_id: str) -> bool:

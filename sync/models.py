@@ -20,6 +20,10 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         """Runs that have started and not finished."""
         return self.filter(status=SyncRun.Status.RUNNING)
 
+    def newest_first(self) -> "SyncRunQuerySet":
+        """Runs by start, the latest first (id breaks ties in one transaction)."""
+        return self.order_by("-started_at", "-id")
+
     def writing_transactions(self) -> "SyncRunQuerySet":
         """Runs of the kinds that write sessions (and share one lock)."""
         return self.filter(kind__in=SyncRun.TRANSACTION_KINDS)
@@ -38,7 +42,7 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         """Single-transaction runs ("Resync now") of this transaction, newest first."""
         return self.filter(
             kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=steve_transaction_id
-        ).order_by("-started_at", "-id")
+        ).newest_first()
 
     def that_changed_sessions(self) -> "SyncRunQuerySet":
         """Finished runs that created or updated a session, newest first."""

@@ -170,7 +170,7 @@ class Command(DatabaseCommand):
             self.stdout.write(self.style.WARNING(run.error))
 
     def _status(self, limit: int) -> None:
-        runs = list(SyncRun.objects.order_by("-started_at", "-id")[:limit])
+        runs = list(SyncRun.objects.newest_first()[:limit])
         if not runs:
             self.stdout.write(
                 "No sync has run yet. Start one with `manage.py sync transactions`."
