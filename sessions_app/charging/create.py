@@ -1,0 +1,367 @@
+"""Creating and stopping a session: what a caller (the API, the portal) asks for."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.models import Reservation
+from sessions_app.charging.errors import (
+    SessionConflict,
+    SessionInvalid,
+    SessionNotFound,
+    StartUnconfirmed,
+    StopUnconfirmed,
+)
+from sessions_app.charging.lifecycle import announce_status, clear_message, transition
+from sessions_app.charging.station import remote_start, remote_stop
+from sessions_app.models import ApiSession, Rate
+from sessions_app.pricing import RateTerms, session_cost
+from sync.client import (
+    SteveClient,
+)
+from sync.models import Charger, UserMapping
+
+logger = logging.getLogger(__name__)
+
+Status = ApiSession.Status
+
+# A scheduled session holds its connector from the moment it is created, as the
+# seed's energy_start_time is for "a connected EV" waiting there. A day reaches the
+# next off-peak window from any time of day; a longer wait would close a public
+# connector to everyone else for a plan that rarely survives that long.
+SCHEDULE_HORIZON = timedelta(hours=24)
+# Each target is stored with the decimal places of its ApiSession field; a value
+# below one step would be stored as 0.
+TARGET_STEP = {
+    "time": Decimal("0.01"),
+    "cost": Decimal("0.0001"),
+    "energy": Decimal("0.001"),
+}
+# A repeated Idempotency-Key replays the first session only for the same request.
+REQUEST_FIELDS = (
+    "charge_box_id",
+    "connector_id",
+    "target_time_minutes",
+    "target_cost",
+    "target_energy_kwh",
+    "target_start_at",
+    "target_stop_at",
+    "meta_data",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTarget:
+    """What ends (or schedules) a session; None means no such target."""
+
+    time_minutes: Decimal | None = None
+    cost: Decimal | None = None
+    energy_kwh: Decimal | None = None
+    start_at: datetime | None = None
+    stop_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    """The session and whether it was replayed for a repeated Idempotency-Key."""
+
+    session: ApiSession
+    replayed: bool
+
+
+@transaction.atomic
+def api_session_create(
+    *,
+    user: User,
+    charge_box_id: str,
+    connector_id: int,
+    client: SteveClient,
+    target: SessionTarget | None = None,
+    meta_data: dict[str, Any] | None = None,
+    idempotency_key: str = "",
+    now: datetime | None = None,
+) -> CreatedSession:
+    """Create a session for `user` and ask the station to start charging.
+
+    With a future `target.start_at` the remote start waits until then. A repeated
+    `idempotency_key` returns the first session (`replayed`) if it was asked for
+    with the same charger, targets and meta_data. Nothing is stored when
+    SteVe or the station refuses; a start whose answer was lost, or that the
+    station did not answer in time (StartUnconfirmed), is stored with a
+    `status_message` saying so, as the station may start.
+
+    Raises SessionNotFound (unknown charger), SessionConflict (connector busy,
+    station offline or Rejected), SessionInvalid (no tag, tag not eligible, bad
+    target, key reused for another request) or StationError (not sent, or the
+    station answered with an error).
+    """
+    now = now or timezone.now()
+    target = target or SessionTarget()
+    if idempotency_key:
+        asked = ApiSession(
+            **_session_fields(charge_box_id, connector_id, target, meta_data)
+        )
+        replay = _replay(user, idempotency_key, _request_of(asked))
+        if replay is not None:
+            return CreatedSession(replay, replayed=True)
+    _check_charger(user, charge_box_id, connector_id)
+    rate = Rate.objects.for_charger(charge_box_id, connector_id)
+    _check_target(target, rate, now)
+    session = _new_session(
+        user, charge_box_id, connector_id, rate, target, meta_data, idempotency_key
+    )
+    session.created_at = session.updated_at = now
+    replay = _insert(session)
+    if replay is not None:
+        return CreatedSession(replay, replayed=True)
+    # meta_data as stored, so the answer shows it as every later GET will: jsonb
+    # keeps each number's value but not its spelling (1e20, -0.0) or key order.
+    session.refresh_from_db(fields=["meta_data"])
+    if target.start_at is None or target.start_at <= now:
+        # Still inside this transaction: a refusal rolls the row back (no phantom
+        # session), and the uncommitted row holds the connector's unique index
+        # entry, so a concurrent request for it waits for this one. A start whose
+        # answer was lost is kept: the station may be charging on it.
+        try:
+            remote_start(session, client)
+        except StartUnconfirmed as error:
+            logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
+            session.status_message = error.message[:255]
+        session.remote_start_sent_at = now
+        session.remote_start_returned_at = timezone.now()
+        session.save(
+            update_fields=[
+                "remote_start_sent_at",
+                "remote_start_returned_at",
+                "status_message",
+            ]
+        )
+    logger.info("api_session=%s created for user=%s", session.pk, user.pk)
+    announce_status(session)
+    return CreatedSession(session, replayed=False)
+
+
+@transaction.atomic
+def api_session_stop(
+    *, session: ApiSession, client: SteveClient, now: datetime | None = None
+) -> ApiSession:
+    """Ask the station to stop charging `session`.
+
+    Returns the session: still `started` (it ends when the sync sees the stop), or
+    `cancelled` when its scheduled start had not been sent yet. A stop whose
+    answer was lost (StopUnconfirmed) counts as requested, with a `status_message`
+    saying so: the station may have stopped. Raises
+    SessionConflict when it has not started, has ended or was cancelled, or the
+    station refuses; StationError when SteVe or the station does not answer.
+    """
+    now = now or timezone.now()
+    if session.status == Status.CREATED and session.remote_start_sent_at is None:
+        return transition(
+            session,
+            Status.CREATED,
+            Status.CANCELLED,
+            now,
+            ended_at=now,
+            status_message="Cancelled before its scheduled start.",
+        )
+    if session.status == Status.CREATED:
+        raise SessionConflict(
+            "Charging has not started yet, so there is nothing to stop; a session "
+            "that does not start in time is cancelled automatically."
+        )
+    if session.status != Status.STARTED or session.transaction is None:
+        raise SessionConflict(f"This session is already {session.status}.")
+    try:
+        remote_stop(session, session.transaction, client)
+    except StopUnconfirmed as error:
+        logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
+        unconfirmed = error.message
+    else:
+        unconfirmed = ""
+    ApiSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(
+        stop_requested_at=now, updated_at=now
+    )
+    if unconfirmed:
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=unconfirmed[:255], updated_at=now
+        )
+    else:
+        clear_message(session, now)
+    session.refresh_from_db()
+    logger.info("api_session=%s stop requested", session.pk)
+    return session
+
+
+def _replay(user: User, key: str, request: tuple[Any, ...]) -> ApiSession | None:
+    """The session `user` created with `key`, or None. Raises SessionInvalid when
+    that session was asked for with another request (`_request_of`): returning it
+    would silently drop the targets or data this one asked for."""
+    existing = (
+        ApiSession.objects.select_related("transaction")
+        .filter(user=user, idempotency_key=key)
+        .first()
+    )
+    if existing is None:
+        return None
+    if _request_of(existing) != request:
+        raise SessionInvalid(
+            "This Idempotency-Key was already used for a different request."
+        )
+    return existing
+
+
+def _session_fields(
+    charge_box_id: str,
+    connector_id: int,
+    target: SessionTarget,
+    meta_data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ApiSession fields a create request sets, as `_new_session` stores them."""
+    return {
+        "charge_box_id": charge_box_id,
+        "connector_id": connector_id,
+        "target_time_minutes": _places(target.time_minutes, TARGET_STEP["time"]),
+        "target_cost": _places(target.cost, TARGET_STEP["cost"]),
+        "target_energy_kwh": _places(target.energy_kwh, TARGET_STEP["energy"]),
+        "target_start_at": target.start_at,
+        "target_stop_at": target.stop_at,
+        "meta_data": meta_data or {},
+    }
+
+
+def _request_of(session: ApiSession) -> tuple[Any, ...]:
+    """What makes two create requests the same request: the fields they set."""
+    return tuple(getattr(session, name) for name in REQUEST_FIELDS)
+
+
+def _check_charger(user: User, charge_box_id: str, connector_id: int) -> None:
+    chargers = (
+        Charger.objects.all()
+        if user.is_staff
+        else Charger.objects.visible_to_customer(user)
+    ).filter(charge_box_id=charge_box_id, connector_id=connector_id)
+    if not chargers.exists():
+        raise SessionNotFound(
+            f"There is no charger {charge_box_id} with connector {connector_id}."
+        )
+
+
+def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> None:
+    for name, value in (
+        ("time", target.time_minutes),
+        ("cost", target.cost),
+        ("energy", target.energy_kwh),
+    ):
+        if value is not None and value < TARGET_STEP[name]:
+            raise SessionInvalid(f"target.{name} must be at least {TARGET_STEP[name]}.")
+    if target.cost is not None and rate is None:
+        raise SessionInvalid("A cost target needs a rate, and this charger has none.")
+    if target.cost is not None and rate is not None:
+        # What the session costs the moment it starts (the flat fee, taxed): a
+        # target at or below it would be passed before any energy flows.
+        floor = session_cost(rate=rate, kwh=Decimal(0), started_at=now, ended_at=now)
+        if target.cost <= floor.amount:
+            raise SessionInvalid(
+                f"target.cost must be more than {floor.amount.normalize():f} "
+                f"{floor.currency.upper()}: this charger's rate charges that as "
+                "soon as a session starts."
+            )
+    if target.start_at is not None and target.start_at > now + SCHEDULE_HORIZON:
+        hours = SCHEDULE_HORIZON / timedelta(hours=1)
+        raise SessionInvalid(
+            f"target.energy_start_time must be at most {hours:g} hours from now: "
+            "a scheduled session holds the connector until it starts."
+        )
+    if target.stop_at is not None and target.stop_at <= now:
+        raise SessionInvalid("target.energy_stop_time must be in the future.")
+    if target.start_at and target.stop_at and target.stop_at <= target.start_at:
+        raise SessionInvalid(
+            "target.energy_stop_time must be after target.energy_start_time."
+        )
+
+
+def _new_session(
+    user: User,
+    charge_box_id: str,
+    connector_id: int,
+    rate: Rate | None,
+    target: SessionTarget,
+    meta_data: dict[str, Any] | None,
+    idempotency_key: str,
+) -> ApiSession:
+    session = ApiSession(
+        user=user,
+        id_tag=_tag_for(user, charge_box_id, connector_id),
+        rate=rate,
+        rate_terms=RateTerms.of(rate).as_json() if rate else None,
+        idempotency_key=idempotency_key,
+        **_session_fields(charge_box_id, connector_id, target, meta_data),
+    )
+    try:
+        # The database checks the unique constraints in `_insert`, which also
+        # decides between concurrent requests.
+        session.full_clean(validate_constraints=False)
+    except ValidationError as error:
+        raise SessionInvalid(" ".join(error.messages)) from None
+    return session
+
+
+def _places(value: Decimal | None, step: Decimal) -> Decimal | None:
+    if value is None:
+        return None
+    return value.quantize(step, rounding=ROUND_HALF_UP)
+
+
+def _tag_for(user: User, charge_box_id: str, connector_id: int) -> str:
+    """The tag of the user's reservation holding this connector, as the station
+    lets only that tag charge there; else one of the user's active tags,
+    preferring tags not charging right now (SteVe lets most tags run one
+    transaction at a time)."""
+    tags = UserMapping.objects.active().filter(user=user)
+    reserved = (
+        Reservation.objects.for_user(user)
+        .covering(timezone.now())
+        .filter(
+            charger__charge_box_id=charge_box_id,
+            charger__connector_id=connector_id,
+            id_tag__in=tags.values("steve_ocpp_id_tag"),
+        )
+        .values_list("id_tag", flat=True)
+        .first()
+    )
+    tag = reserved or UserMapping.objects.tag_to_charge_with(user)
+    if tag is None:
+        raise SessionInvalid(
+            "No charging tag is linked to this account; ask support to link one "
+            "before starting a session."
+        )
+    return tag
+
+
+def _insert(session: ApiSession) -> ApiSession | None:
+    """Save the new session; returns the earlier session instead when a concurrent
+    request with the same Idempotency-Key got there first."""
+    try:
+        with transaction.atomic():
+            session.save()
+    except IntegrityError:
+        if session.idempotency_key:
+            replay = _replay(
+                session.user,
+                session.idempotency_key,
+                _request_of(session),
+            )
+            if replay is not None:
+                return replay
+        raise SessionConflict(
+            "This connector already has a session in progress; stop it or wait "
+            "until it ends."
+        ) from None
+    return None

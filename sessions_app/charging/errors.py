@@ -1,0 +1,37 @@
+"""What the Sessions API refuses, each with a sentence for the caller."""
+
+
+class ApiSessionError(Exception):
+    """A request the Sessions API refuses; `message` is a sentence for the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SessionNotFound(ApiSessionError):
+    """The charger (or user) named does not exist for this caller."""
+
+
+class SessionConflict(ApiSessionError):
+    """The session, connector or station is in a state that forbids the request."""
+
+
+class SessionInvalid(ApiSessionError):
+    """The request is well-formed but cannot be carried out as asked."""
+
+
+class StationError(ApiSessionError):
+    """SteVe or the station failed to answer."""
+
+
+class StartUnconfirmed(StationError):
+    """The remote start reached SteVe, but its answer was lost, or the station's
+    answer did not reach SteVe in time: the station may start charging, so the
+    session waits for it like any other start."""
+
+
+class StopUnconfirmed(StationError):
+    """The remote stop reached SteVe, but its answer was lost, or the station's
+    answer did not reach SteVe in time: the station may have stopped, so the stop
+    counts as requested, and it is sent again if the charge goes on."""

@@ -1,0 +1,393 @@
+"""Following open sessions to the end: run after each transactions sync."""
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sessions_app.api_selectors import (
+    CLOCK_SKEW,
+    api_session_matching_transaction,
+    transactions_synced_since,
+)
+from sessions_app.charging.errors import (
+    ApiSessionError,
+    StartUnconfirmed,
+    StationError,
+    StopUnconfirmed,
+)
+from sessions_app.charging.station import remote_start, remote_stop
+from sessions_app.charging.targets import reached_target
+from sessions_app.models import ApiSession
+from sessions_app.readings import (
+    charging_activity,
+    energy_report,
+    with_stop_reading,
+)
+from sessions_app.signals import api_session_changed
+from sync.client import SteveClient, SteveError, given_or_new
+from sync.models import TransactionSyncState
+
+logger = logging.getLogger(__name__)
+
+Status = ApiSession.Status
+
+
+def api_sessions_advance_all(
+    *, now: datetime | None = None, client: SteveClient | None = None
+) -> int:
+    """Advance every created or started session; returns how many were looked at.
+
+    One session's failure is logged and does not hold up the others. The task's
+    soft time limit ends the loop: every step commits on its own, so what was done
+    stays done, and the next run (a sync interval later) takes up the rest.
+    """
+    with given_or_new(client) as steve:
+        ids = list(
+            ApiSession.objects.open().order_by("id").values_list("pk", flat=True)
+        )
+        for done, pk in enumerate(ids):
+            try:
+                api_session_advance(session_id=pk, client=steve, now=now)
+            except SoftTimeLimitExceeded:
+                logger.warning(
+                    "api_session=%s advance cut off by the soft time limit; %s of "
+                    "%s sessions left for the next run",
+                    pk,
+                    len(ids) - done,
+                    len(ids),
+                )
+                return done
+            except Exception:
+                logger.exception("api_session=%s could not advance", pk)
+        return len(ids)
+
+
+def api_session_advance(
+    *, session_id: int, client: SteveClient, now: datetime | None = None
+) -> ApiSession:
+    """Move one session along its lifecycle and refresh its live readings.
+
+    Deliberately not one database transaction: each step commits on its own, so
+    none stays open while SteVe answers (operations block up to 30 s). Every step is
+    a conditional UPDATE, so two workers advancing the same session cannot make the
+    same change (or send the same remote start or target stop) twice.
+
+    Returns the session as stored afterwards. Raises ApiSession.DoesNotExist.
+    """
+    now = now or timezone.now()
+    session = ApiSession.objects.select_related("transaction").get(pk=session_id)
+    if session.status == Status.CREATED:
+        session = _advance_created(session, client, now)
+    if session.status == Status.STARTED:
+        session = _advance_started(session, client, now)
+    return session
+
+
+def _advance_created(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    if session.remote_start_sent_at is None:
+        return _send_scheduled_start(session, client, now)
+    timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+    deadline = session.remote_start_sent_at + timedelta(seconds=timeout)
+    # Charging "did not start within the timeout" is a fact only once a sync has
+    # read SteVe after the last moment a matching start could be stamped; until
+    # then (SteVe down, the sync behind) the decision waits instead of guessing.
+    # Asked before the match below: a run that has finished has committed what it
+    # saw, so the match cannot miss a transaction that run stored.
+    last_possible_start = deadline + CLOCK_SKEW
+    start_ruled_out = now >= last_possible_start and transactions_synced_since(
+        last_possible_start
+    )
+    match = api_session_matching_transaction(session=session, start_deadline=deadline)
+    if match is not None:
+        # An unconfirmed start is confirmed now: its message no longer holds.
+        return transition(
+            session,
+            Status.CREATED,
+            Status.STARTED,
+            now,
+            transaction=match,
+            status_message="",
+        )
+    if start_ruled_out and session.remote_start_returned_at is None:
+        return _resend_lost_start(session, client, now)
+    if start_ruled_out:
+        return transition(
+            session,
+            Status.CREATED,
+            Status.CANCELLED,
+            now,
+            ended_at=now,
+            status_message=f"The station did not start charging within {timeout} "
+            "seconds; create a new session to try again.",
+        )
+    return session
+
+
+def _send_scheduled_start(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    if session.target_start_at is not None and session.target_start_at > now:
+        return session
+    # Claim first: the remote start goes out once, however many workers run.
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, status=Status.CREATED, remote_start_sent_at__isnull=True
+    ).update(remote_start_sent_at=now, updated_at=now)
+    session.refresh_from_db()
+    if not claimed:
+        return session
+    return _send_claimed_start(session, client, now)
+
+
+def _resend_lost_start(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    """Send a scheduled start again whose send never returned (the worker was
+    killed or cut off by a time limit after the claim), once its whole start
+    window has passed with no charge.
+
+    Whether the first one reached the station is unknown, but it did not start
+    a charge within the window, which is what cancels any other start; so, as a
+    new session would, the start is sent again, once per window: one send in
+    flight at a time, never after a charge began (that starts the session), and
+    the station refuses a start while a charge runs on the connector.
+    """
+    asked_at = session.remote_start_sent_at
+    claimed = ApiSession.objects.filter(
+        pk=session.pk,
+        status=Status.CREATED,
+        remote_start_sent_at=asked_at,
+        remote_start_returned_at__isnull=True,
+    ).update(remote_start_sent_at=now, updated_at=now)
+    session.refresh_from_db()
+    if not claimed:
+        return session
+    logger.warning(
+        "api_session=%s start claimed at %s never returned; sending it again",
+        session.pk,
+        asked_at,
+    )
+    return _send_claimed_start(
+        session,
+        client,
+        now,
+        note="The scheduled start was sent again: the first send was cut off "
+        "before SteVe answered.",
+    )
+
+
+def _send_claimed_start(
+    session: ApiSession, client: SteveClient, now: datetime, *, note: str = ""
+) -> ApiSession:
+    """Send the start this worker claimed and store its outcome; `note` is the
+    message of a start the station took."""
+    message = note
+    try:
+        remote_start(session, client)
+    except StartUnconfirmed as error:
+        logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
+        message = error.message[:255]
+    except ApiSessionError as error:
+        return transition(
+            session,
+            Status.CREATED,
+            Status.CANCELLED,
+            now,
+            ended_at=now,
+            remote_start_returned_at=timezone.now(),
+            status_message=error.message[:255],
+        )
+    ApiSession.objects.filter(pk=session.pk).update(
+        remote_start_returned_at=timezone.now(),
+        status_message=message,
+        updated_at=now,
+    )
+    session.refresh_from_db()
+    return session
+
+
+def _advance_started(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    tx = session.transaction
+    if tx is None:  # the synced row is gone; nothing more will be learned
+        return transition(
+            session,
+            Status.STARTED,
+            Status.ENDED,
+            now,
+            ended_at=now,
+            status_message="This charge's synced record was removed from Polaris, "
+            "so the session ended with the readings it last had.",
+        )
+    session = _refresh_readings(session, tx, client, now)
+    if tx.is_finalized:
+        # The end is the whole story now: a message about an earlier hiccup (a
+        # refused stop) would read as if it still held.
+        return transition(
+            session,
+            Status.STARTED,
+            Status.ENDED,
+            now,
+            ended_at=tx.stopped_at or now,
+            status_message="",
+        )
+    _enforce_targets(session, tx, client, now)
+    return session
+
+
+def _refresh_readings(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> ApiSession:
+    try:
+        details = client.transaction_details(
+            tx.steve_transaction_id, energy_values_only=False
+        )
+    except SteveError as error:
+        # Best effort: the lifecycle goes on with the last good readings.
+        logger.warning(
+            "api_session=%s meter values unavailable: %s", session.pk, error.message
+        )
+        return session
+    readings = with_stop_reading(details)
+    report = energy_report(readings)
+    activity = charging_activity(
+        readings,
+        start=tx.started_at,
+        end=tx.stopped_at if tx.is_finalized else None,
+    )
+    if report == session.energy_report and activity == session.charging_activity:
+        return session
+    ApiSession.objects.filter(pk=session.pk).update(
+        energy_report=report, charging_activity=activity, updated_at=now
+    )
+    session.energy_report, session.charging_activity = report, activity
+    session.updated_at = now
+    return session
+
+
+def _enforce_targets(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> None:
+    if session.stop_requested_at is not None:
+        _resend_lost_stop(session, tx, client, now)
+        return
+    if session.target_reached:
+        return
+    reached = reached_target(session, tx, now)
+    if reached is None:
+        return
+    # Claim first: the stop goes out once, however many workers run.
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, target_reached="", stop_requested_at__isnull=True
+    ).update(target_reached=reached, stop_requested_at=now, updated_at=now)
+    if not claimed:
+        return
+    logger.info("api_session=%s reached its %s target; stopping", session.pk, reached)
+    try:
+        remote_stop(session, tx, client)
+    except StopUnconfirmed as error:
+        # Maybe delivered: the claim stays, and `_resend_lost_stop` sends the stop
+        # again if the charge goes on.
+        logger.warning("api_session=%s target stop unconfirmed: %s", session.pk, error)
+    except StationError as error:
+        # Never delivered: release the claim so that the next advance sends it.
+        ApiSession.objects.filter(pk=session.pk).update(
+            target_reached="", stop_requested_at=None
+        )
+        logger.warning("api_session=%s target stop failed: %s", session.pk, error)
+    except ApiSessionError as error:
+        # The station answered; asking again every few seconds would not help.
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=error.message[:255]
+        )
+        logger.warning("api_session=%s target stop refused: %s", session.pk, error)
+
+
+def stop_resend_after() -> timedelta:
+    """How long a requested stop may leave the charge running before it is sent
+    again: the longest a stop can take to send (SteVe waits for the station),
+    then two syncs to see the station's StopTransaction."""
+    return timedelta(
+        seconds=settings.STEVE_OPERATION_TIMEOUT + 2 * settings.SYNC_INTERVAL_SECONDS
+    )
+
+
+def _resend_lost_stop(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> None:
+    """Send the stop again when the one requested at `stop_requested_at` has not
+    stopped the charge within `stop_resend_after()`.
+
+    The request is claimed before the stop goes out, so a worker killed while
+    SteVe waits for the station (a restart, a time limit) leaves a claim whose stop
+    was never delivered; without a resend the charge would run past its target
+    until the driver unplugs. A station that ignored the stop gets it again too.
+    """
+    asked_at = session.stop_requested_at
+    assert asked_at is not None
+    if tx.stopped_at is not None or now - asked_at < stop_resend_after():
+        return
+    # Claim the moment seen: one resend per period, however many workers run.
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, stop_requested_at=asked_at
+    ).update(stop_requested_at=now)
+    if not claimed:
+        return
+    logger.warning(
+        "api_session=%s charge still running %s after its stop; sending it again",
+        session.pk,
+        now - asked_at,
+    )
+    try:
+        remote_stop(session, tx, client)
+    except ApiSessionError as error:
+        # The next resend comes one period later.
+        logger.warning("api_session=%s stop resend failed: %s", session.pk, error)
+    else:
+        clear_message(session, now)
+
+
+def clear_message(session: ApiSession, now: datetime) -> None:
+    """Forget a started session's message (a stop the station refused) once the
+    station accepted a stop: it no longer describes the session."""
+    ApiSession.objects.filter(pk=session.pk).exclude(status_message="").update(
+        status_message="", updated_at=now
+    )
+
+
+@transaction.atomic
+def transition(
+    session: ApiSession,
+    from_status: str,
+    to_status: str,
+    now: datetime,
+    **fields: Any,
+) -> ApiSession:
+    """Move `session` from one status to the next with a conditional UPDATE and
+    announce the change when this call made it. Returns the session as stored."""
+    changed = ApiSession.objects.filter(pk=session.pk, status=from_status).update(
+        status=to_status, updated_at=now, **fields
+    )
+    session.refresh_from_db()
+    if changed:
+        logger.info("api_session=%s %s → %s", session.pk, from_status, to_status)
+        announce_status(session)
+    return session
+
+
+def announce_status(session: ApiSession) -> None:
+    """Send `api_session_changed` after commit."""
+
+    def send() -> None:
+        # The owner's dashboard banner offers Stop only once the session has its
+        # transaction, which happens here, after the sync already refreshed it.
+        api_session_changed.send(sender=ApiSession, session=session)
+
+    transaction.on_commit(send)

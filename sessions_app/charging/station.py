@@ -1,0 +1,159 @@
+"""Talking to the station: RemoteStart and RemoteStop through SteVe, their answers
+turned into the Sessions API's errors."""
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+
+from sessions_app.charging.errors import (
+    ApiSessionError,
+    SessionConflict,
+    SessionInvalid,
+    StartUnconfirmed,
+    StationError,
+    StopUnconfirmed,
+)
+from sessions_app.models import ApiSession
+from sync.client import (
+    OperationResult,
+    SteveClient,
+    SteveError,
+    SteveRejected,
+    SteveUnanswered,
+)
+from sync.models import TransactionSyncState
+
+logger = logging.getLogger(__name__)
+
+
+def remote_start(session: ApiSession, client: SteveClient) -> None:
+    """Send RemoteStartTransaction. Raises SessionConflict, SessionInvalid or
+    StationError with a sentence for the caller."""
+    try:
+        result = client.remote_start(
+            charge_box_id=session.charge_box_id,
+            connector_id=session.connector_id,
+            id_tag=session.id_tag,
+        )
+    except SteveRejected as error:
+        raise _start_refusal(session, error) from None
+    except SteveUnanswered as error:
+        raise _start_unconfirmed(_answer_lost(error)) from None
+    except SteveError as error:
+        raise StationError(f"The start could not be sent: {error.message}") from None
+    _check_answer(
+        result,
+        session,
+        refused="The charge station refused to start charging: the connector may "
+        "be in use, reserved or not ready.",
+        unconfirmed=_start_unconfirmed,
+    )
+
+
+def _start_unconfirmed(why: str) -> StartUnconfirmed:
+    timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+    return StartUnconfirmed(
+        f"The start was sent but {why}; the session is cancelled if charging does "
+        f"not start within {timeout} seconds."
+    )
+
+
+def _start_refusal(session: ApiSession, error: SteveRejected) -> ApiSessionError:
+    text = error.message.lower()
+    if "no stations are eligible" in text:
+        return SessionConflict(
+            "The charge station is offline; try again when it is back online."
+        )
+    if "tag is not eligible" in text:
+        return SessionInvalid(
+            "This account's charging tag cannot start a charge: it is blocked, "
+            "expired or already charging."
+        )
+    # A refusal none of the cases above explains. SteVe's own words name its
+    # internals: the caller gets ours, the operators the original in the log.
+    logger.warning(
+        "api_session=%s SteVe refused the start: %s", session.pk, error.message
+    )
+    return StationError(
+        "The charging network refused to start this charge; try again in a few "
+        "minutes, and contact support if it keeps happening."
+    )
+
+
+def remote_stop(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient
+) -> None:
+    """Send RemoteStopTransaction for the session's SteVe transaction. Raises
+    SessionConflict or StationError (StopUnconfirmed when it may have stopped)
+    with a sentence for the caller."""
+    try:
+        result = client.remote_stop(
+            charge_box_id=session.charge_box_id,
+            transaction_id=tx.steve_transaction_id,
+        )
+    except SteveRejected as error:
+        text = error.message.lower()
+        if "not active" in text:
+            raise SessionConflict(
+                "The station has already stopped this charge; the session ends "
+                "at the next sync."
+            ) from None
+        if "no stations are eligible" in text:
+            raise SessionConflict(
+                "The charge station is offline, so it cannot be stopped remotely."
+            ) from None
+        logger.warning(
+            "api_session=%s SteVe refused the stop: %s", session.pk, error.message
+        )
+        raise StationError(
+            "The charging network refused to stop this charge; try again in a few "
+            "minutes, and contact support if it keeps happening."
+        ) from None
+    except SteveUnanswered as error:
+        raise _stop_unconfirmed(_answer_lost(error)) from None
+    except SteveError as error:
+        raise StationError(f"The stop could not be sent: {error.message}") from None
+    _check_answer(
+        result,
+        session,
+        refused="The charge station refused to stop.",
+        unconfirmed=_stop_unconfirmed,
+    )
+
+
+def _stop_unconfirmed(why: str) -> StopUnconfirmed:
+    return StopUnconfirmed(
+        f"The stop was sent but {why}; the session ends when the station reports "
+        "the stop, and the stop is sent again if charging goes on."
+    )
+
+
+def _answer_lost(error: SteveUnanswered) -> str:
+    return f"SteVe's answer was lost ({error.message.rstrip('.')})"
+
+
+def _check_answer(
+    result: OperationResult,
+    session: ApiSession,
+    *,
+    refused: str,
+    unconfirmed: Callable[[str], StationError],
+) -> None:
+    if result.accepted(session.charge_box_id):
+        return
+    status = result.status_of(session.charge_box_id)
+    logger.warning(
+        "api_session=%s station=%s answered %s",
+        session.pk,
+        session.charge_box_id,
+        status,
+    )
+    if status.lower() == "rejected":
+        raise SessionConflict(refused)
+    if status == "Timeout":
+        # SteVe sent the operation and stopped waiting for the station (CONTRACT
+        # §7: taskFinished=false): the station may have acted on it, and its late
+        # answer is dropped, so only the sync can tell what happened.
+        raise unconfirmed("the station did not answer SteVe in time")
+    raise StationError("The station could not process the request.")

@@ -1,0 +1,87 @@
+"""When a started session's targets say to stop the charge."""
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from sessions_app.api_selectors import (
+    api_session_energy_kwh,
+    api_session_rate,
+)
+from sessions_app.models import ApiSession
+from sessions_app.pricing import session_cost
+from sync.client import (
+    in_base_unit,
+)
+from sync.models import TransactionSyncState
+
+W_PER_KW = Decimal(1000)
+SECONDS_PER_HOUR = Decimal(3600)
+
+
+def reached_target(
+    session: ApiSession, tx: TransactionSyncState, now: datetime
+) -> str | None:
+    """The target to stop the charge for now, as an `ApiSession.Target`, or None.
+
+    Time, energy and cost are maxima (the seed's "Max session …"), and targets are
+    checked once per advance, SYNC_INTERVAL_SECONDS apart. So a max stops the charge
+    at the last check before it would be passed, at the latest power the station
+    reported: waiting for the check after would overshoot by up to one interval of
+    charging, plus the age of the readings. What remains can pass a max: power
+    rising after the latest reading, an advance that runs late, and the moment the
+    station takes to act on the stop. The stop time is a moment, not a max, and
+    stops at the first check at or after it.
+    """
+    if session.target_stop_at is not None and now >= session.target_stop_at:
+        return ApiSession.Target.STOP_TIME
+    next_check = now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+    projected_kwh = _projected_kwh(session, tx, next_check)
+    energy = session.target_energy_kwh
+    if energy is not None and projected_kwh >= energy:
+        return ApiSession.Target.ENERGY
+    minutes = session.target_time_minutes
+    if minutes is not None and next_check - tx.started_at >= timedelta(
+        minutes=float(minutes)
+    ):
+        return ApiSession.Target.TIME
+    rate = api_session_rate(session)
+    if session.target_cost is not None and rate is not None:
+        cost = session_cost(
+            rate=rate,
+            kwh=projected_kwh,
+            started_at=tx.started_at,
+            ended_at=next_check,
+        )
+        if cost.amount >= session.target_cost:
+            return ApiSession.Target.COST
+    return None
+
+
+def _projected_kwh(
+    session: ApiSession, tx: TransactionSyncState, at: datetime
+) -> Decimal:
+    """Energy delivered by `at` if the EV keeps drawing what the latest reading
+    showed: the reported power, or without one the average since the start."""
+    delivered = api_session_energy_kwh(session)
+    report = session.energy_report
+    if not report:
+        return delivered
+    measured_at = datetime.fromisoformat(report["timestamp"])
+    kw = _reported_kw(report.get("power"))
+    if kw is None:
+        charged_hours = _hours(measured_at - tx.started_at)
+        kw = delivered / charged_hours if charged_hours > 0 else Decimal(0)
+    return delivered + kw * _hours(at - measured_at)
+
+
+def _reported_kw(power: dict[str, Any] | None) -> Decimal | None:
+    if not power:
+        return None
+    return in_base_unit(Decimal(str(power["value"])), power["unit"]) / W_PER_KW
+
+
+def _hours(span: timedelta) -> Decimal:
+    return max(Decimal(str(span.total_seconds())), Decimal(0)) / SECONDS_PER_HOUR
