@@ -67,15 +67,23 @@ class DemoCommandTests(SimpleTestCase):
             # Started again in the same folder, as after a Ctrl-C: its stand-in is
             # a new SteVe numbering transactions from 1, so the last demo's history
             # goes instead of being overwritten by transactions that share its ids.
-            second = self._run_demo(data, self._check_the_table_has_rows)
+            # This time its terminal closes (SIGHUP): it stops everything as well.
+            second = self._run_demo(
+                data, self._check_the_table_has_rows, stop_with=signal.SIGHUP
+            )
         synced = re.compile(r"First sync: (\d+) sessions")
         self.assertNotIn("history is cleared", first)
         self.assertIn("the last demo's charging history is cleared", second)
         self.assertEqual(synced.search(second)[1], synced.search(first)[1])
 
-    def _run_demo(self, data: str, check: Callable[[str], object]) -> str:
+    def _run_demo(
+        self,
+        data: str,
+        check: Callable[[str], object],
+        stop_with: signal.Signals = signal.SIGINT,
+    ) -> str:
         """Run the demo in the data folder `data` until `check` of its web address
-        is done, stop it with Ctrl-C, and return what it printed."""
+        is done, stop it with `stop_with` (Ctrl-C), and return what it printed."""
         web_port, standin_port = _free_port(), _free_port()
         log_path = Path(data) / "demo-output.txt"
         env = {
@@ -107,7 +115,7 @@ class DemoCommandTests(SimpleTestCase):
             self._wait_until_ready(demo, log_path)
             check(f"http://127.0.0.1:{web_port}")
         finally:
-            demo.send_signal(signal.SIGINT)
+            demo.send_signal(stop_with)
             demo.wait(timeout=60)
         output = log_path.read_text()
         self.assertEqual(demo.returncode, 0, output)
@@ -205,3 +213,59 @@ class DemoRefusalTests(TransactionTestCase):
             "directory): set POLARIS_DATA_DIR to a folder this user can write.",
         )
         self.assertEqual(result.stdout, "")
+
+    def test_a_port_in_use_is_refused_with_what_may_hold_it(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = run_python(
+                ["manage.py", "demo", f"--port={port}"], env=child_environment()
+            )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip(),
+            f"CommandError: Port {port} is already in use, perhaps by a demo already "
+            f"running (http://127.0.0.1:{port}/): stop that one with Ctrl-C in its "
+            "terminal, or choose another port with --port.",
+        )
+
+
+class DieWithParentTests(SimpleTestCase):
+    def test_a_child_ends_when_the_demo_is_killed_outright(self) -> None:
+        # SIGKILL runs no handler of the demo's; the kernel still ends its children,
+        # so none is left holding the demo's ports.
+        parent = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import subprocess, sys, time\n"
+                "import django; django.setup()\n"
+                "from sync.management.commands.demo import _die_with_parent\n"
+                "child = subprocess.Popen([sys.executable, '-c', "
+                "'import time; time.sleep(60)'], preexec_fn=_die_with_parent)\n"
+                "print(child.pid, flush=True)\n"
+                "time.sleep(60)\n",
+            ],
+            cwd=settings.BASE_DIR,
+            env=child_environment(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _pid_running(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(_pid_running(child_pid))
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, reaped by init soon, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -6,6 +6,7 @@ Celery worker, exactly one Celery beat and uvicorn (ASGI, which the live updates
 need). Ctrl-C or SIGTERM stops every child process and the embedded servers.
 """
 
+import ctypes
 import os
 import signal
 import socket
@@ -51,6 +52,19 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In a child, before it runs: have Linux send it SIGTERM when the demo dies,
+    even of SIGKILL, which no handler of ours sees; otherwise the worker, beat,
+    web server and stand-in would live on without it and hold its port."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Command(BaseCommand):
     help = "Run Polaris Express locally: database, stand-in, worker, beat and web."
 
@@ -78,7 +92,9 @@ class Command(BaseCommand):
         port = options["port"]
         if not _port_is_free(port):
             raise CommandError(
-                f"Port {port} is already in use; choose another with --port."
+                f"Port {port} is already in use, perhaps by a demo already running "
+                f"(http://127.0.0.1:{port}/): stop that one with Ctrl-C in its "
+                "terminal, or choose another port with --port."
             )
         try:
             # The children's logs and the beat's schedule go there.
@@ -104,8 +120,9 @@ class Command(BaseCommand):
 
     def _run(self, port: int, options: dict[str, Any]) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        # SIGHUP: the terminal closed, or the SSH session dropped.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
         try:
             self._prepare_database()
             env = self._child_environment(options["standin_port"])
@@ -122,6 +139,10 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
+            # A second Ctrl-C must not cut the shutdown short (and skip the
+            # SIGKILL of a child that ignores SIGTERM).
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
             self._stop_children()
             embedded.leave_servers()
             self.stdout.write("Polaris demo stopped.")
@@ -248,6 +269,7 @@ class Command(BaseCommand):
             stderr=subprocess.STDOUT,
             cwd=settings.BASE_DIR,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.children.append((name, process))
 
