@@ -1,6 +1,8 @@
 """The base of the ops commands that read or write the database."""
 
+import signal
 import sys
+from types import FrameType
 from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError
@@ -27,8 +29,14 @@ class DatabaseCommand(BaseCommand):
     def run_from_argv(self, argv: list[str]) -> None:
         # Ctrl-C: a line saying what was left done, not a KeyboardInterrupt
         # traceback; an open transaction has been rolled back on the way out.
+        # SIGTERM (cron, systemd, `timeout`) and SIGHUP (a closed terminal) end the
+        # command the same way, instead of silently.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stop)
         try:
             super().run_from_argv(argv)
+        except Stopped as stopped:
+            exit_interrupted(self.interrupted_consequence(), signum=stopped.signum)
         except KeyboardInterrupt:
             exit_interrupted(self.interrupted_consequence())
 
@@ -78,9 +86,21 @@ def validation_sentence(error: ValidationError) -> str:
     )
 
 
-def exit_interrupted(consequence: str) -> NoReturn:
-    """End the process after Ctrl-C with one line and the shell's status for it
-    (128 + SIGINT)."""
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the command was, as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+def exit_interrupted(consequence: str, signum: int = signal.SIGINT) -> NoReturn:
+    """End the process after Ctrl-C (or `signum`) with one line and the shell's
+    status for it (128 + the signal's number)."""
     sys.stderr.write(f"Interrupted: {consequence}\n")
     sys.stderr.flush()
-    sys.exit(130)
+    sys.exit(128 + signum)

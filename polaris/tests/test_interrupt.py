@@ -31,8 +31,10 @@ def start(args: list[str], **env: str) -> subprocess.Popen[str]:
     )
 
 
-def interrupt(process: subprocess.Popen[str]) -> tuple[int, str]:
-    process.send_signal(signal.SIGINT)
+def interrupt(
+    process: subprocess.Popen[str], signum: int = signal.SIGINT
+) -> tuple[int, str]:
+    process.send_signal(signum)
     _, err = process.communicate(timeout=30)
     return process.returncode, err
 
@@ -62,6 +64,13 @@ class InterruptTests(TransactionTestCase):
         self.assertEqual(UserMapping.objects.count(), int(match[1]) - 2)
 
     def test_a_sync_waiting_for_steve_says_the_next_run_catches_up(self) -> None:
+        self.assert_a_waiting_sync_stops(signal.SIGINT)
+
+    def test_sigterm_stops_a_command_as_ctrl_c_does(self) -> None:
+        # What cron, systemd and `timeout` send: the same line, status 128 + 15.
+        self.assert_a_waiting_sync_stops(signal.SIGTERM)
+
+    def assert_a_waiting_sync_stops(self, signum: int) -> None:
         # A SteVe that takes the connection and never answers.
         with socket.socket() as silent:
             silent.bind(("127.0.0.1", 0))
@@ -79,8 +88,8 @@ class InterruptTests(TransactionTestCase):
             deadline = time.monotonic() + 30
             while not SyncRun.objects.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            status, err = interrupt(process)
-        self.assertEqual(status, 130, err)
+            status, err = interrupt(process, signum)
+        self.assertEqual(status, 128 + signum, err)
         self.assertEqual(
             err,
             "Interrupted: the batches this run had saved stay, the one it was "
