@@ -5,11 +5,15 @@ import sys
 from types import FrameType
 from typing import Any, NoReturn
 
+import psycopg
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.utils import OperationalError
+
+# Long enough for a database across a network, short enough to say so soon.
+DATABASE_PROBE_TIMEOUT_S = 5
 
 
 class DatabaseCommand(BaseCommand):
@@ -52,6 +56,7 @@ class DatabaseCommand(BaseCommand):
             raise CommandError(validation_sentence(error)) from None
 
     def check_migrations(self) -> None:
+        self.check_database_reachable()
         try:
             executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
             plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
@@ -64,15 +69,32 @@ class DatabaseCommand(BaseCommand):
                 "`manage.py migrate` first."
             )
 
-    def database_unavailable(self, error: OperationalError) -> CommandError:
+    def check_database_reachable(self) -> None:
+        """One plain connection, outside the pool: a refused connection, a wrong
+        password or a missing database is named at once. The pool would retry for
+        its whole timeout and then report only that it timed out."""
+        params = connections[DEFAULT_DB_ALIAS].get_connection_params()
+        try:
+            psycopg.connect(**params, connect_timeout=DATABASE_PROBE_TIMEOUT_S).close()
+        except psycopg.OperationalError as error:
+            raise self.database_unavailable(error) from None
+
+    def database_unavailable(self, error: Exception) -> CommandError:
         settings = connections[DEFAULT_DB_ALIAS].settings_dict
         where = ":".join(filter(None, [settings["HOST"], str(settings["PORT"] or "")]))
-        reason = str(error).strip().splitlines()[0]
+        reason = _reason(error)
         return CommandError(
             f"The database is unavailable at {where or 'the local socket'} ({reason})."
             f" {self.database_unavailable_consequence} Is PostgreSQL running, and is "
             "DATABASE_URL right?"
         )
+
+
+def _reason(error: Exception) -> str:
+    """The first line of libpq's message, without its "connection to server at …
+    failed: FATAL:" preamble, which repeats where."""
+    first = str(error).strip().splitlines()[0]
+    return first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
 
 
 def validation_sentence(error: ValidationError) -> str:

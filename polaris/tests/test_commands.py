@@ -55,12 +55,14 @@ class DatabaseCommandTests(TransactionTestCase):
     def test_an_unreachable_database_is_named(self) -> None:
         port = free_port()
         result = manage(
-            ["sync", "status"],
+            ["sync", "transactions"],
             DATABASE_URL=f"postgres://polaris@127.0.0.1:{port}/polaris",
-            DATABASE_POOL_TIMEOUT="1",
         )
         self.assertEqual(result.returncode, 1, result.stderr)
-        self.assertIn(f"The database is unavailable at 127.0.0.1:{port}", result.stderr)
+        self.assertIn(
+            f"The database is unavailable at 127.0.0.1:{port} (Connection refused).",
+            result.stderr,
+        )
         self.assertIn(
             "the next run after the database is back catches up.", result.stderr
         )
@@ -68,6 +70,20 @@ class DatabaseCommandTests(TransactionTestCase):
             "Is PostgreSQL running, and is DATABASE_URL right?", result.stderr
         )
         self.assertNotIn("Traceback", result.stderr)
+
+    def test_a_missing_database_is_named_at_once(self) -> None:
+        # The server answers: its reason is the message, not a pool's timeout.
+        missing = current_database_url().replace(
+            f"/{connection.settings_dict['NAME']}", "/polaris_no_such_database", 1
+        )
+        result = manage(["sync", "status"], DATABASE_URL=missing)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(
+            '(database "polaris_no_such_database" does not exist). Nothing was '
+            "changed.",
+            result.stderr,
+        )
+        self.assertNotIn("WARNING", result.stderr)
 
     @staticmethod
     def _drop_database(name: str) -> None:

@@ -48,10 +48,17 @@ def _iso_date(value: str) -> date:
 
 class Command(DatabaseCommand):
     help = "Sync transactions and chargers from SteVe, or show recent sync runs."
-    database_unavailable_consequence = (
-        "No sync run could be recorded; SteVe keeps every transaction, so the next "
-        "run after the database is back catches up."
-    )
+    action = "status"
+    dry_run = False
+
+    @property
+    def database_unavailable_consequence(self) -> str:  # type: ignore[override]
+        if self.action == "status" or self.dry_run:
+            return "Nothing was changed."
+        return (
+            "No sync run could be recorded; SteVe keeps every transaction, so the "
+            "next run after the database is back catches up."
+        )
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(
@@ -90,9 +97,13 @@ class Command(DatabaseCommand):
             help="Read SteVe and report what would change, without writing anything.",
         )
 
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        # Known before the database is checked, which may refuse to go on.
+        self.action, self.dry_run = options["action"], options.get("dry_run", False)
+        return super().execute(*args, **options)
+
     def handle(self, *args: Any, **options: Any) -> None:
-        action = options["action"]
-        self.action, self.dry_run = action, options.get("dry_run", False)
+        action = self.action
         if action == "status":
             self._status(options["limit"])
             return
@@ -119,7 +130,7 @@ class Command(DatabaseCommand):
         self._report(run, dry_run=options.get("dry_run", False))
 
     def interrupted_consequence(self) -> str:
-        action = getattr(self, "action", "status")
+        action = self.action
         if action == "status" or self.dry_run:
             return "nothing was changed."
         if action == "chargers":
