@@ -112,12 +112,13 @@ class SeedScaleRefusalTests(TestCase):
         self,
     ) -> None:
         refused = {
-            "--transactions=0": "Use --transactions ≥ 1",
-            "--events-per-transaction=1": "--events-per-transaction ≥ 2",
-            "--customers=0": "at least 1 customer, not 0",
-            "--customers=-5": "at least 1 customer, not -5",
-            "--chargers=0": "at least 1 charger, not 0",
-            "--chargers=-1": "at least 1 charger, not -1",
+            "--transactions=0": "a number of transactions from 1 to 50000000, not '0'",
+            "--transactions=50000001": "from 1 to 50000000, not '50000001'",
+            "--events-per-transaction=1": "a number of events from 2 to 1000",
+            "--customers=0": "a number of customers from 1 to 1000000, not '0'",
+            "--customers=-5": "a number of customers from 1 to 1000000, not '-5'",
+            "--chargers=0": "a number of chargers from 1 to 2000, not '0'",
+            "--chargers=999999999": "from 1 to 2000, not '999999999'",
         }
         for argument, message in refused.items():
             with (
@@ -127,6 +128,15 @@ class SeedScaleRefusalTests(TestCase):
                 call_command(
                     "seed_scale", "--transactions=20", argument, stdout=StringIO()
                 )
+        with self.assertRaisesMessage(
+            CommandError, "would be 500,000,000 event rows; at most 200,000,000"
+        ):
+            call_command(
+                "seed_scale",
+                "--transactions=1000000",
+                "--events-per-transaction=500",
+                stdout=StringIO(),
+            )
         self.assertFalse(TransactionSyncState.objects.exists())
         self.assertFalse(Charger.objects.exists())
 

@@ -10,7 +10,15 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from polaris.commands import DatabaseCommand
+from sync.arguments import MAX_FLEET_SIZE, int_between
 from sync.services.seeding import seed_scale
+
+# Far above the bench's scale (1,000,000 x 10), below what fills a disk or the RAM
+# that generating each batch takes.
+MAX_TRANSACTIONS = 50_000_000
+MAX_EVENTS_PER_TRANSACTION = 1_000
+MAX_EVENTS = 200_000_000
+MAX_CUSTOMERS = 1_000_000
 
 
 class Command(DatabaseCommand):
@@ -26,25 +34,25 @@ class Command(DatabaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--transactions",
-            type=int,
+            type=int_between(1, MAX_TRANSACTIONS, what="a number of transactions"),
             default=10_000,
             help="How many SteVe transactions to generate (default 10000).",
         )
         parser.add_argument(
             "--events-per-transaction",
-            type=int,
+            type=int_between(2, MAX_EVENTS_PER_TRANSACTION, what="a number of events"),
             default=10,
             help="Sync events per transaction, at least 2 (default 10).",
         )
         parser.add_argument(
             "--customers",
-            type=int,
+            type=int_between(1, MAX_CUSTOMERS, what="a number of customers"),
             default=None,
             help="Customer users to create (default: transactions / 50).",
         )
         parser.add_argument(
             "--chargers",
-            type=int,
+            type=int_between(1, MAX_FLEET_SIZE, what="a number of chargers"),
             default=None,
             help="Charger connectors, two per charge box (default: "
             "transactions / 500, 20 to 2000).",
@@ -69,13 +77,15 @@ class Command(DatabaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         transactions = options["transactions"]
         per_tx = options["events_per_transaction"]
-        if transactions < 1 or per_tx < 2:
+        if transactions * per_tx > MAX_EVENTS:
             raise CommandError(
-                "Use --transactions ≥ 1 and --events-per-transaction ≥ 2."
+                f"{transactions:,} transactions x {per_tx} events would be "
+                f"{transactions * per_tx:,} event rows; at most {MAX_EVENTS:,} can be "
+                "seeded at once (the bench's fleet is 10,000,000)."
             )
         verbose = options["verbosity"] >= 1
         summary = (
-            f"{transactions} transactions x {per_tx} events"
+            f"{transactions:,} transactions x {per_tx} events"
             f"{' after a reset' if options['reset'] else ''}"
         )
         if options["dry_run"]:
