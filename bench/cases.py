@@ -26,8 +26,9 @@ from bench.asgi import AsgiClient, session_key
 from bench.report import Case, make_case
 from polaris.handlers import SyncStackASGIHandler
 from sessions_app import selectors
-from sessions_app.api_auth import api_token_create
+from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.forms import SessionFilters
+from sessions_app.models import ApiToken
 from sync.models import Charger, TransactionSyncState, UserMapping
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ class Fixture:
 
     staff: Any
     customer: Any
-    api_token: str
+    api_token: ApiToken
+    api_token_raw: str
     tag_fragment: str
     month: tuple[str, str]
     tenth_page_cursor: str | None
@@ -101,8 +103,19 @@ def get_ok(client: AsgiClient, url: str, **headers: str) -> Sample:
     return call
 
 
+class NotEnoughData(Exception):
+    """The database is too small for the console cases; the message says what to
+    do."""
+
+
+def release(fixture: Fixture) -> None:
+    """Revoke the fixture's API token: a bench run leaves no way into the API."""
+    api_token_revoke(token=fixture.api_token)
+
+
 def prepare(now: Any) -> Fixture:
-    """A staff user, the heaviest customer, a tag fragment and cursors."""
+    """A staff user, the heaviest customer, a tag fragment and cursors; its API
+    token is revoked by `release`. Raises NotEnoughData."""
     User = get_user_model()
     staff, _ = User.objects.get_or_create(
         username="bench-staff", defaults={"is_staff": True, "is_superuser": True}
@@ -115,7 +128,7 @@ def prepare(now: Any) -> Fixture:
         )
         row = cursor.fetchone()
     customer = User.objects.get(pk=row[0]) if row else staff
-    _, raw_token = api_token_create(user=staff, name="bench")
+    api_token, raw_token = api_token_create(user=staff, name="bench")
     # A tag of an ordinary customer, fragment of its middle: a realistic search.
     ordinary = (
         UserMapping.objects.order_by("id")
@@ -131,14 +144,18 @@ def prepare(now: Any) -> Fixture:
         page = selectors.session_page(filters=SessionFilters(), cursor=page_cursor)
         page_cursor = page.next_cursor
         if page_cursor is None:
-            break
+            api_token_revoke(token=api_token)
+            raise NotEnoughData(
+                "The database has fewer than ten pages of sessions, so there is no "
+                "tenth load-more page to measure: seed it first (`manage.py "
+                "seed_scale`), or use --quick, which seeds a small database itself."
+            )
     detail = (
         TransactionSyncState.objects.completed()
         .order_by("-steve_transaction_id")
         .first()
     ) or TransactionSyncState.objects.order_by("-id").first()
-    if detail is None:
-        raise RuntimeError("The database has no transactions; run seed_scale.")
+    assert detail is not None  # ten pages of sessions were found above
     # The seeded fleet checked in when it was seeded, and in a running system the
     # charger probe keeps that fresh. Without it, an hour after seeding every
     # charger reads offline, and the dashboards would skip their cards' Start and
@@ -147,7 +164,8 @@ def prepare(now: Any) -> Fixture:
     return Fixture(
         staff=staff,
         customer=customer,
-        api_token=raw_token,
+        api_token=api_token,
+        api_token_raw=raw_token,
         tag_fragment=fragment,
         month=(month_start.isoformat(), month_end.isoformat()),
         tenth_page_cursor=page_cursor,
@@ -239,7 +257,7 @@ def console_cases(fixture: Fixture, settings: Settings) -> list[Case]:
                     get_ok(
                         api,
                         "/api/v1/sessions",
-                        Authorization=f"Bearer {fixture.api_token}",
+                        Authorization=f"Bearer {fixture.api_token_raw}",
                     ),
                     settings,
                 ),

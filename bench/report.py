@@ -1,7 +1,6 @@
 """The benchmark's result shape: a console table and the JSON file."""
 
 import json
-import os
 import statistics
 from argparse import ArgumentTypeError
 from dataclasses import asdict, dataclass
@@ -107,6 +106,16 @@ def writable_file(value: str) -> Path:
         )
     if not path.parent.is_dir():
         raise ArgumentTypeError(f"there is no folder {str(path.parent)!r}")
-    if not os.access(path if path.exists() else path.parent, os.W_OK):
-        raise ArgumentTypeError(f"cannot write {value!r}: permission denied")
+    # Opened for real, not os.access: root passes every permission check, yet
+    # cannot write /proc, a read-only mount or a full disk.
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as error:
+        raise ArgumentTypeError(
+            f"cannot write {value!r}: {(error.strerror or str(error)).lower()}"
+        ) from None
+    if not existed:
+        path.unlink()
     return path

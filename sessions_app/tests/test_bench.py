@@ -8,6 +8,9 @@ from pathlib import Path
 from django.core.management import CommandError, call_command
 from django.test import TransactionTestCase
 
+from sessions_app.models import ApiToken
+from sync.tests.factories import TransactionSyncStateFactory
+
 CASE_FIELDS = {
     "name",
     "p50_ms",
@@ -43,6 +46,17 @@ class BenchCommandTests(TransactionTestCase):
         self.assertIsNotNone(unfiltered["baseline_p95_ms"])
         self.assertIsNotNone(unfiltered["ratio"])
         self.assertIn("sessions: unfiltered", stdout.getvalue())
+        # The API case's token does not outlive the run.
+        self.assertFalse(ApiToken.objects.usable().exists())
+        self.assertTrue(ApiToken.objects.exists())
+
+    def test_a_database_too_small_to_measure_is_refused(self) -> None:
+        TransactionSyncStateFactory.create_batch(20)
+        with self.assertRaisesMessage(CommandError, "fewer than ten pages of sessions"):
+            call_command(
+                "bench", "--only=console", "--output=unused.json", stdout=StringIO()
+            )
+        self.assertFalse(ApiToken.objects.usable().exists())
 
     def test_a_pause_out_of_range_is_refused_before_anything_runs(self) -> None:
         for value in ("-5", "soon", "20000"):
@@ -61,6 +75,8 @@ class BenchCommandTests(TransactionTestCase):
             refused = {
                 folder: "is a folder; name a file in it",
                 f"{folder}/missing/bench.json": "there is no folder",
+                # Root passes a permission check here; opening it fails.
+                "/proc/bench.json": "cannot write '/proc/bench.json'",
             }
             for output, message in refused.items():
                 with (

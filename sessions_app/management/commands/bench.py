@@ -12,7 +12,7 @@ from argparse import ArgumentTypeError
 from dataclasses import replace
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from bench import cases
@@ -103,8 +103,37 @@ class Command(DatabaseCommand):
         scale = cases.scale()
         scale["cpu_reference_ms"] = cases.cpu_reference_ms()
         self._say(f"Scale: {scale}")
-        needs_fixture = "console" in run or "sse" in run
-        fixture = cases.prepare(timezone.now()) if needs_fixture else None
+        fixture = None
+        if "console" in run or "sse" in run:
+            try:
+                fixture = cases.prepare(timezone.now())
+            except cases.NotEnoughData as error:
+                raise CommandError(str(error)) from None
+        try:
+            results = self._measure(run, settings, fixture, scale)
+        finally:
+            if fixture is not None:
+                cases.release(fixture)
+        scale["requests_per_case"] = settings.requests
+        scale["pause_ms"] = settings.pause_ms
+        scale["quick"] = bool(options["quick"])
+        scale["seconds"] = round(time.monotonic() - began, 1)
+        self.stdout.write(table(results))
+        write_json(options["output"], scale, results)
+        missed = [case.name for case in results if case.meets_target is False]
+        summary = f"Wrote {options['output']}"
+        if missed:
+            self.stdout.write(self.style.WARNING(f"{summary}; missed: {missed}"))
+        else:
+            self.stdout.write(self.style.SUCCESS(f"{summary}; every target met."))
+
+    def _measure(
+        self,
+        run: set[str],
+        settings: cases.Settings,
+        fixture: cases.Fixture | None,
+        scale: dict[str, Any],
+    ) -> list[Case]:
         # As polaris/asgi.py does in the server once the app is loaded: the
         # collector no longer rescans what lives as long as the process.
         gc.freeze()
@@ -122,18 +151,7 @@ class Command(DatabaseCommand):
             sse, extra = cases.sse_case(fixture, settings)
             results.append(sse)
             scale.update(extra)
-        scale["requests_per_case"] = settings.requests
-        scale["pause_ms"] = settings.pause_ms
-        scale["quick"] = bool(options["quick"])
-        scale["seconds"] = round(time.monotonic() - began, 1)
-        self.stdout.write(table(results))
-        write_json(options["output"], scale, results)
-        missed = [case.name for case in results if case.meets_target is False]
-        summary = f"Wrote {options['output']}"
-        if missed:
-            self.stdout.write(self.style.WARNING(f"{summary}; missed: {missed}"))
-        else:
-            self.stdout.write(self.style.SUCCESS(f"{summary}; every target met."))
+        return results
 
     def _say(self, message: str) -> None:
         if self.verbosity >= 1:
