@@ -3,7 +3,8 @@
 The file's header is `steveOcppIdTag,email,label`. Missing customer accounts are
 created with username = email and an unusable password (they set one through
 password reset). Re-importing the same file changes nothing. Bad rows are reported
-with their line number and skipped; the good rows are still imported. A file that
+with their line number and skipped; the good rows are still imported, and the
+command ends with status 1 so that a script notices. A file that
 is not UTF-8 is refused before any row is imported. Rows are saved 1,000 lines at a
 time: Ctrl-C keeps the lines above the last "Line N of M…" and the file can simply
 be imported again.
@@ -64,6 +65,14 @@ class Command(DatabaseCommand):
         )
         style = self.style.WARNING if result.rejected else self.style.SUCCESS
         self.stdout.write(style(summary))
+        if result.rejected:
+            # Exit status 1, so a script or a scheduler notices the skipped rows.
+            skipped = len(result.rejected)
+            raise CommandError(
+                f"{skipped} line{pluralize(skipped)} skipped (see above); the other "
+                "rows were imported. Fix those lines and import the file again: "
+                "rows already imported come out unchanged."
+            )
 
     def interrupted_consequence(self) -> str:
         if self.finished:
