@@ -90,6 +90,11 @@ class SyncBusy(Exception):
     """Another run holds the lock; this one did nothing."""
 
 
+Progress = Callable[[str], None]
+# How many transactions' meter values are read between two progress lines.
+PROGRESS_EVERY = 1_000
+
+
 @dataclass
 class RunTally:
     """What a run saw and did; copied onto the SyncRun row at the end."""
@@ -101,6 +106,12 @@ class RunTally:
     errors: int = 0
     error_messages: list[str] = field(default_factory=list)
     changed_ids: list[int] = field(default_factory=list)
+    # Where a long run says how far it got (the sync command prints it).
+    progress: Progress | None = None
+
+    def report(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
 
     def fail_one(self, message: str) -> None:
         self.errors += 1
@@ -112,15 +123,24 @@ class RunTally:
 
 
 def sync_run_transactions(
-    *, trigger: str, dry_run: bool = False, client: SteveClient | None = None
+    *,
+    trigger: str,
+    dry_run: bool = False,
+    client: SteveClient | None = None,
+    progress: Progress | None = None,
 ) -> SyncRun:
     """Bring every new, active and recently stopped SteVe transaction up to date.
 
     Returns the finished SyncRun (unsaved with dry_run). Raises SyncBusy when another
-    run is in progress.
+    run is in progress. `progress` gets a sentence now and then on a long run.
     """
     return _run(
-        SyncRun.Kind.TRANSACTIONS, trigger, dry_run, client, _collect_incremental
+        SyncRun.Kind.TRANSACTIONS,
+        trigger,
+        dry_run,
+        client,
+        _collect_incremental,
+        progress=progress,
     )
 
 
@@ -130,11 +150,13 @@ def sync_run_backfill(
     trigger: str,
     dry_run: bool = False,
     client: SteveClient | None = None,
+    progress: Progress | None = None,
 ) -> SyncRun:
     """Re-read every SteVe transaction that started on or after `since`.
 
     Also flags stored transactions from that period that SteVe no longer has.
-    Raises SyncBusy when another run is in progress.
+    Raises SyncBusy when another run is in progress. `progress` gets a sentence
+    now and then.
     """
     start = timezone.make_aware(datetime.combine(since, datetime.min.time()))
     return _run(
@@ -143,6 +165,7 @@ def sync_run_backfill(
         dry_run,
         client,
         lambda steve, tally: _collect_backfill(steve, tally, start),
+        progress=progress,
     )
 
 
@@ -204,12 +227,13 @@ def _run(
     collect: Collector,
     *,
     steve_transaction_id: int | None = None,
+    progress: Progress | None = None,
 ) -> SyncRun:
     with given_or_new(client) as steve, _advisory_lock(TRANSACTIONS_LOCK):
         run = _start_run(
             kind, trigger, dry_run=dry_run, steve_transaction_id=steve_transaction_id
         )
-        tally = RunTally()
+        tally = RunTally(progress=progress)
         try:
             collected = collect(steve, tally)
         except SteveError as error:
@@ -476,6 +500,11 @@ def _plan(
     needs_details = [
         t for t in transactions if force_details or _needs_details(stored.get(t.id), t)
     ]
+    if len(needs_details) > PROGRESS_EVERY:
+        tally.report(
+            f"{len(transactions):,} transactions listed; reading the meter values "
+            f"of {len(needs_details):,}…"
+        )
     readings = _fetch_readings(steve, tally, needs_details)
     plans: list[TransactionPlan] = []
     for t in transactions:
@@ -522,7 +551,9 @@ def _fetch_readings(
     if not transactions:
         return results
     with ThreadPoolExecutor(max_workers=DETAIL_WORKERS) as pool:
-        for pk, readings in pool.map(fetch, transactions):
+        for done, (pk, readings) in enumerate(pool.map(fetch, transactions), 1):
+            if done % PROGRESS_EVERY == 0:
+                tally.report(f"Meter values read: {done:,} of {len(transactions):,}…")
             if readings is None:
                 tally.fail_one(f"Transaction {pk} disappeared from SteVe mid-run.")
             else:
@@ -584,9 +615,12 @@ def _write(run: SyncRun, collected: Collected, tally: RunTally) -> None:
     chargers = _ensure_chargers(collected.plans)
     # Oldest SteVe transaction first, so new rows' ids follow SteVe's order.
     plans = sorted(collected.plans, key=lambda plan: plan.transaction.id)
-    for batch in _chunks(plans, WRITE_BATCH):
+    for saved, batch in enumerate(_chunks(plans, WRITE_BATCH), 1):
         with transaction.atomic():
             _write_batch(run, batch, chargers, tally)
+        if len(plans) > PROGRESS_EVERY:
+            done = min(saved * WRITE_BATCH, len(plans))
+            tally.report(f"Sessions saved: {done:,} of {len(plans):,}…")
     if collected.vanished:
         with transaction.atomic():
             _write_vanished(run, collected.vanished, tally)

@@ -6,15 +6,19 @@ CONTRACT.md §11 as a named scenario; `standin.scenario(name)` gives its pks.
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 from typing import Any
+from unittest import mock
 
+from django.core.management import call_command
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
-from django.test import TestCase
+from django.test import TestCase, override_settings
 
 from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
+from sync.services import runs
 from sync.services.runs import PK_WINDOW
 from sync.tests.rollup_checks import assert_rollups_exact
 from sync.tests.standin_case import StandinTestMixin
@@ -522,6 +526,29 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(row.is_finalized)
         self.assertTrue(row.is_stop_estimated)
         self.assert_energy_adds_up()
+
+    def test_the_command_says_how_far_a_long_backfill_got(self) -> None:
+        # A year of a real fleet takes minutes; a few dozen transactions stand in
+        # for it here, with progress every 10 instead of every 1,000.
+        out = StringIO()
+        with (
+            mock.patch.object(runs, "PROGRESS_EVERY", 10),
+            mock.patch.object(runs, "WRITE_BATCH", 10),
+            override_settings(**self.standin.polaris_settings()),
+        ):
+            call_command(
+                "sync", "backfill", "--since", "2000-01-01", stdout=out, stderr=out
+            )
+        listed = len(self.standin.state()["transactions"])
+        lines = out.getvalue().splitlines()
+        self.assertEqual(lines[0], "Syncing backfill from SteVe…")
+        self.assertEqual(
+            lines[1],
+            f"  {listed} transactions listed; reading the meter values of {listed}…",
+        )
+        self.assertIn(f"  Meter values read: 10 of {listed}…", lines)
+        self.assertIn(f"  Sessions saved: {listed} of {listed}…", lines)
+        self.assertTrue(lines[-1].startswith("Run #"), lines)
 
     def test_a_backfill_takes_starts_a_station_clock_dated_ahead(self) -> None:
         ahead = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)

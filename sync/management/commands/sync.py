@@ -146,15 +146,23 @@ class Command(DatabaseCommand):
 
     def _run(self, action: str, options: dict[str, Any]) -> SyncRun:
         trigger = SyncRun.Trigger.COMMAND
+        progress = self._progress if options["verbosity"] >= 1 else None
         if action == "transactions":
             return services.sync_run_transactions(
-                trigger=trigger, dry_run=options["dry_run"]
+                trigger=trigger, dry_run=options["dry_run"], progress=progress
             )
         if action == "backfill":
             return services.sync_run_backfill(
-                since=options["since"], trigger=trigger, dry_run=options["dry_run"]
+                since=options["since"],
+                trigger=trigger,
+                dry_run=options["dry_run"],
+                progress=progress,
             )
         return services.sync_run_chargers(trigger=trigger)
+
+    def _progress(self, message: str) -> None:
+        self.stdout.write(f"  {message}")
+        self.stdout.flush()
 
     def _report(self, run: SyncRun, *, dry_run: bool) -> None:
         if run.kind == SyncRun.Kind.CHARGERS:
