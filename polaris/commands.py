@@ -1,5 +1,6 @@
 """The base of the ops commands that read or write the database."""
 
+import logging
 import signal
 import sys
 from types import FrameType
@@ -49,11 +50,20 @@ class DatabaseCommand(BaseCommand):
         return self.interrupted_consequence_text
 
     def execute(self, *args: Any, **options: Any) -> str | None:
-        # Services refuse bad input with ValidationError; a command says why.
+        # The command says what happened in its own sentences; the log lines the
+        # same services write in a worker (each retry, each run's counts) would
+        # only repeat them in another form. Errors still show; -v 2 shows all.
+        quiet = options.get("verbosity", 1) < 2
+        if quiet:
+            logging.disable(logging.WARNING)
         try:
             return super().execute(*args, **options)
         except ValidationError as error:
+            # Services refuse bad input with ValidationError; a command says why.
             raise CommandError(validation_sentence(error)) from None
+        finally:
+            if quiet:
+                logging.disable(logging.NOTSET)
 
     def check_migrations(self) -> None:
         self.check_database_reachable()

@@ -308,7 +308,7 @@ def _start_run(
     SyncRun.objects.running().filter(kind__in=group).update(
         status=SyncRun.Status.FAILED,
         finished_at=timezone.now(),
-        error="Interrupted: the worker stopped before the run finished.",
+        error="Interrupted: its worker or command stopped before the run finished.",
     )
     run.save()
     return run
