@@ -89,6 +89,20 @@ class SyncCommandInputTests(TestCase):
         kinds = [line.split()[1:3] for line in out.getvalue().splitlines()[1:]]
         self.assertEqual(kinds, [["transactions", "beat"], ["transaction", "#4242"]])
 
+    def test_status_shortens_errors_at_a_word_and_gives_the_newest_in_full(
+        self,
+    ) -> None:
+        error = (
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe "
+            "is running and that STEVE_URL is its address."
+        )
+        SyncRunFactory(status=SyncRun.Status.FAILED, error=error)
+        out = StringIO()
+        call_command("sync", "status", stdout=out)
+        table, full = out.getvalue().split("\n\n")
+        self.assertTrue(table.endswith("http://127.0.0.1:9/steve: check…"), table)
+        self.assertEqual(full.strip(), f"Run #{SyncRun.objects.get().pk}: {error}")
+
     def test_an_unreachable_steve_fails_the_run_with_a_sentence(self) -> None:
         unreachable = self.settings(
             STEVE_URL="http://127.0.0.1:9/steve", STEVE_TIMEOUT=1

@@ -6,6 +6,7 @@ manage.py sync chargers                   probe the chargers (TriggerMessage)
 manage.py sync status [--limit 15]        recent runs as a table
 """
 
+import textwrap
 from argparse import ArgumentParser, ArgumentTypeError
 from datetime import date
 from typing import Any
@@ -44,6 +45,10 @@ def _iso_date(value: str) -> date:
             f"{value} is in the future; no transaction has started since then."
         )
     return day
+
+
+# Characters of a run's error shown in the status table.
+ERROR_COLUMN = 60
 
 
 class Command(DatabaseCommand):
@@ -210,7 +215,7 @@ class Command(DatabaseCommand):
                 str(run.created_count),
                 str(run.updated_count),
                 str(run.events_count),
-                run.error[:60],
+                textwrap.shorten(run.error, ERROR_COLUMN, placeholder="…"),
             )
             for run in runs
         ]
@@ -226,6 +231,10 @@ class Command(DatabaseCommand):
                 cell.ljust(width) for cell, width in zip(row, widths, strict=True)
             )
             self.stdout.write(line.rstrip())
+        # The newest run's sentence in full: it says what to do next.
+        latest = runs[0]
+        if latest.error and len(latest.error) > ERROR_COLUMN:
+            self.stdout.write(f"\nRun #{latest.pk}: {latest.error}")
 
 
 def _seconds(run: SyncRun) -> str:
