@@ -385,7 +385,9 @@ class UserMappingPagesTests(ConsoleTestCase):
             reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
         self.assertContains(
-            response, "The first line must be the header steveOcppIdTag,email,label."
+            response,
+            "The first line must be the header steveOcppIdTag,email,label; the file "
+            "is empty.",
         )
         self.assertNotContains(response, "Choose a CSV file to import.")
 

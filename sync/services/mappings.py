@@ -206,7 +206,8 @@ def user_mapping_import_csv(
         header = None
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise ValidationError(
-            f"The first line must be the header {','.join(CSV_HEADER)}."
+            f"The first line must be the header {','.join(CSV_HEADER)}"
+            + _header_found(lines[0] if lines else "")
         )
     result = MappingImportResult()
     seen_tags: set[str] = set()
@@ -503,3 +504,17 @@ def _new_customer(email: str) -> User:
             "letters, digits and @ . + - _."
         ) from None
     return user
+
+
+def _header_found(line: str) -> str:
+    """The end of the wrong-header sentence: what the first line holds instead."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return "; the file is empty."
+    shown = line if len(line) <= 60 else line[:59] + "…"
+    if ";" in line and "," not in line:
+        return (
+            f"; it is {shown!r}, separated by semicolons: save the file as CSV "
+            "with commas."
+        )
+    return f"; it is {shown!r}."

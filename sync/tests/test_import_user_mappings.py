@@ -118,11 +118,23 @@ class ImportUserMappingsTests(TestCase):
         )
 
     def test_it_explains_a_wrong_header(self) -> None:
-        with self.assertRaisesMessage(
-            CommandError,
-            "The first line must be the header steveOcppIdTag,email,label.",
-        ):
-            self.run_import("tag,email\nTAG-0001,dana@example.com\n")
+        refused = {
+            "tag,email\r\nTAG-0001,dana@example.com\r\n": "; it is 'tag,email'.",
+            "steveOcppIdTag;email;label\nTAG-0001;dana@example.com;Car\n": (
+                "; it is 'steveOcppIdTag;email;label', separated by semicolons: save "
+                "the file as CSV with commas."
+            ),
+        }
+        for text, found in refused.items():
+            with (
+                self.subTest(text=text),
+                self.assertRaisesMessage(
+                    CommandError,
+                    "The first line must be the header steveOcppIdTag,email,label"
+                    + found,
+                ),
+            ):
+                self.run_import(text)
 
     def test_it_explains_a_missing_file(self) -> None:
         with self.assertRaisesMessage(CommandError, "There is no file at /nope.csv."):

@@ -50,10 +50,15 @@ class SyncLockTests(TestCase):
 
 class SyncCommandInputTests(TestCase):
     def test_a_bad_backfill_date_is_explained(self) -> None:
-        err = StringIO()
-        with self.assertRaises(CommandError) as raised:
-            call_command("sync", "backfill", "--since", "21/11/2026", stderr=err)
-        self.assertIn("is not a date; use YYYY-MM-DD", str(raised.exception))
+        # Python would read the last two as days; nobody types them meaning one.
+        for value in ("21/11/2026", "20261121", "2026-W47-6"):
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(
+                    CommandError, f"'{value}' is not a date; use YYYY-MM-DD"
+                ),
+            ):
+                call_command("sync", "backfill", "--since", value, stderr=StringIO())
 
     def test_a_backfill_date_in_the_future_is_refused(self) -> None:
         with self.assertRaisesMessage(CommandError, "2099-01-01 is in the future"):

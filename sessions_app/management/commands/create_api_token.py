@@ -15,10 +15,15 @@ from sessions_app.api_auth import api_token_create
 
 class Command(DatabaseCommand):
     interrupted_consequence_text = "no token was shown; run the command again."
-    help = "Create a Sessions API token for USERNAME and print it (last line)."
+    help = (
+        "Create a Sessions API token for USERNAME and print it (last line). It is "
+        "shown only this once: Polaris keeps only its hash."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("username")
+        parser.add_argument(
+            "username", help="The account the token acts as (a customer's email)."
+        )
         parser.add_argument("--name", default="", help="A label for the token.")
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -22,7 +22,12 @@ from sync.services.mappings import user_mapping_import_bytes
 
 
 class Command(DatabaseCommand):
-    help = "Import steveOcppIdTag,email,label rows as user mappings."
+    help = (
+        "Import steveOcppIdTag,email,label rows as user mappings. An email with no "
+        "account gets a new customer account (no password until they reset it). "
+        "Bad lines are named and skipped, the rest imported, and the command then "
+        "exits with status 1. Importing a file again changes only what differs."
+    )
     # The line above which every row is saved, once the import has begun saving.
     saved_before_line: int | None = None
     finished = False

@@ -6,6 +6,7 @@ manage.py sync chargers                   probe the chargers (TriggerMessage)
 manage.py sync status [--limit 15]        recent runs as a table
 """
 
+import re
 import textwrap
 from argparse import ArgumentParser, ArgumentTypeError
 from datetime import date
@@ -30,6 +31,10 @@ EARLIEST_SINCE = date(1970, 1, 1)
 
 def _iso_date(value: str) -> date:
     try:
+        # Only the form the help names: fromisoformat alone also takes 20260131
+        # and 2026-W05-6, which nobody means by a day.
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
         day = date.fromisoformat(value)
     except ValueError:
         raise ArgumentTypeError(
