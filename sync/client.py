@@ -558,7 +558,12 @@ class SteveClient:
                 "SteVe %s %s answered %s: %s", method, path, status, response.text[:500]
             )
             raise SteveError(
-                f"SteVe failed with HTTP {status}.", permanent=False, status=status
+                f"SteVe failed with HTTP {status}.",
+                permanent=False,
+                status=status,
+                operator_message=f"SteVe at {self.base_url} failed with HTTP "
+                f"{status}; its own log says why. Nothing was saved, and the next "
+                "run tries again.",
             )
         if status >= 400:
             logger.warning(

@@ -651,7 +651,11 @@ class SyncFaultTests(SyncTestCase):
         )
         run = self.sync()
         self.assertEqual(run.status, SyncRun.Status.FAILED)
-        self.assertEqual(run.error, "SteVe failed with HTTP 500.")
+        self.assertEqual(
+            run.error,
+            f"SteVe at {self.steve.base_url} failed with HTTP 500; its own log says "
+            "why. Nothing was saved, and the next run tries again.",
+        )
         self.assert_recovers(before, new_pk)
 
     def test_an_unforeseen_error_ends_the_run_as_failed(self) -> None:
