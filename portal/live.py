@@ -2,54 +2,68 @@
 with the dashboard's own partial and sent on each affected customer's channel.
 Broadcast only."""
 
+from datetime import datetime
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.dispatch import receiver
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from polaris import live
 from portal import selectors
-from portal.access import customer_zone
+from portal.access import customer_zones
 from sessions_app.models import ApiSession
 from sessions_app.signals import api_session_changed
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.signals import sessions_changed
 
 EVENT = "active-session"
+BANNER = "portal/dashboard.html#active-banner"
 
 
-def banner_html(*, customer: Any, now: Any) -> str:
+def banner_html(*, customer: User, now: datetime) -> str:
     """The active-session partial for `customer`, times in their zone."""
     tags = selectors.customer_tags(customer=customer)
-    context = {
-        "active": selectors.active_sessions(customer=customer, tags=tags, now=now),
-    }
-    with timezone.override(customer_zone(customer)):
-        return render_to_string("portal/dashboard.html#active-banner", context)
+    return banners_html(tags_by_customer={customer.pk: tags}, now=now)[customer.pk]
 
 
-def publish_active_session(*, customer: Any) -> None:
-    html = banner_html(customer=customer, now=timezone.now())
-    live.publish(live.customer_channel(customer.pk), EVENT, html)
+def banners_html(
+    *, tags_by_customer: dict[int, list[str]], now: datetime
+) -> dict[int, str]:
+    """`banner_html` of many customers, by user id, from the same few queries."""
+    active = selectors.active_sessions_by_customer(
+        tags_by_customer=tags_by_customer, now=now
+    )
+    zones = customer_zones(list(tags_by_customer))
+    html: dict[int, str] = {}
+    for pk, sessions in active.items():
+        with timezone.override(zones[pk]):
+            html[pk] = render_to_string(BANNER, {"active": sessions})
+    return html
+
+
+def publish_active_sessions(*, tags_by_customer: dict[int, list[str]]) -> None:
+    banners = banners_html(tags_by_customer=tags_by_customer, now=timezone.now())
+    for pk, html in banners.items():
+        live.publish(live.customer_channel(pk), EVENT, html)
 
 
 @receiver(sessions_changed)
 def publish_sessions_changed(
     sender: type[SyncRun], run: SyncRun, transaction_ids: list[int], **kwargs: Any
 ) -> None:
-    """Refresh the banner of every customer whose tag a changed session carries."""
+    """Refresh the banner of every customer whose tag a changed session carries.
+
+    The sync changes every charging session each run, so this reads all of their
+    customers' banners at once rather than a few queries per customer."""
     tags = TransactionSyncState.objects.filter(pk__in=transaction_ids).values(
         "ocpp_id_tag"
     )
-    user_ids = set(
-        UserMapping.objects.filter(steve_ocpp_id_tag__in=tags).values_list(
-            "user_id", flat=True
-        )
+    mappings = UserMapping.objects.filter(steve_ocpp_id_tag__in=tags)
+    publish_active_sessions(
+        tags_by_customer=selectors.tags_by_customer(mappings=mappings)
     )
-    for customer in get_user_model().objects.filter(pk__in=user_ids):
-        publish_active_session(customer=customer)
 
 
 @receiver(api_session_changed)
@@ -57,4 +71,5 @@ def publish_api_session_changed(
     sender: type[ApiSession], session: ApiSession, **kwargs: Any
 ) -> None:
     """Refresh the owner's banner: a session that started has a Stop to offer."""
-    publish_active_session(customer=session.user)
+    tags = selectors.customer_tags(customer=session.user)
+    publish_active_sessions(tags_by_customer={session.user_id: tags})

@@ -1,5 +1,6 @@
 """Read models of the portal pages, always scoped to one customer."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -26,6 +27,7 @@ from sync.models import (
 )
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
     from django_stubs_ext import WithAnnotations
 
 # The billing periods a customer can pick on the dashboard, in the order of its
@@ -66,6 +68,17 @@ def customer_tags(*, customer: User) -> list[str]:
     return charging_cards(customer=customer).tags
 
 
+def tags_by_customer(*, mappings: "QuerySet[UserMapping]") -> dict[int, list[str]]:
+    """`customer_tags` of the customers of `mappings`, by user id, in one query."""
+    tags: dict[int, list[str]] = {}
+    customers = mappings.values("user_id")
+    for user_id, tag in UserMapping.objects.filter(user__in=customers).values_list(
+        "user_id", "steve_ocpp_id_tag"
+    ):
+        tags.setdefault(user_id, []).append(tag)
+    return tags
+
+
 @dataclass(frozen=True, slots=True)
 class ActiveSession:
     session: TransactionSyncState
@@ -79,27 +92,44 @@ def active_sessions(
     """The customer's sessions charging now (not finalized, not suspected stuck),
     newest first, with the estimated cost so far when a rate applies and the
     portal/API session to stop."""
+    return active_sessions_by_customer(tags_by_customer={customer.pk: tags}, now=now)[
+        customer.pk
+    ]
+
+
+def active_sessions_by_customer(
+    *, tags_by_customer: Mapping[int, list[str]], now: datetime
+) -> dict[int, list[ActiveSession]]:
+    """`active_sessions` of many customers (by user id, with their tags) in the same
+    few queries as one: the sync refreshes the banner of every customer whose
+    session it changed."""
+    customer_of = {
+        tag: customer for customer, tags in tags_by_customer.items() for tag in tags
+    }
+    result: dict[int, list[ActiveSession]] = {pk: [] for pk in tags_by_customer}
     sessions = list(
         TransactionSyncState.objects.charging()
-        .filter(ocpp_id_tag__in=tags)
+        .filter(ocpp_id_tag__in=list(customer_of))
         .select_related("charger__rate_assignment__rate")
         .order_by("-started_at")
     )
     if not sessions:
-        return []
+        return result
     assigned = [_assigned_rate(session) for session in sessions]
     default_rate = None
     if any(rate is None for rate in assigned):
         default_rate = Rate.objects.filter(is_default=True).first()
-    api_sessions = dict(
-        ApiSession.objects.filter(
-            user=customer,
+    # An API session to stop is the customer's own.
+    api_sessions = {
+        (transaction_id, user_id): pk
+        for transaction_id, user_id, pk in ApiSession.objects.filter(
+            user__in=list(tags_by_customer),
             transaction__in=sessions,
             status=ApiSession.Status.STARTED,
-        ).values_list("transaction_id", "pk")
-    )
-    result = []
+        ).values_list("transaction_id", "user_id", "pk")
+    }
     for session, rate in zip(sessions, assigned, strict=True):
+        customer = customer_of[session.ocpp_id_tag]
         rate = rate or default_rate
         cost = None
         if rate is not None:
@@ -109,7 +139,9 @@ def active_sessions(
                 started_at=session.started_at,
                 ended_at=now,
             )
-        result.append(ActiveSession(session, cost, api_sessions.get(session.pk)))
+        result[customer].append(
+            ActiveSession(session, cost, api_sessions.get((session.pk, customer)))
+        )
     return result
 
 

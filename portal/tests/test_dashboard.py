@@ -3,8 +3,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from django.db import connection
 from django.http import HttpResponse
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_eventstream.utils import get_storage
@@ -564,6 +566,40 @@ class LiveBannerEventTests(PortalTestCase):
         self.assertEqual(event_type, "active-session")
         self.assertIn("3.50 kWh", html)
         self.assertEqual(self.published(self.bob), [])
+
+    def test_a_sync_reads_every_customers_banner_in_the_same_few_queries(
+        self,
+    ) -> None:
+        # Each sync changes every charging session: a few queries per customer
+        # would grow with the fleet, in the worker, every run.
+        def changed_sessions_of(customers: int) -> list[int]:
+            ids = []
+            for number in range(customers):
+                customer = UserFactory(username=f"c{number}-{uuid.uuid4().hex[:6]}")
+                CustomerProfile.objects.create(user=customer, time_zone="Asia/Tokyo")
+                tag = f"TAG-{uuid.uuid4().hex[:8]}"
+                UserMappingFactory(user=customer, steve_ocpp_id_tag=tag)
+                ids.append(
+                    TransactionSyncStateFactory(
+                        charger=self.charger, ocpp_id_tag=tag, is_finalized=False
+                    ).pk
+                )
+            return ids
+
+        run = SyncRunFactory(updated_count=1)
+        counts = []
+        for customers in (1, 6):
+            ids = changed_sessions_of(customers)
+            with CaptureQueriesContext(connection) as queries:
+                sessions_changed.send(sender=SyncRun, run=run, transaction_ids=ids)
+            counts.append(len(queries))
+        self.assertEqual(counts[0], counts[1])
+        session = TransactionSyncState.objects.get(pk=ids[-1])
+        customer = UserMapping.objects.get(steve_ocpp_id_tag=session.ocpp_id_tag).user
+        channel = live.customer_channel(customer.pk)
+        (event,) = self.storage.get_events(channel, 0)
+        started = timezone.localtime(session.started_at, ZoneInfo("Asia/Tokyo"))
+        self.assertIn(f"{started:%H:%M}", event.data)
 
 
 class ReservationCancelTests(PortalTestCase):
