@@ -50,12 +50,13 @@ class DatabaseCommand(BaseCommand):
         return self.interrupted_consequence_text
 
     def execute(self, *args: Any, **options: Any) -> str | None:
-        # The command says what happened in its own sentences; the log lines the
+        # The command says what happened in its own sentences; the INFO lines the
         # same services write in a worker (each retry, each run's counts) would
-        # only repeat them in another form. Errors still show; -v 2 shows all.
+        # only repeat them. Warnings still show (Redis down: no live updates were
+        # sent, which no sentence of the command's says); -v 2 shows all.
         quiet = options.get("verbosity", 1) < 2
         if quiet:
-            logging.disable(logging.WARNING)
+            logging.disable(logging.INFO)
         try:
             return super().execute(*args, **options)
         except ValidationError as error:
