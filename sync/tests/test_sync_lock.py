@@ -86,6 +86,14 @@ class SyncCommandInputTests(TestCase):
         call_command("sync", "status", stdout=out)
         self.assertIn("No sync has run yet.", out.getvalue())
 
+    def test_verbosity_may_follow_the_action(self) -> None:
+        SyncRunFactory()
+        for args in (["-v", "0", "status"], ["status", "-v", "0"]):
+            with self.subTest(args=args):
+                out = StringIO()
+                call_command("sync", *args, stdout=out)
+                self.assertIn("run  kind", out.getvalue())
+
     def test_status_names_the_transaction_of_a_resync(self) -> None:
         SyncRunFactory(kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=4242)
         SyncRunFactory(kind=SyncRun.Kind.TRANSACTIONS)

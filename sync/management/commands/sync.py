@@ -6,6 +6,7 @@ manage.py sync chargers                   probe the chargers (TriggerMessage)
 manage.py sync status [--limit 15]        recent runs as a table
 """
 
+import argparse
 import re
 import textwrap
 from argparse import ArgumentParser, ArgumentTypeError
@@ -90,8 +91,19 @@ class Command(DatabaseCommand):
             help="First start date to re-read, YYYY-MM-DD (operator's time zone).",
         )
         self._add_dry_run(backfill)
-        actions.add_parser("chargers", help="Probe every known charger now.")
+        chargers = actions.add_parser("chargers", help="Probe every known charger now.")
         status = actions.add_parser("status", help="Show the most recent sync runs.")
+        for action in (transactions, backfill, chargers, status):
+            # Also after the action (`sync transactions -v 2`); when left out there,
+            # the value given before it, or Django's default, stands.
+            action.add_argument(
+                "-v",
+                "--verbosity",
+                type=int,
+                choices=[0, 1, 2, 3],
+                default=argparse.SUPPRESS,
+                help="0 only errors and the result, 2 also the worker's log lines.",
+            )
         status.add_argument(
             "--limit",
             type=int_between(1, MAX_STATUS_LIMIT, what="a number of runs"),
