@@ -11,7 +11,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.models import Reservation
 from sessions_app.charging.errors import (
     SessionConflict,
     SessionInvalid,
@@ -21,12 +20,13 @@ from sessions_app.charging.errors import (
 )
 from sessions_app.charging.lifecycle import announce_status, clear_message, transition
 from sessions_app.charging.station import remote_start, remote_stop
+from sessions_app.charging.tags import tag_for
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import RateTerms, session_cost
 from sync.client import (
     SteveClient,
 )
-from sync.models import Charger, UserMapping
+from sync.models import Charger
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def _new_session(
 ) -> ApiSession:
     session = ApiSession(
         user=user,
-        id_tag=_tag_for(user, charge_box_id, connector_id),
+        id_tag=tag_for(user, charge_box_id, connector_id),
         rate=rate,
         rate_terms=RateTerms.of(rate).as_json() if rate else None,
         idempotency_key=idempotency_key,
@@ -317,32 +317,6 @@ def _places(value: Decimal | None, step: Decimal) -> Decimal | None:
     if value is None:
         return None
     return value.quantize(step, rounding=ROUND_HALF_UP)
-
-
-def _tag_for(user: User, charge_box_id: str, connector_id: int) -> str:
-    """The tag of the user's reservation holding this connector, as the station
-    lets only that tag charge there; else one of the user's active tags,
-    preferring tags not charging right now (SteVe lets most tags run one
-    transaction at a time)."""
-    tags = UserMapping.objects.active().filter(user=user)
-    reserved = (
-        Reservation.objects.for_user(user)
-        .covering(timezone.now())
-        .filter(
-            charger__charge_box_id=charge_box_id,
-            charger__connector_id=connector_id,
-            id_tag__in=tags.values("steve_ocpp_id_tag"),
-        )
-        .values_list("id_tag", flat=True)
-        .first()
-    )
-    tag = reserved or UserMapping.objects.tag_to_charge_with(user)
-    if tag is None:
-        raise SessionInvalid(
-            "No charging tag is linked to this account; ask support to link one "
-            "before starting a session."
-        )
-    return tag
 
 
 def _insert(session: ApiSession) -> ApiSession | None:

@@ -21,6 +21,7 @@ from sessions_app.charging.errors import (
     StopUnconfirmed,
 )
 from sessions_app.charging.station import remote_start, remote_stop
+from sessions_app.charging.tags import tag_for
 from sessions_app.charging.targets import reached_target
 from sessions_app.models import ApiSession
 from sessions_app.readings import (
@@ -142,6 +143,14 @@ def _send_scheduled_start(
     session.refresh_from_db()
     if not claimed:
         return session
+    # Chosen again now: the tag picked hours ago may have started another charge
+    # since, which SteVe would refuse this start for.
+    tag = tag_for(
+        session.user, session.charge_box_id, session.connector_id, session=session
+    )
+    if tag != session.id_tag:
+        ApiSession.objects.filter(pk=session.pk).update(id_tag=tag)
+        session.id_tag = tag
     return _send_claimed_start(session, client, now)
 
 

@@ -751,6 +751,37 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.assertIn("offline", session.status_message)
 
 
+class ApiSessionTagTests(ChargingTestCase):
+    """Which of a customer's tags a start sends: SteVe lets most tags run one
+    transaction at a time, so one that a charge holds would be refused."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0002", user=self.alice)
+
+    def test_sessions_created_back_to_back_take_different_tags(self) -> None:
+        # The first one's transaction is not synced yet: its session holds the tag.
+        first = self.create(box="CP-001")
+        self.standin.station_stop(42)  # frees CP-002
+        second = self.create(box="CP-002")
+        self.assertEqual((first.id_tag, second.id_tag), ("TAG-0001", "TAG-0002"))
+
+    def test_a_scheduled_start_takes_the_tag_free_when_it_is_sent(self) -> None:
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            session = self.create(target=charging.SessionTarget(start_at=start_at))
+        self.assertEqual(session.id_tag, "TAG-0001")
+        # Meanwhile the card with TAG-0001 starts a charge at another station.
+        self.standin.station_stop(42)  # frees CP-002
+        self.standin.add_transaction("CP-002", 1, "TAG-0001")
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.id_tag, "TAG-0002")
+        self.assertEqual(session.status, ApiSession.Status.CREATED)
+        self.assertEqual(session.status_message, "")
+        self.begin_charging(session)
+
+
 class ApiSessionFinalMessageTests(ChargingTestCase):
     """A session's message describes where it is now, never an earlier hiccup."""
 

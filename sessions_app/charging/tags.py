@@ -1,0 +1,57 @@
+"""Which of a customer's idTags a remote start sends."""
+
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from portal.models import Reservation
+from sessions_app.charging.errors import SessionInvalid
+from sessions_app.models import ApiSession
+from sync.models import UserMapping
+
+
+def tag_for(
+    user: User,
+    charge_box_id: str,
+    connector_id: int,
+    *,
+    session: ApiSession | None = None,
+) -> str:
+    """The tag of the user's reservation holding this connector, as the station
+    lets only that tag charge there; else one of the user's active tags, the first
+    that no charge holds: neither a transaction SteVe runs nor another open session
+    of theirs (`session` itself aside), whose start may not have reached SteVe yet.
+    SteVe lets most tags run one transaction at a time. With every tag held, the
+    first; the station then says whether it may charge.
+
+    Raises SessionInvalid when the user has no active tag.
+    """
+    tags = UserMapping.objects.active().filter(user=user)
+    reserved = (
+        Reservation.objects.for_user(user)
+        .covering(timezone.now())
+        .filter(
+            charger__charge_box_id=charge_box_id,
+            charger__connector_id=connector_id,
+            id_tag__in=tags.values("steve_ocpp_id_tag"),
+        )
+        .values_list("id_tag", flat=True)
+        .first()
+    )
+    if reserved is not None:
+        return reserved
+    candidates: list[str] = list(
+        tags.not_charging_first().values_list("steve_ocpp_id_tag", flat=True)
+    )
+    if not candidates:
+        raise SessionInvalid(
+            "No charging tag is linked to this account; ask support to link one "
+            "before starting a session."
+        )
+    others = ApiSession.objects.open().filter(user=user)
+    if session is not None:
+        others = others.exclude(pk=session.pk)
+    held = {tag.upper() for tag in others.values_list("id_tag", flat=True)}
+    # Stable: among equals, the order not_charging_first gave (not charging first,
+    # then by tag), so the first is free of both when any tag is.
+    candidates.sort(key=lambda tag: tag.upper() in held)
+    return candidates[0]
