@@ -203,6 +203,20 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
         """Sessions still in progress (created or started)."""
         return self.filter(status__in=ApiSession.OPEN_STATUSES)
 
+    def waiting_to_start(self, now: datetime) -> "ApiSessionQuerySet":
+        """Scheduled sessions whose start time has not come: they hold their
+        connector, as a reservation does, with nobody charging there yet."""
+        return self.filter(
+            status=ApiSession.Status.CREATED,
+            remote_start_sent_at__isnull=True,
+            target_start_at__gt=now,
+        )
+
+    def charging_or_starting(self, now: datetime) -> "ApiSessionQuerySet":
+        """Open sessions other than those `waiting_to_start`: their remote start
+        has gone out (or is about to), so the connector is in use."""
+        return self.open().exclude(pk__in=self.waiting_to_start(now).values("pk"))
+
     def with_status(self, status: str | None) -> "ApiSessionQuerySet":
         """Sessions in `status`; all of them for None."""
         return self if status is None else self.filter(status=status)

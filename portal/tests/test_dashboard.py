@@ -294,6 +294,22 @@ class DashboardTests(PortalTestCase):
         card = body[body.index('id="next-reservation"') :]
         self.assertIn("Held Bay", card[: card.index("</section>")])
 
+    def test_a_connector_held_for_a_scheduled_session_is_reserved(self) -> None:
+        # Nobody charges there until the start time: "in_use" would say otherwise.
+        ApiSession.objects.create(
+            user=self.bob,
+            charge_box_id=self.charger.charge_box_id,
+            connector_id=self.charger.connector_id,
+            id_tag="TAG-BOB",
+            target_start_at=timezone.now() + timedelta(hours=1),
+        )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        card = body[body.index(">Harbour Street</h3>") :][:1500]
+        self.assertIn("badge--reserved", card)
+        self.assertIn("Held for a session scheduled to start soon.", card)
+        self.assertNotIn("Start charging", card)
+
     def test_a_connector_held_by_an_open_api_session_is_in_use(self) -> None:
         # The station has stopped, the sync has not told the session yet: a Start
         # offered now would be refused ("already has a session in progress").
@@ -874,6 +890,14 @@ class ChargerListStatesTests(PortalTestCase):
                 status=status,
             )
         hour = timedelta(hours=1)
+        bay = charger("API scheduled")
+        ApiSession.objects.create(
+            user=self.bob,
+            charge_box_id=bay.charge_box_id,
+            connector_id=bay.connector_id,
+            id_tag="TAG-BOB",
+            target_start_at=now + hour,
+        )
         for name, user, starts_at, status in [
             ("Held by bob", self.bob, now - hour, Reservation.Status.ACTIVE),
             ("Held by alice", self.alice, now - hour, Reservation.Status.ACTIVE),
@@ -906,16 +930,23 @@ class ChargerListStatesTests(PortalTestCase):
         held = Reservation.objects.covering(now)
         for row in listed.rows:
             with self.subTest(charger=row.friendly_name):
+                at_row = {
+                    "charge_box_id": row.charge_box_id,
+                    "connector_id": row.connector_id,
+                }
                 in_use = (
                     TransactionSyncState.objects.charging().filter(charger=row).exists()
-                    or ApiSession.objects.open()
-                    .filter(
-                        charge_box_id=row.charge_box_id, connector_id=row.connector_id
-                    )
+                    or ApiSession.objects.charging_or_starting(now)
+                    .filter(**at_row)
                     .exists()
                 )
+                scheduled = (
+                    ApiSession.objects.waiting_to_start(now).filter(**at_row).exists()
+                )
                 self.assertEqual(row.in_use, in_use)
-                self.assertEqual(row.reserved, held.filter(charger=row).exists())
+                self.assertEqual(row.scheduled, scheduled)
+                self.assertEqual(row.held, held.filter(charger=row).exists())
+                self.assertEqual(row.reserved, row.held or scheduled)
                 self.assertEqual(
                     row.reserved_by_me,
                     held.filter(charger=row, user=self.alice).exists(),
@@ -927,7 +958,7 @@ class ChargerListStatesTests(PortalTestCase):
         )
         self.assertEqual(
             [name for name, status in statuses.items() if status == "reserved"],
-            ["Held by alice", "Held by bob"],
+            ["API scheduled", "Held by alice", "Held by bob"],
         )
         self.assertEqual(statuses["Offline"], "offline")
         online = [name for name, status in statuses.items() if status == "online"]
