@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Header, NinjaAPI, Query, Status
+from ninja import Header, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from sessions_app import charging
@@ -143,6 +143,19 @@ PATTERN_WORDS = {
 }
 
 
+def _refuse_unknown_parameters(request: HttpRequest, query: type[Schema]) -> None:
+    """A 422 for a query parameter the endpoint does not take: left unread, a typo
+    (or a filter it lacks, such as `user`) would silently list every session."""
+    known = [field.alias or name for name, field in query.model_fields.items()]
+    unknown = sorted(set(request.GET) - set(known))
+    if unknown:
+        raise HttpError(
+            422,
+            f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: "
+            f"{', '.join(unknown)}. This list takes {', '.join(known)}.",
+        )
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     """The first few problems, e.g. `Invalid request: connector: Input should be
     greater than or equal to 1.` (the location without its body/query prefix)."""
@@ -237,6 +250,7 @@ def session_create(
 )
 def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[str, Any]:
     """Newest first; staff see every session, customers their own."""
+    _refuse_unknown_parameters(request, SessionListQuery)
     page = api_session_list(
         user=request.auth,
         filters=SessionFilters(

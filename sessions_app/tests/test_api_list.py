@@ -77,6 +77,20 @@ class SessionListApiTests(ApiTestCase):
         self.assert_error(self.call("GET", "/sessions?status=done"), 422, "status")
         self.assert_error(self.call("GET", "/sessions?limit=0"), 422, "limit")
 
+    def test_an_unknown_query_parameter_is_422_and_named(self) -> None:
+        # Left unread, `user` would list every session as if it filtered them.
+        self.assert_error(
+            self.call("GET", "/sessions?user=3&limit=1"),
+            422,
+            "Unknown query parameter: user. This list takes status, chargestation, "
+            "from, to, cursor, limit.",
+        )
+        self.assert_error(
+            self.call("GET", "/sessions?stauts=ended&page=2"),
+            422,
+            "Unknown query parameters: page, stauts.",
+        )
+
     def test_a_period_that_ends_before_it_starts_is_422(self) -> None:
         query = "/sessions?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z"
         self.assert_error(
