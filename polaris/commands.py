@@ -1,6 +1,7 @@
 """The base of the ops commands that read or write the database."""
 
 import logging
+import os
 import signal
 import sys
 from types import FrameType
@@ -44,6 +45,11 @@ class DatabaseCommand(BaseCommand):
             exit_interrupted(self.interrupted_consequence(), signum=stopped.signum)
         except KeyboardInterrupt:
             exit_interrupted(self.interrupted_consequence())
+        except BrokenPipeError:
+            # The reader went away (`sync status | head`): nothing more to say, and
+            # nobody to say it to. Python would print a traceback flushing stdout.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + signal.SIGPIPE)
 
     def interrupted_consequence(self) -> str:
         """What stopping this command part way means, after "Interrupted: "."""

@@ -1,6 +1,8 @@
 """Ops commands on a database they cannot use yet: a sentence, not a traceback."""
 
+import signal
 import subprocess
+import sys
 import uuid
 
 import psycopg
@@ -8,11 +10,13 @@ from django.db import connection
 from django.test import TransactionTestCase
 
 from polaris.testing import (
+    BASE_DIR,
     child_environment,
     current_database_url,
     free_port,
     run_python,
 )
+from sync.tests.factories import SyncRunFactory
 
 DATABASE_COMMANDS = [
     ["sync", "status"],
@@ -84,6 +88,26 @@ class DatabaseCommandTests(TransactionTestCase):
             result.stderr,
         )
         self.assertNotIn("WARNING", result.stderr)
+
+    def test_a_reader_that_goes_away_ends_the_command_quietly(self) -> None:
+        # `manage.py sync status --limit 1000 | head -1`: no BrokenPipeError
+        # traceback once head has what it wants.
+        SyncRunFactory.create_batch(400)
+        status = subprocess.Popen(
+            [sys.executable, "manage.py", "sync", "status", "--limit", "1000"],
+            cwd=BASE_DIR,
+            env=child_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert status.stdout is not None and status.stderr is not None
+        self.assertTrue(status.stdout.readline().startswith("run "))
+        status.stdout.close()
+        errors = status.stderr.read()
+        status.wait(timeout=30)
+        self.assertEqual(status.returncode, 128 + signal.SIGPIPE, errors)
+        self.assertEqual(errors, "")
 
     @staticmethod
     def _drop_database(name: str) -> None:
