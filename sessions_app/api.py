@@ -39,7 +39,7 @@ from sessions_app.api_selectors import (
     api_session_owner,
 )
 from sessions_app.models import ApiSession
-from sync.client import SteveClient
+from sync.client import SteveClient, format_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -234,11 +234,19 @@ def session_create(
         response["Idempotent-Replayed"] = "true"
         # It may have started or ended since: say what GET says.
         return Status(201, _current_envelope(created.session))
-    message = (
-        created.session.status_message
-        or "Session created; charging starts when the station reports it."
-    )
-    return Status(201, _envelope(created.session, message))
+    return Status(201, _envelope(created.session, _created_message(created.session)))
+
+
+def _created_message(session: ApiSession) -> str:
+    if session.status_message:
+        return session.status_message
+    if session.remote_start_sent_at is None and session.target_start_at is not None:
+        start = format_timestamp(session.target_start_at)
+        return (
+            f"Session created; the remote start is sent at {start} "
+            "(energy_start_time), and charging starts when the station reports it."
+        )
+    return "Session created; charging starts when the station reports it."
 
 
 @api.get(

@@ -45,6 +45,7 @@ TARGET_MIN_KWH = 0.001
 # timestamps and a bare date as its midnight, which hide mistakes (a `to` date
 # meant as the whole day).
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_UNENCODED_PLUS = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?$")
 
 
 def _date_time_text(value: Any) -> Any:
@@ -56,6 +57,13 @@ def _date_time_text(value: Any) -> Any:
             "date_time_text",
             "must be a date and a time of day, e.g. 2026-03-01T09:00:00Z "
             "(a date alone or a number is not accepted)",
+        )
+    if _UNENCODED_PLUS.search(value):
+        # A query string reads an unencoded + as a space.
+        raise PydanticCustomError(
+            "date_time_text",
+            "has a space where its offset's + should be: write + as %2B in a URL, "
+            "e.g. 2026-03-01T09:00:00%2B01:00, or give the time in UTC with Z",
         )
     return value
 
@@ -201,7 +209,8 @@ class SessionCreateIn(Schema):
     user: str | None = Field(
         None,
         pattern=USER_REF,
-        description="Staff only: the id (or username) of the user to charge for.",
+        description="The id (or username) of the user to charge for: staff may name "
+        "any active user, a customer only themselves (the default).",
     )
 
     @field_validator("connector", mode="before")

@@ -68,7 +68,7 @@ def api_session_owner(*, actor: User, user_ref: str | None) -> User:
     Raises Http404 when the user does not exist or is inactive, and when a customer
     names anyone but themselves (404, so other users' ids are not revealed).
     """
-    if user_ref is None or user_ref == str(actor.pk):
+    if user_ref is None or user_ref in (str(actor.pk), actor.get_username()):
         return actor
     if not getattr(actor, "is_staff", False):
         raise Http404("No such user.")

@@ -91,6 +91,19 @@ class SessionListApiTests(ApiTestCase):
             "Unknown query parameters: page, stauts.",
         )
 
+    def test_an_offset_whose_plus_the_url_turned_into_a_space_is_explained(
+        self,
+    ) -> None:
+        self.assert_error(
+            self.call("GET", "/sessions?from=2026-03-01T09:00:00+01:00"),
+            422,
+            "from: has a space where its offset's + should be: write + as %2B",
+        )
+        self.assertEqual(
+            self.call("GET", "/sessions?from=2026-03-01T09:00:00%2B01:00").status_code,
+            200,
+        )
+
     def test_a_period_that_ends_before_it_starts_is_422(self) -> None:
         query = "/sessions?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z"
         self.assert_error(

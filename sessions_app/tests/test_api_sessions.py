@@ -17,6 +17,7 @@ from sessions_app.tests.test_charging import (
     ChargingTestCase,
     iso,
 )
+from sync.client import format_timestamp
 from sync.models import TransactionSyncState, UserMapping
 
 
@@ -249,8 +250,13 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assert_error(again, 409, "already ended")
 
     def test_stopping_a_scheduled_session_cancels_it(self) -> None:
-        start_at = iso(timezone.now() + timedelta(hours=1))
-        created = self.start(target={"energy_start_time": start_at})
+        start_at = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
+        created = self.start(target={"energy_start_time": iso(start_at)})
+        self.assertEqual(
+            created.json()["message"],
+            f"Session created; the remote start is sent at {format_timestamp(start_at)}"
+            " (energy_start_time), and charging starts when the station reports it.",
+        )
         session_id = self.result(created, 201)["_id"]
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
         stopped = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
@@ -380,6 +386,16 @@ class SessionAccessApiTests(ApiTestCase):
         self.assertEqual(self.result(created, 201)["user"], str(self.alice.pk))
         session = ApiSession.objects.get()
         self.assertEqual(session.id_tag, "TAG-0001")
+
+    def test_a_customer_may_name_themselves_by_id_or_username(self) -> None:
+        self.standin.station_stop(42)  # frees CP-002
+        for box, user in (
+            ("CP-001", str(self.alice.pk)),
+            ("CP-002", "alice@example.com"),
+        ):
+            with self.subTest(user=user):
+                created = self.start(self.alice_token, box=box, user=user)
+                self.assertEqual(self.result(created, 201)["user"], str(self.alice.pk))
 
     def test_a_customer_cannot_start_a_session_for_someone_else(self) -> None:
         response = self.start(self.alice_token, user=str(self.bob.pk))
