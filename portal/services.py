@@ -113,7 +113,11 @@ def reservation_cancel(
     refuses or does not answer.
     """
     now = now or timezone.now()
-    if reservation.status != Reservation.Status.ACTIVE or reservation.ends_at <= now:
+    if reservation.status == Reservation.Status.CANCELLED:
+        raise PortalError("This reservation is already cancelled.")
+    if reservation.status == Reservation.Status.USED:
+        raise PortalError("This reservation was used: a charge started with it.")
+    if reservation.ends_at <= now:
         raise PortalError("This reservation has already ended.")
     reservation_id = reservation.steve_reservation_id
     if reservation_id is None:

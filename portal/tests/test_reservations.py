@@ -155,6 +155,18 @@ class ReservationTests(PortalTestCase):
         self.assertEqual(status, "CANCELLED")
         self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
 
+    def test_cancelling_twice_says_it_is_already_cancelled(self) -> None:
+        reservation = self._reserve()
+        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
+            "reservationId"
+        ]
+        reservation.save()
+        reservation_cancel(reservation=reservation, client=self.client_steve)
+        with self.assertRaisesMessage(
+            PortalError, "This reservation is already cancelled."
+        ):
+            reservation_cancel(reservation=reservation, client=self.client_steve)
+
     def test_the_view_reserves_and_shows_it(self) -> None:
         UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
             is_active=False
