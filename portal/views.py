@@ -42,6 +42,7 @@ CONSOLE = "sessions_app:session-list"
 # period chips, and a live update), the recent activity (a live update).
 USAGE_CARD = "usage-card"
 RECENT_ACTIVITY = "recent-activity"
+NEXT_RESERVATION = "next-reservation-slot"
 
 
 @login_required
@@ -54,7 +55,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     # (Stop) arrives with HX-Request too, because the browser repeats the header
     # when it follows the redirect, and it swaps the whole page.
     part = request.headers.get("HX-Target") if is_fragment_request(request) else None
-    whole_page = part not in (USAGE_CARD, RECENT_ACTIVITY)
+    whole_page = part not in (USAGE_CARD, RECENT_ACTIVITY, NEXT_RESERVATION)
     channel = live.customer_channel(viewer.customer.pk)
     live_url = live.stream_url(reverse("portal:live"), channel) if whole_page else None
     now = timezone.now()
@@ -66,6 +67,17 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
             viewer,
             "portal/dashboard.html#recent-activity",
             {"recent": selectors.recent_sessions(tags=tags, now=now)},
+        )
+    if part == NEXT_RESERVATION:
+        return access.render_portal(
+            request,
+            viewer,
+            "portal/dashboard.html#next-reservation",
+            {
+                "reservation": selectors.next_reservation(
+                    customer=viewer.customer, now=now
+                )
+            },
         )
     period = request.GET.get("period")
     cards = selectors.usage_cards(

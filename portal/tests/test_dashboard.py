@@ -426,6 +426,25 @@ class UsageCardTests(PortalTestCase):
         self.assertNotContains(response, 'id="usage-card"')
         self.assertNotContains(response, 'id="chargers"')
 
+    def test_the_reservation_card_comes_and_goes_with_its_live_update(self) -> None:
+        # A charge that uses the reservation ends it: the card must go without a
+        # reload, and its slot stay for the next one.
+        reservation = ReservationFactory(user=self.alice, charger=self.charger)
+        self.client.force_login(self.alice)
+        part = {"HX-Request": "true", "HX-Target": "next-reservation-slot"}
+        response = self.client.get("/", headers=part)
+        body = response.content.decode()
+        self.assertTrue(body.lstrip().startswith('<div class="card-slot"'), body[:80])
+        self.assertContains(response, 'id="next-reservation"')
+        self.assertContains(response, 'hx-trigger="sse:active-session"')
+        self.assertNotContains(response, 'id="usage-card"')
+        Reservation.objects.filter(pk=reservation.pk).update(
+            status=Reservation.Status.USED
+        )
+        response = self.client.get("/", headers=part)
+        self.assertContains(response, 'id="next-reservation-slot"')
+        self.assertNotContains(response, 'id="next-reservation"')
+
     def test_other_htmx_requests_get_the_whole_page(self) -> None:
         self.client.force_login(self.alice)
         response = self.client.get("/", headers={"HX-Request": "true"})
