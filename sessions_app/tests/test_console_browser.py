@@ -299,6 +299,17 @@ class ConsoleBrowserTests(TransactionTestCase):
             part,
         )
 
+    def test_a_new_token_copies_with_one_click(self) -> None:
+        page = self.open_console("/admin/api-tokens/")
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page.fill("#id_name", "billing export")
+        page.get_by_role("button", name="Create token").click()
+        raw = page.locator("#new-token").inner_text()
+        copy = page.get_by_role("button", name="Copy", exact=True)
+        copy.click()
+        expect(page.get_by_role("button", name="Copied")).to_be_visible()
+        self.assertEqual(page.evaluate("navigator.clipboard.readText()"), raw)
+
     def test_revoking_a_token_asks_first(self) -> None:
         page = self.open_console("/admin/api-tokens/")
         page.fill("#id_name", "billing export")

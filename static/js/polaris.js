@@ -9,6 +9,22 @@
     currentSection.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
+  // A [data-copy] button copies the text of the element it names (a new API
+  // token); it shows only where the browser lets a page write the clipboard.
+  if (navigator.clipboard) {
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.getAttribute("data-copy"));
+        navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+          button.textContent = "Copied";
+        }, function () {
+          button.textContent = "Select and copy it";
+        });
+      });
+    });
+  }
+
   // htmx does not swap 4xx/5xx answers: say so instead of failing silently.
   document.addEventListener("htmx:responseError", function () {
     var banner = document.querySelector(".request-error");
