@@ -145,6 +145,12 @@ CHECK_IN_VALID_FOR = timedelta(hours=1)
 
 
 class ChargerQuerySet(models.QuerySet["Charger"]):
+    def silent_since(self, moment: datetime) -> "ChargerQuerySet":
+        """Chargers with no check-in at or after `moment` (or none ever)."""
+        return self.filter(
+            Q(last_check_in_at__isnull=True) | Q(last_check_in_at__lt=moment)
+        )
+
     def visible_to_customer(self, user: User) -> "ChargerQuerySet":
         """The chargers a customer may see, start and reserve: the public ones and
         those of their charger groups."""

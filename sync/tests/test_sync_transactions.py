@@ -837,6 +837,25 @@ class SyncChargersTests(SyncTestCase):
             "makes it refuse them all: check the chargers' ids.",
         )
 
+    def test_the_command_names_the_silent_charge_boxes(self) -> None:
+        self.sync()
+        self.standin.set_online("CP-001", False)
+        out = StringIO()
+        with override_settings(**self.standin.polaris_settings()):
+            call_command("sync", "chargers", stdout=out)
+        boxes = set(Charger.objects.values_list("charge_box_id", flat=True))
+        offline = sorted(
+            box["chargeBoxId"]
+            for box in self.standin.state()["chargeBoxes"]
+            if not box["online"] and box["chargeBoxId"] in boxes
+        )
+        self.assertIn("CP-001", offline)
+        self.assertIn(
+            f"{len(boxes) - len(offline)} of {len(boxes)} charge boxes answered; "
+            f"silent: {', '.join(offline)}.",
+            out.getvalue(),
+        )
+
     def test_no_station_online_is_not_a_failure(self) -> None:
         self.sync()
         Charger.objects.update(last_check_in_at=None)

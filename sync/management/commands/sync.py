@@ -21,7 +21,7 @@ from django.utils import timezone
 from polaris.commands import DatabaseCommand
 from sync import services
 from sync.arguments import int_between
-from sync.models import SyncRun
+from sync.models import Charger, SyncRun
 
 # About a day of beat runs at the default interval.
 MAX_STATUS_LIMIT = 10_000
@@ -53,6 +53,8 @@ def _iso_date(value: str) -> date:
     return day
 
 
+# Charge boxes named as silent after a probe; more are counted.
+SILENT_SHOWN = 10
 # Characters of a run's error shown in the status table.
 ERROR_COLUMN = 60
 
@@ -190,6 +192,7 @@ class Command(DatabaseCommand):
         if run.kind == SyncRun.Kind.CHARGERS:
             summary = (
                 f"{run.updated_count} of {run.fetched_count} charge boxes answered"
+                + _silent_boxes(run)
             )
         else:
             verb = "would be" if dry_run else "were"
@@ -252,6 +255,25 @@ class Command(DatabaseCommand):
         latest = runs[0]
         if latest.error and len(latest.error) > ERROR_COLUMN:
             self.stdout.write(f"\nRun #{latest.pk}: {latest.error}")
+
+
+def _silent_boxes(run: SyncRun) -> str:
+    """The charge boxes a probe heard nothing from, to go and look at."""
+    if run.updated_count >= run.fetched_count:
+        return ""
+    silent = sorted(
+        set(
+            Charger.objects.silent_since(run.started_at).values_list(
+                "charge_box_id", flat=True
+            )
+        )
+    )
+    if not silent:
+        return ""
+    more = len(silent) - SILENT_SHOWN
+    return f"; silent: {', '.join(silent[:SILENT_SHOWN])}" + (
+        f" and {more} more" if more > 0 else ""
+    )
 
 
 def _seconds(run: SyncRun) -> str:
