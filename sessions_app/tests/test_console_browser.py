@@ -447,6 +447,18 @@ class ConsoleBrowserTests(TransactionTestCase):
                 self.assertLessEqual(scroll, width)
             page.close()
 
+    def test_the_sections_row_on_a_phone_shows_that_it_scrolls(self) -> None:
+        # The sections that do not fit hide behind a faded edge, not a hard cut.
+        page = self.open_console()
+        nav = page.locator(".sidebar__nav")
+        expect(nav).to_have_attribute("data-more", "")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        expect(nav).to_have_attribute("data-more", "end")
+        self.assertNotEqual(nav.evaluate("n => getComputedStyle(n).maskImage"), "none")
+        nav.evaluate("n => { n.scrollLeft = n.scrollWidth; }")
+        expect(nav).to_have_attribute("data-more", "start")
+
     def test_idtags_break_only_on_a_phone(self) -> None:
         UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
         long_tag = "RFID-" + "7F3A9C21" * 5

@@ -9,6 +9,20 @@
     currentSection.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
+  // Which of its ends hides sections ("start", "end"), for the CSS to fade.
+  var nav = document.querySelector(".sidebar__nav");
+  function markHiddenEnds() {
+    var more = [];
+    if (nav.scrollLeft > 1) { more.push("start"); }
+    if (nav.scrollLeft + nav.clientWidth < nav.scrollWidth - 1) { more.push("end"); }
+    nav.setAttribute("data-more", more.join(" "));
+  }
+  if (nav) {
+    markHiddenEnds();
+    nav.addEventListener("scroll", markHiddenEnds, { passive: true });
+    window.addEventListener("resize", markHiddenEnds);
+  }
+
   // A [data-copy] button copies the text of the element it names (a new API
   // token); it shows only where the browser lets a page write the clipboard.
   if (navigator.clipboard) {
