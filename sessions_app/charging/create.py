@@ -18,7 +18,11 @@ from sessions_app.charging.errors import (
     StartUnconfirmed,
     StopUnconfirmed,
 )
-from sessions_app.charging.lifecycle import announce_status, clear_message, transition
+from sessions_app.charging.lifecycle import (
+    announce_status,
+    cancel_created,
+    clear_message,
+)
 from sessions_app.charging.station import remote_start, remote_stop
 from sessions_app.charging.tags import tag_for
 from sessions_app.models import ApiSession, Rate
@@ -163,14 +167,7 @@ def api_session_stop(
     """
     now = now or timezone.now()
     if session.status == Status.CREATED and session.remote_start_sent_at is None:
-        return transition(
-            session,
-            Status.CREATED,
-            Status.CANCELLED,
-            now,
-            ended_at=now,
-            status_message="Cancelled before its scheduled start.",
-        )
+        return cancel_created(session, now, "Cancelled before its scheduled start.")
     if session.status == Status.CREATED:
         raise SessionConflict(
             "Charging has not started yet, so there is nothing to stop; a session "

@@ -119,14 +119,11 @@ def _advance_created(
     if start_ruled_out and session.remote_start_returned_at is None:
         return _resend_lost_start(session, client, now)
     if start_ruled_out:
-        return transition(
+        return cancel_created(
             session,
-            Status.CREATED,
-            Status.CANCELLED,
             now,
-            ended_at=now,
-            status_message=f"The station did not start charging within {timeout} "
-            "seconds; create a new session to try again.",
+            f"The station did not start charging within {timeout} seconds; create "
+            "a new session to try again.",
         )
     return session
 
@@ -203,14 +200,11 @@ def _send_claimed_start(
         logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
         message = error.message[:255]
     except ApiSessionError as error:
-        return transition(
+        return cancel_created(
             session,
-            Status.CREATED,
-            Status.CANCELLED,
             now,
-            ended_at=now,
+            error.message[:255],
             remote_start_returned_at=timezone.now(),
-            status_message=error.message[:255],
         )
     ApiSession.objects.filter(pk=session.pk).update(
         remote_start_returned_at=timezone.now(),
@@ -389,6 +383,22 @@ def transition(
         logger.info("api_session=%s %s → %s", session.pk, from_status, to_status)
         announce_status(session)
     return session
+
+
+def cancel_created(
+    session: ApiSession, now: datetime, message: str, **fields: Any
+) -> ApiSession:
+    """End a session that never started charging: `created` → `cancelled`, with
+    `message` for the caller (see `transition`)."""
+    return transition(
+        session,
+        Status.CREATED,
+        Status.CANCELLED,
+        now,
+        ended_at=now,
+        status_message=message,
+        **fields,
+    )
 
 
 def announce_status(session: ApiSession) -> None:
