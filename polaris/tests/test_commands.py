@@ -92,7 +92,9 @@ class DatabaseCommandTests(TransactionTestCase):
     def test_a_reader_that_goes_away_ends_the_command_quietly(self) -> None:
         # `manage.py sync status --limit 1000 | head -1`: no BrokenPipeError
         # traceback once head has what it wants.
-        SyncRunFactory.create_batch(400)
+        # More rows than a pipe holds (64 KiB), so the command is still writing
+        # when its reader goes away.
+        SyncRunFactory.create_batch(1000)
         status = subprocess.Popen(
             [sys.executable, "manage.py", "sync", "status", "--limit", "1000"],
             cwd=BASE_DIR,
