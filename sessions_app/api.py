@@ -50,7 +50,9 @@ api = NinjaAPI(
         "Start a charge remotely and follow it to the end. Authenticate with "
         "`Authorization: Bearer <token>` (`manage.py create_api_token USERNAME`). "
         "Lifecycle: created → started → ended, or created → cancelled when the "
-        "station does not start charging in time."
+        "station does not start charging in time. Every answer is a JSON envelope "
+        '(`{"ok", "message", "result"}`); a method a path does not take answers '
+        "405 in the same envelope, with `Allow` naming the methods it does."
     ),
     urls_namespace="api-v1",
     auth=[BearerTokenAuth(), BrowserSessionAuth()],
@@ -240,11 +242,18 @@ def session_create(
 def _created_message(session: ApiSession) -> str:
     if session.status_message:
         return session.status_message
-    if session.remote_start_sent_at is None and session.target_start_at is not None:
+    if session.target_start_at is not None:
         start = format_timestamp(session.target_start_at)
+        if session.remote_start_sent_at is None:
+            return (
+                f"Session created; the remote start is sent at {start} "
+                "(energy_start_time), and charging starts when the station "
+                "reports it."
+            )
         return (
-            f"Session created; the remote start is sent at {start} "
-            "(energy_start_time), and charging starts when the station reports it."
+            f"Session created; energy_start_time ({start}) had passed, so the "
+            "remote start was sent at once, and charging starts when the station "
+            "reports it."
         )
     return "Session created; charging starts when the station reports it."
 

@@ -158,7 +158,8 @@ class TargetIn(Schema):
     energy_start_time: datetime | None = Field(
         None,
         description="UTC time to start delivering energy (the remote start), at "
-        "most 24 hours ahead.",
+        "most 24 hours ahead. A time up to 15 minutes past starts at once; an "
+        "older one is refused.",
     )
     energy_stop_time: datetime | None = Field(
         None, description="UTC time to stop delivering energy (a remote stop)."

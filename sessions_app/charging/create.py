@@ -41,6 +41,10 @@ Status = ApiSession.Status
 # next off-peak window from any time of day; a longer wait would close a public
 # connector to everyone else for a plan that rarely survives that long.
 SCHEDULE_HORIZON = timedelta(hours=24)
+# A start time a little in the past is a clock running behind or a request that
+# waited in a queue: it starts now. Much older, it is a request replayed long after
+# it was meant, and starting a charge then would surprise its driver.
+SCHEDULE_PAST_TOLERANCE = timedelta(minutes=15)
 # Each target is stored with the decimal places of its ApiSession field; a value
 # below one step would be stored as 0.
 TARGET_STEP = {
@@ -275,6 +279,12 @@ def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> No
         raise SessionInvalid(
             f"target.energy_start_time must be at most {hours:g} hours from now: "
             "a scheduled session holds the connector until it starts."
+        )
+    if target.start_at is not None and target.start_at < now - SCHEDULE_PAST_TOLERANCE:
+        minutes = SCHEDULE_PAST_TOLERANCE / timedelta(minutes=1)
+        raise SessionInvalid(
+            f"target.energy_start_time is more than {minutes:g} minutes in the "
+            "past: leave it out to start now."
         )
     if target.stop_at is not None and target.stop_at <= now:
         raise SessionInvalid("target.energy_stop_time must be in the future.")

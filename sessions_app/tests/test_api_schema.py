@@ -70,6 +70,9 @@ class OpenApiSchemathesisTests(ApiTestCase):
             },
         )
         self.assertEqual(self.client.get("/api/v1/docs").status_code, 200)
+        # No operation lists 405 (a method it does not take), so the document says
+        # how every path answers one.
+        self.assertIn("answers 405", document["info"]["description"])
 
     def test_the_document_describes_the_energy_report(self) -> None:
         schemas = self.client.get("/api/v1/openapi.json").json()["components"][

@@ -520,6 +520,25 @@ class SessionRefusalApiTests(ApiTestCase):
         near = iso(timezone.now() + timedelta(hours=23))
         self.result(self.start(target={"energy_start_time": near}), 201)
 
+    def test_a_start_time_long_past_is_422_and_a_recent_one_starts_at_once(
+        self,
+    ) -> None:
+        stale = iso(timezone.now() - timedelta(minutes=16))
+        response = self.start(target={"energy_start_time": stale})
+        self.assert_refused(response, 422, "more than 15 minutes in the past")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+        recent = (timezone.now() - timedelta(minutes=5)).replace(microsecond=0)
+        created = self.start(target={"energy_start_time": iso(recent)})
+        self.assertEqual(
+            created.json()["message"],
+            f"Session created; energy_start_time ({format_timestamp(recent)}) had "
+            "passed, so the remote start was sent at once, and charging starts "
+            "when the station reports it.",
+        )
+        self.assertEqual(self.result(created, 201)["status"], "created")
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+
 
 class SessionDocumentTests(ApiTestCase):
     # SteVe's and the seed's form: UTC, three digits of milliseconds, Z.
