@@ -4,6 +4,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -16,6 +18,25 @@ from django.db.utils import OperationalError
 
 # Long enough for a database across a network, short enough to say so soon.
 DATABASE_PROBE_TIMEOUT_S = 5
+
+
+@contextmanager
+def info_logs_hidden(verbosity: int) -> Iterator[None]:
+    """Below -v 2, hide the INFO lines the services write.
+
+    A command says what happened in its own sentences; the INFO lines the same
+    services write in a worker (each retry, each run's counts) would only repeat
+    them. Warnings still show (Redis down: no live updates were sent, which no
+    sentence of the command's says); -v 2 shows all.
+    """
+    if verbosity >= 2:
+        yield
+        return
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 class DatabaseCommand(BaseCommand):
@@ -56,21 +77,12 @@ class DatabaseCommand(BaseCommand):
         return self.interrupted_consequence_text
 
     def execute(self, *args: Any, **options: Any) -> str | None:
-        # The command says what happened in its own sentences; the INFO lines the
-        # same services write in a worker (each retry, each run's counts) would
-        # only repeat them. Warnings still show (Redis down: no live updates were
-        # sent, which no sentence of the command's says); -v 2 shows all.
-        quiet = options.get("verbosity", 1) < 2
-        if quiet:
-            logging.disable(logging.INFO)
-        try:
-            return super().execute(*args, **options)
-        except ValidationError as error:
-            # Services refuse bad input with ValidationError; a command says why.
-            raise CommandError(validation_sentence(error)) from None
-        finally:
-            if quiet:
-                logging.disable(logging.NOTSET)
+        with info_logs_hidden(options.get("verbosity", 1)):
+            try:
+                return super().execute(*args, **options)
+            except ValidationError as error:
+                # Services refuse bad input with ValidationError; a command says why.
+                raise CommandError(validation_sentence(error)) from None
 
     def check_migrations(self) -> None:
         self.check_database_reachable()

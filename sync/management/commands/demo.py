@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import pluralize
 
 from polaris import embedded
+from polaris.commands import info_logs_hidden
 from polaris.handlers import uvicorn_command
 from sync import services
 from sync.arguments import MAX_FLEET_SIZE, int_between
@@ -127,7 +128,8 @@ class Command(BaseCommand):
             self._prepare_database()
             env = self._child_environment(options["standin_port"])
             self._start_standin(env, options["fleet_size"])
-            self._first_sync(env)
+            with info_logs_hidden(options["verbosity"]):
+                self._first_sync(env)
             self._start("worker", self._celery("worker", "--concurrency", "2"), env)
             self._start(
                 "beat", self._celery("beat", "--schedule", self._beat_file()), env
