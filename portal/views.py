@@ -130,7 +130,10 @@ def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
         request.session[access.CUSTOMER_VIEW_KEY] = True
         return redirect("portal:dashboard")
     viewer = access.viewer_for(request)
-    context = {"has_customer": access.has_customer_account(request.user)}
+    context = {
+        "section": "switch",
+        "has_customer": access.has_customer_account(request.user),
+    }
     return access.render_portal(request, viewer, "portal/switch.html", context)
 
 
@@ -262,6 +265,7 @@ def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
                 request, raw_token=raw_token, to=reverse("portal:token-list")
             )
     context = {
+        "section": "tokens",
         "tokens": api_token_list(user=viewer.customer),
         "form": form,
         "new_token": new_token_read(request),

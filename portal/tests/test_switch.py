@@ -1,6 +1,7 @@
 from django.urls import reverse
 
 from portal.tests.base import PortalTestCase
+from portal.tests.test_tokens import current_section
 from sync.tests.factories import StaffFactory, UserMappingFactory
 
 
@@ -43,6 +44,11 @@ class SwitchTests(PortalTestCase):
             response, "/admin/sessions/", fetch_redirect_response=False
         )
         self.assertEqual(self.client.get("/").status_code, 302)
+
+    def test_the_sidebar_marks_switch_account_as_the_current_section(self) -> None:
+        self.client.force_login(self.agent)
+        response = self.client.get("/switch")
+        self.assertEqual(current_section(response), ["/switch"])
 
     def test_customers_see_only_their_dashboard(self) -> None:
         self.client.force_login(self.alice)

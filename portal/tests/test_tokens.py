@@ -1,3 +1,6 @@
+import re
+
+from django.http import HttpResponse
 from django.urls import reverse
 
 from portal.tests.base import PortalTestCase
@@ -5,7 +8,20 @@ from sessions_app.api_auth import api_token_create
 from sessions_app.models import ApiToken
 
 
+def current_section(response: HttpResponse) -> list[str]:
+    """The addresses of the sidebar links marked as the page's own section."""
+    return re.findall(
+        r'<a class="sidebar__link" href="([^"]*)" aria-current="page">',
+        response.content.decode(),
+    )
+
+
 class TokenTests(PortalTestCase):
+    def test_the_sidebar_marks_api_tokens_as_the_current_section(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get(reverse("portal:token-list"))
+        self.assertEqual(current_section(response), [reverse("portal:token-list")])
+
     def test_it_creates_a_token_and_shows_it_once(self) -> None:
         self.client.force_login(self.alice)
         response = self.client.post(
