@@ -133,6 +133,13 @@ class ActAsTests(PortalTestCase):
         self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
         self.assertFalse(ApiToken.objects.exists())
 
+    def test_the_agent_is_not_pointed_at_the_token_form_it_does_not_get(self) -> None:
+        self.start()
+        response = self.client.get(reverse("portal:token-list"))
+        self.assertNotContains(response, "Create token")
+        self.assertNotContains(response, "Create one above")
+        self.assertContains(response, "This customer has not created any.")
+
     def test_staff_without_the_permission_cannot_act_as(self) -> None:
         self.client.force_login(StaffFactory(username="plain-staff"))
         url = reverse("portal:act-as-start", args=[self.alice.pk])
