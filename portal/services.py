@@ -49,7 +49,10 @@ def reservation_create(
 
     The station's answer decides: only Accepted stores a reservation, without
     SteVe's reservation id, which its API does not return (see Reservation).
-    Raises PortalError (no tag, refused, offline, no answer).
+    A charger the customer holds already gives back that reservation: a Reserve
+    sent twice (a double click, a page from before) must not read as refused
+    because the first one was accepted. Raises PortalError (no tag, refused,
+    offline, no answer).
 
     No transaction is open while SteVe is asked: ReserveNow can take up to
     STEVE_OPERATION_TIMEOUT, and a transaction held that long keeps a pooled
@@ -57,6 +60,9 @@ def reservation_create(
     our rows, decides whether the charger can still be reserved.
     """
     now = now or timezone.now()
+    held = _held_for(customer, charger, now)
+    if held is not None:
+        return held
     # Only the reserved tag may start charging on the reserved connector, so it
     # should be one that is free to charge.
     tag = UserMapping.objects.tag_to_charge_with(customer)
@@ -90,6 +96,11 @@ def reservation_create(
     if not result.accepted(charger.charge_box_id):
         status = result.status_of(charger.charge_box_id)
         logger.info("reserve charger=%s answered %s", charger.pk, status)
+        # The station refuses a connector it holds for this customer's own
+        # reservation, which a request sent alongside this one may have just made.
+        held = _held_for(customer, charger, timezone.now())
+        if held is not None:
+            return held
         raise PortalError(
             _RESERVE_REFUSALS.get(
                 status.lower(), "The charger could not take the reservation."
@@ -99,6 +110,16 @@ def reservation_create(
         reservation.save()
     logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
     return reservation
+
+
+def _held_for(customer: User, charger: Charger, now: datetime) -> Reservation | None:
+    """The customer's reservation holding `charger` at `now`, if any."""
+    return (
+        Reservation.objects.for_user(customer)
+        .covering(now)
+        .filter(charger=charger)
+        .first()
+    )
 
 
 def reservation_cancel(

@@ -12,6 +12,7 @@ from portal.models import Reservation
 from portal.selectors import charger_list
 from portal.services import PortalError, reservation_cancel, reservation_create
 from portal.tests.base import PortalTestCase
+from portal.tests.factories import ReservationFactory
 from sync.client import SteveClient
 from sync.models import UserMapping
 from sync.standin.testing import StandinProcess
@@ -74,6 +75,51 @@ class ReservationTests(PortalTestCase):
         with self.assertRaises(PortalError):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
+
+    def test_reserving_a_charger_held_for_the_customer_gives_back_that_one(
+        self,
+    ) -> None:
+        # A second Reserve (a double click, a page from before) would be refused
+        # by the station as Occupied: held for the customer's own reservation.
+        first = self._reserve()
+        again = self._reserve()
+        self.assertEqual(again.pk, first.pk)
+        self.assertEqual(Reservation.objects.count(), 1)
+        self.assertEqual(len(self.standin.state()["reservations"]), 1)
+
+    def test_a_reserve_sent_alongside_an_accepted_one_is_not_refused(self) -> None:
+        # Two Reserve clicks reach the server together: both find the charger
+        # free, the station accepts the first and answers the second Occupied.
+        test = self
+
+        class SiblingFirstClient(SteveClient):
+            def reserve_now(self, **kwargs: Any) -> Any:
+                sibling = super().reserve_now(**kwargs)
+                test.assertTrue(sibling.accepted(test.free.charge_box_id))
+                ReservationFactory(
+                    user=test.alice,
+                    charger=test.free,
+                    id_tag=kwargs["id_tag"],
+                    starts_at=timezone.now(),
+                    ends_at=kwargs["expiry"],
+                )
+                return super().reserve_now(**kwargs)
+
+        client = SiblingFirstClient(
+            base_url=self.standin.base_url,
+            username=self.standin.username,
+            password=self.standin.password,
+            timeout=5,
+        )
+        self.addCleanup(client.close)
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
+            is_active=False
+        )
+        reservation = reservation_create(
+            customer=self.alice, charger=self.free, minutes=30, client=client
+        )
+        self.assertEqual(Reservation.objects.get(), reservation)
+        self.assertEqual(len(self.standin.state()["reservations"]), 1)
 
     def test_it_reserves_with_an_active_tag_that_is_not_charging(self) -> None:
         tags = UserMapping.objects
