@@ -145,6 +145,20 @@ def active_sessions_by_customer(
     return result
 
 
+def own_start_at(*, customer: User, charger: Charger, now: datetime) -> bool:
+    """Whether the customer's own portal or API session is charging or starting
+    on `charger` (a Start sent twice finds the first one there)."""
+    return (
+        ApiSession.objects.charging_or_starting(now)
+        .filter(
+            user=customer,
+            charge_box_id=charger.charge_box_id,
+            connector_id=charger.connector_id,
+        )
+        .exists()
+    )
+
+
 def _assigned_rate(session: TransactionSyncState) -> Rate | None:
     """The rate of the session's charger, as Rate.objects.for_charger finds it,
     from the rows select_related already loaded."""

@@ -214,7 +214,18 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
                 client=client,
             ).session
     except ApiSessionError as error:
-        messages.error(request, error.message)
+        # A Start sent twice (a double click) is refused as the connector's
+        # second session: the first one is this customer's own.
+        if selectors.own_start_at(
+            customer=customer, charger=charger, now=timezone.now()
+        ):
+            messages.info(
+                request,
+                f"Your charge at {charger.friendly_name} is already starting "
+                "or under way.",
+            )
+        else:
+            messages.error(request, error.message)
     else:
         # A start whose answer was lost is kept with a message saying so: the
         # station may not be starting at all.

@@ -35,6 +35,25 @@ class ChargerStartTests(PortalChargingTestCase):
             (constants.SUCCESS, "Charging is starting at CP-001."),
         )
 
+    def test_a_start_sent_twice_says_the_first_is_under_way(self) -> None:
+        # A double click: the second Start is refused as the connector's second
+        # session, which is the customer's own first one.
+        self.start()
+        response = self.start()
+        self.assertEqual(
+            self.only_message(response),
+            (constants.INFO, "Your charge at CP-001 is already starting or under way."),
+        )
+        self.assertEqual(ApiSession.objects.count(), 1)
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+
+    def test_a_start_where_someone_else_charges_is_still_refused(self) -> None:
+        self.start()
+        ApiSession.objects.update(user=self.bob)
+        level, text = self.only_message(self.start())
+        self.assertEqual(level, constants.ERROR)
+        self.assertIn("already has a session in progress", text)
+
     def test_a_start_whose_answer_was_lost_says_what_its_session_says(self) -> None:
         self.standin.set_fault("malformed", path_contains="RemoteStartTransaction")
         response = self.start()
