@@ -66,7 +66,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
             request,
             viewer,
             "portal/dashboard.html#recent-activity",
-            {"recent": selectors.recent_sessions(tags=tags, now=now)},
+            {"tags": tags, "recent": selectors.recent_sessions(tags=tags, now=now)},
         )
     if part == NEXT_RESERVATION:
         return access.render_portal(

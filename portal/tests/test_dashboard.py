@@ -426,6 +426,31 @@ class UsageCardTests(PortalTestCase):
         self.assertNotContains(response, 'id="usage-card"')
         self.assertNotContains(response, 'id="chargers"')
 
+    def test_the_first_session_takes_the_no_sessions_note_away_live(self) -> None:
+        # "Your first session will show up here": the note must be part of the
+        # recent activity, which re-reads itself on the live event, or it stays
+        # above the session it announced until a reload.
+        carol = UserFactory(username="carol@example.com")
+        UserMappingFactory(user=carol, steve_ocpp_id_tag="TAG-CAROL")
+        self.client.force_login(carol)
+        body = self.client.get("/").content.decode()
+        recent = body[body.index('id="recent-activity"') :]
+        recent = recent[: recent.index("</section>")]
+        self.assertEqual(body.count("No charging sessions yet"), 1)
+        self.assertIn("No charging sessions yet", recent)
+        self.assertNotIn("Your account is almost ready", body)
+        session_with_energy(
+            kwh=Decimal("3"),
+            charger=self.charger,
+            ocpp_id_tag="TAG-CAROL",
+            started_at=timezone.now() - timedelta(minutes=5),
+        )
+        response = self.client.get(
+            "/", headers={"HX-Request": "true", "HX-Target": "recent-activity"}
+        )
+        self.assertNotContains(response, "No charging sessions yet")
+        self.assertContains(response, "Harbour Street")
+
     def test_the_reservation_card_comes_and_goes_with_its_live_update(self) -> None:
         # A charge that uses the reservation ends it: the card must go without a
         # reload, and its slot stay for the next one.
