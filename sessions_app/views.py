@@ -17,11 +17,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
 from django_htmx.http import push_url
 
 from polaris import live
-from polaris.http import AuthenticatedHttpRequest, is_fragment_request, staff_only
+from polaris.http import (
+    AuthenticatedHttpRequest,
+    is_fragment_request,
+    post_only,
+    staff_only,
+)
 from polaris.queueing import enqueue
 from sessions_app import selectors
 from sessions_app.api_auth import api_token_create, api_token_revoke
@@ -187,7 +191,7 @@ def session_detail(
 
 
 @staff_only
-@require_POST
+@post_only("sessions_app:session-detail", "steve_transaction_id")
 def session_resync(
     request: AuthenticatedHttpRequest, steve_transaction_id: int
 ) -> HttpResponse:
@@ -224,7 +228,7 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @staff_only
-@require_POST
+@post_only("sessions_app:sync-run-list")
 def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     # The advisory lock in the service is the real guard; this spares a queued
     # task that would only find the lock taken. The button itself is never
@@ -304,7 +308,7 @@ def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
 
 
 @staff_only
-@require_POST
+@post_only("sessions_app:user-mapping-list")
 def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
     user_mapping_update(actor=request.user, mapping=mapping, is_active=False)
@@ -313,7 +317,7 @@ def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpR
 
 
 @staff_only
-@require_POST
+@post_only("sessions_app:user-mapping-list")
 def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = UserMappingImportForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -388,7 +392,7 @@ def api_token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @staff_only
-@require_POST
+@post_only("sessions_app:api-token-list")
 def api_token_revoke_view(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     api_token_revoke(token=token)

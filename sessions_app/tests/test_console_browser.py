@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -489,6 +490,44 @@ class ConsoleBrowserTests(TransactionTestCase):
         assert field is not None and button is not None
         gap = button["y"] - (field["y"] + field["height"])
         self.assertAlmostEqual(gap, 12, delta=1)
+
+    def test_a_tab_whose_sign_in_ended_signs_in_again_where_it_was(self) -> None:
+        session = TransactionSyncStateFactory()
+        SyncRunFactory()
+        page = self.open_console()
+        sessions_url = f"{self.base_url}/admin/sessions/"
+        # The sign-in ends under the open tab (it expired, or signed out elsewhere).
+        Session.objects.all().delete()
+        page.fill("#id_tag", "04a1")
+        page.get_by_role("button", name="Apply filters").click()
+        # The whole tab goes to sign in, not the sign-in form inside the table.
+        expect(page).to_have_url(
+            f"{self.base_url}/accounts/login/?next=/admin/sessions/"
+        )
+        expect(page.locator(".sidebar")).to_have_count(0)
+        self.sign_in_again(page)
+        expect(page).to_have_url(sessions_url)
+        expect(page.locator("#session-count")).to_have_text(
+            "1 session matches current filters"
+        )
+
+        # A button pressed after the sign-in ended: signing in opens its address,
+        # which leads back to its page and says nothing was done.
+        detail_url = f"{sessions_url}{session.steve_transaction_id}/"
+        page.goto(detail_url)
+        Session.objects.all().delete()
+        page.get_by_role("button", name="Resync now").click()
+        self.sign_in_again(page)
+        expect(page).to_have_url(detail_url)
+        expect(
+            page.get_by_text("Nothing was done yet: press the button again")
+        ).to_be_visible()
+        self.assertFalse(SyncRun.objects.resyncs_of(session.steve_transaction_id))
+
+    def sign_in_again(self, page: Page) -> None:
+        page.fill("input[name=username]", "operator")
+        page.fill("input[name=password]", "driver")
+        page.click("button[type=submit]")
 
 
 # How many lines an element's text takes.

@@ -15,6 +15,7 @@ from django_eventstream.utils import get_storage
 from polaris import live
 from polaris.browser import live_server
 from polaris.testing import take_queued_tasks
+from sessions_app.api_auth import api_token_create
 from sessions_app.models import AuditEntry
 from sessions_app.templatetags.console import clock_time, iso_time
 from sync.models import SyncRun, UserMapping
@@ -177,12 +178,51 @@ class SessionDetailTests(ConsoleTestCase):
         SyncRun.objects.update(started_at=timezone.now() - timedelta(minutes=16))
         self.assertNotIn("banner", self.resync_notice(session.steve_transaction_id))
 
-    def test_resync_needs_post(self) -> None:
+    def test_an_action_opened_as_a_page_does_nothing_and_leads_to_its_button(
+        self,
+    ) -> None:
+        # Signing in again after the session ended as a button was pressed brings
+        # the browser to the action's address with a GET: not a blank 405.
+        take_queued_tasks()
         session = TransactionSyncStateFactory()
-        url = reverse(
-            "sessions_app:session-resync", args=[session.steve_transaction_id]
-        )
-        self.assertEqual(self.client.get(url).status_code, 405)
+        mapping = UserMappingFactory()
+        token, _ = api_token_create(user=self.staff, name="export")
+        steve_id = session.steve_transaction_id
+        actions = [
+            (
+                reverse("sessions_app:session-resync", args=[steve_id]),
+                reverse("sessions_app:session-detail", args=[steve_id]),
+            ),
+            (
+                reverse("sessions_app:sync-run-create"),
+                reverse("sessions_app:sync-run-list"),
+            ),
+            (
+                reverse("sessions_app:user-mapping-deactivate", args=[mapping.pk]),
+                reverse("sessions_app:user-mapping-list"),
+            ),
+            (
+                reverse("sessions_app:user-mapping-import"),
+                reverse("sessions_app:user-mapping-list"),
+            ),
+            (
+                reverse("sessions_app:api-token-revoke", args=[token.pk]),
+                reverse("sessions_app:api-token-list"),
+            ),
+        ]
+        for action, page in actions:
+            response = self.client.get(action, follow=True)
+            self.assertRedirects(response, page)
+            self.assertContains(
+                response, "Nothing was done yet: press the button again to go ahead."
+            )
+        self.assertEqual(take_queued_tasks(), [])
+        mapping.refresh_from_db()
+        token.refresh_from_db()
+        self.assertTrue(mapping.is_active)
+        self.assertIsNone(token.revoked_at)
+        # Other methods than GET and POST are still refused.
+        self.assertEqual(self.client.put(actions[0][0]).status_code, 405)
 
 
 class TaskQueueDownTests(TransactionTestCase):

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import time_machine
 from django.db import connection
-from django.test import TestCase, override_settings
+from django.test import Client, TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -55,6 +55,35 @@ class SessionListAccessTests(TestCase):
         response = self.client.get(URL)
         self.assertEqual(response.status_code, 302)
         self.assertTrue(response["Location"].startswith("/accounts/login/"))
+
+    def test_htmx_after_the_sign_in_ended_sends_the_tab_to_sign_in(self) -> None:
+        # A filter, Load more or live re-read from a tab whose session expired:
+        # htmx would follow a plain redirect and swap the sign-in page into the
+        # table. HX-Redirect takes the whole tab there, back to the page it shows.
+        page = "http://testserver/admin/sessions/?tag=04a1"
+        for client in (self.client, self.customer_client()):
+            response = client.get(
+                URL,
+                {"rows": "15", "cursor": "1-1"},
+                headers={"HX-Request": "true", "HX-Current-URL": page},
+            )
+            self.assertEqual(
+                response["HX-Redirect"],
+                "/accounts/login/?next=/admin/sessions/%3Ftag%3D04a1",
+            )
+            self.assertNotContains(response, "session-tbody")
+        # Going Back to the page is a whole page: the ordinary redirect.
+        response = self.client.get(
+            URL, headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+        )
+        self.assertRedirects(
+            response, f"/accounts/login/?next={URL}", fetch_redirect_response=False
+        )
+
+    def customer_client(self) -> Client:
+        client = Client()
+        client.force_login(UserFactory())
+        return client
 
 
 class SessionListTests(SessionListTestCase):

@@ -230,8 +230,9 @@ class SyncRunCreateTests(TestCase):
         self.assertEqual(len(take_queued_tasks()), 1)
 
     def test_it_needs_post(self) -> None:
+        # Opened as a page, it leads to the page with the button.
         response = self.client.get(CREATE_URL)
-        self.assertEqual(response.status_code, 405)
+        self.assertRedirects(response, reverse("sessions_app:sync-run-list"))
         self.assertEqual(take_queued_tasks(), [])
 
     def test_it_refuses_customers(self) -> None:
