@@ -68,6 +68,18 @@ class ErrorPageTests(TestCase):
             response, reverse("sessions_app:session-list"), "Back to Charging Sessions"
         )
 
+    def test_a_request_the_server_will_not_read_gets_our_page(self) -> None:
+        # Django refuses an address with over a thousand parameters before any
+        # view runs, and renders 400.html without a request.
+        self.client.force_login(self.staff)
+        query = "&".join(["tag=a"] * 1001)
+        response = self.client.get(f"/admin/sessions/?{query}")
+        self.assertEqual(response.status_code, 400)
+        self.assertContains(response, "400 · Bad request", status_code=400)
+        self.assertContains(response, "could not read that request", status_code=400)
+        self.assertNotContains(response, "Bad Request (400)", status_code=400)
+        self.assert_way_back(response, "/", "Back to Polaris Express")
+
     def test_a_form_sent_without_its_csrf_token_gets_our_page(self) -> None:
         client = Client(enforce_csrf_checks=True)
         client.force_login(self.driver)
