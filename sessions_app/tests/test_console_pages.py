@@ -274,6 +274,18 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertContains(self.client.get(url, {"q": "a1b"}), "04A1B2")
         self.assertNotContains(self.client.get(url, {"q": "blue"}), "99ZZ")
 
+    def test_each_act_as_button_names_its_customer_to_screen_readers(self) -> None:
+        UserMappingFactory(user=UserFactory(first_name="Ada", last_name="Lovelace"))
+        UserMappingFactory(user=UserFactory(username="grace@example.com"))
+        self.staff.is_superuser = True  # may act as customers
+        self.staff.save()
+        response = self.client.get(reverse("sessions_app:user-mapping-list"))
+        for name in ("Ada Lovelace", "grace@example.com"):
+            self.assertContains(
+                response,
+                f'Act as customer<span class="visually-hidden"> {name}</span>',
+            )
+
     def test_create_edit_and_deactivate_are_audited(self) -> None:
         customer = UserFactory(username="dana@example.com")
         response = self.client.post(
