@@ -217,6 +217,7 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "section": "sync-runs",
         "runs": selectors.sync_run_list(filters=filters),
+        "runs_shown": selectors.SYNC_RUNS_SHOWN,
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
         "filter_query": urlencode(filters.as_query()),
         "form": SyncRunFilterForm(filters),

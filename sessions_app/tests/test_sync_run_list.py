@@ -66,7 +66,8 @@ class SyncRunListTests(TestCase):
         self.assertContains(response, "1,234")
         self.assertContains(response, "SteVe did not answer within 10 s.")
         self.assertContains(response, "running…")
-        self.assertContains(response, "Showing the latest 2 runs.")
+        self.assertContains(response, "Showing all 2 runs.")
+        self.assertNotContains(response, "Older runs stay")
 
     @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_a_resync_links_to_its_transaction_and_ids_stay_ungrouped(self) -> None:
@@ -111,7 +112,7 @@ class SyncRunListTests(TestCase):
         # Session, user, runs: the same for 20 runs as for 50.
         with self.assertNumQueries(3):
             response = self.client.get(LIST_URL)
-        self.assertContains(response, "Showing the latest 20 runs.")
+        self.assertContains(response, "Showing all 20 runs.")
 
     def test_it_caps_the_table_at_the_latest_50_runs(self) -> None:
         runs = SyncRunFactory.create_batch(51)
@@ -119,7 +120,7 @@ class SyncRunListTests(TestCase):
 
         response = self.client.get(LIST_URL)
 
-        self.assertContains(response, "Showing the latest 50 runs.")
+        self.assertContains(response, "Showing the latest 50 runs. Older runs stay in")
         self.assertNotContains(response, f">#{runs[0].pk}<")
 
     def test_it_only_reads_on_get(self) -> None:
