@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 
 from polaris import throttle
 from portal.services import act_as_end
@@ -75,7 +76,21 @@ class LoginView(auth_views.LoginView):
 
 
 class LogoutView(auth_views.LogoutView):
-    """`/accounts/logout/` and Django admin's sign-out."""
+    """`/accounts/logout/` and Django admin's sign-out.
+
+    Signing out is a POST (a link or an image elsewhere must not sign anyone out);
+    the address opened as a page asks to confirm with that POST, instead of the
+    blank 405 Django gives, and sends someone already signed out to sign in.
+    """
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(
+        self, request: HttpRequest, *args: object, **kwargs: object
+    ) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect(settings.LOGIN_URL)
+        return render(request, "registration/logout_confirm.html")
 
     def post(
         self, request: HttpRequest, *args: object, **kwargs: object

@@ -118,6 +118,8 @@ ROWS = [
     # Accounts.
     Row("accounts/login/", "GET", "/accounts/login/", (200, 200, 200, 200, 200)),
     Row("accounts/logout/", "POST", "/accounts/logout/", (302, 302, 302, 302, 302)),
+    # Opened as a page, sign-out asks to confirm with a POST.
+    Row("accounts/logout/", "GET", "/accounts/logout/", (302, 200, 200, 200, 200)),
     Row("accounts/password_change/", "GET", "/accounts/password_change/",
         (302, 200, 200, 200, 200)),
     Row("accounts/password_change/done/", "GET", "/accounts/password_change/done/",

@@ -191,6 +191,24 @@ class CsrfTests(TestCase):
         )
         self.assertEqual(response.status_code, 302)
 
+    def test_sign_out_opened_as_a_page_asks_first_and_signs_out_only_on_post(
+        self,
+    ) -> None:
+        # A link or an image pointing at it must not sign anyone out.
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(self.alice)
+        page = client.get("/accounts/logout/")
+        self.assertContains(page, "Sign out?")
+        self.assertContains(page, f"You are signed in as {self.alice.username}.")
+        self.assertEqual(client.get("/switch").status_code, 200)  # still signed in
+        token = str(page.context["csrf_token"])
+        client.post("/accounts/logout/", {"csrfmiddlewaretoken": token})
+        self.assertRedirects(
+            client.get("/accounts/logout/"),
+            "/accounts/login/",
+            fetch_redirect_response=False,
+        )
+
     def test_the_sign_in_form_needs_a_token(self) -> None:
         client = Client(enforce_csrf_checks=True)
         response = client.post(
