@@ -3,13 +3,14 @@
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponseBase
-from django.shortcuts import redirect
+from django.shortcuts import redirect, resolve_url
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -35,29 +36,36 @@ class AuthenticatedHttpRequest(HtmxHttpRequest):
 
 def staff_only[View: Callable[..., HttpResponseBase]](view: View) -> View:
     """The view for active staff only; anyone else goes to the one sign-in page
-    (staff_member_required alone would send them to the Django admin's).
-
-    An htmx request (filters, Load more, a live re-read) from a tab whose sign-in
-    has ended sends the whole tab there with HX-Redirect, and back to the page it
-    shows: a plain redirect would be followed by htmx, and the sign-in page would
-    be swapped into the table.
-    """
+    (staff_member_required alone would send them to the Django admin's)."""
     # A function, not `staff_member_required(login_url=...)` kept in a variable:
     # django-stubs leave that call's result untyped, and so the views behind it.
-    checked = staff_member_required(view, login_url=settings.LOGIN_URL)
+    return staff_member_required(view, login_url=settings.LOGIN_URL)
 
-    @wraps(view)
-    def guarded(
-        request: HtmxHttpRequest, *args: Any, **kwargs: Any
-    ) -> HttpResponseBase:
-        user = request.user
-        if is_fragment_request(request) and not (user.is_active and user.is_staff):
+
+class HtmxSignInMiddleware:
+    """Sends the whole tab to sign in when an htmx request is redirected there.
+
+    A tab whose sign-in has ended (expired, or signed out in another tab) still
+    makes htmx requests: filters, Load more, the period chips, a live re-read. htmx
+    follows a plain redirect and would swap the sign-in page into the table or the
+    card; HX-Redirect takes the tab there instead, and back to the page it shows.
+    Listed after HtmxMiddleware, which sets `request.htmx`.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HtmxHttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if (
+            response.status_code == 302
+            and is_fragment_request(request)
+            and urlsplit(response["Location"]).path == resolve_url(settings.LOGIN_URL)
+        ):
             page = request.htmx.current_url_abs_path or request.get_full_path()
             sign_in = redirect_to_login(page, settings.LOGIN_URL)
             return HttpResponseClientRedirect(sign_in["Location"])
-        return checked(request, *args, **kwargs)
-
-    return cast(View, guarded)
+        return response
 
 
 # Said on the page an action's address leads to when it was opened, not posted.

@@ -12,11 +12,15 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from polaris import live
-from polaris.http import AuthenticatedHttpRequest, is_fragment_request, staff_only
+from polaris.http import (
+    AuthenticatedHttpRequest,
+    is_fragment_request,
+    post_only,
+    staff_only,
+)
 from portal import access, selectors, services
 from portal.forms import (
     RESERVATION_MINUTE_OPTIONS,
@@ -138,7 +142,7 @@ def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only("portal:dashboard")
 def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
     customer = access.customer_for_write(request)
     charger = _posted_charger(request, customer)
@@ -186,7 +190,7 @@ def _posted_charger(request: AuthenticatedHttpRequest, customer: User) -> Charge
 
 
 @login_required
-@require_POST
+@post_only("portal:dashboard")
 def reservation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     reservation = access.get_reservation_for_customer(customer, pk)
@@ -201,7 +205,7 @@ def reservation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
 
 
 @login_required
-@require_POST
+@post_only("portal:dashboard")
 def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     customer = access.customer_for_write(request)
     charger = _posted_charger(request, customer)
@@ -239,7 +243,7 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only("portal:dashboard")
 def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     session = access.get_api_session_for_customer(customer, pk)
@@ -286,7 +290,7 @@ def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@post_only("portal:token-list")
 def token_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     token = access.get_token_for_customer(customer, pk)
@@ -296,7 +300,7 @@ def token_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_only
-@require_POST
+@post_only("sessions_app:user-mapping-list")
 def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpResponse:
     if not access.can_act_as(request.user):
         raise PermissionDenied("You may not act as customers.")
@@ -308,7 +312,7 @@ def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpRespons
 
 
 @login_required
-@require_POST
+@post_only("portal:dashboard")
 def act_as_end(request: AuthenticatedHttpRequest) -> HttpResponse:
     services.act_as_end(agent=request.user, session=request.session)
     return redirect(

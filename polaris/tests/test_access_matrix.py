@@ -175,6 +175,11 @@ ROWS = [
     Row("act-as/<int:user_id>/start", "POST", "/act-as/{staff}/start",
         (302, 302, 302, 404, 404)),
     Row("act-as/end", "POST", "/act-as/end", (302, 302, 302, 302, 302)),
+    # Opened as a page (signing in again after the session ended as the button was
+    # pressed), an action does nothing and leads to the page its button is on.
+    Row("chargers/start", "GET", "/chargers/start", (302, 302, 302, 302, 302)),
+    Row("act-as/<int:user_id>/start", "GET", "/act-as/{alice}/start",
+        (302, 302, 302, 302, 302)),
 ]
 # fmt: on
 

@@ -793,10 +793,49 @@ class ChargerActionTests(PortalTestCase):
         url = reverse("portal:session-stop", args=[session.pk])
         self.assertEqual(self.client.post(url).status_code, 404)
 
-    def test_state_changes_need_post(self) -> None:
+    def test_an_action_opened_as_a_page_does_nothing_and_leads_to_its_button(
+        self,
+    ) -> None:
+        # Signing in again after the session ended as Start, Reserve, Stop,
+        # Cancel or Revoke was pressed brings the browser to the action's address
+        # with a GET: not a blank 405, and nothing started.
+        reservation = ReservationFactory(user=self.alice, charger=self.charger)
         self.client.force_login(self.alice)
-        url = reverse("portal:charger-start")
-        self.assertEqual(self.client.get(url).status_code, 405)
+        for name, args, page in (
+            ("portal:charger-start", [], "/"),
+            ("portal:charger-reserve", [], "/"),
+            ("portal:reservation-cancel", [reservation.pk], "/"),
+            ("portal:token-revoke", [1], "/tokens/"),
+        ):
+            response = self.client.get(reverse(name, args=args), follow=True)
+            self.assertRedirects(response, page)
+            self.assertContains(
+                response, "Nothing was done yet: press the button again to go ahead."
+            )
+        self.assertFalse(ApiSession.objects.exists())
+        reservation.refresh_from_db()
+        self.assertIsNone(reservation.cancelled_at)
+        # Other methods than GET and POST are still refused.
+        self.assertEqual(
+            self.client.put(reverse("portal:charger-start")).status_code, 405
+        )
+
+    def test_htmx_after_the_sign_in_ended_sends_the_tab_to_sign_in(self) -> None:
+        # The period chips or a live re-read from a tab whose session expired:
+        # htmx would follow a plain redirect and swap the sign-in page into the
+        # card. HX-Redirect takes the whole tab there, back to the page it shows.
+        response = self.client.get(
+            "/",
+            {"period": "year"},
+            headers={
+                "HX-Request": "true",
+                "HX-Target": "usage-card",
+                "HX-Current-URL": "http://testserver/?period=year",
+            },
+        )
+        self.assertEqual(
+            response["HX-Redirect"], "/accounts/login/?next=/%3Fperiod%3Dyear"
+        )
 
 
 class UnmappedCustomerTests(PortalTestCase):
