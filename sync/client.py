@@ -31,9 +31,10 @@ RETRY_DELAYS = (0.2, 0.6, 1.5)
 class SteveError(Exception):
     """SteVe could not be used. `permanent` errors will not heal by retrying.
 
-    `message` is shown to anyone, Sessions API integrators and customers included;
+    `message` is for the staff who read sync runs and the console;
     `operator_message` (by default the same) is for the people who run Polaris, in
-    sync runs and commands, and may say which setting to check.
+    sync runs and commands, and may say which setting to check. Drivers and
+    integrators get neither: the Sessions API says what failed in its own words.
     """
 
     def __init__(

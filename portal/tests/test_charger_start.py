@@ -74,7 +74,7 @@ class ChargerStartTests(PortalChargingTestCase):
         level, text = self.only_message(response)
         self.assertEqual(level, constants.WARNING)
         self.assertEqual(text, ApiSession.objects.get().status_message)
-        self.assertIn("did not answer SteVe in time", text)
+        self.assertIn("did not answer in time", text)
 
     def test_the_answer_comes_back_to_the_period_the_dashboard_showed(self) -> None:
         # The page's address (the period chips push it) is the form's Referer.
@@ -126,7 +126,9 @@ class SessionStopTests(PortalChargingTestCase):
         level, text = self.only_message(self.stop())
         self.assertEqual(level, constants.WARNING)
         self.assertEqual(text, ApiSession.objects.get().status_message)
-        self.assertIn("The stop was sent but SteVe's answer was lost", text)
+        self.assertIn(
+            "The stop was sent but the charging network's answer was lost", text
+        )
 
 
 class ReservedChargerStartTests(ChargingTestCase):

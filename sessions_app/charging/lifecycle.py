@@ -184,7 +184,7 @@ def _resend_lost_start(
         client,
         now,
         note="The scheduled start was sent again: the first send was cut off "
-        "before SteVe answered.",
+        "before the charging network answered.",
     )
 
 

@@ -39,9 +39,9 @@ def remote_start(session: ApiSession, client: SteveClient) -> None:
     except SteveRejected as error:
         raise _start_refusal(session, error) from None
     except SteveUnanswered as error:
-        raise _start_unconfirmed(_answer_lost(error)) from None
+        raise _start_unconfirmed(_answer_lost(session, error)) from None
     except SteveError as error:
-        raise StationError(f"The start could not be sent: {error.message}") from None
+        raise _not_sent(session, "start", error, "nothing was started") from None
     _check_answer(
         result,
         session,
@@ -111,9 +111,9 @@ def remote_stop(
             "minutes, and contact support if it keeps happening."
         ) from None
     except SteveUnanswered as error:
-        raise _stop_unconfirmed(_answer_lost(error)) from None
+        raise _stop_unconfirmed(_answer_lost(session, error)) from None
     except SteveError as error:
-        raise StationError(f"The stop could not be sent: {error.message}") from None
+        raise _not_sent(session, "stop", error, "charging goes on") from None
     _check_answer(
         result,
         session,
@@ -129,8 +129,24 @@ def _stop_unconfirmed(why: str) -> StopUnconfirmed:
     )
 
 
-def _answer_lost(error: SteveUnanswered) -> str:
-    return f"SteVe's answer was lost ({error.message.rstrip('.')})"
+def _answer_lost(session: ApiSession, error: SteveUnanswered) -> str:
+    logger.warning("api_session=%s answer lost: %s", session.pk, error.message)
+    return "the charging network's answer was lost"
+
+
+def _not_sent(
+    session: ApiSession, operation: str, error: SteveError, outcome: str
+) -> StationError:
+    """Drivers and integrators get a sentence without SteVe's internals (an HTTP
+    status, our credentials); the operators get the cause in the log."""
+    logger.warning(
+        "api_session=%s %s not sent: %s", session.pk, operation, error.operator_message
+    )
+    return StationError(
+        f"The {operation} could not be sent: the charging network is not answering "
+        f"right now, so {outcome}. Try again in a few minutes, and contact support "
+        "if it keeps happening."
+    )
 
 
 def _check_answer(
@@ -155,5 +171,5 @@ def _check_answer(
         # SteVe sent the operation and stopped waiting for the station (CONTRACT
         # §7: taskFinished=false): the station may have acted on it, and its late
         # answer is dropped, so only the sync can tell what happened.
-        raise unconfirmed("the station did not answer SteVe in time")
+        raise unconfirmed("the station did not answer in time")
     raise StationError("The station could not process the request.")

@@ -301,7 +301,7 @@ class SessionUnconfirmedStartApiTests(ApiTestCase):
         created = self.start()
         body = created.json()
         self.assertEqual(created.status_code, 201, body)
-        self.assertIn("did not answer SteVe in time", body["message"])
+        self.assertIn("did not answer in time", body["message"])
         self.assertIn("cancelled if charging does not start", body["message"])
         self.assertEqual(body["result"]["status"], "created")
         session_id = body["result"]["_id"]
@@ -328,7 +328,10 @@ class SessionUnconfirmedStopApiTests(ApiTestCase):
         stop = self.call("POST", f"/sessions/{session_id}/stop")
         body = stop.json()
         self.assertEqual(stop.status_code, 200, body)
-        self.assertIn("The stop was sent but SteVe's answer was lost", body["message"])
+        self.assertIn(
+            "The stop was sent but the charging network's answer was lost",
+            body["message"],
+        )
         self.assertIn("sent again if charging goes on", body["message"])
         self.assertEqual(body["result"]["status"], "started")
         session = ApiSession.objects.get(pk=int(session_id))
@@ -349,7 +352,7 @@ class SessionUnconfirmedStopApiTests(ApiTestCase):
         stop = self.call("POST", f"/sessions/{session_id}/stop")
         body = stop.json()
         self.assertEqual(stop.status_code, 200, body)
-        self.assertIn("did not answer SteVe in time", body["message"])
+        self.assertIn("did not answer in time", body["message"])
         self.assertEqual(
             self.call("GET", f"/sessions/{session_id}").json()["message"],
             body["message"],

@@ -434,7 +434,7 @@ class ApiSessionUnansweredStartTests(ChargingTestCase):
         self.assertIsNotNone(session.remote_start_sent_at)
         self.assertEqual(
             session.status_message,
-            "The start was sent but the station did not answer SteVe in time; the "
+            "The start was sent but the station did not answer in time; the "
             "session is cancelled if charging does not start within 120 seconds.",
         )
         self.assertEqual(self.steve_requests(REMOTE_START), 1)
@@ -467,7 +467,7 @@ class ApiSessionUnansweredStartTests(ChargingTestCase):
         )
         session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.CREATED)
-        self.assertIn("did not answer SteVe in time", session.status_message)
+        self.assertIn("did not answer in time", session.status_message)
 
 
 class ApiSessionCreateRefusalTests(ChargingTestCase):
@@ -521,16 +521,24 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
         self.assertIn("stand-in fault injection", logs.output[0])
         self.assert_nothing_stored()
 
-    def test_steve_refusing_or_missing_says_so_without_our_settings(self) -> None:
-        # Integrators read these; the sync run's sentence names the settings.
-        self.standin.set_fault("unauthorized", count=-1)
-        with self.assertRaises(charging.StationError) as refused:
-            self.create()
-        self.assertEqual(
-            refused.exception.message,
-            "The start could not be sent: SteVe rejected Polaris's credentials "
-            "(HTTP 401).",
+    def test_steve_refusing_or_missing_is_our_sentence_and_the_cause_is_logged(
+        self,
+    ) -> None:
+        # Drivers and integrators read these: no HTTP status or credentials of
+        # ours. The operators find the cause, with the setting to check, in the log.
+        not_sent = (
+            "The start could not be sent: the charging network is not answering "
+            "right now, so nothing was started. Try again in a few minutes, and "
+            "contact support if it keeps happening."
         )
+        self.standin.set_fault("unauthorized", count=-1)
+        with (
+            self.assertLogs("sessions_app.charging", "WARNING") as logs,
+            self.assertRaises(charging.StationError) as refused,
+        ):
+            self.create()
+        self.assertEqual(refused.exception.message, not_sent)
+        self.assertIn("Check STEVE_USERNAME and STEVE_PASSWORD", logs.output[0])
         down = SteveClient(
             base_url="http://127.0.0.1:9/steve",
             username="u",
@@ -541,10 +549,7 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
             charging.api_session_create(
                 user=self.alice, charge_box_id="CP-001", connector_id=1, client=down
             )
-        self.assertEqual(
-            unreachable.exception.message,
-            "The start could not be sent: SteVe cannot be reached.",
-        )
+        self.assertEqual(unreachable.exception.message, not_sent)
         self.assert_nothing_stored()
 
     def test_a_customer_cannot_use_a_private_charger(self) -> None:
