@@ -713,7 +713,16 @@ class ReservationCardTests(PortalTestCase):
         response = self.client.get("/")
         self.assertNotContains(response, 'id="next-reservation"')
         self.assertNotContains(response, "Next reservation")
-        self.assertContains(response, ">Reserve</button>", html=False)
+        # Each card's buttons name their charger to screen readers: a list of
+        # "Start charging" buttons alone does not say which is which.
+        charger = f"{self.charger.friendly_name} #{self.charger.connector_id}"
+        self.assertContains(
+            response,
+            f'>Start charging<span class="visually-hidden"> at {charger}</span>',
+        )
+        self.assertContains(
+            response, f'>Reserve<span class="visually-hidden"> {charger}</span>'
+        )
         self.assertNotContains(response, self.MISSING_CARD)
 
     def test_a_customer_without_an_active_card_is_told_what_is_missing(self) -> None:
@@ -722,14 +731,14 @@ class ReservationCardTests(PortalTestCase):
             self.client.force_login(customer)
             response = self.client.get("/")
             self.assertContains(response, self.MISSING_CARD)
-            self.assertNotContains(response, ">Reserve</button>", html=False)
+            self.assertNotContains(response, ">Reserve<span", html=False)
             self.assertNotContains(response, "Start charging")
 
     def test_an_acting_agent_is_not_invited_to_reserve(self) -> None:
         self.client.force_login(self.agent)
         self.client.post(reverse("portal:act-as-start", args=[self.alice.pk]))
         response = self.client.get("/")
-        self.assertNotContains(response, ">Reserve</button>", html=False)
+        self.assertNotContains(response, ">Reserve<span", html=False)
         self.assertNotContains(response, self.MISSING_CARD)
 
 
