@@ -1,9 +1,11 @@
 """Formatting filters of the portal templates."""
 
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
+from django.utils import timezone
 
 register = template.Library()
 
@@ -29,3 +31,10 @@ def kilowatts(value: Decimal) -> str:
     a dashboard, without its locale lookups."""
     whole = value.to_integral_value()
     return str(whole if value == whole else value.quantize(TENTH, ROUND_HALF_UP))
+
+
+@register.filter
+def seconds_until(value: datetime) -> int:
+    """Whole seconds from now until `value`, at least 1: when a part of the page
+    that `value` ends should re-read itself."""
+    return max(1, math.ceil((value - timezone.now()).total_seconds()))

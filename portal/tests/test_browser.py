@@ -264,6 +264,29 @@ def test_stop_in_the_banner_keeps_the_whole_page(
 
 
 @pytest.mark.usefixtures("standin_driver")
+def test_the_next_reservation_card_moves_on_when_its_reservation_ends(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # Without a charge to send a live event, the card re-reads itself at the end
+    # time: the seed's "Past reservations drop off automatically".
+    now = timezone.now()
+    market = ChargerFactory(charge_box_id="CB-S", friendly_name="Station Road")
+    Reservation.objects.create(
+        user=demo_driver["driver"],
+        charger=market,
+        id_tag="TAG-DANA",
+        starts_at=now - timedelta(minutes=10),
+        ends_at=now + timedelta(seconds=4),
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        card = page.locator("#next-reservation")
+        expect(card).to_contain_text("Station Road")
+        # The later reservation of the fixture (Harbour Street) takes its place.
+        expect(card).to_contain_text("Harbour Street", timeout=15_000)
+
+
 def test_a_card_reserves_and_then_starts_from_its_one_form(
     standin: StandinProcess, browser: Browser
 ) -> None:
