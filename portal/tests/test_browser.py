@@ -263,7 +263,6 @@ def test_stop_in_the_banner_keeps_the_whole_page(
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 
 
-@pytest.mark.usefixtures("standin_driver")
 def test_the_next_reservation_card_moves_on_when_its_reservation_ends(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:
@@ -287,6 +286,7 @@ def test_the_next_reservation_card_moves_on_when_its_reservation_ends(
         expect(card).to_contain_text("Harbour Street", timeout=15_000)
 
 
+@pytest.mark.usefixtures("standin_driver")
 def test_a_card_reserves_and_then_starts_from_its_one_form(
     standin: StandinProcess, browser: Browser
 ) -> None:
