@@ -10,6 +10,7 @@ so the audit log gets its `impersonation.ended` entry.
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
@@ -95,6 +96,12 @@ class LogoutView(auth_views.LogoutView):
     def post(
         self, request: HttpRequest, *args: object, **kwargs: object
     ) -> HttpResponse:
-        if request.user.is_authenticated:
+        signed_in = request.user.is_authenticated
+        if signed_in:
             act_as_end(agent=request.user, session=request.session)
-        return super().post(request, *args, **kwargs)
+        response = super().post(request, *args, **kwargs)
+        if signed_in:
+            # Said on the sign-in page it leads to, which otherwise looks the same
+            # as before signing out. The session is gone: the note goes by cookie.
+            messages.success(request, "You have signed out.")
+        return response

@@ -202,7 +202,10 @@ class CsrfTests(TestCase):
         self.assertContains(page, f"You are signed in as {self.alice.username}.")
         self.assertEqual(client.get("/switch").status_code, 200)  # still signed in
         token = str(page.context["csrf_token"])
-        client.post("/accounts/logout/", {"csrfmiddlewaretoken": token})
+        signed_out = client.post(
+            "/accounts/logout/", {"csrfmiddlewaretoken": token}, follow=True
+        )
+        self.assertContains(signed_out, "You have signed out.")
         self.assertRedirects(
             client.get("/accounts/logout/"),
             "/accounts/login/",
