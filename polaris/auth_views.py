@@ -97,7 +97,7 @@ class LogoutView(auth_views.LogoutView):
         self, request: HttpRequest, *args: object, **kwargs: object
     ) -> HttpResponse:
         signed_in = request.user.is_authenticated
-        if signed_in:
+        if request.user.is_authenticated:
             act_as_end(agent=request.user, session=request.session)
         response = super().post(request, *args, **kwargs)
         if signed_in:
