@@ -461,7 +461,8 @@ class UsageCardTests(PortalTestCase):
         body = response.content.decode()
         self.assertTrue(body.lstrip().startswith('<div class="card-slot"'), body[:80])
         self.assertContains(response, 'id="next-reservation"')
-        self.assertContains(response, 'hx-trigger="sse:active-session"')
+        # The live event, and the reservation's end: it re-reads itself then.
+        self.assertContains(response, 'hx-trigger="sse:active-session, load delay:')
         self.assertNotContains(response, 'id="usage-card"')
         Reservation.objects.filter(pk=reservation.pk).update(
             status=Reservation.Status.USED
