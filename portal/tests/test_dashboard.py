@@ -168,6 +168,9 @@ class DashboardTests(PortalTestCase):
         self.client.force_login(UserFactory(username="new@example.com"))
         response = self.client.get("/")
         self.assertContains(response, "Contact your operator")
+        # No blank chart: a sentence says what will fill it.
+        self.assertContains(response, "No charging in this period.")
+        self.assertNotContains(response, '<svg class="chart"')
 
     def test_it_lists_chargers_with_status_and_counts(self) -> None:
         now = timezone.now()
