@@ -61,7 +61,13 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(response, mapping.label)
         self.assertContains(response, "12.345 kWh")
         self.assertContains(response, "EVDisconnected")
-        self.assertContains(response, "Meter reset")
+        # Said beside the flag, not in a tooltip that touch screens never show.
+        self.assertContains(
+            response,
+            '<span class="badge badge--warning">Meter reset</span> <span '
+            'class="flag-list__why">The meter went backwards; a correction event '
+            "recorded it without negative energy.</span>",
+        )
         self.assertContains(response, 'role="img"')
         self.assertContains(response, "Sync events (2)")
 
