@@ -350,9 +350,9 @@ def charger_status(charger: ListedCharger, now: datetime) -> str:
 # took about 5 ms of Python to build and compile on every dashboard, five times
 # what Python spends on this statement now, and the year dashboard was at its
 # 50 ms target. Each state keeps its meaning from the querysets that define it:
-# TransactionSyncState.objects.charging(), ApiSession.objects.charging_or_starting()
-# and .waiting_to_start(), Reservation.objects.covering() and
-# Charger.objects.visible_to_customer(); a test
+# TransactionSyncState.objects.occupying_connector(),
+# ApiSession.objects.charging_or_starting() and .waiting_to_start(),
+# Reservation.objects.covering() and Charger.objects.visible_to_customer(); a test
 # checks this statement against them, state by state. Held and held-by-me stay
 # two EXISTS: Postgres hashes each once, while one aggregate per charger (LATERAL)
 # took half as long again.
@@ -363,7 +363,11 @@ WITH visible AS (
             EXISTS (
                 SELECT FROM transaction_sync_state AS session
                 WHERE session."chargerId" = charger.id
-                    AND NOT session."isFinalized" AND NOT session."isSuspectedStuck"
+                    AND (
+                        NOT session."isFinalized" AND NOT session."isSuspectedStuck"
+                        OR session."stopEventActor" = %(manual_actor)s
+                        AND session."lastReadingAfterStopAt" >= %(online_since)s
+                    )
             )
             OR EXISTS (
                 SELECT FROM api_sessions AS api_session
@@ -423,7 +427,8 @@ def charger_list(*, customer: User, now: datetime) -> ChargerList:
     pill: available now (online) of all visible chargers.
 
     A charger is in use while a session is charging on it (a suspected-stuck one
-    does not count; the sync links every session to the charger of its connector),
+    does not count, a manual stop whose station charges on does; the sync links
+    every session to the charger of its connector),
     or while a portal or API session holds it: a session started from the portal
     or the API takes the connector from its remote start until it ends, a sync or
     two apart from the transaction's own start and stop, and a Start offered
@@ -435,6 +440,7 @@ def charger_list(*, customer: User, now: datetime) -> ChargerList:
         "customer": customer.pk,
         "now": now,
         "online_since": now - CHECK_IN_VALID_FOR,
+        "manual_actor": TransactionSyncState.StopEventActor.MANUAL,
         "open_statuses": list(ApiSession.OPEN_STATUSES),
         "created_status": ApiSession.Status.CREATED,
         "held_status": Reservation.Status.ACTIVE,

@@ -10,7 +10,9 @@ energy rules live here:
 - the stop value closes the session; a stop SteVe later replaces (a manual stop
   overtaken by the station's own) gives a `corrected` event; after a meter reset, a
   manual stop dated before the last reading counted adds no energy (SteVe took it
-  from a reading, maybe one from before the reset).
+  from a reading, maybe one from before the reset);
+- readings after a manual stop count no energy until the station's own stop
+  replaces it, but say that the station is still charging there.
 """
 
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ class StoredState:
     meter_reset_seen: bool
     is_stop_estimated: bool
     is_deleted_in_steve: bool
+    last_reading_after_stop_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +94,16 @@ def plan_transaction(
         reset_seen = state.meter_reset_seen
 
     latest_reading_at: datetime | None = None
+    after_stop_at: datetime | None = None
     stop_at = transaction.stop_timestamp
     for reading_at, wh in readings or []:
-        # Readings up to the stop belong to the session; the stop value closes it.
-        if reading_at <= last_at or (stop_at is not None and reading_at > stop_at):
+        if stop_at is not None and reading_at > stop_at:
+            # Not the session's energy (the stop value closes it), but a station
+            # still running it after a manual stop.
+            after_stop_at = max(reading_at, after_stop_at or reading_at)
+            continue
+        # Readings up to the stop belong to the session.
+        if reading_at <= last_at:
             continue
         latest_reading_at = reading_at
         if wh < baseline:
@@ -149,20 +158,28 @@ def plan_transaction(
                 events.append(stop_event)
             baseline = stop_wh
             last_at = max(last_at, stop_at)
+        manual = transaction.stop_event_actor == "manual"
+        if not manual:
+            after_stop_at = None
+        elif readings is None and state is not None:
+            after_stop_at = state.last_reading_after_stop_at  # not read this time
         fields.update(
             stopped_at=stop_at,
             stop_reason=transaction.stop_reason or "",
             stop_event_actor=transaction.stop_event_actor or "",
             is_finalized=True,
-            is_stop_estimated=transaction.stop_event_actor == "manual",
+            is_stop_estimated=manual,
+            last_reading_after_stop_at=after_stop_at,
         )
     else:
+        after_stop_at = None
         fields.update(
             stopped_at=None,
             stop_reason="",
             stop_event_actor="",
             is_finalized=False,
             is_stop_estimated=False,
+            last_reading_after_stop_at=None,
         )
     fields.update(
         meter_last_wh=baseline,
@@ -176,7 +193,11 @@ def plan_transaction(
         fields=fields,
         events=events,
         is_new=state is None,
-        latest_reading_at=latest_reading_at,
+        # Any reading says the station is there, one after a stop included.
+        latest_reading_at=max(
+            (at for at in (latest_reading_at, after_stop_at) if at is not None),
+            default=None,
+        ),
     )
     plan.changed = state is None or bool(events) or _differs(state, fields)
     return plan

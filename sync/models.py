@@ -222,6 +222,18 @@ class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
         on the connector, or hours without a reading, gives it away)."""
         return self.active().filter(is_suspected_stuck=False)
 
+    def occupying_connector(self, now: datetime) -> "TransactionSyncStateQuerySet":
+        """Sessions charging on their connector now: those `charging`, and manual
+        stops whose station still sent readings within CHECK_IN_VALID_FOR (SteVe
+        was told the session stopped; the station goes on until it stops it)."""
+        return self.filter(
+            Q(is_finalized=False, is_suspected_stuck=False)
+            | Q(
+                stop_event_actor=TransactionSyncState.StopEventActor.MANUAL,
+                last_reading_after_stop_at__gte=now - CHECK_IN_VALID_FOR,
+            )
+        )
+
     def completed(self) -> "TransactionSyncStateQuerySet":
         """Sessions SteVe has stopped (isFinalized true)."""
         return self.filter(is_finalized=True)
@@ -333,6 +345,12 @@ class TransactionSyncState(models.Model):
         default=False, db_column="isSuspectedStuck"
     )
     is_stop_estimated = models.BooleanField(default=False, db_column="isStopEstimated")
+    # A station SteVe was told had stopped (a manual stop) may go on charging until
+    # it sends its own stop: the newest of the readings it sent after the manual
+    # stop's time. Only set on a manual stop.
+    last_reading_after_stop_at = models.DateTimeField(
+        null=True, blank=True, db_column="lastReadingAfterStopAt"
+    )
     meter_reset_seen = models.BooleanField(default=False, db_column="meterResetSeen")
     is_deleted_in_steve = models.BooleanField(
         default=False, db_column="isDeletedInSteve"

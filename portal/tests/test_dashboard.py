@@ -976,6 +976,19 @@ class ChargerListStatesTests(PortalTestCase):
         TransactionSyncStateFactory(
             charger=charger("Stopped session"), is_finalized=True
         )
+        # Manual stops: the station charging on (a reading after the stop), one
+        # that fell silent an hour ago, and one without readings after its stop.
+        for name, after_stop in [
+            ("Manual stop, charging on", now - timedelta(minutes=2)),
+            ("Manual stop, silent since", now - timedelta(hours=2)),
+            ("Manual stop", None),
+        ]:
+            TransactionSyncStateFactory(
+                charger=charger(name),
+                is_finalized=True,
+                stop_event_actor="manual",
+                last_reading_after_stop_at=after_stop,
+            )
         for status in ApiSession.Status:
             bay = charger(f"API {status}")
             ApiSession.objects.create(
@@ -1031,7 +1044,9 @@ class ChargerListStatesTests(PortalTestCase):
                     "connector_id": row.connector_id,
                 }
                 in_use = (
-                    TransactionSyncState.objects.charging().filter(charger=row).exists()
+                    TransactionSyncState.objects.occupying_connector(now)
+                    .filter(charger=row)
+                    .exists()
                     or ApiSession.objects.charging_or_starting(now)
                     .filter(**at_row)
                     .exists()
@@ -1040,6 +1055,10 @@ class ChargerListStatesTests(PortalTestCase):
                     ApiSession.objects.waiting_to_start(now).filter(**at_row).exists()
                 )
                 self.assertEqual(row.in_use, in_use)
+                if row.friendly_name.startswith("Manual stop"):
+                    self.assertEqual(
+                        row.in_use, row.friendly_name == "Manual stop, charging on"
+                    )
                 self.assertEqual(row.scheduled, scheduled)
                 self.assertEqual(row.held, held.filter(charger=row).exists())
                 self.assertEqual(row.reserved, row.held or scheduled)
@@ -1050,7 +1069,7 @@ class ChargerListStatesTests(PortalTestCase):
         statuses = {row.friendly_name: row.status for row in listed.rows}
         self.assertEqual(
             [name for name, status in statuses.items() if status == "in_use"],
-            ["API created", "API started", "Charging"],
+            ["API created", "API started", "Charging", "Manual stop, charging on"],
         )
         self.assertEqual(
             [name for name, status in statuses.items() if status == "reserved"],

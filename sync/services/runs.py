@@ -79,6 +79,7 @@ STATE_FIELDS = [
     "stop_reason",
     "stop_event_actor",
     "is_stop_estimated",
+    "last_reading_after_stop_at",
     "meter_reset_seen",
     "is_deleted_in_steve",
     "last_synced_at",
@@ -522,8 +523,12 @@ def _plan(
 
 
 def _needs_details(state: TransactionSyncState | None, t: SteveTransaction) -> bool:
-    # Finalized rows only need a look when SteVe's stop data changed under them.
+    # Finalized rows only need a look when SteVe's stop data changed under them,
+    # or, for a manual stop in its grace period, to see whether the station still
+    # sends readings (it charges on until it stops the session itself).
     if state is None or not state.is_finalized:
+        return True
+    if t.stop_event_actor == TransactionSyncState.StopEventActor.MANUAL:
         return True
     return (
         state.stopped_at != t.stop_timestamp
@@ -575,6 +580,7 @@ def _stored_state(row: TransactionSyncState) -> StoredState:
         meter_reset_seen=row.meter_reset_seen,
         is_stop_estimated=row.is_stop_estimated,
         is_deleted_in_steve=row.is_deleted_in_steve,
+        last_reading_after_stop_at=row.last_reading_after_stop_at,
     )
 
 

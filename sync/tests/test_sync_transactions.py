@@ -276,6 +276,69 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(row.is_settled(datetime.now(UTC)))
         self.assert_energy_adds_up()
 
+    def test_a_station_charging_on_after_a_manual_stop_keeps_its_connector_busy(
+        self,
+    ) -> None:
+        # SteVe was told the session stopped; the station goes on charging, and
+        # its readings keep coming. They add no energy until its own stop replaces
+        # the manual one, but its connector is not free: a Start there is refused.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1_000_000, start_timestamp=iso(start)
+        )
+        self.standin.add_meter_values(
+            pk,
+            [
+                {
+                    "value": "1005000",
+                    "valueTimestamp": iso(start + timedelta(minutes=10)),
+                }
+            ],
+        )
+        self.sync()
+        self.steve.stop_transaction(pk)
+        self.sync()
+        row = self.row(pk)
+        charger = Charger.objects.get(charge_box_id="CP-003", connector_id=1)
+        now = datetime.now(UTC)
+        self.assertEqual(
+            (row.stop_event_actor, row.last_reading_after_stop_at), ("manual", None)
+        )
+        self.assertFalse(self.occupied(charger, now))
+
+        later = (datetime.now(UTC) - timedelta(seconds=5)).replace(microsecond=0)
+        self.standin.add_meter_values(
+            pk, [{"value": "1009000", "valueTimestamp": iso(later)}]
+        )
+        run = self.sync()
+        self.assertEqual((run.updated_count, run.events_count), (1, 0))
+        row.refresh_from_db()
+        self.assertEqual(row.last_reading_after_stop_at, later)
+        self.assertEqual(row.kwh_delivered, Decimal("5.000"))
+        self.assertTrue(self.occupied(charger, datetime.now(UTC)))
+        # Nothing new: the next run changes nothing.
+        self.assertEqual(self.sync().updated_count, 0)
+
+        replaced = self.standin.station_stop(pk, 1_010_000, stop_timestamp=iso(now))
+        self.assertTrue(replaced["accepted"], replaced)
+        self.sync()
+        row.refresh_from_db()
+        self.assertEqual(
+            (row.stop_event_actor, row.last_reading_after_stop_at), ("station", None)
+        )
+        self.assertEqual(row.kwh_delivered, Decimal("10.000"))
+        self.assertFalse(self.occupied(charger, datetime.now(UTC)))
+        self.assert_energy_adds_up()
+
+    @staticmethod
+    def occupied(charger: Charger, now: datetime) -> bool:
+        return (
+            TransactionSyncState.objects.occupying_connector(now)
+            .filter(charger=charger)
+            .exists()
+        )
+
     def start_with_a_meter_reset(self, start: datetime) -> int:
         """A session on CP-003/1 from 1000 Wh to 4000, reset to 10, then up to 900."""
         pk = self.standin.add_transaction(
