@@ -2,7 +2,7 @@
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import requests
@@ -70,6 +70,25 @@ class SessionDetailTests(ConsoleTestCase):
         )
         self.assertContains(response, 'role="img"')
         self.assertContains(response, "Sync events (2)")
+
+    @override_settings(TIME_ZONE="UTC")
+    def test_a_manual_stop_the_station_charges_on_after_says_so(self) -> None:
+        reading = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
+        session = TransactionSyncStateFactory(
+            is_finalized=True,
+            stop_event_actor="manual",
+            is_stop_estimated=True,
+            last_reading_after_stop_at=reading,
+        )
+        url = reverse(
+            "sessions_app:session-detail", args=[session.steve_transaction_id]
+        )
+        self.assertContains(
+            self.client.get(url),
+            "The station still sent a reading at <time "
+            'datetime="2026-03-02T10:15:00+00:00">2026-03-02 10:15:00 UTC</time>, '
+            "after this stop: it charges on until it stops the session itself.",
+        )
 
     def test_an_active_session_was_last_synced_by_the_last_good_run(self) -> None:
         # A run that succeeded re-read every active session, even one it did not
