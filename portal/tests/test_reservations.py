@@ -105,7 +105,19 @@ class ReservationTests(PortalTestCase):
                 )
                 return super().reserve_now(**kwargs)
 
-        client = SiblingFirstClient(
+        client = self.reserving_with_tag_0001(SiblingFirstClient)
+        reservation = reservation_create(
+            customer=self.alice, charger=self.free, minutes=30, client=client
+        )
+        self.assertEqual(Reservation.objects.get(), reservation)
+        self.assertEqual(len(self.standin.state()["reservations"]), 1)
+
+    def reserving_with_tag_0001[Client: SteveClient](
+        self, client_class: type[Client]
+    ) -> Client:
+        """A `client_class` for the stand-in, with Alice left only TAG-0001 to
+        reserve with."""
+        client = client_class(
             base_url=self.standin.base_url,
             username=self.standin.username,
             password=self.standin.password,
@@ -115,11 +127,7 @@ class ReservationTests(PortalTestCase):
         UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
             is_active=False
         )
-        reservation = reservation_create(
-            customer=self.alice, charger=self.free, minutes=30, client=client
-        )
-        self.assertEqual(Reservation.objects.get(), reservation)
-        self.assertEqual(len(self.standin.state()["reservations"]), 1)
+        return client
 
     def test_it_reserves_with_an_active_tag_that_is_not_charging(self) -> None:
         tags = UserMapping.objects
@@ -145,16 +153,7 @@ class ReservationTests(PortalTestCase):
                 depths.append(len(connection.atomic_blocks))
                 return super().cancel_reservation(**kwargs)
 
-        client = ObservedClient(
-            base_url=self.standin.base_url,
-            username=self.standin.username,
-            password=self.standin.password,
-            timeout=5,
-        )
-        self.addCleanup(client.close)
-        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
-            is_active=False
-        )
+        client = self.reserving_with_tag_0001(ObservedClient)
         reservation = reservation_create(
             customer=self.alice, charger=self.free, minutes=30, client=client
         )
