@@ -299,8 +299,12 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertContains(self.client.get(url, {"q": "a1b"}), "04A1B2")
         self.assertNotContains(self.client.get(url, {"q": "blue"}), "99ZZ")
 
-    def test_each_act_as_button_names_its_customer_to_screen_readers(self) -> None:
-        UserMappingFactory(user=UserFactory(first_name="Ada", last_name="Lovelace"))
+    def test_act_as_buttons_name_their_customer_and_match_their_neighbours(
+        self,
+    ) -> None:
+        mapping = UserMappingFactory(
+            user=UserFactory(first_name="Ada", last_name="Lovelace")
+        )
         UserMappingFactory(user=UserFactory(username="grace@example.com"))
         self.staff.is_superuser = True  # may act as customers
         self.staff.save()
@@ -310,6 +314,16 @@ class UserMappingPagesTests(ConsoleTestCase):
                 response,
                 f'Act as customer<span class="visually-hidden"> {name}</span>',
             )
+        # Small in a table row; beside Resync now, the size of the page's buttons.
+        self.assertContains(response, 'class="btn btn--sm btn--secondary"', count=2)
+        session = TransactionSyncStateFactory(ocpp_id_tag=mapping.steve_ocpp_id_tag)
+        detail = self.client.get(
+            reverse("sessions_app:session-detail", args=[session.steve_transaction_id])
+        )
+        self.assertContains(
+            detail,
+            'id="session-act-as" class="btn btn--secondary" type="submit">Act as',
+        )
 
     def test_create_edit_and_deactivate_are_audited(self) -> None:
         customer = UserFactory(username="dana@example.com")
