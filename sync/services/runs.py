@@ -498,8 +498,12 @@ def _plan(
             steve_transaction_id__in=[t.id for t in transactions] + missing_pks
         )
     }
+    # A manual stop touched within this window may have a station charging on.
+    watched_since = timezone.now() - CHECK_IN_VALID_FOR
     needs_details = [
-        t for t in transactions if force_details or _needs_details(stored.get(t.id), t)
+        t
+        for t in transactions
+        if force_details or _needs_details(stored.get(t.id), t, watched_since)
     ]
     if len(needs_details) > PROGRESS_EVERY:
         tally.report(
@@ -522,13 +526,20 @@ def _plan(
     return Collected(plans=plans, vanished=vanished)
 
 
-def _needs_details(state: TransactionSyncState | None, t: SteveTransaction) -> bool:
+def _needs_details(
+    state: TransactionSyncState | None, t: SteveTransaction, watched_since: datetime
+) -> bool:
     # Finalized rows only need a look when SteVe's stop data changed under them,
-    # or, for a manual stop in its grace period, to see whether the station still
-    # sends readings (it charges on until it stops the session itself).
+    # or, for a manual stop, to see whether the station still sends readings (it
+    # charges on until it stops the session itself). A station that goes on sends
+    # them within the check-in window, and each one moves updatedAt; a manual stop
+    # untouched for longer is left alone, rather than read every run for 48 hours.
     if state is None or not state.is_finalized:
         return True
-    if t.stop_event_actor == TransactionSyncState.StopEventActor.MANUAL:
+    if (
+        t.stop_event_actor == TransactionSyncState.StopEventActor.MANUAL
+        and state.updated_at >= watched_since
+    ):
         return True
     return (
         state.stopped_at != t.stop_timestamp

@@ -331,6 +331,35 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertFalse(self.occupied(charger, datetime.now(UTC)))
         self.assert_energy_adds_up()
 
+    def test_a_manual_stop_quiet_for_an_hour_is_not_read_every_run(self) -> None:
+        # Its station sent nothing after the stop within the check-in window: the
+        # runs stop fetching its meter values (they would for 48 hours), until
+        # SteVe's stop data changes under it.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(hours=3)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1_000_000, start_timestamp=iso(start)
+        )
+        self.sync()
+        self.steve.stop_transaction(pk)
+        self.sync()
+        details = f"/steve/api/v1/transactions/{pk}"
+        self.assertEqual(self.row(pk).stop_event_actor, "manual")
+        read_before = self.standin.state()["requests"].get(details, 0)
+        self.sync()
+        self.assertEqual(self.standin.state()["requests"][details], read_before + 1)
+
+        TransactionSyncState.objects.filter(steve_transaction_id=pk).update(
+            updated_at=datetime.now(UTC) - timedelta(hours=2)
+        )
+        self.sync()
+        self.assertEqual(self.standin.state()["requests"][details], read_before + 1)
+        replaced = self.standin.station_stop(pk, 1_002_000)
+        self.assertTrue(replaced["accepted"], replaced)
+        self.sync()
+        self.assertEqual(self.standin.state()["requests"][details], read_before + 2)
+        self.assertEqual(self.row(pk).stop_event_actor, "station")
+
     @staticmethod
     def occupied(charger: Charger, now: datetime) -> bool:
         return (
