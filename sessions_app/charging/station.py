@@ -26,6 +26,8 @@ from sync.models import TransactionSyncState
 
 logger = logging.getLogger(__name__)
 
+TRY_AGAIN = "try again in a few minutes, and contact support if it keeps happening."
+
 
 def remote_start(session: ApiSession, client: SteveClient) -> None:
     """Send RemoteStartTransaction. Raises SessionConflict, SessionInvalid or
@@ -70,14 +72,19 @@ def _start_refusal(session: ApiSession, error: SteveRejected) -> ApiSessionError
             "This account's charging tag cannot start a charge: it is blocked, "
             "expired or already charging."
         )
-    # A refusal none of the cases above explains. SteVe's own words name its
-    # internals: the caller gets ours, the operators the original in the log.
+    return _unexplained_refusal(session, "start", error)
+
+
+def _unexplained_refusal(
+    session: ApiSession, operation: str, error: SteveRejected
+) -> StationError:
+    """A refusal none of the known cases explains. SteVe's own words name its
+    internals: the caller gets ours, the operators the original in the log."""
     logger.warning(
-        "api_session=%s SteVe refused the start: %s", session.pk, error.message
+        "api_session=%s SteVe refused the %s: %s", session.pk, operation, error.message
     )
     return StationError(
-        "The charging network refused to start this charge; try again in a few "
-        "minutes, and contact support if it keeps happening."
+        f"The charging network refused to {operation} this charge; {TRY_AGAIN}"
     )
 
 
@@ -103,13 +110,7 @@ def remote_stop(
             raise SessionConflict(
                 "The charge station is offline, so it cannot be stopped remotely."
             ) from None
-        logger.warning(
-            "api_session=%s SteVe refused the stop: %s", session.pk, error.message
-        )
-        raise StationError(
-            "The charging network refused to stop this charge; try again in a few "
-            "minutes, and contact support if it keeps happening."
-        ) from None
+        raise _unexplained_refusal(session, "stop", error) from None
     except SteveUnanswered as error:
         raise _stop_unconfirmed(_answer_lost(session, error)) from None
     except SteveError as error:
@@ -144,8 +145,7 @@ def _not_sent(
     )
     return StationError(
         f"The {operation} could not be sent: the charging network is not answering "
-        f"right now, so {outcome}. Try again in a few minutes, and contact support "
-        "if it keeps happening."
+        f"right now, so {outcome}. {TRY_AGAIN.capitalize()}"
     )
 
 
