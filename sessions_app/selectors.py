@@ -395,6 +395,11 @@ def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
     return mappings[:MAX_LISTED_MAPPINGS]
 
 
+def id_tag_has_sessions(*, tag: str) -> bool:
+    """Whether a synced session has exactly this idTag (index tss_tag_started)."""
+    return TransactionSyncState.objects.filter(ocpp_id_tag=tag).exists()
+
+
 # API tokens
 
 

@@ -14,6 +14,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -48,6 +49,7 @@ from sessions_app.new_token import (
 )
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.services.mappings import (
+    MappingImportResult,
     RejectedRow,
     user_mapping_create,
     user_mapping_import_bytes,
@@ -274,7 +276,8 @@ def user_mapping_create_view(request: AuthenticatedHttpRequest) -> HttpResponse:
             form.add_error(None, error)
         else:
             messages.success(
-                request, f"Mapping for {mapping.steve_ocpp_id_tag} created."
+                request,
+                _mapping_saved(mapping, "created", data["steve_ocpp_id_tag"]),
             )
             return redirect("sessions_app:user-mapping-list")
     context = {"section": "user-mappings", "form": form, "mapping": None}
@@ -288,7 +291,7 @@ def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            user_mapping_update(
+            saved = user_mapping_update(
                 actor=request.user,
                 # Validating the form wrote the posted values onto `mapping`; the
                 # service compares with the stored row for its audit entry.
@@ -302,10 +305,30 @@ def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpRespons
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            messages.success(request, f"Mapping for {data['steve_ocpp_id_tag']} saved.")
+            messages.success(
+                request, _mapping_saved(saved, "saved", data["steve_ocpp_id_tag"])
+            )
             return redirect("sessions_app:user-mapping-list")
     context = {"section": "user-mappings", "form": form, "mapping": mapping}
     return render(request, "sessions_app/user_mapping_form.html", context)
+
+
+def _mapping_saved(mapping: UserMapping, done: str, typed_tag: str) -> str:
+    """What saving a mapping did with its tag: sessions link to it by the exact
+    tag, so it is stored as SteVe writes it, which staff may not have typed."""
+    tag = mapping.steve_ocpp_id_tag
+    if tag != typed_tag:
+        return (
+            f"Mapping for {tag} {done}, in the letter case SteVe uses (you typed "
+            f"{typed_tag}), so its sessions link to it."
+        )
+    if not selectors.id_tag_has_sessions(tag=tag):
+        return (
+            f"Mapping for {tag} {done}. No session with this idTag has synced yet; "
+            "its sessions will link to it if SteVe writes the tag in this letter "
+            "case."
+        )
+    return f"Mapping for {tag} {done}."
 
 
 @staff_only
@@ -334,10 +357,29 @@ def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     summarize = messages.warning if result.rejected else messages.success
     summarize(
         request,
-        f"Import done: {result.counts()}.",
+        f"Import done: {result.counts()}.{_import_tag_notes(result)}",
     )
     _import_rejections_report(request, result.rejected)
     return redirect("sessions_app:user-mapping-list")
+
+
+def _import_tag_notes(result: MappingImportResult) -> str:
+    """What the import did with the tags' letter case (see `_mapping_saved`)."""
+    notes = ""
+    if result.respelled:
+        n = result.respelled
+        notes += (
+            f" {n} idTag{pluralize(n)} {pluralize(n, 'was,were')} stored in the "
+            "letter case SteVe uses, not the file's."
+        )
+    if result.never_synced:
+        n = result.never_synced
+        which = "this idTag" if n == result.created == 1 else f"{n} of the new idTags"
+        notes += (
+            f" No session with {which} has synced yet, so {pluralize(n, 'its,their')} "
+            "letter case could not be checked against SteVe's."
+        )
+    return notes
 
 
 # An import names this many skipped lines one by one; a file of thousands of bad

@@ -412,6 +412,90 @@ class UserMappingPagesTests(ConsoleTestCase):
         taken = self.client.post(url, {**form, "steve_ocpp_id_tag": "tag-theirs"})
         self.assertContains(taken, "The idTag TAG-THEIRS is already mapped")
 
+    def test_a_tag_typed_in_another_letter_case_links_its_sessions(self) -> None:
+        # SteVe reports TAG-0012; sessions link to mappings by the exact tag.
+        session = session_with_energy(kwh=Decimal("4"), ocpp_id_tag="TAG-0012")
+        customer = UserFactory(username="dana@example.com")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "tag-0012", "customer_email": customer.email,
+             "label": "Dana's van", "is_active": "on"},
+            follow=True,
+        )  # fmt: skip
+        self.assertContains(
+            response,
+            "Mapping for TAG-0012 created, in the letter case SteVe uses (you typed "
+            "tag-0012), so its sessions link to it.",
+        )
+        self.assertEqual(UserMapping.objects.get().steve_ocpp_id_tag, "TAG-0012")
+        sessions = self.client.get(reverse("sessions_app:session-list"))
+        self.assertContains(sessions, "Dana&#x27;s van")
+        self.assertNotContains(sessions, "Unmapped")
+        found = self.client.get(reverse("sessions_app:session-list"), {"tag": "0012"})
+        self.assertContains(found, "1 session matches current filters")
+        self.assertContains(found, f"#{session.steve_transaction_id}")
+
+    def test_a_tag_no_session_has_yet_is_kept_as_typed_and_says_so(self) -> None:
+        TransactionSyncStateFactory(ocpp_id_tag="TAG-0012")
+        customer = UserFactory(username="dana@example.com")
+        create = reverse("sessions_app:user-mapping-create")
+        for tag, said in (
+            ("tag-0099", "No session with this idTag has synced yet"),
+            ("TAG-0012", "Mapping for TAG-0012 created."),
+        ):
+            with self.subTest(tag=tag):
+                response = self.client.post(
+                    create,
+                    {"steve_ocpp_id_tag": tag, "customer_email": customer.email},
+                    follow=True,
+                )
+                self.assertContains(response, said)
+                self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag=tag))
+        self.assertNotContains(response, "No session with this idTag")
+
+    def test_editing_a_tag_stores_it_as_steve_writes_it(self) -> None:
+        mapping = UserMappingFactory(steve_ocpp_id_tag="tag-0012")
+        TransactionSyncStateFactory(ocpp_id_tag="TAG-0012")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-edit", args=[mapping.pk]),
+            {"steve_ocpp_id_tag": "tag-0012", "customer_email": mapping.user.email,
+             "label": mapping.label, "is_active": "on"},
+            follow=True,
+        )  # fmt: skip
+        self.assertContains(response, "Mapping for TAG-0012 saved, in the letter case")
+        mapping.refresh_from_db()
+        self.assertEqual(mapping.steve_ocpp_id_tag, "TAG-0012")
+        entry = AuditEntry.objects.get()
+        self.assertEqual(
+            (entry.before["steveOcppIdTag"], entry.after["steveOcppIdTag"]),
+            ("tag-0012", "TAG-0012"),
+        )
+
+    def test_csv_import_stores_tags_as_steve_writes_them_and_says_so(self) -> None:
+        TransactionSyncStateFactory(ocpp_id_tag="TAG-0012")
+        TransactionSyncStateFactory(ocpp_id_tag="Fleet-7")
+        legacy = UserMappingFactory(steve_ocpp_id_tag="fleet-7")
+        upload = SimpleUploadedFile(
+            "mappings.csv",
+            b"steveOcppIdTag,email,label\ntag-0012,new@example.com,New\n"
+            b"tag-0099,new@example.com,Spare\n"
+            + f"FLEET-7,{legacy.user.email},{legacy.label}\n".encode(),
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(
+            response,
+            "Import done: 2 created, 1 updated, 0 unchanged, 0 rejected. 2 idTags "
+            "were stored in the letter case SteVe uses, not the file&#x27;s. No "
+            "session with 1 of the new idTags has synced yet, so its letter case "
+            "could not be checked against SteVe&#x27;s.",
+        )
+        self.assertEqual(
+            set(UserMapping.objects.values_list("steve_ocpp_id_tag", flat=True)),
+            {"TAG-0012", "tag-0099", "Fleet-7"},
+        )
+
     def test_csv_import_goes_through_the_same_service(self) -> None:
         upload = SimpleUploadedFile(
             "mappings.csv",

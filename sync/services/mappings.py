@@ -27,7 +27,7 @@ from sessions_app.services import (
     audit_entry_build,
     audit_entry_create,
 )
-from sync.models import UserMapping
+from sync.models import TransactionSyncState, UserMapping
 
 if TYPE_CHECKING:
     from django.db.models.query import RawQuerySet
@@ -59,6 +59,12 @@ class MappingImportResult:
     reactivated: int = 0
     unchanged: int = 0
     users_created: int = 0
+    # Of the created and updated: tags stored as SteVe writes them, not as the
+    # file did (sessions link to mappings by the exact tag).
+    respelled: int = 0
+    # Of the created: tags no synced session has yet, so their letter case could
+    # not be checked.
+    never_synced: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
 
     def counts(self) -> str:
@@ -111,6 +117,53 @@ def validate_tag_is_free(tag: str, *, mapping: UserMapping | None = None) -> Non
         )
 
 
+def id_tags_as_steve_writes(tags: Collection[str]) -> dict[str, str]:
+    """How SteVe writes each of `tags`, by upper-case tag: the idTag of a synced
+    session equal to it in any letter case (of the newest such session, should
+    SteVe have used two). Tags no synced session has are left out.
+
+    Sessions link to their mapping by the exact tag, which keeps those joins on
+    their indexes at a million sessions; so a mapping stores the tag as SteVe
+    writes it. A tag found as typed costs an index lookup; the others that hold
+    letters, one read of every session's idTag (no index holds them upper-cased),
+    which a mapping's rare save can afford.
+    """
+    quote = connection.ops.quote_name
+    table = quote(TransactionSyncState._meta.db_table)
+    tag_field = TransactionSyncState._meta.get_field("ocpp_id_tag")
+    # A column of the table (get_field may also return a relation).
+    assert isinstance(tag_field, Field) and tag_field.column
+    tag_column = quote(tag_field.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT typed.tag FROM unnest(%s::text[]) AS typed(tag) WHERE EXISTS "
+            f"(SELECT 1 FROM {table} s WHERE s.{tag_column} = typed.tag)",
+            [sorted(tags)],
+        )
+        found = {tag.upper(): tag for (tag,) in cursor.fetchall()}
+    # A tag without letters has one spelling. idTags are ASCII (ID_TAG_PATTERN),
+    # so Python's upper case is PostgreSQL's.
+    other_cases = {
+        tag.upper()
+        for tag in tags
+        if tag.upper() not in found and tag.upper() != tag.lower()
+    }
+    if other_cases:
+        spellings = (
+            TransactionSyncState.objects.annotate(tag_upper=Upper("ocpp_id_tag"))
+            .filter(tag_upper__in=sorted(other_cases))
+            .order_by("tag_upper", "-started_at")
+            .distinct("tag_upper")
+            .values_list("tag_upper", "ocpp_id_tag")
+        )
+        found.update(spellings)
+    return found
+
+
+def _as_steve_writes(tag: str) -> str:
+    return id_tags_as_steve_writes([tag]).get(tag.upper(), tag)
+
+
 @transaction.atomic
 def user_mapping_create(
     *,
@@ -122,8 +175,10 @@ def user_mapping_create(
     is_active: bool = True,
     source: str = "console",
 ) -> UserMapping:
-    """Map a tag to a user. Raises ValidationError (e.g. the tag is already mapped)."""
-    tag = validate_id_tag(steve_ocpp_id_tag)
+    """Map a tag to a user, the tag as SteVe writes it if a synced session has it
+    (`id_tags_as_steve_writes`). Raises ValidationError (e.g. the tag is already
+    mapped)."""
+    tag = _as_steve_writes(validate_id_tag(steve_ocpp_id_tag))
     validate_tag_is_free(tag)
     mapping = UserMapping(
         steve_ocpp_id_tag=tag,
@@ -150,6 +205,7 @@ def user_mapping_update(
     *, actor: Actor, mapping: UserMapping, source: str = "console", **changes: Any
 ) -> UserMapping:
     """Change a mapping's fields; writes an audit entry only when something changed.
+    A tag given is stored as SteVe writes it, as `user_mapping_create` does.
 
     Raises ValidationError.
     """
@@ -157,6 +213,8 @@ def user_mapping_update(
     for name, value in changes.items():
         setattr(mapping, name, value.strip() if isinstance(value, str) else value)
     mapping.steve_ocpp_id_tag = validate_id_tag(mapping.steve_ocpp_id_tag)
+    if "steve_ocpp_id_tag" in changes:
+        mapping.steve_ocpp_id_tag = _as_steve_writes(mapping.steve_ocpp_id_tag)
     after = _snapshot(mapping)
     if after == before:
         return mapping
@@ -353,6 +411,8 @@ def _import_chunk(
     result.reactivated += chunk.reactivated
     result.unchanged += chunk.unchanged
     result.users_created += chunk.users_created
+    result.respelled += chunk.respelled
+    result.never_synced += chunk.never_synced
     result.rejected.extend(chunk.rejected)
 
 
@@ -364,6 +424,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     chunk = MappingImportResult()
     users = _customers_by_email({row.email for row in rows})
     mappings = _mappings_by_tag({row.tag for row in rows})
+    spellings = id_tags_as_steve_writes({row.tag for row in rows})
     new_users: dict[str, User] = {}
     needed_users: dict[str, User] = {}
     # (mapping, snapshot before or None when it is new), in the file's order.
@@ -375,9 +436,10 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
             if user is None:
                 user = new_users[row.email] = _new_customer(row.email)
             mapping = mappings.get(row.tag.upper())
+            steve_tag = spellings.get(row.tag.upper())
             if mapping is None:
                 mapping = UserMapping(
-                    steve_ocpp_id_tag=row.tag, user=user, label=row.label
+                    steve_ocpp_id_tag=steve_tag or row.tag, user=user, label=row.label
                 )
                 before = None
             elif mapping.user_id != user.pk:
@@ -388,6 +450,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
             else:
                 before = _snapshot(mapping)
                 mapping.label, mapping.is_active = row.label, True
+                mapping.steve_ocpp_id_tag = steve_tag or mapping.steve_ocpp_id_tag
                 if _snapshot(mapping) == before:
                     chunk.unchanged += 1
                     continue
@@ -402,11 +465,15 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
         if user.pk is None:
             needed_users[row.email] = user
         saved.append((mapping, before))
+        if steve_tag is not None and steve_tag != row.tag:
+            chunk.respelled += 1
+        if steve_tag is None and before is None:
+            chunk.never_synced += 1
     get_user_model().objects.bulk_create(needed_users.values())
     UserMapping.objects.bulk_create([m for m, before in saved if before is None])
     UserMapping.objects.bulk_update(
         [m for m, before in saved if before is not None],
-        ["label", "is_active", "updated_at"],
+        ["steve_ocpp_id_tag", "label", "is_active", "updated_at"],
     )
     audit_entries_create(
         [
