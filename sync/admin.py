@@ -1,6 +1,6 @@
 from django.contrib import admin
-from django.http import HttpRequest
 
+from sessions_app.admin import ReadOnlyAdmin
 from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
 
 # ModelAdmin is generic only in django-stubs; Django's own class cannot be
@@ -23,13 +23,18 @@ class ChargerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class SyncRunAdmin(ReadOnlyAdmin):
+    """Read-only: each row records what a run did."""
+
     list_display = ["id", "kind", "trigger", "status", "started_at", "finished_at"]
     list_filter = ["kind", "status", "trigger"]
 
 
 @admin.register(TransactionSyncState)
-class TransactionSyncStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TransactionSyncStateAdmin(ReadOnlyAdmin):
+    """Read-only: SteVe is the source of truth, and the next sync would undo or
+    double-count an edit."""
+
     list_display = [
         "steve_transaction_id",
         "charge_box_id",
@@ -44,21 +49,8 @@ class TransactionSyncStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(UserMapping)
-class UserMappingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class UserMappingAdmin(ReadOnlyAdmin):
     """Read-only: mappings change in the console, whose services write the audit log."""
 
     list_display = ["steve_ocpp_id_tag", "user", "label", "is_active"]
     search_fields = ["steve_ocpp_id_tag", "label"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(
-        self, request: HttpRequest, obj: UserMapping | None = None
-    ) -> bool:
-        return False
-
-    def has_delete_permission(
-        self, request: HttpRequest, obj: UserMapping | None = None
-    ) -> bool:
-        return False

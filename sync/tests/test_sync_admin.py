@@ -1,0 +1,54 @@
+"""Synced data in Django admin: staff read it; SteVe and the sync write it."""
+
+from django.db.models import Model
+from django.test import TestCase
+from django.urls import reverse
+
+from sync.models import SyncRun, TransactionSyncState, UserMapping
+from sync.tests.factories import (
+    StaffFactory,
+    SyncRunFactory,
+    TransactionSyncStateFactory,
+    UserMappingFactory,
+)
+
+
+class SyncedDataAdminTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.admin = StaffFactory(is_superuser=True)
+        cls.rows: list[Model] = [
+            SyncRunFactory(),
+            TransactionSyncStateFactory(ocpp_id_tag="04A1"),
+            UserMappingFactory(steve_ocpp_id_tag="04A1"),
+        ]
+
+    def setUp(self) -> None:
+        self.client.force_login(self.admin)
+
+    def test_rows_can_be_read_but_not_added_changed_or_deleted(self) -> None:
+        for row in self.rows:
+            name = f"admin:sync_{row._meta.model_name}"
+            with self.subTest(model=row._meta.model_name):
+                listed = self.client.get(reverse(f"{name}_changelist"))
+                self.assertEqual(listed.status_code, 200)
+                self.assertNotContains(listed, reverse(f"{name}_add"))
+                change = reverse(f"{name}_change", args=[row.pk])
+                self.assertContains(self.client.get(change), "Close")
+                self.assertNotContains(self.client.get(change), 'name="_save"')
+                self.assertEqual(self.client.post(change, {}).status_code, 403)
+                delete = reverse(f"{name}_delete", args=[row.pk])
+                self.assertEqual(
+                    self.client.post(delete, {"post": "yes"}).status_code, 403
+                )
+                self.assertEqual(
+                    self.client.get(reverse(f"{name}_add")).status_code, 403
+                )
+        self.assertEqual(
+            (
+                SyncRun.objects.count(),
+                TransactionSyncState.objects.count(),
+                UserMapping.objects.count(),
+            ),
+            (1, 1, 1),
+        )
