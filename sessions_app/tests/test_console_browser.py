@@ -11,7 +11,7 @@ from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
-from sessions_app.live import publish_sessions_changed
+from sessions_app.live import publish_run_finished, publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
 from sessions_app.templatetags.console import clock_time
@@ -263,6 +263,38 @@ class ConsoleBrowserTests(TransactionTestCase):
         back.focus()
         self.live_update(page, "#session-detail")
         expect(back).to_be_focused()
+
+    def test_the_keyboard_focus_survives_live_updates_of_sync_runs_and_resyncs(
+        self,
+    ) -> None:
+        session = TransactionSyncStateFactory()
+        SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION,
+            trigger=SyncRun.Trigger.CONSOLE,
+            steve_transaction_id=session.steve_transaction_id,
+        )
+        page = self.open_console("/admin/sync-runs/")
+        link = page.get_by_role("link", name=f"#{session.steve_transaction_id}")
+        link.focus()
+        wait_for_live_stream(page)
+        # Every finished run replaces the table with the newest runs.
+        newer = SyncRunFactory()
+        for _ in range(50):
+            publish_run_finished(sender=SyncRun, run=newer)
+            page.wait_for_timeout(200)
+            if f"#{newer.pk}" in page.locator("#sync-runs").inner_text():
+                break
+        expect(page.locator("#sync-runs")).to_contain_text(f"#{newer.pk}")
+        expect(link).to_be_focused()
+
+        # The detail page's resync notice is replaced by each re-read too.
+        link.press("Enter")
+        notice_link = page.locator("#resync-status").get_by_role(
+            "link", name="Sync runs"
+        )
+        notice_link.focus()
+        self.live_update(page, "#session-detail")
+        expect(notice_link).to_be_focused()
 
     def test_the_live_banner_stays_one_live_region_that_screen_readers_hear(
         self,
