@@ -243,6 +243,24 @@ class ApiSessionLifecycleTests(ChargingTestCase):
             session = self.advance(session)
         self.assert_started_on(session, pk)
 
+    def test_a_station_whose_clock_runs_behind_starts_the_session(self) -> None:
+        # The station's clock is 40 s behind SteVe's: the charge the remote start
+        # began is stamped before Polaris asked for it.
+        self.sync()  # Polaris knows the fleet's transactions before the start
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        pk = self.standin.add_transaction(
+            "CP-001",
+            1,
+            "TAG-0001",
+            start_timestamp=iso(sent_at - timedelta(seconds=40)),
+        )
+        with time_machine.travel(sent_at + timedelta(seconds=121) + CLOCK_SKEW):
+            self.sync()
+            session = self.advance(session)
+        self.assert_started_on(session, pk)
+
     def test_a_start_after_the_deadline_does_not_start_the_session(self) -> None:
         session = self.create()
         sent_at = session.remote_start_sent_at
