@@ -563,8 +563,7 @@ class SteveClient:
                 permanent=False,
                 status=status,
                 operator_message=f"SteVe at {self.base_url} failed with HTTP "
-                f"{status}; its own log says why. Nothing was saved, and the next "
-                "run tries again.",
+                f"{status}; its own log says why. The next run tries again.",
             )
         if status >= 400:
             logger.warning(

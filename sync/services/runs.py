@@ -1,9 +1,13 @@
 """The SteVe sync: one code path for the Celery tasks, the commands and the console.
 
-A run has two phases. First it asks SteVe everything it needs (no database writes),
-then it writes what changed in one database transaction per batch. A SteVe failure
-in the first phase leaves the database untouched and marks the run failed; the next
-run starts from the same stored state and catches up.
+A run first lists the transactions it must look at (list calls only, no database
+writes), then goes through them in batches of WRITE_BATCH, lowest SteVe pk first:
+it reads a batch's meter values and saves what changed in one database transaction.
+A failure, or the Celery task's soft time limit, ends the run as failed; the batches
+saved before it stay. Because they are every listed transaction up to a pk, the next
+run's search for new pks (above the highest one stored) starts where this one
+stopped, and each batch was planned against the rows as stored, so nothing is
+counted twice.
 
 Two runs that write transactions never overlap: each holds a PostgreSQL advisory
 lock for its whole duration. Postgres releases the lock by itself if the worker dies,
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
@@ -92,7 +97,7 @@ class SyncBusy(Exception):
 
 
 Progress = Callable[[str], None]
-# How many transactions' meter values are read between two progress lines.
+# A run listing more transactions than this says how far it got after each batch.
 PROGRESS_EVERY = 1_000
 
 
@@ -101,6 +106,8 @@ class RunTally:
     """What a run saw and did; copied onto the SyncRun row at the end."""
 
     fetched: int = 0
+    # Listed transactions whose batch is done: saved, or planned on a dry run.
+    processed: int = 0
     created: int = 0
     updated: int = 0
     events: int = 0
@@ -165,8 +172,9 @@ def sync_run_backfill(
         trigger,
         dry_run,
         client,
-        lambda steve, tally: _collect_backfill(steve, tally, start),
+        lambda steve: _collect_backfill(steve, start),
         progress=progress,
+        by_hand=f"manage.py sync backfill --since {since.isoformat()}",
     )
 
 
@@ -182,7 +190,7 @@ def sync_run_transaction(
         trigger,
         False,
         client,
-        lambda steve, tally: _collect_pks(steve, tally, [steve_transaction_id]),
+        lambda steve: _collect_pks(steve, [steve_transaction_id]),
         steve_transaction_id=steve_transaction_id,
     )
 
@@ -209,15 +217,22 @@ def sync_run_chargers(*, trigger: str, client: SteveClient | None = None) -> Syn
 # The run skeleton
 
 
-Collector = Callable[[SteveClient, RunTally], "Collected"]
+Collector = Callable[[SteveClient], "Listed"]
 
 
 @dataclass
-class Collected:
-    """Everything phase one learned: plans to write and stored rows SteVe lost."""
+class Listed:
+    """What a run's list calls found: the transactions to bring up to date, and
+    the stored ones SteVe no longer lists."""
 
-    plans: list[TransactionPlan]
-    vanished: list[TransactionSyncState]
+    transactions: list[SteveTransaction]
+    missing_pks: list[int]
+    # A resync reads the meter values even of a session that looks unchanged.
+    force_details: bool = False
+
+
+class _SaveFailed(Exception):
+    """Saving failed (the cause is chained): Polaris's side, not SteVe's."""
 
 
 def _run(
@@ -229,43 +244,85 @@ def _run(
     *,
     steve_transaction_id: int | None = None,
     progress: Progress | None = None,
+    by_hand: str = "manage.py sync transactions",
 ) -> SyncRun:
     with given_or_new(client) as steve, _advisory_lock(TRANSACTIONS_LOCK):
         run = _start_run(
             kind, trigger, dry_run=dry_run, steve_transaction_id=steve_transaction_id
         )
         tally = RunTally(progress=progress)
-        try:
-            collected = collect(steve, tally)
-        except SteveError as error:
-            logger.warning("sync_run=%s failed while reading SteVe: %s", run.pk, error)
-            return _finish_run(
-                run, tally, error=error.operator_message, dry_run=dry_run
-            )
-        except Exception:
-            # A bug, or data no check foresaw: the run must still end as failed
-            # rather than stay "running" until the next one calls it interrupted.
-            logger.exception("sync_run=%s failed while reading SteVe", run.pk)
-            return _finish_run(
-                run,
-                tally,
-                error="Polaris could not process what SteVe sent; see logs.",
-                dry_run=dry_run,
-            )
-        if dry_run:
-            _count_plans(collected, tally)
-            return _finish_run(run, tally, dry_run=True)
-        try:
-            _write(run, collected, tally)
-        except Exception:
-            logger.exception("sync_run=%s failed while writing", run.pk)
-            return _finish_run(
-                run, tally, error="Polaris could not save what SteVe sent; see logs."
-            )
-        finished = _finish_run(run, tally)
+        error = _sync(steve, run, collect, tally, dry_run=dry_run, by_hand=by_hand)
+        finished = _finish_run(run, tally, error=error, dry_run=dry_run)
+    # Batches saved before a failure are committed too: live pages show them.
     if tally.changed_ids:
         _notify(sessions_changed, run=finished, transaction_ids=tally.changed_ids)
     return finished
+
+
+def _sync(
+    steve: SteveClient,
+    run: SyncRun,
+    collect: Collector,
+    tally: RunTally,
+    *,
+    dry_run: bool,
+    by_hand: str,
+) -> str:
+    """List, then read and save batch by batch. Returns the sentence of a failed
+    run, or "" when it did not fail."""
+    try:
+        listed = collect(steve)
+        _read_and_save(steve, run, listed, tally, dry_run=dry_run)
+    except SoftTimeLimitExceeded:
+        # Celery's soft time limit, raised wherever the run was: the task is cut
+        # off, where a command (no limit) would have gone on.
+        logger.warning(
+            "sync_run=%s stopped at the soft time limit after %s of %s transactions",
+            run.pk,
+            tally.processed,
+            tally.fetched,
+        )
+        return _time_limit_sentence(tally, by_hand)
+    except SteveError as error:
+        logger.warning("sync_run=%s failed while reading SteVe: %s", run.pk, error)
+        return error.operator_message + _saved_before(tally, dry_run)
+    except _SaveFailed:
+        logger.exception("sync_run=%s failed while writing", run.pk)
+        cause = "Polaris could not save what SteVe sent; see logs."
+        return cause + _saved_before(tally, dry_run)
+    except Exception:
+        # A bug, or data no check foresaw: the run must still end as failed
+        # rather than stay "running" until the next one calls it interrupted.
+        logger.exception("sync_run=%s failed while reading SteVe", run.pk)
+        cause = "Polaris could not process what SteVe sent; see logs."
+        return cause + _saved_before(tally, dry_run)
+    return ""
+
+
+def _time_limit_sentence(tally: RunTally, by_hand: str) -> str:
+    limit = (
+        f"The sync stopped at its {settings.CELERY_TASK_SOFT_TIME_LIMIT}-second "
+        "time limit (CELERY_TASK_SOFT_TIME_LIMIT)"
+    )
+    if not tally.processed:
+        return (
+            f"{limit} before it had read a batch, so the next run would stop there "
+            f"too: run `{by_hand}` once, which has no time limit, or raise "
+            "CELERY_TASK_SOFT_TIME_LIMIT."
+        )
+    return (
+        f"{limit} after {tally.processed:,} of {tally.fetched:,} transactions; what "
+        "it saved stays, and the next run carries on from there. To catch up at "
+        f"once, run `{by_hand}`, which has no time limit."
+    )
+
+
+def _saved_before(tally: RunTally, dry_run: bool) -> str:
+    """For a failed run's sentence: the sessions its earlier batches saved."""
+    saved = tally.created + tally.updated
+    if dry_run or not saved:
+        return ""
+    return f" The {saved:,} sessions it saved before that stay saved."
 
 
 def _notify(signal: Signal, **kwargs: object) -> None:
@@ -348,10 +405,10 @@ def _finish_run(
     return run
 
 
-# Phase one: reading SteVe
+# Listing
 
 
-def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
+def _collect_incremental(steve: SteveClient) -> Listed:
     """Every active transaction and every one started since the last run, new ones
     by pk, and open or recently manual-stopped ones that are no longer active."""
     known_max = _known_max_pk()
@@ -388,12 +445,10 @@ def _collect_incremental(steve: SteveClient, tally: RunTally) -> Collected:
     for chunk in _chunks(to_check, PK_WINDOW):
         seen.update((t.id, t) for t in steve.list_transactions(transaction_pks=chunk))
     missing = [pk for pk in to_check if pk not in seen]
-    return _plan(steve, tally, list(seen.values()), missing)
+    return Listed(list(seen.values()), missing)
 
 
-def _collect_backfill(
-    steve: SteveClient, tally: RunTally, start: datetime
-) -> Collected:
+def _collect_backfill(steve: SteveClient, start: datetime) -> Listed:
     # A station clock running ahead dates its starts in the future; they belong
     # to the period too.
     end = timezone.now() + STATION_CLOCK_AHEAD
@@ -406,10 +461,10 @@ def _collect_backfill(
         started_at__gte=start, started_at__lte=end, is_deleted_in_steve=False
     ).values_list("steve_transaction_id", flat=True)
     missing = [pk for pk in stored_in_period if pk not in seen]
-    return _plan(steve, tally, list(seen.values()), missing)
+    return Listed(list(seen.values()), missing)
 
 
-def _collect_pks(steve: SteveClient, tally: RunTally, pks: list[int]) -> Collected:
+def _collect_pks(steve: SteveClient, pks: list[int]) -> Listed:
     found = steve.list_transactions(transaction_pks=pks)
     seen_ids = {t.id for t in found}
     missing = [pk for pk in pks if pk not in seen_ids]
@@ -428,7 +483,7 @@ def _collect_pks(steve: SteveClient, tally: RunTally, pks: list[int]) -> Collect
         )
     seen = {t.id: t for t in found}
     _fill_pk_gap(steve, seen)
-    return _plan(steve, tally, list(seen.values()), missing, force_details=True)
+    return Listed(list(seen.values()), missing, force_details=True)
 
 
 def _known_max_pk() -> int | None:
@@ -483,19 +538,69 @@ def _discover_by_pk(
             return found
 
 
+# Reading and saving, batch by batch
+
+
+def _read_and_save(
+    steve: SteveClient,
+    run: SyncRun,
+    listed: Listed,
+    tally: RunTally,
+    *,
+    dry_run: bool,
+) -> None:
+    """Read and save the listed transactions batch by batch, then flag the stored
+    rows SteVe lost. Raises SteveError, _SaveFailed or SoftTimeLimitExceeded."""
+    # Lowest pk first: a run cut off part way has saved every listed transaction
+    # below some pk, and the next run's pk search starts above the highest one
+    # stored. New rows' ids follow SteVe's order too.
+    transactions = sorted(listed.transactions, key=lambda t: t.id)
+    tally.fetched = len(transactions)
+    long_run = len(transactions) > PROGRESS_EVERY
+    if long_run:
+        tally.report(
+            f"{len(transactions):,} transactions listed; reading their meter values "
+            f"and saving them {WRITE_BATCH:,} at a time…"
+        )
+    for batch in _chunks(transactions, WRITE_BATCH):
+        plans = _plan(steve, tally, batch, force_details=listed.force_details)
+        if dry_run:
+            _count_plans(plans, tally)
+        else:
+            _save_batch(run, plans, tally)
+        tally.processed += len(batch)
+        if long_run:
+            done = "read" if dry_run else "read and saved"
+            tally.report(
+                f"Transactions {done}: {tally.processed:,} of {len(transactions):,}…"
+            )
+    vanished = list(
+        TransactionSyncState.objects.filter(
+            steve_transaction_id__in=listed.missing_pks, is_deleted_in_steve=False
+        )
+    )
+    if dry_run:
+        tally.updated += len(vanished)
+        return
+    with _saving():
+        if vanished:
+            _write_vanished(run, vanished, tally)
+        _flag_suspected_stuck()
+
+
 def _plan(
     steve: SteveClient,
     tally: RunTally,
     transactions: list[SteveTransaction],
-    missing_pks: list[int],
     *,
     force_details: bool = False,
-) -> Collected:
-    tally.fetched = len(transactions)
+) -> list[TransactionPlan]:
+    """What changed in `transactions`, planned against their rows as stored now
+    (under the run's lock, so after any batch saved before). Raises SteveError."""
     stored = {
         row.steve_transaction_id: row
         for row in TransactionSyncState.objects.filter(
-            steve_transaction_id__in=[t.id for t in transactions] + missing_pks
+            steve_transaction_id__in=[t.id for t in transactions]
         )
     }
     # A manual stop touched within this window may have a station charging on.
@@ -505,11 +610,6 @@ def _plan(
         for t in transactions
         if force_details or _needs_details(stored.get(t.id), t, watched_since)
     ]
-    if len(needs_details) > PROGRESS_EVERY:
-        tally.report(
-            f"{len(transactions):,} transactions listed; reading the meter values "
-            f"of {len(needs_details):,}…"
-        )
     readings = _fetch_readings(steve, tally, needs_details)
     plans: list[TransactionPlan] = []
     for t in transactions:
@@ -521,9 +621,7 @@ def _plan(
         )
         if plan.changed:
             plans.append(plan)
-    vanished = [stored[pk] for pk in missing_pks if pk in stored]
-    vanished = [row for row in vanished if not row.is_deleted_in_steve]
-    return Collected(plans=plans, vanished=vanished)
+    return plans
 
 
 def _needs_details(
@@ -554,7 +652,8 @@ def _fetch_readings(
     """Energy readings per transaction pk, fetched in parallel.
 
     A transaction that vanished between the list and its details is left out (the
-    next run sees it missing); other errors abort the phase, so nothing is written.
+    next run sees it missing); other errors abort the batch, so none of it is
+    written.
     """
 
     def fetch(t: SteveTransaction) -> tuple[int, list[tuple[datetime, int]] | None]:
@@ -566,14 +665,18 @@ def _fetch_readings(
     results: dict[int, list[tuple[datetime, int]]] = {}
     if not transactions:
         return results
-    with ThreadPoolExecutor(max_workers=DETAIL_WORKERS) as pool:
-        for done, (pk, readings) in enumerate(pool.map(fetch, transactions), 1):
-            if done % PROGRESS_EVERY == 0:
-                tally.report(f"Meter values read: {done:,} of {len(transactions):,}…")
+    pool = ThreadPoolExecutor(max_workers=DETAIL_WORKERS)
+    try:
+        for pk, readings in pool.map(fetch, transactions):
             if readings is None:
                 tally.fail_one(f"Transaction {pk} disappeared from SteVe mid-run.")
             else:
                 results[pk] = readings
+    finally:
+        # Cut off (the time limit, a failed read), the run must end now: the
+        # queued reads are dropped and the few in flight are not waited for, or
+        # the task would run into the hard time limit and be killed unrecorded.
+        pool.shutdown(wait=False, cancel_futures=True)
     return results
 
 
@@ -617,33 +720,34 @@ def _probe(steve: SteveClient, box_ids: list[str]) -> list[str]:
     return [box for box in box_ids if result.answered(box)]
 
 
-# Phase two: writing
+# Saving
 
 
-def _count_plans(collected: Collected, tally: RunTally) -> None:
-    for plan in collected.plans:
+def _count_plans(plans: list[TransactionPlan], tally: RunTally) -> None:
+    for plan in plans:
         tally.created += plan.is_new
         tally.updated += not plan.is_new
         tally.events += len(plan.events)
-    tally.updated += len(collected.vanished)
 
 
-def _write(run: SyncRun, collected: Collected, tally: RunTally) -> None:
-    chargers = _ensure_chargers(collected.plans)
-    # Oldest SteVe transaction first, so new rows' ids follow SteVe's order.
-    plans = sorted(collected.plans, key=lambda plan: plan.transaction.id)
-    for saved, batch in enumerate(_chunks(plans, WRITE_BATCH), 1):
+@contextmanager
+def _saving() -> Iterator[None]:
+    """One database transaction whose failure raises _SaveFailed; the soft time
+    limit stays itself."""
+    try:
         with transaction.atomic():
-            _write_batch(run, batch, chargers, tally)
-        if len(plans) > PROGRESS_EVERY:
-            done = min(saved * WRITE_BATCH, len(plans))
-            tally.report(f"Sessions saved: {done:,} of {len(plans):,}…")
-    if collected.vanished:
-        with transaction.atomic():
-            _write_vanished(run, collected.vanished, tally)
-    with transaction.atomic():
-        _flag_suspected_stuck()
-        _check_in_from_readings(collected.plans, chargers)
+            yield
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as error:
+        raise _SaveFailed from error
+
+
+def _save_batch(run: SyncRun, plans: list[TransactionPlan], tally: RunTally) -> None:
+    with _saving():
+        chargers = _ensure_chargers(plans)
+        _write_batch(run, plans, chargers, tally)
+        _check_in_from_readings(plans, chargers)
 
 
 def _write_batch(

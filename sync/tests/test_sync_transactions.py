@@ -636,10 +636,11 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(lines[0], "Syncing backfill from SteVe…")
         self.assertEqual(
             lines[1],
-            f"  {listed} transactions listed; reading the meter values of {listed}…",
+            f"  {listed} transactions listed; reading their meter values and saving "
+            "them 10 at a time…",
         )
-        self.assertIn(f"  Meter values read: 10 of {listed}…", lines)
-        self.assertIn(f"  Sessions saved: {listed} of {listed}…", lines)
+        self.assertEqual(lines[2], f"  Transactions read and saved: 10 of {listed}…")
+        self.assertIn(f"  Transactions read and saved: {listed} of {listed}…", lines)
         self.assertTrue(lines[-1].startswith("Run #"), lines)
 
     def test_a_backfill_takes_starts_a_station_clock_dated_ahead(self) -> None:
@@ -746,9 +747,46 @@ class SyncFaultTests(SyncTestCase):
         self.assertEqual(
             run.error,
             f"SteVe at {self.steve.base_url} failed with HTTP 500; its own log says "
-            "why. Nothing was saved, and the next run tries again.",
+            "why. The next run tries again.",
         )
         self.assert_recovers(before, new_pk)
+
+    def test_a_failure_keeps_the_batches_saved_before_it_and_the_next_run_goes_on(
+        self,
+    ) -> None:
+        pks = sorted(t["id"] for t in self.standin.state()["transactions"])
+        # The second batch's first meter values fail, every time they are asked.
+        self.standin.set_fault(
+            "error", status=500, count=-1, path_contains=f"/transactions/{pks[10]}?"
+        )
+        with mock.patch.object(runs, "WRITE_BATCH", 10):
+            failed = self.sync()
+            self.assertEqual(failed.status, SyncRun.Status.FAILED)
+            self.assertEqual(
+                failed.error,
+                f"SteVe at {self.steve.base_url} failed with HTTP 500; its own log "
+                "says why. The next run tries again. The 10 sessions it saved "
+                "before that stay saved.",
+            )
+            self.assertEqual(
+                sorted(
+                    TransactionSyncState.objects.values_list(
+                        "steve_transaction_id", flat=True
+                    )
+                ),
+                pks[:10],
+            )
+            self.standin.clear_faults()
+            # The next run carries on above the highest stored pk: it does not
+            # take the first ten again.
+            run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(run.created_count, len(pks) - 10)
+        self.assertEqual(TransactionSyncState.objects.count(), len(pks))
+        self.assert_energy_adds_up()
+        events = SyncedTransactionEvent.objects.count()
+        self.assertEqual(self.sync().events_count, 0)
+        self.assertEqual(SyncedTransactionEvent.objects.count(), events)
 
     def test_an_unforeseen_error_ends_the_run_as_failed(self) -> None:
         # Not a SteVe fault: a bug, or data no check foresaw. The run must not stay

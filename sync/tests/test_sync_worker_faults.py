@@ -1,4 +1,5 @@
-"""A Celery worker killed with SIGKILL in the middle of a sync run, then restarted."""
+"""A Celery worker killed with SIGKILL in the middle of a sync run, then restarted,
+and a run cut off by the task's soft time limit."""
 
 import signal
 import time
@@ -9,7 +10,9 @@ from django.db.models.functions import Coalesce
 from django.test import TransactionTestCase
 
 from polaris.testing import CeleryWorker
+from sync import services
 from sync.models import SyncedTransactionEvent, SyncRun, TransactionSyncState
+from sync.services.runs import WRITE_BATCH
 from sync.tasks import sync_run_transactions
 from sync.tests.standin_case import StandinTestMixin
 
@@ -78,3 +81,60 @@ class TwoSchedulersTests(StandinTestMixin, TransactionTestCase):
                 time.sleep(0.2)
         self.assertEqual(SyncRun.objects.count(), 1)
         self.assertEqual(SyncRun.objects.get().status, SyncRun.Status.SUCCEEDED)
+
+
+class SoftTimeLimitTests(StandinTestMixin, TransactionTestCase):
+    """A first sync against a SteVe with more history than one task may read."""
+
+    def test_a_run_cut_off_keeps_its_batches_and_the_next_run_carries_on(
+        self,
+    ) -> None:
+        # About 800 transactions: two batches.
+        self.standin.reset(fleet_size=50)
+        pks = sorted(t["id"] for t in self.standin.state()["transactions"])
+        self.assertGreater(len(pks), WRITE_BATCH)
+        # The second batch's first meter values take longer than the soft limit.
+        self.standin.set_fault(
+            "slow", delay=30, path_contains=f"/transactions/{pks[WRITE_BATCH]}?"
+        )
+        # The limits travel with the task message (beat's, in production); the
+        # worker's settings say the same, as they do in production.
+        limits = {"CELERY_TASK_SOFT_TIME_LIMIT": "8", "CELERY_TASK_TIME_LIMIT": "60"}
+        env = {**self.standin.polaris_settings(), **limits, "STEVE_TIMEOUT": "60"}
+        with CeleryWorker(pool="prefork", **env) as worker:
+            sync_run_transactions.apply_async(
+                args=["beat"], queue=worker.queue, soft_time_limit=8, time_limit=60
+            )
+            worker.wait_for_log("succeeded", timeout=50)
+        cut_off = SyncRun.objects.get()
+        self.assertEqual(cut_off.status, SyncRun.Status.FAILED)
+        self.assertEqual(
+            cut_off.error,
+            "The sync stopped at its 8-second time limit (CELERY_TASK_SOFT_TIME_LIMIT)"
+            f" after {WRITE_BATCH} of {len(pks)} transactions; what it saved stays, "
+            "and the next run carries on from there. To catch up at once, run "
+            "`manage.py sync transactions`, which has no time limit.",
+        )
+        self.assertEqual(cut_off.created_count, WRITE_BATCH)
+        self.assertEqual(
+            sorted(
+                TransactionSyncState.objects.values_list(
+                    "steve_transaction_id", flat=True
+                )
+            ),
+            pks[:WRITE_BATCH],
+        )
+
+        self.standin.clear_faults()
+        run = services.sync_run_transactions(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(run.created_count, len(pks) - WRITE_BATCH)
+        self.assertEqual(TransactionSyncState.objects.count(), len(pks))
+        for row in TransactionSyncState.objects.annotate(
+            total=Coalesce(Sum("events__kwh_delta"), Decimal("0"))
+        ):
+            self.assertEqual(row.total, row.kwh_delivered)
+        events = SyncedTransactionEvent.objects.count()
+        again = services.sync_run_transactions(trigger="command", client=self.steve)
+        self.assertEqual((again.created_count, again.events_count), (0, 0))
+        self.assertEqual(SyncedTransactionEvent.objects.count(), events)
