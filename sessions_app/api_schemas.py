@@ -8,7 +8,7 @@ operation serialises by alias.
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
@@ -44,6 +44,9 @@ TARGET_MIN_KWH = 0.001
 # A date, then a time of day: pydantic alone would also read numbers as Unix
 # timestamps and a bare date as its midnight, which hide mistakes (a `to` date
 # meant as the whole day).
+# `to` covers its whole millisecond (ApiSessionQuerySet.created_between): the last
+# millisecond Python's datetime holds has no next one to end it.
+LAST_MILLISECOND = datetime.max.replace(microsecond=999_000, tzinfo=UTC)
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 _UNENCODED_PLUS = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?$")
 
@@ -266,6 +269,18 @@ class SessionListQuery(Schema):
     @classmethod
     def _as_utc(cls, value: datetime | None) -> datetime | None:
         return _utc(value)
+
+    @field_validator("to")
+    @classmethod
+    def _not_at_the_end_of_time(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value >= LAST_MILLISECOND:
+            latest = LAST_MILLISECOND - timedelta(milliseconds=1)
+            raise PydanticCustomError(
+                "out_of_range",
+                "is out of range: the latest is {latest}",
+                {"latest": format_timestamp(latest)},
+            )
+        return value
 
     @field_validator("to")
     @classmethod

@@ -112,6 +112,15 @@ class SessionListApiTests(ApiTestCase):
         same = "?from=2026-03-01T10:00:00Z&to=2026-03-01T10:00:00Z"
         self.assertEqual(self.ids(same, self.staff_token), [str(self.rows[1].pk)])
 
+    def test_a_to_at_the_end_of_time_is_422(self) -> None:
+        self.assert_error(
+            self.call("GET", "/sessions?to=9999-12-31T23:59:59.999Z"),
+            422,
+            "to: is out of range: the latest is 9999-12-31T23:59:59.998Z.",
+        )
+        latest = "?to=9999-12-31T23:59:59.998Z"
+        self.assertEqual(len(self.ids(latest, self.staff_token)), len(self.rows))
+
     def test_a_sessions_own_created_at_as_both_bounds_finds_it(self) -> None:
         # createdAt is shown to the millisecond and stored to the microsecond.
         row = self.rows[2]
