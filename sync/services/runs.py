@@ -17,13 +17,14 @@ so a SIGKILLed worker cannot wedge the sync.
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Max
 from django.dispatch import Signal
@@ -198,9 +199,13 @@ def sync_run_transaction(
 def sync_run_chargers(*, trigger: str, client: SteveClient | None = None) -> SyncRun:
     """Probe every known charge box with TriggerMessage(Heartbeat); check in the ones
     that answer. Raises SyncBusy when another probe is in progress."""
-    with given_or_new(client) as steve, _advisory_lock(CHARGERS_LOCK):
+    with _advisory_lock(CHARGERS_LOCK), ExitStack() as stack:
         run = _start_run(SyncRun.Kind.CHARGERS, trigger, dry_run=False)
         tally = RunTally()
+        try:
+            steve = stack.enter_context(given_or_new(client))
+        except ImproperlyConfigured as missing:
+            return _finish_run(run, tally, error=_not_configured(run, missing))
         box_ids = sorted(set(Charger.objects.values_list("charge_box_id", flat=True)))
         tally.fetched = len(box_ids)
         try:
@@ -246,17 +251,30 @@ def _run(
     progress: Progress | None = None,
     by_hand: str = "manage.py sync transactions",
 ) -> SyncRun:
-    with given_or_new(client) as steve, _advisory_lock(TRANSACTIONS_LOCK):
+    with _advisory_lock(TRANSACTIONS_LOCK), ExitStack() as stack:
         run = _start_run(
             kind, trigger, dry_run=dry_run, steve_transaction_id=steve_transaction_id
         )
         tally = RunTally(progress=progress)
-        error = _sync(steve, run, collect, tally, dry_run=dry_run, by_hand=by_hand)
+        try:
+            steve = stack.enter_context(given_or_new(client))
+        except ImproperlyConfigured as missing:
+            error = _not_configured(run, missing)
+        else:
+            error = _sync(steve, run, collect, tally, dry_run=dry_run, by_hand=by_hand)
         finished = _finish_run(run, tally, error=error, dry_run=dry_run)
     # Batches saved before a failure are committed too: live pages show them.
     if tally.changed_ids:
         _notify(sessions_changed, run=finished, transaction_ids=tally.changed_ids)
     return finished
+
+
+def _not_configured(run: SyncRun, missing: ImproperlyConfigured) -> str:
+    """The sentence of a run that could not make a SteVe client: recorded like any
+    failure, so that `sync status` and the Sync runs page name the setting (a beat
+    run would otherwise fail every interval without a trace)."""
+    logger.error("sync_run=%s cannot talk to SteVe: %s", run.pk, missing)
+    return str(missing)
 
 
 def _sync(

@@ -135,6 +135,38 @@ class SyncCommandInputTests(TestCase):
         self.assertIn("failed", out.getvalue())
         self.assertIn("SteVe cannot be reached", out.getvalue())
 
+    def test_a_missing_steve_setting_is_recorded_as_a_failed_run(self) -> None:
+        sentence = "STEVE_URL must be set to talk to SteVe."
+        with (
+            self.settings(STEVE_URL=""),
+            self.assertRaisesMessage(CommandError, f"failed: {sentence}"),
+        ):
+            call_command("sync", "transactions", stdout=StringIO())
+        # What the beat runs (the task calls the same services) is recorded too.
+        with self.settings(STEVE_URL="", STEVE_PASSWORD=""):
+            services.sync_run_transactions(trigger="beat")
+            services.sync_run_chargers(trigger="beat")
+        runs = SyncRun.objects.order_by("id")
+        self.assertEqual(
+            [(run.kind, run.trigger, run.status, run.error) for run in runs],
+            [
+                ("transactions", "command", "failed", sentence),
+                (
+                    "transactions",
+                    "beat",
+                    "failed",
+                    "STEVE_URL, STEVE_PASSWORD must be set to talk to SteVe.",
+                ),
+                (
+                    "chargers",
+                    "beat",
+                    "failed",
+                    "STEVE_URL, STEVE_PASSWORD must be set to talk to SteVe.",
+                ),
+            ],
+        )
+        self.assertTrue(all(run.finished_at for run in runs))
+
     def test_a_charger_probe_says_it_has_begun_before_waiting_for_steve(self) -> None:
         # SteVe holds a TriggerMessage until the stations answer (up to
         # STEVE_OPERATION_TIMEOUT, 35 s): a silent command looks hung meanwhile.

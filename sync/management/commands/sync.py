@@ -13,7 +13,6 @@ from argparse import ArgumentParser, ArgumentTypeError
 from datetime import date
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 from django.db import OperationalError
 from django.utils import timezone
@@ -147,8 +146,6 @@ class Command(DatabaseCommand):
                 "Another sync run is in progress; try again when it has finished "
                 "(see `manage.py sync status`)."
             ) from None
-        except ImproperlyConfigured as error:
-            raise CommandError(str(error)) from None
         except OperationalError as error:
             raise self.database_unavailable(error) from None
         self._report(run, dry_run=options.get("dry_run", False))
