@@ -6,6 +6,7 @@ attributes are camelCase where the seed is. `_id` cannot be a pydantic field nam
 operation serialises by alias.
 """
 
+import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,17 @@ TARGET_MIN_KWH = 0.001
 # `to` covers its whole millisecond (ApiSessionQuerySet.created_between): the last
 # millisecond Python's datetime holds has no next one to end it.
 LAST_MILLISECOND = datetime.max.replace(microsecond=999_000, tzinfo=UTC)
+# meta_data is returned with every session, in every list item: a cap keeps a page
+# of 100 readable, and the depth cap keeps every reader of it (ours, PostgreSQL's
+# jsonb, the integrator's JSON parser) far from its recursion limit.
+META_DATA_MAX_DEPTH = 32
+META_DATA_MAX_BYTES = 16_384
+META_DATA_DESCRIPTION = (
+    "Any JSON object of yours, returned with the same keys and values; as stored "
+    "in JSON, key order and how a number is written (1e20, -0.0) are not kept. "
+    f"At most {META_DATA_MAX_DEPTH} levels deep (the object itself is the first) "
+    f"and {META_DATA_MAX_BYTES} bytes written as compact UTF-8 JSON; more is a 422."
+)
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 _UNENCODED_PLUS = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?$")
 
@@ -81,6 +93,42 @@ def _utc(value: datetime | None) -> datetime | None:
         return value.astimezone(UTC)
     except OverflowError:
         raise ValueError("is out of range") from None
+
+
+def _check_meta_data(value: dict[str, Any]) -> None:
+    """Within META_DATA_MAX_DEPTH and META_DATA_MAX_BYTES, and storable."""
+    if _nesting_depth(value) > META_DATA_MAX_DEPTH:
+        raise PydanticCustomError(
+            "meta_data_depth",
+            "is nested more than {limit} levels deep",
+            {"limit": META_DATA_MAX_DEPTH},
+        )
+    _check_storable(value)
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > META_DATA_MAX_BYTES:
+        raise PydanticCustomError(
+            "meta_data_size",
+            "is {size} bytes as JSON, more than the {limit} it may be",
+            {"size": size, "limit": META_DATA_MAX_BYTES},
+        )
+
+
+def _nesting_depth(value: Any) -> int:
+    """How many objects and arrays deep `value` goes, counted up to one past
+    META_DATA_MAX_DEPTH; without recursion, which a deep value would exhaust."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending and deepest <= META_DATA_MAX_DEPTH:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _check_storable(value: Any) -> None:
@@ -204,12 +252,7 @@ class SessionCreateIn(Schema):
         ),
     ] = Field(strict=True, ge=1, le=CONNECTOR_MAX, description=CONNECTOR_DESCRIPTION)
     target: TargetIn | None = None
-    meta_data: dict[str, Any] | None = Field(
-        None,
-        description="Any JSON object of yours, returned with the same keys and "
-        "values; as stored in JSON, key order and how a number is written (1e20, "
-        "-0.0) are not kept.",
-    )
+    meta_data: dict[str, Any] | None = Field(None, description=META_DATA_DESCRIPTION)
     user: str | None = Field(
         None,
         pattern=USER_REF,
@@ -241,7 +284,8 @@ class SessionCreateIn(Schema):
     @field_validator("meta_data")
     @classmethod
     def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        _check_storable(value)
+        if value is not None:
+            _check_meta_data(value)
         return value
 
 

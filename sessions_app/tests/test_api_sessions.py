@@ -467,6 +467,38 @@ class SessionRefusalApiTests(ApiTestCase):
     def test_meta_data_postgres_cannot_store_is_422(self) -> None:
         self.assert_refused(self.start(meta_data={"a": "x\x00y"}), 422, "NUL")
 
+    def post_meta_data(self, meta_data: str) -> HttpResponse:
+        return self.client.post(
+            "/api/v1/sessions",
+            data=f'{{"chargestation": "CP-001", "connector": 1, "meta_data": '
+            f"{meta_data}}}",
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {self.alice_token}"},
+        )
+
+    def test_meta_data_nested_too_deep_is_422(self) -> None:
+        for levels in (33, 999):
+            response = self.post_meta_data(
+                '{"a": ' * (levels - 1) + "{}" + "}" * (levels - 1)
+            )
+            self.assert_refused(
+                response, 422, "meta_data: is nested more than 32 levels deep."
+            )
+        deepest = '{"a": [' * 16 + "1" + "]}" * 16
+        self.assertEqual(self.post_meta_data(deepest).status_code, 201)
+
+    def test_meta_data_over_16_kb_is_422(self) -> None:
+        # 16,384 bytes as compact JSON: {"a":"…"} takes 8 around the text.
+        too_big = json.dumps({"a": "é" * 8189})
+        self.assert_refused(
+            self.post_meta_data(too_big),
+            422,
+            "meta_data: is 16386 bytes as JSON, more than the 16384 it may be.",
+        )
+        self.assertEqual(
+            self.post_meta_data(json.dumps({"a": "x" * 16376})).status_code, 201
+        )
+
     def test_a_lone_surrogate_in_meta_data_is_422(self) -> None:
         # json.dumps writes a lone surrogate as the escape "\ud800", which JSON
         # allows and PostgreSQL's jsonb refuses.
