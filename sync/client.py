@@ -60,6 +60,10 @@ class SteveNotFound(SteveError):
     """SteVe has no such object (404)."""
 
 
+class SteveRouteMissing(SteveError):
+    """A 404 without SteVe's message: no SteVe API route at that path."""
+
+
 class SteveRejected(SteveError):
     """SteVe refused the request with a business rule (400), e.g. a station offline."""
 
@@ -371,10 +375,15 @@ class SteveClient:
 
         Raises SteveNotFound when SteVe has no such transaction, else SteveError.
         """
-        body = self._get(
-            f"/api/v1/transactions/{pk}",
-            {"energyValuesOnly": "true" if energy_values_only else "false"},
-        )
+        try:
+            body = self._get(
+                f"/api/v1/transactions/{pk}",
+                {"energyValuesOnly": "true" if energy_values_only else "false"},
+            )
+        except SteveRouteMissing as error:
+            raise self._explained_by_version(
+                error, pk, "GET /transactions/{pk}", "for meter values"
+            ) from error
         return self._parse(
             body,
             lambda data: TransactionDetails(
@@ -389,8 +398,44 @@ class SteveClient:
         )
 
     def stop_transaction(self, pk: int) -> None:
-        """`PATCH /transactions/{pk}/stop`: a bookkeeping stop, no OCPP message."""
-        self._request("PATCH", f"/api/v1/transactions/{pk}/stop", retry=True)
+        """`PATCH /transactions/{pk}/stop`: a bookkeeping stop, no OCPP message.
+
+        Raises SteveNotFound for an unknown pk, else SteveError.
+        """
+        try:
+            self._request("PATCH", f"/api/v1/transactions/{pk}/stop", retry=True)
+        except SteveError as error:
+            if not isinstance(error, SteveRouteMissing) and error.status != 405:
+                raise
+            raise self._explained_by_version(
+                error, pk, "PATCH /transactions/{pk}/stop", "to stop a transaction"
+            ) from error
+
+    def _explained_by_version(
+        self, error: SteveError, pk: int, route: str, use: str
+    ) -> SteveError:
+        """`error`, a bare 404 or a 405 from a route SteVe 3.12 added (CONTRACT §0),
+        as SteVe being too old when its transaction list, older than that route,
+        answers; otherwise `error` as it was (there is no SteVe API at all)."""
+        try:
+            self.list_transactions(transaction_pks=[pk])
+        except SteveError:
+            return error
+        logger.warning(
+            "SteVe at %s lists transactions but answers %s with HTTP %s: older "
+            "than 3.12",
+            self.base_url,
+            route,
+            error.status,
+        )
+        return SteveError(
+            "SteVe is older than 3.12, the version Polaris needs.",
+            permanent=True,
+            status=error.status,
+            operator_message=f"SteVe at {self.base_url} answers its transaction "
+            f"list but not {route} (HTTP {error.status}), which Polaris uses {use}: "
+            "Polaris needs SteVe 3.12 or newer. Upgrade SteVe.",
+        )
 
     # OCPP operations: they block until the station answers, so they are not retried
     # after a timeout (a second RemoteStart could start a second charge).
@@ -546,7 +591,7 @@ class SteveClient:
                 logger.warning(
                     "SteVe %s %s answered 404 without a message", method, url
                 )
-                raise SteveError(
+                raise SteveRouteMissing(
                     "SteVe's API was not found (HTTP 404).",
                     permanent=True,
                     status=status,

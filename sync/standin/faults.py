@@ -12,7 +12,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 FaultKind = Literal[
-    "slow", "error", "malformed", "cut", "hangup", "unauthorized", "timeout_operation"
+    "slow",
+    "error",
+    "malformed",
+    "cut",
+    "hangup",
+    "unauthorized",
+    "timeout_operation",
+    "steve_3_11",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "slow",
@@ -22,8 +29,10 @@ FAULT_KINDS: tuple[FaultKind, ...] = (
     "hangup",
     "unauthorized",
     "timeout_operation",
+    "steve_3_11",
 )
-# Faults that act on any API request; timeout_operation only on operations.
+# Faults that act on any API request; timeout_operation only on operations, and
+# steve_3_11 only on the routes SteVe 3.12 added.
 REQUEST_FAULTS: tuple[FaultKind, ...] = (
     "slow",
     "error",

@@ -359,6 +359,11 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
 
     def _route(self, segments: list[str], query: str, body: bytes) -> Reply:
         fleet, params = self.server.fleet, QueryParams(query)
+        if _added_in_3_12(self.command, segments) and self.server.faults.take(
+            self.path, ("steve_3_11",)
+        ):
+            # SteVe 3.11 has no such controller: Spring's 404, not SteVe's.
+            return _boot_error(HTTPStatus.NOT_FOUND, urlsplit(self.path).path)
         try:
             match self.command, segments:
                 case "GET", ["v1", "transactions"]:
@@ -417,6 +422,16 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
             return Reply(status, page.encode(), "text/html", retry_after)
         message = f"Simulated {status.phrase} (stand-in fault injection)"
         return Reply.json(status, api.error_json(status, message, self._url()))
+
+
+def _added_in_3_12(method: str, segments: list[str]) -> bool:
+    """Whether a request goes to a route SteVe 3.12 added (CONTRACT §0)."""
+    match method, segments:
+        case "GET", ["v1", "transactions", _]:
+            return True
+        case "PATCH", ["v1", "transactions", _, "stop"]:
+            return True
+    return False
 
 
 def _is_route(segments: list[str]) -> bool:

@@ -285,7 +285,10 @@ class StandinProcess:
         answers 200 with truncated JSON; ``cut`` sends the headers and half the
         body, then drops the connection; ``unauthorized`` answers 401 as for a
         wrong password; ``timeout_operation`` makes an operation block ``delay``
-        s and return ``taskFinished=false``. ``path_contains`` limits the fault
+        s and return ``taskFinished=false``; ``steve_3_11`` answers the routes
+        SteVe 3.12 added (``GET /transactions/{pk}``, ``PATCH …/stop``) with
+        Spring's 404 without a message, as an older SteVe does (use ``count=-1``
+        for an old SteVe throughout). ``path_contains`` limits the fault
         to request targets (path and query) containing it. Delays cap at 30 s.
         """
         body: dict[str, Any] = {"kind": kind, "count": count}

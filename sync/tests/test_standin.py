@@ -1067,6 +1067,21 @@ class FaultTests:
         assert reply.json()["successResponses"] == []
         assert steve.standin.state()["reservations"][0]["status"] == "WAITING"
 
+    def test_steve_3_11_lacks_only_the_routes_3_12_added(self, steve: Steve) -> None:
+        pk = steve.transactions()[0]["id"]
+        steve.standin.set_fault("steve_3_11", count=-1)
+
+        details = steve.call("GET", f"/transactions/{pk}")
+        stop = steve.stop(pk)
+        listed = steve.call("GET", "/transactions", {"transactionPk": pk})
+        steve.standin.clear_faults()
+
+        assert (details.status, stop.status) == (404, 404)
+        assert details.json()["path"].endswith(f"/api/v1/transactions/{pk}")
+        assert "message" not in details.json() and "message" not in stop.json()
+        assert listed.status == 200
+        assert steve.details(pk)["transaction"]["id"] == pk
+
 
 class RoutingTests:
     def test_unknown_routes_get_springs_404_not_steves(self, steve: Steve) -> None:
