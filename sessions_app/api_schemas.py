@@ -375,9 +375,12 @@ class StateOfChargeOut(Schema):
 
 
 class EnergyReportOut(Schema):
-    """Latest readings; a measurand the station does not report is left out."""
+    """The station's newest reading, instantaneous: every value is of `timestamp`,
+    and a measurand the station did not sample then (or never reports) is left out.
+    Once the charge stopped, the report is the stop's reading, with power and
+    current 0: the station no longer delivers."""
 
-    timestamp: ApiDateTime = Field(description="Time of the latest reading (UTC).")
+    timestamp: ApiDateTime = Field(description="Time of the reading (UTC).")
     current: ValueUnit | SkipJsonSchema[None] = _reported(
         "Current drawn by the EV; unit A."
     )
@@ -385,7 +388,8 @@ class EnergyReportOut(Schema):
         "Active power imported by the EV; unit W or kW."
     )
     energy_meter: ValueUnit | SkipJsonSchema[None] = _reported(
-        "The station's lifetime energy register; unit Wh or kWh."
+        "The station's lifetime energy register; unit Wh or kWh. The outlet's "
+        "when the station meters more than one place, as energyConsumed counts."
     )
     state_of_charge: StateOfChargeOut | SkipJsonSchema[None] = _reported(
         "Only when the station reports the vehicle's state of charge."

@@ -2,11 +2,12 @@
 
 `energy_report` is the seed's instantaneous report (current, power, energy meter,
 state of charge only when reported); `charging_activity` turns the power readings
-into chronological periods such as Charging and SuspendedEV.
+into chronological periods such as Charging and SuspendedEV. Both read the energy
+register of the place the sync counts energy at (`metered_energy_totals`).
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from itertools import pairwise
@@ -18,6 +19,7 @@ from sync.client import (
     TransactionDetails,
     format_timestamp,
     in_base_unit,
+    metered_energy_totals,
 )
 
 POWER = "Power.Active.Import"
@@ -33,6 +35,7 @@ _REPORT_MEASURANDS = (
     ("energy_meter", ENERGY_REGISTER, "Wh"),
     ("state_of_charge", SOC, "Percent"),
 )
+_MEASURANDS = tuple(measurand for _, measurand, _ in _REPORT_MEASURANDS)
 
 
 def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
@@ -64,17 +67,33 @@ def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
     return (*details.readings, stop)
 
 
-def energy_report(readings: Sequence[MeterReading]) -> dict[str, Any] | None:
-    """The latest current, power, energy register and (if reported) state of
-    charge, each with the unit the station used; None without readings."""
-    report: dict[str, Any] = {}
-    latest: datetime | None = None
+def energy_report(
+    readings: Sequence[MeterReading], *, stopped_at: datetime | None = None
+) -> dict[str, Any] | None:
+    """The newest reading: current, power, energy register and (if reported) state
+    of charge, each with the unit the station used; None without readings.
+
+    Instantaneous, as the seed has it: every value is of the report's timestamp,
+    and a measurand the station did not sample then is left out rather than shown
+    with an older value. From the stop (`stopped_at`) on, power and current are 0:
+    the station no longer delivers, whatever it last sampled while it did.
+    """
+    samples = {measurand: _samples(readings, measurand) for measurand in _MEASURANDS}
+    sampled_at = [max(by_time) for by_time in samples.values() if by_time]
+    if not sampled_at:
+        return None
+    latest = max(sampled_at)
+    stopped = stopped_at is not None and latest >= stopped_at
+    report: dict[str, Any] = {"timestamp": format_timestamp(latest)}
     for key, measurand, default_unit in _REPORT_MEASURANDS:
-        samples = _samples(readings, measurand)
-        if not samples:
+        by_time = samples[measurand]
+        if stopped and by_time and measurand in (POWER, CURRENT):
+            unit = by_time[max(by_time)][0].unit if by_time else None
+            report[key] = {"value": 0.0, "unit": unit or default_unit}
             continue
-        at = max(samples)
-        value, unit = _combine(measurand, samples[at])
+        if latest not in by_time:
+            continue
+        value, unit = _combine(measurand, by_time[latest])
         # The seed gives the state of charge as a whole percent.
         number = (
             int(value.to_integral_value(rounding=ROUND_HALF_UP))
@@ -82,10 +101,7 @@ def energy_report(readings: Sequence[MeterReading]) -> dict[str, Any] | None:
             else float(value)
         )
         report[key] = {"value": number, "unit": unit or default_unit}
-        latest = at if latest is None else max(latest, at)
-    if latest is None:
-        return None
-    return {"timestamp": format_timestamp(latest), **report}
+    return report
 
 
 def charging_activity(
@@ -120,8 +136,12 @@ def charging_activity(
 
 
 def _samples(
-    readings: Iterable[MeterReading], measurand: str
+    readings: Sequence[MeterReading], measurand: str
 ) -> dict[datetime, list[MeterReading]]:
+    """The readings of `measurand` by timestamp; of the energy register, only the
+    metered place's when the station reports a phase-less total."""
+    if measurand == ENERGY_REGISTER:
+        readings = metered_energy_totals(readings) or readings
     grouped: dict[datetime, list[MeterReading]] = defaultdict(list)
     for reading in readings:
         if (

@@ -164,24 +164,31 @@ class MeterReading:
         return int(wh.quantize(Decimal("1"), rounding=ROUND_HALF_UP))
 
 
+def metered_energy_totals(readings: Iterable[MeterReading]) -> list[MeterReading]:
+    """The phase-less energy register readings of the one place the charge is
+    metered at, in the order given.
+
+    A station may meter more than one place (OCPP's location: Outlet, Inlet,
+    EV, …), and two registers interleaved would look like one meter going back
+    and forth. The outlet's, OCPP's default location, is the one that delivers
+    the charge; a station without it keeps the first location it reported.
+    """
+    totals = [reading for reading in readings if reading.is_energy_total]
+    locations = [reading.location or OUTLET for reading in totals]
+    if len(set(locations)) > 1:
+        kept = OUTLET if OUTLET in locations else locations[0]
+        totals = [r for r, at in zip(totals, locations, strict=True) if at == kept]
+    return totals
+
+
 @dataclass(frozen=True, slots=True)
 class TransactionDetails:
     transaction: SteveTransaction
     readings: tuple[MeterReading, ...]
 
     def energy_readings(self) -> list[tuple[datetime, int]]:
-        """(timestamp, Wh) of the phase-less energy register, oldest first.
-
-        A station may meter more than one place (OCPP's location: Outlet, Inlet,
-        EV, …), and two registers interleaved would look like one meter going back
-        and forth. The outlet's, OCPP's default location, is the one that delivers
-        the charge; a station without it keeps the first location it reported.
-        """
-        totals = [reading for reading in self.readings if reading.is_energy_total]
-        locations = [reading.location or OUTLET for reading in totals]
-        if len(set(locations)) > 1:
-            kept = OUTLET if OUTLET in locations else locations[0]
-            totals = [r for r, at in zip(totals, locations, strict=True) if at == kept]
+        """(timestamp, Wh) of `metered_energy_totals`, oldest first."""
+        totals = metered_energy_totals(self.readings)
         return [(reading.timestamp, reading.energy_wh) for reading in totals]
 
 

@@ -259,12 +259,9 @@ def _refresh_readings(
         )
         return session
     readings = with_stop_reading(details)
-    report = energy_report(readings)
-    activity = charging_activity(
-        readings,
-        start=tx.started_at,
-        end=tx.stopped_at if tx.is_finalized else None,
-    )
+    end = tx.stopped_at if tx.is_finalized else None
+    report = energy_report(readings, stopped_at=end)
+    activity = charging_activity(readings, start=tx.started_at, end=end)
     if report == session.energy_report and activity == session.charging_activity:
         return session
     ApiSession.objects.filter(pk=session.pk).update(

@@ -921,6 +921,25 @@ class ApiSessionReadingsTests(ChargingTestCase):
             [("Charging", format_timestamp(stopped))],
         )
 
+    def test_after_the_stop_the_report_is_the_stop_reading_with_no_power(
+        self,
+    ) -> None:
+        session = self.begin_charging(self.create())
+        self.standin.tick(300)
+        self.assertGreater(self.advance(session).energy_report["power"]["value"], 0)
+        self.standin.station_stop(self.steve_transaction(session)["id"])
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        assert session.transaction is not None and session.transaction.stopped_at
+        report = session.energy_report
+        assert report is not None
+        self.assertEqual(
+            report["timestamp"], format_timestamp(session.transaction.stopped_at)
+        )
+        self.assertEqual(report["power"], {"value": 0.0, "unit": "W"})
+        self.assertEqual(report["current"], {"value": 0.0, "unit": "A"})
+
     def test_zero_power_shows_as_suspended_ev(self) -> None:
         session = self.begin_charging(self.create())
         tx = self.steve_transaction(session)
@@ -941,14 +960,16 @@ class ApiSessionReadingsTests(ChargingTestCase):
         self.assertEqual(activity[0]["endTime"], activity[1]["startTime"])
 
 
-def reading(at: datetime, value: str, measurand: str, unit: str) -> MeterReading:
+def reading(
+    at: datetime, value: str, measurand: str, unit: str, location: str | None = None
+) -> MeterReading:
     return MeterReading(
         timestamp=at,
         value=value,
         measurand=measurand,
         unit=unit,
         phase=None,
-        location=None,
+        location=location,
         reading_context=None,
         format=None,
     )
@@ -1002,6 +1023,53 @@ class ChargingActivityTests(SimpleTestCase):
         assert report is not None
         self.assertEqual(report["state_of_charge"], {"value": 70, "unit": "Percent"})
         self.assertEqual(report["timestamp"], "2026-01-01T12:01:00.000Z")
+
+    def test_the_report_holds_only_values_of_its_own_timestamp(self) -> None:
+        readings = [
+            reading(self.at(1), "3.3", "Power.Active.Import", "kW"),
+            reading(self.at(1), "16", "Current.Import", "A"),
+            reading(self.at(1), "1200", "Energy.Active.Import.Register", "Wh"),
+            reading(self.at(1), "41", "SoC", "Percent"),
+            reading(self.at(2), "1300", "Energy.Active.Import.Register", "Wh"),
+            reading(self.at(2), "2.9", "Power.Active.Import", "kW"),
+        ]
+        self.assertEqual(
+            energy_report(readings),
+            {
+                "timestamp": "2026-01-01T12:02:00.000Z",
+                "power": {"value": 2.9, "unit": "kW"},
+                "energy_meter": {"value": 1300.0, "unit": "Wh"},
+            },
+        )
+
+    def test_from_the_stop_on_power_and_current_are_zero(self) -> None:
+        readings = [
+            reading(self.at(1), "3.3", "Power.Active.Import", "kW"),
+            reading(self.at(1), "16", "Current.Import", "A"),
+            reading(self.at(1), "1200", "Energy.Active.Import.Register", "Wh"),
+            reading(self.at(2), "1300", "Energy.Active.Import.Register", "Wh"),
+        ]
+        self.assertEqual(
+            energy_report(readings, stopped_at=self.at(2)),
+            {
+                "timestamp": "2026-01-01T12:02:00.000Z",
+                "current": {"value": 0.0, "unit": "A"},
+                "power": {"value": 0.0, "unit": "kW"},
+                "energy_meter": {"value": 1300.0, "unit": "Wh"},
+            },
+        )
+
+    def test_the_energy_meter_is_the_outlets_as_the_sync_counts_it(self) -> None:
+        register = "Energy.Active.Import.Register"
+        readings = [
+            reading(self.at(1), "9000", register, "Wh", location="Inlet"),
+            reading(self.at(1), "1200", register, "Wh", location="Outlet"),
+            reading(self.at(2), "9200", register, "Wh", location="Inlet"),
+            reading(self.at(2), "1300", register, "Wh"),
+        ]
+        report = energy_report(readings)
+        assert report is not None
+        self.assertEqual(report["energy_meter"], {"value": 1300.0, "unit": "Wh"})
 
     def test_no_readings_no_activity_and_no_report(self) -> None:
         self.assertEqual(charging_activity([], start=self.start, end=None), [])
