@@ -320,7 +320,64 @@ class ConsoleBrowserTests(TransactionTestCase):
         self.assertTrue(
             page.evaluate("document.getElementById('live-banner') === window.banner")
         )
-        expect(page.locator("#live-banner .banner__body")).to_have_count(1)
+        expect(page.locator("#live-banner .banner__title")).to_have_count(1)
+
+    def test_live_updates_pause_and_resume_from_the_keyboard(self) -> None:
+        TransactionSyncStateFactory()
+        SyncRunFactory()
+        page = self.open_console()
+        page.evaluate(PAUSE_PROBES)
+        wait_for_live_stream(page)
+        page.get_by_role("button", name="Pause live updates").press("Enter")
+        resume = page.get_by_role("button", name="Resume live updates")
+        expect(resume).to_be_focused()
+        # Said once, in the live region the page has had from the start.
+        banner = page.get_by_role("status").filter(has_text="Live updates paused")
+        expect(banner).to_have_attribute("aria-live", "polite")
+        expect(banner).to_have_text(
+            "Live updates paused — the table and totals stay as they are until "
+            "you resume."
+        )
+
+        # A sync while paused reaches the page and changes nothing on it.
+        TransactionSyncStateFactory()
+        run = SyncRunFactory(created_count=1)
+        for _ in range(50):
+            publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+            page.wait_for_timeout(200)
+            if page.evaluate("window.liveEvents"):
+                break
+        self.assertTrue(page.evaluate("window.liveEvents"))
+        # The table's re-read was asked for and refused, each time.
+        refused = page.evaluate("window.liveRereads")
+        self.assertTrue(refused)
+        self.assertTrue(all(refused), refused)
+        expect(banner).to_contain_text("Live updates paused")
+        expect(self.stat(page, "Active now")).to_have_text("1")
+        expect(page.locator("#session-count")).to_have_text(
+            "1 session matches current filters"
+        )
+
+        # The pause lasts as long as the tab.
+        page.reload()
+        resume = page.get_by_role("button", name="Resume live updates")
+        expect(resume).to_be_visible()
+        expect(page.locator("#live-banner")).to_contain_text("Live updates paused")
+        page.evaluate("window.banner = document.getElementById('live-banner')")
+
+        # Resuming catches up at once and keeps the focus and the live region.
+        resume.press("Enter")
+        expect(page.get_by_role("button", name="Pause live updates")).to_be_focused()
+        expect(page.locator("#live-banner")).to_have_text(
+            f"1 session updated at {clock_time(run.finished_at)}"
+        )
+        expect(self.stat(page, "Active now")).to_have_text("2")
+        expect(page.locator("#session-count")).to_have_text(
+            "2 sessions match current filters"
+        )
+        self.assertTrue(
+            page.evaluate("document.getElementById('live-banner') === window.banner")
+        )
 
     def live_update(self, page: Page, part: str) -> None:
         """What a `sessions-updated` event does to `part`, waited for until settled."""
@@ -561,6 +618,20 @@ class ConsoleBrowserTests(TransactionTestCase):
         page.fill("input[name=password]", "driver")
         page.click("button[type=submit]")
 
+
+# Counts the live events the page receives, and records whether each re-read they
+# trigger was refused (the pause's listener runs first: polaris.js loaded first).
+PAUSE_PROBES = """() => {
+  window.liveEvents = 0;
+  window.liveRereads = [];
+  document.addEventListener("htmx:sseBeforeMessage", () => { window.liveEvents++; });
+  document.addEventListener("htmx:confirm", (event) => {
+    const trigger = event.detail.triggeringEvent;
+    if (trigger && trigger.type.startsWith("sse:")) {
+      window.liveRereads.push(event.defaultPrevented);
+    }
+  });
+}"""
 
 # How many lines an element's text takes.
 TEXT_LINES = """(e) => {

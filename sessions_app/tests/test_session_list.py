@@ -119,6 +119,14 @@ class SessionListTests(SessionListTestCase):
         self.assertContains(response, "21 sessions match current filters")
         self.assertContains(response, "Load more")
 
+    def test_the_pause_control_is_hidden_until_script_makes_it_work(self) -> None:
+        # Without JavaScript nothing updates by itself, so there is nothing to pause.
+        self.assertRegex(
+            self.client.get(URL).content.decode(),
+            r'<button id="live-pause" [^>]*type="button"[^>]* hidden>'
+            r"Pause live updates</button>",
+        )
+
     def test_the_header_is_singular_for_one_session(self) -> None:
         TransactionSyncStateFactory()
         self.assertContains(self.client.get(URL), "1 session matches current filters")

@@ -76,6 +76,9 @@
   // once a stream is serving again ("stream-open" after an error), or the server
   // says the stored events are gone ("stream-reset"), re-read the page and put
   // its live parts (the elements with sse-swap or data-live-refresh) in place.
+  // A part that events fill (hx-swap="innerHTML", a live region) keeps its element
+  // and gets the new content: screen readers announce changes to a region that
+  // was there, not to a new one.
   var LIVE_PARTS = "[sse-swap][id], [data-live-refresh][id]";
 
   function refreshLiveParts(container) {
@@ -91,14 +94,114 @@
         var replacement = fresh.getElementById(part.id);
         if (!replacement) { return; }
         replacement = document.importNode(replacement, true);
+        if (part.getAttribute("hx-swap") === "innerHTML") {
+          part.replaceChildren.apply(part, Array.from(replacement.childNodes));
+          htmx.process(part);
+          return;
+        }
         part.replaceWith(replacement);
         htmx.process(replacement);
       });
+      showLiveState(container);
       htmx.trigger(container, "polaris:liveRefreshed");
     }).catch(function () {
       // The stream is back but the page is not: the next reconnect tries again.
       container.polarisLiveBroken = true;
     });
+  }
+
+  // A page with a live banner ([data-live-updates]) can pause its live updates
+  // (WCAG 2.2.2): while paused, events change nothing on the page, and resuming
+  // re-reads its live parts. The choice lasts as long as the tab
+  // (sessionStorage). The banner says which state the page is in: what its
+  // <template data-live-state="…"> says replaces the live region's text.
+  var PAUSED_KEY = "polaris.liveUpdatesPaused";
+
+  function liveContainer(element) {
+    return element && element.closest ? element.closest("[sse-connect]") : null;
+  }
+
+  function showLiveState(container) {
+    var banner = container.querySelector("[data-live-updates]");
+    if (!banner) { return; }
+    var state = container.polarisLivePaused ? "paused" : null;
+    if (state === banner.getAttribute("data-live-state")) { return; }
+    if (!state) {
+      // Live again: the re-read has put the server's own words back.
+      banner.removeAttribute("data-live-state");
+      return;
+    }
+    banner.setAttribute("data-live-state", state);
+    var words = banner.querySelector('template[data-live-state="' + state + '"]');
+    var region = banner.querySelector("[role=status]");
+    if (words && region) {
+      region.replaceChildren(words.content.cloneNode(true));
+    }
+  }
+
+  function rememberPause(paused) {
+    try {
+      if (paused) {
+        window.sessionStorage.setItem(PAUSED_KEY, "1");
+      } else {
+        window.sessionStorage.removeItem(PAUSED_KEY);
+      }
+    } catch (error) {
+      // Storage refused (private mode): the pause lasts as long as the page.
+    }
+  }
+
+  function pausedBefore() {
+    try {
+      return window.sessionStorage.getItem(PAUSED_KEY) === "1";
+    } catch (error) {
+      return false;
+    }
+  }
+
+  document.querySelectorAll("[data-live-pause]").forEach(function (button) {
+    var container = liveContainer(button);
+    if (!container) { return; }
+    var pauseLabel = button.textContent;
+    var resumeLabel = button.getAttribute("data-resume-label");
+    function setPaused(paused) {
+      container.polarisLivePaused = paused;
+      button.textContent = paused ? resumeLabel : pauseLabel;
+      rememberPause(paused);
+    }
+    button.hidden = false;
+    if (pausedBefore()) {
+      setPaused(true);
+      showLiveState(container);
+    }
+    button.addEventListener("click", function () {
+      setPaused(!container.polarisLivePaused);
+      if (container.polarisLivePaused) {
+        showLiveState(container);
+      } else {
+        refreshLiveParts(container);
+      }
+    });
+  });
+
+  // While paused, neither an event's HTML (sse-swap) nor the re-read it
+  // triggers (hx-trigger="sse:…") reaches the page.
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    var container = liveContainer(event.target);
+    if (container && container.polarisLivePaused) { event.preventDefault(); }
+  });
+  document.addEventListener("htmx:confirm", function (event) {
+    var trigger = event.detail.triggeringEvent;
+    var container = liveContainer(event.detail.elt);
+    if (container && container.polarisLivePaused && trigger &&
+        trigger.type.indexOf("sse:") === 0) {
+      event.preventDefault();
+    }
+  });
+
+  function catchUp(container) {
+    // Resuming re-reads the page anyway.
+    if (!container.polarisLivePaused) { refreshLiveParts(container); }
   }
 
   document.addEventListener("htmx:sseError", function (event) {
@@ -112,11 +215,11 @@
     source.addEventListener("stream-open", function () {
       if (container.polarisLiveBroken) {
         container.polarisLiveBroken = false;
-        refreshLiveParts(container);
+        catchUp(container);
       }
     });
     source.addEventListener("stream-reset", function () {
-      refreshLiveParts(container);
+      catchUp(container);
     });
   });
 })();
