@@ -6,6 +6,8 @@ is a short sentence safe to show to staff; raw details go to the log.
 """
 
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -552,6 +555,15 @@ class SteveClient:
             raise SteveUnanswered(
                 f"SteVe did not answer within {timeout:g} s.", permanent=False
             ) from None
+        except requests.ConnectTimeout as error:
+            logger.warning("SteVe %s %s: no connection: %s", method, url, error)
+            raise SteveError(
+                "SteVe cannot be reached (connecting timed out).",
+                permanent=False,
+                operator_message=f"SteVe cannot be reached at {self.base_url}: "
+                f"connecting timed out after {timeout:g} s. Check that STEVE_URL's "
+                "host and port are SteVe's and that no firewall drops the traffic.",
+            ) from error
         except requests.Timeout:
             raise SteveError(
                 f"SteVe did not answer within {timeout:g} s.", permanent=False
@@ -572,13 +584,8 @@ class SteveClient:
                 raise SteveUnanswered(
                     "SteVe closed the connection before answering.", permanent=False
                 ) from None
-            raise SteveError(
-                "SteVe cannot be reached.",
-                permanent=False,
-                operator_message=f"SteVe cannot be reached at {self.base_url}: check "
-                "that SteVe is running and that STEVE_URL is its address, context "
-                "path included (e.g. /steve).",
-            ) from None
+            logger.warning("SteVe %s %s: no connection: %s", method, url, error)
+            raise self._unreachable(error) from error
         status = response.status_code
         if status in (401, 403):
             rejected = f"SteVe rejected Polaris's credentials (HTTP {status})."
@@ -639,6 +646,59 @@ class SteveClient:
                 "SteVe sent a response that is not valid JSON.", permanent=False
             ) from None
 
+    def _unreachable(self, error: requests.ConnectionError) -> SteveError:
+        """A failure to connect, named by its kind: each has its own fix."""
+        causes = list(_causes(error))
+        where = f"SteVe cannot be reached at {self.base_url}"
+        tls = next((c for c in causes if isinstance(c, ssl.SSLError)), None)
+        if isinstance(error, requests.exceptions.ProxyError):
+            kind = "the proxy failed"
+            detail = (
+                f"{where}: the proxy in between failed. Check the proxy that "
+                "HTTPS_PROXY or HTTP_PROXY names, or list SteVe's host in NO_PROXY."
+            )
+        elif isinstance(tls, ssl.SSLCertVerificationError):
+            kind = "TLS certificate not trusted"
+            detail = (
+                f"{where}: its TLS certificate is not trusted ({tls.verify_message})."
+                " Give SteVe a certificate from a trusted authority, or point "
+                "REQUESTS_CA_BUNDLE at your own authority's certificate."
+            )
+        elif tls is not None:
+            kind = "TLS handshake failed"
+            reason = (tls.reason or str(tls)).replace("_", " ").lower()
+            detail = (
+                f"{where}: the TLS handshake failed ({reason}). Check that STEVE_URL "
+                "says https only where SteVe, or a proxy before it, serves TLS on "
+                "that port."
+            )
+        elif any(isinstance(c, socket.gaierror) for c in causes):
+            kind = "host name not resolved"
+            detail = (
+                f"{where}: its host name {urlsplit(self.base_url).hostname} does not "
+                "resolve (DNS). Check STEVE_URL's host name and this machine's DNS."
+            )
+        elif any(isinstance(c, ConnectionRefusedError) for c in causes):
+            kind = "connection refused"
+            detail = (
+                f"{where}: the connection was refused, so nothing listens there. "
+                "Check that SteVe is running and that STEVE_URL's host and port are "
+                "its address."
+            )
+        else:
+            return SteveError(
+                "SteVe cannot be reached.",
+                permanent=False,
+                operator_message=f"{where}: check that SteVe is running and that "
+                "STEVE_URL is its address, context path included (e.g. /steve).",
+            )
+        return SteveError(
+            f"SteVe cannot be reached ({kind}).",
+            # A certificate or a handshake does not heal by retrying at once.
+            permanent=tls is not None,
+            operator_message=detail,
+        )
+
     @staticmethod
     def _parse[T](body: Any, parse: Callable[[Any], T]) -> T:
         try:
@@ -660,6 +720,25 @@ def given_or_new(client: SteveClient | None) -> Iterator[SteveClient]:
         return
     with SteveClient() as steve:
         yield steve
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and every exception under it: urllib3 keeps causes in `reason` and
+    in args (MaxRetryError, NewConnectionError) rather than chaining them."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *current.args,
+        )
+        pending.extend(item for item in nested if isinstance(item, BaseException))
 
 
 def _closed_after_sending(error: requests.ConnectionError) -> bool:

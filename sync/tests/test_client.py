@@ -1,7 +1,12 @@
 """The SteVe client's sentences for a SteVe it cannot use, over real HTTP."""
 
-from django.test import TestCase
+import os
+import socket
+from unittest import mock
 
+from django.test import SimpleTestCase, TestCase
+
+from polaris.testing import free_port
 from sync import services
 from sync.client import SteveClient, SteveError
 from sync.models import SyncRun
@@ -65,3 +70,96 @@ class OldSteveTests(StandinTestMixin, TestCase):
             f"There is no SteVe API at {base_url} (HTTP 404): check STEVE_URL, "
             "context path included (e.g. /steve).",
         )
+
+
+class UnreachableSteveTests(StandinTestMixin, SimpleTestCase):
+    """A connection that fails says which way, and the log keeps the cause."""
+
+    def client_for(self, base_url: str, timeout: float = 2) -> SteveClient:
+        client = SteveClient(
+            base_url=base_url,
+            username="u",
+            password="p",
+            timeout=timeout,
+            retry_delays=(),
+        )
+        self.addCleanup(client.close)
+        return client
+
+    def failure(self, client: SteveClient) -> tuple[SteveError, str]:
+        with (
+            self.assertLogs("sync.client", "WARNING") as logs,
+            self.assertRaises(SteveError) as raised,
+        ):
+            client.list_transactions(type="ACTIVE")
+        return raised.exception, "\n".join(logs.output)
+
+    def test_a_refused_connection(self) -> None:
+        base_url = f"http://127.0.0.1:{free_port()}/steve"
+        error, log = self.failure(self.client_for(base_url))
+        self.assertEqual(error.message, "SteVe cannot be reached (connection refused).")
+        self.assertEqual(
+            error.operator_message,
+            f"SteVe cannot be reached at {base_url}: the connection was refused, so "
+            "nothing listens there. Check that SteVe is running and that STEVE_URL's "
+            "host and port are its address.",
+        )
+        self.assertIn("Connection refused", log)
+
+    def test_a_connection_that_times_out(self) -> None:
+        # A listener whose backlog is full: the kernel drops further connections'
+        # SYNs, as a firewall does.
+        listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self.addCleanup(listener.close)
+        queued = socket.create_connection(listener.getsockname())
+        self.addCleanup(queued.close)
+        base_url = f"http://127.0.0.1:{listener.getsockname()[1]}/steve"
+        error, log = self.failure(self.client_for(base_url, timeout=0.5))
+        self.assertEqual(
+            error.message, "SteVe cannot be reached (connecting timed out)."
+        )
+        self.assertEqual(
+            error.operator_message,
+            f"SteVe cannot be reached at {base_url}: connecting timed out after 0.5 "
+            "s. Check that STEVE_URL's host and port are SteVe's and that no "
+            "firewall drops the traffic.",
+        )
+        self.assertIn("ConnectTimeout", log)
+
+    def test_a_host_name_that_does_not_resolve(self) -> None:
+        # glibc refuses a label that starts with a hyphen without asking DNS, so
+        # the test stays off the network.
+        error, log = self.failure(self.client_for("http://-steve.invalid:8180/steve"))
+        self.assertEqual(
+            error.operator_message,
+            "SteVe cannot be reached at http://-steve.invalid:8180/steve: its host "
+            "name -steve.invalid does not resolve (DNS). Check STEVE_URL's host name "
+            "and this machine's DNS.",
+        )
+        self.assertIn("NameResolutionError", log)
+
+    def test_https_to_a_port_that_speaks_plain_http(self) -> None:
+        base_url = self.standin.base_url.replace("http://", "https://", 1)
+        error, log = self.failure(self.client_for(base_url))
+        self.assertEqual(
+            error.message, "SteVe cannot be reached (TLS handshake failed)."
+        )
+        self.assertEqual(
+            error.operator_message,
+            f"SteVe cannot be reached at {base_url}: the TLS handshake failed (wrong "
+            "version number). Check that STEVE_URL says https only where SteVe, or a "
+            "proxy before it, serves TLS on that port.",
+        )
+        self.assertTrue(error.permanent)
+        self.assertIn("WRONG_VERSION_NUMBER", log)
+
+    def test_a_proxy_that_fails(self) -> None:
+        proxy = {"HTTP_PROXY": f"http://127.0.0.1:{free_port()}"}
+        unproxied = ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy")
+        with mock.patch.dict(os.environ, proxy):
+            for name in unproxied:
+                os.environ.pop(name, None)
+            error, log = self.failure(self.client_for(self.standin.base_url))
+        self.assertEqual(error.message, "SteVe cannot be reached (the proxy failed).")
+        self.assertIn("the proxy in between failed", error.operator_message)
+        self.assertIn("Unable to connect to proxy", log)

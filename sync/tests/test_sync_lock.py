@@ -42,9 +42,9 @@ class SyncLockTests(TestCase):
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(
             run.error,
-            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe is "
-            "running and that STEVE_URL is its address, context path included (e.g. "
-            "/steve).",
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: the connection was "
+            "refused, so nothing listens there. Check that SteVe is running and that "
+            "STEVE_URL's host and port are its address.",
         )
 
 
@@ -122,8 +122,8 @@ class SyncCommandInputTests(TestCase):
             STEVE_URL="http://127.0.0.1:9/steve", STEVE_TIMEOUT=1
         )
         expected = (
-            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe is "
-            "running and that STEVE_URL is its address"
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: the connection was "
+            "refused"
         )
         with unreachable, self.assertRaisesMessage(CommandError, expected):
             call_command("sync", "transactions", stdout=StringIO())

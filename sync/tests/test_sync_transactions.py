@@ -897,9 +897,9 @@ class SyncFaultTests(SyncTestCase):
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(
             run.error,
-            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe is "
-            "running and that STEVE_URL is its address, context path included (e.g. "
-            "/steve).",
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: the connection was "
+            "refused, so nothing listens there. Check that SteVe is running and that "
+            "STEVE_URL's host and port are its address.",
         )
         self.assertIsNotNone(run.finished_at)
 
