@@ -208,8 +208,10 @@ def session_create(
         None,
         alias="Idempotency-Key",
         pattern=r"^[\x21-\x7e]{1,255}$",
-        description="Retrying with the same key returns the same session; the "
-        "same key with another charger, target or meta_data is a 422.",
+        description="Yours (the token's user), whoever the session is for: "
+        "retrying with the same key within 24 hours returns the same session; the "
+        "same key with another user, charger, target or meta_data is a 422. After "
+        "24 hours the key is free for a new session.",
     ),
 ) -> Status[dict[str, Any]]:
     """Send RemoteStartTransaction with one of the user's tags; the session is
@@ -228,6 +230,7 @@ def session_create(
             target=_target(payload.target),
             meta_data=payload.meta_data,
             idempotency_key=idempotency_key or "",
+            caller=request.auth,
         )
     response["Location"] = reverse(
         "api-v1:session-detail", kwargs={"session_id": created.session.pk}

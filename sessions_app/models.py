@@ -319,6 +319,15 @@ class ApiSession(models.Model):
     target_reached = models.CharField(max_length=16, choices=Target.choices, blank=True)
     meta_data = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
+    # Whose Idempotency-Key it is: the caller's, who may be staff creating the
+    # session for someone else.
+    idempotency_caller = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     energy_report = models.JSONField(null=True, blank=True)
     charging_activity = models.JSONField(default=list, blank=True)
     remote_start_sent_at = models.DateTimeField(
@@ -351,9 +360,9 @@ class ApiSession(models.Model):
                 violation_error_message="This connector already has a session.",
             ),
             models.UniqueConstraint(
-                fields=["user", "idempotency_key"],
+                fields=["idempotency_caller", "idempotency_key"],
                 condition=~Q(idempotency_key=""),
-                name="api_session_idempotency_key",
+                name="api_session_idempotency_caller_key",
                 violation_error_code="idempotency_key_used",
                 violation_error_message="This Idempotency-Key was already used.",
             ),

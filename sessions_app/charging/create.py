@@ -52,8 +52,12 @@ TARGET_STEP = {
     "cost": Decimal("0.0001"),
     "energy": Decimal("0.001"),
 }
+# How long an Idempotency-Key replays its session (Stripe's window): long enough
+# for any retry, after which the key is free for a new request.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # A repeated Idempotency-Key replays the first session only for the same request.
 REQUEST_FIELDS = (
+    "user_id",
     "charge_box_id",
     "connector_id",
     "target_time_minutes",
@@ -94,13 +98,16 @@ def api_session_create(
     target: SessionTarget | None = None,
     meta_data: dict[str, Any] | None = None,
     idempotency_key: str = "",
+    caller: User | None = None,
     now: datetime | None = None,
 ) -> CreatedSession:
     """Create a session for `user` and ask the station to start charging.
 
-    With a future `target.start_at` the remote start waits until then. A repeated
-    `idempotency_key` returns the first session (`replayed`) if it was asked for
-    with the same charger, targets and meta_data. Nothing is stored when
+    With a future `target.start_at` the remote start waits until then. An
+    `idempotency_key` is the `caller`'s (default `user`; staff may create for
+    another user): repeated within IDEMPOTENCY_WINDOW, it returns the first session
+    (`replayed`) if that was asked for with the same user, charger, targets and
+    meta_data; after the window the key is free again. Nothing is stored when
     SteVe or the station refuses; a start whose answer was lost, or that the
     station did not answer in time (StartUnconfirmed), is stored with a
     `status_message` saying so, as the station may start.
@@ -112,11 +119,13 @@ def api_session_create(
     """
     now = now or timezone.now()
     target = target or SessionTarget()
+    caller = caller or user
     if idempotency_key:
         asked = ApiSession(
-            **_session_fields(charge_box_id, connector_id, target, meta_data)
+            user=user, **_session_fields(charge_box_id, connector_id, target, meta_data)
         )
-        replay = _replay(user, idempotency_key, _request_of(asked))
+        _release_expired_key(caller, idempotency_key, now)
+        replay = _replay(caller, idempotency_key, _request_of(asked))
         if replay is not None:
             return CreatedSession(replay, replayed=True)
     _check_charger(user, charge_box_id, connector_id)
@@ -125,6 +134,8 @@ def api_session_create(
     session = _new_session(
         user, charge_box_id, connector_id, rate, target, meta_data, idempotency_key
     )
+    if idempotency_key:
+        session.idempotency_caller = caller
     session.created_at = session.updated_at = now
     replay = _insert(session)
     if replay is not None:
@@ -200,13 +211,23 @@ def api_session_stop(
     return session
 
 
-def _replay(user: User, key: str, request: tuple[Any, ...]) -> ApiSession | None:
-    """The session `user` created with `key`, or None. Raises SessionInvalid when
+def _release_expired_key(caller: User, key: str, now: datetime) -> None:
+    """Free `key` of the session `caller` created with it more than
+    IDEMPOTENCY_WINDOW before `now`, so that it can name a new one."""
+    ApiSession.objects.filter(
+        idempotency_caller=caller,
+        idempotency_key=key,
+        created_at__lt=now - IDEMPOTENCY_WINDOW,
+    ).update(idempotency_key="", idempotency_caller=None)
+
+
+def _replay(caller: User, key: str, request: tuple[Any, ...]) -> ApiSession | None:
+    """The session `caller` created with `key`, or None. Raises SessionInvalid when
     that session was asked for with another request (`_request_of`): returning it
     would silently drop the targets or data this one asked for."""
     existing = (
         ApiSession.objects.select_related("transaction")
-        .filter(user=user, idempotency_key=key)
+        .filter(idempotency_caller=caller, idempotency_key=key)
         .first()
     )
     if existing is None:
@@ -334,8 +355,9 @@ def _insert(session: ApiSession) -> ApiSession | None:
             session.save()
     except IntegrityError:
         if session.idempotency_key:
+            assert session.idempotency_caller is not None
             replay = _replay(
-                session.user,
+                session.idempotency_caller,
                 session.idempotency_key,
                 _request_of(session),
             )

@@ -228,6 +228,39 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.result(self.start(self.bob_token, box="CP-002", headers=headers), 201)
         self.assertEqual(ApiSession.objects.count(), 2)
 
+    def test_a_key_is_the_callers_not_the_session_owners(self) -> None:
+        headers = {"Idempotency-Key": "order-17"}
+        alices = self.result(self.start(headers=headers), 201)
+        session = self.begin_charging(ApiSession.objects.get(pk=alices["_id"]))
+        self.standin.station_stop(self.steve_transaction(session)["id"])
+        self.sync()
+        self.advance(session)
+        # Staff charge for Alice with the key she used: a key of their own.
+        for_alice = self.start(
+            self.staff_token, headers=headers, user="alice@example.com"
+        )
+        created = self.result(for_alice, 201)
+        self.assertNotEqual(created["_id"], alices["_id"])
+        self.assertNotIn("Idempotent-Replayed", for_alice)
+        # Their key for another user is another request.
+        self.standin.station_stop(42)
+        for_bob = self.start(
+            self.staff_token, box="CP-002", headers=headers, user="bob@example.com"
+        )
+        self.assert_error(for_bob, 422, "different request")
+
+    def test_a_key_is_free_again_24_hours_after_its_session(self) -> None:
+        headers = {"Idempotency-Key": "order-20"}
+        first = self.result(self.start(headers=headers), 201)
+        day_ago = timezone.now() - timedelta(hours=24, seconds=1)
+        ApiSession.objects.filter(pk=first["_id"]).update(
+            status="ended", created_at=day_ago
+        )
+        self.standin.station_stop(42)
+        again = self.start(box="CP-002", headers=headers)
+        self.assertNotEqual(self.result(again, 201)["_id"], first["_id"])
+        self.assertNotIn("Idempotent-Replayed", again)
+
     def test_a_connector_with_a_session_in_progress_is_409(self) -> None:
         self.result(self.start(), 201)
         self.assert_error(self.start(self.bob_token), 409, "already has a session")
