@@ -52,4 +52,11 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
             "schedule": float(settings.CHARGER_PROBE_INTERVAL_SECONDS),
             "options": {"expires": float(settings.CHARGER_PROBE_INTERVAL_SECONDS)},
         },
+        # Every hour by default: https://crontab.guru/#0_*_*_*_* (an interval, like
+        # the others, so that one variable sets it).
+        "reconcile-transactions": {
+            "task": "sync.tasks.sync_run_reconcile",
+            "schedule": float(settings.SYNC_RECONCILE_INTERVAL_SECONDS),
+            "options": {"expires": float(settings.SYNC_RECONCILE_INTERVAL_SECONDS)},
+        },
     }

@@ -190,6 +190,13 @@ SYNC_INTERVAL_SECONDS = env_int(
 CHARGER_PROBE_INTERVAL_SECONDS = env_int(
     "CHARGER_PROBE_INTERVAL_SECONDS", 300, minimum=1, maximum=DAY_SECONDS
 )
+# A reconcile re-reads every transaction started in the last SYNC_RECONCILE_DAYS,
+# every SYNC_RECONCILE_INTERVAL_SECONDS, to flag the ones SteVe deleted since (with
+# their tag or charge box); the incremental run only sees that for open sessions.
+SYNC_RECONCILE_INTERVAL_SECONDS = env_int(
+    "SYNC_RECONCILE_INTERVAL_SECONDS", 3600, minimum=1, maximum=DAY_SECONDS
+)
+SYNC_RECONCILE_DAYS = env_int("SYNC_RECONCILE_DAYS", 7, minimum=1, maximum=366)
 # How long a manual stop in SteVe stays open to replacement by a late station stop.
 SYNC_MANUAL_STOP_GRACE_HOURS = env_int(
     "SYNC_MANUAL_STOP_GRACE_HOURS", 48, minimum=0, maximum=YEAR_HOURS

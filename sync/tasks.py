@@ -44,6 +44,20 @@ def sync_run_chargers(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
     retry_backoff_max=30,
     max_retries=5,
 )
+def sync_run_reconcile(trigger: str = SyncRun.Trigger.BEAT) -> int:
+    """The scheduled reconcile; waits (retries with backoff) while another run holds
+    the lock, as the transactions run every few seconds often does: skipped, it
+    would wait a whole interval."""
+    return services.sync_run_reconcile(trigger=trigger).pk
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    ignore_result=True,
+    autoretry_for=(services.SyncBusy,),
+    retry_backoff=2,
+    retry_backoff_max=30,
+    max_retries=5,
+)
 def sync_run_transaction(
     steve_transaction_id: int, trigger: str = SyncRun.Trigger.CONSOLE
 ) -> int | None:

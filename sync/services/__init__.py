@@ -10,6 +10,7 @@ from sync.services.runs import (
     SyncBusy,
     sync_run_backfill,
     sync_run_chargers,
+    sync_run_reconcile,
     sync_run_transaction,
     sync_run_transactions,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "SyncBusy",
     "sync_run_backfill",
     "sync_run_chargers",
+    "sync_run_reconcile",
     "sync_run_transaction",
     "sync_run_transactions",
     "user_mapping_create",

@@ -179,6 +179,21 @@ def sync_run_backfill(
     )
 
 
+def sync_run_reconcile(*, trigger: str, client: SteveClient | None = None) -> SyncRun:
+    """A backfill of the last SYNC_RECONCILE_DAYS days, which beat runs every
+    SYNC_RECONCILE_INTERVAL_SECONDS.
+
+    SteVe deletes a tag's or a charge box's transactions with it (CONTRACT §11);
+    the incremental run notices that only for sessions still open or in their
+    manual-stop grace period, a backfill for every session it covers. Bounded to
+    recent days, it costs one list call and one read of the stored rows per batch,
+    plus the meter values of what changed. Raises SyncBusy when another run is in
+    progress.
+    """
+    since = timezone.localdate() - timedelta(days=settings.SYNC_RECONCILE_DAYS)
+    return sync_run_backfill(since=since, trigger=trigger, client=client)
+
+
 def sync_run_transaction(
     *, steve_transaction_id: int, trigger: str, client: SteveClient | None = None
 ) -> SyncRun:

@@ -2,11 +2,13 @@
 
 import time
 
+import psycopg
 from django.test import TransactionTestCase
 
-from polaris.testing import CeleryWorker
+from polaris.testing import CeleryWorker, current_database_url
 from sync.models import SyncRun, TransactionSyncState
-from sync.tasks import sync_run_transactions
+from sync.services.runs import TRANSACTIONS_LOCK
+from sync.tasks import sync_run_reconcile, sync_run_transactions
 from sync.tests.standin_case import StandinTestMixin
 
 
@@ -33,3 +35,19 @@ class SyncTaskWorkerTests(StandinTestMixin, TransactionTestCase):
         self.assertEqual(run.created_count, expected)
         self.assertEqual(TransactionSyncState.objects.count(), expected)
         self.assertIn("succeeded", worker.log())
+
+    def test_the_reconcile_waits_for_the_run_that_holds_the_lock(self) -> None:
+        # The transactions run every few seconds: a reconcile that skipped when it
+        # met one would wait a whole interval.
+        other = psycopg.connect(current_database_url(), autocommit=True)
+        other.execute("SELECT pg_advisory_lock(%s)", [TRANSACTIONS_LOCK])
+        with CeleryWorker(**self.standin.polaris_settings()) as worker:
+            sync_run_reconcile.apply_async(queue=worker.queue)
+            worker.wait_for_log("Retry in")
+            self.assertFalse(SyncRun.objects.exists())
+            other.close()
+            (run,) = self.wait_for_finished_runs(1)
+        self.assertEqual(
+            (run.kind, run.trigger, run.status),
+            (SyncRun.Kind.BACKFILL, SyncRun.Trigger.BEAT, SyncRun.Status.SUCCEEDED),
+        )

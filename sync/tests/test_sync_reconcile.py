@@ -1,0 +1,57 @@
+"""The scheduled reconcile: a backfill of recent days that flags what SteVe deleted."""
+
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.test import TestCase
+
+from polaris.celery import app as celery_app
+from sync import services
+from sync.models import SyncRun, TransactionSyncState
+from sync.tasks import sync_run_reconcile
+from sync.tests.standin_case import StandinTestMixin
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class SyncReconcileTests(StandinTestMixin, TestCase):
+    def is_deleted_in_steve(self, pk: int) -> bool:
+        row = TransactionSyncState.objects.get(steve_transaction_id=pk)
+        return row.is_deleted_in_steve
+
+    def test_it_flags_stopped_transactions_steve_deleted_within_its_days(
+        self,
+    ) -> None:
+        recent = self.standin.add_transaction("CP-003", 1, "TAG-0002")
+        long_ago = datetime.now(UTC) - timedelta(days=settings.SYNC_RECONCILE_DAYS + 2)
+        old = self.standin.add_transaction(
+            "CP-004", 1, "TAG-0002", start_timestamp=iso(long_ago)
+        )
+        for pk in (recent, old):
+            self.standin.station_stop(pk)
+        services.sync_run_transactions(trigger="command", client=self.steve)
+        for pk in (recent, old):
+            self.standin.delete_transaction(pk)
+
+        # Stopped by their station, neither is looked at again by the incremental
+        # run: it cannot tell that SteVe deleted them.
+        services.sync_run_transactions(trigger="beat", client=self.steve)
+        self.assertFalse(self.is_deleted_in_steve(recent))
+
+        run = services.sync_run_reconcile(trigger="beat", client=self.steve)
+        self.assertEqual(
+            (run.kind, run.trigger, run.status, run.updated_count),
+            (SyncRun.Kind.BACKFILL, SyncRun.Trigger.BEAT, SyncRun.Status.SUCCEEDED, 1),
+        )
+        self.assertTrue(self.is_deleted_in_steve(recent))
+        # Older than its days: left to `manage.py sync backfill --since`.
+        self.assertFalse(self.is_deleted_in_steve(old))
+
+    def test_beat_runs_it_every_interval(self) -> None:
+        entry = celery_app.conf.beat_schedule["reconcile-transactions"]
+        self.assertEqual(entry["task"], sync_run_reconcile.name)
+        interval = float(settings.SYNC_RECONCILE_INTERVAL_SECONDS)
+        self.assertEqual(entry["schedule"], interval)
+        self.assertEqual(entry["options"], {"expires": interval})
