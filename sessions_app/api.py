@@ -23,6 +23,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from sessions_app import charging
 from sessions_app.api_auth import ApiRequest, BearerTokenAuth, BrowserSessionAuth
 from sessions_app.api_schemas import (
+    META_DATA_MAX_DEPTH,
     ErrorEnvelope,
     SessionCreateIn,
     SessionEnvelope,
@@ -103,7 +104,14 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        return _error(
+            request,
+            400,
+            "The request body is nested too deeply to read: send a JSON object "
+            f"at most {META_DATA_MAX_DEPTH} levels deep.",
+        )
+    if exc.status_code == 400 and exc.__cause__ is not None:
         # Ninja's "Cannot parse request body" says neither what was wrong nor what
         # it wants: the body failed to decode as JSON.
         return _error(request, 400, "The request body is not JSON: send a JSON object.")
@@ -145,16 +153,38 @@ PATTERN_WORDS = {
 }
 
 
-def _refuse_unknown_parameters(request: HttpRequest, query: type[Schema]) -> None:
-    """A 422 for a query parameter the endpoint does not take: left unread, a typo
-    (or a filter it lacks, such as `user`) would silently list every session."""
-    known = [field.alias or name for name, field in query.model_fields.items()]
+def _refuse_unknown_parameters(
+    request: HttpRequest, query: type[Schema] | None = None
+) -> None:
+    """A 422 for a query parameter the endpoint does not take, or one given twice.
+
+    Left unread, a typo (or a filter the list lacks, such as `user`) would silently
+    list every session, and `POST /sessions?dry_run=1` would start a real charge;
+    of a repeated one, which value counts would be a guess.
+    """
+    known = (
+        [field.alias or name for name, field in query.model_fields.items()]
+        if query
+        else []
+    )
     unknown = sorted(set(request.GET) - set(known))
     if unknown:
+        takes = (
+            f"This endpoint takes {', '.join(known)}."
+            if known
+            else "This endpoint takes none."
+        )
         raise HttpError(
             422,
             f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: "
-            f"{', '.join(unknown)}. This list takes {', '.join(known)}.",
+            f"{', '.join(unknown)}. {takes}",
+        )
+    repeated = sorted(name for name, values in request.GET.lists() if len(values) > 1)
+    if repeated:
+        raise HttpError(
+            422,
+            f"Query parameter{'s' if len(repeated) > 1 else ''} given more than "
+            f"once: {', '.join(repeated)}. Give each once.",
         )
 
 
@@ -170,7 +200,9 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
         in_body = location[:1] == ["body"]
         where = ".".join(str(part) for part in location[2 if in_body else 1 :])
         where = where or ("body" if in_body else "")
-        message = str(error.get("msg", "invalid"))
+        # A ValueError raised by a validator is our sentence; pydantic's
+        # "Value error, " before it is not.
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if error.get("type") == "string_pattern_mismatch" and location:
             message = PATTERN_WORDS.get(str(location[-1]), message)
         parts.append(f"{where}: {message}" if where else message)
@@ -220,6 +252,7 @@ def session_create(
     timeout (30 s), the session is still created (the station may start) and the
     message says so; it is cancelled if charging does not start in time. 502 means
     the start was not sent, or the station answered with an error."""
+    _refuse_unknown_parameters(request)
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
     with SteveClient() as client:
         created = charging.api_session_create(
@@ -301,6 +334,7 @@ def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[st
     tags=["sessions"],
 )
 def session_detail(request: ApiRequest, session_id: str) -> dict[str, Any]:
+    _refuse_unknown_parameters(request)
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     return _current_envelope(session)
 
@@ -319,6 +353,7 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     (the station may have stopped; it is sent again if charging goes on) and the
     message says so. 502 means the stop was not sent, or the station answered with
     an error."""
+    _refuse_unknown_parameters(request)
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     with SteveClient() as client:
         session = charging.api_session_stop(session=session, client=client)

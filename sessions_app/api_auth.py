@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
+from ninja.errors import HttpError
 from ninja.security import HttpBearer, SessionAuth
 
 from sessions_app.models import ApiToken
@@ -108,7 +109,16 @@ class BrowserSessionAuth(SessionAuth):
         # CSRF check failed.
         if not self._is_browser(request):
             return None
-        key: str | None = super()._get_key(request)
+        try:
+            key: str | None = super()._get_key(request)
+        except HttpError as error:
+            # ninja's "CSRF check Failed" says neither what is missing nor how to
+            # send it.
+            raise HttpError(
+                403,
+                "This browser request has no valid CSRF token: send the csrftoken "
+                "cookie's value in the X-CSRFToken header, or use a bearer token.",
+            ) from error
         return key
 
     def authenticate(self, request: HttpRequest, key: str | None) -> User | None:

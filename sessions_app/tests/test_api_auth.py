@@ -75,7 +75,12 @@ class BrowserSessionAuthApiTests(ApiTestCase):
             data={"chargestation": "CP-001", "connector": 1},
             content_type="application/json",
         )
-        self.assert_error(response, 403, "CSRF")
+        self.assert_error(
+            response,
+            403,
+            "This browser request has no valid CSRF token: send the csrftoken "
+            "cookie's value in the X-CSRFToken header, or use a bearer token.",
+        )
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
     def test_a_write_with_the_csrf_token_starts_a_session(self) -> None:

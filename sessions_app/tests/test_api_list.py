@@ -82,13 +82,27 @@ class SessionListApiTests(ApiTestCase):
         self.assert_error(
             self.call("GET", "/sessions?user=3&limit=1"),
             422,
-            "Unknown query parameter: user. This list takes status, chargestation, "
-            "from, to, cursor, limit.",
+            "Unknown query parameter: user. This endpoint takes status, "
+            "chargestation, from, to, cursor, limit.",
         )
         self.assert_error(
             self.call("GET", "/sessions?stauts=ended&page=2"),
             422,
             "Unknown query parameters: page, stauts.",
+        )
+
+    def test_a_repeated_query_parameter_is_422(self) -> None:
+        self.assert_error(
+            self.call("GET", "/sessions?status=ended&status=cancelled&limit=2"),
+            422,
+            "Query parameter given more than once: status. Give each once.",
+        )
+
+    def test_an_out_of_range_date_is_said_without_framework_words(self) -> None:
+        self.assert_error(
+            self.call("GET", "/sessions?from=0001-01-01T00:00:00%2B01:00"),
+            422,
+            "Invalid request: from: is out of range.",
         )
 
     def test_an_offset_whose_plus_the_url_turned_into_a_space_is_explained(

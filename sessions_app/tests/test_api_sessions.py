@@ -498,7 +498,36 @@ class SessionRefusalApiTests(ApiTestCase):
         self.assert_refused(response, 422, "Invalid request: body: Field required.")
 
     def test_meta_data_postgres_cannot_store_is_422(self) -> None:
-        self.assert_refused(self.start(meta_data={"a": "x\x00y"}), 422, "NUL")
+        self.assert_refused(
+            self.start(meta_data={"a": "x\x00y"}),
+            422,
+            "Invalid request: meta_data: must not contain NUL characters.",
+        )
+
+    def test_a_query_parameter_is_refused_on_every_endpoint(self) -> None:
+        self.assert_refused(
+            self.call(
+                "POST",
+                "/sessions?dry_run=1",
+                body={"chargestation": "CP-001", "connector": 1},
+            ),
+            422,
+            "Unknown query parameter: dry_run. This endpoint takes none.",
+        )
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+        session_id = self.result(self.start(), 201)["_id"]
+        for method, path in (
+            ("GET", f"/sessions/{session_id}?expand=1"),
+            ("POST", f"/sessions/{session_id}/stop?force=1"),
+        ):
+            self.assert_error(self.call(method, path), 422, "Unknown query parameter")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+
+    def test_a_body_too_deep_to_read_is_400_in_our_words(self) -> None:
+        response = self.post_meta_data("[" * 100_000 + "]" * 100_000)
+        self.assert_refused(
+            response, 400, "The request body is nested too deeply to read"
+        )
 
     def post_meta_data(self, meta_data: str) -> HttpResponse:
         return self.client.post(
