@@ -33,6 +33,14 @@ CHARGE_BOX_ID = r"^[^\x00-\x1f\x7f=/()<>]{1,255}$"
 USER_REF = r"^[^\x00-\x1f\x7f]{1,150}$"
 CONNECTOR_MAX = 2_147_483_647
 CONNECTOR_TEXT = re.compile(r"^[0-9]{1,10}$")
+# The strings CONNECTOR_TEXT lets through that are also within 1..CONNECTOR_MAX,
+# written out for the OpenAPI document (a pattern cannot compare numbers).
+CONNECTOR_TEXT_IN_RANGE = (
+    r"^0*(?:[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}"
+    r"|214[0-6][0-9]{6}|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}"
+    r"|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]"
+    r"|214748364[0-7])$"
+)
 CONNECTOR_DESCRIPTION = (
     'The connector id: a number, or the session object\'s string form ("1").'
 )
@@ -245,7 +253,11 @@ class SessionCreateIn(Schema):
             {
                 "oneOf": [
                     {"type": "integer", "minimum": 1, "maximum": CONNECTOR_MAX},
-                    {"type": "string", "pattern": CONNECTOR_TEXT.pattern},
+                    {
+                        "type": "string",
+                        "pattern": CONNECTOR_TEXT_IN_RANGE,
+                        "maxLength": 10,
+                    },
                 ],
                 "description": CONNECTOR_DESCRIPTION,
             }
@@ -295,8 +307,17 @@ class SessionListQuery(Schema):
 
     status: SessionStatus | None = None
     chargestation: str | None = Field(None, pattern=CHARGE_BOX_ID)
-    from_: datetime | None = Field(None, alias="from")
-    to: datetime | None = None
+    from_: datetime | None = Field(
+        None,
+        alias="from",
+        description="Sessions created at or after this date-time (createdAt, "
+        "to the millisecond), e.g. 2026-03-01T09:00:00Z.",
+    )
+    to: datetime | None = Field(
+        None,
+        description="Sessions created at or before this date-time (createdAt, "
+        "its whole millisecond included); not earlier than `from`.",
+    )
     cursor: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_-]{1,200}$",
@@ -477,17 +498,17 @@ class SessionPageOut(Schema):
 
 
 class SessionEnvelope(Schema):
-    ok: Literal[True] = True
+    ok: Literal[True]
     message: str
     result: SessionOut
 
 
 class SessionPageEnvelope(Schema):
-    ok: Literal[True] = True
+    ok: Literal[True]
     message: str
     result: SessionPageOut
 
 
 class ErrorEnvelope(Schema):
-    ok: Literal[False] = False
+    ok: Literal[False]
     message: str

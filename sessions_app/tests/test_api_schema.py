@@ -12,6 +12,7 @@ Examples are bounded (MAX_EXAMPLES per operation and mode) and derandomized, so 
 run is fast and repeatable.
 """
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -91,6 +92,22 @@ class OpenApiSchemathesisTests(ApiTestCase):
         soc = schemas["StateOfChargeOut"]["properties"]["value"]
         self.assertEqual(soc["type"], "integer")
         self.assertEqual(schemas["CostLineOut"]["properties"]["tax"]["type"], "integer")
+
+    def test_what_the_document_says_is_what_the_api_takes(self) -> None:
+        document = self.client.get("/api/v1/openapi.json").json()
+        schemas = document["components"]["schemas"]
+        for envelope in ("SessionEnvelope", "SessionPageEnvelope", "ErrorEnvelope"):
+            self.assertIn("ok", schemas[envelope]["required"], envelope)
+        connector = schemas["SessionCreateIn"]["properties"]["connector"]["oneOf"][1]
+        pattern = re.compile(connector["pattern"])
+        for taken in ("1", "01", "2147483647"):
+            self.assertTrue(pattern.fullmatch(taken), taken)
+        for refused in ("0", "2147483648", "9999999999"):
+            self.assertFalse(pattern.fullmatch(refused), refused)
+        parameters = document["paths"]["/api/v1/sessions"]["get"]["parameters"]
+        bounds = {p["name"]: p.get("description", "") for p in parameters}
+        self.assertIn("createdAt", bounds["from"])
+        self.assertIn("createdAt", bounds["to"])
 
     def test_started_sessions_fit_the_schema(self) -> None:
         # CP-001 reports no state of charge, CP-002 does.
