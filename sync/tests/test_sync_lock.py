@@ -107,15 +107,37 @@ class SyncCommandInputTests(TestCase):
         self,
     ) -> None:
         error = (
-            "SteVe cannot be reached at http://127.0.0.1:9/steve: check that SteVe "
-            "is running and that STEVE_URL is its address."
+            "Transaction 4242 disappeared from SteVe mid-run. Transaction 4243 "
+            "disappeared from SteVe mid-run."
         )
-        SyncRunFactory(status=SyncRun.Status.FAILED, error=error)
+        SyncRunFactory(status=SyncRun.Status.PARTIAL, error=error)
         out = StringIO()
         call_command("sync", "status", stdout=out)
         table, full = out.getvalue().split("\n\n")
-        self.assertTrue(table.endswith("http://127.0.0.1:9/steve: check…"), table)
+        self.assertTrue(table.endswith("disappeared from SteVe mid-run.…"), table)
         self.assertEqual(full.strip(), f"Run #{SyncRun.objects.get().pk}: {error}")
+
+    def test_status_exits_with_1_when_the_newest_finished_run_failed(self) -> None:
+        # Monitoring runs `sync status` and alerts on its exit status.
+        error = (
+            "SteVe cannot be reached at http://127.0.0.1:9/steve: the connection was "
+            "refused, so nothing listens there."
+        )
+        failed = SyncRunFactory(status=SyncRun.Status.FAILED, error=error)
+        # A run still going does not hide the failure before it.
+        SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
+        out = StringIO()
+        with self.assertRaisesMessage(
+            CommandError,
+            f"Run #{failed.pk}, the newest that has finished, failed: {error}",
+        ):
+            call_command("sync", "status", stdout=out)
+        # The table comes first, as ever.
+        rows = [line.split()[0] for line in out.getvalue().splitlines()]
+        self.assertEqual(rows, ["run", f"#{failed.pk + 1}", f"#{failed.pk}"])
+
+        SyncRunFactory()
+        call_command("sync", "status", stdout=StringIO())
 
     def test_an_unreachable_steve_fails_the_run_with_a_sentence(self) -> None:
         unreachable = self.settings(
@@ -131,9 +153,9 @@ class SyncCommandInputTests(TestCase):
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(run.trigger, SyncRun.Trigger.COMMAND)
         out = StringIO()
-        call_command("sync", "status", stdout=out)
+        with self.assertRaisesMessage(CommandError, expected):
+            call_command("sync", "status", stdout=out)
         self.assertIn("failed", out.getvalue())
-        self.assertIn("SteVe cannot be reached", out.getvalue())
 
     def test_a_missing_steve_setting_is_recorded_as_a_failed_run(self) -> None:
         sentence = "STEVE_URL must be set to talk to SteVe."

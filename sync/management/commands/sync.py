@@ -3,7 +3,8 @@
 manage.py sync transactions [--dry-run]   one incremental run now, in this process
 manage.py sync backfill --since 2026-01-01 [--dry-run]
 manage.py sync chargers                   probe the chargers (TriggerMessage)
-manage.py sync status [--limit 15]        recent runs as a table
+manage.py sync status [--limit 15]        recent runs as a table; exit status 1
+                                          when the newest finished run failed
 """
 
 import argparse
@@ -93,7 +94,11 @@ class Command(DatabaseCommand):
         )
         self._add_dry_run(backfill)
         chargers = actions.add_parser("chargers", help="Probe every known charger now.")
-        status = actions.add_parser("status", help="Show the most recent sync runs.")
+        status = actions.add_parser(
+            "status",
+            help="Show the most recent sync runs; exit status 1 when the newest "
+            "finished run failed.",
+        )
         for action in (transactions, backfill, chargers, status):
             # Also after the action (`sync transactions -v 2`); when left out there,
             # the value given before it, or Django's default, stands.
@@ -248,7 +253,15 @@ class Command(DatabaseCommand):
                 cell.ljust(width) for cell, width in zip(row, widths, strict=True)
             )
             self.stdout.write(line.rstrip())
-        # The newest run's sentence in full: it says what to do next.
+        finished = SyncRun.objects.exclude(status=SyncRun.Status.RUNNING)
+        newest = finished.newest_first().first()
+        if newest is not None and newest.status == SyncRun.Status.FAILED:
+            # Exit status 1, so monitoring that runs this command can alert; the
+            # sentence in full says what to do next.
+            raise CommandError(
+                f"Run #{newest.pk}, the newest that has finished, failed: "
+                f"{newest.error}"
+            )
         latest = runs[0]
         if latest.error and len(latest.error) > ERROR_COLUMN:
             self.stdout.write(f"\nRun #{latest.pk}: {latest.error}")
