@@ -4,13 +4,27 @@ Pure functions, no database: given what Polaris stored last time and what SteVe 
 now, `plan_transaction` returns the new field values and the events to append. The
 energy rules live here:
 
-- kWh come from the Wh-normalised, phase-less energy register readings;
-- a reading below the previous one is a meter reset: it becomes the new baseline and
-  a `corrected` event with zero energy records it, so energy never goes negative;
-- the stop value closes the session; a stop SteVe later replaces (a manual stop
-  overtaken by the station's own) gives a `corrected` event; after a meter reset, a
-  manual stop dated before the last reading counted adds no energy (SteVe took it
-  from a reading, maybe one from before the reset);
+- kWh come from the Wh-normalised, phase-less energy register readings, counted
+  from a baseline (meterLastWh, the last reading counted);
+- a reading below the baseline is a drop: a `corrected` event with zero energy
+  records it and flags the session (meterResetSeen), and it waits as a dip
+  (meterDipWh) for the next reading to say what it was. A reading back at or above
+  the baseline makes it a glitch: energy counts on from the baseline. One at or
+  above the dip but below the baseline makes it a meter reset: energy counts from
+  the dip, which becomes the baseline. One below the dip is a deeper dip. So a
+  single bad reading never bills the climb back from it, and energy never goes
+  negative;
+- the stop value closes the session. After any drop, a stop at or above the start
+  makes the station's own stop - start the session's total (the readings may count
+  on another register than meterStart and meterStop, such as a meter that counts
+  each session from 0): the stop adds what that total has beyond the energy
+  counted, and nothing when the count already reaches it, as energy counted is
+  never taken back. Otherwise the stop counts on from the baseline, or from a dip
+  it confirms as a reset. A stop SteVe later replaces (a manual stop overtaken by
+  the station's own) gives a `corrected` event, and one below the stop it replaces
+  keeps the energy counted and flags the session; after a drop, a manual stop
+  dated before the last reading counted adds no energy (SteVe took it from a
+  reading, maybe one from before the reset);
 - readings after a manual stop count no energy until the station's own stop
   replaces it, but say that the station is still charging there.
 """
@@ -31,6 +45,7 @@ class StoredState:
     started_at: datetime
     meter_start_wh: int
     meter_last_wh: int
+    meter_dip_wh: int | None
     last_reading_at: datetime | None
     kwh_delivered: Decimal
     is_finalized: bool
@@ -81,6 +96,7 @@ def plan_transaction(
     events: list[PlannedEvent] = []
     if state is None:
         baseline = transaction.start_value_wh
+        dip: int | None = None
         last_at = transaction.start_timestamp
         delivered = Decimal("0.000")
         reset_seen = False
@@ -89,6 +105,7 @@ def plan_transaction(
         )
     else:
         baseline = state.meter_last_wh
+        dip = state.meter_dip_wh
         last_at = state.last_reading_at or state.started_at
         delivered = state.kwh_delivered
         reset_seen = state.meter_reset_seen
@@ -106,15 +123,24 @@ def plan_transaction(
         if reading_at <= last_at:
             continue
         latest_reading_at = reading_at
-        if wh < baseline:
+        if wh >= baseline:
+            counted_from = baseline
+        elif dip is not None and wh >= dip:
+            counted_from = dip
+        else:
             reset_seen = True
+            dip = wh
             events.append(PlannedEvent("corrected", wh, reading_at, Decimal("0.000")))
-        elif wh > baseline:
-            delta = kwh(wh - baseline)
+            last_at = reading_at
+            continue
+        if wh == baseline and dip is None:
+            # A flat register is no news: lastReadingAt, and so updatedAt, stay.
+            continue
+        dip = None
+        if wh > counted_from:
+            delta = kwh(wh - counted_from)
             delivered += delta
             events.append(PlannedEvent("progress", wh, reading_at, delta))
-        else:
-            continue
         baseline = wh
         last_at = reading_at
 
@@ -145,7 +171,18 @@ def plan_transaction(
                 and stop_at < last_at
                 and reset_seen
             )
-            delta = kwh(0 if restated else max(0, stop_wh - baseline))
+            delta = (
+                Decimal("0.000")
+                if restated
+                else _energy_at_stop(
+                    stop_wh=stop_wh,
+                    start_wh=transaction.start_value_wh,
+                    baseline=baseline,
+                    dip=dip,
+                    delivered=delivered,
+                    reset_seen=reset_seen,
+                )
+            )
             if stop_wh < baseline:
                 reset_seen = True
             delivered += delta
@@ -157,6 +194,7 @@ def plan_transaction(
             if not any(_same_observation(stop_event, event) for event in events):
                 events.append(stop_event)
             baseline = stop_wh
+            dip = None
             last_at = max(last_at, stop_at)
         manual = transaction.stop_event_actor == "manual"
         if not manual:
@@ -183,6 +221,7 @@ def plan_transaction(
         )
     fields.update(
         meter_last_wh=baseline,
+        meter_dip_wh=dip,
         last_reading_at=last_at,
         kwh_delivered=delivered,
         meter_reset_seen=reset_seen,
@@ -201,6 +240,26 @@ def plan_transaction(
     )
     plan.changed = state is None or bool(events) or _differs(state, fields)
     return plan
+
+
+def _energy_at_stop(
+    *,
+    stop_wh: int,
+    start_wh: int,
+    baseline: int,
+    dip: int | None,
+    delivered: Decimal,
+    reset_seen: bool,
+) -> Decimal:
+    """The energy a stop adds to the `delivered` kWh counted before it."""
+    if reset_seen and stop_wh >= start_wh:
+        # After a drop the readings can be on another register than the station's
+        # meterStart and meterStop (a glitch, a meter counting each session from 0):
+        # its own count is the total, as SteVe's would be, minus what was counted.
+        return max(Decimal("0.000"), kwh(stop_wh - start_wh) - delivered)
+    if dip is not None and dip <= stop_wh < baseline:
+        return kwh(stop_wh - dip)
+    return kwh(max(0, stop_wh - baseline))
 
 
 def _same_observation(one: PlannedEvent, other: PlannedEvent) -> bool:

@@ -327,6 +327,10 @@ class TransactionSyncState(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True, db_column="stoppedAt")
     meter_start_wh = models.BigIntegerField(db_column="meterStartWh")
     meter_last_wh = models.BigIntegerField(db_column="meterLastWh")
+    # A reading below meterLastWh, flagged but not yet counted from: a glitch if the
+    # next reading is back at or above meterLastWh, a meter reset if it rises from
+    # here. meterLastWh stays the counting baseline until then.
+    meter_dip_wh = models.BigIntegerField(null=True, blank=True, db_column="meterDipWh")
     last_reading_at = models.DateTimeField(
         null=True, blank=True, db_column="lastReadingAt"
     )

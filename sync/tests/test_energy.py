@@ -60,16 +60,136 @@ class PlanTransactionTests:
             readings,
         )
         kinds = [(e.event_type, e.kwh_delta) for e in plan.events]
+        # 900 rises from the drop to 500: a reset, counted from 500. The station's
+        # own 1200 - 1000 is below the 1.4 kWh counted: the stop adds nothing.
         assert kinds == [
             ("started", Decimal("0.000")),
             ("progress", Decimal("1.000")),
             ("corrected", Decimal("0.000")),
             ("progress", Decimal("0.400")),
-            ("stopped", Decimal("0.300")),
+            ("stopped", Decimal("0.000")),
         ]
-        assert plan.fields["kwh_delivered"] == Decimal("1.700")
+        assert plan.fields["kwh_delivered"] == Decimal("1.400")
         assert plan.fields["meter_reset_seen"] is True
         assert all(e.kwh_delta >= 0 for e in plan.events)
+
+    def test_a_reading_back_above_the_baseline_makes_a_drop_a_glitch(self) -> None:
+        readings = [(minutes(10), 2000), (minutes(20), 0), (minutes(30), 2500)]
+        plan = plan_transaction(None, transaction(), readings)
+        kinds = [(e.event_type, e.meter_wh, e.kwh_delta) for e in plan.events]
+        assert kinds == [
+            ("started", 1000, Decimal("0.000")),
+            ("progress", 2000, Decimal("1.000")),
+            ("corrected", 0, Decimal("0.000")),
+            ("progress", 2500, Decimal("0.500")),
+        ]
+        assert (plan.fields["meter_last_wh"], plan.fields["meter_dip_wh"]) == (
+            2500,
+            None,
+        )
+        assert plan.fields["meter_reset_seen"] is True
+
+    def test_a_drop_waits_for_the_next_reading_across_runs(self) -> None:
+        steve = transaction()
+        first = plan_transaction(None, steve, [(minutes(10), 2000), (minutes(20), 300)])
+        assert (first.fields["meter_last_wh"], first.fields["meter_dip_wh"]) == (
+            2000,
+            300,
+        )
+        assert first.fields["kwh_delivered"] == Decimal("1.000")
+        second = plan_transaction(
+            stored_from(first.fields), steve, [(minutes(30), 700)]
+        )
+        assert [(e.event_type, e.kwh_delta) for e in second.events] == [
+            ("progress", Decimal("0.400"))
+        ]
+        assert (second.fields["meter_last_wh"], second.fields["meter_dip_wh"]) == (
+            700,
+            None,
+        )
+
+    def test_a_reading_below_the_dip_is_a_deeper_dip(self) -> None:
+        readings = [(minutes(10), 2000), (minutes(20), 800), (minutes(30), 300)]
+        plan = plan_transaction(None, transaction(), [*readings, (minutes(40), 600)])
+        kinds = [(e.event_type, e.meter_wh, e.kwh_delta) for e in plan.events]
+        assert kinds[2:] == [
+            ("corrected", 800, Decimal("0.000")),
+            ("corrected", 300, Decimal("0.000")),
+            ("progress", 600, Decimal("0.300")),
+        ]
+        assert plan.fields["kwh_delivered"] == Decimal("1.300")
+
+    def test_after_a_drop_the_stations_own_count_is_the_total(self) -> None:
+        # MeterValues counting from 0 each session; meterStart/Stop the register.
+        plan = plan_transaction(
+            None,
+            transaction(
+                start_value_wh=874_164,
+                stop_timestamp=minutes(40),
+                stop_value_wh=878_164,
+                stop_event_actor="station",
+            ),
+            [(minutes(10), 0), (minutes(20), 2000), (minutes(30), 4000)],
+        )
+        assert plan.fields["kwh_delivered"] == Decimal("4.000")
+        assert plan.fields["meter_reset_seen"] is True
+
+    def test_a_stop_replacing_a_manual_one_after_a_drop_tops_up_to_its_count(
+        self,
+    ) -> None:
+        readings = [(minutes(10), 101_000), (minutes(20), 0)]
+        manual = transaction(
+            start_value_wh=100_000,
+            stop_timestamp=minutes(10),
+            stop_value_wh=101_000,
+            stop_event_actor="manual",
+        )
+        first = plan_transaction(None, manual, readings)
+        assert first.fields["kwh_delivered"] == Decimal("1.000")
+        station = transaction(
+            start_value_wh=100_000,
+            stop_timestamp=minutes(30),
+            stop_value_wh=103_000,
+            stop_event_actor="station",
+        )
+        second = plan_transaction(stored_from(first.fields), station, readings)
+        # The drop, after the manual stop, belongs to the station's session.
+        assert [(e.event_type, e.meter_wh, e.kwh_delta) for e in second.events] == [
+            ("corrected", 0, Decimal("0.000")),
+            ("corrected", 103_000, Decimal("2.000")),
+        ]
+        assert second.fields["kwh_delivered"] == Decimal("3.000")
+        assert second.fields["meter_dip_wh"] is None
+
+    def test_a_stop_below_the_start_counts_on_from_the_reset(self) -> None:
+        # Old SteVe stored such a stop; with no valid count of its own, the
+        # station's register after the reset is counted from the readings.
+        readings = [(minutes(10), 101_000), (minutes(20), 500), (minutes(30), 1500)]
+        plan = plan_transaction(
+            None,
+            transaction(
+                start_value_wh=100_000, stop_timestamp=minutes(40), stop_value_wh=2000
+            ),
+            readings,
+        )
+        assert plan.fields["kwh_delivered"] == Decimal("2.500")
+
+    def test_a_stop_below_the_start_confirms_a_pending_dip(self) -> None:
+        readings = [(minutes(10), 101_000), (minutes(20), 500)]
+        plan = plan_transaction(
+            None,
+            transaction(
+                start_value_wh=100_000, stop_timestamp=minutes(40), stop_value_wh=1500
+            ),
+            readings,
+        )
+        assert plan.events[-1].event_type == "stopped"
+        assert plan.events[-1].kwh_delta == Decimal("1.000")
+        assert plan.fields["kwh_delivered"] == Decimal("2.000")
+        assert (plan.fields["meter_last_wh"], plan.fields["meter_dip_wh"]) == (
+            1500,
+            None,
+        )
 
     def test_it_ignores_readings_after_the_stop(self) -> None:
         plan = plan_transaction(

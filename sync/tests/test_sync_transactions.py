@@ -716,6 +716,125 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertFalse(TransactionSyncState.objects.filter(charger=None).exists())
 
 
+class MeterDropTests(SyncTestCase):
+    """A reading below the last one is only a meter reset once the next reading
+    (or the stop) confirms it; after any drop the station's own stop - start is
+    the session's total when SteVe has a valid one."""
+
+    def start_session(self, start_value: int) -> tuple[int, datetime]:
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=30)
+        pk = self.standin.add_transaction(
+            "CP-003",
+            1,
+            "TAG-0002",
+            start_value=start_value,
+            start_timestamp=iso(start),
+        )
+        return pk, start
+
+    def read(self, pk: int, start: datetime, minute: int, *wh: int) -> None:
+        self.standin.add_meter_values(
+            pk,
+            [
+                {
+                    "value": str(value),
+                    "valueTimestamp": iso(start + timedelta(minutes=n)),
+                }
+                for n, value in enumerate(wh, start=minute)
+            ],
+        )
+
+    def energy_events(self, pk: int) -> list[tuple[str, Decimal]]:
+        return list(
+            self.row(pk)
+            .events.order_by("reading_at", "id")
+            .values_list("event_type", "kwh_delta")
+        )
+
+    def test_a_single_glitch_reading_counts_no_energy(self) -> None:
+        pk, start = self.start_session(100_000)
+        self.read(pk, start, 1, 101_000, 0, 102_000)
+        stopped = self.standin.station_stop(
+            pk, 103_000, stop_timestamp=iso(start + timedelta(minutes=4))
+        )
+        self.assertTrue(stopped["accepted"], stopped)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(row.kwh_delivered, Decimal("3.000"))
+        self.assertTrue(row.meter_reset_seen)
+        self.assertEqual(
+            self.energy_events(pk),
+            [
+                ("started", Decimal("0.000")),
+                ("progress", Decimal("1.000")),
+                ("corrected", Decimal("0.000")),
+                ("progress", Decimal("1.000")),
+                ("stopped", Decimal("1.000")),
+            ],
+        )
+        self.assert_energy_adds_up()
+        assert_rollups_exact(self)
+
+    def test_readings_counted_from_zero_bill_the_station_register(self) -> None:
+        # The station's MeterValues count from 0 each session, while its
+        # meterStart and meterStop are the absolute register.
+        pk, start = self.start_session(874_164)
+        self.read(pk, start, 1, 0, 2000, 4000)
+        stopped = self.standin.station_stop(
+            pk, 878_164, stop_timestamp=iso(start + timedelta(minutes=4))
+        )
+        self.assertTrue(stopped["accepted"], stopped)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(row.kwh_delivered, Decimal("4.000"))
+        self.assertTrue(row.meter_reset_seen)
+        self.assert_energy_adds_up()
+
+    def test_a_drop_at_the_end_of_a_run_waits_for_the_next_reading(self) -> None:
+        pk, start = self.start_session(100_000)
+        self.read(pk, start, 1, 101_000, 0)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(
+            (row.kwh_delivered, row.meter_last_wh, row.meter_dip_wh),
+            (Decimal("1.000"), 101_000, 0),
+        )
+        self.assertTrue(row.meter_reset_seen)
+        self.read(pk, start, 3, 102_000)
+        self.sync()
+        row = self.row(pk)
+        self.assertEqual(
+            (row.kwh_delivered, row.meter_last_wh, row.meter_dip_wh),
+            (Decimal("2.000"), 102_000, None),
+        )
+        self.assert_energy_adds_up()
+        again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
+    def test_a_reset_confirmed_by_the_next_reading_is_counted(self) -> None:
+        # The register restarts near 0: its readings are counted from the first
+        # one after the drop, and the station's stop, below its start, is refused.
+        pk, start = self.start_session(100_000)
+        self.read(pk, start, 1, 101_000, 500)
+        self.sync()
+        self.read(pk, start, 3, 1500)
+        self.sync()
+        refused = self.standin.station_stop(
+            pk, 2000, stop_timestamp=iso(start + timedelta(minutes=4))
+        )
+        self.assertFalse(refused["accepted"], refused)
+        self.sync()
+        row = self.row(pk)
+        self.assertFalse(row.is_finalized)
+        self.assertEqual(
+            (row.kwh_delivered, row.meter_last_wh, row.meter_dip_wh),
+            (Decimal("2.000"), 1500, None),
+        )
+        self.assertTrue(row.meter_reset_seen)
+        self.assert_energy_adds_up()
+
+
 class SyncFaultTests(SyncTestCase):
     """SteVe failing: the run is marked failed, nothing is half-written, the next run
     catches up."""
