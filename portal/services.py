@@ -21,7 +21,9 @@ logger = logging.getLogger(__name__)
 RESERVATION_MINUTES = (15, 30, 60)
 
 _RESERVE_REFUSALS = {
-    "occupied": "The charger is in use right now, so it cannot be reserved.",
+    # OCPP answers Occupied for a connector charging or reserved for another card.
+    "occupied": "The charger is in use or reserved by someone else right now, "
+    "so it cannot be reserved.",
     "faulted": "The charger reports a fault; please pick another one.",
     "unavailable": "The charger is unavailable at the moment.",
     "rejected": "The charger declined the reservation.",
@@ -87,9 +89,7 @@ def reservation_create(
         )
     except SteveRejected as error:
         logger.warning("reserve charger=%s refused: %s", charger.pk, error.message)
-        raise PortalError(
-            "The charger cannot be reserved right now (it may be offline)."
-        ) from error
+        raise PortalError(_reserve_refusal(error)) from error
     except SteveError as error:
         logger.warning("reserve charger=%s failed: %s", charger.pk, error.message)
         raise PortalError("The charging network did not answer; try again.") from error
@@ -110,6 +110,18 @@ def reservation_create(
         reservation.save()
     logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
     return reservation
+
+
+def _reserve_refusal(error: SteveRejected) -> str:
+    """Why SteVe refused to send a ReserveNow, for the customer."""
+    if error.no_station_connected:
+        return "The charger is offline, so it cannot be reserved now."
+    if error.tag_not_eligible:
+        return (
+            "Your charging card cannot be used for a reservation right now "
+            "(it may be blocked or expired); ask your operator."
+        )
+    return "The charger cannot be reserved right now; try again in a moment."
 
 
 def _held_for(customer: User, charger: Charger, now: datetime) -> Reservation | None:
@@ -153,7 +165,11 @@ def reservation_cancel(
             reservation_id=reservation_id,
         )
     except SteveRejected as error:
-        # "not active at this station": already expired, used or cancelled.
+        if not error.reservation_not_active:
+            # Offline, or a refusal for another reason: the station still holds
+            # the charger, so marking it cancelled here would show it free.
+            logger.warning("reservation=%s cancel refused: %s", reservation.pk, error)
+            raise PortalError(_cancel_refusal(error)) from error
         logger.info("reservation=%s not held: %s", reservation.pk, error.message)
     except SteveError as error:
         logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
@@ -167,6 +183,15 @@ def reservation_cancel(
     reservation.save(update_fields=["status", "cancelled_at"])
     logger.info("reservation=%s cancelled", reservation.pk)
     return reservation
+
+
+def _cancel_refusal(error: SteveRejected) -> str:
+    """Why a reservation the station still holds could not be cancelled."""
+    if error.no_station_connected:
+        reason = "The charger is offline, so the reservation cannot be cancelled now"
+    else:
+        reason = "The charging network refused to cancel this reservation"
+    return f"{reason}; it ends by itself at its end time."
 
 
 @transaction.atomic

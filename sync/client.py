@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 # SteVe's 400 message when no station of an operation is connected (CONTRACT §7).
 NO_ELIGIBLE_STATIONS = "No stations are eligible for communication."
+RESERVATION_NOT_ACTIVE = "This reservation is not active at this station."
+TAG_NOT_ELIGIBLE = "Requested OCPP Tag is not eligible for this operation."
 RETRY_DELAYS = (0.2, 0.6, 1.5)
 
 
@@ -74,6 +76,18 @@ class SteveRejected(SteveError):
     def no_station_connected(self) -> bool:
         """SteVe's refusal of an operation none of whose stations is connected."""
         return self.message.startswith(NO_ELIGIBLE_STATIONS)
+
+    @property
+    def tag_not_eligible(self) -> bool:
+        """SteVe's refusal of a tag that is unknown, blocked, expired or, for a
+        start, already at its limit of active transactions."""
+        return self.message.startswith(TAG_NOT_ELIGIBLE)
+
+    @property
+    def reservation_not_active(self) -> bool:
+        """SteVe's refusal to cancel a reservation the station no longer holds
+        (expired, used or cancelled there)."""
+        return self.message.startswith(RESERVATION_NOT_ACTIVE)
 
 
 class SteveUnanswered(SteveError):

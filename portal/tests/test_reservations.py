@@ -72,8 +72,25 @@ class ReservationTests(PortalTestCase):
 
     def test_a_refused_reserve_now_stores_nothing(self) -> None:
         self.standin.set_online(self.free.charge_box_id, False)
-        with self.assertRaises(PortalError):
+        with self.assertRaisesMessage(
+            PortalError, "The charger is offline, so it cannot be reserved now."
+        ):
             self._reserve()
+        self.assertFalse(Reservation.objects.exists())
+
+    def test_a_card_steve_does_not_accept_is_named_as_the_reason(self) -> None:
+        # The stand-in's SteVe does not know TAG-ALICE: its ReserveNow is refused
+        # before anything reaches the station.
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-0001").update(is_active=False)
+        with self.assertRaisesMessage(
+            PortalError, "Your charging card cannot be used for a reservation"
+        ):
+            reservation_create(
+                customer=self.alice,
+                charger=self.free,
+                minutes=30,
+                client=self.client_steve,
+            )
         self.assertFalse(Reservation.objects.exists())
 
     def test_reserving_a_charger_held_for_the_customer_gives_back_that_one(
@@ -198,6 +215,41 @@ class ReservationTests(PortalTestCase):
         reservation_cancel(reservation=reservation, client=self.client_steve)
         status = self.standin.state()["reservations"][0]["status"]
         self.assertEqual(status, "CANCELLED")
+        self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
+
+    def test_a_cancel_an_offline_station_cannot_take_keeps_the_reservation(
+        self,
+    ) -> None:
+        # SteVe refuses an operation for a station that is not connected; the
+        # station still holds the connector, so the portal must not show it free.
+        reservation = self._reserve()
+        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
+            "reservationId"
+        ]
+        reservation.save()
+        self.standin.set_online(self.free.charge_box_id, False)
+        self.addCleanup(self.standin.set_online, self.free.charge_box_id, True)
+        with self.assertRaisesMessage(
+            PortalError, "The charger is offline, so the reservation cannot be"
+        ):
+            reservation_cancel(reservation=reservation, client=self.client_steve)
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+        (held,) = self.standin.state()["reservations"]
+        self.assertEqual(held["status"], "ACCEPTED")
+
+    def test_a_reservation_the_station_no_longer_holds_is_marked_cancelled(
+        self,
+    ) -> None:
+        reservation = self._reserve()
+        steve_id = self.standin.state()["reservations"][0]["reservationId"]
+        self.client_steve.cancel_reservation(
+            charge_box_id=self.free.charge_box_id, reservation_id=steve_id
+        )
+        reservation.steve_reservation_id = steve_id
+        reservation.save()
+        reservation_cancel(reservation=reservation, client=self.client_steve)
+        reservation.refresh_from_db()
         self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
 
     def test_cancelling_twice_says_it_is_already_cancelled(self) -> None:
