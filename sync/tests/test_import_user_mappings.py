@@ -83,6 +83,48 @@ class ImportUserMappingsTests(TestCase):
         self.assertEqual(UserMapping.objects.count(), 3)
         self.assertEqual(AuditEntry.objects.count(), audit_entries)
 
+    def test_a_dry_run_reports_what_the_import_would_do_and_saves_nothing(
+        self,
+    ) -> None:
+        self.run_import("steveOcppIdTag,email,label\nTAG-0002,dana@example.com,Old\n")
+        before = (
+            list(get_user_model().objects.values()),
+            list(UserMapping.objects.values()),
+            list(AuditEntry.objects.values()),
+        )
+        out, err = StringIO(), StringIO()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "mappings.csv"
+            path.write_text(GOOD_AND_BAD, encoding="utf-8")
+            with self.assertRaisesMessage(
+                CommandError,
+                "4 lines would be skipped (see above); fix them before importing "
+                "the file.",
+            ):
+                call_command(
+                    "import_user_mappings",
+                    str(path),
+                    "--dry-run",
+                    stdout=out,
+                    stderr=err,
+                )
+        self.assertIn(
+            "Dry run, nothing was saved. The import would give 2 created, 1 updated, "
+            "0 unchanged, 4 rejected, with 1 customer account created.",
+            out.getvalue(),
+        )
+        self.assertIn("Line 5 would be skipped: not-an-email is not", err.getvalue())
+        after = (
+            list(get_user_model().objects.values()),
+            list(UserMapping.objects.values()),
+            list(AuditEntry.objects.values()),
+        )
+        self.assertEqual(after, before)
+        # The import itself then does what the dry run said.
+        out, _ = self.run_import(GOOD_AND_BAD)
+        self.assertIn("2 created, 1 updated, 0 unchanged, 4 rejected", out)
+        self.assertIn("1 customer account created", out)
+
     def test_it_refuses_to_move_a_tag_to_another_customer(self) -> None:
         self.run_import("steveOcppIdTag,email,label\nTAG-0001,dana@example.com,\n")
         _, err = self.run_import(

@@ -7,14 +7,17 @@ with their line number and skipped; the good rows are still imported, and the
 command ends with status 1 so that a script notices. A file that
 is not UTF-8 is refused before any row is imported. Rows are saved 1,000 lines at a
 time: Ctrl-C keeps the lines above the last "Line N of M…" and the file can simply
-be imported again.
+be imported again. `--dry-run` imports the file in one database transaction and rolls
+it back, so it reports exactly what the import would do and saves nothing.
 """
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
+from django.db import transaction
 from django.template.defaultfilters import pluralize
 
 from polaris.commands import DatabaseCommand
@@ -31,12 +34,20 @@ class Command(DatabaseCommand):
     # The line above which every row is saved, once the import has begun saving.
     saved_before_line: int | None = None
     finished = False
+    dry_run = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path, help="Path of the CSV file to import.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Report what the import would create, update and skip, and save "
+            "nothing (no mapping, account or audit entry).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
+        self.dry_run = options["dry_run"]
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -53,33 +64,54 @@ class Command(DatabaseCommand):
                 self.stdout.write(f"Line {line} of {total}…")
                 self.stdout.flush()
 
-        try:
-            result = user_mapping_import_bytes(
-                actor=None, data=data, source="command", progress=progress
-            )
-        except ValidationError as error:
-            raise CommandError(f"{path}: {' '.join(error.messages)}") from None
+        # The same service as the import, so the counts are the import's own; one
+        # transaction rolled back at the end keeps all of it unsaved.
+        with transaction.atomic() if self.dry_run else nullcontext():
+            try:
+                result = user_mapping_import_bytes(
+                    actor=None, data=data, source="command", progress=progress
+                )
+            except ValidationError as error:
+                raise CommandError(f"{path}: {' '.join(error.messages)}") from None
+            if self.dry_run:
+                transaction.set_rollback(True)
         self.finished = True
+        skipped_as = "would be skipped" if self.dry_run else "skipped"
         for rejected in result.rejected:
             self.stderr.write(
-                self.style.WARNING(f"Line {rejected.line} skipped: {rejected.reason}")
+                self.style.WARNING(
+                    f"Line {rejected.line} {skipped_as}: {rejected.reason}"
+                )
             )
+        accounts = (
+            f"{result.users_created} customer account{pluralize(result.users_created)}"
+        )
         summary = (
-            f"{result.counts()}; {result.users_created} customer account"
-            f"{pluralize(result.users_created)} created."
+            f"Dry run, nothing was saved. The import would give {result.counts()}, "
+            f"with {accounts} created."
+            if self.dry_run
+            else f"{result.counts()}; {accounts} created."
         )
         style = self.style.WARNING if result.rejected else self.style.SUCCESS
         self.stdout.write(style(summary))
         if result.rejected:
             # Exit status 1, so a script or a scheduler notices the skipped rows.
             skipped = len(result.rejected)
+            lines = f"{skipped} line{pluralize(skipped)}"
+            if self.dry_run:
+                raise CommandError(
+                    f"{lines} would be skipped (see above); fix them before "
+                    "importing the file."
+                )
             raise CommandError(
-                f"{skipped} line{pluralize(skipped)} skipped (see above); the other "
-                "rows were imported. Fix those lines and import the file again: "
-                "rows already imported come out unchanged."
+                f"{lines} skipped (see above); the other rows were imported. Fix "
+                "those lines and import the file again: rows already imported come "
+                "out unchanged."
             )
 
     def interrupted_consequence(self) -> str:
+        if self.dry_run:
+            return "a dry run; nothing was imported."
         if self.finished:
             return "the import had finished; only its summary is missing."
         again = (
