@@ -30,7 +30,12 @@ import redis.asyncio
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django_eventstream import storage as eventstream_storage
 from django_eventstream import views as eventstream_views
 from django_eventstream.channelmanager import DefaultChannelManager
@@ -309,12 +314,35 @@ def stream(request: HttpRequest, channel: str) -> HttpResponse:
     """
     _ = request.user.is_authenticated, request.session.items()
     connection.close()
+    if not _resumable_from(request):
+        # django-eventstream only finds a bad id once the stream has started,
+        # and then cuts it: answer with a sentence instead.
+        return HttpResponseBadRequest(
+            "lastEventId must be the id of an event this stream sent (channel:number).",
+            content_type="text/plain",
+        )
     response = events(request, channels=[channel])
     if isinstance(response, StreamingHttpResponse) and response.is_async:
         # An async response's content is an async iterator; the stubs allow both.
         content = cast(AsyncIterator[bytes], response.streaming_content)
         response.streaming_content = _ending_on_resync(content)
     return response
+
+
+def _resumable_from(request: HttpRequest) -> bool:
+    """Whether the Last-Event-ID header or lastEventId parameter, when given, has
+    the form of the ids streams send ("channel:number", comma-separated)."""
+    raw = request.headers.get("Last-Event-ID") or next(
+        (value for value in reversed(request.GET.getlist("lastEventId")) if value),
+        "",
+    )
+    if not raw or raw == "error":  # "error": django-eventstream's own answer
+        return True
+    for part in raw.split(","):
+        channel, colon, number = part.partition(":")
+        if not (channel and colon and number.isascii() and number.isdigit()):
+            return False
+    return True
 
 
 async def _ending_on_resync(content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

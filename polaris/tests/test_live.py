@@ -86,6 +86,20 @@ class LiveStreamTests(TransactionTestCase):
         self.assertEqual(response.status_code, 302)
         self.assertIn("/accounts/login/", response.headers["Location"])
 
+    def test_a_malformed_last_event_id_gets_a_sentence_not_a_cut_stream(self) -> None:
+        alice = UserFactory()
+        channel = live.customer_channel(alice.pk)
+        cookies = self.cookies_for(alice)
+        for last_event_id in (f"{channel}:abc", f"{channel}:1:2", "no-colon"):
+            response = requests.get(
+                f"{self.server.url}/live/",
+                params={"lastEventId": last_event_id},
+                cookies=cookies,
+                timeout=10,
+            )
+            self.assertEqual(response.status_code, 400, last_event_id)
+            self.assertIn("lastEventId must be the id of an event", response.text)
+
     def test_the_channel_manager_keeps_customers_to_their_own_channel(self) -> None:
         alice, bob, staff = UserFactory(), UserFactory(), StaffFactory()
         self.assertTrue(live.can_read(alice, live.customer_channel(alice.pk)))
