@@ -59,4 +59,11 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
             "schedule": float(settings.SYNC_RECONCILE_INTERVAL_SECONDS),
             "options": {"expires": float(settings.SYNC_RECONCILE_INTERVAL_SECONDS)},
         },
+        # Once a day: https://crontab.guru/#0_0_*_*_* (an interval, counted from
+        # beat's start).
+        "prune-sync-runs": {
+            "task": "sync.tasks.sync_runs_prune",
+            "schedule": float(settings.DAY_SECONDS),
+            "options": {"expires": float(settings.DAY_SECONDS)},
+        },
     }

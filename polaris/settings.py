@@ -197,6 +197,10 @@ SYNC_RECONCILE_INTERVAL_SECONDS = env_int(
     "SYNC_RECONCILE_INTERVAL_SECONDS", 3600, minimum=1, maximum=DAY_SECONDS
 )
 SYNC_RECONCILE_DAYS = env_int("SYNC_RECONCILE_DAYS", 7, minimum=1, maximum=366)
+# Sync runs that changed nothing are deleted once this many days old (daily, by beat).
+SYNC_RUNS_RETENTION_DAYS = env_int(
+    "SYNC_RUNS_RETENTION_DAYS", 30, minimum=1, maximum=3650
+)
 # How long a manual stop in SteVe stays open to replacement by a late station stop.
 SYNC_MANUAL_STOP_GRACE_HOURS = env_int(
     "SYNC_MANUAL_STOP_GRACE_HOURS", 48, minimum=0, maximum=YEAR_HOURS

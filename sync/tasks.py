@@ -5,8 +5,10 @@ the next scheduled run, SYNC_INTERVAL_SECONDS later, catches up.
 """
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 
 from sync import services
 from sync.models import SyncRun
@@ -25,6 +27,14 @@ def sync_run_transactions(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
     except services.SyncBusy:
         logger.info("Transactions sync skipped: another run is in progress")
         return None
+
+
+@shared_task(ignore_result=True)  # type: ignore[untyped-decorator]
+def sync_runs_prune() -> int:
+    """Delete the sync runs that changed nothing, once SYNC_RUNS_RETENTION_DAYS
+    old; returns how many."""
+    retention = timedelta(days=settings.SYNC_RUNS_RETENTION_DAYS)
+    return services.sync_runs_prune(older_than=retention)
 
 
 @shared_task(ignore_result=True)  # type: ignore[untyped-decorator]

@@ -24,6 +24,7 @@ DATABASE_COMMANDS = [
     ["seed_scale", "--transactions", "10"],
     ["create_api_token", "someone"],
     ["import_user_mappings", "mappings.csv"],
+    ["prune_sync_runs"],
     ["bench", "--quick", "--output", "bench.json"],
 ]
 

@@ -1,4 +1,5 @@
-"""Writes of the sync app: sync runs (`runs`) and user mappings (`mappings`)."""
+"""Writes of the sync app: sync runs (`runs`), their retention (`retention`) and
+user mappings (`mappings`)."""
 
 from sync.services.mappings import (
     MappingImportResult,
@@ -6,6 +7,7 @@ from sync.services.mappings import (
     user_mapping_import_csv,
     user_mapping_update,
 )
+from sync.services.retention import sync_runs_prune
 from sync.services.runs import (
     SyncBusy,
     sync_run_backfill,
@@ -23,6 +25,7 @@ __all__ = [
     "sync_run_reconcile",
     "sync_run_transaction",
     "sync_run_transactions",
+    "sync_runs_prune",
     "user_mapping_create",
     "user_mapping_import_csv",
     "user_mapping_update",
