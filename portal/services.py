@@ -70,7 +70,8 @@ def reservation_create(
     tag = UserMapping.objects.tag_to_charge_with(customer)
     if tag is None:
         raise PortalError(
-            "No charging card is linked to your account yet; ask your operator."
+            "Your account has no active charging card to reserve with; "
+            "ask your operator."
         )
     reservation = Reservation(
         user=customer,

@@ -99,7 +99,10 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     }
     if part == USAGE_CARD:
         return access.render_portal(
-            request, viewer, "portal/dashboard.html#usage-card", context
+            request,
+            viewer,
+            "portal/dashboard.html#usage-card",
+            {**context, "plan_out_of_band": True},
         )
     context.update(
         tags=tags,

@@ -38,3 +38,13 @@ def seconds_until(value: datetime) -> int:
     """Whole seconds from now until `value`, at least 1: when a part of the page
     that `value` ends should re-read itself."""
     return max(1, math.ceil((value - timezone.now()).total_seconds()))
+
+
+@register.filter
+def clock_or_date(value: datetime) -> str:
+    """`14:05` today, `Dec 4, 23:10` on another day, in the active time zone: a
+    charge that began before midnight says so."""
+    local = timezone.localtime(value)
+    if local.date() == timezone.localdate():
+        return local.strftime("%H:%M")
+    return f"{local.strftime('%b')} {local.day}, {local.strftime('%H:%M')}"

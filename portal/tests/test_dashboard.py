@@ -67,6 +67,22 @@ class DashboardTests(PortalTestCase):
         self.assertContains(response, "Charging at Harbour Street")
         self.assertContains(response, "3.40 kWh")
 
+    def test_the_banner_names_the_connector_and_the_day_a_charge_began_before_today(
+        self,
+    ) -> None:
+        started = timezone.localtime() - timedelta(days=1)
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=started,
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        connector = self.charger.connector_id
+        self.assertContains(response, f"Charging at Harbour Street #{connector}")
+        when = f"{started:%b} {started.day}, {started:%H:%M}"
+        self.assertContains(response, f">{when}</time>")
+
     def test_a_manual_stop_is_settled_only_once_the_station_can_no_longer_replace_it(
         self,
     ) -> None:
@@ -523,6 +539,20 @@ class UsageCardTests(PortalTestCase):
         self.assertContains(response, "Home 200")
         self.assertContains(response, "EUR")
         self.assertContains(response, "of <span")
+
+    def test_the_plan_card_comes_along_with_each_usage_card_update(self) -> None:
+        # A charge in progress re-reads the usage card live; the plan card counts
+        # the same energy and must not fall behind it.
+        SubscriptionFactory(user=self.alice)
+        self.client.force_login(self.alice)
+        page = self.client.get("/").content.decode()
+        self.assertNotIn('hx-swap-oob="true"', page)
+        update = self.client.get(
+            "/", headers={"HX-Request": "true", "HX-Target": "usage-card"}
+        ).content.decode()
+        self.assertIn('id="usage-card"', update)
+        self.assertRegex(update, r'id="plan-card"[^>]* hx-swap-oob="true"')
+        self.assertIn("Home 200", update)
 
     def test_the_plan_card_says_what_is_left_or_how_much_over(self) -> None:
         SubscriptionFactory(user=self.alice)  # 200 kWh included; 12.5 used

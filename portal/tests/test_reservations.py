@@ -78,6 +78,16 @@ class ReservationTests(PortalTestCase):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
 
+    def test_a_customer_whose_cards_are_deactivated_is_told_so(self) -> None:
+        UserMapping.objects.filter(user=self.alice).update(is_active=False)
+        with self.assertRaisesMessage(PortalError, "no active charging card"):
+            reservation_create(
+                customer=self.alice,
+                charger=self.free,
+                minutes=30,
+                client=self.client_steve,
+            )
+
     def test_a_card_steve_does_not_accept_is_named_as_the_reason(self) -> None:
         # The stand-in's SteVe does not know TAG-ALICE: its ReserveNow is refused
         # before anything reaches the station.

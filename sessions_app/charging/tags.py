@@ -44,8 +44,8 @@ def tag_for(
     )
     if not candidates:
         raise SessionInvalid(
-            "No charging tag is linked to this account; ask support to link one "
-            "before starting a session."
+            "This account has no active charging card to start with; ask your "
+            "operator to link or reactivate one."
         )
     others = ApiSession.objects.open().filter(user=user)
     if session is not None:

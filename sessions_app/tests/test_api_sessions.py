@@ -476,7 +476,7 @@ class SessionRefusalApiTests(ApiTestCase):
 
     def test_a_user_without_a_tag_is_422(self) -> None:
         UserMapping.objects.filter(user=self.alice).delete()
-        self.assert_refused(self.start(), 422, "No charging tag")
+        self.assert_refused(self.start(), 422, "no active charging card")
 
     def test_invalid_bodies_are_422_and_malformed_json_400(self) -> None:
         # Fields are named as the integrator sent them, without our parameter name.

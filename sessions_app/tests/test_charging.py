@@ -512,7 +512,9 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
 
     def test_a_user_without_a_tag_is_invalid(self) -> None:
         UserMapping.objects.filter(user=self.alice).update(is_active=False)
-        with self.assertRaisesMessage(charging.SessionInvalid, "No charging tag"):
+        with self.assertRaisesMessage(
+            charging.SessionInvalid, "no active charging card"
+        ):
             self.create()
         self.assert_nothing_stored()
 
