@@ -67,6 +67,18 @@ def short_time(value: datetime | None, precision: str = "minutes") -> str:
 
 
 @register.filter
+def moment(value: datetime | None) -> str:
+    """'14:05:09' today, 'Nov 3, 14:05' on another day, in local time. Absolute,
+    unlike '2 seconds ago', which a page left open goes on saying; script shows
+    the age beside it (time[data-age], static/js/polaris.js)."""
+    if value is None:
+        return ""
+    if timezone.localdate(value) == timezone.localdate():
+        return clock_time(value)
+    return short_time(value)
+
+
+@register.filter
 def clock_time(value: datetime | None) -> str:
     """'14:05:09' in local time."""
     return f"{timezone.localtime(value):%H:%M:%S}" if value else ""

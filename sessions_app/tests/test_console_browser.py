@@ -379,6 +379,50 @@ class ConsoleBrowserTests(TransactionTestCase):
             page.evaluate("document.getElementById('live-banner') === window.banner")
         )
 
+    def test_the_banner_says_when_live_updates_are_disconnected(self) -> None:
+        TransactionSyncStateFactory()
+        SyncRunFactory()
+        staff = StaffFactory(username="operator")
+        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, self.base_url, staff.username, "driver")
+        # The stream cannot be reached (a proxy, the network, a restarting server).
+        page.route("**/admin/live/**", lambda route: route.abort())
+        page.goto(f"{self.base_url}/admin/sessions/")
+        banner = page.locator("[data-live-updates]")
+        expect(banner).to_have_attribute("data-live-state", "disconnected")
+        expect(page.get_by_role("status").filter(has_text="disconnected")).to_have_text(
+            "Live updates disconnected — reconnecting; until then the table and "
+            "totals may be out of date."
+        )
+        # Paused, it says paused; resumed while still cut off, disconnected again.
+        pause = page.get_by_role("button", name="Pause live updates")
+        pause.click()
+        expect(page.locator("#live-banner")).to_contain_text("Live updates paused")
+        page.get_by_role("button", name="Resume live updates").click()
+        expect(page.locator("#live-banner")).to_contain_text("disconnected")
+
+        # Once the stream is back, the page catches up and the banner is live.
+        page.unroute("**/admin/live/**")
+        expect(banner).not_to_have_attribute(
+            "data-live-state", re.compile(".*"), timeout=20_000
+        )
+        expect(page.locator("#live-banner")).to_have_text(
+            "Live updates on — new sync results appear here."
+        )
+
+    def test_row_times_are_absolute_and_show_their_age(self) -> None:
+        TransactionSyncStateFactory(last_synced_at=datetime.now(UTC))
+        SyncRunFactory()
+        page = self.open_console()
+        synced = page.locator("#session-tbody td[data-label='Last synced']")
+        expect(synced.locator("time")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+        expect(synced.locator(".time-age")).to_have_text("just now")
+        # A page nothing updates any more shows its times growing old.
+        synced.locator("time").evaluate(
+            "(time) => { time.dateTime = new Date(Date.now() - 300000).toISOString(); }"
+        )
+        expect(synced.locator(".time-age")).to_have_text("5 min ago", timeout=10_000)
+
     def live_update(self, page: Page, part: str) -> None:
         """What a `sessions-updated` event does to `part`, waited for until settled."""
         page.evaluate(

@@ -127,6 +127,22 @@ class SessionListTests(SessionListTestCase):
             r"Pause live updates</button>",
         )
 
+    @override_settings(TIME_ZONE="UTC")
+    @time_machine.travel(datetime(2026, 3, 2, 12, 0, tzinfo=UTC), tick=False)
+    def test_last_synced_is_a_time_not_a_phrase_that_freezes(self) -> None:
+        # "2 seconds ago" stays on a page left open; a time does not lie.
+        now = timezone.now()
+        TransactionSyncStateFactory(is_finalized=True, last_synced_at=now)
+        TransactionSyncStateFactory(
+            is_finalized=True, last_synced_at=now - timedelta(days=3, minutes=5)
+        )
+        body = self.client.get(URL).content.decode()
+        self.assertIn('title="2026-03-02 12:00:00 UTC" data-age>12:00:00</time>', body)
+        self.assertIn(
+            'title="2026-02-27 11:55:00 UTC" data-age>Feb 27, 11:55</time>', body
+        )
+        self.assertNotIn("ago", body)
+
     def test_the_header_is_singular_for_one_session(self) -> None:
         TransactionSyncStateFactory()
         self.assertContains(self.client.get(URL), "1 session matches current filters")

@@ -39,6 +39,36 @@
     });
   }
 
+  // A time[data-age] says when something happened ("14:05:09"); beside it, how
+  // long ago, kept fresh: a page that stopped updating shows its times growing
+  // old, where a server's "2 seconds ago" would stay frozen.
+  function ageText(seconds) {
+    if (seconds < 10) { return "just now"; }
+    if (seconds < 60) { return Math.floor(seconds) + " s ago"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + " min ago"; }
+    if (seconds < 48 * 3600) { return Math.floor(seconds / 3600) + " h ago"; }
+    return Math.floor(seconds / 86400) + " d ago";
+  }
+
+  function showAges() {
+    var now = Date.now();
+    document.querySelectorAll("time[data-age]").forEach(function (time) {
+      var at = Date.parse(time.getAttribute("datetime"));
+      if (isNaN(at)) { return; }
+      var age = time.nextElementSibling;
+      if (!age || !age.classList.contains("time-age")) {
+        age = document.createElement("span");
+        age.className = "time-age muted";
+        time.after(" ", age);
+      }
+      age.textContent = ageText((now - at) / 1000);
+    });
+  }
+  showAges();
+  window.setInterval(showAges, 5000);
+  document.addEventListener("htmx:afterSettle", showAges);
+  document.addEventListener("polaris:liveRefreshed", showAges);
+
   // htmx does not swap 4xx/5xx answers: say so instead of failing silently.
   document.addEventListener("htmx:responseError", function () {
     var banner = document.querySelector(".request-error");
@@ -107,14 +137,16 @@
     }).catch(function () {
       // The stream is back but the page is not: the next reconnect tries again.
       container.polarisLiveBroken = true;
+      showLiveState(container);
     });
   }
 
   // A page with a live banner ([data-live-updates]) can pause its live updates
   // (WCAG 2.2.2): while paused, events change nothing on the page, and resuming
   // re-reads its live parts. The choice lasts as long as the tab
-  // (sessionStorage). The banner says which state the page is in: what its
-  // <template data-live-state="…"> says replaces the live region's text.
+  // (sessionStorage). The banner says which state the page is in, paused or
+  // disconnected: what its <template data-live-state="…"> says replaces the live
+  // region's text.
   var PAUSED_KEY = "polaris.liveUpdatesPaused";
 
   function liveContainer(element) {
@@ -124,7 +156,12 @@
   function showLiveState(container) {
     var banner = container.querySelector("[data-live-updates]");
     if (!banner) { return; }
-    var state = container.polarisLivePaused ? "paused" : null;
+    var state = null;
+    if (container.polarisLivePaused) {
+      state = "paused";
+    } else if (container.polarisLiveBroken) {
+      state = "disconnected";
+    }
     if (state === banner.getAttribute("data-live-state")) { return; }
     if (!state) {
       // Live again: the re-read has put the server's own words back.
@@ -176,7 +213,8 @@
     }
     button.addEventListener("click", function () {
       setPaused(!container.polarisLivePaused);
-      if (container.polarisLivePaused) {
+      if (container.polarisLivePaused || container.polarisLiveBroken) {
+        // A broken stream re-reads the page once it reconnects.
         showLiveState(container);
       } else {
         refreshLiveParts(container);
@@ -204,8 +242,11 @@
     if (!container.polarisLivePaused) { refreshLiveParts(container); }
   }
 
+  // EventSource reconnects by itself after an error; until the page has caught
+  // up, its banner says it may be out of date.
   document.addEventListener("htmx:sseError", function (event) {
     event.target.polarisLiveBroken = true;
+    showLiveState(event.target);
   });
   document.addEventListener("htmx:sseOpen", function (event) {
     var container = event.target;
