@@ -94,8 +94,13 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "filter_query": filter_query,
     }
     template = "sessions_app/session_list.html"
+    list_url = reverse("sessions_app:session-list")
     if fragment and cursor:
-        return render(request, f"{template}#session-rows", context)
+        # The address says how many rows the table holds now, as the no-script
+        # link does: Back from a session opened below them brings them all back.
+        rows_query = urlencode({**filters.as_query(), "rows": table.rows_shown})
+        response = render(request, f"{template}#session-rows", context)
+        return push_url(response, f"{list_url}?{rows_query}")
     context.update(
         total=selectors.session_count(filters=filters),
         # Only the empty table without filters says whether a sync has completed.
@@ -115,7 +120,6 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
             f"{template}#filtered-results",
             {**context, "filters_oob": True, "announce_count": applied},
         )
-        list_url = reverse("sessions_app:session-list")
         return push_url(
             response, f"{list_url}?{filter_query}" if filter_query else list_url
         )

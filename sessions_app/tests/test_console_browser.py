@@ -170,6 +170,31 @@ class ConsoleBrowserTests(TransactionTestCase):
         )
         expect(page.locator(".kv")).to_contain_text("7.500 kWh")
 
+    def test_back_from_a_session_opened_after_load_more_keeps_the_rows(
+        self,
+    ) -> None:
+        now = datetime.now(UTC)
+        sessions = [
+            TransactionSyncStateFactory(updated_at=now - timedelta(minutes=minutes))
+            for minutes in range(50)
+        ]
+        SyncRunFactory()
+        page = self.open_console()
+        for rows in (30, 45):
+            page.get_by_role("link", name="Load more").click()
+            expect(page.locator("#session-tbody tr")).to_have_count(rows)
+        self.assertEqual(page.url, f"{self.base_url}/admin/sessions/?rows=45")
+        page.get_by_role(
+            "link", name=f"#{sessions[40].steve_transaction_id}", exact=True
+        ).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text(
+            f"Transaction #{sessions[40].steve_transaction_id}"
+        )
+        page.go_back()
+        expect(page.locator("#session-tbody tr")).to_have_count(45)
+        expect(page.locator(f"#session-{sessions[40].pk}")).to_be_visible()
+        expect(page.locator("#rows-status")).to_have_text("45 sessions shown.")
+
     def test_the_banner_ticks_and_rows_update_when_a_sync_run_changes_a_session(
         self,
     ) -> None:

@@ -374,6 +374,8 @@ class SessionLoadMoreTests(SessionListTestCase):
         # The next refresh re-reads all twenty rows the page now shows.
         self.assertIn('id="rows-shown" name="rows" value="20"', second.content.decode())
         self.assertIn("20 sessions shown.", second.content.decode())
+        # So does the address, for Back from a session opened below them.
+        self.assertEqual(second["HX-Push-Url"], f"{URL}?status=active&rows=20")
 
     def test_a_load_more_link_opened_as_a_page_shows_the_table_it_grows(
         self,
