@@ -358,10 +358,17 @@ def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return redirect("sessions_app:user-mapping-list")
+    if not result.rows:
+        messages.warning(
+            request, "The file has no rows under its header, so nothing was imported."
+        )
+        return redirect("sessions_app:user-mapping-list")
     summarize = messages.warning if result.rejected else messages.success
+    accounts = result.users_created
     summarize(
         request,
-        f"Import done: {result.counts()}.{_import_tag_notes(result)}",
+        f"Import done: {result.counts()}; {accounts} customer "
+        f"account{pluralize(accounts)} created.{_import_tag_notes(result)}",
     )
     _import_rejections_report(request, result.rejected)
     return redirect("sessions_app:user-mapping-list")

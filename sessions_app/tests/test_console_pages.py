@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import requests
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.urls import reverse
@@ -486,7 +487,8 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertContains(
             response,
-            "Import done: 2 created, 1 updated, 0 unchanged, 0 rejected. 2 idTags "
+            "Import done: 2 created, 1 updated, 0 unchanged, 0 rejected; 1 customer "
+            "account created. 2 idTags "
             "were stored in the letter case SteVe uses, not the file&#x27;s. No "
             "session with 1 of the new idTags has synced yet, so its letter case "
             "could not be checked against SteVe&#x27;s.",
@@ -510,6 +512,44 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertContains(response, "Line 3 skipped")
         self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-1").exists())
         self.assertEqual(AuditEntry.objects.get().source, "import")
+
+    def test_csv_import_says_which_accounts_it_created_and_reuses_known_ones(
+        self,
+    ) -> None:
+        # An account is found by its address as well as its username, as the
+        # New-mapping form finds it.
+        admin = UserFactory(username="admin", email="Admin@Example.com")
+        upload = SimpleUploadedFile(
+            "mappings.csv",
+            b"steveOcppIdTag,email,label\nX,admin@example.com,x\n"
+            b"Y,new@example.com,y\nZ,other@example.com,z\n",
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(
+            response,
+            "Import done: 3 created, 0 updated, 0 unchanged, 0 rejected; 2 customer "
+            "accounts created.",
+        )
+        self.assertEqual(UserMapping.objects.get(steve_ocpp_id_tag="X").user, admin)
+        self.assertFalse(
+            get_user_model().objects.filter(username="admin@example.com").exists()
+        )
+
+    def test_csv_import_of_a_header_without_rows_says_there_were_none(self) -> None:
+        upload = SimpleUploadedFile(
+            "mappings.csv", b"steveOcppIdTag,email,label\r\n\r\n"
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        summary = next(iter(response.context["messages"]))
+        self.assertEqual(
+            summary.message,
+            "The file has no rows under its header, so nothing was imported.",
+        )
+        self.assertEqual(summary.level_tag, "warning")
 
     def test_csv_import_names_the_line_that_is_not_utf8_and_imports_nothing(
         self,

@@ -67,6 +67,11 @@ class MappingImportResult:
     never_synced: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
 
+    @property
+    def rows(self) -> int:
+        """How many rows the file had under its header (blank lines aside)."""
+        return self.created + self.updated + self.unchanged + len(self.rejected)
+
     def counts(self) -> str:
         """'3 created, 2 updated (1 reactivated), 0 unchanged, 1 rejected'."""
         again = f" ({self.reactivated} reactivated)" if self.reactivated else ""
@@ -248,10 +253,12 @@ def user_mapping_import_csv(
 ) -> MappingImportResult:
     """Import `steveOcppIdTag,email,label` rows; idempotent.
 
-    Creates missing customer accounts (username = email, unusable password). A bad
-    row is reported with its line number and reason and the import goes on. Every
-    line is one row: a tag, an email and a label never span lines, so a quote left
-    open rejects its own line instead of swallowing the lines after it.
+    A row's customer is the account with its email as username or address, in
+    any letter case; missing ones are created (username = email, unusable
+    password). A bad row is reported with its line number and reason and the
+    import goes on. Every line is one row: a tag, an email and a label never span
+    lines, so a quote left open rejects its own line instead of swallowing the
+    lines after it.
 
     Rows are saved in chunks of PROGRESS_EVERY lines, each in one transaction with a
     bounded number of queries (see `_import_chunk`); `progress(line, total)` is
@@ -507,14 +514,18 @@ class _ImportEmail(TypedDict):
 
 
 def _customers_by_email(emails: Collection[str]) -> dict[str, User]:
-    """The accounts whose username is one of `emails` in any letter case, by
-    email; the oldest where several match (as `username__iexact` and `.first()`)."""
+    """The accounts whose username or email address is one of `emails` in any
+    letter case, by email, as the console's mapping form finds them: a username
+    match first, else the oldest account with the address (`iexact`, `.first()`)."""
     user_model = get_user_model()
     quote = connection.ops.quote_name
     username = user_model._meta.get_field(user_model.USERNAME_FIELD)
-    # Both are columns of the table (get_field may also return a relation).
+    address = user_model._meta.get_field(user_model.get_email_field_name())
+    # They are columns of the table (get_field may also return a relation).
     assert isinstance(username, Field) and username.column
+    assert isinstance(address, Field) and address.column
     assert user_model._meta.pk.column
+    by_username = f"UPPER(u.{quote(username.column)}) = UPPER(e.email)"
     # UPPER on both sides, in PostgreSQL, as `iexact` compares: keys upper-cased in
     # Python could differ for a few letters of an internationalised domain (ß).
     users = cast(
@@ -522,9 +533,9 @@ def _customers_by_email(emails: Collection[str]) -> dict[str, User]:
         "RawQuerySet[WithAnnotations[User, _ImportEmail]]",
         user_model.objects.raw(
             f"SELECT u.*, e.email AS import_email FROM unnest(%s::text[]) AS e(email) "
-            f"JOIN {quote(user_model._meta.db_table)} u "
-            f"ON UPPER(u.{quote(username.column)}) "
-            f"= UPPER(e.email) ORDER BY u.{quote(user_model._meta.pk.column)}",
+            f"JOIN {quote(user_model._meta.db_table)} u ON {by_username} "
+            f"OR UPPER(u.{quote(address.column)}) = UPPER(e.email) "
+            f"ORDER BY {by_username} DESC, u.{quote(user_model._meta.pk.column)}",
             [sorted(emails)],
         ),
     )

@@ -328,6 +328,25 @@ class ImportInChunksTests(TestCase):
         )
         self.assertFalse(mapping.user.has_usable_password())
 
+    def test_an_account_with_the_email_as_its_address_is_used_not_duplicated(
+        self,
+    ) -> None:
+        # As the console's form finds a customer: by username, else by address.
+        admin = UserFactory(username="admin", email="Admin@Example.com")
+        # An older account with the address loses to the one named by it.
+        UserFactory(username="fleet", email="fay@example.com")
+        named = UserFactory(username="fay@example.com", email="fleet@example.com")
+        result = user_mapping_import_text(
+            actor=None,
+            text="steveOcppIdTag,email,label\nX,admin@example.com,x\n"
+            "Y,FAY@example.com,y\n",
+        )
+        self.assertEqual((result.created, result.users_created), (2, 0))
+        self.assertEqual(
+            dict(UserMapping.objects.values_list("steve_ocpp_id_tag", "user")),
+            {"X": admin.pk, "Y": named.pk},
+        )
+
     def test_an_account_in_another_letter_case_is_used_not_duplicated(self) -> None:
         dana = UserFactory(username="Dana@Example.com")
         result = user_mapping_import_text(
