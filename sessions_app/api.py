@@ -6,7 +6,8 @@ bad credentials, 404 not yours or unknown, 409 state conflict, 413 body too larg
 422 invalid, 502 SteVe or the station failed). Errors raised before or around these
 endpoints (an unknown path, a method a path does not take) get the same envelope
 from `sessions_app.api_middleware`. The OpenAPI document is at
-`/api/v1/openapi.json`, browsable docs at `/api/v1/docs`.
+`/api/v1/openapi.json`, browsable docs at `/api/v1/docs`; each operation in it lists
+the statuses it can answer, no more.
 """
 
 import logging
@@ -14,16 +15,22 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Header, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.schema import OpenAPISchema
+from ninja.types import DictStrAny
 
 from sessions_app import charging
 from sessions_app.api_auth import ApiRequest, BearerTokenAuth, BrowserSessionAuth
 from sessions_app.api_schemas import (
+    IDEMPOTENT_REPLAYED_HEADER,
+    LOCATION_HEADER,
     META_DATA_MAX_DEPTH,
+    METHOD_NOT_ALLOWED_RESPONSE,
+    WWW_AUTHENTICATE_HEADER,
     ErrorEnvelope,
     SessionCreateIn,
     SessionEnvelope,
@@ -44,7 +51,27 @@ from sync.client import SteveClient, format_timestamp
 
 logger = logging.getLogger(__name__)
 
-api = NinjaAPI(
+
+class SessionsApi(NinjaAPI):
+    """NinjaAPI whose document also holds the answer to a method a path does not
+    take (405, `MethodNotAllowed`), which belongs to no operation."""
+
+    def get_openapi_schema(
+        self,
+        *,
+        path_prefix: str | None = None,
+        path_params: DictStrAny | None = None,
+    ) -> OpenAPISchema:
+        schema = super().get_openapi_schema(
+            path_prefix=path_prefix, path_params=path_params
+        )
+        schema["components"]["responses"] = {
+            "MethodNotAllowed": METHOD_NOT_ALLOWED_RESPONSE
+        }
+        return schema
+
+
+api = SessionsApi(
     title="Polaris Express Sessions API",
     version="1",
     description=(
@@ -53,15 +80,23 @@ api = NinjaAPI(
         "Lifecycle: created → started → ended, or created → cancelled when the "
         "station does not start charging in time. Every answer is a JSON envelope "
         '(`{"ok", "message", "result"}`); a method a path does not take answers '
-        "405 in the same envelope, with `Allow` naming the methods it does."
+        "405 in the same envelope, with `Allow` naming the methods it does "
+        "(`components.responses.MethodNotAllowed` in this document)."
     ),
     urls_namespace="api-v1",
     auth=[BearerTokenAuth(), BrowserSessionAuth()],
 )
 
-# 403 only for browser-session calls without a valid CSRF token.
-ERRORS = frozenset({400, 401, 403, 404, 409, 422, 502})
-BODY_ERRORS = ERRORS | {413}
+# What each operation can answer besides its success. 401 and 422 (a query
+# parameter it does not take) are everywhere. 403 is a browser session's write
+# without a valid CSRF token (Django checks none on GET), and 413 a body too large
+# to read: the JSON body of a create, or the form body that the CSRF check reads.
+# 400 is a body that is not JSON: only the create reads one.
+READ_ERRORS = frozenset({401, 422})
+WRITE_ERRORS = READ_ERRORS | {403, 404, 409, 413, 502}
+CREATE_ERRORS = WRITE_ERRORS | {400}
+# ninja documents bodies, not headers.
+UNAUTHENTICATED = {401: {"headers": {"WWW-Authenticate": WWW_AUTHENTICATE_HEADER}}}
 # The message of a plain read (GET), as the seed's envelope gives it.
 RESULT = "Result"
 ERROR_STATUS: dict[type[charging.ApiSessionError], int] = {
@@ -126,6 +161,19 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 @api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     return _error(request, 422, _validation_message(exc.errors))
+
+
+@api.exception_handler(TooManyFieldsSent)
+def _too_many_fields(request: HttpRequest, exc: TooManyFieldsSent) -> HttpResponse:
+    # Django's own answer is a bare 400; a thousand parameters are as unknown to
+    # an endpoint as one (`_refuse_unknown_parameters`).
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    return _error(
+        request,
+        422,
+        f"The request has more than {limit} query parameters or form fields; "
+        "send only those the endpoint takes.",
+    )
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -227,10 +275,21 @@ def _target(target: TargetIn | None) -> charging.SessionTarget:
 
 @api.post(
     "/sessions",
-    response={201: SessionEnvelope, BODY_ERRORS: ErrorEnvelope},
+    response={201: SessionEnvelope, CREATE_ERRORS: ErrorEnvelope},
     by_alias=True,
     summary="Start a charging session",
     tags=["sessions"],
+    openapi_extra={
+        "responses": {
+            201: {
+                "headers": {
+                    "Location": LOCATION_HEADER,
+                    "Idempotent-Replayed": IDEMPOTENT_REPLAYED_HEADER,
+                }
+            },
+            **UNAUTHENTICATED,
+        }
+    },
 )
 def session_create(
     request: ApiRequest,
@@ -296,10 +355,11 @@ def _created_message(session: ApiSession) -> str:
 
 @api.get(
     "/sessions",
-    response={200: SessionPageEnvelope, ERRORS: ErrorEnvelope},
+    response={200: SessionPageEnvelope, READ_ERRORS: ErrorEnvelope},
     by_alias=True,
     summary="List sessions",
     tags=["sessions"],
+    openapi_extra={"responses": UNAUTHENTICATED},
 )
 def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[str, Any]:
     """Newest first; staff see every session, customers their own."""
@@ -327,11 +387,12 @@ def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[st
 
 @api.get(
     "/sessions/{session_id}",
-    response={200: SessionEnvelope, ERRORS: ErrorEnvelope},
+    response={200: SessionEnvelope, READ_ERRORS | {404}: ErrorEnvelope},
     url_name="session-detail",
     by_alias=True,
     summary="Get a session",
     tags=["sessions"],
+    openapi_extra={"responses": UNAUTHENTICATED},
 )
 def session_detail(request: ApiRequest, session_id: str) -> dict[str, Any]:
     _refuse_unknown_parameters(request)
@@ -341,10 +402,11 @@ def session_detail(request: ApiRequest, session_id: str) -> dict[str, Any]:
 
 @api.post(
     "/sessions/{session_id}/stop",
-    response={200: SessionEnvelope, ERRORS: ErrorEnvelope},
+    response={200: SessionEnvelope, WRITE_ERRORS: ErrorEnvelope},
     by_alias=True,
     summary="Stop a session",
     tags=["sessions"],
+    openapi_extra={"responses": UNAUTHENTICATED},
 )
 def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     """Send RemoteStopTransaction; the session ends when the station reports it.

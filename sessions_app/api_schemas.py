@@ -512,3 +512,40 @@ class SessionPageEnvelope(Schema):
 class ErrorEnvelope(Schema):
     ok: Literal[False]
     message: str
+
+
+# Response headers and shared responses, as the OpenAPI document gives them: ninja
+# documents bodies only.
+
+LOCATION_HEADER: dict[str, Any] = {
+    "description": "The session's URL, to GET it.",
+    "required": True,
+    "schema": {"type": "string", "format": "uri-reference"},
+}
+IDEMPOTENT_REPLAYED_HEADER: dict[str, Any] = {
+    "description": "`true` when this answer replays the session an earlier request "
+    "with the same Idempotency-Key created (no remote start was sent); absent "
+    "otherwise.",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true"]},
+}
+WWW_AUTHENTICATE_HEADER: dict[str, Any] = {
+    "description": "The scheme to authenticate with.",
+    "required": True,
+    "schema": {"type": "string", "enum": ['Bearer realm="api"']},
+}
+METHOD_NOT_ALLOWED_RESPONSE: dict[str, Any] = {
+    "description": "Method Not Allowed: any path answers a method it does not take "
+    "this way, so no operation lists it.",
+    "headers": {
+        "Allow": {
+            "description": "The methods the path takes, comma-separated.",
+            "required": True,
+            "schema": {"type": "string"},
+            "example": "GET, POST",
+        }
+    },
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+    },
+}
