@@ -618,6 +618,21 @@ class ConsoleBrowserTests(TransactionTestCase):
         nav.evaluate("n => { n.scrollLeft = n.scrollWidth; }")
         expect(nav).to_have_attribute("data-more", "start")
 
+    def test_filter_notes_with_long_values_wrap_on_a_phone(self) -> None:
+        page = self.open_console(
+            f"/admin/sessions/?status={'W' * 60}&from={'9' * 60}&to={'M' * 60}"
+        )
+        page.set_viewport_size({"width": 390, "height": 844})
+        notes = page.get_by_role("note")
+        expect(notes).to_have_count(3)
+        self.assertLessEqual(page.evaluate("document.documentElement.scrollWidth"), 390)
+        main = page.locator("#main").bounding_box()
+        assert main is not None
+        for index in range(3):
+            box = notes.nth(index).bounding_box()
+            assert box is not None
+            self.assertLessEqual(box["x"] + box["width"], main["x"] + main["width"])
+
     def test_idtags_break_only_on_a_phone(self) -> None:
         UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
         long_tag = "RFID-" + "7F3A9C21" * 5
