@@ -140,7 +140,9 @@ def session_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
     """Every session of the filtered view as CSV, streamed page by page."""
     filters = parse_session_filters(request.GET)
     rows = selectors.session_export_rows(filters=filters)
-    response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv")
+    response = StreamingHttpResponse(
+        _csv_lines(rows), content_type="text/csv; charset=utf-8"
+    )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = (
         f'attachment; filename="charging-sessions-{stamp}.csv"'
@@ -158,9 +160,14 @@ class _Echo:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Excel reads a CSV file as UTF-8 only after a byte order mark; without one it
+# garbles every label beyond ASCII.
+UTF8_BOM = "\ufeff"
+
+
 def _csv_lines(rows: Iterator[list[str]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
-    yield writer.writerow(selectors.SESSION_EXPORT_HEADER)
+    yield UTF8_BOM + writer.writerow(selectors.SESSION_EXPORT_HEADER)
     for row in rows:
         yield writer.writerow([_as_text(cell) for cell in row])
 

@@ -499,9 +499,11 @@ class SessionExportTests(SessionListTestCase):
         response = self.client.get(
             reverse("sessions_app:session-export"), {"status": "completed"}
         )
-        self.assertEqual(response["Content-Type"], "text/csv")
+        self.assertEqual(response["Content-Type"], "text/csv; charset=utf-8")
         rows = list(
-            csv.reader(io.StringIO(b"".join(response.streaming_content).decode()))
+            csv.reader(
+                io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))
+            )
         )
         self.assertEqual(rows[0][0], "steveTransactionId")
         self.assertEqual(len(rows), 41)
@@ -515,6 +517,19 @@ class SessionExportTests(SessionListTestCase):
         TransactionSyncStateFactory(ocpp_id_tag=mapping.steve_ocpp_id_tag)
         response = self.client.get(reverse("sessions_app:session-export"))
         rows = list(
-            csv.reader(io.StringIO(b"".join(response.streaming_content).decode()))
+            csv.reader(
+                io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))
+            )
         )
         self.assertEqual(rows[1][4:6], ["'=1+2", "'-TAG-1"])
+
+    def test_labels_beyond_ascii_reach_a_spreadsheet_as_typed(self) -> None:
+        # Excel reads a CSV file as UTF-8 only when it starts with a byte order
+        # mark; otherwise "Zoë's Café" arrives as "ZoÃ«'s CafÃ©".
+        mapping = UserMappingFactory(steve_ocpp_id_tag="TAG-1", label="Zoë's Café")
+        TransactionSyncStateFactory(ocpp_id_tag=mapping.steve_ocpp_id_tag)
+        response = self.client.get(reverse("sessions_app:session-export"))
+        body = b"".join(response.streaming_content)
+        self.assertTrue(body.startswith(b"\xef\xbb\xbfsteveTransactionId,"), body[:20])
+        self.assertIn("Zoë's Café".encode(), body)
+        self.assertEqual(response["Content-Type"], "text/csv; charset=utf-8")
