@@ -82,8 +82,8 @@ class SyncRunListTests(TestCase):
         response = self.client.get(LIST_URL)
         self.assertContains(
             response,
-            'Single transaction <a class="table__link mono" '
-            'href="/admin/sessions/1234567/">#1234567</a>',
+            'Single transaction <a id="sync-run-7654321-transaction" '
+            'class="table__link mono" href="/admin/sessions/1234567/">#1234567</a>',
             html=True,
         )
         # Ids are not amounts: a locale's grouping never applies to them.
