@@ -234,6 +234,16 @@ class SyncRunFilters:
             if value
         }
 
+    @property
+    def kind_label(self) -> str:
+        """The kind as the filter offers it ("Charger probe"), "" for all."""
+        return SyncRun.Kind(self.kind).label if self.kind else ""
+
+    @property
+    def status_label(self) -> str:
+        """The status as the filter offers it ("Failed"), "" for all."""
+        return SyncRun.Status(self.status).label if self.status else ""
+
 
 def parse_sync_run_filters(query: QueryDict) -> SyncRunFilters:
     """Kind and status from a query string; a missing or unknown value means all."""

@@ -232,6 +232,7 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "runs": selectors.sync_run_list(filters=filters),
         "runs_shown": selectors.SYNC_RUNS_SHOWN,
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
+        "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "form": SyncRunFilterForm(filters),
         "live_url": live_url,

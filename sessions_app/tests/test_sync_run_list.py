@@ -173,6 +173,27 @@ class SyncRunFilterTests(TestCase):
         self.assertContains(response, "No run matches these filters")
         self.assertContains(response, f'href="{LIST_URL}">Show all runs</a>', count=2)
 
+    def test_no_match_names_what_was_filtered(self) -> None:
+        for query, said in (
+            (
+                {"kind": "chargers", "status": "failed"},
+                "No sync run of kind “Charger probe” has status “Failed”.",
+            ),
+            ({"kind": "backfill"}, "There is no sync run of kind “Backfill”."),
+            ({"status": "partial"}, "No sync run has status “Partial”."),
+        ):
+            with self.subTest(query=query):
+                self.assertContains(self.client.get(LIST_URL, query), said)
+
+    def test_the_count_reads_right_for_one_run(self) -> None:
+        for query, said in (
+            ({"status": "failed"}, "Showing the only matching run."),
+            ({"kind": "transactions"}, "Showing all 2 matching runs."),
+            ({}, "Showing all 3 runs."),
+        ):
+            with self.subTest(query=query):
+                self.assertContains(self.client.get(LIST_URL, query), said)
+
     def test_unknown_values_fall_back_to_every_run(self) -> None:
         response = self.client.get(LIST_URL, {"kind": "bogus", "status": "nope"})
         self.assertEqual(len(response.context["runs"]), 3)
