@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import requests
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, TestCase, TransactionTestCase, override_settings
@@ -110,6 +111,31 @@ class SessionDetailTests(ConsoleTestCase):
             )
 
     @override_settings(USE_THOUSAND_SEPARATOR=True)
+    def test_a_suspected_stuck_session_says_how_long_no_reading_came(self) -> None:
+        # SteVe never closes it; "still charging" is more than anyone knows.
+        now = timezone.now()
+        session = TransactionSyncStateFactory(
+            is_finalized=False,
+            is_suspected_stuck=True,
+            started_at=now - timedelta(hours=40, minutes=2),
+            last_reading_at=now - timedelta(hours=39, minutes=10),
+        )
+        with time_machine.travel(now, tick=False):
+            detail = self.client.get(
+                reverse(
+                    "sessions_app:session-detail", args=[session.steve_transaction_id]
+                )
+            )
+            row = self.client.get(reverse("sessions_app:session-list"))
+        self.assertContains(
+            detail,
+            "<dd>Not stopped in SteVe; suspected stuck, with no reading for "
+            "39 h 10 min</dd>",
+        )
+        self.assertNotContains(detail, "Still charging")
+        self.assertContains(row, "no reading for 39 h 10 min</td>")
+        self.assertNotContains(row, "so far")
+
     def test_its_ids_are_never_grouped_like_amounts(self) -> None:
         session = session_with_energy(kwh=Decimal("2"), steve_transaction_id=1234567)
         session.events.update(sync_run=SyncRunFactory(id=7654321))
