@@ -110,7 +110,6 @@ class SessionDetailTests(ConsoleTestCase):
                 f'<dt>Last synced</dt><dd><time datetime="{iso_time(expected)}"',
             )
 
-    @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_a_suspected_stuck_session_says_how_long_no_reading_came(self) -> None:
         # SteVe never closes it; "still charging" is more than anyone knows.
         now = timezone.now()
@@ -136,6 +135,7 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(row, "no reading for 39 h 10 min</td>")
         self.assertNotContains(row, "so far")
 
+    @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_its_ids_are_never_grouped_like_amounts(self) -> None:
         session = session_with_energy(kwh=Decimal("2"), steve_transaction_id=1234567)
         session.events.update(sync_run=SyncRunFactory(id=7654321))
