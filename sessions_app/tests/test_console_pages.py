@@ -406,6 +406,17 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertFalse(mapping.is_active)
         self.assertIs(AuditEntry.objects.get().after["isActive"], False)
 
+    def test_a_tag_too_long_for_steve_says_so(self) -> None:
+        customer = UserFactory(username="dana@example.com")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "A" * 41, "customer_email": customer.email},
+        )
+        self.assertContains(
+            response, "An idTag is at most 40 characters long; this one has 41."
+        )
+        self.assertFalse(UserMapping.objects.exists())
+
     def test_an_unknown_customer_email_is_a_form_error(self) -> None:
         response = self.client.post(
             reverse("sessions_app:user-mapping-create"),

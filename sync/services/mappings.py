@@ -39,7 +39,8 @@ CSV_HEADER = ("steveOcppIdTag", "email", "label")
 # An import calls its progress callback every this many lines.
 PROGRESS_EVERY = 1000
 # SteVe's @IdTag validation (CONTRACT §4): 1-40 of these characters.
-ID_TAG_PATTERN = re.compile(r"^[a-zA-Z0-9.:_#-]{1,40}$")
+ID_TAG_MAX_LENGTH = 40
+ID_TAG_PATTERN = re.compile(rf"^[a-zA-Z0-9.:_#-]{{1,{ID_TAG_MAX_LENGTH}}}$")
 
 Actor = User | AnonymousUser | None
 
@@ -94,6 +95,11 @@ def _snapshot(mapping: UserMapping) -> dict[str, Any]:
 def validate_id_tag(tag: str) -> str:
     """Return the trimmed tag or raise ValidationError with a sentence."""
     tag = tag.strip()
+    if len(tag) > ID_TAG_MAX_LENGTH:
+        raise ValidationError(
+            f"An idTag is at most {ID_TAG_MAX_LENGTH} characters long; this one "
+            f"has {len(tag)}."
+        )
     if not ID_TAG_PATTERN.match(tag):
         raise ValidationError(
             "An idTag is 1 to 40 letters, digits or . : _ # - characters."
