@@ -54,7 +54,13 @@ logger = logging.getLogger(__name__)
 
 class SessionsApi(NinjaAPI):
     """NinjaAPI whose document also holds the answer to a method a path does not
-    take (405, `MethodNotAllowed`), which belongs to no operation."""
+    take (405, `MethodNotAllowed`), which belongs to no operation, and lists HEAD
+    under no path: every GET operation takes HEAD too (RFC 9110 expects it wherever
+    GET works), and listed, HEAD would repeat its GET's operationId, which must be
+    unique. The description says so instead.
+
+    HEAD runs the GET's view; the server leaves out the body (uvicorn sends none for
+    HEAD and keeps the GET's Content-Length, as Django's test client does)."""
 
     def get_openapi_schema(
         self,
@@ -68,6 +74,8 @@ class SessionsApi(NinjaAPI):
         schema["components"]["responses"] = {
             "MethodNotAllowed": METHOD_NOT_ALLOWED_RESPONSE
         }
+        for operations in schema["paths"].values():
+            operations.pop("head", None)
         return schema
 
 
@@ -81,7 +89,8 @@ api = SessionsApi(
         "station does not start charging in time. Every answer is a JSON envelope "
         '(`{"ok", "message", "result"}`); a method a path does not take answers '
         "405 in the same envelope, with `Allow` naming the methods it does "
-        "(`components.responses.MethodNotAllowed` in this document)."
+        "(`components.responses.MethodNotAllowed` in this document). HEAD works "
+        "wherever GET does: the GET's status and headers, without the body."
     ),
     urls_namespace="api-v1",
     auth=[BearerTokenAuth(), BrowserSessionAuth()],
@@ -353,7 +362,8 @@ def _created_message(session: ApiSession) -> str:
     return "Session created; charging starts when the station reports it."
 
 
-@api.get(
+@api.api_operation(
+    ["GET", "HEAD"],
     "/sessions",
     response={200: SessionPageEnvelope, READ_ERRORS: ErrorEnvelope},
     by_alias=True,
@@ -385,7 +395,8 @@ def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[st
     }
 
 
-@api.get(
+@api.api_operation(
+    ["GET", "HEAD"],
     "/sessions/{session_id}",
     response={200: SessionEnvelope, READ_ERRORS | {404}: ErrorEnvelope},
     url_name="session-detail",

@@ -539,10 +539,11 @@ METHOD_NOT_ALLOWED_RESPONSE: dict[str, Any] = {
     "this way, so no operation lists it.",
     "headers": {
         "Allow": {
-            "description": "The methods the path takes, comma-separated.",
+            "description": "The methods the path takes, comma-separated; HEAD "
+            "wherever GET.",
             "required": True,
             "schema": {"type": "string"},
-            "example": "GET, POST",
+            "example": "GET, HEAD, POST",
         }
     },
     "content": {

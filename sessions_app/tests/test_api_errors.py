@@ -28,9 +28,9 @@ class ApiErrorEnvelopeTests(ApiTestCase):
 
     def test_a_method_a_path_does_not_take_is_405_with_allow(self) -> None:
         for method, path, allowed in (
-            ("DELETE", "/sessions/1", {"GET"}),
+            ("DELETE", "/sessions/1", {"GET", "HEAD"}),
             ("GET", "/sessions/1/stop", {"POST"}),
-            ("PUT", "/sessions", {"GET", "POST"}),
+            ("PUT", "/sessions", {"GET", "HEAD", "POST"}),
         ):
             with self.subTest(method=method, path=path):
                 response = self.call(method, path)
