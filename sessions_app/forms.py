@@ -148,12 +148,14 @@ class SessionFilterForm(forms.Form):
                 "tag": filters.tag,
             }
         )
-        # `from` is a Python keyword, so these fields are added by name.
+        # `from` is a Python keyword, so these fields are added by name. Both are
+        # described by the help under To, which names the operator's time zone.
+        date_attrs = {"type": "date", "aria-describedby": "dates-help"}
         self.fields["from"] = forms.DateField(
-            required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+            required=False, label="From", widget=forms.DateInput(attrs=date_attrs)
         )
         self.fields["to"] = forms.DateField(
-            required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+            required=False, label="To", widget=forms.DateInput(attrs=date_attrs)
         )
         self.order_fields(["status", "from", "to", "tag"])
 

@@ -304,6 +304,19 @@ def sync_freshness(*, now: datetime) -> SyncFreshness:
     )
 
 
+def tag_only_on_unmapped_cards(*, tag: str) -> bool:
+    """Whether `tag` is part of a synced session's idTag but of no mapped one
+    (case-insensitively): the Tag filter, which searches mapped idTags, finds
+    nothing although the text is on cards.
+
+    Asked only when that filter found nothing; the sessions are read without an
+    index (a substring), so it costs a scan where no card has the text.
+    """
+    if UserMapping.objects.tag_contains(tag).exists():
+        return False
+    return TransactionSyncState.objects.filter(ocpp_id_tag__icontains=tag).exists()
+
+
 def any_sync_completed() -> bool:
     return SyncRun.objects.exclude(status=SyncRun.Status.RUNNING).exists()
 

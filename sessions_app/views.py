@@ -107,6 +107,9 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         any_sync_completed=not table.page.rows
         and not filters.chips()
         and selectors.any_sync_completed(),
+        tag_only_on_unmapped_cards=not table.page.rows
+        and bool(filters.tag)
+        and selectors.tag_only_on_unmapped_cards(tag=filters.tag),
     )
     if fragment and request.htmx.trigger == "session-results":
         # The table re-reading itself after a sync: the form keeps what is typed.

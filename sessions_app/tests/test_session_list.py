@@ -262,6 +262,34 @@ class SessionFilterTests(SessionListTestCase):
             row_ids(response.content.decode()), [matching.steve_transaction_id]
         )
 
+    def test_a_tag_only_on_unmapped_cards_says_the_filter_reads_mapped_tags(
+        self,
+    ) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1B2C3")
+        session_with_energy(kwh=Decimal("3"), ocpp_id_tag="UNMAPPED-77F0")
+        said = "The Tag filter searches mapped idTags only, and “77f0” appears only"
+        response = self.client.get(URL, {"tag": "77f0"})
+        self.assertContains(response, "0 sessions match current filters")
+        self.assertContains(response, said)
+        self.assertContains(response, reverse("sessions_app:user-mapping-list"))
+        # Text on no card, or on a mapped one the other filters leave out: the
+        # usual advice.
+        for query in ({"tag": "zz9"}, {"tag": "a1b2", "status": "active"}):
+            with self.subTest(query=query):
+                response = self.client.get(URL, query)
+                self.assertContains(response, "Remove a filter above")
+                self.assertNotContains(response, "mapped idTags only")
+
+    def test_the_date_filters_name_the_time_zone_of_their_days(self) -> None:
+        with override_settings(TIME_ZONE="Europe/Berlin"):
+            response = self.client.get(URL)
+        self.assertContains(
+            response,
+            '<span class="field__help" id="dates-help">Last update; days in '
+            "Europe/Berlin, as for “Sessions today”.</span>",
+        )
+        self.assertContains(response, 'aria-describedby="dates-help"', count=2)
+
     def test_a_tag_over_the_limit_is_shortened_with_a_visible_note(self) -> None:
         UserMappingFactory(steve_ocpp_id_tag="04A1B2C3")
         session_with_energy(kwh=Decimal("1"), ocpp_id_tag="04A1B2C3")
