@@ -350,6 +350,36 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
         expect(stop).to_be_focused()
 
 
+def test_a_live_update_keeps_the_daily_table_open_and_focused(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # A charge in progress re-reads the usage card every sync: the day table a
+    # keyboard user opened must stay open, with the focus on its summary.
+    session = TransactionSyncStateFactory(
+        charger=demo_driver["harbour"],
+        ocpp_id_tag="TAG-DANA",
+        kwh_delivered=Decimal("1.0"),
+        started_at=timezone.now() - timedelta(minutes=10),
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        summary = page.get_by_text("Daily usage as a table")
+        summary.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#usage-days")).to_have_attribute("open", "")
+        wait_for_live_stream(page)
+        page.evaluate("document.getElementById('usage-card').dataset.before = 'yes'")
+        sessions_changed.send(
+            sender=SyncRun,
+            run=SyncRunFactory(updated_count=1),
+            transaction_ids=[session.pk],
+        )
+        expect(page.locator("#usage-card[data-before]")).to_have_count(0)
+        expect(page.locator("#usage-days")).to_have_attribute("open", "")
+        expect(page.locator("#usage-days-summary")).to_be_focused()
+
+
 def test_two_charges_in_progress_get_two_banners_apart(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:

@@ -101,6 +101,31 @@
     if (heading) { heading.focus(); }
   });
 
+  // A part re-read by htmx or a live update comes back with its <details>
+  // closed: one the reader had open (by its id) stays open, so a live update
+  // does not fold away the table someone is reading.
+  function openDetailsIds(root) {
+    return Array.from(root.querySelectorAll("details[open][id]"), function (details) {
+      return details.id;
+    });
+  }
+
+  function reopenDetails(ids) {
+    ids.forEach(function (id) {
+      var details = document.getElementById(id);
+      if (details) { details.open = true; }
+    });
+  }
+
+  var detailsOpenBeforeSwap = [];
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    detailsOpenBeforeSwap = openDetailsIds(event.detail.target);
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    reopenDetails(detailsOpenBeforeSwap);
+    detailsOpenBeforeSwap = [];
+  });
+
   // Live updates. A stream that broke (a web process, Redis or the database
   // restarted) may have missed events, and Redis may have lost the stored ones. So
   // once a stream is serving again ("stream-open" after an error), or the server
@@ -120,6 +145,7 @@
       return response.text();
     }).then(function (html) {
       var fresh = new DOMParser().parseFromString(html, "text/html");
+      var openDetails = openDetailsIds(container);
       container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
         var replacement = fresh.getElementById(part.id);
         if (!replacement) { return; }
@@ -132,6 +158,7 @@
         part.replaceWith(replacement);
         htmx.process(replacement);
       });
+      reopenDetails(openDetails);
       showLiveState(container);
       htmx.trigger(container, "polaris:liveRefreshed");
     }).catch(function () {
