@@ -35,6 +35,15 @@ class ThrottledAuthenticationForm(AuthenticationForm):
     """AuthenticationForm that counts failures and refuses locked pairs."""
 
     locked = False
+    # Django's own adds that both fields may be case-sensitive; the email that
+    # customers sign in with is not (EmailCaseBackend).
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": (
+            "That email or username and password do not match an account. "
+            "Check the password: it is case-sensitive."
+        ),
+    }
 
     def clean(self) -> dict[str, object]:
         username = str(self.data.get("username") or "")[:254]

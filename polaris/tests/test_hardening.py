@@ -262,6 +262,14 @@ class LoginThrottleTests(TestCase):
     def fail(self, times: int, username: str = "alice@example.com") -> list[int]:
         return [self.sign_in(username, "wrong").status_code for _ in range(times)]
 
+    def test_a_wrong_password_does_not_call_the_email_case_sensitive(self) -> None:
+        response = self.sign_in("Alice@Example.com", "wrong")
+        self.assertContains(response, "do not match an account")
+        self.assertContains(response, "it is case-sensitive")
+        self.assertNotContains(response, "both fields may be case-sensitive")
+        # The email in another letter case does sign in.
+        self.assertEqual(self.sign_in("Alice@Example.com", "driver").status_code, 302)
+
     def test_ten_failures_lock_the_username_from_that_address(self) -> None:
         self.assertEqual(self.fail(9), [200] * 9)
         locked = self.sign_in("alice@example.com", "wrong")
