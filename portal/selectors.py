@@ -401,7 +401,7 @@ WITH visible AS (
                 AND held.user_id = %(customer)s
         ) AS reserved_by_me
     FROM chargers AS charger
-    WHERE charger.is_public OR charger.id IN (
+    WHERE %(every_charger)s OR charger.is_public OR charger.id IN (
         SELECT grouped.charger_id
         FROM charger_groups_chargers AS grouped
         JOIN charger_groups_members AS member
@@ -417,9 +417,52 @@ SELECT *,
         WHERE last_check_in_at >= %(online_since)s AND NOT in_use AND NOT reserved
     ) OVER () AS available_count
 FROM (SELECT *, held OR scheduled AS reserved FROM visible) AS visible
+WHERE %(after_name)s::text IS NULL
+    OR (friendly_name, charge_box_id, connector_id)
+        > (%(after_name)s, %(after_box)s, %(after_connector)s)
 ORDER BY friendly_name, charge_box_id, connector_id
 LIMIT %(limit)s
 """
+
+# Where a charger comes in CHARGER_LIST_SQL's order: friendly name, chargeBoxId,
+# connector.
+type ChargerSortKey = tuple[str, str, int]
+
+
+def charger_sort_key(charger: Charger) -> ChargerSortKey:
+    return (charger.friendly_name, charger.charge_box_id, charger.connector_id)
+
+
+def visible_chargers(
+    *,
+    user: User,
+    now: datetime,
+    every_charger: bool = False,
+    after: ChargerSortKey | None = None,
+    limit: int = MAX_CHARGERS,
+) -> list[ListedCharger]:
+    """The chargers `user` may see (`every_charger`: all of them), in
+    charger_sort_key order, the first `limit` after `after`, in one query; each with
+    the states charger_status reads. Their visible_count and available_count count
+    the chargers after `after`."""
+    after_name, after_box, after_connector = after or (None, None, None)
+    params = {
+        "customer": user.pk,
+        "every_charger": every_charger,
+        "now": now,
+        "online_since": now - CHECK_IN_VALID_FOR,
+        "manual_actor": TransactionSyncState.StopEventActor.MANUAL,
+        "open_statuses": list(ApiSession.OPEN_STATUSES),
+        "created_status": ApiSession.Status.CREATED,
+        "held_status": Reservation.Status.ACTIVE,
+        "after_name": after_name,
+        "after_box": after_box,
+        "after_connector": after_connector,
+        "limit": limit,
+    }
+    return cast(
+        "list[ListedCharger]", list(Charger.objects.raw(CHARGER_LIST_SQL, params))
+    )
 
 
 def charger_list(*, customer: User, now: datetime) -> ChargerList:
@@ -436,19 +479,7 @@ def charger_list(*, customer: User, now: datetime) -> ChargerList:
     connector too, but nobody charges there yet: like a reservation, it makes the
     charger `reserved` (`scheduled` says which).
     """
-    params = {
-        "customer": customer.pk,
-        "now": now,
-        "online_since": now - CHECK_IN_VALID_FOR,
-        "manual_actor": TransactionSyncState.StopEventActor.MANUAL,
-        "open_statuses": list(ApiSession.OPEN_STATUSES),
-        "created_status": ApiSession.Status.CREATED,
-        "held_status": Reservation.Status.ACTIVE,
-        "limit": MAX_CHARGERS,
-    }
-    rows = cast(
-        "list[ListedCharger]", list(Charger.objects.raw(CHARGER_LIST_SQL, params))
-    )
+    rows = visible_chargers(user=customer, now=now)
     for charger in rows:
         charger.status = charger_status(charger, now)  # type: ignore[attr-defined]
     if not rows:

@@ -31,6 +31,8 @@ from sessions_app.api_schemas import (
     META_DATA_MAX_DEPTH,
     METHOD_NOT_ALLOWED_RESPONSE,
     WWW_AUTHENTICATE_HEADER,
+    ChargerListQuery,
+    ChargerPageEnvelope,
     ErrorEnvelope,
     SessionCreateIn,
     SessionEnvelope,
@@ -41,6 +43,8 @@ from sessions_app.api_schemas import (
 from sessions_app.api_selectors import (
     InvalidCursor,
     SessionFilters,
+    api_charger_document,
+    api_charger_list,
     api_session_document,
     api_session_get_for_user,
     api_session_list,
@@ -434,6 +438,31 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
         "Stop requested; the session ends when the station reports it."
     )
     return _envelope(session, message)
+
+
+@api.api_operation(
+    ["GET", "HEAD"],
+    "/chargers",
+    response={200: ChargerPageEnvelope, READ_ERRORS: ErrorEnvelope},
+    summary="List chargers",
+    tags=["chargers"],
+    openapi_extra={"responses": UNAUTHENTICATED},
+)
+def charger_list(request: ApiRequest, query: Query[ChargerListQuery]) -> dict[str, Any]:
+    """The chargers you may start a session on, by name: customers the public ones
+    and those of their charger groups (the portal's chargers card), staff every
+    charger. Each gives the `chargestation` and `connector` to create a session
+    with, and the `rate` it would apply."""
+    _refuse_unknown_parameters(request, ChargerListQuery)
+    page = api_charger_list(user=request.auth, cursor=query.cursor, limit=query.limit)
+    return {
+        "ok": True,
+        "message": RESULT,
+        "result": {
+            "items": [api_charger_document(item) for item in page.items],
+            "next_cursor": page.next_cursor,
+        },
+    }
 
 
 def _envelope(session: ApiSession, message: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from pydantic_core import PydanticCustomError
 from sync.client import format_timestamp
 
 SessionStatus = Literal["created", "started", "ended", "cancelled"]
+# The portal's words (portal.selectors.charger_status).
+ChargerStatus = Literal["online", "in_use", "reserved", "offline"]
 # SteVe's ChargeBoxIdValidator ([^=/()<>]*) without control characters, which
 # PostgreSQL text cannot store (NUL) and no station id contains.
 CHARGE_BOX_ID = r"^[^\x00-\x1f\x7f=/()<>]{1,255}$"
@@ -358,6 +360,18 @@ class SessionListQuery(Schema):
         return value
 
 
+class ChargerListQuery(Schema):
+    """`GET /chargers`: a page of chargers."""
+
+    cursor: str | None = Field(
+        None,
+        # Long enough for the friendly name and chargeBoxId it carries.
+        pattern=r"^[A-Za-z0-9_-]{1,2048}$",
+        description="`next_cursor` of the previous page.",
+    )
+    limit: int = Field(20, ge=1, le=100)
+
+
 # Responses
 
 # Every timestamp as SteVe and the seed write them: UTC with milliseconds, even
@@ -495,6 +509,46 @@ class SessionOut(Schema):
 class SessionPageOut(Schema):
     items: list[SessionOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class ChargerOut(Schema):
+    """A charger (one connector of a station) a session can be started on."""
+
+    chargestation: str = Field(
+        description="The SteVe chargeBoxId: a new session's `chargestation`."
+    )
+    connector: str = Field(
+        description="The connector id (the OCPP connectorId): a new session's "
+        "`connector`."
+    )
+    name: str = Field(description="The charger's friendly name.")
+    connector_type: str | None = Field(
+        description="The plug, e.g. Type 2 or CCS; null when not recorded."
+    )
+    max_power_kw: float | None = Field(
+        description="The most it delivers, in kW; null when not recorded."
+    )
+    status: ChargerStatus = Field(
+        description="offline: no check-in for over an hour; otherwise in_use while "
+        "a session charges there or a portal or API session holds it, reserved "
+        "while a reservation or a session scheduled to start later holds it, and "
+        "online when free."
+    )
+    rate: str | None = Field(
+        description="The id of the rate a session started here now would apply "
+        "(its `rate`); null when none applies."
+    )
+
+
+class ChargerPageOut(Schema):
+    items: list[ChargerOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class ChargerPageEnvelope(Schema):
+    ok: Literal[True]
+    message: str
+    result: ChargerPageOut
 
 
 class SessionEnvelope(Schema):

@@ -1,4 +1,5 @@
-"""Reads of the Sessions API: who may see which session, lists and the session object.
+"""Reads of the Sessions API: who may see which session, lists, the session object,
+and the chargers a session can be started on.
 
 `api_session_document` builds the session object with the seed's field names
 (`_id`, `chargestation`, `metrics.energyConsumed`, …); the API's schemas only check
@@ -7,6 +8,7 @@ and serialise it.
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +19,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.http import Http404
+from django.utils import timezone
 
-from sessions_app.models import ApiSession, ApiSessionQuerySet
+from portal.selectors import (
+    ChargerSortKey,
+    ListedCharger,
+    charger_sort_key,
+    charger_status,
+    visible_chargers,
+)
+from sessions_app.models import ApiSession, ApiSessionQuerySet, Rate
 from sessions_app.pricing import Cost, RateTerms, session_cost
 from sync.client import in_base_unit
 from sync.models import SyncRun, TransactionSyncState
@@ -36,7 +46,8 @@ _WH_PER_KWH = Decimal(1000)
 
 
 class InvalidCursor(ValueError):
-    """The `cursor` query parameter was not made by `api_session_list`."""
+    """The `cursor` query parameter was not made by `api_session_list` (or
+    `api_charger_list`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +154,116 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
             "The cursor is not valid; start again without it."
         ) from None
     return moment, int(pk)
+
+
+# Chargers
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCharger:
+    """A charger with its status and the id of the rate a session there would use."""
+
+    charger: ListedCharger
+    status: str
+    rate_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerPage:
+    """One page of chargers and the cursor of the next page."""
+
+    items: list[ApiCharger]
+    next_cursor: str | None
+
+
+def api_charger_list(
+    *,
+    user: User,
+    cursor: str | None = None,
+    limit: int = 20,
+    now: datetime | None = None,
+) -> ChargerPage:
+    """The chargers `user` may start a session on, `limit` at a time, in the
+    portal's order (friendly name, chargeBoxId, connector), in two queries.
+
+    A customer's are those of the portal's chargers card (public ones and their
+    charger groups'); staff's are every charger, as `api_session_create` lets staff
+    start on any. Each has the card's status and the rate `Rate.objects.for_charger`
+    finds, which a session created now would use. Keyset pagination on the sort
+    order. Raises InvalidCursor for a cursor this function did not make.
+    """
+    now = now or timezone.now()
+    limit = max(1, min(limit, PAGE_SIZE_MAX))
+    rows = visible_chargers(
+        user=user,
+        now=now,
+        every_charger=user.is_staff,
+        after=_decode_charger_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    chargers = rows[:limit]
+    rate_ids = Rate.objects.ids_for_chargers([charger.pk for charger in chargers])
+    items = [
+        ApiCharger(charger, charger_status(charger, now), rate_ids[charger.pk])
+        for charger in chargers
+    ]
+    has_more = len(rows) > limit
+    return ChargerPage(
+        items=items,
+        next_cursor=_encode_charger_cursor(chargers[-1]) if has_more else None,
+    )
+
+
+def api_charger_document(item: ApiCharger) -> dict[str, Any]:
+    """A charger of the API: where to start a session, what it is, its status and
+    the rate a session there would use."""
+    charger = item.charger
+    return {
+        "chargestation": charger.charge_box_id,
+        # A string, as in the session object.
+        "connector": str(charger.connector_id),
+        "name": charger.friendly_name,
+        "connector_type": charger.connector_type or None,
+        "max_power_kw": (
+            None if charger.max_power_kw is None else float(charger.max_power_kw)
+        ),
+        "status": item.status,
+        "rate": None if item.rate_id is None else str(item.rate_id),
+    }
+
+
+def _encode_charger_cursor(charger: ListedCharger) -> str:
+    text = json.dumps(list(charger_sort_key(charger)), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_charger_cursor(cursor: str) -> ChargerSortKey:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        name, box, connector = json.loads(
+            base64.urlsafe_b64decode(padded.encode("ascii")).decode()
+        )
+        if not (_storable_text(name) and _storable_text(box)):
+            raise ValueError(cursor)
+        if type(connector) is not int:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        raise InvalidCursor(
+            "The cursor is not valid; start again without it."
+        ) from None
+    return name, box, connector
+
+
+def _storable_text(value: object) -> bool:
+    """Text PostgreSQL can compare: a string without NUL characters or a lone
+    surrogate (which JSON's escapes can spell)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # Matching a session to its SteVe transaction

@@ -1,5 +1,6 @@
 """Models of the admin console and of the Sessions API."""
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -8,8 +9,11 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from sync.models import Charger
 
 
 class AuditEntry(models.Model):
@@ -61,6 +65,17 @@ class RateQuerySet(models.QuerySet["Rate"]):
             assignments__charger__connector_id=connector_id,
         ).first()
         return assigned or self.filter(is_default=True).first()
+
+    def ids_for_chargers(self, charger_ids: Collection[int]) -> dict[int, int | None]:
+        """The id of each charger's rate, by charger id, as for_charger finds it
+        (the assigned rate, else the default one, else None), in one query."""
+        default = self.filter(is_default=True).values("pk")[:1]
+        return dict(
+            Charger.objects.filter(pk__in=charger_ids)
+            .annotate(rate_id=Coalesce("rate_assignment__rate", Subquery(default)))
+            .order_by()
+            .values_list("pk", "rate_id")
+        )
 
 
 class Rate(models.Model):

@@ -20,7 +20,7 @@ class HeadApiTests(ApiTestCase):
             for path, operations in document["paths"].items()
             if "get" in operations
         ]
-        self.assertEqual(len(paths), 2)
+        self.assertEqual(len(paths), 3)
         refused = [
             "/api/v1/sessions/999999",  # 404
             "/api/v1/sessions?limit=0",  # 422
@@ -40,6 +40,7 @@ class HeadApiTests(ApiTestCase):
             ("/sessions", {"GET", "HEAD", "POST"}),
             ("/sessions/1", {"GET", "HEAD"}),
             ("/sessions/1/stop", {"POST"}),
+            ("/chargers", {"GET", "HEAD"}),
         ):
             for method in ("PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "GET"):
                 if method in allowed:

@@ -137,6 +137,19 @@ class DocumentedStatusesTests(ApiTestCase):
             ],
         )
 
+    def test_the_charger_list(self) -> None:
+        self.assert_reached(
+            "GET",
+            "/api/v1/chargers",
+            [
+                self.call("GET", "/chargers"),
+                self.browser(csrf=False).get("/api/v1/chargers"),
+                self.client.get("/api/v1/chargers"),
+                self.call("GET", "/chargers?cursor=zzz"),
+                self.too_many_parameters("GET", "/chargers"),
+            ],
+        )
+
     def test_the_detail(self) -> None:
         session_id = self.result(self.start(), 201)["_id"]
         path = f"/sessions/{session_id}"

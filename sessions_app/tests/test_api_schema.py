@@ -68,6 +68,7 @@ class OpenApiSchemathesisTests(ApiTestCase):
                 "/api/v1/sessions",
                 "/api/v1/sessions/{session_id}",
                 "/api/v1/sessions/{session_id}/stop",
+                "/api/v1/chargers",
             },
         )
         self.assertEqual(self.client.get("/api/v1/docs").status_code, 200)
@@ -145,7 +146,7 @@ class OpenApiSchemathesisTests(ApiTestCase):
                 "/api/v1/openapi.json", get_wsgi_application()
             )
             operations = [result.ok() for result in schema.get_all_operations()]
-            self.assertEqual(len(operations), 4)
+            self.assertEqual(len(operations), 5)
             for operation in operations:
                 for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                     with self.subTest(operation=operation.label, mode=mode.value):
