@@ -148,6 +148,7 @@ ROWS = [
         (401, 404, 404, 404, 404)),
     Row("api/v1/sessions/<session_id>/stop", "POST",
         "/api/v1/sessions/{api_session}/stop", (401, 409, 404, 409, 409), json=True),
+    Row("api/v1/chargers", "GET", "/api/v1/chargers", (401, 200, 200, 200, 200)),
     # Customer portal. Staff land on the console unless acting as someone; the
     # acting agent reads but changes nothing (403).
     Row("", "GET", "/", (302, 200, 200, 302, 200)),
