@@ -35,11 +35,16 @@ def banners_html(
     active = selectors.active_sessions_by_customer(
         tags_by_customer=tags_by_customer, now=now
     )
+    notices = selectors.start_notices_by_customer(
+        customer_ids=list(tags_by_customer), now=now
+    )
     zones = customer_zones(list(tags_by_customer))
     html: dict[int, str] = {}
     for pk, sessions in active.items():
         with timezone.override(zones[pk]):
-            html[pk] = render_to_string(BANNER, {"active": sessions})
+            html[pk] = render_to_string(
+                BANNER, {"active": sessions, "start_notices": notices[pk]}
+            )
     return html
 
 
@@ -70,6 +75,7 @@ def publish_sessions_changed(
 def publish_api_session_changed(
     sender: type[ApiSession], session: ApiSession, **kwargs: Any
 ) -> None:
-    """Refresh the owner's banner: a session that started has a Stop to offer."""
+    """Refresh the owner's banner: a session that started has a Stop to offer,
+    and one that was cancelled before charging says so."""
     tags = selectors.customer_tags(customer=session.user)
     publish_active_sessions(tags_by_customer={session.user_id: tags})

@@ -1,12 +1,13 @@
 """Read models of the portal pages, always scoped to one customer."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypedDict, cast
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Sum
@@ -142,6 +143,73 @@ def active_sessions_by_customer(
         result[customer].append(
             ActiveSession(session, cost, api_sessions.get((session.pk, customer)))
         )
+    return result
+
+
+# How long the banner reports a Start the station did not take.
+FAILED_START_SHOWN_FOR = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class StartNotice:
+    """A Start the banner reports before charging shows, or instead of it:
+    `state` is "scheduled" (waiting for `starts_at`), "starting" (sent, no charge
+    seen yet) or "failed" (cancelled: the station did not take it)."""
+
+    api_session: ApiSession
+    charger_name: str
+    state: str
+    starts_at: datetime | None = None
+
+    @property
+    def start_timeout(self) -> str:
+        """How long a sent Start may take to begin charging, in words."""
+        timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
+        minutes, seconds = divmod(timeout, 60)
+        if seconds or not minutes:
+            return f"{timeout} seconds"
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def start_notices(*, customer: User, now: datetime) -> list[StartNotice]:
+    """The customer's Starts not charging yet, and the one that recently failed."""
+    return start_notices_by_customer(customer_ids=[customer.pk], now=now)[customer.pk]
+
+
+def start_notices_by_customer(
+    *, customer_ids: list[int], now: datetime
+) -> dict[int, list[StartNotice]]:
+    """`start_notices` of many customers, by user id, in two queries at most."""
+    result: dict[int, list[StartNotice]] = {pk: [] for pk in customer_ids}
+    sessions = ApiSession.objects.filter(user__in=customer_ids)
+    waiting = list(
+        (
+            sessions.filter(status=ApiSession.Status.CREATED)
+            | sessions.start_not_taken_since(now - FAILED_START_SHOWN_FOR)
+        ).order_by("created_at", "pk")
+    )
+    if not waiting:
+        return result
+    names = {
+        (charge_box_id, connector_id): name
+        for charge_box_id, connector_id, name in Charger.objects.filter(
+            charge_box_id__in={session.charge_box_id for session in waiting}
+        ).values_list("charge_box_id", "connector_id", "friendly_name")
+    }
+    for session in waiting:
+        name = names.get((session.charge_box_id, session.connector_id))
+        notice = StartNotice(
+            api_session=session,
+            charger_name=f"{name or session.charge_box_id} #{session.connector_id}",
+            state="starting",
+        )
+        if session.status == ApiSession.Status.CANCELLED:
+            notice = replace(notice, state="failed")
+        elif session.remote_start_sent_at is None and session.target_start_at:
+            notice = replace(
+                notice, state="scheduled", starts_at=session.target_start_at
+            )
+        result[session.user_id].append(notice)
     return result
 
 

@@ -108,6 +108,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         tags=tags,
         can_charge=charging_cards.any_active and not viewer.acting,
         active=selectors.active_sessions(customer=viewer.customer, tags=tags, now=now),
+        start_notices=selectors.start_notices(customer=viewer.customer, now=now),
         recent=selectors.recent_sessions(tags=tags, now=now),
         reservation=selectors.next_reservation(customer=viewer.customer, now=now),
         chargers=selectors.charger_list(customer=viewer.customer, now=now),

@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -226,6 +226,21 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
             remote_start_sent_at__isnull=True,
             target_start_at__gt=now,
         )
+
+    def start_not_taken_since(self, since: datetime) -> "ApiSessionQuerySet":
+        """Sessions cancelled after their remote start went out and no charge
+        came (the station did not start in time, or refused a scheduled start),
+        ended since `since`, with no later session of their user: a Start whose
+        failure the driver has not yet answered by starting again."""
+        later = self.model.objects.filter(
+            user=OuterRef("user"), created_at__gt=OuterRef("created_at")
+        )
+        return self.filter(
+            status=ApiSession.Status.CANCELLED,
+            transaction__isnull=True,
+            remote_start_sent_at__isnull=False,
+            ended_at__gte=since,
+        ).exclude(Exists(later))
 
     def charging_or_starting(self, now: datetime) -> "ApiSessionQuerySet":
         """Open sessions other than those `waiting_to_start`: their remote start

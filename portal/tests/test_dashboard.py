@@ -399,7 +399,7 @@ class DashboardTests(PortalTestCase):
     def test_it_reads_with_a_bounded_number_of_queries(self) -> None:
         self.client.force_login(self.alice)
         self.client.get("/")
-        with self.assertNumQueries(10):
+        with self.assertNumQueries(11):
             self.client.get("/")
 
 
@@ -1132,3 +1132,77 @@ class RecentSessionsTests(PortalTestCase):
             reverse=True,
         )[: selectors.RECENT_SESSIONS]
         self.assertEqual(starts, expected)
+
+
+class StartNoticeTests(PortalTestCase):
+    """A Start shows in the banner before the station's charge reaches the sync,
+    and says so when the station never began charging."""
+
+    def start(self, **fields: object) -> ApiSession:
+        now = timezone.now()
+        values: dict[str, object] = {
+            "user": self.alice,
+            "charge_box_id": self.charger.charge_box_id,
+            "connector_id": self.charger.connector_id,
+            "id_tag": "TAG-ALICE",
+            "remote_start_sent_at": now,
+            "created_at": now,
+            **fields,
+        }
+        return ApiSession.objects.create(**values)
+
+    def banner(self) -> str:
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        return body[body.index('id="active-session"') : body.index("</section>")]
+
+    def test_a_start_sent_says_it_is_starting_and_how_long_it_may_take(self) -> None:
+        self.start()
+        banner = self.banner()
+        connector = self.charger.connector_id
+        self.assertIn(f"Starting to charge at Harbour Street #{connector}…", banner)
+        self.assertIn("has not begun within 2 minutes", banner)
+
+    def test_a_scheduled_start_says_when(self) -> None:
+        starts_at = timezone.localtime() + timedelta(hours=1)
+        self.start(remote_start_sent_at=None, target_start_at=starts_at)
+        banner = self.banner()
+        self.assertIn("is scheduled", banner)
+        self.assertIn(f">{starts_at:%H:%M}</time>", banner)
+
+    def test_a_start_the_station_did_not_take_says_so_until_the_next_one(
+        self,
+    ) -> None:
+        now = timezone.now()
+        failed = self.start(
+            status=ApiSession.Status.CANCELLED,
+            created_at=now - timedelta(minutes=3),
+            ended_at=now - timedelta(minutes=1),
+        )
+        self.assertIn("did not start", self.banner())
+        # Started again: the new Start replaces the failure.
+        self.start(status=ApiSession.Status.CANCELLED, remote_start_sent_at=None)
+        self.assertNotIn("did not start", self.banner())
+        ApiSession.objects.exclude(pk=failed.pk).delete()
+        # A failure from long ago, or a scheduled start the driver cancelled
+        # before it was sent, is not news.
+        failed.ended_at = now - timedelta(minutes=20)
+        failed.save()
+        self.assertNotIn("did not start", self.banner())
+        failed.ended_at = now
+        failed.remote_start_sent_at = None
+        failed.save()
+        self.assertNotIn("did not start", self.banner())
+
+    def test_the_live_banner_tells_a_cancelled_start_too(self) -> None:
+        from portal.live import banner_html
+
+        session = self.start()
+        now = timezone.now()
+        self.assertIn("Starting to charge", banner_html(customer=self.alice, now=now))
+        session.status = ApiSession.Status.CANCELLED
+        session.ended_at = now
+        session.save()
+        html = banner_html(customer=self.alice, now=now)
+        self.assertIn("did not start", html)
+        self.assertNotIn("Starting to charge", html)
