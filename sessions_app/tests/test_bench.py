@@ -58,6 +58,17 @@ class BenchCommandTests(TransactionTestCase):
             )
         self.assertFalse(ApiToken.objects.usable().exists())
 
+    def test_quick_does_not_seed_over_sessions_a_real_sync_wrote(self) -> None:
+        TransactionSyncStateFactory(charge_box_id="CB-01")
+        with self.assertRaisesMessage(CommandError, "sessions synced from SteVe"):
+            call_command(
+                "bench",
+                "--quick",
+                "--only=console",
+                "--output=unused.json",
+                stdout=StringIO(),
+            )
+
     def test_a_pause_out_of_range_is_refused_before_anything_runs(self) -> None:
         for value in ("-5", "soon", "20000"):
             with (

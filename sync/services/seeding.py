@@ -27,6 +27,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sync.models import TransactionSyncState
 from sync.rollups import ORIGIN
 from sync.seeding_rows import (
     ACTIVE_SESSIONS,
@@ -56,6 +57,8 @@ ROLLUP_TABLES = [
     "session_counts_by_quarter_hour",
 ]
 SCALE_USER_PREFIX = "scale-"
+# Seeded charge boxes' ids begin with it; a real sync's never do.
+SCALE_BOX_PREFIX = "SCALE-"
 # Every seeded customer signs in with this password (the benchmark logs them in).
 SCALE_PASSWORD = "scale-password"
 MAPPED_SHARE = 0.9
@@ -140,6 +143,8 @@ def seed_scale(
             began = time.monotonic()
             _reset()
             phase("reset", began)
+        if not reset:
+            _refuse_synced_sessions()
         ids = _next_ids()
         # Sets this seed's users, chargers and tags apart from earlier seeds': user
         # ids are never reused.
@@ -236,6 +241,26 @@ def _reset() -> None:
     get_user_model().objects.filter(username__startswith=SCALE_USER_PREFIX).delete()
 
 
+def _refuse_synced_sessions() -> None:
+    """Raise ValueError when the database holds sessions a real sync wrote (at a
+    charge box not of a seed): seeded transactions would take SteVe pks after
+    them, which SteVe hands out next, and the sync would take those rows for
+    its own."""
+    synced = (
+        TransactionSyncState.objects.exclude(charge_box_id__startswith=SCALE_BOX_PREFIX)
+        .values_list("steve_transaction_id", "charge_box_id")
+        .first()
+    )
+    if synced is not None:
+        pk, box = synced
+        raise ValueError(
+            f"This database holds sessions synced from SteVe (transaction {pk} at "
+            f"{box}, among others): seeded transactions would take the SteVe "
+            "transaction ids SteVe hands out next. Seed an empty database, or add "
+            "--reset to replace its charging data (never on production)."
+        )
+
+
 def _next_ids() -> _Ids:
     def top(table: str, column: str = "id") -> int:
         with connection.cursor() as cursor:
@@ -314,7 +339,7 @@ def _copy_chargers(
 ) -> list[tuple[int, str, int]]:
     stamp = now.isoformat()
     keys = [
-        (ids.charger + n, f"SCALE-{batch}-CB{n // 2:05d}", n % 2 + 1)
+        (ids.charger + n, f"{SCALE_BOX_PREFIX}{batch}-CB{n // 2:05d}", n % 2 + 1)
         for n in range(count)
     ]
     types = ["Type 2", "CCS", "CHAdeMO"]

@@ -16,6 +16,7 @@ from sync.models import (
     UserMapping,
 )
 from sync.services.seeding import seed_scale
+from sync.tests.factories import TransactionSyncStateFactory
 from sync.tests.rollup_checks import assert_rollups_exact
 
 
@@ -139,6 +140,17 @@ class SeedScaleRefusalTests(TestCase):
             )
         self.assertFalse(TransactionSyncState.objects.exists())
         self.assertFalse(Charger.objects.exists())
+
+    def test_a_database_a_real_sync_wrote_to_is_refused_without_reset(self) -> None:
+        TransactionSyncStateFactory(steve_transaction_id=97, charge_box_id="CB-01")
+        with self.assertRaisesMessage(
+            CommandError,
+            "This database holds sessions synced from SteVe (transaction 97 at "
+            "CB-01, among others)",
+        ):
+            call_command("seed_scale", "--transactions=20", stdout=StringIO())
+        self.assertEqual(TransactionSyncState.objects.count(), 1)
+        self.assertFalse(Charger.objects.filter(charge_box_id__startswith="SCALE-"))
 
 
 class SeedScaleResetTests(TransactionTestCase):

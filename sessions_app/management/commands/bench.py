@@ -99,7 +99,12 @@ class Command(DatabaseCommand):
             and TransactionSyncState.objects.count() < QUICK_MIN_TRANSACTIONS
         ):
             self._say(f"Seeding {QUICK_SEED_TRANSACTIONS} transactions for --quick…")
-            seed_scale(transactions=QUICK_SEED_TRANSACTIONS, events_per_transaction=10)
+            try:
+                seed_scale(
+                    transactions=QUICK_SEED_TRANSACTIONS, events_per_transaction=10
+                )
+            except ValueError as error:
+                raise CommandError(str(error)) from None
         scale = cases.scale()
         scale["cpu_reference_ms"] = cases.cpu_reference_ms()
         self._say(f"Scale: {scale}")
