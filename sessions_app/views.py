@@ -340,8 +340,7 @@ def _mapping_saved(mapping: UserMapping, done: str, typed_tag: str) -> str:
     if not selectors.id_tag_has_sessions(tag=tag):
         return (
             f"Mapping for {tag} {done}. No session with this idTag has synced yet; "
-            "its sessions will link to it if SteVe writes the tag in this letter "
-            "case."
+            "the sync stores it in SteVe's letter case with the first one."
         )
     return f"Mapping for {tag} {done}."
 
@@ -398,8 +397,8 @@ def _import_tag_notes(result: MappingImportResult) -> str:
         n = result.never_synced
         which = "this idTag" if n == result.created == 1 else f"{n} of the new idTags"
         notes += (
-            f" No session with {which} has synced yet, so {pluralize(n, 'its,their')} "
-            "letter case could not be checked against SteVe's."
+            f" No session with {which} has synced yet; the sync stores "
+            f"{pluralize(n, 'it,them')} in SteVe's letter case with the first one."
         )
     return notes
 

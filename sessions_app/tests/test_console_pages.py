@@ -527,8 +527,8 @@ class UserMappingPagesTests(ConsoleTestCase):
             "Import done: 2 created, 1 updated, 0 unchanged, 0 rejected; 1 customer "
             "account created. 2 idTags "
             "were stored in the letter case SteVe uses, not the file&#x27;s. No "
-            "session with 1 of the new idTags has synced yet, so its letter case "
-            "could not be checked against SteVe&#x27;s.",
+            "session with 1 of the new idTags has synced yet; the sync stores it "
+            "in SteVe&#x27;s letter case with the first one.",
         )
         self.assertEqual(
             set(UserMapping.objects.values_list("steve_ocpp_id_tag", flat=True)),

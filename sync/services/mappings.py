@@ -551,6 +551,36 @@ def _customers_by_email(emails: Collection[str]) -> dict[str, User]:
     return found
 
 
+def user_mappings_spell_as_synced(*, tags: Collection[str]) -> int:
+    """Store each mapping typed in another letter case than SteVe's `tags` (what
+    a sync has just stored) the way SteVe writes it, with an audit entry. Returns
+    how many changed.
+
+    Sessions link to their mapping by the exact tag, and a mapping saved before
+    its card's first session synced could not be spelled as SteVe does then
+    (`id_tags_as_steve_writes`): without this its sessions would stay unmapped.
+    """
+    synced = {tag.upper(): tag for tag in tags}
+    respelled = 0
+    for upper, mapping in _mappings_by_tag(synced).items():
+        if mapping.steve_ocpp_id_tag == synced[upper]:
+            continue
+        try:
+            user_mapping_update(
+                actor=None,
+                mapping=mapping,
+                source="sync",
+                steve_ocpp_id_tag=synced[upper],
+            )
+        except ValidationError as error:
+            # Never a reason to fail the sync; the mapping stays as it was.
+            logger.warning("mapping=%s not respelled: %s", mapping.pk, error)
+            continue
+        logger.info("mapping=%s respelled as SteVe writes it", mapping.pk)
+        respelled += 1
+    return respelled
+
+
 class _TagUpper(TypedDict):
     tag_upper: str
 

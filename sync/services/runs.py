@@ -51,6 +51,7 @@ from sync.models import (
     SyncRun,
     TransactionSyncState,
 )
+from sync.services.mappings import user_mappings_spell_as_synced
 from sync.signals import run_finished, sessions_changed
 
 logger = logging.getLogger(__name__)
@@ -825,6 +826,9 @@ def _write_batch(
         for event in plan.events
     ]
     SyncedTransactionEvent.objects.bulk_create(events)
+    user_mappings_spell_as_synced(
+        tags={plan.transaction.ocpp_id_tag for plan in plans if plan.is_new}
+    )
     tally.created += sum(plan.is_new for plan in plans)
     tally.updated += sum(not plan.is_new for plan in plans)
     tally.events += len(events)

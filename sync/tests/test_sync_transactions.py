@@ -15,11 +15,13 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.test import TestCase, override_settings
 
+from sessions_app.models import AuditEntry
 from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
 from sync.services import runs
 from sync.services.runs import PK_WINDOW
+from sync.tests.factories import UserMappingFactory
 from sync.tests.rollup_checks import assert_rollups_exact
 from sync.tests.standin_case import StandinTestMixin
 
@@ -1133,3 +1135,32 @@ class RollupTests(SyncTestCase):
         assert_rollups_exact(self)
         TransactionSyncState.objects.filter(pk=first.pk).delete()
         assert_rollups_exact(self)
+
+
+class MappingLetterCaseTests(SyncTestCase):
+    def test_a_mapping_typed_before_its_cards_first_session_is_spelled_as_steve(
+        self,
+    ) -> None:
+        # Saved before any session of the card synced, the mapping could not
+        # learn SteVe's letter case then; sessions link to it by the exact tag.
+        steve_tag = self.steve.list_transactions(type="ALL")[0].ocpp_id_tag
+        typed = steve_tag.lower()
+        self.assertNotEqual(typed, steve_tag)
+        mapping = UserMappingFactory(steve_ocpp_id_tag=typed)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        mapping.refresh_from_db()
+        self.assertEqual(mapping.steve_ocpp_id_tag, steve_tag)
+        entry = AuditEntry.objects.get(object_type="user_mapping", source="sync")
+        self.assertEqual(entry.before["steveOcppIdTag"], typed)
+        self.assertEqual(entry.after["steveOcppIdTag"], steve_tag)
+        linked = TransactionSyncState.objects.filter(ocpp_id_tag=steve_tag)
+        self.assertTrue(linked.exists())
+        self.assertEqual(
+            set(linked.values_list("mapping__user", flat=True)), {mapping.user_id}
+        )
+        # A second run has nothing left to respell.
+        self.sync()
+        self.assertEqual(
+            AuditEntry.objects.filter(object_type="user_mapping").count(), 1
+        )
