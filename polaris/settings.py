@@ -176,8 +176,11 @@ STEVE_USERNAME = env_str("STEVE_USERNAME") or _steve_default_credential
 STEVE_PASSWORD = env_secret("STEVE_PASSWORD", _steve_default_credential)
 STEVE_TIMEOUT = env_float("STEVE_TIMEOUT", 10.0, maximum=3600)
 # SteVe holds an OCPP operation open until the station answers, up to 30 s; giving
-# up earlier would let a station start a charge that Polaris thinks was refused.
-STEVE_OPERATION_TIMEOUT = env_float("STEVE_OPERATION_TIMEOUT", 35.0, maximum=3600)
+# up earlier would let a station start a charge that Polaris thinks was refused,
+# so a value that does is refused at start.
+STEVE_OPERATION_TIMEOUT = env_float(
+    "STEVE_OPERATION_TIMEOUT", 35.0, minimum=30.0, maximum=3600
+)
 
 # Sync
 # The upper bounds keep a value that passes here from overflowing later, in a sync

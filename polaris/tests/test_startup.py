@@ -99,6 +99,11 @@ class StartupTests(SimpleTestCase):
                 "inf",
                 "STEVE_TIMEOUT must be a number greater than 0, not inf.",
             ),
+            # Accepted before, and then gave up on stations SteVe still waited for.
+            "STEVE_OPERATION_TIMEOUT": (
+                "20",
+                "STEVE_OPERATION_TIMEOUT must be a number greater than 30, not 20.",
+            ),
             "DATABASE_POOL_TIMEOUT": (
                 "1e300",
                 "DATABASE_POOL_TIMEOUT must be at most 3600, not 1e300.",
