@@ -642,11 +642,18 @@ class SteveClient:
             logger.warning(
                 "SteVe %s %s answered %s: %s", method, path, status, response.text[:500]
             )
-            raise SteveRejected(
+            refusal = (
                 _error_message(response)
-                or f"SteVe refused the request (HTTP {status}).",
+                or f"SteVe refused the request (HTTP {status})."
+            )
+            raise SteveRejected(
+                refusal,
                 permanent=True,
                 status=status,
+                # Which request, for a failed run's sentence: SteVe's own words
+                # ("Error understanding the request") do not say.
+                operator_message=f"SteVe refused {method} {path} (HTTP {status}): "
+                f"{refusal}",
             )
         if not response.content:
             return None

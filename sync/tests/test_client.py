@@ -54,6 +54,14 @@ class OldSteveTests(StandinTestMixin, TestCase):
             "SteVe is older than 3.12, the version Polaris needs.",
         )
 
+    def test_a_refused_request_is_named_in_the_failed_runs_sentence(self) -> None:
+        self.standin.set_fault("error", status=400, path_contains="/transactions")
+        run = services.sync_run_transactions(trigger="command", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertRegex(
+            run.error, r"^SteVe refused GET /api/v1/transactions \(HTTP 400\): \S"
+        )
+
     def test_no_steve_api_at_all_is_still_a_wrong_url(self) -> None:
         # The list answers the same bare 404, so it is not SteVe's version.
         base_url = self.standin.base_url.removesuffix("/steve") + "/stevee"
