@@ -178,6 +178,13 @@ class ImportUserMappingsTests(TestCase):
             ):
                 self.run_import(text)
 
+    def test_a_file_with_only_its_header_says_nothing_was_imported(self) -> None:
+        with self.assertRaisesMessage(
+            CommandError, "has no rows under its header (steveOcppIdTag,email,label)"
+        ):
+            self.run_import("steveOcppIdTag,email,label\n\n")
+        self.assertFalse(UserMapping.objects.exists())
+
     def test_it_explains_a_missing_file(self) -> None:
         with self.assertRaisesMessage(CommandError, "There is no file at /nope.csv."):
             call_command("import_user_mappings", "/nope.csv")

@@ -76,6 +76,11 @@ class Command(DatabaseCommand):
             if self.dry_run:
                 transaction.set_rollback(True)
         self.finished = True
+        if not result.rows:
+            raise CommandError(
+                f"{path} has no rows under its header "
+                "(steveOcppIdTag,email,label), so nothing was imported."
+            )
         skipped_as = "would be skipped" if self.dry_run else "skipped"
         for rejected in result.rejected:
             self.stderr.write(
