@@ -389,14 +389,9 @@ def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[st
         cursor=query.cursor,
         limit=query.limit,
     )
-    return {
-        "ok": True,
-        "message": RESULT,
-        "result": {
-            "items": [api_session_document(session) for session in page.items],
-            "next_cursor": page.next_cursor,
-        },
-    }
+    return _page_envelope(
+        [api_session_document(session) for session in page.items], page.next_cursor
+    )
 
 
 @api.api_operation(
@@ -455,13 +450,19 @@ def charger_list(request: ApiRequest, query: Query[ChargerListQuery]) -> dict[st
     with, and the `rate` it would apply."""
     _refuse_unknown_parameters(request, ChargerListQuery)
     page = api_charger_list(user=request.auth, cursor=query.cursor, limit=query.limit)
+    return _page_envelope(
+        [api_charger_document(item) for item in page.items], page.next_cursor
+    )
+
+
+def _page_envelope(
+    items: list[dict[str, Any]], next_cursor: str | None
+) -> dict[str, Any]:
+    """A list endpoint's answer: one page of documents and the cursor of the next."""
     return {
         "ok": True,
         "message": RESULT,
-        "result": {
-            "items": [api_charger_document(item) for item in page.items],
-            "next_cursor": page.next_cursor,
-        },
+        "result": {"items": items, "next_cursor": next_cursor},
     }
 
 

@@ -18,6 +18,16 @@ logger = logging.getLogger(__name__)
 # Celery ships no type hints, so shared_task and the tasks it makes are untyped;
 # each decorator below ignores that, and the bodies are still checked.
 
+# A task that must run, not skip, when another run holds the transactions lock:
+# it retries with backoff until the lock is free.
+WAITS_FOR_THE_LOCK: dict[str, object] = {
+    "ignore_result": True,
+    "autoretry_for": (services.SyncBusy,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 30,
+    "max_retries": 5,
+}
+
 
 @shared_task(ignore_result=True)  # type: ignore[untyped-decorator]
 def sync_run_transactions(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
@@ -47,13 +57,7 @@ def sync_run_chargers(trigger: str = SyncRun.Trigger.BEAT) -> int | None:
         return None
 
 
-@shared_task(  # type: ignore[untyped-decorator]
-    ignore_result=True,
-    autoretry_for=(services.SyncBusy,),
-    retry_backoff=2,
-    retry_backoff_max=30,
-    max_retries=5,
-)
+@shared_task(**WAITS_FOR_THE_LOCK)  # type: ignore[untyped-decorator]
 def sync_run_reconcile(trigger: str = SyncRun.Trigger.BEAT) -> int:
     """The scheduled reconcile; waits (retries with backoff) while another run holds
     the lock, as the transactions run every few seconds often does: skipped, it
@@ -61,13 +65,7 @@ def sync_run_reconcile(trigger: str = SyncRun.Trigger.BEAT) -> int:
     return services.sync_run_reconcile(trigger=trigger).pk
 
 
-@shared_task(  # type: ignore[untyped-decorator]
-    ignore_result=True,
-    autoretry_for=(services.SyncBusy,),
-    retry_backoff=2,
-    retry_backoff_max=30,
-    max_retries=5,
-)
+@shared_task(**WAITS_FOR_THE_LOCK)  # type: ignore[untyped-decorator]
 def sync_run_transaction(
     steve_transaction_id: int, trigger: str = SyncRun.Trigger.CONSOLE
 ) -> int | None:

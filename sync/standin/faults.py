@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 FaultKind = Literal[
     "slow",
@@ -21,16 +21,7 @@ FaultKind = Literal[
     "timeout_operation",
     "steve_3_11",
 ]
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "slow",
-    "error",
-    "malformed",
-    "cut",
-    "hangup",
-    "unauthorized",
-    "timeout_operation",
-    "steve_3_11",
-)
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 # Faults that act on any API request; timeout_operation only on operations, and
 # steve_3_11 only on the routes SteVe 3.12 added.
 REQUEST_FAULTS: tuple[FaultKind, ...] = (
