@@ -551,34 +551,45 @@ def _customers_by_email(emails: Collection[str]) -> dict[str, User]:
     return found
 
 
-def user_mappings_spell_as_synced(*, tags: Collection[str]) -> int:
-    """Store each mapping typed in another letter case than SteVe's `tags` (what
-    a sync has just stored) the way SteVe writes it, with an audit entry. Returns
-    how many changed.
+def user_mappings_spell_as_synced(*, tags: Sequence[str]) -> int:
+    """Store each mapping typed in another letter case than SteVe's `tags` (the
+    idTags of sessions a sync has just stored, oldest first) the way SteVe writes
+    it, with an audit entry. Returns how many changed.
 
     Sessions link to their mapping by the exact tag, and a mapping saved before
     its card's first session synced could not be spelled as SteVe does then
     (`id_tags_as_steve_writes`): without this its sessions would stay unmapped.
+    A mapping whose own spelling has sessions keeps it: a card SteVe knows in two
+    spellings would otherwise flip between them, each time cutting its customer
+    off from the other's sessions. Of two spellings in `tags`, the newest wins.
     """
     synced = {tag.upper(): tag for tag in tags}
     respelled = 0
     for upper, mapping in _mappings_by_tag(synced).items():
-        if mapping.steve_ocpp_id_tag == synced[upper]:
+        spelling = mapping.steve_ocpp_id_tag
+        if spelling == synced[upper] or _has_sessions(spelling):
             continue
         try:
-            user_mapping_update(
-                actor=None,
-                mapping=mapping,
-                source="sync",
-                steve_ocpp_id_tag=synced[upper],
-            )
-        except ValidationError as error:
-            # Never a reason to fail the sync; the mapping stays as it was.
-            logger.warning("mapping=%s not respelled: %s", mapping.pk, error)
+            with transaction.atomic():
+                user_mapping_update(
+                    actor=None,
+                    mapping=mapping,
+                    source="sync",
+                    steve_ocpp_id_tag=synced[upper],
+                )
+        except Exception:
+            # Never a reason to fail the sync (the batch would fail again on every
+            # run): the mapping stays as it was.
+            logger.exception("mapping=%s not respelled", mapping.pk)
             continue
         logger.info("mapping=%s respelled as SteVe writes it", mapping.pk)
         respelled += 1
     return respelled
+
+
+def _has_sessions(tag: str) -> bool:
+    """Whether a synced session has exactly this idTag (index tss_tag_started)."""
+    return TransactionSyncState.objects.filter(ocpp_id_tag=tag).exists()
 
 
 class _TagUpper(TypedDict):

@@ -827,7 +827,7 @@ def _write_batch(
     ]
     SyncedTransactionEvent.objects.bulk_create(events)
     user_mappings_spell_as_synced(
-        tags={plan.transaction.ocpp_id_tag for plan in plans if plan.is_new}
+        tags=[plan.transaction.ocpp_id_tag for plan in plans if plan.is_new]
     )
     tally.created += sum(plan.is_new for plan in plans)
     tally.updated += sum(not plan.is_new for plan in plans)

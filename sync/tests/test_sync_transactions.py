@@ -1164,3 +1164,21 @@ class MappingLetterCaseTests(SyncTestCase):
         self.assertEqual(
             AuditEntry.objects.filter(object_type="user_mapping").count(), 1
         )
+
+    def test_a_card_steve_knows_in_two_spellings_keeps_the_one_with_sessions(
+        self,
+    ) -> None:
+        # OCPP idTags compare case-insensitively, so a card can reach SteVe in
+        # two spellings; respelling each time would cut its customer off from the
+        # other spelling's sessions, back and forth.
+        first = self.steve.list_transactions(type="ALL")[0]
+        mapping = UserMappingFactory(steve_ocpp_id_tag=first.ocpp_id_tag)
+        self.sync()
+        self.standin.add_transaction(
+            first.charge_box_id, first.connector_id, first.ocpp_id_tag.lower()
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        mapping.refresh_from_db()
+        self.assertEqual(mapping.steve_ocpp_id_tag, first.ocpp_id_tag)
+        self.assertFalse(AuditEntry.objects.filter(source="sync").exists())
