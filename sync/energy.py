@@ -9,9 +9,10 @@ energy rules live here:
 - a reading below the baseline is a drop: a `corrected` event with zero energy
   records it and flags the session (meterResetSeen), and it waits as a dip
   (meterDipWh) for the next reading to say what it was. A reading back at or above
-  the baseline makes it a glitch: energy counts on from the baseline. One at or
-  above the dip but below the baseline makes it a meter reset: energy counts from
-  the dip, which becomes the baseline. One below the dip is a deeper dip. So a
+  the baseline makes it a glitch: energy counts on from the baseline. One above
+  the dip but below the baseline makes it a meter reset: energy counts from the
+  dip, which becomes the baseline. One equal to the dip waits on; one below it is
+  a deeper dip. So a
   single bad reading never bills the climb back from it, and energy never goes
   negative;
 - the stop value closes the session. After any drop, a stop at or above the start
@@ -125,7 +126,12 @@ def plan_transaction(
         latest_reading_at = reading_at
         if wh >= baseline:
             counted_from = baseline
-        elif dip is not None and wh >= dip:
+        elif dip is not None and wh == dip:
+            # The same low value again (a meter reporting 0 while it is away)
+            # says nothing yet: only a rise from the dip makes it a reset.
+            last_at = reading_at
+            continue
+        elif dip is not None and wh > dip:
             counted_from = dip
         else:
             reset_seen = True

@@ -89,6 +89,25 @@ class PlanTransactionTests:
         )
         assert plan.fields["meter_reset_seen"] is True
 
+    def test_the_same_low_value_twice_still_waits_to_be_explained(self) -> None:
+        # A meter reporting 0 while it is away does so more than once: only a rise
+        # from the dip makes it a reset, so the climb back is not billed.
+        readings = [
+            (minutes(10), 2000),
+            (minutes(20), 0),
+            (minutes(30), 0),
+            (minutes(40), 2500),
+        ]
+        plan = plan_transaction(None, transaction(), readings)
+        kinds = [(e.event_type, e.meter_wh, e.kwh_delta) for e in plan.events]
+        assert kinds == [
+            ("started", 1000, Decimal("0.000")),
+            ("progress", 2000, Decimal("1.000")),
+            ("corrected", 0, Decimal("0.000")),
+            ("progress", 2500, Decimal("0.500")),
+        ]
+        assert plan.fields["kwh_delivered"] == Decimal("1.500")
+
     def test_a_drop_waits_for_the_next_reading_across_runs(self) -> None:
         steve = transaction()
         first = plan_transaction(None, steve, [(minutes(10), 2000), (minutes(20), 300)])
