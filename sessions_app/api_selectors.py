@@ -40,6 +40,10 @@ PAGE_SIZE_MAX = 100
 # to a charge the driver made just before asking. Stations whose clocks are off by
 # more are matched by SteVe's insert order (`api_session_matching_transaction`).
 CLOCK_SKEW = timedelta(seconds=10)
+# How far behind a station's clock may stamp the charge a remote start began and
+# still have it matched by SteVe's insert order: minutes, not the hours back of a
+# station uploading an old charge once it is online again.
+CLOCK_BEHIND_AT_MOST = timedelta(minutes=15)
 # Ids are bigint; longer digit strings cannot name a row (and would overflow SQL).
 _SESSION_ID = re.compile(r"[0-9]{1,18}")
 _WH_PER_KWH = Decimal(1000)
@@ -284,10 +288,11 @@ def api_session_matching_transaction(
 
     Its start, by the station's clock, must be no later than `start_deadline` (plus
     CLOCK_SKEW) and no earlier than the remote start (minus CLOCK_SKEW), or, when
-    none is, earlier but inserted by SteVe after the highest transaction Polaris
-    had stored when the start was sent. Station clocks are often minutes behind
-    (CONTRACT §11) and stamp a charge we caused before we asked for it; SteVe's pks
-    follow its own insert order, whatever the station's clock says. A charge
+    none is, earlier (by CLOCK_BEHIND_AT_MOST at most) but inserted by SteVe
+    after the highest transaction Polaris had stored when the start was sent.
+    Station clocks are often minutes behind (CONTRACT §11) and stamp a charge we
+    caused before we asked for it; SteVe's pks follow its own insert order,
+    whatever the station's clock says. A charge
     already running on that connector with that tag when the start was sent cannot
     pass for it: SteVe refuses a remote start for a tag that is charging, and the
     station one for an occupied connector.
@@ -319,7 +324,15 @@ def api_session_matching_transaction(
     if not candidates:
         return None
     known = _highest_pk_stored_by(sent_at)
-    return next((tx for tx in candidates if tx.steve_transaction_id > known), None)
+    return next(
+        (
+            tx
+            for tx in candidates
+            if tx.steve_transaction_id > known
+            and tx.started_at >= sent_at - CLOCK_BEHIND_AT_MOST
+        ),
+        None,
+    )
 
 
 def _highest_pk_stored_by(moment: datetime) -> int:

@@ -261,6 +261,26 @@ class ApiSessionLifecycleTests(ChargingTestCase):
             session = self.advance(session)
         self.assert_started_on(session, pk)
 
+    def test_an_old_charge_uploaded_late_does_not_start_the_session(self) -> None:
+        # A station back online uploads yesterday's StartTransaction: a new high
+        # pk, as a charge the remote start began would have, but hours old.
+        self.sync()
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        self.standin.add_transaction(
+            "CP-001",
+            1,
+            "TAG-0001",
+            start_timestamp=iso(sent_at - timedelta(hours=20)),
+        )
+        late = sent_at + timedelta(seconds=121) + CLOCK_SKEW
+        with time_machine.travel(late + timedelta(seconds=5), tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertIsNone(session.transaction)
+
     def test_a_start_after_the_deadline_does_not_start_the_session(self) -> None:
         session = self.create()
         sent_at = session.remote_start_sent_at
