@@ -317,7 +317,9 @@ def _sync(
             tally.processed,
             tally.fetched,
         )
-        return _time_limit_sentence(tally, by_hand)
+        return _time_limit_sentence(
+            tally, by_hand, carries_on=run.kind == SyncRun.Kind.TRANSACTIONS
+        )
     except SteveError as error:
         logger.warning("sync_run=%s failed while reading SteVe: %s", run.pk, error)
         return error.operator_message + _saved_before(tally, dry_run)
@@ -334,7 +336,10 @@ def _sync(
     return ""
 
 
-def _time_limit_sentence(tally: RunTally, by_hand: str) -> str:
+def _time_limit_sentence(tally: RunTally, by_hand: str, *, carries_on: bool) -> str:
+    """Why a run ended at Celery's soft time limit and what to do. Only the
+    incremental run (`carries_on`) picks up above the highest pk saved; a
+    backfill lists its days again from the first."""
     limit = (
         f"The sync stopped at its {settings.CELERY_TASK_SOFT_TIME_LIMIT}-second "
         "time limit (CELERY_TASK_SOFT_TIME_LIMIT)"
@@ -345,10 +350,16 @@ def _time_limit_sentence(tally: RunTally, by_hand: str) -> str:
             f"too: run `{by_hand}` once, which has no time limit, or raise "
             "CELERY_TASK_SOFT_TIME_LIMIT."
         )
+    done = f"{limit} after {tally.processed:,} of {tally.fetched:,} transactions"
+    if not carries_on:
+        return (
+            f"{done}; what it saved stays, but the next one reads its days again "
+            f"from the first: run `{by_hand}`, which has no time limit, or raise "
+            "CELERY_TASK_SOFT_TIME_LIMIT."
+        )
     return (
-        f"{limit} after {tally.processed:,} of {tally.fetched:,} transactions; what "
-        "it saved stays, and the next run carries on from there. To catch up at "
-        f"once, run `{by_hand}`, which has no time limit."
+        f"{done}; what it saved stays, and the next run carries on from there. To "
+        f"catch up at once, run `{by_hand}`, which has no time limit."
     )
 
 
@@ -584,11 +595,22 @@ def _read_and_save(
     *,
     dry_run: bool,
 ) -> None:
-    """Read and save the listed transactions batch by batch, then flag the stored
-    rows SteVe lost. Raises SteveError, _SaveFailed or SoftTimeLimitExceeded."""
+    """Flag the stored rows SteVe lost, then read and save the listed transactions
+    batch by batch. Raises SteveError, _SaveFailed or SoftTimeLimitExceeded."""
     # Lowest pk first: a run cut off part way has saved every listed transaction
     # below some pk, and the next run's pk search starts above the highest one
     # stored. New rows' ids follow SteVe's order too.
+    # First, so that a run cut off by its time limit has still flagged them.
+    vanished = list(
+        TransactionSyncState.objects.filter(
+            steve_transaction_id__in=listed.missing_pks, is_deleted_in_steve=False
+        )
+    )
+    if dry_run:
+        tally.updated += len(vanished)
+    elif vanished:
+        with _saving():
+            _write_vanished(run, vanished, tally)
     transactions = sorted(listed.transactions, key=lambda t: t.id)
     tally.fetched = len(transactions)
     long_run = len(transactions) > PROGRESS_EVERY
@@ -609,18 +631,9 @@ def _read_and_save(
             tally.report(
                 f"Transactions {done}: {tally.processed:,} of {len(transactions):,}…"
             )
-    vanished = list(
-        TransactionSyncState.objects.filter(
-            steve_transaction_id__in=listed.missing_pks, is_deleted_in_steve=False
-        )
-    )
-    if dry_run:
-        tally.updated += len(vanished)
-        return
-    with _saving():
-        if vanished:
-            _write_vanished(run, vanished, tally)
-        _flag_suspected_stuck()
+    if not dry_run:
+        with _saving():
+            _flag_suspected_stuck()
 
 
 def _plan(

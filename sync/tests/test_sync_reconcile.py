@@ -8,6 +8,7 @@ from django.test import TestCase
 from polaris.celery import app as celery_app
 from sync import services
 from sync.models import SyncRun, TransactionSyncState
+from sync.services import runs
 from sync.tasks import sync_run_reconcile
 from sync.tests.standin_case import StandinTestMixin
 
@@ -55,3 +56,31 @@ class SyncReconcileTests(StandinTestMixin, TestCase):
         interval = float(settings.SYNC_RECONCILE_INTERVAL_SECONDS)
         self.assertEqual(entry["schedule"], interval)
         self.assertEqual(entry["options"], {"expires": interval})
+
+    def test_a_reconcile_that_fails_part_way_has_flagged_the_deletions(self) -> None:
+        # Cut off while reading meter values (a SteVe fault here; Celery's time
+        # limit the same way), it has still flagged what SteVe deleted: those
+        # come from its list call, before the batches.
+        deleted = self.standin.add_transaction("CP-003", 1, "TAG-0002")
+        self.standin.station_stop(deleted)
+        services.sync_run_transactions(trigger="command", client=self.steve)
+        self.standin.delete_transaction(deleted)
+        self.standin.add_transaction("CP-004", 1, "TAG-0002")
+        self.standin.set_fault(
+            "error", status=500, path_contains="/api/v1/transactions/", count=-1
+        )
+        run = services.sync_run_reconcile(trigger="beat", client=self.steve)
+        self.assertEqual(run.status, SyncRun.Status.FAILED, run.error)
+        self.assertTrue(self.is_deleted_in_steve(deleted))
+
+    def test_a_backfill_cut_off_by_its_time_limit_does_not_promise_to_carry_on(
+        self,
+    ) -> None:
+        # Only the incremental run picks up above the highest pk it saved.
+        tally = runs.RunTally(fetched=1_200, processed=500)
+        sentence = runs._time_limit_sentence(
+            tally, "manage.py sync backfill --since 2026-11-28", carries_on=False
+        )
+        self.assertIn("after 500 of 1,200 transactions", sentence)
+        self.assertIn("the next one reads its days again from the first", sentence)
+        self.assertNotIn("carries on", sentence)
