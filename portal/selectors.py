@@ -162,6 +162,12 @@ class StartNotice:
     starts_at: datetime | None = None
 
     @property
+    def shown_until(self) -> datetime | None:
+        """When a failed Start's notice leaves the banner."""
+        ended_at = self.api_session.ended_at
+        return ended_at + FAILED_START_SHOWN_FOR if ended_at else None
+
+    @property
     def start_timeout(self) -> str:
         """How long a sent Start may take to begin charging, in words."""
         timeout = settings.API_SESSION_START_TIMEOUT_SECONDS

@@ -47,6 +47,7 @@ CONSOLE = "sessions_app:session-list"
 USAGE_CARD = "usage-card"
 RECENT_ACTIVITY = "recent-activity"
 NEXT_RESERVATION = "next-reservation-slot"
+ACTIVE_SESSION = "active-session"
 
 
 @login_required
@@ -59,7 +60,12 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     # (Stop) arrives with HX-Request too, because the browser repeats the header
     # when it follows the redirect, and it swaps the whole page.
     part = request.headers.get("HX-Target") if is_fragment_request(request) else None
-    whole_page = part not in (USAGE_CARD, RECENT_ACTIVITY, NEXT_RESERVATION)
+    whole_page = part not in (
+        USAGE_CARD,
+        RECENT_ACTIVITY,
+        NEXT_RESERVATION,
+        ACTIVE_SESSION,
+    )
     channel = live.customer_channel(viewer.customer.pk)
     live_url = live.stream_url(reverse("portal:live"), channel) if whole_page else None
     now = timezone.now()
@@ -71,6 +77,20 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
             viewer,
             "portal/dashboard.html#recent-activity",
             {"tags": tags, "recent": selectors.recent_sessions(tags=tags, now=now)},
+        )
+    if part == ACTIVE_SESSION:
+        return access.render_portal(
+            request,
+            viewer,
+            "portal/dashboard.html#active-banner",
+            {
+                "active": selectors.active_sessions(
+                    customer=viewer.customer, tags=tags, now=now
+                ),
+                "start_notices": selectors.start_notices(
+                    customer=viewer.customer, now=now
+                ),
+            },
         )
     if part == NEXT_RESERVATION:
         return access.render_portal(

@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
 from portal.models import Reservation
+from portal.selectors import FAILED_START_SHOWN_FOR
 from portal.tests.factories import SubscriptionFactory
 from sessions_app import charging
 from sessions_app.models import ApiSession, AuditEntry
@@ -378,6 +379,29 @@ def test_a_live_update_keeps_the_daily_table_open_and_focused(
         expect(page.locator("#usage-card[data-before]")).to_have_count(0)
         expect(page.locator("#usage-days")).to_have_attribute("open", "")
         expect(page.locator("#usage-days-summary")).to_be_focused()
+
+
+def test_a_failed_starts_notice_leaves_an_open_dashboard_on_time(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # Nothing is published when the notice's time is up: the banner re-reads
+    # itself then, as the reservation slot does at its reservation's end.
+    now = timezone.now()
+    ApiSession.objects.create(
+        user=demo_driver["driver"],
+        charge_box_id="CB-H",
+        connector_id=1,
+        id_tag="TAG-DANA",
+        status=ApiSession.Status.CANCELLED,
+        remote_start_sent_at=now - timedelta(minutes=3),
+        ended_at=now - FAILED_START_SHOWN_FOR + timedelta(seconds=8),
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        notice = page.locator(".start-notice")
+        expect(notice).to_contain_text("Charging at Harbour Street #1 did not start")
+        expect(notice).to_have_count(0, timeout=20_000)
 
 
 def test_two_charges_in_progress_get_two_banners_apart(

@@ -1206,3 +1206,20 @@ class StartNoticeTests(PortalTestCase):
         html = banner_html(customer=self.alice, now=now)
         self.assertIn("did not start", html)
         self.assertNotIn("Starting to charge", html)
+
+    def test_a_failed_start_re_reads_the_banner_when_its_notice_is_due_to_go(
+        self,
+    ) -> None:
+        now = timezone.now()
+        self.start(
+            status=ApiSession.Status.CANCELLED,
+            ended_at=now - selectors.FAILED_START_SHOWN_FOR + timedelta(seconds=30),
+        )
+        banner = self.banner()
+        self.assertRegex(banner, r'hx-trigger="load delay:(29|30|31)s"')
+        self.client.force_login(self.alice)
+        part = self.client.get(
+            "/", headers={"HX-Request": "true", "HX-Target": "active-session"}
+        ).content.decode()
+        self.assertIn("did not start", part)
+        self.assertNotIn("Recent activity", part)
