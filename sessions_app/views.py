@@ -235,6 +235,7 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "runs": selectors.sync_run_list(filters=filters),
         "runs_shown": selectors.SYNC_RUNS_SHOWN,
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
+        "retention_days": settings.SYNC_RUNS_RETENTION_DAYS,
         "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "form": SyncRunFilterForm(filters),

@@ -120,7 +120,11 @@ class SyncRunListTests(TestCase):
 
         response = self.client.get(LIST_URL)
 
-        self.assertContains(response, "Showing the latest 50 runs. Older runs stay in")
+        self.assertContains(response, "Showing the latest 50 runs. Older runs are in")
+        # The daily prune deletes the runs that changed nothing.
+        self.assertContains(
+            response, "runs that changed nothing are deleted after 30 days."
+        )
         self.assertNotContains(response, f">#{runs[0].pk}<")
 
     def test_it_only_reads_on_get(self) -> None:
