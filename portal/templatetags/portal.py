@@ -7,6 +7,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from django import template
 from django.utils import timezone
 
+from sessions_app.templatetags.console import short_time
+
 register = template.Library()
 
 
@@ -44,7 +46,6 @@ def seconds_until(value: datetime) -> int:
 def clock_or_date(value: datetime) -> str:
     """`14:05` today, `Dec 4, 23:10` on another day, in the active time zone: a
     charge that began before midnight says so."""
-    local = timezone.localtime(value)
-    if local.date() == timezone.localdate():
-        return local.strftime("%H:%M")
-    return f"{local.strftime('%b')} {local.day}, {local.strftime('%H:%M')}"
+    if timezone.localdate(value) == timezone.localdate():
+        return f"{timezone.localtime(value):%H:%M}"
+    return short_time(value)
