@@ -109,7 +109,7 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         and selectors.any_sync_completed(),
         tag_only_on_unmapped_cards=not table.page.rows
         and bool(filters.tag)
-        and selectors.tag_only_on_unmapped_cards(tag=filters.tag),
+        and _tag_only_on_unmapped_cards(request, filters.tag),
     )
     if fragment and request.htmx.trigger == "session-results":
         # The table re-reading itself after a sync: the form keeps what is typed.
@@ -128,6 +128,16 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         )
     context.update(stats=selectors.session_stats(now=now), live_url=live_url)
     return render(request, template, context)
+
+
+def _tag_only_on_unmapped_cards(request: AuthenticatedHttpRequest, tag: str) -> bool:
+    """`selectors.tag_only_on_unmapped_cards`, except on the table's live re-read,
+    which sends what the page last showed (`tag_hint`): the answer needs a scan of
+    every session's idTag, too much for each sync while a tab is open, and a sync
+    brings new sessions, not new mappings that would change it."""
+    if is_fragment_request(request) and request.htmx.trigger == "session-results":
+        return request.GET.get("tag_hint") == "unmapped"
+    return selectors.tag_only_on_unmapped_cards(tag=tag)
 
 
 def _row_count(raw: str | None) -> int:

@@ -280,6 +280,28 @@ class SessionFilterTests(SessionListTestCase):
                 self.assertContains(response, "Remove a filter above")
                 self.assertNotContains(response, "mapped idTags only")
 
+    def test_the_live_re_read_keeps_the_unmapped_hint_without_scanning(
+        self,
+    ) -> None:
+        # The answer needs a scan of every session's idTag: the table's re-read
+        # after each sync carries what the page showed instead.
+        session_with_energy(kwh=Decimal("3"), ocpp_id_tag="UNMAPPED-77F0")
+        page = self.client.get(URL, {"tag": "77f0"}).content.decode()
+        self.assertIn("""hx-vals='{"tag_hint": "unmapped"}'""", page)
+        live = {"HX-Request": "true", "HX-Trigger": "session-results"}
+        scan = '"transaction_sync_state"."ocppIdTag"::text) LIKE'
+        with CaptureQueriesContext(connection) as queries:
+            self.client.get(URL, {"tag": "77f0"})
+        self.assertTrue([q for q in queries if scan in q["sql"]])
+        with CaptureQueriesContext(connection) as queries:
+            response = self.client.get(
+                URL, {"tag": "77f0", "tag_hint": "unmapped"}, headers=live
+            )
+        self.assertContains(response, "mapped idTags only")
+        self.assertFalse([q for q in queries if scan in q["sql"]])
+        response = self.client.get(URL, {"tag": "77f0"}, headers=live)
+        self.assertContains(response, "Remove a filter above")
+
     def test_the_date_filters_name_the_time_zone_of_their_days(self) -> None:
         with override_settings(TIME_ZONE="Europe/Berlin"):
             response = self.client.get(URL)
