@@ -20,3 +20,15 @@ class StandinTestMixin:
     ) -> None:
         self.standin = standin
         self.steve = steve_client
+
+    def client_at_a_wrong_context_path(self) -> SteveClient:
+        """A client for the stand-in's host and port under a context path where no
+        SteVe answers (every path a bare 404), closed after the test."""
+        client = SteveClient(
+            base_url=self.standin.base_url.removesuffix("/steve") + "/stevee",
+            username=self.standin.username,
+            password=self.standin.password,
+            retry_delays=(),
+        )
+        self.addCleanup(client.close)  # type: ignore[attr-defined]
+        return client

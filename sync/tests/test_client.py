@@ -64,18 +64,12 @@ class OldSteveTests(StandinTestMixin, TestCase):
 
     def test_no_steve_api_at_all_is_still_a_wrong_url(self) -> None:
         # The list answers the same bare 404, so it is not SteVe's version.
-        base_url = self.standin.base_url.removesuffix("/steve") + "/stevee"
-        wrong = SteveClient(
-            base_url=base_url,
-            username=self.standin.username,
-            password=self.standin.password,
-            retry_delays=(),
-        )
-        with wrong, self.assertRaises(SteveError) as raised:
+        wrong = self.client_at_a_wrong_context_path()
+        with self.assertRaises(SteveError) as raised:
             wrong.transaction_details(1)
         self.assertEqual(
             raised.exception.operator_message,
-            f"There is no SteVe API at {base_url} (HTTP 404): check STEVE_URL, "
+            f"There is no SteVe API at {wrong.base_url} (HTTP 404): check STEVE_URL, "
             "context path included (e.g. /steve).",
         )
 

@@ -1025,18 +1025,12 @@ class SyncFaultTests(SyncTestCase):
         self.assertIsNotNone(run.finished_at)
 
     def test_a_steve_url_with_the_wrong_context_path(self) -> None:
-        base_url = self.standin.base_url.removesuffix("/steve") + "/stevee"
-        wrong = SteveClient(
-            base_url=base_url,
-            username=self.standin.username,
-            password=self.standin.password,
-            retry_delays=(),
-        )
+        wrong = self.client_at_a_wrong_context_path()
         run = services.sync_run_transactions(trigger="command", client=wrong)
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(
             run.error,
-            f"There is no SteVe API at {base_url} (HTTP 404): check STEVE_URL, "
+            f"There is no SteVe API at {wrong.base_url} (HTTP 404): check STEVE_URL, "
             "context path included (e.g. /steve).",
         )
 
