@@ -1,6 +1,7 @@
 """Customer portal pages: read through selectors, write through services, reach
 customers' objects only through portal.access."""
 
+from datetime import datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib import messages
@@ -48,6 +49,7 @@ USAGE_CARD = "usage-card"
 RECENT_ACTIVITY = "recent-activity"
 NEXT_RESERVATION = "next-reservation-slot"
 ACTIVE_SESSION = "active-session"
+CHARGERS = "chargers"
 
 
 @login_required
@@ -65,6 +67,7 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         RECENT_ACTIVITY,
         NEXT_RESERVATION,
         ACTIVE_SESSION,
+        CHARGERS,
     )
     channel = live.customer_channel(viewer.customer.pk)
     live_url = live.stream_url(reverse("portal:live"), channel) if whole_page else None
@@ -91,6 +94,13 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
                     customer=viewer.customer, now=now
                 ),
             },
+        )
+    if part == CHARGERS:
+        return access.render_portal(
+            request,
+            viewer,
+            "portal/dashboard.html#chargers",
+            _chargers_context(viewer, charging_cards, now),
         )
     if part == NEXT_RESERVATION:
         return access.render_portal(
@@ -125,17 +135,26 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
             {**context, "plan_out_of_band": True},
         )
     context.update(
+        _chargers_context(viewer, charging_cards, now),
         tags=tags,
-        can_charge=charging_cards.any_active and not viewer.acting,
         active=selectors.active_sessions(customer=viewer.customer, tags=tags, now=now),
         start_notices=selectors.start_notices(customer=viewer.customer, now=now),
         recent=selectors.recent_sessions(tags=tags, now=now),
         reservation=selectors.next_reservation(customer=viewer.customer, now=now),
-        chargers=selectors.charger_list(customer=viewer.customer, now=now),
-        reservation_minute_options=RESERVATION_MINUTE_OPTIONS,
         live_url=live_url,
     )
     return access.render_portal(request, viewer, "portal/dashboard.html", context)
+
+
+def _chargers_context(
+    viewer: access.Viewer, charging_cards: selectors.ChargingCards, now: datetime
+) -> dict[str, object]:
+    """What the chargers section needs, on the page and in its live re-read."""
+    return {
+        "can_charge": charging_cards.any_active and not viewer.acting,
+        "chargers": selectors.charger_list(customer=viewer.customer, now=now),
+        "reservation_minute_options": RESERVATION_MINUTE_OPTIONS,
+    }
 
 
 @login_required

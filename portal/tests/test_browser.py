@@ -17,6 +17,7 @@ from portal.selectors import FAILED_START_SHOWN_FOR
 from portal.tests.factories import SubscriptionFactory
 from sessions_app import charging
 from sessions_app.models import ApiSession, AuditEntry
+from sessions_app.signals import api_session_changed
 from sync import services
 from sync.client import SteveClient
 from sync.models import SyncRun
@@ -402,6 +403,42 @@ def test_a_failed_starts_notice_leaves_an_open_dashboard_on_time(
         notice = page.locator(".start-notice")
         expect(notice).to_contain_text("Charging at Harbour Street #1 did not start")
         expect(notice).to_have_count(0, timeout=20_000)
+
+
+def test_a_cancelled_start_frees_its_charger_card_live_keeping_choices(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # The notice says to press Start charging again: the card must offer it
+    # without a reload. A reservation length chosen on another card stays.
+    harbour = demo_driver["harbour"]
+    harbour.last_check_in_at = timezone.now()
+    harbour.save(update_fields=["last_check_in_at"])
+    quay = ChargerFactory(
+        charge_box_id="CB-Q", friendly_name="Quay", last_check_in_at=timezone.now()
+    )
+    start = ApiSession.objects.create(
+        user=demo_driver["driver"],
+        charge_box_id="CB-H",
+        connector_id=1,
+        id_tag="TAG-DANA",
+        remote_start_sent_at=timezone.now(),
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        harbour_card = page.locator("article.charger", has_text="Harbour Street")
+        expect(harbour_card).to_contain_text("in_use")
+        page.locator(f"#minutes-{quay.pk}").select_option("60")
+        wait_for_live_stream(page)
+        start.status = ApiSession.Status.CANCELLED
+        start.ended_at = timezone.now()
+        start.save()
+        api_session_changed.send(sender=ApiSession, session=start)
+        expect(page.locator(".start-notice")).to_contain_text("did not start")
+        expect(
+            harbour_card.get_by_role("button", name="Start charging")
+        ).to_be_visible()
+        expect(page.locator(f"#minutes-{quay.pk}")).to_have_value("60")
 
 
 def test_two_charges_in_progress_get_two_banners_apart(

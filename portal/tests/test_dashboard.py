@@ -432,6 +432,18 @@ class UsageCardTests(PortalTestCase):
         self.assertNotContains(response, "Recent activity")
         self.assertIn("HX-Target", response["Vary"])
 
+    def test_it_serves_the_chargers_alone_to_their_live_update(self) -> None:
+        self.client.force_login(self.alice)
+        page = self.client.get("/").content.decode()
+        self.assertRegex(page, r'id="chargers"[^>]* hx-trigger="sse:active-session"')
+        part = self.client.get(
+            "/", headers={"HX-Request": "true", "HX-Target": "chargers"}
+        ).content.decode()
+        self.assertIn('id="chargers"', part)
+        self.assertIn("Harbour Street", part)
+        self.assertIn('name="csrfmiddlewaretoken"', part)
+        self.assertNotIn("Recent activity", part)
+
     def test_it_serves_the_recent_activity_alone_to_its_live_update(self) -> None:
         self.client.force_login(self.alice)
         response = self.client.get(

@@ -435,6 +435,26 @@ class ConsoleBrowserTests(TransactionTestCase):
             "Live updates on — new sync results appear here."
         )
 
+    def test_a_failed_catch_up_clears_with_the_streams_next_event(self) -> None:
+        # The stream never broke, but the re-read on Resume failed: the banner
+        # says the page may be out of date until a later re-read succeeds.
+        TransactionSyncStateFactory()
+        run = SyncRunFactory()
+        page = self.open_console()
+        wait_for_live_stream(page)
+        page.get_by_role("button", name="Pause live updates").click()
+        page.route("**/admin/sessions/", lambda route: route.abort())
+        page.get_by_role("button", name="Resume live updates").click()
+        banner = page.locator("[data-live-updates]")
+        expect(banner).to_have_attribute("data-live-state", "disconnected")
+        page.unroute("**/admin/sessions/")
+        for _ in range(50):
+            publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+            page.wait_for_timeout(200)
+            if banner.get_attribute("data-live-state") is None:
+                break
+        expect(banner).not_to_have_attribute("data-live-state", re.compile(".*"))
+
     def test_row_times_are_absolute_and_show_their_age(self) -> None:
         TransactionSyncStateFactory(last_synced_at=datetime.now(UTC))
         SyncRunFactory()

@@ -117,13 +117,35 @@
     });
   }
 
-  var detailsOpenBeforeSwap = [];
+  // Likewise a choice the reader has made and not sent yet (a reservation's
+  // length) survives a live update of its card, by the control's id.
+  function chosenValues(root) {
+    var chosen = [];
+    root.querySelectorAll("select[id]").forEach(function (select) {
+      var option = select.options[select.selectedIndex];
+      if (option && !option.defaultSelected) { chosen.push([select.id, select.value]); }
+    });
+    return chosen;
+  }
+
+  function restoreValues(chosen) {
+    chosen.forEach(function (pair) {
+      var select = document.getElementById(pair[0]);
+      if (select) { select.value = pair[1]; }
+    });
+  }
+
+  var keptBeforeSwap = { details: [], values: [] };
   document.addEventListener("htmx:beforeSwap", function (event) {
-    detailsOpenBeforeSwap = openDetailsIds(event.detail.target);
+    keptBeforeSwap = {
+      details: openDetailsIds(event.detail.target),
+      values: chosenValues(event.detail.target),
+    };
   });
   document.addEventListener("htmx:afterSwap", function () {
-    reopenDetails(detailsOpenBeforeSwap);
-    detailsOpenBeforeSwap = [];
+    reopenDetails(keptBeforeSwap.details);
+    restoreValues(keptBeforeSwap.values);
+    keptBeforeSwap = { details: [], values: [] };
   });
 
   // Live updates. A stream that broke (a web process, Redis or the database
@@ -146,6 +168,7 @@
     }).then(function (html) {
       var fresh = new DOMParser().parseFromString(html, "text/html");
       var openDetails = openDetailsIds(container);
+      var chosen = chosenValues(container);
       container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
         var replacement = fresh.getElementById(part.id);
         if (!replacement) { return; }
@@ -159,11 +182,14 @@
         htmx.process(replacement);
       });
       reopenDetails(openDetails);
+      restoreValues(chosen);
+      container.polarisLiveStale = false;
       showLiveState(container);
       htmx.trigger(container, "polaris:liveRefreshed");
     }).catch(function () {
-      // The stream is back but the page is not: the next reconnect tries again.
-      container.polarisLiveBroken = true;
+      // The stream may be fine but the page missed what it brought: it tries
+      // again with the stream's next event (htmx:sseMessage below).
+      container.polarisLiveStale = true;
       showLiveState(container);
     });
   }
@@ -186,7 +212,7 @@
     var state = null;
     if (container.polarisLivePaused) {
       state = "paused";
-    } else if (container.polarisLiveBroken) {
+    } else if (container.polarisLiveBroken || container.polarisLiveStale) {
       state = "disconnected";
     }
     if (state === banner.getAttribute("data-live-state")) { return; }
@@ -274,6 +300,12 @@
   document.addEventListener("htmx:sseError", function (event) {
     event.target.polarisLiveBroken = true;
     showLiveState(event.target);
+  });
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var container = liveContainer(event.target);
+    if (container && container.polarisLiveStale && !container.polarisLiveBroken) {
+      catchUp(container);
+    }
   });
   document.addEventListener("htmx:sseOpen", function (event) {
     var container = event.target;
