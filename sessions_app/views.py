@@ -406,7 +406,7 @@ def _import_tag_notes(result: MappingImportResult) -> str:
         )
     if result.never_synced:
         n = result.never_synced
-        which = "this idTag" if n == result.created == 1 else f"{n} of the new idTags"
+        which = "this idTag" if n == result.rows == 1 else f"{n} of the new idTags"
         notes += (
             f" No session with {which} has synced yet; the sync stores "
             f"{pluralize(n, 'it,them')} in SteVe's letter case with the first one."

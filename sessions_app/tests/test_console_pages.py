@@ -535,6 +535,27 @@ class UserMappingPagesTests(ConsoleTestCase):
             {"TAG-0012", "tag-0099", "Fleet-7"},
         )
 
+    def test_csv_import_says_when_an_unchanged_rows_tag_is_stored_otherwise(
+        self,
+    ) -> None:
+        TransactionSyncStateFactory(ocpp_id_tag="TAG-0002")
+        mapping = UserMappingFactory(steve_ocpp_id_tag="TAG-0002", label="Van")
+        upload = SimpleUploadedFile(
+            "mappings.csv",
+            b"steveOcppIdTag,email,label\n"
+            + f"tag-0002,{mapping.user.email},Van\n".encode()
+            + b"TAG-0777,new@example.com,New\n",
+        )
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+        self.assertContains(
+            response,
+            "Import done: 1 created, 0 updated, 1 unchanged, 0 rejected; 1 customer "
+            "account created. 1 idTag was stored in the letter case SteVe uses, not "
+            "the file&#x27;s. No session with 1 of the new idTags has synced yet;",
+        )
+
     def test_csv_import_goes_through_the_same_service(self) -> None:
         upload = SimpleUploadedFile(
             "mappings.csv",

@@ -466,6 +466,9 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
                 mapping.steve_ocpp_id_tag = steve_tag or mapping.steve_ocpp_id_tag
                 if _snapshot(mapping) == before:
                     chunk.unchanged += 1
+                    if mapping.steve_ocpp_id_tag != row.tag:
+                        # Stored as SteVe writes it already, not as the file does.
+                        chunk.respelled += 1
                     continue
                 mapping.updated_at = now
             # The user may not be saved yet, and the tag was checked above.
