@@ -9,6 +9,7 @@ import requests
 import time_machine
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import HttpResponse
 from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -319,6 +320,13 @@ def with_csrf(html: str, data: dict[str, str]) -> dict[str, str]:
 
 
 class UserMappingPagesTests(ConsoleTestCase):
+    def import_csv(self, content: bytes) -> HttpResponse:
+        """The console's import of a file with `content`, redirect followed."""
+        upload = SimpleUploadedFile("mappings.csv", content)
+        return self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
+        )
+
     def test_search_finds_by_tag_label_and_email(self) -> None:
         UserMappingFactory(steve_ocpp_id_tag="04A1B2", label="Blue van")
         UserMappingFactory(steve_ocpp_id_tag="99ZZ", label="Red car")
@@ -513,14 +521,10 @@ class UserMappingPagesTests(ConsoleTestCase):
         TransactionSyncStateFactory(ocpp_id_tag="TAG-0012")
         TransactionSyncStateFactory(ocpp_id_tag="Fleet-7")
         legacy = UserMappingFactory(steve_ocpp_id_tag="fleet-7")
-        upload = SimpleUploadedFile(
-            "mappings.csv",
+        response = self.import_csv(
             b"steveOcppIdTag,email,label\ntag-0012,new@example.com,New\n"
             b"tag-0099,new@example.com,Spare\n"
             + f"FLEET-7,{legacy.user.email},{legacy.label}\n".encode(),
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
         self.assertContains(
             response,
@@ -540,14 +544,10 @@ class UserMappingPagesTests(ConsoleTestCase):
     ) -> None:
         TransactionSyncStateFactory(ocpp_id_tag="TAG-0002")
         mapping = UserMappingFactory(steve_ocpp_id_tag="TAG-0002", label="Van")
-        upload = SimpleUploadedFile(
-            "mappings.csv",
+        response = self.import_csv(
             b"steveOcppIdTag,email,label\n"
             + f"tag-0002,{mapping.user.email},Van\n".encode()
             + b"TAG-0777,new@example.com,New\n",
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
         self.assertContains(
             response,
@@ -557,14 +557,10 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
 
     def test_csv_import_goes_through_the_same_service(self) -> None:
-        upload = SimpleUploadedFile(
-            "mappings.csv",
+        response = self.import_csv(
             b"steveOcppIdTag,email,label\n"
             b"TAG-1,new@example.com,New\n"
             b"bad tag,x@example.com,\n",
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
         self.assertContains(response, "1 created, 0 updated, 0 unchanged, 1 rejected")
         self.assertContains(response, "Line 3 skipped")
@@ -577,13 +573,9 @@ class UserMappingPagesTests(ConsoleTestCase):
         # An account is found by its address as well as its username, as the
         # New-mapping form finds it.
         admin = UserFactory(username="admin", email="Admin@Example.com")
-        upload = SimpleUploadedFile(
-            "mappings.csv",
+        response = self.import_csv(
             b"steveOcppIdTag,email,label\nX,admin@example.com,x\n"
             b"Y,new@example.com,y\nZ,other@example.com,z\n",
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
         self.assertContains(
             response,
@@ -596,12 +588,7 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
 
     def test_csv_import_of_a_header_without_rows_says_there_were_none(self) -> None:
-        upload = SimpleUploadedFile(
-            "mappings.csv", b"steveOcppIdTag,email,label\r\n\r\n"
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
-        )
+        response = self.import_csv(b"steveOcppIdTag,email,label\r\n\r\n")
         summary = next(iter(response.context["messages"]))
         self.assertEqual(
             summary.message,
@@ -612,14 +599,10 @@ class UserMappingPagesTests(ConsoleTestCase):
     def test_csv_import_names_the_line_that_is_not_utf8_and_imports_nothing(
         self,
     ) -> None:
-        upload = SimpleUploadedFile(
-            "mappings.csv",
+        response = self.import_csv(
             b"steveOcppIdTag,email,label\n"
             b"TAG-1,new@example.com,New\n"
             + "TAG-2,new@example.com,Café\n".encode("latin-1"),
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
         # The command's sentence (sync/tests/test_import_user_mappings.py).
         self.assertContains(
@@ -632,31 +615,21 @@ class UserMappingPagesTests(ConsoleTestCase):
 
     def test_csv_import_with_rejected_lines_is_a_warning_not_a_success(self) -> None:
         # As the command styles its summary: green would say all went well.
-        upload = SimpleUploadedFile(
-            "mappings.csv",
+        response = self.import_csv(
             b"steveOcppIdTag,email,label\nTAG-1,new@example.com,\nbad tag,x@x.com,\n",
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
         summary = next(iter(response.context["messages"]))
         self.assertIn("1 created", summary.message)
         self.assertEqual(summary.level_tag, "warning")
-        clean = SimpleUploadedFile(
-            "mappings.csv", b"steveOcppIdTag,email,label\nTAG-2,new@example.com,\n"
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": clean}, follow=True
+        response = self.import_csv(
+            b"steveOcppIdTag,email,label\nTAG-2,new@example.com,\n"
         )
         self.assertEqual(next(iter(response.context["messages"])).level_tag, "success")
 
     def test_csv_import_of_an_empty_file_asks_for_the_header(self) -> None:
         # The person did choose a file: "Choose a CSV file" would send them looking
         # for a step they took. The command says the same for an empty file.
-        upload = SimpleUploadedFile("mappings.csv", b"")
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
-        )
+        response = self.import_csv(b"")
         self.assertContains(
             response,
             "The first line must be the header steveOcppIdTag,email,label; the file "
@@ -672,12 +645,7 @@ class UserMappingPagesTests(ConsoleTestCase):
 
     def test_csv_import_says_how_many_rejected_lines_it_did_not_list(self) -> None:
         rows = "".join(f"bad tag {n},x{n}@example.com,\n" for n in range(25))
-        upload = SimpleUploadedFile(
-            "mappings.csv", f"steveOcppIdTag,email,label\n{rows}".encode()
-        )
-        response = self.client.post(
-            reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
-        )
+        response = self.import_csv(f"steveOcppIdTag,email,label\n{rows}".encode())
         self.assertContains(response, "Line 21 skipped")
         self.assertNotContains(response, "Line 22 skipped")
         self.assertContains(
