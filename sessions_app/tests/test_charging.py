@@ -138,6 +138,13 @@ class ChargingTestCase(StandinTestMixin, TestCase):
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         return session
 
+    def station_starts(self, stamped_at: datetime) -> int:
+        """CP-001 #1, the sessions' connector, starts a charge on Alice's card
+        stamped `stamped_at` by its clock; returns SteVe's pk."""
+        return self.standin.add_transaction(
+            "CP-001", 1, "TAG-0001", start_timestamp=iso(stamped_at)
+        )
+
     def assert_started_on(self, session: ApiSession, steve_transaction_id: int) -> None:
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         assert session.transaction is not None
@@ -230,11 +237,8 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         sent_at = session.remote_start_sent_at
         assert sent_at is not None
         # The station reports charging 118 s after the remote start.
-        pk = self.standin.add_transaction(
-            "CP-001",
-            1,
-            "TAG-0001",
-            start_timestamp=iso(sent_at + timedelta(seconds=118)),
+        pk = self.station_starts(
+            sent_at + timedelta(seconds=118),
         )
         with time_machine.travel(sent_at + timedelta(seconds=121), tick=False):
             self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
@@ -250,11 +254,8 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         session = self.create()
         sent_at = session.remote_start_sent_at
         assert sent_at is not None
-        pk = self.standin.add_transaction(
-            "CP-001",
-            1,
-            "TAG-0001",
-            start_timestamp=iso(sent_at - timedelta(seconds=40)),
+        pk = self.station_starts(
+            sent_at - timedelta(seconds=40),
         )
         with time_machine.travel(sent_at + timedelta(seconds=121) + CLOCK_SKEW):
             self.sync()
@@ -268,11 +269,8 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         session = self.create()
         sent_at = session.remote_start_sent_at
         assert sent_at is not None
-        self.standin.add_transaction(
-            "CP-001",
-            1,
-            "TAG-0001",
-            start_timestamp=iso(sent_at - timedelta(hours=20)),
+        self.station_starts(
+            sent_at - timedelta(hours=20),
         )
         late = sent_at + timedelta(seconds=121) + CLOCK_SKEW
         with time_machine.travel(late + timedelta(seconds=5), tick=False):
@@ -286,7 +284,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         sent_at = session.remote_start_sent_at
         assert sent_at is not None
         late = sent_at + timedelta(seconds=121) + CLOCK_SKEW
-        self.standin.add_transaction("CP-001", 1, "TAG-0001", start_timestamp=iso(late))
+        self.station_starts(late)
         with time_machine.travel(late + timedelta(seconds=5), tick=False):
             self.sync()
             session = self.advance(session)
@@ -306,11 +304,8 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         # second charge started inside the clock-skew margin but had ended.
         now = timezone.now()
         for started, stopped in ((40, 20), (8, 2)):
-            pk = self.standin.add_transaction(
-                "CP-001",
-                1,
-                "TAG-0001",
-                start_timestamp=iso(now - timedelta(seconds=started)),
+            pk = self.station_starts(
+                now - timedelta(seconds=started),
             )
             stop = iso(now - timedelta(seconds=stopped))
             self.assertTrue(
@@ -345,9 +340,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         # Still running on the connector, stamped before the remote start: one
         # outside the clock-skew margin, one inside it (late uploads, say).
         for before in (CLOCK_SKEW * 4, CLOCK_SKEW / 2):
-            self.standin.add_transaction(
-                "CP-001", 1, "TAG-0001", start_timestamp=iso(sent_at - before)
-            )
+            self.station_starts(sent_at - before)
         self.sync()
         session = self.advance(session)
         assert session.transaction is not None
