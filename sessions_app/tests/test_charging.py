@@ -237,9 +237,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         sent_at = session.remote_start_sent_at
         assert sent_at is not None
         # The station reports charging 118 s after the remote start.
-        pk = self.station_starts(
-            sent_at + timedelta(seconds=118),
-        )
+        pk = self.station_starts(sent_at + timedelta(seconds=118))
         with time_machine.travel(sent_at + timedelta(seconds=121), tick=False):
             self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
         with time_machine.travel(sent_at + timedelta(seconds=140), tick=False):
@@ -254,9 +252,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         session = self.create()
         sent_at = session.remote_start_sent_at
         assert sent_at is not None
-        pk = self.station_starts(
-            sent_at - timedelta(seconds=40),
-        )
+        pk = self.station_starts(sent_at - timedelta(seconds=40))
         with time_machine.travel(sent_at + timedelta(seconds=121) + CLOCK_SKEW):
             self.sync()
             session = self.advance(session)
@@ -269,9 +265,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         session = self.create()
         sent_at = session.remote_start_sent_at
         assert sent_at is not None
-        self.station_starts(
-            sent_at - timedelta(hours=20),
-        )
+        self.station_starts(sent_at - timedelta(hours=20))
         late = sent_at + timedelta(seconds=121) + CLOCK_SKEW
         with time_machine.travel(late + timedelta(seconds=5), tick=False):
             self.sync()
@@ -304,9 +298,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         # second charge started inside the clock-skew margin but had ended.
         now = timezone.now()
         for started, stopped in ((40, 20), (8, 2)):
-            pk = self.station_starts(
-                now - timedelta(seconds=started),
-            )
+            pk = self.station_starts(now - timedelta(seconds=started))
             stop = iso(now - timedelta(seconds=stopped))
             self.assertTrue(
                 self.standin.station_stop(pk, stop_timestamp=stop)["accepted"]
