@@ -286,53 +286,48 @@ def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @staff_only
 def user_mapping_create_view(request: AuthenticatedHttpRequest) -> HttpResponse:
-    form = UserMappingForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            mapping = user_mapping_create(
-                actor=request.user,
-                steve_ocpp_id_tag=data["steve_ocpp_id_tag"],
-                user=data["customer_email"],
-                label=data["label"],
-                billing_customer_id=data["billing_customer_id"],
-                is_active=data["is_active"],
-            )
-        except ValidationError as error:
-            form.add_error(None, error)
-        else:
-            messages.success(
-                request,
-                _mapping_saved(mapping, "created", data["steve_ocpp_id_tag"]),
-            )
-            return redirect("sessions_app:user-mapping-list")
-    context = {"section": "user-mappings", "form": form, "mapping": None}
-    return render(request, "sessions_app/user_mapping_form.html", context)
+    return _user_mapping_form_page(request, mapping=None)
 
 
 @staff_only
 def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
+    return _user_mapping_form_page(request, mapping=mapping)
+
+
+def _user_mapping_form_page(
+    request: AuthenticatedHttpRequest, *, mapping: UserMapping | None
+) -> HttpResponse:
+    """The create and edit page: the form, and on a valid POST the service."""
     form = UserMappingForm(request.POST or None, instance=mapping)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        fields = {
+            "steve_ocpp_id_tag": data["steve_ocpp_id_tag"],
+            "user": data["customer_email"],
+            "label": data["label"],
+            "billing_customer_id": data["billing_customer_id"],
+            "is_active": data["is_active"],
+        }
         try:
-            saved = user_mapping_update(
-                actor=request.user,
-                # Validating the form wrote the posted values onto `mapping`; the
-                # service compares with the stored row for its audit entry.
-                mapping=UserMapping.objects.select_related("user").get(pk=pk),
-                steve_ocpp_id_tag=data["steve_ocpp_id_tag"],
-                user=data["customer_email"],
-                label=data["label"],
-                billing_customer_id=data["billing_customer_id"],
-                is_active=data["is_active"],
-            )
+            if mapping is None:
+                saved = user_mapping_create(actor=request.user, **fields)
+            else:
+                saved = user_mapping_update(
+                    actor=request.user,
+                    # Validating the form wrote the posted values onto `mapping`;
+                    # the service compares with the stored row for its audit entry.
+                    mapping=UserMapping.objects.select_related("user").get(
+                        pk=mapping.pk
+                    ),
+                    **fields,
+                )
         except ValidationError as error:
             form.add_error(None, error)
         else:
+            done = "created" if mapping is None else "saved"
             messages.success(
-                request, _mapping_saved(saved, "saved", data["steve_ocpp_id_tag"])
+                request, _mapping_saved(saved, done, data["steve_ocpp_id_tag"])
             )
             return redirect("sessions_app:user-mapping-list")
     context = {"section": "user-mappings", "form": form, "mapping": mapping}
