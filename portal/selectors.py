@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Sum
+from django.db.models import Min, Sum
 from django.db.models.functions import TruncDate
 
 from portal.billing import BillingAccount, billing_account
@@ -403,6 +403,9 @@ class ChargerList:
     rows: list[ListedCharger]
     available: int
     total: int
+    # When a status shown will change with no event to say so: a reservation
+    # ends, or a charger's check-in grows too old. The card re-reads itself then.
+    next_change_at: datetime | None = None
 
 
 def charger_status(charger: ListedCharger, now: datetime) -> str:
@@ -563,7 +566,29 @@ def charger_list(*, customer: User, now: datetime) -> ChargerList:
         rows=rows,
         available=first.available_count,
         total=first.visible_count,
+        next_change_at=_next_status_change(rows, now),
     )
+
+
+def _next_status_change(rows: list[ListedCharger], now: datetime) -> datetime | None:
+    """The earliest moment a shown status changes by the clock alone: the end of
+    a reservation holding a shown charger, or an online charger going offline.
+    The rest (a charge starting or stopping) comes with a live event."""
+    changes = [
+        charger.last_check_in_at + CHECK_IN_VALID_FOR
+        for charger in rows
+        if charger.last_check_in_at is not None and charger.status != "offline"  # type: ignore[attr-defined]
+    ]
+    held = [charger.pk for charger in rows if charger.held]
+    if held:
+        reservation_end = (
+            Reservation.objects.covering(now)
+            .filter(charger_id__in=held)
+            .aggregate(Min("ends_at"))["ends_at__min"]
+        )
+        if reservation_end is not None:
+            changes.append(reservation_end)
+    return min(changes, default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.signals import api_session_changed
 from sync import services
 from sync.client import SteveClient
-from sync.models import SyncRun
+from sync.models import Charger, SyncRun
 from sync.signals import sessions_changed
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import (
@@ -265,27 +265,38 @@ def test_stop_in_the_banner_keeps_the_whole_page(
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 
 
-def test_the_next_reservation_card_moves_on_when_its_reservation_ends(
+def test_an_ending_reservation_leaves_the_open_dashboard_on_time(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:
-    # Without a charge to send a live event, the card re-reads itself at the end
-    # time: the seed's "Past reservations drop off automatically".
-    now = timezone.now()
-    market = ChargerFactory(charge_box_id="CB-S", friendly_name="Station Road")
-    Reservation.objects.create(
-        user=demo_driver["driver"],
-        charger=market,
-        id_tag="TAG-DANA",
-        starts_at=now - timedelta(minutes=10),
-        ends_at=now + timedelta(seconds=4),
+    # Without a charge to send a live event, the next-reservation card and the
+    # chargers card re-read themselves at the end time: the seed's "Past
+    # reservations drop off automatically", and "reserved" only while a
+    # reservation covers this moment.
+    market = ChargerFactory(
+        charge_box_id="CB-S", friendly_name="Station Road", last_check_in_at=None
     )
     with live_server() as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, server.url, "dana@example.com", "driver")
+        # Made after signing in, which may take a while on a busy machine: the
+        # page must first show the reservation it then sees end.
+        now = timezone.now()
+        Charger.objects.filter(pk=market.pk).update(last_check_in_at=now)
+        Reservation.objects.create(
+            user=demo_driver["driver"],
+            charger=market,
+            id_tag="TAG-DANA",
+            starts_at=now - timedelta(minutes=10),
+            ends_at=now + timedelta(seconds=6),
+        )
+        page.reload()
         card = page.locator("#next-reservation")
+        station = page.locator("article.charger", has_text="Station Road")
         expect(card).to_contain_text("Station Road")
+        expect(station.locator(".charger-status")).to_have_text("reserved")
         # The later reservation of the fixture (Harbour Street) takes its place.
         expect(card).to_contain_text("Harbour Street", timeout=15_000)
+        expect(station.locator(".charger-status")).to_have_text("online")
 
 
 @pytest.mark.usefixtures("standin_driver")

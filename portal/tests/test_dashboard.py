@@ -435,7 +435,7 @@ class UsageCardTests(PortalTestCase):
     def test_it_serves_the_chargers_alone_to_their_live_update(self) -> None:
         self.client.force_login(self.alice)
         page = self.client.get("/").content.decode()
-        self.assertRegex(page, r'id="chargers"[^>]* hx-trigger="sse:active-session"')
+        self.assertRegex(page, r'id="chargers"[^>]* hx-trigger="sse:active-session[",]')
         part = self.client.get(
             "/", headers={"HX-Request": "true", "HX-Target": "chargers"}
         ).content.decode()
@@ -997,6 +997,48 @@ class ManyChargersTests(PortalTestCase):
         chargers = selectors.charger_list(customer=self.alice, now=timezone.now())
         self.assertEqual(len(chargers.rows), selectors.MAX_CHARGERS)
         self.assertEqual((chargers.available, chargers.total), (27, 56))
+
+
+class ChargerStatusClockTests(PortalTestCase):
+    """No event says a reservation ended or a check-in grew old: the card re-reads
+    itself when the first shown status changes by the clock alone."""
+
+    def test_the_card_re_reads_itself_when_a_reservation_holding_it_ends(
+        self,
+    ) -> None:
+        now = timezone.now()
+        # Bob's reservation holds the charger for Alice's card too.
+        ReservationFactory(
+            user=self.bob,
+            charger=self.charger,
+            starts_at=now - timedelta(minutes=5),
+            ends_at=now + timedelta(minutes=2),
+        )
+        chargers = selectors.charger_list(customer=self.alice, now=now)
+        self.assertEqual(chargers.next_change_at, now + timedelta(minutes=2))
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertRegex(
+            response.content.decode(),
+            r'id="chargers"[^>]*hx-trigger="sse:active-session, load delay:1[12]\ds"',
+        )
+
+    def test_without_a_reservation_it_is_when_a_check_in_grows_old(self) -> None:
+        now = timezone.now()
+        checked_in = now - timedelta(minutes=50)
+        Charger.objects.filter(pk=self.charger.pk).update(last_check_in_at=checked_in)
+        ChargerFactory(friendly_name="Quiet Lane", last_check_in_at=None)
+        chargers = selectors.charger_list(customer=self.alice, now=now)
+        self.assertEqual(
+            chargers.next_change_at, checked_in + selectors.CHECK_IN_VALID_FOR
+        )
+
+    def test_offline_chargers_alone_change_with_events_only(self) -> None:
+        Charger.objects.update(last_check_in_at=None)
+        chargers = selectors.charger_list(customer=self.alice, now=timezone.now())
+        self.assertIsNone(chargers.next_change_at)
+        self.client.force_login(self.alice)
+        self.assertContains(self.client.get("/"), 'hx-trigger="sse:active-session"')
 
 
 class ChargerListStatesTests(PortalTestCase):
