@@ -180,6 +180,13 @@ def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "section": "switch",
         "has_customer": access.has_customer_account(request.user),
+        # Staff on the console pick from its shell: the portal's sidebar would
+        # offer a Dashboard link that sends them back to the console.
+        "shell": (
+            "console_base.html"
+            if access.sends_staff_to_console(request, viewer)
+            else "portal_base.html"
+        ),
     }
     return access.render_portal(request, viewer, "portal/switch.html", context)
 

@@ -50,6 +50,18 @@ class SwitchTests(PortalTestCase):
         response = self.client.get("/switch")
         self.assertEqual(current_section(response), ["/switch"])
 
+    def test_staff_on_the_console_pick_from_its_shell(self) -> None:
+        # The portal's sidebar would offer a Dashboard link that leads back to
+        # the console; once they chose their dashboard, the portal's is right.
+        self.client.force_login(self.agent)
+        response = self.client.get("/switch")
+        self.assertTemplateUsed(response, "console_base.html")
+        self.assertContains(response, 'href="/admin/sessions/"')
+        self.client.post("/switch", {"account": "customer"})
+        response = self.client.get("/switch")
+        self.assertTemplateUsed(response, "portal_base.html")
+        self.assertTemplateNotUsed(response, "console_base.html")
+
     def test_customers_see_only_their_dashboard(self) -> None:
         self.client.force_login(self.alice)
         response = self.client.get("/switch")
