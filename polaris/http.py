@@ -68,6 +68,10 @@ class HtmxSignInMiddleware:
         return response
 
 
+# The extra tag of a flash message its page shows in place, not in the list of
+# messages above every page (templates/includes/_messages.html).
+IN_PAGE = "in-page"
+
 # Said on the page an action's address leads to when it was opened, not posted.
 NOTHING_DONE = "Nothing was done yet: press the button again to go ahead."
 

@@ -227,6 +227,7 @@ class SyncRunFilters:
 
     kind: str = ""
     status: str = ""
+    notes: tuple[str, ...] = field(default=())
 
     def as_query(self) -> dict[str, str]:
         """The filters that narrow the list, as query parameters."""
@@ -248,13 +249,20 @@ class SyncRunFilters:
 
 
 def parse_sync_run_filters(query: QueryDict) -> SyncRunFilters:
-    """Kind and status from a query string; a missing or unknown value means all."""
+    """Kind and status from a query string; a missing one means all, an unknown
+    one too, with a note saying so."""
+    notes = []
     kind = query.get("kind", "")
+    if kind and kind not in SyncRun.Kind.values:
+        notes.append(f"Kind “{kind[:40]}” is not a kind of sync run; showing all.")
+        kind = ""
     status = query.get("status", "")
-    return SyncRunFilters(
-        kind=kind if kind in SyncRun.Kind.values else "",
-        status=status if status in SyncRun.Status.values else "",
-    )
+    if status and status not in SyncRun.Status.values:
+        notes.append(
+            f"Status “{status[:40]}” is not a status of a sync run; showing all."
+        )
+        status = ""
+    return SyncRunFilters(kind=kind, status=status, notes=tuple(notes))
 
 
 class SyncRunFilterForm(forms.Form):

@@ -39,8 +39,7 @@ def publish_sessions_changed(
 def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
     """Re-render the Sync runs table for open Sync runs pages, and have the detail
     pages re-read how a resync went (a failed one changes no session)."""
-    runs = selectors.sync_run_list(filters=SyncRunFilters())
-    context = {"runs": runs}
+    context = selectors.sync_run_table(filters=SyncRunFilters())
     html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
     live.publish(live.staff_channel(), "sync-runs-updated", html)
     if run.kind == SyncRun.Kind.TRANSACTION:

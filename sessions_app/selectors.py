@@ -333,11 +333,21 @@ def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
     )
 
 
-def session_last_synced(*, session: TransactionSyncState, now: datetime) -> datetime:
-    """When the sync last read `session`; only an active one asks the sync runs."""
+@dataclass(frozen=True)
+class LastSynced:
+    at: datetime
+    is_stale: bool
+
+
+def session_last_synced(*, session: TransactionSyncState, now: datetime) -> LastSynced:
+    """When the sync last read `session`, and whether that is stale as the
+    Charging Sessions table says it; only an active one asks the sync runs."""
     if session.is_finalized:
-        return session.last_synced_at
-    return sync_freshness(now=now).last_synced(session)
+        return LastSynced(at=session.last_synced_at, is_stale=False)
+    freshness = sync_freshness(now=now)
+    return LastSynced(
+        at=freshness.last_synced(session), is_stale=freshness.is_stale(session)
+    )
 
 
 # How long a detail page reports the outcome of its last "Resync now"; after that,
@@ -376,6 +386,16 @@ def sync_run_list(
     if filters.status:
         runs = runs.filter(status=filters.status)
     return runs[:limit]
+
+
+def sync_run_table(*, filters: SyncRunFilters) -> dict[str, object]:
+    """The context of the Sync runs table: the page and its live re-render show
+    the same rows with the same note under them."""
+    return {
+        "runs": sync_run_list(filters=filters),
+        "runs_shown": SYNC_RUNS_SHOWN,
+        "retention_days": settings.SYNC_RUNS_RETENTION_DAYS,
+    }
 
 
 def sync_run_in_progress() -> bool:

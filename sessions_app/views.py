@@ -22,6 +22,7 @@ from django_htmx.http import push_url
 
 from polaris import live
 from polaris.http import (
+    IN_PAGE,
     AuthenticatedHttpRequest,
     is_fragment_request,
     post_only,
@@ -225,10 +226,11 @@ def session_resync(
         TransactionSyncState, steve_transaction_id=steve_transaction_id
     )
     if enqueue(sync_run_transaction_task, session.steve_transaction_id):
-        messages.success(
+        messages.info(
             request,
-            f"Resync of transaction {session.steve_transaction_id} started; this "
+            f"Resync of transaction {session.steve_transaction_id} queued; this "
             "page shows how it went in a few seconds.",
+            extra_tags=IN_PAGE,
         )
     else:
         messages.error(request, f"The resync did not start: {QUEUE_UNREACHABLE}")
@@ -242,10 +244,8 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     filters = parse_sync_run_filters(request.GET)
     context = {
         "section": "sync-runs",
-        "runs": selectors.sync_run_list(filters=filters),
-        "runs_shown": selectors.SYNC_RUNS_SHOWN,
+        **selectors.sync_run_table(filters=filters),
         "sync_interval": settings.SYNC_INTERVAL_SECONDS,
-        "retention_days": settings.SYNC_RUNS_RETENTION_DAYS,
         "filters": filters,
         "filter_query": urlencode(filters.as_query()),
         "form": SyncRunFilterForm(filters),

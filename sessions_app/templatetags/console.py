@@ -1,11 +1,14 @@
 """Template helpers of the admin console."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django import template
+from django.contrib.messages.storage.base import Message
 from django.utils import timezone
 
+from polaris.http import IN_PAGE
 from sessions_app.forms import SessionFilters
 from sessions_app.selectors import SyncFreshness
 from sync.models import TransactionSyncState
@@ -43,6 +46,13 @@ def last_synced(freshness: SyncFreshness, session: TransactionSyncState) -> date
 @register.filter
 def is_stale(freshness: SyncFreshness, session: TransactionSyncState) -> bool:
     return freshness.is_stale(session)
+
+
+@register.filter
+def in_page_message(messages: Iterable[Message]) -> Message | None:
+    """The message its page shows where it belongs (tagged IN_PAGE); the message
+    list above every page leaves it out."""
+    return next((m for m in messages if IN_PAGE in m.extra_tags.split()), None)
 
 
 # The session table formats up to a hundred times per page; these filters do it

@@ -18,6 +18,7 @@ from django_eventstream.utils import get_storage
 from polaris import live
 from polaris.browser import live_server
 from polaris.testing import take_queued_tasks
+from sessions_app import selectors
 from sessions_app.api_auth import api_token_create
 from sessions_app.models import AuditEntry
 from sessions_app.templatetags.console import clock_time, iso_time
@@ -111,6 +112,27 @@ class SessionDetailTests(ConsoleTestCase):
                 f'<dt>Last synced</dt><dd><time datetime="{iso_time(expected)}"',
             )
 
+    def test_an_active_session_no_run_confirmed_lately_is_stale_on_both_pages(
+        self,
+    ) -> None:
+        # The seed: stale timestamps point at a sync run problem. The detail page
+        # says so as the table does; a completed session is never stale.
+        long_ago = timezone.now() - timedelta(hours=2)
+        SyncRunFactory(started_at=long_ago)
+        active = TransactionSyncStateFactory(
+            is_finalized=False, last_synced_at=long_ago
+        )
+        done = TransactionSyncStateFactory(is_finalized=True, last_synced_at=long_ago)
+        stale = '<span class="badge badge--warning" title="Not synced for more'
+        for session, is_stale in ((active, True), (done, False)):
+            url = reverse(
+                "sessions_app:session-detail", args=[session.steve_transaction_id]
+            )
+            detail = self.client.get(url).content.decode()
+            self.assertEqual(stale in detail, is_stale, session)
+        table = self.client.get(reverse("sessions_app:session-list"))
+        self.assertContains(table, stale, count=1)
+
     def test_a_suspected_stuck_session_says_how_long_no_reading_came(self) -> None:
         # SteVe never closes it; "still charging" is more than anyone knows.
         now = timezone.now()
@@ -165,11 +187,18 @@ class SessionDetailTests(ConsoleTestCase):
             response,
             reverse("sessions_app:session-detail", args=[session.steve_transaction_id]),
         )
-        self.assertContains(
-            response,
-            f"Resync of transaction {session.steve_transaction_id} started; this "
+        # Said in the resync notice, which the run's outcome replaces, not above
+        # the page, where it would stay beside the outcome.
+        html = response.content.decode()
+        notice = html[
+            html.index('id="resync-status"') : html.index('id="session-detail"')
+        ]
+        self.assertIn(
+            f"Resync of transaction {session.steve_transaction_id} queued; this "
             "page shows how it went in a few seconds.",
+            notice,
         )
+        self.assertEqual(html.count("queued; this page shows"), 1)
         self.assertEqual(
             take_queued_tasks(),
             [("sync.tasks.sync_run_transaction", f"({session.steve_transaction_id},)")],
@@ -694,6 +723,16 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
         ((event_type, html),) = self.published()
         self.assertEqual(event_type, "sync-runs-updated")
         self.assertIn("SteVe failed with HTTP 503.", html)
+
+    def test_the_live_table_has_the_note_of_the_page(self) -> None:
+        runs = SyncRunFactory.create_batch(3)
+        run_finished.send(sender=SyncRun, run=runs[-1])
+        ((_, html),) = self.published()
+        self.assertIn("Showing all 3 runs.", html)
+        SyncRunFactory.create_batch(selectors.SYNC_RUNS_SHOWN)
+        run_finished.send(sender=SyncRun, run=runs[-1])
+        (_, (_, html)) = self.published()
+        self.assertIn("runs that changed nothing are deleted after 30 days.", html)
 
 
 class ApiTokenPageTests(ConsoleTestCase):

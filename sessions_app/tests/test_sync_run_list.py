@@ -204,6 +204,23 @@ class SyncRunFilterTests(TestCase):
         self.assertContains(response, '<option value="" selected>All kinds</option>')
         self.assertContains(response, '<option value="" selected>All statuses</option>')
         self.assertNotContains(response, "Show all runs")
+        self.assertContains(
+            response, "Kind “bogus” is not a kind of sync run; showing all."
+        )
+        self.assertContains(
+            response, "Status “nope” is not a status of a sync run; showing all."
+        )
+
+    def test_a_run_that_failed_as_a_whole_has_no_error_count(self) -> None:
+        # Its sentence is under its row; "0" in Errors would read "no errors".
+        self.failed.errors_count = 0
+        self.failed.save()
+        response = self.client.get(LIST_URL, {"status": "failed"})
+        self.assertContains(
+            response,
+            '<span aria-hidden="true">—</span><span class="visually-hidden">'
+            "the run failed</span>",
+        )
 
     def test_a_filtered_list_re_reads_itself_with_its_filters(self) -> None:
         # The live event carries the newest runs of every kind: a filtered list
