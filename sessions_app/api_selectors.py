@@ -476,7 +476,11 @@ def _metrics_document(session: ApiSession) -> dict[str, Any] | None:
     if tx is None:
         return None
     metered = api_session_metered(session)
-    stopped = tx.stopped_at if tx.is_finalized else None
+    # Final, as the seed has it, when the session has ended: until the advance
+    # after the sync that stored the stop has ended it, the session is started
+    # and its metrics say so.
+    ended = session.status == ApiSession.Status.ENDED and tx.is_finalized
+    stopped = tx.stopped_at if ended else None
     return {
         "chargingStart": tx.started_at,
         "chargingStop": stopped,

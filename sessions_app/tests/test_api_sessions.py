@@ -120,6 +120,12 @@ class SessionLifecycleApiTests(ApiTestCase):
         tx = TransactionSyncState.objects.get(api_sessions__pk=int(session_id))
         self.standin.station_stop(tx.steve_transaction_id)
         self.sync()
+        # Between the sync that stored the stop and the advance that ends the
+        # session, the session still says started and nothing contradicts it: its
+        # metrics are final only once it has ended.
+        stopping = self.get(session_id)
+        self.assertEqual(stopping["status"], "started")
+        self.assertIsNone(stopping["metrics"]["chargingStop"])
         self.advance_id(session_id)
         ended = self.get(session_id)
         tx.refresh_from_db()
