@@ -424,7 +424,9 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     within SteVe's own station timeout (30 s), the stop still counts as requested
     (the station may have stopped; it is sent again if charging goes on) and the
     message says so. 502 means the stop was not sent, or the station answered with
-    an error."""
+    an error. A `created` session whose start was sent stays `created`: its stop is
+    sent as soon as charging begins, and it is cancelled if charging does not
+    begin in time; one whose scheduled start was not sent yet is cancelled."""
     _refuse_unknown_parameters(request)
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     with SteveClient() as client:

@@ -173,21 +173,30 @@ def api_session_stop(
 ) -> ApiSession:
     """Ask the station to stop charging `session`.
 
-    Returns the session: still `started` (it ends when the sync sees the stop), or
-    `cancelled` when its scheduled start had not been sent yet. A stop whose
-    answer was lost (StopUnconfirmed) counts as requested, with a `status_message`
-    saying so: the station may have stopped. Raises
-    SessionConflict when it has not started, has ended or was cancelled, or the
+    Returns the session: still `started` (it ends when the sync sees the stop),
+    `cancelled` when its scheduled start had not been sent yet, or still `created`
+    when its start was sent but charging has not begun: the car may be plugged in
+    a moment later, so the stop is kept and sent as soon as the sync sees the
+    charge start (`api_session_advance`), and a start that never comes cancels
+    the session as usual. A stop whose answer was lost (StopUnconfirmed) counts
+    as requested, with a `status_message` saying so: the station may have
+    stopped. Raises SessionConflict when it has ended or was cancelled, or the
     station refuses; StationError when SteVe or the station does not answer.
     """
     now = now or timezone.now()
     if session.status == Status.CREATED and session.remote_start_sent_at is None:
         return cancel_created(session, now, "Cancelled before its scheduled start.")
     if session.status == Status.CREATED:
-        raise SessionConflict(
-            "Charging has not started yet, so there is nothing to stop; a session "
-            "that does not start in time is cancelled automatically."
+        kept = ApiSession.objects.filter(
+            pk=session.pk, status=Status.CREATED, stop_requested_at__isnull=True
+        ).update(
+            stop_requested_at=now, status_message=STOP_BEFORE_START, updated_at=now
         )
+        session.refresh_from_db()
+        if kept or session.status == Status.CREATED:
+            logger.info("api_session=%s stop kept until charging starts", session.pk)
+            return session
+        # It started (or was cancelled) meanwhile: stop it as such.
     if session.status != Status.STARTED or session.transaction is None:
         raise SessionConflict(f"This session is already {session.status}.")
     try:
@@ -209,6 +218,12 @@ def api_session_stop(
     session.refresh_from_db()
     logger.info("api_session=%s stop requested", session.pk)
     return session
+
+
+STOP_BEFORE_START = (
+    "Stop requested before charging began: the charge is stopped as soon as the "
+    "station starts it, and the session is cancelled if it does not start."
+)
 
 
 def _release_expired_key(caller: User, key: str, now: datetime) -> None:

@@ -108,13 +108,21 @@ def _advance_created(
     match = api_session_matching_transaction(session=session, start_deadline=deadline)
     if match is not None:
         # An unconfirmed start is confirmed now: its message no longer holds.
-        return transition(
+        started = transition(
             session,
             Status.CREATED,
             Status.STARTED,
             now,
             transaction=match,
             status_message="",
+        )
+        if started.stop_requested_at is not None:
+            _send_stop_asked_before_start(started, match, client, now)
+            started.refresh_from_db()
+        return started
+    if start_ruled_out and session.stop_requested_at is not None:
+        return cancel_created(
+            session, now, "Cancelled: the stop came before charging began."
         )
     if start_ruled_out and session.remote_start_returned_at is None:
         return _resend_lost_start(session, client, now)
@@ -126,6 +134,42 @@ def _advance_created(
             "a new session to try again.",
         )
     return session
+
+
+def _send_stop_asked_before_start(
+    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+) -> None:
+    """Send the stop asked for while the session waited for its charge to start.
+
+    Claimed by moving `stop_requested_at` to now, so one worker sends it; from
+    then on it is a stop like any other, sent again by `_resend_lost_stop` if the
+    charge goes on."""
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, stop_requested_at=session.stop_requested_at
+    ).update(stop_requested_at=now, updated_at=now)
+    if not claimed:
+        return
+    logger.info("api_session=%s started after its stop; stopping", session.pk)
+    try:
+        remote_stop(session, tx, client)
+    except StopUnconfirmed as error:
+        # Maybe delivered: `_resend_lost_stop` sends it again if charging goes on.
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=error.message[:255]
+        )
+        logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
+    except StationError as error:
+        # Never delivered: due at once, so the next advance sends it again.
+        ApiSession.objects.filter(pk=session.pk).update(
+            stop_requested_at=now - stop_resend_after()
+        )
+        logger.warning("api_session=%s stop failed: %s", session.pk, error)
+    except ApiSessionError as error:
+        # The station answered; the driver can still stop it at the station.
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=error.message[:255]
+        )
+        logger.warning("api_session=%s stop refused: %s", session.pk, error)
 
 
 def _send_scheduled_start(

@@ -2,11 +2,13 @@
 each operation lists the statuses it can answer (each one reached here by a request,
 and no other), and the answers' headers are documented."""
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
 from django.test import Client
+from django.utils import timezone
 from openapi_spec_validator import validate
 
 from sessions_app.tests.test_api_sessions import ApiTestCase
@@ -197,8 +199,13 @@ class DocumentedStatusesTests(ApiTestCase):
     def test_the_stop(self) -> None:
         session_id = self.started()
         self.standin.station_stop(42)  # frees CP-002
-        waiting = self.result(self.start(self.bob_token, box="CP-002"), 201)["_id"]
+        later = timezone.now() + timedelta(hours=1)
+        target = {"energy_start_time": later.isoformat()}
+        scheduled = self.start(self.bob_token, box="CP-002", target=target)
+        waiting = self.result(scheduled, 201)["_id"]
         stop = f"/sessions/{session_id}/stop"
+        # Stopping a session that has not started cancels it: a second stop is 409.
+        self.result(self.call("POST", f"/sessions/{waiting}/stop", self.bob_token))
         responses = [
             self.call("POST", f"/sessions/{waiting}/stop"),  # bob's
             self.client.post(f"/api/v1{stop}"),

@@ -274,8 +274,6 @@ class SessionLifecycleApiTests(ApiTestCase):
 
     def test_stop_ends_a_started_session(self) -> None:
         session_id = self.result(self.start(), 201)["_id"]
-        stop = self.call("POST", f"/sessions/{session_id}/stop")
-        self.assert_error(stop, 409, "not started yet")
         self.standin.tick()
         self.sync()
         self.advance_id(session_id)
@@ -287,6 +285,25 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assertEqual(self.get(session_id)["status"], "ended")
         again = self.call("POST", f"/sessions/{session_id}/stop")
         self.assert_error(again, 409, "already ended")
+
+    def test_a_stop_before_charging_begins_is_kept_until_it_begins(self) -> None:
+        session_id = self.result(self.start(), 201)["_id"]
+        stop = self.call("POST", f"/sessions/{session_id}/stop")
+        self.assertEqual(
+            stop.json()["message"],
+            "Stop requested before charging began: the charge is stopped as soon as "
+            "the station starts it, and the session is cancelled if it does not "
+            "start.",
+        )
+        self.assertEqual(self.result(stop)["status"], "created")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        self.sync()
+        self.advance_id(session_id)
+        self.assertEqual(self.get(session_id)["status"], "ended")
 
     def test_stopping_a_scheduled_session_cancels_it(self) -> None:
         start_at = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)

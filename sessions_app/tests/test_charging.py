@@ -838,6 +838,58 @@ class ApiSessionFinalMessageTests(ChargingTestCase):
         self.assertEqual(session.status, ApiSession.Status.ENDED)
         self.assertEqual(session.status_message, "")
 
+    def test_a_stop_before_charging_begins_is_sent_as_it_begins(self) -> None:
+        # The driver plugs in a moment after the integrator changed its mind: the
+        # charge must not run on, and nothing can be stopped before it starts.
+        session = self.create()
+        session = charging.api_session_stop(session=session, client=self.steve)
+        self.assertEqual(session.status, ApiSession.Status.CREATED)
+        self.assertIn("stopped as soon as the station starts", session.status_message)
+        again = charging.api_session_stop(session=session, client=self.steve)
+        self.assertEqual(again.stop_requested_at, session.stop_requested_at)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+
+        session = self.begin_charging(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        self.assertEqual(session.status_message, "")
+        self.assertFalse(self.steve_transaction(session)["active"])
+        self.sync()
+        self.assertEqual(self.advance(session).status, ApiSession.Status.ENDED)
+
+    def test_a_stop_before_a_start_that_never_comes_cancels_saying_so(self) -> None:
+        session = self.create()
+        session = charging.api_session_stop(session=session, client=self.steve)
+        assert session.remote_start_sent_at is not None
+        later = session.remote_start_sent_at + timedelta(seconds=121) + CLOCK_SKEW
+        with time_machine.travel(later, tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertEqual(
+            session.status_message, "Cancelled: the stop came before charging began."
+        )
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+
+    def test_a_stop_before_start_that_could_not_be_sent_goes_out_next_time(
+        self,
+    ) -> None:
+        session = charging.api_session_stop(session=self.create(), client=self.steve)
+        self.standin.set_fault(
+            "error", count=-1, status=503, path_contains="RemoteStop"
+        )
+        self.standin.tick()
+        self.sync()
+        with self.assertLogs("sessions_app.charging", "WARNING"):
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        self.assertTrue(self.steve_transaction(session)["active"])
+        # Tried twice in that advance (sent, then resent at once as due); a
+        # resend that failed is tried again one resend period later.
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 2)
+        self.standin.clear_faults()
+        self.advance(session, now=timezone.now() + charging.stop_resend_after())
+        self.assertFalse(self.steve_transaction(session)["active"])
+
     def test_an_accepted_stop_forgets_a_refused_one(self) -> None:
         session = self.begin_charging(self.create())
         ApiSession.objects.filter(pk=session.pk).update(status_message=self.REFUSED)
