@@ -96,6 +96,12 @@ class SteveUnanswered(SteveError):
     have acted on it (an operation may have reached the station)."""
 
 
+class SteveBadResponse(SteveUnanswered):
+    """SteVe answered with a body Polaris cannot read: not JSON, or not the shape
+    SteVe sends. Unlike a lost answer, it is about what was asked for, so asking
+    for something else may well work."""
+
+
 @dataclass(frozen=True, slots=True)
 class SteveTransaction:
     """One item of `GET /transactions`; meter values are whole Wh."""
@@ -663,7 +669,7 @@ class SteveClient:
             logger.warning(
                 "SteVe %s %s sent malformed JSON: %s", method, path, response.text[:500]
             )
-            raise SteveUnanswered(
+            raise SteveBadResponse(
                 "SteVe sent a response that is not valid JSON.", permanent=False
             ) from None
 
@@ -726,7 +732,7 @@ class SteveClient:
             return parse(body)
         except (KeyError, TypeError, ValueError, InvalidOperation):
             logger.warning("Unexpected SteVe response: %r", str(body)[:500])
-            raise SteveUnanswered(
+            raise SteveBadResponse(
                 "SteVe sent a response Polaris could not understand.", permanent=False
             ) from None
 

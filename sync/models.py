@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Upper
@@ -96,6 +97,15 @@ class SyncRun(models.Model):
         blank=True,
         db_column="steveTransactionId",
         help_text="The SteVe transaction a single-transaction run re-read.",
+    )
+    # Read again by the next incremental run: it may have stored higher pks, so
+    # its search for new ones no longer reaches these.
+    unread_transaction_ids = ArrayField(
+        models.PositiveIntegerField(),
+        default=list,
+        blank=True,
+        db_column="unreadSteveTransactionIds",
+        help_text="SteVe transactions whose meter values SteVe could not serve.",
     )
 
     objects = SyncRunQuerySet.as_manager()

@@ -31,6 +31,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from sync.client import (
+    SteveBadResponse,
     SteveClient,
     SteveError,
     SteveNotFound,
@@ -70,6 +71,8 @@ RECENT_START_MAX = timedelta(days=2)
 STATION_CLOCK_AHEAD = timedelta(days=1)
 DETAIL_WORKERS = 8
 WRITE_BATCH = 500
+# A run that could not read many transactions names this many of them.
+UNREADABLE_NAMED = 10
 
 STATE_FIELDS = [
     "charge_box_id",
@@ -116,6 +119,8 @@ class RunTally:
     events: int = 0
     errors: int = 0
     error_messages: list[str] = field(default_factory=list)
+    # Transactions SteVe could not serve; the next incremental run reads them.
+    unread_pks: list[int] = field(default_factory=list)
     changed_ids: list[int] = field(default_factory=list)
     # Where a long run says how far it got (the sync command prints it).
     progress: Progress | None = None
@@ -427,6 +432,7 @@ def _finish_run(
     run.updated_count = tally.updated
     run.events_count = tally.events
     run.errors_count = tally.errors
+    run.unread_transaction_ids = sorted(tally.unread_pks)
     if error:
         run.status = SyncRun.Status.FAILED
         run.error = error
@@ -482,11 +488,13 @@ def _collect_incremental(steve: SteveClient) -> Listed:
         highest_known = max(seen, default=known_max)
         seen.update((t.id, t) for t in _discover_by_pk(steve, known_max, highest_known))
 
-    to_check = list(
+    may_change = (
         TransactionSyncState.objects.may_still_change(timezone.now())
         .filter(is_deleted_in_steve=False)
-        .exclude(steve_transaction_id__in=list(seen))
         .values_list("steve_transaction_id", flat=True)
+    )
+    to_check = sorted(
+        (set(may_change) | _unread_since_last_reading_run()).difference(seen)
     )
     for chunk in _chunks(to_check, PK_WINDOW):
         seen.update((t.id, t) for t in steve.list_transactions(transaction_pks=chunk))
@@ -530,6 +538,31 @@ def _collect_pks(steve: SteveClient, pks: list[int]) -> Listed:
     seen = {t.id: t for t in found}
     _fill_pk_gap(steve, seen)
     return Listed(list(seen.values()), missing, force_details=True)
+
+
+def _unread_since_last_reading_run() -> set[int]:
+    """The transactions SteVe could not serve to the last incremental run that got
+    to reading, or to any run since: each incremental run reads the earlier ones
+    again and records those still unread, so nothing older is left."""
+    last_reading = (
+        SyncRun.objects.filter(
+            kind=SyncRun.Kind.TRANSACTIONS,
+            status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL],
+        )
+        .order_by("-started_at", "-id")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    runs = SyncRun.objects.filter(kind__in=SyncRun.TRANSACTION_KINDS).exclude(
+        unread_transaction_ids=[]
+    )
+    if last_reading is not None:
+        runs = runs.filter(started_at__gte=last_reading)
+    return {
+        pk
+        for pks in runs.values_list("unread_transaction_ids", flat=True)
+        for pk in pks
+    }
 
 
 def _known_max_pk() -> int | None:
@@ -700,24 +733,32 @@ def _fetch_readings(
     """Energy readings per transaction pk, fetched in parallel.
 
     A transaction that vanished between the list and its details is left out (the
-    next run sees it missing); other errors abort the batch, so none of it is
-    written.
+    next run sees it missing), and so is one SteVe cannot serve (`_unreadable`):
+    the rest of the batch is saved, and the run is partial. Other errors abort the
+    batch, so none of it is written.
     """
 
-    def fetch(t: SteveTransaction) -> tuple[int, list[tuple[datetime, int]] | None]:
+    def fetch(
+        t: SteveTransaction,
+    ) -> tuple[int, list[tuple[datetime, int]] | SteveError]:
         try:
             return t.id, steve.transaction_details(t.id).energy_readings()
-        except SteveNotFound:
-            return t.id, None
+        except SteveError as error:
+            if isinstance(error, SteveNotFound) or _unreadable(error):
+                return t.id, error
+            raise
 
     results: dict[int, list[tuple[datetime, int]]] = {}
+    unreadable: dict[int, SteveError] = {}
     if not transactions:
         return results
     pool = ThreadPoolExecutor(max_workers=DETAIL_WORKERS)
     try:
         for pk, readings in pool.map(fetch, transactions):
-            if readings is None:
+            if isinstance(readings, SteveNotFound):
                 tally.fail_one(f"Transaction {pk} disappeared from SteVe mid-run.")
+            elif isinstance(readings, SteveError):
+                unreadable[pk] = readings
             else:
                 results[pk] = readings
     finally:
@@ -725,7 +766,35 @@ def _fetch_readings(
         # queued reads are dropped and the few in flight are not waited for, or
         # the task would run into the hard time limit and be killed unrecorded.
         pool.shutdown(wait=False, cancel_futures=True)
+    if unreadable:
+        _report_unreadable(tally, unreadable, others_read=bool(results))
     return results
+
+
+def _unreadable(error: SteveError) -> bool:
+    """SteVe answered a transaction's details with a server error (after the
+    client's retries) or with a body Polaris cannot read, while it answered the
+    run's list requests: a fault of that transaction's data, which must not hold
+    up every other transaction on every run."""
+    return isinstance(error, SteveBadResponse) or (error.status or 0) >= 500
+
+
+def _report_unreadable(
+    tally: RunTally, unreadable: dict[int, SteveError], *, others_read: bool
+) -> None:
+    pks = sorted(unreadable)
+    shown = ", ".join(str(pk) for pk in pks[:UNREADABLE_NAMED])
+    if len(pks) > UNREADABLE_NAMED:
+        shown += f" and {len(pks) - UNREADABLE_NAMED:,} more"
+    reason = unreadable[pks[0]].message
+    noun = "Transaction" if len(pks) == 1 else "Transactions"
+    others = "The others were synced. " if others_read else ""
+    tally.unread_pks.extend(pks)
+    tally.errors += len(pks) - 1
+    tally.fail_one(
+        f"{noun} {shown}: SteVe could not serve the meter values ({reason}) "
+        f"{others}The next run reads {'it' if len(pks) == 1 else 'them'} again."
+    )
 
 
 def _stored_state(row: TransactionSyncState) -> StoredState:

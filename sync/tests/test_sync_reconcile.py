@@ -66,9 +66,7 @@ class SyncReconcileTests(StandinTestMixin, TestCase):
         services.sync_run_transactions(trigger="command", client=self.steve)
         self.standin.delete_transaction(deleted)
         self.standin.add_transaction("CP-004", 1, "TAG-0002")
-        self.standin.set_fault(
-            "error", status=500, path_contains="/api/v1/transactions/", count=-1
-        )
+        self.standin.set_fault("cut", path_contains="/api/v1/transactions/", count=-1)
         run = services.sync_run_reconcile(trigger="beat", client=self.steve)
         self.assertEqual(run.status, SyncRun.Status.FAILED, run.error)
         self.assertTrue(self.is_deleted_in_steve(deleted))

@@ -859,35 +859,69 @@ class SyncFaultTests(SyncTestCase):
         self.sync()
         new_pk = self.add_new_activity()
         before = self.snapshot()
-        # The list calls answer; the per-transaction detail calls fail.
-        self.standin.set_fault(
-            "error", status=500, count=-1, path_contains="transactions/"
-        )
+        # The list calls answer; the per-transaction detail calls break off, as
+        # when SteVe goes down between them.
+        self.standin.set_fault("cut", count=-1, path_contains="transactions/")
         run = self.sync()
         self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertEqual(run.error, "SteVe's answer was cut off.")
+        self.assert_recovers(before, new_pk)
+
+    def test_a_transaction_steve_cannot_serve_holds_up_no_other(self) -> None:
+        # SteVe answers everything but one transaction's meter values: the others
+        # are synced, new ones above it included, and the next run reads it
+        # although its search for new pks starts above them now.
+        self.sync()
+        unreadable = self.add_new_activity()
+        newer = self.add_new_activity()
+        self.standin.set_fault(
+            "error", status=500, count=-1, path_contains=f"/transactions/{unreadable}?"
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.PARTIAL)
         self.assertEqual(
             run.error,
-            f"SteVe at {self.steve.base_url} failed with HTTP 500; its own log says "
-            "why. The next run tries again.",
+            f"Transaction {unreadable}: SteVe could not serve the meter values (SteVe "
+            "failed with HTTP 500.) The others were synced. The next run reads it "
+            "again.",
         )
-        self.assert_recovers(before, new_pk)
+        self.assertEqual(
+            (run.errors_count, run.unread_transaction_ids), (1, [unreadable])
+        )
+        self.assertTrue(self.row(newer).events.filter(event_type="progress").exists())
+        self.assertFalse(
+            TransactionSyncState.objects.filter(
+                steve_transaction_id=unreadable
+            ).exists()
+        )
+        # A run that fails in between (SteVe down) does not lose it.
+        self.standin.set_fault("unauthorized", count=-1)
+        self.assertEqual(self.sync().status, SyncRun.Status.FAILED)
+        self.standin.clear_faults()
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(run.unread_transaction_ids, [])
+        self.assertTrue(
+            self.row(unreadable).events.filter(event_type="progress").exists()
+        )
+        self.assert_energy_adds_up()
 
     def test_a_failure_keeps_the_batches_saved_before_it_and_the_next_run_goes_on(
         self,
     ) -> None:
         pks = sorted(t["id"] for t in self.standin.state()["transactions"])
-        # The second batch's first meter values fail, every time they are asked.
+        # The second batch's first meter values break off, every time they are
+        # asked.
         self.standin.set_fault(
-            "error", status=500, count=-1, path_contains=f"/transactions/{pks[10]}?"
+            "cut", count=-1, path_contains=f"/transactions/{pks[10]}?"
         )
         with mock.patch.object(runs, "WRITE_BATCH", 10):
             failed = self.sync()
             self.assertEqual(failed.status, SyncRun.Status.FAILED)
             self.assertEqual(
                 failed.error,
-                f"SteVe at {self.steve.base_url} failed with HTTP 500; its own log "
-                "says why. The next run tries again. The 10 sessions it saved "
-                "before that stay saved.",
+                "SteVe's answer was cut off. The 10 sessions it saved before that "
+                "stay saved.",
             )
             self.assertEqual(
                 sorted(
