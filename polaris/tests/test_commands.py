@@ -76,6 +76,21 @@ class DatabaseCommandTests(TransactionTestCase):
         )
         self.assertNotIn("Traceback", result.stderr)
 
+    def test_migrate_names_an_unreachable_database_at_once(self) -> None:
+        # Every other command's sentence sends people to migrate; it must not end
+        # in the pool's timeout and a traceback.
+        port = free_port()
+        result = manage(
+            ["migrate"], DATABASE_URL=f"postgres://polaris@127.0.0.1:{port}/polaris"
+        )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(
+            f"The database is unavailable at 127.0.0.1:{port} (Connection refused). "
+            "Nothing was changed.",
+            result.stderr,
+        )
+        self.assertNotIn("Traceback", result.stderr)
+
     def test_a_missing_database_is_named_at_once(self) -> None:
         # The server answers: its reason is the message, not a pool's timeout.
         missing = current_database_url().replace(
