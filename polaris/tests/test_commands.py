@@ -3,7 +3,9 @@
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import psycopg
 from django.db import connection
@@ -31,6 +33,19 @@ DATABASE_COMMANDS = [
 
 def manage(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return run_python(["manage.py", *args], env=child_environment(**env))
+
+
+def wait_until_it_catches(pid: int, signum: int) -> None:
+    """Until process `pid` has a handler for `signum` (Linux's SigCgt mask): a
+    signal sent sooner would find Python itself still starting."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(status.split("SigCgt:")[1].split()[0], 16)
+        if caught & (1 << (signum - 1)):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} never caught signal {signum}")
 
 
 class DatabaseCommandTests(TransactionTestCase):
@@ -90,6 +105,29 @@ class DatabaseCommandTests(TransactionTestCase):
             result.stderr,
         )
         self.assertNotIn("Traceback", result.stderr)
+
+    def test_a_signal_while_starting_ends_it_with_one_line(self) -> None:
+        # Importing Django and setting up take a second or two, in which cron's
+        # SIGTERM or a closed terminal's SIGHUP used to end it without a word.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with self.subTest(signal=signum.name):
+                starting = subprocess.Popen(
+                    [sys.executable, "manage.py", "sync", "status"],
+                    cwd=BASE_DIR,
+                    env=child_environment(),
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                # Python catches SIGINT from its first moment; manage.py sets
+                # its three handlers at once, SIGHUP's last.
+                wait_until_it_catches(starting.pid, signal.SIGHUP)
+                starting.send_signal(signum)
+                _, errors = starting.communicate(timeout=60)
+                self.assertEqual(starting.returncode, 128 + signum, errors)
+                self.assertEqual(
+                    errors,
+                    "Interrupted: Polaris was still starting; nothing was changed.\n",
+                )
 
     def test_a_missing_database_is_named_at_once(self) -> None:
         # The server answers: its reason is the message, not a pool's timeout.
