@@ -145,6 +145,17 @@ class ChargingTestCase(StandinTestMixin, TestCase):
             "CP-001", 1, "TAG-0001", start_timestamp=iso(stamped_at)
         )
 
+    def advance_past_the_start_deadline(
+        self, session: ApiSession, timeout_s: int = 120
+    ) -> ApiSession:
+        """A sync, then an advance, just after the start deadline: `timeout_s`
+        after the remote start was sent, and the station clock's allowance."""
+        assert session.remote_start_sent_at is not None
+        later = session.remote_start_sent_at + timedelta(seconds=timeout_s + 1)
+        with time_machine.travel(later + CLOCK_SKEW, tick=False):
+            self.sync()
+            return self.advance(session)
+
     def assert_started_on(self, session: ApiSession, steve_transaction_id: int) -> None:
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         assert session.transaction is not None
@@ -204,12 +215,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
 
     @override_settings(API_SESSION_START_TIMEOUT_SECONDS=30)
     def test_the_start_timeout_is_a_setting(self) -> None:
-        session = self.create()
-        assert session.remote_start_sent_at is not None
-        later = session.remote_start_sent_at + timedelta(seconds=31) + CLOCK_SKEW
-        with time_machine.travel(later, tick=False):
-            self.sync()
-            session = self.advance(session)
+        session = self.advance_past_the_start_deadline(self.create(), timeout_s=30)
         self.assertEqual(session.status, ApiSession.Status.CANCELLED)
 
     def test_a_steve_outage_past_the_deadline_postpones_the_cancellation(
@@ -857,13 +863,8 @@ class ApiSessionFinalMessageTests(ChargingTestCase):
         self.assertEqual(self.advance(session).status, ApiSession.Status.ENDED)
 
     def test_a_stop_before_a_start_that_never_comes_cancels_saying_so(self) -> None:
-        session = self.create()
-        session = charging.api_session_stop(session=session, client=self.steve)
-        assert session.remote_start_sent_at is not None
-        later = session.remote_start_sent_at + timedelta(seconds=121) + CLOCK_SKEW
-        with time_machine.travel(later, tick=False):
-            self.sync()
-            session = self.advance(session)
+        session = charging.api_session_stop(session=self.create(), client=self.steve)
+        session = self.advance_past_the_start_deadline(session)
         self.assertEqual(session.status, ApiSession.Status.CANCELLED)
         self.assertEqual(
             session.status_message, "Cancelled: the stop came before charging began."
