@@ -201,6 +201,8 @@ class DemoRefusalTests(TransactionTestCase):
             "DATABASE_URL to use the embedded one.",
         )
         self.assertNotIn("Starting", result.stdout)
+        # It never ran, so it does not say it stopped.
+        self.assertNotIn("stopped", result.stdout)
         self.assertEqual(TransactionSyncState.objects.count(), 2)
 
     def test_an_unusable_data_folder_is_refused_before_anything_starts(

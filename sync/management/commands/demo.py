@@ -145,9 +145,13 @@ class Command(BaseCommand):
             # SIGKILL of a child that ignores SIGTERM).
             for signum in STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_IGN)
+            started = bool(self.children)
             self._stop_children()
             embedded.leave_servers()
-            self.stdout.write("Polaris demo stopped.")
+            if started:
+                # Refused before its first child (a database with history), it
+                # never ran: its refusal is the last word.
+                self.stdout.write("Polaris demo stopped.")
 
     # Set-up
 
