@@ -68,6 +68,11 @@ class Command(DatabaseCommand):
     def database_unavailable_consequence(self) -> str:  # type: ignore[override]
         if self.action == "status" or self.dry_run:
             return "Nothing was changed."
+        if self.action == "chargers":
+            return (
+                "No probe could be recorded; the next one after the database is "
+                "back asks every charger again."
+            )
         return (
             "No sync run could be recorded; SteVe keeps every transaction, so the "
             "next run after the database is back catches up."
