@@ -103,6 +103,8 @@ class SyncRun(models.Model):
     unread_transaction_ids = ArrayField(
         models.PositiveIntegerField(),
         default=list,
+        # Also in the table: seed_scale and the load test COPY runs in bulk.
+        db_default=[],
         blank=True,
         db_column="unreadSteveTransactionIds",
         help_text="SteVe transactions whose meter values SteVe could not serve.",
