@@ -154,7 +154,8 @@ FAILED_START_SHOWN_FOR = timedelta(minutes=15)
 class StartNotice:
     """A Start the banner reports before charging shows, or instead of it:
     `state` is "scheduled" (waiting for `starts_at`), "starting" (sent, no charge
-    seen yet) or "failed" (cancelled: the station did not take it)."""
+    seen yet), "stopping" (sent, then stopped before a charge was seen) or
+    "failed" (cancelled: the station did not take it)."""
 
     api_session: ApiSession
     charger_name: str
@@ -211,6 +212,8 @@ def start_notices_by_customer(
         )
         if session.status == ApiSession.Status.CANCELLED:
             notice = replace(notice, state="failed")
+        elif session.stop_requested_at is not None:
+            notice = replace(notice, state="stopping")
         elif session.remote_start_sent_at is None and session.target_start_at:
             notice = replace(
                 notice, state="scheduled", starts_at=session.target_start_at

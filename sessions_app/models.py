@@ -231,7 +231,8 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
         """Sessions cancelled after their remote start went out and no charge
         came (the station did not start in time, or refused a scheduled start),
         ended since `since`, with no later session of their user: a Start whose
-        failure the driver has not yet answered by starting again."""
+        failure the driver has not yet answered by starting again. One its owner
+        stopped before it began did not fail."""
         later = self.model.objects.filter(
             user=OuterRef("user"), created_at__gt=OuterRef("created_at")
         )
@@ -239,6 +240,7 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
             status=ApiSession.Status.CANCELLED,
             transaction__isnull=True,
             remote_start_sent_at__isnull=False,
+            stop_requested_at__isnull=True,
             ended_at__gte=since,
         ).exclude(Exists(later))
 

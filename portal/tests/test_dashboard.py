@@ -1248,6 +1248,21 @@ class StartNoticeTests(PortalTestCase):
         failed.save()
         self.assertNotIn("did not start", self.banner())
 
+    def test_a_start_stopped_before_it_began_says_so_and_is_no_failure(
+        self,
+    ) -> None:
+        # An integrator's stop before the charge began: kept until it begins.
+        now = timezone.now()
+        stopped = self.start(stop_requested_at=now)
+        banner = self.banner()
+        self.assertIn("Stopping the start at Harbour Street", banner)
+        self.assertNotIn("Starting to charge", banner)
+        # Cancelled as asked, it did not fail: no "did not start" to answer.
+        stopped.status = ApiSession.Status.CANCELLED
+        stopped.ended_at = now
+        stopped.save()
+        self.assertNotIn("did not start", self.banner())
+
     def test_the_live_banner_tells_a_cancelled_start_too(self) -> None:
         from portal.live import banner_html
 
