@@ -20,7 +20,7 @@ from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.signals import api_session_changed
 from sync import services
 from sync.client import SteveClient
-from sync.models import Charger, SyncRun
+from sync.models import Charger, SyncRun, TransactionSyncState
 from sync.signals import sessions_changed
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import (
@@ -69,6 +69,16 @@ def demo_driver() -> dict[str, object]:
     agent = StaffFactory(username="agent")
     agent.user_permissions.add(Permission.objects.get(codename="act_as_customer"))
     return {"driver": driver, "agent": agent, "harbour": harbour}
+
+
+def dana_charging(demo_driver: dict[str, object], kwh: str) -> TransactionSyncState:
+    """Dana's charge at Harbour Street, begun ten minutes ago, as a sync stores it."""
+    return TransactionSyncStateFactory(
+        charger=demo_driver["harbour"],
+        ocpp_id_tag="TAG-DANA",
+        kwh_delivered=Decimal(kwh),
+        started_at=timezone.now() - timedelta(minutes=10),
+    )
 
 
 @pytest.fixture
@@ -125,12 +135,7 @@ def test_a_driver_walks_the_verify_list(
         page.screenshot(path=str(SHOTS / "test-dashboard-390.png"), full_page=True)
 
         # Live: a sync finds a session started; the banner appears without a reload.
-        session = TransactionSyncStateFactory(
-            charger=demo_driver["harbour"],
-            ocpp_id_tag="TAG-DANA",
-            kwh_delivered=Decimal("4.2"),
-            started_at=timezone.now() - timedelta(minutes=10),
-        )
+        session = dana_charging(demo_driver, kwh="4.2")
         wait_for_live_stream(page)
         chip = page.locator("#period-current")
         chip.focus()
@@ -332,12 +337,7 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
 ) -> None:
     # Every sync re-renders the banner: a keyboard user about to press Stop must
     # not be sent back to the top of the page by the next reading.
-    session = TransactionSyncStateFactory(
-        charger=demo_driver["harbour"],
-        ocpp_id_tag="TAG-DANA",
-        kwh_delivered=Decimal("4.2"),
-        started_at=timezone.now() - timedelta(minutes=10),
-    )
+    session = dana_charging(demo_driver, kwh="4.2")
     ApiSession.objects.create(
         user=demo_driver["driver"],
         charge_box_id="CB-H",
@@ -368,12 +368,7 @@ def test_a_live_update_keeps_the_daily_table_open_and_focused(
 ) -> None:
     # A charge in progress re-reads the usage card every sync: the day table a
     # keyboard user opened must stay open, with the focus on its summary.
-    session = TransactionSyncStateFactory(
-        charger=demo_driver["harbour"],
-        ocpp_id_tag="TAG-DANA",
-        kwh_delivered=Decimal("1.0"),
-        started_at=timezone.now() - timedelta(minutes=10),
-    )
+    session = dana_charging(demo_driver, kwh="1.0")
     with live_server() as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, server.url, "dana@example.com", "driver")

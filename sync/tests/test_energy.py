@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sync.client import SteveTransaction
-from sync.energy import StoredState, plan_transaction
+from sync.energy import StoredState, TransactionPlan, plan_transaction
 
 START = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 
@@ -29,6 +29,11 @@ def transaction(**overrides: object) -> SteveTransaction:
 
 def minutes(n: int) -> datetime:
     return START + timedelta(minutes=n)
+
+
+def event_rows(plan: TransactionPlan) -> list[tuple[str, int, Decimal]]:
+    """Each planned event as (type, meter Wh, kWh delta)."""
+    return [(e.event_type, e.meter_wh, e.kwh_delta) for e in plan.events]
 
 
 def stored_from(plan_fields: dict[str, object]) -> StoredState:
@@ -76,7 +81,7 @@ class PlanTransactionTests:
     def test_a_reading_back_above_the_baseline_makes_a_drop_a_glitch(self) -> None:
         readings = [(minutes(10), 2000), (minutes(20), 0), (minutes(30), 2500)]
         plan = plan_transaction(None, transaction(), readings)
-        kinds = [(e.event_type, e.meter_wh, e.kwh_delta) for e in plan.events]
+        kinds = event_rows(plan)
         assert kinds == [
             ("started", 1000, Decimal("0.000")),
             ("progress", 2000, Decimal("1.000")),
@@ -99,7 +104,7 @@ class PlanTransactionTests:
             (minutes(40), 2500),
         ]
         plan = plan_transaction(None, transaction(), readings)
-        kinds = [(e.event_type, e.meter_wh, e.kwh_delta) for e in plan.events]
+        kinds = event_rows(plan)
         assert kinds == [
             ("started", 1000, Decimal("0.000")),
             ("progress", 2000, Decimal("1.000")),
@@ -130,7 +135,7 @@ class PlanTransactionTests:
     def test_a_reading_below_the_dip_is_a_deeper_dip(self) -> None:
         readings = [(minutes(10), 2000), (minutes(20), 800), (minutes(30), 300)]
         plan = plan_transaction(None, transaction(), [*readings, (minutes(40), 600)])
-        kinds = [(e.event_type, e.meter_wh, e.kwh_delta) for e in plan.events]
+        kinds = event_rows(plan)
         assert kinds[2:] == [
             ("corrected", 800, Decimal("0.000")),
             ("corrected", 300, Decimal("0.000")),
