@@ -38,7 +38,7 @@ def client_address(request: HttpRequest | None) -> str:
     return str(request.META.get("REMOTE_ADDR") or "")
 
 
-def _key(kind: str, username: str, address: str) -> str:
+def cache_key(kind: str, username: str, address: str) -> str:
     digest = hashlib.sha256(f"{username.strip().lower()}\n{address}".encode())
     return f"{_PREFIX}:{kind}:{digest.hexdigest()}"
 
@@ -46,7 +46,7 @@ def _key(kind: str, username: str, address: str) -> str:
 def is_locked(username: str, address: str) -> bool:
     """True while sign-in for this username from this address is refused."""
     try:
-        return cache.get(_key("locked", username, address)) is not None
+        return cache.get(cache_key("locked", username, address)) is not None
     except Exception:
         logger.exception("Login throttle unavailable; not checking the lock")
         return False
@@ -63,7 +63,7 @@ def record_failure(username: str, address: str) -> bool:
 
 def _record_failure(username: str, address: str) -> bool:
     window = settings.LOGIN_LOCKOUT_SECONDS
-    failures_key = _key("failures", username, address)
+    failures_key = cache_key("failures", username, address)
     # add() is atomic and sets the expiry once: failures older than the window
     # are forgotten together, and incr() keeps the expiry of the existing key.
     cache.add(failures_key, 0, timeout=window)
@@ -75,7 +75,7 @@ def _record_failure(username: str, address: str) -> bool:
         failures = 1
     if failures < settings.LOGIN_FAILURE_LIMIT:
         return False
-    cache.set(_key("locked", username, address), 1, timeout=window)
+    cache.set(cache_key("locked", username, address), 1, timeout=window)
     cache.delete(failures_key)
     # No username or address in the log: both identify a person.
     logger.warning("Sign-in locked for %s s after %s failures", window, failures)
@@ -85,6 +85,6 @@ def _record_failure(username: str, address: str) -> bool:
 def reset(username: str, address: str) -> None:
     """Forget the failures of this pair (after a successful sign-in)."""
     try:
-        cache.delete(_key("failures", username, address))
+        cache.delete(cache_key("failures", username, address))
     except Exception:
         logger.exception("Login throttle unavailable; failures not reset")
