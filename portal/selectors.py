@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, TypedDict, cast
 from zoneinfo import ZoneInfo
 
@@ -672,3 +673,65 @@ def usage_cards(
         Decimal(0),
     )
     return UsageCards(usage=chosen, account=account, plan_used_kwh=plan_used)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The customer dashboard's read model. Each part reads only what it shows,
+    so a part's own htmx request (a live update, a period chip) costs that part
+    alone; the whole page is every part."""
+
+    customer: User
+    zone: ZoneInfo
+    can_start: bool
+    period: str | None
+    now: datetime
+
+    @cached_property
+    def charging_cards(self) -> ChargingCards:
+        return charging_cards(customer=self.customer)
+
+    def recent_activity(self) -> dict[str, object]:
+        tags = self.charging_cards.tags
+        return {"tags": tags, "recent": recent_sessions(tags=tags, now=self.now)}
+
+    def active_banner(self) -> dict[str, object]:
+        customer, now = self.customer, self.now
+        return {
+            "active": active_sessions(
+                customer=customer, tags=self.charging_cards.tags, now=now
+            ),
+            "start_notices": start_notices(customer=customer, now=now),
+        }
+
+    def chargers(self) -> dict[str, object]:
+        return {
+            "can_charge": self.charging_cards.any_active and self.can_start,
+            "chargers": charger_list(customer=self.customer, now=self.now),
+        }
+
+    def next_reservation(self) -> dict[str, object]:
+        return {"reservation": next_reservation(customer=self.customer, now=self.now)}
+
+    def usage(self) -> dict[str, object]:
+        cards = usage_cards(
+            customer=self.customer,
+            tags=self.charging_cards.tags,
+            zone=self.zone,
+            now=self.now,
+            period_name=parse_period(self.period),
+        )
+        return {
+            "cards": cards,
+            "period_note": period_note(self.period),
+            "period_labels": PERIOD_LABELS,
+        }
+
+    def whole_page(self) -> dict[str, object]:
+        return {
+            **self.usage(),
+            **self.chargers(),
+            **self.active_banner(),
+            **self.recent_activity(),
+            **self.next_reservation(),
+        }

@@ -1,7 +1,6 @@
 """Customer portal pages: read through selectors, write through services, reach
 customers' objects only through portal.access."""
 
-from datetime import datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib import messages
@@ -43,13 +42,24 @@ from sync.client import SteveClient
 from sync.models import Charger
 
 CONSOLE = "sessions_app:session-list"
-# The ids of the parts that an htmx request asks for alone: the usage card (its
-# period chips, and a live update), the recent activity (a live update).
-USAGE_CARD = "usage-card"
-RECENT_ACTIVITY = "recent-activity"
-NEXT_RESERVATION = "next-reservation-slot"
-ACTIVE_SESSION = "active-session"
-CHARGERS = "chargers"
+# The parts of the dashboard that an htmx request asks for alone, by the id its
+# HX-Target names: a live update of any of them, and the usage card's period chips.
+DASHBOARD_PARTS = {
+    "usage-card": ("portal/dashboard.html#usage-card", selectors.Dashboard.usage),
+    "recent-activity": (
+        "portal/dashboard.html#recent-activity",
+        selectors.Dashboard.recent_activity,
+    ),
+    "next-reservation-slot": (
+        "portal/dashboard.html#next-reservation",
+        selectors.Dashboard.next_reservation,
+    ),
+    "active-session": (
+        "portal/dashboard.html#active-banner",
+        selectors.Dashboard.active_banner,
+    ),
+    "chargers": ("portal/dashboard.html#chargers", selectors.Dashboard.chargers),
+}
 
 
 @login_required
@@ -58,103 +68,33 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     viewer = access.viewer_for(request)
     if access.sends_staff_to_console(request, viewer):
         return redirect(CONSOLE)
+    board = selectors.Dashboard(
+        customer=viewer.customer,
+        zone=viewer.zone,
+        can_start=not viewer.acting,
+        period=request.GET.get("period"),
+        now=timezone.now(),
+    )
+    context: dict[str, object] = {
+        "reservation_minute_options": RESERVATION_MINUTE_OPTIONS
+    }
     # Only parts' own requests get the part alone: an htmx POST that redirects here
     # (Stop) arrives with HX-Request too, because the browser repeats the header
     # when it follows the redirect, and it swaps the whole page.
     part = request.headers.get("HX-Target") if is_fragment_request(request) else None
-    whole_page = part not in (
-        USAGE_CARD,
-        RECENT_ACTIVITY,
-        NEXT_RESERVATION,
-        ACTIVE_SESSION,
-        CHARGERS,
-    )
+    if part in DASHBOARD_PARTS:
+        template, read_part = DASHBOARD_PARTS[part]
+        # A part rendered alone brings what must agree with it out of band (the
+        # usage card its plan card).
+        context.update(read_part(board), part_alone=True)
+        return access.render_portal(request, viewer, template, context)
     channel = live.customer_channel(viewer.customer.pk)
-    live_url = live.stream_url(reverse("portal:live"), channel) if whole_page else None
-    now = timezone.now()
-    charging_cards = selectors.charging_cards(customer=viewer.customer)
-    tags = charging_cards.tags
-    if part == RECENT_ACTIVITY:
-        return access.render_portal(
-            request,
-            viewer,
-            "portal/dashboard.html#recent-activity",
-            {"tags": tags, "recent": selectors.recent_sessions(tags=tags, now=now)},
-        )
-    if part == ACTIVE_SESSION:
-        return access.render_portal(
-            request,
-            viewer,
-            "portal/dashboard.html#active-banner",
-            {
-                "active": selectors.active_sessions(
-                    customer=viewer.customer, tags=tags, now=now
-                ),
-                "start_notices": selectors.start_notices(
-                    customer=viewer.customer, now=now
-                ),
-            },
-        )
-    if part == CHARGERS:
-        return access.render_portal(
-            request,
-            viewer,
-            "portal/dashboard.html#chargers",
-            _chargers_context(viewer, charging_cards, now),
-        )
-    if part == NEXT_RESERVATION:
-        return access.render_portal(
-            request,
-            viewer,
-            "portal/dashboard.html#next-reservation",
-            {
-                "reservation": selectors.next_reservation(
-                    customer=viewer.customer, now=now
-                )
-            },
-        )
-    period = request.GET.get("period")
-    cards = selectors.usage_cards(
-        customer=viewer.customer,
-        tags=tags,
-        zone=viewer.zone,
-        now=now,
-        period_name=selectors.parse_period(period),
-    )
-    context: dict[str, object] = {
-        "section": "dashboard",
-        "cards": cards,
-        "period_note": selectors.period_note(period),
-        "period_labels": selectors.PERIOD_LABELS,
-    }
-    if part == USAGE_CARD:
-        return access.render_portal(
-            request,
-            viewer,
-            "portal/dashboard.html#usage-card",
-            {**context, "plan_out_of_band": True},
-        )
     context.update(
-        _chargers_context(viewer, charging_cards, now),
-        tags=tags,
-        active=selectors.active_sessions(customer=viewer.customer, tags=tags, now=now),
-        start_notices=selectors.start_notices(customer=viewer.customer, now=now),
-        recent=selectors.recent_sessions(tags=tags, now=now),
-        reservation=selectors.next_reservation(customer=viewer.customer, now=now),
-        live_url=live_url,
+        board.whole_page(),
+        section="dashboard",
+        live_url=live.stream_url(reverse("portal:live"), channel),
     )
     return access.render_portal(request, viewer, "portal/dashboard.html", context)
-
-
-def _chargers_context(
-    viewer: access.Viewer, charging_cards: selectors.ChargingCards, now: datetime
-) -> dict[str, object]:
-    """What the chargers section needs, on the page and in its live re-read."""
-    return {
-        "can_charge": charging_cards.any_active and not viewer.acting,
-        "chargers": selectors.charger_list(customer=viewer.customer, now=now),
-        "reservation_minute_options": RESERVATION_MINUTE_OPTIONS,
-    }
 
 
 @login_required
