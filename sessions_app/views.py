@@ -18,6 +18,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import push_url
 
 from polaris import live
@@ -72,6 +73,7 @@ def _live_url() -> str:
 
 
 @staff_only
+@vary_on_headers("HX-Request", "HX-Trigger")
 def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     fragment = is_fragment_request(request)
     # Only the whole page connects to the stream.
@@ -193,10 +195,10 @@ def _as_text(cell: str) -> str:
 
 
 @staff_only
+@vary_on_headers("HX-Request")
 def session_detail(
     request: AuthenticatedHttpRequest, steve_transaction_id: int
 ) -> HttpResponse:
-    live_url = _live_url()
     try:
         session = selectors.session_detail(steve_transaction_id=steve_transaction_id)
     except TransactionSyncState.DoesNotExist:
@@ -212,9 +214,12 @@ def session_detail(
         "resync": selectors.recent_resync(
             steve_transaction_id=steve_transaction_id, now=now
         ),
-        "live_url": live_url,
     }
-    return render(request, "sessions_app/session_detail.html", context)
+    template = "sessions_app/session_detail.html"
+    if is_fragment_request(request):
+        # A sync tick's re-read: the parts that change, not the page around them.
+        return render(request, f"{template}#live-parts", context)
+    return render(request, template, {**context, "live_url": _live_url()})
 
 
 @staff_only

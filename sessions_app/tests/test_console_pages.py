@@ -75,6 +75,22 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(response, 'role="img"')
         self.assertContains(response, "Sync events (2)")
 
+    def test_a_sync_ticks_re_read_gets_the_live_parts_alone(self) -> None:
+        session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04A1")
+        url = reverse(
+            "sessions_app:session-detail", args=[session.steve_transaction_id]
+        )
+        # The page's queries without the stream's: the parts read what they show.
+        with self.assertNumQueries(7):
+            response = self.client.get(url, headers={"HX-Request": "true"})
+        html = response.content.decode()
+        self.assertNotIn("<html", html)
+        self.assertNotIn("sse-connect", html)
+        self.assertIn('id="resync-status"', html)
+        self.assertIn('id="session-detail"', html)
+        self.assertContains(response, "3.500 kWh")
+        self.assertIn("HX-Request", response["Vary"])
+
     @override_settings(TIME_ZONE="UTC")
     def test_a_manual_stop_the_station_charges_on_after_says_so(self) -> None:
         reading = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
