@@ -1,27 +1,17 @@
 """Formatting filters of the portal templates."""
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
 from django.utils import timezone
 
-from sessions_app.templatetags.console import short_time
+from sessions_app.templatetags.console import duration, short_time
 
 register = template.Library()
-
-
-@register.filter
-def duration(value: timedelta | None) -> str:
-    """`1 h 05 min`, `12 min` or `<1 min`."""
-    if value is None:
-        return "—"
-    minutes = int(value.total_seconds() // 60)
-    if minutes < 1:
-        return "<1 min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+# The console's, so a duration reads the same to staff and to the customer.
+register.filter("duration", duration)
 
 
 TENTH = Decimal("0.1")

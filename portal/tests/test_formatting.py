@@ -1,7 +1,9 @@
 """The portal's formatting filters (portal/templatetags/portal.py)."""
 
+from datetime import timedelta
 from decimal import Decimal
 
+from django.template import engines
 from django.template.defaultfilters import floatformat
 from django.test import SimpleTestCase
 
@@ -17,3 +19,20 @@ class KilowattsTests(SimpleTestCase):
                 )
         self.assertEqual(kilowatts(Decimal("22.0")), "22")
         self.assertEqual(kilowatts(Decimal("7.45")), "7.5")
+
+
+class DurationTests(SimpleTestCase):
+    def test_staff_and_customers_read_a_duration_alike(self) -> None:
+        cases = {
+            timedelta(seconds=40): "&lt;1 min",
+            timedelta(seconds=-5): "&lt;1 min",
+            timedelta(minutes=12, seconds=59): "12 min",
+            timedelta(hours=1, minutes=5): "1 h 05 min",
+            None: "—",
+        }
+        engine = engines["django"]
+        for library in ("portal", "console"):
+            page = engine.from_string(f"{{% load {library} %}}{{{{ value|duration }}}}")
+            for value, said in cases.items():
+                with self.subTest(library=library, value=value):
+                    self.assertEqual(page.render({"value": value}), said)

@@ -25,10 +25,12 @@ def query_without(filters: SessionFilters, name: str) -> str:
 
 @register.filter
 def duration(value: timedelta | None) -> str:
-    """A duration as '1 h 05 min' or '12 min'."""
+    """A duration as '1 h 05 min', '12 min' or '<1 min'."""
     if value is None:
         return "—"
-    minutes = max(int(value.total_seconds() // 60), 0)
+    minutes = int(value.total_seconds() // 60)
+    if minutes < 1:
+        return "<1 min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
