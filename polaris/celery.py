@@ -32,8 +32,9 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
     sender.conf.beat_schedule = {
-        # Every SYNC_INTERVAL_SECONDS (10 s by default): not expressible as a crontab
-        # (https://crontab.guru/#*_*_*_*_* is the finest), so a plain interval.
+        # Every schedule is an interval counted from beat's start, set by one
+        # variable each; the sync's 10 s default is finer than a crontab can say.
+        # Every SYNC_INTERVAL_SECONDS (10 s by default).
         "sync-transactions": {
             "task": "sync.tasks.sync_run_transactions",
             "schedule": float(settings.SYNC_INTERVAL_SECONDS),
@@ -46,21 +47,19 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
                 "link": API_SESSIONS_ADVANCE,
             },
         },
-        # Every 5 minutes by default: https://crontab.guru/#*/5_*_*_*_*
+        # Every CHARGER_PROBE_INTERVAL_SECONDS (5 minutes by default).
         "probe-chargers": {
             "task": "sync.tasks.sync_run_chargers",
             "schedule": float(settings.CHARGER_PROBE_INTERVAL_SECONDS),
             "options": {"expires": float(settings.CHARGER_PROBE_INTERVAL_SECONDS)},
         },
-        # Every hour by default: https://crontab.guru/#0_*_*_*_* (an interval, like
-        # the others, so that one variable sets it).
+        # Every SYNC_RECONCILE_INTERVAL_SECONDS (an hour by default).
         "reconcile-transactions": {
             "task": "sync.tasks.sync_run_reconcile",
             "schedule": float(settings.SYNC_RECONCILE_INTERVAL_SECONDS),
             "options": {"expires": float(settings.SYNC_RECONCILE_INTERVAL_SECONDS)},
         },
-        # Once a day: https://crontab.guru/#0_0_*_*_* (an interval, counted from
-        # beat's start).
+        # Once a day.
         "prune-sync-runs": {
             "task": "sync.tasks.sync_runs_prune",
             "schedule": float(settings.DAY_SECONDS),

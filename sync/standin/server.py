@@ -87,6 +87,16 @@ class StandinOptions:
         )
 
 
+def add_fleet_size_argument(parser: ArgumentParser) -> None:
+    """--fleet-size, of the stand-in and of the demo that starts one."""
+    parser.add_argument(
+        "--fleet-size",
+        type=int_between(1, MAX_FLEET_SIZE, what="a number of charge points"),
+        default=6,
+        help="Number of simulated charge points (default %(default)s).",
+    )
+
+
 def add_arguments(parser: ArgumentParser) -> None:
     """Add the options ``python -m sync.standin`` and ``steve_standin`` share."""
     parser.add_argument(
@@ -95,12 +105,7 @@ def add_arguments(parser: ArgumentParser) -> None:
         default=8180,
         help="TCP port on 127.0.0.1 (default %(default)s; 0 picks a free one).",
     )
-    parser.add_argument(
-        "--fleet-size",
-        type=int_between(1, MAX_FLEET_SIZE, what="a number of charge points"),
-        default=6,
-        help="Number of simulated charge points (default %(default)s).",
-    )
+    add_fleet_size_argument(parser)
     parser.add_argument(
         "--seed",
         type=int,

@@ -313,11 +313,6 @@ class StandinProcess:
         """Connect or disconnect a station."""
         self._control("POST", f"stations/{quote(charge_box_id)}", {"online": online})
 
-    def set_reject_remote_start(self, charge_box_id: str, reject: bool) -> None:
-        """Make a station answer RemoteStartTransaction with Rejected (or not)."""
-        body = {"rejectRemoteStart": reject}
-        self._control("POST", f"stations/{quote(charge_box_id)}", body)
-
     def set_trigger_answer(self, charge_box_id: str, answer: str) -> None:
         """How a station answers TriggerMessage: Accepted, Rejected or
         NotImplemented (a CallError, as from a station without RemoteTrigger)."""

@@ -7,17 +7,19 @@ need). Ctrl-C or SIGTERM stops every child process and the embedded servers.
 """
 
 import ctypes
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 import psycopg
-import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
@@ -28,10 +30,11 @@ from polaris import embedded
 from polaris.commands import info_logs_hidden
 from polaris.handlers import uvicorn_command
 from sync import services
-from sync.arguments import MAX_FLEET_SIZE, int_between
+from sync.arguments import int_between
 from sync.client import SteveClient, SteveError
 from sync.models import SyncRun
 from sync.services import demo
+from sync.standin.server import add_fleet_size_argument
 
 STANDIN_USERNAME = "polaris"
 STANDIN_PASSWORD = "polaris"
@@ -82,12 +85,7 @@ class Command(BaseCommand):
             default=8180,
             help="SteVe stand-in port (default 8180; a free one if it is taken).",
         )
-        parser.add_argument(
-            "--fleet-size",
-            type=int_between(1, MAX_FLEET_SIZE, what="a number of charge points"),
-            default=6,
-            help="Charge points in the stand-in's fleet (default 6).",
-        )
+        add_fleet_size_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"]
@@ -225,7 +223,7 @@ class Command(BaseCommand):
             env,
         )
         health = env["STEVE_URL"].removesuffix("/steve") + "/_standin/health"
-        self._wait_for(lambda: requests.get(health, timeout=1).ok, "the SteVe stand-in")
+        self._wait_for(lambda: _answers(health, timeout=1), "the SteVe stand-in")
 
     def _first_sync(self, env: dict[str, str]) -> None:
         """Sync once before the web starts, so the first page already has data."""
@@ -279,21 +277,20 @@ class Command(BaseCommand):
         )
         self.children.append((name, process))
 
-    def _wait_for(self, ready: Any, what: str, timeout: float = 30) -> None:
+    def _wait_for(
+        self, ready: Callable[[], bool], what: str, timeout: float = 30
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_children()
-            try:
-                if ready():
-                    return
-            except requests.RequestException:
-                pass
+            if ready():
+                return
             time.sleep(0.2)
         raise CommandError(f"{what} did not start within {timeout:g} s.")
 
     def _wait_until_serving(self, port: int) -> None:
         url = f"http://127.0.0.1:{port}/accounts/login/"
-        self._wait_for(lambda: requests.get(url, timeout=2).ok, "The web server")
+        self._wait_for(lambda: _answers(url, timeout=2), "The web server")
 
     def _check_children(self) -> None:
         for name, process in self.children:
@@ -341,3 +338,14 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+
+
+def _answers(url: str, timeout: float) -> bool:
+    """True once `url` answers 200 OK. (The SteVe client is the only code that
+    speaks to SteVe; these are health checks of our own processes.)"""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (OSError, http.client.HTTPException):
+        # Refused, reset, timed out, or an error status (HTTPError is an OSError).
+        return False

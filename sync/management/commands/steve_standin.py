@@ -7,7 +7,6 @@ Polaris itself is configured with (``STEVE_USERNAME``/``STEVE_PASSWORD``).
 SIGTERM or Ctrl-C stops it.
 """
 
-import os
 from typing import Any
 
 from django.conf import settings
@@ -45,6 +44,5 @@ class Command(BaseCommand):
 
 
 def _credential(name: str) -> str:
-    """The setting ``name``, else the environment variable, else ``polaris``."""
-    value = getattr(settings, name, None) or os.environ.get(name)
-    return str(value or DEFAULT_CREDENTIAL)
+    """The setting ``name`` (read from the environment), else ``polaris``."""
+    return str(getattr(settings, name, None) or DEFAULT_CREDENTIAL)
