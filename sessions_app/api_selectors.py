@@ -352,15 +352,27 @@ def transactions_synced_since(moment: datetime) -> bool:
     """Whether a transactions sync that began at or after `moment` has finished
     having read SteVe: it stored every transaction SteVe had reported by `moment`.
 
-    A partial run counts: it read SteVe's whole list and missed only transactions
-    that vanished from SteVe during the run. A failed run does not: SteVe did not
-    answer, so it proves nothing.
+    A partial run counts when it stored every transaction it left unread (a new
+    one whose meter values SteVe could not serve is stored from its list row): it
+    read SteVe's whole list, and missed only transactions that vanished from SteVe
+    during the run. One the database refused to store might be the one awaited.
+    A failed run does not count: SteVe did not answer, so it proves nothing.
     """
-    return SyncRun.objects.filter(
+    runs = SyncRun.objects.filter(
         kind=SyncRun.Kind.TRANSACTIONS,
         status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL],
         started_at__gte=moment,
-    ).exists()
+    ).values_list("unread_transaction_ids", flat=True)
+    unread = list(runs)
+    if any(not pks for pks in unread):
+        return True
+    left_unread = {pk for pks in unread for pk in pks}
+    stored = set(
+        TransactionSyncState.objects.filter(
+            steve_transaction_id__in=left_unread
+        ).values_list("steve_transaction_id", flat=True)
+    )
+    return any(set(pks) <= stored for pks in unread)
 
 
 # The session object

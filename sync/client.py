@@ -125,9 +125,13 @@ class SteveTransaction:
 
 # OCPP's default measurement location, the connector the car charges from.
 OUTLET = "Outlet"
-# The largest sampled value taken as real: a petawatt-hour in Wh. Real registers
-# stay far below it; beyond it a number would overflow our bigint columns.
+# The largest sampled value taken as a number: beyond it Decimal arithmetic and
+# our bigint columns stop being safe.
 MAX_READING = Decimal(10**15)
+# The largest energy register reading taken as real: 100 GWh, more than a 350 kW
+# charger delivers in thirty years. kWh columns (numeric(12,3)) hold under 10^12 Wh,
+# and a glitching meter's 0xFFFFFFFF kWh (4.3 x 10^12 Wh) is no reading at all.
+MAX_REGISTER_WH = Decimal(10**11)
 
 
 KILO = Decimal(1000)
@@ -159,7 +163,8 @@ class MeterReading:
             and not self.phase
             and (self.unit or "Wh") in ("Wh", "kWh")
             and self.format != "SignedData"
-            and self.decimal_value is not None
+            and (number := self.decimal_value) is not None
+            and abs(in_base_unit(number, self.unit)) <= MAX_REGISTER_WH
         )
 
     @property
@@ -261,6 +266,18 @@ def _wh(value: Any) -> int | None:
     return int(Decimal(str(value)).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
 
 
+def _stop_wh(value: Any) -> int | None:
+    """The stop value in whole Wh; None for none, or for one no meter could read.
+    (A station's meterStop is a 32-bit integer, but SteVe copies a manual stop's
+    value from the last reading, whatever the station sent there.)"""
+    if value is None:
+        return None
+    number = Decimal(str(value))
+    if not number.is_finite() or abs(number) > MAX_REGISTER_WH:
+        return None
+    return _wh(number)
+
+
 def _parse_transaction(item: Mapping[str, Any]) -> SteveTransaction:
     stop_timestamp = item.get("stopTimestamp")
     start_value = _wh(item["startValue"])
@@ -274,7 +291,7 @@ def _parse_transaction(item: Mapping[str, Any]) -> SteveTransaction:
         start_timestamp=parse_timestamp(item["startTimestamp"]),
         start_value_wh=start_value,
         stop_timestamp=parse_timestamp(stop_timestamp) if stop_timestamp else None,
-        stop_value_wh=_wh(item.get("stopValue")),
+        stop_value_wh=_stop_wh(item.get("stopValue")),
         stop_reason=item.get("stopReason") or None,
         stop_event_actor=item.get("stopEventActor") or None,
         user_id=item.get("userId"),

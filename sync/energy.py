@@ -30,6 +30,7 @@ energy rules live here:
   replaces it, but say that the station is still charging there.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -88,11 +89,14 @@ def plan_transaction(
     state: StoredState | None,
     transaction: SteveTransaction,
     readings: list[tuple[datetime, int]] | None,
+    stored_corrections: Collection[tuple[datetime, int]] = (),
 ) -> TransactionPlan:
     """Compare SteVe's view of a transaction with the stored one.
 
     `readings` are (timestamp, Wh) energy register readings, oldest first, or None
     when they were not fetched (only the stop data is compared then).
+    `stored_corrections` are the (readingAt, meterWh) of the transaction's stored
+    `corrected` events, which a replacing stop may repeat.
     """
     events: list[PlannedEvent] = []
     if state is None:
@@ -158,8 +162,12 @@ def plan_transaction(
         "meter_start_wh": transaction.start_value_wh,
         "is_deleted_in_steve": False,
     }
-    if stop_at is not None and transaction.stop_value_wh is not None:
-        stop_wh = transaction.stop_value_wh
+    if stop_at is not None:
+        # A stop value no meter could read closes the session where its readings
+        # stood.
+        stop_wh = (
+            baseline if transaction.stop_value_wh is None else transaction.stop_value_wh
+        )
         already_stopped = state is not None and state.is_finalized
         stop_changed = already_stopped and (
             state.meter_last_wh != stop_wh  # type: ignore[union-attr]
@@ -191,14 +199,18 @@ def plan_transaction(
             )
             if stop_wh < baseline:
                 reset_seen = True
-            delivered += delta
             event_type = "corrected" if already_stopped else "stopped"
             stop_event = PlannedEvent(event_type, stop_wh, stop_at, delta)
             # A replacing stop below the baseline comes with the station's
-            # Transaction.End reading, already planned above as this very correction
-            # (with no energy): the same observation is stored once.
-            if not any(_same_observation(stop_event, event) for event in events):
+            # Transaction.End reading, recorded as this very correction (with no
+            # energy), in this run or an earlier one: the same observation is
+            # stored once, and counted once.
+            repeated = any(_same_observation(stop_event, e) for e in events) or (
+                already_stopped and (stop_at, stop_wh) in stored_corrections
+            )
+            if not repeated:
                 events.append(stop_event)
+                delivered += delta
             baseline = stop_wh
             dip = None
             last_at = max(last_at, stop_at)

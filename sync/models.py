@@ -428,6 +428,18 @@ class TransactionSyncState(models.Model):
         )
 
 
+class SyncedTransactionEventQuerySet(models.QuerySet["SyncedTransactionEvent"]):
+    def corrections_of(
+        self, transaction_ids: list[int]
+    ) -> "SyncedTransactionEventQuerySet":
+        """The `corrected` events of these transaction_sync_state rows (read by
+        the unique key ste_unique_observation, which starts with both)."""
+        return self.filter(
+            transaction_id__in=transaction_ids,
+            event_type=SyncedTransactionEvent.EventType.CORRECTED,
+        )
+
+
 class SyncedTransactionEvent(models.Model):
     """One observed change of a transaction; append-only."""
 
@@ -463,6 +475,8 @@ class SyncedTransactionEvent(models.Model):
     )
     ocpp_id_tag = models.CharField(max_length=255, db_column="ocppIdTag")
     synced_at = models.DateTimeField(default=timezone.now, db_column="syncedAt")
+
+    objects = SyncedTransactionEventQuerySet.as_manager()
 
     class Meta:
         db_table = "synced_transaction_events"

@@ -3,6 +3,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import time_machine
 from django.db import connection
 from django.http import HttpResponse
 from django.test import override_settings
@@ -1218,11 +1219,14 @@ class StartNoticeTests(PortalTestCase):
         self.assertIn("has not begun within 2 minutes", banner)
 
     def test_a_scheduled_start_says_when(self) -> None:
-        starts_at = timezone.localtime() + timedelta(hours=1)
-        self.start(remote_start_sent_at=None, target_start_at=starts_at)
-        banner = self.banner()
+        # At noon, so that an hour later is still today (its clock time alone).
+        noon = timezone.localtime().replace(hour=12, minute=0)
+        with time_machine.travel(noon, tick=False):
+            starts_at = noon + timedelta(hours=1)
+            self.start(remote_start_sent_at=None, target_start_at=starts_at)
+            banner = self.banner()
         self.assertIn("is scheduled", banner)
-        self.assertIn(f">{starts_at:%H:%M}</time>", banner)
+        self.assertIn(">13:00</time>", banner)
 
     def test_a_start_the_station_did_not_take_says_so_until_the_next_one(
         self,

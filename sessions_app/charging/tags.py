@@ -1,6 +1,7 @@
 """Which of a customer's idTags a remote start sends."""
 
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils import timezone
 
 from portal.models import Reservation
@@ -25,6 +26,7 @@ def tag_for(
 
     Raises SessionInvalid when the user has no active tag.
     """
+    _wait_for_the_users_other_starts(user)
     tags = UserMapping.objects.active().filter(user=user)
     reserved = (
         Reservation.objects.for_user(user)
@@ -55,3 +57,18 @@ def tag_for(
     # then by tag), so the first is free of both when any tag is.
     candidates.sort(key=lambda tag: tag.upper() in held)
     return candidates[0]
+
+
+# Two-key advisory locks, (this class, a user id), are a space apart from the
+# one-key locks of the sync runs.
+CARD_CHOICE_LOCK = 1
+
+
+def _wait_for_the_users_other_starts(user: User) -> None:
+    """Until the caller's transaction ends, another start of this user's waits
+    here: it then sees the session this one stores, and the card it took. (Two
+    starts choosing at once would both take the first free card.)"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [CARD_CHOICE_LOCK, user.pk]
+        )

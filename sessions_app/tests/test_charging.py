@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 import time_machine
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import OperationalError, connection
 from django.test import SimpleTestCase, TestCase, override_settings
 from django.utils import timezone
 from django_eventstream.eventstream import get_storage
@@ -30,6 +32,7 @@ from portal.models import ChargerGroup
 from sessions_app import charging
 from sessions_app.api_auth import api_token_create
 from sessions_app.api_selectors import CLOCK_SKEW
+from sessions_app.charging.tags import CARD_CHOICE_LOCK
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
@@ -237,6 +240,26 @@ class ApiSessionLifecycleTests(ChargingTestCase):
             self.sync()
             session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.STARTED)
+
+    def test_a_start_whose_meter_values_steve_cannot_serve_still_counts(
+        self,
+    ) -> None:
+        # SteVe lists the charge but fails its meter values: the partial run
+        # stores it from its list row, and the session starts, not cancels.
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        self.standin.tick()  # the station starts charging at once
+        pk = max(t["id"] for t in self.standin.state()["transactions"])
+        self.standin.set_fault(
+            "error", count=-1, status=503, path_contains=f"/transactions/{pk}?"
+        )
+        with time_machine.travel(sent_at + timedelta(minutes=3), tick=False):
+            run = services.sync_run_transactions(trigger="command", client=self.steve)
+            self.assertEqual(run.status, SyncRun.Status.PARTIAL)
+            self.assertEqual(run.unread_transaction_ids, [pk])
+            session = self.advance(session)
+        self.assert_started_on(session, pk)
 
     def test_a_start_the_sync_sees_after_the_deadline_still_counts(self) -> None:
         session = self.create()
@@ -801,6 +824,23 @@ class ApiSessionTagTests(ChargingTestCase):
         self.standin.station_stop(42)  # frees CP-002
         second = self.create(box="CP-002")
         self.assertEqual((first.id_tag, second.id_tag), ("TAG-0001", "TAG-0002"))
+
+    def test_a_customers_starts_choose_their_cards_one_at_a_time(self) -> None:
+        # Another start of Alice's, still in its transaction on another
+        # connection, is choosing a card: this one waits for it to commit, then
+        # sees the session it stored. (Here it gives up after 200 ms.)
+        other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
+        self.addCleanup(other.close)
+        other.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [CARD_CHOICE_LOCK, self.alice.pk]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        with self.assertRaises(OperationalError):
+            self.create(box="CP-001")
+        self.assertFalse(ApiSession.objects.exists())
+        other.rollback()  # the other start ends: this one chooses now
+        self.assertEqual(self.create(box="CP-001").id_tag, "TAG-0001")
 
     def test_a_scheduled_start_takes_the_tag_free_when_it_is_sent(self) -> None:
         start_at = timezone.now()

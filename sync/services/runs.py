@@ -25,7 +25,7 @@ from decimal import Decimal
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import Max
 from django.dispatch import Signal
 from django.utils import timezone
@@ -256,6 +256,10 @@ class Listed:
     missing_pks: list[int]
     # A resync reads the meter values even of a session that looks unchanged.
     force_details: bool = False
+
+
+# What the database says of data it will not hold, as opposed to being down.
+REFUSED_DATA = (DataError, IntegrityError)
 
 
 class _SaveFailed(Exception):
@@ -692,13 +696,32 @@ def _plan(
         if force_details or _needs_details(stored.get(t.id), t, watched_since)
     ]
     readings = _fetch_readings(steve, tally, needs_details)
+    unread = set(tally.unread_pks)
+    corrections = _stored_corrections(
+        [
+            state.pk
+            for t in transactions
+            if (state := stored.get(t.id))
+            and state.is_finalized
+            and _stop_moved(state, t)
+        ]
+    )
     plans: list[TransactionPlan] = []
     for t in transactions:
         state = stored.get(t.id)
-        if t.id not in readings and (state is None or not state.is_finalized):
-            continue  # its details could not be read this time; the next run retries
+        # A new transaction whose meter values SteVe could not serve is stored from
+        # its list row (its start, and its stop and stop value once stopped): the
+        # charge is known at once, and its readings follow in a later run. A stored
+        # open one keeps what it has until then.
+        if t.id not in readings and not (
+            (state is None and t.id in unread) or (state and state.is_finalized)
+        ):
+            continue  # vanished mid-run, or open and unread: the next run retries
         plan = plan_transaction(
-            _stored_state(state) if state else None, t, readings.get(t.id)
+            _stored_state(state) if state else None,
+            t,
+            readings.get(t.id),
+            corrections.get(state.pk, ()) if state else (),
         )
         if plan.changed:
             plans.append(plan)
@@ -720,11 +743,32 @@ def _needs_details(
         and state.updated_at >= watched_since
     ):
         return True
+    return _stop_moved(state, t)
+
+
+def _stop_moved(state: TransactionSyncState, t: SteveTransaction) -> bool:
+    """Whether SteVe's stop data differs from the stored stop (a replaced stop)."""
     return (
         state.stopped_at != t.stop_timestamp
-        or state.meter_last_wh != t.stop_value_wh
+        or (t.stop_value_wh is not None and state.meter_last_wh != t.stop_value_wh)
         or state.stop_event_actor != (t.stop_event_actor or "")
     )
+
+
+def _stored_corrections(state_ids: list[int]) -> dict[int, set[tuple[datetime, int]]]:
+    """The (readingAt, meterWh) of the stored `corrected` events of these rows,
+    which a replacing stop may repeat (see `plan_transaction`)."""
+    found: dict[int, set[tuple[datetime, int]]] = {}
+    if not state_ids:
+        return found
+    rows = (
+        SyncedTransactionEvent.objects.corrections_of(state_ids)
+        .order_by()
+        .values_list("transaction_id", "reading_at", "meter_wh")
+    )
+    for state_id, reading_at, meter_wh in rows:
+        found.setdefault(state_id, set()).add((reading_at, meter_wh))
+    return found
 
 
 def _fetch_readings(
@@ -862,18 +906,72 @@ def _saving() -> Iterator[None]:
 
 
 def _save_batch(run: SyncRun, plans: list[TransactionPlan], tally: RunTally) -> None:
+    """Save a batch in one database transaction. Should the database refuse one
+    transaction's data (a value out of its range, say), the batch is saved one by
+    one instead: the others are stored, and the refused ones are named and read
+    again by the next runs, rather than every run failing on them for ever."""
+    try:
+        _save_plans(run, plans, tally)
+    except _SaveFailed as failure:
+        if not isinstance(failure.__cause__, REFUSED_DATA):
+            raise
+        logger.warning("Sync run %s: batch refused, saving one by one", run.pk)
+        refused: dict[int, DatabaseError] = {}
+        for plan in plans:
+            try:
+                _save_plans(run, [plan], tally)
+            except _SaveFailed as one_failure:
+                if not isinstance(one_failure.__cause__, REFUSED_DATA):
+                    raise
+                logger.error(
+                    "Sync run %s: transaction %s refused",
+                    run.pk,
+                    plan.transaction.id,
+                    exc_info=one_failure.__cause__,
+                )
+                refused[plan.transaction.id] = one_failure.__cause__
+        _report_refused(tally, sorted(refused))
+
+
+def _save_plans(run: SyncRun, plans: list[TransactionPlan], tally: RunTally) -> None:
     with _saving():
         chargers = _ensure_chargers(plans)
-        _write_batch(run, plans, chargers, tally)
+        written = _write_batch(run, plans, chargers)
         _check_in_from_readings(plans, chargers)
+    # Counted once committed: a batch saved again one by one is counted once.
+    tally.created += written.created
+    tally.updated += written.updated
+    tally.events += written.events
+    tally.changed_ids.extend(written.changed_ids)
+
+
+def _report_refused(tally: RunTally, pks: list[int]) -> None:
+    shown = ", ".join(str(pk) for pk in pks[:UNREADABLE_NAMED])
+    if len(pks) > UNREADABLE_NAMED:
+        shown += f" and {len(pks) - UNREADABLE_NAMED:,} more"
+    noun = "Transaction" if len(pks) == 1 else "Transactions"
+    tally.unread_pks.extend(pks)
+    tally.errors += len(pks) - 1
+    tally.fail_one(
+        f"{noun} {shown}: Polaris could not store what SteVe sent (see logs). "
+        f"The others were synced. The next run reads "
+        f"{'it' if len(pks) == 1 else 'them'} again."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    created: int
+    updated: int
+    events: int
+    changed_ids: list[int]
 
 
 def _write_batch(
     run: SyncRun,
     plans: list[TransactionPlan],
     chargers: dict[tuple[str, int], int],
-    tally: RunTally,
-) -> None:
+) -> _Written:
     now = timezone.now()
     rows = []
     for plan in plans:
@@ -911,10 +1009,12 @@ def _write_batch(
     user_mappings_spell_as_synced(
         tags=[plan.transaction.ocpp_id_tag for plan in plans if plan.is_new]
     )
-    tally.created += sum(plan.is_new for plan in plans)
-    tally.updated += sum(not plan.is_new for plan in plans)
-    tally.events += len(events)
-    tally.changed_ids.extend(ids.values())
+    return _Written(
+        created=sum(plan.is_new for plan in plans),
+        updated=sum(not plan.is_new for plan in plans),
+        events=len(events),
+        changed_ids=list(ids.values()),
+    )
 
 
 def _write_vanished(

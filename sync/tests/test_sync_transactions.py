@@ -143,6 +143,53 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertFalse(row.meter_reset_seen)
         self.assert_energy_adds_up()
 
+    def test_a_register_no_charger_could_reach_is_left_out(self) -> None:
+        # 0xFFFFFFFF kWh from a glitching meter: beyond what the kWh columns hold,
+        # it would fail every run from then on.
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=10)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
+        )
+        values = ["2001.0", "4294967295", "2002.5"]
+        self.standin.add_meter_values(
+            pk,
+            [
+                {
+                    "value": value,
+                    "unit": "kWh",
+                    "valueTimestamp": iso(start + timedelta(minutes=n)),
+                }
+                for n, value in enumerate(values, start=1)
+            ],
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(self.row(pk).kwh_delivered, Decimal("2.500"))
+        self.assert_energy_adds_up()
+
+    def test_a_stop_value_no_meter_could_read_closes_where_the_readings_stood(
+        self,
+    ) -> None:
+        self.sync()
+        start = datetime.now(UTC) - timedelta(minutes=10)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
+        )
+        at = iso(start + timedelta(minutes=1))
+        self.standin.add_meter_values(pk, [{"value": "2001500", "valueTimestamp": at}])
+        self.standin.station_stop(pk, 99999999999999999999)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual(
+            (row.is_finalized, row.meter_last_wh, row.kwh_delivered),
+            (True, 2_001_500, Decimal("1.500")),
+        )
+        self.assert_energy_adds_up()
+        again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
     def test_the_outlet_register_counts_when_a_station_meters_two_places(
         self,
     ) -> None:
@@ -474,6 +521,49 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(row.meter_reset_seen)
         self.assertEqual(row.events.filter(event_type="corrected").count(), 2)
         self.assertGreaterEqual(row.kwh_delivered, Decimal("3.890"))
+        self.assert_energy_adds_up()
+        assert_rollups_exact(self)
+        again = self.sync()
+        self.assertEqual(again.status, SyncRun.Status.SUCCEEDED, again.error)
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
+    def test_a_station_stop_repeating_a_drop_stored_runs_before_is_saved(
+        self,
+    ) -> None:
+        # The drop to 3,000 Wh is stored as a correction; a manual stop follows,
+        # then the station's own stop at that very reading. The same observation
+        # is stored once, not a duplicate that fails every run from then on.
+        self.sync()
+        start = (datetime.now(UTC) - timedelta(minutes=30)).replace(microsecond=0)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        drop_at = start + timedelta(minutes=2)
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": "5000", "valueTimestamp": iso(start + timedelta(minutes=1))},
+                {"value": "3000", "valueTimestamp": iso(drop_at)},
+            ],
+        )
+        self.sync()
+        self.steve.stop_transaction(pk)
+        self.sync()
+        replaced = self.standin.station_stop(pk, 3000, stop_timestamp=iso(drop_at))
+        self.assertTrue(replaced["accepted"], replaced)
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual(
+            (row.stop_event_actor, row.stopped_at, row.kwh_delivered),
+            ("station", drop_at, Decimal("4.000")),
+        )
+        self.assertEqual(
+            row.events.filter(
+                event_type="corrected", reading_at=row.stopped_at, meter_wh=3000
+            ).count(),
+            1,
+        )
         self.assert_energy_adds_up()
         assert_rollups_exact(self)
         again = self.sync()
@@ -889,10 +979,12 @@ class SyncFaultTests(SyncTestCase):
             (run.errors_count, run.unread_transaction_ids), (1, [unreadable])
         )
         self.assertTrue(self.row(newer).events.filter(event_type="progress").exists())
-        self.assertFalse(
-            TransactionSyncState.objects.filter(
-                steve_transaction_id=unreadable
-            ).exists()
+        # Known from its list row at once (a charge going on, for the portal and
+        # the Sessions API), with its energy still to come.
+        stored = self.row(unreadable)
+        self.assertEqual((stored.is_finalized, stored.kwh_delivered), (False, 0))
+        self.assertEqual(
+            list(stored.events.values_list("event_type", flat=True)), ["started"]
         )
         # A run that fails in between (SteVe down) does not lose it.
         self.standin.set_fault("unauthorized", count=-1)
@@ -905,6 +997,29 @@ class SyncFaultTests(SyncTestCase):
             self.row(unreadable).events.filter(event_type="progress").exists()
         )
         self.assert_energy_adds_up()
+
+    def test_a_transaction_the_database_refuses_holds_up_no_other(self) -> None:
+        # An idTag longer than its column (SteVe's own holds 255 characters too,
+        # so only a broken SteVe sends one): the rest of the batch is saved, and
+        # the refused one is named and read again by the next runs.
+        self.sync()
+        refused = self.standin.add_transaction("CP-003", 1, "T" * 300)
+        newer = self.add_new_activity()
+        with self.assertLogs("sync.services.runs", "ERROR"):
+            run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.PARTIAL)
+        self.assertEqual(
+            run.error,
+            f"Transaction {refused}: Polaris could not store what SteVe sent (see "
+            "logs). The others were synced. The next run reads it again.",
+        )
+        self.assertEqual((run.errors_count, run.unread_transaction_ids), (1, [refused]))
+        self.assertTrue(self.row(newer).events.filter(event_type="progress").exists())
+        self.assertEqual(run.created_count, 1)
+        self.assert_energy_adds_up()
+        with self.assertLogs("sync.services.runs", "ERROR"):
+            again = self.sync()
+        self.assertEqual(again.unread_transaction_ids, [refused], again.error)
 
     def test_a_failure_keeps_the_batches_saved_before_it_and_the_next_run_goes_on(
         self,
