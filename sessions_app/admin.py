@@ -11,6 +11,11 @@ from django.http import HttpRequest
 from sessions_app.api_auth import api_token_revoke
 from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
 
+# Django's admin under the product's name (it says "Django administration").
+admin.site.site_header = "Polaris Express admin"
+admin.site.site_title = "Polaris Express admin"
+admin.site.index_title = "Data the console does not edit"
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """A list and detail to read; rows are written by the services only."""

@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class SessionsConfig(AppConfig):
     name = "sessions_app"
+    verbose_name = "Sessions and billing"
 
     def ready(self) -> None:
         # Connects the live-update receivers to the sync's signals.

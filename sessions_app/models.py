@@ -47,6 +47,8 @@ class AuditEntry(models.Model):
 
     class Meta:
         db_table = "audit_log"
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit entries"
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["object_type", "object_id", "-created_at"])]
 
@@ -197,6 +199,7 @@ class ApiToken(models.Model):
 
     class Meta:
         db_table = "api_tokens"
+        verbose_name = "API token"
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -381,6 +384,7 @@ class ApiSession(models.Model):
 
     class Meta:
         db_table = "api_sessions"
+        verbose_name = "API session"
         ordering = ["-created_at", "-id"]
         constraints = [
             # One connector, one session in progress: the database decides races.

@@ -358,3 +358,68 @@ class LoginThrottleTests(TestCase):
             self.assertEqual(self.fail(1), [200])
             response = self.sign_in("alice@example.com", "driver")
         self.assertEqual(response.status_code, 302)
+
+
+class PasswordChangeTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.alice = UserFactory(username="alice@example.com")
+
+    def setUp(self) -> None:
+        self.client.force_login(self.alice)
+
+    def test_the_sidebar_leads_to_a_page_of_the_products_own(self) -> None:
+        dashboard = self.client.get("/")
+        self.assertContains(dashboard, 'href="/accounts/password_change/"')
+        page = self.client.get("/accounts/password_change/")
+        self.assertContains(page, '<h1 class="auth-card__title">Change password</h1>')
+        self.assertNotContains(page, "Django")
+
+    def test_a_wrong_old_password_changes_nothing(self) -> None:
+        response = self.client.post(
+            "/accounts/password_change/",
+            {
+                "old_password": "wrong",
+                "new_password1": "a new long passphrase 42",
+                "new_password2": "a new long passphrase 42",
+            },
+        )
+        self.assertContains(response, "Your old password was entered incorrectly")
+        self.alice.refresh_from_db()
+        self.assertTrue(self.alice.check_password("driver"))
+
+    def test_it_changes_the_password_and_keeps_this_device_signed_in(self) -> None:
+        response = self.client.post(
+            "/accounts/password_change/",
+            {
+                "old_password": "driver",
+                "new_password1": "a new long passphrase 42",
+                "new_password2": "a new long passphrase 42",
+            },
+            follow=True,
+        )
+        self.assertContains(response, "Password changed")
+        self.alice.refresh_from_db()
+        self.assertTrue(self.alice.check_password("a new long passphrase 42"))
+        self.assertEqual(self.client.get("/").status_code, 200)
+
+    def test_other_devices_must_sign_in_again(self) -> None:
+        other_device = Client()
+        other_device.force_login(self.alice)
+        self.client.post(
+            "/accounts/password_change/",
+            {
+                "old_password": "driver",
+                "new_password1": "a new long passphrase 42",
+                "new_password2": "a new long passphrase 42",
+            },
+        )
+        self.assertContains(
+            self.client.get("/accounts/password_change/"),
+            "other devices where you are signed in will ask for the new password",
+        )
+        self.assertRedirects(
+            other_device.get("/"),
+            "/accounts/login/?next=/",
+            fetch_redirect_response=False,
+        )

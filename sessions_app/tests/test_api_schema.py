@@ -71,7 +71,11 @@ class OpenApiSchemathesisTests(ApiTestCase):
                 "/api/v1/chargers",
             },
         )
-        self.assertEqual(self.client.get("/api/v1/docs").status_code, 200)
+        docs = self.client.get("/api/v1/docs")
+        # Swagger UI in the product's frame: a language, a way back, a landmark.
+        self.assertContains(docs, '<html lang="en">')
+        self.assertContains(docs, '<a class="api-docs__brand" href="/">')
+        self.assertContains(docs, '<main id="swagger-ui"></main>')
         # No operation lists 405 (a method it does not take), so the document says
         # how every path answers one.
         self.assertIn("answers 405", document["info"]["description"])
