@@ -1,4 +1,4 @@
-"""Writes of the portal: reservations and acting-as."""
+"""Writes of the portal: starts, reservations and acting-as."""
 
 import logging
 from collections.abc import MutableMapping
@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from portal.access import ACTING_AS_KEY
 from portal.models import Reservation
-from sessions_app.models import AuditEntry
+from portal.selectors import own_start_at
+from sessions_app.charging import ApiSessionError, api_session_create
+from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.services import audit_entry_create
 from sync.client import SteveClient, SteveError, SteveRejected
 from sync.models import Charger, UserMapping
@@ -37,6 +39,35 @@ class PortalError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class AlreadyStarting(PortalError):
+    """The Start was refused because this customer's own charge is starting or
+    under way there: a Start sent twice (a double click) is no failure."""
+
+
+def charge_start(
+    *, customer: User, charger: Charger, client: SteveClient
+) -> ApiSession:
+    """The portal's Start: a Sessions API session for `customer` on `charger`.
+
+    Raises AlreadyStarting when the connector is refused as held by the
+    customer's own session, else ApiSessionError as `api_session_create` does.
+    """
+    try:
+        return api_session_create(
+            user=customer,
+            charge_box_id=charger.charge_box_id,
+            connector_id=charger.connector_id,
+            client=client,
+        ).session
+    except ApiSessionError:
+        if own_start_at(customer=customer, charger=charger, now=timezone.now()):
+            raise AlreadyStarting(
+                f"Your charge at {charger.friendly_name} is already starting or "
+                "under way."
+            ) from None
+        raise
 
 
 def reservation_create(

@@ -30,7 +30,7 @@ from portal.forms import (
     SwitchForm,
 )
 from sessions_app.api_auth import api_token_create, api_token_revoke
-from sessions_app.charging import ApiSessionError, api_session_create, api_session_stop
+from sessions_app.charging import ApiSessionError, api_session_stop
 from sessions_app.models import ApiSession
 from sessions_app.new_token import (
     new_token_forget,
@@ -201,25 +201,13 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     charger = _posted_charger(request, customer)
     try:
         with SteveClient() as client:
-            session = api_session_create(
-                user=customer,
-                charge_box_id=charger.charge_box_id,
-                connector_id=charger.connector_id,
-                client=client,
-            ).session
-    except ApiSessionError as error:
-        # A Start sent twice (a double click) is refused as the connector's
-        # second session: the first one is this customer's own.
-        if selectors.own_start_at(
-            customer=customer, charger=charger, now=timezone.now()
-        ):
-            messages.info(
-                request,
-                f"Your charge at {charger.friendly_name} is already starting "
-                "or under way.",
+            session = services.charge_start(
+                customer=customer, charger=charger, client=client
             )
-        else:
-            messages.error(request, error.message)
+    except services.AlreadyStarting as notice:
+        messages.info(request, notice.message)
+    except ApiSessionError as error:
+        messages.error(request, error.message)
     else:
         # A start whose answer was lost is kept with a message saying so: the
         # station may not be starting at all.
