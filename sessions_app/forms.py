@@ -4,12 +4,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.http import QueryDict
 from django.utils import timezone
 
 from sync.models import SyncRun, UserMapping
-from sync.services.mappings import validate_id_tag, validate_tag_is_free
+from sync.services.mappings import (
+    customers_by_email,
+    validate_id_tag,
+    validate_tag_is_free,
+)
 
 STATUS_CHOICES = [("all", "All"), ("active", "Active"), ("completed", "Completed")]
 TAG_MAX_LENGTH = 100
@@ -191,10 +194,8 @@ class UserMappingForm(forms.ModelForm):
         return tag
 
     def clean_customer_email(self) -> object:
-        email = self.cleaned_data["customer_email"].strip().lower()
-        user = get_user_model().objects.filter(username__iexact=email).first()
-        if user is None:
-            user = get_user_model().objects.filter(email__iexact=email).first()
+        email = self.cleaned_data["customer_email"].strip()
+        user = customers_by_email([email]).get(email)
         if user is None:
             raise forms.ValidationError(
                 "No customer account has this email; import a CSV row to create one."

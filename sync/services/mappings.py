@@ -435,7 +435,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     write per table. Raises IntegrityError when another process saved one of these
     tags or accounts since the reads."""
     chunk = MappingImportResult()
-    users = _customers_by_email({row.email for row in rows})
+    users = customers_by_email({row.email for row in rows})
     mappings = _mappings_by_tag({row.tag for row in rows})
     spellings = id_tags_as_steve_writes({row.tag for row in rows})
     new_users: dict[str, User] = {}
@@ -522,10 +522,11 @@ class _ImportEmail(TypedDict):
     import_email: str
 
 
-def _customers_by_email(emails: Collection[str]) -> dict[str, User]:
+def customers_by_email(emails: Collection[str]) -> dict[str, User]:
     """The accounts whose username or email address is one of `emails` in any
-    letter case, by email, as the console's mapping form finds them: a username
-    match first, else the oldest account with the address (`iexact`, `.first()`)."""
+    letter case, by email as given: a username match first, else the oldest
+    account with the address. The import and the console's mapping form both
+    find customers so."""
     user_model = get_user_model()
     quote = connection.ops.quote_name
     username = user_model._meta.get_field(user_model.USERNAME_FIELD)
@@ -633,7 +634,7 @@ def _new_customer(email: str) -> User:
     user = get_user_model()(username=email, email=email)
     user.set_unusable_password()
     try:
-        # Unique: `_customers_by_email` found no account with this username.
+        # Unique: `customers_by_email` found no account with this username.
         user.full_clean(validate_unique=False, validate_constraints=False)
     except ValidationError as error:
         if "username" not in error.message_dict:
