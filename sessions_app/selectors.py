@@ -318,7 +318,7 @@ def tag_only_on_unmapped_cards(*, tag: str) -> bool:
 
 
 def any_sync_completed() -> bool:
-    return SyncRun.objects.exclude(status=SyncRun.Status.RUNNING).exists()
+    return SyncRun.objects.finished().exists()
 
 
 # Transaction detail

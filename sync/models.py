@@ -21,6 +21,10 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         """Runs that have started and not finished."""
         return self.filter(status=SyncRun.Status.RUNNING)
 
+    def finished(self) -> "SyncRunQuerySet":
+        """Runs that have ended, however they went."""
+        return self.exclude(status=SyncRun.Status.RUNNING)
+
     def newest_first(self) -> "SyncRunQuerySet":
         """Runs by start, the latest first (id breaks ties in one transaction)."""
         return self.order_by("-started_at", "-id")

@@ -258,7 +258,7 @@ class Command(DatabaseCommand):
                 cell.ljust(width) for cell, width in zip(row, widths, strict=True)
             )
             self.stdout.write(line.rstrip())
-        finished = SyncRun.objects.exclude(status=SyncRun.Status.RUNNING)
+        finished = SyncRun.objects.finished()
         newest = finished.newest_first().first()
         if newest is not None and newest.status == SyncRun.Status.FAILED:
             # Exit status 1, so monitoring that runs this command can alert; the
