@@ -26,12 +26,6 @@ def standin(standin_process: StandinProcess) -> Iterator[StandinProcess]:
 @pytest.fixture
 def steve_client(standin: StandinProcess) -> Iterator[SteveClient]:
     """A SteVe client for the stand-in, with short timeouts and quick retries."""
-    client = SteveClient(
-        base_url=standin.base_url,
-        username=standin.username,
-        password=standin.password,
-        timeout=2,
-        retry_delays=(0.05, 0.1),
-    )
+    client = standin.client(timeout=2, retry_delays=(0.05, 0.1))
     yield client
     client.close()

@@ -38,7 +38,6 @@ from polaris.testing import (
 )
 from sessions_app.templatetags.console import clock_time
 from sync import services
-from sync.client import SteveClient
 from sync.models import SyncRun, TransactionSyncState
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import StaffFactory
@@ -129,11 +128,7 @@ class ValkeyRestartTests(TransactionTestCase):
             server = stack.enter_context(live_server(REDIS_URL=valkey.url))
             env = {"REDIS_URL": valkey.url, **self.standin.polaris_settings()}
 
-            with SteveClient(
-                base_url=self.standin.base_url,
-                username=self.standin.username,
-                password=self.standin.password,
-            ) as steve:
+            with self.standin.client() as steve:
                 services.sync_run_transactions(trigger="command", client=steve)
             session = (
                 TransactionSyncState.objects.active()

@@ -19,7 +19,6 @@ from sessions_app import charging
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.signals import api_session_changed
 from sync import services
-from sync.client import SteveClient
 from sync.models import Charger, SyncRun, TransactionSyncState
 from sync.signals import sessions_changed
 from sync.standin.testing import StandinProcess
@@ -239,13 +238,7 @@ def test_stop_in_the_banner_keeps_the_whole_page(
 ) -> None:
     # A real remote start, seen by a real sync, gives the banner its Stop button.
     driver = standin_driver
-    steve = SteveClient(
-        base_url=standin.base_url,
-        username=standin.username,
-        password=standin.password,
-        timeout=5,
-        retry_delays=(0.05,),
-    )
+    steve = standin.client(timeout=5, retry_delays=(0.05,))
     with steve:
         created = charging.api_session_create(
             user=driver, charge_box_id="CP-001", connector_id=1, client=steve

@@ -41,13 +41,7 @@ class ReservationTests(PortalTestCase):
         self.standin = standin
 
     def setUp(self) -> None:
-        self.client_steve = SteveClient(
-            base_url=self.standin.base_url,
-            username=self.standin.username,
-            password=self.standin.password,
-            timeout=5,
-            retry_delays=(0.05,),
-        )
+        self.client_steve = self.standin.client(timeout=5, retry_delays=(0.05,))
         self.addCleanup(self.client_steve.close)
         # The stand-in's fleet knows TAG-0001; alice uses it for these tests.
         UserMappingFactory(user=self.alice, steve_ocpp_id_tag="TAG-0001")

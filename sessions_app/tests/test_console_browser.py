@@ -199,12 +199,7 @@ class ConsoleBrowserTests(TransactionTestCase):
         self,
     ) -> None:
         with StandinProcess(fleet_size=4, seed=3) as standin:
-            client = SteveClient(
-                base_url=standin.base_url,
-                username=standin.username,
-                password=standin.password,
-                timeout=5,
-            )
+            client = standin.client(timeout=5)
             services.sync_run_transactions(trigger="command", client=client)
             session = (
                 TransactionSyncState.objects.active()

@@ -10,7 +10,7 @@ import time_machine
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse
-from django.test import Client, TestCase, TransactionTestCase, override_settings
+from django.test import Client, TransactionTestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django_eventstream.utils import get_storage
@@ -22,6 +22,7 @@ from sessions_app import selectors
 from sessions_app.api_auth import api_token_create
 from sessions_app.models import AuditEntry
 from sessions_app.templatetags.console import clock_time, iso_time
+from sessions_app.tests.base import ConsoleTestCase
 from sync.models import SyncRun, UserMapping
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
@@ -32,15 +33,6 @@ from sync.tests.factories import (
     UserMappingFactory,
     session_with_energy,
 )
-
-
-class ConsoleTestCase(TestCase):
-    @classmethod
-    def setUpTestData(cls) -> None:
-        cls.staff = StaffFactory()
-
-    def setUp(self) -> None:
-        self.client.force_login(self.staff)
 
 
 class SessionDetailTests(ConsoleTestCase):

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from polaris.testing import take_queued_tasks
+from sessions_app.tests.base import ConsoleTestCase
 from sync.models import SyncRun
 from sync.tests.factories import StaffFactory, SyncRunFactory, UserFactory
 
@@ -239,13 +240,9 @@ class SyncRunFilterTests(TestCase):
         self.assertNotContains(fragment, "<html")
 
 
-class SyncRunCreateTests(TestCase):
-    @classmethod
-    def setUpTestData(cls) -> None:
-        cls.staff = StaffFactory()
-
+class SyncRunCreateTests(ConsoleTestCase):
     def setUp(self) -> None:
-        self.client.force_login(self.staff)
+        super().setUp()
         take_queued_tasks()
 
     def test_it_queues_one_console_run(self) -> None:

@@ -24,10 +24,13 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 from urllib.parse import quote, urlsplit
 
 from sync.standin.server import LISTENING_PREFIX
+
+if TYPE_CHECKING:
+    from sync.client import SteveClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Loopback only: ignore any http_proxy settings of the environment.
@@ -83,6 +86,18 @@ class StandinProcess:
             "STEVE_USERNAME": self.username,
             "STEVE_PASSWORD": self.password,
         }
+
+    def client(self, **options: Any) -> SteveClient:
+        """A SteVe client of this stand-in; `options` as SteveClient takes them
+        (timeout, retry_delays). The caller closes it."""
+        from sync.client import SteveClient
+
+        return SteveClient(
+            base_url=self.base_url,
+            username=self.username,
+            password=self.password,
+            **options,
+        )
 
     @property
     def control_url(self) -> str:

@@ -34,6 +34,18 @@ class SyncTestCase(StandinTestMixin, TestCase):
     def sync(self) -> SyncRun:
         return services.sync_run_transactions(trigger="command", client=self.steve)
 
+    def start_charge(self, start_value: int, minutes_ago: int) -> tuple[int, datetime]:
+        """After a first sync, a charge on CP-003/1 with TAG-0002 that began
+        `minutes_ago` (on a whole second); returns SteVe's pk and the start."""
+        self.sync()
+        start = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).replace(
+            microsecond=0
+        )
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=start_value, start_timestamp=iso(start)
+        )
+        return pk, start
+
     def row(self, pk: int) -> TransactionSyncState:
         return TransactionSyncState.objects.get(steve_transaction_id=pk)
 
@@ -120,11 +132,7 @@ class SyncTransactionsTests(SyncTestCase):
     def test_values_no_meter_could_read_are_left_out(self) -> None:
         # SteVe stores a sampled value as the station sent it; one such reading
         # must not stop every run from then on.
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=10)
-        pk = self.standin.add_transaction(
-            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
-        )
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
         self.standin.add_meter_values(
             pk,
             [
@@ -146,11 +154,7 @@ class SyncTransactionsTests(SyncTestCase):
     def test_a_register_no_charger_could_reach_is_left_out(self) -> None:
         # 0xFFFFFFFF kWh from a glitching meter: beyond what the kWh columns hold,
         # it would fail every run from then on.
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=10)
-        pk = self.standin.add_transaction(
-            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
-        )
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
         values = ["2001.0", "4294967295", "2002.5"]
         self.standin.add_meter_values(
             pk,
@@ -171,11 +175,7 @@ class SyncTransactionsTests(SyncTestCase):
     def test_a_stop_value_no_meter_could_read_closes_where_the_readings_stood(
         self,
     ) -> None:
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=10)
-        pk = self.standin.add_transaction(
-            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
-        )
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
         at = iso(start + timedelta(minutes=1))
         self.standin.add_meter_values(pk, [{"value": "2001500", "valueTimestamp": at}])
         self.standin.station_stop(pk, 99999999999999999999)
@@ -195,11 +195,7 @@ class SyncTransactionsTests(SyncTestCase):
     ) -> None:
         # The EV's own register, a little behind the outlet's, interleaved with
         # it would look like a meter going back and forth.
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=10)
-        pk = self.standin.add_transaction(
-            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(start)
-        )
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
         values = []
         for n, (outlet, ev) in enumerate(
             [(2001000, 2000900), (2002000, 2001800), (2003000, 2002700)], start=1
@@ -331,11 +327,7 @@ class SyncTransactionsTests(SyncTestCase):
         # SteVe was told the session stopped; the station goes on charging, and
         # its readings keep coming. They add no energy until its own stop replaces
         # the manual one, but its connector is not free: a Start there is refused.
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=30)
-        pk = self.standin.add_transaction(
-            "CP-003", 1, "TAG-0002", start_value=1_000_000, start_timestamp=iso(start)
-        )
+        pk, start = self.start_charge(start_value=1_000_000, minutes_ago=30)
         self.standin.add_meter_values(
             pk,
             [
@@ -463,11 +455,7 @@ class SyncTransactionsTests(SyncTestCase):
         # The station's clock ran an hour ahead, then was set right: the readings
         # after that are older than the last one counted. SteVe's manual stop takes
         # the last of them, energy Polaris has not counted yet.
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=30)
-        pk = self.standin.add_transaction(
-            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
-        )
+        pk, start = self.start_charge(start_value=1000, minutes_ago=30)
         ahead = start + timedelta(hours=1)
         self.standin.add_meter_values(
             pk, [{"value": "2000", "valueTimestamp": iso(ahead)}]
@@ -533,11 +521,7 @@ class SyncTransactionsTests(SyncTestCase):
         # The drop to 3,000 Wh is stored as a correction; a manual stop follows,
         # then the station's own stop at that very reading. The same observation
         # is stored once, not a duplicate that fails every run from then on.
-        self.sync()
-        start = (datetime.now(UTC) - timedelta(minutes=30)).replace(microsecond=0)
-        pk = self.standin.add_transaction(
-            "CP-003", 1, "TAG-0002", start_value=1000, start_timestamp=iso(start)
-        )
+        pk, start = self.start_charge(start_value=1000, minutes_ago=30)
         drop_at = start + timedelta(minutes=2)
         self.standin.add_meter_values(
             pk,
@@ -813,18 +797,6 @@ class MeterDropTests(SyncTestCase):
     (or the stop) confirms it; after any drop the station's own stop - start is
     the session's total when SteVe has a valid one."""
 
-    def start_session(self, start_value: int) -> tuple[int, datetime]:
-        self.sync()
-        start = datetime.now(UTC) - timedelta(minutes=30)
-        pk = self.standin.add_transaction(
-            "CP-003",
-            1,
-            "TAG-0002",
-            start_value=start_value,
-            start_timestamp=iso(start),
-        )
-        return pk, start
-
     def read(self, pk: int, start: datetime, minute: int, *wh: int) -> None:
         self.standin.add_meter_values(
             pk,
@@ -845,7 +817,7 @@ class MeterDropTests(SyncTestCase):
         )
 
     def test_a_single_glitch_reading_counts_no_energy(self) -> None:
-        pk, start = self.start_session(100_000)
+        pk, start = self.start_charge(start_value=100_000, minutes_ago=30)
         self.read(pk, start, 1, 101_000, 0, 102_000)
         stopped = self.standin.station_stop(
             pk, 103_000, stop_timestamp=iso(start + timedelta(minutes=4))
@@ -871,7 +843,7 @@ class MeterDropTests(SyncTestCase):
     def test_readings_counted_from_zero_bill_the_station_register(self) -> None:
         # The station's MeterValues count from 0 each session, while its
         # meterStart and meterStop are the absolute register.
-        pk, start = self.start_session(874_164)
+        pk, start = self.start_charge(start_value=874_164, minutes_ago=30)
         self.read(pk, start, 1, 0, 2000, 4000)
         stopped = self.standin.station_stop(
             pk, 878_164, stop_timestamp=iso(start + timedelta(minutes=4))
@@ -884,7 +856,7 @@ class MeterDropTests(SyncTestCase):
         self.assert_energy_adds_up()
 
     def test_a_drop_at_the_end_of_a_run_waits_for_the_next_reading(self) -> None:
-        pk, start = self.start_session(100_000)
+        pk, start = self.start_charge(start_value=100_000, minutes_ago=30)
         self.read(pk, start, 1, 101_000, 0)
         self.sync()
         row = self.row(pk)
@@ -907,7 +879,7 @@ class MeterDropTests(SyncTestCase):
     def test_a_reset_confirmed_by_the_next_reading_is_counted(self) -> None:
         # The register restarts near 0: its readings are counted from the first
         # one after the drop, and the station's stop, below its start, is refused.
-        pk, start = self.start_session(100_000)
+        pk, start = self.start_charge(start_value=100_000, minutes_ago=30)
         self.read(pk, start, 1, 101_000, 500)
         self.sync()
         self.read(pk, start, 3, 1500)
