@@ -158,8 +158,8 @@ class SessionListTests(ConsoleTestCase):
         self.assertEqual(response.status_code, 200)
         statements = [q["sql"].lstrip().split()[0].upper() for q in queries]
         self.assertEqual(set(statements), {"SELECT"}, statements)
-        # Session, user, rows, 2 stats, count, 2 freshness: none per row.
-        self.assertEqual(len(queries), 8, "\n".join(q["sql"] for q in queries))
+        # Session, user, rows, count, stats, 2 freshness: none per row.
+        self.assertEqual(len(queries), 7, "\n".join(q["sql"] for q in queries))
 
 
 class SessionFilterTests(ConsoleTestCase):
