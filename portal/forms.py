@@ -41,7 +41,3 @@ class SwitchForm(forms.Form):
     account = forms.ChoiceField(
         choices=[("console", "console"), ("customer", "customer")]
     )
-
-
-class ApiTokenForm(forms.Form):
-    name = forms.CharField(max_length=120, required=False)

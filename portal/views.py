@@ -24,13 +24,13 @@ from polaris.http import (
 from portal import access, selectors, services
 from portal.forms import (
     RESERVATION_MINUTE_OPTIONS,
-    ApiTokenForm,
     ChargerForm,
     ReservationForm,
     SwitchForm,
 )
 from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charging import ApiSessionError, api_session_stop
+from sessions_app.forms import ApiTokenForm
 from sessions_app.models import ApiSession
 from sessions_app.new_token import (
     new_token_forget,

@@ -7,6 +7,7 @@ from django import forms
 from django.http import QueryDict
 from django.utils import timezone
 
+from sessions_app.models import ApiToken
 from sync.models import SyncRun, UserMapping
 from sync.services.mappings import (
     customers_by_email,
@@ -214,11 +215,18 @@ class UserMappingImportForm(forms.Form):
 
 
 class ApiTokenForm(forms.Form):
+    """A new Sessions API token's name, in the console and the portal."""
+
     name = forms.CharField(
-        max_length=120,
+        max_length=ApiToken._meta.get_field("name").max_length,
         required=False,
         label="Token name",
-        help_text="What the token is for, e.g. “billing export”.",
+        widget=forms.TextInput(
+            attrs={
+                "class": "input",
+                "placeholder": "What it is for, e.g. billing export",
+            }
+        ),
     )
 
 
