@@ -26,9 +26,9 @@ from bench.asgi import AsgiClient, session_key
 from bench.report import Case, make_case
 from polaris.handlers import SyncStackASGIHandler
 from sessions_app import selectors
-from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.forms import SessionFilters
 from sessions_app.models import ApiToken
+from sessions_app.services import api_token_create, api_token_revoke
 from sync.models import Charger, TransactionSyncState, UserMapping
 
 if TYPE_CHECKING:

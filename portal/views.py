@@ -28,7 +28,6 @@ from portal.forms import (
     ReservationForm,
     SwitchForm,
 )
-from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charging import ApiSessionError, api_session_stop
 from sessions_app.forms import ApiTokenForm
 from sessions_app.models import ApiSession
@@ -38,6 +37,7 @@ from sessions_app.new_token import (
     new_token_redirect,
 )
 from sessions_app.selectors import api_token_list
+from sessions_app.services import api_token_create, api_token_revoke
 from sync.client import SteveClient
 from sync.models import Charger
 

@@ -8,8 +8,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from sessions_app.api_auth import api_token_revoke
 from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
+from sessions_app.services import api_token_revoke
 
 # Django's admin under the product's name (it says "Django administration").
 admin.site.site_header = "Polaris Express admin"

@@ -11,11 +11,9 @@ CSRF token on those, while Bearer calls need none (no ambient credentials).
 
 import hashlib
 import logging
-import secrets
 from datetime import timedelta
 
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -33,45 +31,17 @@ VISIBLE_CHARS = 12
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def _hash(raw: str) -> str:
+def token_hash(raw: str) -> str:
+    """What is stored of a raw token, and looked up by."""
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-@transaction.atomic
-def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
-    """Create a token for `user`.
-
-    Returns the saved token and the raw token string, which is shown once and never
-    stored. Raises ValidationError when `name` is too long.
-    """
-    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(
-        user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=_hash(raw)
-    )
-    token.full_clean()
-    token.save()
-    logger.info("api_token=%s created for user=%s", token.pk, user.pk)
-    return token, raw
-
-
-@transaction.atomic
-def api_token_revoke(*, token: ApiToken) -> ApiToken:
-    """Revoke `token` (idempotent: an already revoked token keeps its revoked_at).
-
-    Returns the token as stored.
-    """
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
-    token.refresh_from_db()
-    logger.info("api_token=%s revoked", token.pk)
-    return token
 
 
 def api_token_user(raw: str) -> User | None:
     """The active user owning the unrevoked token `raw`, or None."""
     token = (
-        ApiToken.objects.usable().select_related("user").filter(key_hash=_hash(raw))
+        ApiToken.objects.usable()
+        .select_related("user")
+        .filter(key_hash=token_hash(raw))
     ).first()
     if token is None:
         return None

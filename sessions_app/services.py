@@ -1,10 +1,18 @@
-"""Writes of the admin console."""
+"""Writes shared by the console, the portal and the Sessions API: API tokens and
+the audit log."""
 
+import logging
+import secrets
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.utils import timezone
 
-from sessions_app.models import AuditEntry
+from sessions_app.api_auth import TOKEN_PREFIX, VISIBLE_CHARS, token_hash
+from sessions_app.models import ApiToken, AuditEntry
+
+logger = logging.getLogger(__name__)
 
 Actor = User | AnonymousUser | None
 
@@ -66,3 +74,34 @@ def audit_entries_create(entries: list[AuditEntry]) -> list[AuditEntry]:
     for entry in entries:
         entry.full_clean(exclude=["actor"])
     return AuditEntry.objects.bulk_create(entries)
+
+
+@transaction.atomic
+def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
+    """Create a token for `user`.
+
+    Returns the saved token and the raw token string, which is shown once and never
+    stored. Raises ValidationError when `name` is too long.
+    """
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=token_hash(raw)
+    )
+    token.full_clean()
+    token.save()
+    logger.info("api_token=%s created for user=%s", token.pk, user.pk)
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    """Revoke `token` (idempotent: an already revoked token keeps its revoked_at).
+
+    Returns the token as stored.
+    """
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    token.refresh_from_db()
+    logger.info("api_token=%s revoked", token.pk)
+    return token

@@ -31,7 +31,6 @@ from polaris.http import (
 )
 from polaris.queueing import enqueue
 from sessions_app import selectors
-from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.charts import cumulative_energy_chart
 from sessions_app.forms import (
     ApiTokenForm,
@@ -49,6 +48,7 @@ from sessions_app.new_token import (
     new_token_read,
     new_token_redirect,
 )
+from sessions_app.services import api_token_create, api_token_revoke
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.services.mappings import (
     MappingImportResult,

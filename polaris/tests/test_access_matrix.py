@@ -33,8 +33,8 @@ from django.utils import timezone
 from polaris.testing import free_port
 from portal.models import ChargerGroup
 from portal.tests.factories import ReservationFactory
-from sessions_app.api_auth import api_token_create
 from sessions_app.models import ApiSession
+from sessions_app.services import api_token_create
 from sync.tests.factories import (
     ChargerFactory,
     StaffFactory,

@@ -4,8 +4,8 @@ from django.http import HttpResponse
 from django.urls import reverse
 
 from portal.tests.base import PortalTestCase
-from sessions_app.api_auth import api_token_create
 from sessions_app.models import ApiToken
+from sessions_app.services import api_token_create
 
 
 def current_section(response: HttpResponse) -> list[str]:

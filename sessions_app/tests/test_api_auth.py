@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client, TestCase
 from django.utils import timezone
 
-from sessions_app.api_auth import api_token_create, api_token_revoke
 from sessions_app.models import ApiToken
+from sessions_app.services import api_token_create, api_token_revoke
 from sessions_app.tests.test_api_sessions import ApiTestCase
 from sessions_app.tests.test_charging import REMOTE_START
 

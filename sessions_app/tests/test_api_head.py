@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import TransactionTestCase
 
 from polaris.browser import live_server
-from sessions_app.api_auth import api_token_create
+from sessions_app.services import api_token_create
 from sessions_app.tests.test_api_sessions import ApiTestCase
 
 

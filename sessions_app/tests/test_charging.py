@@ -30,12 +30,12 @@ from polaris.celery import app as celery_app
 from polaris.live import customer_channel
 from portal.models import ChargerGroup
 from sessions_app import charging
-from sessions_app.api_auth import api_token_create
 from sessions_app.api_selectors import CLOCK_SKEW
 from sessions_app.charging.tags import CARD_CHOICE_LOCK
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
+from sessions_app.services import api_token_create
 from sessions_app.tasks import (
     api_sessions_advance_all as api_sessions_advance_all_task,
 )

@@ -19,8 +19,8 @@ from polaris import live
 from polaris.browser import live_server
 from polaris.testing import take_queued_tasks
 from sessions_app import selectors
-from sessions_app.api_auth import api_token_create
 from sessions_app.models import AuditEntry
+from sessions_app.services import api_token_create
 from sessions_app.templatetags.console import clock_time, iso_time
 from sessions_app.tests.base import ConsoleTestCase
 from sync.models import SyncRun, UserMapping

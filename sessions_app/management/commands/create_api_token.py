@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError, CommandParser
 
 from polaris.commands import DatabaseCommand
-from sessions_app.api_auth import api_token_create
+from sessions_app.services import api_token_create
 
 
 class Command(DatabaseCommand):
