@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -143,10 +143,22 @@ class Plan(models.Model):
     """A subscription plan of the local billing backend."""
 
     name = models.CharField(max_length=120, unique=True)
-    currency = models.CharField(max_length=3, default="EUR")
-    monthly_fee = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    currency = models.CharField(
+        max_length=3,
+        default="EUR",
+        validators=[
+            RegexValidator(r"^[A-Za-z]{3}$", "Use an ISO 4217 code, e.g. EUR.")
+        ],
+    )
+    monthly_fee = models.DecimalField(
+        max_digits=10, decimal_places=2, default=0, validators=[MinValueValidator(0)]
+    )
     included_kwh = models.DecimalField(
-        max_digits=10, decimal_places=3, null=True, blank=True
+        max_digits=10,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
     )
 
     class Meta:
@@ -187,3 +199,9 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.plan}"
+
+    def clean(self) -> None:
+        if self.ended_on and self.started_on and self.ended_on < self.started_on:
+            raise ValidationError(
+                {"ended_on": "A subscription cannot end before it starts."}
+            )

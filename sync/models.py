@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Upper
@@ -178,11 +179,16 @@ class Charger(models.Model):
     """A connector of a SteVe charge box, as Polaris presents it to people."""
 
     charge_box_id = models.CharField(max_length=255)
-    connector_id = models.PositiveIntegerField()
+    # OCPP numbers a box's connectors from 1 (0 is the box itself).
+    connector_id = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     friendly_name = models.CharField(max_length=120)
     connector_type = models.CharField(max_length=40, blank=True)
     max_power_kw = models.DecimalField(
-        max_digits=6, decimal_places=1, null=True, blank=True
+        max_digits=6,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.1"))],
     )
     is_public = models.BooleanField(default=True)
     last_check_in_at = models.DateTimeField(null=True, blank=True)
