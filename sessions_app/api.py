@@ -11,6 +11,7 @@ the statuses it can answer, no more.
 """
 
 import logging
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -159,7 +160,20 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
             "The request body is nested too deeply to read: send a JSON object "
             f"at most {META_DATA_MAX_DEPTH} levels deep.",
         )
-    if exc.status_code == 400 and exc.__cause__ is not None:
+    cause = exc.__cause__
+    if (
+        exc.status_code == 400
+        and type(cause) is ValueError
+        and "integer string conversion" in str(cause)
+    ):
+        # Valid JSON, but Python reads no integer longer than its digit limit.
+        return _error(
+            request,
+            400,
+            "The request body has a number too long to read: send integers of at "
+            f"most {sys.get_int_max_str_digits():,} digits.",
+        )
+    if exc.status_code == 400 and cause is not None:
         # Ninja's "Cannot parse request body" says neither what was wrong nor what
         # it wants: the body failed to decode as JSON.
         return _error(request, 400, "The request body is not JSON: send a JSON object.")

@@ -278,9 +278,13 @@ class SessionCreateIn(Schema):
     @classmethod
     def _connector_as_the_session_gives_it(cls, value: Any) -> Any:
         # The session object gives the connector as a string ("1"), the seed's
-        # type; sent back as read, it names the same connector. Any other text
-        # (and booleans, floats) stays refused by the strict integer check.
+        # type; sent back as read, it names the same connector. A whole number
+        # written with a fraction (1.0) is an integer to JSON Schema, as the
+        # document declares it. Any other text, booleans and fractions stay
+        # refused by the strict integer check.
         if isinstance(value, str) and CONNECTOR_TEXT.fullmatch(value):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
 

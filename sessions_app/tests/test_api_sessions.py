@@ -552,6 +552,12 @@ class SessionRefusalApiTests(ApiTestCase):
             response, 400, "The request body is nested too deeply to read"
         )
 
+    def test_a_number_too_long_to_read_is_400_in_our_words(self) -> None:
+        response = self.post_meta_data('{"n": ' + "9" * 5000 + "}")
+        self.assert_refused(
+            response, 400, "The request body has a number too long to read"
+        )
+
     def post_meta_data(self, meta_data: str) -> HttpResponse:
         return self.client.post(
             "/api/v1/sessions",
@@ -603,6 +609,7 @@ class SessionRefusalApiTests(ApiTestCase):
             response = self.start(target=target)
             self.assert_refused(response, 422, "Input should be a valid number")
         self.assert_refused(self.start(connector=True), 422, "valid integer")
+        self.assert_refused(self.start(connector=1.5), 422, "valid integer")
         for text in ("one", "1.0", " 1", "+1", ""):
             self.assert_refused(self.start(connector=text), 422, "connector: ")
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
@@ -613,6 +620,11 @@ class SessionRefusalApiTests(ApiTestCase):
         created = self.result(self.start(connector="1"), 201)
         self.assertEqual(created["connector"], "1")
         self.assertEqual(ApiSession.objects.get().connector_id, 1)
+
+    def test_a_whole_number_written_with_a_fraction_is_the_connector(self) -> None:
+        # JSON Schema's integer, as the OpenAPI document declares the connector.
+        created = self.result(self.start(connector=1.0), 201)
+        self.assertEqual(created["connector"], "1")
 
     def test_a_field_the_body_or_target_does_not_have_is_422(self) -> None:
         # Ignored, each would start a charge without the limit the caller meant.
