@@ -59,7 +59,8 @@
       if (!age || !age.classList.contains("time-age")) {
         age = document.createElement("span");
         age.className = "time-age muted";
-        time.after(" ", age);
+        // A no-break space: the age never starts a line with its "·".
+        time.after("\u00a0", age);
       }
       age.textContent = ageText((now - at) / 1000);
     });
