@@ -153,3 +153,30 @@ class StartupTests(SimpleTestCase):
             f"The data folder {folder} cannot be used (Not a directory): set "
             "POLARIS_DATA_DIR to a folder this user can write.",
         )
+
+
+SHOW_JIT = """
+import django
+from django.db import connection
+django.setup()
+with connection.cursor() as cursor:
+    cursor.execute("SHOW jit")
+    jit = cursor.fetchone()[0]
+    cursor.execute("SHOW statement_timeout")
+    print(jit, cursor.fetchone()[0])
+"""
+
+
+class DatabaseSessionTests(SimpleTestCase):
+    def test_jit_is_off_and_options_in_the_url_are_kept(self) -> None:
+        # The test process's own database, with a statement_timeout in the URL.
+        url = child_environment()["DATABASE_URL"]
+        joiner = "&" if "?" in url else "?"
+        result = run_python(
+            ["-c", SHOW_JIT],
+            env=child_environment(
+                DATABASE_URL=f"{url}{joiner}options=-c%20statement_timeout%3D7000"
+            ),
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.split(), ["off", "7s"])
