@@ -15,7 +15,7 @@ from portal.selectors import own_start_at
 from sessions_app.charging import ApiSessionError, api_session_create
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.services import audit_entry_create
-from sync.client import SteveClient, SteveError, SteveRejected
+from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
 from sync.models import Charger, UserMapping
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class AlreadyStarting(PortalError):
 
 
 def charge_start(
-    *, customer: User, charger: Charger, client: SteveClient
+    *, customer: User, charger: Charger, client: SteveClient | None = None
 ) -> ApiSession:
     """The portal's Start: a Sessions API session for `customer` on `charger`.
 
@@ -75,7 +75,7 @@ def reservation_create(
     customer: User,
     charger: Charger,
     minutes: int,
-    client: SteveClient,
+    client: SteveClient | None = None,
     now: datetime | None = None,
 ) -> Reservation:
     """Reserve `charger` for `customer` from now for `minutes` via ReserveNow.
@@ -113,12 +113,13 @@ def reservation_create(
     )
     reservation.full_clean()
     try:
-        result = client.reserve_now(
-            charge_box_id=charger.charge_box_id,
-            connector_id=charger.connector_id,
-            expiry=reservation.ends_at,
-            id_tag=tag,
-        )
+        with given_or_new(client) as steve:
+            result = steve.reserve_now(
+                charge_box_id=charger.charge_box_id,
+                connector_id=charger.connector_id,
+                expiry=reservation.ends_at,
+                id_tag=tag,
+            )
     except SteveRejected as error:
         logger.warning("reserve charger=%s refused: %s", charger.pk, error.message)
         raise PortalError(_reserve_refusal(error)) from error
@@ -167,7 +168,10 @@ def _held_for(customer: User, charger: Charger, now: datetime) -> Reservation | 
 
 
 def reservation_cancel(
-    *, reservation: Reservation, client: SteveClient, now: datetime | None = None
+    *,
+    reservation: Reservation,
+    client: SteveClient | None = None,
+    now: datetime | None = None,
 ) -> Reservation:
     """Cancel the reservation at the station (CancelReservation), then here.
 
@@ -192,10 +196,11 @@ def reservation_cancel(
         )
     charger = reservation.charger
     try:
-        result = client.cancel_reservation(
-            charge_box_id=charger.charge_box_id,
-            reservation_id=reservation_id,
-        )
+        with given_or_new(client) as steve:
+            result = steve.cancel_reservation(
+                charge_box_id=charger.charge_box_id,
+                reservation_id=reservation_id,
+            )
     except SteveRejected as error:
         if not error.reservation_not_active:
             # Offline, or a refusal for another reason: the station still holds

@@ -38,7 +38,6 @@ from sessions_app.new_token import (
 )
 from sessions_app.selectors import api_token_list
 from sessions_app.services import api_token_create, api_token_revoke
-from sync.client import SteveClient
 from sync.models import Charger
 
 CONSOLE = "sessions_app:session-list"
@@ -141,13 +140,9 @@ def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
         messages.error(request, "Choose how long to reserve the charger for.")
         return _back_to_dashboard(request)
     try:
-        with SteveClient() as client:
-            services.reservation_create(
-                customer=customer,
-                charger=charger,
-                minutes=form.cleaned_data["minutes"],
-                client=client,
-            )
+        services.reservation_create(
+            customer=customer, charger=charger, minutes=form.cleaned_data["minutes"]
+        )
     except services.PortalError as error:
         messages.error(request, error.message)
     else:
@@ -185,8 +180,7 @@ def reservation_cancel(request: AuthenticatedHttpRequest, pk: int) -> HttpRespon
     customer = access.customer_for_write(request)
     reservation = access.get_reservation_for_customer(customer, pk)
     try:
-        with SteveClient() as client:
-            services.reservation_cancel(reservation=reservation, client=client)
+        services.reservation_cancel(reservation=reservation)
     except services.PortalError as error:
         messages.error(request, error.message)
     else:
@@ -200,10 +194,7 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     customer = access.customer_for_write(request)
     charger = _posted_charger(request, customer)
     try:
-        with SteveClient() as client:
-            session = services.charge_start(
-                customer=customer, charger=charger, client=client
-            )
+        session = services.charge_start(customer=customer, charger=charger)
     except services.AlreadyStarting as notice:
         messages.info(request, notice.message)
     except ApiSessionError as error:
@@ -226,8 +217,7 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     customer = access.customer_for_write(request)
     session = access.get_api_session_for_customer(customer, pk)
     try:
-        with SteveClient() as client:
-            session = api_session_stop(session=session, client=client)
+        session = api_session_stop(session=session)
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:

@@ -52,7 +52,7 @@ from sessions_app.api_selectors import (
     api_session_owner,
 )
 from sessions_app.models import ApiSession
-from sync.client import SteveClient, format_timestamp
+from sync.client import format_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -340,17 +340,15 @@ def session_create(
     the start was not sent, or the station answered with an error."""
     _refuse_unknown_parameters(request)
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
-    with SteveClient() as client:
-        created = charging.api_session_create(
-            user=owner,
-            charge_box_id=payload.chargestation,
-            connector_id=payload.connector,
-            client=client,
-            target=_target(payload.target),
-            meta_data=payload.meta_data,
-            idempotency_key=idempotency_key or "",
-            caller=request.auth,
-        )
+    created = charging.api_session_create(
+        user=owner,
+        charge_box_id=payload.chargestation,
+        connector_id=payload.connector,
+        target=_target(payload.target),
+        meta_data=payload.meta_data,
+        idempotency_key=idempotency_key or "",
+        caller=request.auth,
+    )
     response["Location"] = reverse(
         "api-v1:session-detail", kwargs={"session_id": created.session.pk}
     )
@@ -443,8 +441,7 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     begin in time; one whose scheduled start was not sent yet is cancelled."""
     _refuse_unknown_parameters(request)
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
-    with SteveClient() as client:
-        session = charging.api_session_stop(session=session, client=client)
+    session = charging.api_session_stop(session=session)
     message = session.status_message or (
         "Stop requested; the session ends when the station reports it."
     )

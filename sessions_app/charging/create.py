@@ -29,6 +29,7 @@ from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import RateTerms, session_cost
 from sync.client import (
     SteveClient,
+    given_or_new,
 )
 from sync.models import Charger
 
@@ -94,7 +95,7 @@ def api_session_create(
     user: User,
     charge_box_id: str,
     connector_id: int,
-    client: SteveClient,
+    client: SteveClient | None = None,
     target: SessionTarget | None = None,
     meta_data: dict[str, Any] | None = None,
     idempotency_key: str = "",
@@ -149,7 +150,8 @@ def api_session_create(
         # entry, so a concurrent request for it waits for this one. A start whose
         # answer was lost is kept: the station may be charging on it.
         try:
-            remote_start(session, client)
+            with given_or_new(client) as steve:
+                remote_start(session, steve)
         except StartUnconfirmed as error:
             logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
             session.status_message = error.message[:255]
@@ -169,7 +171,10 @@ def api_session_create(
 
 @transaction.atomic
 def api_session_stop(
-    *, session: ApiSession, client: SteveClient, now: datetime | None = None
+    *,
+    session: ApiSession,
+    client: SteveClient | None = None,
+    now: datetime | None = None,
 ) -> ApiSession:
     """Ask the station to stop charging `session`.
 
@@ -200,7 +205,8 @@ def api_session_stop(
     if session.status != Status.STARTED or session.transaction is None:
         raise SessionConflict(f"This session is already {session.status}.")
     try:
-        remote_stop(session, session.transaction, client)
+        with given_or_new(client) as steve:
+            remote_stop(session, session.transaction, steve)
     except StopUnconfirmed as error:
         logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
         unconfirmed = error.message
