@@ -827,17 +827,30 @@ def _report_unreadable(
     tally: RunTally, unreadable: dict[int, SteveError], *, others_read: bool
 ) -> None:
     pks = sorted(unreadable)
+    reason = unreadable[pks[0]].message
+    _leave_unread(
+        tally,
+        pks,
+        f"SteVe could not serve the meter values ({reason})",
+        others_done=others_read,
+    )
+
+
+def _leave_unread(
+    tally: RunTally, pks: list[int], why: str, *, others_done: bool
+) -> None:
+    """Name the transactions (`pks`, sorted) this run could not take in, and why;
+    the next incremental runs read them again."""
     shown = ", ".join(str(pk) for pk in pks[:UNREADABLE_NAMED])
     if len(pks) > UNREADABLE_NAMED:
         shown += f" and {len(pks) - UNREADABLE_NAMED:,} more"
-    reason = unreadable[pks[0]].message
     noun = "Transaction" if len(pks) == 1 else "Transactions"
-    others = "The others were synced. " if others_read else ""
+    others = "The others were synced. " if others_done else ""
     tally.unread_pks.extend(pks)
     tally.errors += len(pks) - 1
     tally.fail_one(
-        f"{noun} {shown}: SteVe could not serve the meter values ({reason}) "
-        f"{others}The next run reads {'it' if len(pks) == 1 else 'them'} again."
+        f"{noun} {shown}: {why} {others}"
+        f"The next run reads {'it' if len(pks) == 1 else 'them'} again."
     )
 
 
@@ -930,7 +943,13 @@ def _save_batch(run: SyncRun, plans: list[TransactionPlan], tally: RunTally) -> 
                     exc_info=one_failure.__cause__,
                 )
                 refused[plan.transaction.id] = one_failure.__cause__
-        _report_refused(tally, sorted(refused))
+        if refused:
+            _leave_unread(
+                tally,
+                sorted(refused),
+                "Polaris could not store what SteVe sent (see logs).",
+                others_done=len(refused) < len(plans),
+            )
 
 
 def _save_plans(run: SyncRun, plans: list[TransactionPlan], tally: RunTally) -> None:
@@ -943,20 +962,6 @@ def _save_plans(run: SyncRun, plans: list[TransactionPlan], tally: RunTally) -> 
     tally.updated += written.updated
     tally.events += written.events
     tally.changed_ids.extend(written.changed_ids)
-
-
-def _report_refused(tally: RunTally, pks: list[int]) -> None:
-    shown = ", ".join(str(pk) for pk in pks[:UNREADABLE_NAMED])
-    if len(pks) > UNREADABLE_NAMED:
-        shown += f" and {len(pks) - UNREADABLE_NAMED:,} more"
-    noun = "Transaction" if len(pks) == 1 else "Transactions"
-    tally.unread_pks.extend(pks)
-    tally.errors += len(pks) - 1
-    tally.fail_one(
-        f"{noun} {shown}: Polaris could not store what SteVe sent (see logs). "
-        f"The others were synced. The next run reads "
-        f"{'it' if len(pks) == 1 else 'them'} again."
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -992,6 +992,12 @@ class SyncFaultTests(SyncTestCase):
         with self.assertLogs("sync.services.runs", "ERROR"):
             again = self.sync()
         self.assertEqual(again.unread_transaction_ids, [refused], again.error)
+        # Alone in its batch now: no "others" to speak of.
+        self.assertEqual(
+            again.error,
+            f"Transaction {refused}: Polaris could not store what SteVe sent (see "
+            "logs). The next run reads it again.",
+        )
 
     def test_a_failure_keeps_the_batches_saved_before_it_and_the_next_run_goes_on(
         self,
