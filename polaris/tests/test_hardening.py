@@ -8,6 +8,7 @@ from uuid import uuid4
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpResponse
 from django.test import Client, SimpleTestCase, TestCase, override_settings
 from redis import Redis
 
@@ -365,8 +366,18 @@ class PasswordChangeTests(TestCase):
     def setUpTestData(cls) -> None:
         cls.alice = UserFactory(username="alice@example.com")
 
+    NEW = "a new long passphrase 42"
+
     def setUp(self) -> None:
         self.client.force_login(self.alice)
+
+    def change(self, old: str, follow: bool = False) -> HttpResponse:
+        fields = {
+            "old_password": old,
+            "new_password1": self.NEW,
+            "new_password2": self.NEW,
+        }
+        return self.client.post("/accounts/password_change/", fields, follow=follow)
 
     def test_the_sidebar_leads_to_a_page_of_the_products_own(self) -> None:
         dashboard = self.client.get("/")
@@ -376,44 +387,22 @@ class PasswordChangeTests(TestCase):
         self.assertNotContains(page, "Django")
 
     def test_a_wrong_old_password_changes_nothing(self) -> None:
-        response = self.client.post(
-            "/accounts/password_change/",
-            {
-                "old_password": "wrong",
-                "new_password1": "a new long passphrase 42",
-                "new_password2": "a new long passphrase 42",
-            },
-        )
+        response = self.change("wrong")
         self.assertContains(response, "Your old password was entered incorrectly")
         self.alice.refresh_from_db()
         self.assertTrue(self.alice.check_password("driver"))
 
     def test_it_changes_the_password_and_keeps_this_device_signed_in(self) -> None:
-        response = self.client.post(
-            "/accounts/password_change/",
-            {
-                "old_password": "driver",
-                "new_password1": "a new long passphrase 42",
-                "new_password2": "a new long passphrase 42",
-            },
-            follow=True,
-        )
+        response = self.change("driver", follow=True)
         self.assertContains(response, "Password changed")
         self.alice.refresh_from_db()
-        self.assertTrue(self.alice.check_password("a new long passphrase 42"))
+        self.assertTrue(self.alice.check_password(self.NEW))
         self.assertEqual(self.client.get("/").status_code, 200)
 
     def test_other_devices_must_sign_in_again(self) -> None:
         other_device = Client()
         other_device.force_login(self.alice)
-        self.client.post(
-            "/accounts/password_change/",
-            {
-                "old_password": "driver",
-                "new_password1": "a new long passphrase 42",
-                "new_password2": "a new long passphrase 42",
-            },
-        )
+        self.change("driver")
         self.assertContains(
             self.client.get("/accounts/password_change/"),
             "other devices where you are signed in will ask for the new password",

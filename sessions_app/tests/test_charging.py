@@ -141,6 +141,15 @@ class ChargingTestCase(StandinTestMixin, TestCase):
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         return session
 
+    def started_at_once(self) -> tuple[ApiSession, datetime, int]:
+        """A session whose station starts charging at once (not synced yet): the
+        session, when its start was sent, and SteVe's pk of the charge."""
+        session = self.create()
+        assert session.remote_start_sent_at is not None
+        self.standin.tick()
+        pk = max(t["id"] for t in self.standin.state()["transactions"])
+        return session, session.remote_start_sent_at, pk
+
     def station_starts(self, stamped_at: datetime) -> int:
         """CP-001 #1, the sessions' connector, starts a charge on Alice's card
         stamped `stamped_at` by its clock; returns SteVe's pk."""
@@ -224,10 +233,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
     def test_a_steve_outage_past_the_deadline_postpones_the_cancellation(
         self,
     ) -> None:
-        session = self.create()
-        sent_at = session.remote_start_sent_at
-        assert sent_at is not None
-        self.standin.tick()  # the station starts charging at once
+        session, sent_at, _ = self.started_at_once()
         self.standin.set_fault(
             "error", count=-1, status=503, path_contains="/api/v1/transactions"
         )
@@ -246,11 +252,7 @@ class ApiSessionLifecycleTests(ChargingTestCase):
     ) -> None:
         # SteVe lists the charge but fails its meter values: the partial run
         # stores it from its list row, and the session starts, not cancels.
-        session = self.create()
-        sent_at = session.remote_start_sent_at
-        assert sent_at is not None
-        self.standin.tick()  # the station starts charging at once
-        pk = max(t["id"] for t in self.standin.state()["transactions"])
+        session, sent_at, pk = self.started_at_once()
         self.standin.set_fault(
             "error", count=-1, status=503, path_contains=f"/transactions/{pk}?"
         )
