@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
@@ -174,6 +175,64 @@ def session_table(
     limit = min(pages * PAGE_SIZE, MAX_REFRESH_ROWS)
     page = session_page(filters=filters, cursor=None, limit=limit)
     return SessionTable(page=page, rows_shown=len(page.rows))
+
+
+@dataclass
+class SessionList:
+    """The Charging Sessions page's read model. Each of its requests reads only
+    what it shows: Load more its rows, the table's live re-read and new filters
+    the results with their count, the whole page the stat strip too."""
+
+    filters: SessionFilters
+    cursor: str | None
+    rows_before: int
+    # An htmx request for a part of the page, not the page itself.
+    fragment: bool
+    now: datetime
+    # What the page last said of the Tag filter, sent back by the table's live
+    # re-read: the answer needs a scan of every session's idTag, too much for each
+    # sync while a tab is open, and a sync brings new sessions, not the new
+    # mappings that would change it. None: ask the database.
+    unmapped_tag_hint: bool | None = None
+
+    @cached_property
+    def table(self) -> SessionTable:
+        return session_table(
+            filters=self.filters,
+            cursor=self.cursor,
+            rows_before=self.rows_before,
+            whole_page=not self.fragment,
+        )
+
+    def rows(self) -> dict[str, object]:
+        return {
+            "filters": self.filters,
+            "page": self.table.page,
+            "rows_shown": self.table.rows_shown,
+            "freshness": sync_freshness(now=self.now),
+        }
+
+    def results(self) -> dict[str, object]:
+        empty = not self.table.page.rows
+        return {
+            **self.rows(),
+            "total": session_count(filters=self.filters),
+            # Only the empty table without filters says whether a sync has completed.
+            "any_sync_completed": empty
+            and not self.filters.chips()
+            and any_sync_completed(),
+            "tag_only_on_unmapped_cards": empty
+            and bool(self.filters.tag)
+            and self._tag_only_on_unmapped_cards(),
+        }
+
+    def whole_page(self) -> dict[str, object]:
+        return {**self.results(), "stats": session_stats(now=self.now)}
+
+    def _tag_only_on_unmapped_cards(self) -> bool:
+        if self.unmapped_tag_hint is not None:
+            return self.unmapped_tag_hint
+        return tag_only_on_unmapped_cards(tag=self.filters.tag)
 
 
 SESSION_EXPORT_HEADER = [

@@ -1,7 +1,7 @@
 """Admin console pages: staff only, read through selectors, write through services."""
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -72,75 +72,60 @@ def _live_url() -> str:
     return live.stream_url(reverse("sessions_app:live"), live.staff_channel())
 
 
+SESSION_LIST = "sessions_app/session_list.html"
+
+
 @staff_only
 @vary_on_headers("HX-Request", "HX-Trigger")
 def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     fragment = is_fragment_request(request)
-    # Only the whole page connects to the stream.
-    live_url = None if fragment else _live_url()
+    trigger = request.htmx.trigger if fragment else None
+    # The table re-reading itself after a sync.
+    rereading = trigger == "session-results"
     filters = parse_session_filters(request.GET)
     cursor = request.GET.get("cursor")
-    table = selectors.session_table(
+    listing = selectors.SessionList(
         filters=filters,
         cursor=cursor,
         rows_before=_row_count(request.GET.get("rows")),
-        whole_page=not fragment,
+        fragment=fragment,
+        now=timezone.now(),
+        unmapped_tag_hint=(
+            request.GET.get("tag_hint") == "unmapped" if rereading else None
+        ),
     )
-    now = timezone.now()
-    filter_query = urlencode(filters.as_query())
-    context = {
+    context: dict[str, object] = {
         "section": "sessions",
-        "filters": filters,
-        "page": table.page,
-        "rows_shown": table.rows_shown,
-        "freshness": selectors.sync_freshness(now=now),
-        "filter_query": filter_query,
+        "filter_query": urlencode(filters.as_query()),
     }
-    template = "sessions_app/session_list.html"
-    list_url = reverse("sessions_app:session-list")
     if fragment and cursor:
         # The address says how many rows the table holds now, as the no-script
         # link does: Back from a session opened below them brings them all back.
-        rows_query = urlencode({**filters.as_query(), "rows": table.rows_shown})
-        response = render(request, f"{template}#session-rows", context)
-        return push_url(response, f"{list_url}?{rows_query}")
-    context.update(
-        total=selectors.session_count(filters=filters),
-        # Only the empty table without filters says whether a sync has completed.
-        any_sync_completed=not table.page.rows
-        and not filters.chips()
-        and selectors.any_sync_completed(),
-        tag_only_on_unmapped_cards=not table.page.rows
-        and bool(filters.tag)
-        and _tag_only_on_unmapped_cards(request, filters.tag),
-    )
-    if fragment and request.htmx.trigger == "session-results":
-        # The table re-reading itself after a sync: the form keeps what is typed.
-        return render(request, f"{template}#session-results", context)
+        context.update(listing.rows())
+        response = render(request, f"{SESSION_LIST}#session-rows", context)
+        rows_shown = {**filters.as_query(), "rows": listing.table.rows_shown}
+        return push_url(response, _session_list_url(rows_shown))
+    if rereading:
+        # Only the results: the form keeps what is typed.
+        context.update(listing.results())
+        return render(request, f"{SESSION_LIST}#session-results", context)
     context.update(form=SessionFilterForm(filters))
     if fragment:
         # New filters: the form, the export link and the address follow them.
-        applied = request.htmx.trigger == "session-filters"
-        response = render(
-            request,
-            f"{template}#filtered-results",
-            {**context, "filters_oob": True, "announce_count": applied},
+        context.update(
+            listing.results(),
+            filters_oob=True,
+            announce_count=trigger == "session-filters",
         )
-        return push_url(
-            response, f"{list_url}?{filter_query}" if filter_query else list_url
-        )
-    context.update(stats=selectors.session_stats(now=now), live_url=live_url)
-    return render(request, template, context)
+        response = render(request, f"{SESSION_LIST}#filtered-results", context)
+        return push_url(response, _session_list_url(filters.as_query()))
+    context.update(listing.whole_page(), live_url=_live_url())
+    return render(request, SESSION_LIST, context)
 
 
-def _tag_only_on_unmapped_cards(request: AuthenticatedHttpRequest, tag: str) -> bool:
-    """`selectors.tag_only_on_unmapped_cards`, except on the table's live re-read,
-    which sends what the page last showed (`tag_hint`): the answer needs a scan of
-    every session's idTag, too much for each sync while a tab is open, and a sync
-    brings new sessions, not new mappings that would change it."""
-    if is_fragment_request(request) and request.htmx.trigger == "session-results":
-        return request.GET.get("tag_hint") == "unmapped"
-    return selectors.tag_only_on_unmapped_cards(tag=tag)
+def _session_list_url(query: Mapping[str, object]) -> str:
+    url = reverse("sessions_app:session-list")
+    return f"{url}?{urlencode(query)}" if query else url
 
 
 def _row_count(raw: str | None) -> int:
