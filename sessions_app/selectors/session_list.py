@@ -1,4 +1,5 @@
-"""Reads of the admin console: each function builds one page's read model."""
+"""The Charging Sessions page: its rows, count, stat strip and export, and how
+fresh the sync has kept them."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -8,15 +9,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
-from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet, Subquery
+from django.db.models import Subquery
 from django.utils import timezone
 
-from sessions_app.forms import SessionFilters, SyncRunFilters
-from sessions_app.models import ApiToken
+from sessions_app.forms import SessionFilters
 from sync import rollups
 from sync.models import (
-    SyncedTransactionEvent,
     SyncRun,
     TransactionSyncState,
     TransactionSyncStateQuerySet,
@@ -30,12 +28,7 @@ PAGE_SIZE = 15
 # A table that re-reads itself after a sync gets back at most ten pages: a page that
 # loaded more keeps its first ten pages, and Load more goes on from there.
 MAX_REFRESH_ROWS = 10 * PAGE_SIZE
-# The mapping list shows the first matches only; a search narrows it.
-MAX_LISTED_MAPPINGS = 200
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-# Charging Sessions
 
 
 @dataclass(frozen=True)
@@ -378,124 +371,3 @@ def tag_only_on_unmapped_cards(*, tag: str) -> bool:
 
 def any_sync_completed() -> bool:
     return SyncRun.objects.finished().exists()
-
-
-# Transaction detail
-
-
-def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
-    """One session with its customer; raises TransactionSyncState.DoesNotExist."""
-    return (
-        TransactionSyncState.objects.with_customer()
-        .select_related("charger")
-        .get(steve_transaction_id=steve_transaction_id)
-    )
-
-
-@dataclass(frozen=True)
-class LastSynced:
-    at: datetime
-    is_stale: bool
-
-
-def session_last_synced(*, session: TransactionSyncState, now: datetime) -> LastSynced:
-    """When the sync last read `session`, and whether that is stale as the
-    Charging Sessions table says it; only an active one asks the sync runs."""
-    if session.is_finalized:
-        return LastSynced(at=session.last_synced_at, is_stale=False)
-    freshness = sync_freshness(now=now)
-    return LastSynced(
-        at=freshness.last_synced(session), is_stale=freshness.is_stale(session)
-    )
-
-
-# How long a detail page reports the outcome of its last "Resync now"; after that,
-# its Last synced time says enough.
-RESYNC_NOTICE_FOR = timedelta(minutes=15)
-
-
-def recent_resync(*, steve_transaction_id: int, now: datetime) -> SyncRun | None:
-    """The latest "Resync now" run of this transaction, if it started recently."""
-    return (
-        SyncRun.objects.resyncs_of(steve_transaction_id)
-        .filter(started_at__gte=now - RESYNC_NOTICE_FOR)
-        .first()
-    )
-
-
-def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEvent]:
-    """Every sync event of a session, oldest reading first."""
-    return list(session.events.select_related("sync_run").order_by("reading_at", "id"))
-
-
-# Sync runs
-
-
-# How many runs the Sync runs page shows, live updates included.
-SYNC_RUNS_SHOWN = 50
-
-
-def sync_run_list(
-    *, filters: SyncRunFilters, limit: int = SYNC_RUNS_SHOWN
-) -> QuerySet[SyncRun]:
-    """The newest `limit` sync runs matching `filters`, newest first."""
-    runs = SyncRun.objects.newest_first()
-    if filters.kind:
-        runs = runs.filter(kind=filters.kind)
-    if filters.status:
-        runs = runs.filter(status=filters.status)
-    return runs[:limit]
-
-
-def sync_run_table(*, filters: SyncRunFilters) -> dict[str, object]:
-    """The context of the Sync runs table: the page and its live re-render show
-    the same rows with the same note under them."""
-    return {
-        "runs": sync_run_list(filters=filters),
-        "runs_shown": SYNC_RUNS_SHOWN,
-        "retention_days": settings.SYNC_RUNS_RETENTION_DAYS,
-    }
-
-
-def sync_run_in_progress() -> bool:
-    """Whether a run that writes transactions is running now.
-
-    Only the kinds that share the transactions lock count: the charger probe holds a
-    lock of its own (and can wait up to 30 s per station), so it never blocks
-    "Run sync now".
-    """
-    return SyncRun.objects.running().writing_transactions().exists()
-
-
-# User mappings
-
-
-def user_mapping_list(*, search: str) -> QuerySet[UserMapping]:
-    """The first MAX_LISTED_MAPPINGS mappings whose tag, label, billing id or
-    customer email contains `search`, active ones first."""
-    mappings = UserMapping.objects.select_related("user").order_by(
-        "-is_active", "steve_ocpp_id_tag"
-    )
-    if search:
-        mappings = mappings.filter(
-            Q(steve_ocpp_id_tag__icontains=search)
-            | Q(label__icontains=search)
-            | Q(billing_customer_id__icontains=search)
-            | Q(user__username__icontains=search)
-            | Q(user__email__icontains=search)
-        )
-    return mappings[:MAX_LISTED_MAPPINGS]
-
-
-def id_tag_has_sessions(*, tag: str) -> bool:
-    """Whether a synced session has exactly this idTag (index tss_tag_started)."""
-    return TransactionSyncState.objects.filter(ocpp_id_tag=tag).exists()
-
-
-# API tokens
-
-
-def api_token_list(*, user: User) -> QuerySet[ApiToken]:
-    """`user`'s API tokens, newest first, revoked ones included; the console's
-    and the portal's token pages both list these."""
-    return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")

@@ -1,0 +1,52 @@
+"""The transaction detail page."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sessions_app.selectors.session_list import sync_freshness
+from sync.models import SyncedTransactionEvent, SyncRun, TransactionSyncState
+
+
+def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
+    """One session with its customer; raises TransactionSyncState.DoesNotExist."""
+    return (
+        TransactionSyncState.objects.with_customer()
+        .select_related("charger")
+        .get(steve_transaction_id=steve_transaction_id)
+    )
+
+
+@dataclass(frozen=True)
+class LastSynced:
+    at: datetime
+    is_stale: bool
+
+
+def session_last_synced(*, session: TransactionSyncState, now: datetime) -> LastSynced:
+    """When the sync last read `session`, and whether that is stale as the
+    Charging Sessions table says it; only an active one asks the sync runs."""
+    if session.is_finalized:
+        return LastSynced(at=session.last_synced_at, is_stale=False)
+    freshness = sync_freshness(now=now)
+    return LastSynced(
+        at=freshness.last_synced(session), is_stale=freshness.is_stale(session)
+    )
+
+
+# How long a detail page reports the outcome of its last "Resync now"; after that,
+# its Last synced time says enough.
+RESYNC_NOTICE_FOR = timedelta(minutes=15)
+
+
+def recent_resync(*, steve_transaction_id: int, now: datetime) -> SyncRun | None:
+    """The latest "Resync now" run of this transaction, if it started recently."""
+    return (
+        SyncRun.objects.resyncs_of(steve_transaction_id)
+        .filter(started_at__gte=now - RESYNC_NOTICE_FOR)
+        .first()
+    )
+
+
+def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEvent]:
+    """Every sync event of a session, oldest reading first."""
+    return list(session.events.select_related("sync_run").order_by("reading_at", "id"))
