@@ -1,0 +1,227 @@
+"""The chargers card: the chargers a customer may see, with their states, in one
+SQL statement. Split from the dashboard's read model (`portal.selectors`)
+because the Chargers API (`sessions_app.api_selectors`) pages through the same
+statement."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict, cast
+
+from django.contrib.auth.models import User
+from django.db.models import Min
+
+from portal.models import Reservation
+from sessions_app.models import ApiSession
+from sync.models import CHECK_IN_VALID_FOR, Charger, TransactionSyncState
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+MAX_CHARGERS = 50
+
+
+class ChargerAnnotations(TypedDict):
+    in_use: bool
+    # Held: by a reservation, or by a scheduled session waiting to start.
+    reserved: bool
+    held: bool
+    scheduled: bool
+    reserved_by_me: bool
+    visible_count: int
+    available_count: int
+
+
+type ListedCharger = WithAnnotations[Charger, ChargerAnnotations]
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerList:
+    rows: list[ListedCharger]
+    available: int
+    total: int
+    # When a status shown will change with no event to say so: a reservation
+    # ends, or a charger's check-in grows too old. The card re-reads itself then.
+    next_change_at: datetime | None = None
+
+
+def charger_status(charger: ListedCharger, now: datetime) -> str:
+    """offline (no check-in for over an hour), else in_use, reserved, online."""
+    if (
+        charger.last_check_in_at is None
+        or now - charger.last_check_in_at > CHECK_IN_VALID_FOR
+    ):
+        return "offline"
+    if charger.in_use:
+        return "in_use"
+    if charger.reserved:
+        return "reserved"
+    return "online"
+
+
+# The chargers card as one statement, written in SQL: built with the ORM, its
+# EXISTS subqueries (three of them again inside the counts pill's window filter)
+# took about 5 ms of Python to build and compile on every dashboard, five times
+# what Python spends on this statement now, and the year dashboard was at its
+# 50 ms target. Each state keeps its meaning from the querysets that define it:
+# TransactionSyncState.objects.occupying_connector(),
+# ApiSession.objects.charging_or_starting() and .waiting_to_start(),
+# Reservation.objects.covering() and Charger.objects.visible_to_customer(); a test
+# checks this statement against them, state by state. Held and held-by-me stay
+# two EXISTS: Postgres hashes each once, while one aggregate per charger (LATERAL)
+# took half as long again.
+CHARGER_LIST_SQL = """
+WITH visible AS (
+    SELECT charger.*,
+        (
+            EXISTS (
+                SELECT FROM transaction_sync_state AS session
+                WHERE session."chargerId" = charger.id
+                    AND (
+                        NOT session."isFinalized" AND NOT session."isSuspectedStuck"
+                        OR session."stopEventActor" = %(manual_actor)s
+                        AND session."lastReadingAfterStopAt" >= %(online_since)s
+                    )
+            )
+            OR EXISTS (
+                SELECT FROM api_sessions AS api_session
+                WHERE api_session.status = ANY(%(open_statuses)s)
+                    AND api_session.charge_box_id = charger.charge_box_id
+                    AND api_session.connector_id = charger.connector_id
+                    AND NOT (
+                        api_session.status = %(created_status)s
+                        AND api_session.remote_start_sent_at IS NULL
+                        AND COALESCE(api_session.target_start_at > %(now)s, false)
+                    )
+            )
+        ) AS in_use,
+        EXISTS (
+            SELECT FROM api_sessions AS api_session
+            WHERE api_session.status = %(created_status)s
+                AND api_session.remote_start_sent_at IS NULL
+                AND api_session.target_start_at > %(now)s
+                AND api_session.charge_box_id = charger.charge_box_id
+                AND api_session.connector_id = charger.connector_id
+        ) AS scheduled,
+        EXISTS (
+            SELECT FROM reservations AS held
+            WHERE held.charger_id = charger.id AND held.status = %(held_status)s
+                AND held.starts_at <= %(now)s AND held.ends_at > %(now)s
+        ) AS held,
+        EXISTS (
+            SELECT FROM reservations AS held
+            WHERE held.charger_id = charger.id AND held.status = %(held_status)s
+                AND held.starts_at <= %(now)s AND held.ends_at > %(now)s
+                AND held.user_id = %(customer)s
+        ) AS reserved_by_me
+    FROM chargers AS charger
+    WHERE %(every_charger)s OR charger.is_public OR charger.id IN (
+        SELECT grouped.charger_id
+        FROM charger_groups_chargers AS grouped
+        JOIN charger_groups_members AS member
+            ON member.chargergroup_id = grouped.chargergroup_id
+        WHERE member.user_id = %(customer)s
+    )
+)
+-- The counts pill covers every visible charger, not only those shown: window
+-- counts are taken before the LIMIT.
+SELECT *,
+    count(*) OVER () AS visible_count,
+    count(*) FILTER (
+        WHERE last_check_in_at >= %(online_since)s AND NOT in_use AND NOT reserved
+    ) OVER () AS available_count
+FROM (SELECT *, held OR scheduled AS reserved FROM visible) AS visible
+WHERE %(after_name)s::text IS NULL
+    OR (friendly_name, charge_box_id, connector_id)
+        > (%(after_name)s, %(after_box)s, %(after_connector)s)
+ORDER BY friendly_name, charge_box_id, connector_id
+LIMIT %(limit)s
+"""
+
+# Where a charger comes in CHARGER_LIST_SQL's order: friendly name, chargeBoxId,
+# connector.
+type ChargerSortKey = tuple[str, str, int]
+
+
+def charger_sort_key(charger: Charger) -> ChargerSortKey:
+    return (charger.friendly_name, charger.charge_box_id, charger.connector_id)
+
+
+def visible_chargers(
+    *,
+    user: User,
+    now: datetime,
+    every_charger: bool = False,
+    after: ChargerSortKey | None = None,
+    limit: int = MAX_CHARGERS,
+) -> list[ListedCharger]:
+    """The chargers `user` may see (`every_charger`: all of them), in
+    charger_sort_key order, the first `limit` after `after`, in one query; each with
+    the states charger_status reads. Their visible_count and available_count count
+    the chargers after `after`."""
+    after_name, after_box, after_connector = after or (None, None, None)
+    params = {
+        "customer": user.pk,
+        "every_charger": every_charger,
+        "now": now,
+        "online_since": now - CHECK_IN_VALID_FOR,
+        "manual_actor": TransactionSyncState.StopEventActor.MANUAL,
+        "open_statuses": list(ApiSession.OPEN_STATUSES),
+        "created_status": ApiSession.Status.CREATED,
+        "held_status": Reservation.Status.ACTIVE,
+        "after_name": after_name,
+        "after_box": after_box,
+        "after_connector": after_connector,
+        "limit": limit,
+    }
+    return cast(
+        "list[ListedCharger]", list(Charger.objects.raw(CHARGER_LIST_SQL, params))
+    )
+
+
+def charger_list(*, customer: User, now: datetime) -> ChargerList:
+    """Up to 50 visible chargers with `status` and `reserved_by_me`, and the counts
+    pill: available now (online) of all visible chargers.
+
+    A charger is in use while a session is charging on it (a suspected-stuck one
+    does not count, a manual stop whose station charges on does; the sync links
+    every session to the charger of its connector),
+    or while a portal or API session holds it: a session started from the portal
+    or the API takes the connector from its remote start until it ends, a sync or
+    two apart from the transaction's own start and stop, and a Start offered
+    meanwhile would be refused. A session scheduled to start later holds its
+    connector too, but nobody charges there yet: like a reservation, it makes the
+    charger `reserved` (`scheduled` says which).
+    """
+    rows = visible_chargers(user=customer, now=now)
+    for charger in rows:
+        charger.status = charger_status(charger, now)  # type: ignore[attr-defined]
+    if not rows:
+        return ChargerList(rows=[], available=0, total=0)
+    first = rows[0]
+    return ChargerList(
+        rows=rows,
+        available=first.available_count,
+        total=first.visible_count,
+        next_change_at=_next_status_change(rows, now),
+    )
+
+
+def _next_status_change(rows: list[ListedCharger], now: datetime) -> datetime | None:
+    """The earliest moment a shown status changes by the clock alone: the end of
+    a reservation holding a shown charger, or an online charger going offline.
+    The rest (a charge starting or stopping) comes with a live event."""
+    changes = [
+        charger.last_check_in_at + CHECK_IN_VALID_FOR
+        for charger in rows
+        if charger.last_check_in_at is not None and charger.status != "offline"  # type: ignore[attr-defined]
+    ]
+    held = [charger.pk for charger in rows if charger.held]
+    if held:
+        reservation_end = (
+            Reservation.objects.covering(now)
+            .filter(charger_id__in=held)
+            .aggregate(Min("ends_at"))["ends_at__min"]
+        )
+        if reservation_end is not None:
+            changes.append(reservation_end)
+    return min(changes, default=None)

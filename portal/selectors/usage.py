@@ -1,0 +1,206 @@
+"""The usage and plan cards: billing periods, energy per day and the plan's
+included energy. Split from the dashboard's read model (`portal.selectors`):
+the period chips re-read this card alone."""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.contrib.auth.models import User
+from django.db.models import Sum
+from django.db.models.functions import TruncDate
+
+from portal.billing import BillingAccount, billing_account
+from portal.charts import DailyChart, daily_chart
+from sync import rollups
+from sync.models import SyncedTransactionEvent
+
+# The billing periods a customer can pick on the dashboard, in the order of its
+# chips, with their labels.
+PERIOD_LABELS = {
+    "current": "Current period",
+    "previous": "Previous period",
+    "year": "This year",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    name: str
+    start: date
+    end: date  # exclusive
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+    @property
+    def label(self) -> str:
+        return PERIOD_LABELS[self.name]
+
+
+DEFAULT_PERIOD = "current"
+
+
+def parse_period(value: str | None) -> str:
+    """One of PERIOD_LABELS; anything else falls back to DEFAULT_PERIOD."""
+    return value if value in PERIOD_LABELS else DEFAULT_PERIOD
+
+
+def period_note(value: str | None) -> str | None:
+    """What to tell a customer whose `?period=` was not understood, or None."""
+    if not value or value in PERIOD_LABELS:
+        return None
+    *others, last = PERIOD_LABELS
+    return (
+        f"“{value[:40]}” is not a period ({', '.join(others)} or {last}); "
+        "showing the current billing period."
+    )
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return day.replace(year=index // 12, month=index % 12 + 1)
+
+
+def billing_period(*, name: str, anchor_day: int, today: date) -> Period:
+    """The period `name` around `today`: billing periods start on `anchor_day`
+    (1-28, so every month has it); `year` is the calendar year."""
+    if name == "year":
+        return Period(name, date(today.year, 1, 1), date(today.year + 1, 1, 1))
+    start = today.replace(day=anchor_day)
+    if today.day < anchor_day:
+        start = _add_months(start, -1)
+    if name == "previous":
+        start = _add_months(start, -1)
+    return Period(name, start, _add_months(start, 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    period: Period
+    total_kwh: Decimal
+    chart: DailyChart
+
+
+def energy_by_day(
+    *, tags: list[str], first_day: date, end_day: date, zone: ZoneInfo
+) -> dict[date, Decimal]:
+    """kWh of these tags per day in `zone`, from `first_day` up to `end_day`,
+    bucketed by the day of each meter reading, so a session across midnight counts
+    on both days."""
+    by_day = rollups.tag_energy_by_day(
+        tags=tags, first_day=first_day, end_day=end_day, zone=zone
+    )
+    if by_day is None:
+        by_day = _energy_by_day_from_events(
+            tags=tags, first_day=first_day, end_day=end_day, zone=zone
+        )
+    return by_day
+
+
+def _usage(period: Period, by_day: dict[date, Decimal]) -> Usage:
+    total = sum(
+        (kwh for day, kwh in by_day.items() if period.start <= day < period.end),
+        Decimal(0),
+    )
+    chart = daily_chart(first_day=period.start, end_day=period.end, kwh_by_day=by_day)
+    return Usage(period=period, total_kwh=total, chart=chart)
+
+
+def _energy_by_day_from_events(
+    *, tags: list[str], first_day: date, end_day: date, zone: ZoneInfo
+) -> dict[date, Decimal]:
+    start = datetime.combine(first_day, time.min, tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(end_day, time.min, tzinfo=zone).astimezone(UTC)
+    rows = (
+        SyncedTransactionEvent.objects.filter(
+            ocpp_id_tag__in=tags, reading_at__gte=start, reading_at__lt=end
+        )
+        .annotate(day=TruncDate("reading_at", tzinfo=zone))
+        .values_list("day")
+        .annotate(kwh=Sum("kwh_delta"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanUse:
+    """The plan card's energy of the current billing period against the plan's
+    included amount, in the tenths of a kWh the card shows, so that what it says
+    adds up: `used` is `left` short of `included`, or `over` beyond it."""
+
+    used_kwh: Decimal
+    included_kwh: Decimal
+    left_kwh: Decimal
+    over_kwh: Decimal
+    percent: int  # of the included amount used, 0 to 100: the bar never overflows
+
+
+def plan_use(*, used_kwh: Decimal, included_kwh: Decimal) -> PlanUse:
+    """`used_kwh` against a positive `included_kwh`, both rounded to 0.1 kWh."""
+    tenth = Decimal("0.1")
+    used = used_kwh.quantize(tenth)
+    included = included_kwh.quantize(tenth)
+    percent = min(100, max(0, round(used / included * 100)))
+    if used < included and percent == 100:
+        percent = 99  # a full bar would say none is left
+    return PlanUse(
+        used_kwh=used,
+        included_kwh=included,
+        left_kwh=max(included - used, Decimal("0.0")),
+        over_kwh=max(used - included, Decimal("0.0")),
+        percent=percent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCards:
+    """The usage card of the chosen period and the plan card (None when billing
+    has no plan for the customer or failed)."""
+
+    usage: Usage
+    account: "BillingAccount | None"
+    plan_used_kwh: Decimal
+
+    @property
+    def plan(self) -> PlanUse | None:
+        """The current period's use of the plan's included energy; None without
+        a plan or without included energy."""
+        if self.account is None or not self.account.included_kwh:
+            return None
+        return plan_use(
+            used_kwh=self.plan_used_kwh, included_kwh=self.account.included_kwh
+        )
+
+
+def usage_cards(
+    *,
+    customer: User,
+    tags: list[str],
+    zone: ZoneInfo,
+    period_name: str,
+    now: datetime,
+) -> UsageCards:
+    """Billing periods follow the plan's anchor day (calendar months without a
+    plan, or when billing is down); the plan card counts the current period."""
+    account = billing_account(user=customer).account
+    anchor_day = account.anchor_day if account else 1
+    today = now.astimezone(zone).date()
+    period = billing_period(name=period_name, anchor_day=anchor_day, today=today)
+    current = billing_period(name="current", anchor_day=anchor_day, today=today)
+    # One read covers the chosen period and, for the plan card, the current one.
+    by_day = energy_by_day(
+        tags=tags,
+        first_day=min(period.start, current.start),
+        end_day=max(period.end, current.end),
+        zone=zone,
+    )
+    chosen = _usage(period, by_day)
+    plan_used = sum(
+        (kwh for day, kwh in by_day.items() if current.start <= day < current.end),
+        Decimal(0),
+    )
+    return UsageCards(usage=chosen, account=account, plan_used_kwh=plan_used)
