@@ -20,8 +20,8 @@ from portal.models import Plan, Reservation, Subscription
 from sessions_app.models import ApiSession, Rate
 from sync.models import Charger, TransactionSyncState, UserMapping
 
-# Advisory lock a running demo holds on its database (sync/services/runs.py has the
-# sync's own keys).
+# Advisory lock a running demo holds on its database (the sync's own keys are in
+# sync/services/runs/lifecycle.py).
 DEMO_LOCK = 7_316_003
 DEMO_APPLICATION = "polaris demo"
 

@@ -8,7 +8,7 @@ from django.test import TestCase
 
 from sync import services
 from sync.models import SyncRun
-from sync.services.runs import DETAIL_WORKERS
+from sync.services.runs.planning import DETAIL_WORKERS
 from sync.tests.standin_case import StandinTestMixin
 
 

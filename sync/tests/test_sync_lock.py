@@ -10,7 +10,7 @@ from polaris.testing import current_database_url
 from sync import services
 from sync.client import SteveClient
 from sync.models import SyncRun
-from sync.services.runs import TRANSACTIONS_LOCK
+from sync.services.runs.lifecycle import TRANSACTIONS_LOCK
 from sync.tests.factories import ChargerFactory, SyncRunFactory
 
 UNREACHABLE = SteveClient(

@@ -8,7 +8,7 @@ from django.test import TestCase
 from polaris.celery import app as celery_app
 from sync import services
 from sync.models import SyncRun, TransactionSyncState
-from sync.services import runs
+from sync.services.runs import lifecycle
 from sync.tasks import sync_run_reconcile
 from sync.tests.standin_case import StandinTestMixin
 
@@ -75,8 +75,8 @@ class SyncReconcileTests(StandinTestMixin, TestCase):
         self,
     ) -> None:
         # Only the incremental run picks up above the highest pk it saved.
-        tally = runs.RunTally(fetched=1_200, processed=500)
-        sentence = runs._time_limit_sentence(
+        tally = lifecycle.RunTally(fetched=1_200, processed=500)
+        sentence = lifecycle.time_limit_sentence(
             tally, "manage.py sync backfill --since 2026-11-28", carries_on=False
         )
         self.assertIn("after 500 of 1,200 transactions", sentence)

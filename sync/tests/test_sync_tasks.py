@@ -7,7 +7,7 @@ from django.test import TransactionTestCase
 
 from polaris.testing import CeleryWorker, current_database_url
 from sync.models import SyncRun, TransactionSyncState
-from sync.services.runs import TRANSACTIONS_LOCK
+from sync.services.runs.lifecycle import TRANSACTIONS_LOCK
 from sync.tasks import sync_run_reconcile, sync_run_transactions
 from sync.tests.standin_case import StandinTestMixin
 

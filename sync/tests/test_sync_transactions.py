@@ -20,7 +20,7 @@ from sync import services
 from sync.client import SteveClient
 from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
 from sync.services import runs
-from sync.services.runs import PK_WINDOW
+from sync.services.runs.listing import PK_WINDOW
 from sync.tests.factories import UserMappingFactory
 from sync.tests.rollup_checks import assert_rollups_exact
 from sync.tests.standin_case import StandinTestMixin
