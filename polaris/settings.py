@@ -78,7 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that it sees every answer: API errors made outside the API's own
     # endpoints (unknown path, wrong method, Django's error pages) become JSON.
-    "sessions_app.api_middleware.ApiJsonErrorsMiddleware",
+    "sessions_app.api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

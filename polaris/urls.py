@@ -4,7 +4,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
 
 from polaris.auth_views import LoginView, LogoutView
-from sessions_app.api import api
+from sessions_app.api.app import api
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", include("sessions_app.urls")),

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
-from sessions_app.api_auth import TOKEN_PREFIX, VISIBLE_CHARS, token_hash
+from sessions_app.api.auth import TOKEN_PREFIX, VISIBLE_CHARS, token_hash
 from sessions_app.models import ApiToken, AuditEntry
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The chargers card: the chargers a customer may see, with their states, in one
 SQL statement. Split from the dashboard's read model (`portal.selectors`)
-because the Chargers API (`sessions_app.api_selectors`) pages through the same
-statement."""
+because the Chargers API (`sessions_app.api.selectors.chargers`) pages through
+the same statement."""
 
 from dataclasses import dataclass
 from datetime import datetime

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from sessions_app.api_selectors import (
+from sessions_app.api.selectors.matching import (
     CLOCK_SKEW,
     api_session_matching_transaction,
     transactions_synced_since,

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from sessions_app.api_selectors import (
+from sessions_app.api.selectors.sessions import (
     api_session_energy_kwh,
     api_session_rate,
 )

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError
 from django.test import RequestFactory, SimpleTestCase
 
-from sessions_app.api_middleware import ApiJsonErrorsMiddleware
+from sessions_app.api.middleware import ApiJsonErrorsMiddleware
 from sessions_app.models import ApiSession
 from sessions_app.tests.test_api_sessions import ApiTestCase
 from sessions_app.tests.test_charging import REMOTE_START

@@ -17,7 +17,7 @@ from django.utils import timezone
 from polaris.celery import app as celery_app
 from polaris.testing import CeleryWorker
 from sessions_app import charging
-from sessions_app.api_selectors import CLOCK_SKEW
+from sessions_app.api.selectors.matching import CLOCK_SKEW
 from sessions_app.models import ApiSession
 from sessions_app.tasks import api_sessions_advance_all
 from sessions_app.tests.test_charging import REMOTE_START, REMOTE_STOP

@@ -30,7 +30,7 @@ from polaris.celery import app as celery_app
 from polaris.live import customer_channel
 from portal.models import ChargerGroup
 from sessions_app import charging
-from sessions_app.api_selectors import CLOCK_SKEW
+from sessions_app.api.selectors.matching import CLOCK_SKEW
 from sessions_app.charging.tags import CARD_CHOICE_LOCK
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import session_cost

@@ -1,5 +1,5 @@
-"""Reads of the Sessions API: who may see which session, lists, the session object,
-and the chargers a session can be started on.
+"""Reads of the Sessions API's sessions: who a new session is for, who may see
+which session, the list, and the session object.
 
 `api_session_document` builds the session object with the seed's field names
 (`_id`, `chargestation`, `metrics.energyConsumed`, …); the API's schemas only check
@@ -8,10 +8,9 @@ and serialise it.
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -19,31 +18,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.http import Http404
-from django.utils import timezone
 
-from portal.selectors import (
-    ChargerSortKey,
-    ListedCharger,
-    charger_sort_key,
-    charger_status,
-    visible_chargers,
-)
-from sessions_app.models import ApiSession, ApiSessionQuerySet, Rate
+from sessions_app.models import ApiSession, ApiSessionQuerySet
 from sessions_app.pricing import Cost, RateTerms, session_cost
 from sync.client import in_base_unit
-from sync.models import SyncRun, TransactionSyncState
 
 PAGE_SIZE_MAX = 100
-# A station whose clock follows SteVe's (BootNotification and Heartbeat answers
-# carry its time) is off from ours by seconds. The margin lets a transaction stamped
-# just before our remote start still be the one it started, without reaching back
-# to a charge the driver made just before asking. Stations whose clocks are off by
-# more are matched by SteVe's insert order (`api_session_matching_transaction`).
-CLOCK_SKEW = timedelta(seconds=10)
-# How far behind a station's clock may stamp the charge a remote start began and
-# still have it matched by SteVe's insert order: minutes, not the hours back of a
-# station uploading an old charge once it is online again.
-CLOCK_BEHIND_AT_MOST = timedelta(minutes=15)
 # Ids are bigint; longer digit strings cannot name a row (and would overflow SQL).
 _SESSION_ID = re.compile(r"[0-9]{1,18}")
 _WH_PER_KWH = Decimal(1000)
@@ -158,221 +138,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
             "The cursor is not valid; start again without it."
         ) from None
     return moment, int(pk)
-
-
-# Chargers
-
-
-@dataclass(frozen=True, slots=True)
-class ApiCharger:
-    """A charger with its status and the id of the rate a session there would use."""
-
-    charger: ListedCharger
-    status: str
-    rate_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ChargerPage:
-    """One page of chargers and the cursor of the next page."""
-
-    items: list[ApiCharger]
-    next_cursor: str | None
-
-
-def api_charger_list(
-    *,
-    user: User,
-    cursor: str | None = None,
-    limit: int = 20,
-    now: datetime | None = None,
-) -> ChargerPage:
-    """The chargers `user` may start a session on, `limit` at a time, in the
-    portal's order (friendly name, chargeBoxId, connector), in two queries.
-
-    A customer's are those of the portal's chargers card (public ones and their
-    charger groups'); staff's are every charger, as `api_session_create` lets staff
-    start on any. Each has the card's status and the rate `Rate.objects.for_charger`
-    finds, which a session created now would use. Keyset pagination on the sort
-    order. Raises InvalidCursor for a cursor this function did not make.
-    """
-    now = now or timezone.now()
-    limit = max(1, min(limit, PAGE_SIZE_MAX))
-    rows = visible_chargers(
-        user=user,
-        now=now,
-        every_charger=user.is_staff,
-        after=_decode_charger_cursor(cursor) if cursor else None,
-        limit=limit + 1,
-    )
-    chargers = rows[:limit]
-    rate_ids = Rate.objects.ids_for_chargers([charger.pk for charger in chargers])
-    items = [
-        ApiCharger(charger, charger_status(charger, now), rate_ids[charger.pk])
-        for charger in chargers
-    ]
-    has_more = len(rows) > limit
-    return ChargerPage(
-        items=items,
-        next_cursor=_encode_charger_cursor(chargers[-1]) if has_more else None,
-    )
-
-
-def api_charger_document(item: ApiCharger) -> dict[str, Any]:
-    """A charger of the API: where to start a session, what it is, its status and
-    the rate a session there would use."""
-    charger = item.charger
-    return {
-        "chargestation": charger.charge_box_id,
-        # A string, as in the session object.
-        "connector": str(charger.connector_id),
-        "name": charger.friendly_name,
-        "connector_type": charger.connector_type or None,
-        "max_power_kw": (
-            None if charger.max_power_kw is None else float(charger.max_power_kw)
-        ),
-        "status": item.status,
-        "rate": None if item.rate_id is None else str(item.rate_id),
-    }
-
-
-def _encode_charger_cursor(charger: ListedCharger) -> str:
-    text = json.dumps(list(charger_sort_key(charger)), ensure_ascii=False)
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _decode_charger_cursor(cursor: str) -> ChargerSortKey:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        name, box, connector = json.loads(
-            base64.urlsafe_b64decode(padded.encode("ascii")).decode()
-        )
-        if not (_storable_text(name) and _storable_text(box)):
-            raise ValueError(cursor)
-        if type(connector) is not int:
-            raise ValueError(cursor)
-    except (ValueError, TypeError, UnicodeError, binascii.Error):
-        raise InvalidCursor(
-            "The cursor is not valid; start again without it."
-        ) from None
-    return name, box, connector
-
-
-def _storable_text(value: object) -> bool:
-    """Text PostgreSQL can compare: a string without NUL characters or a lone
-    surrogate (which JSON's escapes can spell)."""
-    if not isinstance(value, str) or "\x00" in value:
-        return False
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-# Matching a session to its SteVe transaction
-
-
-def api_session_matching_transaction(
-    *, session: ApiSession, start_deadline: datetime
-) -> TransactionSyncState | None:
-    """The synced transaction this session's remote start began, or None.
-
-    SteVe never names the transaction a remote start began (CONTRACT §7), so it is
-    recognised: on the session's connector, with the idTag the remote start sent
-    (OCPP idTags compare case-insensitively), claimed by no other session, not
-    already stopped when the remote start was sent, and first stored by a sync after
-    it was sent: a charge the driver made by card just before cannot be the one
-    asked for, even when the sync has not seen its stop yet (both times are ours, so
-    no clock skew enters that test).
-
-    Its start, by the station's clock, must be no later than `start_deadline` (plus
-    CLOCK_SKEW) and no earlier than the remote start (minus CLOCK_SKEW), or, when
-    none is, earlier (by CLOCK_BEHIND_AT_MOST at most) but inserted by SteVe
-    after the highest transaction Polaris had stored when the start was sent.
-    Station clocks are often minutes behind (CONTRACT §11) and stamp a charge we
-    caused before we asked for it; SteVe's pks follow its own insert order,
-    whatever the station's clock says. A charge
-    already running on that connector with that tag when the start was sent cannot
-    pass for it: SteVe refuses a remote start for a tag that is charging, and the
-    station one for an occupied connector.
-
-    Of several in the window, the first one started after the remote start is the
-    one it caused, failing that the latest before it; of several stamped earlier,
-    the first SteVe inserted.
-    """
-    sent_at = session.remote_start_sent_at
-    assert sent_at is not None
-    candidates = list(
-        TransactionSyncState.objects.filter(
-            charge_box_id=session.charge_box_id,
-            connector_id=session.connector_id,
-            ocpp_id_tag__iexact=session.id_tag,
-            api_sessions__isnull=True,
-            created_at__gt=sent_at,
-            started_at__lte=start_deadline + CLOCK_SKEW,
-        )
-        .exclude(stopped_at__lt=sent_at)
-        .order_by("steve_transaction_id")
-    )
-    in_window = [tx for tx in candidates if tx.started_at >= sent_at - CLOCK_SKEW]
-    if in_window:
-        return min(
-            in_window,
-            key=lambda tx: (tx.started_at < sent_at, abs(tx.started_at - sent_at)),
-        )
-    if not candidates:
-        return None
-    known = _highest_pk_stored_by(sent_at)
-    return next(
-        (
-            tx
-            for tx in candidates
-            if tx.steve_transaction_id > known
-            and tx.started_at >= sent_at - CLOCK_BEHIND_AT_MOST
-        ),
-        None,
-    )
-
-
-def _highest_pk_stored_by(moment: datetime) -> int:
-    """The highest SteVe pk Polaris had stored at `moment` (0 for none)."""
-    # Walks the unique pk index from the top: only the rows stored since `moment`
-    # are skipped, a handful.
-    highest = (
-        TransactionSyncState.objects.filter(created_at__lte=moment)
-        .order_by("-steve_transaction_id")
-        .values_list("steve_transaction_id", flat=True)
-        .first()
-    )
-    return highest or 0
-
-
-def transactions_synced_since(moment: datetime) -> bool:
-    """Whether a transactions sync that began at or after `moment` has finished
-    having read SteVe: it stored every transaction SteVe had reported by `moment`.
-
-    A partial run counts when it stored every transaction it left unread (a new
-    one whose meter values SteVe could not serve is stored from its list row): it
-    read SteVe's whole list, and missed only transactions that vanished from SteVe
-    during the run. One the database refused to store might be the one awaited.
-    A failed run does not count: SteVe did not answer, so it proves nothing.
-    """
-    runs = SyncRun.objects.filter(
-        kind=SyncRun.Kind.TRANSACTIONS,
-        status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL],
-        started_at__gte=moment,
-    ).values_list("unread_transaction_ids", flat=True)
-    unread = list(runs)
-    if any(not pks for pks in unread):
-        return True
-    left_unread = {pk for pks in unread for pk in pks}
-    stored = set(
-        TransactionSyncState.objects.filter(
-            steve_transaction_id__in=left_unread
-        ).values_list("steve_transaction_id", flat=True)
-    )
-    return any(set(pks) <= stored for pks in unread)
 
 
 # The session object
