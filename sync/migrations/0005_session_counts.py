@@ -3,7 +3,8 @@
 "N sessions match current filters" for the unfiltered view and "Active now" read two
 rows instead of counting a million. Triggers keep the counts in the same transaction
 as every write (the sync's upserts, vanished sessions, test factories), so they are
-never stale; bulk loads that bypass triggers recount (see sync/services/seeding.py).
+never stale; bulk loads that bypass triggers recount (see
+sync/services/seeding/history.py).
 """
 
 from django.db import migrations

@@ -3,7 +3,8 @@ reading millions of rows; they replace session_energy_daily.
 
 All four are kept exact by statement-level triggers, in the same transaction as
 the writes they follow (the sync's bulk inserts and updates, the vanished path,
-test factories). Bulk loads that skip triggers rebuild them (sync/services/seeding.py).
+test factories). Bulk loads that skip triggers rebuild them
+(sync/services/seeding/history.py).
 Buckets use date_bin from a UTC origin, so they never depend on a session's TimeZone.
 
 energy_by_quarter_hour: kwhDelta of every event per 15 minutes of readingAt. The

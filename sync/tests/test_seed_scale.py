@@ -175,7 +175,7 @@ class SeedScaleResetTests(TransactionTestCase):
             )
             return cursor.fetchone()[0]
 
-    @patch("sync.services.seeding.SLICE_TRANSACTIONS", 250)
+    @patch("sync.services.seeding.history.SLICE_TRANSACTIONS", 250)
     def test_it_writes_the_same_rows_for_the_same_seed(self) -> None:
         first = self.seed()
         self.assertEqual(self.seed(), first)

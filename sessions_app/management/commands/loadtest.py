@@ -3,7 +3,7 @@
 The issue's load acceptance point: 200 users for 10 minutes with a sync every 10 s,
 no errors, p95 within twice the benchmark's, no database connection exhaustion.
 `loadtest --bench bench.json --output load.json` prints a table per page kind and
-exits non-zero on errors or exhaustion. The work is in bench/load.py.
+exits non-zero on errors or exhaustion. The work is in bench/load/.
 """
 
 import json
