@@ -50,13 +50,12 @@ from sessions_app.new_token import (
 )
 from sessions_app.services import api_token_create, api_token_revoke
 from sync.models import SyncRun, TransactionSyncState, UserMapping
-from sync.services.mappings import (
+from sync.services.imports import (
     MappingImportResult,
     RejectedRow,
-    user_mapping_create,
     user_mapping_import_bytes,
-    user_mapping_update,
 )
+from sync.services.mappings import user_mapping_create, user_mapping_update
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
 from sync.tasks import sync_run_transactions as sync_run_transactions_task
 

@@ -1,12 +1,8 @@
-"""Writes of the sync app: sync runs (`runs`), their retention (`retention`) and
-user mappings (`mappings`)."""
+"""Writes of the sync app: sync runs (`runs`), their retention (`retention`), user
+mappings (`mappings`) and their CSV import (`imports`)."""
 
-from sync.services.mappings import (
-    MappingImportResult,
-    user_mapping_create,
-    user_mapping_import_csv,
-    user_mapping_update,
-)
+from sync.services.imports import MappingImportResult, user_mapping_import_csv
+from sync.services.mappings import user_mapping_create, user_mapping_update
 from sync.services.retention import sync_runs_prune
 from sync.services.runs import (
     SyncBusy,

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from sessions_app.models import AuditEntry
 from sync.models import UserMapping
-from sync.services.mappings import user_mapping_import_text
+from sync.services.imports import user_mapping_import_text
 from sync.tests.factories import UserFactory, UserMappingFactory
 
 GOOD_AND_BAD = """steveOcppIdTag,email,label

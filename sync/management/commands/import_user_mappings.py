@@ -21,7 +21,7 @@ from django.db import transaction
 from django.template.defaultfilters import pluralize
 
 from polaris.commands import DatabaseCommand
-from sync.services.mappings import user_mapping_import_bytes
+from sync.services.imports import user_mapping_import_bytes
 
 
 class Command(DatabaseCommand):
