@@ -1,0 +1,56 @@
+"""The Sync runs page and its "Run sync now"."""
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+
+from polaris.http import (
+    AuthenticatedHttpRequest,
+    is_fragment_request,
+    post_only,
+    staff_only,
+)
+from polaris.queueing import enqueue
+from sessions_app import selectors
+from sessions_app.forms import SyncRunFilterForm, parse_sync_run_filters
+from sessions_app.views import QUEUE_UNREACHABLE, console_stream_url
+from sync.models import SyncRun
+from sync.tasks import sync_run_transactions as sync_run_transactions_task
+
+
+@staff_only
+def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    fragment = is_fragment_request(request)
+    live_url = None if fragment else console_stream_url()
+    filters = parse_sync_run_filters(request.GET)
+    context = {
+        "section": "sync-runs",
+        **selectors.sync_run_table(filters=filters),
+        "sync_interval": settings.SYNC_INTERVAL_SECONDS,
+        "filters": filters,
+        "filter_query": urlencode(filters.as_query()),
+        "form": SyncRunFilterForm(filters),
+        "live_url": live_url,
+    }
+    if fragment:
+        return render(request, "sessions_app/sync_run_list.html#sync-run-rows", context)
+    return render(request, "sessions_app/sync_run_list.html", context)
+
+
+@staff_only
+@post_only("sessions_app:sync-run-list")
+def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
+    # The advisory lock in the service is the real guard; this spares a queued
+    # task that would only find the lock taken. The button itself is never
+    # disabled: live updates re-render the table, not the header, so a disabled
+    # state would outlive the run that caused it.
+    if selectors.sync_run_in_progress():
+        messages.warning(request, "A sync run is already in progress.")
+    elif enqueue(sync_run_transactions_task, SyncRun.Trigger.CONSOLE):
+        messages.success(request, "Sync run queued; it appears below in a moment.")
+    else:
+        messages.error(request, f"The sync run was not queued: {QUEUE_UNREACHABLE}")
+    return redirect("sessions_app:sync-run-list")

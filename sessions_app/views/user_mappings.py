@@ -1,0 +1,188 @@
+"""The User mappings pages: list, create, edit, deactivate and CSV import."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
+
+from polaris.http import AuthenticatedHttpRequest, post_only, staff_only
+from sessions_app import selectors
+from sessions_app.forms import (
+    UserMappingForm,
+    UserMappingImportForm,
+    parse_user_mapping_search,
+)
+from sync.models import UserMapping
+from sync.services.imports import (
+    MappingImportResult,
+    RejectedRow,
+    user_mapping_import_bytes,
+)
+from sync.services.mappings import user_mapping_create, user_mapping_update
+
+
+@staff_only
+def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
+    search = parse_user_mapping_search(request.GET)
+    context = {
+        "section": "user-mappings",
+        "search": search,
+        "mappings": selectors.user_mapping_list(search=search),
+        "import_form": UserMappingImportForm(),
+    }
+    return render(request, "sessions_app/user_mapping_list.html", context)
+
+
+@staff_only
+def user_mapping_create_view(request: AuthenticatedHttpRequest) -> HttpResponse:
+    return _user_mapping_form_page(request, mapping=None)
+
+
+@staff_only
+def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
+    return _user_mapping_form_page(request, mapping=mapping)
+
+
+def _user_mapping_form_page(
+    request: AuthenticatedHttpRequest, *, mapping: UserMapping | None
+) -> HttpResponse:
+    """The create and edit page: the form, and on a valid POST the service."""
+    form = UserMappingForm(request.POST or None, instance=mapping)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        fields = {
+            "steve_ocpp_id_tag": data["steve_ocpp_id_tag"],
+            "user": data["customer_email"],
+            "label": data["label"],
+            "billing_customer_id": data["billing_customer_id"],
+            "is_active": data["is_active"],
+        }
+        try:
+            if mapping is None:
+                saved = user_mapping_create(actor=request.user, **fields)
+            else:
+                saved = user_mapping_update(
+                    actor=request.user,
+                    # Validating the form wrote the posted values onto `mapping`;
+                    # the service compares with the stored row for its audit entry.
+                    mapping=UserMapping.objects.select_related("user").get(
+                        pk=mapping.pk
+                    ),
+                    **fields,
+                )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            done = "created" if mapping is None else "saved"
+            messages.success(
+                request, _mapping_saved(saved, done, data["steve_ocpp_id_tag"])
+            )
+            return redirect("sessions_app:user-mapping-list")
+    context = {"section": "user-mappings", "form": form, "mapping": mapping}
+    return render(request, "sessions_app/user_mapping_form.html", context)
+
+
+def _mapping_saved(mapping: UserMapping, done: str, typed_tag: str) -> str:
+    """What saving a mapping did with its tag: sessions link to it by the exact
+    tag, so it is stored as SteVe writes it, which staff may not have typed."""
+    tag = mapping.steve_ocpp_id_tag
+    if tag != typed_tag:
+        return (
+            f"Mapping for {tag} {done}, in the letter case SteVe uses (you typed "
+            f"{typed_tag}), so its sessions link to it."
+        )
+    if not selectors.id_tag_has_sessions(tag=tag):
+        return (
+            f"Mapping for {tag} {done}. No session with this idTag has synced yet; "
+            "the sync stores it in SteVe's letter case with the first one."
+        )
+    return f"Mapping for {tag} {done}."
+
+
+@staff_only
+@post_only("sessions_app:user-mapping-list")
+def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
+    mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
+    user_mapping_update(actor=request.user, mapping=mapping, is_active=False)
+    messages.success(request, f"Mapping for {mapping.steve_ocpp_id_tag} deactivated.")
+    return redirect("sessions_app:user-mapping-list")
+
+
+@staff_only
+@post_only("sessions_app:user-mapping-list")
+def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
+    form = UserMappingImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "Choose a CSV file to import.")
+        return redirect("sessions_app:user-mapping-list")
+    try:
+        result = user_mapping_import_bytes(
+            actor=request.user, data=form.cleaned_data["file"].read()
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("sessions_app:user-mapping-list")
+    if not result.rows:
+        messages.warning(
+            request, "The file has no rows under its header, so nothing was imported."
+        )
+        return redirect("sessions_app:user-mapping-list")
+    summarize = messages.warning if result.rejected else messages.success
+    accounts = result.users_created
+    summarize(
+        request,
+        f"Import done: {result.counts()}; {accounts} customer "
+        f"account{pluralize(accounts)} created.{_import_tag_notes(result)}",
+    )
+    _import_rejections_report(request, result.rejected)
+    return redirect("sessions_app:user-mapping-list")
+
+
+def _import_tag_notes(result: MappingImportResult) -> str:
+    """What the import did with the tags' letter case (see `_mapping_saved`)."""
+    notes = ""
+    if result.respelled:
+        n = result.respelled
+        notes += (
+            f" {n} idTag{pluralize(n)} {pluralize(n, 'was,were')} stored in the "
+            "letter case SteVe uses, not the file's."
+        )
+    if result.never_synced:
+        n = result.never_synced
+        which = "this idTag" if n == result.rows == 1 else f"{n} of the new idTags"
+        notes += (
+            f" No session with {which} has synced yet; the sync stores "
+            f"{pluralize(n, 'it,them')} in SteVe's letter case with the first one."
+        )
+    return notes
+
+
+# An import names this many skipped lines one by one; a file of thousands of bad
+# lines would otherwise fill the page (and the session cookie) with banners.
+IMPORT_REJECTIONS_LISTED = 20
+
+
+def _import_rejections_report(
+    request: HttpRequest, rejected: list[RejectedRow]
+) -> None:
+    """One warning per skipped line up to IMPORT_REJECTIONS_LISTED, then one saying
+    how many more were skipped, so none goes unmentioned."""
+    listed = rejected[:IMPORT_REJECTIONS_LISTED]
+    unlisted = rejected[IMPORT_REJECTIONS_LISTED:]
+    for row in listed:
+        messages.warning(request, f"Line {row.line} skipped: {row.reason}")
+    if len(unlisted) == 1:
+        messages.warning(
+            request,
+            f"1 more line was skipped (line {unlisted[0].line}); fix the lines above "
+            "and import the file again to see it.",
+        )
+    elif unlisted:
+        messages.warning(
+            request,
+            f"{len(unlisted)} more lines were skipped (lines {unlisted[0].line} to "
+            f"{unlisted[-1].line}); fix the lines above and import the file again "
+            "to see them.",
+        )
