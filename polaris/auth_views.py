@@ -1,18 +1,23 @@
-"""Sign-in with login throttling (polaris/throttle.py), and sign-out.
+"""Sign-in and password change with login throttling (polaris/throttle.py), and
+sign-out.
 
 A locked username+address gets the sign-in page again with HTTP 429 and one
-sentence saying when to retry; the password is not even checked while locked.
+sentence saying when to retry; the password is not even checked while locked. The
+password change page's check of the current password counts against the same
+lock: a signed-in browser left open must not be a way to guess the password.
 
 Signing out, or signing in as someone else, clears the browser session and with
 it any acting as a customer: both end acting through the portal's service first,
 so the audit log gets its `impersonation.ended` entry.
 """
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -46,7 +51,10 @@ class ThrottledAuthenticationForm(AuthenticationForm):
     }
 
     def clean(self) -> dict[str, object]:
-        username = str(self.data.get("username") or "")[:254]
+        # The username as the field cleaned it (NFKC-normalised and stripped), the
+        # one the backends look up: the lock must hold for every spelling that
+        # signs in as the same account, one typed in full-width letters included.
+        username = str(self.cleaned_data.get("username") or "")
         address = throttle.client_address(self.request)
         if username and throttle.is_locked(username, address):
             self.locked = True
@@ -64,6 +72,48 @@ class ThrottledAuthenticationForm(AuthenticationForm):
             raise
         throttle.reset(username, address)
         return cleaned
+
+
+class ThrottledPasswordChangeForm(PasswordChangeForm):
+    """PasswordChangeForm whose check of the current password counts failures
+    against the sign-in lock of this account from this address."""
+
+    locked = False
+
+    def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self) -> str:
+        username = self.user.get_username()
+        address = throttle.client_address(self.request)
+        if throttle.is_locked(username, address):
+            self.locked = True
+            raise forms.ValidationError(locked_message(), code="locked")
+        try:
+            old_password: str = super().clean_old_password()
+        except forms.ValidationError:
+            if throttle.record_failure(username, address):
+                self.locked = True
+                raise forms.ValidationError(locked_message(), code="locked") from None
+            raise
+        throttle.reset(username, address)
+        return old_password
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """`/accounts/password_change/`: answers 429 while the account is locked."""
+
+    form_class = ThrottledPasswordChangeForm
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form: PasswordChangeForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        if getattr(form, "locked", False):
+            response.status_code = 429
+        return response
 
 
 class LoginView(auth_views.LoginView):

@@ -21,6 +21,7 @@ client's address rather than the proxy's (see docs/operations.md).
 
 import hashlib
 import logging
+import unicodedata
 
 from django.conf import settings
 from django.core.cache import cache
@@ -39,7 +40,10 @@ def client_address(request: HttpRequest | None) -> str:
 
 
 def cache_key(kind: str, username: str, address: str) -> str:
-    digest = hashlib.sha256(f"{username.strip().lower()}\n{address}".encode())
+    # NFKC as Django's username field normalises, and lower case as the email
+    # backend retries: spellings that reach the same account share one count.
+    typed = unicodedata.normalize("NFKC", username).strip().lower()
+    digest = hashlib.sha256(f"{typed}\n{address}".encode())
     return f"{_PREFIX}:{kind}:{digest.hexdigest()}"
 
 

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
 
-from polaris.auth_views import LoginView, LogoutView
+from polaris.auth_views import LoginView, LogoutView, PasswordChangeView
 from sessions_app.api.app import api
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -15,6 +15,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     # One sign-out too, which ends acting as a customer with its audit entry.
     path("django-admin/logout/", LogoutView.as_view()),
+    # And one password change, whose check of the current password is throttled.
+    path(
+        "django-admin/password_change/",
+        RedirectView.as_view(url="/accounts/password_change/"),
+    ),
     path("django-admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", LogoutView.as_view(), name="logout"),
@@ -22,7 +27,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     # the sign-in page sends people who forgot theirs to their operator.
     path(
         "accounts/password_change/",
-        auth_views.PasswordChangeView.as_view(),
+        PasswordChangeView.as_view(),
         name="password_change",
     ),
     path(

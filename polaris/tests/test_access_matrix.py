@@ -47,7 +47,11 @@ PERSONAS = ("anonymous", "alice", "bob", "staff", "acting")
 # Django's own admin has dozens of routes behind one staff check; the index and
 # the login redirect stand for it.
 ADMIN_PREFIX = "django-admin/"
-ADMIN_ROWS = {"django-admin/", "django-admin/login/"}
+ADMIN_ROWS = {
+    "django-admin/",
+    "django-admin/login/",
+    "django-admin/password_change/",
+}
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ ROWS = [
     # Django's admin (its login sends everyone to the throttled sign-in page).
     Row("django-admin/", "GET", "/django-admin/", (302, 302, 302, 200, 200)),
     Row("django-admin/login/", "GET", "/django-admin/login/?next=/django-admin/",
+        (302, 302, 302, 302, 302)),
+    # Its password change is the throttled one of accounts/.
+    Row("django-admin/password_change/", "GET", "/django-admin/password_change/",
         (302, 302, 302, 302, 302)),
     # Accounts.
     Row("accounts/login/", "GET", "/accounts/login/", (200, 200, 200, 200, 200)),

@@ -295,6 +295,20 @@ class LoginThrottleTests(TestCase):
         # The username's case does not get around the lock.
         self.assertEqual(self.sign_in("ALICE@example.com", "driver").status_code, 429)
 
+    def test_look_alike_letters_share_the_lock_of_the_account_they_reach(
+        self,
+    ) -> None:
+        # Django's username field normalises NFKC, so these sign in as alice; a
+        # lock by the letters as typed would give each spelling its own ten tries.
+        spellings = ["\uff41lice@example.com", "\U0001d41alice@example.com"]
+        for spelling in spellings:
+            self.assertEqual(self.sign_in(spelling, "driver").status_code, 302)
+        self.fail(5)
+        self.fail(4, username=spellings[0])
+        self.assertEqual(self.fail(1, username=spellings[1]), [429])
+        for spelling in ["alice@example.com", *spellings]:
+            self.assertEqual(self.sign_in(spelling, "driver").status_code, 429)
+
     def test_an_email_signs_in_whatever_its_capitals(self) -> None:
         for typed in ("Alice@Example.com", " ALICE@EXAMPLE.COM "):
             self.assertEqual(self.sign_in(typed, "driver").status_code, 302, typed)
@@ -369,15 +383,50 @@ class PasswordChangeTests(TestCase):
     NEW = "a new long passphrase 42"
 
     def setUp(self) -> None:
+        caches = {"default": {**settings.CACHES["default"], "KEY_PREFIX": uuid4().hex}}
+        self.enterContext(override_settings(CACHES=caches))
         self.client.force_login(self.alice)
 
-    def change(self, old: str, follow: bool = False) -> HttpResponse:
+    def change(
+        self, old: str, follow: bool = False, new: str | None = None
+    ) -> HttpResponse:
         fields = {
             "old_password": old,
-            "new_password1": self.NEW,
-            "new_password2": self.NEW,
+            "new_password1": new or self.NEW,
+            "new_password2": new or self.NEW,
         }
         return self.client.post("/accounts/password_change/", fields, follow=follow)
+
+    def test_guessing_the_current_password_locks_like_signing_in(self) -> None:
+        statuses = [self.change("wrong").status_code for _ in range(10)]
+        self.assertEqual(statuses, [200] * 9 + [429])
+        # Locked: the right password changes nothing, and sign-in is paused too.
+        response = self.change("driver")
+        self.assertContains(response, "paused for 15 minutes", status_code=429)
+        self.alice.refresh_from_db()
+        self.assertTrue(self.alice.check_password("driver"))
+        sign_in = Client().post(
+            "/accounts/login/", {"username": "alice@example.com", "password": "driver"}
+        )
+        self.assertEqual(sign_in.status_code, 429)
+
+    def test_a_common_or_all_numeric_new_password_is_refused(self) -> None:
+        for weak, reason in [
+            ("password123", "too common"),
+            ("4815162342", "entirely numeric"),
+            ("alice@example.com", "too similar"),
+        ]:
+            with self.subTest(weak):
+                self.assertContains(self.change("driver", new=weak), reason)
+        self.alice.refresh_from_db()
+        self.assertTrue(self.alice.check_password("driver"))
+
+    def test_django_admin_has_no_second_password_change(self) -> None:
+        self.assertRedirects(
+            self.client.get("/django-admin/password_change/"),
+            "/accounts/password_change/",
+            fetch_redirect_response=False,
+        )
 
     def test_the_sidebar_leads_to_a_page_of_the_products_own(self) -> None:
         dashboard = self.client.get("/")
