@@ -55,17 +55,8 @@ from portal.selectors.usage import (
     usage_cards,
 )
 
-# The tests read this helper here, as they did before the package.
-from portal.selectors.usage import (
-    _energy_by_day_from_events as _energy_by_day_from_events,
-)
-
-# Read here by the tests since the chargers card came from this module.
-from sync.models import CHECK_IN_VALID_FOR
-
 __all__ = [
     "CHARGER_LIST_SQL",
-    "CHECK_IN_VALID_FOR",
     "DEFAULT_PERIOD",
     "FAILED_START_SHOWN_FOR",
     "MAX_CHARGERS",

@@ -15,6 +15,7 @@ from django_eventstream.utils import get_storage
 from polaris import live
 from portal import selectors
 from portal.models import ChargerGroup, CustomerProfile, Reservation
+from portal.selectors import usage
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import (
     PlanFactory,
@@ -23,7 +24,13 @@ from portal.tests.factories import (
 )
 from sessions_app.models import ApiSession, ChargerRate, Rate
 from sync import rollups
-from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
+from sync.models import (
+    CHECK_IN_VALID_FOR,
+    Charger,
+    SyncRun,
+    TransactionSyncState,
+    UserMapping,
+)
 from sync.signals import sessions_changed
 from sync.tests.factories import (
     ChargerFactory,
@@ -969,7 +976,7 @@ class UsageByZoneTests(PortalTestCase):
         zone = ZoneInfo("America/New_York")
         span = {"first_day": date(2026, 3, 1), "end_day": date(2026, 4, 1)}
         from_rollup = rollups.tag_energy_by_day(tags=self.tags, zone=zone, **span)
-        from_events = selectors._energy_by_day_from_events(
+        from_events = usage._energy_by_day_from_events(
             tags=self.tags, zone=zone, **span
         )
         self.assertEqual(from_rollup, from_events)
@@ -1030,9 +1037,7 @@ class ChargerStatusClockTests(PortalTestCase):
         Charger.objects.filter(pk=self.charger.pk).update(last_check_in_at=checked_in)
         ChargerFactory(friendly_name="Quiet Lane", last_check_in_at=None)
         chargers = selectors.charger_list(customer=self.alice, now=now)
-        self.assertEqual(
-            chargers.next_change_at, checked_in + selectors.CHECK_IN_VALID_FOR
-        )
+        self.assertEqual(chargers.next_change_at, checked_in + CHECK_IN_VALID_FOR)
 
     def test_offline_chargers_alone_change_with_events_only(self) -> None:
         Charger.objects.update(last_check_in_at=None)
