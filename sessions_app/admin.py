@@ -126,7 +126,8 @@ class ApiSessionAdmin(ReadOnlyAdmin):
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
     """Read-only: the services write the log (mapping changes, acting as a
-    customer); an entry anyone could edit would prove nothing."""
+    customer, API sessions started or stopped for another user); an entry anyone
+    could edit would prove nothing."""
 
     list_display = [
         "created_at",

@@ -19,7 +19,8 @@ from sync.models import Charger
 class AuditEntry(models.Model):
     """Who changed what, when, with the values before and after.
 
-    Written for user-mapping changes and for support agents acting as a customer.
+    Written for user-mapping changes, for support agents acting as a customer, and
+    for Sessions API sessions staff start or stop for another user.
     """
 
     class Action(models.TextChoices):
@@ -28,6 +29,14 @@ class AuditEntry(models.Model):
         MAPPING_DEACTIVATED = "mapping.deactivated", "Mapping deactivated"
         IMPERSONATION_STARTED = "impersonation.started", "Acting as started"
         IMPERSONATION_ENDED = "impersonation.ended", "Acting as ended"
+        API_SESSION_CREATED_ON_BEHALF = (
+            "api_session.created_on_behalf",
+            "API session started for another user",
+        )
+        API_SESSION_STOPPED_ON_BEHALF = (
+            "api_session.stopped_on_behalf",
+            "API session stopped for another user",
+        )
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -212,7 +221,10 @@ def _whole_millisecond(moment: datetime) -> datetime:
 
 class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
     def visible_to(self, user: User) -> "ApiSessionQuerySet":
-        """Every session for staff; a customer's own sessions otherwise."""
+        """Every session for staff; a customer's own sessions otherwise.
+
+        What a caller may read, not change: starting or stopping another user's
+        session also takes `ApiSession.MANAGE_ANY_PERMISSION`."""
         if getattr(user, "is_staff", False):
             return self
         return self.filter(user=user)
@@ -303,6 +315,10 @@ class ApiSession(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     OPEN_STATUSES = (Status.CREATED, Status.STARTED)
+    # Staff read every session; starting or stopping one for another user takes
+    # this too (superusers have it implicitly), so that a support account with no
+    # permissions cannot charge on a customer's card.
+    MANAGE_ANY_PERMISSION = "sessions_app.manage_any_session"
 
     class Target(models.TextChoices):
         ENERGY = "energy", "Energy target"
@@ -386,6 +402,12 @@ class ApiSession(models.Model):
         db_table = "api_sessions"
         verbose_name = "API session"
         ordering = ["-created_at", "-id"]
+        permissions = [
+            (
+                "manage_any_session",
+                "Can start and stop any customer's API sessions",
+            ),
+        ]
         constraints = [
             # One connector, one session in progress: the database decides races.
             models.UniqueConstraint(

@@ -1,7 +1,8 @@
 """Who gets what: every URL of the project by five personas → the expected status.
 
 Personas: anonymous, alice (customer A), bob (customer B), staff (a support agent
-who may act as customers, not acting), and that agent acting as alice. Objects in
+who may act as customers, not acting, but may not start or stop customers' API
+sessions), and that agent acting as alice. Objects in
 the URLs belong to alice, so bob (and staff on the portal's own-account pages)
 answer 404: other customers' ids are never revealed.
 
@@ -148,8 +149,9 @@ ROWS = [
         (401, 200, 404, 200, 200)),
     Row("api/v1/sessions/<session_id>", "GET", "/api/v1/sessions/999999",
         (401, 404, 404, 404, 404)),
+    # Staff read alice's session, but stopping it takes manage_any_session (403).
     Row("api/v1/sessions/<session_id>/stop", "POST",
-        "/api/v1/sessions/{api_session}/stop", (401, 409, 404, 409, 409), json=True),
+        "/api/v1/sessions/{api_session}/stop", (401, 409, 404, 403, 403), json=True),
     Row("api/v1/chargers", "GET", "/api/v1/chargers", (401, 200, 200, 200, 200)),
     # Customer portal. Staff land on the console unless acting as someone; the
     # acting agent reads but changes nothing (403).

@@ -82,6 +82,7 @@ api.add_router("", router)
 
 # The status a service's error answers with; any other kind is a 422.
 ERROR_STATUS: dict[type[charging.ApiSessionError], int] = {
+    charging.SessionForbidden: 403,
     charging.SessionNotFound: 404,
     charging.SessionConflict: 409,
     charging.SessionInvalid: 422,

@@ -52,9 +52,11 @@ router = Router()
 
 # What each operation can answer besides its success. 401 and 422 (a query
 # parameter it does not take) are everywhere. 403 is a browser session's write
-# without a valid CSRF token (Django checks none on GET), and 413 a body too large
-# to read: the JSON body of a create, or the form body that the CSRF check reads.
-# 400 is a body that is not JSON: only the create reads one.
+# without a valid CSRF token (Django checks none on GET), or staff without the
+# permission to manage other users' sessions stopping one (`SessionForbidden`; the
+# create answers them 404 "No such user.", as it does a customer), and 413 a body
+# too large to read: the JSON body of a create, or the form body that the CSRF
+# check reads. 400 is a body that is not JSON: only the create reads one.
 READ_ERRORS = frozenset({401, 422})
 WRITE_ERRORS = READ_ERRORS | {403, 404, 409, 413, 502}
 CREATE_ERRORS = WRITE_ERRORS | {400}
@@ -152,7 +154,10 @@ def session_create(
     its answer was lost, or the station did not answer within SteVe's own station
     timeout (30 s), the session is still created (the station may start) and the
     message says so; it is cancelled if charging does not start in time. 502 means
-    the start was not sent, or the station answered with an error."""
+    the start was not sent, or the station answered with an error. Starting a
+    session for another `user` takes staff with the permission "Can start and
+    stop any customer's API sessions" (`sessions_app.manage_any_session`), and is
+    recorded in the audit log."""
     _refuse_unknown_parameters(request)
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
     created = charging.api_session_create(
@@ -253,10 +258,14 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     message says so. 502 means the stop was not sent, or the station answered with
     an error. A `created` session whose start was sent stays `created`: its stop is
     sent as soon as charging begins, and it is cancelled if charging does not
-    begin in time; one whose scheduled start was not sent yet is cancelled."""
+    begin in time; one whose scheduled start was not sent yet is cancelled.
+    Staff may read every session, but stopping another user's takes the
+    permission "Can start and stop any customer's API sessions"
+    (`sessions_app.manage_any_session`): without it the answer is 403, and with
+    it the stop is recorded in the audit log."""
     _refuse_unknown_parameters(request)
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
-    session = charging.api_session_stop(session=session)
+    session = charging.api_session_stop(session=session, caller=request.auth)
     message = session.status_message or (
         "Stop requested; the session ends when the station reports it."
     )

@@ -18,6 +18,10 @@ Lifecycle: created → started → ended, or created → cancelled.
   again if the charge still runs `stop_resend_after()` later.
 - `api_session_stop` sends RemoteStopTransaction.
 
+Both take the `caller` when it is not the session's user: only staff who
+`may_manage_any_session` may start or stop sessions for someone else, and each
+such write goes to the audit log.
+
 Every status change sends `api_session_changed` after commit, which refreshes the
 owner's live dashboard banner.
 """
@@ -34,6 +38,7 @@ from sessions_app.charging.create import (
 from sessions_app.charging.errors import (
     ApiSessionError,
     SessionConflict,
+    SessionForbidden,
     SessionInvalid,
     SessionNotFound,
     StartUnconfirmed,
@@ -53,6 +58,7 @@ __all__ = [
     "ApiSessionError",
     "CreatedSession",
     "SessionConflict",
+    "SessionForbidden",
     "SessionInvalid",
     "SessionNotFound",
     "SessionTarget",

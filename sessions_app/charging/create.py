@@ -1,4 +1,8 @@
-"""Creating and stopping a session: what a caller (the API, the portal) asks for."""
+"""Creating and stopping a session: what a caller (the API, the portal) asks for.
+
+A caller may do either for themselves; for another user only staff who
+`may_manage_any_session`, and each such write is audited (`_audit_on_behalf`).
+"""
 
 import logging
 from dataclasses import dataclass
@@ -11,8 +15,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from sessions_app.api.selectors.sessions import may_manage_any_session
 from sessions_app.charging.errors import (
     SessionConflict,
+    SessionForbidden,
     SessionInvalid,
     SessionNotFound,
     StartUnconfirmed,
@@ -25,8 +31,9 @@ from sessions_app.charging.lifecycle import (
 )
 from sessions_app.charging.station import remote_start, remote_stop
 from sessions_app.charging.tags import tag_for
-from sessions_app.models import ApiSession, Rate
+from sessions_app.models import ApiSession, AuditEntry, Rate
 from sessions_app.pricing import RateTerms, session_cost
+from sessions_app.services import audit_entry_create
 from sync.client import (
     SteveClient,
     given_or_new,
@@ -105,22 +112,25 @@ def api_session_create(
     """Create a session for `user` and ask the station to start charging.
 
     With a future `target.start_at` the remote start waits until then. An
-    `idempotency_key` is the `caller`'s (default `user`; staff may create for
-    another user): repeated within IDEMPOTENCY_WINDOW, it returns the first session
-    (`replayed`) if that was asked for with the same user, charger, targets and
-    meta_data; after the window the key is free again. Nothing is stored when
-    SteVe or the station refuses; a start whose answer was lost, or that the
-    station did not answer in time (StartUnconfirmed), is stored with a
-    `status_message` saying so, as the station may start.
+    `idempotency_key` is the `caller`'s (default `user`; staff who
+    `may_manage_any_session` may create for another user, which is audited):
+    repeated within IDEMPOTENCY_WINDOW, it returns the first session (`replayed`)
+    if that was asked for with the same user, charger, targets and meta_data;
+    after the window the key is free again. Nothing is stored when SteVe or the
+    station refuses; a start whose answer was lost, or that the station did not
+    answer in time (StartUnconfirmed), is stored with a `status_message` saying
+    so, as the station may start.
 
-    Raises SessionNotFound (unknown charger), SessionConflict (connector busy,
-    station offline or Rejected), SessionInvalid (no tag, tag not eligible, bad
-    target, key reused for another request) or StationError (not sent, or the
-    station answered with an error).
+    Raises SessionForbidden (another user's, without the permission),
+    SessionNotFound (unknown charger), SessionConflict (connector busy, station
+    offline or Rejected), SessionInvalid (no tag, tag not eligible, bad target,
+    key reused for another request) or StationError (not sent, or the station
+    answered with an error).
     """
     now = now or timezone.now()
     target = target or SessionTarget()
     caller = caller or user
+    _check_may_manage(caller, user.pk)
     if idempotency_key:
         asked = ApiSession(
             user=user, **_session_fields(charge_box_id, connector_id, target, meta_data)
@@ -165,6 +175,9 @@ def api_session_create(
             ]
         )
     logger.info("api_session=%s created for user=%s", session.pk, user.pk)
+    _audit_on_behalf(
+        caller, session, AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF, before=None
+    )
     announce_status(session)
     return CreatedSession(session, replayed=False)
 
@@ -173,10 +186,13 @@ def api_session_create(
 def api_session_stop(
     *,
     session: ApiSession,
+    caller: User | None = None,
     client: SteveClient | None = None,
     now: datetime | None = None,
 ) -> ApiSession:
-    """Ask the station to stop charging `session`.
+    """Ask the station to stop charging `session` for `caller` (default its user;
+    staff who `may_manage_any_session` may stop another user's, which is
+    audited).
 
     Returns the session: still `started` (it ends when the sync sees the stop),
     `cancelled` when its scheduled start had not been sent yet, or still `created`
@@ -185,10 +201,26 @@ def api_session_stop(
     charge start (`api_session_advance`), and a start that never comes cancels
     the session as usual. A stop whose answer was lost (StopUnconfirmed) counts
     as requested, with a `status_message` saying so: the station may have
-    stopped. Raises SessionConflict when it has ended or was cancelled, or the
+    stopped. Raises SessionForbidden when it is another user's and `caller` may
+    not manage it; SessionConflict when it has ended or was cancelled, or the
     station refuses; StationError when SteVe or the station does not answer.
     """
-    now = now or timezone.now()
+    if caller is not None:
+        _check_may_manage(caller, session.user_id)
+    before = {"status": session.status}
+    stopped = _stop(session, client, now or timezone.now())
+    if caller is not None:
+        _audit_on_behalf(
+            caller,
+            stopped,
+            AuditEntry.Action.API_SESSION_STOPPED_ON_BEHALF,
+            before=before,
+        )
+    return stopped
+
+
+def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> ApiSession:
+    """`api_session_stop` once the caller may: send the stop, or keep it."""
     if session.status == Status.CREATED and session.remote_start_sent_at is None:
         return cancel_created(session, now, "Cancelled before its scheduled start.")
     if session.status == Status.CREATED:
@@ -224,6 +256,51 @@ def api_session_stop(
     session.refresh_from_db()
     logger.info("api_session=%s stop requested", session.pk)
     return session
+
+
+FORBIDDEN_ON_BEHALF = (
+    "Your account may not start or stop other customers' sessions: it needs the "
+    'permission "Can start and stop any customer\'s API sessions" '
+    f"({ApiSession.MANAGE_ANY_PERMISSION}), which an administrator grants in "
+    "Django admin."
+)
+
+
+def _check_may_manage(caller: User, owner_id: int) -> None:
+    """Raise SessionForbidden when `caller` starts or stops a session of another
+    user without being allowed to."""
+    if caller.pk != owner_id and not may_manage_any_session(caller):
+        raise SessionForbidden(FORBIDDEN_ON_BEHALF)
+
+
+def _audit_on_behalf(
+    caller: User,
+    session: ApiSession,
+    action: AuditEntry.Action,
+    *,
+    before: dict[str, Any] | None,
+) -> None:
+    """Record in the audit log a start or stop `caller` made for another user's
+    `session`: who did it, for whom, on which session and what it led to. A
+    caller's writes on their own sessions are not audited (they are the
+    session's own history)."""
+    if caller.pk == session.user_id:
+        return
+    audit_entry_create(
+        actor=caller,
+        action=action,
+        object_type="api_session",
+        object_id=session.pk,
+        before=before,
+        after={
+            "customer": session.user.get_username(),
+            "customer_id": session.user_id,
+            "chargestation": session.charge_box_id,
+            "connector": session.connector_id,
+            "status": session.status,
+        },
+        source="api",
+    )
 
 
 STOP_BEFORE_START = (

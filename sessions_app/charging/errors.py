@@ -13,6 +13,11 @@ class SessionNotFound(ApiSessionError):
     """The charger (or user) named does not exist for this caller."""
 
 
+class SessionForbidden(ApiSessionError):
+    """The caller may read the session (or name the user) but not start or stop
+    sessions for another user: staff without the permission."""
+
+
 class SessionConflict(ApiSessionError):
     """The session, connector or station is in a state that forbids the request."""
 

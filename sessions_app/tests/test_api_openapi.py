@@ -212,6 +212,8 @@ class DocumentedStatusesTests(ApiTestCase):
             self.browser(csrf=False).post(f"/api/v1{stop}"),
             self.too_large_form(self.browser(csrf=True), f"/api/v1{stop}"),
             self.call("POST", f"/sessions/{waiting}/stop", self.bob_token),
+            # Staff without the permission to stop another user's session.
+            self.call("POST", stop, self.staff_token),
             self.call("POST", f"{stop}?force=1"),
             self.too_many_parameters("POST", stop),
         ]

@@ -7,10 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import time_machine
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.http import HttpResponse
 from django.utils import timezone
 
-from sessions_app.models import ApiSession
+from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.tests.test_charging import (
     REMOTE_START,
     REMOTE_STOP,
@@ -22,18 +24,31 @@ from sync.models import TransactionSyncState, UserMapping
 
 
 class ApiTestCase(ChargingTestCase):
-    """Bearer tokens for the personas and a JSON client."""
+    """Bearer tokens for the personas and a JSON client.
+
+    `staff` has no permissions: it reads every session but starts and stops only
+    its own. `manager` is staff with the permission to start and stop any
+    customer's sessions."""
 
     alice_token: str
     bob_token: str
     staff_token: str
+    manager: AbstractBaseUser
+    manager_token: str
 
     @classmethod
     def setUpTestData(cls) -> None:
         super().setUpTestData()
+        cls.manager = get_user_model().objects.create_user(
+            "manager", "manager@example.com", "pw", is_staff=True
+        )
+        cls.manager.user_permissions.add(
+            Permission.objects.get(codename="manage_any_session")
+        )
         cls.alice_token = cls.token(cls.alice)
         cls.bob_token = cls.token(cls.bob)
         cls.staff_token = cls.token(cls.staff)
+        cls.manager_token = cls.token(cls.manager)
 
     def call(
         self,
@@ -243,7 +258,7 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.advance(session)
         # Staff charge for Alice with the key she used: a key of their own.
         for_alice = self.start(
-            self.staff_token, headers=headers, user="alice@example.com"
+            self.manager_token, headers=headers, user="alice@example.com"
         )
         created = self.result(for_alice, 201)
         self.assertNotEqual(created["_id"], alices["_id"])
@@ -251,7 +266,7 @@ class SessionLifecycleApiTests(ApiTestCase):
         # Their key for another user is another request.
         self.standin.station_stop(42)
         for_bob = self.start(
-            self.staff_token, box="CP-002", headers=headers, user="bob@example.com"
+            self.manager_token, box="CP-002", headers=headers, user="bob@example.com"
         )
         self.assert_error(for_bob, 422, "different request")
 
@@ -440,8 +455,8 @@ class SessionAccessApiTests(ApiTestCase):
             response = self.call("GET", f"/sessions/{session_id}")
             self.assert_error(response, 404, "No such session")
 
-    def test_staff_can_start_a_session_for_a_user(self) -> None:
-        created = self.start(self.staff_token, user=str(self.alice.pk))
+    def test_staff_with_the_permission_can_start_a_session_for_a_user(self) -> None:
+        created = self.start(self.manager_token, user=str(self.alice.pk))
         self.assertEqual(self.result(created, 201)["user"], str(self.alice.pk))
         session = ApiSession.objects.get()
         self.assertEqual(session.id_tag, "TAG-0001")
@@ -460,6 +475,175 @@ class SessionAccessApiTests(ApiTestCase):
         response = self.start(self.alice_token, user=str(self.bob.pk))
         self.assert_error(response, 404, "No such user")
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+
+class SessionOnBehalfApiTests(ApiTestCase):
+    """Staff start and stop other users' sessions only with the permission
+    `sessions_app.manage_any_session`, and every such write is audited."""
+
+    FORBIDDEN = (
+        "Your account may not start or stop other customers' sessions: it needs "
+        'the permission "Can start and stop any customer\'s API sessions" '
+        "(sessions_app.manage_any_session)"
+    )
+
+    def started(self, token: str | None = None) -> str:
+        session_id: str = self.result(self.start(token), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        self.assertEqual(self.get(session_id, token)["status"], "started")
+        return session_id
+
+    def on_behalf_entries(self) -> list[AuditEntry]:
+        return list(
+            AuditEntry.objects.filter(action__startswith="api_session.").order_by("id")
+        )
+
+    def test_staff_without_it_cannot_start_a_session_for_someone_else(self) -> None:
+        for user in (str(self.alice.pk), "alice@example.com"):
+            with self.subTest(user=user):
+                response = self.start(self.staff_token, user=user)
+                self.assert_error(response, 403, self.FORBIDDEN)
+        self.assertFalse(ApiSession.objects.exists())
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+        self.assertEqual(self.on_behalf_entries(), [])
+
+    def test_staff_without_it_may_still_start_their_own(self) -> None:
+        self.standin.station_stop(42)  # frees CP-002
+        for box, user in (("CP-001", None), ("CP-002", "staff")):
+            with self.subTest(user=user):
+                body = {} if user is None else {"user": user}
+                created = self.start(self.staff_token, box=box, **body)
+                self.assertEqual(self.result(created, 201)["user"], str(self.staff.pk))
+        self.assertEqual(self.on_behalf_entries(), [])
+
+    def test_staff_without_it_cannot_stop_someone_elses_session(self) -> None:
+        session_id = self.started(self.alice_token)
+        before = ApiSession.objects.get(pk=int(session_id))
+
+        response = self.call("POST", f"/sessions/{session_id}/stop", self.staff_token)
+
+        self.assert_error(response, 403, self.FORBIDDEN)
+        after = ApiSession.objects.get(pk=int(session_id))
+        self.assertEqual(
+            (after.status, after.stop_requested_at, after.status_message),
+            (before.status, None, before.status_message),
+        )
+        self.assertEqual(after.updated_at, before.updated_at)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        self.assertEqual(self.on_behalf_entries(), [])
+        # Reading it stays open to every staff member.
+        self.assertEqual(self.get(session_id, self.staff_token)["status"], "started")
+        listed = self.result(self.call("GET", "/sessions", self.staff_token))
+        self.assertEqual([item["_id"] for item in listed["items"]], [session_id])
+
+    def test_staff_without_it_cannot_cancel_someone_elses_scheduled_session(
+        self,
+    ) -> None:
+        start_at = timezone.now() + timedelta(hours=1)
+        created = self.start(target={"energy_start_time": iso(start_at)})
+        session_id = self.result(created, 201)["_id"]
+
+        response = self.call("POST", f"/sessions/{session_id}/stop", self.staff_token)
+
+        self.assert_error(response, 403, self.FORBIDDEN)
+        self.assertEqual(self.get(session_id)["status"], "created")
+        self.assertEqual(self.on_behalf_entries(), [])
+
+    def test_staff_with_it_start_a_session_for_someone_else_and_it_is_audited(
+        self,
+    ) -> None:
+        created = self.start(self.manager_token, user="alice@example.com")
+
+        session_id = self.result(created, 201)["_id"]
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        [entry] = self.on_behalf_entries()
+        self.assertEqual(
+            (entry.actor, entry.action, entry.object_type, entry.object_id),
+            (
+                self.manager,
+                AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF,
+                "api_session",
+                session_id,
+            ),
+        )
+        self.assertEqual(entry.source, "api")
+        self.assertIsNone(entry.before)
+        self.assertEqual(
+            entry.after,
+            {
+                "customer": "alice@example.com",
+                "customer_id": self.alice.pk,
+                "chargestation": "CP-001",
+                "connector": 1,
+                "status": "created",
+            },
+        )
+
+    def test_a_replayed_start_for_someone_else_is_audited_once(self) -> None:
+        headers = {"Idempotency-Key": "support-1"}
+        for _ in range(2):
+            self.start(self.manager_token, headers=headers, user="alice@example.com")
+        self.assertEqual(len(self.on_behalf_entries()), 1)
+
+    def test_staff_with_it_stop_someone_elses_session_and_it_is_audited(
+        self,
+    ) -> None:
+        session_id = self.started(self.alice_token)
+
+        stop = self.call("POST", f"/sessions/{session_id}/stop", self.manager_token)
+
+        self.assertEqual(self.result(stop)["status"], "started")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        session = ApiSession.objects.get(pk=int(session_id))
+        self.assertIsNotNone(session.stop_requested_at)
+        [entry] = self.on_behalf_entries()
+        self.assertEqual(
+            (entry.actor, entry.action, entry.object_id, entry.source),
+            (
+                self.manager,
+                AuditEntry.Action.API_SESSION_STOPPED_ON_BEHALF,
+                session_id,
+                "api",
+            ),
+        )
+        self.assertEqual(entry.before, {"status": "started"})
+        self.assertEqual(entry.after["customer"], "alice@example.com")
+        self.assertEqual(entry.after["customer_id"], self.alice.pk)
+        self.assertEqual(entry.after["status"], "started")
+
+    def test_a_stop_that_fails_for_someone_else_is_not_audited(self) -> None:
+        session_id = self.started(self.alice_token)
+        self.standin.set_fault("error", status=503, path_contains="RemoteStop")
+        stop = self.call("POST", f"/sessions/{session_id}/stop", self.manager_token)
+        self.assert_error(stop, 502, "The stop could not be sent")
+        self.assertEqual(self.on_behalf_entries(), [])
+
+    def test_a_superuser_has_the_permission_without_it_being_granted(self) -> None:
+        root = get_user_model().objects.create_superuser(
+            "root", "root@example.com", "pw"
+        )
+        created = self.start(self.token(root), user=str(self.alice.pk))
+        self.assertEqual(self.result(created, 201)["user"], str(self.alice.pk))
+        [entry] = self.on_behalf_entries()
+        self.assertEqual(entry.actor, root)
+
+    def test_a_customers_writes_on_their_own_sessions_are_not_audited(self) -> None:
+        session_id = self.started(self.alice_token)
+        self.result(self.call("POST", f"/sessions/{session_id}/stop"))
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        self.assertFalse(AuditEntry.objects.exists())
+
+    def test_staff_with_it_writing_on_their_own_sessions_are_not_audited(
+        self,
+    ) -> None:
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0002", user=self.manager)
+        session_id = self.started(self.manager_token)
+        self.result(
+            self.call("POST", f"/sessions/{session_id}/stop", self.manager_token)
+        )
+        self.assertFalse(AuditEntry.objects.exists())
 
 
 class SessionRefusalApiTests(ApiTestCase):

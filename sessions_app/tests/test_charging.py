@@ -32,7 +32,7 @@ from portal.models import ChargerGroup
 from sessions_app import charging
 from sessions_app.api.selectors.matching import CLOCK_SKEW
 from sessions_app.charging.tags import CARD_CHOICE_LOCK
-from sessions_app.models import ApiSession, Rate
+from sessions_app.models import ApiSession, AuditEntry, Rate
 from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
 from sessions_app.services import api_token_create
@@ -665,6 +665,47 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
         with self.assertRaisesMessage(charging.SessionInvalid, "in the future"):
             self.create(target=target)
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+
+class ApiSessionOnBehalfTests(ChargingTestCase):
+    """The services refuse a start or stop for another user by staff without
+    `sessions_app.manage_any_session`, whoever calls them (not only the API)."""
+
+    def test_a_start_for_someone_else_without_the_permission_is_forbidden(
+        self,
+    ) -> None:
+        with self.assertRaisesMessage(
+            charging.SessionForbidden, "sessions_app.manage_any_session"
+        ):
+            self.create(caller=self.staff)
+        self.assertFalse(ApiSession.objects.exists())
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+        self.assertFalse(AuditEntry.objects.exists())
+
+    def test_a_stop_for_someone_else_without_the_permission_is_forbidden(
+        self,
+    ) -> None:
+        session = self.begin_charging(self.create())
+        with self.assertRaises(charging.SessionForbidden):
+            charging.api_session_stop(
+                session=session, caller=self.staff, client=self.steve
+            )
+        session.refresh_from_db()
+        self.assertIsNone(session.stop_requested_at)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        self.assertFalse(AuditEntry.objects.exists())
+
+    def test_the_owners_own_start_and_stop_are_not_audited(self) -> None:
+        # The API names the caller; the portal leaves it out (the owner).
+        for caller in (self.alice, None):
+            with self.subTest(caller=caller):
+                ApiSession.objects.all().delete()
+                session = self.begin_charging(self.create(caller=caller))
+                stopped = charging.api_session_stop(
+                    session=session, caller=caller, client=self.steve
+                )
+                self.assertIsNotNone(stopped.stop_requested_at)
+        self.assertFalse(AuditEntry.objects.exists())
 
 
 class ApiSessionTargetTests(ChargingTestCase):

@@ -265,8 +265,11 @@ class SessionCreateIn(Schema):
     user: str | None = Field(
         None,
         pattern=USER_REF,
-        description="The id (or username) of the user to charge for: staff may name "
-        "any active user, a customer only themselves (the default).",
+        description="The id (or username) of the user to charge for (default: "
+        "yourself). Staff with the permission \"Can start and stop any customer's "
+        'API sessions" (sessions_app.manage_any_session) may name any active user, '
+        "which the audit log records; other staff get 403, and a customer who "
+        'names anyone else 404 "No such user.".',
     )
 
     @field_validator("connector", mode="before")

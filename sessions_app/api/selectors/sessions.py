@@ -1,5 +1,5 @@
 """Reads of the Sessions API's sessions: who a new session is for, who may see
-which session, the list, and the session object.
+which session and who may start or stop it, the list, and the session object.
 
 `api_session_document` builds the session object with the seed's field names
 (`_id`, `chargestation`, `metrics.energyConsumed`, …); the API's schemas only check
@@ -56,9 +56,20 @@ def _base_queryset() -> ApiSessionQuerySet:
     return ApiSession.objects.select_related("transaction")
 
 
+def may_manage_any_session(user: User) -> bool:
+    """Whether `user` may start and stop sessions for other users: staff with
+    `ApiSession.MANAGE_ANY_PERMISSION` (superusers have it). Anyone may for
+    themselves; reading others' sessions takes only staff (`visible_to`)."""
+    return bool(getattr(user, "is_staff", False)) and user.has_perm(
+        ApiSession.MANAGE_ANY_PERMISSION
+    )
+
+
 def api_session_owner(*, actor: User, user_ref: str | None) -> User:
     """The user a new session is for: `actor`, or for staff the user `user_ref`
-    (an id, or a username).
+    (an id, or a username). Whether staff may create it for that user is the
+    service's question (`may_manage_any_session`): staff see every user, so a
+    refusal says why rather than pretending the user does not exist.
 
     Raises Http404 when the user does not exist or is inactive, and when a customer
     names anyone but themselves (404, so other users' ids are not revealed).
