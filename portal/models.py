@@ -1,5 +1,6 @@
 """Polaris-owned customer data: time zones, charger groups, reservations, plans."""
 
+from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -8,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from sync.models import Charger
 
@@ -73,6 +75,14 @@ class ReservationQuerySet(models.QuerySet["Reservation"]):
         """Active reservations holding their charger at `now`."""
         return self.not_ended(now).filter(starts_at__lte=now)
 
+    def of_cards(self, id_tags: Iterable[str]) -> "ReservationQuerySet":
+        """Reservations made with any of these cards (idTags), whoever made them,
+        in any letter case: the sync may respell a card's mapping after it
+        reserved, and the station holds the reservation for the card."""
+        return self.alias(card=Upper("id_tag")).filter(
+            card__in=[tag.upper() for tag in id_tags]
+        )
+
 
 class Reservation(models.Model):
     """A ReserveNow the station accepted; it holds the charger until `ends_at`.
@@ -121,6 +131,15 @@ class Reservation(models.Model):
                 fields=["charger", "ends_at"],
                 condition=Q(status="active"),
                 name="reservation_active_charger",
+            ),
+            # Each Reserve looks up the not-yet-ended reservations of the customer's
+            # cards (one a card at a time). A reservation that expired unused stays
+            # `active`, so a card gathers them; `ends_at` skips those.
+            models.Index(
+                Upper("id_tag"),
+                "ends_at",
+                condition=Q(status="active"),
+                name="reservation_active_card",
             ),
         ]
         constraints = [

@@ -8,11 +8,13 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import date_format
 
-from portal.access import ACTING_AS_KEY
+from portal.access import ACTING_AS_KEY, customer_zone
 from portal.models import Reservation
 from portal.selectors import own_start_at
 from sessions_app.charging import ApiSessionError, api_session_create
+from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.services import audit_entry_create
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
@@ -84,41 +86,132 @@ def reservation_create(
     SteVe's reservation id, which its API does not return (see Reservation).
     A charger the customer holds already gives back that reservation: a Reserve
     sent twice (a double click, a page from before) must not read as refused
-    because the first one was accepted. Raises PortalError (no tag, refused,
-    offline, no answer).
+    because the first one was accepted.
+
+    Each card holds one reservation at a time: the reservation takes one of the
+    customer's active cards that holds none that has not ended
+    (`_card_to_reserve_with`), so a customer with one card holds one reservation
+    and a fleet one per card. Without that, as a reservation cannot be cancelled
+    early, one customer could hold every free connector, renewing each hourly.
+
+    Raises PortalError (no active card, every card holding a reservation, SteVe
+    or the station refusing, no answer); the first two before SteVe is asked.
 
     No transaction is open while SteVe is asked: ReserveNow can take up to
     STEVE_OPERATION_TIMEOUT, and a transaction held that long keeps a pooled
-    connection from other requests. Nothing here needs a lock: the station, not
-    our rows, decides whether the charger can still be reserved.
+    connection from other requests. The customer's card choice is held instead
+    (`card_choice_held`, a lock without a transaction), from the look at their
+    cards until the reservation is saved: two Reserves sent together would
+    otherwise both find the same card free, and a double click's second Reserve
+    finds the first one's reservation.
     """
-    now = now or timezone.now()
-    held = _held_for(customer, charger, now)
-    if held is not None:
-        return held
-    # Only the reserved tag may start charging on the reserved connector, so it
-    # should be one that is free to charge.
-    tag = UserMapping.objects.tag_to_charge_with(customer)
-    if tag is None:
+    with card_choice_held(customer):
+        now = now or timezone.now()
+        held = _held_for(customer, charger, now)
+        if held is not None:
+            return held
+        tag = _card_to_reserve_with(customer, now)
+        reservation = Reservation(
+            user=customer,
+            charger=charger,
+            id_tag=tag,
+            starts_at=now,
+            ends_at=now + timedelta(minutes=minutes),
+        )
+        reservation.full_clean()
+        _reserve_at_the_station(reservation, client)
+        with transaction.atomic():
+            reservation.save()
+    logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
+    return reservation
+
+
+def _card_to_reserve_with(customer: User, now: datetime) -> str:
+    """The idTag of one of the customer's active cards that holds no reservation
+    that has not ended, preferring one not charging right now: only the reserved
+    card may start charging on the reserved connector.
+
+    Raises PortalError when they have no active card, or every one of them holds
+    a reservation (the sentence names each, with its charger and end).
+    """
+    cards: list[str] = list(
+        UserMapping.objects.active()
+        .filter(user=customer)
+        .not_charging_first()
+        .values_list("steve_ocpp_id_tag", flat=True)
+    )
+    if not cards:
         raise PortalError(
             "Your account has no active charging card to reserve with; "
             "ask your operator."
         )
-    reservation = Reservation(
-        user=customer,
-        charger=charger,
-        id_tag=tag,
-        starts_at=now,
-        ends_at=now + timedelta(minutes=minutes),
+    holding = list(
+        Reservation.objects.not_ended(now)
+        .of_cards(cards)
+        .select_related("charger")
+        .order_by("ends_at", "id")
     )
-    reservation.full_clean()
+    held_cards = {reservation.id_tag.upper() for reservation in holding}
+    free = [card for card in cards if card.upper() not in held_cards]
+    if free:
+        return free[0]
+    raise PortalError(_every_card_holds_one(customer, holding, now))
+
+
+def _every_card_holds_one(
+    customer: User, holding: list[Reservation], now: datetime
+) -> str:
+    """Why a customer whose every card holds a reservation cannot reserve: which
+    card holds which charger, and until when (in their time zone). `holding` is
+    in the order the reservations end."""
+    zone = customer_zone(customer)
+    today = timezone.localtime(now, zone).date()
+    # A card is free once the last of its reservations ends; one made before the
+    # rule, or by staff, may share a card with another.
+    last_of_card = sorted(
+        {r.id_tag.upper(): r for r in holding}.values(), key=lambda r: r.ends_at
+    )
+
+    def until(reservation: Reservation) -> str:
+        ends = timezone.localtime(reservation.ends_at, zone)
+        return date_format(ends, "H:i" if ends.date() == today else "M j, H:i")
+
+    def where(reservation: Reservation) -> str:
+        charger = reservation.charger
+        return f"{charger.friendly_name} #{charger.connector_id}"
+
+    if len(last_of_card) == 1:
+        (reservation,) = last_of_card
+        return (
+            f"Your card {reservation.id_tag} already holds the reservation at "
+            f"{where(reservation)} until {until(reservation)}; one reservation a "
+            "card at a time. You can reserve another charger once it ends, or "
+            "once you start charging there."
+        )
+    held = "; ".join(f"{r.id_tag} at {where(r)} until {until(r)}" for r in last_of_card)
+    return (
+        f"Each of your cards already holds a reservation ({held}); one "
+        "reservation a card at a time. You can reserve another charger once one "
+        "of them ends, or once you start charging at one of them."
+    )
+
+
+def _reserve_at_the_station(
+    reservation: Reservation, client: SteveClient | None
+) -> None:
+    """Send `reservation`'s ReserveNow; returns once the station accepted it.
+
+    Raises PortalError when SteVe refuses to send it or does not answer, and
+    when the station answers anything but Accepted.
+    """
+    charger = reservation.charger
     try:
         with given_or_new(client) as steve:
             result = steve.reserve_now(
                 charge_box_id=charger.charge_box_id,
                 connector_id=charger.connector_id,
                 expiry=reservation.ends_at,
-                id_tag=tag,
+                id_tag=reservation.id_tag,
             )
     except SteveRejected as error:
         logger.warning("reserve charger=%s refused: %s", charger.pk, error.message)
@@ -129,20 +222,11 @@ def reservation_create(
     if not result.accepted(charger.charge_box_id):
         status = result.status_of(charger.charge_box_id)
         logger.info("reserve charger=%s answered %s", charger.pk, status)
-        # The station refuses a connector it holds for this customer's own
-        # reservation, which a request sent alongside this one may have just made.
-        held = _held_for(customer, charger, timezone.now())
-        if held is not None:
-            return held
         raise PortalError(
             _RESERVE_REFUSALS.get(
                 status.lower(), "The charger could not take the reservation."
             )
         )
-    with transaction.atomic():
-        reservation.save()
-    logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
-    return reservation
 
 
 def _reserve_refusal(error: SteveRejected) -> str:

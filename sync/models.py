@@ -529,18 +529,6 @@ class UserMappingQuerySet(models.QuerySet["UserMapping"]):
             "is_charging", "steve_ocpp_id_tag"
         )
 
-    def tag_to_charge_with(self, user: User) -> str | None:
-        """The idTag `user` should start or reserve a charge with: one of their
-        active tags, preferring one not charging right now; None if they have
-        none."""
-        return (
-            self.active()
-            .filter(user=user)
-            .not_charging_first()
-            .values_list("steve_ocpp_id_tag", flat=True)
-            .first()
-        )
-
 
 class UserMapping(models.Model):
     """Links a SteVe OCPP idTag to a portal user; a user may have several tags."""

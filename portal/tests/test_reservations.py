@@ -1,18 +1,22 @@
 """Reserve and cancel through SteVe (the stand-in over real HTTP)."""
 
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.models import Reservation
+from portal.models import CustomerProfile, Reservation
 from portal.selectors import charger_list
 from portal.services import PortalError, reservation_cancel, reservation_create
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory
+from sessions_app.charging.tags import CARD_CHOICE_LOCK
 from sync.client import SteveClient
 from sync.models import UserMapping
 from sync.standin.testing import StandinProcess
@@ -22,18 +26,23 @@ from sync.tests.factories import (
     UserMappingFactory,
 )
 
-
-def _free_connector(state: dict[str, Any]) -> tuple[str, int]:
-    for box in state["chargeBoxes"]:
-        if not box["online"]:
-            continue
-        for connector in box["connectors"]:
-            if connector.get("transactionPk") is None:
-                return box["chargeBoxId"], connector["connectorId"]
-    raise AssertionError("the stand-in fleet has no free connector")
+RESERVE_NOW = "/steve/api/v1/operations/ReserveNow"
 
 
-class ReservationTests(PortalTestCase):
+def _free_connectors(state: dict[str, Any]) -> list[tuple[str, int]]:
+    free = [
+        (box["chargeBoxId"], connector["connectorId"])
+        for box in state["chargeBoxes"]
+        if box["online"]
+        for connector in box["connectors"]
+        if connector.get("transactionPk") is None
+    ]
+    if not free:
+        raise AssertionError("the stand-in fleet has no free connector")
+    return free
+
+
+class StandinReservationTestCase(PortalTestCase):
     standin: StandinProcess
 
     @pytest.fixture(autouse=True)
@@ -45,11 +54,23 @@ class ReservationTests(PortalTestCase):
         self.addCleanup(self.client_steve.close)
         # The stand-in's fleet knows TAG-0001; alice uses it for these tests.
         UserMappingFactory(user=self.alice, steve_ocpp_id_tag="TAG-0001")
-        box, connector = _free_connector(self.standin.state())
-        self.free = ChargerFactory(
-            charge_box_id=box, connector_id=connector, last_check_in_at=timezone.now()
-        )
+        self.free_connectors = [
+            ChargerFactory(
+                charge_box_id=box,
+                connector_id=connector,
+                friendly_name=f"{box} street",
+                last_check_in_at=timezone.now(),
+            )
+            for box, connector in _free_connectors(self.standin.state())
+        ]
+        self.free = self.free_connectors[0]
 
+    def reserve_now_sent(self) -> int:
+        """How many ReserveNow requests reached the stand-in's SteVe."""
+        return int(self.standin.state()["requests"].get(RESERVE_NOW, 0))
+
+
+class ReservationTests(StandinReservationTestCase):
     def _reserve(self) -> Reservation:
         UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
             is_active=False
@@ -102,35 +123,11 @@ class ReservationTests(PortalTestCase):
     ) -> None:
         # A second Reserve (a double click, a page from before) would be refused
         # by the station as Occupied: held for the customer's own reservation.
+        # Nor is it refused for Alice's only card holding a reservation: this one.
         first = self._reserve()
         again = self._reserve()
         self.assertEqual(again.pk, first.pk)
         self.assertEqual(Reservation.objects.count(), 1)
-        self.assertEqual(len(self.standin.state()["reservations"]), 1)
-
-    def test_a_reserve_sent_alongside_an_accepted_one_is_not_refused(self) -> None:
-        # Two Reserve clicks reach the server together: both find the charger
-        # free, the station accepts the first and answers the second Occupied.
-        test = self
-
-        class SiblingFirstClient(SteveClient):
-            def reserve_now(self, **kwargs: Any) -> Any:
-                sibling = super().reserve_now(**kwargs)
-                test.assertTrue(sibling.accepted(test.free.charge_box_id))
-                ReservationFactory(
-                    user=test.alice,
-                    charger=test.free,
-                    id_tag=kwargs["id_tag"],
-                    starts_at=timezone.now(),
-                    ends_at=kwargs["expiry"],
-                )
-                return super().reserve_now(**kwargs)
-
-        client = self.reserving_with_tag_0001(SiblingFirstClient)
-        reservation = reservation_create(
-            customer=self.alice, charger=self.free, minutes=30, client=client
-        )
-        self.assertEqual(Reservation.objects.get(), reservation)
         self.assertEqual(len(self.standin.state()["reservations"]), 1)
 
     def reserving_with_tag_0001[Client: SteveClient](
@@ -151,14 +148,11 @@ class ReservationTests(PortalTestCase):
         return client
 
     def test_it_reserves_with_an_active_tag_that_is_not_charging(self) -> None:
-        tags = UserMapping.objects
-        # Alice has TAG-0001 and TAG-ALICE; the first in idTag order is charging.
+        # Alice has TAG-0001 and TAG-0002 (TAG-ALICE, which SteVe does not know,
+        # is switched off); the first in idTag order is charging.
+        UserMappingFactory(user=self.alice, steve_ocpp_id_tag="TAG-0002")
         TransactionSyncStateFactory(ocpp_id_tag="TAG-0001", is_finalized=False)
-        self.assertEqual(tags.tag_to_charge_with(self.alice), "TAG-ALICE")
-        tags.filter(steve_ocpp_id_tag="TAG-ALICE").update(is_active=False)
-        self.assertEqual(tags.tag_to_charge_with(self.alice), "TAG-0001")
-        tags.filter(user=self.alice).update(is_active=False)
-        self.assertIsNone(tags.tag_to_charge_with(self.alice))
+        self.assertEqual(self._reserve().id_tag, "TAG-0002")
 
     def test_no_transaction_is_open_while_steve_is_asked(self) -> None:
         # TestCase wraps each test in transactions of its own: count ours.
@@ -292,3 +286,163 @@ class ReservationTests(PortalTestCase):
         )
         self.assertEqual(response.status_code, 403)
         self.assertFalse(Reservation.objects.exists())
+
+
+class OneReservationACardTests(StandinReservationTestCase):
+    """A card holds one reservation at a time: a reservation cannot be cancelled
+    early and can be renewed hourly, so without it one customer could hold every
+    free connector."""
+
+    def setUp(self) -> None:
+        # Without scenarios, and with CP-004 (two connectors) online, the fleet
+        # has four idle connectors to reserve.
+        self.standin.reset(scenarios=False)
+        self.standin.set_online("CP-004", True)
+        super().setUp()
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
+            is_active=False
+        )
+        # Times in the sentence are Alice's, not the operator's.
+        CustomerProfile.objects.create(user=self.alice, time_zone="Asia/Kolkata")
+        self.assertGreaterEqual(len(self.free_connectors), 3)
+
+    def reserve(self, charger_index: int) -> Reservation:
+        return reservation_create(
+            customer=self.alice,
+            charger=self.free_connectors[charger_index],
+            minutes=30,
+            client=self.client_steve,
+        )
+
+    def until(self, reservation: Reservation) -> str:
+        """The reservation's end as Alice reads it."""
+        return f"{reservation.ends_at.astimezone(ZoneInfo('Asia/Kolkata')):%H:%M}"
+
+    def card_choice_is_free(self) -> bool:
+        """Whether another connection could choose one of Alice's cards now."""
+        with psycopg.connect(**connection.get_connection_params()) as other:
+            row = other.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)",
+                [CARD_CHOICE_LOCK, self.alice.pk],
+            ).fetchone()
+        return bool(row and row[0])
+
+    def test_a_card_holding_a_reservation_reserves_no_other_charger(self) -> None:
+        first = self.reserve(0)
+        charger = first.charger
+        with self.assertRaises(PortalError) as refused:
+            self.reserve(1)
+        self.assertEqual(
+            refused.exception.message,
+            f"Your card TAG-0001 already holds the reservation at "
+            f"{charger.friendly_name} #{charger.connector_id} until "
+            f"{self.until(first)}; one reservation a card at a time. You can "
+            "reserve another charger once it ends, or once you start charging "
+            "there.",
+        )
+        self.assertEqual(Reservation.objects.get(), first)
+        self.assertEqual(self.reserve_now_sent(), 1)
+        self.assertEqual(len(self.standin.state()["reservations"]), 1)
+        self.assertTrue(self.card_choice_is_free())
+
+    def test_a_customer_with_several_cards_holds_one_reservation_a_card(
+        self,
+    ) -> None:
+        UserMappingFactory(user=self.alice, steve_ocpp_id_tag="TAG-0002")
+        first, second = self.reserve(0), self.reserve(1)
+        self.assertEqual([first.id_tag, second.id_tag], ["TAG-0001", "TAG-0002"])
+        with self.assertRaises(PortalError) as refused:
+            self.reserve(2)
+        held = "; ".join(
+            f"{r.id_tag} at {r.charger.friendly_name} #{r.charger.connector_id} "
+            f"until {self.until(r)}"
+            for r in (first, second)
+        )
+        self.assertEqual(
+            refused.exception.message,
+            f"Each of your cards already holds a reservation ({held}); one "
+            "reservation a card at a time. You can reserve another charger once "
+            "one of them ends, or once you start charging at one of them.",
+        )
+        self.assertEqual(Reservation.objects.count(), 2)
+        self.assertEqual(self.reserve_now_sent(), 2)
+        # Each card's own charger is still given back, not refused.
+        self.assertEqual(self.reserve(1), second)
+
+    def test_a_card_is_free_again_once_its_reservation_ended_or_was_used(
+        self,
+    ) -> None:
+        now = timezone.now()
+        ReservationFactory(
+            user=self.alice,
+            charger=self.charger,
+            id_tag="TAG-0001",
+            starts_at=now - timedelta(hours=1),
+            ends_at=now - timedelta(minutes=1),
+        )
+        ReservationFactory(
+            user=self.alice,
+            charger=self.charger,
+            id_tag="TAG-0001",
+            starts_at=now - timedelta(minutes=10),
+            ends_at=now + timedelta(minutes=20),
+            status=Reservation.Status.USED,
+        )
+        self.assertEqual(self.reserve(0).id_tag, "TAG-0001")
+
+    def test_the_card_counts_whoever_reserved_with_it_in_any_letter_case(
+        self,
+    ) -> None:
+        # The card was Bob's until staff moved it to Alice, and the sync has
+        # since respelled its mapping: the station still holds Bob's reservation
+        # for it.
+        bobs = ReservationFactory(
+            user=self.bob,
+            charger=self.charger,
+            id_tag="tag-0001",
+            starts_at=timezone.now(),
+        )
+        with self.assertRaisesMessage(
+            PortalError,
+            f"Your card tag-0001 already holds the reservation at Harbour Street "
+            f"#1 until {self.until(bobs)};",
+        ):
+            self.reserve(0)
+        self.assertEqual(self.reserve_now_sent(), 0)
+
+    def test_a_customers_reserves_choose_their_cards_one_at_a_time(self) -> None:
+        # Another Reserve or start of Alice's, on another connection, is choosing
+        # a card: this one waits until it is done, then sees what it stored.
+        # (Here it gives up after 200 ms.)
+        other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
+        self.addCleanup(other.close)
+        other.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [CARD_CHOICE_LOCK, self.alice.pk]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        with self.assertRaises(OperationalError), transaction.atomic():
+            self.reserve(0)
+        self.assertEqual(self.reserve_now_sent(), 0)
+        self.assertFalse(Reservation.objects.exists())
+        other.rollback()  # the other one is done: this one chooses now
+        self.assertEqual(self.reserve(0).id_tag, "TAG-0001")
+        self.assertTrue(self.card_choice_is_free())
+
+    def test_the_portal_says_which_reservation_holds_the_card(self) -> None:
+        self.client.force_login(self.alice)
+        with override_settings(**self.standin.polaris_settings()):
+            for charger in self.free_connectors[:2]:
+                response = self.client.post(
+                    reverse("portal:charger-reserve"),
+                    {"charger": charger.pk, "minutes": 15},
+                    follow=True,
+                )
+        first = Reservation.objects.get()
+        self.assertContains(
+            response,
+            f"Your card TAG-0001 already holds the reservation at "
+            f"{first.charger.friendly_name} #{first.charger.connector_id} until "
+            f"{self.until(first)}; one reservation a card at a time.",
+        )
+        self.assertEqual(self.reserve_now_sent(), 1)

@@ -1,5 +1,8 @@
 """Which of a customer's idTags a remote start sends."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
@@ -60,8 +63,26 @@ def tag_for(
 
 
 # Two-key advisory locks, (this class, a user id), are a space apart from the
-# one-key locks of the sync runs.
+# one-key locks of the sync runs. A start (`tag_for`) and a portal reservation
+# (`card_choice_held`) take the same one: each chooses one of the user's cards.
 CARD_CHOICE_LOCK = 1
+
+
+@contextmanager
+def card_choice_held(user: User) -> Iterator[None]:
+    """Hold the user's card choice, as a start does in `tag_for`, until the block
+    ends: another start or reservation of theirs waits until then and sees what
+    this one stored. Unlike a start's, it needs no transaction (a session-level
+    lock), so the block may wait for the station without holding one open."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [CARD_CHOICE_LOCK, user.pk])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_unlock(%s, %s)", [CARD_CHOICE_LOCK, user.pk]
+            )
 
 
 def _wait_for_the_users_other_starts(user: User) -> None:

@@ -19,6 +19,7 @@ from polaris import live
 from polaris.browser import live_server
 from polaris.testing import take_queued_tasks
 from sessions_app import selectors
+from sessions_app.forms import MAPPING_IMPORT_MAX_BYTES
 from sessions_app.models import AuditEntry
 from sessions_app.services import api_token_create
 from sessions_app.templatetags.console import clock_time, iso_time
@@ -679,6 +680,34 @@ class UserMappingPagesTests(ConsoleTestCase):
             reverse("sessions_app:user-mapping-import"), {}, follow=True
         )
         self.assertContains(response, "Choose a CSV file to import.")
+
+    def test_csv_import_takes_a_file_up_to_the_size_limit_and_refuses_more(
+        self,
+    ) -> None:
+        # Padded with a line of spaces, which the import skips as blank: the
+        # limit is on the file's bytes, before a line of it is read.
+        row = b"steveOcppIdTag,email,label\nTAG-1,new@example.com,New\n"
+        at_limit = row + b" " * (MAPPING_IMPORT_MAX_BYTES - len(row) - 1) + b"\n"
+        self.assertEqual(len(at_limit), MAPPING_IMPORT_MAX_BYTES)
+        response = self.import_csv(at_limit + b"\n")
+        self.assertContains(
+            response,
+            "This file is just over 1 MB; the console imports files of up to 1 MB, "
+            "so nothing was imported. Split it into smaller files, or import it on "
+            "the server with manage.py import_user_mappings FILE.csv, which takes "
+            "files of any size.",
+        )
+        response = self.import_csv(at_limit + b" " * MAPPING_IMPORT_MAX_BYTES)
+        self.assertContains(response, "This file is 2.0 MB; the console imports")
+        self.assertFalse(UserMapping.objects.exists())
+        self.assertFalse(AuditEntry.objects.exists())
+        response = self.import_csv(at_limit)
+        self.assertContains(response, "Import done: 1 created, 0 updated")
+        self.assertContains(
+            response,
+            "Up to 1 MB; import a bigger file on the server with manage.py "
+            "import_user_mappings FILE.csv.",
+        )
 
     def test_csv_import_says_how_many_rejected_lines_it_did_not_list(self) -> None:
         rows = "".join(f"bad tag {n},x{n}@example.com,\n" for n in range(25))

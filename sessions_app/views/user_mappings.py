@@ -115,7 +115,7 @@ def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpR
 def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = UserMappingImportForm(request.POST, request.FILES)
     if not form.is_valid():
-        messages.error(request, "Choose a CSV file to import.")
+        messages.error(request, " ".join(map(str, form.errors["file"])))
         return redirect("sessions_app:user-mapping-list")
     try:
         result = user_mapping_import_bytes(

@@ -10,6 +10,7 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 
+from sessions_app.forms import MAPPING_IMPORT_MAX_BYTES
 from sessions_app.models import AuditEntry
 from sync.models import UserMapping
 from sync.services.imports import user_mapping_import_text
@@ -184,6 +185,17 @@ class ImportUserMappingsTests(TestCase):
         ):
             self.run_import("steveOcppIdTag,email,label\n\n")
         self.assertFalse(UserMapping.objects.exists())
+
+    def test_it_imports_a_file_bigger_than_the_console_takes(self) -> None:
+        # The console refuses a file over MAPPING_IMPORT_MAX_BYTES and sends staff
+        # here: the command runs outside a web request and has no limit. (Padded
+        # with a line of spaces, which the import skips as blank.)
+        padding = " " * MAPPING_IMPORT_MAX_BYTES
+        out, _ = self.run_import(
+            f"steveOcppIdTag,email,label\nTAG-1,dana@example.com,Dana\n{padding}\n"
+        )
+        self.assertIn("1 created, 0 updated, 0 unchanged, 0 rejected", out)
+        self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-1").exists())
 
     def test_it_explains_a_missing_file(self) -> None:
         with self.assertRaisesMessage(CommandError, "There is no file at /nope.csv."):
