@@ -36,7 +36,13 @@ def sse_load(*, clients: int, session_cookie: str) -> SseResult:
     with (
         override_settings(LIVE_CHANNEL_PREFIX=LIVE_CHANNEL_PREFIX),
         # Plain http on loopback: no redirect to https, cookies not Secure-only.
-        LiveServer(SECURE_SSL_REDIRECT="false", SECURE_COOKIES="false") as server,
+        # These clients do not reconnect: no stream may reach its lifetime within
+        # the run (about a minute at most), whatever the environment says.
+        LiveServer(
+            SECURE_SSL_REDIRECT="false",
+            SECURE_COOKIES="false",
+            LIVE_STREAM_MAX_SECONDS="3600",
+        ) as server,
     ):
         assert server.process is not None
         latencies, connected = asyncio.run(_drive(server.port, clients, session_cookie))

@@ -15,11 +15,26 @@ reconnects with backoff, and once it is subscribed again it ends the streams ope
 in that process: they may have missed events, and a browser that reconnects
 replays the stored ones (Last-Event-ID) and re-reads the page's live parts
 (static/js/polaris.js), which also covers events Redis never got.
+
+A stream is authorised when it connects, so it also ends when that may no longer
+hold: after LIVE_STREAM_MAX_SECONDS (the bound for anything that changes who may
+read: a user deactivated or no longer staff, acting as a customer ended, a session
+expired or dropped by a password change), and at once when its browser session
+signs out (in any web process, through the same pub/sub). Such a planned end says
+`stream-renew` first: the browser reconnects by itself, Last-Event-ID replays what
+came in between, and the page neither re-reads nor says it was disconnected. The
+reconnect runs the stream view's checks again, so whoever may no longer read gets
+the sign-in redirect instead.
+
+The stream view alone chooses the channel and knows the user: of the query it keeps
+only lastEventId (see `stream`).
 """
 
 import asyncio
+import hashlib
 import json
 import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any, cast
@@ -29,11 +44,14 @@ import redis
 import redis.asyncio
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.signals import user_logged_out
 from django.db import connection
+from django.dispatch import receiver
 from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    QueryDict,
     StreamingHttpResponse,
 )
 from django_eventstream import storage as eventstream_storage
@@ -66,6 +84,15 @@ LISTENER_PING_S = 15.0
 # once Redis is back, back off while it is down.
 RETRY_AFTER_RESYNC_MS = 1000
 RETRY_WHILE_REDIS_DOWN_MS = 5000
+# A planned end (lifetime over, signed out): the event that says so, and how soon
+# the browser comes back. Each stream's lifetime is LIVE_STREAM_MAX_SECONDS less up
+# to this share, so that streams opened together (after a restart) do not all
+# reconnect together again.
+RENEW_EVENT = "stream-renew"
+RETRY_AFTER_RENEW_MS = 1000
+LIFETIME_SPREAD = 0.2
+# The one query parameter a stream takes (django-eventstream's resume id).
+RESUME_PARAMETER = "lastEventId"
 
 
 def channel_name(name: str) -> str:
@@ -192,6 +219,59 @@ class _StreamGeneration:
 _streams = _StreamGeneration()
 
 
+def session_tag(session_key: str) -> str:
+    """What names a browser session on pub/sub: a digest, as the key signs in."""
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+class _StreamsBySession:
+    """The streams open in this process, by browser session, so that signing out
+    ends them. Used on the event loop only (streams and the listener)."""
+
+    def __init__(self) -> None:
+        self._ends: dict[str, set[asyncio.Event]] = {}
+
+    def watch(self, tag: str) -> asyncio.Event:
+        ended = asyncio.Event()
+        self._ends.setdefault(tag, set()).add(ended)
+        return ended
+
+    def forget(self, tag: str, ended: asyncio.Event) -> None:
+        ends = self._ends.get(tag)
+        if ends is not None:
+            ends.discard(ended)
+            if not ends:
+                del self._ends[tag]
+
+    def end(self, tag: str) -> None:
+        for ended in self._ends.pop(tag, ()):
+            ended.set()
+
+
+_sessions = _StreamsBySession()
+
+
+@receiver(user_logged_out)
+def end_streams_of_session(
+    sender: object, request: HttpRequest | None, **kwargs: Any
+) -> None:
+    """Signing out ends the browser session's streams in every web process (the
+    session is flushed right after this signal). Best effort, like `publish`: with
+    Redis down the streams still end with their lifetime."""
+    session = getattr(request, "session", None)
+    key = session.session_key if session is not None else None
+    if not key:
+        return
+    try:
+        message = json.dumps({"signed_out": session_tag(key)})
+        _publisher_client().publish(PUBSUB_CHANNEL, message)
+    except RedisError as error:
+        logger.warning(
+            "Live streams of a signed-out session not ended, Redis is unavailable: %s",
+            error,
+        )
+
+
 class SupervisedRedisListener:
     """Replaces django-eventstream's RedisListener, which subscribes once and dies
     with its connection: this one reconnects with backoff, for as long as the
@@ -261,6 +341,9 @@ class SupervisedRedisListener:
     def _deliver(raw: bytes) -> None:
         try:
             data = json.loads(raw)
+            if "signed_out" in data:
+                _sessions.end(str(data["signed_out"]))
+                return
             event = Event(
                 data["channel"], data["event_type"], data["data"], id=data["pub_id"]
             )
@@ -310,10 +393,17 @@ def stream(request: HttpRequest, channel: str) -> HttpResponse:
 
     The user and session are loaded first; then the connection goes back, because
     a stream stays open for as long as the tab does and would otherwise keep its
-    connection for that long (a handful of tabs would exhaust Postgres).
+    connection for that long (a handful of tabs would exhaust Postgres). The stream
+    ends with its lifetime or its session's sign-out (see the module's docstring).
     """
     _ = request.user.is_authenticated, request.session.items()
     connection.close()
+    # django-eventstream reads more of the query than the resume id: es-meta (a
+    # token signed with SECRET_KEY naming the channels and the user, which would
+    # override ours; garbage was a 500), channel, link and recover (Pushpin's; a 500
+    # without it). Our caller chose the channel: the rest is ignored.
+    resume_ids = [(RESUME_PARAMETER, i) for i in request.GET.getlist(RESUME_PARAMETER)]
+    request.GET = QueryDict(urlencode(resume_ids))
     if not _resumable_from(request):
         # django-eventstream only finds a bad id once the stream has started,
         # and then cuts it: answer with a sentence instead.
@@ -325,7 +415,13 @@ def stream(request: HttpRequest, channel: str) -> HttpResponse:
     if isinstance(response, StreamingHttpResponse) and response.is_async:
         # An async response's content is an async iterator; the stubs allow both.
         content = cast(AsyncIterator[bytes], response.streaming_content)
-        response.streaming_content = _ending_on_resync(content)
+        key = request.session.session_key
+        response.streaming_content = _supervised(
+            content,
+            session=session_tag(key) if key else None,
+            lifetime=settings.LIVE_STREAM_MAX_SECONDS
+            * random.uniform(1 - LIFETIME_SPREAD, 1),
+        )
     return response
 
 
@@ -333,7 +429,7 @@ def _resumable_from(request: HttpRequest) -> bool:
     """Whether the Last-Event-ID header or lastEventId parameter, when given, has
     the form of the ids streams send ("channel:number", comma-separated)."""
     raw = request.headers.get("Last-Event-ID") or next(
-        (value for value in reversed(request.GET.getlist("lastEventId")) if value),
+        (value for value in reversed(request.GET.getlist(RESUME_PARAMETER)) if value),
         "",
     )
     if not raw or raw == "error":  # "error": django-eventstream's own answer
@@ -345,20 +441,43 @@ def _resumable_from(request: HttpRequest) -> bool:
     return True
 
 
-async def _ending_on_resync(content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Pass the stream through; end it when the listener resubscribed after a gap,
-    or when Redis fails under it, so that the browser reconnects (EventSource does
-    by itself) and catches up."""
-    ended = asyncio.ensure_future(_streams.current().wait())
+async def _supervised(
+    content: AsyncIterator[bytes], *, session: str | None, lifetime: float
+) -> AsyncIterator[bytes]:
+    """Pass the stream through, and end it so that the browser reconnects (as
+    EventSource does by itself):
+
+    - when the listener resubscribed after a gap, or Redis fails under it: the
+      stream may have missed events, and the page re-reads its live parts;
+    - after `lifetime` seconds, or when its browser session signs out: a planned
+      end, said with `stream-renew`; the reconnect replays what came in between,
+      and the stream view checks again who may read.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime
+    resynced = asyncio.ensure_future(_streams.current().wait())
+    signed_out = _sessions.watch(session) if session else asyncio.Event()
+    renewed = asyncio.ensure_future(signed_out.wait())
+    step: asyncio.Future[bytes] | None = None
     try:
         while True:
             step = asyncio.ensure_future(anext(content))
-            await asyncio.wait({step, ended}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {step, resynced, renewed},
+                timeout=max(deadline - loop.time(), 0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if not step.done():
                 step.cancel()
                 with suppress(asyncio.CancelledError, StopAsyncIteration, RedisError):
                     await step
-                yield f"retry: {RETRY_AFTER_RESYNC_MS}\n\n".encode()
+                if resynced.done():
+                    yield f"retry: {RETRY_AFTER_RESYNC_MS}\n\n".encode()
+                else:
+                    yield (
+                        f"retry: {RETRY_AFTER_RENEW_MS}\n"
+                        f"event: {RENEW_EVENT}\ndata:\n\n"
+                    ).encode()
                 return
             try:
                 chunk = step.result()
@@ -370,4 +489,11 @@ async def _ending_on_resync(content: AsyncIterator[bytes]) -> AsyncIterator[byte
                 return
             yield chunk
     finally:
-        ended.cancel()
+        # Also when the client went away: the step left running would hold the
+        # channel's listener until its next keep-alive.
+        if step is not None:
+            step.cancel()
+        resynced.cancel()
+        renewed.cancel()
+        if session:
+            _sessions.forget(session, signed_out)

@@ -281,6 +281,13 @@ EVENTSTREAM_CHANNELMANAGER_CLASS = "polaris.live.ChannelManager"
 # Redis pub/sub ignores the database number: environments sharing one Redis (or
 # parallel test runs) keep their live channels apart with a prefix.
 LIVE_CHANNEL_PREFIX = env_str("LIVE_CHANNEL_PREFIX", "")
+# A stream is authorised when it connects; it ends after at most this many seconds
+# (browsers reconnect and replay, and the reconnect checks again who may read), so a
+# user deactivated, no longer staff or no longer acting as a customer stops getting
+# events by then. Signing out ends a session's streams at once.
+LIVE_STREAM_MAX_SECONDS = env_int(
+    "LIVE_STREAM_MAX_SECONDS", 300, minimum=1, maximum=DAY_SECONDS
+)
 
 # Logging
 LOG_FORMAT = env_str("LOG_FORMAT", "text")

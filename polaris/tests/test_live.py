@@ -1,14 +1,18 @@
-"""Live-update streams under uvicorn: who may read them, and what they hold open."""
+"""Live-update streams under uvicorn: who may read them, for how long, and what they
+hold open."""
 
 import re
 import time
 from collections.abc import Iterator
 from html import unescape
 
+import jwt
 import pytest
 import requests
+from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection
-from django.test import TransactionTestCase
+from django.test import Client, TransactionTestCase
 
 from polaris import live
 from polaris.browser import LiveServer, live_server
@@ -131,3 +135,169 @@ class LiveStreamTests(TransactionTestCase):
         event = rf"event: transaction-resynced\nid: [^\n]+:{rendered_at + 1}\ndata: 42"
         self.assertRegex(seen, event.encode())
         self.assertNotIn(b"data: 41", seen)
+
+    def test_django_eventstreams_own_parameters_are_ignored(self) -> None:
+        alice, bob = UserFactory(), UserFactory()
+        cookies = self.cookies_for(alice)
+        garbage = {"es-meta": "garbage", "recover": "true", "link": "next"}
+        for path in ("/live/", "/admin/live/"):
+            staff_cookies = self.cookies_for(StaffFactory()) if "admin" in path else {}
+            with requests.get(
+                f"{self.server.url}{path}",
+                params=garbage,
+                cookies=staff_cookies or cookies,
+                stream=True,
+                timeout=10,
+            ) as response:
+                self.assertEqual(response.status_code, 200, path)
+                self.assertIn(b"stream-open", SseReader(response).read_until(b"open"))
+        self.assertNotIn("Traceback", self.server.log())
+
+        # A valid token (it needs SECRET_KEY) naming Bob and his channel changes
+        # nothing either: Alice's stream is Alice's channel.
+        token = jwt.encode(
+            {
+                "channels": [live.customer_channel(bob.pk)],
+                "user": bob.pk,
+                "exp": int(time.time()) + 600,
+            },
+            settings.SECRET_KEY,
+            algorithm="HS256",
+        )
+        with requests.get(
+            f"{self.server.url}/live/",
+            params={"es-meta": token, "channel": live.customer_channel(bob.pk)},
+            cookies=cookies,
+            stream=True,
+            timeout=10,
+        ) as response:
+            stream = SseReader(response)
+            stream.read_until(b"stream-open")
+            live.publish(live.customer_channel(bob.pk), "active-session", "bob's")
+            live.publish(live.customer_channel(alice.pk), "active-session", "alice's")
+            seen = stream.read_until(b"data: alice's")
+        self.assertNotIn(b"bob's", seen)
+
+    def test_signing_out_ends_the_sessions_streams_at_once(self) -> None:
+        alice = UserFactory()
+        cookies = self.cookies_for(alice)
+        # Alice is also signed in on another device, which stays signed in.
+        other_device = Client()
+        other_device.force_login(alice)
+        other_cookies = {"sessionid": other_device.cookies["sessionid"].value}
+        url = f"{self.server.url}/live/"
+        with (
+            requests.get(url, cookies=cookies, stream=True, timeout=10) as signed_out,
+            requests.get(url, cookies=other_cookies, stream=True, timeout=10) as other,
+        ):
+            stream, other_stream = SseReader(signed_out), SseReader(other)
+            stream.read_until(b"stream-open")
+            other_stream.read_until(b"stream-open")
+            started = time.monotonic()
+            browser = requests.Session()
+            browser.cookies.update(cookies)
+            confirm = browser.get(f"{self.server.url}/accounts/logout/", timeout=10)
+            found = re.search(
+                r'name="csrfmiddlewaretoken" value="([^"]+)"', confirm.text
+            )
+            assert found is not None, confirm.text[:500]
+            answer = browser.post(
+                f"{self.server.url}/accounts/logout/",
+                data={"csrfmiddlewaretoken": found[1]},
+                allow_redirects=False,
+                timeout=10,
+            )
+            self.assertEqual(answer.status_code, 302)
+            # Long before its lifetime (300 s here), it ends, saying it is planned.
+            stream.read_to_end()
+            self.assertLess(time.monotonic() - started, 10)
+            self.assertIn(b"event: stream-renew", stream.seen)
+            self.assertIn(b"retry: ", stream.seen)
+            # The other device's stream goes on.
+            live.publish(live.customer_channel(alice.pk), "active-session", "later")
+            other_stream.read_until(b"data: later")
+            self.assertFalse(other_stream.ended)
+        # The browser's reconnect is sent to sign in.
+        again = requests.get(url, cookies=cookies, allow_redirects=False, timeout=10)
+        self.assertEqual(again.status_code, 302)
+        self.assertIn("/accounts/login/", again.headers["Location"])
+
+
+class StreamLifetimeTests(TransactionTestCase):
+    """Streams under a short LIVE_STREAM_MAX_SECONDS."""
+
+    server: LiveServer
+    LIFETIME_S = 2
+
+    @pytest.fixture(autouse=True)
+    def _server(self) -> Iterator[None]:
+        with live_server(LIVE_STREAM_MAX_SECONDS=str(self.LIFETIME_S)) as server:
+            self.server = server
+            yield
+
+    def cookies_for(self, user: User) -> dict[str, str]:
+        client = Client()
+        client.force_login(user)
+        return {"sessionid": client.cookies["sessionid"].value}
+
+    def read_until_it_ends(self, stream: SseReader) -> None:
+        started = time.monotonic()
+        stream.read_to_end()
+        self.assertLess(time.monotonic() - started, self.LIFETIME_S + 3)
+
+    def test_a_stream_ends_with_its_lifetime_and_the_reconnect_replays_the_gap(
+        self,
+    ) -> None:
+        alice = UserFactory()
+        cookies = self.cookies_for(alice)
+        channel = live.customer_channel(alice.pk)
+        url = f"{self.server.url}/live/"
+        with requests.get(url, cookies=cookies, stream=True, timeout=10) as response:
+            stream = SseReader(response)
+            stream.read_until(b"stream-open")
+            live.publish(channel, "active-session", "before")
+            stream.read_until(b"data: before")
+            found = re.search(rb"id: ([^\n]+)\ndata: before", stream.seen)
+            assert found is not None, stream.seen
+            last_event_id = found[1].decode()
+            self.read_until_it_ends(stream)
+        self.assertIn(b"retry: 1000\nevent: stream-renew\ndata:\n\n", stream.seen)
+
+        # Published while the browser was away: replayed after the id it had.
+        live.publish(channel, "active-session", "while away")
+        headers = {"Last-Event-ID": last_event_id}
+        with requests.get(
+            url, cookies=cookies, headers=headers, stream=True, timeout=10
+        ) as response:
+            seen = SseReader(response).read_until(b"data: while away")
+        self.assertNotIn(b"data: before", seen)
+
+    def test_who_may_no_longer_read_is_refused_at_the_reconnect(self) -> None:
+        staff, alice = StaffFactory(), UserFactory()
+        streams = {
+            "/admin/live/": (staff, self.cookies_for(staff)),
+            "/live/": (alice, self.cookies_for(alice)),
+        }
+        for path, (user, cookies) in streams.items():
+            with (
+                self.subTest(path=path),
+                requests.get(
+                    f"{self.server.url}{path}", cookies=cookies, stream=True, timeout=10
+                ) as response,
+            ):
+                stream = SseReader(response)
+                stream.read_until(b"stream-open")
+                # No longer staff; a customer deactivated.
+                User.objects.filter(pk=user.pk).update(
+                    is_staff=False, is_active=user is not alice
+                )
+                self.read_until_it_ends(stream)
+                self.assertIn(b"event: stream-renew", stream.seen)
+                again = requests.get(
+                    f"{self.server.url}{path}",
+                    cookies=cookies,
+                    allow_redirects=False,
+                    timeout=10,
+                )
+                self.assertEqual(again.status_code, 302)
+                self.assertIn("/accounts/login/", again.headers["Location"])

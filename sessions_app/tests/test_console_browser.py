@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.sessions.models import Session
 from django.test import TransactionTestCase
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Request, expect
 
 from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
 from sessions_app.live import publish_run_finished, publish_sessions_changed
@@ -718,6 +718,64 @@ class ConsoleBrowserTests(TransactionTestCase):
         page.click("button[type=submit]")
 
 
+class LiveRenewalBrowserTests(TransactionTestCase):
+    """The server ends each stream after LIVE_STREAM_MAX_SECONDS (2 here), so that
+    the reconnect checks again who may read: the page comes back quietly."""
+
+    @pytest.fixture(autouse=True)
+    def _browser(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with (
+            live_server(LIVE_STREAM_MAX_SECONDS="2") as server,
+            chromium() as browser,
+        ):
+            self.base_url = server.url
+            self.browser = browser
+            yield
+
+    def test_a_renewed_stream_comes_back_without_a_banner_or_a_re_read(self) -> None:
+        TransactionSyncStateFactory()
+        SyncRunFactory()
+        staff = StaffFactory(username="operator")
+        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, self.base_url, staff.username, "driver")
+        streams: list[str] = []
+        re_reads: list[str] = []
+
+        def count(request: Request) -> None:
+            if "/admin/live/" in request.url:
+                streams.append(request.url)
+            elif request.resource_type == "fetch":  # polaris.js's catch-up
+                re_reads.append(request.url)
+
+        page.on("request", count)
+        page.goto(f"{self.base_url}/admin/sessions/")
+        wait_for_live_stream(page)
+        page.evaluate(LIVE_STATE_PROBE)
+        # An event before the renewals, so that they resume after its id.
+        run = SyncRunFactory(created_count=1)
+        first = f"1 session updated at {clock_time(run.finished_at)}"
+        for _ in range(50):
+            publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+            page.wait_for_timeout(200)
+            if first in page.locator("#live-banner").inner_text():
+                break
+        expect(page.locator("#live-banner")).to_have_text(first)
+        page.wait_for_timeout(7000)
+        # At least two renewals, and the banner never said "disconnected".
+        self.assertGreaterEqual(len(streams), 3, streams)
+        self.assertEqual(page.evaluate("window.liveStates"), [])
+        self.assertEqual(re_reads, [])
+        # Events still arrive.
+        run = SyncRunFactory(created_count=2)
+        expect(page.locator("#live-banner")).to_have_text(first)
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+        expect(page.locator("#live-banner")).to_have_text(
+            f"2 sessions updated at {clock_time(run.finished_at)}"
+        )
+        self.assertEqual(page.evaluate("window.liveStates"), [])
+
+
 # Counts the live events the page receives, and records whether each re-read they
 # trigger was refused (the pause's listener runs first: polaris.js loaded first).
 PAUSE_PROBES = """() => {
@@ -769,3 +827,13 @@ def unreachable_steve() -> SteveClient:
         password="polaris",
         timeout=2,
     )
+
+
+# Records each state the live banner takes (paused, disconnected, back to live).
+LIVE_STATE_PROBE = """() => {
+  window.liveStates = [];
+  const banner = document.querySelector("[data-live-updates]");
+  new MutationObserver(() => {
+    window.liveStates.push(banner.getAttribute("data-live-state"));
+  }).observe(banner, { attributes: true, attributeFilter: ["data-live-state"] });
+}"""

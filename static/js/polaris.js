@@ -297,10 +297,17 @@
   }
 
   // EventSource reconnects by itself after an error; until the page has caught
-  // up, its banner says it may be out of date.
+  // up, its banner says it may be out of date. A planned end ("stream-renew"
+  // below) is not one: its error is EventSource reconnecting, and only a further
+  // error (the reconnect failed, or was refused after signing out) is.
   document.addEventListener("htmx:sseError", function (event) {
-    event.target.polarisLiveBroken = true;
-    showLiveState(event.target);
+    var container = event.target;
+    if (container.polarisLiveRenewing) {
+      container.polarisLiveRenewing = false;
+      return;
+    }
+    container.polarisLiveBroken = true;
+    showLiveState(container);
   });
   document.addEventListener("htmx:sseMessage", function (event) {
     var container = liveContainer(event.target);
@@ -321,6 +328,15 @@
     });
     source.addEventListener("stream-reset", function () {
       catchUp(container);
+    });
+    // The server ends a stream now and then (its lifetime, a sign-out) so that the
+    // reconnect checks again who may read. EventSource resumes after the last
+    // event's id, or the page's own lastEventId when none came, and the server
+    // replays what came in between: nothing to re-read, nothing to say. With
+    // neither id the reconnect starts from now, so it counts as a break.
+    source.addEventListener("stream-renew", function (event) {
+      container.polarisLiveRenewing =
+        Boolean(event.lastEventId) || /[?&]lastEventId=/.test(source.url);
     });
   });
 })();
