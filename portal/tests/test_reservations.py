@@ -17,6 +17,7 @@ from portal.services import PortalError, reservation_cancel, reservation_create
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory
 from sessions_app.charging.tags import CARD_CHOICE_LOCK
+from sessions_app.tests.base import card_choice_taken_elsewhere
 from sync.client import SteveClient
 from sync.models import UserMapping
 from sync.standin.testing import StandinProcess
@@ -411,16 +412,9 @@ class OneReservationACardTests(StandinReservationTestCase):
         self.assertEqual(self.reserve_now_sent(), 0)
 
     def test_a_customers_reserves_choose_their_cards_one_at_a_time(self) -> None:
-        # Another Reserve or start of Alice's, on another connection, is choosing
-        # a card: this one waits until it is done, then sees what it stored.
-        # (Here it gives up after 200 ms.)
-        other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
-        self.addCleanup(other.close)
-        other.execute(
-            "SELECT pg_advisory_xact_lock(%s, %s)", [CARD_CHOICE_LOCK, self.alice.pk]
-        )
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        # Another Reserve or start of Alice's is choosing a card: this one waits
+        # until it is done, then sees what it stored.
+        other = card_choice_taken_elsewhere(self, self.alice)
         with self.assertRaises(OperationalError), transaction.atomic():
             self.reserve(0)
         self.assertEqual(self.reserve_now_sent(), 0)

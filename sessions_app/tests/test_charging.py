@@ -15,13 +15,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 import pytest
 import time_machine
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import OperationalError, connection
+from django.db import OperationalError
 from django.test import SimpleTestCase, TestCase, override_settings
 from django.utils import timezone
 from django_eventstream.eventstream import get_storage
@@ -31,7 +30,6 @@ from polaris.live import customer_channel
 from portal.models import ChargerGroup
 from sessions_app import charging
 from sessions_app.api.selectors.matching import CLOCK_SKEW
-from sessions_app.charging.tags import CARD_CHOICE_LOCK
 from sessions_app.models import ApiSession, AuditEntry, Rate
 from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
@@ -39,6 +37,7 @@ from sessions_app.services import api_token_create
 from sessions_app.tasks import (
     api_sessions_advance_all as api_sessions_advance_all_task,
 )
+from sessions_app.tests.base import card_choice_taken_elsewhere
 from sync import services
 from sync.client import MeterReading, SteveClient, format_timestamp
 from sync.models import Charger, SyncRun, UserMapping
@@ -869,16 +868,9 @@ class ApiSessionTagTests(ChargingTestCase):
         self.assertEqual((first.id_tag, second.id_tag), ("TAG-0001", "TAG-0002"))
 
     def test_a_customers_starts_choose_their_cards_one_at_a_time(self) -> None:
-        # Another start of Alice's, still in its transaction on another
-        # connection, is choosing a card: this one waits for it to commit, then
-        # sees the session it stored. (Here it gives up after 200 ms.)
-        other = psycopg.connect(**connection.get_connection_params(), autocommit=False)
-        self.addCleanup(other.close)
-        other.execute(
-            "SELECT pg_advisory_xact_lock(%s, %s)", [CARD_CHOICE_LOCK, self.alice.pk]
-        )
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+        # Another start of Alice's, still in its transaction, is choosing a card:
+        # this one waits for it to commit, then sees the session it stored.
+        other = card_choice_taken_elsewhere(self, self.alice)
         with self.assertRaises(OperationalError):
             self.create(box="CP-001")
         self.assertFalse(ApiSession.objects.exists())
