@@ -22,6 +22,15 @@ from sync.tests.factories import StaffFactory, UserFactory
 APPLICATION = "polaris-live-test"
 
 
+def assert_sent_to_sign_in(
+    test: TransactionTestCase, url: str, cookies: dict[str, str]
+) -> None:
+    """Opening the stream at `url` with `cookies` is redirected to sign in."""
+    response = requests.get(url, cookies=cookies, allow_redirects=False, timeout=10)
+    test.assertEqual(response.status_code, 302)
+    test.assertIn("/accounts/login/", response.headers["Location"])
+
+
 class LiveStreamTests(TransactionTestCase):
     server: LiveServer
 
@@ -81,14 +90,7 @@ class LiveStreamTests(TransactionTestCase):
 
     def test_customers_cannot_open_the_staff_stream(self) -> None:
         cookies = self.cookies_for(UserFactory())
-        response = requests.get(
-            f"{self.server.url}/admin/live/",
-            cookies=cookies,
-            allow_redirects=False,
-            timeout=10,
-        )
-        self.assertEqual(response.status_code, 302)
-        self.assertIn("/accounts/login/", response.headers["Location"])
+        assert_sent_to_sign_in(self, f"{self.server.url}/admin/live/", cookies)
 
     def test_a_malformed_last_event_id_gets_a_sentence_not_a_cut_stream(self) -> None:
         alice = UserFactory()
@@ -218,9 +220,7 @@ class LiveStreamTests(TransactionTestCase):
             other_stream.read_until(b"data: later")
             self.assertFalse(other_stream.ended)
         # The browser's reconnect is sent to sign in.
-        again = requests.get(url, cookies=cookies, allow_redirects=False, timeout=10)
-        self.assertEqual(again.status_code, 302)
-        self.assertIn("/accounts/login/", again.headers["Location"])
+        assert_sent_to_sign_in(self, url, cookies)
 
 
 class StreamLifetimeTests(TransactionTestCase):
@@ -293,11 +293,4 @@ class StreamLifetimeTests(TransactionTestCase):
                 )
                 self.read_until_it_ends(stream)
                 self.assertIn(b"event: stream-renew", stream.seen)
-                again = requests.get(
-                    f"{self.server.url}{path}",
-                    cookies=cookies,
-                    allow_redirects=False,
-                    timeout=10,
-                )
-                self.assertEqual(again.status_code, 302)
-                self.assertIn("/accounts/login/", again.headers["Location"])
+                assert_sent_to_sign_in(self, f"{self.server.url}{path}", cookies)
