@@ -20,11 +20,13 @@ A stream is authorised when it connects, so it also ends when that may no longer
 hold: after LIVE_STREAM_MAX_SECONDS (the bound for anything that changes who may
 read: a user deactivated or no longer staff, acting as a customer ended, a session
 expired or dropped by a password change), and at once when its browser session
-signs out (in any web process, through the same pub/sub). Such a planned end says
+signs out (in any web process, through the same pub/sub). The lifetime's end says
 `stream-renew` first: the browser reconnects by itself, Last-Event-ID replays what
 came in between, and the page neither re-reads nor says it was disconnected. The
 reconnect runs the stream view's checks again, so whoever may no longer read gets
-the sign-in redirect instead.
+the sign-in redirect instead. A sign-out's end says `signed-out`: the page stops its
+stream and reloads, which takes it to the sign-in page, rather than retrying a
+stream that can only redirect there.
 
 The stream view alone chooses the channel and knows the user: of the query it keeps
 only lastEventId (see `stream`).
@@ -89,6 +91,7 @@ RETRY_WHILE_REDIS_DOWN_MS = 5000
 # to this share, so that streams opened together (after a restart) do not all
 # reconnect together again.
 RENEW_EVENT = "stream-renew"
+SIGNED_OUT_EVENT = "signed-out"
 RETRY_AFTER_RENEW_MS = 1000
 LIFETIME_SPREAD = 0.2
 # The one query parameter a stream takes (django-eventstream's resume id).
@@ -454,9 +457,10 @@ async def _supervised(
 
     - when the listener resubscribed after a gap, or Redis fails under it: the
       stream may have missed events, and the page re-reads its live parts;
-    - after `lifetime` seconds, or when its browser session signs out: a planned
-      end, said with `stream-renew`; the reconnect replays what came in between,
-      and the stream view checks again who may read.
+    - after `lifetime` seconds: a planned end, said with `stream-renew`; the
+      reconnect replays what came in between, and the stream view checks again
+      who may read;
+    - when its browser session signs out, said with `signed-out`.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
@@ -479,9 +483,9 @@ async def _supervised(
                 if resynced.done():
                     yield f"retry: {RETRY_AFTER_RESYNC_MS}\n\n".encode()
                 else:
+                    event = SIGNED_OUT_EVENT if renewed.done() else RENEW_EVENT
                     yield (
-                        f"retry: {RETRY_AFTER_RENEW_MS}\n"
-                        f"event: {RENEW_EVENT}\ndata:\n\n"
+                        f"retry: {RETRY_AFTER_RENEW_MS}\nevent: {event}\ndata:\n\n"
                     ).encode()
                 return
             try:

@@ -741,6 +741,15 @@ class LiveRenewalBrowserTests(TransactionTestCase):
         sign_in(page, self.base_url, staff.username, "driver")
         streams: list[str] = []
         re_reads: list[str] = []
+        # A planned end's error reaches neither htmx (which logs every one) nor
+        # the banner.
+        errors: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text) if message.type == "error" else None
+            ),
+        )
 
         def count(request: Request) -> None:
             if "/admin/live/" in request.url:
@@ -774,6 +783,21 @@ class LiveRenewalBrowserTests(TransactionTestCase):
             f"2 sessions updated at {clock_time(run.finished_at)}"
         )
         self.assertEqual(page.evaluate("window.liveStates"), [])
+        self.assertEqual(errors, [])
+
+    def test_signing_out_in_another_tab_sends_this_one_to_sign_in(self) -> None:
+        staff = StaffFactory(username="operator")
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        sign_in(page, self.base_url, staff.username, "driver")
+        page.goto(f"{self.base_url}/admin/sessions/")
+        wait_for_live_stream(page)
+        other_tab = context.new_page()
+        other_tab.goto(f"{self.base_url}/accounts/logout/")
+        other_tab.click("form button[type=submit]")
+        # Its stream said so, and the page left rather than retrying it.
+        page.wait_for_url("**/accounts/login/?next=/admin/sessions/")
+        context.close()
 
 
 # Counts the live events the page receives, and records whether each re-read they

@@ -296,16 +296,51 @@
     if (!container.polarisLivePaused) { refreshLiveParts(container); }
   }
 
+  // The server ends a stream now and then (its lifetime) so that the reconnect
+  // checks again who may read: it says "stream-renew" first. EventSource reports
+  // every end as an error before it reconnects, and htmx's SSE extension would
+  // log each to the console. Its sources are made here, so that the error of a
+  // planned end reaches neither the extension nor the banner: EventSource resumes
+  // after the last event's id, or the page's own lastEventId when none came, and
+  // the server replays what came in between. With neither id the reconnect
+  // starts from now, so it counts as a break. A stream ended by signing out (in
+  // another tab) says "signed-out": retrying could only be sent to sign in, so
+  // the page reloads, which takes it there.
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
+  if (window.htmx && window.EventSource) {
+    htmx.createEventSource = function (url) {
+      var source = new EventSource(url, { withCredentials: true });
+      var onerror = null;
+      var renewing = false;
+      Object.defineProperty(source, "onerror", {
+        get: function () { return onerror; },
+        set: function (handler) { onerror = handler; }
+      });
+      source.addEventListener("stream-renew", function (event) {
+        renewing = Boolean(event.lastEventId) || /[?&]lastEventId=/.test(url);
+      });
+      source.addEventListener("signed-out", function () {
+        source.close();
+        // Unless this page is the one signing out, already on its way there.
+        if (!leaving) { window.location.reload(); }
+      });
+      source.addEventListener("error", function (event) {
+        if (renewing && source.readyState === EventSource.CONNECTING) {
+          renewing = false;
+          return;
+        }
+        renewing = false;
+        if (onerror) { onerror.call(source, event); }
+      });
+      return source;
+    };
+  }
+
   // EventSource reconnects by itself after an error; until the page has caught
-  // up, its banner says it may be out of date. A planned end ("stream-renew"
-  // below) is not one: its error is EventSource reconnecting, and only a further
-  // error (the reconnect failed, or was refused after signing out) is.
+  // up, its banner says it may be out of date.
   document.addEventListener("htmx:sseError", function (event) {
     var container = event.target;
-    if (container.polarisLiveRenewing) {
-      container.polarisLiveRenewing = false;
-      return;
-    }
     container.polarisLiveBroken = true;
     showLiveState(container);
   });
@@ -328,15 +363,6 @@
     });
     source.addEventListener("stream-reset", function () {
       catchUp(container);
-    });
-    // The server ends a stream now and then (its lifetime, a sign-out) so that the
-    // reconnect checks again who may read. EventSource resumes after the last
-    // event's id, or the page's own lastEventId when none came, and the server
-    // replays what came in between: nothing to re-read, nothing to say. With
-    // neither id the reconnect starts from now, so it counts as a break.
-    source.addEventListener("stream-renew", function (event) {
-      container.polarisLiveRenewing =
-        Boolean(event.lastEventId) || /[?&]lastEventId=/.test(source.url);
     });
   });
 })();
