@@ -31,9 +31,9 @@ LOCKED_MESSAGE = (
 )
 
 
-def locked_message() -> str:
+def locked_message(sentence: str = LOCKED_MESSAGE) -> str:
     minutes = max(1, round(settings.LOGIN_LOCKOUT_SECONDS / 60))
-    return LOCKED_MESSAGE.format(minutes=minutes)
+    return sentence.format(minutes=minutes)
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
@@ -74,6 +74,13 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         return cleaned
 
 
+PASSWORD_CHECK_LOCKED_MESSAGE = (
+    "Too many wrong passwords for this account from your network. Password "
+    "changes and sign-in are paused for {minutes} minutes; try again later or "
+    "contact your operator."
+)
+
+
 class ThrottledPasswordChangeForm(PasswordChangeForm):
     """PasswordChangeForm whose check of the current password counts failures
     against the sign-in lock of this account from this address."""
@@ -88,17 +95,20 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
         username = self.user.get_username()
         address = throttle.client_address(self.request)
         if throttle.is_locked(username, address):
-            self.locked = True
-            raise forms.ValidationError(locked_message(), code="locked")
+            raise self._locked()
         try:
             old_password: str = super().clean_old_password()
         except forms.ValidationError:
             if throttle.record_failure(username, address):
-                self.locked = True
-                raise forms.ValidationError(locked_message(), code="locked") from None
+                raise self._locked() from None
             raise
         throttle.reset(username, address)
         return old_password
+
+    def _locked(self) -> forms.ValidationError:
+        self.locked = True
+        message = locked_message(PASSWORD_CHECK_LOCKED_MESSAGE)
+        return forms.ValidationError(message, code="locked")
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

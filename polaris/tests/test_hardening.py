@@ -402,7 +402,12 @@ class PasswordChangeTests(TestCase):
         self.assertEqual(statuses, [200] * 9 + [429])
         # Locked: the right password changes nothing, and sign-in is paused too.
         response = self.change("driver")
-        self.assertContains(response, "paused for 15 minutes", status_code=429)
+        self.assertContains(
+            response,
+            "Too many wrong passwords for this account from your network. Password "
+            "changes and sign-in are paused for 15 minutes",
+            status_code=429,
+        )
         self.alice.refresh_from_db()
         self.assertTrue(self.alice.check_password("driver"))
         sign_in = Client().post(
@@ -420,6 +425,13 @@ class PasswordChangeTests(TestCase):
                 self.assertContains(self.change("driver", new=weak), reason)
         self.alice.refresh_from_db()
         self.assertTrue(self.alice.check_password("driver"))
+
+    def test_django_admin_pages_name_the_products_icon(self) -> None:
+        # Without one, browsers ask for /favicon.ico, which Polaris does not serve.
+        self.client.force_login(StaffFactory())
+        self.assertContains(
+            self.client.get("/django-admin/"), 'rel="icon" href="/static/img/logo.svg"'
+        )
 
     def test_django_admin_has_no_second_password_change(self) -> None:
         self.assertRedirects(
