@@ -1,213 +1,21 @@
-"""The tables the SteVe sync writes.
+"""The three seed tables: SteVe's transactions as synced, the events observed on
+them, and the idTag mappings that join both to customers.
 
-The three seed tables keep their documented names and camelCase columns
-(`transaction_sync_state`, `synced_transaction_events`, `user_mappings`).
+They keep their documented names and camelCase columns (`transaction_sync_state`,
+`synced_transaction_events`, `user_mappings`).
 """
 
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import User
-from django.contrib.postgres.fields import ArrayField
-from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 
-
-class SyncRunQuerySet(models.QuerySet["SyncRun"]):
-    def running(self) -> "SyncRunQuerySet":
-        """Runs that have started and not finished."""
-        return self.filter(status=SyncRun.Status.RUNNING)
-
-    def finished(self) -> "SyncRunQuerySet":
-        """Runs that have ended, however they went."""
-        return self.exclude(status=SyncRun.Status.RUNNING)
-
-    def newest_first(self) -> "SyncRunQuerySet":
-        """Runs by start, the latest first (id breaks ties in one transaction)."""
-        return self.order_by("-started_at", "-id")
-
-    def writing_transactions(self) -> "SyncRunQuerySet":
-        """Runs of the kinds that write sessions (and share one lock)."""
-        return self.filter(kind__in=SyncRun.TRANSACTION_KINDS)
-
-    def succeeded(self, kind: str) -> "SyncRunQuerySet":
-        """Successful runs of `kind`, most recently finished first."""
-        return self.filter(kind=kind, status=SyncRun.Status.SUCCEEDED).order_by(
-            "-finished_at"
-        )
-
-    def latest_succeeded(self, kind: str) -> "SyncRun | None":
-        """The most recently finished successful run of `kind`, or None."""
-        return self.succeeded(kind).first()
-
-    def resyncs_of(self, steve_transaction_id: int) -> "SyncRunQuerySet":
-        """Single-transaction runs ("Resync now") of this transaction, newest first."""
-        return self.filter(
-            kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=steve_transaction_id
-        ).newest_first()
-
-    def that_changed_sessions(self) -> "SyncRunQuerySet":
-        """Finished runs that created or updated a session, newest first."""
-        return (
-            self.writing_transactions()
-            .filter(finished_at__isnull=False)
-            .filter(Q(created_count__gt=0) | Q(updated_count__gt=0))
-            .order_by("-finished_at")
-        )
-
-
-class SyncRun(models.Model):
-    """One execution of a sync, shown on the Sync runs page."""
-
-    class Kind(models.TextChoices):
-        TRANSACTIONS = "transactions", "Transactions"
-        BACKFILL = "backfill", "Backfill"
-        TRANSACTION = "transaction", "Single transaction"
-        CHARGERS = "chargers", "Charger probe"
-
-    TRANSACTION_KINDS = (Kind.TRANSACTIONS, Kind.BACKFILL, Kind.TRANSACTION)
-
-    class Trigger(models.TextChoices):
-        BEAT = "beat", "Schedule"
-        COMMAND = "command", "Command"
-        CONSOLE = "console", "Console"
-
-    class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        PARTIAL = "partial", "Partial"
-
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    trigger = models.CharField(max_length=16, choices=Trigger.choices)
-    started_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.RUNNING
-    )
-    fetched_count = models.PositiveIntegerField(default=0)
-    created_count = models.PositiveIntegerField(default=0)
-    updated_count = models.PositiveIntegerField(default=0)
-    events_count = models.PositiveIntegerField(default=0)
-    errors_count = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    # Its detail page shows how a resync went, failures included: they change no
-    # session, so nothing else there would.
-    steve_transaction_id = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        db_column="steveTransactionId",
-        help_text="The SteVe transaction a single-transaction run re-read.",
-    )
-    # Read again by the next incremental run: it may have stored higher pks, so
-    # its search for new ones no longer reaches these.
-    unread_transaction_ids = ArrayField(
-        models.PositiveIntegerField(),
-        default=list,
-        # Also in the table: seed_scale and the load test COPY runs in bulk.
-        db_default=[],
-        blank=True,
-        db_column="unreadSteveTransactionIds",
-        help_text="SteVe transactions whose meter values SteVe could not serve.",
-    )
-
-    objects = SyncRunQuerySet.as_manager()
-
-    class Meta:
-        db_table = "sync_runs"
-        ordering = ["-started_at", "-id"]
-        indexes = [
-            models.Index(fields=["kind", "status", "-finished_at"]),
-            # A run every 10 s is three million rows a year; the page reads the newest.
-            models.Index(fields=["-started_at", "-id"], name="sync_runs_newest"),
-            # The Sync runs page filtered by kind or by status; failures and
-            # resyncs are rare among three million runs a year.
-            models.Index(
-                fields=["kind", "-started_at", "-id"], name="sync_runs_kind_newest"
-            ),
-            models.Index(
-                fields=["status", "-started_at", "-id"], name="sync_runs_status_newest"
-            ),
-            models.Index(
-                fields=["steve_transaction_id", "-started_at", "-id"],
-                name="sync_runs_resyncs",
-                condition=Q(steve_transaction_id__isnull=False),
-            ),
-            # The console banner ("N sessions updated …") reads the last changing run.
-            models.Index(
-                fields=["-finished_at"],
-                name="sync_runs_last_change",
-                condition=Q(finished_at__isnull=False)
-                & (Q(created_count__gt=0) | Q(updated_count__gt=0)),
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} run #{self.pk} ({self.status})"
-
-    @property
-    def duration(self) -> timedelta | None:
-        if self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-
-# A charger counts as online this long after its last check-in; a reading older
-# than that is no sign of life.
-CHECK_IN_VALID_FOR = timedelta(hours=1)
-
-
-class ChargerQuerySet(models.QuerySet["Charger"]):
-    def silent_since(self, moment: datetime) -> "ChargerQuerySet":
-        """Chargers with no check-in at or after `moment` (or none ever)."""
-        return self.filter(
-            Q(last_check_in_at__isnull=True) | Q(last_check_in_at__lt=moment)
-        )
-
-    def visible_to_customer(self, user: User) -> "ChargerQuerySet":
-        """The chargers a customer may see, start and reserve: the public ones and
-        those of their charger groups."""
-        member_of = self.model.objects.filter(groups__members=user.pk).values("pk")
-        return self.filter(Q(is_public=True) | Q(pk__in=member_of))
-
-
-class Charger(models.Model):
-    """A connector of a SteVe charge box, as Polaris presents it to people."""
-
-    charge_box_id = models.CharField(max_length=255)
-    # OCPP numbers a box's connectors from 1 (0 is the box itself).
-    connector_id = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    friendly_name = models.CharField(max_length=120)
-    connector_type = models.CharField(max_length=40, blank=True)
-    max_power_kw = models.DecimalField(
-        max_digits=6,
-        decimal_places=1,
-        null=True,
-        blank=True,
-        validators=[MinValueValidator(Decimal("0.1"))],
-    )
-    is_public = models.BooleanField(default=True)
-    last_check_in_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = ChargerQuerySet.as_manager()
-
-    class Meta:
-        db_table = "chargers"
-        ordering = ["friendly_name", "charge_box_id", "connector_id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["charge_box_id", "connector_id"], name="charger_box_connector"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.friendly_name} #{self.connector_id}"
+from sync.models.chargers import CHECK_IN_VALID_FOR, Charger
+from sync.models.runs import SyncRun
 
 
 def manual_stop_grace_start(now: datetime) -> datetime:

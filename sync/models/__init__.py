@@ -1,0 +1,21 @@
+"""The tables the SteVe sync writes: a module per part, imported here so that
+Django finds every model and callers import from `sync.models`."""
+
+from sync.models.chargers import CHECK_IN_VALID_FOR, Charger
+from sync.models.runs import SyncRun
+from sync.models.transactions import (
+    SyncedTransactionEvent,
+    TransactionSyncState,
+    TransactionSyncStateQuerySet,
+    UserMapping,
+)
+
+__all__ = [
+    "CHECK_IN_VALID_FOR",
+    "Charger",
+    "SyncRun",
+    "SyncedTransactionEvent",
+    "TransactionSyncState",
+    "TransactionSyncStateQuerySet",
+    "UserMapping",
+]

@@ -1,0 +1,147 @@
+"""Sync runs: one row per execution of a sync, as the Sync runs page lists them."""
+
+from datetime import timedelta
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class SyncRunQuerySet(models.QuerySet["SyncRun"]):
+    def running(self) -> "SyncRunQuerySet":
+        """Runs that have started and not finished."""
+        return self.filter(status=SyncRun.Status.RUNNING)
+
+    def finished(self) -> "SyncRunQuerySet":
+        """Runs that have ended, however they went."""
+        return self.exclude(status=SyncRun.Status.RUNNING)
+
+    def newest_first(self) -> "SyncRunQuerySet":
+        """Runs by start, the latest first (id breaks ties in one transaction)."""
+        return self.order_by("-started_at", "-id")
+
+    def writing_transactions(self) -> "SyncRunQuerySet":
+        """Runs of the kinds that write sessions (and share one lock)."""
+        return self.filter(kind__in=SyncRun.TRANSACTION_KINDS)
+
+    def succeeded(self, kind: str) -> "SyncRunQuerySet":
+        """Successful runs of `kind`, most recently finished first."""
+        return self.filter(kind=kind, status=SyncRun.Status.SUCCEEDED).order_by(
+            "-finished_at"
+        )
+
+    def latest_succeeded(self, kind: str) -> "SyncRun | None":
+        """The most recently finished successful run of `kind`, or None."""
+        return self.succeeded(kind).first()
+
+    def resyncs_of(self, steve_transaction_id: int) -> "SyncRunQuerySet":
+        """Single-transaction runs ("Resync now") of this transaction, newest first."""
+        return self.filter(
+            kind=SyncRun.Kind.TRANSACTION, steve_transaction_id=steve_transaction_id
+        ).newest_first()
+
+    def that_changed_sessions(self) -> "SyncRunQuerySet":
+        """Finished runs that created or updated a session, newest first."""
+        return (
+            self.writing_transactions()
+            .filter(finished_at__isnull=False)
+            .filter(Q(created_count__gt=0) | Q(updated_count__gt=0))
+            .order_by("-finished_at")
+        )
+
+
+class SyncRun(models.Model):
+    """One execution of a sync, shown on the Sync runs page."""
+
+    class Kind(models.TextChoices):
+        TRANSACTIONS = "transactions", "Transactions"
+        BACKFILL = "backfill", "Backfill"
+        TRANSACTION = "transaction", "Single transaction"
+        CHARGERS = "chargers", "Charger probe"
+
+    TRANSACTION_KINDS = (Kind.TRANSACTIONS, Kind.BACKFILL, Kind.TRANSACTION)
+
+    class Trigger(models.TextChoices):
+        BEAT = "beat", "Schedule"
+        COMMAND = "command", "Command"
+        CONSOLE = "console", "Console"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        PARTIAL = "partial", "Partial"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.RUNNING
+    )
+    fetched_count = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    events_count = models.PositiveIntegerField(default=0)
+    errors_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # Its detail page shows how a resync went, failures included: they change no
+    # session, so nothing else there would.
+    steve_transaction_id = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        db_column="steveTransactionId",
+        help_text="The SteVe transaction a single-transaction run re-read.",
+    )
+    # Read again by the next incremental run: it may have stored higher pks, so
+    # its search for new ones no longer reaches these.
+    unread_transaction_ids = ArrayField(
+        models.PositiveIntegerField(),
+        default=list,
+        # Also in the table: seed_scale and the load test COPY runs in bulk.
+        db_default=[],
+        blank=True,
+        db_column="unreadSteveTransactionIds",
+        help_text="SteVe transactions whose meter values SteVe could not serve.",
+    )
+
+    objects = SyncRunQuerySet.as_manager()
+
+    class Meta:
+        db_table = "sync_runs"
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["kind", "status", "-finished_at"]),
+            # A run every 10 s is three million rows a year; the page reads the newest.
+            models.Index(fields=["-started_at", "-id"], name="sync_runs_newest"),
+            # The Sync runs page filtered by kind or by status; failures and
+            # resyncs are rare among three million runs a year.
+            models.Index(
+                fields=["kind", "-started_at", "-id"], name="sync_runs_kind_newest"
+            ),
+            models.Index(
+                fields=["status", "-started_at", "-id"], name="sync_runs_status_newest"
+            ),
+            models.Index(
+                fields=["steve_transaction_id", "-started_at", "-id"],
+                name="sync_runs_resyncs",
+                condition=Q(steve_transaction_id__isnull=False),
+            ),
+            # The console banner ("N sessions updated …") reads the last changing run.
+            models.Index(
+                fields=["-finished_at"],
+                name="sync_runs_last_change",
+                condition=Q(finished_at__isnull=False)
+                & (Q(created_count__gt=0) | Q(updated_count__gt=0)),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} run #{self.pk} ({self.status})"
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
