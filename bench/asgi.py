@@ -38,6 +38,8 @@ def session_key(user: User) -> str:
 class AsgiResponse:
     status: int
     body: bytes
+    # How many http.response.body messages carried it (a streamed body has several).
+    body_messages: int
 
 
 @dataclass
@@ -86,6 +88,7 @@ class AsgiClient:
         never = asyncio.get_running_loop().create_future()
         status = 0
         body = bytearray()
+        body_messages = 0
 
         async def receive() -> Message:
             nonlocal request_sent
@@ -96,11 +99,12 @@ class AsgiClient:
             return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, body_messages
             if message["type"] == "http.response.start":
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 body.extend(message.get("body", b""))
+                body_messages += 1
 
         await self.handler(scope, receive, send)
-        return AsgiResponse(status, bytes(body))
+        return AsgiResponse(status, bytes(body), body_messages)

@@ -3,20 +3,26 @@
 import csv
 import io
 import re
+import warnings
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
 import time_machine
 from django.db import connection
-from django.test import Client, TestCase, override_settings
+from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from bench.asgi import AsgiClient
+from polaris import http
+from polaris.handlers import SyncStackASGIHandler
 from sessions_app.tests.base import ConsoleTestCase
 from sync.models import TransactionSyncState
 from sync.tests.factories import (
+    StaffFactory,
     SyncRunFactory,
     TransactionSyncStateFactory,
     UserFactory,
@@ -573,3 +579,23 @@ class SessionExportTests(ConsoleTestCase):
         self.assertTrue(body.startswith(b"\xef\xbb\xbfsteveTransactionId,"), body[:20])
         self.assertIn("Zoë's Café".encode(), body)
         self.assertEqual(response["Content-Type"], "text/csv; charset=utf-8")
+
+
+class SessionExportServedTests(TransactionTestCase):
+    """The export as uvicorn serves it: through the ASGI handler, whose worker
+    thread reads what the test wrote, so the rows are committed."""
+
+    @patch.object(http, "STREAM_BATCH_LINES", 10)
+    def test_it_goes_out_in_batches_as_the_rows_are_read(self) -> None:
+        for _ in range(41):
+            TransactionSyncStateFactory()
+        client = AsgiClient.signed_in(SyncStackASGIHandler(), StaffFactory())
+        with warnings.catch_warnings():
+            # Django's warning when it reads a synchronous iterator whole first.
+            warnings.simplefilter("error")
+            response = client.get(reverse("sessions_app:session-export"))
+        self.assertEqual(response.status, 200)
+        rows = list(csv.reader(io.StringIO(response.body.decode("utf-8-sig"))))
+        self.assertEqual(len(rows), 42)
+        # The header and 41 rows in five batches of up to ten lines, then the end.
+        self.assertEqual(response.body_messages, 6)
