@@ -284,6 +284,30 @@ class ConsoleBrowserTests(TransactionTestCase):
         self.live_update(page, "#session-detail")
         expect(back).to_be_focused()
 
+    def test_filter_notes_stay_through_live_updates_and_follow_new_filters(
+        self,
+    ) -> None:
+        TransactionSyncStateFactory()
+        SyncRunFactory()
+        page = self.open_console("/admin/sessions/?status=bogus&from=notadate")
+        notes = page.get_by_role("note")
+        expect(notes).to_have_count(2)
+        # The table re-reads itself with the filters as applied, which no longer
+        # hold the values the notes are about: the notes stay all the same.
+        self.live_update(page, "#session-results")
+        expect(notes).to_have_count(2)
+        expect(notes.first).to_contain_text("Status “bogus”")
+        # New filters say what they fell back from, or nothing.
+        page.fill("#id_from", "2026-03-02")
+        page.fill("#id_to", "2026-03-01")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(notes).to_have_count(1)
+        expect(notes.first).to_contain_text("To is before From")
+        page.fill("#id_from", "")
+        page.fill("#id_to", "")
+        page.get_by_role("button", name="Apply filters").click()
+        expect(notes).to_have_count(0)
+
     def test_the_keyboard_focus_survives_live_updates_of_sync_runs_and_resyncs(
         self,
     ) -> None:
