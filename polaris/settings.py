@@ -7,6 +7,7 @@ the few values a production deployment must set get local defaults.
 
 import re
 import secrets
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -179,6 +180,12 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
+# WhiteNoise serves STATIC_ROOT once `collectstatic` has filled it (production,
+# docs/operations.md) and the finders always; until then it warns at every start of
+# every process (demo, tests, bench) that the folder is missing, which is expected.
+warnings.filterwarnings(
+    "ignore", message=f"No directory at: {re.escape(str(STATIC_ROOT))}"
+)
 
 # SteVe API
 _steve_default_url = "http://127.0.0.1:8180/steve" if LOCAL_MODE else ""
