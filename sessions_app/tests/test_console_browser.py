@@ -486,6 +486,14 @@ class ConsoleBrowserTests(TransactionTestCase):
             "(time) => { time.dateTime = new Date(Date.now() - 300000).toISOString(); }"
         )
         expect(synced.locator(".time-age")).to_have_text("5 min ago", timeout=10_000)
+        # On a phone the cell is a column: the age is the time's second line, as
+        # close under it as any cell's second line.
+        page.set_viewport_size({"width": 390, "height": 844})
+        time_box = synced.locator("time").bounding_box()
+        age_box = synced.locator(".time-age").bounding_box()
+        assert time_box is not None and age_box is not None
+        gap = age_box["y"] - (time_box["y"] + time_box["height"])
+        self.assertTrue(0 <= gap <= 4, gap)
 
     def live_update(self, page: Page, part: str) -> None:
         """What a `sessions-updated` event does to `part`, waited for until settled."""

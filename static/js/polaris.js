@@ -59,8 +59,10 @@
       if (!age || !age.classList.contains("time-age")) {
         age = document.createElement("span");
         age.className = "time-age muted";
-        // A no-break space: the age never starts a line with its "·".
-        time.after("\u00a0", age);
+        // A plain space: where the age does not fit beside the time it goes under
+        // it whole (it does not wrap), and a stacked table cell, a flex column,
+        // drops the space instead of giving it a line of its own.
+        time.after(" ", age);
       }
       age.textContent = ageText((now - at) / 1000);
     });
