@@ -75,6 +75,18 @@ class HtmxSignInMiddleware:
 # messages above every page (templates/includes/_messages.html).
 IN_PAGE = "in-page"
 
+# The extra tag's prefix of a flash message about something under way ("Charging is
+# starting"): the page drops it when its stream's event of that name comes, which
+# shows how it went (static/js/polaris.js), rather than keep a sentence that is no
+# longer true above the news.
+UNTIL_EVENT = "until-"
+
+
+def until_event(event_type: str) -> str:
+    """The extra tag of a message that holds until the page's `event_type` event."""
+    return f"{UNTIL_EVENT}{event_type}"
+
+
 # Said on the page an action's address leads to when it was opened, not posted.
 NOTHING_DONE = "Nothing was done yet: press the button again to go ahead."
 

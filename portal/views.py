@@ -20,6 +20,7 @@ from polaris.http import (
     is_fragment_request,
     post_only,
     staff_only,
+    until_event,
 )
 from portal import access, selectors, services
 from portal.forms import (
@@ -28,6 +29,7 @@ from portal.forms import (
     ReservationForm,
     SwitchForm,
 )
+from portal.live import EVENT as ACTIVE_SESSION_EVENT
 from sessions_app.charging import ApiSessionError, api_session_stop
 from sessions_app.forms import ApiTokenForm
 from sessions_app.models import ApiSession
@@ -206,7 +208,9 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
             messages.warning(request, session.status_message)
         else:
             messages.success(
-                request, f"Charging is starting at {charger.friendly_name}."
+                request,
+                f"Charging is starting at {charger.friendly_name}.",
+                extra_tags=until_event(ACTIVE_SESSION_EVENT),
             )
     return _back_to_dashboard(request)
 
@@ -227,7 +231,11 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
             # The stop's answer was lost: the station may still be charging.
             messages.warning(request, session.status_message)
         else:
-            messages.success(request, "Stop requested; the session ends in a moment.")
+            messages.success(
+                request,
+                "Stop requested; the session ends in a moment.",
+                extra_tags=until_event(ACTIVE_SESSION_EVENT),
+            )
     return _back_to_dashboard(request)
 
 

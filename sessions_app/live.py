@@ -13,6 +13,9 @@ from sessions_app.forms import SyncRunFilters
 from sync.models import SyncRun
 from sync.signals import run_finished, sessions_changed
 
+# Sync runs pages replace or re-read their table on it.
+SYNC_RUNS_EVENT = "sync-runs-updated"
+
 
 @receiver(sessions_changed)
 def publish_sessions_changed(
@@ -41,7 +44,7 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
     pages re-read how a resync went (a failed one changes no session)."""
     context = selectors.sync_run_table(filters=SyncRunFilters())
     html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
-    live.publish(live.staff_channel(), "sync-runs-updated", html)
+    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, html)
     if run.kind == SyncRun.Kind.TRANSACTION:
         live.publish(
             live.staff_channel(), "transaction-resynced", str(run.steve_transaction_id)

@@ -259,6 +259,14 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         expect(page.locator("#chargers")).to_be_visible()
         expect(page.locator("#usage-card")).to_have_count(1)
         expect(page.locator(".sidebar")).to_be_visible()
+        # The sync that sees the stop updates the banner, which then says how it
+        # went: the sentence about the stop being under way goes.
+        wait_for_live_stream(page)
+        with standin.client(timeout=5, retry_delays=(0.05,)) as steve:
+            standin.tick()
+            services.sync_run_transactions(trigger="command", client=steve)
+        expect(banner).to_have_count(0)
+        expect(page.locator(".messages")).not_to_contain_text("Stop requested")
     stops = standin.state()["requests"]
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 

@@ -34,6 +34,8 @@ class ChargerStartTests(PortalChargingTestCase):
             self.only_message(response),
             (constants.SUCCESS, "Charging is starting at CP-001."),
         )
+        # Until the banner's next update says how the start went.
+        self.assertContains(response, 'data-until="active-session"')
 
     def test_a_start_sent_twice_says_the_first_is_under_way(self) -> None:
         # A double click: the second Start is refused as the connector's second

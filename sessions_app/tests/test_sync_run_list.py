@@ -250,6 +250,8 @@ class SyncRunCreateTests(ConsoleTestCase):
 
         self.assertRedirects(response, LIST_URL)
         self.assertContains(response, "Sync run queued")
+        # The page drops the sentence once the table's next update shows the run.
+        self.assertContains(response, 'data-until="sync-runs-updated"')
         self.assertEqual(
             take_queued_tasks(), [("sync.tasks.sync_run_transactions", "('console',)")]
         )

@@ -12,10 +12,12 @@ from polaris.http import (
     is_fragment_request,
     post_only,
     staff_only,
+    until_event,
 )
 from polaris.queueing import enqueue
 from sessions_app import selectors
 from sessions_app.forms import SyncRunFilterForm, parse_sync_run_filters
+from sessions_app.live import SYNC_RUNS_EVENT
 from sessions_app.views import QUEUE_UNREACHABLE, console_stream_url
 from sync.models import SyncRun
 from sync.tasks import sync_run_transactions as sync_run_transactions_task
@@ -50,7 +52,11 @@ def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     if selectors.sync_run_in_progress():
         messages.warning(request, "A sync run is already in progress.")
     elif enqueue(sync_run_transactions_task, SyncRun.Trigger.CONSOLE):
-        messages.success(request, "Sync run queued; it appears below in a moment.")
+        messages.success(
+            request,
+            "Sync run queued; it appears below in a moment.",
+            extra_tags=until_event(SYNC_RUNS_EVENT),
+        )
     else:
         messages.error(request, f"The sync run was not queued: {QUEUE_UNREACHABLE}")
     return redirect("sessions_app:sync-run-list")

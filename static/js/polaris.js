@@ -346,6 +346,16 @@
     container.polarisLiveBroken = true;
     showLiveState(container);
   });
+  // A message about something under way ("Charging is starting") names the
+  // event that shows how it went (data-until): once that comes, the live part
+  // says it, and the sentence would only grow out of date above it.
+  document.addEventListener("htmx:sseMessage", function (event) {
+    var type = event.detail && event.detail.type;
+    if (!type) { return; }
+    document.querySelectorAll(".messages [data-until]").forEach(function (message) {
+      if (message.getAttribute("data-until") === type) { message.remove(); }
+    });
+  });
   document.addEventListener("htmx:sseMessage", function (event) {
     var container = liveContainer(event.target);
     if (container && container.polarisLiveStale && !container.polarisLiveBroken) {
