@@ -54,14 +54,22 @@ class AsgiClient:
         cookie = f"{settings.SESSION_COOKIE_NAME}={session_key(user)}"
         return cls(handler, {"cookie": cookie})
 
-    def get(self, url: str, **headers: str) -> AsgiResponse:
+    def get(
+        self, url: str, *, leave_after: int | None = None, **headers: str
+    ) -> AsgiResponse:
+        """GET `url`; with `leave_after`, as a client that goes away once that many
+        body messages have come."""
         # Not _runner.run(): on the main thread it installs and checks a SIGINT
         # handler per call, and the check formats a repr of the running task,
         # about a millisecond that uvicorn never spends.
         loop = _runner.get_loop()
-        return loop.run_until_complete(self._get(url, {**self.headers, **headers}))
+        return loop.run_until_complete(
+            self._get(url, {**self.headers, **headers}, leave_after)
+        )
 
-    async def _get(self, url: str, headers: dict[str, str]) -> AsgiResponse:
+    async def _get(
+        self, url: str, headers: dict[str, str], leave_after: int | None
+    ) -> AsgiResponse:
         parts = urlsplit(url)
         scope = {
             "type": "http",
@@ -85,7 +93,7 @@ class AsgiClient:
             "server": ("127.0.0.1", 443),
         }
         request_sent = False
-        never = asyncio.get_running_loop().create_future()
+        gone: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         status = 0
         body = bytearray()
         body_messages = 0
@@ -94,7 +102,7 @@ class AsgiClient:
             nonlocal request_sent
             if request_sent:
                 # The handler listens for a disconnect until the response is sent.
-                return await never
+                return await gone
             request_sent = True
             return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -105,6 +113,8 @@ class AsgiClient:
             elif message["type"] == "http.response.body":
                 body.extend(message.get("body", b""))
                 body_messages += 1
+                if body_messages == leave_after:
+                    gone.set_result({"type": "http.disconnect"})
 
         await self.handler(scope, receive, send)
         return AsgiResponse(status, bytes(body), body_messages)

@@ -1,6 +1,6 @@
 """Request helpers shared by the console and the portal."""
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Generator
 from functools import wraps
 from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
@@ -134,24 +134,45 @@ STREAM_BATCH_LINES = 1000
 
 
 def streaming_response(
-    request: HttpRequest, lines: Iterator[str], **kwargs: Any
+    request: HttpRequest, lines: Generator[str], **kwargs: Any
 ) -> StreamingHttpResponse:
     """A response that sends `lines` as they are produced.
 
     Under ASGI (uvicorn), Django reads a synchronous iterator whole before it sends
     a byte, to keep its database reads off the event loop: a million-row export
-    would sit in memory. There the lines are read in batches instead, each batch in
-    the request's own thread (where its database connection and server-side cursor
-    live). Under WSGI (the test Client) the iterator is streamed as it is.
+    would sit in memory. There the lines are read in batches instead (see
+    `_InBatches`). Under WSGI (the test Client) the generator is streamed as it is.
+    Either way Django closes it when the response ends or the client goes away.
     """
     if not isinstance(request, ASGIRequest):
         return StreamingHttpResponse(lines, **kwargs)
-    next_batch = sync_to_async(
-        lambda: "".join(islice(lines, STREAM_BATCH_LINES)), thread_sensitive=True
-    )
+    return StreamingHttpResponse(_InBatches(lines), **kwargs)
 
-    async def batches() -> AsyncIterator[str]:
-        while batch := await next_batch():
-            yield batch
 
-    return StreamingHttpResponse(batches(), **kwargs)
+class _InBatches:
+    """`lines` as an async iterator of batches, each read in the request's thread,
+    where its database connection (and any transaction or cursor on it) lives.
+
+    Not an async generator: Django closes a streaming response's content through
+    its `close()`, from the request's thread, whether it was read to the end or the
+    client went away; an async generator would be left to the garbage collector,
+    which could finish `lines` on any thread.
+    """
+
+    def __init__(self, lines: Generator[str]) -> None:
+        self._lines = lines
+        self._next_batch = sync_to_async(self._read_batch, thread_sensitive=True)
+
+    def _read_batch(self) -> str:
+        return "".join(islice(self._lines, STREAM_BATCH_LINES))
+
+    def __aiter__(self) -> "_InBatches":
+        return self
+
+    async def __anext__(self) -> str:
+        if batch := await self._next_batch():
+            return batch
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        self._lines.close()

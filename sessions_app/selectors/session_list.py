@@ -1,7 +1,7 @@
 """The Charging Sessions page: its rows, count, stat strip and export, and how
 fresh the sync has kept them."""
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
@@ -244,11 +245,14 @@ SESSION_EXPORT_HEADER = [
 ]
 
 
-def session_export_rows(*, filters: SessionFilters) -> Iterator[list[str]]:
-    """Every session matching `filters` as CSV cells, in the list's order.
+def session_export_rows(*, filters: SessionFilters) -> Generator[list[str]]:
+    """Every session matching `filters` as CSV cells, in the list's order; close
+    it to stop early.
 
     Streams from a server-side cursor, so the export of a million rows never sits
-    in memory; times are ISO 8601 with the operator's offset.
+    in memory, inside one transaction: outside one the cursor is WITH HOLD, which
+    PostgreSQL fills with the whole result before the first row (3 to 7 s for a
+    million sessions). Times are ISO 8601 with the operator's offset.
     """
     sessions = _filtered_sessions(filters).newest_updated_first().with_customer()
     # The customer_ names are with_customer()'s annotations, which the Django
@@ -268,22 +272,23 @@ def session_export_rows(*, filters: SessionFilters) -> Iterator[list[str]]:
         "updated_at",
         "last_synced_at",
     )
-    for (pk, box, connector, charger, label, email, tag, started, stopped, kwh,
-         finalized, updated, synced) in rows.iterator(chunk_size=2000):  # fmt: skip
-        yield [
-            str(pk),
-            box,
-            str(connector),
-            charger or box,
-            label or email or "",
-            tag,
-            _iso(started),
-            _iso(stopped),
-            str(kwh),
-            "Completed" if finalized else "Active",
-            _iso(updated),
-            _iso(synced),
-        ]
+    with transaction.atomic():
+        for (pk, box, connector, charger, label, email, tag, started, stopped, kwh,
+             finalized, updated, synced) in rows.iterator(chunk_size=2000):  # fmt: skip
+            yield [
+                str(pk),
+                box,
+                str(connector),
+                charger or box,
+                label or email or "",
+                tag,
+                _iso(started),
+                _iso(stopped),
+                str(kwh),
+                "Completed" if finalized else "Active",
+                _iso(updated),
+                _iso(synced),
+            ]
 
 
 def _iso(moment: datetime | None) -> str:

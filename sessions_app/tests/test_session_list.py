@@ -599,3 +599,18 @@ class SessionExportServedTests(TransactionTestCase):
         self.assertEqual(len(rows), 42)
         # The header and 41 rows in five batches of up to ten lines, then the end.
         self.assertEqual(response.body_messages, 6)
+
+    @patch.object(http, "STREAM_BATCH_LINES", 10)
+    def test_a_download_given_up_ends_its_read_in_the_request(self) -> None:
+        for _ in range(41):
+            TransactionSyncStateFactory()
+        client = AsgiClient.signed_in(SyncStackASGIHandler(), StaffFactory())
+        # The rows are read in one transaction. Ended with the response, in the
+        # request's thread, it gives the connection back to the pool as it found
+        # it: the pool warns when it has to roll one back.
+        with self.assertNoLogs("psycopg.pool", "WARNING"):
+            response = client.get(reverse("sessions_app:session-export"), leave_after=2)
+        self.assertEqual(response.status, 200)
+        self.assertLess(response.body_messages, 6)
+        # The next request finds a working connection.
+        self.assertEqual(client.get(reverse("sessions_app:session-list")).status, 200)

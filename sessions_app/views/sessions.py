@@ -2,7 +2,8 @@
 resync, and the console's live stream."""
 
 import csv
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
+from contextlib import closing
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -124,11 +125,13 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 UTF8_BOM = "\ufeff"
 
 
-def _csv_lines(rows: Iterator[list[str]]) -> Iterator[str]:
+def _csv_lines(rows: Generator[list[str]]) -> Generator[str]:
     writer = csv.writer(_Echo())
-    yield UTF8_BOM + writer.writerow(selectors.SESSION_EXPORT_HEADER)
-    for row in rows:
-        yield writer.writerow([_as_text(cell) for cell in row])
+    # Closed with the response: the rows' transaction ends with it.
+    with closing(rows):
+        yield UTF8_BOM + writer.writerow(selectors.SESSION_EXPORT_HEADER)
+        for row in rows:
+            yield writer.writerow([_as_text(cell) for cell in row])
 
 
 def _as_text(cell: str) -> str:
