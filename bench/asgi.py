@@ -10,7 +10,7 @@ connection open across requests). The load test reads the same span from its
 """
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,18 +54,19 @@ class AsgiClient:
         cookie = f"{settings.SESSION_COOKIE_NAME}={session_key(user)}"
         return cls(handler, {"cookie": cookie})
 
-    def get(
-        self, url: str, *, leave_after: int | None = None, **headers: str
-    ) -> AsgiResponse:
-        """GET `url`; with `leave_after`, as a client that goes away once that many
-        body messages have come."""
+    def get(self, url: str, **headers: str) -> AsgiResponse:
+        return self._run(self._get(url, {**self.headers, **headers}, None))
+
+    def get_then_leave(self, url: str, *, body_messages: int) -> AsgiResponse:
+        """GET `url` as a client that goes away once `body_messages` have come."""
+        return self._run(self._get(url, self.headers, body_messages))
+
+    @staticmethod
+    def _run(request: Coroutine[Any, Any, AsgiResponse]) -> AsgiResponse:
         # Not _runner.run(): on the main thread it installs and checks a SIGINT
         # handler per call, and the check formats a repr of the running task,
         # about a millisecond that uvicorn never spends.
-        loop = _runner.get_loop()
-        return loop.run_until_complete(
-            self._get(url, {**self.headers, **headers}, leave_after)
-        )
+        return _runner.get_loop().run_until_complete(request)
 
     async def _get(
         self, url: str, headers: dict[str, str], leave_after: int | None

@@ -609,7 +609,9 @@ class SessionExportServedTests(TransactionTestCase):
         # request's thread, it gives the connection back to the pool as it found
         # it: the pool warns when it has to roll one back.
         with self.assertNoLogs("psycopg.pool", "WARNING"):
-            response = client.get(reverse("sessions_app:session-export"), leave_after=2)
+            response = client.get_then_leave(
+                reverse("sessions_app:session-export"), body_messages=2
+            )
         self.assertEqual(response.status, 200)
         self.assertLess(response.body_messages, 6)
         # The next request finds a working connection.
