@@ -10,7 +10,7 @@ to staff; raw details go to the log. Of the package, only this module imports
 import logging
 import socket
 import ssl
-import time
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -155,9 +155,14 @@ class SteveClient:
         return self._parse(body, lambda items: [parse_transaction(i) for i in items])
 
     def transaction_details(
-        self, pk: int, *, energy_values_only: bool = True
+        self,
+        pk: int,
+        *,
+        energy_values_only: bool = True,
+        given_up: threading.Event | None = None,
     ) -> TransactionDetails:
-        """`GET /transactions/{pk}` with its meter values, oldest first.
+        """`GET /transactions/{pk}` with its meter values, oldest first. Once
+        `given_up` is set, it tries no more (see `_request`).
 
         Raises SteveNotFound when SteVe has no such transaction, else SteveError.
         """
@@ -165,6 +170,7 @@ class SteveClient:
             body = self._get(
                 f"/api/v1/transactions/{pk}",
                 {"energyValuesOnly": "true" if energy_values_only else "false"},
+                given_up=given_up,
             )
         except SteveRouteMissing as error:
             raise self._explained_by_version(
@@ -285,8 +291,14 @@ class SteveClient:
         )
         return self._parse(data, parse_operation)
 
-    def _get(self, path: str, params: Mapping[str, str]) -> Any:
-        return self._request("GET", path, params=params, retry=True)
+    def _get(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        given_up: threading.Event | None = None,
+    ) -> Any:
+        return self._request("GET", path, params=params, retry=True, given_up=given_up)
 
     def _request(
         self,
@@ -297,19 +309,28 @@ class SteveClient:
         json: Mapping[str, Any] | None = None,
         retry: bool = False,
         timeout: float | None = None,
+        given_up: threading.Event | None = None,
     ) -> Any:
+        """Send the request, and retry a transient failure after each of the
+        client's delays, unless `given_up` is set: by then whoever asked has failed
+        (a sync run whose batch broke off) and must not go on calling SteVe from
+        threads it no longer waits for."""
         delays = list(self.retry_delays) if retry else []
+        stop = given_up or threading.Event()
         while True:
+            if stop.is_set():
+                raise SteveError("Not sent: its caller has given up.", permanent=True)
             try:
                 return self._send_once(
                     method, path, params=params, json=json, timeout=timeout
                 )
             except SteveError as error:
-                if error.permanent or not delays:
+                if error.permanent or not delays or stop.is_set():
                     raise
                 delay = delays.pop(0)
                 logger.info("SteVe %s %s failed (%s); retrying", method, path, error)
-                time.sleep(delay)
+                if stop.wait(delay):
+                    raise
 
     def _send_once(
         self,

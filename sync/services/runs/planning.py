@@ -3,6 +3,7 @@ parallel, and each transaction planned against its row as stored. Reads only;
 the plans are saved by `writing`."""
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -156,7 +157,8 @@ def _fetch_readings(
         t: SteveTransaction,
     ) -> tuple[int, list[tuple[datetime, int]] | SteveError]:
         try:
-            return t.id, steve.transaction_details(t.id).energy_readings()
+            details = steve.transaction_details(t.id, given_up=given_up)
+            return t.id, details.energy_readings()
         except SteveError as error:
             if isinstance(error, SteveNotFound) or _unreadable(error):
                 return t.id, error
@@ -166,6 +168,7 @@ def _fetch_readings(
     unreadable: dict[int, SteveError] = {}
     if not transactions:
         return results
+    given_up = threading.Event()
     pool = ThreadPoolExecutor(max_workers=DETAIL_WORKERS)
     try:
         for pk, readings in pool.map(fetch, transactions):
@@ -179,6 +182,9 @@ def _fetch_readings(
         # Cut off (the time limit, a failed read), the run must end now: the
         # queued reads are dropped and the few in flight are not waited for, or
         # the task would run into the hard time limit and be killed unrecorded.
+        # Those end with their current try: a failed run calls SteVe no more, and
+        # `manage.py sync` exits without waiting out their retries.
+        given_up.set()
         pool.shutdown(wait=False, cancel_futures=True)
     if unreadable:
         _report_unreadable(tally, unreadable, others_read=bool(results))
