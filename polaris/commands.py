@@ -21,18 +21,19 @@ DATABASE_PROBE_TIMEOUT_S = 5
 
 
 @contextmanager
-def info_logs_hidden(verbosity: int) -> Iterator[None]:
-    """Below -v 2, hide the INFO lines the services write.
+def service_logs_for(verbosity: int) -> Iterator[None]:
+    """Show the log lines the services write as far as `verbosity` asks.
 
     A command says what happened in its own sentences; the INFO lines the same
     services write in a worker (each retry, each run's counts) would only repeat
-    them. Warnings still show (Redis down: no live updates were sent, which no
-    sentence of the command's says); -v 2 shows all.
+    them, so they show from -v 2. Warnings show at the default -v 1 (Redis down: no
+    live updates were sent, which no sentence of the command's says), not at -v 0,
+    which is for errors and the result only.
     """
     if verbosity >= 2:
         yield
         return
-    logging.disable(logging.INFO)
+    logging.disable(logging.INFO if verbosity == 1 else logging.WARNING)
     try:
         yield
     finally:
@@ -77,7 +78,7 @@ class DatabaseCommand(BaseCommand):
         return self.interrupted_consequence_text
 
     def execute(self, *args: Any, **options: Any) -> str | None:
-        with info_logs_hidden(options.get("verbosity", 1)):
+        with service_logs_for(options.get("verbosity", 1)):
             try:
                 return super().execute(*args, **options)
             except ValidationError as error:

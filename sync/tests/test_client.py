@@ -2,9 +2,12 @@
 
 import os
 import socket
+from io import StringIO
 from unittest import mock
 
-from django.test import SimpleTestCase, TestCase
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import SimpleTestCase, TestCase, override_settings
 
 from polaris.testing import free_port
 from sync import services
@@ -165,3 +168,30 @@ class UnreachableSteveTests(StandinTestMixin, SimpleTestCase):
         self.assertEqual(error.message, "SteVe cannot be reached (the proxy failed).")
         self.assertIn("the proxy in between failed", error.operator_message)
         self.assertIn("Unable to connect to proxy", log)
+
+
+class SyncCommandLogLinesTests(TestCase):
+    """What `manage.py sync` shows of the log lines the client and the services
+    write, by -v, when SteVe cannot be reached."""
+
+    def sync_with_nothing_listening(self, verbosity: str) -> None:
+        steve_url = f"http://127.0.0.1:{free_port()}/steve"
+        with (
+            override_settings(STEVE_URL=steve_url),
+            self.assertRaises(CommandError),
+        ):
+            call_command("sync", "transactions", "-v", verbosity, stdout=StringIO())
+
+    def test_minus_v_0_shows_errors_and_the_result_only(self) -> None:
+        with self.assertNoLogs("sync", "WARNING"):
+            self.sync_with_nothing_listening("0")
+
+    def test_the_default_shows_the_warnings_and_not_the_info_lines(self) -> None:
+        with self.assertLogs("sync", "INFO") as logs:
+            self.sync_with_nothing_listening("1")
+        self.assertEqual({record.levelname for record in logs.records}, {"WARNING"})
+
+    def test_minus_v_2_shows_the_info_lines_too(self) -> None:
+        with self.assertLogs("sync", "INFO") as logs:
+            self.sync_with_nothing_listening("2")
+        self.assertIn("INFO", {record.levelname for record in logs.records})

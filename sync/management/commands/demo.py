@@ -27,7 +27,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import pluralize
 
 from polaris import embedded
-from polaris.commands import info_logs_hidden
+from polaris.commands import service_logs_for
 from polaris.handlers import uvicorn_command
 from sync import services
 from sync.arguments import int_between
@@ -126,7 +126,7 @@ class Command(BaseCommand):
             self._prepare_database()
             env = self._child_environment(options["standin_port"])
             self._start_standin(env, options["fleet_size"])
-            with info_logs_hidden(options["verbosity"]):
+            with service_logs_for(options["verbosity"]):
                 self._first_sync(env)
             self._start("worker", self._celery("worker", "--concurrency", "2"), env)
             self._start(
