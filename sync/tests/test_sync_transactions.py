@@ -1228,6 +1228,18 @@ class SyncChargersTests(SyncTestCase):
             out.getvalue(),
         )
 
+    def test_the_command_says_where_chargers_come_from_before_any_is_known(
+        self,
+    ) -> None:
+        out = StringIO()
+        with override_settings(**self.standin.polaris_settings()):
+            call_command("sync", "chargers", stdout=out)
+        self.assertRegex(
+            out.getvalue(),
+            r"Run #\d+ succeeded: no charger is known yet, so none was probed; "
+            r"`manage.py sync transactions` finds them\.",
+        )
+
     def test_no_station_online_is_not_a_failure(self) -> None:
         self.sync()
         Charger.objects.update(last_check_in_at=None)

@@ -196,7 +196,13 @@ class Command(DatabaseCommand):
         self.stdout.flush()
 
     def _report(self, run: SyncRun, *, dry_run: bool) -> None:
-        if run.kind == SyncRun.Kind.CHARGERS:
+        if run.kind == SyncRun.Kind.CHARGERS and not run.fetched_count:
+            # Chargers are learned from the transactions the sync reads.
+            summary = (
+                "no charger is known yet, so none was probed; "
+                "`manage.py sync transactions` finds them"
+            )
+        elif run.kind == SyncRun.Kind.CHARGERS:
             summary = (
                 f"{run.updated_count} of {run.fetched_count} charge boxes answered"
                 + _silent_boxes(run)
