@@ -151,6 +151,19 @@ class SeedScaleRefusalTests(TestCase):
             call_command("seed_scale", "--transactions=20", stdout=StringIO())
         self.assertEqual(TransactionSyncState.objects.count(), 1)
         self.assertFalse(Charger.objects.filter(charge_box_id__startswith="SCALE-"))
+        # Its rehearsal says so too, and with --reset both go ahead.
+        with self.assertRaisesMessage(CommandError, "(transaction 97 at CB-01"):
+            call_command(
+                "seed_scale", "--transactions=20", "--dry-run", stdout=StringIO()
+            )
+        out = StringIO()
+        call_command(
+            "seed_scale", "--transactions=20", "--dry-run", "--reset", stdout=out
+        )
+        self.assertEqual(
+            out.getvalue(),
+            "Would generate 20 transactions x 10 events after a reset.\n",
+        )
 
 
 class SeedScaleResetTests(TransactionTestCase):

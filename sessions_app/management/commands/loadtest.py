@@ -35,19 +35,19 @@ class Command(DatabaseCommand):
             "--users",
             type=int_between(1, what="a number of people"),
             default=defaults.users,
-            help="Simulated people.",
+            help="Simulated people (default %(default)s).",
         )
         parser.add_argument(
             "--duration",
             type=number_between(1, what="seconds"),
             default=defaults.duration,
-            help="Seconds of load.",
+            help="Seconds of load (default %(default)s).",
         )
         parser.add_argument(
             "--sync-interval",
             type=number_between(1, what="seconds"),
             default=defaults.sync_interval,
-            help="Seconds between two transaction syncs.",
+            help="Seconds between two transaction syncs (default %(default)s).",
         )
         parser.add_argument(
             "--web-workers",
@@ -59,7 +59,7 @@ class Command(DatabaseCommand):
             "--fleet-size",
             type=int_between(1, MAX_FLEET_SIZE, what="a number of charge boxes"),
             default=defaults.fleet_size,
-            help="Charge boxes of the stand-in's live fleet.",
+            help="Charge boxes of the stand-in's live fleet (default %(default)s).",
         )
         parser.add_argument(
             "--think",
@@ -68,13 +68,15 @@ class Command(DatabaseCommand):
             action=AscendingPair,
             metavar=("MIN", "MAX"),
             default=[defaults.think_min, defaults.think_max],
-            help="Seconds a person waits between two requests (uniform).",
+            help="Seconds a person waits between two requests, uniformly between MIN "
+            f"and MAX (default {defaults.think_min:g} {defaults.think_max:g}).",
         )
         parser.add_argument(
             "--sse-share",
             type=number_between(0, 1, what="a share"),
             default=defaults.sse_share,
-            help="Share of each kind of person holding an SSE stream open.",
+            help="Share of each kind of person holding an SSE stream open (default "
+            "%(default)s).",
         )
         parser.add_argument(
             "--bench",

@@ -12,6 +12,7 @@ from django.core.management.base import CommandError, CommandParser
 from polaris.commands import DatabaseCommand
 from sync.arguments import MAX_FLEET_SIZE, int_between
 from sync.services.seeding import seed_scale
+from sync.services.seeding.setup import refuse_synced_sessions
 
 # Far above the bench's scale (1,000,000 x 10), below what fills a disk or the RAM
 # that generating each batch takes.
@@ -89,6 +90,12 @@ class Command(DatabaseCommand):
             f"{' after a reset' if options['reset'] else ''}"
         )
         if options["dry_run"]:
+            if not options["reset"]:
+                # The real run would refuse this database: so does its rehearsal.
+                try:
+                    refuse_synced_sessions()
+                except ValueError as error:
+                    raise CommandError(str(error)) from None
             self.stdout.write(f"Would generate {summary}.")
             return
         if verbose:
