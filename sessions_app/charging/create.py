@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from sessions_app.api.selectors.sessions import may_manage_any_session
 from sessions_app.charging.errors import (
+    ApiSessionError,
     SessionConflict,
     SessionForbidden,
     SessionInvalid,
@@ -236,17 +237,30 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
         # It started (or was cancelled) meanwhile: stop it as such.
     if session.status != Status.STARTED or session.transaction is None:
         raise SessionConflict(f"This session is already {session.status}.")
+    # Claimed first, as a target's stop is: one stop goes out however many come
+    # at once, and a repeated one gets the session as it is (its stop is under
+    # way, and the sync sends it again if the charge goes on).
+    claimed = ApiSession.objects.filter(
+        pk=session.pk, stop_requested_at__isnull=True
+    ).update(stop_requested_at=now, updated_at=now)
+    if not claimed:
+        session.refresh_from_db()
+        logger.info("api_session=%s stop already requested", session.pk)
+        return session
     try:
         with given_or_new(client) as steve:
             remote_stop(session, session.transaction, steve)
     except StopUnconfirmed as error:
         logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
         unconfirmed = error.message
+    except ApiSessionError:
+        # Not sent, or refused: nothing is under way, so the next stop is sent.
+        ApiSession.objects.filter(pk=session.pk).update(
+            stop_requested_at=None, updated_at=now
+        )
+        raise
     else:
         unconfirmed = ""
-    ApiSession.objects.filter(pk=session.pk, stop_requested_at__isnull=True).update(
-        stop_requested_at=now, updated_at=now
-    )
     if unconfirmed:
         ApiSession.objects.filter(pk=session.pk).update(
             status_message=unconfirmed[:255], updated_at=now

@@ -301,6 +301,22 @@ class SessionLifecycleApiTests(ApiTestCase):
         again = self.call("POST", f"/sessions/{session_id}/stop")
         self.assert_error(again, 409, "already ended")
 
+    def test_a_repeated_stop_is_answered_like_the_first_and_sent_once(self) -> None:
+        # An integrator retrying after its own timeout, or a double click: the
+        # stop under way is the answer, and the station gets one RemoteStop.
+        session_id = self.result(self.start(), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        first = self.call("POST", f"/sessions/{session_id}/stop")
+        again = self.call("POST", f"/sessions/{session_id}/stop")
+        self.assertEqual(self.result(again), self.result(first))
+        self.assertEqual(
+            again.json()["message"],
+            "Stop requested; the session ends when the station reports it.",
+        )
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+
     def test_a_stop_before_charging_begins_is_kept_until_it_begins(self) -> None:
         session_id = self.result(self.start(), 201)["_id"]
         stop = self.call("POST", f"/sessions/{session_id}/stop")
@@ -438,6 +454,9 @@ class SessionUnconfirmedStopApiTests(ApiTestCase):
         self.assert_error(stop, 502, "The stop could not be sent")
         session = ApiSession.objects.get(pk=int(session_id))
         self.assertIsNone(session.stop_requested_at)
+        # Nothing is under way, so the next stop is sent.
+        self.result(self.call("POST", f"/sessions/{session_id}/stop"))
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 2)
 
 
 class SessionAccessApiTests(ApiTestCase):
