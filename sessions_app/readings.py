@@ -39,12 +39,14 @@ _MEASURANDS = tuple(measurand for _, measurand, _ in _REPORT_MEASURANDS)
 
 
 def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
-    """The transaction's readings, ending with its stop meter value (whole Wh) as a
+    """The transaction's readings, ending with its stop meter value as a
     Transaction.End register reading when no register reading is that late.
 
     A station that stops before its first periodic sample, or that sends only its
     start and stop values, would otherwise leave the report at the start reading
-    and the activity empty.
+    and the activity empty. SteVe keeps the stop value in whole Wh; it is given in
+    the unit of the station's own register readings, so that the report's
+    energy_meter does not jump a factor 1000 at the stop.
     """
     stop_at, stop_wh = (
         details.transaction.stop_timestamp,
@@ -52,13 +54,15 @@ def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
     )
     if stop_at is None or stop_wh is None:
         return details.readings
-    if any(r.is_energy_total and r.timestamp >= stop_at for r in details.readings):
+    registers = [r for r in details.readings if r.is_energy_total]
+    if any(r.timestamp >= stop_at for r in registers):
         return details.readings
+    in_kwh = bool(registers) and registers[-1].unit == "kWh"
     stop = MeterReading(
         timestamp=stop_at,
-        value=str(stop_wh),
+        value=str(Decimal(stop_wh) / 1000) if in_kwh else str(stop_wh),
         measurand=ENERGY_REGISTER,
-        unit="Wh",
+        unit="kWh" if in_kwh else "Wh",
         phase=None,
         location=None,
         reading_context="Transaction.End",
@@ -76,7 +80,8 @@ def energy_report(
     Instantaneous, as the seed has it: every value is of the report's timestamp,
     and a measurand the station did not sample then is left out rather than shown
     with an older value. From the stop (`stopped_at`) on, power and current are 0:
-    the station no longer delivers, whatever it last sampled while it did.
+    the station no longer delivers, whatever it last sampled while it did, and
+    whether or not it ever sampled them.
     """
     samples = {measurand: _samples(readings, measurand) for measurand in _MEASURANDS}
     sampled_at = [max(by_time) for by_time in samples.values() if by_time]
@@ -87,7 +92,7 @@ def energy_report(
     report: dict[str, Any] = {"timestamp": format_timestamp(latest)}
     for key, measurand, default_unit in _REPORT_MEASURANDS:
         by_time = samples[measurand]
-        if stopped and by_time and measurand in (POWER, CURRENT):
+        if stopped and measurand in (POWER, CURRENT):
             unit = by_time[max(by_time)][0].unit if by_time else None
             report[key] = {"value": 0.0, "unit": unit or default_unit}
             continue

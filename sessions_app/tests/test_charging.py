@@ -1048,12 +1048,35 @@ class ApiSessionReadingsTests(ChargingTestCase):
         self.assertEqual(
             session.energy_report["energy_meter"], {"value": stop_wh, "unit": "Wh"}
         )
+        # Never sampled, and stopped: nothing is delivered.
+        self.assertEqual(session.energy_report["power"], {"value": 0.0, "unit": "W"})
+        self.assertEqual(session.energy_report["current"], {"value": 0.0, "unit": "A"})
         assert session.transaction is not None
         stopped = session.transaction.stopped_at
         assert stopped is not None
         self.assertEqual(
             [(p["status"], p["endTime"]) for p in session.charging_activity],
             [("Charging", format_timestamp(stopped))],
+        )
+
+    def test_a_station_metering_in_kwh_reports_its_stop_in_kwh(self) -> None:
+        # SteVe keeps the stop value in Wh; CP-002's register readings are in kWh.
+        self.standin.station_stop(42)  # frees CP-002
+        session = self.begin_charging(self.create(user=self.bob, box="CP-002"))
+        self.standin.tick(300)
+        report = self.advance(session).energy_report
+        assert report is not None
+        self.assertEqual(report["energy_meter"]["unit"], "kWh")
+        tx = self.steve_transaction(session)
+        stop_wh = round(report["energy_meter"]["value"] * 1000) + 2
+        self.standin.station_stop(tx["id"], stop_value=stop_wh)
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        assert session.energy_report is not None
+        self.assertEqual(
+            session.energy_report["energy_meter"],
+            {"value": stop_wh / 1000, "unit": "kWh"},
         )
 
     def test_after_the_stop_the_report_is_the_stop_reading_with_no_power(
