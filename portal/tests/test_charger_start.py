@@ -54,7 +54,7 @@ class ChargerStartTests(PortalChargingTestCase):
         ApiSession.objects.update(user=self.bob)
         level, text = self.only_message(self.start())
         self.assertEqual(level, constants.ERROR)
-        self.assertIn("already has a session in progress", text)
+        self.assertIn("already has a session, charging, starting or scheduled", text)
 
     def test_a_start_whose_answer_was_lost_says_what_its_session_says(self) -> None:
         self.standin.set_fault("malformed", path_contains="RemoteStartTransaction")

@@ -476,7 +476,7 @@ def _insert(session: ApiSession) -> ApiSession | None:
             if replay is not None:
                 return replay
         raise SessionConflict(
-            "This connector already has a session in progress; stop it or wait "
-            "until it ends."
+            "This connector already has a session, charging, starting or "
+            "scheduled; stop it or wait until it ends."
         ) from None
     return None
