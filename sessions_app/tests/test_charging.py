@@ -1015,6 +1015,18 @@ class ApiSessionFinalMessageTests(ChargingTestCase):
 
 
 class ApiSessionReadingsTests(ChargingTestCase):
+    def ended_by_the_station(
+        self, session: ApiSession, stop_value: int | None = None
+    ) -> ApiSession:
+        """`session` after its station stopped it on its own and a sync saw it."""
+        self.standin.station_stop(
+            self.steve_transaction(session)["id"], stop_value=stop_value
+        )
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        return session
+
     def test_the_report_has_the_stations_units_and_soc_only_when_reported(
         self,
     ) -> None:
@@ -1040,10 +1052,7 @@ class ApiSessionReadingsTests(ChargingTestCase):
         session = self.begin_charging(self.create())
         tx = self.steve_transaction(session)
         stop_wh = int(tx["startValue"]) + 5
-        self.standin.station_stop(tx["id"], stop_value=stop_wh)
-        self.sync()
-        session = self.advance(session)
-        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        session = self.ended_by_the_station(session, stop_value=stop_wh)
         assert session.energy_report is not None
         self.assertEqual(
             session.energy_report["energy_meter"], {"value": stop_wh, "unit": "Wh"}
@@ -1067,12 +1076,8 @@ class ApiSessionReadingsTests(ChargingTestCase):
         report = self.advance(session).energy_report
         assert report is not None
         self.assertEqual(report["energy_meter"]["unit"], "kWh")
-        tx = self.steve_transaction(session)
         stop_wh = round(report["energy_meter"]["value"] * 1000) + 2
-        self.standin.station_stop(tx["id"], stop_value=stop_wh)
-        self.sync()
-        session = self.advance(session)
-        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        session = self.ended_by_the_station(session, stop_value=stop_wh)
         assert session.energy_report is not None
         self.assertEqual(
             session.energy_report["energy_meter"],
@@ -1085,10 +1090,7 @@ class ApiSessionReadingsTests(ChargingTestCase):
         session = self.begin_charging(self.create())
         self.standin.tick(300)
         self.assertGreater(self.advance(session).energy_report["power"]["value"], 0)
-        self.standin.station_stop(self.steve_transaction(session)["id"])
-        self.sync()
-        session = self.advance(session)
-        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        session = self.ended_by_the_station(session)
         assert session.transaction is not None and session.transaction.stopped_at
         report = session.energy_report
         assert report is not None
