@@ -18,6 +18,8 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from polaris import live
+
 if TYPE_CHECKING:
     # Only for annotations: importing auth's models needs the apps loaded.
     from django.contrib.auth.models import User
@@ -45,14 +47,17 @@ def staff_only[View: Callable[..., HttpResponseBase]](view: View) -> View:
     return staff_member_required(view, login_url=settings.LOGIN_URL)
 
 
-class HtmxSignInMiddleware:
-    """Sends the whole tab to sign in when an htmx request is redirected there.
+class SignedOutTabMiddleware:
+    """Sends the whole tab to sign in when a request it makes by itself is
+    redirected there.
 
     A tab whose sign-in has ended (expired, or signed out in another tab) still
-    makes htmx requests: filters, Load more, the period chips, a live re-read. htmx
-    follows a plain redirect and would swap the sign-in page into the table or the
-    card; HX-Redirect takes the tab there instead, and back to the page it shows.
-    Listed after HtmxMiddleware, which sets `request.htmx`.
+    makes htmx requests (filters, Load more, the period chips, a live re-read) and
+    reconnects its live stream. htmx follows a plain redirect and would swap the
+    sign-in page into the table or the card; HX-Redirect takes the tab there
+    instead, and back to the page it shows. A stream gets an event that does the
+    same (`live.signed_out_response`). Listed after HtmxMiddleware, which sets
+    `request.htmx`.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
@@ -60,11 +65,13 @@ class HtmxSignInMiddleware:
 
     def __call__(self, request: HtmxHttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        if (
-            response.status_code == 302
-            and is_fragment_request(request)
-            and urlsplit(response["Location"]).path == resolve_url(settings.LOGIN_URL)
-        ):
+        if response.status_code != 302 or urlsplit(
+            response["Location"]
+        ).path != resolve_url(settings.LOGIN_URL):
+            return response
+        if request.headers.get("Accept") == "text/event-stream":
+            return live.signed_out_response()
+        if is_fragment_request(request):
             page = request.htmx.current_url_abs_path or request.get_full_path()
             sign_in = redirect_to_login(page, settings.LOGIN_URL)
             return HttpResponseClientRedirect(sign_in["Location"])

@@ -23,10 +23,11 @@ expired or dropped by a password change), and at once when its browser session
 signs out (in any web process, through the same pub/sub). The lifetime's end says
 `stream-renew` first: the browser reconnects by itself, Last-Event-ID replays what
 came in between, and the page neither re-reads nor says it was disconnected. The
-reconnect runs the stream view's checks again, so whoever may no longer read gets
-the sign-in redirect instead. A sign-out's end says `signed-out`: the page stops its
-stream and reloads, which takes it to the sign-in page, rather than retrying a
-stream that can only redirect there.
+reconnect runs the stream view's checks again. A sign-out's end says `signed-out`:
+the page stops its stream and reloads, which takes it to the sign-in page, rather
+than retrying a stream that can only redirect there; and a reconnect that the
+checks turn away to sign in gets `signed-out` too (`signed_out_response`), so a
+tab whose sign-in ended while its stream renewed goes there as well.
 
 The stream view alone chooses the channel and knows the user: of the query it keeps
 only lastEventId (see `stream`).
@@ -433,6 +434,23 @@ def stream(request: HttpRequest, channel: str) -> HttpResponse:
     return response
 
 
+def planned_end(event: str) -> str:
+    """The last words of a stream the server ends on purpose: `event`, and come back
+    soon (EventSource's `retry:`, ms)."""
+    return f"retry: {RETRY_AFTER_RENEW_MS}\nevent: {event}\ndata:\n\n"
+
+
+def signed_out_response() -> HttpResponse:
+    """What a stream request turned away to sign in gets instead: one `signed-out`
+    event, on which the page goes to sign in itself (static/js/polaris.js).
+
+    A tab's reconnect lands here when its sign-in ended in between: signed out in
+    another tab while the stream was renewing, expired, or no longer staff.
+    EventSource can only fail on the sign-in page and retry it forever.
+    """
+    return HttpResponse(planned_end(SIGNED_OUT_EVENT), content_type="text/event-stream")
+
+
 def _resumable_from(request: HttpRequest) -> bool:
     """Whether the Last-Event-ID header or lastEventId parameter, when given, has
     the form of the ids streams send ("channel:number", comma-separated)."""
@@ -484,9 +502,7 @@ async def _supervised(
                     yield f"retry: {RETRY_AFTER_RESYNC_MS}\n\n".encode()
                 else:
                     event = SIGNED_OUT_EVENT if renewed.done() else RENEW_EVENT
-                    yield (
-                        f"retry: {RETRY_AFTER_RENEW_MS}\nevent: {event}\ndata:\n\n"
-                    ).encode()
+                    yield planned_end(event).encode()
                 return
             try:
                 chunk = step.result()

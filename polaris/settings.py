@@ -90,7 +90,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "polaris.http.HtmxSignInMiddleware",
+    "polaris.http.SignedOutTabMiddleware",
 ]
 
 ROOT_URLCONF = "polaris.urls"

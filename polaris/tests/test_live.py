@@ -25,10 +25,22 @@ APPLICATION = "polaris-live-test"
 def assert_sent_to_sign_in(
     test: TransactionTestCase, url: str, cookies: dict[str, str]
 ) -> None:
-    """Opening the stream at `url` with `cookies` is redirected to sign in."""
-    response = requests.get(url, cookies=cookies, allow_redirects=False, timeout=10)
-    test.assertEqual(response.status_code, 302)
-    test.assertIn("/accounts/login/", response.headers["Location"])
+    """Opening the stream at `url` with `cookies` is turned away to sign in: an
+    EventSource gets one `signed-out` event, on which the page goes there, and
+    anything else the redirect."""
+    stream = requests.get(
+        url,
+        cookies=cookies,
+        headers={"Accept": "text/event-stream"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    test.assertEqual(stream.status_code, 200)
+    test.assertEqual(stream.headers["Content-Type"], "text/event-stream")
+    test.assertEqual(stream.text, "retry: 1000\nevent: signed-out\ndata:\n\n")
+    other = requests.get(url, cookies=cookies, allow_redirects=False, timeout=10)
+    test.assertEqual(other.status_code, 302)
+    test.assertIn("/accounts/login/", other.headers["Location"])
 
 
 class LiveStreamTests(TransactionTestCase):

@@ -716,7 +716,10 @@ class ConsoleBrowserTests(TransactionTestCase):
         SyncRunFactory()
         page = self.open_console()
         sessions_url = f"{self.base_url}/admin/sessions/"
-        # The sign-in ends under the open tab (it expired, or signed out elsewhere).
+        # The sign-in ends under the open tab (it expired, or signed out elsewhere)
+        # once its stream is open: a stream asked for after it would take the tab
+        # to sign in itself.
+        wait_for_live_stream(page)
         Session.objects.all().delete()
         page.fill("#id_tag", "04a1")
         page.get_by_role("button", name="Apply filters").click()
@@ -735,6 +738,7 @@ class ConsoleBrowserTests(TransactionTestCase):
         # which leads back to its page and says nothing was done.
         detail_url = f"{sessions_url}{session.steve_transaction_id}/"
         page.goto(detail_url)
+        wait_for_live_stream(page)
         Session.objects.all().delete()
         page.get_by_role("button", name="Resync now").click()
         self.sign_in_again(page)
@@ -830,6 +834,19 @@ class LiveRenewalBrowserTests(TransactionTestCase):
         # Its stream said so, and the page left rather than retrying it.
         page.wait_for_url("**/accounts/login/?next=/admin/sessions/")
         context.close()
+
+    def test_a_sign_in_that_ended_between_two_streams_sends_the_page_to_sign_in(
+        self,
+    ) -> None:
+        staff = StaffFactory(username="operator")
+        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, self.base_url, staff.username, "driver")
+        page.goto(f"{self.base_url}/admin/sessions/")
+        wait_for_live_stream(page)
+        # Ended with no sign-out to tell the stream (expired, or removed): the
+        # reconnect after its renewal is what finds out.
+        Session.objects.all().delete()
+        page.wait_for_url("**/accounts/login/?next=/admin/sessions/")
 
 
 # Counts the live events the page receives, and records whether each re-read they
