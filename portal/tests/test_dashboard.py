@@ -339,7 +339,7 @@ class DashboardTests(PortalTestCase):
 
     def test_a_connector_held_by_an_open_api_session_is_in_use(self) -> None:
         # The station has stopped, the sync has not told the session yet: a Start
-        # offered now would be refused ("already has a session, charging, starting or scheduled").
+        # offered now would be refused ("This connector already has a session").
         session = ApiSession.objects.create(
             user=self.bob,
             charge_box_id=self.charger.charge_box_id,
