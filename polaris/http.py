@@ -1,18 +1,15 @@
 """Request helpers shared by the console and the portal."""
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from functools import wraps
-from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.views import redirect_to_login
-from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect, resolve_url
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -133,53 +130,3 @@ def is_fragment_request(request: HttpRequest) -> bool:
     """
     htmx = getattr(request, "htmx", None)
     return bool(htmx and not htmx.history_restore_request)
-
-
-# Lines a streamed download reads per hop to the request's thread: about 150 kB of
-# CSV, so a million rows go out in a thousand messages instead of a million.
-STREAM_BATCH_LINES = 1000
-
-
-def streaming_response(
-    request: HttpRequest, lines: Generator[str], **kwargs: Any
-) -> StreamingHttpResponse:
-    """A response that sends `lines` as they are produced.
-
-    Under ASGI (uvicorn), Django reads a synchronous iterator whole before it sends
-    a byte, to keep its database reads off the event loop: a million-row export
-    would sit in memory. There the lines are read in batches instead (see
-    `_InBatches`). Under WSGI (the test Client) the generator is streamed as it is.
-    Either way Django closes it when the response ends or the client goes away.
-    """
-    if not isinstance(request, ASGIRequest):
-        return StreamingHttpResponse(lines, **kwargs)
-    return StreamingHttpResponse(_InBatches(lines), **kwargs)
-
-
-class _InBatches:
-    """`lines` as an async iterator of batches, each read in the request's thread,
-    where its database connection (and any transaction or cursor on it) lives.
-
-    Not an async generator: Django closes a streaming response's content through
-    its `close()`, from the request's thread, whether it was read to the end or the
-    client went away; an async generator would be left to the garbage collector,
-    which could finish `lines` on any thread.
-    """
-
-    def __init__(self, lines: Generator[str]) -> None:
-        self._lines = lines
-        self._next_batch = sync_to_async(self._read_batch, thread_sensitive=True)
-
-    def _read_batch(self) -> str:
-        return "".join(islice(self._lines, STREAM_BATCH_LINES))
-
-    def __aiter__(self) -> "_InBatches":
-        return self
-
-    async def __anext__(self) -> str:
-        if batch := await self._next_batch():
-            return batch
-        raise StopAsyncIteration
-
-    def close(self) -> None:
-        self._lines.close()

@@ -1,5 +1,6 @@
 """The ASGI handler uvicorn runs."""
 
+import warnings
 from inspect import iscoroutinefunction
 
 from django.test import TransactionTestCase
@@ -31,3 +32,12 @@ class SyncStackASGIHandlerTests(TransactionTestCase):
         self.assertEqual(
             AsgiClient(SyncStackASGIHandler()).get("/admin/sessions/").status, 302
         )
+
+    def test_a_static_file_goes_out_without_being_read_whole_first(self) -> None:
+        client = AsgiClient(SyncStackASGIHandler())
+        with warnings.catch_warnings():
+            # Django's warning when it reads a synchronous iterator whole first.
+            warnings.simplefilter("error")
+            response = client.get("/static/css/polaris.css")
+        self.assertEqual(response.status, 200)
+        self.assertIn(b".stack", response.body)

@@ -21,7 +21,6 @@ from polaris.http import (
     is_fragment_request,
     post_only,
     staff_only,
-    streaming_response,
 )
 from polaris.queueing import enqueue
 from sessions_app import selectors
@@ -100,8 +99,8 @@ def session_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
     """Every session of the filtered view as CSV, streamed page by page."""
     filters = parse_session_filters(request.GET)
     rows = selectors.session_export_rows(filters=filters)
-    response = streaming_response(
-        request, _csv_lines(rows), content_type="text/csv; charset=utf-8"
+    response = StreamingHttpResponse(
+        _csv_lines(rows), content_type="text/csv; charset=utf-8"
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = (
