@@ -68,9 +68,12 @@ def _start_refusal(session: ApiSession, error: SteveRejected) -> ApiSessionError
             "The charge station is offline; try again when it is back online."
         )
     if "tag is not eligible" in text:
+        # SteVe says the same of a tag it does not know: a new card that staff
+        # mapped in Polaris but did not register in SteVe.
         return SessionInvalid(
-            "This account's charging tag cannot start a charge: it is blocked, "
-            "expired or already charging."
+            "This account's charging tag cannot start a charge: the charging "
+            "network does not know it yet, or it is blocked, expired or already "
+            "charging. Ask your operator to check the card."
         )
     return _unexplained_refusal(session, "start", error)
 

@@ -693,6 +693,18 @@ class SessionRefusalApiTests(ApiTestCase):
     def test_a_rejected_remote_start_is_409(self) -> None:
         self.assert_refused(self.start(box="CP-003"), 409, "refused to start")
 
+    def test_a_card_mapped_in_polaris_but_unknown_to_steve_is_named_as_such(
+        self,
+    ) -> None:
+        # Staff mapped a new card before it was registered in SteVe: SteVe says
+        # only that the tag is not eligible, as for a blocked one.
+        UserMapping.objects.filter(user=self.alice).update(
+            steve_ocpp_id_tag="TAG-NEW-CARD"
+        )
+        self.assert_refused(
+            self.start(), 422, "the charging network does not know it yet"
+        )
+
     def test_steve_failing_is_502(self) -> None:
         self.standin.set_fault("error", status=503, path_contains="operations")
         self.assert_refused(self.start(), 502, "could not be sent")
