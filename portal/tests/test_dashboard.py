@@ -1005,6 +1005,11 @@ class ManyChargersTests(PortalTestCase):
         chargers = selectors.charger_list(customer=self.alice, now=timezone.now())
         self.assertEqual(len(chargers.rows), selectors.MAX_CHARGERS)
         self.assertEqual((chargers.available, chargers.total), (27, 56))
+        # The page says that it shows the first fifty.
+        self.client.force_login(self.alice)
+        self.assertContains(
+            self.client.get("/"), "Showing the first 50 of 56 chargers, by name."
+        )
 
 
 class ChargerStatusClockTests(PortalTestCase):
