@@ -364,6 +364,36 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
         expect(stop).to_be_focused()
 
 
+def test_the_page_says_when_its_live_updates_are_disconnected(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    session = dana_charging(demo_driver, kwh="4.2")
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        notice = page.locator(".live-state")
+        expect(notice).to_be_hidden()
+        # The stream cannot be reached (a proxy, the network, a restarting server).
+        page.route("**/live/**", lambda route: route.abort())
+        page.reload()
+        expect(notice).to_be_visible()
+        expect(notice.get_by_role("status")).to_have_text(
+            "Live updates disconnected — reconnecting; until then your charge and "
+            "usage shown here may be out of date."
+        )
+        # Back, the page catches up and the notice goes.
+        page.unroute("**/live/**")
+        expect(notice).to_be_hidden(timeout=20_000)
+        session.kwh_delivered = Decimal("5.7")
+        session.save(update_fields=["kwh_delivered"])
+        sessions_changed.send(
+            sender=SyncRun,
+            run=SyncRunFactory(updated_count=1),
+            transaction_ids=[session.pk],
+        )
+        expect(page.locator(".active-session")).to_contain_text("5.70 kWh")
+
+
 def test_a_live_update_keeps_the_daily_table_open_and_focused(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:
