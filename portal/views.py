@@ -275,6 +275,10 @@ def token_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return redirect("portal:token-list")
 
 
+# Where an agent began acting as a customer (a console page's path), or None.
+ACTED_FROM_KEY = "portal_acted_from"
+
+
 @staff_only
 @post_only("sessions_app:user-mapping-list")
 def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpResponse:
@@ -284,6 +288,8 @@ def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpRespons
     services.act_as_start(
         agent=request.user, customer=customer, session=request.session
     )
+    # "Back to admin portal" returns to the console page acting began on.
+    request.session[ACTED_FROM_KEY] = _console_page(request.headers.get("Referer"))
     return redirect("portal:dashboard")
 
 
@@ -291,8 +297,19 @@ def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpRespons
 @post_only("portal:dashboard")
 def act_as_end(request: AuthenticatedHttpRequest) -> HttpResponse:
     services.act_as_end(agent=request.user, session=request.session)
-    return redirect(
-        "sessions_app:user-mapping-list"
-        if request.user.is_staff
-        else "portal:dashboard"
-    )
+    acted_from = request.session.pop(ACTED_FROM_KEY, None)
+    if not request.user.is_staff:
+        return redirect("portal:dashboard")
+    return redirect(acted_from or "sessions_app:user-mapping-list")
+
+
+def _console_page(referer: str | None) -> str | None:
+    """The path of `referer` when it is a page of this site's console: the
+    Referer names this site's own pages (Referrer-Policy same-origin), and only
+    its path is kept, so no other site can be redirected to."""
+    if not referer:
+        return None
+    parts = urlsplit(referer)
+    if not parts.path.startswith(reverse("sessions_app:console")):
+        return None
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path

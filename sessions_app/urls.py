@@ -7,7 +7,11 @@ app_name = "sessions_app"
 
 urlpatterns = [
     # The console's front door is its first page.
-    path("", RedirectView.as_view(pattern_name="sessions_app:session-list")),
+    path(
+        "",
+        RedirectView.as_view(pattern_name="sessions_app:session-list"),
+        name="console",
+    ),
     path("sessions/", sessions.session_list, name="session-list"),
     path("sessions/export.csv", sessions.session_export, name="session-export"),
     path(

@@ -45,6 +45,28 @@ class ActAsTests(PortalTestCase):
                 ]
                 self.assertEqual(len(lookups), 1, lookups)
 
+    def test_back_to_admin_portal_returns_to_the_page_acting_began_on(self) -> None:
+        self.client.force_login(self.agent)
+        for referer, back in (
+            ("http://testserver/admin/sessions/7/", "/admin/sessions/7/"),
+            (
+                "http://testserver/admin/user-mappings/?q=alice",
+                "/admin/user-mappings/?q=alice",
+            ),
+            # Not a console page: the console's list of customers.
+            ("http://testserver/tokens/", "/admin/user-mappings/"),
+            ("https://elsewhere.example/admin/sessions/", "/admin/sessions/"),
+            (None, "/admin/user-mappings/"),
+        ):
+            with self.subTest(referer=referer):
+                headers = {"Referer": referer} if referer else {}
+                self.client.post(
+                    reverse("portal:act-as-start", args=[self.alice.pk]),
+                    headers=headers,
+                )
+                response = self.client.post(reverse("portal:act-as-end"))
+                self.assertRedirects(response, back, fetch_redirect_response=False)
+
     def test_start_and_end_are_audited(self) -> None:
         self.start()
         response = self.client.post(reverse("portal:act-as-end"))
