@@ -80,6 +80,18 @@ def dana_charging(demo_driver: dict[str, object], kwh: str) -> TransactionSyncSt
     )
 
 
+def sync_saw(session: TransactionSyncState, kwh: str | None = None) -> None:
+    """What a sync run that updated `session` (to `kwh`) tells the open pages."""
+    if kwh is not None:
+        session.kwh_delivered = Decimal(kwh)
+        session.save(update_fields=["kwh_delivered"])
+    sessions_changed.send(
+        sender=SyncRun,
+        run=SyncRunFactory(updated_count=1),
+        transaction_ids=[session.pk],
+    )
+
+
 @pytest.fixture
 def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
     # Playwright's sync API runs an event loop in this thread; the test still
@@ -139,11 +151,7 @@ def test_a_driver_walks_the_verify_list(
         chip = page.locator("#period-current")
         chip.focus()
         page.locator("#usage-card").evaluate("card => { card.dataset.old = '1'; }")
-        sessions_changed.send(
-            sender=SyncRun,
-            run=SyncRunFactory(updated_count=1),
-            transaction_ids=[session.pk],
-        )
+        sync_saw(session)
         expect(page.locator(".active-session")).to_contain_text("4.20 kWh")
         # The list and the usage follow the same event; a keyboard user on a
         # period chip stays there.
@@ -353,13 +361,7 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
         stop = page.locator(".active-session").get_by_role("button", name="Stop")
         stop.focus()
         wait_for_live_stream(page)
-        session.kwh_delivered = Decimal("5.7")
-        session.save(update_fields=["kwh_delivered"])
-        sessions_changed.send(
-            sender=SyncRun,
-            run=SyncRunFactory(updated_count=1),
-            transaction_ids=[session.pk],
-        )
+        sync_saw(session, kwh="5.7")
         expect(page.locator(".active-session")).to_contain_text("5.70 kWh")
         expect(stop).to_be_focused()
 
@@ -384,13 +386,7 @@ def test_the_page_says_when_its_live_updates_are_disconnected(
         # Back, the page catches up and the notice goes.
         page.unroute("**/live/**")
         expect(notice).to_be_hidden(timeout=20_000)
-        session.kwh_delivered = Decimal("5.7")
-        session.save(update_fields=["kwh_delivered"])
-        sessions_changed.send(
-            sender=SyncRun,
-            run=SyncRunFactory(updated_count=1),
-            transaction_ids=[session.pk],
-        )
+        sync_saw(session, kwh="5.7")
         expect(page.locator(".active-session")).to_contain_text("5.70 kWh")
 
 
@@ -409,11 +405,7 @@ def test_a_live_update_keeps_the_daily_table_open_and_focused(
         expect(page.locator("#usage-days")).to_have_attribute("open", "")
         wait_for_live_stream(page)
         page.evaluate("document.getElementById('usage-card').dataset.before = 'yes'")
-        sessions_changed.send(
-            sender=SyncRun,
-            run=SyncRunFactory(updated_count=1),
-            transaction_ids=[session.pk],
-        )
+        sync_saw(session)
         expect(page.locator("#usage-card[data-before]")).to_have_count(0)
         expect(page.locator("#usage-days")).to_have_attribute("open", "")
         expect(page.locator("#usage-days-summary")).to_be_focused()
