@@ -158,14 +158,27 @@ def _card_to_reserve_with(customer: User, now: datetime) -> str:
     raise PortalError(_every_card_holds_one(customer, holding, now))
 
 
+def reservation_place(reservation: Reservation) -> str:
+    """The reserved charger as people name it: friendly name and connector."""
+    charger = reservation.charger
+    return f"{charger.friendly_name} #{charger.connector_id}"
+
+
+def reservation_end(reservation: Reservation, *, customer: User, now: datetime) -> str:
+    """When `reservation` ends, in the customer's time zone: the time today,
+    else the date and time."""
+    zone = customer_zone(customer)
+    ends = timezone.localtime(reservation.ends_at, zone)
+    today = timezone.localtime(now, zone).date()
+    return date_format(ends, "H:i" if ends.date() == today else "M j, H:i")
+
+
 def _every_card_holds_one(
     customer: User, holding: list[Reservation], now: datetime
 ) -> str:
     """Why a customer whose every card holds a reservation cannot reserve: which
     card holds which charger, and until when (in their time zone). `holding` is
     in the order the reservations end."""
-    zone = customer_zone(customer)
-    today = timezone.localtime(now, zone).date()
     # A card is free once the last of its reservations ends; one made before the
     # rule, or by staff, may share a card with another.
     last_of_card = sorted(
@@ -173,12 +186,9 @@ def _every_card_holds_one(
     )
 
     def until(reservation: Reservation) -> str:
-        ends = timezone.localtime(reservation.ends_at, zone)
-        return date_format(ends, "H:i" if ends.date() == today else "M j, H:i")
+        return reservation_end(reservation, customer=customer, now=now)
 
-    def where(reservation: Reservation) -> str:
-        charger = reservation.charger
-        return f"{charger.friendly_name} #{charger.connector_id}"
+    where = reservation_place
 
     if len(last_of_card) == 1:
         (reservation,) = last_of_card

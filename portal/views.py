@@ -142,13 +142,22 @@ def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
         messages.error(request, "Choose how long to reserve the charger for.")
         return _back_to_dashboard(request)
     try:
-        services.reservation_create(
+        reservation = services.reservation_create(
             customer=customer, charger=charger, minutes=form.cleaned_data["minutes"]
         )
     except services.PortalError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"{charger.friendly_name} is reserved for you.")
+        # Also when the charger was held already: a double click, a page from
+        # before. The end says which reservation holds it.
+        until = services.reservation_end(
+            reservation, customer=customer, now=timezone.now()
+        )
+        messages.success(
+            request,
+            f"{services.reservation_place(reservation)} is reserved for you until "
+            f"{until}.",
+        )
     return _back_to_dashboard(request)
 
 

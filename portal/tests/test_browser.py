@@ -325,7 +325,7 @@ def test_a_card_reserves_and_then_starts_from_its_one_form(
         # Reserve posts the card's form to its own action (formaction).
         first.get_by_role("button", name="Reserve").click()
         expect(page.locator(".messages")).to_contain_text(
-            "Harbour Street is reserved for you."
+            "Harbour Street #1 is reserved for you until"
         )
         reservation = Reservation.objects.get()
         assert reservation.charger.charge_box_id == "CP-001"

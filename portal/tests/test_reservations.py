@@ -10,6 +10,7 @@ from django.db import OperationalError, connection, transaction
 from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from portal.models import CustomerProfile, Reservation
 from portal.selectors import charger_list
@@ -276,7 +277,17 @@ class ReservationTests(StandinReservationTestCase):
                 {"charger": self.free.pk, "minutes": 15},
                 follow=True,
             )
-        self.assertContains(response, "is reserved for you")
+        reservation = Reservation.objects.get()
+        ends = timezone.localtime(reservation.ends_at)
+        # The time today; after midnight, the date too.
+        until = date_format(
+            ends, "H:i" if ends.date() == timezone.localdate() else "M j, H:i"
+        )
+        self.assertContains(
+            response,
+            f"{self.free.friendly_name} #{self.free.connector_id} is reserved for "
+            f"you until {until}.",
+        )
         self.assertContains(response, "cannot cancel this reservation early")
 
     def test_acting_agents_cannot_reserve(self) -> None:
