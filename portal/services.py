@@ -13,12 +13,12 @@ from django.utils.formats import date_format
 from portal.access import ACTING_AS_KEY, customer_zone
 from portal.models import Reservation
 from portal.selectors import own_start_at
-from sessions_app.charging import ApiSessionError, api_session_create
+from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.services import audit_entry_create
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
-from sync.models import Charger, UserMapping
+from sync.models import Charger, TransactionSyncState, UserMapping
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +63,43 @@ def charge_start(
             connector_id=charger.connector_id,
             client=client,
         ).session
-    except ApiSessionError:
-        if own_start_at(customer=customer, charger=charger, now=timezone.now()):
+    except ApiSessionError as error:
+        now = timezone.now()
+        if own_start_at(customer=customer, charger=charger, now=now):
             raise AlreadyStarting(
                 f"Your charge at {charger.friendly_name} is already starting or "
                 "under way."
             ) from None
+        if isinstance(error, SessionConflict):
+            # OCPP's refusal gives no reason: what Polaris last saw may (a page
+            # from before, another driver's charge or reservation since).
+            taken = _taken_by_someone_else(customer, charger, now)
+            if taken:
+                raise SessionConflict(f"{taken} {error.message}") from None
         raise
+
+
+def _taken_by_someone_else(customer: User, charger: Charger, now: datetime) -> str:
+    """What Polaris last saw holding `charger` for someone other than `customer`:
+    a charge on its connector or a reservation covering now, as a sentence; ""
+    when neither."""
+    place = f"{charger.friendly_name} #{charger.connector_id}"
+    charging = TransactionSyncState.objects.occupying_connector(now).filter(
+        charge_box_id=charger.charge_box_id, connector_id=charger.connector_id
+    )
+    if charging.exists():
+        return f"Someone else is charging at {place} right now."
+    held = (
+        Reservation.objects.covering(now)
+        .filter(charger=charger)
+        .exclude(user=customer)
+        .order_by("-ends_at")
+        .first()
+    )
+    if held is not None:
+        until = reservation_end(held, customer=customer, now=now)
+        return f"{place} is reserved by someone else until {until}."
+    return ""
 
 
 def reservation_create(

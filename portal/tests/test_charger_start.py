@@ -1,5 +1,7 @@
 """Start charging from the portal's charger cards, against the stand-in."""
 
+from datetime import timedelta
+
 from django.contrib.messages import constants
 from django.http import HttpResponse
 from django.urls import reverse
@@ -55,6 +57,42 @@ class ChargerStartTests(PortalChargingTestCase):
         level, text = self.only_message(self.start())
         self.assertEqual(level, constants.ERROR)
         self.assertIn("already has a session, charging, starting or scheduled", text)
+
+    def test_a_refused_start_names_what_polaris_saw_holding_the_charger(
+        self,
+    ) -> None:
+        # CP-003's station refuses every RemoteStart, giving no reason (OCPP's
+        # Rejected); the card was shown before bob's charge or reservation.
+        charger = Charger.objects.get(charge_box_id="CP-003", connector_id=1)
+        self.client.force_login(self.alice)
+
+        def refusal() -> str:
+            response = self.client.post(
+                reverse("portal:charger-start"), {"charger": charger.pk}, follow=True
+            )
+            level, text = self.only_message(response)
+            self.assertEqual(level, constants.ERROR)
+            self.assertIn("The charge station refused to start charging", text)
+            return text
+
+        self.assertTrue(refusal().startswith("The charge station refused"))
+        now = timezone.now()
+        Reservation.objects.create(
+            user=self.bob,
+            charger=charger,
+            id_tag="TAG-0003",
+            starts_at=now,
+            ends_at=now + timedelta(minutes=30),
+        )
+        self.assertTrue(
+            refusal().startswith("CP-003 #1 is reserved by someone else until ")
+        )
+        TransactionSyncStateFactory(
+            charge_box_id="CP-003", connector_id=1, ocpp_id_tag="TAG-0003"
+        )
+        self.assertTrue(
+            refusal().startswith("Someone else is charging at CP-003 #1 right now.")
+        )
 
     def test_a_start_whose_answer_was_lost_says_what_its_session_says(self) -> None:
         self.standin.set_fault("malformed", path_contains="RemoteStartTransaction")
