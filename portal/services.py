@@ -71,8 +71,8 @@ def charge_start(
                 "under way."
             ) from None
         if isinstance(error, SessionConflict):
-            # OCPP's refusal gives no reason: what Polaris last saw may (a page
-            # from before, another driver's charge or reservation since).
+            # OCPP's refusal gives no reason; what Polaris last saw may: another
+            # driver's charge or reservation since the page was shown.
             taken = _taken_by_someone_else(customer, charger, now)
             if taken:
                 raise SessionConflict(f"{taken} {error.message}") from None
@@ -84,8 +84,11 @@ def _taken_by_someone_else(customer: User, charger: Charger, now: datetime) -> s
     a charge on its connector or a reservation covering now, as a sentence; ""
     when neither."""
     place = f"{charger.friendly_name} #{charger.connector_id}"
-    charging = TransactionSyncState.objects.occupying_connector(now).filter(
-        charge_box_id=charger.charge_box_id, connector_id=charger.connector_id
+    own_tags = UserMapping.objects.filter(user=customer).values("steve_ocpp_id_tag")
+    charging = (
+        TransactionSyncState.objects.occupying_connector(now)
+        .filter(charge_box_id=charger.charge_box_id, connector_id=charger.connector_id)
+        .exclude(ocpp_id_tag__in=own_tags)
     )
     if charging.exists():
         return f"Someone else is charging at {place} right now."

@@ -87,6 +87,14 @@ class ChargerStartTests(PortalChargingTestCase):
         self.assertTrue(
             refusal().startswith("CP-003 #1 is reserved by someone else until ")
         )
+        # A charge of her own card (started at the station) is not someone else's.
+        own = TransactionSyncStateFactory(
+            charge_box_id="CP-003", connector_id=1, ocpp_id_tag="TAG-0001"
+        )
+        self.assertTrue(
+            refusal().startswith("CP-003 #1 is reserved by someone else until ")
+        )
+        own.delete()
         TransactionSyncStateFactory(
             charge_box_id="CP-003", connector_id=1, ocpp_id_tag="TAG-0003"
         )
