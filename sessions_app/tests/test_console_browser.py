@@ -31,10 +31,21 @@ from sync.tests.factories import (
 pytestmark = pytest.mark.browser
 
 
-class ConsoleBrowserTests(TransactionTestCase):
+class ConsolePages:
+    """`open_console`, for test cases that set `browser` and `base_url`."""
+
     browser: Browser
     base_url: str
 
+    def open_console(self, path: str = "/admin/sessions/") -> Page:
+        staff = StaffFactory(username="operator")
+        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, self.base_url, staff.username, "driver")
+        page.goto(f"{self.base_url}{path}")
+        return page
+
+
+class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
     @pytest.fixture(autouse=True)
     def _browser(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         # Playwright's sync API runs an event loop in this thread; the ORM calls
@@ -44,13 +55,6 @@ class ConsoleBrowserTests(TransactionTestCase):
             self.base_url = server.url
             self.browser = browser
             yield
-
-    def open_console(self, path: str = "/admin/sessions/") -> Page:
-        staff = StaffFactory(username="operator")
-        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, self.base_url, staff.username, "driver")
-        page.goto(f"{self.base_url}{path}")
-        return page
 
     def stat(self, page: Page, label: str) -> Locator:
         card = page.locator("#stat-strip .stat").filter(
@@ -754,7 +758,7 @@ class ConsoleBrowserTests(TransactionTestCase):
         page.click("button[type=submit]")
 
 
-class LiveRenewalBrowserTests(TransactionTestCase):
+class LiveRenewalBrowserTests(ConsolePages, TransactionTestCase):
     """The server ends each stream after LIVE_STREAM_MAX_SECONDS (2 here), so that
     the reconnect checks again who may read: the page comes back quietly."""
 
@@ -838,10 +842,7 @@ class LiveRenewalBrowserTests(TransactionTestCase):
     def test_a_sign_in_that_ended_between_two_streams_sends_the_page_to_sign_in(
         self,
     ) -> None:
-        staff = StaffFactory(username="operator")
-        page = self.browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, self.base_url, staff.username, "driver")
-        page.goto(f"{self.base_url}/admin/sessions/")
+        page = self.open_console()
         wait_for_live_stream(page)
         # Ended with no sign-out to tell the stream (expired, or removed): the
         # reconnect after its renewal is what finds out.
