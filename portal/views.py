@@ -72,7 +72,6 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     board = selectors.Dashboard(
         customer=viewer.customer,
         zone=viewer.zone,
-        can_start=not viewer.acting,
         period=request.GET.get("period"),
         now=timezone.now(),
     )

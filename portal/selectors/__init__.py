@@ -105,7 +105,6 @@ class Dashboard:
 
     customer: User
     zone: ZoneInfo
-    can_start: bool
     period: str | None
     now: datetime
 
@@ -128,7 +127,7 @@ class Dashboard:
 
     def chargers(self) -> dict[str, object]:
         return {
-            "can_charge": self.charging_cards.any_active and self.can_start,
+            "can_charge": self.charging_cards.any_active,
             "chargers": charger_list(customer=self.customer, now=self.now),
         }
 

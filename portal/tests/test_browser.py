@@ -194,12 +194,53 @@ def test_staff_are_redirected_switch_and_act_as(
         assert text["width"] >= 300, text
         page.set_viewport_size({"width": 1280, "height": 900})
         expect(page.locator("#recent-activity")).to_contain_text("18.40")
-        expect(page.locator("text=Start charging")).to_have_count(0)
         page.screenshot(path=str(SHOTS / "test-acting-as-1280.png"), full_page=True)
         page.click("text=Back to admin portal")
         page.wait_for_url(f"{server.url}/admin/user-mappings/")
     actions = list(AuditEntry.objects.order_by("id").values_list("action", flat=True))
     assert actions == ["impersonation.started", "impersonation.ended"]
+
+
+def test_an_acting_agent_sees_the_customers_controls_disabled(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # "They see what you see": the Start, Reserve and Stop Dana has, which an
+    # agent cannot press, also when a live update brings the banner anew.
+    session = dana_charging(demo_driver, kwh="2.00")
+    ApiSession.objects.create(
+        user=demo_driver["driver"],
+        charge_box_id=session.charge_box_id,
+        connector_id=session.connector_id,
+        id_tag="TAG-DANA",
+        transaction=session,
+        status=ApiSession.Status.STARTED,
+    )
+    online = ChargerFactory(
+        charge_box_id="CB-O", friendly_name="Old Mill", last_check_in_at=timezone.now()
+    )
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        old_mill = f"Old Mill #{online.connector_id}"
+        stop = page.get_by_role("button", name="Stop charging at Harbour Street")
+        controls = [
+            stop,
+            page.get_by_role("button", name=f"Start charging at {old_mill}"),
+            page.get_by_role("button", name=f"Reserve {old_mill}"),
+            page.get_by_label(f"Reserve {old_mill} for"),
+        ]
+        sign_in(page, server.url, "dana@example.com", "driver")
+        for control in controls:
+            expect(control).to_be_enabled()
+        page.click("text=Sign out")
+
+        sign_in(page, server.url, "agent", "driver")
+        start_acting(page, server.url, demo_driver["driver"].pk)  # type: ignore[attr-defined]
+        for control in controls:
+            expect(control).to_be_disabled()
+        wait_for_live_stream(page)
+        sync_saw(session, kwh="3.50")
+        expect(page.locator(".live-kwh")).to_have_text("3.50 kWh")
+        expect(stop).to_be_disabled()
 
 
 def test_switching_to_the_console_or_signing_out_ends_acting(

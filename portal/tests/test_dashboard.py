@@ -788,12 +788,31 @@ class ReservationCardTests(PortalTestCase):
             self.assertNotContains(response, ">Reserve<span", html=False)
             self.assertNotContains(response, "Start charging")
 
-    def test_an_acting_agent_is_not_invited_to_reserve(self) -> None:
+    def test_an_acting_agent_sees_the_customers_controls_disabled(self) -> None:
+        # "They see what you see": what Alice may press, which the agent may not.
+        ReservationFactory(
+            user=self.alice, charger=self.charger, steve_reservation_id=7
+        )
         self.client.force_login(self.agent)
         self.client.post(reverse("portal:act-as-start", args=[self.alice.pk]))
         response = self.client.get("/")
-        self.assertNotContains(response, ">Reserve<span", html=False)
+        pk = self.charger.pk
+        for control in (
+            f'id="start-{pk}" disabled>Start charging',
+            f'id="minutes-{pk}" disabled>',
+            f'id="reserve-{pk}" disabled>Reserve',
+            'type="submit" disabled>Cancel reservation',
+        ):
+            self.assertContains(response, control, html=False)
         self.assertNotContains(response, self.MISSING_CARD)
+
+    def test_a_customer_without_a_card_is_told_so_also_before_an_agent(self) -> None:
+        UserMapping.objects.filter(user=self.alice).update(is_active=False)
+        self.client.force_login(self.agent)
+        self.client.post(reverse("portal:act-as-start", args=[self.alice.pk]))
+        response = self.client.get("/")
+        self.assertContains(response, self.MISSING_CARD)
+        self.assertNotContains(response, "Start charging")
 
 
 class HtmxPostTests(PortalTestCase):

@@ -145,6 +145,19 @@
       values: chosenValues(event.detail.target),
     };
   });
+  // A support agent acting as a customer sees the customer's controls, disabled
+  // (the server refuses them too). The page comes so from the server; a live
+  // update's HTML is rendered once for every tab watching the customer, so the
+  // controls it brings are disabled here.
+  document.addEventListener("htmx:load", function (event) {
+    if (!document.querySelector(".is-acting")) return;
+    event.detail.elt
+      .querySelectorAll(".customer-only :is(button, select, input)")
+      .forEach(function (control) {
+        control.disabled = true;
+      });
+  });
+
   document.addEventListener("htmx:afterSwap", function () {
     reopenDetails(keptBeforeSwap.details);
     restoreValues(keptBeforeSwap.values);
