@@ -66,6 +66,9 @@ class ActiveSession:
     session: TransactionSyncState
     cost: Cost | None
     api_session_id: int | None
+    # Its Stop was sent; the charge goes on until the station and then the sync
+    # say it ended.
+    stopping: bool = False
 
 
 def active_sessions(
@@ -102,13 +105,14 @@ def active_sessions_by_customer(
     if any(rate is None for rate in assigned):
         default_rate = Rate.objects.filter(is_default=True).first()
     # An API session to stop is the customer's own.
+    started = ApiSession.objects.filter(
+        user__in=list(tags_by_customer),
+        transaction__in=sessions,
+        status=ApiSession.Status.STARTED,
+    ).values_list("transaction_id", "user_id", "pk", "stop_requested_at")
     api_sessions = {
-        (transaction_id, user_id): pk
-        for transaction_id, user_id, pk in ApiSession.objects.filter(
-            user__in=list(tags_by_customer),
-            transaction__in=sessions,
-            status=ApiSession.Status.STARTED,
-        ).values_list("transaction_id", "user_id", "pk")
+        (transaction_id, user_id): (pk, stop_requested_at is not None)
+        for transaction_id, user_id, pk, stop_requested_at in started
     }
     for session, rate in zip(sessions, assigned, strict=True):
         customer = customer_of[session.ocpp_id_tag]
@@ -121,9 +125,10 @@ def active_sessions_by_customer(
                 started_at=session.started_at,
                 ended_at=now,
             )
-        result[customer].append(
-            ActiveSession(session, cost, api_sessions.get((session.pk, customer)))
+        api_session_id, stopping = api_sessions.get(
+            (session.pk, customer), (None, False)
         )
+        result[customer].append(ActiveSession(session, cost, api_session_id, stopping))
     return result
 
 
