@@ -21,6 +21,7 @@ from portal.selectors.chargers import (
     charger_list,
     charger_sort_key,
     charger_status,
+    own_charges,
     visible_chargers,
 )
 from portal.selectors.sessions import (
@@ -84,6 +85,7 @@ __all__ = [
     "customer_tags",
     "energy_by_day",
     "next_reservation",
+    "own_charges",
     "own_start_at",
     "parse_period",
     "period_note",
@@ -126,9 +128,16 @@ class Dashboard:
         }
 
     def chargers(self) -> dict[str, object]:
+        chargers = charger_list(customer=self.customer, now=self.now)
         return {
             "can_charge": self.charging_cards.any_active,
-            "chargers": charger_list(customer=self.customer, now=self.now),
+            "chargers": chargers,
+            "own_charges": own_charges(
+                customer=self.customer,
+                tags=self.charging_cards.tags,
+                rows=chargers.rows,
+                now=self.now,
+            ),
         }
 
     def next_reservation(self) -> dict[str, object]:

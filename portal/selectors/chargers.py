@@ -225,3 +225,31 @@ def _next_status_change(rows: list[ListedCharger], now: datetime) -> datetime | 
         if reservation_end is not None:
             changes.append(reservation_end)
     return min(changes, default=None)
+
+
+def own_charges(
+    *, customer: User, tags: list[str], rows: list[ListedCharger], now: datetime
+) -> set[int]:
+    """Which of the shown chargers in use are in use by `customer`: a session of
+    one of their cards charging there, or their own portal or API session holding
+    the connector. Their card then speaks of the customer's charge, not a
+    stranger's."""
+    in_use = [charger for charger in rows if charger.in_use]
+    if not in_use:
+        return set()
+    charging = set(
+        TransactionSyncState.objects.occupying_connector(now)
+        .filter(ocpp_id_tag__in=tags, charger__in=in_use)
+        .values_list("charger_id", flat=True)
+    )
+    held = set(
+        ApiSession.objects.charging_or_starting(now)
+        .filter(user=customer)
+        .values_list("charge_box_id", "connector_id")
+    )
+    return {
+        charger.pk
+        for charger in in_use
+        if charger.pk in charging
+        or (charger.charge_box_id, charger.connector_id) in held
+    }

@@ -337,6 +337,38 @@ class DashboardTests(PortalTestCase):
         self.assertIn("Held for a session scheduled to start soon.", card)
         self.assertNotIn("Start charging", card)
 
+    def test_a_charger_in_use_by_the_customer_says_it_is_their_charge(self) -> None:
+        now = timezone.now()
+        cards = {
+            name: ChargerFactory(friendly_name=name, last_check_in_at=now)
+            for name in ("Own Charge", "Own Start", "Someone Else")
+        }
+        TransactionSyncStateFactory(
+            charger=cards["Own Charge"], ocpp_id_tag="TAG-ALICE"
+        )
+        ApiSession.objects.create(
+            user=self.alice,
+            charge_box_id=cards["Own Start"].charge_box_id,
+            connector_id=cards["Own Start"].connector_id,
+            id_tag="TAG-ALICE",
+            status=ApiSession.Status.CREATED,
+            remote_start_sent_at=now,
+        )
+        TransactionSyncStateFactory(
+            charger=cards["Someone Else"], ocpp_id_tag="TAG-BOB"
+        )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        for name, note in (
+            ("Own Charge", "Your charge is here"),
+            ("Own Start", "Your charge is here"),
+            ("Someone Else", "A session is charging here right now."),
+        ):
+            card = body[body.index(f">{name}</h3>") :]
+            card = card[: card.index("</article>")]
+            self.assertIn("badge--in_use", card, name)
+            self.assertIn(note, card, name)
+
     def test_a_connector_held_by_an_open_api_session_is_in_use(self) -> None:
         # The station has stopped, the sync has not told the session yet: a Start
         # offered now would be refused ("This connector already has a session").
@@ -680,6 +712,31 @@ class LiveBannerEventTests(PortalTestCase):
         self.assertEqual(event_type, "active-session")
         self.assertIn("3.50 kWh", html)
         self.assertEqual(self.published(self.bob), [])
+
+    def test_a_stop_under_way_takes_the_place_of_stop(self) -> None:
+        session = TransactionSyncStateFactory(
+            charger=self.charger, ocpp_id_tag="TAG-ALICE"
+        )
+        started = ApiSession.objects.create(
+            user=self.alice,
+            charge_box_id=session.charge_box_id,
+            connector_id=session.connector_id,
+            id_tag="TAG-ALICE",
+            transaction=session,
+            status=ApiSession.Status.STARTED,
+        )
+        button = f'id="stop-session-{started.pk}"'
+        self.client.force_login(self.alice)
+        self.assertContains(
+            self.client.get("/"), f'{button} aria-label="Stop charging at'
+        )
+        started.stop_requested_at = timezone.now()
+        started.save(update_fields=["stop_requested_at"])
+        run = SyncRunFactory(updated_count=1)
+        sessions_changed.send(sender=SyncRun, run=run, transaction_ids=[session.pk])
+        ((_, html),) = self.published(self.alice)
+        self.assertIn(f'{button} disabled aria-label="Stopping charging at', html)
+        self.assertIn(">Stopping…</button>", html)
 
     def test_a_sync_reads_every_customers_banner_in_the_same_few_queries(
         self,
