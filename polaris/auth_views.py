@@ -16,6 +16,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import password_validation
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
@@ -86,10 +87,29 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
     against the sign-in lock of this account from this address."""
 
     locked = False
+    error_messages = {
+        **PasswordChangeForm.error_messages,
+        "password_incorrect": (
+            "Your current password was entered incorrectly. Please enter it again."
+        ),
+    }
 
     def __init__(self, *args: Any, request: HttpRequest, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.request = request
+        self.fields["old_password"].label = "Current password"
+        # One sentence in the form's help style, not Django's bulleted list.
+        self.fields["new_password1"].help_text = " ".join(
+            password_validation.password_validators_help_texts()
+        )
+        self.fields["new_password2"].help_text = "The new password again."
+
+    def validate_password_for_user(
+        self, user: Any, password_field_name: str = "new_password1"
+    ) -> None:
+        # The rules are the new password's: their errors go under it, not under
+        # its confirmation, which only says whether the two match.
+        super().validate_password_for_user(user, "new_password1")
 
     def clean_old_password(self) -> str:
         username = self.user.get_username()
