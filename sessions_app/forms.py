@@ -168,7 +168,10 @@ class SessionFilterForm(forms.Form):
 class UserMappingForm(forms.ModelForm):
     """Create or edit a mapping; the customer is chosen by email."""
 
-    customer_email = forms.EmailField(label="Customer email")
+    customer_email = forms.EmailField(
+        label="Customer email",
+        help_text="The customer's account email: the card's sessions are theirs.",
+    )
 
     class Meta:
         model = UserMapping
@@ -177,6 +180,22 @@ class UserMappingForm(forms.ModelForm):
             "steve_ocpp_id_tag": "idTag",
             "billing_customer_id": "Billing customer id",
             "is_active": "Active",
+        }
+        help_texts = {
+            "steve_ocpp_id_tag": (
+                "The card's idTag as SteVe knows it. Sessions are linked by the "
+                "exact idTag: once the sync has seen this card, its letter case is "
+                "kept."
+            ),
+            "label": (
+                "The name the console shows for this card's sessions; without one, "
+                "the customer's email."
+            ),
+            "billing_customer_id": "The customer's id in the billing system, if any.",
+            "is_active": (
+                "With an inactive card the customer can no longer start or reserve "
+                "a charger in the portal; its sessions stay in their history."
+            ),
         }
 
     def __init__(self, *args: object, **kwargs: object) -> None:

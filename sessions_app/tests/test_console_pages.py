@@ -68,6 +68,17 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(response, 'role="img"')
         self.assertContains(response, "Sync events (2)")
 
+    def test_an_unmapped_sessions_detail_leads_to_mapping_its_tag(self) -> None:
+        session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04 B&C")
+        url = reverse(
+            "sessions_app:session-detail", args=[session.steve_transaction_id]
+        )
+        response = self.client.get(url)
+        create = reverse("sessions_app:user-mapping-create") + "?tag=04%20B%26C"
+        self.assertContains(response, f'<a href="{create}">Map this idTag</a>')
+        form = self.client.get(create)
+        self.assertContains(form, 'value="04 B&amp;C"')
+
     def test_a_sync_ticks_re_read_gets_the_live_parts_alone(self) -> None:
         session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04A1")
         url = reverse(

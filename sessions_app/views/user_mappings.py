@@ -49,7 +49,9 @@ def _user_mapping_form_page(
     request: AuthenticatedHttpRequest, *, mapping: UserMapping | None
 ) -> HttpResponse:
     """The create and edit page: the form, and on a valid POST the service."""
-    form = UserMappingForm(request.POST or None, instance=mapping)
+    # A session of an unmapped card links here with its idTag (?tag=).
+    initial = {} if mapping else {"steve_ocpp_id_tag": request.GET.get("tag", "")}
+    form = UserMappingForm(request.POST or None, instance=mapping, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         fields = {
