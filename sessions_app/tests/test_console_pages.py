@@ -612,7 +612,14 @@ class UserMappingPagesTests(ConsoleTestCase):
             b"bad tag,x@example.com,\n",
         )
         self.assertContains(response, "1 created, 0 updated, 0 unchanged, 1 rejected")
-        self.assertContains(response, "Line 3 skipped")
+        self.assertContains(response, "The skipped lines are listed below.")
+        self.assertContains(
+            response,
+            '<tr><td class="num tabular">3</td><td>An idTag is 1 to 40',
+        )
+        # Once: the next visit of the page has no report.
+        again = self.client.get(reverse("sessions_app:user-mapping-list"))
+        self.assertNotContains(again, "Skipped lines of the import")
         self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-1").exists())
         self.assertEqual(AuditEntry.objects.get().source, "import")
 
@@ -721,13 +728,13 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
 
     def test_csv_import_says_how_many_rejected_lines_it_did_not_list(self) -> None:
-        rows = "".join(f"bad tag {n},x{n}@example.com,\n" for n in range(25))
+        rows = "".join(f"bad tag {n},x{n}@example.com,\n" for n in range(105))
         response = self.import_csv(f"steveOcppIdTag,email,label\n{rows}".encode())
-        self.assertContains(response, "Line 21 skipped")
-        self.assertNotContains(response, "Line 22 skipped")
+        self.assertContains(response, '<td class="num tabular">101</td>')
+        self.assertNotContains(response, '<td class="num tabular">102</td>')
         self.assertContains(
             response,
-            "5 more lines were skipped (lines 22 to 26); fix the lines above and "
+            "5 more lines were skipped (lines 102 to 106); fix the lines above and "
             "import the file again to see them.",
         )
 

@@ -30,6 +30,7 @@ def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "search": search,
         "mappings": selectors.user_mapping_list(search=search),
         "import_form": UserMappingImportForm(),
+        "import_report": _import_report(request),
     }
     return render(request, "sessions_app/user_mapping_list.html", context)
 
@@ -133,12 +134,15 @@ def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
         return redirect("sessions_app:user-mapping-list")
     summarize = messages.warning if result.rejected else messages.success
     accounts = result.users_created
+    skipped = ""
+    if result.rejected:
+        skipped = " The skipped lines are listed below."
+        _keep_import_rejections(request, result.rejected)
     summarize(
         request,
         f"Import done: {result.counts()}; {accounts} customer "
-        f"account{pluralize(accounts)} created.{_import_tag_notes(result)}",
+        f"account{pluralize(accounts)} created.{_import_tag_notes(result)}{skipped}",
     )
-    _import_rejections_report(request, result.rejected)
     return redirect("sessions_app:user-mapping-list")
 
 
@@ -161,30 +165,31 @@ def _import_tag_notes(result: MappingImportResult) -> str:
     return notes
 
 
-# An import names this many skipped lines one by one; a file of thousands of bad
-# lines would otherwise fill the page (and the session cookie) with banners.
-IMPORT_REJECTIONS_LISTED = 20
+# An import lists this many skipped lines, in a table under the import form; the
+# rest are counted. The list is kept in the browser session until the page after
+# the import shows it, and a file of thousands of bad lines would fill that.
+IMPORT_REJECTIONS_LISTED = 100
+IMPORT_REPORT_KEY = "user_mapping_import_report"
 
 
-def _import_rejections_report(
-    request: HttpRequest, rejected: list[RejectedRow]
-) -> None:
-    """One warning per skipped line up to IMPORT_REJECTIONS_LISTED, then one saying
-    how many more were skipped, so none goes unmentioned."""
+def _keep_import_rejections(request: HttpRequest, rejected: list[RejectedRow]) -> None:
+    """Keep the skipped lines for the list page the import redirects to."""
     listed = rejected[:IMPORT_REJECTIONS_LISTED]
-    unlisted = rejected[IMPORT_REJECTIONS_LISTED:]
-    for row in listed:
-        messages.warning(request, f"Line {row.line} skipped: {row.reason}")
-    if len(unlisted) == 1:
-        messages.warning(
-            request,
-            f"1 more line was skipped (line {unlisted[0].line}); fix the lines above "
-            "and import the file again to see it.",
-        )
-    elif unlisted:
-        messages.warning(
-            request,
-            f"{len(unlisted)} more lines were skipped (lines {unlisted[0].line} to "
-            f"{unlisted[-1].line}); fix the lines above and import the file again "
-            "to see them.",
-        )
+    request.session[IMPORT_REPORT_KEY] = {
+        "lines": [[row.line, row.reason] for row in listed],
+        "unlisted": [row.line for row in rejected[IMPORT_REJECTIONS_LISTED:]],
+    }
+
+
+def _import_report(request: HttpRequest) -> dict[str, object] | None:
+    """The skipped lines of the import just done, once."""
+    report = request.session.pop(IMPORT_REPORT_KEY, None)
+    if not report:
+        return None
+    unlisted = report["unlisted"]
+    return {
+        "lines": report["lines"],
+        "unlisted_count": len(unlisted),
+        "unlisted_from": unlisted[0] if unlisted else None,
+        "unlisted_to": unlisted[-1] if unlisted else None,
+    }
