@@ -765,6 +765,12 @@ class SyncTransactionsTests(SyncTestCase):
             (run.status, run.fetched_count, run.updated_count), ("succeeded", 1, 0)
         )
         self.assertEqual(SyncRun.objects.resyncs_of(pk).get(), run)
+        # Nothing had changed, and yet it was read from SteVe: its Last synced
+        # says when, and its last update stays the session's own.
+        row = TransactionSyncState.objects.get(steve_transaction_id=pk)
+        self.assertGreaterEqual(row.last_synced_at, run.started_at)
+        self.assertLessEqual(row.last_synced_at, run.finished_at)
+        self.assertLess(row.updated_at, run.started_at)
 
     def test_a_resync_of_a_transaction_nobody_has_fails_with_a_sentence(
         self,

@@ -56,6 +56,7 @@ from sync.services.runs.writing import (
     SaveFailed,
     count_plans,
     flag_suspected_stuck,
+    mark_read,
     save_batch,
     saving,
     write_vanished,
@@ -209,6 +210,8 @@ def _run(
             error = not_configured(run, missing)
         else:
             error = _sync(steve, run, collect, tally, dry_run=dry_run, by_hand=by_hand)
+            if steve_transaction_id is not None and not (error or dry_run):
+                mark_read(steve_transaction_id=steve_transaction_id, at=timezone.now())
         finished = finish_run(run, tally, error=error, dry_run=dry_run)
     # Batches saved before a failure are committed too: live pages show them.
     if tally.changed_ids:

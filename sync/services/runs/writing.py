@@ -324,3 +324,12 @@ def _check_in_from_readings(
             """,
             [param for item in latest.items() for param in item],
         )
+
+
+def mark_read(*, steve_transaction_id: int, at: datetime) -> None:
+    """A resync read this transaction from SteVe at `at`, changed or not: its Last
+    synced says so. (A fleet run writes only the sessions that changed; the run
+    itself says when it confirmed the others.)"""
+    TransactionSyncState.objects.filter(
+        steve_transaction_id=steve_transaction_id, last_synced_at__lt=at
+    ).update(last_synced_at=at)
