@@ -318,7 +318,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         session = TransactionSyncStateFactory()
         SyncRunFactory(
             kind=SyncRun.Kind.TRANSACTION,
-            trigger=SyncRun.Trigger.CONSOLE,
+            trigger=SyncRun.Trigger.MANUAL,
             steve_transaction_id=session.steve_transaction_id,
         )
         page = self.open_console("/admin/sync-runs/")
@@ -607,7 +607,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         unreachable = unreachable_steve()
         run = services.sync_run_transaction(
             steve_transaction_id=session.steve_transaction_id,
-            trigger="console",
+            trigger="manual",
             client=unreachable,
         )
         self.assertEqual(run.status, SyncRun.Status.FAILED)

@@ -253,7 +253,7 @@ class SyncRunCreateTests(ConsoleTestCase):
         # The page drops the sentence once the table's next update shows the run.
         self.assertContains(response, 'data-until="sync-runs-updated"')
         self.assertEqual(
-            take_queued_tasks(), [("sync.tasks.sync_run_transactions", "('console',)")]
+            take_queued_tasks(), [("sync.tasks.sync_run_transactions", "('manual',)")]
         )
 
     def test_it_refuses_while_a_transactions_run_is_running(self) -> None:

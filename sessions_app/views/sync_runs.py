@@ -51,7 +51,7 @@ def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     # state would outlive the run that caused it.
     if selectors.sync_run_in_progress():
         messages.warning(request, "A sync run is already in progress.")
-    elif enqueue(sync_run_transactions_task, SyncRun.Trigger.CONSOLE):
+    elif enqueue(sync_run_transactions_task, SyncRun.Trigger.MANUAL):
         messages.success(
             request,
             "Sync run queued; it appears below in a moment.",

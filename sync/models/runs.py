@@ -65,7 +65,9 @@ class SyncRun(models.Model):
     class Trigger(models.TextChoices):
         BEAT = "beat", "Schedule"
         COMMAND = "command", "Command"
-        CONSOLE = "console", "Console"
+        # DESIGN.md names the three: beat, command, manual (Run sync now and
+        # Resync now in the console).
+        MANUAL = "manual", "Manual"
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"

@@ -657,7 +657,7 @@ class SyncTransactionsTests(SyncTestCase):
         self.sync()
         late, newer = self.add_late_upload_and_a_newer_transaction()
         run = services.sync_run_transaction(
-            steve_transaction_id=newer, trigger="console", client=self.steve
+            steve_transaction_id=newer, trigger="manual", client=self.steve
         )
         self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
         self.sync()
@@ -758,7 +758,7 @@ class SyncTransactionsTests(SyncTestCase):
         self.sync()
         (pk,) = self.standin.scenario("kwh_readings")
         run = services.sync_run_transaction(
-            steve_transaction_id=pk, trigger="console", client=self.steve
+            steve_transaction_id=pk, trigger="manual", client=self.steve
         )
         self.assertEqual(run.kind, SyncRun.Kind.TRANSACTION)
         self.assertEqual(
@@ -777,7 +777,7 @@ class SyncTransactionsTests(SyncTestCase):
     ) -> None:
         self.sync()
         run = services.sync_run_transaction(
-            steve_transaction_id=987654, trigger="console", client=self.steve
+            steve_transaction_id=987654, trigger="manual", client=self.steve
         )
         self.assertEqual(run.status, SyncRun.Status.FAILED)
         self.assertEqual(
