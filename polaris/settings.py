@@ -278,6 +278,10 @@ def _redis_kwargs(url: str) -> dict[str, object]:
         kwargs["password"] = parts.password
     if parts.scheme == "rediss":
         kwargs["ssl"] = True
+    # The database REDIS_URL names, as the broker and the cache use it: the replay
+    # of live events is kept there too, not in database 0 whatever the URL says.
+    # (env_url has checked that the path is one.)
+    kwargs["db"] = int(parts.path.strip("/") or 0)
     return kwargs
 
 
@@ -286,8 +290,10 @@ EVENTSTREAM_STORAGE_CLASS = "polaris.live.RedisStorage"
 EVENTSTREAM_STORAGE_CONNECTION = EVENTSTREAM_REDIS
 EVENTSTREAM_CHANNELMANAGER_CLASS = "polaris.live.ChannelManager"
 # Redis pub/sub ignores the database number: environments sharing one Redis (or
-# parallel test runs) keep their live channels apart with a prefix.
-LIVE_CHANNEL_PREFIX = env_str("LIVE_CHANNEL_PREFIX", "")
+# parallel test runs) keep their live channels apart with a prefix. By default it
+# names the database: two environments given different Redis databases, as their
+# broker queues need anyway, then never see each other's live events.
+LIVE_CHANNEL_PREFIX = env_str("LIVE_CHANNEL_PREFIX", f"db{EVENTSTREAM_REDIS['db']}-")
 # A stream is authorised when it connects; it ends after at most this many seconds
 # (browsers reconnect and replay, and the reconnect checks again who may read), so a
 # user deactivated, no longer staff or no longer acting as a customer stops getting

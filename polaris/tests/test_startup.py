@@ -180,3 +180,30 @@ class DatabaseSessionTests(SimpleTestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stdout.split(), ["off", "7s"])
+
+
+SHOW_LIVE_REDIS = """
+import django
+django.setup()
+from django.conf import settings
+print(settings.EVENTSTREAM_REDIS["db"], settings.LIVE_CHANNEL_PREFIX)
+"""
+
+
+class LiveRedisSettingsTests(SimpleTestCase):
+    def test_live_events_use_redis_urls_database_and_name_it_in_their_channels(
+        self,
+    ) -> None:
+        # Pub/sub ignores the database number: two environments on databases 4
+        # and 5 of one Redis would otherwise see each other's live events.
+        url = child_environment()["REDIS_URL"].rsplit("/", 1)[0]
+        for env, shown in (
+            ({"REDIS_URL": f"{url}/5", "LIVE_CHANNEL_PREFIX": ""}, ["5", "db5-"]),
+            ({"REDIS_URL": f"{url}/5", "LIVE_CHANNEL_PREFIX": "eu-"}, ["5", "eu-"]),
+        ):
+            with self.subTest(**env):
+                result = run_python(
+                    ["-c", SHOW_LIVE_REDIS], env=child_environment(**env)
+                )
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertEqual(result.stdout.split(), shown)
