@@ -344,6 +344,24 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         self.live_update(page, "#session-detail")
         expect(notice_link).to_be_focused()
 
+    def test_sync_run_queued_goes_when_the_runs_table_shows_the_run(self) -> None:
+        SyncRunFactory()
+        page = self.open_console("/admin/sync-runs/")
+        wait_for_live_stream(page)
+        page.get_by_role("button", name="Run sync now").click()
+        queued = page.locator(".messages").get_by_text("Sync run queued")
+        expect(queued).to_be_visible()
+        wait_for_live_stream(page)
+        # The table's event replaces the table element itself (outerHTML).
+        run = SyncRunFactory()
+        for _ in range(50):
+            publish_run_finished(sender=SyncRun, run=run)
+            page.wait_for_timeout(200)
+            if f"#{run.pk}" in page.locator("#sync-runs").inner_text():
+                break
+        expect(page.locator("#sync-runs")).to_contain_text(f"#{run.pk}")
+        expect(queued).to_have_count(0)
+
     def test_the_live_banner_stays_one_live_region_that_screen_readers_hear(
         self,
     ) -> None:

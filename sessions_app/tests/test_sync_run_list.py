@@ -256,6 +256,20 @@ class SyncRunCreateTests(ConsoleTestCase):
             take_queued_tasks(), [("sync.tasks.sync_run_transactions", "('manual',)")]
         )
 
+    def test_it_returns_to_the_list_as_it_was_filtered(self) -> None:
+        page = self.client.get(LIST_URL, {"kind": "backfill", "status": "failed"})
+        self.assertContains(page, '<input type="hidden" name="kind" value="backfill">')
+        for filters, back, where in (
+            ({"kind": "transactions"}, "?kind=transactions", "below"),
+            ({"kind": "backfill", "status": "failed"},
+             "?kind=backfill&status=failed", "among all runs"),
+            ({"kind": "bogus"}, "", "below"),
+        ):  # fmt: skip
+            with self.subTest(**filters):
+                response = self.client.post(CREATE_URL, filters, follow=True)
+                self.assertRedirects(response, f"{LIST_URL}{back}")
+                self.assertContains(response, f"Sync run queued; it appears {where}")
+
     def test_it_refuses_while_a_transactions_run_is_running(self) -> None:
         SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
 

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from polaris.http import (
     AuthenticatedHttpRequest,
@@ -49,14 +50,21 @@ def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     # task that would only find the lock taken. The button itself is never
     # disabled: live updates re-render the table, not the header, so a disabled
     # state would outlive the run that caused it.
+    # Back to the list as it was filtered (the form sends its filters along).
+    filters = parse_sync_run_filters(request.POST)
     if selectors.sync_run_in_progress():
         messages.warning(request, "A sync run is already in progress.")
     elif enqueue(sync_run_transactions_task, SyncRun.Trigger.MANUAL):
+        shown_here = filters.kind in ("", SyncRun.Kind.TRANSACTIONS) and (
+            filters.status in ("", SyncRun.Status.RUNNING)
+        )
+        where = "below" if shown_here else "among all runs"
         messages.success(
             request,
-            "Sync run queued; it appears below in a moment.",
+            f"Sync run queued; it appears {where} in a moment.",
             extra_tags=until_event(SYNC_RUNS_EVENT),
         )
     else:
         messages.error(request, f"The sync run was not queued: {QUEUE_UNREACHABLE}")
-    return redirect("sessions_app:sync-run-list")
+    url, query = reverse("sessions_app:sync-run-list"), urlencode(filters.as_query())
+    return redirect(f"{url}?{query}" if query else url)

@@ -361,14 +361,21 @@
   });
   // A message about something under way ("Charging is starting") names the
   // event that shows how it went (data-until): once that comes, the live part
-  // says it, and the sentence would only grow out of date above it.
-  document.addEventListener("htmx:sseMessage", function (event) {
+  // says it, and the sentence would only grow out of date above it. A part that
+  // the event's HTML replaces (sse-swap, outerHTML) is out of the page by the
+  // time htmx says it swapped, so its own word is taken before the swap; a part
+  // that re-reads itself (hx-trigger="sse:…") says so after.
+  function dropMessagesAnsweredBy(event) {
     var type = event.detail && event.detail.type;
     if (!type) { return; }
     document.querySelectorAll(".messages [data-until]").forEach(function (message) {
       if (message.getAttribute("data-until") === type) { message.remove(); }
     });
+  }
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    if (!event.defaultPrevented) { dropMessagesAnsweredBy(event); }
   });
+  document.addEventListener("htmx:sseMessage", dropMessagesAnsweredBy);
   document.addEventListener("htmx:sseMessage", function (event) {
     var container = liveContainer(event.target);
     if (container && container.polarisLiveStale && !container.polarisLiveBroken) {
