@@ -96,14 +96,14 @@ NOTHING_DONE = "Nothing was done yet: press the button again to go ahead."
 
 
 def post_only[View: Callable[..., HttpResponseBase]](
-    page: str, *url_kwargs: str
+    page: str, *url_kwargs: str, nothing_done: str = NOTHING_DONE
 ) -> Callable[[View], View]:
     """require_POST for an action whose button is on `page` (a URL name, reversed
     with the action URL's arguments named in `url_kwargs`).
 
-    A GET of the action's address goes to that page and says nothing was done,
-    instead of a blank 405: signing in again after a session ended as the button
-    was pressed sends the browser there with a GET.
+    A GET of the action's address goes to that page and says nothing was done
+    (`nothing_done`), instead of a blank 405: signing in again after a session
+    ended as the button was pressed sends the browser there with a GET.
     """
 
     def decorator(view: View) -> View:
@@ -114,7 +114,7 @@ def post_only[View: Callable[..., HttpResponseBase]](
             request: HttpRequest, *args: Any, **kwargs: Any
         ) -> HttpResponseBase:
             if request.method == "GET":
-                messages.info(request, NOTHING_DONE)
+                messages.info(request, nothing_done)
                 return redirect(page, **{name: kwargs[name] for name in url_kwargs})
             return posted(request, *args, **kwargs)
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import requests
 import time_machine
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse
 from django.test import Client, TransactionTestCase, override_settings
@@ -304,10 +305,6 @@ class SessionDetailTests(ConsoleTestCase):
                 reverse("sessions_app:user-mapping-list"),
             ),
             (
-                reverse("sessions_app:user-mapping-import"),
-                reverse("sessions_app:user-mapping-list"),
-            ),
-            (
                 reverse("sessions_app:api-token-revoke", args=[token.pk]),
                 reverse("sessions_app:api-token-list"),
             ),
@@ -318,6 +315,15 @@ class SessionDetailTests(ConsoleTestCase):
             self.assertContains(
                 response, "Nothing was done yet: press the button again to go ahead."
             )
+        # An import's file went with the POST: it must be chosen again.
+        response = self.client.get(
+            reverse("sessions_app:user-mapping-import"), follow=True
+        )
+        self.assertRedirects(response, reverse("sessions_app:user-mapping-list"))
+        self.assertContains(
+            response,
+            "Nothing was imported yet: choose the file again and press Import.",
+        )
         self.assertEqual(take_queued_tasks(), [])
         mapping.refresh_from_db()
         token.refresh_from_db()
@@ -366,6 +372,15 @@ def with_csrf(html: str, data: dict[str, str]) -> dict[str, str]:
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
     assert token is not None, html
     return {**data, "csrfmiddlewaretoken": token[1]}
+
+
+class DjangoAdminLinkTests(ConsoleTestCase):
+    def test_only_staff_who_may_see_something_there_are_offered_it(self) -> None:
+        sessions = reverse("sessions_app:session-list")
+        link = 'href="/django-admin/"'
+        self.assertNotContains(self.client.get(sessions), link)
+        self.staff.user_permissions.add(Permission.objects.get(codename="view_rate"))
+        self.assertContains(self.client.get(sessions), link)
 
 
 class UserMappingPagesTests(ConsoleTestCase):

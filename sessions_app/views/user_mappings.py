@@ -114,7 +114,11 @@ def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpR
 
 
 @staff_only
-@post_only("sessions_app:user-mapping-list")
+# The upload went with the POST that a sign-in interrupted.
+@post_only(
+    "sessions_app:user-mapping-list",
+    nothing_done="Nothing was imported yet: choose the file again and press Import.",
+)
 def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = UserMappingImportForm(request.POST, request.FILES)
     if not form.is_valid():
