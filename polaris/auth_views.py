@@ -104,6 +104,17 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
         )
         self.fields["new_password2"].help_text = "The new password again."
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        old, new = cleaned.get("old_password"), cleaned.get("new_password1")
+        if old and new and old == new:
+            # It would change nothing but sign the other devices out.
+            self.add_error(
+                "new_password1",
+                "This is your current password; choose a different one.",
+            )
+        return cleaned
+
     def validate_password_for_user(
         self, user: Any, password_field_name: str = "new_password1"
     ) -> None:

@@ -429,6 +429,17 @@ class PasswordChangeTests(TestCase):
         self.alice.refresh_from_db()
         self.assertTrue(self.alice.check_password("driver"))
 
+    def test_the_current_password_is_not_a_new_one(self) -> None:
+        other_device = Client()
+        other_device.force_login(self.alice)
+        form = self.change("driver", new="driver").context["form"]
+        self.assertIn(
+            "This is your current password; choose a different one.",
+            form.errors["new_password1"],
+        )
+        # Nothing changed, and nobody was signed out.
+        self.assertEqual(other_device.get("/").status_code, 200)
+
     def test_django_admin_pages_name_the_products_icon(self) -> None:
         # Without one, browsers ask for /favicon.ico, which Polaris does not serve.
         self.client.force_login(StaffFactory())
