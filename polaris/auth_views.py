@@ -104,16 +104,16 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
         )
         self.fields["new_password2"].help_text = "The new password again."
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        old, new = cleaned.get("old_password"), cleaned.get("new_password1")
-        if old and new and old == new:
-            # It would change nothing but sign the other devices out.
+    def clean(self) -> dict[str, Any] | None:
+        old = self.cleaned_data.get("old_password")
+        if old and old == self.cleaned_data.get("new_password1"):
+            # It would change nothing but sign the other devices out; the rules
+            # it may also break are beside the point.
             self.add_error(
                 "new_password1",
                 "This is your current password; choose a different one.",
             )
-        return cleaned
+        return super().clean()
 
     def validate_password_for_user(
         self, user: Any, password_field_name: str = "new_password1"
