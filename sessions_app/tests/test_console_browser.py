@@ -344,6 +344,28 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         self.live_update(page, "#session-detail")
         expect(notice_link).to_be_focused()
 
+    def test_an_import_under_way_says_so_and_cannot_be_sent_twice(self) -> None:
+        page = self.open_console("/admin/user-mappings/")
+        # What the button says once the form is sent, kept for after the
+        # navigation (window listeners run after the page's own on document).
+        page.evaluate(
+            """() => window.addEventListener("submit", () => {
+                const button = document.querySelector("[data-busy-label]");
+                sessionStorage.setItem(
+                    "sent", JSON.stringify([button.textContent, button.disabled]));
+            })"""
+        )
+        page.set_input_files(
+            "#id_file",
+            files=[{"name": "cards.csv", "mimeType": "text/csv",
+                    "buffer": b"steveOcppIdTag,email,label\nTAG-7,a@example.com,\n"}],
+        )  # fmt: skip
+        page.get_by_role("button", name="Import", exact=True).click()
+        expect(page.locator(".messages")).to_contain_text("Import done: 1 created")
+        sent = page.evaluate("() => JSON.parse(sessionStorage.getItem('sent'))")
+        assert sent == ["Importing…", True], sent
+        expect(page.get_by_role("button", name="Import", exact=True)).to_be_enabled()
+
     def test_sync_run_queued_goes_when_the_runs_table_shows_the_run(self) -> None:
         SyncRunFactory()
         page = self.open_console("/admin/sync-runs/")

@@ -144,7 +144,7 @@ def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
         _keep_import_rejections(request, result.rejected)
     summarize(
         request,
-        f"Import done: {result.counts()}; {accounts} customer "
+        f"Import done: {result.counts()}; {accounts:,} customer "
         f"account{pluralize(accounts)} created.{_import_tag_notes(result)}{skipped}",
     )
     return redirect("sessions_app:user-mapping-list")

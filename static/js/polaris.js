@@ -39,6 +39,24 @@
     });
   }
 
+  // A form whose request takes a while (a CSV import reads the whole file) says
+  // it is under way once sent, and cannot be sent twice meanwhile. Back to the
+  // page from the browser's cache, it is ready again.
+  document.addEventListener("submit", function (event) {
+    var button = event.target.querySelector("button[data-busy-label]");
+    if (!button || event.defaultPrevented) { return; }
+    button.setAttribute("data-idle-label", button.textContent);
+    button.textContent = button.getAttribute("data-busy-label");
+    button.disabled = true;
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("button[data-idle-label]").forEach(function (button) {
+      button.textContent = button.getAttribute("data-idle-label");
+      button.removeAttribute("data-idle-label");
+      button.disabled = false;
+    });
+  });
+
   // A time[data-age] says when something happened ("14:05:09"); beside it, how
   // long ago, kept fresh: a page that stopped updating shows its times growing
   // old, where a server's "2 seconds ago" would stay frozen.

@@ -71,8 +71,8 @@ class MappingImportResult:
         """'3 created, 2 updated (1 reactivated), 0 unchanged, 1 rejected'."""
         again = f" ({self.reactivated} reactivated)" if self.reactivated else ""
         return (
-            f"{self.created} created, {self.updated} updated{again}, "
-            f"{self.unchanged} unchanged, {len(self.rejected)} rejected"
+            f"{self.created:,} created, {self.updated:,} updated{again}, "
+            f"{self.unchanged:,} unchanged, {len(self.rejected):,} rejected"
         )
 
 
