@@ -15,6 +15,10 @@ from sync.signals import run_finished, sessions_changed
 
 # Sync runs pages replace or re-read their table on it.
 SYNC_RUNS_EVENT = "sync-runs-updated"
+# The Charging Sessions banner alone, when a transactions run that changed no
+# session failed, or was the first to succeed after one that did.
+SYNC_FAILING_EVENT = "sync-failing"
+SESSION_LIST = "sessions_app/session_list.html"
 
 
 @receiver(sessions_changed)
@@ -32,9 +36,8 @@ def publish_sessions_changed(
         "freshness": selectors.sync_freshness(now=now),
         "stats": selectors.session_stats(now=now),
     }
-    template = "sessions_app/session_list.html"
-    html = render_to_string(f"{template}#live-banner-body", context)
-    html += render_to_string(f"{template}#stat-strip", {**context, "oob": True})
+    html = render_to_string(f"{SESSION_LIST}#live-banner-body", context)
+    html += render_to_string(f"{SESSION_LIST}#stat-strip", {**context, "oob": True})
     live.publish(live.staff_channel(), "sessions-updated", html)
 
 
@@ -49,3 +52,26 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
         live.publish(
             live.staff_channel(), "transaction-resynced", str(run.steve_transaction_id)
         )
+    if _turns_sync_failing_on_or_off(run):
+        context = {"freshness": selectors.sync_freshness(now=timezone.now())}
+        html = render_to_string(f"{SESSION_LIST}#live-banner-body", context)
+        live.publish(live.staff_channel(), SYNC_FAILING_EVENT, html)
+
+
+def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:
+    """Whether `run` changes what the banner says of failing syncs without a
+    sessions_changed to say it (a run that changed sessions ticks the banner)."""
+    if run.kind != SyncRun.Kind.TRANSACTIONS or run.created_count or run.updated_count:
+        return False
+    return run.status in SyncRun.FAILED_STATUSES or _follows_a_failed_run(run)
+
+
+def _follows_a_failed_run(run: SyncRun) -> bool:
+    previous = (
+        SyncRun.objects.filter(kind=run.kind, started_at__lt=run.started_at)
+        .finished()
+        .newest_first()
+        .values_list("status", flat=True)
+        .first()
+    )
+    return previous in SyncRun.FAILED_STATUSES

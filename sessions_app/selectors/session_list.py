@@ -315,6 +315,9 @@ class SyncFreshness:
     confirmed_at: datetime | None
     stale_before: datetime
     last_change: SyncRun | None
+    # The latest transactions run, when it failed: until one succeeds, the table
+    # may be out of date, and the page says why.
+    failing_run: SyncRun | None = None
 
     def last_synced(self, row: TransactionSyncState) -> datetime:
         """A run that succeeded re-read every active session even when it wrote
@@ -330,13 +333,15 @@ class SyncFreshness:
 
 class _ConfirmedAt(TypedDict):
     confirmed_at: datetime | None
+    last_status: str | None
 
 
 def sync_freshness(*, now: datetime) -> SyncFreshness:
     """Staleness threshold (three sync intervals) and the latest runs that matter."""
     transactions = SyncRun.Kind.TRANSACTIONS
+    latest = SyncRun.objects.filter(kind=transactions).finished().newest_first()
     # One query: the last run that changed something carries when the latest
-    # successful transactions run finished.
+    # successful transactions run finished, and how the latest one went.
     last_change = cast(
         # The Django plugin loses annotate()'s names in the first() of a QuerySet
         # subclass such as SyncRunQuerySet.
@@ -345,19 +350,32 @@ def sync_freshness(*, now: datetime) -> SyncFreshness:
         .annotate(
             confirmed_at=Subquery(
                 SyncRun.objects.succeeded(transactions).values("finished_at")[:1]
-            )
+            ),
+            last_status=Subquery(latest.values("status")[:1]),
         )
         .first(),
     )
+    failing_run = None
     if last_change is not None:
         confirmed_at = last_change.confirmed_at
+        if last_change.last_status in SyncRun.FAILED_STATUSES:
+            failing_run = latest.first()
     else:
-        latest_good = SyncRun.objects.latest_succeeded(transactions)
+        # No run has changed a session yet. Transactions runs never overlap, so
+        # the latest one, when it succeeded, is the latest to succeed.
+        latest_run = latest.first()
+        if latest_run is not None and latest_run.status in SyncRun.FAILED_STATUSES:
+            failing_run = latest_run
+        if latest_run is None or latest_run.status == SyncRun.Status.SUCCEEDED:
+            latest_good = latest_run
+        else:
+            latest_good = SyncRun.objects.latest_succeeded(transactions)
         confirmed_at = latest_good.finished_at if latest_good else None
     return SyncFreshness(
         confirmed_at=confirmed_at,
         stale_before=now - timedelta(seconds=3 * settings.SYNC_INTERVAL_SECONDS),
         last_change=last_change,
+        failing_run=failing_run,
     )
 
 

@@ -790,9 +790,40 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
     def test_every_finished_run_refreshes_the_sync_runs_table(self) -> None:
         run = SyncRunFactory(error="SteVe failed with HTTP 503.", status="failed")
         run_finished.send(sender=SyncRun, run=run)
-        ((event_type, html),) = self.published()
+        (event_type, html), *_ = self.published()
         self.assertEqual(event_type, "sync-runs-updated")
         self.assertIn("SteVe failed with HTTP 503.", html)
+
+    def banner_events(self) -> list[str]:
+        return [html for type_, html in self.published() if type_ == "sync-failing"]
+
+    def test_the_banner_says_when_syncs_fail_and_when_they_work_again(self) -> None:
+        # The last run that changed sessions, then runs that changed nothing.
+        SyncRunFactory(created_count=2)
+        failed = SyncRunFactory(
+            status="failed", error="SteVe refused Polaris's credentials (HTTP 401)."
+        )
+        run_finished.send(sender=SyncRun, run=failed)
+        (html,) = self.banner_events()
+        self.assertIn("2 sessions updated at", html)
+        self.assertIn("Sync failing</span> The latest sync run failed at <time", html)
+        self.assertIn("SteVe refused Polaris&#x27;s credentials (HTTP 401).", html)
+        page = self.client.get(reverse("sessions_app:session-list"))
+        self.assertContains(page, "Sync failing")
+
+        self.last_id = self.storage.get_current_id(self.channel)
+        recovered = SyncRunFactory()
+        run_finished.send(sender=SyncRun, run=recovered)
+        (html,) = self.banner_events()
+        self.assertIn("2 sessions updated at", html)
+        self.assertNotIn("Sync failing", html)
+        page = self.client.get(reverse("sessions_app:session-list"))
+        self.assertNotContains(page, "Sync failing")
+
+        # A run like the one before it changes nothing the banner says.
+        self.last_id = self.storage.get_current_id(self.channel)
+        run_finished.send(sender=SyncRun, run=SyncRunFactory())
+        self.assertEqual(self.banner_events(), [])
 
     def test_the_live_table_has_the_note_of_the_page(self) -> None:
         runs = SyncRunFactory.create_batch(3)

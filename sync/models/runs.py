@@ -75,6 +75,9 @@ class SyncRun(models.Model):
         FAILED = "failed", "Failed"
         PARTIAL = "partial", "Partial"
 
+    # Runs that did not read everything they set out to.
+    FAILED_STATUSES = (Status.FAILED, Status.PARTIAL)
+
     kind = models.CharField(max_length=16, choices=Kind.choices)
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     started_at = models.DateTimeField(default=timezone.now)
