@@ -36,7 +36,10 @@ def publish_sessions_changed(
         "freshness": selectors.sync_freshness(now=now),
         "stats": selectors.session_stats(now=now),
     }
-    html = render_to_string(f"{SESSION_LIST}#live-banner-body", context)
+    html = render_to_string(
+        f"{SESSION_LIST}#live-banner-body",
+        {**context, "changed_sessions": " ".join(map(str, transaction_ids))},
+    )
     html += render_to_string(f"{SESSION_LIST}#stat-strip", {**context, "oob": True})
     live.publish(live.staff_channel(), "sessions-updated", html)
 

@@ -344,6 +344,45 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         self.live_update(page, "#session-detail")
         expect(notice_link).to_be_focused()
 
+    def test_a_detail_page_re_reads_itself_for_its_own_session_only(self) -> None:
+        shown, other = TransactionSyncStateFactory(), TransactionSyncStateFactory()
+        url = f"/admin/sessions/{shown.steve_transaction_id}/"
+        page = self.open_console(url)
+        re_reads: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                re_reads.append(request.url)
+                if request.url.endswith(url) and request.headers.get("hx-request")
+                else None
+            ),
+        )
+        page.evaluate(
+            """() => {
+                window.seen = 0;
+                document.addEventListener("htmx:sseMessage", (event) => {
+                    if (event.detail.type === "sessions-updated") seen++;
+                });
+            }"""
+        )
+        wait_for_live_stream(page)
+        run = SyncRunFactory(updated_count=1)
+        for _ in range(50):
+            publish_sessions_changed(
+                sender=SyncRun, run=run, transaction_ids=[other.pk]
+            )
+            page.wait_for_timeout(200)
+            if page.evaluate("window.seen"):
+                break
+        self.assertGreater(page.evaluate("window.seen"), 0)
+        self.assertEqual(re_reads, [])
+        TransactionSyncState.objects.filter(pk=shown.pk).update(
+            kwh_delivered=Decimal("7.125")
+        )
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[shown.pk])
+        expect(page.locator("#session-detail")).to_contain_text("7.125 kWh")
+        self.assertEqual(len(re_reads), 1)
+
     def test_an_import_under_way_says_so_and_cannot_be_sent_twice(self) -> None:
         page = self.open_console("/admin/user-mappings/")
         # What the button says once the form is sent, kept for after the

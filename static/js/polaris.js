@@ -323,6 +323,20 @@
       event.preventDefault();
     }
   });
+  // A part showing one session ([data-live-session], a transaction's detail)
+  // re-reads itself only when the sync changed that session: the event names
+  // the sessions it changed. Re-reading for every other session's reading would
+  // take away a selection, or a screen reader's place, every sync.
+  document.addEventListener("htmx:confirm", function (event) {
+    var shown = event.detail.elt.getAttribute("data-live-session");
+    var trigger = event.detail.triggeringEvent;
+    if (!shown || !trigger || trigger.type !== "sse:sessions-updated") { return; }
+    var data = (trigger.detail && trigger.detail.data) || "";
+    var changed = /data-changed-sessions="([^"]*)"/.exec(data);
+    if (changed && changed[1].split(" ").indexOf(shown) === -1) {
+      event.preventDefault();
+    }
+  });
 
   function catchUp(container) {
     // Resuming re-reads the page anyway.
