@@ -383,6 +383,28 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         expect(page.locator("#session-detail")).to_contain_text("7.125 kWh")
         self.assertEqual(len(re_reads), 1)
 
+    def test_a_charging_sessions_detail_and_sync_runs_can_be_paused(self) -> None:
+        shown = TransactionSyncStateFactory(is_finalized=False)
+        page = self.open_console(f"/admin/sessions/{shown.steve_transaction_id}/")
+        pause = page.get_by_role("button", name="Pause live updates")
+        pause.click()
+        expect(page.locator("#live-state")).to_contain_text("Live updates paused")
+        wait_for_live_stream(page)
+        TransactionSyncState.objects.filter(pk=shown.pk).update(
+            kwh_delivered=Decimal("7.125")
+        )
+        run = SyncRunFactory(updated_count=1)
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[shown.pk])
+        page.wait_for_timeout(1000)
+        expect(page.locator("#session-detail")).not_to_contain_text("7.125 kWh")
+        # Resuming reads what was missed.
+        page.get_by_role("button", name="Resume live updates").click()
+        expect(page.locator("#session-detail")).to_contain_text("7.125 kWh")
+        expect(page.locator("#live-state")).to_contain_text("Live — new readings")
+        # The Sync runs page has the same banner.
+        page.goto(f"{self.base_url}/admin/sync-runs/")
+        expect(page.get_by_role("button", name="Pause live updates")).to_be_visible()
+
     def test_an_import_under_way_says_so_and_cannot_be_sent_twice(self) -> None:
         page = self.open_console("/admin/user-mappings/")
         # What the button says once the form is sent, kept for after the

@@ -229,9 +229,11 @@ class SessionDetailTests(ConsoleTestCase):
         """The HTML of the detail page's resync status region."""
         url = reverse("sessions_app:session-detail", args=[session_id])
         html = self.client.get(url).content.decode()
-        return html[
+        html = html[
             html.index('id="resync-status"') : html.index('id="session-detail"')
         ]
+        # Not the live banner that follows it.
+        return html.split('class="live-banner-slot"')[0]
 
     def test_a_failed_resync_shows_its_sentence_on_the_detail_page(self) -> None:
         session = TransactionSyncStateFactory()
