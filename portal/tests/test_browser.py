@@ -80,6 +80,19 @@ def dana_charging(demo_driver: dict[str, object], kwh: str) -> TransactionSyncSt
     )
 
 
+def started_from_the_portal(session: TransactionSyncState, driver: User) -> ApiSession:
+    """The portal session `driver` started `session` with: what gives the banner
+    its Stop."""
+    return ApiSession.objects.create(
+        user=driver,
+        charge_box_id=session.charge_box_id,
+        connector_id=session.connector_id,
+        id_tag=session.ocpp_id_tag,
+        status=ApiSession.Status.STARTED,
+        transaction=session,
+    )
+
+
 def sync_saw(session: TransactionSyncState, kwh: str | None = None) -> None:
     """What a sync run that updated `session` (to `kwh`) tells the open pages."""
     if kwh is not None:
@@ -207,14 +220,7 @@ def test_an_acting_agent_sees_the_customers_controls_disabled(
     # "They see what you see": the Start, Reserve and Stop Dana has, which an
     # agent cannot press, also when a live update brings the banner anew.
     session = dana_charging(demo_driver, kwh="2.00")
-    ApiSession.objects.create(
-        user=demo_driver["driver"],
-        charge_box_id=session.charge_box_id,
-        connector_id=session.connector_id,
-        id_tag="TAG-DANA",
-        transaction=session,
-        status=ApiSession.Status.STARTED,
-    )
+    started_from_the_portal(session, demo_driver["driver"])  # type: ignore[arg-type]
     online = ChargerFactory(
         charge_box_id="CB-O", friendly_name="Old Mill", last_check_in_at=timezone.now()
     )
@@ -391,14 +397,7 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
     # Every sync re-renders the banner: a keyboard user about to press Stop must
     # not be sent back to the top of the page by the next reading.
     session = dana_charging(demo_driver, kwh="4.2")
-    ApiSession.objects.create(
-        user=demo_driver["driver"],
-        charge_box_id="CB-H",
-        connector_id=1,
-        id_tag="TAG-DANA",
-        status=ApiSession.Status.STARTED,
-        transaction=session,
-    )
+    started_from_the_portal(session, demo_driver["driver"])  # type: ignore[arg-type]
     with live_server() as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, server.url, "dana@example.com", "driver")
@@ -524,14 +523,7 @@ def test_two_charges_in_progress_get_two_banners_apart(
             ocpp_id_tag=tag,
             started_at=timezone.now() - timedelta(minutes=10),
         )
-        ApiSession.objects.create(
-            user=demo_driver["driver"],
-            charge_box_id=session.charge_box_id,
-            connector_id=session.connector_id,
-            id_tag=tag,
-            status=ApiSession.Status.STARTED,
-            transaction=session,
-        )
+        started_from_the_portal(session, demo_driver["driver"])  # type: ignore[arg-type]
     with live_server() as server:
         page = browser.new_page(viewport={"width": 390, "height": 844})
         sign_in(page, server.url, "dana@example.com", "driver")

@@ -326,13 +326,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         link.focus()
         wait_for_live_stream(page)
         # Every finished run replaces the table with the newest runs.
-        newer = SyncRunFactory()
-        for _ in range(50):
-            publish_run_finished(sender=SyncRun, run=newer)
-            page.wait_for_timeout(200)
-            if f"#{newer.pk}" in page.locator("#sync-runs").inner_text():
-                break
-        expect(page.locator("#sync-runs")).to_contain_text(f"#{newer.pk}")
+        self.runs_table_shows(page, SyncRunFactory())
         expect(link).to_be_focused()
 
         # The detail page's resync notice is replaced by each re-read too.
@@ -436,13 +430,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         expect(queued).to_be_visible()
         wait_for_live_stream(page)
         # The table's event replaces the table element itself (outerHTML).
-        run = SyncRunFactory()
-        for _ in range(50):
-            publish_run_finished(sender=SyncRun, run=run)
-            page.wait_for_timeout(200)
-            if f"#{run.pk}" in page.locator("#sync-runs").inner_text():
-                break
-        expect(page.locator("#sync-runs")).to_contain_text(f"#{run.pk}")
+        self.runs_table_shows(page, SyncRunFactory())
         expect(queued).to_have_count(0)
 
     def test_the_live_banner_stays_one_live_region_that_screen_readers_hear(
@@ -599,6 +587,16 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         assert time_box is not None and age_box is not None
         gap = age_box["y"] - (time_box["y"] + time_box["height"])
         self.assertTrue(0 <= gap <= 4, gap)
+
+    def runs_table_shows(self, page: Page, run: SyncRun) -> None:
+        """Tell the open Sync runs page that `run` finished, until its table
+        shows it: the stream subscribes a moment after the browser sees it open."""
+        for _ in range(50):
+            publish_run_finished(sender=SyncRun, run=run)
+            page.wait_for_timeout(200)
+            if f"#{run.pk}" in page.locator("#sync-runs").inner_text():
+                break
+        expect(page.locator("#sync-runs")).to_contain_text(f"#{run.pk}")
 
     def live_update(self, page: Page, part: str) -> None:
         """What a `sessions-updated` event does to `part`, waited for until settled."""
