@@ -71,9 +71,8 @@ def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:
 
 def _follows_a_failed_run(run: SyncRun) -> bool:
     previous = (
-        SyncRun.objects.filter(kind=run.kind, started_at__lt=run.started_at)
-        .finished()
-        .newest_first()
+        SyncRun.objects.finished_of(run.kind)
+        .filter(started_at__lt=run.started_at)
         .values_list("status", flat=True)
         .first()
     )

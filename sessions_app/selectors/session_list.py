@@ -339,7 +339,7 @@ class _ConfirmedAt(TypedDict):
 def sync_freshness(*, now: datetime) -> SyncFreshness:
     """Staleness threshold (three sync intervals) and the latest runs that matter."""
     transactions = SyncRun.Kind.TRANSACTIONS
-    latest = SyncRun.objects.filter(kind=transactions).finished().newest_first()
+    latest = SyncRun.objects.finished_of(transactions)
     # One query: the last run that changed something carries when the latest
     # successful transactions run finished, and how the latest one went.
     last_change = cast(

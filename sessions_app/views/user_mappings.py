@@ -30,7 +30,8 @@ def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "search": search,
         "mappings": selectors.user_mapping_list(search=search),
         "import_form": UserMappingImportForm(),
-        "import_report": _import_report(request),
+        # The skipped lines of the import just done, shown once.
+        "import_report": request.session.pop(IMPORT_REPORT_KEY, None),
     }
     return render(request, "sessions_app/user_mapping_list.html", context)
 
@@ -179,21 +180,11 @@ IMPORT_REPORT_KEY = "user_mapping_import_report"
 def _keep_import_rejections(request: HttpRequest, rejected: list[RejectedRow]) -> None:
     """Keep the skipped lines for the list page the import redirects to."""
     listed = rejected[:IMPORT_REJECTIONS_LISTED]
+    unlisted = rejected[IMPORT_REJECTIONS_LISTED:]
     request.session[IMPORT_REPORT_KEY] = {
         "lines": [[row.line, row.reason] for row in listed],
-        "unlisted": [row.line for row in rejected[IMPORT_REJECTIONS_LISTED:]],
-    }
-
-
-def _import_report(request: HttpRequest) -> dict[str, object] | None:
-    """The skipped lines of the import just done, once."""
-    report = request.session.pop(IMPORT_REPORT_KEY, None)
-    if not report:
-        return None
-    unlisted = report["unlisted"]
-    return {
-        "lines": report["lines"],
+        # Counted, not listed: the first and the last line number say the rest.
         "unlisted_count": len(unlisted),
-        "unlisted_from": unlisted[0] if unlisted else None,
-        "unlisted_to": unlisted[-1] if unlisted else None,
+        "unlisted_from": unlisted[0].line if unlisted else None,
+        "unlisted_to": unlisted[-1].line if unlisted else None,
     }

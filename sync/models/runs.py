@@ -31,6 +31,10 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
             "-finished_at"
         )
 
+    def finished_of(self, kind: str) -> "SyncRunQuerySet":
+        """Finished runs of `kind`, however they went, newest first."""
+        return self.filter(kind=kind).finished().newest_first()
+
     def latest_succeeded(self, kind: str) -> "SyncRun | None":
         """The most recently finished successful run of `kind`, or None."""
         return self.succeeded(kind).first()
