@@ -50,8 +50,10 @@ from sessions_app.charging.lifecycle import (
     api_sessions_advance_all,
     stop_resend_after,
 )
+from sessions_app.charging.station import CHARGING_PAST_MANUAL_STOP
 
 __all__ = [
+    "CHARGING_PAST_MANUAL_STOP",
     "REQUEST_FIELDS",
     "SCHEDULE_HORIZON",
     "TARGET_STEP",

@@ -20,7 +20,11 @@ from sessions_app.charging.errors import (
     StationError,
     StopUnconfirmed,
 )
-from sessions_app.charging.station import remote_start, remote_stop
+from sessions_app.charging.station import (
+    CHARGING_PAST_MANUAL_STOP,
+    remote_start,
+    remote_stop,
+)
 from sessions_app.charging.tags import tag_for
 from sessions_app.charging.targets import reached_target
 from sessions_app.models import ApiSession
@@ -41,15 +45,22 @@ Status = ApiSession.Status
 def api_sessions_advance_all(
     *, now: datetime | None = None, client: SteveClient | None = None
 ) -> int:
-    """Advance every created or started session; returns how many were looked at.
+    """Advance every created or started session, and every ended one whose charge
+    changed since it ended; returns how many were looked at.
 
     One session's failure is logged and does not hold up the others. The task's
     soft time limit ends the loop: every step commits on its own, so what was done
     stays done, and the next run (a sync interval later) takes up the rest.
     """
+    now = now or timezone.now()
     with given_or_new(client) as steve:
         ids = list(
             ApiSession.objects.open().order_by("id").values_list("pk", flat=True)
+        )
+        ids += (
+            ApiSession.objects.resettling(now)
+            .order_by("id")
+            .values_list("pk", flat=True)
         )
         for done, pk in enumerate(ids):
             try:
@@ -86,6 +97,8 @@ def api_session_advance(
         session = _advance_created(session, client, now)
     if session.status == Status.STARTED:
         session = _advance_started(session, client, now)
+    elif session.status == Status.ENDED:
+        session = _resettle_ended(session, client, now)
     return session
 
 
@@ -273,8 +286,13 @@ def _advance_started(
             status_message="This charge's synced record was removed from Polaris, "
             "so the session ended with the readings it last had.",
         )
-    session = _refresh_readings(session, tx, client, now)
-    if tx.is_finalized:
+    # A manual stop is SteVe's bookkeeping, not the station's stop message that
+    # ends a session: while the station goes on charging, so does the session.
+    over = (
+        tx.is_finalized and not tx.is_charging_past_manual_stop(now)
+    ) or tx.is_suspected_stuck
+    session = _refresh_readings(session, tx, client, now, over=over)
+    if over and tx.is_finalized:
         # The end is the whole story now: a message about an earlier hiccup (a
         # refused stop) would read as if it still held.
         return transition(
@@ -285,12 +303,68 @@ def _advance_started(
             ended_at=tx.stopped_at or now,
             status_message="",
         )
+    if tx.is_suspected_stuck:
+        # SteVe keeps it active forever (a lost or refused StopTransaction), and
+        # the session would hold its connector with it.
+        return transition(
+            session,
+            Status.STARTED,
+            Status.ENDED,
+            now,
+            ended_at=tx.last_reading_at or tx.started_at,
+            status_message=STUCK,
+        )
+    if tx.is_finalized:
+        # SteVe refuses a remote stop of a charge it lists as stopped, so no
+        # target can stop it either.
+        return _say(session, CHARGING_PAST_MANUAL_STOP, now)
     _enforce_targets(session, tx, client, now)
     return session
 
 
+STUCK = (
+    "The station stopped reporting this charge without a stop the charging network "
+    "accepted, so the session ended with the readings it last had."
+)
+
+
+def _say(session: ApiSession, message: str, now: datetime) -> ApiSession:
+    """Set the session's message, moving updatedAt only when it changes."""
+    if session.status_message != message:
+        ApiSession.objects.filter(pk=session.pk).update(
+            status_message=message, updated_at=now
+        )
+        session.refresh_from_db()
+    return session
+
+
+def _resettle_ended(
+    session: ApiSession, client: SteveClient, now: datetime
+) -> ApiSession:
+    """Bring an ended session up to its charge, which changed after it ended: the
+    station's own stop replaced a manual one (CONTRACT §11), with later readings
+    and a later stop time. Its metrics and cost read the charge itself, so only
+    what the session keeps of it is written, and updatedAt says it changed."""
+    tx = session.transaction
+    if tx is None or not tx.is_finalized or tx.updated_at <= session.updated_at:
+        return session
+    session = _refresh_readings(session, tx, client, now, over=True)
+    ApiSession.objects.filter(pk=session.pk).update(
+        ended_at=tx.stopped_at or session.ended_at, updated_at=now
+    )
+    session.refresh_from_db()
+    logger.info("api_session=%s re-read: its charge changed after it ended", session.pk)
+    announce_status(session)
+    return session
+
+
 def _refresh_readings(
-    session: ApiSession, tx: TransactionSyncState, client: SteveClient, now: datetime
+    session: ApiSession,
+    tx: TransactionSyncState,
+    client: SteveClient,
+    now: datetime,
+    *,
+    over: bool,
 ) -> ApiSession:
     try:
         details = client.transaction_details(
@@ -303,7 +377,7 @@ def _refresh_readings(
         )
         return session
     readings = with_stop_reading(details)
-    end = tx.stopped_at if tx.is_finalized else None
+    end = (tx.stopped_at or tx.last_reading_at) if over else None
     report = energy_report(readings, stopped_at=end)
     activity = charging_activity(readings, start=tx.started_at, end=end)
     if report == session.energy_report and activity == session.charging_activity:

@@ -91,6 +91,13 @@ def _unexplained_refusal(
     )
 
 
+CHARGING_PAST_MANUAL_STOP = (
+    "An operator closed this charge in the charging network while the station "
+    "goes on charging, so it can no longer be stopped remotely: stop it at the "
+    "station. The session ends when the station reports its stop."
+)
+
+
 def remote_stop(
     session: ApiSession, tx: TransactionSyncState, client: SteveClient
 ) -> None:
@@ -104,6 +111,8 @@ def remote_stop(
         )
     except SteveRejected as error:
         text = error.message.lower()
+        if "not active" in text and tx.stop_event_actor == tx.StopEventActor.MANUAL:
+            raise SessionConflict(CHARGING_PAST_MANUAL_STOP) from None
         if "not active" in text:
             raise SessionConflict(
                 "The station has already stopped this charge; the session ends "

@@ -37,7 +37,12 @@ def reached_target(
     """
     if session.target_stop_at is not None and now >= session.target_stop_at:
         return ApiSession.Target.STOP_TIME
-    next_check = now + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+    # The charge's times are the station's clock: the next check is read on it.
+    next_check = (
+        now
+        + timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+        - _station_clock_lag(session, tx)
+    )
     projected_kwh = _projected_kwh(session, tx, next_check)
     energy = session.target_energy_kwh
     if energy is not None and projected_kwh >= energy:
@@ -58,6 +63,17 @@ def reached_target(
         if cost.amount >= session.target_cost:
             return ApiSession.Target.COST
     return None
+
+
+def _station_clock_lag(session: ApiSession, tx: TransactionSyncState) -> timedelta:
+    """How far the station's clock runs behind ours, as its charge gives away: it
+    began after the remote start was sent, yet is stamped before. A clock that
+    runs ahead cannot be told from a charge that began late, so it counts as
+    right."""
+    sent_at = session.remote_start_sent_at
+    if sent_at is None or tx.started_at >= sent_at:
+        return timedelta(0)
+    return sent_at - tx.started_at
 
 
 def _projected_kwh(

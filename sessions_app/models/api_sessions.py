@@ -9,6 +9,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sessions_app.models.rates import Rate
+from sync.models.transactions import manual_stop_grace_start
 
 
 def _whole_millisecond(moment: datetime) -> datetime:
@@ -28,6 +29,16 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
     def open(self) -> "ApiSessionQuerySet":
         """Sessions still in progress (created or started)."""
         return self.filter(status__in=ApiSession.OPEN_STATUSES)
+
+    def resettling(self, now: datetime) -> "ApiSessionQuerySet":
+        """Ended sessions whose charge changed since: a manual stop in SteVe that
+        the station's own stop replaced (CONTRACT §11) within the grace period
+        the sync re-reads it for."""
+        return self.filter(
+            status=ApiSession.Status.ENDED,
+            updated_at__gte=manual_stop_grace_start(now),
+            transaction__updated_at__gt=models.F("updated_at"),
+        )
 
     def waiting_to_start(self, now: datetime) -> "ApiSessionQuerySet":
         """Scheduled sessions whose start time has not come: they hold their

@@ -745,6 +745,26 @@ class ApiSessionTargetTests(ChargingTestCase):
             self.advance(session)
         self.assert_stopped_once_by(session, "time")
 
+    def test_the_time_target_runs_on_the_stations_clock(self) -> None:
+        # The station's clock is 10 minutes behind: its charge is stamped 10
+        # minutes before the remote start that began it. Five minutes of charging
+        # are five minutes on either clock, not "15 minutes since the start".
+        session = self.create(target=charging.SessionTarget(time_minutes=Decimal(5)))
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        pk = self.station_starts(sent_at - timedelta(minutes=10))
+        self.sync()
+        session = self.advance(session)
+        self.assert_started_on(session, pk)
+        next_check = timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+        before_last_check = sent_at + timedelta(minutes=5) - next_check
+        with time_machine.travel(before_last_check - timedelta(seconds=1), tick=False):
+            self.advance(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        with time_machine.travel(before_last_check + timedelta(seconds=1), tick=False):
+            self.advance(session)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+
     def charge_at(self, session: ApiSession, delivered_wh: int, watts: int) -> None:
         """The station reports `delivered_wh` since the start, drawing `watts`."""
         tx = self.steve_transaction(session)
@@ -1012,6 +1032,99 @@ class ApiSessionFinalMessageTests(ChargingTestCase):
         session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.ENDED)
         self.assertIn("synced record was removed", session.status_message)
+
+
+class ApiSessionManualStopTests(ChargingTestCase):
+    """A manual stop in SteVe (`PATCH /transactions/{pk}/stop`) is bookkeeping:
+    the station is told nothing, and its own stop may come later and replace it
+    (CONTRACT §11)."""
+
+    def manually_stopped(self) -> tuple[ApiSession, int]:
+        session = self.begin_charging(self.create())
+        pk = self.steve_transaction(session)["id"]
+        self.standin.tick(60)
+        self.steve.stop_transaction(pk)
+        return session, pk
+
+    def test_a_station_charging_on_keeps_the_session_started_until_its_own_stop(
+        self,
+    ) -> None:
+        session, pk = self.manually_stopped()
+        self.standin.tick(60)  # the station's readings go on after the manual stop
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        self.assertEqual(session.status_message, charging.CHARGING_PAST_MANUAL_STOP)
+        assert session.energy_report is not None
+        self.assertIn("power", session.energy_report)
+        # SteVe refuses a remote stop of a charge it lists as stopped; the caller
+        # learns why and what to do.
+        with self.assertRaisesMessage(
+            charging.SessionConflict, "stop it at the station"
+        ):
+            charging.api_session_stop(session=session, client=self.steve)
+        self.standin.tick(60)
+        self.standin.station_stop(pk)
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        self.assertEqual(session.status_message, "")
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.stop_event_actor, "station")
+        self.assertEqual(session.ended_at, session.transaction.stopped_at)
+
+    def test_a_station_that_sent_nothing_after_it_ends_the_session(self) -> None:
+        session, _ = self.manually_stopped()
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        assert session.transaction is not None
+        self.assertEqual(session.ended_at, session.transaction.stopped_at)
+
+    def test_the_stations_later_stop_updates_the_ended_session(self) -> None:
+        session, pk = self.manually_stopped()
+        self.sync()
+        ended = self.advance(session)
+        self.assertEqual(ended.status, ApiSession.Status.ENDED)
+        self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 0)
+        # Back online, the station uploads its own stop, with later readings.
+        self.standin.tick(120)
+        self.standin.station_stop(pk)
+        self.sync()
+        self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 1)
+        session = ApiSession.objects.get(pk=session.pk)
+        assert session.transaction is not None and ended.ended_at is not None
+        self.assertEqual(session.ended_at, session.transaction.stopped_at)
+        self.assertGreater(session.ended_at, ended.ended_at)
+        self.assertGreater(session.updated_at, ended.updated_at)
+        assert session.energy_report is not None and ended.energy_report is not None
+        self.assertGreater(
+            session.energy_report["timestamp"], ended.energy_report["timestamp"]
+        )
+        # Once up to date, it is not read again.
+        self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 0)
+
+
+class ApiSessionStuckChargeTests(ChargingTestCase):
+    def test_a_charge_steve_keeps_active_after_a_refused_stop_ends_the_session(
+        self,
+    ) -> None:
+        # SteVe refuses a stop below the start value and keeps the charge active
+        # forever (CONTRACT §11); a newer charge on the connector gives it away.
+        session = self.begin_charging(self.create())
+        pk = self.steve_transaction(session)["id"]
+        self.standin.tick(60)
+        refused = self.standin.station_stop(pk, stop_value=1)
+        self.assertFalse(refused["accepted"], refused)
+        self.standin.add_transaction("CP-001", 1, "TAG-0003")
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        self.assertIn("stopped reporting this charge", session.status_message)
+        assert session.transaction is not None
+        self.assertTrue(session.transaction.is_suspected_stuck)
+        self.assertEqual(session.ended_at, session.transaction.last_reading_at)
+        self.assertFalse(ApiSession.objects.open().exists())
 
 
 class ApiSessionReadingsTests(ChargingTestCase):

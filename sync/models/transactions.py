@@ -234,6 +234,17 @@ class TransactionSyncState(models.Model):
     def __str__(self) -> str:
         return f"SteVe transaction {self.steve_transaction_id}"
 
+    def is_charging_past_manual_stop(self, now: datetime) -> bool:
+        """Stopped by hand in SteVe while the station goes on charging: it sent a
+        reading after the manual stop's time within CHECK_IN_VALID_FOR. As
+        `occupying_connector` counts it, and until the station's own stop
+        replaces the manual one or its readings stop."""
+        return (
+            self.stop_event_actor == self.StopEventActor.MANUAL
+            and self.last_reading_after_stop_at is not None
+            and self.last_reading_after_stop_at >= now - CHECK_IN_VALID_FOR
+        )
+
     def is_settled(self, now: datetime) -> bool:
         """Stopped for good: finalized, and not a manual stop that the station's
         own stop may still replace. What the portal marks "Finalized" (the seed's

@@ -140,7 +140,15 @@ class SessionOut(Schema):
     user: str
     chargestation: str
     connector: str = Field(description="The connector id (the OCPP connectorId).")
-    status: SessionStatus
+    status: SessionStatus = Field(
+        description="created: the remote start is sent, or scheduled. started: the "
+        "station is charging, also after an operator closed the charge in the "
+        "charging network while the station goes on (it can then only be stopped "
+        "at the station). ended: the station reported its stop, or stopped "
+        "reporting a charge the network keeps open (a newer charge on its "
+        "connector, or hours without a reading). cancelled: charging did not "
+        "begin."
+    )
     rate: str | None
     target: TargetOut | None
     metrics: MetricsOut | None
