@@ -258,7 +258,11 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     message says so. 502 means the stop was not sent, or the station answered with
     an error. A `created` session whose start was sent stays `created`: its stop is
     sent as soon as charging begins, and it is cancelled if charging does not
-    begin in time; one whose scheduled start was not sent yet is cancelled.
+    begin in time; one whose scheduled start was not sent yet is cancelled. A
+    stop repeated on a session a stop cancelled answers as the first did; a stop
+    of any other ended or cancelled session is 409, as is one SteVe refuses
+    because an operator closed the charge there while the station goes on (the
+    message says to stop it at the station).
     Staff may read every session, but stopping another user's takes the
     permission "Can start and stop any customer's API sessions"
     (`sessions_app.manage_any_session`): without it the answer is 403, and with

@@ -26,6 +26,8 @@ from sessions_app.charging.errors import (
     StopUnconfirmed,
 )
 from sessions_app.charging.lifecycle import (
+    CANCELLED_BY_EARLY_STOP,
+    CANCELLED_BY_STOP,
     announce_status,
     cancel_created,
     clear_message,
@@ -223,7 +225,13 @@ def api_session_stop(
 def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> ApiSession:
     """`api_session_stop` once the caller may: send the stop, or keep it."""
     if session.status == Status.CREATED and session.remote_start_sent_at is None:
-        return cancel_created(session, now, "Cancelled before its scheduled start.")
+        return cancel_created(session, now, CANCELLED_BY_STOP)
+    if session.status == Status.CANCELLED and session.status_message in (
+        CANCELLED_BY_STOP,
+        CANCELLED_BY_EARLY_STOP,
+    ):
+        # A retried stop (its first answer lost) gets what the first one did.
+        return session
     if session.status == Status.CREATED:
         kept = ApiSession.objects.filter(
             pk=session.pk, status=Status.CREATED, stop_requested_at__isnull=True
@@ -371,8 +379,26 @@ def _session_fields(
 
 
 def _request_of(session: ApiSession) -> tuple[Any, ...]:
-    """What makes two create requests the same request: the fields they set."""
-    return tuple(getattr(session, name) for name in REQUEST_FIELDS)
+    """What makes two create requests the same request: the fields they set, with
+    meta_data's numbers as their decimal text says (`_exact_numbers`)."""
+    return tuple(
+        _exact_numbers(value) if name == "meta_data" else value
+        for name in REQUEST_FIELDS
+        for value in [getattr(session, name)]
+    )
+
+
+def _exact_numbers(value: Any) -> Any:
+    """`value` with its floats as the decimals they are written as. PostgreSQL's
+    jsonb keeps a number as that decimal, so a stored 1e23 reads back as the
+    integer 10**23, which the float 1e23 is not equal to; a Decimal of it is."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {key: _exact_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_exact_numbers(item) for item in value]
+    return value
 
 
 def _check_charger(user: User, charge_box_id: str, connector_id: int) -> None:

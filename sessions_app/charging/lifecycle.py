@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 Status = ApiSession.Status
 
 
+CANCELLED_BY_STOP = "Cancelled before its scheduled start."
+CANCELLED_BY_EARLY_STOP = "Cancelled: the stop came before charging began."
+
+
 def api_sessions_advance_all(
     *, now: datetime | None = None, client: SteveClient | None = None
 ) -> int:
@@ -134,9 +138,7 @@ def _advance_created(
             started.refresh_from_db()
         return started
     if start_ruled_out and session.stop_requested_at is not None:
-        return cancel_created(
-            session, now, "Cancelled: the stop came before charging began."
-        )
+        return cancel_created(session, now, CANCELLED_BY_EARLY_STOP)
     if start_ruled_out and session.remote_start_returned_at is None:
         return _resend_lost_start(session, client, now)
     if start_ruled_out:

@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from openapi_spec_validator import validate
 
+from sessions_app.models import ApiSession
 from sessions_app.tests.test_api_sessions import ApiTestCase
 
 CSRF_SECRET = "a" * 32  # what the portal's page would carry in its cookie
@@ -204,7 +205,7 @@ class DocumentedStatusesTests(ApiTestCase):
         scheduled = self.start(self.bob_token, box="CP-002", target=target)
         waiting = self.result(scheduled, 201)["_id"]
         stop = f"/sessions/{session_id}/stop"
-        # Stopping a session that has not started cancels it: a second stop is 409.
+        # Stopping a session that has not started cancels it (again when retried).
         self.result(self.call("POST", f"/sessions/{waiting}/stop", self.bob_token))
         responses = [
             self.call("POST", f"/sessions/{waiting}/stop"),  # bob's
@@ -219,5 +220,12 @@ class DocumentedStatusesTests(ApiTestCase):
         ]
         self.standin.set_fault("error", status=503, path_contains="RemoteStop")
         responses.append(self.call("POST", stop))
+        responses.append(self.call("POST", stop))
+        # An ended session cannot be stopped: 409.
+        self.standin.clear_faults()
+        ended = ApiSession.objects.get(pk=session_id)
+        self.standin.station_stop(self.steve_transaction(ended)["id"])
+        self.sync()
+        self.advance(ended)
         responses.append(self.call("POST", stop))
         self.assert_reached("POST", "/api/v1/sessions/{session_id}/stop", responses)

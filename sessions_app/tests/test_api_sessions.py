@@ -204,6 +204,19 @@ class SessionLifecycleApiTests(ApiTestCase):
         other = self.start(box="CP-002", headers=headers)
         self.assert_error(other, 422, "different request")
 
+    def test_a_retry_whose_meta_data_has_large_or_fractional_numbers_is_a_retry(
+        self,
+    ) -> None:
+        # jsonb keeps 1e23 as the decimal it is written as, which reads back as
+        # an integer the float 1e23 is not equal to.
+        headers = {"Idempotency-Key": "order-21"}
+        meta_data = {"n": 1e23, "x": [1.5e300, 0.1], "id": 7}
+        first = self.result(self.start(headers=headers, meta_data=meta_data), 201)
+        again = self.start(headers=headers, meta_data=meta_data)
+        self.assertEqual(self.result(again, 201)["_id"], first["_id"])
+        other = self.start(headers=headers, meta_data={**meta_data, "n": 2e23})
+        self.assert_error(other, 422, "different request")
+
     def test_a_replay_does_not_announce_a_start_that_already_happened(self) -> None:
         headers = {"Idempotency-Key": "order-19"}
         session_id = self.result(self.start(headers=headers), 201)["_id"]
@@ -348,6 +361,9 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
         stopped = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
         self.assertEqual(stopped["status"], "cancelled")
+        # A retry, its first answer lost, gets the same.
+        again = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
+        self.assertEqual(again, stopped)
 
 
 class SessionUnconfirmedStartApiTests(ApiTestCase):

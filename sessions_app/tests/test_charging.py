@@ -559,6 +559,13 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
             self.create()
         self.assert_nothing_stored()
 
+    def test_a_gateway_timeout_in_front_of_steve_keeps_the_session(self) -> None:
+        # SteVe had the start and may have sent it on: the 120 s rule decides.
+        self.standin.set_fault("error", status=504, path_contains="operations")
+        session = self.create()
+        self.assertEqual(session.status, ApiSession.Status.CREATED)
+        self.assertIn("answer was lost", session.status_message)
+
     def test_an_unexplained_refusal_is_our_sentence_and_steves_is_logged(
         self,
     ) -> None:

@@ -410,6 +410,17 @@ class SteveClient:
                     "404): check STEVE_URL, context path included (e.g. /steve).",
                 )
             raise SteveNotFound(message, permanent=True, status=status)
+        if status == 504:
+            # A gateway in front of SteVe stopped waiting for it: SteVe has the
+            # request, and may be acting on it, as when our own timeout ends.
+            logger.warning(
+                "SteVe %s %s: the gateway timed out (HTTP 504)", method, path
+            )
+            raise SteveUnanswered(
+                "SteVe did not answer in time (a gateway timed out, HTTP 504).",
+                permanent=False,
+                status=status,
+            )
         if status == 429 or status >= 500:
             logger.warning(
                 "SteVe %s %s answered %s: %s", method, path, status, response.text[:500]
