@@ -13,6 +13,8 @@ from django.utils import timezone
 from polaris import live
 from portal import selectors
 from portal.access import customer_zones
+from portal.models import Reservation
+from portal.signals import reservation_changed
 from sessions_app.models import ApiSession
 from sessions_app.signals import api_session_changed
 from sync.models import SyncRun, TransactionSyncState, UserMapping
@@ -79,3 +81,13 @@ def publish_api_session_changed(
     and one that was cancelled before charging says so."""
     tags = selectors.customer_tags(customer=session.user)
     publish_active_sessions(tags_by_customer={session.user_id: tags})
+
+
+@receiver(reservation_changed)
+def publish_reservation_changed(
+    sender: type[Reservation], reservation: Reservation, **kwargs: Any
+) -> None:
+    """Refresh the customer's pages: the event re-reads their next reservation
+    and chargers in every tab, not only the one that reserved or cancelled."""
+    tags = selectors.customer_tags(customer=reservation.user)
+    publish_active_sessions(tags_by_customer={reservation.user_id: tags})

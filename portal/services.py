@@ -13,6 +13,7 @@ from django.utils.formats import date_format
 from portal.access import ACTING_AS_KEY, customer_zone
 from portal.models import Reservation
 from portal.selectors import own_start_at
+from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession, AuditEntry
@@ -71,11 +72,12 @@ def charge_start(
                 "under way."
             ) from None
         if isinstance(error, SessionConflict):
-            # OCPP's refusal gives no reason; what Polaris last saw may: another
-            # driver's charge or reservation since the page was shown.
+            # OCPP's refusal gives no reason, and the API's speaks to integrators;
+            # what Polaris last saw may: another driver's charge or reservation
+            # since the page was shown.
             taken = _taken_by_someone_else(customer, charger, now)
             if taken:
-                raise SessionConflict(f"{taken} {error.message}") from None
+                raise SessionConflict(taken) from None
         raise
 
 
@@ -155,8 +157,17 @@ def reservation_create(
         _reserve_at_the_station(reservation, client)
         with transaction.atomic():
             reservation.save()
+            _announce(reservation)
     logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
     return reservation
+
+
+def _announce(reservation: Reservation) -> None:
+    """Send `reservation_changed` after commit: the customer's other open pages
+    show it without a reload."""
+    transaction.on_commit(
+        lambda: reservation_changed.send(sender=Reservation, reservation=reservation)
+    )
 
 
 def _card_to_reserve_with(customer: User, now: datetime) -> str:
@@ -344,7 +355,9 @@ def reservation_cancel(
     reservation.status = Reservation.Status.CANCELLED
     reservation.cancelled_at = now
     reservation.full_clean()
-    reservation.save(update_fields=["status", "cancelled_at"])
+    with transaction.atomic():
+        reservation.save(update_fields=["status", "cancelled_at"])
+        _announce(reservation)
     logger.info("reservation=%s cancelled", reservation.pk)
     return reservation
 

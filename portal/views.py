@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect
 
 from polaris import live
 from polaris.http import (
@@ -68,6 +69,11 @@ DASHBOARD_PARTS = {
 def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     viewer = access.viewer_for(request)
     if access.sends_staff_to_console(request, viewer):
+        if is_fragment_request(request):
+            # A live re-read from a tab still showing the customer an agent acted
+            # as, after acting ended in another: the whole tab goes to the
+            # console, rather than the console into the card.
+            return HttpResponseClientRedirect(reverse(CONSOLE))
         return redirect(CONSOLE)
     board = selectors.Dashboard(
         customer=viewer.customer,
@@ -212,12 +218,19 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     else:
         # A start whose answer was lost is kept with a message saying so: the
         # station may not be starting at all.
+        # Either way, until the next live update, whose banner then says how the
+        # start went.
         if session.status_message:
-            messages.warning(request, session.status_message)
+            messages.warning(
+                request,
+                session.status_message,
+                extra_tags=until_event(ACTIVE_SESSION_EVENT),
+            )
         else:
             messages.success(
                 request,
-                f"Charging is starting at {charger.friendly_name}.",
+                f"Charging is starting at {charger.friendly_name} "
+                f"#{charger.connector_id}.",
                 extra_tags=until_event(ACTIVE_SESSION_EVENT),
             )
     return _back_to_dashboard(request)
@@ -236,8 +249,13 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
         if session.status == ApiSession.Status.CANCELLED:
             messages.success(request, session.status_message)
         elif session.status_message:
-            # The stop's answer was lost: the station may still be charging.
-            messages.warning(request, session.status_message)
+            # The stop's answer was lost: the station may still be charging, which
+            # the next live update's banner says.
+            messages.warning(
+                request,
+                session.status_message,
+                extra_tags=until_event(ACTIVE_SESSION_EVENT),
+            )
         else:
             messages.success(
                 request,

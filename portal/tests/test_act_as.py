@@ -86,6 +86,18 @@ class ActAsTests(PortalTestCase):
         )
         self.assertEqual(self.client.get("/").status_code, 302)
 
+    def test_a_tab_left_on_the_customer_goes_to_the_console_once_acting_ended(
+        self,
+    ) -> None:
+        self.start()
+        self.client.post(reverse("portal:act-as-end"))
+        # Its next live re-read of a card: the tab goes, not the console into it.
+        response = self.client.get(
+            "/", headers={"HX-Request": "true", "HX-Target": "recent-activity"}
+        )
+        self.assertEqual(response["HX-Redirect"], "/admin/sessions/")
+        self.assertNotContains(response, "sessions match")
+
     def ended_entries(self) -> list[str]:
         return list(
             AuditEntry.objects.filter(

@@ -372,11 +372,23 @@ def test_a_card_reserves_and_then_starts_from_its_one_form(
         sign_in(page, server.url, "dana@example.com", "driver")
         first = page.locator("article.charger").first
         first.get_by_label("Reserve Harbour Street #1 for").select_option("15")
+        # What the buttons say once the form is sent, kept for after the
+        # navigation (window listeners run after the page's own on document).
+        page.evaluate(
+            """() => window.addEventListener("submit", (event) => {
+                const buttons = [...event.target.querySelectorAll("button")];
+                sessionStorage.setItem("sent", JSON.stringify([
+                    event.submitter.textContent, buttons.map((b) => b.disabled)]));
+            })"""
+        )
         # Reserve posts the card's form to its own action (formaction).
         first.get_by_role("button", name="Reserve").click()
         expect(page.locator(".messages")).to_contain_text(
             "Harbour Street #1 is reserved for you until"
         )
+        sent = page.evaluate("() => JSON.parse(sessionStorage.getItem('sent'))")
+        # Under way, and not to be sent twice; the length was sent all the same.
+        assert sent == ["Reserving…", [True, True]], sent
         reservation = Reservation.objects.get()
         assert reservation.charger.charge_box_id == "CP-001"
         assert reservation.ends_at - reservation.starts_at == timedelta(minutes=15)
@@ -385,7 +397,7 @@ def test_a_card_reserves_and_then_starts_from_its_one_form(
         expect(card.locator(".charger-status")).to_contain_text("reserved")
         card.get_by_role("button", name="Start charging").click()
         expect(page.locator(".messages")).to_contain_text(
-            "Charging is starting at Harbour Street."
+            "Charging is starting at Harbour Street #1."
         )
     session = ApiSession.objects.get()
     assert (session.charge_box_id, session.connector_id) == ("CP-001", 1)

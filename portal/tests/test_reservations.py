@@ -1,5 +1,6 @@
 """Reserve and cancel through SteVe (the stand-in over real HTTP)."""
 
+import uuid
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,7 +12,9 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
+from django_eventstream.eventstream import get_storage
 
+from polaris.live import customer_channel
 from portal.models import CustomerProfile, Reservation
 from portal.selectors import charger_list
 from portal.services import PortalError, reservation_cancel, reservation_create
@@ -86,6 +89,25 @@ class ReservationTests(StandinReservationTestCase):
         self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
         held = self.standin.state()["reservations"]
         self.assertEqual(len(held), 1, held)
+
+    # A prefix of its own keeps parallel runs' events on other channels.
+    @override_settings(LIVE_CHANNEL_PREFIX=f"test-{uuid.uuid4().hex[:12]}-")
+    def test_reserving_and_cancelling_reach_the_customers_other_pages(self) -> None:
+        channel = customer_channel(self.alice.pk)
+
+        def banners_since(last_id: int) -> int:
+            events = get_storage().get_events(channel, last_id)
+            return sum(event.type == "active-session" for event in events)
+
+        before = get_storage().get_current_id(channel)
+        with self.captureOnCommitCallbacks(execute=True):
+            reservation = self._reserve()
+        self.assertEqual(banners_since(before), 1)
+        held = self.standin.state()["reservations"][0]
+        reservation.steve_reservation_id = held["reservationId"]
+        with self.captureOnCommitCallbacks(execute=True):
+            reservation_cancel(reservation=reservation, client=self.client_steve)
+        self.assertEqual(banners_since(before), 2)
 
     def test_a_refused_reserve_now_stores_nothing(self) -> None:
         self.standin.set_online(self.free.charge_box_id, False)

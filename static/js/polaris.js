@@ -39,21 +39,31 @@
     });
   }
 
-  // A form whose request takes a while (a CSV import reads the whole file) says
-  // it is under way once sent, and cannot be sent twice meanwhile. Back to the
-  // page from the browser's cache, it is ready again.
+  // A form whose request takes a while (a CSV import reads the whole file, a
+  // start waits for the station) says it is under way once sent, and cannot be
+  // sent twice meanwhile: the button pressed takes its busy label, and the
+  // form's buttons are disabled (buttons only: a disabled field is not sent).
+  // Back to the page from the browser's cache, it is ready again.
   document.addEventListener("submit", function (event) {
-    var button = event.target.querySelector("button[data-busy-label]");
-    if (!button || event.defaultPrevented) { return; }
-    button.setAttribute("data-idle-label", button.textContent);
+    var button = event.submitter || event.target.querySelector("button[type=submit]");
+    if (!button || !button.hasAttribute("data-busy-label") || event.defaultPrevented) {
+      return;
+    }
+    button.setAttribute("data-idle-label", button.innerHTML);
     button.textContent = button.getAttribute("data-busy-label");
-    button.disabled = true;
+    event.target.querySelectorAll("button").forEach(function (each) {
+      each.disabled = true;
+      each.setAttribute("data-busy-disabled", "");
+    });
   });
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("button[data-idle-label]").forEach(function (button) {
-      button.textContent = button.getAttribute("data-idle-label");
+      button.innerHTML = button.getAttribute("data-idle-label");
       button.removeAttribute("data-idle-label");
+    });
+    document.querySelectorAll("button[data-busy-disabled]").forEach(function (button) {
       button.disabled = false;
+      button.removeAttribute("data-busy-disabled");
     });
   });
 
