@@ -123,6 +123,8 @@ class DemoCommandTests(SimpleTestCase):
         output = log_path.read_text()
         self.assertEqual(demo.returncode, 0, output)
         self.assertIn("Polaris demo stopped.", output)
+        # How to sync by hand beside it, with this demo's stand-in.
+        self.assertIn(f"STEVE_URL=http://127.0.0.1:{standin_port}/steve ", output)
         self.assertFalse(_is_listening(web_port))
         self.assertFalse(_is_listening(standin_port))
         # The embedded PostgreSQL removes its pid file when it shuts down.

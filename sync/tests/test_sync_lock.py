@@ -1,10 +1,12 @@
 """Two sync runs never overlap: the second one skips instead of writing twice."""
 
+from datetime import timedelta
 from io import StringIO
 
 import psycopg
 from django.core.management import CommandError, call_command
 from django.test import TestCase
+from django.utils import timezone
 
 from polaris.testing import current_database_url
 from sync import services
@@ -138,6 +140,28 @@ class SyncCommandInputTests(TestCase):
 
         SyncRunFactory()
         call_command("sync", "status", stdout=StringIO())
+
+    def test_status_with_max_age_exits_with_1_when_no_run_finished_lately(
+        self,
+    ) -> None:
+        # Beat or the workers stopped: no run fails, the runs just stop coming.
+        with self.assertRaisesMessage(
+            CommandError, "No transactions sync has finished yet."
+        ):
+            call_command("sync", "status", "--max-age", "60", stdout=StringIO())
+        old = SyncRunFactory(started_at=timezone.now() - timedelta(minutes=5))
+        # A newer charger probe is not a transactions sync.
+        SyncRunFactory(kind=SyncRun.Kind.CHARGERS)
+        with self.assertRaisesRegex(
+            CommandError,
+            rf"^The newest finished transactions run, #{old.pk}, started 30\d s ago "
+            r"\(more than --max-age 60\): check that Celery beat and a worker are "
+            "running",
+        ):
+            call_command("sync", "status", "--max-age", "60", stdout=StringIO())
+        call_command("sync", "status", "--max-age", "600", stdout=StringIO())
+        SyncRunFactory()
+        call_command("sync", "status", "--max-age", "60", stdout=StringIO())
 
     def test_an_unreachable_steve_fails_the_run_with_a_sentence(self) -> None:
         unreachable = self.settings(

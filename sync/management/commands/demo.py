@@ -124,7 +124,7 @@ class Command(BaseCommand):
             signal.signal(signum, self._on_signal)
         try:
             self._prepare_database()
-            env = self._child_environment(options["standin_port"])
+            env = self._child_environment(options["standin_port"], web_port=port)
             self._start_standin(env, options["fleet_size"])
             with service_logs_for(options["verbosity"]):
                 self._first_sync(env)
@@ -187,8 +187,9 @@ class Command(BaseCommand):
             f"history is cleared: {counts}. Accounts, mappings, rates and plans stay."
         )
 
-    def _child_environment(self, standin_port: int) -> dict[str, str]:
-        if not _port_is_free(standin_port):
+    def _child_environment(self, standin_port: int, *, web_port: int) -> dict[str, str]:
+        # The web port is free until uvicorn takes it, after the stand-in started.
+        if standin_port == web_port or not _port_is_free(standin_port):
             standin_port = _free_port()
         env = dict(os.environ)
         env.update(
@@ -334,6 +335,11 @@ class Command(BaseCommand):
             f"  SteVe stand-in   {steve_url}/api/v1/transactions "
             f"(Basic {STANDIN_USERNAME} / {STANDIN_PASSWORD})",
             f"  Logs             {embedded.data_dir()}/demo-*.log",
+            # Commands in another terminal default to a stand-in on 8180: without
+            # this one's URL they would sync another fleet, or fail, into this
+            # demo's database.
+            f"  Sync by hand     STEVE_URL={steve_url} "
+            f"{sys.executable} manage.py sync transactions",
             f"Syncing every {settings.SYNC_INTERVAL_SECONDS} s. Press Ctrl-C to stop.",
             "",
         ]

@@ -1,10 +1,10 @@
 """Import user mappings (SteVe idTag to portal customer) from a CSV file.
 
 The file's header is `steveOcppIdTag,email,label`. Missing customer accounts are
-created with username = email and an unusable password (they set one through
-password reset). Re-importing the same file changes nothing. Bad rows are reported
-with their line number and skipped; the good rows are still imported, and the
-command ends with status 1 so that a script notices. A file that
+created with username = email and an unusable password (staff set one in Django
+admin: Polaris sends no email). Re-importing the same file changes nothing. Bad
+rows are reported with their line number and skipped; the good rows are still
+imported, and the command ends with status 1 so that a script notices. A file that
 is not UTF-8 is refused before any row is imported. Rows are saved 1,000 lines at a
 time: Ctrl-C keeps the lines above the last "Line N of M…" and the file can simply
 be imported again. `--dry-run` imports the file in one database transaction and rolls
@@ -27,7 +27,8 @@ from sync.services.imports import user_mapping_import_bytes
 class Command(DatabaseCommand):
     help = (
         "Import steveOcppIdTag,email,label rows as user mappings. An email with no "
-        "account gets a new customer account (no password until they reset it). "
+        "account gets a new customer account, with no password until staff set one in "
+        "Django admin. "
         "Bad lines are named and skipped, the rest imported, and the command then "
         "exits with status 1. Importing a file again changes only what differs."
     )

@@ -3,8 +3,10 @@
 manage.py sync transactions [--dry-run]   one incremental run now, in this process
 manage.py sync backfill --since 2026-01-01 [--dry-run]
 manage.py sync chargers                   probe the chargers (TriggerMessage)
-manage.py sync status [--limit 15]        recent runs as a table; exit status 1
-                                          when the newest finished run failed
+manage.py sync status [--limit 15] [--max-age SECONDS]
+                                          recent runs as a table; exit status 1
+                                          when the newest finished run failed, or
+                                          (with --max-age) none has finished lately
 """
 
 import argparse
@@ -102,7 +104,8 @@ class Command(DatabaseCommand):
         status = actions.add_parser(
             "status",
             help="Show the most recent sync runs; exit status 1 when the newest "
-            "finished run failed.",
+            "finished run failed, or with --max-age when no transactions run has "
+            "finished that recently.",
         )
         for action in (transactions, backfill, chargers, status):
             # Also after the action (`sync transactions -v 2`); when left out there,
@@ -121,6 +124,14 @@ class Command(DatabaseCommand):
             default=15,
             help=f"How many runs to show, 1 to {MAX_STATUS_LIMIT:,} (default 15).",
         )
+        status.add_argument(
+            "--max-age",
+            type=int_between(1, what="a number of seconds"),
+            metavar="SECONDS",
+            help="Also exit with status 1 when the newest finished transactions run "
+            "started more than SECONDS ago: beat, the workers or Redis have stopped "
+            "(a few sync intervals, e.g. 60 at the default 10 s).",
+        )
 
     @staticmethod
     def _add_dry_run(parser: ArgumentParser) -> None:
@@ -138,7 +149,7 @@ class Command(DatabaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         action = self.action
         if action == "status":
-            self._status(options["limit"])
+            self._status(options["limit"], options["max_age"])
             return
         if options["verbosity"] >= 1:
             # Said before SteVe is asked: a charger probe waits for the stations'
@@ -226,12 +237,14 @@ class Command(DatabaseCommand):
         if run.error:
             self.stdout.write(self.style.WARNING(run.error))
 
-    def _status(self, limit: int) -> None:
+    def _status(self, limit: int, max_age: int | None) -> None:
         runs = list(SyncRun.objects.newest_first()[:limit])
         if not runs:
             self.stdout.write(
                 "No sync has run yet. Start one with `manage.py sync transactions`."
             )
+            if max_age is not None:
+                raise CommandError("No transactions sync has finished yet.")
             return
         rows = [
             (
@@ -276,6 +289,24 @@ class Command(DatabaseCommand):
         latest = runs[0]
         if latest.error and len(latest.error) > ERROR_COLUMN:
             self.stdout.write(f"\nRun #{latest.pk}: {latest.error}")
+        if max_age is not None:
+            _check_recent(max_age)
+
+
+def _check_recent(max_age: int) -> None:
+    """Raise CommandError when no transactions run finished within `max_age`
+    seconds: nothing fails while beat, the workers or Redis are down, so only
+    the runs' age tells."""
+    newest = SyncRun.objects.finished_of(SyncRun.Kind.TRANSACTIONS).first()
+    if newest is None:
+        raise CommandError("No transactions sync has finished yet.")
+    age = (timezone.now() - newest.started_at).total_seconds()
+    if age > max_age:
+        raise CommandError(
+            f"The newest finished transactions run, #{newest.pk}, started "
+            f"{age:,.0f} s ago (more than --max-age {max_age}): check that Celery "
+            "beat and a worker are running and that Redis answers."
+        )
 
 
 def _silent_boxes(run: SyncRun) -> str:
