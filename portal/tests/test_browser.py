@@ -309,9 +309,18 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         expect(banner).to_contain_text("Charging at Harbour Street")
         banner.get_by_role("button", name="Stop").click()
         expect(page.locator(".messages")).to_contain_text("Stop requested")
-        # Under way until the sync sees the charge end: no second Stop meanwhile.
+        # Under way until the sync sees the charge end: no second Stop meanwhile,
+        # and the keyboard stays where it was.
         expect(banner.get_by_role("button")).to_have_text("Stopping…")
         expect(banner.get_by_role("button")).to_be_disabled()
+        expect(banner.get_by_role("button")).to_be_focused()
+        page.keyboard.press("Enter")
+        # Screen readers hear the change of state, not every figure.
+        expect(page.locator("#active-session-announcer")).to_have_text(
+            "Stopping charging at Harbour Street #1."
+        )
+        stops = standin.state()["requests"]
+        assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1, stops
         expect(page.locator(".page-header__title")).to_have_text("Hi Dana")
         expect(page.locator("#recent-activity")).to_be_visible()
         expect(page.locator("#chargers")).to_be_visible()

@@ -735,7 +735,9 @@ class LiveBannerEventTests(PortalTestCase):
         run = SyncRunFactory(updated_count=1)
         sessions_changed.send(sender=SyncRun, run=run, transaction_ids=[session.pk])
         ((_, html),) = self.published(self.alice)
-        self.assertIn(f'{button} disabled aria-label="Stopping charging at', html)
+        self.assertIn(
+            f'{button} aria-disabled="true" aria-label="Stopping charging at', html
+        )
         self.assertIn(">Stopping…</button>", html)
 
     def test_a_sync_reads_every_customers_banner_in_the_same_few_queries(
@@ -855,9 +857,9 @@ class ReservationCardTests(PortalTestCase):
         response = self.client.get("/")
         pk = self.charger.pk
         for control in (
-            f'id="start-{pk}" disabled>Start charging',
+            f'id="start-{pk}" data-busy-label="Starting…" disabled>Start charging',
             f'id="minutes-{pk}" disabled>',
-            f'id="reserve-{pk}" disabled>Reserve',
+            f'id="reserve-{pk}" data-busy-label="Reserving…" disabled>Reserve',
             'type="submit" disabled>Cancel reservation',
         ):
             self.assertContains(response, control, html=False)

@@ -186,6 +186,33 @@
       });
   });
 
+  // The portal's live banner changes its figures at every sync: a screen reader
+  // hears only a change of its state (charging, stopping, did not start, gone),
+  // read from each banner's data-announce into one region that stays put.
+  var announcedStates = null;
+  function announceBannerStates() {
+    var slot = document.getElementById("active-session");
+    var announcer = document.getElementById("active-session-announcer");
+    if (!slot || !announcer) { return; }
+    var states = Array.from(slot.querySelectorAll("[data-announce]"), function (banner) {
+      return banner.getAttribute("data-announce");
+    }).join(" ");
+    if (announcedStates !== null && states !== announcedStates) {
+      announcer.textContent = states || "No charge in progress now.";
+    }
+    announcedStates = states;
+  }
+  document.addEventListener("DOMContentLoaded", announceBannerStates);
+  document.addEventListener("htmx:afterSettle", announceBannerStates);
+
+  // A control that is under way (a Stop sent) keeps the focus, so it is
+  // aria-disabled rather than disabled: it must not act again.
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest('button[aria-disabled="true"]')) {
+      event.preventDefault();
+    }
+  }, true);
+
   document.addEventListener("htmx:afterSwap", function () {
     reopenDetails(keptBeforeSwap.details);
     restoreValues(keptBeforeSwap.values);
