@@ -39,6 +39,7 @@ class DailyChart:
     width: int = WIDTH
     height: int = HEIGHT
     baseline: int = HEIGHT - BOTTOM
+    top: int = TOP  # where the day with the most energy reaches
 
     @property
     def has_energy(self) -> bool:

@@ -454,6 +454,29 @@ def test_the_page_says_when_its_live_updates_are_disconnected(
         expect(page.locator(".active-session")).to_contain_text("5.70 kWh")
 
 
+def test_the_dashboards_live_updates_pause_and_resume(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # WCAG 2.2.2: the cards change every sync while a charge runs.
+    session = dana_charging(demo_driver, kwh="1.0")
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        wait_for_live_stream(page)
+        page.get_by_role("button", name="Pause live updates").click()
+        notice = page.locator(".live-state")
+        expect(notice.get_by_role("status")).to_have_text(
+            "Live updates paused — your charge and usage shown here stay as they "
+            "are until you resume."
+        )
+        sync_saw(session, kwh="2.5")
+        page.wait_for_timeout(1500)
+        expect(page.locator(".live-kwh")).to_have_text("1.00 kWh")
+        page.get_by_role("button", name="Resume live updates").click()
+        expect(page.locator(".live-kwh")).to_have_text("2.50 kWh")
+        expect(notice).to_be_hidden()
+
+
 def test_a_live_update_keeps_the_daily_table_open_and_focused(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:

@@ -563,9 +563,19 @@ class UsageCardTests(PortalTestCase):
         self.client.force_login(self.alice)
         response = self.client.get("/")
         body = response.content.decode()
-        svg = body[body.index('<svg class="chart"') : body.index("</svg>")]
+        start = body.index('<svg class="chart"')
+        svg = body[start : body.index("</svg>", start)]
+        self.assertIn("<rect", svg)
         self.assertNotIn("<text", svg)
         self.assertContains(response, 'class="usage-chart__axis"')
+        # Its scale: the busiest day's energy, at the dashed line its bar reaches.
+        self.assertContains(
+            response, '<p class="usage-chart__scale" aria-hidden="true">12.5 kWh</p>'
+        )
+        self.assertIn(
+            'class="chart__grid chart__grid--top" x1="0" x2="640" y1="8"',
+            svg,
+        )
 
     def test_it_shows_currency_codes_in_capitals(self) -> None:
         SubscriptionFactory(
