@@ -322,6 +322,8 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         stops = standin.state()["requests"]
         assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1, stops
         expect(page.locator(".page-header__title")).to_have_text("Hi Dana")
+        # The page the Stop brought works as the first did: it can be paused.
+        expect(page.get_by_role("button", name="Pause live updates")).to_be_visible()
         expect(page.locator("#recent-activity")).to_be_visible()
         expect(page.locator("#chargers")).to_be_visible()
         expect(page.locator("#usage-card")).to_have_count(1)

@@ -320,9 +320,12 @@
     }
   }
 
-  document.querySelectorAll("[data-live-pause]").forEach(function (button) {
+  // Bound as the page loads, and again for a button a swap brings (the portal's
+  // Stop swaps the whole page in).
+  function bindPauseButton(button) {
     var container = liveContainer(button);
-    if (!container) { return; }
+    if (!container || button.polarisBound) { return; }
+    button.polarisBound = true;
     var pauseLabel = button.textContent;
     var resumeLabel = button.getAttribute("data-resume-label");
     function setPaused(paused) {
@@ -344,6 +347,10 @@
         refreshLiveParts(container);
       }
     });
+  }
+  document.querySelectorAll("[data-live-pause]").forEach(bindPauseButton);
+  document.addEventListener("htmx:load", function (event) {
+    event.detail.elt.querySelectorAll("[data-live-pause]").forEach(bindPauseButton);
   });
 
   // While paused, neither an event's HTML (sse-swap) nor the re-read it

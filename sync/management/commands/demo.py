@@ -339,6 +339,7 @@ class Command(BaseCommand):
             # this one's URL they would sync another fleet, or fail, into this
             # demo's database.
             f"  Sync by hand     STEVE_URL={steve_url} "
+            f"STEVE_USERNAME={STANDIN_USERNAME} STEVE_PASSWORD={STANDIN_PASSWORD} "
             f"{sys.executable} manage.py sync transactions",
             f"Syncing every {settings.SYNC_INTERVAL_SECONDS} s. Press Ctrl-C to stop.",
             "",
