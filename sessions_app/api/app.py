@@ -156,7 +156,17 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(ValidationError)
 def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    if any(
+        error.get("type") == "missing" and tuple(error.get("loc", ())) == NO_BODY
+        for error in exc.errors
+    ):
+        # Not a field missing from the object: there is no object.
+        return _error(request, 400, "The request body is empty: send a JSON object.")
     return _error(request, 422, _validation_message(exc.errors))
+
+
+# Where pydantic places a request that has no body at all.
+NO_BODY = ("body", "payload")
 
 
 @api.exception_handler(TooManyFieldsSent)
@@ -197,6 +207,14 @@ PATTERN_WORDS = {
 }
 
 
+# pydantic's error types of a date-time it could not read, and what to send.
+DATE_TIME_ERRORS = ("datetime_", "date_from_datetime", "timezone_")
+DATE_TIME_WORDS = (
+    "must be an ISO 8601 date-time such as 2026-03-01T09:00:00Z: hours 00 to 23, "
+    "minutes and seconds 00 to 59, and Z or an offset from -23:59 to +23:59"
+)
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> str:
     """The first few problems, e.g. `Invalid request: connector: Input should be
     greater than or equal to 1.` (the location without its body/query prefix)."""
@@ -214,5 +232,9 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if error.get("type") == "string_pattern_mismatch" and location:
             message = PATTERN_WORDS.get(str(location[-1]), message)
+        if str(error.get("type", "")).startswith(DATE_TIME_ERRORS):
+            # pydantic's words ("unexpected extra characters at the end of the
+            # input" for an hour of 24) do not say what it wants.
+            message = DATE_TIME_WORDS
         parts.append(f"{where}: {message}" if where else message)
     return f"Invalid request: {'; '.join(parts)}." if parts else "Invalid request."

@@ -293,7 +293,8 @@ def _advance_started(
     over = (
         tx.is_finalized and not tx.is_charging_past_manual_stop(now)
     ) or tx.is_suspected_stuck
-    session = _refresh_readings(session, tx, client, now, over=over)
+    if not tx.is_deleted_in_steve:  # SteVe has no readings of it left to give
+        session = _refresh_readings(session, tx, client, now, over=over)
     if over and tx.is_finalized:
         # The end is the whole story now: a message about an earlier hiccup (a
         # refused stop) would read as if it still held.
@@ -303,7 +304,7 @@ def _advance_started(
             Status.ENDED,
             now,
             ended_at=tx.stopped_at or now,
-            status_message="",
+            status_message=DELETED_IN_STEVE if tx.is_deleted_in_steve else "",
         )
     if tx.is_suspected_stuck:
         # SteVe keeps it active forever (a lost or refused StopTransaction), and
@@ -324,6 +325,10 @@ def _advance_started(
     return session
 
 
+DELETED_IN_STEVE = (
+    "This charge was deleted in the charging network (with its card or charger), "
+    "so the session ended with the readings it last had."
+)
 STUCK = (
     "The station stopped reporting this charge without a stop the charging network "
     "accepted, so the session ended with the readings it last had."

@@ -149,6 +149,22 @@ class SessionListApiTests(ApiTestCase):
         before = "2026-03-01T11:00:00.579Z"
         self.assertEqual(self.ids(f"?from={before}&to={before}", self.staff_token), [])
 
+    def test_a_date_time_out_of_its_ranges_says_what_is_wanted(self) -> None:
+        for value in (
+            "2026-12-06T24:00:00Z",
+            "2026-12-06T08:00:60Z",
+            "2026-12-06T08:00:00%2B25:00",
+        ):
+            with self.subTest(value=value):
+                response = self.call("GET", f"/sessions?from={value}")
+                self.assert_error(
+                    response,
+                    422,
+                    "from: must be an ISO 8601 date-time such as "
+                    "2026-03-01T09:00:00Z: hours 00 to 23",
+                )
+                self.assertNotIn("extra characters", response.json()["message"])
+
     def test_a_date_without_a_time_is_422_and_says_so(self) -> None:
         for value in ("2026-03-01", "2026-3-1", "1772355600"):
             response = self.call("GET", f"/sessions?from={value}")

@@ -748,8 +748,11 @@ class SessionRefusalApiTests(ApiTestCase):
             headers={"Authorization": f"Bearer {self.alice_token}"},
         )
         self.assert_refused(response, 400, "The request body is not JSON")
+        # No body at all is not a JSON object either.
         response = self.call("POST", "/sessions")
-        self.assert_refused(response, 422, "Invalid request: body: Field required.")
+        self.assert_refused(
+            response, 400, "The request body is empty: send a JSON object."
+        )
 
     def test_meta_data_postgres_cannot_store_is_422(self) -> None:
         self.assert_refused(

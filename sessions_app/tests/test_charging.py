@@ -1134,6 +1134,17 @@ class ApiSessionStuckChargeTests(ChargingTestCase):
         self.assertFalse(ApiSession.objects.open().exists())
 
 
+class ApiSessionDeletedInSteveTests(ChargingTestCase):
+    def test_a_charge_steve_deleted_ends_the_session_saying_so(self) -> None:
+        # SteVe deletes a tag's or a charge box's transactions with it.
+        session = self.begin_charging(self.create())
+        self.standin.delete_transaction(self.steve_transaction(session)["id"])
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        self.assertIn("deleted in the charging network", session.status_message)
+
+
 class ApiSessionReadingsTests(ChargingTestCase):
     def ended_by_the_station(
         self, session: ApiSession, stop_value: int | None = None

@@ -215,10 +215,12 @@ class TargetIn(Schema):
         None,
         description="UTC time to start delivering energy (the remote start), at "
         "most 24 hours ahead. A time up to 15 minutes past starts at once; an "
-        "older one is refused.",
+        "older one is refused. Without Z or an offset it is read as UTC.",
     )
     energy_stop_time: datetime | None = Field(
-        None, description="UTC time to stop delivering energy (a remote stop)."
+        None,
+        description="UTC time to stop delivering energy (a remote stop). Without "
+        "Z or an offset it is read as UTC.",
     )
 
     @field_validator("energy_start_time", "energy_stop_time", mode="before")
@@ -315,12 +317,14 @@ class SessionListQuery(Schema):
         None,
         alias="from",
         description="Sessions created at or after this date-time (createdAt, "
-        "to the millisecond), e.g. 2026-03-01T09:00:00Z.",
+        "to the millisecond), e.g. 2026-03-01T09:00:00Z; without Z or an offset "
+        "it is read as UTC.",
     )
     to: datetime | None = Field(
         None,
         description="Sessions created at or before this date-time (createdAt, "
-        "its whole millisecond included); not earlier than `from`.",
+        "its whole millisecond included); not earlier than `from`; without Z or "
+        "an offset it is read as UTC.",
     )
     cursor: str | None = Field(
         None,
