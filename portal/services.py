@@ -15,6 +15,7 @@ from portal.models import Reservation
 from portal.selectors import own_start_at
 from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
+from sessions_app.charging.station import TRY_AGAIN
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.services import audit_entry_create
@@ -272,7 +273,10 @@ def _reserve_at_the_station(
         raise PortalError(_reserve_refusal(error)) from error
     except SteveError as error:
         logger.warning("reserve charger=%s failed: %s", charger.pk, error.message)
-        raise PortalError("The charging network did not answer; try again.") from error
+        raise PortalError(
+            "The reservation could not be sent: the charging network is not "
+            f"answering right now. {TRY_AGAIN.capitalize()}"
+        ) from error
     if not result.accepted(charger.charge_box_id):
         status = result.status_of(charger.charge_box_id)
         logger.info("reserve charger=%s answered %s", charger.pk, status)
@@ -348,7 +352,10 @@ def reservation_cancel(
         logger.info("reservation=%s not held: %s", reservation.pk, error.message)
     except SteveError as error:
         logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
-        raise PortalError("The charging network did not answer; try again.") from error
+        raise PortalError(
+            "The cancellation could not be sent: the charging network is not "
+            f"answering right now. {TRY_AGAIN.capitalize()}"
+        ) from error
     else:
         if not result.accepted(charger.charge_box_id):
             raise PortalError("The charger declined the cancellation.")

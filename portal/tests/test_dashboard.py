@@ -317,7 +317,11 @@ class DashboardTests(PortalTestCase):
             )
         self.client.force_login(self.alice)
         body = self.client.get("/").content.decode()
-        self.assertIn("badge--reserved", body[body.index(">Held Bay</h3>") :][:400])
+        bay_card = body[body.index(">Held Bay</h3>") :]
+        bay_card = bay_card[: bay_card.index("</article>")]
+        self.assertIn("badge--reserved", bay_card)
+        # Hers: it says so, beside her Start.
+        self.assertIn('<p class="charger__note">Reserved for you.</p>', bay_card)
         card = body[body.index('id="next-reservation"') :]
         self.assertIn("Held Bay", card[: card.index("</section>")])
 

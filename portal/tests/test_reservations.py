@@ -109,6 +109,16 @@ class ReservationTests(StandinReservationTestCase):
             reservation_cancel(reservation=reservation, client=self.client_steve)
         self.assertEqual(banners_since(before), 2)
 
+    def test_a_steve_failure_says_the_reservation_was_not_sent(self) -> None:
+        self.standin.set_fault("error", status=503, path_contains="ReserveNow")
+        with self.assertRaisesMessage(
+            PortalError,
+            "The reservation could not be sent: the charging network is not "
+            "answering right now. Try again in a few minutes",
+        ):
+            self._reserve()
+        self.assertFalse(Reservation.objects.exists())
+
     def test_a_refused_reserve_now_stores_nothing(self) -> None:
         self.standin.set_online(self.free.charge_box_id, False)
         with self.assertRaisesMessage(

@@ -107,7 +107,7 @@ def user_mapping_import_csv(
             + _header_found(lines[0] if lines else "")
         )
     result = MappingImportResult()
-    seen_tags: set[str] = set()
+    seen_tags: dict[str, int] = {}  # each tag's first line
     chunk: list[_Row] = []
     for number, text in enumerate(lines[1:], start=2):
         if number % PROGRESS_EVERY == 0:
@@ -193,15 +193,17 @@ class _Row:
     label: str
 
 
-def _checked_row(number: int, row: list[str], seen_tags: set[str]) -> _Row:
+def _checked_row(number: int, row: list[str], seen_tags: dict[str, int]) -> _Row:
     """The row at line `number`, checked. Raises ValidationError."""
     if len(row) != len(CSV_HEADER):
         raise ValidationError(f"Expected {len(CSV_HEADER)} columns, found {len(row)}.")
     tag, email, label = (cell.strip() for cell in row)
     tag = validate_id_tag(tag)
-    if tag.lower() in seen_tags:
-        raise ValidationError(f"The idTag {tag} appears twice in this file.")
-    seen_tags.add(tag.lower())
+    first = seen_tags.setdefault(tag.lower(), number)
+    if first != number:
+        raise ValidationError(
+            f"The idTag {tag} is on line {first} already; a tag maps to one customer."
+        )
     try:
         validate_email(email)
     except ValidationError:

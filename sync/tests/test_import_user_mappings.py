@@ -53,7 +53,7 @@ class ImportUserMappingsTests(TestCase):
         out, err = self.run_import(GOOD_AND_BAD)
         self.assertIn("Line 4 skipped: An idTag is 1 to 40", err)
         self.assertIn("Line 5 skipped: not-an-email is not an email address.", err)
-        self.assertIn("Line 6 skipped: The idTag TAG-0001 appears twice", err)
+        self.assertIn("Line 6 skipped: The idTag TAG-0001 is on line 2 already", err)
         self.assertIn("Line 7 skipped: Expected 3 columns, found 2.", err)
         self.assertIn("3 created, 0 updated, 0 unchanged, 4 rejected", out)
         self.assertIn("2 customer accounts created", out)

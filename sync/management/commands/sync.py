@@ -215,15 +215,15 @@ class Command(DatabaseCommand):
             )
         elif run.kind == SyncRun.Kind.CHARGERS:
             summary = (
-                f"{run.updated_count} of {run.fetched_count} charge boxes answered"
+                f"{run.updated_count:,} of {run.fetched_count:,} charge boxes answered"
                 + _silent_boxes(run)
             )
         else:
             verb = "would be" if dry_run else "were"
             summary = (
-                f"{run.fetched_count} transactions read; {run.created_count} new and "
-                f"{run.updated_count} changed sessions {verb} saved with "
-                f"{run.events_count} events"
+                f"{run.fetched_count:,} transactions read; {run.created_count:,} new "
+                f"and {run.updated_count:,} changed sessions {verb} saved with "
+                f"{run.events_count:,} events"
             )
         prefix = "Dry run: " if dry_run else f"Run #{run.pk} {run.status}: "
         if run.status == SyncRun.Status.FAILED:
