@@ -1,6 +1,7 @@
 """The seed's Verify list, the admin redirect, /switch and acting-as in Chromium."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -114,6 +115,15 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
         yield browser
         # Queries made while Playwright's loop runs get their own connection.
         connections.close_all()
+
+
+@contextmanager
+def dana_dashboard(browser: Browser) -> Iterator[Page]:
+    """Dana's dashboard at 1280 px, signed in, served by a server of its own."""
+    with live_server() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        yield page
 
 
 def start_acting(page: Page, base_url: str, customer_id: int) -> None:
@@ -350,9 +360,7 @@ def test_an_ending_reservation_leaves_the_open_dashboard_on_time(
     market = ChargerFactory(
         charge_box_id="CB-S", friendly_name="Station Road", last_check_in_at=None
     )
-    with live_server() as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, server.url, "dana@example.com", "driver")
+    with dana_dashboard(browser) as page:
         # Made after signing in, which may take a while on a busy machine: the
         # page must first show the reservation it then sees end.
         now = timezone.now()
@@ -421,9 +429,7 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
     # not be sent back to the top of the page by the next reading.
     session = dana_charging(demo_driver, kwh="4.2")
     started_from_the_portal(session, demo_driver["driver"])  # type: ignore[arg-type]
-    with live_server() as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, server.url, "dana@example.com", "driver")
+    with dana_dashboard(browser) as page:
         stop = page.locator(".active-session").get_by_role("button", name="Stop")
         stop.focus()
         wait_for_live_stream(page)
@@ -461,9 +467,7 @@ def test_the_dashboards_live_updates_pause_and_resume(
 ) -> None:
     # WCAG 2.2.2: the cards change every sync while a charge runs.
     session = dana_charging(demo_driver, kwh="1.0")
-    with live_server() as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, server.url, "dana@example.com", "driver")
+    with dana_dashboard(browser) as page:
         wait_for_live_stream(page)
         page.get_by_role("button", name="Pause live updates").click()
         notice = page.locator(".live-state")
@@ -485,9 +489,7 @@ def test_a_live_update_keeps_the_daily_table_open_and_focused(
     # A charge in progress re-reads the usage card every sync: the day table a
     # keyboard user opened must stay open, with the focus on its summary.
     session = dana_charging(demo_driver, kwh="1.0")
-    with live_server() as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, server.url, "dana@example.com", "driver")
+    with dana_dashboard(browser) as page:
         summary = page.get_by_text("Daily usage as a table")
         summary.focus()
         page.keyboard.press("Enter")
@@ -515,9 +517,7 @@ def test_a_failed_starts_notice_leaves_an_open_dashboard_on_time(
         remote_start_sent_at=now - timedelta(minutes=3),
         ended_at=now - FAILED_START_SHOWN_FOR + timedelta(seconds=8),
     )
-    with live_server() as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, server.url, "dana@example.com", "driver")
+    with dana_dashboard(browser) as page:
         notice = page.locator(".start-notice")
         expect(notice).to_contain_text("Charging at Harbour Street #1 did not start")
         expect(notice).to_have_count(0, timeout=20_000)
@@ -541,9 +541,7 @@ def test_a_cancelled_start_frees_its_charger_card_live_keeping_choices(
         id_tag="TAG-DANA",
         remote_start_sent_at=timezone.now(),
     )
-    with live_server() as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        sign_in(page, server.url, "dana@example.com", "driver")
+    with dana_dashboard(browser) as page:
         harbour_card = page.locator("article.charger", has_text="Harbour Street")
         expect(harbour_card).to_contain_text("in_use")
         page.locator(f"#minutes-{quay.pk}").select_option("60")

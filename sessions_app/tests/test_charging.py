@@ -743,13 +743,9 @@ class ApiSessionTargetTests(ChargingTestCase):
         session = self.begin_charging(session)
         assert session.transaction is not None
         started_at = session.transaction.started_at
-        next_check = timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
-        before_last_check = started_at + timedelta(minutes=1) - next_check
-        with time_machine.travel(before_last_check - timedelta(seconds=1), tick=False):
-            self.advance(session)
-        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
-        with time_machine.travel(before_last_check + timedelta(seconds=1), tick=False):
-            self.advance(session)
+        self.advance_around_the_last_check_before(
+            session, started_at + timedelta(minutes=1)
+        )
         self.assert_stopped_once_by(session, "time")
 
     def test_the_time_target_runs_on_the_stations_clock(self) -> None:
@@ -763,14 +759,22 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.sync()
         session = self.advance(session)
         self.assert_started_on(session, pk)
-        next_check = timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
-        before_last_check = sent_at + timedelta(minutes=5) - next_check
-        with time_machine.travel(before_last_check - timedelta(seconds=1), tick=False):
+        self.advance_around_the_last_check_before(
+            session, sent_at + timedelta(minutes=5)
+        )
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+
+    def advance_around_the_last_check_before(
+        self, session: ApiSession, moment: datetime
+    ) -> None:
+        """Advance a second before the last check before `moment` (a sync
+        interval earlier), which sends no stop, and a second after it."""
+        last_check = moment - timedelta(seconds=settings.SYNC_INTERVAL_SECONDS)
+        with time_machine.travel(last_check - timedelta(seconds=1), tick=False):
             self.advance(session)
         self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
-        with time_machine.travel(before_last_check + timedelta(seconds=1), tick=False):
+        with time_machine.travel(last_check + timedelta(seconds=1), tick=False):
             self.advance(session)
-        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
 
     def charge_at(self, session: ApiSession, delivered_wh: int, watts: int) -> None:
         """The station reports `delivered_wh` since the start, drawing `watts`."""
