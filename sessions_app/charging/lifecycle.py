@@ -293,8 +293,7 @@ def _advance_started(
     over = (
         tx.is_finalized and not tx.is_charging_past_manual_stop(now)
     ) or tx.is_suspected_stuck
-    if not tx.is_deleted_in_steve:  # SteVe has no readings of it left to give
-        session = _refresh_readings(session, tx, client, now, over=over)
+    session = _refresh_readings(session, tx, client, now, over=over)
     if over and tx.is_finalized:
         # The end is the whole story now: a message about an earlier hiccup (a
         # refused stop) would read as if it still held.
@@ -373,6 +372,8 @@ def _refresh_readings(
     *,
     over: bool,
 ) -> ApiSession:
+    if tx.is_deleted_in_steve:  # SteVe has no readings of it left to give
+        return session
     try:
         details = client.transaction_details(
             tx.steve_transaction_id, energy_values_only=False
