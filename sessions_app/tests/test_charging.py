@@ -30,6 +30,10 @@ from polaris.live import customer_channel
 from portal.models import ChargerGroup
 from sessions_app import charging
 from sessions_app.api.selectors.matching import CLOCK_SKEW
+from sessions_app.api.selectors.sessions import (
+    api_session_document,
+    api_session_metered,
+)
 from sessions_app.models import ApiSession, AuditEntry, Rate
 from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
@@ -1068,6 +1072,11 @@ class ApiSessionManualStopTests(ChargingTestCase):
         self.assertEqual(session.status_message, charging.CHARGING_PAST_MANUAL_STOP)
         assert session.energy_report is not None
         self.assertIn("power", session.energy_report)
+        # Its metrics follow the station's register past the manual stop.
+        assert session.transaction is not None and session.transaction.stopped_at
+        metered = api_session_metered(session)
+        self.assertGreater(metered.until, session.transaction.stopped_at)
+        self.assertGreater(metered.kwh, session.transaction.kwh_delivered)
         # SteVe refuses a remote stop of a charge it lists as stopped; the caller
         # learns why and what to do.
         with self.assertRaisesMessage(
@@ -1136,6 +1145,8 @@ class ApiSessionStuckChargeTests(ChargingTestCase):
         self.assertTrue(session.transaction.is_suspected_stuck)
         self.assertEqual(session.ended_at, session.transaction.last_reading_at)
         self.assertFalse(ApiSession.objects.open().exists())
+        metrics = api_session_document(session)["metrics"]
+        self.assertEqual(metrics["chargingStop"], session.ended_at)
 
 
 class ApiSessionDeletedInSteveTests(ChargingTestCase):

@@ -121,7 +121,10 @@ class TargetOut(Schema):
 class MetricsOut(Schema):
     chargingStart: ApiDateTime
     chargingStop: ApiDateTime | None
-    timezone: str
+    timezone: str = Field(
+        description="The operator's time zone (POLARIS_TIME_ZONE), an IANA name; "
+        "every time in the object is UTC."
+    )
     energyPeriod: int = Field(
         description="Energy consumption time period in whole seconds: from "
         "chargingStart to the latest meter reading while started (the endTime of "

@@ -180,13 +180,17 @@ def api_session_metered(session: ApiSession) -> MeteredEnergy:
     tx = session.transaction
     assert tx is not None
     synced = Decimal(tx.kwh_delivered)
-    if tx.is_finalized and tx.stopped_at is not None:
+    # Stopped by hand in SteVe while the station goes on: the session follows the
+    # station's register, as while charging (the sync counts nothing after a
+    # manual stop until the station's own stop replaces it).
+    stopped = tx.is_finalized and session.status != ApiSession.Status.STARTED
+    if stopped and tx.stopped_at is not None:
         return MeteredEnergy(synced, max(tx.stopped_at, tx.started_at))
     if session.status == ApiSession.Status.ENDED and session.ended_at is not None:
         return MeteredEnergy(synced, max(session.ended_at, tx.started_at))
     until = max(tx.last_reading_at or tx.started_at, tx.started_at)
     report = session.energy_report or {}
-    if tx.is_finalized or tx.meter_reset_seen or not report.get("energy_meter"):
+    if stopped or tx.meter_reset_seen or not report.get("energy_meter"):
         return MeteredEnergy(synced, until)
     meter = report["energy_meter"]
     wh = in_base_unit(Decimal(str(meter["value"])), meter["unit"])
@@ -267,8 +271,10 @@ def _metrics_document(session: ApiSession) -> dict[str, Any] | None:
     # Final, as the seed has it, when the session has ended: until the advance
     # after the sync that stored the stop has ended it, the session is started
     # and its metrics say so.
-    ended = session.status == ApiSession.Status.ENDED and tx.is_finalized
-    stopped = tx.stopped_at if ended else None
+    stopped = None
+    if session.status == ApiSession.Status.ENDED:
+        # A charge SteVe keeps open (stuck) ended with the session.
+        stopped = tx.stopped_at if tx.is_finalized else session.ended_at
     return {
         "chargingStart": tx.started_at,
         "chargingStop": stopped,
