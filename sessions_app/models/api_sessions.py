@@ -247,6 +247,13 @@ class ApiSession(models.Model):
                 condition=Q(status__in=["created", "started"]),
                 name="api_session_open",
             ),
+            # Every sync's advance looks for recently ended sessions whose charge
+            # changed since (`resettling`): a range of the newest, not a scan.
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status="ended"),
+                name="api_session_ended_updated",
+            ),
         ]
 
     def __str__(self) -> str:
