@@ -210,8 +210,9 @@ PATTERN_WORDS = {
 # pydantic's error types of a date-time it could not read, and what to send.
 DATE_TIME_ERRORS = ("datetime_", "date_from_datetime", "timezone_")
 DATE_TIME_WORDS = (
-    "must be an ISO 8601 date-time such as 2026-03-01T09:00:00Z: hours 00 to 23, "
-    "minutes and seconds 00 to 59, and Z or an offset from -23:59 to +23:59"
+    "must be an ISO 8601 date-time such as 2026-03-01T09:00:00Z: a day its month "
+    "has, hours 00 to 23, minutes and seconds 00 to 59, and Z or an offset from "
+    "-23:59 to +23:59"
 )
 
 

@@ -32,7 +32,11 @@ from sessions_app.charging.lifecycle import (
     cancel_created,
     clear_message,
 )
-from sessions_app.charging.station import remote_start, remote_stop
+from sessions_app.charging.station import (
+    CHARGING_PAST_MANUAL_STOP,
+    remote_start,
+    remote_stop,
+)
 from sessions_app.charging.tags import tag_for
 from sessions_app.models import ApiSession, AuditEntry, Rate
 from sessions_app.pricing import RateTerms, session_cost
@@ -41,7 +45,7 @@ from sync.client import (
     SteveClient,
     given_or_new,
 )
-from sync.models import Charger
+from sync.models import Charger, TransactionSyncState
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +249,12 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
         # It started (or was cancelled) meanwhile: stop it as such.
     if session.status != Status.STARTED or session.transaction is None:
         raise SessionConflict(f"This session is already {session.status}.")
+    if (
+        session.transaction.stop_event_actor
+        == TransactionSyncState.StopEventActor.MANUAL
+    ):
+        # SteVe refuses a remote stop of a charge it lists as stopped.
+        raise SessionConflict(CHARGING_PAST_MANUAL_STOP)
     # Claimed first, as a target's stop is: one stop goes out however many come
     # at once, and a repeated one gets the session as it is (its stop is under
     # way, and the sync sends it again if the charge goes on).

@@ -291,7 +291,7 @@ def _advance_started(
     # A manual stop is SteVe's bookkeeping, not the station's stop message that
     # ends a session: while the station goes on charging, so does the session.
     over = (
-        tx.is_finalized and not tx.is_charging_past_manual_stop(now)
+        tx.is_finalized and not tx.may_charge_past_manual_stop(now)
     ) or tx.is_suspected_stuck
     session = _refresh_readings(session, tx, client, now, over=over)
     if over and tx.is_finalized:
@@ -302,7 +302,7 @@ def _advance_started(
             Status.STARTED,
             Status.ENDED,
             now,
-            ended_at=tx.stopped_at or now,
+            ended_at=tx.charge_ended_at(),
             status_message=DELETED_IN_STEVE if tx.is_deleted_in_steve else "",
         )
     if tx.is_suspected_stuck:
@@ -313,7 +313,7 @@ def _advance_started(
             Status.STARTED,
             Status.ENDED,
             now,
-            ended_at=tx.last_reading_at or tx.started_at,
+            ended_at=tx.charge_ended_at(),
             status_message=STUCK,
         )
     if tx.is_finalized:
@@ -355,8 +355,10 @@ def _resettle_ended(
     if tx is None or not tx.is_finalized or tx.updated_at <= session.updated_at:
         return session
     session = _refresh_readings(session, tx, client, now, over=True)
+    # Its own stop came: a message about how it ended without one no longer holds.
+    message = "" if session.status_message == STUCK else session.status_message
     ApiSession.objects.filter(pk=session.pk).update(
-        ended_at=tx.stopped_at or session.ended_at, updated_at=now
+        ended_at=tx.charge_ended_at(), status_message=message, updated_at=now
     )
     session.refresh_from_db()
     logger.info("api_session=%s re-read: its charge changed after it ended", session.pk)
@@ -385,7 +387,7 @@ def _refresh_readings(
         )
         return session
     readings = with_stop_reading(details)
-    end = (tx.stopped_at or tx.last_reading_at) if over else None
+    end = tx.charge_ended_at() if over else None
     report = energy_report(readings, stopped_at=end)
     activity = charging_activity(readings, start=tx.started_at, end=end)
     if report == session.energy_report and activity == session.charging_activity:

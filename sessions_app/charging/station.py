@@ -92,9 +92,10 @@ def _unexplained_refusal(
 
 
 CHARGING_PAST_MANUAL_STOP = (
-    "An operator closed this charge in the charging network while the station "
-    "goes on charging, so it can no longer be stopped remotely: stop it at the "
-    "station. The session ends when the station reports its stop."
+    "An operator closed this charge in the charging network, which told the "
+    "station nothing, so it can no longer be stopped remotely: stop it at the "
+    "station. The session ends when the station reports its stop, or its readings "
+    "stop."
 )
 
 

@@ -154,6 +154,7 @@ class SessionListApiTests(ApiTestCase):
             "2026-12-06T24:00:00Z",
             "2026-12-06T08:00:60Z",
             "2026-12-06T08:00:00%2B25:00",
+            "2026-02-30T09:00:00Z",
         ):
             with self.subTest(value=value):
                 response = self.call("GET", f"/sessions?from={value}")
@@ -161,7 +162,7 @@ class SessionListApiTests(ApiTestCase):
                     response,
                     422,
                     "from: must be an ISO 8601 date-time such as "
-                    "2026-03-01T09:00:00Z: hours 00 to 23",
+                    "2026-03-01T09:00:00Z: a day its month has, hours 00 to 23",
                 )
                 self.assertNotIn("extra characters", response.json()["message"])
 

@@ -1061,15 +1061,25 @@ class ApiSessionManualStopTests(ChargingTestCase):
         self.steve.stop_transaction(pk)
         return session, pk
 
+    def later(self, minutes: int) -> "time_machine.travel":
+        return time_machine.travel(
+            timezone.now() + timedelta(minutes=minutes), tick=False
+        )
+
     def test_a_station_charging_on_keeps_the_session_started_until_its_own_stop(
         self,
     ) -> None:
         session, pk = self.manually_stopped()
-        self.standin.tick(60)  # the station's readings go on after the manual stop
+        # SteVe dates the manual stop at the last reading: the next one comes only
+        # after the sync saw the stop.
         self.sync()
         session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         self.assertEqual(session.status_message, charging.CHARGING_PAST_MANUAL_STOP)
+        self.standin.tick(60)  # the station's readings go on after the manual stop
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
         assert session.energy_report is not None
         self.assertIn("power", session.energy_report)
         # Its metrics follow the station's register past the manual stop.
@@ -1077,12 +1087,13 @@ class ApiSessionManualStopTests(ChargingTestCase):
         metered = api_session_metered(session)
         self.assertGreater(metered.until, session.transaction.stopped_at)
         self.assertGreater(metered.kwh, session.transaction.kwh_delivered)
-        # SteVe refuses a remote stop of a charge it lists as stopped; the caller
-        # learns why and what to do.
+        # SteVe would refuse a remote stop of a charge it lists as stopped: the
+        # caller learns why and what to do, and SteVe is not asked.
         with self.assertRaisesMessage(
             charging.SessionConflict, "stop it at the station"
         ):
             charging.api_session_stop(session=session, client=self.steve)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
         self.standin.tick(60)
         self.standin.station_stop(pk)
         self.sync()
@@ -1093,26 +1104,52 @@ class ApiSessionManualStopTests(ChargingTestCase):
         self.assertEqual(session.transaction.stop_event_actor, "station")
         self.assertEqual(session.ended_at, session.transaction.stopped_at)
 
-    def test_a_station_that_sent_nothing_after_it_ends_the_session(self) -> None:
+    def test_a_station_silent_after_it_ends_the_session_at_the_manual_stop(
+        self,
+    ) -> None:
         session, _ = self.manually_stopped()
         self.sync()
-        session = self.advance(session)
+        self.assertEqual(self.advance(session).status, ApiSession.Status.STARTED)
+        # Nothing for longer than stations sample their meters.
+        with self.later(16):
+            session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.ENDED)
         assert session.transaction is not None
         self.assertEqual(session.ended_at, session.transaction.stopped_at)
 
+    def test_a_charge_past_the_manual_stop_ends_with_what_its_station_metered(
+        self,
+    ) -> None:
+        # Its readings stop without the station's own stop (offline, or the stop
+        # lost): the figures the integrator saw do not fall back to SteVe's.
+        session, _ = self.manually_stopped()
+        self.standin.tick(120)
+        self.sync()
+        session = self.advance(session)
+        charged = api_session_metered(session)
+        with self.later(61):
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        self.assertEqual(api_session_metered(session), charged)
+        self.assertEqual(api_session_document(session)["metrics"]["chargingStop"],
+                         charged.until)  # fmt: skip
+
     def test_the_stations_later_stop_updates_the_ended_session(self) -> None:
         session, pk = self.manually_stopped()
-        self.sync()
-        ended = self.advance(session)
-        self.assertEqual(ended.status, ApiSession.Status.ENDED)
-        self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 0)
+        with self.later(16):
+            self.sync()
+            ended = self.advance(session)
+            self.assertEqual(ended.status, ApiSession.Status.ENDED)
+            self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 0)
         # Back online, the station uploads its own stop, with later readings.
-        self.standin.tick(120)
-        self.standin.station_stop(pk)
-        self.sync()
-        self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 1)
-        session = ApiSession.objects.get(pk=session.pk)
+        with self.later(20):
+            self.standin.tick(120)
+            self.standin.station_stop(pk)
+            self.sync()
+            self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 1)
+            session = ApiSession.objects.get(pk=session.pk)
+            # Once up to date, it is not read again.
+            self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 0)
         assert session.transaction is not None and ended.ended_at is not None
         self.assertEqual(session.ended_at, session.transaction.stopped_at)
         self.assertGreater(session.ended_at, ended.ended_at)
@@ -1121,8 +1158,6 @@ class ApiSessionManualStopTests(ChargingTestCase):
         self.assertGreater(
             session.energy_report["timestamp"], ended.energy_report["timestamp"]
         )
-        # Once up to date, it is not read again.
-        self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 0)
 
 
 class ApiSessionStuckChargeTests(ChargingTestCase):

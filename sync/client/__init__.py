@@ -414,12 +414,15 @@ class SteveClient:
             # A gateway in front of SteVe stopped waiting for it: SteVe has the
             # request, and may be acting on it, as when our own timeout ends.
             logger.warning(
-                "SteVe %s %s: the gateway timed out (HTTP 504)", method, path
+                "SteVe %s %s answered 504: %s", method, path, response.text[:500]
             )
             raise SteveUnanswered(
                 "SteVe did not answer in time (a gateway timed out, HTTP 504).",
                 permanent=False,
                 status=status,
+                operator_message=f"A gateway in front of SteVe at {self.base_url} "
+                "timed out waiting for it (HTTP 504): SteVe or its database is slow "
+                "or stuck; its own log says why. The next run tries again.",
             )
         if status == 429 or status >= 500:
             logger.warning(

@@ -17,6 +17,10 @@ from django.utils import timezone
 from sync.models.chargers import CHECK_IN_VALID_FOR, Charger
 from sync.models.runs import SyncRun
 
+# The longest meter interval stations commonly use (OCPP's MeterValueSampleInterval
+# is 60 to 900 s in practice): a station silent for longer has stopped sampling.
+METER_INTERVAL_MAX = timedelta(minutes=15)
+
 
 def manual_stop_grace_start(now: datetime) -> datetime:
     """The oldest manual stop that SteVe may still replace with the station's own
@@ -234,16 +238,39 @@ class TransactionSyncState(models.Model):
     def __str__(self) -> str:
         return f"SteVe transaction {self.steve_transaction_id}"
 
-    def is_charging_past_manual_stop(self, now: datetime) -> bool:
-        """Stopped by hand in SteVe while the station goes on charging: it sent a
-        reading after the manual stop's time within CHECK_IN_VALID_FOR. As
-        `occupying_connector` counts it, and until the station's own stop
-        replaces the manual one or its readings stop."""
+    def may_charge_past_manual_stop(self, now: datetime) -> bool:
+        """Stopped by hand in SteVe, and the station may be charging on: SteVe told
+        it nothing. So, while its readings say so: one after the manual stop within
+        CHECK_IN_VALID_FOR (as `occupying_connector` counts it) or, with none yet,
+        a reading within the longest usual meter interval (SteVe dates a manual
+        stop at the last reading, so the next one comes only after it). Until the
+        station's own stop replaces the manual one, or its readings stop."""
+        if self.stop_event_actor != self.StopEventActor.MANUAL:
+            return False
+        if self.last_reading_after_stop_at is not None:
+            return self.last_reading_after_stop_at >= now - CHECK_IN_VALID_FOR
+        newest = self.last_reading_at or self.stopped_at or self.started_at
+        return newest >= now - METER_INTERVAL_MAX
+
+    def charged_past_manual_stop(self) -> bool:
+        """A manual stop the station sent readings after: the sync counts none of
+        them (until the station's own stop replaces it), so the station's
+        register tells the energy."""
         return (
             self.stop_event_actor == self.StopEventActor.MANUAL
             and self.last_reading_after_stop_at is not None
-            and self.last_reading_after_stop_at >= now - CHECK_IN_VALID_FOR
         )
+
+    def charge_ended_at(self) -> datetime:
+        """When the charge ended, as far as its readings tell: the stop, or the
+        last reading after a manual stop; for one SteVe keeps open (stuck), its
+        last reading."""
+        if not self.is_finalized or self.stopped_at is None:
+            return self.last_reading_at or self.started_at
+        if self.charged_past_manual_stop():
+            assert self.last_reading_after_stop_at is not None
+            return max(self.stopped_at, self.last_reading_after_stop_at)
+        return self.stopped_at
 
     def is_settled(self, now: datetime) -> bool:
         """Stopped for good: finalized, and not a manual stop that the station's

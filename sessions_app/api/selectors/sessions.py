@@ -180,13 +180,14 @@ def api_session_metered(session: ApiSession) -> MeteredEnergy:
     tx = session.transaction
     assert tx is not None
     synced = Decimal(tx.kwh_delivered)
-    # Stopped by hand in SteVe while the station goes on: the session follows the
-    # station's register, as while charging (the sync counts nothing after a
-    # manual stop until the station's own stop replaces it).
-    stopped = tx.is_finalized and session.status != ApiSession.Status.STARTED
+    # Charged on past a manual stop in SteVe: the sync counts nothing after it
+    # until the station's own stop replaces it, so the station's register in the
+    # session's report tells, as while charging, and once ended too.
+    stopped = tx.is_finalized and not tx.charged_past_manual_stop()
     if stopped and tx.stopped_at is not None:
         return MeteredEnergy(synced, max(tx.stopped_at, tx.started_at))
-    if session.status == ApiSession.Status.ENDED and session.ended_at is not None:
+    ended = session.status == ApiSession.Status.ENDED
+    if ended and not tx.is_finalized and session.ended_at is not None:
         return MeteredEnergy(synced, max(session.ended_at, tx.started_at))
     until = max(tx.last_reading_at or tx.started_at, tx.started_at)
     report = session.energy_report or {}
@@ -271,10 +272,9 @@ def _metrics_document(session: ApiSession) -> dict[str, Any] | None:
     # Final, as the seed has it, when the session has ended: until the advance
     # after the sync that stored the stop has ended it, the session is started
     # and its metrics say so.
-    stopped = None
-    if session.status == ApiSession.Status.ENDED:
-        # A charge SteVe keeps open (stuck) ended with the session.
-        stopped = tx.stopped_at if tx.is_finalized else session.ended_at
+    # The end the session took from its charge (`charge_ended_at`): a stuck
+    # charge's last reading, or the last one past a manual stop.
+    stopped = session.ended_at if session.status == ApiSession.Status.ENDED else None
     return {
         "chargingStart": tx.started_at,
         "chargingStop": stopped,

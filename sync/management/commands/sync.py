@@ -128,9 +128,9 @@ class Command(DatabaseCommand):
             "--max-age",
             type=int_between(1, what="a number of seconds"),
             metavar="SECONDS",
-            help="Also exit with status 1 when the newest finished transactions run "
-            "started more than SECONDS ago: beat, the workers or Redis have stopped "
-            "(a few sync intervals, e.g. 60 at the default 10 s).",
+            help="Also exit with status 1 when no transactions run is under way and "
+            "the newest finished more than SECONDS ago: beat, the workers or Redis "
+            "have stopped (a few sync intervals, e.g. 60 at the default 10 s).",
         )
 
     @staticmethod
@@ -295,17 +295,21 @@ class Command(DatabaseCommand):
 
 def _check_recent(max_age: int) -> None:
     """Raise CommandError when no transactions run finished within `max_age`
-    seconds: nothing fails while beat, the workers or Redis are down, so only
-    the runs' age tells."""
-    newest = SyncRun.objects.finished_of(SyncRun.Kind.TRANSACTIONS).first()
-    if newest is None:
+    seconds and none is running: nothing fails while beat, the workers or Redis
+    are down, so only the runs' age tells. (A run that a dead worker left
+    `running` is marked failed by the next run, which needs beat.)"""
+    runs = SyncRun.objects.filter(kind=SyncRun.Kind.TRANSACTIONS)
+    if runs.filter(status=SyncRun.Status.RUNNING).exists():
+        return
+    newest = runs.finished().order_by("-finished_at", "-id").first()
+    if newest is None or newest.finished_at is None:
         raise CommandError("No transactions sync has finished yet.")
-    age = (timezone.now() - newest.started_at).total_seconds()
+    age = (timezone.now() - newest.finished_at).total_seconds()
     if age > max_age:
         raise CommandError(
-            f"The newest finished transactions run, #{newest.pk}, started "
-            f"{age:,.0f} s ago (more than --max-age {max_age}): check that Celery "
-            "beat and a worker are running and that Redis answers."
+            f"The newest transactions run, #{newest.pk}, finished {age:,.0f} s ago "
+            f"(more than --max-age {max_age}): check that Celery beat and a worker "
+            "are running and that Redis answers."
         )
 
 
