@@ -475,6 +475,10 @@ def test_the_dashboards_live_updates_pause_and_resume(
             "Live updates paused — your charge and usage shown here stay as they "
             "are until you resume."
         )
+        # The portal's choice, not the console's (an agent moves between them).
+        kept = page.evaluate("() => Object.keys(sessionStorage)")
+        paused = [key for key in kept if key.startswith("polaris.liveUpdatesPaused")]
+        assert paused == ["polaris.liveUpdatesPaused.portal"], kept
         sync_saw(session, kwh="2.5")
         page.wait_for_timeout(1500)
         expect(page.locator(".live-kwh")).to_have_text("1.00 kWh")

@@ -271,7 +271,11 @@
   // (sessionStorage). The banner says which state the page is in, paused or
   // disconnected: what its <template data-live-state="…"> says replaces the live
   // region's text.
-  var PAUSED_KEY = "polaris.liveUpdatesPaused";
+  // One choice for the console's pages and one for the portal's: an agent who
+  // paused the console does not find the customer's dashboard paused, nor the
+  // other way round.
+  var PAUSED_KEY = "polaris.liveUpdatesPaused." +
+    (window.location.pathname.indexOf("/admin/") === 0 ? "console" : "portal");
 
   function liveContainer(element) {
     return element && element.closest ? element.closest("[sse-connect]") : null;
