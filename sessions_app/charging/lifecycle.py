@@ -294,27 +294,14 @@ def _advance_started(
         tx.is_finalized and not tx.may_charge_past_manual_stop(now)
     ) or tx.is_suspected_stuck
     session = _refresh_readings(session, tx, client, now, over=over)
-    if over and tx.is_finalized:
-        # The end is the whole story now: a message about an earlier hiccup (a
-        # refused stop) would read as if it still held.
+    if over:
         return transition(
             session,
             Status.STARTED,
             Status.ENDED,
             now,
             ended_at=tx.charge_ended_at(),
-            status_message=DELETED_IN_STEVE if tx.is_deleted_in_steve else "",
-        )
-    if tx.is_suspected_stuck:
-        # SteVe keeps it active forever (a lost or refused StopTransaction), and
-        # the session would hold its connector with it.
-        return transition(
-            session,
-            Status.STARTED,
-            Status.ENDED,
-            now,
-            ended_at=tx.charge_ended_at(),
-            status_message=STUCK,
+            status_message=_end_message(tx),
         )
     if tx.is_finalized:
         # SteVe refuses a remote stop of a charge it lists as stopped, so no
@@ -332,6 +319,19 @@ STUCK = (
     "The station stopped reporting this charge without a stop the charging network "
     "accepted, so the session ended with the readings it last had."
 )
+
+
+def _end_message(tx: TransactionSyncState) -> str:
+    """What an ended session says of its end: nothing when the station stopped it
+    (a message about an earlier hiccup, a refused stop, would read as if it still
+    held), else why it ended without that."""
+    if tx.is_deleted_in_steve:
+        return DELETED_IN_STEVE
+    if tx.is_finalized:
+        return ""
+    # SteVe keeps it active forever (a lost or refused StopTransaction), and the
+    # session would hold its connector with it.
+    return STUCK
 
 
 def _say(session: ApiSession, message: str, now: datetime) -> ApiSession:
