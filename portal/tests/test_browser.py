@@ -317,6 +317,11 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         sign_in(page, server.url, "dana@example.com", "driver")
         banner = page.locator(".active-session")
         expect(banner).to_contain_text("Charging at Harbour Street")
+        # The region that says so must be the one screen readers already know,
+        # though the Stop swaps the whole page in.
+        page.evaluate(
+            "() => { document.getElementById('active-session-announcer').kept = 1; }"
+        )
         banner.get_by_role("button", name="Stop").click()
         expect(page.locator(".messages")).to_contain_text("Stop requested")
         # Under way until the sync sees the charge end: no second Stop meanwhile,
@@ -328,6 +333,12 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         # Screen readers hear the change of state, not every figure.
         expect(page.locator("#active-session-announcer")).to_have_text(
             "Stopping charging at Harbour Street #1."
+        )
+        assert (
+            page.evaluate(
+                "() => document.getElementById('active-session-announcer').kept"
+            )
+            == 1
         )
         stops = standin.state()["requests"]
         assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1, stops

@@ -204,6 +204,8 @@
   }
   document.addEventListener("DOMContentLoaded", announceBannerStates);
   document.addEventListener("htmx:afterSettle", announceBannerStates);
+  // A resume or a reconnect re-reads the page's parts outside htmx's swaps.
+  document.addEventListener("polaris:liveRefreshed", announceBannerStates);
 
   // A control that is under way (a Stop sent) keeps the focus, so it is
   // aria-disabled rather than disabled: it must not act again.
