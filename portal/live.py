@@ -79,8 +79,7 @@ def publish_api_session_changed(
 ) -> None:
     """Refresh the owner's banner: a session that started has a Stop to offer,
     and one that was cancelled before charging says so."""
-    tags = selectors.customer_tags(customer=session.user)
-    publish_active_sessions(tags_by_customer={session.user_id: tags})
+    _publish_for(session.user)
 
 
 @receiver(reservation_changed)
@@ -89,5 +88,9 @@ def publish_reservation_changed(
 ) -> None:
     """Refresh the customer's pages: the event re-reads their next reservation
     and chargers in every tab, not only the one that reserved or cancelled."""
-    tags = selectors.customer_tags(customer=reservation.user)
-    publish_active_sessions(tags_by_customer={reservation.user_id: tags})
+    _publish_for(reservation.user)
+
+
+def _publish_for(customer: User) -> None:
+    tags = selectors.customer_tags(customer=customer)
+    publish_active_sessions(tags_by_customer={customer.pk: tags})

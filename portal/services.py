@@ -362,9 +362,8 @@ def reservation_cancel(
     reservation.status = Reservation.Status.CANCELLED
     reservation.cancelled_at = now
     reservation.full_clean()
-    with transaction.atomic():
-        reservation.save(update_fields=["status", "cancelled_at"])
-        _announce(reservation)
+    reservation.save(update_fields=["status", "cancelled_at"])
+    _announce(reservation)
     logger.info("reservation=%s cancelled", reservation.pk)
     return reservation
 

@@ -391,11 +391,9 @@ def _session_fields(
 def _request_of(session: ApiSession) -> tuple[Any, ...]:
     """What makes two create requests the same request: the fields they set, with
     meta_data's numbers as their decimal text says (`_exact_numbers`)."""
-    return tuple(
-        _exact_numbers(value) if name == "meta_data" else value
-        for name in REQUEST_FIELDS
-        for value in [getattr(session, name)]
-    )
+    fields = {name: getattr(session, name) for name in REQUEST_FIELDS}
+    fields["meta_data"] = _exact_numbers(fields["meta_data"])
+    return tuple(fields.values())
 
 
 def _exact_numbers(value: Any) -> Any:

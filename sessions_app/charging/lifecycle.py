@@ -355,10 +355,8 @@ def _resettle_ended(
     if tx is None or not tx.is_finalized or tx.updated_at <= session.updated_at:
         return session
     session = _refresh_readings(session, tx, client, now, over=True)
-    # Its own stop came: a message about how it ended without one no longer holds.
-    message = "" if session.status_message == STUCK else session.status_message
     ApiSession.objects.filter(pk=session.pk).update(
-        ended_at=tx.charge_ended_at(), status_message=message, updated_at=now
+        ended_at=tx.charge_ended_at(), status_message=_end_message(tx), updated_at=now
     )
     session.refresh_from_db()
     logger.info("api_session=%s re-read: its charge changed after it ended", session.pk)

@@ -112,8 +112,6 @@ def remote_stop(
         )
     except SteveRejected as error:
         text = error.message.lower()
-        if "not active" in text and tx.stop_event_actor == tx.StopEventActor.MANUAL:
-            raise SessionConflict(CHARGING_PAST_MANUAL_STOP) from None
         if "not active" in text:
             raise SessionConflict(
                 "The station has already stopped this charge; the session ends "
