@@ -18,7 +18,7 @@ from portal.signals import reservation_changed
 from sessions_app.models import ApiSession
 from sessions_app.signals import api_session_changed
 from sync.models import SyncRun, TransactionSyncState, UserMapping
-from sync.signals import sessions_changed
+from sync.signals import run_finished, sessions_changed
 
 EVENT = "active-session"
 BANNER = "portal/dashboard.html#active-banner"
@@ -41,11 +41,17 @@ def banners_html(
         customer_ids=list(tags_by_customer), now=now
     )
     zones = customer_zones(list(tags_by_customer))
+    check = selectors.sync_check(now=now)
     html: dict[int, str] = {}
     for pk, sessions in active.items():
         with timezone.override(zones[pk]):
             html[pk] = render_to_string(
-                BANNER, {"active": sessions, "start_notices": notices[pk]}
+                BANNER,
+                {
+                    "active": sessions,
+                    "start_notices": notices[pk],
+                    "sync_check": check,
+                },
             )
     return html
 
@@ -68,6 +74,22 @@ def publish_sessions_changed(
         "ocpp_id_tag"
     )
     mappings = UserMapping.objects.filter(steve_ocpp_id_tag__in=tags)
+    publish_active_sessions(
+        tags_by_customer=selectors.tags_by_customer(mappings=mappings)
+    )
+
+
+@receiver(run_finished)
+def publish_sync_failing(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
+    """Tell every customer charging now when the figures fall behind, and when
+    they catch up: a failing run changes no session, so no banner would say it.
+
+    A banner no run refreshes reads itself again (SyncCheck.recheck_seconds), so
+    this only spares a charging customer the wait."""
+    if not run.turns_failing_on_or_off():
+        return
+    charging = TransactionSyncState.objects.charging().values("ocpp_id_tag")
+    mappings = UserMapping.objects.filter(steve_ocpp_id_tag__in=charging)
     publish_active_sessions(
         tags_by_customer=selectors.tags_by_customer(mappings=mappings)
     )

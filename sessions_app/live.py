@@ -64,16 +64,6 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
 def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:
     """Whether `run` changes what the banner says of failing syncs without a
     sessions_changed to say it (a run that changed sessions ticks the banner)."""
-    if run.kind != SyncRun.Kind.TRANSACTIONS or run.created_count or run.updated_count:
+    if run.created_count or run.updated_count:
         return False
-    return run.status in SyncRun.FAILED_STATUSES or _follows_a_failed_run(run)
-
-
-def _follows_a_failed_run(run: SyncRun) -> bool:
-    previous = (
-        SyncRun.objects.finished_of(run.kind)
-        .filter(started_at__lt=run.started_at)
-        .values_list("status", flat=True)
-        .first()
-    )
-    return previous in SyncRun.FAILED_STATUSES
+    return run.turns_failing_on_or_off()

@@ -30,6 +30,7 @@ from portal.selectors.sessions import (
     ActiveSession,
     ChargingCards,
     StartNotice,
+    SyncCheck,
     active_sessions,
     active_sessions_by_customer,
     charging_cards,
@@ -39,6 +40,7 @@ from portal.selectors.sessions import (
     recent_sessions,
     start_notices,
     start_notices_by_customer,
+    sync_check,
     tags_by_customer,
 )
 from portal.selectors.usage import (
@@ -73,6 +75,7 @@ __all__ = [
     "Period",
     "PlanUse",
     "StartNotice",
+    "SyncCheck",
     "Usage",
     "UsageCards",
     "active_sessions",
@@ -93,6 +96,7 @@ __all__ = [
     "recent_sessions",
     "start_notices",
     "start_notices_by_customer",
+    "sync_check",
     "tags_by_customer",
     "usage_cards",
     "visible_chargers",
@@ -125,6 +129,7 @@ class Dashboard:
                 customer=customer, tags=self.charging_cards.tags, now=now
             ),
             "start_notices": start_notices(customer=customer, now=now),
+            "sync_check": sync_check(now=now),
         }
 
     def chargers(self) -> dict[str, object]:

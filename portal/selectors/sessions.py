@@ -15,7 +15,14 @@ from django.core.exceptions import ObjectDoesNotExist
 from portal.models import Reservation
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import Cost, session_cost
-from sync.models import Charger, TransactionSyncState, UserMapping
+from sync.models import (
+    Charger,
+    SyncRun,
+    TransactionSyncState,
+    UserMapping,
+    stale_after,
+    stale_before,
+)
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -206,6 +213,35 @@ def start_notices_by_customer(
             )
         result[session.user_id].append(notice)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCheck:
+    """Whether the charging figures are behind: no transactions run has
+    succeeded for longer than the sync's rhythm explains (`stale_before`), though
+    runs were tried; and when one last did (None: never)."""
+
+    is_delayed: bool
+    last_synced_at: datetime | None = None
+
+    @property
+    def recheck_seconds(self) -> int:
+        """When a banner that no sync refreshed reads itself again: by then a run
+        has succeeded, or the figures are delayed."""
+        return int(stale_after().total_seconds())
+
+
+def sync_check(*, now: datetime) -> SyncCheck:
+    """The SyncCheck at `now`, in one query while the sync keeps up."""
+    transactions = SyncRun.Kind.TRANSACTIONS
+    last = SyncRun.objects.latest_succeeded(transactions)
+    if last is not None and last.finished_at is not None:
+        if last.finished_at >= stale_before(now):
+            return SyncCheck(is_delayed=False)
+        return SyncCheck(is_delayed=True, last_synced_at=last.finished_at)
+    # Before the first run there is nothing to be behind.
+    tried = SyncRun.objects.finished_of(transactions).exists()
+    return SyncCheck(is_delayed=tried)
 
 
 def own_start_at(*, customer: User, charger: Charger, now: datetime) -> bool:

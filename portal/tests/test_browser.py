@@ -498,6 +498,60 @@ def test_the_dashboards_live_updates_pause_and_resume(
         expect(notice).to_be_hidden()
 
 
+def test_the_banner_says_when_the_figures_fall_behind_and_when_they_catch_up(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # SteVe has not answered for minutes: the kWh stop moving, and the page says
+    # why rather than let the driver trust them.
+    dana_charging(demo_driver, kwh="4.2")
+    SyncRunFactory(started_at=timezone.now() - timedelta(minutes=5))
+    SyncRunFactory(status=SyncRun.Status.FAILED, error="SteVe did not answer.")
+    # Intervals of 2 s: a banner no run refreshes reads itself again after 6 s.
+    with live_server(SYNC_INTERVAL_SECONDS="2") as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        delay = page.locator(".sync-delay")
+        expect(delay).to_contain_text(
+            "Charging information is delayed. The charging network last answered at"
+        )
+        expect(page.locator(".active-session")).to_contain_text("4.20 kWh")
+        wait_for_live_stream(page)
+        # It answers again. The run changes nothing, so it sends nothing: the
+        # banner's own re-read finds the delay over.
+        SyncRunFactory()
+        expect(delay).to_have_count(0, timeout=15_000)
+        expect(page.locator(".active-session")).to_contain_text("4.20 kWh")
+        expect(page.locator("#active-session-announcer")).to_have_text(
+            "Charging at Harbour Street #1."
+        )
+
+        # Paused, that re-read waits too (WCAG 2.2.2), though by then no run has
+        # succeeded for three intervals again.
+        page.evaluate(
+            """() => {
+                window.confirmed = [];
+                window.addEventListener("htmx:confirm", (event) => {
+                    window.confirmed.push({
+                        target: event.detail.target.id,
+                        prevented: event.defaultPrevented,
+                    });
+                });
+            }"""
+        )
+        page.get_by_role("button", name="Pause live updates").click()
+        held = None
+        for _ in range(150):
+            confirmed = page.evaluate("() => window.confirmed")
+            held = next((c for c in confirmed if c["target"] == "active-session"), None)
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert held == {"target": "active-session", "prevented": True}, held
+        expect(delay).to_have_count(0)
+        page.get_by_role("button", name="Resume live updates").click()
+        expect(delay).to_contain_text("Charging information is delayed.")
+
+
 def test_a_live_update_keeps_the_daily_table_open_and_focused(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:

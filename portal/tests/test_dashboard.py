@@ -31,7 +31,7 @@ from sync.models import (
     TransactionSyncState,
     UserMapping,
 )
-from sync.signals import sessions_changed
+from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
     ChargerFactory,
     SyncRunFactory,
@@ -441,9 +441,11 @@ class DashboardTests(PortalTestCase):
         self.assertNotContains(self.client.get("/"), "Private Depot")
 
     def test_it_reads_with_a_bounded_number_of_queries(self) -> None:
+        # As while the sync keeps up: one query says the figures are current.
+        SyncRunFactory()
         self.client.force_login(self.alice)
         self.client.get("/")
-        with self.assertNumQueries(11):
+        with self.assertNumQueries(12):
             self.client.get("/")
 
 
@@ -691,6 +693,81 @@ class LiveTests(PortalTestCase):
         self.assertEqual(banner_html(customer=self.bob, now=timezone.now()).strip(), "")
 
 
+DELAYED = "Charging information is delayed."
+
+
+@override_settings(SYNC_INTERVAL_SECONDS=10)
+class SyncDelayTests(PortalTestCase):
+    """The figures come from the sync: when no run has succeeded for three of its
+    intervals, the dashboard says the figures are behind and since when."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        CustomerProfile.objects.create(user=self.alice, time_zone="Asia/Tokyo")
+        self.client.force_login(self.alice)
+
+    def succeeded(self, seconds_ago: int) -> SyncRun:
+        return SyncRunFactory(
+            started_at=timezone.now() - timedelta(seconds=seconds_ago + 1)
+        )
+
+    def failed(self) -> SyncRun:
+        return SyncRunFactory(
+            status=SyncRun.Status.FAILED, error="SteVe did not answer in time."
+        )
+
+    def test_no_word_of_it_while_the_sync_keeps_up(self) -> None:
+        self.succeeded(seconds_ago=25)
+        self.assertNotContains(self.client.get("/"), DELAYED)
+
+    def test_one_failed_run_after_a_recent_success_is_no_delay_yet(self) -> None:
+        self.succeeded(seconds_ago=15)
+        self.failed()
+        self.assertNotContains(self.client.get("/"), DELAYED)
+
+    def test_three_intervals_without_success_say_when_the_network_last_answered(
+        self,
+    ) -> None:
+        last = self.succeeded(seconds_ago=45)
+        self.failed()
+        response = self.client.get("/")
+        self.assertContains(response, DELAYED)
+        assert last.finished_at is not None
+        answered = timezone.localtime(last.finished_at, ZoneInfo("Asia/Tokyo"))
+        self.assertContains(
+            response, "The charging network last answered at <time datetime="
+        )
+        self.assertContains(response, f">{answered:%H:%M}</time>.")
+
+    def test_a_stopped_beat_is_a_delay_too(self) -> None:
+        # No run failed: none ran.
+        self.succeeded(seconds_ago=120)
+        self.assertContains(self.client.get("/"), DELAYED)
+
+    def test_a_sync_that_never_succeeded_says_so(self) -> None:
+        self.failed()
+        response = self.client.get("/")
+        self.assertContains(response, DELAYED)
+        self.assertContains(response, "The charging network has not answered yet.")
+
+    def test_nothing_before_the_first_run(self) -> None:
+        self.assertNotContains(self.client.get("/"), DELAYED)
+
+    def test_a_banner_no_sync_refreshes_reads_itself_again(self) -> None:
+        # A run that changes nothing sends nothing: after three intervals the
+        # banner re-reads itself, and finds the figures current or delayed.
+        self.succeeded(seconds_ago=1)
+        recheck = 'hx-trigger="load delay:30s" hx-target="#active-session"'
+        self.assertNotContains(self.client.get("/"), recheck)
+        TransactionSyncStateFactory(charger=self.charger, ocpp_id_tag="TAG-ALICE")
+        self.assertContains(self.client.get("/"), recheck)
+        response = self.client.get(
+            "/", headers={"HX-Request": "true", "HX-Target": "active-session"}
+        )
+        self.assertContains(response, recheck)
+        self.assertContains(response, "Charging at Harbour Street")
+
+
 # One prefix per test process: parallel workers share Redis.
 @override_settings(LIVE_CHANNEL_PREFIX=f"test-portal-live-{uuid.uuid4().hex[:8]}-")
 class LiveBannerEventTests(PortalTestCase):
@@ -753,6 +830,37 @@ class LiveBannerEventTests(PortalTestCase):
             f'{button} aria-disabled="true" aria-label="Stopping charging at', html
         )
         self.assertIn(">Stopping…</button>", html)
+
+    @override_settings(SYNC_INTERVAL_SECONDS=10)
+    def test_a_failing_sync_tells_whoever_is_charging_and_then_that_it_is_over(
+        self,
+    ) -> None:
+        # A failing run changes no session, so nothing else would reach the banner.
+        TransactionSyncStateFactory(charger=self.charger, ocpp_id_tag="TAG-ALICE")
+        SyncRunFactory(started_at=timezone.now() - timedelta(minutes=2))
+        failed = SyncRunFactory(status=SyncRun.Status.FAILED, error="Timed out.")
+        run_finished.send(sender=SyncRun, run=failed)
+        ((event_type, html),) = self.published(self.alice)
+        self.assertEqual(event_type, "active-session")
+        self.assertIn(DELAYED, html)
+        self.assertIn("Charging at Harbour Street", html)
+        # Bob is not charging: his banner has nothing a run could change.
+        self.assertEqual(self.published(self.bob), [])
+
+        self.last_ids[self.alice] = self.storage.get_current_id(
+            self.channels[self.alice]
+        )
+        recovered = SyncRunFactory()
+        run_finished.send(sender=SyncRun, run=recovered)
+        ((_, html),) = self.published(self.alice)
+        self.assertNotIn(DELAYED, html)
+        self.assertIn("Charging at Harbour Street", html)
+
+    def test_a_successful_run_after_another_tells_nobody(self) -> None:
+        TransactionSyncStateFactory(charger=self.charger, ocpp_id_tag="TAG-ALICE")
+        SyncRunFactory(started_at=timezone.now() - timedelta(seconds=10))
+        run_finished.send(sender=SyncRun, run=SyncRunFactory())
+        self.assertEqual(self.published(self.alice), [])
 
     def test_a_sync_reads_every_customers_banner_in_the_same_few_queries(
         self,

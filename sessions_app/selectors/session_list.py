@@ -8,7 +8,6 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, TypedDict, cast
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Subquery
 from django.utils import timezone
@@ -20,6 +19,7 @@ from sync.models import (
     TransactionSyncState,
     TransactionSyncStateQuerySet,
     UserMapping,
+    stale_before,
 )
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ def sync_freshness(*, now: datetime) -> SyncFreshness:
         confirmed_at = latest_good.finished_at if latest_good else None
     return SyncFreshness(
         confirmed_at=confirmed_at,
-        stale_before=now - timedelta(seconds=3 * settings.SYNC_INTERVAL_SECONDS),
+        stale_before=stale_before(now),
         last_change=last_change,
         failing_run=failing_run,
     )

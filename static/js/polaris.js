@@ -360,7 +360,9 @@
   });
 
   // While paused, neither an event's HTML (sse-swap) nor the re-read it
-  // triggers (hx-trigger="sse:…") reaches the page.
+  // triggers (hx-trigger="sse:…") reaches the page, nor a timed re-read
+  // (hx-trigger="load delay:…", which htmx sends with no triggering event; what
+  // a person does always has one). Resuming re-reads every live part anyway.
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
     var container = liveContainer(event.target);
     if (container && container.polarisLivePaused) { event.preventDefault(); }
@@ -368,8 +370,8 @@
   document.addEventListener("htmx:confirm", function (event) {
     var trigger = event.detail.triggeringEvent;
     var container = liveContainer(event.detail.elt);
-    if (container && container.polarisLivePaused && trigger &&
-        trigger.type.indexOf("sse:") === 0) {
+    if (container && container.polarisLivePaused &&
+        (!trigger || trigger.type.indexOf("sse:") === 0)) {
       event.preventDefault();
     }
   });

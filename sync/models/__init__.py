@@ -2,7 +2,7 @@
 Django finds every model and callers import from `sync.models`."""
 
 from sync.models.chargers import CHECK_IN_VALID_FOR, Charger
-from sync.models.runs import SyncRun
+from sync.models.runs import SyncRun, stale_after, stale_before
 from sync.models.transactions import (
     SyncedTransactionEvent,
     TransactionSyncState,
@@ -18,4 +18,6 @@ __all__ = [
     "TransactionSyncState",
     "TransactionSyncStateQuerySet",
     "UserMapping",
+    "stale_after",
+    "stale_before",
 ]

@@ -1,11 +1,26 @@
 """Sync runs: one row per execution of a sync, as the Sync runs page lists them."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# The sync runs every SYNC_INTERVAL_SECONDS: three intervals without a successful
+# run are no longer the gap between two runs.
+STALE_AFTER_INTERVALS = 3
+
+
+def stale_after() -> timedelta:
+    """How long what the sync last confirmed stays current."""
+    return timedelta(seconds=STALE_AFTER_INTERVALS * settings.SYNC_INTERVAL_SECONDS)
+
+
+def stale_before(now: datetime) -> datetime:
+    """What the sync last confirmed before this moment is out of date."""
+    return now - stale_after()
 
 
 class SyncRunQuerySet(models.QuerySet["SyncRun"]):
@@ -154,3 +169,18 @@ class SyncRun(models.Model):
         if self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    def turns_failing_on_or_off(self) -> bool:
+        """Whether this finished run may change whether the sync is failing: a
+        transactions run that failed, or the first to finish after one that did."""
+        if self.kind != SyncRun.Kind.TRANSACTIONS:
+            return False
+        if self.status in SyncRun.FAILED_STATUSES:
+            return True
+        previous = (
+            SyncRun.objects.finished_of(self.kind)
+            .filter(started_at__lt=self.started_at)
+            .values_list("status", flat=True)
+            .first()
+        )
+        return previous in SyncRun.FAILED_STATUSES
