@@ -105,3 +105,33 @@ def wait_for_live_stream(page: Page, timeout: float = 20) -> None:
             return
         time.sleep(0.1)
     raise TimeoutError(f"the SSE stream of {page.url} did not open")
+
+
+def watch_live_updates(page: Page) -> None:
+    """Record, from now on, each live update that reaches the page: an event's
+    HTML (htmx:sseBeforeMessage) and each request a part makes by itself
+    (htmx:confirm), with whether the page held it back (a paused page does)."""
+    page.evaluate(
+        """() => {
+            window.liveUpdatesHeld = [];
+            for (const name of ["htmx:sseBeforeMessage", "htmx:confirm"]) {
+                // On window: after the page's own handlers on document.
+                window.addEventListener(name, (event) => {
+                    window.liveUpdatesHeld.push(event.defaultPrevented);
+                });
+            }
+        }"""
+    )
+
+
+def live_updates_held(page: Page, timeout: float = 20) -> list[bool]:
+    """Wait until a live update watched by `watch_live_updates` reached the page;
+    for each, whether it was held back. What a paused page did not show is an
+    update that arrived and was held, not one that never came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = page.evaluate("() => window.liveUpdatesHeld")
+        if held:
+            return list(held)
+        time.sleep(0.1)
+    raise TimeoutError(f"no live update reached {page.url}")

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -224,6 +225,18 @@ class UvicornServer(ChildProcess):
                 time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"uvicorn did not start:\n{self.log()[-3000:]}")
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float = 30, what: str = "the condition"
+) -> None:
+    """Return as soon as `condition()` is true; fail after `timeout` seconds.
+    What a test waits for is a state (a run finished, a process up), never a time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} was not met within {timeout} s")
+        time.sleep(0.1)
 
 
 def wait_for_other_connections_to_close(timeout: float = 5) -> None:

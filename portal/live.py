@@ -41,7 +41,7 @@ def banners_html(
         customer_ids=list(tags_by_customer), now=now
     )
     zones = customer_zones(list(tags_by_customer))
-    check = selectors.sync_check(now=now)
+    check = selectors.sync_check(now=now) if any(active.values()) else None
     html: dict[int, str] = {}
     for pk, sessions in active.items():
         with timezone.override(zones[pk]):

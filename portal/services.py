@@ -15,7 +15,7 @@ from portal.models import Reservation
 from portal.selectors import own_start_at
 from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
-from sessions_app.charging.station import TRY_AGAIN
+from sessions_app.charging.station import not_answering
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.services import audit_entry_create
@@ -86,7 +86,7 @@ def _taken_by_someone_else(customer: User, charger: Charger, now: datetime) -> s
     """What Polaris last saw holding `charger` for someone other than `customer`:
     a charge on its connector or a reservation covering now, as a sentence; ""
     when neither."""
-    place = f"{charger.friendly_name} #{charger.connector_id}"
+    place = str(charger)
     own_tags = UserMapping.objects.filter(user=customer).values("steve_ocpp_id_tag")
     charging = (
         TransactionSyncState.objects.occupying_connector(now)
@@ -156,9 +156,8 @@ def reservation_create(
         )
         reservation.full_clean()
         _reserve_at_the_station(reservation, client)
-        with transaction.atomic():
-            reservation.save()
-            _announce(reservation)
+        reservation.save()
+        _announce(reservation)
     logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
     return reservation
 
@@ -203,12 +202,6 @@ def _card_to_reserve_with(customer: User, now: datetime) -> str:
     raise PortalError(_every_card_holds_one(customer, holding, now))
 
 
-def reservation_place(reservation: Reservation) -> str:
-    """The reserved charger as people name it: friendly name and connector."""
-    charger = reservation.charger
-    return f"{charger.friendly_name} #{charger.connector_id}"
-
-
 def reservation_end(reservation: Reservation, *, customer: User, now: datetime) -> str:
     """When `reservation` ends, in the customer's time zone: the time today,
     else the date and time."""
@@ -233,17 +226,17 @@ def _every_card_holds_one(
     def until(reservation: Reservation) -> str:
         return reservation_end(reservation, customer=customer, now=now)
 
-    where = reservation_place
-
     if len(last_of_card) == 1:
         (reservation,) = last_of_card
         return (
             f"Your card {reservation.id_tag} already holds the reservation at "
-            f"{where(reservation)} until {until(reservation)}; one reservation a "
+            f"{reservation.charger} until {until(reservation)}; one reservation a "
             "card at a time. You can reserve another charger once it ends, or "
             "once you start charging there."
         )
-    held = "; ".join(f"{r.id_tag} at {where(r)} until {until(r)}" for r in last_of_card)
+    held = "; ".join(
+        f"{r.id_tag} at {r.charger} until {until(r)}" for r in last_of_card
+    )
     return (
         f"Each of your cards already holds a reservation ({held}); one "
         "reservation a card at a time. You can reserve another charger once one "
@@ -273,10 +266,7 @@ def _reserve_at_the_station(
         raise PortalError(_reserve_refusal(error)) from error
     except SteveError as error:
         logger.warning("reserve charger=%s failed: %s", charger.pk, error.message)
-        raise PortalError(
-            "The reservation could not be sent: the charging network is not "
-            f"answering right now. {TRY_AGAIN.capitalize()}"
-        ) from error
+        raise PortalError(not_answering("reservation")) from error
     if not result.accepted(charger.charge_box_id):
         status = result.status_of(charger.charge_box_id)
         logger.info("reserve charger=%s answered %s", charger.pk, status)
@@ -352,10 +342,7 @@ def reservation_cancel(
         logger.info("reservation=%s not held: %s", reservation.pk, error.message)
     except SteveError as error:
         logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
-        raise PortalError(
-            "The cancellation could not be sent: the charging network is not "
-            f"answering right now. {TRY_AGAIN.capitalize()}"
-        ) from error
+        raise PortalError(not_answering("cancellation")) from error
     else:
         if not result.accepted(charger.charge_box_id):
             raise PortalError("The charger declined the cancellation.")

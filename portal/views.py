@@ -160,8 +160,7 @@ def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
         )
         messages.success(
             request,
-            f"{services.reservation_place(reservation)} is reserved for you until "
-            f"{until}.",
+            f"{reservation.charger} is reserved for you until {until}.",
         )
     return _back_to_dashboard(request)
 
@@ -229,8 +228,7 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"Charging is starting at {charger.friendly_name} "
-                f"#{charger.connector_id}.",
+                f"Charging is starting at {charger}.",
                 extra_tags=until_event(ACTIVE_SESSION_EVENT),
             )
     return _back_to_dashboard(request)

@@ -304,6 +304,10 @@ class SyncRunFilters:
             if value
         }
 
+    def shows(self, *, kind: str, status: str) -> bool:
+        """Whether a run of `kind` with `status` is among the runs listed."""
+        return self.kind in ("", kind) and self.status in ("", status)
+
     @property
     def kind_label(self) -> str:
         """The kind as the filter offers it ("Charger probe"), "" for all."""

@@ -168,12 +168,15 @@ def plan_transaction(
         stop_wh = (
             baseline if transaction.stop_value_wh is None else transaction.stop_value_wh
         )
-        already_stopped = state is not None and state.is_finalized
-        stop_changed = already_stopped and (
-            state.meter_last_wh != stop_wh  # type: ignore[union-attr]
-            or state.stopped_at != stop_at  # type: ignore[union-attr]
-            or state.stop_event_actor != (transaction.stop_event_actor or "")  # type: ignore[union-attr]
-        )
+        already_stopped = False
+        stop_changed = False
+        if state is not None and state.is_finalized:
+            already_stopped = True
+            stop_changed = (
+                state.meter_last_wh != stop_wh
+                or state.stopped_at != stop_at
+                or state.stop_event_actor != (transaction.stop_event_actor or "")
+            )
         if not already_stopped or stop_changed:
             # SteVe estimates a manual stop from the readings. Dated before the last
             # reading counted, after a meter reset, it can be a reading from before
@@ -181,9 +184,7 @@ def plan_transaction(
             # (Without a reset the baseline is the highest reading counted, so a stop
             # above it is energy Polaris skipped, e.g. behind a station clock jump.)
             restated = (
-                transaction.stop_event_actor == "manual"
-                and stop_at < last_at
-                and reset_seen
+                transaction.is_stopped_manually and stop_at < last_at and reset_seen
             )
             delta = (
                 Decimal("0.000")
@@ -214,8 +215,7 @@ def plan_transaction(
             baseline = stop_wh
             dip = None
             last_at = max(last_at, stop_at)
-        manual = transaction.stop_event_actor == "manual"
-        if not manual:
+        if not transaction.is_stopped_manually:
             after_stop_at = None
         elif readings is None and state is not None:
             after_stop_at = state.last_reading_after_stop_at  # not read this time
@@ -224,7 +224,7 @@ def plan_transaction(
             stop_reason=transaction.stop_reason or "",
             stop_event_actor=transaction.stop_event_actor or "",
             is_finalized=True,
-            is_stop_estimated=manual,
+            is_stop_estimated=transaction.is_stopped_manually,
             last_reading_after_stop_at=after_stop_at,
         )
     else:

@@ -68,7 +68,7 @@ def sync_run_reconcile(trigger: str = SyncRun.Trigger.BEAT) -> int:
 @shared_task(**WAITS_FOR_THE_LOCK)  # type: ignore[untyped-decorator]
 def sync_run_transaction(
     steve_transaction_id: int, trigger: str = SyncRun.Trigger.MANUAL
-) -> int | None:
+) -> int:
     """Resync one transaction; waits (retries with backoff) while another run holds
     the lock, because a person asked for it."""
     return services.sync_run_transaction(

@@ -8,8 +8,7 @@ a Celery worker would run them.
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,6 +34,7 @@ from polaris.testing import (
     ValkeyServer,
     child_environment,
     run_python,
+    wait_until,
 )
 from sessions_app.templatetags.console import clock_time
 from sync import services
@@ -292,7 +292,7 @@ class PostgresRestartTests(TransactionTestCase):
                 stderr=subprocess.DEVNULL,
             )
             try:
-                self.wait_for(
+                wait_until(
                     lambda: self.query(
                         postgres, "SELECT 1 FROM sync_runs WHERE status = 'running'"
                     )
@@ -370,11 +370,3 @@ class PostgresRestartTests(TransactionTestCase):
     ) -> list[tuple[Any, ...]]:
         with psycopg.connect(postgres.url) as conn:
             return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
-
-    @staticmethod
-    def wait_for(condition: Callable[[], object], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError("condition not met")
-            time.sleep(0.1)

@@ -124,12 +124,14 @@ class Dashboard:
 
     def active_banner(self) -> dict[str, object]:
         customer, now = self.customer, self.now
+        active = active_sessions(
+            customer=customer, tags=self.charging_cards.tags, now=now
+        )
         return {
-            "active": active_sessions(
-                customer=customer, tags=self.charging_cards.tags, now=now
-            ),
+            "active": active,
             "start_notices": start_notices(customer=customer, now=now),
-            "sync_check": sync_check(now=now),
+            # Said only beside a charge, so asked only then.
+            "sync_check": sync_check(now=now) if active else None,
         }
 
     def chargers(self) -> dict[str, object]:

@@ -12,7 +12,14 @@ from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
-from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
+from polaris.browser import (
+    chromium,
+    live_server,
+    live_updates_held,
+    sign_in,
+    wait_for_live_stream,
+    watch_live_updates,
+)
 from portal.models import Reservation
 from portal.selectors import FAILED_START_SHOWN_FOR
 from portal.tests.factories import SubscriptionFactory
@@ -490,8 +497,10 @@ def test_the_dashboards_live_updates_pause_and_resume(
         kept = page.evaluate("() => Object.keys(sessionStorage)")
         paused = [key for key in kept if key.startswith("polaris.liveUpdatesPaused")]
         assert paused == ["polaris.liveUpdatesPaused.portal"], kept
+        watch_live_updates(page)
         sync_saw(session, kwh="2.5")
-        page.wait_for_timeout(1500)
+        held = live_updates_held(page)
+        assert all(held), held
         expect(page.locator(".live-kwh")).to_have_text("1.00 kWh")
         page.get_by_role("button", name="Resume live updates").click()
         expect(page.locator(".live-kwh")).to_have_text("2.50 kWh")
@@ -527,26 +536,9 @@ def test_the_banner_says_when_the_figures_fall_behind_and_when_they_catch_up(
 
         # Paused, that re-read waits too (WCAG 2.2.2), though by then no run has
         # succeeded for three intervals again.
-        page.evaluate(
-            """() => {
-                window.confirmed = [];
-                window.addEventListener("htmx:confirm", (event) => {
-                    window.confirmed.push({
-                        target: event.detail.target.id,
-                        prevented: event.defaultPrevented,
-                    });
-                });
-            }"""
-        )
+        watch_live_updates(page)
         page.get_by_role("button", name="Pause live updates").click()
-        held = None
-        for _ in range(150):
-            confirmed = page.evaluate("() => window.confirmed")
-            held = next((c for c in confirmed if c["target"] == "active-session"), None)
-            if held:
-                break
-            page.wait_for_timeout(100)
-        assert held == {"target": "active-session", "prevented": True}, held
+        assert live_updates_held(page) == [True]
         expect(delay).to_have_count(0)
         page.get_by_role("button", name="Resume live updates").click()
         expect(delay).to_contain_text("Charging information is delayed.")

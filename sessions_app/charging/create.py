@@ -38,14 +38,14 @@ from sessions_app.charging.station import (
     remote_stop,
 )
 from sessions_app.charging.tags import tag_for
-from sessions_app.models import ApiSession, AuditEntry, Rate
+from sessions_app.models import ApiSession, AuditEntry, Rate, as_status_message
 from sessions_app.pricing import RateTerms, session_cost
 from sessions_app.services import audit_entry_create
 from sync.client import (
     SteveClient,
     given_or_new,
 )
-from sync.models import Charger, TransactionSyncState
+from sync.models import Charger
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def api_session_create(
                 remote_start(session, steve)
         except StartUnconfirmed as error:
             logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
-            session.status_message = error.message[:255]
+            session.status_message = as_status_message(error.message)
         session.remote_start_sent_at = now
         session.remote_start_returned_at = timezone.now()
         session.save(
@@ -249,11 +249,7 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
         # It started (or was cancelled) meanwhile: stop it as such.
     if session.status != Status.STARTED or session.transaction is None:
         raise SessionConflict(f"This session is already {session.status}.")
-    if (
-        session.transaction.stop_event_actor
-        == TransactionSyncState.StopEventActor.MANUAL
-    ):
-        # SteVe refuses a remote stop of a charge it lists as stopped.
+    if session.transaction.is_stopped_manually:
         raise SessionConflict(CHARGING_PAST_MANUAL_STOP)
     # Claimed first, as a target's stop is: one stop goes out however many come
     # at once, and a repeated one gets the session as it is (its stop is under
@@ -281,7 +277,7 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
         unconfirmed = ""
     if unconfirmed:
         ApiSession.objects.filter(pk=session.pk).update(
-            status_message=unconfirmed[:255], updated_at=now
+            status_message=as_status_message(unconfirmed), updated_at=now
         )
     else:
         clear_message(session, now)

@@ -27,7 +27,7 @@ from sessions_app.charging.station import (
 )
 from sessions_app.charging.tags import tag_for
 from sessions_app.charging.targets import reached_target
-from sessions_app.models import ApiSession
+from sessions_app.models import ApiSession, as_status_message
 from sessions_app.readings import (
     charging_activity,
     energy_report,
@@ -170,7 +170,7 @@ def _send_stop_asked_before_start(
     except StopUnconfirmed as error:
         # Maybe delivered: `_resend_lost_stop` sends it again if charging goes on.
         ApiSession.objects.filter(pk=session.pk).update(
-            status_message=error.message[:255]
+            status_message=as_status_message(error.message)
         )
         logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
     except StationError as error:
@@ -182,7 +182,7 @@ def _send_stop_asked_before_start(
     except ApiSessionError as error:
         # The station answered; the driver can still stop it at the station.
         ApiSession.objects.filter(pk=session.pk).update(
-            status_message=error.message[:255]
+            status_message=as_status_message(error.message)
         )
         logger.warning("api_session=%s stop refused: %s", session.pk, error)
 
@@ -257,12 +257,12 @@ def _send_claimed_start(
         remote_start(session, client)
     except StartUnconfirmed as error:
         logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
-        message = error.message[:255]
+        message = as_status_message(error.message)
     except ApiSessionError as error:
         return cancel_created(
             session,
             now,
-            error.message[:255],
+            as_status_message(error.message),
             remote_start_returned_at=timezone.now(),
         )
     ApiSession.objects.filter(pk=session.pk).update(
@@ -303,9 +303,8 @@ def _advance_started(
             ended_at=tx.charge_ended_at(),
             status_message=_end_message(tx),
         )
-    if tx.is_finalized:
-        # SteVe refuses a remote stop of a charge it lists as stopped, so no
-        # target can stop it either.
+    if tx.is_stopped_manually:
+        # No target can stop it either.
         return _say(session, CHARGING_PAST_MANUAL_STOP, now)
     _enforce_targets(session, tx, client, now)
     return session
@@ -431,7 +430,7 @@ def _enforce_targets(
     except ApiSessionError as error:
         # The station answered; asking again every few seconds would not help.
         ApiSession.objects.filter(pk=session.pk).update(
-            status_message=error.message[:255]
+            status_message=as_status_message(error.message)
         )
         logger.warning("api_session=%s target stop refused: %s", session.pk, error)
 

@@ -62,12 +62,11 @@ def _start_unconfirmed(why: str) -> StartUnconfirmed:
 
 
 def _start_refusal(session: ApiSession, error: SteveRejected) -> ApiSessionError:
-    text = error.message.lower()
-    if "no stations are eligible" in text:
+    if error.no_station_connected:
         return SessionConflict(
             "The charge station is offline; try again when it is back online."
         )
-    if "tag is not eligible" in text:
+    if error.tag_not_eligible:
         # SteVe says the same of a tag it does not know: a new card that staff
         # mapped in Polaris but did not register in SteVe.
         return SessionInvalid(
@@ -111,13 +110,12 @@ def remote_stop(
             transaction_id=tx.steve_transaction_id,
         )
     except SteveRejected as error:
-        text = error.message.lower()
-        if "not active" in text:
+        if error.transaction_not_active:
             raise SessionConflict(
                 "The station has already stopped this charge; the session ends "
                 "at the next sync."
             ) from None
-        if "no stations are eligible" in text:
+        if error.no_station_connected:
             raise SessionConflict(
                 "The charge station is offline, so it cannot be stopped remotely."
             ) from None
@@ -154,9 +152,16 @@ def _not_sent(
     logger.warning(
         "api_session=%s %s not sent: %s", session.pk, operation, error.operator_message
     )
-    return StationError(
-        f"The {operation} could not be sent: the charging network is not answering "
-        f"right now, so {outcome}. {TRY_AGAIN.capitalize()}"
+    return StationError(not_answering(operation, outcome))
+
+
+def not_answering(what: str, outcome: str = "") -> str:
+    """The sentence for a request SteVe never took: `what` was not sent, so
+    `outcome` (when said), and what to do."""
+    so = f", so {outcome}" if outcome else ""
+    return (
+        f"The {what} could not be sent: the charging network is not answering "
+        f"right now{so}. {TRY_AGAIN.capitalize()}"
     )
 
 

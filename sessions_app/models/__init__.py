@@ -2,7 +2,11 @@
 imported here so that Django finds every model and callers import from
 `sessions_app.models`."""
 
-from sessions_app.models.api_sessions import ApiSession, ApiSessionQuerySet
+from sessions_app.models.api_sessions import (
+    ApiSession,
+    ApiSessionQuerySet,
+    as_status_message,
+)
 from sessions_app.models.audit import AuditEntry
 from sessions_app.models.rates import ChargerRate, Rate
 from sessions_app.models.tokens import ApiToken
@@ -14,4 +18,5 @@ __all__ = [
     "AuditEntry",
     "ChargerRate",
     "Rate",
+    "as_status_message",
 ]

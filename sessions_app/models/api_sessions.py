@@ -16,6 +16,15 @@ def _whole_millisecond(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+STATUS_MESSAGE_MAX_LENGTH = 255
+
+
+def as_status_message(text: str) -> str:
+    """`text` cut to what status_message holds: our sentences fit, a refusal
+    quoting SteVe's words may not."""
+    return text[:STATUS_MESSAGE_MAX_LENGTH]
+
+
 class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
     def visible_to(self, user: User) -> "ApiSessionQuerySet":
         """Every session for staff; a customer's own sessions otherwise.
@@ -142,7 +151,7 @@ class ApiSession(models.Model):
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.CREATED
     )
-    status_message = models.CharField(max_length=255, blank=True)
+    status_message = models.CharField(max_length=STATUS_MESSAGE_MAX_LENGTH, blank=True)
     rate = models.ForeignKey(
         Rate,
         on_delete=models.PROTECT,

@@ -94,6 +94,8 @@ class BrowserSessionAuthApiTests(ApiTestCase):
             headers={"X-CSRFToken": secret},
         )
         self.assertEqual(response.status_code, 201, response.content)
+        self.assertEqual(response.json()["result"]["user"], str(self.alice.pk))
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
 
 
 class ApiTokenServiceTests(TestCase):

@@ -3,8 +3,7 @@ while they talk to the station: killed while a target's stop is sent, then
 restarted; stopped by the task's soft time limit."""
 
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,7 +14,7 @@ from django.test import TransactionTestCase, override_settings
 from django.utils import timezone
 
 from polaris.celery import app as celery_app
-from polaris.testing import CeleryWorker
+from polaris.testing import CeleryWorker, wait_until
 from sessions_app import charging
 from sessions_app.api.selectors.matching import CLOCK_SKEW
 from sessions_app.models import ApiSession
@@ -41,14 +40,6 @@ class WorkerFaultTestCase(StandinTestMixin, TransactionTestCase):
         UserMapping.objects.create(steve_ocpp_id_tag="TAG-0001", user=alice)
         Charger.objects.create(charge_box_id="CP-001", connector_id=1)
         self.alice = alice
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.1)
-        self.fail("condition not met in time")
 
     def remote_stops(self) -> int:
         return int(self.standin.state()["requests"].get(REMOTE_STOP, 0))
@@ -86,7 +77,7 @@ class AdvanceAfterTheSyncTests(WorkerFaultTestCase):
             sync_run_transactions.apply_async(
                 args=["beat"], queue=worker.queue, link=advance
             )
-            self.wait_for(lambda: worker.log().count("succeeded") >= 2)
+            wait_until(lambda: worker.log().count("succeeded") >= 2)
         session.refresh_from_db()
         self.assertEqual(session.status, ApiSession.Status.STARTED)
         self.assertEqual(SyncRun.objects.get().status, SyncRun.Status.SUCCEEDED)
@@ -117,7 +108,7 @@ class TargetStopAcrossAWorkerRestartTests(WorkerFaultTestCase):
         )
         with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
-            self.wait_for(lambda: self.remote_stops() == 1)
+            wait_until(lambda: self.remote_stops() == 1)
             worker.stop(signal.SIGKILL)
         session.refresh_from_db()
         self.assertEqual(session.target_reached, "energy")
@@ -132,7 +123,7 @@ class TargetStopAcrossAWorkerRestartTests(WorkerFaultTestCase):
         )
         with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
-            self.wait_for(lambda: self.remote_stops() == 2)
+            wait_until(lambda: self.remote_stops() == 2)
             worker.wait_for_log("succeeded")
         stopped = self.steve_transaction(pk)
         self.assertEqual((stopped["active"], stopped["stopReason"]), (False, "Remote"))
@@ -188,7 +179,7 @@ class ScheduledStartAcrossAWorkerRestartTests(WorkerFaultTestCase):
         )
         with CeleryWorker(**self.standin.polaris_settings()) as worker:
             api_sessions_advance_all.apply_async(queue=worker.queue)
-            self.wait_for(lambda: self.remote_starts() == 1)
+            wait_until(lambda: self.remote_starts() == 1)
             worker.stop(signal.SIGKILL)
         session.refresh_from_db()
         self.assertIsNotNone(session.remote_start_sent_at)

@@ -10,7 +10,14 @@ from django.contrib.sessions.models import Session
 from django.test import TransactionTestCase
 from playwright.sync_api import Browser, Locator, Page, Request, expect
 
-from polaris.browser import chromium, live_server, sign_in, wait_for_live_stream
+from polaris.browser import (
+    chromium,
+    live_server,
+    live_updates_held,
+    sign_in,
+    wait_for_live_stream,
+    watch_live_updates,
+)
 from sessions_app.live import publish_run_finished, publish_sessions_changed
 from sessions_app.models import ApiToken
 from sessions_app.selectors import session_stats
@@ -388,8 +395,10 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
             kwh_delivered=Decimal("7.125")
         )
         run = SyncRunFactory(updated_count=1)
+        watch_live_updates(page)
         publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[shown.pk])
-        page.wait_for_timeout(1000)
+        held = live_updates_held(page)
+        assert all(held), held
         expect(page.locator("#session-detail")).not_to_contain_text("7.125 kWh")
         # Resuming reads what was missed.
         page.get_by_role("button", name="Resume live updates").click()
@@ -909,8 +918,11 @@ class LiveRenewalBrowserTests(ConsolePages, TransactionTestCase):
             if first in page.locator("#live-banner").inner_text():
                 break
         expect(page.locator("#live-banner")).to_have_text(first)
-        page.wait_for_timeout(7000)
         # At least two renewals, and the banner never said "disconnected".
+        for _ in range(150):
+            if len(streams) >= 3:
+                break
+            page.wait_for_timeout(100)
         self.assertGreaterEqual(len(streams), 3, streams)
         self.assertEqual(page.evaluate("window.liveStates"), [])
         self.assertEqual(re_reads, [])

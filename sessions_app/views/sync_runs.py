@@ -55,8 +55,8 @@ def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     if selectors.sync_run_in_progress():
         messages.warning(request, "A sync run is already in progress.")
     elif enqueue(sync_run_transactions_task, SyncRun.Trigger.MANUAL):
-        shown_here = filters.kind in ("", SyncRun.Kind.TRANSACTIONS) and (
-            filters.status in ("", SyncRun.Status.RUNNING)
+        shown_here = filters.shows(
+            kind=SyncRun.Kind.TRANSACTIONS, status=SyncRun.Status.RUNNING
         )
         where = "below" if shown_here else "among all runs"
         messages.success(

@@ -1,5 +1,7 @@
 """The User mappings pages: list, create, edit, deactivate and CSV import."""
 
+from copy import copy
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -53,7 +55,11 @@ def _user_mapping_form_page(
     """The create and edit page: the form, and on a valid POST the service."""
     # A session of an unmapped card links here with its idTag (?tag=).
     initial = {} if mapping else {"steve_ocpp_id_tag": request.GET.get("tag", "")}
-    form = UserMappingForm(request.POST or None, instance=mapping, initial=initial)
+    # Validating writes the posted values onto the form's instance: it gets a
+    # copy, so that the service compares them with the stored row for its audit.
+    form = UserMappingForm(
+        request.POST or None, instance=copy(mapping), initial=initial
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         fields = {
@@ -68,13 +74,7 @@ def _user_mapping_form_page(
                 saved = user_mapping_create(actor=request.user, **fields)
             else:
                 saved = user_mapping_update(
-                    actor=request.user,
-                    # Validating the form wrote the posted values onto `mapping`;
-                    # the service compares with the stored row for its audit entry.
-                    mapping=UserMapping.objects.select_related("user").get(
-                        pk=mapping.pk
-                    ),
-                    **fields,
+                    actor=request.user, mapping=mapping, **fields
                 )
         except ValidationError as error:
             form.add_error(None, error)

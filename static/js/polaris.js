@@ -273,11 +273,10 @@
   // (sessionStorage). The banner says which state the page is in, paused or
   // disconnected: what its <template data-live-state="…"> says replaces the live
   // region's text.
-  // One choice for the console's pages and one for the portal's: an agent who
-  // paused the console does not find the customer's dashboard paused, nor the
-  // other way round.
-  var PAUSED_KEY = "polaris.liveUpdatesPaused." +
-    (window.location.pathname.indexOf("/admin/") === 0 ? "console" : "portal");
+  // One choice for the console's pages and one for the portal's (the button's
+  // data-live-pause names which): an agent who paused the console does not find
+  // the customer's dashboard paused, nor the other way round.
+  var PAUSED_KEY = "polaris.liveUpdatesPaused.";
 
   function liveContainer(element) {
     return element && element.closest ? element.closest("[sse-connect]") : null;
@@ -306,21 +305,21 @@
     }
   }
 
-  function rememberPause(paused) {
+  function rememberPause(key, paused) {
     try {
       if (paused) {
-        window.sessionStorage.setItem(PAUSED_KEY, "1");
+        window.sessionStorage.setItem(key, "1");
       } else {
-        window.sessionStorage.removeItem(PAUSED_KEY);
+        window.sessionStorage.removeItem(key);
       }
     } catch (error) {
       // Storage refused (private mode): the pause lasts as long as the page.
     }
   }
 
-  function pausedBefore() {
+  function pausedBefore(key) {
     try {
-      return window.sessionStorage.getItem(PAUSED_KEY) === "1";
+      return window.sessionStorage.getItem(key) === "1";
     } catch (error) {
       return false;
     }
@@ -334,13 +333,14 @@
     button.polarisBound = true;
     var pauseLabel = button.textContent;
     var resumeLabel = button.getAttribute("data-resume-label");
+    var key = PAUSED_KEY + button.getAttribute("data-live-pause");
     function setPaused(paused) {
       container.polarisLivePaused = paused;
       button.textContent = paused ? resumeLabel : pauseLabel;
-      rememberPause(paused);
+      rememberPause(key, paused);
     }
     button.hidden = false;
-    if (pausedBefore()) {
+    if (pausedBefore(key)) {
       setPaused(true);
       showLiveState(container);
     }

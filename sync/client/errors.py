@@ -6,6 +6,7 @@ callers handle differently. Kept apart from the HTTP code, which turns every
 # SteVe's 400 message when no station of an operation is connected (CONTRACT §7).
 NO_ELIGIBLE_STATIONS = "No stations are eligible for communication."
 RESERVATION_NOT_ACTIVE = "This reservation is not active at this station."
+TRANSACTION_NOT_ACTIVE = "This transaction is not active at this station."
 TAG_NOT_ELIGIBLE = "Requested OCPP Tag is not eligible for this operation."
 
 
@@ -64,6 +65,12 @@ class SteveRejected(SteveError):
         """SteVe's refusal to cancel a reservation the station no longer holds
         (expired, used or cancelled there)."""
         return self.message.startswith(RESERVATION_NOT_ACTIVE)
+
+    @property
+    def transaction_not_active(self) -> bool:
+        """SteVe's refusal to stop a transaction it no longer lists as active at
+        that station (the station stopped it, or an operator closed it)."""
+        return self.message.startswith(TRANSACTION_NOT_ACTIVE)
 
 
 class SteveUnanswered(SteveError):

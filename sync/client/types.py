@@ -33,6 +33,12 @@ class SteveTransaction:
     def is_active(self) -> bool:
         return self.stop_timestamp is None
 
+    @property
+    def is_stopped_manually(self) -> bool:
+        """Stopped by hand in SteVe (stopEventActor `manual`), which tells the
+        station nothing: SteVe dates and values the stop from the readings."""
+        return self.stop_event_actor == "manual"
+
 
 # OCPP's default measurement location, the connector the car charges from.
 OUTLET = "Outlet"

@@ -238,6 +238,19 @@ class TransactionSyncState(models.Model):
     def __str__(self) -> str:
         return f"SteVe transaction {self.steve_transaction_id}"
 
+    @property
+    def charger_name(self) -> str:
+        """The charger as people name it, or SteVe's chargeBoxId for a station
+        Polaris has no charger row for."""
+        return self.charger.friendly_name if self.charger else self.charge_box_id
+
+    @property
+    def is_stopped_manually(self) -> bool:
+        """Stopped by hand in SteVe, which told the station nothing. SteVe lists
+        the charge as stopped, so it refuses a remote stop of it, though the
+        station may still be charging."""
+        return self.stop_event_actor == self.StopEventActor.MANUAL
+
     def may_charge_past_manual_stop(self, now: datetime) -> bool:
         """Stopped by hand in SteVe, and the station may be charging on: SteVe told
         it nothing. So, while its readings say so: one after the manual stop within
@@ -245,7 +258,7 @@ class TransactionSyncState(models.Model):
         a reading within the longest usual meter interval (SteVe dates a manual
         stop at the last reading, so the next one comes only after it). Until the
         station's own stop replaces the manual one, or its readings stop."""
-        if self.stop_event_actor != self.StopEventActor.MANUAL:
+        if not self.is_stopped_manually:
             return False
         if self.last_reading_after_stop_at is not None:
             return self.last_reading_after_stop_at >= now - CHECK_IN_VALID_FOR
@@ -256,10 +269,7 @@ class TransactionSyncState(models.Model):
         """A manual stop the station sent readings after: the sync counts none of
         them (until the station's own stop replaces it), so the station's
         register tells the energy."""
-        return (
-            self.stop_event_actor == self.StopEventActor.MANUAL
-            and self.last_reading_after_stop_at is not None
-        )
+        return self.is_stopped_manually and self.last_reading_after_stop_at is not None
 
     def charge_ended_at(self) -> datetime:
         """When the charge ended, as far as its readings tell: the stop, or the

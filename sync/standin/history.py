@@ -112,7 +112,7 @@ def seed_fleet(
         scenario_plans = _Scenarios(rng, stations, tags, now).plans()
         plans = [p for p in plans if not any(p.overlaps(s) for s in scenario_plans)]
         plans += scenario_plans
-    _run_meters(rng, stations, plans, now)
+    _run_meters(rng, stations, plans)
     _record(store, stations, plans, now)
     named: dict[str, list[int]] = {}
     for plan in plans:
@@ -387,7 +387,6 @@ def _run_meters(
     rng: random.Random,
     stations: dict[str, Station],
     plans: list[SessionPlan],
-    now: datetime,
 ) -> None:
     """Advance each connector's register through its sessions in time order."""
     for plan in sorted(plans, key=lambda p: p.start):

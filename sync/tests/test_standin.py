@@ -986,12 +986,12 @@ class FaultTests:
 
         started = time.monotonic()
         slow = steve.call("GET", "/ocppTags")
-        slow_seconds = time.monotonic() - started
-        started = time.monotonic()
-        steve.call("GET", "/ocppTags")
 
-        assert slow.status == 200 and slow_seconds >= 0.3
-        assert time.monotonic() - started < 0.3
+        # The delay is the behaviour under test; that the next request is not
+        # delayed shows as nothing left armed, not as a time.
+        assert slow.status == 200 and time.monotonic() - started >= 0.3
+        assert steve.standin.state()["faults"] == []
+        assert steve.call("GET", "/ocppTags").status == 200
 
     @pytest.mark.parametrize("status", [500, 404, 502, 503, 429])
     def test_error_answers_the_armed_status(self, steve: Steve, status: int) -> None:

@@ -9,7 +9,7 @@ from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.test import TransactionTestCase
 
-from polaris.testing import CeleryWorker
+from polaris.testing import CeleryWorker, wait_until
 from sync import services
 from sync.models import SyncedTransactionEvent, SyncRun, TransactionSyncState
 from sync.services.runs import WRITE_BATCH
@@ -18,20 +18,12 @@ from sync.tests.standin_case import StandinTestMixin
 
 
 class WorkerKilledMidRunTests(StandinTestMixin, TransactionTestCase):
-    def wait_for(self, condition: object, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():  # type: ignore[operator]
-                return
-            time.sleep(0.1)
-        self.fail("condition not met in time")
-
     def test_the_next_run_closes_the_cut_off_run_and_catches_up(self) -> None:
         # Details answer slowly, so the run is still reading SteVe when killed.
         self.standin.set_fault("slow", delay=5, count=-1, path_contains="transactions/")
         with CeleryWorker(**self.standin.polaris_settings()) as worker:
             sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
-            self.wait_for(SyncRun.objects.running().exists)
+            wait_until(SyncRun.objects.running().exists)
             worker.stop(signal.SIGKILL)
         cut_off = SyncRun.objects.get()
         self.assertEqual(cut_off.status, SyncRun.Status.RUNNING)
@@ -41,13 +33,13 @@ class WorkerKilledMidRunTests(StandinTestMixin, TransactionTestCase):
         self.standin.clear_faults()
         with CeleryWorker(**self.standin.polaris_settings()) as worker:
             sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
-            self.wait_for(
+            wait_until(
                 lambda: SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED).exists()
             )
             # A second run afterwards finds nothing new: no duplicate events.
             events = SyncedTransactionEvent.objects.count()
             sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
-            self.wait_for(
+            wait_until(
                 lambda: (
                     SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED).count() == 2
                 )

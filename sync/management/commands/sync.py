@@ -299,7 +299,7 @@ def _check_recent(max_age: int) -> None:
     are down, so only the runs' age tells. (A run that a dead worker left
     `running` is marked failed by the next run, which needs beat.)"""
     runs = SyncRun.objects.filter(kind=SyncRun.Kind.TRANSACTIONS)
-    if runs.filter(status=SyncRun.Status.RUNNING).exists():
+    if runs.running().exists():
         return
     newest = runs.finished().order_by("-finished_at", "-id").first()
     if newest is None or newest.finished_at is None:

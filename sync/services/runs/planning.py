@@ -109,10 +109,7 @@ def _needs_details(
     # untouched for longer is left alone, rather than read every run for 48 hours.
     if state is None or not state.is_finalized:
         return True
-    if (
-        t.stop_event_actor == TransactionSyncState.StopEventActor.MANUAL
-        and state.updated_at >= watched_since
-    ):
+    if t.is_stopped_manually and state.updated_at >= watched_since:
         return True
     return _stop_moved(state, t)
 
