@@ -341,8 +341,34 @@ class SteveClient:
         json: Mapping[str, Any] | None,
         timeout: float | None,
     ) -> Any:
+        response = self._exchange(
+            method, path, params=params, json=json, timeout=timeout or self.timeout
+        )
+        self._raise_for_status(method, path, response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            logger.warning(
+                "SteVe %s %s sent malformed JSON: %s", method, path, response.text[:500]
+            )
+            raise SteveBadResponse(
+                "SteVe sent a response that is not valid JSON.", permanent=False
+            ) from None
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Mapping[str, Any] | None,
+        timeout: float,
+    ) -> requests.Response:
+        """Send the request and return SteVe's answer, whatever its status; a
+        failure to send, or to receive, raises the SteveError it amounts to."""
         url = self.base_url + path
-        timeout = timeout or self.timeout
         try:
             response = self.session.request(
                 method, url, params=params, json=json, timeout=timeout
@@ -383,6 +409,13 @@ class SteveClient:
                 ) from None
             logger.warning("SteVe %s %s: no connection: %s", method, url, error)
             raise self._unreachable(error) from error
+        return response
+
+    def _raise_for_status(
+        self, method: str, path: str, response: requests.Response
+    ) -> None:
+        """Raise the SteveError an HTTP error status amounts to."""
+        url = self.base_url + path
         status = response.status_code
         if status in (401, 403):
             rejected = f"SteVe rejected Polaris's credentials (HTTP {status})."
@@ -452,17 +485,6 @@ class SteveClient:
                 operator_message=f"SteVe refused {method} {path} (HTTP {status}): "
                 f"{refusal}",
             )
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            logger.warning(
-                "SteVe %s %s sent malformed JSON: %s", method, path, response.text[:500]
-            )
-            raise SteveBadResponse(
-                "SteVe sent a response that is not valid JSON.", permanent=False
-            ) from None
 
     def _unreachable(self, error: requests.ConnectionError) -> SteveError:
         """A failure to connect, named by its kind: each has its own fix."""
