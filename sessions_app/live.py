@@ -11,7 +11,7 @@ from polaris import live
 from sessions_app import selectors
 from sessions_app.forms import SyncRunFilters
 from sync.models import SyncRun
-from sync.signals import run_finished, sessions_changed
+from sync.signals import run_finished, run_started, sessions_changed
 
 # Sync runs pages replace or re-read their table on it.
 SYNC_RUNS_EVENT = "sync-runs-updated"
@@ -44,13 +44,19 @@ def publish_sessions_changed(
     live.publish(live.staff_channel(), "sessions-updated", html)
 
 
+@receiver(run_started)
+def publish_run_started(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
+    """Show a run on open Sync runs pages while it runs: one that SteVe keeps
+    waiting would otherwise be missing there until it ends, while Run sync now
+    says one is in progress."""
+    _publish_sync_runs()
+
+
 @receiver(run_finished)
 def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
     """Re-render the Sync runs table for open Sync runs pages, and have the detail
     pages re-read how a resync went (a failed one changes no session)."""
-    context = selectors.sync_run_table(filters=SyncRunFilters())
-    html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
-    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, html)
+    _publish_sync_runs()
     if run.kind == SyncRun.Kind.TRANSACTION:
         live.publish(
             live.staff_channel(), "transaction-resynced", str(run.steve_transaction_id)
@@ -59,6 +65,12 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
         context = {"freshness": selectors.sync_freshness(now=timezone.now())}
         html = render_to_string(f"{SESSION_LIST}#live-banner-body", context)
         live.publish(live.staff_channel(), SYNC_FAILING_EVENT, html)
+
+
+def _publish_sync_runs() -> None:
+    context = selectors.sync_run_table(filters=SyncRunFilters())
+    html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
+    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, html)
 
 
 def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:

@@ -10,5 +10,8 @@ from django.dispatch import Signal
 # transaction_sync_state rows the run created or changed), only when there are any.
 sessions_changed = Signal()
 
+# Sent with `run` once a run that will be recorded has started (status running).
+run_started = Signal()
+
 # Sent with `run` after every run that was recorded, whatever its outcome.
 run_finished = Signal()

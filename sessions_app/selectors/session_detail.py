@@ -38,13 +38,25 @@ def session_last_synced(*, session: TransactionSyncState, now: datetime) -> Last
 RESYNC_NOTICE_FOR = timedelta(minutes=15)
 
 
-def recent_resync(*, steve_transaction_id: int, now: datetime) -> SyncRun | None:
-    """The latest "Resync now" run of this transaction, if it started recently."""
-    return (
+def recent_resync(
+    *, steve_transaction_id: int, now: datetime, last_synced_at: datetime
+) -> SyncRun | None:
+    """The latest "Resync now" run of this transaction, if it started recently.
+    One that failed only until a later run synced the session: its failure is
+    then past, and the page's Last synced says so."""
+    run = (
         SyncRun.objects.resyncs_of(steve_transaction_id)
         .filter(started_at__gte=now - RESYNC_NOTICE_FOR)
         .first()
     )
+    if (
+        run is not None
+        and run.status in SyncRun.FAILED_STATUSES
+        and run.finished_at is not None
+        and last_synced_at > run.finished_at
+    ):
+        return None
+    return run
 
 
 def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEvent]:

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.sessions.models import Session
 from django.test import TransactionTestCase
+from django.utils import timezone
 from playwright.sync_api import Browser, Locator, Page, Request, expect
 
 from polaris.browser import (
@@ -261,6 +262,40 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
             expect(page.locator(".kv")).to_contain_text(
                 f"{session.kwh_delivered + Decimal('4'):.3f} kWh"
             )
+            client.close()
+
+    def test_an_open_page_marks_active_rows_stale_while_the_sync_fails(
+        self,
+    ) -> None:
+        # A failing run changes no session, so only its sync-failing event can
+        # tell the open table that its active rows are getting old.
+        with StandinProcess(fleet_size=4, seed=3) as standin:
+            client = standin.client(timeout=5)
+            services.sync_run_transactions(trigger="command", client=client)
+            active = TransactionSyncState.objects.active().filter(
+                is_suspected_stuck=False
+            )
+            session = active.order_by("-updated_at").first()
+            assert session is not None
+            page = self.open_console()
+            row = page.locator(f"#session-{session.pk}")
+            expect(row).to_be_visible()
+            expect(row.get_by_text("Stale", exact=True)).to_have_count(0)
+            wait_for_live_stream(page)
+            # A minute on, SteVe fails (three sync intervals are 30 s here).
+            a_minute_ago = timezone.now() - timedelta(minutes=1)
+            SyncRun.objects.update(finished_at=a_minute_ago)
+            active.update(last_synced_at=a_minute_ago)
+            standin.set_fault("error", status=503, count=-1)
+            failed = services.sync_run_transactions(trigger="command", client=client)
+            self.assertEqual(failed.status, SyncRun.Status.FAILED)
+            expect(page.locator("#live-banner")).to_contain_text("Sync failing")
+            expect(row.get_by_text("Stale", exact=True)).to_be_visible()
+            # Back: the first run to succeed tells the table so.
+            standin.clear_faults()
+            services.sync_run_transactions(trigger="command", client=client)
+            expect(row.get_by_text("Stale", exact=True)).to_have_count(0)
+            expect(page.locator("#live-banner")).not_to_contain_text("Sync failing")
             client.close()
 
     def test_the_keyboard_focus_survives_live_updates_and_removed_chips(

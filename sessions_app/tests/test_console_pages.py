@@ -26,6 +26,7 @@ from sessions_app.services import api_token_create
 from sessions_app.templatetags.console import clock_time, iso_time
 from sessions_app.tests.base import ConsoleTestCase
 from sync.models import SyncRun, UserMapping
+from sync.services.runs.lifecycle import start_run
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
     StaffFactory,
@@ -252,6 +253,24 @@ class SessionDetailTests(ConsoleTestCase):
         )
         # Another transaction's resync is not this page's business.
         self.assertNotIn("banner", self.resync_notice(other.steve_transaction_id))
+
+    def test_a_failed_resync_is_not_reported_once_a_later_run_synced_it(
+        self,
+    ) -> None:
+        # Its failure is past: next to "Last synced just now" it would mislead.
+        session = TransactionSyncStateFactory(
+            is_finalized=False, last_synced_at=timezone.now() - timedelta(minutes=1)
+        )
+        SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION,
+            steve_transaction_id=session.steve_transaction_id,
+            status=SyncRun.Status.FAILED,
+            error="SteVe failed with HTTP 503.",
+            started_at=timezone.now() - timedelta(seconds=30),
+        )
+        self.assertIn("HTTP 503", self.resync_notice(session.steve_transaction_id))
+        SyncRunFactory()  # the next scheduled run, which re-read every active one
+        self.assertNotIn("banner", self.resync_notice(session.steve_transaction_id))
 
     def test_the_notice_follows_the_latest_resync_while_it_is_recent(self) -> None:
         session = TransactionSyncStateFactory()
@@ -795,6 +814,15 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
         (event_type, html), *_ = self.published()
         self.assertEqual(event_type, "sync-runs-updated")
         self.assertIn("SteVe failed with HTTP 503.", html)
+
+    def test_a_run_shows_on_the_sync_runs_table_from_its_start(self) -> None:
+        # A run SteVe keeps waiting would otherwise be missing there until it
+        # ends, while Run sync now says one is in progress.
+        run = start_run(SyncRun.Kind.TRANSACTIONS, SyncRun.Trigger.BEAT, dry_run=False)
+        ((event_type, html),) = self.published()
+        self.assertEqual(event_type, "sync-runs-updated")
+        self.assertIn(f"#{run.pk}", html)
+        self.assertIn("badge--running", html)
 
     def banner_events(self) -> list[str]:
         return [html for type_, html in self.published() if type_ == "sync-failing"]

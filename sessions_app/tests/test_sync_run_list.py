@@ -270,6 +270,13 @@ class SyncRunCreateTests(ConsoleTestCase):
                 response = self.client.post(CREATE_URL, filters, follow=True)
                 self.assertRedirects(response, f"{LIST_URL}{back}")
                 self.assertContains(response, f"Sync run queued; it appears {where}")
+                # A list that will not show the run keeps the sentence: the next
+                # event would otherwise take it away with nothing in its place.
+                until = 'data-until="sync-runs-updated"'
+                if where == "below":
+                    self.assertContains(response, until)
+                else:
+                    self.assertNotContains(response, until)
 
     def test_it_refuses_while_a_transactions_run_is_running(self) -> None:
         SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)

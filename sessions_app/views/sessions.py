@@ -150,14 +150,17 @@ def session_detail(
         raise Http404("No session with this SteVe transaction id.") from None
     events = selectors.session_events(session=session)
     now = timezone.now()
+    last_synced = selectors.session_last_synced(session=session, now=now)
     context = {
         "section": "sessions",
         "session": session,
         "events": events,
         "chart": cumulative_energy_chart(session, events),
-        "last_synced": selectors.session_last_synced(session=session, now=now),
+        "last_synced": last_synced,
         "resync": selectors.recent_resync(
-            steve_transaction_id=steve_transaction_id, now=now
+            steve_transaction_id=steve_transaction_id,
+            now=now,
+            last_synced_at=last_synced.at,
         ),
     }
     template = "sessions_app/session_detail.html"

@@ -23,6 +23,14 @@
     window.addEventListener("resize", markHiddenEnds);
   }
 
+  // A form sent back with errors: the keyboard starts at the first field to fix,
+  // whose error its aria-describedby reads out, not at the top of the page.
+  // (Filters sent by GET fall back and say so; they take no focus.)
+  var invalid = document.querySelector('form[method="post"] [aria-invalid="true"]');
+  if (invalid) {
+    invalid.focus();
+  }
+
   // A [data-copy] button copies the text of the element it names (a new API
   // token); it shows only where the browser lets a page write the clipboard.
   if (navigator.clipboard) {

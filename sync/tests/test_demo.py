@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import requests
 from django.conf import settings
 from django.test import SimpleTestCase, TransactionTestCase
@@ -68,8 +69,9 @@ class DemoCommandTests(SimpleTestCase):
             # a new SteVe numbering transactions from 1, so the last demo's history
             # goes instead of being overwritten by transactions that share its ids.
             # This time its terminal closes (SIGHUP): it stops everything as well.
+            # This time SteVe goes away while it runs, and the product goes on.
             second = self._run_demo(
-                data, self._check_the_table_has_rows, stop_with=signal.SIGHUP
+                data, self._check_it_outlives_its_stand_in, stop_with=signal.SIGHUP
             )
         synced = re.compile(r"First sync: (\d+) sessions")
         self.assertNotIn("history is cleared", first)
@@ -89,6 +91,7 @@ class DemoCommandTests(SimpleTestCase):
         is done, stop it with `stop_with` (Ctrl-C), and return what it printed."""
         web_port, standin_port = _free_port(), _free_port()
         log_path = Path(data) / "demo-output.txt"
+        self.standin_port, self.log_path = standin_port, log_path
         env = {
             name: value
             for name, value in os.environ.items()
@@ -145,6 +148,30 @@ class DemoCommandTests(SimpleTestCase):
         # The first sync ran before the web started: the table has rows.
         self.assertRegex(sessions.text, r"[1-9][\d,]* sessions match current filters")
         return staff
+
+    def _check_it_outlives_its_stand_in(self, base: str) -> None:
+        staff = self._check_the_table_has_rows(base)
+        (standin,) = [
+            process
+            for process in psutil.process_iter(["cmdline"])
+            if "sync.standin" in (process.info["cmdline"] or [])
+            and str(self.standin_port) in process.info["cmdline"]
+        ]
+        standin.kill()
+        deadline = time.monotonic() + 30
+        while "The SteVe stand-in stopped" not in self.log_path.read_text():
+            if time.monotonic() > deadline:
+                self.fail(f"The demo said nothing:\n{self.log_path.read_text()}")
+            time.sleep(0.5)
+        # Still serving, and saying what a deployment whose SteVe is down says.
+        deadline = time.monotonic() + 6 * SYNC_INTERVAL_S
+        while time.monotonic() < deadline:
+            page = staff.get(f"{base}/admin/sessions/", timeout=10)
+            self.assertEqual(page.status_code, 200)
+            if "Sync failing" in page.text:
+                return
+            time.sleep(1)
+        self.fail("No failed sync run was reported after the stand-in stopped.")
 
     def _check_the_running_product(self, base: str) -> None:
         staff = self._check_the_table_has_rows(base)

@@ -38,6 +38,8 @@ from sync.standin.server import add_fleet_size_argument
 
 STANDIN_USERNAME = "polaris"
 STANDIN_PASSWORD = "polaris"
+# The stand-in's process name, in its log file's name and in what the demo says.
+STANDIN = "stand-in"
 
 
 def _port_is_free(port: int) -> bool:
@@ -124,8 +126,12 @@ class Command(BaseCommand):
             signal.signal(signum, self._on_signal)
         try:
             self._prepare_database()
-            env = self._child_environment(options["standin_port"], web_port=port)
-            self._start_standin(env, options["fleet_size"])
+            standin_port = options["standin_port"]
+            # The web port is free until uvicorn takes it, after the stand-in.
+            if standin_port == port or not _port_is_free(standin_port):
+                standin_port = _free_port()
+            env = self._child_environment(standin_port)
+            self._start_standin(env, standin_port, options["fleet_size"])
             with service_logs_for(options["verbosity"]):
                 self._first_sync(env)
             self._start("worker", self._celery("worker", "--concurrency", "2"), env)
@@ -187,10 +193,7 @@ class Command(BaseCommand):
             f"history is cleared: {counts}. Accounts, mappings, rates and plans stay."
         )
 
-    def _child_environment(self, standin_port: int, *, web_port: int) -> dict[str, str]:
-        # The web port is free until uvicorn takes it, after the stand-in started.
-        if standin_port == web_port or not _port_is_free(standin_port):
-            standin_port = _free_port()
+    def _child_environment(self, standin_port: int) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             DATABASE_URL=settings.DATABASE_URL,
@@ -206,16 +209,15 @@ class Command(BaseCommand):
         )
         return env
 
-    def _start_standin(self, env: dict[str, str], fleet_size: int) -> None:
-        port = env["STEVE_URL"].split(":")[2].split("/")[0]
+    def _start_standin(self, env: dict[str, str], port: int, fleet_size: int) -> None:
         self._start(
-            "stand-in",
+            STANDIN,
             [
                 sys.executable,
                 "-m",
                 "sync.standin",
                 "--port",
-                port,
+                str(port),
                 "--fleet-size",
                 str(fleet_size),
                 "--seed",
@@ -293,18 +295,30 @@ class Command(BaseCommand):
         url = f"http://127.0.0.1:{port}/accounts/login/"
         self._wait_for(lambda: _answers(url, timeout=2), "The web server")
 
-    def _check_children(self) -> None:
-        for name, process in self.children:
-            if process.poll() is not None:
-                log = embedded.data_dir() / f"demo-{name}.log"
-                raise CommandError(
-                    f"The {name} process exited with code {process.returncode}; "
-                    f"its log is {log}."
+    def _check_children(self, *, serving: bool = False) -> None:
+        for name, process in list(self.children):
+            if process.poll() is None:
+                continue
+            log = embedded.data_dir() / f"demo-{name}.log"
+            if serving and name == STANDIN:
+                # Polaris without SteVe is a case it handles, not a reason to stop
+                # serving: the demo goes on as a deployment would.
+                self.children.remove((name, process))
+                self.stderr.write(
+                    f"The SteVe stand-in stopped (exit code {process.returncode}; its "
+                    f"log is {log}). Polaris keeps running as with SteVe down: sync "
+                    "runs fail and the pages say so. Restart the demo to bring the "
+                    "stand-in back."
                 )
+                continue
+            raise CommandError(
+                f"The {name} process exited with code {process.returncode}; "
+                f"its log is {log}."
+            )
 
     def _supervise(self) -> None:
         while True:
-            self._check_children()
+            self._check_children(serving=True)
             time.sleep(1)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

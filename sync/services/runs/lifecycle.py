@@ -14,7 +14,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from sync.models import SyncRun
-from sync.signals import run_finished
+from sync.signals import run_finished, run_started
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ def start_run(
         error="Interrupted: its worker or command stopped before the run finished.",
     )
     run.save()
+    notify(run_started, run=run)
     return run
 
 
