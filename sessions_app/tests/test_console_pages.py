@@ -4,14 +4,17 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from unittest import mock
 
 import requests
 import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.http import HttpResponse
 from django.test import Client, TransactionTestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_eventstream.utils import get_storage
@@ -22,6 +25,7 @@ from polaris.testing import take_queued_tasks
 from sessions_app import selectors
 from sessions_app.forms import MAPPING_IMPORT_MAX_BYTES
 from sessions_app.models import AuditEntry
+from sessions_app.selectors import user_mappings as user_mapping_selectors
 from sessions_app.services import api_token_create
 from sessions_app.templatetags.console import clock_time, iso_time
 from sessions_app.tests.base import ConsoleTestCase
@@ -418,6 +422,30 @@ class UserMappingPagesTests(ConsoleTestCase):
         url = reverse("sessions_app:user-mapping-list")
         self.assertContains(self.client.get(url, {"q": "a1b"}), "04A1B2")
         self.assertNotContains(self.client.get(url, {"q": "blue"}), "99ZZ")
+
+    def test_a_list_cut_short_says_how_many_match_in_all(self) -> None:
+        UserMappingFactory.create_batch(3, label="Fleet van")
+        UserMappingFactory(label="Home")
+        url = reverse("sessions_app:user-mapping-list")
+        with mock.patch.object(user_mapping_selectors, "MAX_LISTED_MAPPINGS", 2):
+            self.assertContains(
+                self.client.get(url), "Showing the first 2 of 4; search to narrow"
+            )
+            self.assertContains(
+                self.client.get(url, {"q": "van"}), "Showing the first 2 of 3;"
+            )
+            self.assertNotContains(self.client.get(url, {"q": "home"}), "Showing")
+
+    def test_the_list_reads_in_a_fixed_number_of_queries(self) -> None:
+        url = reverse("sessions_app:user-mapping-list")
+        UserMappingFactory.create_batch(2)
+        self.client.get(url)
+        with CaptureQueriesContext(connection) as few:
+            self.client.get(url)
+        UserMappingFactory.create_batch(5)
+        with CaptureQueriesContext(connection) as more:
+            self.client.get(url)
+        self.assertEqual(len(few), len(more))
 
     def test_act_as_buttons_name_their_customer_and_match_their_neighbours(
         self,
@@ -878,6 +906,18 @@ class ApiTokenPageTests(ConsoleTestCase):
             "/api/v1/sessions", headers={"Authorization": f"Bearer {raw}"}
         )
         self.assertEqual(api.status_code, 200)
+
+    def test_the_list_reads_in_a_fixed_number_of_queries(self) -> None:
+        api_token_create(user=self.staff, name="first")
+        self.client.get(self.url)
+        with CaptureQueriesContext(connection) as few:
+            self.client.get(self.url)
+        for number in range(4):
+            api_token_create(user=self.staff, name=f"more {number}")
+        with CaptureQueriesContext(connection) as more:
+            response = self.client.get(self.url)
+        self.assertContains(response, "more 3")
+        self.assertEqual(len(few), len(more))
 
     def test_revoke_stops_the_token(self) -> None:
         response = self.client.post(self.url, {"name": "x"}, follow=True)
