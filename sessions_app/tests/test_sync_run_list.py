@@ -32,6 +32,7 @@ class SyncRunListTests(TestCase):
         response = self.client.get(LIST_URL, follow=True)
         self.assertRedirects(response, f"{LOGIN_URL}?next={LIST_URL}")
         self.assertContains(response, "which cannot open that page")
+        self.assertContains(response, '<a href="/">go back to your dashboard</a>')
         self.assertNotContains(response, "Run sync now")
 
     def test_it_lists_runs_newest_first(self) -> None:
