@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from unittest import mock
+from urllib.parse import quote
 
 import requests
 import time_machine
@@ -80,10 +81,42 @@ class SessionDetailTests(ConsoleTestCase):
             "sessions_app:session-detail", args=[session.steve_transaction_id]
         )
         response = self.client.get(url)
-        create = reverse("sessions_app:user-mapping-create") + "?tag=04%20B%26C"
-        self.assertContains(response, f'<a href="{create}">Map this idTag</a>')
+        create = (
+            reverse("sessions_app:user-mapping-create")
+            + f"?tag=04%20B%26C&next={quote(url)}"
+        )
+        self.assertContains(
+            response, f'<a href="{create.replace("&next", "&amp;next")}">Map this'
+        )
         form = self.client.get(create)
         self.assertContains(form, 'value="04 B&amp;C"')
+        self.assertContains(form, f'<a class="btn btn--ghost" href="{url}">Cancel</a>')
+
+    def test_a_tag_mapped_from_its_session_leads_back_to_it(self) -> None:
+        session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04A1B2")
+        url = reverse(
+            "sessions_app:session-detail", args=[session.steve_transaction_id]
+        )
+        customer = UserFactory(username="ada@example.com", email="ada@example.com")
+        saved = self.client.post(
+            f"{reverse('sessions_app:user-mapping-create')}?tag=04A1B2&next={url}",
+            {"steve_ocpp_id_tag": "04A1B2", "customer_email": customer.email,
+             "label": "", "billing_customer_id": "", "is_active": "on"},
+            follow=True,
+        )  # fmt: skip
+        self.assertRedirects(saved, url)
+        self.assertContains(saved, "Mapping for 04A1B2 created.")
+        self.assertContains(saved, "ada@example.com")
+
+    def test_a_mapping_form_leads_back_only_within_the_console(self) -> None:
+        create = reverse("sessions_app:user-mapping-create")
+        for elsewhere in ("https://evil.example/", "//evil.example/"):
+            with self.subTest(elsewhere=elsewhere):
+                form = self.client.get(create, {"next": elsewhere})
+                self.assertContains(
+                    form,
+                    f'href="{reverse("sessions_app:user-mapping-list")}">Cancel',
+                )
 
     def test_a_sync_ticks_re_read_gets_the_live_parts_alone(self) -> None:
         session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04A1")

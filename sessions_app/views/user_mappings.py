@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from polaris.http import AuthenticatedHttpRequest, post_only, staff_only
 from sessions_app import selectors
@@ -83,9 +85,25 @@ def _user_mapping_form_page(
             messages.success(
                 request, _mapping_saved(saved, done, data["steve_ocpp_id_tag"])
             )
-            return redirect("sessions_app:user-mapping-list")
-    context = {"section": "user-mappings", "form": form, "mapping": mapping}
+            return redirect(_back_from_form(request))
+    context = {
+        "section": "user-mappings",
+        "form": form,
+        "mapping": mapping,
+        "back_url": _back_from_form(request),
+    }
     return render(request, "sessions_app/user_mapping_form.html", context)
+
+
+def _back_from_form(request: HttpRequest) -> str:
+    """Where a saved mapping leads: back to the page that linked to the form (a
+    session of an unmapped card, ?next=), else the list."""
+    back = request.GET.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return back
+    return reverse("sessions_app:user-mapping-list")
 
 
 def _mapping_saved(mapping: UserMapping, done: str, typed_tag: str) -> str:
