@@ -7,6 +7,7 @@ from sessions_app.selectors.session_detail import (
     session_detail,
     session_events,
     session_last_synced,
+    shown_events,
 )
 from sessions_app.selectors.session_list import (
     MAX_REFRESH_ROWS,
@@ -62,6 +63,7 @@ __all__ = [
     "session_page",
     "session_stats",
     "session_table",
+    "shown_events",
     "sync_freshness",
     "sync_run_in_progress",
     "sync_run_list",

@@ -59,6 +59,19 @@ def recent_resync(
     return run
 
 
+# A charge read every minute for a working day has some 500 events: the table shows
+# the latest ones, and every one on request (?events=all).
+EVENTS_SHOWN = 100
+
+
+def shown_events(
+    events: list[SyncedTransactionEvent], *, show_all: bool
+) -> list[SyncedTransactionEvent]:
+    """The events the table lists, oldest first: all of them, or the latest
+    EVENTS_SHOWN."""
+    return events if show_all else events[-EVENTS_SHOWN:]
+
+
 def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEvent]:
     """Every sync event of a session, oldest reading first."""
     return list(session.events.select_related("sync_run").order_by("reading_at", "id"))

@@ -30,7 +30,7 @@ from sessions_app.selectors import user_mappings as user_mapping_selectors
 from sessions_app.services import api_token_create
 from sessions_app.templatetags.console import clock_time, iso_time
 from sessions_app.tests.base import ConsoleTestCase
-from sync.models import SyncRun, UserMapping
+from sync.models import SyncedTransactionEvent, SyncRun, UserMapping
 from sync.services.runs.lifecycle import start_run
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
@@ -91,6 +91,38 @@ class SessionDetailTests(ConsoleTestCase):
         form = self.client.get(create)
         self.assertContains(form, 'value="04 B&amp;C"')
         self.assertContains(form, f'<a class="btn btn--ghost" href="{url}">Cancel</a>')
+
+    def test_a_long_charges_events_show_the_latest_and_all_on_request(self) -> None:
+        session = TransactionSyncStateFactory(is_finalized=False)
+        start = timezone.now() - timedelta(hours=3)
+        SyncedTransactionEvent.objects.bulk_create(
+            SyncedTransactionEvent(
+                transaction=session,
+                event_type=SyncedTransactionEvent.EventType.PROGRESS,
+                meter_wh=1_000 + 100 * minute,
+                reading_at=start + timedelta(minutes=minute),
+                kwh_delta=Decimal("0.100"),
+                ocpp_id_tag=session.ocpp_id_tag,
+            )
+            for minute in range(105)
+        )
+        url = reverse(
+            "sessions_app:session-detail", args=[session.steve_transaction_id]
+        )
+        html = self.client.get(url).content.decode()
+        self.assertIn("Sync events (105)", html)
+        self.assertIn("The latest 100, oldest first.", html)
+        self.assertIn(">Show all 105 events</a>", html)
+        rows = html[html.index('id="events-title"') :].count(
+            'data-label="Reading time"'
+        )
+        self.assertEqual(rows, 100)
+        # The latest: the first five readings (Wh 1,000 to 1,400) are left out.
+        self.assertNotIn(">1,400<", html)
+        self.assertIn(">1,500<", html)
+        everything = self.client.get(url, {"events": "all"}).content.decode()
+        self.assertNotIn("Show all", everything)
+        self.assertEqual(everything.count('data-label="Reading time"'), 105)
 
     def test_a_tag_mapped_from_its_session_leads_back_to_it(self) -> None:
         session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04A1B2")

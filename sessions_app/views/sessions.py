@@ -155,6 +155,9 @@ def session_detail(
         "section": "sessions",
         "session": session,
         "events": events,
+        "shown_events": selectors.shown_events(
+            events, show_all=request.GET.get("events") == "all"
+        ),
         "chart": cumulative_energy_chart(session, events),
         "last_synced": last_synced,
         "resync": selectors.recent_resync(
