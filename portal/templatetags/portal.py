@@ -33,9 +33,11 @@ def seconds_until(value: datetime) -> int:
 
 
 @register.filter
-def clock_or_date(value: datetime) -> str:
+def clock_or_date(value: datetime, precision: str = "") -> str:
     """`14:05` today, `Dec 4, 23:10` on another day, in the active time zone: a
-    charge that began before midnight says so."""
+    charge that began before midnight says so. With "seconds", `14:05:37` today:
+    for a moment half a minute ago that the page contrasts with now."""
     if timezone.localdate(value) == timezone.localdate():
-        return f"{timezone.localtime(value):%H:%M}"
+        clock = "%H:%M:%S" if precision == "seconds" else "%H:%M"
+        return timezone.localtime(value).strftime(clock)
     return short_time(value)

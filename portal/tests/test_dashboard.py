@@ -738,7 +738,7 @@ class SyncDelayTests(PortalTestCase):
         self.assertContains(
             response, "The charging network last answered at <time datetime="
         )
-        self.assertContains(response, f">{answered:%H:%M}</time>.")
+        self.assertContains(response, f">{answered:%H:%M:%S}</time>.")
 
     def test_a_stopped_beat_is_a_delay_too(self) -> None:
         # No run failed: none ran.

@@ -142,7 +142,12 @@ class SessionDetailTests(ConsoleTestCase):
 
     def test_a_mapping_form_leads_back_only_within_the_console(self) -> None:
         create = reverse("sessions_app:user-mapping-create")
-        for elsewhere in ("https://evil.example/", "//evil.example/"):
+        for elsewhere in (
+            "https://evil.example/",
+            "//evil.example/",
+            "/accounts/logout/",
+            "/",
+        ):
             with self.subTest(elsewhere=elsewhere):
                 form = self.client.get(create, {"next": elsewhere})
                 self.assertContains(

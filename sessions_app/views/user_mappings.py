@@ -96,10 +96,11 @@ def _user_mapping_form_page(
 
 
 def _back_from_form(request: HttpRequest) -> str:
-    """Where a saved mapping leads: back to the page that linked to the form (a
-    session of an unmapped card, ?next=), else the list."""
+    """Where a saved mapping leads: back to the console page that linked to the
+    form (a session of an unmapped card, ?next=), else the list."""
     back = request.GET.get("next", "")
-    if url_has_allowed_host_and_scheme(
+    console = reverse("sessions_app:console")
+    if back.startswith(console) and url_has_allowed_host_and_scheme(
         back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return back
