@@ -86,7 +86,7 @@ def publish_sync_failing(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
 
     A banner no run refreshes reads itself again (SyncCheck.recheck_seconds), so
     this only spares a charging customer the wait."""
-    if not run.turns_failing_on_or_off():
+    if not run.turns_failing_on_or_off:
         return
     charging = TransactionSyncState.objects.charging().values("ocpp_id_tag")
     mappings = UserMapping.objects.filter(steve_ocpp_id_tag__in=charging)

@@ -78,4 +78,4 @@ def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:
     sessions_changed to say it (a run that changed sessions ticks the banner)."""
     if run.created_count or run.updated_count:
         return False
-    return run.turns_failing_on_or_off()
+    return run.turns_failing_on_or_off

@@ -58,18 +58,18 @@ def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
         shown_here = filters.shows(
             kind=SyncRun.Kind.TRANSACTIONS, status=SyncRun.Status.RUNNING
         )
-        if shown_here:
-            # The table shows the run from its start: the sentence then goes.
-            messages.success(
-                request,
-                "Sync run queued; it appears below in a moment.",
-                extra_tags=until_event(SYNC_RUNS_EVENT),
-            )
-        else:
-            # Nothing here would show it: the sentence stays.
-            messages.success(
-                request, "Sync run queued; it appears among all runs in a moment."
-            )
+        # The table shows the run from its start, and the sentence then goes;
+        # where nothing here would show it, the sentence stays.
+        where, until = (
+            ("below", until_event(SYNC_RUNS_EVENT))
+            if shown_here
+            else ("among all runs", "")
+        )
+        messages.success(
+            request,
+            f"Sync run queued; it appears {where} in a moment.",
+            extra_tags=until,
+        )
     else:
         messages.error(request, f"The sync run was not queued: {QUEUE_UNREACHABLE}")
     url, query = reverse("sessions_app:sync-run-list"), urlencode(filters.as_query())

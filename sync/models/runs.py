@@ -1,6 +1,7 @@
 """Sync runs: one row per execution of a sync, as the Sync runs page lists them."""
 
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -170,9 +171,11 @@ class SyncRun(models.Model):
             return None
         return self.finished_at - self.started_at
 
+    @cached_property
     def turns_failing_on_or_off(self) -> bool:
         """Whether this finished run may change whether the sync is failing: a
-        transactions run that failed, or the first to finish after one that did."""
+        transactions run that failed, or the first to finish after one that did.
+        Cached: the console's and the portal's live updates both ask of each run."""
         if self.kind != SyncRun.Kind.TRANSACTIONS:
             return False
         if self.status in SyncRun.FAILED_STATUSES:
