@@ -85,6 +85,164 @@ def kwh(wh: int) -> Decimal:
     return (Decimal(wh) / WH_PER_KWH).quantize(Decimal("0.001"))
 
 
+@dataclass(slots=True)
+class _Count:
+    """A transaction's energy counted reading by reading: the baseline (the last
+    reading counted), a dip waiting for the next reading to say what it was, when
+    the last reading was taken, the kWh delivered and whether a drop was seen; with
+    the events the count plans."""
+
+    baseline: int
+    dip: int | None
+    last_at: datetime
+    delivered: Decimal
+    reset_seen: bool
+    events: list[PlannedEvent] = field(default_factory=list)
+
+    @classmethod
+    def starting(cls, transaction: SteveTransaction) -> "_Count":
+        """The count of a transaction seen for the first time, at its start."""
+        count = cls(
+            baseline=transaction.start_value_wh,
+            dip=None,
+            last_at=transaction.start_timestamp,
+            delivered=Decimal("0.000"),
+            reset_seen=False,
+        )
+        count.events.append(
+            PlannedEvent(
+                "started", count.baseline, transaction.start_timestamp, count.delivered
+            )
+        )
+        return count
+
+    @classmethod
+    def stored(cls, state: StoredState) -> "_Count":
+        """The count where the last run left it."""
+        return cls(
+            baseline=state.meter_last_wh,
+            dip=state.meter_dip_wh,
+            last_at=state.last_reading_at or state.started_at,
+            delivered=state.kwh_delivered,
+            reset_seen=state.meter_reset_seen,
+        )
+
+    def read(self, reading_at: datetime, wh: int) -> bool:
+        """Count a reading up to the stop; False for one not after the last
+        reading counted, which says nothing new."""
+        if reading_at <= self.last_at:
+            return False
+        if wh >= self.baseline:
+            counted_from = self.baseline
+        elif self.dip is not None and wh == self.dip:
+            # The same low value again (a meter reporting 0 while it is away)
+            # says nothing yet: only a rise from the dip makes it a reset.
+            self.last_at = reading_at
+            return True
+        elif self.dip is not None and wh > self.dip:
+            counted_from = self.dip
+        else:
+            self.reset_seen = True
+            self.dip = wh
+            self.events.append(
+                PlannedEvent("corrected", wh, reading_at, Decimal("0.000"))
+            )
+            self.last_at = reading_at
+            return True
+        if wh == self.baseline and self.dip is None:
+            # A flat register is no news: lastReadingAt, and so updatedAt, stay.
+            return True
+        self.dip = None
+        if wh > counted_from:
+            delta = kwh(wh - counted_from)
+            self.delivered += delta
+            self.events.append(PlannedEvent("progress", wh, reading_at, delta))
+        self.baseline = wh
+        self.last_at = reading_at
+        return True
+
+    def stop(
+        self,
+        transaction: SteveTransaction,
+        state: StoredState | None,
+        stored_corrections: Collection[tuple[datetime, int]],
+    ) -> None:
+        """Close the count at the transaction's stop. A stop stored before
+        counts again only where SteVe replaced it."""
+        stop_at = transaction.stop_timestamp
+        assert stop_at is not None
+        # A stop value no meter could read closes the session where its readings
+        # stood.
+        stop_wh = (
+            self.baseline
+            if transaction.stop_value_wh is None
+            else transaction.stop_value_wh
+        )
+        already_stopped = state is not None and state.is_finalized
+        if (
+            state is not None
+            and already_stopped
+            and state.meter_last_wh == stop_wh
+            and state.stopped_at == stop_at
+            and state.stop_event_actor == (transaction.stop_event_actor or "")
+        ):
+            return
+        # SteVe estimates a manual stop from the readings. Dated before the last
+        # reading counted, after a meter reset, it can be a reading from before
+        # the reset, and counting up to it again would count that energy twice.
+        # (Without a reset the baseline is the highest reading counted, so a stop
+        # above it is energy Polaris skipped, e.g. behind a station clock jump.)
+        restated = (
+            transaction.is_stopped_manually
+            and stop_at < self.last_at
+            and self.reset_seen
+        )
+        delta = (
+            Decimal("0.000")
+            if restated
+            else self._energy_at_stop(stop_wh, transaction.start_value_wh)
+        )
+        if stop_wh < self.baseline:
+            self.reset_seen = True
+        event_type = "corrected" if already_stopped else "stopped"
+        stop_event = PlannedEvent(event_type, stop_wh, stop_at, delta)
+        # A replacing stop below the baseline comes with the station's
+        # Transaction.End reading, recorded as this very correction (with no
+        # energy), in this run or an earlier one: the same observation is stored
+        # once, and counted once.
+        repeated = any(_same_observation(stop_event, e) for e in self.events) or (
+            already_stopped and (stop_at, stop_wh) in stored_corrections
+        )
+        if not repeated:
+            self.events.append(stop_event)
+            self.delivered += delta
+        self.baseline = stop_wh
+        self.dip = None
+        self.last_at = max(self.last_at, stop_at)
+
+    def _energy_at_stop(self, stop_wh: int, start_wh: int) -> Decimal:
+        """The energy a stop adds to the kWh counted before it."""
+        if self.reset_seen and stop_wh >= start_wh:
+            # After a drop the readings can be on another register than the
+            # station's meterStart and meterStop (a glitch, a meter counting each
+            # session from 0): its own count is the total, as SteVe's would be,
+            # minus what was counted.
+            return max(Decimal("0.000"), kwh(stop_wh - start_wh) - self.delivered)
+        if self.dip is not None and self.dip <= stop_wh < self.baseline:
+            return kwh(stop_wh - self.dip)
+        return kwh(max(0, stop_wh - self.baseline))
+
+    def fields(self) -> dict[str, object]:
+        """The count as `transaction_sync_state` stores it."""
+        return {
+            "meter_last_wh": self.baseline,
+            "meter_dip_wh": self.dip,
+            "last_reading_at": self.last_at,
+            "kwh_delivered": self.delivered,
+            "meter_reset_seen": self.reset_seen,
+        }
+
+
 def plan_transaction(
     state: StoredState | None,
     transaction: SteveTransaction,
@@ -98,23 +256,7 @@ def plan_transaction(
     `stored_corrections` are the (readingAt, meterWh) of the transaction's stored
     `corrected` events, which a replacing stop may repeat.
     """
-    events: list[PlannedEvent] = []
-    if state is None:
-        baseline = transaction.start_value_wh
-        dip: int | None = None
-        last_at = transaction.start_timestamp
-        delivered = Decimal("0.000")
-        reset_seen = False
-        events.append(
-            PlannedEvent("started", baseline, transaction.start_timestamp, delivered)
-        )
-    else:
-        baseline = state.meter_last_wh
-        dip = state.meter_dip_wh
-        last_at = state.last_reading_at or state.started_at
-        delivered = state.kwh_delivered
-        reset_seen = state.meter_reset_seen
-
+    count = _Count.starting(transaction) if state is None else _Count.stored(state)
     latest_reading_at: datetime | None = None
     after_stop_at: datetime | None = None
     stop_at = transaction.stop_timestamp
@@ -123,36 +265,8 @@ def plan_transaction(
             # Not the session's energy (the stop value closes it), but a station
             # still running it after a manual stop.
             after_stop_at = max(reading_at, after_stop_at or reading_at)
-            continue
-        # Readings up to the stop belong to the session.
-        if reading_at <= last_at:
-            continue
-        latest_reading_at = reading_at
-        if wh >= baseline:
-            counted_from = baseline
-        elif dip is not None and wh == dip:
-            # The same low value again (a meter reporting 0 while it is away)
-            # says nothing yet: only a rise from the dip makes it a reset.
-            last_at = reading_at
-            continue
-        elif dip is not None and wh > dip:
-            counted_from = dip
-        else:
-            reset_seen = True
-            dip = wh
-            events.append(PlannedEvent("corrected", wh, reading_at, Decimal("0.000")))
-            last_at = reading_at
-            continue
-        if wh == baseline and dip is None:
-            # A flat register is no news: lastReadingAt, and so updatedAt, stay.
-            continue
-        dip = None
-        if wh > counted_from:
-            delta = kwh(wh - counted_from)
-            delivered += delta
-            events.append(PlannedEvent("progress", wh, reading_at, delta))
-        baseline = wh
-        last_at = reading_at
+        elif count.read(reading_at, wh):
+            latest_reading_at = reading_at
 
     fields: dict[str, object] = {
         "charge_box_id": transaction.charge_box_id,
@@ -163,58 +277,7 @@ def plan_transaction(
         "is_deleted_in_steve": False,
     }
     if stop_at is not None:
-        # A stop value no meter could read closes the session where its readings
-        # stood.
-        stop_wh = (
-            baseline if transaction.stop_value_wh is None else transaction.stop_value_wh
-        )
-        already_stopped = False
-        stop_changed = False
-        if state is not None and state.is_finalized:
-            already_stopped = True
-            stop_changed = (
-                state.meter_last_wh != stop_wh
-                or state.stopped_at != stop_at
-                or state.stop_event_actor != (transaction.stop_event_actor or "")
-            )
-        if not already_stopped or stop_changed:
-            # SteVe estimates a manual stop from the readings. Dated before the last
-            # reading counted, after a meter reset, it can be a reading from before
-            # the reset, and counting up to it again would count that energy twice.
-            # (Without a reset the baseline is the highest reading counted, so a stop
-            # above it is energy Polaris skipped, e.g. behind a station clock jump.)
-            restated = (
-                transaction.is_stopped_manually and stop_at < last_at and reset_seen
-            )
-            delta = (
-                Decimal("0.000")
-                if restated
-                else _energy_at_stop(
-                    stop_wh=stop_wh,
-                    start_wh=transaction.start_value_wh,
-                    baseline=baseline,
-                    dip=dip,
-                    delivered=delivered,
-                    reset_seen=reset_seen,
-                )
-            )
-            if stop_wh < baseline:
-                reset_seen = True
-            event_type = "corrected" if already_stopped else "stopped"
-            stop_event = PlannedEvent(event_type, stop_wh, stop_at, delta)
-            # A replacing stop below the baseline comes with the station's
-            # Transaction.End reading, recorded as this very correction (with no
-            # energy), in this run or an earlier one: the same observation is
-            # stored once, and counted once.
-            repeated = any(_same_observation(stop_event, e) for e in events) or (
-                already_stopped and (stop_at, stop_wh) in stored_corrections
-            )
-            if not repeated:
-                events.append(stop_event)
-                delivered += delta
-            baseline = stop_wh
-            dip = None
-            last_at = max(last_at, stop_at)
+        count.stop(transaction, state, stored_corrections)
         if not transaction.is_stopped_manually:
             after_stop_at = None
         elif readings is None and state is not None:
@@ -237,18 +300,12 @@ def plan_transaction(
             is_stop_estimated=False,
             last_reading_after_stop_at=None,
         )
-    fields.update(
-        meter_last_wh=baseline,
-        meter_dip_wh=dip,
-        last_reading_at=last_at,
-        kwh_delivered=delivered,
-        meter_reset_seen=reset_seen,
-    )
+    fields.update(count.fields())
 
     plan = TransactionPlan(
         transaction=transaction,
         fields=fields,
-        events=events,
+        events=count.events,
         is_new=state is None,
         # Any reading says the station is there, one after a stop included.
         latest_reading_at=max(
@@ -256,28 +313,8 @@ def plan_transaction(
             default=None,
         ),
     )
-    plan.changed = state is None or bool(events) or _differs(state, fields)
+    plan.changed = state is None or bool(count.events) or _differs(state, fields)
     return plan
-
-
-def _energy_at_stop(
-    *,
-    stop_wh: int,
-    start_wh: int,
-    baseline: int,
-    dip: int | None,
-    delivered: Decimal,
-    reset_seen: bool,
-) -> Decimal:
-    """The energy a stop adds to the `delivered` kWh counted before it."""
-    if reset_seen and stop_wh >= start_wh:
-        # After a drop the readings can be on another register than the station's
-        # meterStart and meterStop (a glitch, a meter counting each session from 0):
-        # its own count is the total, as SteVe's would be, minus what was counted.
-        return max(Decimal("0.000"), kwh(stop_wh - start_wh) - delivered)
-    if dip is not None and dip <= stop_wh < baseline:
-        return kwh(stop_wh - dip)
-    return kwh(max(0, stop_wh - baseline))
 
 
 def _same_observation(one: PlannedEvent, other: PlannedEvent) -> bool:
