@@ -86,8 +86,9 @@ class BrowserSessionAuth(SessionAuth):
             # send it.
             raise HttpError(
                 403,
-                "This browser request has no valid CSRF token: send the csrftoken "
-                "cookie's value in the X-CSRFToken header, or use a bearer token.",
+                "This browser request has no valid CSRF token: send the token a "
+                "Polaris page carries (its forms' csrfmiddlewaretoken field) in the "
+                "X-CSRFToken header, or use a bearer token.",
             ) from error
         return key
 

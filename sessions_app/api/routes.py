@@ -53,8 +53,8 @@ router = Router()
 # What each operation can answer besides its success. 401 and 422 (a query
 # parameter it does not take) are everywhere. 403 is a browser session's write
 # without a valid CSRF token (Django checks none on GET), or staff without the
-# permission to manage other users' sessions stopping one (`SessionForbidden`; the
-# create answers them 404 "No such user.", as it does a customer), and 413 a body
+# permission to manage other users' sessions creating or stopping one
+# (`SessionForbidden`), and 413 a body
 # too large to read: the JSON body of a create, or the form body that the CSRF
 # check reads. 400 is a body that is not JSON: only the create reads one.
 READ_ERRORS = frozenset({401, 422})
@@ -64,6 +64,7 @@ CREATE_ERRORS = WRITE_ERRORS | {400}
 UNAUTHENTICATED = {401: {"headers": {"WWW-Authenticate": WWW_AUTHENTICATE_HEADER}}}
 # The message of a plain read (GET), as the seed's envelope gives it.
 RESULT = "Result"
+STOPPING = "Stop requested; the session ends when the station reports it."
 
 
 def _refuse_unknown_parameters(
@@ -237,6 +238,11 @@ def session_list(request: ApiRequest, query: Query[SessionListQuery]) -> dict[st
     openapi_extra={"responses": UNAUTHENTICATED},
 )
 def session_detail(request: ApiRequest, session_id: str) -> dict[str, Any]:
+    """The session as it stands. `message` is "Result" unless something holds
+    that the fields do not say: why it was cancelled, or ended without the
+    station's own stop; a start or stop whose answer was lost; or, while a stop
+    is under way, "Stop requested; the session ends when the station reports
+    it.", after the target that asked for it ("Energy target reached.")."""
     _refuse_unknown_parameters(request)
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     return _current_envelope(session)
@@ -270,10 +276,7 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     _refuse_unknown_parameters(request)
     session = api_session_get_for_user(user=request.auth, session_id=session_id)
     session = charging.api_session_stop(session=session, caller=request.auth)
-    message = session.status_message or (
-        "Stop requested; the session ends when the station reports it."
-    )
-    return _envelope(session, message)
+    return _current_envelope(session)
 
 
 @router.api_operation(
@@ -312,5 +315,19 @@ def _envelope(session: ApiSession, message: str) -> dict[str, Any]:
 
 
 def _current_envelope(session: ApiSession) -> dict[str, Any]:
-    """The session as GET gives it: its status message, else the plain one."""
-    return _envelope(session, session.status_message or RESULT)
+    """The session as GET gives it, with `_current_message`."""
+    return _envelope(session, _current_message(session))
+
+
+def _current_message(session: ApiSession) -> str:
+    """What the session's answer says of it: its status message; else, while a
+    stop is under way (the session stays started until the station reports the
+    end), that, and which target asked for it; else the plain one."""
+    if session.status_message:
+        return session.status_message
+    if session.status == ApiSession.Status.STARTED and session.stop_requested_at:
+        if session.target_reached:
+            label = ApiSession.Target(session.target_reached).label
+            return f"{label} reached. {STOPPING}"
+        return STOPPING
+    return RESULT

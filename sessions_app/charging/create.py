@@ -130,9 +130,9 @@ def api_session_create(
 
     Raises SessionForbidden (another user's, without the permission),
     SessionNotFound (unknown charger), SessionConflict (connector busy, station
-    offline or Rejected), SessionInvalid (no tag, tag not eligible, bad target,
-    key reused for another request) or StationError (not sent, or the station
-    answered with an error).
+    offline or Rejected), SessionInvalid (no tag, tag not eligible, a charger the
+    user may not use, bad target, key reused for another request) or
+    StationError (not sent, or the station answered with an error).
     """
     now = now or timezone.now()
     target = target or SessionTarget()
@@ -146,7 +146,7 @@ def api_session_create(
         replay = _replay(caller, idempotency_key, _request_of(asked))
         if replay is not None:
             return CreatedSession(replay, replayed=True)
-    _check_charger(user, charge_box_id, connector_id)
+    _check_charger(user, charge_box_id, connector_id, caller)
     rate = Rate.objects.for_charger(charge_box_id, connector_id)
     _check_target(target, rate, now)
     session = _new_session(
@@ -405,16 +405,27 @@ def _exact_numbers(value: Any) -> Any:
     return value
 
 
-def _check_charger(user: User, charge_box_id: str, connector_id: int) -> None:
-    chargers = (
-        Charger.objects.all()
-        if user.is_staff
-        else Charger.objects.visible_to_customer(user)
-    ).filter(charge_box_id=charge_box_id, connector_id=connector_id)
-    if not chargers.exists():
-        raise SessionNotFound(
-            f"There is no charger {charge_box_id} with connector {connector_id}."
+def _check_charger(
+    user: User, charge_box_id: str, connector_id: int, caller: User
+) -> None:
+    """Raise unless `user` may charge at the connector: SessionNotFound for one
+    that does not exist, or that the caller may not know of; SessionInvalid when
+    staff name a customer who may not use a charger they see."""
+    at_connector = Charger.objects.filter(
+        charge_box_id=charge_box_id, connector_id=connector_id
+    )
+    usable = at_connector if user.is_staff else at_connector.visible_to_customer(user)
+    if usable.exists():
+        return
+    if caller.pk != user.pk and at_connector.exists():
+        raise SessionInvalid(
+            f"{user.get_username()} may not charge at {charge_box_id} connector "
+            f"{connector_id}: it is not a public charger, and none of their charger "
+            "groups holds it."
         )
+    raise SessionNotFound(
+        f"There is no charger {charge_box_id} with connector {connector_id}."
+    )
 
 
 def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> None:

@@ -77,8 +77,9 @@ class BrowserSessionAuthApiTests(ApiTestCase):
         self.assert_error(
             response,
             403,
-            "This browser request has no valid CSRF token: send the csrftoken "
-            "cookie's value in the X-CSRFToken header, or use a bearer token.",
+            "This browser request has no valid CSRF token: send the token a "
+            "Polaris page carries (its forms' csrfmiddlewaretoken field) in the "
+            "X-CSRFToken header, or use a bearer token.",
         )
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
 

@@ -20,7 +20,9 @@ from sessions_app.tests.test_charging import (
     iso,
 )
 from sync.client import format_timestamp
-from sync.models import TransactionSyncState, UserMapping
+from sync.models import Charger, TransactionSyncState, UserMapping
+
+STOPPING = "Stop requested; the session ends when the station reports it."
 
 
 class ApiTestCase(ChargingTestCase):
@@ -308,11 +310,35 @@ class SessionLifecycleApiTests(ApiTestCase):
         stopped = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
         self.assertEqual(stopped["status"], "started")
         self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        # Until the station's stop reaches the sync, GET says the stop is under
+        # way, as the stop's own answer did.
+        self.assertEqual(
+            self.call("GET", f"/sessions/{session_id}").json()["message"], STOPPING
+        )
         self.sync()
         self.advance_id(session_id)
-        self.assertEqual(self.get(session_id)["status"], "ended")
+        ended = self.call("GET", f"/sessions/{session_id}")
+        self.assertEqual(self.result(ended)["status"], "ended")
+        self.assertEqual(ended.json()["message"], "Result")
         again = self.call("POST", f"/sessions/{session_id}/stop")
         self.assert_error(again, 409, "already ended")
+
+    def test_a_target_that_stops_the_charge_is_named_until_it_ends(self) -> None:
+        session_id = self.result(self.start(target={"energy": 0.5}), 201)["_id"]
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        self.standin.tick(900)  # at least 0.7 kWh: stations here draw 3 kW or more
+        self.sync()
+        self.advance_id(session_id)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        stopping = self.call("GET", f"/sessions/{session_id}")
+        self.assertEqual(self.result(stopping)["status"], "started")
+        self.assertEqual(
+            stopping.json()["message"], f"Energy target reached. {STOPPING}"
+        )
+        listed = self.call("GET", "/sessions").json()["result"]["items"]
+        self.assertEqual(listed[0], self.result(stopping))
 
     def test_a_repeated_stop_is_answered_like_the_first_and_sent_once(self) -> None:
         # An integrator retrying after its own timeout, or a double click: the
@@ -324,10 +350,7 @@ class SessionLifecycleApiTests(ApiTestCase):
         first = self.call("POST", f"/sessions/{session_id}/stop")
         again = self.call("POST", f"/sessions/{session_id}/stop")
         self.assertEqual(self.result(again), self.result(first))
-        self.assertEqual(
-            again.json()["message"],
-            "Stop requested; the session ends when the station reports it.",
-        )
+        self.assertEqual(again.json()["message"], STOPPING)
         self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
 
     def test_a_stop_before_charging_begins_is_kept_until_it_begins(self) -> None:
@@ -585,6 +608,23 @@ class SessionOnBehalfApiTests(ApiTestCase):
         self.assert_error(response, 403, self.FORBIDDEN)
         self.assertEqual(self.get(session_id)["status"], "created")
         self.assertEqual(self.on_behalf_entries(), [])
+
+    def test_a_charger_the_customer_may_not_use_is_422_in_their_name(self) -> None:
+        # Staff see every charger, so "there is no charger" would be untrue.
+        Charger.objects.filter(charge_box_id="CP-001").update(is_public=False)
+        response = self.start(self.manager_token, user="alice@example.com")
+        self.assert_error(
+            response,
+            422,
+            "alice@example.com may not charge at CP-001 connector 1: it is not a "
+            "public charger, and none of their charger groups holds it.",
+        )
+        # Alice herself is not told it exists.
+        self.assert_error(
+            self.start(self.alice_token), 404, "There is no charger CP-001"
+        )
+        self.assertFalse(ApiSession.objects.exists())
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
     def test_staff_with_it_start_a_session_for_someone_else_and_it_is_audited(
         self,
