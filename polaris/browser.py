@@ -10,9 +10,10 @@ import os
 import shutil
 import signal
 import time
+import unittest
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from django.test import override_settings
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -76,6 +77,20 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def serve_and_browse(
+    test: unittest.TestCase, **env_overrides: str
+) -> tuple[LiveServer, Browser]:
+    """A LiveServer and Chromium for `test`, both stopped by its cleanups, which
+    run before a TransactionTestCase empties the tables: a page left open keeps
+    calling the server (a live stream reconnects, a timed re-read fires), and a
+    request joining tables while TRUNCATE locks them one by one can deadlock it."""
+    stack = ExitStack()
+    test.addCleanup(stack.close)
+    server = stack.enter_context(live_server(**env_overrides))
+    browser = stack.enter_context(chromium())
+    return server, browser
 
 
 def sign_in(page: Page, base_url: str, username: str, password: str) -> None:

@@ -1,7 +1,6 @@
 """The admin console in a real Chromium against uvicorn (SSE needs ASGI)."""
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,9 +11,8 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Locator, Page, Request, expect
 
 from polaris.browser import (
-    chromium,
-    live_server,
     live_updates_held,
+    serve_and_browse,
     sign_in,
     wait_for_live_stream,
     watch_live_updates,
@@ -55,14 +53,12 @@ class ConsolePages:
 
 class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
     @pytest.fixture(autouse=True)
-    def _browser(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def _browser(self, monkeypatch: pytest.MonkeyPatch) -> None:
         # Playwright's sync API runs an event loop in this thread; the ORM calls
         # here are still plain synchronous code.
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with live_server() as server, chromium() as browser:
-            self.base_url = server.url
-            self.browser = browser
-            yield
+        server, self.browser = serve_and_browse(self)
+        self.base_url = server.url
 
     def stat(self, page: Page, label: str) -> Locator:
         card = page.locator("#stat-strip .stat").filter(
@@ -906,15 +902,10 @@ class LiveRenewalBrowserTests(ConsolePages, TransactionTestCase):
     the reconnect checks again who may read: the page comes back quietly."""
 
     @pytest.fixture(autouse=True)
-    def _browser(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def _browser(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with (
-            live_server(LIVE_STREAM_MAX_SECONDS="2") as server,
-            chromium() as browser,
-        ):
-            self.base_url = server.url
-            self.browser = browser
-            yield
+        server, self.browser = serve_and_browse(self, LIVE_STREAM_MAX_SECONDS="2")
+        self.base_url = server.url
 
     def test_a_renewed_stream_comes_back_without_a_banner_or_a_re_read(self) -> None:
         TransactionSyncStateFactory()
