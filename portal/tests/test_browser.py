@@ -364,6 +364,9 @@ def test_stop_in_the_banner_keeps_the_whole_page(
             services.sync_run_transactions(trigger="command", client=steve)
         expect(banner).to_have_count(0)
         expect(page.locator(".messages")).not_to_contain_text("Stop requested")
+        # Its Stop gone with it, the keyboard goes on from where the ended charge
+        # is listed, not from the top of the page.
+        expect(page.locator("#recent-title")).to_be_focused()
     stops = standin.state()["requests"]
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 

@@ -136,7 +136,10 @@
     var focused = document.activeElement;
     if (!partId || (focused && focused !== document.body)) { return; }
     var part = document.getElementById(partId);
-    var heading = part && part.querySelector("[data-focus-after-swap]");
+    // A part that can come back empty (the dashboard's banner once a charge has
+    // ended) names where the focus goes instead.
+    var heading = part && (part.querySelector("[data-focus-after-swap]") ||
+      document.getElementById(part.getAttribute("data-focus-fallback") || ""));
     if (heading) { heading.focus(); }
   });
 
@@ -374,6 +377,14 @@
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
     var container = liveContainer(event.target);
     if (container && container.polarisLivePaused) { event.preventDefault(); }
+  });
+  // A live update swaps without htmx:beforeSwap: what had the focus is noted
+  // here instead, for the focus keeping above.
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    var target = event.target;
+    if (!event.defaultPrevented && target.id && target.contains(document.activeElement)) {
+      focusedPart = target.id;
+    }
   });
   document.addEventListener("htmx:confirm", function (event) {
     var trigger = event.detail.triggeringEvent;
