@@ -902,3 +902,28 @@ def test_the_dashboard_cards_read_evenly(
         page.screenshot(
             path=str(SHOTS / f"test-dashboard-even-{width}.png"), full_page=True
         )
+
+
+def test_a_plan_given_or_ended_follows_the_usage_card(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # The plan card comes out of band with every re-read of the usage card, so
+    # the two agree on the period's energy: it needs its slot on a page that
+    # was loaded without a plan.
+    errors: list[str] = []
+    with dana_dashboard(browser) as page:
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text) if message.type == "error" else None
+            ),
+        )
+        expect(page.locator("#plan-card")).to_be_hidden()
+        subscription = SubscriptionFactory(user=demo_driver["driver"])
+        page.locator("#usage-card").get_by_role("link", name="Previous period").click()
+        expect(page.locator("#plan-card")).to_contain_text("Home 200")
+        subscription.delete()
+        page.locator("#usage-card").get_by_role("link", name="Current period").click()
+        expect(page.locator("#plan-card")).to_be_hidden()
+        expect(page.locator("#plan-card")).to_have_count(1)
+    assert errors == [], errors
