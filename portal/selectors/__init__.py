@@ -161,6 +161,9 @@ class Dashboard:
         return {
             "cards": cards,
             "period_note": period_note(self.period),
+            # What the address asked for: the card's live re-reads ask it again,
+            # so a period that was not understood stays explained.
+            "period_asked": self.period or cards.usage.period.name,
             "period_labels": PERIOD_LABELS,
         }
 

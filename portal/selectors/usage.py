@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from django.contrib.auth.models import User
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
+from django.utils.text import Truncator
 
 from portal.billing import BillingAccount, billing_account
 from portal.charts import DailyChart, daily_chart
@@ -54,7 +55,8 @@ def period_note(value: str | None) -> str | None:
         return None
     *others, last = PERIOD_LABELS
     return (
-        f"“{value[:40]}” is not a period ({', '.join(others)} or {last}); "
+        f"“{Truncator(value).chars(40)}” is not a period ({', '.join(others)} or "
+        f"{last}); "
         "showing the current billing period."
     )
 

@@ -224,6 +224,22 @@ class DashboardTests(PortalTestCase):
             card = body[body.index(f">{name}</h3>") :][:400]
             self.assertIn(f"badge--{status}", card, name)
 
+    def test_an_offline_charger_says_whether_it_ever_checked_in(self) -> None:
+        ChargerFactory(
+            friendly_name="Quiet Lane",
+            last_check_in_at=timezone.now() - timedelta(hours=2),
+        )
+        ChargerFactory(friendly_name="New Site", last_check_in_at=None)
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        for name, note in (
+            ("Quiet Lane", "Not checked in for over an hour."),
+            ("New Site", "Has never checked in."),
+        ):
+            card = body[body.index(f">{name}</h3>") :]
+            card = card[: card.index("</article>")]
+            self.assertIn(note, card, name)
+
     @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_charger_ids_and_urls_stay_whole_where_numbers_are_grouped(self) -> None:
         ChargerFactory(
@@ -466,6 +482,29 @@ class UsageCardTests(PortalTestCase):
         for understood in ("/", "/?period=", "/?period=year"):
             with self.subTest(url=understood):
                 self.assertNotContains(self.client.get(understood), "is not a period")
+
+    def test_a_bad_period_stays_explained_through_live_re_reads(self) -> None:
+        # The card re-reads itself with each live update: asking for the period
+        # the address asked for, so the note stays while the address says it.
+        self.client.force_login(self.alice)
+        page = self.client.get("/?period=forever")
+        self.assertContains(page, 'hx-get="?period=forever" hx-trigger="sse:')
+        for period in ("current", "year"):
+            with self.subTest(period=period):
+                self.assertContains(
+                    self.client.get(f"/?period={period}"),
+                    f'hx-get="?period={period}" hx-trigger="sse:',
+                )
+        re_read = self.client.get(
+            "/?period=forever",
+            headers={"HX-Request": "true", "HX-Target": "usage-card"},
+        )
+        self.assertContains(re_read, "“forever” is not a period")
+
+    def test_a_long_bad_period_is_cut_with_an_ellipsis(self) -> None:
+        self.client.force_login(self.alice)
+        response = self.client.get("/?period=" + "x" * 60)
+        self.assertContains(response, f"“{'x' * 39}…” is not a period")
 
     def test_it_serves_the_card_alone_to_the_period_chips(self) -> None:
         self.client.force_login(self.alice)
