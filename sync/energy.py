@@ -164,13 +164,12 @@ class _Count:
     def stop(
         self,
         transaction: SteveTransaction,
+        stop_at: datetime,
         state: StoredState | None,
         stored_corrections: Collection[tuple[datetime, int]],
     ) -> None:
-        """Close the count at the transaction's stop. A stop stored before
-        counts again only where SteVe replaced it."""
-        stop_at = transaction.stop_timestamp
-        assert stop_at is not None
+        """Close the count at the transaction's stop (`stop_at`). A stop stored
+        before counts again only where SteVe replaced it."""
         # A stop value no meter could read closes the session where its readings
         # stood.
         stop_wh = (
@@ -178,15 +177,14 @@ class _Count:
             if transaction.stop_value_wh is None
             else transaction.stop_value_wh
         )
-        already_stopped = state is not None and state.is_finalized
-        if (
-            state is not None
-            and already_stopped
-            and state.meter_last_wh == stop_wh
-            and state.stopped_at == stop_at
-            and state.stop_event_actor == (transaction.stop_event_actor or "")
-        ):
+        stored_stop = state if state is not None and state.is_finalized else None
+        if stored_stop is not None and (
+            stored_stop.meter_last_wh,
+            stored_stop.stopped_at,
+            stored_stop.stop_event_actor,
+        ) == (stop_wh, stop_at, transaction.stop_event_actor or ""):
             return
+        already_stopped = stored_stop is not None
         # SteVe estimates a manual stop from the readings. Dated before the last
         # reading counted, after a meter reset, it can be a reading from before
         # the reset, and counting up to it again would count that energy twice.
@@ -277,7 +275,7 @@ def plan_transaction(
         "is_deleted_in_steve": False,
     }
     if stop_at is not None:
-        count.stop(transaction, state, stored_corrections)
+        count.stop(transaction, stop_at, state, stored_corrections)
         if not transaction.is_stopped_manually:
             after_stop_at = None
         elif readings is None and state is not None:
