@@ -155,7 +155,9 @@ def session_create(
     its answer was lost, or the station did not answer within SteVe's own station
     timeout (30 s), the session is still created (the station may start) and the
     message says so; it is cancelled if charging does not start in time. 502 means
-    the start was not sent, or the station answered with an error. Starting a
+    the start was not sent, or the station answered with an error. While the
+    station has not answered, the session holds its connector (another create for
+    it is a 409) and a retry with the same Idempotency-Key is a 409 too. Starting a
     session for another `user` takes staff with the permission "Can start and
     stop any customer's API sessions" (`sessions_app.manage_any_session`), and is
     recorded in the audit log."""

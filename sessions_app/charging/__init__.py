@@ -2,8 +2,9 @@
 
 Lifecycle: created → started → ended, or created → cancelled.
 
-- `api_session_create` sends RemoteStartTransaction (at once, or at the target's
-  `energy_start_time`) and stores the session as `created`.
+- `api_session_create` stores the session as `created` and sends
+  RemoteStartTransaction (at once, after the session is committed, or at the
+  target's `energy_start_time`); a refused start deletes it again.
 - `api_session_advance` is run for every open session right after each scheduled
   transactions sync (`sessions_app.tasks.api_sessions_advance_all`, linked to the
   sync's beat entry in polaris/celery.py). SteVe never returns the new
@@ -11,8 +12,8 @@ Lifecycle: created → started → ended, or created → cancelled.
   transaction its remote start began (`api_session_matching_transaction`); it ends
   when that transaction is finalized. It is cancelled when charging did not start
   within API_SESSION_START_TIMEOUT_SECONDS, which only a sync run that read SteVe
-  after that deadline can show; a scheduled start whose send never returned (its
-  worker killed or cut off after the claim) is sent again instead. While started,
+  after that deadline can show; a start whose send never returned (its worker
+  or request killed or cut off after the claim) is sent again instead. While started,
   it refreshes the live readings from SteVe and stops the charge before a target
   would be passed, sending the stop
   again if the charge still runs `stop_resend_after()` later.

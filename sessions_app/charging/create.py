@@ -34,6 +34,7 @@ from sessions_app.charging.lifecycle import (
 )
 from sessions_app.charging.station import (
     CHARGING_PAST_MANUAL_STOP,
+    hand_back_connection,
     remote_start,
     remote_stop,
 )
@@ -103,7 +104,6 @@ class CreatedSession:
     replayed: bool
 
 
-@transaction.atomic
 def api_session_create(
     *,
     user: User,
@@ -123,20 +123,64 @@ def api_session_create(
     `may_manage_any_session` may create for another user, which is audited):
     repeated within IDEMPOTENCY_WINDOW, it returns the first session (`replayed`)
     if that was asked for with the same user, charger, targets and meta_data;
-    after the window the key is free again. Nothing is stored when SteVe or the
-    station refuses; a start whose answer was lost, or that the station did not
-    answer in time (StartUnconfirmed), is stored with a `status_message` saying
-    so, as the station may start.
+    after the window the key is free again.
+
+    The session is stored before its start goes out, and no transaction waits
+    for the station (up to SteVe's 30 s): meanwhile it holds the connector, so
+    another create for it is a SessionConflict at once, as is a retry with the
+    same key. Nothing is kept when SteVe or the station refuses: the session is
+    deleted. A start whose answer was lost, or that the station did not answer
+    in time (StartUnconfirmed), is kept with a `status_message` saying so, as
+    the station may start.
 
     Raises SessionForbidden (another user's, without the permission),
     SessionNotFound (unknown charger), SessionConflict (connector busy, station
-    offline or Rejected), SessionInvalid (no tag, tag not eligible, a charger the
-    user may not use, bad target, key reused for another request) or
-    StationError (not sent, or the station answered with an error).
+    offline or Rejected, the key's first request still starting), SessionInvalid
+    (no tag, tag not eligible, a charger the user may not use, bad target, key
+    reused for another request) or StationError (not sent, or the station
+    answered with an error).
     """
     now = now or timezone.now()
     target = target or SessionTarget()
     caller = caller or user
+    created = _store_new_session(
+        user=user,
+        charge_box_id=charge_box_id,
+        connector_id=connector_id,
+        target=target,
+        meta_data=meta_data,
+        idempotency_key=idempotency_key,
+        caller=caller,
+        now=now,
+    )
+    if created.replayed:
+        return created
+    session = created.session
+    if session.remote_start_sent_at is not None:
+        session = _send_first_start(session, client)
+    logger.info("api_session=%s created for user=%s", session.pk, user.pk)
+    _audit_on_behalf(
+        caller, session, AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF, before=None
+    )
+    announce_status(session)
+    return CreatedSession(session, replayed=False)
+
+
+@transaction.atomic
+def _store_new_session(
+    *,
+    user: User,
+    charge_box_id: str,
+    connector_id: int,
+    target: SessionTarget,
+    meta_data: dict[str, Any] | None,
+    idempotency_key: str,
+    caller: User,
+    now: datetime,
+) -> CreatedSession:
+    """Check the request and store its session (or find the one its key
+    replays). A start due now is claimed as sent at `now`: it goes out once this
+    commits."""
     _check_may_manage(caller, user.pk)
     if idempotency_key:
         asked = ApiSession(
@@ -155,41 +199,43 @@ def api_session_create(
     if idempotency_key:
         session.idempotency_caller = caller
     session.created_at = session.updated_at = now
+    if target.start_at is None or target.start_at <= now:
+        session.remote_start_sent_at = now
     replay = _insert(session)
     if replay is not None:
         return CreatedSession(replay, replayed=True)
     # meta_data as stored, so the answer shows it as every later GET will: jsonb
     # keeps each number's value but not its spelling (1e20, -0.0) or key order.
     session.refresh_from_db(fields=["meta_data"])
-    if target.start_at is None or target.start_at <= now:
-        # Still inside this transaction: a refusal rolls the row back (no phantom
-        # session), and the uncommitted row holds the connector's unique index
-        # entry, so a concurrent request for it waits for this one. A start whose
-        # answer was lost is kept: the station may be charging on it.
-        try:
-            with given_or_new(client) as steve:
-                remote_start(session, steve)
-        except StartUnconfirmed as error:
-            logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
-            session.status_message = as_status_message(error.message)
-        session.remote_start_sent_at = now
-        session.remote_start_returned_at = timezone.now()
-        session.save(
-            update_fields=[
-                "remote_start_sent_at",
-                "remote_start_returned_at",
-                "status_message",
-            ]
-        )
-    logger.info("api_session=%s created for user=%s", session.pk, user.pk)
-    _audit_on_behalf(
-        caller, session, AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF, before=None
-    )
-    announce_status(session)
     return CreatedSession(session, replayed=False)
 
 
-@transaction.atomic
+def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSession:
+    """Send the start `_store_new_session` claimed and store its outcome; a
+    refusal deletes the session and raises, as nothing was started. A worker that
+    dies before the outcome is stored leaves the claim to the sync, which sends
+    the start again once its window has passed with no charge."""
+    message = ""
+    hand_back_connection()
+    try:
+        with given_or_new(client) as steve:
+            remote_start(session, steve)
+    except StartUnconfirmed as error:
+        logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
+        message = as_status_message(error.message)
+    except ApiSessionError:
+        ApiSession.objects.filter(pk=session.pk, status=Status.CREATED).delete()
+        announce_status(session)  # another tab may have shown it starting
+        raise
+    returned = ApiSession.objects.filter(pk=session.pk)
+    returned.update(remote_start_returned_at=timezone.now())
+    if message:
+        # Unless the sync has meanwhile seen the charge start, which answers it.
+        returned.filter(status=Status.CREATED).update(status_message=message)
+    session.refresh_from_db()
+    return session
+
+
 def api_session_stop(
     *,
     session: ApiSession,
@@ -261,6 +307,7 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
         session.refresh_from_db()
         logger.info("api_session=%s stop already requested", session.pk)
         return session
+    hand_back_connection()
     try:
         with given_or_new(client) as steve:
             remote_stop(session, session.transaction, steve)
@@ -361,6 +408,13 @@ def _replay(caller: User, key: str, request: tuple[Any, ...]) -> ApiSession | No
     if _request_of(existing) != request:
         raise SessionInvalid(
             "This Idempotency-Key was already used for a different request."
+        )
+    if existing.is_sending_first_start:
+        # Its outcome is not known yet: a refusal would delete the session
+        # this retry was given.
+        raise SessionConflict(
+            "The first request with this Idempotency-Key is still waiting for the "
+            "station to answer its start; retry in a few seconds."
         )
     return existing
 

@@ -213,9 +213,9 @@ def _send_scheduled_start(
 def _resend_lost_start(
     session: ApiSession, client: SteveClient, now: datetime
 ) -> ApiSession:
-    """Send a scheduled start again whose send never returned (the worker was
-    killed or cut off by a time limit after the claim), once its whole start
-    window has passed with no charge.
+    """Send a start again whose send never returned (the worker, or the process
+    serving the create, was killed or cut off by a time limit after the claim),
+    once its whole start window has passed with no charge.
 
     Whether the first one reached the station is unknown, but it did not start
     a charge within the window, which is what cancels any other start; so, as a
@@ -242,7 +242,7 @@ def _resend_lost_start(
         session,
         client,
         now,
-        note="The scheduled start was sent again: the first send was cut off "
+        note="The start was sent again: the first send was cut off "
         "before the charging network answered.",
     )
 

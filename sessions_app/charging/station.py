@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import connection
 
 from sessions_app.charging.errors import (
     ApiSessionError,
@@ -27,6 +28,16 @@ from sync.models import TransactionSyncState
 logger = logging.getLogger(__name__)
 
 TRY_AGAIN = "try again in a few minutes, and contact support if it keeps happening."
+
+
+def hand_back_connection() -> None:
+    """Return this thread's database connection (to the pool) before a wait on
+    the station, which can last SteVe's 30 s timeout: ten such waits would
+    otherwise hold every pooled connection of a process while doing nothing. The
+    next query takes one again. Inside a transaction (a caller's, a test's) the
+    connection is kept, as the transaction lives on it."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def remote_start(session: ApiSession, client: SteveClient) -> None:

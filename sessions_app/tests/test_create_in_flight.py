@@ -1,0 +1,205 @@
+"""A create or a stop while its remote operation waits for the station: what it
+claims is committed before the operation goes out, and nothing holds a transaction
+open meanwhile.
+
+The stand-in answers slowly (a `slow` fault on the operation); the create or stop
+runs in a thread of its own, with its own database connection, as a request of
+another client would.
+"""
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import TransactionTestCase, override_settings
+
+from polaris.testing import wait_until
+from sessions_app import charging
+from sessions_app.models import ApiSession
+from sessions_app.tests.test_charging import REMOTE_STOP
+from sync import services
+from sync.models import Charger, SyncRun, UserMapping
+from sync.tests.standin_case import StandinTestMixin
+
+# Long enough to look at the session while the station "thinks"; the test waits
+# for states, never for this time.
+STATION_THINKS_S = 3.0
+
+
+class InFlight:
+    """`service(**kwargs)` running in a thread: `result` is what it returned,
+    `error` what it raised."""
+
+    def __init__(self, service: Callable[..., Any], **kwargs: Any) -> None:
+        self.result: Any = None
+        self.error: Exception | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(service,), kwargs=kwargs
+        )
+        self._thread.start()
+
+    def _run(self, service: Callable[..., Any], **kwargs: Any) -> None:
+        try:
+            self.result = service(**kwargs)
+        except Exception as error:  # handed to the test, which asserts on it
+            self.error = error
+        finally:
+            connection.close()
+
+    @property
+    def waiting(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> None:
+        self._thread.join(timeout=STATION_THINKS_S + 30)
+        assert not self._thread.is_alive(), "the create never returned"
+
+
+class InFlightTests(StandinTestMixin, TransactionTestCase):
+    @pytest.fixture(autouse=True)
+    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
+        self.standin.reset(scenarios=False)
+        with override_settings(**self.standin.polaris_settings(), STEVE_TIMEOUT=10):
+            yield
+
+    def setUp(self) -> None:
+        users = get_user_model().objects
+        self.alice = users.create_user("alice@example.com", "alice@example.com", "pw")
+        self.bob = users.create_user("bob@example.com", "bob@example.com", "pw")
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0001", user=self.alice)
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0003", user=self.bob)
+        # CP-001 takes remote starts; CP-003 refuses them (the stand-in's fleet).
+        for box in ("CP-001", "CP-003"):
+            Charger.objects.create(charge_box_id=box, connector_id=1)
+        self.standin.set_fault(
+            "slow", delay=STATION_THINKS_S, path_contains="RemoteStartTransaction"
+        )
+
+    def start_slowly(self, box: str = "CP-001", key: str = "") -> InFlight:
+        """Alice's create at `box`, once its session is committed and its start
+        is out (so the test can look at both)."""
+        in_flight = InFlight(
+            charging.api_session_create,
+            user=self.alice,
+            charge_box_id=box,
+            connector_id=1,
+            idempotency_key=key,
+        )
+        wait_until(
+            ApiSession.objects.filter(charge_box_id=box).exists,
+            what="the session committed before the start's answer",
+        )
+        return in_flight
+
+    def transactions_held_open(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND state LIKE 'idle in transaction%%'"
+            )
+            return int(cursor.fetchone()[0])
+
+    def test_no_transaction_waits_for_the_station(self) -> None:
+        in_flight = self.start_slowly()
+
+        self.assertTrue(in_flight.waiting)
+        self.assertEqual(self.transactions_held_open(), 0)
+        session = ApiSession.objects.get()
+        self.assertEqual(session.status, ApiSession.Status.CREATED)
+        self.assertTrue(session.is_sending_first_start)
+
+        in_flight.join()
+        self.assertIsNone(in_flight.error)
+        session.refresh_from_db()
+        self.assertIsNotNone(session.remote_start_returned_at)
+        self.assertFalse(session.is_sending_first_start)
+        self.assertEqual(session.status_message, "")
+
+    def test_another_create_for_the_connector_is_refused_at_once(self) -> None:
+        in_flight = self.start_slowly()
+
+        with self.assertRaisesMessage(
+            charging.SessionConflict, "This connector already has a session"
+        ):
+            charging.api_session_create(
+                user=self.bob, charge_box_id="CP-001", connector_id=1
+            )
+        # Refused while the first create still waited, not after it.
+        self.assertTrue(in_flight.waiting)
+        in_flight.join()
+        self.assertIsNone(in_flight.error)
+
+    def test_a_retry_with_the_same_key_waits_for_the_first_outcome(self) -> None:
+        in_flight = self.start_slowly(key="retry-1")
+
+        with self.assertRaisesMessage(
+            charging.SessionConflict,
+            "The first request with this Idempotency-Key is still waiting for the "
+            "station to answer its start; retry in a few seconds.",
+        ):
+            charging.api_session_create(
+                user=self.alice,
+                charge_box_id="CP-001",
+                connector_id=1,
+                idempotency_key="retry-1",
+            )
+        self.assertTrue(in_flight.waiting)
+        in_flight.join()
+        assert in_flight.result is not None
+
+        # Answered, the same retry replays the session.
+        replay = charging.api_session_create(
+            user=self.alice,
+            charge_box_id="CP-001",
+            connector_id=1,
+            idempotency_key="retry-1",
+        )
+        self.assertTrue(replay.replayed)
+        self.assertEqual(replay.session.pk, in_flight.result.session.pk)
+
+    def test_a_refused_start_leaves_no_session(self) -> None:
+        in_flight = self.start_slowly(box="CP-003")
+
+        in_flight.join()
+        self.assertIsInstance(in_flight.error, charging.SessionConflict)
+        self.assertFalse(ApiSession.objects.exists())
+        # The connector is free again.
+        self.standin.clear_faults()
+        with self.assertRaises(charging.SessionConflict) as refused:
+            charging.api_session_create(
+                user=self.bob, charge_box_id="CP-003", connector_id=1
+            )
+        self.assertNotIn("already has a session", refused.exception.message)
+
+    def test_a_second_stop_does_not_wait_for_the_first(self) -> None:
+        self.standin.clear_faults()
+        session = charging.api_session_create(
+            user=self.alice, charge_box_id="CP-001", connector_id=1
+        ).session
+        self.standin.tick()
+        run = services.sync_run_transactions(trigger="command")
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        session = charging.api_session_advance(session_id=session.pk, client=self.steve)
+        self.assertEqual(session.status, ApiSession.Status.STARTED)
+        self.standin.set_fault(
+            "slow", delay=STATION_THINKS_S, path_contains="RemoteStopTransaction"
+        )
+
+        in_flight = InFlight(charging.api_session_stop, session=session)
+        wait_until(
+            ApiSession.objects.filter(stop_requested_at__isnull=False).exists,
+            what="the stop claimed before the station's answer",
+        )
+        self.assertEqual(self.transactions_held_open(), 0)
+        again = charging.api_session_stop(session=ApiSession.objects.get())
+        self.assertTrue(in_flight.waiting)
+        self.assertEqual(again.status, ApiSession.Status.STARTED)
+        self.assertIsNotNone(again.stop_requested_at)
+
+        in_flight.join()
+        self.assertIsNone(in_flight.error)
+        stops = self.standin.state()["requests"].get(REMOTE_STOP, 0)
+        self.assertEqual(stops, 1)
