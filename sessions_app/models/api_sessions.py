@@ -272,8 +272,10 @@ class ApiSession(models.Model):
     def is_sending_first_start(self) -> bool:
         """Whether its create still waits for the answer to the start it sent
         (or stopped before storing one): claimed as sent when it was created,
-        nothing stored since. A start the sync sends later is claimed later."""
+        nothing stored since, and no charge seen. A start the sync sends later
+        is claimed later."""
         return (
-            self.remote_start_returned_at is None
+            self.status == self.Status.CREATED
+            and self.remote_start_returned_at is None
             and self.remote_start_sent_at == self.created_at
         )

@@ -230,6 +230,22 @@ class SessionLifecycleApiTests(ApiTestCase):
         # As GET says it: not "Session created; charging starts when …".
         self.assertEqual(again.json()["message"], "Result")
 
+    def test_a_retry_replays_a_start_whose_request_died_once_it_charges(
+        self,
+    ) -> None:
+        # The request that sent the start died before storing the answer; the
+        # sync then saw the charge start. The retry is no longer "still waiting".
+        headers = {"Idempotency-Key": "order-22"}
+        session_id = self.result(self.start(headers=headers), 201)["_id"]
+        ApiSession.objects.filter(pk=session_id).update(remote_start_returned_at=None)
+        self.assert_error(self.start(headers=headers), 409, "still waiting")
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+        again = self.start(headers=headers)
+        self.assertEqual(self.result(again, 201)["_id"], session_id)
+        self.assertEqual(again["Idempotent-Replayed"], "true")
+
     def test_the_same_key_with_other_targets_or_meta_data_is_refused(self) -> None:
         # Replaying the first session would drop what the second request asked
         # for (a 5 kWh limit read as the 0.3 kWh one) without saying so.
