@@ -11,6 +11,7 @@ from sync.services.runs import (
     sync_run_reconcile,
     sync_run_transaction,
     sync_run_transactions,
+    transactions_sync_under_way,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "sync_run_transaction",
     "sync_run_transactions",
     "sync_runs_prune",
+    "transactions_sync_under_way",
     "user_mapping_create",
     "user_mapping_import_csv",
     "user_mapping_update",

@@ -160,10 +160,15 @@ class SyncCommandInputTests(TestCase):
         ):
             call_command("sync", "status", "--max-age", "60", stdout=StringIO())
         call_command("sync", "status", "--max-age", "600", stdout=StringIO())
-        # A long run under way is no alarm.
-        running = SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
-        call_command("sync", "status", "--max-age", "60", stdout=StringIO())
-        running.delete()
+        # A run left `running` by a worker that died is not under way.
+        SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
+        with self.assertRaisesMessage(CommandError, "more than --max-age 60"):
+            call_command("sync", "status", "--max-age", "60", stdout=StringIO())
+        # A long run under way (a sync or a backfill: whatever holds the lock)
+        # is no alarm.
+        with psycopg.connect(current_database_url(), autocommit=True) as worker:
+            worker.execute("SELECT pg_advisory_lock(%s)", [TRANSACTIONS_LOCK])
+            call_command("sync", "status", "--max-age", "60", stdout=StringIO())
         SyncRunFactory()
         call_command("sync", "status", "--max-age", "60", stdout=StringIO())
 

@@ -295,12 +295,13 @@ class Command(DatabaseCommand):
 
 def _check_recent(max_age: int) -> None:
     """Raise CommandError when no transactions run finished within `max_age`
-    seconds and none is running: nothing fails while beat, the workers or Redis
-    are down, so only the runs' age tells. (A run that a dead worker left
-    `running` is marked failed by the next run, which needs beat.)"""
-    runs = SyncRun.objects.filter(kind=SyncRun.Kind.TRANSACTIONS)
-    if runs.running().exists():
+    seconds and no run that writes transactions is under way (a backfill holds
+    off the syncs while it runs): nothing fails while beat, the workers or Redis
+    are down, so only the runs' age tells. A run that a dead worker or command
+    left `running` is not under way."""
+    if services.transactions_sync_under_way():
         return
+    runs = SyncRun.objects.filter(kind=SyncRun.Kind.TRANSACTIONS)
     newest = runs.finished().order_by("-finished_at", "-id").first()
     if newest is None or newest.finished_at is None:
         raise CommandError("No transactions sync has finished yet.")

@@ -37,6 +37,7 @@ from sync.services.runs.lifecycle import (
     SyncBusy,
     advisory_lock,
     finish_run,
+    lock_held,
     not_configured,
     notify,
     saved_before,
@@ -70,6 +71,7 @@ __all__ = [
     "sync_run_reconcile",
     "sync_run_transaction",
     "sync_run_transactions",
+    "transactions_sync_under_way",
 ]
 
 logger = logging.getLogger(__name__)
@@ -330,3 +332,9 @@ def _probe(steve: SteveClient, box_ids: list[str]) -> list[str]:
         ) from refused
     # A station that rejects the trigger, or lacks the feature, still answered.
     return [box for box in box_ids if result.answered(box)]
+
+
+def transactions_sync_under_way() -> bool:
+    """Whether a run that writes transactions (a sync, a backfill, a resync) is
+    under way now, in any process."""
+    return lock_held(TRANSACTIONS_LOCK)

@@ -144,6 +144,23 @@ def advisory_lock(key: int) -> Iterator[None]:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
+def lock_held(key: int) -> bool:
+    """Whether a session of this database holds the advisory lock `key`: a run
+    is under way. (Its row alone cannot tell: a run whose worker or command died
+    stays `running` until the next run marks it.)"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'"
+            " AND granted AND classid = %s::oid AND objid = %s::oid AND objsubid = 1"
+            " AND database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()))",
+            # A bigint key is two 32-bit halves in pg_locks.
+            [key >> 32, key & 0xFFFF_FFFF],
+        )
+        (held,) = cursor.fetchone()
+    return bool(held)
+
+
 def start_run(
     kind: str,
     trigger: str,
