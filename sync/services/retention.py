@@ -4,7 +4,7 @@ day at 10 s, nearly all of them runs that found nothing to change."""
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sync.models import SyncedTransactionEvent, SyncRun
@@ -15,8 +15,9 @@ PRUNE_BATCH = 10_000
 
 def sync_runs_prune(*, older_than: timedelta, dry_run: bool = False) -> int:
     """Delete the finished sync runs started more than `older_than` ago that changed
-    nothing: no session created or updated, no event. Returns how many were deleted
-    (would be, with dry_run).
+    nothing: no session created or updated, no event. A charger probe changes no
+    session (its counts are charge boxes asked and heard from), so every old one
+    goes. Returns how many were deleted (would be, with dry_run).
 
     A run that synced events stays, as events name their run; so does the latest
     successful run of each kind, which the sync and the console's freshness read.
@@ -29,11 +30,10 @@ def sync_runs_prune(*, older_than: timedelta, dry_run: bool = False) -> int:
     ]
     prunable = (
         SyncRun.objects.filter(
+            Q(kind=SyncRun.Kind.CHARGERS)
+            | Q(created_count=0, updated_count=0, events_count=0),
             started_at__lt=timezone.now() - older_than,
             finished_at__isnull=False,
-            created_count=0,
-            updated_count=0,
-            events_count=0,
         )
         .exclude(pk__in=keep)
         .exclude(Exists(SyncedTransactionEvent.objects.filter(sync_run=OuterRef("pk"))))

@@ -26,6 +26,10 @@ class PruneSyncRunsTests(TestCase):
             SyncRunFactory(started_at=old),
             SyncRunFactory(started_at=old, status=Status.FAILED, error="SteVe …"),
             SyncRunFactory(started_at=old, kind=Kind.CHARGERS, updated_count=0),
+            # A probe's counts are boxes asked and heard from, not changes.
+            SyncRunFactory(
+                started_at=old, kind=Kind.CHARGERS, fetched_count=6, updated_count=5
+            ),
         ]
         changed = SyncRunFactory(started_at=old, updated_count=2, events_count=1)
         # Counts of 0, yet an event names it (a run cut off after a batch).
@@ -56,14 +60,14 @@ class PruneSyncRunsTests(TestCase):
     def test_a_dry_run_counts_and_deletes_nothing(self) -> None:
         self.assertEqual(
             self.prune("--dry-run"),
-            "3 sync runs older than 30 days that changed nothing would be deleted.\n",
+            "4 sync runs older than 30 days that changed nothing would be deleted.\n",
         )
-        self.assertEqual(SyncRun.objects.count(), 10)
+        self.assertEqual(SyncRun.objects.count(), 11)
 
     def test_it_deletes_only_old_runs_that_changed_nothing(self) -> None:
         self.assertEqual(
             self.prune(),
-            "3 sync runs older than 30 days that changed nothing were deleted.\n",
+            "4 sync runs older than 30 days that changed nothing were deleted.\n",
         )
         self.assertCountEqual(
             SyncRun.objects.values_list("pk", flat=True),
@@ -73,18 +77,18 @@ class PruneSyncRunsTests(TestCase):
 
     def test_it_deletes_batch_by_batch(self) -> None:
         with mock.patch.object(retention, "PRUNE_BATCH", 2):
-            self.assertIn("3 sync runs", self.prune())
+            self.assertIn("4 sync runs", self.prune())
         self.assertEqual(SyncRun.objects.count(), 7)
 
     def test_days_choose_another_age(self) -> None:
-        self.assertIn("4 sync runs older than 20 days", self.prune("--days", "20"))
+        self.assertIn("5 sync runs older than 20 days", self.prune("--days", "20"))
 
     def test_beat_prunes_daily_with_the_configured_retention(self) -> None:
         entry = celery_app.conf.beat_schedule["prune-sync-runs"]
         self.assertEqual(entry["task"], sync_runs_prune.name)
         self.assertEqual(entry["schedule"], float(timedelta(days=1).total_seconds()))
         with self.settings(SYNC_RUNS_RETENTION_DAYS=20):
-            self.assertEqual(sync_runs_prune(), 4)
+            self.assertEqual(sync_runs_prune(), 5)
         self.assertCountEqual(
             SyncRun.objects.values_list("pk", flat=True),
             [run.pk for run in self.kept],
