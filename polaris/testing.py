@@ -111,7 +111,7 @@ class ChildProcess:
         self.log_path = Path(f"/tmp/polaris-test-{uuid.uuid4().hex[:8]}.log")
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "ChildProcess":
+    def __enter__(self) -> Self:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -121,7 +121,17 @@ class ChildProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        try:
+            self.wait_until_ready()
+        except BaseException:
+            # Failed or interrupted (Ctrl-C) while starting: `with` never ran its
+            # exit, and the child, in a session of its own, would outlive us.
+            self.stop()
+            raise
         return self
+
+    def wait_until_ready(self) -> None:
+        """Return once the process does its work; by default at once."""
 
     def __exit__(
         self,
@@ -186,10 +196,8 @@ class CeleryWorker(ChildProcess):
             child_environment(**env_overrides),
         )
 
-    def __enter__(self) -> "CeleryWorker":
-        super().__enter__()
+    def wait_until_ready(self) -> None:
         self.wait_for_log("ready.")
-        return self
 
 
 class UvicornServer(ChildProcess):
@@ -209,13 +217,12 @@ class UvicornServer(ChildProcess):
         command = uvicorn_command(self.port, workers=workers, access_log=access_log)
         super().__init__(command, env)
 
-    def __enter__(self) -> Self:
-        super().__enter__()
+    def wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2)
-                return self
+                return
             except (urllib.error.URLError, ConnectionError):
                 assert self.process is not None
                 if self.process.poll() is not None:
@@ -223,7 +230,6 @@ class UvicornServer(ChildProcess):
                         f"uvicorn exited:\n{self.log()[-3000:]}"
                     ) from None
                 time.sleep(0.1)
-        self.stop()
         raise TimeoutError(f"uvicorn did not start:\n{self.log()[-3000:]}")
 
 

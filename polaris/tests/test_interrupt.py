@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from django.test import TransactionTestCase
+from django.test import SimpleTestCase, TransactionTestCase
 
-from polaris.testing import BASE_DIR, child_environment
+from polaris.testing import BASE_DIR, ChildProcess, child_environment
 from sync.models import SyncRun, UserMapping
 
 
@@ -98,3 +98,20 @@ class InterruptTests(TransactionTestCase):
             "catches up.\n",
         )
         self.assertEqual(SyncRun.objects.get().status, SyncRun.Status.RUNNING)
+
+
+class InterruptedWhileStarting(ChildProcess):
+    """A child whose start is interrupted, as Ctrl-C during `bench` can."""
+
+    def wait_until_ready(self) -> None:
+        raise KeyboardInterrupt
+
+
+class ChildProcessTests(SimpleTestCase):
+    def test_a_child_interrupted_while_starting_is_stopped(self) -> None:
+        # In a session of its own, a terminal's Ctrl-C never reaches it.
+        child = InterruptedWhileStarting(["sleep", "60"], child_environment())
+        with self.assertRaises(KeyboardInterrupt), child:
+            self.fail("the block is never entered")
+        assert child.process is not None
+        self.assertEqual(child.process.poll(), -signal.SIGTERM)
