@@ -11,6 +11,7 @@ from django.utils import timezone
 from sessions_app.models import ApiToken
 from sync.models import SyncRun, UserMapping
 from sync.services.mappings import (
+    ID_TAG_MAX_LENGTH,
     customers_by_email,
     validate_id_tag,
     validate_tag_is_free,
@@ -204,6 +205,9 @@ class UserMappingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # The tag and whose it is first; the extra field would come last.
         self.order_fields(["steve_ocpp_id_tag", "customer_email"])
+        # validate_id_tag's limit, not the column's: typing stops where saving would
+        # fail, instead of the browser cutting a pasted tag at 255 silently.
+        self.fields["steve_ocpp_id_tag"].widget.attrs["maxlength"] = ID_TAG_MAX_LENGTH
         if self.instance.pk:
             self.fields["customer_email"].initial = self.instance.user.email or (
                 self.instance.user.get_username()

@@ -608,6 +608,34 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertFalse(UserMapping.objects.exists())
 
+        # The field stops typing at the same limit, rather than at the column's.
+        form = self.client.get(reverse("sessions_app:user-mapping-create"))
+        self.assertContains(form, 'maxlength="40"')
+
+    def test_edit_and_deactivate_lead_back_to_the_same_search(self) -> None:
+        mapping = UserMappingFactory(steve_ocpp_id_tag="TAG-0011")
+        listed = reverse("sessions_app:user-mapping-list") + "?q=TAG-0011"
+        page = self.client.get(listed)
+        back = "?next=%2Fadmin%2Fuser-mappings%2F%3Fq%3DTAG-0011"
+        edit = reverse("sessions_app:user-mapping-edit", args=[mapping.pk]) + back
+        deactivate = (
+            reverse("sessions_app:user-mapping-deactivate", args=[mapping.pk]) + back
+        )
+        self.assertContains(page, f'href="{edit}"', count=2)
+        self.assertContains(page, f'action="{deactivate}"')
+
+        form = self.client.get(edit)
+        self.assertContains(form, f'href="{listed}"')  # its Cancel
+        saved = self.client.post(
+            edit,
+            {"steve_ocpp_id_tag": "TAG-0011", "customer_email": mapping.user.email,
+             "label": "Van", "is_active": "on"},
+        )  # fmt: skip
+        self.assertRedirects(saved, listed)
+        self.assertRedirects(self.client.post(deactivate), listed)
+        mapping.refresh_from_db()
+        self.assertEqual((mapping.label, mapping.is_active), ("Van", False))
+
     def test_an_unknown_customer_email_is_a_form_error(self) -> None:
         response = self.client.post(
             reverse("sessions_app:user-mapping-create"),

@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from polaris.http import AuthenticatedHttpRequest, post_only, staff_only
 from sessions_app import selectors
@@ -34,6 +34,8 @@ def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "search": search,
         "mappings": selectors.user_mapping_list(search=search),
         "import_form": UserMappingImportForm(),
+        # Edit and Deactivate lead back here, to the same search.
+        "return_query": f"?{urlencode({'next': request.get_full_path()})}",
         # The skipped lines of the import just done, shown once.
         "import_report": request.session.pop(IMPORT_REPORT_KEY, None),
     }
@@ -85,19 +87,20 @@ def _user_mapping_form_page(
             messages.success(
                 request, _mapping_saved(saved, done, data["steve_ocpp_id_tag"])
             )
-            return redirect(_back_from_form(request))
+            return redirect(_back_to_console_page(request))
     context = {
         "section": "user-mappings",
         "form": form,
         "mapping": mapping,
-        "back_url": _back_from_form(request),
+        "back_url": _back_to_console_page(request),
     }
     return render(request, "sessions_app/user_mapping_form.html", context)
 
 
-def _back_from_form(request: HttpRequest) -> str:
-    """Where a saved mapping leads: back to the console page that linked to the
-    form (a session of an unmapped card, ?next=), else the list."""
+def _back_to_console_page(request: HttpRequest) -> str:
+    """Where a saved or deactivated mapping leads: back to the console page that
+    linked to it (?next=: the list with its search, a session of an unmapped
+    card), else the list."""
     back = request.GET.get("next", "")
     console = reverse("sessions_app:console")
     if back.startswith(console) and url_has_allowed_host_and_scheme(
@@ -130,7 +133,7 @@ def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpR
     mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
     user_mapping_update(actor=request.user, mapping=mapping, is_active=False)
     messages.success(request, f"Mapping for {mapping.steve_ocpp_id_tag} deactivated.")
-    return redirect("sessions_app:user-mapping-list")
+    return redirect(_back_to_console_page(request))
 
 
 @staff_only
