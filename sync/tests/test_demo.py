@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import requests
 from django.conf import settings
+from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
 from django.test import SimpleTestCase, TransactionTestCase
 
 from polaris.testing import child_environment, current_database_url, run_python
@@ -220,6 +222,12 @@ class DemoRefusalTests(TransactionTestCase):
 
     def test_a_configured_database_with_synced_sessions_is_left_alone(self) -> None:
         TransactionSyncStateFactory.create_batch(2)
+        # A migration it has not applied (a data migration, harmless to apply
+        # twice): refused, the database is not migrated first either.
+        unapplied = ("sessions_app", "0004_backfill_remote_start_returned_at")
+        applied = MigrationRecorder(connection).migration_qs
+        applied.filter(app=unapplied[0], name=unapplied[1]).delete()
+        self.addCleanup(applied.get_or_create, app=unapplied[0], name=unapplied[1])
         result = run_demo()
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertEqual(
@@ -233,6 +241,7 @@ class DemoRefusalTests(TransactionTestCase):
         # It never ran, so it does not say it stopped.
         self.assertNotIn("stopped", result.stdout)
         self.assertEqual(TransactionSyncState.objects.count(), 2)
+        self.assertFalse(applied.filter(app=unapplied[0], name=unapplied[1]).exists())
 
     def test_an_unusable_data_folder_is_refused_before_anything_starts(
         self,

@@ -161,6 +161,10 @@ class Command(BaseCommand):
 
     def _prepare_database(self) -> None:
         self.stdout.write("Preparing the database…")
+        if not settings.LOCAL_MODE:
+            # Asked before migrating: a DATABASE_URL naming a real database (a
+            # shell of production's) is refused as it is, not migrated first.
+            self._refuse_synced_history(demo.synced_session_count())
         call_command("migrate", interactive=False, verbosity=0)
         self._clear_standin_history()
         demo.demo_accounts_create()
@@ -173,12 +177,7 @@ class Command(BaseCommand):
         if not history:
             return
         if not settings.LOCAL_MODE:
-            raise CommandError(
-                f"This database already holds {history.sessions} synced sessions. "
-                "The demo's SteVe stand-in starts afresh, and its transactions "
-                "would overwrite them: run the demo on an empty database, or unset "
-                "DATABASE_URL to use the embedded one."
-            )
+            self._refuse_synced_history(history.sessions)
         cleared = demo.demo_history_clear()
         counts = ", ".join(
             f"{number} {noun}{pluralize(number)}"
@@ -192,6 +191,17 @@ class Command(BaseCommand):
             "The stand-in is a new SteVe on every start, so the last demo's charging "
             f"history is cleared: {counts}. Accounts, mappings, rates and plans stay."
         )
+
+    def _refuse_synced_history(self, sessions: int) -> None:
+        """Refuse a database given by DATABASE_URL that holds synced sessions: the
+        demo clears only its own embedded one."""
+        if sessions:
+            raise CommandError(
+                f"This database already holds {sessions:,} synced sessions. The "
+                "demo's SteVe stand-in starts afresh, and its transactions would "
+                "overwrite them: run the demo on an empty database, or unset "
+                "DATABASE_URL to use the embedded one."
+            )
 
     def _child_environment(self, standin_port: int) -> dict[str, str]:
         env = dict(os.environ)
