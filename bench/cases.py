@@ -127,7 +127,14 @@ def prepare(now: Any) -> Fixture:
             "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
         )
         row = cursor.fetchone()
-    customer = User.objects.get(pk=row[0]) if row else staff
+    if row is None:
+        raise NotEnoughData(
+            "No synced session belongs to a customer (no user mapping matches its "
+            "idTag), so there is no customer dashboard to measure: seed the "
+            "database first (`manage.py seed_scale`), or use --quick, which seeds a "
+            "small database itself."
+        )
+    customer = User.objects.get(pk=row[0])
     api_token, raw_token = api_token_create(user=staff, name="bench")
     # A tag of an ordinary customer, fragment of its middle: a realistic search.
     ordinary = (

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.test import TransactionTestCase
 
 from sessions_app.models import ApiToken
-from sync.tests.factories import TransactionSyncStateFactory
+from sync.tests.factories import TransactionSyncStateFactory, UserMappingFactory
 
 CASE_FIELDS = {
     "name",
@@ -51,12 +51,21 @@ class BenchCommandTests(TransactionTestCase):
         self.assertTrue(ApiToken.objects.exists())
 
     def test_a_database_too_small_to_measure_is_refused(self) -> None:
-        TransactionSyncStateFactory.create_batch(20)
+        UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
+        TransactionSyncStateFactory.create_batch(20, ocpp_id_tag="TAG-0001")
         with self.assertRaisesMessage(CommandError, "fewer than ten pages of sessions"):
             call_command(
                 "bench", "--only=console", "--output=unused.json", stdout=StringIO()
             )
         self.assertFalse(ApiToken.objects.usable().exists())
+
+    def test_a_database_whose_sessions_no_customer_owns_is_refused(self) -> None:
+        TransactionSyncStateFactory.create_batch(3, ocpp_id_tag="TAG-UNMAPPED")
+        with self.assertRaisesMessage(CommandError, "no customer dashboard to measure"):
+            call_command(
+                "bench", "--only=console", "--output=unused.json", stdout=StringIO()
+            )
+        self.assertFalse(ApiToken.objects.exists())
 
     def test_quick_does_not_seed_over_sessions_a_real_sync_wrote(self) -> None:
         TransactionSyncStateFactory(charge_box_id="CB-01")
