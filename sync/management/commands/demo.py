@@ -121,6 +121,7 @@ class Command(BaseCommand):
 
     def _run(self, port: int, options: dict[str, Any]) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopped_by: int | None = None
         # SIGHUP: the terminal closed, or the SSH session dropped.
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
@@ -156,6 +157,9 @@ class Command(BaseCommand):
                 # Refused before its first child (a database with history), it
                 # never ran: its refusal is the last word.
                 self.stdout.write("Polaris demo stopped.")
+        if self.stopped_by is not None:
+            # The shell's status for the signal, as every command stopped so.
+            sys.exit(128 + self.stopped_by)
 
     # Set-up
 
@@ -332,6 +336,7 @@ class Command(BaseCommand):
             time.sleep(1)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopped_by = signum
         raise KeyboardInterrupt
 
     def _stop_children(self) -> None:
