@@ -4,10 +4,12 @@ from datetime import UTC, datetime
 from io import StringIO
 from unittest.mock import patch
 
+import psycopg
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import TestCase, TransactionTestCase
 
+from polaris.testing import current_database_url
 from sync.models import (
     Charger,
     SyncedTransactionEvent,
@@ -15,7 +17,7 @@ from sync.models import (
     TransactionSyncState,
     UserMapping,
 )
-from sync.services.seeding import seed_scale
+from sync.services.seeding import SEED_LOCK, seed_scale
 from sync.tests.factories import TransactionSyncStateFactory
 from sync.tests.rollup_checks import assert_rollups_exact
 
@@ -164,6 +166,17 @@ class SeedScaleRefusalTests(TestCase):
             out.getvalue(),
             "Would generate 20 transactions x 10 events after a reset.\n",
         )
+
+    def test_a_seed_while_another_fills_the_database_is_refused(self) -> None:
+        with psycopg.connect(current_database_url(), autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [SEED_LOCK])
+            with self.assertRaisesMessage(
+                CommandError,
+                "Another seed_scale is filling this database; wait until it has "
+                "finished, then run this one again.",
+            ):
+                call_command("seed_scale", "--transactions=20", stdout=StringIO())
+        self.assertFalse(TransactionSyncState.objects.exists())
 
 
 class SeedScaleResetTests(TransactionTestCase):

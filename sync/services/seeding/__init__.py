@@ -66,6 +66,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# Beside the sync's advisory locks (sync.services.runs.lifecycle): two seeds at
+# once would take the same new ids.
+SEED_LOCK = 7_316_003
+
+
+def _refuse_a_seed_under_way() -> None:
+    """Raise ValueError when another seed is filling this database; otherwise hold
+    it off until this transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEED_LOCK])
+        (acquired,) = cursor.fetchone()
+    if not acquired:
+        raise ValueError(
+            "Another seed_scale is filling this database; wait until it has "
+            "finished, then run this one again."
+        )
+
+
 # Kept by triggers (migrations 0005 and 0006), rebuilt by `history` after a fast
 # load.
 ROLLUP_TABLES = [
@@ -130,6 +148,7 @@ def seed_scale(
         say(f"{name}: {result.phases[name]:.1f} s")
 
     with transaction.atomic():
+        _refuse_a_seed_under_way()
         if reset:
             began = time.monotonic()
             reset_seeded()
