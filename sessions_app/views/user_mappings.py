@@ -19,7 +19,6 @@ from sessions_app.forms import (
 )
 from sync.models import UserMapping
 from sync.services.imports import (
-    MappingImportResult,
     RejectedRow,
     user_mapping_import_bytes,
 )
@@ -168,28 +167,9 @@ def user_mapping_import(request: AuthenticatedHttpRequest) -> HttpResponse:
     summarize(
         request,
         f"Import done: {result.counts()}; {accounts:,} customer "
-        f"account{pluralize(accounts)} created.{_import_tag_notes(result)}{skipped}",
+        f"account{pluralize(accounts)} created.{result.tag_notes()}{skipped}",
     )
     return redirect("sessions_app:user-mapping-list")
-
-
-def _import_tag_notes(result: MappingImportResult) -> str:
-    """What the import did with the tags' letter case (see `_mapping_saved`)."""
-    notes = ""
-    if result.respelled:
-        n = result.respelled
-        notes += (
-            f" {n} idTag{pluralize(n)} {pluralize(n, 'was,were')} stored in the "
-            "letter case SteVe uses, not the file's."
-        )
-    if result.never_synced:
-        n = result.never_synced
-        which = "this idTag" if n == result.rows == 1 else f"{n} of the new idTags"
-        notes += (
-            f" No session with {which} has synced yet; the sync stores "
-            f"{pluralize(n, 'it,them')} in SteVe's letter case with the first one."
-        )
-    return notes
 
 
 # An import lists this many skipped lines, in a table under the import form; the

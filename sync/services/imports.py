@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from sessions_app.models import AuditEntry
@@ -74,6 +75,26 @@ class MappingImportResult:
             f"{self.created:,} created, {self.updated:,} updated{again}, "
             f"{self.unchanged:,} unchanged, {len(self.rejected):,} rejected"
         )
+
+    def tag_notes(self) -> str:
+        """What the import did with the tags' letter case, as sentences each led
+        by a space; "" when there is nothing to say. Sessions link to mappings by
+        the exact tag, which is SteVe's, not always the file's."""
+        notes = ""
+        if self.respelled:
+            n = self.respelled
+            notes += (
+                f" {n:,} idTag{pluralize(n)} {pluralize(n, 'was,were')} stored in "
+                "the letter case SteVe uses, not the file's."
+            )
+        if self.never_synced:
+            n = self.never_synced
+            which = "this idTag" if n == self.rows == 1 else f"{n:,} of the new idTags"
+            notes += (
+                f" No session with {which} has synced yet; the sync stores "
+                f"{pluralize(n, 'it,them')} in SteVe's letter case with the first one."
+            )
+        return notes
 
 
 def user_mapping_import_csv(
@@ -284,9 +305,12 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
                 )
                 before = None
             elif mapping.user_id != user.pk:
+                # A file never moves a card: a wrong email in it would hand a
+                # customer's sessions to someone else without anyone looking.
                 raise ValidationError(
                     f"The idTag {row.tag} is already mapped to "
-                    f"{mapping.user.get_username()}."
+                    f"{mapping.user.get_username()}; to move it to another customer, "
+                    "edit that mapping in the console."
                 )
             else:
                 before = mapping_snapshot(mapping)

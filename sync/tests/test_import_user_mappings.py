@@ -14,7 +14,11 @@ from sessions_app.forms import MAPPING_IMPORT_MAX_BYTES
 from sessions_app.models import AuditEntry
 from sync.models import UserMapping
 from sync.services.imports import user_mapping_import_text
-from sync.tests.factories import UserFactory, UserMappingFactory
+from sync.tests.factories import (
+    TransactionSyncStateFactory,
+    UserFactory,
+    UserMappingFactory,
+)
 
 GOOD_AND_BAD = """steveOcppIdTag,email,label
 TAG-0001,dana@example.com,Dana's car
@@ -74,6 +78,22 @@ class ImportUserMappingsTests(TestCase):
             AuditEntry.objects.filter(action=AuditEntry.Action.MAPPING_CREATED).count(),
             3,
         )
+
+    def test_it_says_which_tags_it_stored_in_steves_letter_case(self) -> None:
+        TransactionSyncStateFactory(ocpp_id_tag="TAG-0007")
+        out, _ = self.run_import(
+            "steveOcppIdTag,email,label\n"
+            "tag-0007,dana@example.com,Dana\n"
+            "TAG-0008,dana@example.com,Dana\n"
+        )
+        self.assertIn(
+            "2 created, 0 updated, 0 unchanged, 0 rejected; 1 customer account "
+            "created. 1 idTag was stored in the letter case SteVe uses, not the "
+            "file's. No session with 1 of the new idTags has synced yet; the sync "
+            "stores it in SteVe's letter case with the first one.",
+            out,
+        )
+        self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-0007"))
 
     def test_it_is_idempotent(self) -> None:
         self.run_import(GOOD_AND_BAD)
@@ -289,7 +309,8 @@ class ImportBadFilesTests(TestCase):
                 "Line 1000 of 2502…",
                 "Line 2000 of 2502…",
                 "1 created, 0 updated, 0 unchanged, 0 rejected; 1 customer account "
-                "created.",
+                "created. No session with this idTag has synced yet; the sync stores "
+                "it in SteVe's letter case with the first one.",
             ],
         )
 
@@ -324,7 +345,13 @@ class ImportInChunksTests(TestCase):
         )
         self.assertEqual(
             [(r.line, r.reason) for r in result.rejected],
-            [(9, "The idTag T-00007 is already mapped to other@example.com.")],
+            [
+                (
+                    9,
+                    "The idTag T-00007 is already mapped to other@example.com; to "
+                    "move it to another customer, edit that mapping in the console.",
+                )
+            ],
         )
         # The rejected row's account was never created, nor counted.
         self.assertFalse(

@@ -30,7 +30,9 @@ class Command(DatabaseCommand):
         "account gets a new customer account, with no password until staff set one in "
         "Django admin. "
         "Bad lines are named and skipped, the rest imported, and the command then "
-        "exits with status 1. Importing a file again changes only what differs."
+        "exits with status 1. Importing a file again changes only what differs. A "
+        "row never moves an idTag mapped to another customer (it is skipped): edit "
+        "that mapping in the console."
     )
     # The line above which every row is saved, once the import has begun saving.
     saved_before_line: int | None = None
@@ -90,13 +92,14 @@ class Command(DatabaseCommand):
                 )
             )
         accounts = (
-            f"{result.users_created} customer account{pluralize(result.users_created)}"
+            f"{result.users_created:,} customer "
+            f"account{pluralize(result.users_created)}"
         )
         summary = (
             f"Dry run, nothing was saved. The import would give {result.counts()}, "
             f"with {accounts} created."
             if self.dry_run
-            else f"{result.counts()}; {accounts} created."
+            else f"{result.counts()}; {accounts} created.{result.tag_notes()}"
         )
         style = self.style.WARNING if result.rejected else self.style.SUCCESS
         self.stdout.write(style(summary))
