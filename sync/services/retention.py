@@ -1,6 +1,7 @@
 """How long sync runs are kept: a run every SYNC_INTERVAL_SECONDS adds 8,640 rows a
 day at 10 s, nearly all of them runs that found nothing to change."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import transaction
@@ -13,7 +14,12 @@ from sync.models import SyncedTransactionEvent, SyncRun
 PRUNE_BATCH = 10_000
 
 
-def sync_runs_prune(*, older_than: timedelta, dry_run: bool = False) -> int:
+def sync_runs_prune(
+    *,
+    older_than: timedelta,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Delete the finished sync runs started more than `older_than` ago that changed
     nothing: no session created or updated, no event. A charger probe changes no
     session (its counts are charge boxes asked and heard from), so every old one
@@ -21,7 +27,9 @@ def sync_runs_prune(*, older_than: timedelta, dry_run: bool = False) -> int:
 
     A run that synced events stays, as events name their run; so does the latest
     successful run of each kind, which the sync and the console's freshness read.
-    Deletes in batches of PRUNE_BATCH, each in its own transaction.
+    Deletes in batches of PRUNE_BATCH, each in its own transaction, and calls
+    `progress` with the number deleted so far after each full batch (more may
+    follow).
     """
     keep = [
         run.pk
@@ -45,4 +53,6 @@ def sync_runs_prune(*, older_than: timedelta, dry_run: bool = False) -> int:
         with transaction.atomic():
             count, _ = SyncRun.objects.filter(pk__in=batch).delete()
         deleted += count
+        if progress is not None and len(batch) == PRUNE_BATCH:
+            progress(deleted)
     return deleted

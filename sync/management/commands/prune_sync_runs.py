@@ -46,7 +46,16 @@ class Command(DatabaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         days, dry_run = options["days"], options["dry_run"]
-        count = sync_runs_prune(older_than=timedelta(days=days), dry_run=dry_run)
+
+        def progress(deleted: int) -> None:
+            # A first prune can take a while: it says how far it got.
+            if options["verbosity"] >= 1:
+                self.stdout.write(f"{deleted:,} deleted…")
+                self.stdout.flush()
+
+        count = sync_runs_prune(
+            older_than=timedelta(days=days), dry_run=dry_run, progress=progress
+        )
         verb = "would be" if dry_run else "were"
         self.stdout.write(
             self.style.SUCCESS(
