@@ -86,12 +86,20 @@ class Command(DatabaseCommand):
             required=True,
             metavar="{transactions,backfill,chargers,status}",
         )
-        transactions = actions.add_parser(
-            "transactions", help="Run one incremental transactions sync now."
+
+        def subcommand(name: str, about: str) -> CommandParser:
+            # `about` in `sync --help`'s list, and atop `sync NAME --help` too.
+            parser: CommandParser = actions.add_parser(
+                name, help=about, description=about
+            )
+            return parser
+
+        transactions = subcommand(
+            "transactions", "Run one incremental transactions sync now."
         )
         self._add_dry_run(transactions)
-        backfill = actions.add_parser(
-            "backfill", help="Re-read every transaction started since a date."
+        backfill = subcommand(
+            "backfill", "Re-read every transaction started since a date."
         )
         backfill.add_argument(
             "--since",
@@ -100,12 +108,12 @@ class Command(DatabaseCommand):
             help="First start date to re-read, YYYY-MM-DD (operator's time zone).",
         )
         self._add_dry_run(backfill)
-        chargers = actions.add_parser("chargers", help="Probe every known charger now.")
-        status = actions.add_parser(
+        chargers = subcommand("chargers", "Probe every known charger now.")
+        status = subcommand(
             "status",
-            help="Show the most recent sync runs; exit status 1 when the newest "
-            "finished run failed, or with --max-age when no transactions run has "
-            "finished that recently.",
+            "Show the most recent sync runs; exit status 1 when the newest "
+            "finished run failed, or with --max-age when no transactions run is "
+            "under way and none has finished that recently.",
         )
         for action in (transactions, backfill, chargers, status):
             # Also after the action (`sync transactions -v 2`); when left out there,
