@@ -379,7 +379,8 @@ class SteveClient:
                 f"SteVe did not answer within {timeout:g} s.", permanent=False
             ) from None
         except requests.ConnectTimeout as error:
-            logger.warning("SteVe %s %s: no connection: %s", method, url, error)
+            # INFO: each attempt's detail; the caller's error says it in a sentence.
+            logger.info("SteVe %s %s: no connection: %s", method, url, error)
             raise SteveError(
                 "SteVe cannot be reached (connecting timed out).",
                 permanent=False,
@@ -407,7 +408,7 @@ class SteveClient:
                 raise SteveUnanswered(
                     "SteVe closed the connection before answering.", permanent=False
                 ) from None
-            logger.warning("SteVe %s %s: no connection: %s", method, url, error)
+            logger.info("SteVe %s %s: no connection: %s", method, url, error)
             raise self._unreachable(error) from error
         return response
 

@@ -93,7 +93,7 @@ class UnreachableSteveTests(StandinTestMixin, SimpleTestCase):
 
     def failure(self, client: SteveClient) -> tuple[SteveError, str]:
         with (
-            self.assertLogs("sync.client", "WARNING") as logs,
+            self.assertLogs("sync.client", "INFO") as logs,
             self.assertRaises(SteveError) as raised,
         ):
             client.list_transactions(type="ACTIVE")
