@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -317,15 +318,25 @@ class SteveClient:
         threads it no longer waits for."""
         delays = list(self.retry_delays) if retry else []
         stop = given_up or threading.Event()
+        began = time.monotonic()
+        attempts = 0
         while True:
             if stop.is_set():
                 raise SteveError("Not sent: its caller has given up.", permanent=True)
+            attempts += 1
             try:
                 return self._send_once(
                     method, path, params=params, json=json, timeout=timeout
                 )
             except SteveError as error:
                 if error.permanent or not delays or stop.is_set():
+                    elapsed = time.monotonic() - began
+                    if elapsed >= 2 * (timeout or self.timeout):
+                        # "Did not answer within 10 s" of a run that waited 42:
+                        # the reader learns where the rest went.
+                        tried = f" Tried {attempts} times in {elapsed:.0f} s."
+                        error.message += tried
+                        error.operator_message += tried
                     raise
                 delay = delays.pop(0)
                 logger.info("SteVe %s %s failed (%s); retrying", method, path, error)
