@@ -276,6 +276,16 @@ class LoginThrottleTests(TestCase):
         # The email in another letter case does sign in.
         self.assertEqual(self.sign_in("Alice@Example.com", "driver").status_code, 302)
 
+    def test_after_a_wrong_password_the_focus_is_on_the_password(self) -> None:
+        refused = self.sign_in("alice@example.com", "wrong").content.decode()
+        self.assertRegex(refused, r'id="id_password"[^>]* autofocus')
+        self.assertNotRegex(refused, r'id="id_username"[^>]* autofocus')
+        # A first visit, or no name given, starts at the name.
+        for page in (Client().get(self.URL), self.sign_in("", "wrong")):
+            html = page.content.decode()
+            self.assertRegex(html, r'id="id_username"[^>]* autofocus')
+            self.assertNotRegex(html, r'id="id_password"[^>]* autofocus')
+
     def test_ten_failures_lock_the_username_from_that_address(self) -> None:
         self.assertEqual(self.fail(9), [200] * 9)
         locked = self.sign_in("alice@example.com", "wrong")
