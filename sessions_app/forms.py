@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
@@ -13,6 +14,7 @@ from sync.models import SyncRun, UserMapping
 from sync.services.mappings import (
     ID_TAG_MAX_LENGTH,
     customers_by_email,
+    new_customer_account,
     validate_id_tag,
     validate_tag_is_free,
 )
@@ -173,6 +175,12 @@ class UserMappingForm(forms.ModelForm):
         label="Customer email",
         help_text="The customer's account email: the card's sessions are theirs.",
     )
+    create_customer = forms.BooleanField(
+        required=False,
+        label="Create the customer's account if this email has none",
+        help_text="Its sign-in name is the email. It has no password until staff "
+        "set one in Django admin: Polaris sends no email.",
+    )
 
     class Meta:
         model = UserMapping
@@ -204,7 +212,7 @@ class UserMappingForm(forms.ModelForm):
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         # The tag and whose it is first; the extra field would come last.
-        self.order_fields(["steve_ocpp_id_tag", "customer_email"])
+        self.order_fields(["steve_ocpp_id_tag", "customer_email", "create_customer"])
         # validate_id_tag's limit, not the column's: typing stops where saving would
         # fail, instead of the browser cutting a pasted tag at 255 silently.
         self.fields["steve_ocpp_id_tag"].widget.attrs["maxlength"] = ID_TAG_MAX_LENGTH
@@ -218,14 +226,30 @@ class UserMappingForm(forms.ModelForm):
         validate_tag_is_free(tag, mapping=self.instance if self.instance.pk else None)
         return tag
 
-    def clean_customer_email(self) -> object:
-        email = self.cleaned_data["customer_email"].strip()
+    def clean(self) -> dict[str, Any]:
+        """The customer: the account with this email, or a new one (unsaved, as
+        `user_mapping_create` saves it) when staff asked for it."""
+        super().clean()
+        cleaned = self.cleaned_data
+        email = cleaned.get("customer_email", "").strip()
+        if not email:
+            return cleaned
         user = customers_by_email([email]).get(email)
+        if user is None and cleaned.get("create_customer"):
+            try:
+                user = new_customer_account(email)
+            except forms.ValidationError as error:
+                self.add_error("customer_email", error)
+                return cleaned
         if user is None:
-            raise forms.ValidationError(
-                "No customer account has this email; import a CSV row to create one."
+            self.add_error(
+                "customer_email",
+                "No customer account has this email: tick “Create the customer's "
+                "account if this email has none” to create one.",
             )
-        return user
+            return cleaned
+        cleaned["customer_email"] = user
+        return cleaned
 
 
 # A mapping row (an idTag, an email, a label) is some 50 to 100 bytes, so 1 MB

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import requests
 import time_machine
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.http import HttpResponse
@@ -643,6 +643,42 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertContains(response, "No customer account has this email")
         self.assertFalse(UserMapping.objects.exists())
+
+    def test_a_new_customer_account_is_created_when_asked_for(self) -> None:
+        form = {"steve_ocpp_id_tag": "04A1", "customer_email": "New@Example.com"}
+        refused = self.client.post(reverse("sessions_app:user-mapping-create"), form)
+        self.assertContains(refused, "tick “Create the customer&#x27;s account")
+        self.assertFalse(UserMapping.objects.exists())
+
+        created = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {**form, "create_customer": "on", "is_active": "on"},
+        )
+        self.assertRedirects(created, reverse("sessions_app:user-mapping-list"))
+        mapping = UserMapping.objects.select_related("user").get()
+        self.assertEqual(mapping.user.username, "New@Example.com")
+        self.assertFalse(mapping.user.has_usable_password())
+        self.assertEqual(AuditEntry.objects.get().action, "mapping.created")
+
+        # Ticked for an email that has an account, it uses that account.
+        self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "04A2", "customer_email": "new@example.com",
+             "create_customer": "on"},
+        )  # fmt: skip
+        self.assertEqual(
+            UserMapping.objects.get(steve_ocpp_id_tag="04A2").user, mapping.user
+        )
+
+    def test_a_refused_mapping_creates_no_account(self) -> None:
+        UserMappingFactory(steve_ocpp_id_tag="04A1")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-create"),
+            {"steve_ocpp_id_tag": "04A1", "customer_email": "new@example.com",
+             "create_customer": "on"},
+        )  # fmt: skip
+        self.assertContains(response, "is already mapped to")
+        self.assertFalse(User.objects.filter(username="new@example.com").exists())
 
     def test_a_tag_mapped_in_any_letter_case_is_a_form_error(self) -> None:
         holder = UserFactory(username="dana@example.com")

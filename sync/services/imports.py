@@ -30,6 +30,7 @@ from sync.services.mappings import (
     id_tags_as_steve_writes,
     mapping_snapshot,
     mappings_by_tag,
+    new_customer_account,
     validate_id_tag,
 )
 
@@ -296,7 +297,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
         try:
             user = users.get(row.email) or new_users.get(row.email)
             if user is None:
-                user = new_users[row.email] = _new_customer(row.email)
+                user = new_users[row.email] = new_customer_account(row.email)
             mapping = mappings.get(row.tag.upper())
             steve_tag = spellings.get(row.tag.upper())
             if mapping is None:
@@ -368,23 +369,6 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
         before is not None and not before["isActive"] for _, before in saved
     )
     return chunk
-
-
-def _new_customer(email: str) -> User:
-    """An unsaved customer account for `email`. Raises ValidationError."""
-    user = get_user_model()(username=email, email=email)
-    user.set_unusable_password()
-    try:
-        # Unique: `customers_by_email` found no account with this username.
-        user.full_clean(validate_unique=False, validate_constraints=False)
-    except ValidationError as error:
-        if "username" not in error.message_dict:
-            raise
-        raise ValidationError(
-            f"{email} cannot be a customer's sign-in name, which holds only "
-            "letters, digits and @ . + - _."
-        ) from None
-    return user
 
 
 def _header_found(line: str) -> str:

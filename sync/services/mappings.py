@@ -129,6 +129,7 @@ def _as_steve_writes(tag: str) -> str:
 
 
 @transaction.atomic
+@transaction.atomic
 def user_mapping_create(
     *,
     actor: Actor,
@@ -140,10 +141,13 @@ def user_mapping_create(
     source: str = "console",
 ) -> UserMapping:
     """Map a tag to a user, the tag as SteVe writes it if a synced session has it
-    (`id_tags_as_steve_writes`). Raises ValidationError (e.g. the tag is already
-    mapped)."""
+    (`id_tags_as_steve_writes`). An unsaved `user` (`new_customer_account`) is
+    saved with the mapping, or not at all. Raises ValidationError (e.g. the tag
+    is already mapped)."""
     tag = _as_steve_writes(validate_id_tag(steve_ocpp_id_tag))
     validate_tag_is_free(tag)
+    if user.pk is None:
+        user.save()
     mapping = UserMapping(
         steve_ocpp_id_tag=tag,
         user=user,
@@ -169,10 +173,14 @@ def user_mapping_update(
     *, actor: Actor, mapping: UserMapping, source: str = "console", **changes: Any
 ) -> UserMapping:
     """Change a mapping's fields; writes an audit entry only when something changed.
-    A tag given is stored as SteVe writes it, as `user_mapping_create` does.
+    A tag given is stored as SteVe writes it, and an unsaved user saved with the
+    change, as `user_mapping_create` does.
 
     Raises ValidationError.
     """
+    customer = changes.get("user")
+    if customer is not None and customer.pk is None:
+        customer.save()
     before = mapping_snapshot(mapping)
     for name, value in changes.items():
         setattr(mapping, name, value.strip() if isinstance(value, str) else value)
@@ -312,3 +320,22 @@ def mappings_by_tag(tags: Collection[str]) -> dict[str, UserMapping]:
     for mapping in mappings:
         found.setdefault(mapping.tag_upper, mapping)
     return found
+
+
+def new_customer_account(email: str) -> User:
+    """An unsaved customer account for `email`: its username, with no password
+    until staff set one in Django admin (Polaris sends no email). Raises
+    ValidationError."""
+    user = get_user_model()(username=email, email=email)
+    user.set_unusable_password()
+    try:
+        # Unique: `customers_by_email` found no account with this username.
+        user.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as error:
+        if "username" not in error.message_dict:
+            raise
+        raise ValidationError(
+            f"{email} cannot be a customer's sign-in name, which holds only "
+            "letters, digits and @ . + - _."
+        ) from None
+    return user
