@@ -129,10 +129,13 @@ def add_arguments(parser: ArgumentParser) -> None:
     )
     parser.add_argument(
         "--first-transaction-pk",
-        type=int_between(1, what="a transaction pk"),
+        # SteVe's transaction_pk is a MySQL INT, and so is Polaris's copy of it;
+        # a fleet runs some thousands of transactions past its first.
+        type=int_between(1, 2_000_000_000, what="a transaction pk"),
         default=1,
-        help="Number transactions from here (default %(default)s), e.g. above the "
-        "pks a database already holds, so a sync against it adds rather than mixes.",
+        help="Number transactions from here, 1 to 2,000,000,000 (default "
+        "%(default)s), e.g. above the pks a database already holds, so a sync "
+        "against it adds rather than mixes.",
     )
     parser.add_argument(
         "--no-scenarios",

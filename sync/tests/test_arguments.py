@@ -51,6 +51,11 @@ class CommandOptionTests(SimpleTestCase):
             ("steve_standin", "--port=-1", "expected a port from 0 to 65535"),
             ("steve_standin", "--fleet-size=0", "from 1 to 2000, not '0'"),
             ("steve_standin", "--fleet-size=100000000", "from 1 to 2000"),
+            (
+                "steve_standin",
+                "--first-transaction-pk=3000000000",
+                "expected a transaction pk from 1 to 2000000000",
+            ),
             ("demo", "--fleet-size=100000000", "from 1 to 2000"),
             ("loadtest", "--fleet-size=100000000", "from 1 to 2000"),
             ("loadtest", "--users=0", "expected a number of people of at least 1"),
