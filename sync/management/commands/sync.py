@@ -236,9 +236,12 @@ class Command(DatabaseCommand):
         prefix = "Dry run: " if dry_run else f"Run #{run.pk} {run.status}: "
         if run.status == SyncRun.Status.FAILED:
             raise CommandError(f"{prefix}{run.error}")
+        # A probe that no charge box answered ran, but says something is wrong:
+        # SteVe hears from no station.
+        unheard = run.kind == SyncRun.Kind.CHARGERS and not run.updated_count
         style = (
             self.style.SUCCESS
-            if run.status == SyncRun.Status.SUCCEEDED
+            if run.status == SyncRun.Status.SUCCEEDED and not unheard
             else self.style.WARNING
         )
         self.stdout.write(style(f"{prefix}{summary}."))
