@@ -69,7 +69,9 @@ api = SessionsApi(
         "Start a charge remotely and follow it to the end. Authenticate with "
         "`Authorization: Bearer <token>` (`manage.py create_api_token USERNAME`). "
         "Lifecycle: created → started → ended, or created → cancelled when the "
-        "station does not start charging in time. Every answer is a JSON envelope "
+        "station does not start charging in time. A session whose start the "
+        "station refuses is deleted (its create answers the refusal), so one "
+        "listed while its start waited may then be a 404. Every answer is a JSON envelope "
         '(`{"ok", "message", "result"}`); a method a path does not take answers '
         "405 in the same envelope, with `Allow` naming the methods it does "
         "(`components.responses.MethodNotAllowed` in this document). HEAD works "

@@ -146,16 +146,21 @@ def session_create(
         pattern=r"^[\x21-\x7e]{1,255}$",
         description="Yours (the token's user), whoever the session is for: "
         "retrying with the same key within 24 hours returns the same session; the "
-        "same key with another user, charger, target or meta_data is a 422. After "
-        "24 hours the key is free for a new session.",
+        "same key with another user, charger, target or meta_data is a 422. While "
+        "the first request still waits for the station's answer to its start, a "
+        "retry is a 409 that says when to retry. A start that was refused stored "
+        "nothing, so its key is free again at once; otherwise after 24 hours.",
     ),
 ) -> Status[dict[str, Any]]:
     """Send RemoteStartTransaction with one of the user's tags; the session is
     `created` until the station reports charging. When SteVe took the start but
     its answer was lost, or the station did not answer within SteVe's own station
     timeout (30 s), the session is still created (the station may start) and the
-    message says so; it is cancelled if charging does not start in time. 502 means
-    the start was not sent, or the station answered with an error. While the
+    message says so; it is cancelled if charging does not start in time. A start
+    that is refused stores nothing (the session shown meanwhile is deleted, or
+    cancelled if it was stopped meanwhile): 409 when the station is offline or
+    rejects it, 422 when the charging network does not accept the user's tag, 502
+    when the start was not sent or the station answered with an error. While the
     station has not answered, the session holds its connector (another create for
     it is a 409) and a retry with the same Idempotency-Key is a 409 too. Starting a
     session for another `user` takes staff with the permission "Can start and
@@ -270,7 +275,9 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     stop repeated on a session a stop cancelled answers as the first did; a stop
     of any other ended or cancelled session is 409, as is one SteVe refuses
     because an operator closed the charge there while the station goes on (the
-    message says to stop it at the station).
+    message says to stop it at the station). A stop sent while another is waiting
+    for the station waits for its outcome: the session as that stop left it, or,
+    when that one failed, a stop of its own.
     Staff may read every session, but stopping another user's takes the
     permission "Can start and stop any customer's API sessions"
     (`sessions_app.manage_any_session`): without it the answer is 403, and with

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -44,6 +45,7 @@ from sessions_app.pricing import RateTerms, session_cost
 from sessions_app.services import audit_entry_create
 from sync.client import (
     SteveClient,
+    format_timestamp,
     given_or_new,
 )
 from sync.models import Charger
@@ -211,10 +213,12 @@ def _store_new_session(
 
 
 def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSession:
-    """Send the start `_store_new_session` claimed and store its outcome; a
-    refusal deletes the session and raises, as nothing was started. A worker that
-    dies before the outcome is stored leaves the claim to the sync, which sends
-    the start again once its window has passed with no charge."""
+    """Send the start `_store_new_session` claimed and store its outcome. A
+    refusal deletes the session and raises, as nothing was started; one that was
+    stopped meanwhile (its caller was told it would be cancelled) is cancelled
+    instead. A worker that dies before the outcome is stored leaves the claim to
+    the sync, which sends the start again once its window has passed with no
+    charge."""
     message = ""
     hand_back_connection()
     try:
@@ -223,19 +227,35 @@ def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSes
     except StartUnconfirmed as error:
         logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
         message = as_status_message(error.message)
-    except ApiSessionError:
-        ApiSession.objects.filter(pk=session.pk, status=Status.CREATED).delete()
+    except ApiSessionError as error:
+        refused = ApiSession.objects.filter(pk=session.pk, status=Status.CREATED)
+        if not refused.filter(stop_requested_at__isnull=True).delete()[0]:
+            now = timezone.now()
+            cancel_created(
+                session,
+                now,
+                as_status_message(error.message),
+                remote_start_returned_at=now,
+            )
         announce_status(session)  # another tab may have shown it starting
         raise
+    now = timezone.now()
     returned = ApiSession.objects.filter(pk=session.pk)
-    returned.update(remote_start_returned_at=timezone.now())
+    returned.update(remote_start_returned_at=now, updated_at=now)
     if message:
-        # Unless the sync has meanwhile seen the charge start, which answers it.
-        returned.filter(status=Status.CREATED).update(status_message=message)
+        # Unless the sync has meanwhile seen the charge start, which answers it,
+        # or a stop was asked for, whose message says what happens next.
+        returned.filter(status=Status.CREATED, stop_requested_at__isnull=True).update(
+            status_message=message
+        )
     session.refresh_from_db()
     return session
 
 
+# One transaction, held while the station answers: a second stop meanwhile waits
+# on the claimed row and learns the first one's outcome (a stop that failed is
+# sent again by it), where an answer at once would promise a stop that may fail.
+@transaction.atomic
 def api_session_stop(
     *,
     session: ApiSession,
@@ -307,7 +327,6 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
         session.refresh_from_db()
         logger.info("api_session=%s stop already requested", session.pk)
         return session
-    hand_back_connection()
     try:
         with given_or_new(client) as steve:
             remote_stop(session, session.transaction, steve)
@@ -412,11 +431,30 @@ def _replay(caller: User, key: str, request: tuple[Any, ...]) -> ApiSession | No
     if existing.is_sending_first_start:
         # Its outcome is not known yet: a refusal would delete the session
         # this retry was given.
-        raise SessionConflict(
+        raise SessionConflict(_first_start_unanswered(existing))
+    return existing
+
+
+def _first_start_unanswered(session: ApiSession) -> str:
+    """Why a retry must wait: the first request still waits for the station, or
+    it stopped before storing the answer, which the sync then settles."""
+    assert session.remote_start_sent_at is not None
+    waited = timezone.now() - session.remote_start_sent_at
+    if waited <= timedelta(seconds=settings.STEVE_OPERATION_TIMEOUT + 5):
+        return (
             "The first request with this Idempotency-Key is still waiting for the "
             "station to answer its start; retry in a few seconds."
         )
-    return existing
+    settled_by = session.remote_start_sent_at + timedelta(
+        seconds=settings.API_SESSION_START_TIMEOUT_SECONDS
+    )
+    return (
+        "The first request with this Idempotency-Key sent its start at "
+        f"{format_timestamp(session.remote_start_sent_at)} and stopped before "
+        "storing the station's answer; if charging has not started by "
+        f"{format_timestamp(settled_by)}, the next sync after it sends the start "
+        "again. Retry after that."
+    )
 
 
 def _session_fields(

@@ -239,6 +239,19 @@ class SessionLifecycleApiTests(ApiTestCase):
         session_id = self.result(self.start(headers=headers), 201)["_id"]
         ApiSession.objects.filter(pk=session_id).update(remote_start_returned_at=None)
         self.assert_error(self.start(headers=headers), 409, "still waiting")
+        # Long past any answer: the retry learns when the sync settles it.
+        sent_at = timezone.now() - timedelta(minutes=1)
+        ApiSession.objects.filter(pk=session_id).update(
+            created_at=sent_at, remote_start_sent_at=sent_at
+        )
+        self.assert_error(
+            self.start(headers=headers),
+            409,
+            f"sent its start at {format_timestamp(sent_at)} and stopped before "
+            "storing the station's answer; if charging has not started by "
+            f"{format_timestamp(sent_at + timedelta(seconds=120))}, the next sync "
+            "after it sends the start again. Retry after that.",
+        )
         self.standin.tick()
         self.sync()
         self.advance_id(session_id)

@@ -1,6 +1,6 @@
-"""A create or a stop while its remote operation waits for the station: what it
-claims is committed before the operation goes out, and nothing holds a transaction
-open meanwhile.
+"""A create while its remote start waits for the station: its session is
+committed before the start goes out, and no transaction is held open meanwhile.
+A stop, in one transaction, makes a second stop wait for its outcome.
 
 The stand-in answers slowly (a `slow` fault on the operation); the create or stop
 runs in a thread of its own, with its own database connection, as a request of
@@ -18,8 +18,8 @@ from django.test import TransactionTestCase, override_settings
 
 from polaris.testing import wait_until
 from sessions_app import charging
+from sessions_app.charging.create import STOP_BEFORE_START
 from sessions_app.models import ApiSession
-from sessions_app.tests.test_charging import REMOTE_STOP
 from sync import services
 from sync.models import Charger, SyncRun, UserMapping
 from sync.tests.standin_case import StandinTestMixin
@@ -174,7 +174,37 @@ class InFlightTests(StandinTestMixin, TransactionTestCase):
             )
         self.assertNotIn("already has a session", refused.exception.message)
 
-    def test_a_second_stop_does_not_wait_for_the_first(self) -> None:
+    def test_a_stop_while_the_start_waits_is_kept_whatever_the_answer(self) -> None:
+        # Refused: the session its stop's caller was told of is cancelled, not
+        # deleted.
+        refused = self.start_slowly(box="CP-003")
+        kept = charging.api_session_stop(session=ApiSession.objects.get())
+        self.assertEqual(kept.status_message, STOP_BEFORE_START)
+        refused.join()
+        self.assertIsInstance(refused.error, charging.SessionConflict)
+        session = ApiSession.objects.get()
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        assert refused.error is not None
+        self.assertEqual(session.status_message, str(refused.error))
+
+        # Unanswered: the stop's message stays, as it says what happens next.
+        self.standin.set_fault(
+            "timeout_operation",
+            delay=STATION_THINKS_S,
+            path_contains="RemoteStartTransaction",
+        )
+        unanswered = self.start_slowly()
+        stopped = charging.api_session_stop(
+            session=ApiSession.objects.get(charge_box_id="CP-001")
+        )
+        self.assertEqual(stopped.status, ApiSession.Status.CREATED)
+        unanswered.join()
+        self.assertIsNone(unanswered.error)
+        stopped.refresh_from_db()
+        self.assertEqual(stopped.status_message, STOP_BEFORE_START)
+        self.assertIsNotNone(stopped.remote_start_returned_at)
+
+    def test_a_second_stop_learns_how_the_first_went(self) -> None:
         self.standin.clear_faults()
         session = charging.api_session_create(
             user=self.alice, charge_box_id="CP-001", connector_id=1
@@ -184,22 +214,21 @@ class InFlightTests(StandinTestMixin, TransactionTestCase):
         self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
         session = charging.api_session_advance(session_id=session.pk, client=self.steve)
         self.assertEqual(session.status, ApiSession.Status.STARTED)
+        # The station went offline: the first stop, slow to say so, fails.
+        self.standin.set_online("CP-001", False)
         self.standin.set_fault(
             "slow", delay=STATION_THINKS_S, path_contains="RemoteStopTransaction"
         )
 
-        in_flight = InFlight(charging.api_session_stop, session=session)
+        first = InFlight(charging.api_session_stop, session=session)
         wait_until(
-            ApiSession.objects.filter(stop_requested_at__isnull=False).exists,
-            what="the stop claimed before the station's answer",
+            lambda: self.transactions_held_open() == 1,
+            what="the first stop waiting for the station",
         )
-        self.assertEqual(self.transactions_held_open(), 0)
-        again = charging.api_session_stop(session=ApiSession.objects.get())
-        self.assertTrue(in_flight.waiting)
-        self.assertEqual(again.status, ApiSession.Status.STARTED)
-        self.assertIsNotNone(again.stop_requested_at)
-
-        in_flight.join()
-        self.assertIsNone(in_flight.error)
-        stops = self.standin.state()["requests"].get(REMOTE_STOP, 0)
-        self.assertEqual(stops, 1)
+        # The second waits for the first, then tries itself: not a 200 for a
+        # stop that did not happen.
+        with self.assertRaisesMessage(charging.SessionConflict, "offline"):
+            charging.api_session_stop(session=ApiSession.objects.get())
+        first.join()
+        self.assertIsInstance(first.error, charging.SessionConflict)
+        self.assertIsNone(ApiSession.objects.get().stop_requested_at)
