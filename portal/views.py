@@ -211,7 +211,11 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     try:
         session = services.charge_start(customer=customer, charger=charger)
     except services.AlreadyStarting as notice:
-        messages.info(request, notice.message)
+        # Until the next live update, which shows how that charge is going (or
+        # that its start was refused, in another tab).
+        messages.info(
+            request, notice.message, extra_tags=until_event(ACTIVE_SESSION_EVENT)
+        )
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:

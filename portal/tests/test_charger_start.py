@@ -50,6 +50,9 @@ class ChargerStartTests(PortalChargingTestCase):
         )
         self.assertEqual(ApiSession.objects.count(), 1)
         self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        # Until the next live update, which says how that charge goes (a start
+        # refused in another tab included).
+        self.assertContains(response, 'data-until="active-session"')
 
     def test_a_start_where_someone_else_charges_is_still_refused(self) -> None:
         self.start()
