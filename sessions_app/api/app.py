@@ -71,9 +71,9 @@ api = SessionsApi(
         "Lifecycle: created → started → ended, or created → cancelled when the "
         "station does not start charging in time. A session whose start the "
         "station refuses is deleted (its create answers the refusal), so one "
-        "listed while its start waited may then be a 404. Every answer is a JSON envelope "
-        '(`{"ok", "message", "result"}`); a method a path does not take answers '
-        "405 in the same envelope, with `Allow` naming the methods it does "
+        "listed while its start waited may then be a 404. Every answer is a JSON "
+        'envelope (`{"ok", "message", "result"}`); a method a path does not take '
+        "answers 405 in the same envelope, with `Allow` naming the methods it does "
         "(`components.responses.MethodNotAllowed` in this document). HEAD works "
         "wherever GET does: the GET's status and headers, without the body."
     ),
