@@ -131,7 +131,8 @@ def api_session_create(
     for the station (up to SteVe's 30 s): meanwhile it holds the connector, so
     another create for it is a SessionConflict at once, as is a retry with the
     same key. Nothing is kept when SteVe or the station refuses: the session is
-    deleted. A start whose answer was lost, or that the station did not answer
+    deleted (or cancelled, when it was stopped meanwhile: that stop's answer said
+    so). A start whose answer was lost, or that the station did not answer
     in time (StartUnconfirmed), is kept with a `status_message` saying so, as
     the station may start.
 
