@@ -58,6 +58,12 @@ class Slice:
 _plan: TransactionPlan | None = None
 
 
+def charging_count(transactions: int, connectors: int) -> int:
+    """How many of the seeded sessions are still charging: ACTIVE_SESSIONS, one
+    per connector at most (a small fleet cannot run 300 charges at once)."""
+    return min(ACTIVE_SESSIONS, transactions, connectors)
+
+
 def spread_stride(size: int, picks: int) -> int:
     """A step that visits `size` slots each once (coprime with `size`) and spreads
     `picks` of them across all of it: about `size / picks` apart."""
@@ -83,16 +89,17 @@ def make_planned_slice(first: int, count: int) -> Slice:
 def make_slice(plan: TransactionPlan, first: int, count: int) -> Slice:
     """Transactions `first` … `first + count - 1` (0-based within the plan) with
     their events. Starts are spread evenly over the year, oldest first (SteVe's pk
-    order); the newest ACTIVE_SESSIONS are still charging."""
+    order); the newest `charging_count` are still charging, one per connector."""
     rng = random.Random(f"{plan.seed}:{first}")
     now_ts = plan.now_ts
     span = HISTORY_DAYS * 86400
     first_ts = now_ts - span
-    active_from = plan.count - min(ACTIVE_SESSIONS, plan.count)
     tags, heavy, chargers = plan.tags, plan.heavy_tags, plan.chargers
     heavy_share = HEAVY_SHARE * HEAVY_CUSTOMERS if heavy else 0.0
     n_chargers = len(chargers)
-    active_stride = spread_stride(n_chargers, ACTIVE_SESSIONS)
+    charging = charging_count(plan.count, n_chargers)
+    active_from = plan.count - charging
+    active_stride = spread_stride(n_chargers, charging)
     per_tx = plan.per_tx
     steps = per_tx - 1
     finished_kinds = ["started", *["progress"] * (steps - 1), "stopped"]

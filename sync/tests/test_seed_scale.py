@@ -95,6 +95,18 @@ class SeedScaleTests(TestCase):
             self.assertGreater(cursor.fetchone()[0], 0)
 
 
+class SmallSeedTests(TestCase):
+    def test_a_small_fleet_charges_once_per_connector(self) -> None:
+        call_command(
+            "seed_scale", "--transactions=400", "--chargers=20", stdout=StringIO()
+        )
+        busy = list(
+            TransactionSyncState.objects.active().values_list("charger_id", flat=True)
+        )
+        self.assertEqual(len(busy), 20)
+        self.assertEqual(len(set(busy)), 20)
+
+
 class SeedScaleAppendTests(TestCase):
     def test_a_second_seed_adds_to_the_rollups_of_the_first(self) -> None:
         for _ in range(2):
@@ -207,7 +219,8 @@ class SeedScaleResetTests(TransactionTestCase):
         self.assertEqual(self.seed(), first)
         self.assertEqual(TransactionSyncState.objects.count(), 600)
         self.assertEqual(SyncedTransactionEvent.objects.count(), 3000)
-        self.assertEqual(TransactionSyncState.objects.active().count(), 300)
+        # One charge per connector of the 40.
+        self.assertEqual(TransactionSyncState.objects.active().count(), 40)
         assert_rollups_exact(self)
         with connection.cursor() as cursor:
             cursor.execute(

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sync.seeding_rows import TransactionPlan
+from sync.seeding_rows import TransactionPlan, charging_count
 from sync.services.seeding.history import (
     Progress,
     copy_transactions,
@@ -176,7 +176,12 @@ def seed_scale(
 
             began = time.monotonic()
             runs = copy_sync_runs(
-                cursor, ids, now, transactions, events_per_transaction
+                cursor,
+                ids,
+                now,
+                transactions,
+                events_per_transaction,
+                charging_count(transactions, len(charger_keys)),
             )
             result.sync_runs = len(runs)
             phase(f"sync runs ({len(runs)})", began)

@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from sync.models import TransactionSyncState
-from sync.seeding_rows import ACTIVE_SESSIONS, HEAVY_CUSTOMERS, HISTORY_DAYS
+from sync.seeding_rows import HEAVY_CUSTOMERS, HISTORY_DAYS
 
 logger = logging.getLogger(__name__)
 
@@ -215,15 +215,15 @@ def heavy_tags(tags: list[tuple[str, int | None]], user_ids: list[int]) -> list[
 
 
 def copy_sync_runs(
-    cursor: Any, ids: Ids, now: datetime, transactions: int, per_tx: int
+    cursor: Any, ids: Ids, now: datetime, transactions: int, per_tx: int, charging: int
 ) -> list[int]:
     """One transactions run per hour over the history (the beat's shape), each
-    having created that hour's share of the transactions and updated the sessions
-    that were still charging."""
+    having created that hour's share of the transactions and updated the
+    `charging` sessions."""
     hours = HISTORY_DAYS * 24 + 1
     first = now - timedelta(hours=hours)
     created = transactions // hours
-    updated = min(ACTIVE_SESSIONS, transactions)
+    updated = charging
     lines = (
         f"{ids.run + n}\ttransactions\tbeat\t"
         f"{(first + timedelta(hours=n)).isoformat()}\t"
