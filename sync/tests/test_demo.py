@@ -23,6 +23,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.test import SimpleTestCase, TransactionTestCase
 
 from polaris.testing import child_environment, current_database_url, run_python
+from portal.models import Reservation
+from portal.tests.factories import ReservationFactory
 from sync.models import TransactionSyncState
 from sync.services.demo import demo_lock
 from sync.tests.factories import TransactionSyncStateFactory
@@ -243,6 +245,22 @@ class DemoRefusalTests(TransactionTestCase):
         self.assertNotIn("stopped", result.stdout)
         self.assertEqual(TransactionSyncState.objects.count(), 2)
         self.assertFalse(applied.filter(app=unapplied[0], name=unapplied[1]).exists())
+
+    def test_a_configured_database_with_reservations_only_is_left_alone(
+        self,
+    ) -> None:
+        # No synced session, but history the demo's own would clear.
+        ReservationFactory()
+        result = run_demo()
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip(),
+            "CommandError: This database already holds 0 sessions, 0 API sessions, "
+            "1 reservation. The demo's SteVe stand-in starts afresh, and its "
+            "transactions would overwrite them: run the demo on an empty database, "
+            "or unset DATABASE_URL to use the embedded one.",
+        )
+        self.assertEqual(Reservation.objects.count(), 1)
 
     def test_an_unusable_data_folder_is_refused_before_anything_starts(
         self,

@@ -17,7 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from django.conf import settings
@@ -165,10 +165,10 @@ class Command(BaseCommand):
 
     def _prepare_database(self) -> None:
         self.stdout.write("Preparing the database…")
-        if not settings.LOCAL_MODE:
-            # Asked before migrating: a DATABASE_URL naming a real database (a
-            # shell of production's) is refused as it is, not migrated first.
-            self._refuse_synced_history(demo.synced_session_count())
+        # Asked before migrating: a DATABASE_URL naming a real database (a shell
+        # of production's) is refused as it is, not migrated first.
+        if not settings.LOCAL_MODE and (sessions := demo.synced_session_count()):
+            self._refuse_history(f"{sessions:,} synced sessions")
         call_command("migrate", interactive=False, verbosity=0)
         self._clear_standin_history()
         demo.demo_accounts_create()
@@ -181,31 +181,22 @@ class Command(BaseCommand):
         if not history:
             return
         if not settings.LOCAL_MODE:
-            self._refuse_synced_history(history.sessions)
+            self._refuse_history(_counted(history))
         cleared = demo.demo_history_clear()
-        counts = ", ".join(
-            f"{number} {noun}{pluralize(number)}"
-            for number, noun in [
-                (cleared.sessions, "session"),
-                (cleared.api_sessions, "API session"),
-                (cleared.reservations, "reservation"),
-            ]
-        )
         self.stdout.write(
             "The stand-in is a new SteVe on every start, so the last demo's charging "
-            f"history is cleared: {counts}. Accounts, mappings, rates and plans stay."
+            f"history is cleared: {_counted(cleared)}. Accounts, mappings, rates and "
+            "plans stay."
         )
 
-    def _refuse_synced_history(self, sessions: int) -> None:
-        """Refuse a database given by DATABASE_URL that holds synced sessions: the
-        demo clears only its own embedded one."""
-        if sessions:
-            raise CommandError(
-                f"This database already holds {sessions:,} synced sessions. The "
-                "demo's SteVe stand-in starts afresh, and its transactions would "
-                "overwrite them: run the demo on an empty database, or unset "
-                "DATABASE_URL to use the embedded one."
-            )
+    def _refuse_history(self, held: str) -> NoReturn:
+        """Refuse a database given by DATABASE_URL that holds charging history:
+        the demo clears only its own embedded one."""
+        raise CommandError(
+            f"This database already holds {held}. The demo's SteVe stand-in starts "
+            "afresh, and its transactions would overwrite them: run the demo on an "
+            "empty database, or unset DATABASE_URL to use the embedded one."
+        )
 
     def _child_environment(self, standin_port: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -385,3 +376,15 @@ def _answers(url: str, timeout: float) -> bool:
     except (OSError, http.client.HTTPException):
         # Refused, reset, timed out, or an error status (HTTPError is an OSError).
         return False
+
+
+def _counted(history: demo.StandinHistory) -> str:
+    """'3 sessions, 1 API session, 0 reservations'."""
+    return ", ".join(
+        f"{number:,} {noun}{pluralize(number)}"
+        for number, noun in [
+            (history.sessions, "session"),
+            (history.api_sessions, "API session"),
+            (history.reservations, "reservation"),
+        ]
+    )
