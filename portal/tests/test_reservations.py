@@ -359,8 +359,12 @@ class OneReservationACardTests(StandinReservationTestCase):
         )
 
     def until(self, reservation: Reservation) -> str:
-        """The reservation's end as Alice reads it."""
-        return f"{reservation.ends_at.astimezone(ZoneInfo('Asia/Kolkata')):%H:%M}"
+        """The reservation's end as Alice reads it: its time, with its date when it
+        ends on another day than today (a test run close to her midnight)."""
+        ends = reservation.ends_at.astimezone(ZoneInfo("Asia/Kolkata"))
+        if ends.date() == timezone.now().astimezone(ends.tzinfo).date():
+            return f"{ends:%H:%M}"
+        return f"{ends:%b} {ends.day}, {ends:%H:%M}"
 
     def card_choice_is_free(self) -> bool:
         """Whether another connection could choose one of Alice's cards now."""
