@@ -195,6 +195,13 @@ def _stop_wh(value: Any) -> int | None:
     return _wh(number)
 
 
+def _text(value: Any) -> str:
+    """A string SteVe sent, as PostgreSQL can store it: a station may put any
+    character in an idTag or stop reason (MySQL keeps a NUL byte, PostgreSQL
+    refuses one), so a NUL reads as U+FFFD, and the rest stays as sent."""
+    return str(value).replace("\x00", "\ufffd")
+
+
 def parse_transaction(item: Mapping[str, Any]) -> SteveTransaction:
     stop_timestamp = item.get("stopTimestamp")
     start_value = _wh(item["startValue"])
@@ -202,14 +209,14 @@ def parse_transaction(item: Mapping[str, Any]) -> SteveTransaction:
         raise ValueError("a transaction without its startValue")
     return SteveTransaction(
         id=int(item["id"]),
-        charge_box_id=str(item["chargeBoxId"]),
+        charge_box_id=_text(item["chargeBoxId"]),
         connector_id=int(item["connectorId"]),
-        ocpp_id_tag=str(item["ocppIdTag"]),
+        ocpp_id_tag=_text(item["ocppIdTag"]),
         start_timestamp=parse_timestamp(item["startTimestamp"]),
         start_value_wh=start_value,
         stop_timestamp=parse_timestamp(stop_timestamp) if stop_timestamp else None,
         stop_value_wh=_stop_wh(item.get("stopValue")),
-        stop_reason=item.get("stopReason") or None,
+        stop_reason=_text(item["stopReason"]) if item.get("stopReason") else None,
         stop_event_actor=item.get("stopEventActor") or None,
         user_id=item.get("userId"),
     )

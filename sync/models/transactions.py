@@ -172,7 +172,8 @@ class TransactionSyncState(models.Model):
         max_digits=12, decimal_places=3, default=Decimal("0"), db_column="kwhDelivered"
     )
     is_finalized = models.BooleanField(default=False, db_column="isFinalized")
-    stop_reason = models.CharField(max_length=64, blank=True, db_column="stopReason")
+    # SteVe's transaction_stop.stop_reason is a varchar(255) a station fills.
+    stop_reason = models.CharField(max_length=255, blank=True, db_column="stopReason")
     stop_event_actor = models.CharField(
         max_length=16,
         blank=True,

@@ -601,6 +601,21 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(row.ocpp_id_tag, steve_row.ocpp_id_tag)
         self.assertIsNone(steve_row.user_id)
 
+    def test_any_idtag_and_stop_reason_a_station_sends_are_stored(self) -> None:
+        """A station may send what PostgreSQL refuses as text (a NUL byte) and a
+        stop reason as long as SteVe's column: the session is still stored and
+        closed, the NUL read as U+FFFD."""
+        self.sync()
+        pk = self.standin.add_transaction("CP-003", 1, "NUL\x00TAG")
+        reason = "R" * 255
+        self.assertTrue(self.standin.station_stop(pk, stop_reason=reason)["accepted"])
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual(row.ocpp_id_tag, "NUL\ufffdTAG")
+        self.assertEqual(row.stop_reason, reason)
+        self.assertTrue(row.is_finalized)
+
     def test_a_late_offline_upload_with_an_old_start_is_found_by_pk(self) -> None:
         self.sync()
         two_days_ago = datetime.now(UTC) - timedelta(days=2)
