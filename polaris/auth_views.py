@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from polaris import throttle
-from portal.services import act_as_end
+from portal.acting import act_as_end
 
 LOCKED_MESSAGE = (
     "Too many failed sign-ins for this account from your network. "

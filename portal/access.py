@@ -4,13 +4,11 @@ Every getter takes the *customer* (not `request.user`, which is the agent while
 acting as) and raises Http404 for anything that is not theirs, so other customers'
 ids are never revealed.
 
-Acting as: staff with `portal.act_as_customer` open the portal as a customer. The
-agent may **read** everything the customer sees and may change nothing:
-`customer_for_write()` refuses every state change (start/stop charging, reserve,
-cancel, API tokens) with 403 while acting, and the templates hide those buttons.
-Support agents who need a change make it in the admin console, where it is audited.
-Acting ends, with its audit entry, at the banner's "Back to admin portal", at
-/switch, on signing out and when someone else signs in on that browser.
+Acting as (`portal.acting`): the agent may **read** everything the customer sees
+and may change nothing: `customer_for_write()` refuses every state change
+(start/stop charging, reserve, cancel, API tokens) with 403 while acting, and the
+templates hide those buttons. Support agents who need a change make it in the
+admin console, where it is audited.
 """
 
 from collections.abc import Mapping
@@ -18,22 +16,19 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from polaris.http import AuthenticatedHttpRequest
+from portal.acting import acting_customer, customer_accounts
 from portal.models import CustomerProfile, Reservation
 from sessions_app.models import ApiSession, ApiToken
 from sync.models import Charger, UserMapping
 
-ACTING_AS_KEY = "portal_acting_as"
 CUSTOMER_VIEW_KEY = "portal_customer_view"
-ACT_AS_PERMISSION = "portal.act_as_customer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +53,6 @@ class Viewer:
         return self.customer
 
 
-def customer_accounts() -> QuerySet[User]:
-    """The accounts the portal serves as customers, which staff may act as:
-    active and not staff."""
-    return get_user_model().objects.filter(is_active=True, is_staff=False)
-
-
-def can_act_as(user: User) -> bool:
-    return bool(getattr(user, "is_staff", False)) and user.has_perm(ACT_AS_PERMISSION)
-
-
 def customer_zone(user: User) -> ZoneInfo:
     """The customer's time zone, POLARIS_TIME_ZONE without a profile."""
     return customer_zones([user.pk])[user.pk]
@@ -83,14 +68,6 @@ def customer_zones(user_ids: list[int]) -> dict[int, ZoneInfo]:
     return {
         pk: ZoneInfo(named.get(pk) or settings.POLARIS_TIME_ZONE) for pk in user_ids
     }
-
-
-def acting_customer(request: AuthenticatedHttpRequest) -> User | None:
-    """The customer the signed-in agent acts as, or None."""
-    customer_id = request.session.get(ACTING_AS_KEY)
-    if customer_id is None or not can_act_as(request.user):
-        return None
-    return customer_accounts().filter(pk=customer_id).first()
 
 
 def viewer_for(request: AuthenticatedHttpRequest) -> Viewer:

@@ -1,24 +1,21 @@
 """Writes of the portal: starts, reservations and acting-as."""
 
 import logging
-from collections.abc import MutableMapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from portal.access import ACTING_AS_KEY, customer_zone
+from portal.access import customer_zone
 from portal.models import Reservation
 from portal.selectors import own_start_at
 from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
 from sessions_app.charging.station import not_answering
 from sessions_app.charging.tags import card_choice_held
-from sessions_app.models import ApiSession, AuditEntry
-from sessions_app.services import audit_entry_create
+from sessions_app.models import ApiSession
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
 from sync.models import Charger, TransactionSyncState, UserMapping
 
@@ -362,40 +359,3 @@ def _cancel_refusal(error: SteveRejected) -> str:
     else:
         reason = "The charging network refused to cancel this reservation"
     return f"{reason}; it ends by itself at its end time."
-
-
-@transaction.atomic
-def act_as_start(
-    *,
-    agent: User,
-    customer: User,
-    session: MutableMapping[str, Any],
-) -> None:
-    """Open the portal for `agent` as `customer` (this browser session) and audit it."""
-    previous = session.get(ACTING_AS_KEY)
-    if previous is not None and previous != customer.pk:
-        act_as_end(agent=agent, session=session)
-    audit_entry_create(
-        actor=agent,
-        action=AuditEntry.Action.IMPERSONATION_STARTED,
-        object_type="user",
-        object_id=customer.pk,
-        after={"customer": customer.get_username()},
-        source="portal",
-    )
-    session[ACTING_AS_KEY] = customer.pk
-
-
-@transaction.atomic
-def act_as_end(*, agent: User, session: MutableMapping[str, Any]) -> None:
-    """Stop acting as a customer and audit it; nothing happens when not acting."""
-    customer_id = session.pop(ACTING_AS_KEY, None)
-    if customer_id is None:
-        return
-    audit_entry_create(
-        actor=agent,
-        action=AuditEntry.Action.IMPERSONATION_ENDED,
-        object_type="user",
-        object_id=customer_id,
-        source="portal",
-    )

@@ -23,7 +23,7 @@ from polaris.http import (
     staff_only,
     until_event,
 )
-from portal import access, selectors, services
+from portal import access, acting, selectors, services
 from portal.forms import (
     RESERVATION_MINUTE_OPTIONS,
     ChargerForm,
@@ -116,7 +116,7 @@ def switch(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         # Choosing an account is a way out of acting as a customer: it must end
         # (and be audited) here, or the next visit to / would act again.
-        services.act_as_end(agent=request.user, session=request.session)
+        acting.act_as_end(agent=request.user, session=request.session)
         if form.cleaned_data["account"] == "console" and request.user.is_staff:
             request.session.pop(access.CUSTOMER_VIEW_KEY, None)
             return redirect(CONSOLE)
@@ -310,12 +310,10 @@ ACTED_FROM_KEY = "portal_acted_from"
 @staff_only
 @post_only("sessions_app:user-mapping-list")
 def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpResponse:
-    if not access.can_act_as(request.user):
+    if not acting.can_act_as(request.user):
         raise PermissionDenied("You may not act as customers.")
     customer = access.get_customer_for_agent(user_id)
-    services.act_as_start(
-        agent=request.user, customer=customer, session=request.session
-    )
+    acting.act_as_start(agent=request.user, customer=customer, session=request.session)
     # "Back to admin portal" returns to the console page acting began on.
     request.session[ACTED_FROM_KEY] = _console_page(request.headers.get("Referer"))
     return redirect("portal:dashboard")
@@ -324,7 +322,7 @@ def act_as_start(request: AuthenticatedHttpRequest, user_id: int) -> HttpRespons
 @login_required
 @post_only("portal:dashboard")
 def act_as_end(request: AuthenticatedHttpRequest) -> HttpResponse:
-    services.act_as_end(agent=request.user, session=request.session)
+    acting.act_as_end(agent=request.user, session=request.session)
     acted_from = request.session.pop(ACTED_FROM_KEY, None)
     if not request.user.is_staff:
         return redirect("portal:dashboard")

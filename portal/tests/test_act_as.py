@@ -1,7 +1,9 @@
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from portal.acting import LAPSED
 from portal.models import Reservation
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory
@@ -151,6 +153,47 @@ class ActAsTests(PortalTestCase):
         self.client.post(reverse("portal:switch"), {"account": "console"})
         self.client.post("/accounts/logout/")
         self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
+
+    def test_acting_the_agent_may_no_longer_keep_ends_audited_for_good(self) -> None:
+        permission = Permission.objects.get(codename="act_as_customer")
+        for lapse, restore in (
+            (
+                lambda: self.agent.user_permissions.remove(permission),
+                lambda: self.agent.user_permissions.add(permission),
+            ),
+            (
+                lambda: (
+                    type(self.alice)
+                    .objects.filter(pk=self.alice.pk)
+                    .update(is_active=False)
+                ),
+                lambda: (
+                    type(self.alice)
+                    .objects.filter(pk=self.alice.pk)
+                    .update(is_active=True)
+                ),
+            ),
+        ):
+            with self.subTest(lapse=lapse):
+                AuditEntry.objects.all().delete()
+                self.start()
+                lapse()
+                response = self.client.get("/")
+                self.assertRedirects(
+                    response, "/admin/sessions/", fetch_redirect_response=False
+                )
+                (ended,) = AuditEntry.objects.filter(
+                    action=AuditEntry.Action.IMPERSONATION_ENDED
+                )
+                self.assertEqual(ended.object_id, str(self.alice.pk))
+                self.assertEqual(ended.after, {"reason": LAPSED})
+                # Allowed again, the agent starts acting anew (audited) or not at all.
+                restore()
+                response = self.client.get("/")
+                self.assertNotContains(
+                    response, "Acting as Alice", status_code=response.status_code
+                )
+                self.assertEqual(AuditEntry.objects.count(), 2)
 
     def test_the_agent_may_not_change_anything(self) -> None:
         reservation = ReservationFactory(user=self.alice, charger=self.charger)

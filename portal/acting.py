@@ -1,0 +1,90 @@
+"""Acting as a customer: staff with `portal.act_as_customer` open the portal as a
+customer, for this browser session, and every start and end is audited.
+
+Acting ends, with its entry, at the banner's "Back to admin portal", at /switch,
+on signing out, when someone else signs in on that browser, and at the agent's
+next request once they may no longer act as that customer (the permission taken
+away, the customer deactivated or made staff): it does not come back by itself
+when the permission does.
+"""
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import QuerySet
+
+from polaris.http import AuthenticatedHttpRequest
+from sessions_app.models import AuditEntry
+from sessions_app.services import audit_entry_create
+
+ACTING_AS_KEY = "portal_acting_as"
+ACT_AS_PERMISSION = "portal.act_as_customer"
+LAPSED = "The agent may no longer act as this customer."
+
+
+def customer_accounts() -> QuerySet[User]:
+    """The accounts the portal serves as customers, which staff may act as:
+    active and not staff."""
+    return get_user_model().objects.filter(is_active=True, is_staff=False)
+
+
+def can_act_as(user: User) -> bool:
+    return bool(getattr(user, "is_staff", False)) and user.has_perm(ACT_AS_PERMISSION)
+
+
+def acting_customer(request: AuthenticatedHttpRequest) -> User | None:
+    """The customer the signed-in agent acts as, or None; an acting the agent
+    may no longer keep ends here, audited."""
+    customer_id = request.session.get(ACTING_AS_KEY)
+    if customer_id is None:
+        return None
+    customer = None
+    if can_act_as(request.user):
+        customer = customer_accounts().filter(pk=customer_id).first()
+    if customer is None:
+        act_as_end(agent=request.user, session=request.session, reason=LAPSED)
+    return customer
+
+
+@transaction.atomic
+def act_as_start(
+    *,
+    agent: User,
+    customer: User,
+    session: MutableMapping[str, Any],
+) -> None:
+    """Open the portal for `agent` as `customer` (this browser session) and audit it."""
+    previous = session.get(ACTING_AS_KEY)
+    if previous is not None and previous != customer.pk:
+        act_as_end(agent=agent, session=session)
+    audit_entry_create(
+        actor=agent,
+        action=AuditEntry.Action.IMPERSONATION_STARTED,
+        object_type="user",
+        object_id=customer.pk,
+        after={"customer": customer.get_username()},
+        source="portal",
+    )
+    session[ACTING_AS_KEY] = customer.pk
+
+
+@transaction.atomic
+def act_as_end(
+    *, agent: User, session: MutableMapping[str, Any], reason: str = ""
+) -> None:
+    """Stop acting as a customer and audit it, with `reason` when the agent did
+    not end it; nothing happens when not acting."""
+    customer_id = session.pop(ACTING_AS_KEY, None)
+    if customer_id is None:
+        return
+    audit_entry_create(
+        actor=agent,
+        action=AuditEntry.Action.IMPERSONATION_ENDED,
+        object_type="user",
+        object_id=customer_id,
+        after={"reason": reason} if reason else None,
+        source="portal",
+    )
