@@ -480,6 +480,9 @@ class PasswordChangeTests(TestCase):
     def test_it_changes_the_password_and_keeps_this_device_signed_in(self) -> None:
         response = self.change("driver", follow=True)
         self.assertContains(response, "Password changed")
+        # Tokens are an integration's keys, kept: the page says where they go.
+        self.assertContains(response, "Your Sessions API tokens keep working")
+        self.assertContains(response, 'href="/tokens/">your API tokens page</a>')
         self.alice.refresh_from_db()
         self.assertTrue(self.alice.check_password(self.NEW))
         self.assertEqual(self.client.get("/").status_code, 200)
