@@ -77,13 +77,20 @@ class ActiveSession:
     # say it ended.
     stopping: bool = False
 
+    @property
+    def past_manual_stop(self) -> bool:
+        """Stopped by hand in SteVe while the station charges on: the sync counts
+        its energy only once the station's own stop arrives."""
+        return self.session.is_finalized
+
 
 def active_sessions(
     *, customer: User, tags: list[str], now: datetime
 ) -> list[ActiveSession]:
-    """The customer's sessions charging now (not finalized, not suspected stuck),
-    newest first, with the estimated cost so far when a rate applies and the
-    portal/API session to stop."""
+    """The customer's sessions charging now (not finalized, not suspected stuck,
+    or stopped by hand in SteVe while the station charges on: as the charger
+    cards count them), newest first, with the estimated cost so far when a rate
+    applies (none past a manual stop) and the portal/API session to stop."""
     return active_sessions_by_customer(tags_by_customer={customer.pk: tags}, now=now)[
         customer.pk
     ]
@@ -100,7 +107,7 @@ def active_sessions_by_customer(
     }
     result: dict[int, list[ActiveSession]] = {pk: [] for pk in tags_by_customer}
     sessions = list(
-        TransactionSyncState.objects.charging()
+        TransactionSyncState.objects.occupying_connector(now)
         .filter(ocpp_id_tag__in=list(customer_of))
         .select_related("charger__rate_assignment__rate")
         .order_by("-started_at")
@@ -125,7 +132,7 @@ def active_sessions_by_customer(
         customer = customer_of[session.ocpp_id_tag]
         rate = rate or default_rate
         cost = None
-        if rate is not None:
+        if rate is not None and not session.is_finalized:
             cost = session_cost(
                 rate=rate,
                 kwh=session.kwh_delivered,
@@ -290,7 +297,12 @@ def recent_sessions(*, tags: list[str], now: datetime) -> list[TransactionSyncSt
     )
     for session in sessions:
         session.settled = session.is_settled(now)  # type: ignore[attr-defined]
-        end = session.stopped_at or (None if session.is_suspected_stuck else now)
+        # Charging on past a stop made by hand in SteVe: still charging, as the
+        # banner and the charger card say.
+        charging_on = session.is_charging_past_manual_stop(now)
+        session.charging_on = charging_on  # type: ignore[attr-defined]
+        stopped_at = None if charging_on else session.stopped_at
+        end = stopped_at or (None if session.is_suspected_stuck else now)
         session.duration = (  # type: ignore[attr-defined]
             None if end is None else max(end - session.started_at, timedelta(0))
         )

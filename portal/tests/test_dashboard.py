@@ -122,6 +122,52 @@ class DashboardTests(PortalTestCase):
             ["Still being settled", "Finalized", "Finalized", "Finalized"],
         )
 
+    def test_a_station_charging_on_past_a_manual_stop_is_still_charging_here(
+        self,
+    ) -> None:
+        # Stopped by hand in SteVe, which told the station nothing: while its
+        # readings keep coming, the banner (with its Stop) and Recent activity
+        # say it charges, as the charger card does, and where to stop it (SteVe
+        # refuses a remote stop of a charge it closed); silent for an hour, it
+        # ended.
+        default_rate()
+        now = timezone.now()
+        session = TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            kwh_delivered=Decimal("2"),
+            started_at=now - timedelta(minutes=40),
+            stopped_at=now - timedelta(minutes=10),
+            is_finalized=True,
+            stop_event_actor="manual",
+            last_reading_after_stop_at=now - timedelta(minutes=1),
+        )
+        api_session = ApiSession.objects.create(
+            user=self.alice,
+            charge_box_id=self.charger.charge_box_id,
+            connector_id=self.charger.connector_id,
+            id_tag="TAG-ALICE",
+            status=ApiSession.Status.STARTED,
+            transaction=session,
+        )
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        banner = body[body.index('id="active-session"') : body.index("Recent activity")]
+        self.assertIn("Charging at Harbour Street", banner)
+        self.assertIn("stop it at the station", banner)
+        self.assertNotIn(f'id="stop-session-{api_session.pk}"', banner)
+        # The sync's energy stops at the manual stop: no cost estimated from it.
+        self.assertNotIn("estimated", banner)
+        newest = body[body.index('id="recent-activity"') :].split("<tr>")[2]
+        self.assertIn('data-label="End" class="nowrap">Charging</td>', newest)
+
+        session.last_reading_after_stop_at = now - timedelta(hours=2)
+        session.save()
+        body = self.client.get("/").content.decode()
+        self.assertNotIn("Charging at Harbour Street", body)
+        newest = body[body.index('id="recent-activity"') :].split("<tr>")[2]
+        self.assertNotIn(">Charging</td>", newest)
+
     def test_it_shows_the_estimated_cost_when_a_rate_applies(self) -> None:
         default_rate()
         TransactionSyncStateFactory(
@@ -382,7 +428,7 @@ class DashboardTests(PortalTestCase):
         for name, note in (
             ("Own Charge", "Your charge is here"),
             ("Own Start", "Your charge is here"),
-            ("Someone Else", "A session is charging here right now."),
+            ("Someone Else", "A session is charging or starting here."),
         ):
             card = body[body.index(f">{name}</h3>") :]
             card = card[: card.index("</article>")]

@@ -262,9 +262,19 @@ class TransactionSyncState(models.Model):
         if not self.is_stopped_manually:
             return False
         if self.last_reading_after_stop_at is not None:
-            return self.last_reading_after_stop_at >= now - CHECK_IN_VALID_FOR
+            return self.is_charging_past_manual_stop(now)
         newest = self.last_reading_at or self.stopped_at or self.started_at
         return newest >= now - METER_INTERVAL_MAX
+
+    def is_charging_past_manual_stop(self, now: datetime) -> bool:
+        """Stopped by hand in SteVe, with a reading after the stop within
+        CHECK_IN_VALID_FOR: the one session `occupying_connector` counts though
+        SteVe finalized it."""
+        return (
+            self.is_stopped_manually
+            and self.last_reading_after_stop_at is not None
+            and self.last_reading_after_stop_at >= now - CHECK_IN_VALID_FOR
+        )
 
     def charged_past_manual_stop(self) -> bool:
         """A manual stop the station sent readings after: the sync counts none of
