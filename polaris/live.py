@@ -284,7 +284,8 @@ def end_streams_of_session(
 class SupervisedRedisListener:
     """Replaces django-eventstream's RedisListener, which subscribes once and dies
     with its connection: this one reconnects with backoff, for as long as the
-    process lives, and ends the local streams that may have missed events."""
+    process lives, and ends the local streams when it loses Redis and again when
+    it is back (those opened meanwhile may have missed events)."""
 
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
@@ -318,8 +319,14 @@ class SupervisedRedisListener:
             except Exception as error:  # any failure: reconnect
                 if not missed:
                     logger.warning(
-                        "Live updates: lost Redis (%s); reconnecting", error or "EOF"
+                        "Live updates: lost Redis (%s); ending open streams and "
+                        "reconnecting",
+                        error or "EOF",
                     )
+                    # Their pages would go on saying "Live" while nothing can
+                    # reach them: ended, they reconnect, and say they are
+                    # disconnected until Redis answers again.
+                    _streams.end()
                 missed = True
                 self.connected.clear()
             finally:

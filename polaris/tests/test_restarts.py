@@ -8,6 +8,7 @@ a Celery worker would run them.
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -246,6 +247,29 @@ class ValkeyRestartStreamTests(TransactionTestCase):
                 publish_from_child(valkey.url, "ping", "after")
                 stream.read_until(b"data: after")
                 self.assertIn(f"id: {channel}:3".encode(), stream.seen)
+
+
+class ValkeyDownStreamTests(TransactionTestCase):
+    def test_open_streams_end_when_valkey_goes_away(self) -> None:
+        # Their pages would otherwise say "Live" for the rest of the stream's
+        # life while no event can come; ended, the browser reconnects and the
+        # page says it is disconnected until Valkey is back.
+        self.client.force_login(StaffFactory())
+        cookies = {"sessionid": self.client.cookies["sessionid"].value}
+        # Streams living an hour: one ended now was ended by the loss.
+        with (
+            ValkeyServer() as valkey,
+            live_server(REDIS_URL=valkey.url, LIVE_STREAM_MAX_SECONDS="3600") as server,
+        ):
+            url = f"{server.url}/admin/live/"
+            with requests.get(url, cookies=cookies, stream=True, timeout=30) as open_:
+                stream = SseReader(open_)
+                stream.read_until(b"stream-open")
+                valkey.stop()
+                reading = threading.Thread(target=stream.read_to_end, daemon=True)
+                reading.start()
+                wait_until(lambda: stream.ended, timeout=60, what="the stream ended")
+                self.assertIn(b"retry: ", stream.seen)
 
 
 class PostgresRestartTests(TransactionTestCase):
