@@ -13,8 +13,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg.errors import LockNotAvailable
 
 from sessions_app.api.selectors.sessions import may_manage_any_session
 from sessions_app.charging.errors import (
@@ -256,6 +257,17 @@ def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSes
 # One transaction, held while the station answers: a second stop meanwhile waits
 # on the claimed row and learns the first one's outcome (a stop that failed is
 # sent again by it), where an answer at once would promise a stop that may fail.
+# It waits STOP_WAITS_FOR_ANOTHER_S at most, then answers 409: each waiting stop
+# holds one of the pool's connections, so a driver's or a client's repeated stops
+# behind a station slow to answer would otherwise take every connection the
+# process has, and fail its other requests.
+STOP_WAITS_FOR_ANOTHER_S = 2
+STOP_UNDER_WAY = (
+    "Another stop of this session is waiting for the station's answer. If the "
+    "session is still started in a moment, send the stop again."
+)
+
+
 @transaction.atomic
 def api_session_stop(
     *,
@@ -281,6 +293,7 @@ def api_session_stop(
     """
     if caller is not None:
         _check_may_manage(caller, session.user_id)
+    _wait_for_another_stop(session)
     before = {"status": session.status}
     stopped = _stop(session, client, now or timezone.now())
     if caller is not None:
@@ -291,6 +304,22 @@ def api_session_stop(
             before=before,
         )
     return stopped
+
+
+def _wait_for_another_stop(session: ApiSession) -> None:
+    """Lock the session's row for this stop's transaction, waiting up to
+    STOP_WAITS_FOR_ANOTHER_S for a stop holding it; SessionConflict after that."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL lock_timeout = '{STOP_WAITS_FOR_ANOTHER_S}s'")
+        try:
+            with transaction.atomic():
+                ApiSession.objects.select_for_update().filter(pk=session.pk).exists()
+        except OperationalError as error:
+            if isinstance(error.__cause__, LockNotAvailable):
+                raise SessionConflict(STOP_UNDER_WAY) from error
+            raise
+        finally:
+            cursor.execute("SET LOCAL lock_timeout = DEFAULT")
 
 
 def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> ApiSession:
