@@ -10,7 +10,14 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from polaris.http import AuthenticatedHttpRequest, post_only, staff_only
+from polaris.http import (
+    MAPPING_PERMISSIONS,
+    AuthenticatedHttpRequest,
+    may_change_mappings,
+    post_only,
+    staff_only,
+    staff_with_mapping_permission,
+)
 from sessions_app import selectors
 from sessions_app.forms import (
     UserMappingForm,
@@ -37,16 +44,20 @@ def user_mapping_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         "return_query": f"?{urlencode({'next': request.get_full_path()})}",
         # The skipped lines of the import just done, shown once.
         "import_report": request.session.pop(IMPORT_REPORT_KEY, None),
+        "may": {
+            change: may_change_mappings(request.user, change)
+            for change in MAPPING_PERMISSIONS
+        },
     }
     return render(request, "sessions_app/user_mapping_list.html", context)
 
 
-@staff_only
+@staff_with_mapping_permission("create")
 def user_mapping_create_view(request: AuthenticatedHttpRequest) -> HttpResponse:
     return _user_mapping_form_page(request, mapping=None)
 
 
-@staff_only
+@staff_with_mapping_permission("change")
 def user_mapping_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
     return _user_mapping_form_page(request, mapping=mapping)
@@ -126,7 +137,7 @@ def _mapping_saved(mapping: UserMapping, done: str, typed_tag: str) -> str:
     return f"Mapping for {tag} {done}."
 
 
-@staff_only
+@staff_with_mapping_permission("change")
 @post_only("sessions_app:user-mapping-list")
 def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     mapping = get_object_or_404(UserMapping.objects.select_related("user"), pk=pk)
@@ -135,7 +146,7 @@ def user_mapping_deactivate(request: AuthenticatedHttpRequest, pk: int) -> HttpR
     return redirect(_back_to_console_page(request))
 
 
-@staff_only
+@staff_with_mapping_permission("import")
 # The upload went with the POST that a sign-in interrupted.
 @post_only(
     "sessions_app:user-mapping-list",

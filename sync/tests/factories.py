@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from sync.models import (
@@ -27,9 +28,25 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class StaffFactory(UserFactory):
+    """Staff as operators set them up: with Django's permissions to add and change
+    user mappings, unless made with `may_change_mappings=False`."""
+
     username = factory.Sequence(lambda n: f"staff{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
     is_staff = True
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    @factory.post_generation
+    def may_change_mappings(user, create: bool, extracted: object, **kwargs: object):
+        if create and extracted is not False:
+            user.user_permissions.add(
+                *Permission.objects.filter(
+                    content_type__app_label="sync",
+                    codename__in=["add_usermapping", "change_usermapping"],
+                )
+            )
 
 
 class UserMappingFactory(factory.django.DjangoModelFactory):
