@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 
 from sessions_app.forms import SyncRunFilters
 from sync.models import SyncRun
+from sync.services.runs import transactions_sync_under_way
 
 # How many runs the Sync runs page shows, live updates included.
 SYNC_RUNS_SHOWN = 50
@@ -33,10 +34,11 @@ def sync_run_table(*, filters: SyncRunFilters) -> dict[str, object]:
 
 
 def sync_run_in_progress() -> bool:
-    """Whether a run that writes transactions is running now.
+    """Whether a run that writes transactions is running now: one holds their
+    lock. A run whose worker died stays `running` until the next run marks it,
+    so its row would block "Run sync now" for good while beat is stopped.
 
-    Only the kinds that share the transactions lock count: the charger probe holds a
-    lock of its own (and can wait up to 30 s per station), so it never blocks
-    "Run sync now".
+    The charger probe holds a lock of its own (and can wait up to 30 s per
+    station), so it never blocks "Run sync now".
     """
-    return SyncRun.objects.running().writing_transactions().exists()
+    return transactions_sync_under_way()

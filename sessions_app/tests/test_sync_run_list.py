@@ -2,14 +2,16 @@
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from polaris.testing import take_queued_tasks
+from polaris.testing import current_database_url, take_queued_tasks
 from sessions_app.tests.base import ConsoleTestCase
 from sync.models import SyncRun
+from sync.services.runs.lifecycle import TRANSACTIONS_LOCK
 from sync.tests.factories import StaffFactory, SyncRunFactory, UserFactory
 
 LIST_URL = reverse("sessions_app:sync-run-list")
@@ -281,11 +283,20 @@ class SyncRunCreateTests(ConsoleTestCase):
 
     def test_it_refuses_while_a_transactions_run_is_running(self) -> None:
         SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
-
-        response = self.client.post(CREATE_URL, follow=True)
+        # The run holds the transactions lock, on its worker's connection.
+        with psycopg.connect(current_database_url(), autocommit=True) as worker:
+            worker.execute("SELECT pg_advisory_lock(%s)", [TRANSACTIONS_LOCK])
+            response = self.client.post(CREATE_URL, follow=True)
 
         self.assertEqual(take_queued_tasks(), [])
         self.assertContains(response, "A sync run is already in progress.")
+
+    def test_a_run_a_dead_worker_left_running_does_not_block_it(self) -> None:
+        # Its row says running until the next run marks it interrupted: that run
+        # must be able to start, with beat stopped too.
+        SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
+        self.client.post(CREATE_URL)
+        self.assertEqual(len(take_queued_tasks()), 1)
 
     def test_a_running_charger_probe_does_not_block_it(self) -> None:
         SyncRunFactory(
