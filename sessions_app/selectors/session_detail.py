@@ -20,6 +20,9 @@ def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
 class LastSynced:
     at: datetime
     is_stale: bool
+    # The latest transactions run, while it failed: an active session's readings
+    # may be behind.
+    failing_run: SyncRun | None = None
 
 
 def session_last_synced(*, session: TransactionSyncState, now: datetime) -> LastSynced:
@@ -29,7 +32,9 @@ def session_last_synced(*, session: TransactionSyncState, now: datetime) -> Last
         return LastSynced(at=session.last_synced_at, is_stale=False)
     freshness = sync_freshness(now=now)
     return LastSynced(
-        at=freshness.last_synced(session), is_stale=freshness.is_stale(session)
+        at=freshness.last_synced(session),
+        is_stale=freshness.is_stale(session),
+        failing_run=freshness.failing_run,
     )
 
 

@@ -30,7 +30,12 @@ from sessions_app.selectors import user_mappings as user_mapping_selectors
 from sessions_app.services import api_token_create
 from sessions_app.templatetags.console import clock_time, iso_time
 from sessions_app.tests.base import ConsoleTestCase
-from sync.models import SyncedTransactionEvent, SyncRun, UserMapping
+from sync.models import (
+    SyncedTransactionEvent,
+    SyncRun,
+    TransactionSyncState,
+    UserMapping,
+)
 from sync.services.runs.lifecycle import start_run
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
@@ -154,6 +159,33 @@ class SessionDetailTests(ConsoleTestCase):
                     form,
                     f'href="{reverse("sessions_app:user-mapping-list")}">Cancel',
                 )
+
+    def test_an_active_sessions_detail_says_while_syncs_fail(self) -> None:
+        active = TransactionSyncStateFactory(is_finalized=False)
+        stopped = TransactionSyncStateFactory(is_finalized=True)
+        SyncRunFactory(created_count=1)
+        SyncRunFactory(status="failed", error="SteVe failed with HTTP 500.")
+
+        def detail(session: TransactionSyncState) -> HttpResponse:
+            url = reverse(
+                "sessions_app:session-detail", args=[session.steve_transaction_id]
+            )
+            return self.client.get(url, headers={"HX-Request": "true"})
+
+        # Its live parts re-read on a failing run (which changes no session) and
+        # say so; a stopped session's readings are final.
+        page = self.client.get(
+            reverse("sessions_app:session-detail", args=[active.steve_transaction_id])
+        )
+        self.assertContains(page, "sse:sync-failing")
+        response = detail(active)
+        self.assertContains(response, "Sync failing</span> The latest sync run failed")
+        self.assertContains(response, "SteVe failed with HTTP 500.")
+        self.assertContains(response, "This session's readings may be out of date.")
+        self.assertNotContains(detail(stopped), "Sync failing")
+
+        SyncRunFactory()
+        self.assertNotContains(detail(active), "Sync failing")
 
     def test_a_sync_ticks_re_read_gets_the_live_parts_alone(self) -> None:
         session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04A1")
