@@ -54,6 +54,12 @@ MAPPING_PERMISSIONS = {
     "import": ("sync.add_usermapping", "sync.change_usermapping"),
 }
 
+# As Django admin lists them.
+MAPPING_PERMISSION_NAMES = {
+    "sync.add_usermapping": "Can add user mapping",
+    "sync.change_usermapping": "Can change user mapping",
+}
+
 
 def may_change_mappings(user: "User", change: str) -> bool:
     return user.has_perms(MAPPING_PERMISSIONS[change])
@@ -72,12 +78,12 @@ def staff_with_mapping_permission[View: Callable[..., HttpResponseBase]](
         ) -> HttpResponseBase:
             if not may_change_mappings(request.user, change):
                 names = " and ".join(
-                    f"“{name.split('.', 1)[1]}”" for name in MAPPING_PERMISSIONS[change]
+                    f"“{MAPPING_PERMISSION_NAMES[name]}”"
+                    for name in MAPPING_PERMISSIONS[change]
                 )
                 raise PermissionDenied(
-                    f"This needs the user mapping permission {names}, which your "
-                    "account does not have; an administrator grants it in Django "
-                    "admin."
+                    f"This needs the permission {names}, which your account does "
+                    "not have; an administrator grants it in Django admin."
                 )
             return view(request, *args, **kwargs)
 

@@ -543,29 +543,29 @@ class UserMappingPagesTests(ConsoleTestCase):
         for response, permissions in (
             (
                 self.client.get(reverse("sessions_app:user-mapping-create")),
-                "“add_usermapping”",
+                "“Can add user mapping”",
             ),
             (
                 self.client.get(
                     reverse("sessions_app:user-mapping-edit", args=[mapping.pk])
                 ),
-                "“change_usermapping”",
+                "“Can change user mapping”",
             ),
             (
                 self.client.post(
                     reverse("sessions_app:user-mapping-deactivate", args=[mapping.pk])
                 ),
-                "“change_usermapping”",
+                "“Can change user mapping”",
             ),
             (
                 self.client.post(
                     reverse("sessions_app:user-mapping-import"), {"file": upload}
                 ),
-                "“add_usermapping” and “change_usermapping”",
+                "“Can add user mapping” and “Can change user mapping”",
             ),
         ):
             self.assertContains(
-                response, f"user mapping permission {permissions}", status_code=403
+                response, f"This needs the permission {permissions}", status_code=403
             )
         mapping.refresh_from_db()
         self.assertTrue(mapping.is_active)
