@@ -82,3 +82,19 @@ class SyncReconcileTests(StandinTestMixin, TestCase):
         self.assertIn("after 500 of 1,200 transactions", sentence)
         self.assertIn("the next one reads its days again from the first", sentence)
         self.assertNotIn("carries on", sentence)
+
+    def test_a_run_cut_off_while_steve_was_slow_to_list_is_not_doomed(self) -> None:
+        # Nothing listed yet: SteVe was slow, not the batch too big, so the next
+        # run is not said to stop there too.
+        slow_steve = lifecycle.time_limit_sentence(
+            lifecycle.RunTally(), "manage.py sync transactions", carries_on=True
+        )
+        self.assertIn("SteVe had not yet answered its first list", slow_steve)
+        self.assertIn("The next run asks again", slow_steve)
+        self.assertNotIn("would stop there too", slow_steve)
+        too_big = lifecycle.time_limit_sentence(
+            lifecycle.RunTally(fetched=800),
+            "manage.py sync transactions",
+            carries_on=True,
+        )
+        self.assertIn("before it had read a batch, so the next run would stop", too_big)

@@ -95,6 +95,14 @@ def time_limit_sentence(tally: RunTally, by_hand: str, *, carries_on: bool) -> s
         f"The sync stopped at its {settings.CELERY_TASK_SOFT_TIME_LIMIT}-second "
         "time limit (CELERY_TASK_SOFT_TIME_LIMIT)"
     )
+    if not tally.fetched:
+        # SteVe was slow to list: nothing says the next run meets the same.
+        return (
+            f"{limit} while SteVe had not yet answered its first list of "
+            "transactions. The next run asks again; if runs keep stopping here, "
+            f"run `{by_hand}` once, which has no time limit, or raise "
+            "CELERY_TASK_SOFT_TIME_LIMIT."
+        )
     if not tally.processed:
         return (
             f"{limit} before it had read a batch, so the next run would stop there "
