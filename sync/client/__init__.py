@@ -454,7 +454,14 @@ class SteveClient:
                     operator_message=f"There is no SteVe API at {self.base_url} (HTTP "
                     "404): check STEVE_URL, context path included (e.g. /steve).",
                 )
-            raise SteveNotFound(message, permanent=True, status=status)
+            raise SteveNotFound(
+                message,
+                permanent=True,
+                status=status,
+                # A run's error says which of its requests SteVe refused.
+                operator_message=f"SteVe answered {method} {path} with HTTP 404: "
+                f"{message}",
+            )
         if status == 504:
             # A gateway in front of SteVe stopped waiting for it: SteVe has the
             # request, and may be acting on it, as when our own timeout ends.

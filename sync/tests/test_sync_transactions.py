@@ -1157,6 +1157,16 @@ class SyncFaultTests(SyncTestCase):
         self.assertTrue(self.row(new_pk).events.exists())
         self.assert_energy_adds_up()
 
+    def test_a_404_on_the_list_says_which_request_steve_refused(self) -> None:
+        self.standin.set_fault(
+            "error", status=404, count=-1, path_contains="/api/v1/transactions?"
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.FAILED)
+        self.assertIn(
+            "SteVe answered GET /api/v1/transactions with HTTP 404", run.error
+        )
+
     def test_steve_down(self) -> None:
         down = SteveClient(
             base_url="http://127.0.0.1:9/steve",
