@@ -9,7 +9,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import redirect, resolve_url
 from django.views.decorators.http import require_POST
@@ -43,53 +42,6 @@ def staff_only[View: Callable[..., HttpResponseBase]](view: View) -> View:
     # A function, not `staff_member_required(login_url=...)` kept in a variable:
     # django-stubs leave that call's result untyped, and so the views behind it.
     return staff_member_required(view, login_url=settings.LOGIN_URL)
-
-
-# Changing user mappings moves a card's sessions and billing to a customer, or
-# creates the customer's account: staff need Django's permissions on mappings for
-# that, as they would in Django admin. Reading the console needs none.
-MAPPING_PERMISSIONS = {
-    "create": ("sync.add_usermapping",),
-    "change": ("sync.change_usermapping",),
-    "import": ("sync.add_usermapping", "sync.change_usermapping"),
-}
-
-# As Django admin lists them.
-MAPPING_PERMISSION_NAMES = {
-    "sync.add_usermapping": "Can add user mapping",
-    "sync.change_usermapping": "Can change user mapping",
-}
-
-
-def may_change_mappings(user: "User", change: str) -> bool:
-    return user.has_perms(MAPPING_PERMISSIONS[change])
-
-
-def staff_with_mapping_permission[View: Callable[..., HttpResponseBase]](
-    change: str,
-) -> Callable[[View], View]:
-    """`staff_only`, and a 403 that says which permission is missing unless the
-    user may make this `change` to user mappings (a key of MAPPING_PERMISSIONS)."""
-
-    def decorator(view: View) -> View:
-        @wraps(view)
-        def checked(
-            request: AuthenticatedHttpRequest, *args: Any, **kwargs: Any
-        ) -> HttpResponseBase:
-            if not may_change_mappings(request.user, change):
-                names = " and ".join(
-                    f"“{MAPPING_PERMISSION_NAMES[name]}”"
-                    for name in MAPPING_PERMISSIONS[change]
-                )
-                raise PermissionDenied(
-                    f"This needs the permission {names}, which your account does "
-                    "not have; an administrator grants it in Django admin."
-                )
-            return view(request, *args, **kwargs)
-
-        return staff_only(cast(View, checked))
-
-    return decorator
 
 
 class SignedOutTabMiddleware:

@@ -1,23 +1,20 @@
 """The User mappings pages: list, create, edit, deactivate and CSV import."""
 
+from collections.abc import Callable
 from copy import copy
+from functools import wraps
+from typing import Any, cast
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from polaris.http import (
-    MAPPING_PERMISSIONS,
-    AuthenticatedHttpRequest,
-    may_change_mappings,
-    post_only,
-    staff_only,
-    staff_with_mapping_permission,
-)
+from polaris.http import AuthenticatedHttpRequest, post_only, staff_only
 from sessions_app import selectors
 from sessions_app.forms import (
     UserMappingForm,
@@ -30,6 +27,52 @@ from sync.services.imports import (
     user_mapping_import_bytes,
 )
 from sync.services.mappings import user_mapping_create, user_mapping_update
+
+# Changing user mappings moves a card's sessions and billing to a customer, or
+# creates the customer's account: staff need Django's permissions on mappings for
+# that, as they would in Django admin. Reading the console needs none.
+MAPPING_PERMISSIONS = {
+    "create": ("sync.add_usermapping",),
+    "change": ("sync.change_usermapping",),
+    "import": ("sync.add_usermapping", "sync.change_usermapping"),
+}
+
+# As Django admin lists them.
+MAPPING_PERMISSION_NAMES = {
+    "sync.add_usermapping": "Can add user mapping",
+    "sync.change_usermapping": "Can change user mapping",
+}
+
+
+def may_change_mappings(user: User, change: str) -> bool:
+    return user.has_perms(MAPPING_PERMISSIONS[change])
+
+
+def staff_with_mapping_permission[View: Callable[..., HttpResponseBase]](
+    change: str,
+) -> Callable[[View], View]:
+    """`staff_only`, and a 403 that says which permission is missing unless the
+    user may make this `change` to user mappings (a key of MAPPING_PERMISSIONS)."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def checked(
+            request: AuthenticatedHttpRequest, *args: Any, **kwargs: Any
+        ) -> HttpResponseBase:
+            if not may_change_mappings(request.user, change):
+                names = " and ".join(
+                    f"“{MAPPING_PERMISSION_NAMES[name]}”"
+                    for name in MAPPING_PERMISSIONS[change]
+                )
+                raise PermissionDenied(
+                    f"This needs the permission {names}, which your account does "
+                    "not have; an administrator grants it in Django admin."
+                )
+            return view(request, *args, **kwargs)
+
+        return staff_only(cast(View, checked))
+
+    return decorator
 
 
 @staff_only
