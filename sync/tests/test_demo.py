@@ -121,6 +121,7 @@ class DemoCommandTests(SimpleTestCase):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self.demo_pid = demo.pid
         try:
             self._wait_until_ready(demo, log_path)
             check(f"http://127.0.0.1:{web_port}")
@@ -186,11 +187,33 @@ class DemoCommandTests(SimpleTestCase):
         self.assertEqual(dashboard.status_code, 200)
         self.assertIn("driver1@example.com", dashboard.text)
 
-        # The beat has the worker sync on its schedule.
+        # A worker that dies (killed outright, as by the out-of-memory killer) is
+        # started again: the scheduled runs go on.
+        def scheduled_runs() -> int:
+            runs = staff.get(f"{base}/admin/sync-runs/", timeout=10).text
+            return len(re.findall(r'data-label="Trigger">Schedule<', runs))
+
+        before = scheduled_runs()
+        (worker,) = [
+            child
+            for child in psutil.Process(self.demo_pid).children()
+            if "worker" in child.cmdline() and "celery" in child.cmdline()
+        ]
+        worker.kill()
+        deadline = time.monotonic() + 30
+        while "starting it again" not in self.log_path.read_text():
+            if time.monotonic() > deadline:
+                self.fail(f"The demo said nothing:\n{self.log_path.read_text()}")
+            time.sleep(0.5)
+        self.assertIn(
+            f"The worker process exited with code {-signal.SIGKILL}",
+            self.log_path.read_text(),
+        )
+
+        # The beat has the (new) worker sync on its schedule.
         deadline = time.monotonic() + 6 * SYNC_INTERVAL_S
         while time.monotonic() < deadline:
-            runs = staff.get(f"{base}/admin/sync-runs/", timeout=10).text
-            if re.search(r'data-label="Trigger">Schedule<', runs):
+            if scheduled_runs() > before:
                 return
             time.sleep(1)
         self.fail("No scheduled sync run appeared on the Sync runs page.")

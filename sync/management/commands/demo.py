@@ -40,6 +40,11 @@ STANDIN_USERNAME = "polaris"
 STANDIN_PASSWORD = "polaris"
 # The stand-in's process name, in its log file's name and in what the demo says.
 STANDIN = "stand-in"
+# Polaris's own processes: one that dies while the demo serves is started again
+# (a worker killed by the out-of-memory killer, say), unless it keeps dying.
+RESTARTED = ("worker", "beat", "web")
+RESTARTS_ALLOWED = 3
+RESTART_WINDOW_S = 60
 
 
 def _port_is_free(port: int) -> bool:
@@ -121,6 +126,8 @@ class Command(BaseCommand):
 
     def _run(self, port: int, options: dict[str, Any]) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.restarted_at: dict[str, list[float]] = {}
         self.stopped_by: int | None = None
         # SIGHUP: the terminal closed, or the SSH session dropped.
         for signum in STOP_SIGNALS:
@@ -273,6 +280,7 @@ class Command(BaseCommand):
 
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.stdout.write(f"Starting {name}…")
+        self.commands[name] = (command, env)
         log = open(embedded.data_dir() / f"demo-{name}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
             command,
@@ -316,10 +324,30 @@ class Command(BaseCommand):
                     "stand-in back."
                 )
                 continue
+            if serving and name in RESTARTED and self._may_restart(name):
+                self.children.remove((name, process))
+                self.stderr.write(
+                    f"The {name} process exited with code {process.returncode} "
+                    f"(its log is {log}); starting it again."
+                )
+                self._start(name, *self.commands[name])
+                continue
             raise CommandError(
                 f"The {name} process exited with code {process.returncode}; "
                 f"its log is {log}."
             )
+
+    def _may_restart(self, name: str) -> bool:
+        """Whether `name` has been started again fewer than RESTARTS_ALLOWED times
+        within RESTART_WINDOW_S: one that keeps dying ends the demo instead."""
+        now = time.monotonic()
+        recent = [
+            at for at in self.restarted_at.get(name, []) if now - at < RESTART_WINDOW_S
+        ]
+        if len(recent) >= RESTARTS_ALLOWED:
+            return False
+        self.restarted_at[name] = [*recent, now]
+        return True
 
     def _supervise(self) -> None:
         while True:
