@@ -11,7 +11,7 @@ from django.urls import reverse
 from polaris.testing import current_database_url, take_queued_tasks
 from sessions_app.tests.base import ConsoleTestCase
 from sync.models import SyncRun
-from sync.services.runs.lifecycle import TRANSACTIONS_LOCK
+from sync.services.runs.lifecycle import TRANSACTIONS_LOCK, start_run
 from sync.tests.factories import StaffFactory, SyncRunFactory, UserFactory
 
 LIST_URL = reverse("sessions_app:sync-run-list")
@@ -72,6 +72,17 @@ class SyncRunListTests(TestCase):
         self.assertContains(response, "running…")
         self.assertContains(response, "Showing all 2 runs.")
         self.assertNotContains(response, "Older runs stay")
+
+    def test_a_run_cut_off_has_no_duration_to_show(self) -> None:
+        # Its finished_at is when the next run noticed it, long after it died.
+        dead = SyncRunFactory(status=SyncRun.Status.RUNNING, finished_at=None)
+        start_run(SyncRun.Kind.TRANSACTIONS, SyncRun.Trigger.BEAT, dry_run=False)
+        self.client.force_login(self.staff)
+        body = self.client.get(LIST_URL).content.decode()
+        row = body[body.index(f">#{dead.pk}</td>") :]
+        cut_off = row[row.index('data-label="Duration"') :].split("</td>")[0]
+        self.assertIn("not known", cut_off)
+        self.assertNotIn(" s", cut_off.split(">")[-1])
 
     @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_a_resync_links_to_its_transaction_and_ids_stay_ungrouped(self) -> None:

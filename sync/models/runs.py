@@ -71,6 +71,10 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         )
 
 
+# The error of a run whose worker or command died: the next run marks it so.
+INTERRUPTED = "Interrupted: its worker or command stopped before the run finished."
+
+
 class SyncRun(models.Model):
     """One execution of a sync, shown on the Sync runs page."""
 
@@ -167,9 +171,15 @@ class SyncRun(models.Model):
 
     @property
     def duration(self) -> timedelta | None:
-        if self.finished_at is None:
+        """How long it ran; None while running, and for a run cut off, whose
+        finished_at is when the next run noticed, not when it died."""
+        if self.finished_at is None or self.is_interrupted:
             return None
         return self.finished_at - self.started_at
+
+    @property
+    def is_interrupted(self) -> bool:
+        return self.error == INTERRUPTED
 
     @cached_property
     def turns_failing_on_or_off(self) -> bool:

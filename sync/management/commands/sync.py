@@ -345,5 +345,7 @@ def _silent_boxes(run: SyncRun) -> str:
 
 
 def _seconds(run: SyncRun) -> str:
+    if run.is_interrupted:
+        return "cut off"
     duration = run.duration
     return "running" if duration is None else f"{duration.total_seconds():.1f}s"

@@ -14,6 +14,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from sync.models import SyncRun
+from sync.models.runs import INTERRUPTED
 from sync.signals import run_finished, run_started
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def start_run(
     SyncRun.objects.running().filter(kind__in=group).update(
         status=SyncRun.Status.FAILED,
         finished_at=timezone.now(),
-        error="Interrupted: its worker or command stopped before the run finished.",
+        error=INTERRUPTED,
     )
     run.save()
     notify(run_started, run=run)
