@@ -29,7 +29,6 @@ from sessions_app.selectors.session_list import (
 )
 from sessions_app.selectors.sync_runs import (
     SYNC_RUNS_SHOWN,
-    sync_run_in_progress,
     sync_run_list,
     sync_run_table,
 )
@@ -65,7 +64,6 @@ __all__ = [
     "session_table",
     "shown_events",
     "sync_freshness",
-    "sync_run_in_progress",
     "sync_run_list",
     "sync_run_table",
     "tag_only_on_unmapped_cards",

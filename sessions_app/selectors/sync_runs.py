@@ -5,7 +5,6 @@ from django.db.models import QuerySet
 
 from sessions_app.forms import SyncRunFilters
 from sync.models import SyncRun
-from sync.services.runs import transactions_sync_under_way
 
 # How many runs the Sync runs page shows, live updates included.
 SYNC_RUNS_SHOWN = 50
@@ -31,14 +30,3 @@ def sync_run_table(*, filters: SyncRunFilters) -> dict[str, object]:
         "runs_shown": SYNC_RUNS_SHOWN,
         "retention_days": settings.SYNC_RUNS_RETENTION_DAYS,
     }
-
-
-def sync_run_in_progress() -> bool:
-    """Whether a run that writes transactions is running now: one holds their
-    lock. A run whose worker died stays `running` until the next run marks it,
-    so its row would block "Run sync now" for good while beat is stopped.
-
-    The charger probe holds a lock of its own (and can wait up to 30 s per
-    station), so it never blocks "Run sync now".
-    """
-    return transactions_sync_under_way()

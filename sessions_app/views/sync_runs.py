@@ -21,6 +21,7 @@ from sessions_app.forms import SyncRunFilterForm, parse_sync_run_filters
 from sessions_app.live import SYNC_RUNS_EVENT
 from sessions_app.views import QUEUE_UNREACHABLE, console_stream_url
 from sync.models import SyncRun
+from sync.services import transactions_sync_under_way
 from sync.tasks import sync_run_transactions as sync_run_transactions_task
 
 
@@ -47,12 +48,14 @@ def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 @post_only("sessions_app:sync-run-list")
 def sync_run_create(request: AuthenticatedHttpRequest) -> HttpResponse:
     # The advisory lock in the service is the real guard; this spares a queued
-    # task that would only find the lock taken. The button itself is never
-    # disabled: live updates re-render the table, not the header, so a disabled
-    # state would outlive the run that caused it.
+    # task that would only find the lock taken. The lock, not a `running` row: a
+    # run whose worker died keeps that row until the next run marks it. The
+    # charger probe holds a lock of its own, so it never blocks this. The button
+    # itself is never disabled: live updates re-render the table, not the header,
+    # so a disabled state would outlive the run that caused it.
     # Back to the list as it was filtered (the form sends its filters along).
     filters = parse_sync_run_filters(request.POST)
-    if selectors.sync_run_in_progress():
+    if transactions_sync_under_way():
         messages.warning(request, "A sync run is already in progress.")
     elif enqueue(sync_run_transactions_task, SyncRun.Trigger.MANUAL):
         shown_here = filters.shows(
