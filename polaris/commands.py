@@ -61,6 +61,11 @@ class DatabaseCommand(BaseCommand):
         # command the same way, instead of silently.
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _stop)
+        # A stop in the middle of a query hands its connection back to the pool
+        # still busy, and the pool warns as it discards it: two lines of noise
+        # before the one that says what was left done. A command's own sentence
+        # reports any real database trouble.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         try:
             super().run_from_argv(argv)
         except Stopped as stopped:
