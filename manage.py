@@ -9,8 +9,15 @@ from types import FrameType
 STILL_STARTING = "Polaris was still starting; nothing was changed."
 
 
+# The signal that came while starting, if any.
+_stopped_by: int | None = None
+
+
 def _stopped_while_starting(signum: int, frame: FrameType | None) -> None:
-    sys.stderr.write(f"Interrupted: {STILL_STARTING}\n")
+    global _stopped_by
+    if _stopped_by is None:
+        sys.stderr.write(f"Interrupted: {STILL_STARTING}\n")
+    _stopped_by = signum
     raise SystemExit(128 + signum)
 
 
@@ -32,6 +39,9 @@ def main() -> None:
     from polaris.startup import setup_or_exit
 
     setup_or_exit()
+    if _stopped_by is not None:
+        # Its SystemExit landed in a finalizer, which Python reports and ignores.
+        raise SystemExit(128 + _stopped_by)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)

@@ -31,6 +31,28 @@ DATABASE_COMMANDS = [
 ]
 
 
+FINALIZER_CATCHES_THE_SIGNAL = """
+import os, signal, sys
+import manage
+import polaris.startup
+
+class SignalledWhileFinalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+setup = polaris.startup.setup_or_exit
+
+def setup_after_a_finalizer(**options):
+    SignalledWhileFinalized()
+    setup(**options)
+
+polaris.startup.setup_or_exit = setup_after_a_finalizer
+sys.argv = ["manage.py", "sync", "status"]
+manage.main()
+print("ran on", file=sys.stderr)
+"""
+
+
 def manage(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return run_python(["manage.py", *args], env=child_environment(**env))
 
@@ -128,6 +150,19 @@ class DatabaseCommandTests(TransactionTestCase):
                     errors,
                     "Interrupted: Polaris was still starting; nothing was changed.\n",
                 )
+
+    def test_a_signal_handled_inside_a_finalizer_still_ends_the_start(self) -> None:
+        # Python reports and ignores an exception raised in a __del__; a signal
+        # can land there at any moment of importing, and the command ran on.
+        result = run_python(["-c", FINALIZER_CATCHES_THE_SIGNAL])
+        self.assertEqual(result.returncode, 128 + signal.SIGTERM, result.stderr)
+        self.assertTrue(
+            result.stderr.startswith(
+                "Interrupted: Polaris was still starting; nothing was changed.\n"
+            ),
+            result.stderr,
+        )
+        self.assertNotIn("ran on", result.stderr)
 
     def test_a_missing_database_is_named_at_once(self) -> None:
         # The server answers: its reason is the message, not a pool's timeout.
