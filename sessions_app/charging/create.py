@@ -163,9 +163,6 @@ def api_session_create(
     if session.remote_start_sent_at is not None:
         session = _send_first_start(session, client)
     logger.info("api_session=%s created for user=%s", session.pk, user.pk)
-    _audit_on_behalf(
-        caller, session, AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF, before=None
-    )
     announce_status(session)
     return CreatedSession(session, replayed=False)
 
@@ -211,6 +208,11 @@ def _store_new_session(
     # meta_data as stored, so the answer shows it as every later GET will: jsonb
     # keeps each number's value but not its spelling (1e20, -0.0) or key order.
     session.refresh_from_db(fields=["meta_data"])
+    # With the session, not after the station's answer: a process that dies
+    # while the station answers leaves a session the sync may see start.
+    _audit_on_behalf(
+        caller, session, AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF, before=None
+    )
     return CreatedSession(session, replayed=False)
 
 
@@ -230,8 +232,7 @@ def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSes
         logger.warning("api_session=%s start unconfirmed: %s", session.pk, error)
         message = as_status_message(error.message)
     except ApiSessionError as error:
-        refused = ApiSession.objects.filter(pk=session.pk, status=Status.CREATED)
-        if not refused.filter(stop_requested_at__isnull=True).delete()[0]:
+        if not _forget_refused(session):
             now = timezone.now()
             cancel_created(
                 session,
@@ -252,6 +253,24 @@ def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSes
         )
     session.refresh_from_db()
     return session
+
+
+@transaction.atomic
+def _forget_refused(session: ApiSession) -> bool:
+    """Delete a session whose start was refused, with its on-behalf audit entry
+    (nothing was started, as for a stop that fails); False when a stop came
+    meanwhile, whose answer said it would be cancelled."""
+    refused = ApiSession.objects.filter(
+        pk=session.pk, status=Status.CREATED, stop_requested_at__isnull=True
+    )
+    if not refused.delete()[0]:
+        return False
+    AuditEntry.objects.filter(
+        action=AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF,
+        object_type="api_session",
+        object_id=session.pk,
+    ).delete()
+    return True
 
 
 # One transaction, held while the station answers: a second stop meanwhile waits

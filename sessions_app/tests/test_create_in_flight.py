@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
 
 from polaris.testing import wait_until
 from sessions_app import charging
 from sessions_app.charging.create import STOP_BEFORE_START, STOP_UNDER_WAY
-from sessions_app.models import ApiSession
+from sessions_app.models import ApiSession, AuditEntry
 from sync import services
 from sync.models import Charger, SyncRun, UserMapping
 from sync.tests.standin_case import StandinTestMixin
@@ -78,15 +79,19 @@ class InFlightTests(StandinTestMixin, TransactionTestCase):
             "slow", delay=STATION_THINKS_S, path_contains="RemoteStartTransaction"
         )
 
-    def start_slowly(self, box: str = "CP-001", key: str = "") -> InFlight:
-        """Alice's create at `box`, once its session is committed and its start
-        is out (so the test can look at both)."""
+    def start_slowly(
+        self, box: str = "CP-001", key: str = "", caller: Any = None
+    ) -> InFlight:
+        """Alice's create at `box` (by `caller`, default herself), once its
+        session is committed and its start is out (so the test can look at
+        both)."""
         in_flight = InFlight(
             charging.api_session_create,
             user=self.alice,
             charge_box_id=box,
             connector_id=1,
             idempotency_key=key,
+            caller=caller,
         )
         wait_until(
             ApiSession.objects.filter(charge_box_id=box).exists,
@@ -173,6 +178,45 @@ class InFlightTests(StandinTestMixin, TransactionTestCase):
                 user=self.bob, charge_box_id="CP-003", connector_id=1
             )
         self.assertNotIn("already has a session", refused.exception.message)
+
+    def manager(self) -> Any:
+        """Staff who may start and stop any customer's sessions."""
+        manager = get_user_model().objects.create_user(
+            "manager", "manager@example.com", "pw", is_staff=True
+        )
+        manager.user_permissions.add(
+            Permission.objects.get(codename="manage_any_session")
+        )
+        return manager
+
+    def on_behalf_entries(self) -> list[tuple[str, str]]:
+        return list(
+            AuditEntry.objects.filter(
+                action=AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF
+            ).values_list("object_id", "after__status")
+        )
+
+    def test_a_start_for_someone_else_is_audited_with_its_session(self) -> None:
+        # Not after the station's answer: a process that dies meanwhile would
+        # leave a session, which the sync may see start, with no record of who.
+        in_flight = self.start_slowly(caller=self.manager())
+
+        session = ApiSession.objects.get()
+        self.assertTrue(in_flight.waiting)
+        self.assertEqual(self.on_behalf_entries(), [(str(session.pk), "created")])
+        in_flight.join()
+        self.assertIsNone(in_flight.error)
+        self.assertEqual(self.on_behalf_entries(), [(str(session.pk), "created")])
+
+    def test_a_refused_start_for_someone_else_leaves_no_audit_entry(self) -> None:
+        # Nothing was started, as for a stop that fails.
+        in_flight = self.start_slowly(box="CP-003", caller=self.manager())
+        self.assertEqual(len(self.on_behalf_entries()), 1)
+
+        in_flight.join()
+        self.assertIsInstance(in_flight.error, charging.SessionConflict)
+        self.assertFalse(ApiSession.objects.exists())
+        self.assertEqual(self.on_behalf_entries(), [])
 
     def test_a_stop_while_the_start_waits_is_kept_whatever_the_answer(self) -> None:
         # Refused: the session its stop's caller was told of is cancelled, not
