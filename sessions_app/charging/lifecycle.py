@@ -78,6 +78,9 @@ def api_sessions_advance_all(
                     len(ids),
                 )
                 return done
+            except ApiSession.DoesNotExist:
+                # Deleted since the ids were read: its start was refused.
+                continue
             except Exception:
                 logger.exception("api_session=%s could not advance", pk)
         return len(ids)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 import time_machine
@@ -450,6 +451,29 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         for session in (first, second):
             session.refresh_from_db()
             self.assertEqual(session.status, ApiSession.Status.STARTED)
+
+    def test_advance_all_passes_over_a_session_deleted_meanwhile(self) -> None:
+        # A refused create deletes its session while the loop advances others
+        # (each can wait seconds for the station): not an error with a traceback.
+        first = self.create()
+        self.standin.station_stop(42)  # frees CP-002
+        refused_meanwhile = self.create(user=self.bob, box="CP-002")
+        advance = charging.lifecycle.api_session_advance
+
+        def advance_while_a_create_is_refused(**kwargs: Any) -> ApiSession:
+            if kwargs["session_id"] == first.pk:
+                refused_meanwhile.delete()
+            return advance(**kwargs)
+
+        with (
+            patch.object(
+                charging.lifecycle,
+                "api_session_advance",
+                advance_while_a_create_is_refused,
+            ),
+            self.assertNoLogs("sessions_app.charging.lifecycle", "ERROR"),
+        ):
+            self.assertEqual(charging.api_sessions_advance_all(client=self.steve), 2)
 
 
 class ApiSessionAdvanceTaskTests(ChargingTestCase):
