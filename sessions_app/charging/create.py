@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -33,6 +32,8 @@ from sessions_app.charging.lifecycle import (
     announce_status,
     cancel_created,
     clear_message,
+    lost_start_resent_from,
+    start_answer_awaited_until,
 )
 from sessions_app.charging.station import (
     CHARGING_PAST_MANUAL_STOP,
@@ -487,19 +488,17 @@ def _replay(caller: User, key: str, request: tuple[Any, ...]) -> ApiSession | No
 def _first_start_unanswered(session: ApiSession) -> str:
     """Why a retry must wait: the first request still waits for the station, or
     it stopped before storing the answer, which the sync then settles."""
-    assert session.remote_start_sent_at is not None
-    waited = timezone.now() - session.remote_start_sent_at
-    if waited <= timedelta(seconds=settings.STEVE_OPERATION_TIMEOUT + 5):
+    sent_at = session.remote_start_sent_at
+    assert sent_at is not None
+    if timezone.now() <= start_answer_awaited_until(sent_at):
         return (
             "The first request with this Idempotency-Key is still waiting for the "
             "station to answer its start; retry in a few seconds."
         )
-    settled_by = session.remote_start_sent_at + timedelta(
-        seconds=settings.API_SESSION_START_TIMEOUT_SECONDS
-    )
+    settled_by = lost_start_resent_from(sent_at)
     return (
         "The first request with this Idempotency-Key sent its start at "
-        f"{format_timestamp(session.remote_start_sent_at)} and stopped before "
+        f"{format_timestamp(sent_at)} and stopped before "
         "storing the station's answer; if charging has not started by "
         f"{format_timestamp(settled_by)}, the next sync after it sends the start "
         "again. Retry after that."

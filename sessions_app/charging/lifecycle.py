@@ -143,6 +143,8 @@ def _advance_created(
     if start_ruled_out and session.stop_requested_at is not None:
         return cancel_created(session, now, CANCELLED_BY_EARLY_STOP)
     if start_ruled_out and session.remote_start_returned_at is None:
+        if now <= lost_start_resent_from(session.remote_start_sent_at):
+            return session
         return _resend_lost_start(session, client, now)
     if start_ruled_out:
         return cancel_created(
@@ -211,6 +213,34 @@ def _send_scheduled_start(
         ApiSession.objects.filter(pk=session.pk).update(id_tag=tag)
         session.id_tag = tag
     return _send_claimed_start(session, client, now)
+
+
+# What a request adds to SteVe's own wait before it stores the station's answer.
+START_ANSWER_MARGIN = timedelta(seconds=5)
+
+
+def start_answer_awaited_until(sent_at: datetime) -> datetime:
+    """Until when the request that sent a start at `sent_at` may still be waiting
+    for the station's answer."""
+    return (
+        sent_at
+        + timedelta(seconds=settings.STEVE_OPERATION_TIMEOUT)
+        + START_ANSWER_MARGIN
+    )
+
+
+def lost_start_resent_from(sent_at: datetime) -> datetime:
+    """From when a start sent at `sent_at` whose answer was never stored is sent
+    again (by the first sync after it that finds no charge): once no charge it
+    began can still appear, and no request can still be waiting for its answer.
+    A start timeout shorter than SteVe's wait would otherwise send a second start
+    while the first one's request still waits."""
+    window_closed = (
+        sent_at
+        + timedelta(seconds=settings.API_SESSION_START_TIMEOUT_SECONDS)
+        + CLOCK_SKEW
+    )
+    return max(window_closed, start_answer_awaited_until(sent_at))
 
 
 def _resend_lost_start(

@@ -229,6 +229,30 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         self.assertEqual(session.status, ApiSession.Status.CANCELLED)
         self.assertIn("within 120 seconds", session.status_message)
 
+    @override_settings(API_SESSION_START_TIMEOUT_SECONDS=1)
+    def test_a_start_never_answered_is_sent_again_only_once_nothing_waits_on_it(
+        self,
+    ) -> None:
+        # A start timeout shorter than SteVe's wait for the station: past the
+        # start window, the request that sent the start may still be waiting for
+        # its answer, and a second start would go out beside the first.
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        ApiSession.objects.filter(pk=session.pk).update(remote_start_returned_at=None)
+        steve_waits = timedelta(seconds=settings.STEVE_OPERATION_TIMEOUT)
+        self.assertGreater(steve_waits, timedelta(seconds=1) + CLOCK_SKEW)
+        with time_machine.travel(sent_at + steve_waits, tick=False):
+            self.sync()
+            self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        with time_machine.travel(
+            sent_at + steve_waits + timedelta(minutes=1), tick=False
+        ):
+            self.sync()
+            self.advance(session)
+        self.assertEqual(self.steve_requests(REMOTE_START), 2)
+
     @override_settings(API_SESSION_START_TIMEOUT_SECONDS=30)
     def test_the_start_timeout_is_a_setting(self) -> None:
         session = self.advance_past_the_start_deadline(self.create(), timeout_s=30)
