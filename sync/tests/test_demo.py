@@ -199,6 +199,8 @@ class DemoCommandTests(SimpleTestCase):
             for child in psutil.Process(self.demo_pid).children()
             if "worker" in child.cmdline() and "celery" in child.cmdline()
         ]
+        pool = worker.children()
+        self.assertTrue(pool)
         worker.kill()
         deadline = time.monotonic() + 30
         while "starting it again" not in self.log_path.read_text():
@@ -209,6 +211,10 @@ class DemoCommandTests(SimpleTestCase):
             f"The worker process exited with code {-signal.SIGKILL}",
             self.log_path.read_text(),
         )
+        # Its pool's processes end with it: none takes tasks beside the new
+        # worker's.
+        _, left = psutil.wait_procs(pool, timeout=10)
+        self.assertEqual(left, [])
 
         # The beat has the (new) worker sync on its schedule.
         deadline = time.monotonic() + 6 * SYNC_INTERVAL_S

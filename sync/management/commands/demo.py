@@ -281,16 +281,16 @@ class Command(BaseCommand):
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.stdout.write(f"Starting {name}…")
         self.commands[name] = (command, env)
-        log = open(embedded.data_dir() / f"demo-{name}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=settings.BASE_DIR,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        with open(embedded.data_dir() / f"demo-{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=settings.BASE_DIR,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         self.children.append((name, process))
 
     def _wait_for(
