@@ -59,13 +59,9 @@ class DatabaseCommand(BaseCommand):
         # traceback; an open transaction has been rolled back on the way out.
         # SIGTERM (cron, systemd, `timeout`) and SIGHUP (a closed terminal) end the
         # command the same way, instead of silently.
+        signal.signal(signal.SIGINT, _interrupt)
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, _stop)
-        # A stop in the middle of a query hands its connection back to the pool
-        # still busy, and the pool warns as it discards it: two lines of noise
-        # before the one that says what was left done. A command's own sentence
-        # reports any real database trouble.
-        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         try:
             super().run_from_argv(argv)
         except Stopped as stopped:
@@ -151,8 +147,22 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _quiet_the_pool()
+    raise KeyboardInterrupt
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
+    _quiet_the_pool()
     raise Stopped(signum)
+
+
+def _quiet_the_pool() -> None:
+    """A stop in the middle of a query hands its connection back to the pool
+    still busy, and the pool warns as it discards it: two lines of noise before
+    the one that says what was left done. Until then its warnings are the
+    command's to show."""
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def exit_interrupted(consequence: str, signum: int = signal.SIGINT) -> NoReturn:
