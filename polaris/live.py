@@ -10,11 +10,14 @@ Redis pub/sub ignores the database number, so environments sharing one Redis kee
 apart by LIVE_CHANNEL_PREFIX.
 
 Redis may restart under us. Publishing then logs and carries on (a live update is
-best effort; the data is in Postgres). Each web process's pub/sub listener
-reconnects with backoff, and once it is subscribed again it ends the streams open
-in that process: they may have missed events, and a browser that reconnects
-replays the stored ones (Last-Event-ID) and re-reads the page's live parts
-(static/js/polaris.js), which also covers events Redis never got.
+best effort; the data is in Postgres). Each web process's pub/sub listener ends
+the streams open in that process as soon as it loses Redis (their pages would
+otherwise go on saying "Live"; they reconnect after a few seconds and say they
+are disconnected until Redis answers). It reconnects with backoff, and once it
+is subscribed again it ends the streams open then too: they may have missed
+events, and a browser that reconnects replays the stored ones (Last-Event-ID)
+and re-reads the page's live parts (static/js/polaris.js), which also covers
+events Redis never got.
 
 A stream is authorised when it connects, so it also ends when that may no longer
 hold: after LIVE_STREAM_MAX_SECONDS (the bound for anything that changes who may
@@ -208,19 +211,27 @@ class RedisStorage(eventstream_storage.RedisStorage):
         return events
 
 
+class _StreamsEnding(asyncio.Event):
+    """Set when the listener ends the streams open now; `retry_ms` is how soon
+    their browsers should come back."""
+
+    retry_ms = RETRY_AFTER_RESYNC_MS
+
+
 class _StreamGeneration:
     """Lets the listener end every stream open in this process (one event loop)."""
 
     def __init__(self) -> None:
-        self._ended: asyncio.Event | None = None
+        self._ended: _StreamsEnding | None = None
 
-    def current(self) -> asyncio.Event:
+    def current(self) -> _StreamsEnding:
         if self._ended is None:
-            self._ended = asyncio.Event()
+            self._ended = _StreamsEnding()
         return self._ended
 
-    def end(self) -> None:
+    def end(self, *, retry_ms: int) -> None:
         if self._ended is not None:
+            self._ended.retry_ms = retry_ms
             self._ended.set()
             self._ended = None
 
@@ -309,7 +320,7 @@ class SupervisedRedisListener:
                         "Live updates: subscribed to Redis again; ending open "
                         "streams so that browsers reconnect and catch up"
                     )
-                    _streams.end()
+                    _streams.end(retry_ms=RETRY_AFTER_RESYNC_MS)
                 missed = False
                 delay = RECONNECT_MIN_S
                 self.connected.set()
@@ -326,7 +337,7 @@ class SupervisedRedisListener:
                     # Their pages would go on saying "Live" while nothing can
                     # reach them: ended, they reconnect, and say they are
                     # disconnected until Redis answers again.
-                    _streams.end()
+                    _streams.end(retry_ms=RETRY_WHILE_REDIS_DOWN_MS)
                 missed = True
                 self.connected.clear()
             finally:
@@ -489,7 +500,8 @@ async def _supervised(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
-    resynced = asyncio.ensure_future(_streams.current().wait())
+    generation = _streams.current()
+    resynced = asyncio.ensure_future(generation.wait())
     signed_out = _sessions.watch(session) if session else asyncio.Event()
     renewed = asyncio.ensure_future(signed_out.wait())
     step: asyncio.Future[bytes] | None = None
@@ -506,7 +518,7 @@ async def _supervised(
                 with suppress(asyncio.CancelledError, StopAsyncIteration, RedisError):
                     await step
                 if resynced.done():
-                    yield f"retry: {RETRY_AFTER_RESYNC_MS}\n\n".encode()
+                    yield f"retry: {generation.retry_ms}\n\n".encode()
                 else:
                     event = SIGNED_OUT_EVENT if renewed.done() else RENEW_EVENT
                     yield planned_end(event).encode()
