@@ -88,7 +88,10 @@ def publish_sync_failing(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
     this only spares a charging customer the wait."""
     if not run.turns_failing_on_or_off:
         return
-    charging = TransactionSyncState.objects.charging().values("ocpp_id_tag")
+    # As the banner counts them: a station charging on past a manual stop too.
+    charging = TransactionSyncState.objects.occupying_connector(timezone.now()).values(
+        "ocpp_id_tag"
+    )
     mappings = UserMapping.objects.filter(steve_ocpp_id_tag__in=charging)
     publish_active_sessions(
         tags_by_customer=selectors.tags_by_customer(mappings=mappings)

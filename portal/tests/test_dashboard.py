@@ -946,6 +946,28 @@ class LiveBannerEventTests(PortalTestCase):
         self.assertNotIn(DELAYED, html)
         self.assertIn("Charging at Harbour Street", html)
 
+    @override_settings(SYNC_INTERVAL_SECONDS=10)
+    def test_a_failing_sync_tells_a_station_charging_on_past_a_manual_stop(
+        self,
+    ) -> None:
+        # Its banner shows the charge, so it says the figures are delayed too.
+        now = timezone.now()
+        TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            stopped_at=now - timedelta(minutes=10),
+            is_finalized=True,
+            stop_event_actor="manual",
+            last_reading_after_stop_at=now - timedelta(minutes=1),
+        )
+        SyncRunFactory(started_at=now - timedelta(minutes=2))
+        failed = SyncRunFactory(status=SyncRun.Status.FAILED, error="Timed out.")
+        run_finished.send(sender=SyncRun, run=failed)
+        ((event_type, html),) = self.published(self.alice)
+        self.assertEqual(event_type, "active-session")
+        self.assertIn(DELAYED, html)
+        self.assertIn("Charging at Harbour Street", html)
+
     def test_a_successful_run_after_another_tells_nobody(self) -> None:
         TransactionSyncStateFactory(charger=self.charger, ocpp_id_tag="TAG-ALICE")
         SyncRunFactory(started_at=timezone.now() - timedelta(seconds=10))
