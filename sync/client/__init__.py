@@ -334,9 +334,8 @@ class SteveClient:
                     if elapsed >= 2 * (timeout or self.timeout):
                         # "Did not answer within 10 s" of a run that waited 42:
                         # the reader learns where the rest went.
-                        tried = f" Tried {attempts} times in {elapsed:.0f} s."
-                        error.message += tried
-                        error.operator_message += tried
+                        tried = "once" if attempts == 1 else f"{attempts} times"
+                        error.add_sentence(f"Tried {tried} in {elapsed:.0f} s.")
                     raise
                 delay = delays.pop(0)
                 logger.info("SteVe %s %s failed (%s); retrying", method, path, error)

@@ -33,6 +33,13 @@ class SteveError(Exception):
         self.permanent = permanent
         self.status = status
 
+    def add_sentence(self, sentence: str) -> None:
+        """Say `sentence` after the message, wherever the error is read (the
+        logs print `str(error)`)."""
+        self.message += f" {sentence}"
+        self.operator_message += f" {sentence}"
+        self.args = (self.message,)
+
 
 class SteveAuthError(SteveError):
     """SteVe refused our credentials (401 or 403)."""

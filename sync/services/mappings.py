@@ -129,7 +129,6 @@ def _as_steve_writes(tag: str) -> str:
 
 
 @transaction.atomic
-@transaction.atomic
 def user_mapping_create(
     *,
     actor: Actor,

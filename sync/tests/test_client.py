@@ -195,3 +195,22 @@ class SyncCommandLogLinesTests(TestCase):
         with self.assertLogs("sync", "INFO") as logs:
             self.sync_with_nothing_listening("2")
         self.assertIn("INFO", {record.levelname for record in logs.records})
+
+
+class SteveErrorTests(SimpleTestCase):
+    def test_a_sentence_added_is_read_wherever_the_error_is(self) -> None:
+        # The logs print str(error); runs and commands read its messages.
+        error = SteveError(
+            "SteVe did not answer within 10 s.",
+            permanent=False,
+            operator_message="SteVe did not answer within 10 s (STEVE_TIMEOUT).",
+        )
+        error.add_sentence("Tried 3 times in 42 s.")
+        self.assertEqual(
+            error.message, "SteVe did not answer within 10 s. Tried 3 times in 42 s."
+        )
+        self.assertEqual(str(error), error.message)
+        self.assertEqual(
+            error.operator_message,
+            "SteVe did not answer within 10 s (STEVE_TIMEOUT). Tried 3 times in 42 s.",
+        )
