@@ -463,7 +463,8 @@ def signed_out_response() -> HttpResponse:
     event, on which the page goes to sign in itself (static/js/polaris.js).
 
     A tab's reconnect lands here when its sign-in ended in between: signed out in
-    another tab while the stream was renewing, expired, or no longer staff.
+    another tab while the stream was renewing, expired, or no longer staff; and
+    when acting as a customer lapsed, which the reloaded page ends.
     EventSource can only fail on the sign-in page and retry it forever.
     """
     return HttpResponse(planned_end(SIGNED_OUT_EVENT), content_type="text/event-stream")

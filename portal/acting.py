@@ -21,6 +21,8 @@ from sessions_app.models import AuditEntry
 from sessions_app.services import audit_entry_create
 
 ACTING_AS_KEY = "portal_acting_as"
+# The audit entry of acting's start, which its one end entry names.
+ACTING_STARTED_KEY = "portal_acting_started"
 ACT_AS_PERMISSION = "portal.act_as_customer"
 LAPSED = "The agent may no longer act as this customer."
 
@@ -38,15 +40,26 @@ def can_act_as(user: User) -> bool:
 def acting_customer(request: AuthenticatedHttpRequest) -> User | None:
     """The customer the signed-in agent acts as, or None; an acting the agent
     may no longer keep ends here, audited."""
-    customer_id = request.session.get(ACTING_AS_KEY)
-    if customer_id is None:
+    if ACTING_AS_KEY not in request.session:
         return None
-    customer = None
-    if can_act_as(request.user):
-        customer = customer_accounts().filter(pk=customer_id).first()
+    customer = _customer_still_acted_as(request)
     if customer is None:
         act_as_end(agent=request.user, session=request.session, reason=LAPSED)
     return customer
+
+
+def acting_lapsed(request: AuthenticatedHttpRequest) -> bool:
+    """Whether this browser session acts as a customer the agent may no longer
+    act as, which `acting_customer` ends; asking changes nothing."""
+    return (
+        ACTING_AS_KEY in request.session and _customer_still_acted_as(request) is None
+    )
+
+
+def _customer_still_acted_as(request: AuthenticatedHttpRequest) -> User | None:
+    if not can_act_as(request.user):
+        return None
+    return customer_accounts().filter(pk=request.session[ACTING_AS_KEY]).first()
 
 
 @transaction.atomic
@@ -60,7 +73,7 @@ def act_as_start(
     previous = session.get(ACTING_AS_KEY)
     if previous is not None and previous != customer.pk:
         act_as_end(agent=agent, session=session)
-    audit_entry_create(
+    started = audit_entry_create(
         actor=agent,
         action=AuditEntry.Action.IMPERSONATION_STARTED,
         object_type="user",
@@ -69,6 +82,7 @@ def act_as_start(
         source="portal",
     )
     session[ACTING_AS_KEY] = customer.pk
+    session[ACTING_STARTED_KEY] = started.pk
 
 
 @transaction.atomic
@@ -76,15 +90,34 @@ def act_as_end(
     *, agent: User, session: MutableMapping[str, Any], reason: str = ""
 ) -> None:
     """Stop acting as a customer and audit it, with `reason` when the agent did
-    not end it; nothing happens when not acting."""
+    not end it; nothing happens when not acting.
+
+    Requests of one browser session run at once (a page, its htmx parts), each
+    with the session as it was loaded: the first to end acting writes its end
+    entry, and the others find it."""
     customer_id = session.pop(ACTING_AS_KEY, None)
+    started_id = session.pop(ACTING_STARTED_KEY, None)
     if customer_id is None:
         return
+    after: dict[str, Any] = {}
+    if started_id is not None:
+        # Waits for another request ending it: its entry is then committed.
+        AuditEntry.objects.select_for_update().filter(pk=started_id).first()
+        if AuditEntry.objects.filter(
+            action=AuditEntry.Action.IMPERSONATION_ENDED,
+            object_type="user",
+            object_id=customer_id,
+            after__started=started_id,
+        ).exists():
+            return
+        after["started"] = started_id
+    if reason:
+        after["reason"] = reason
     audit_entry_create(
         actor=agent,
         action=AuditEntry.Action.IMPERSONATION_ENDED,
         object_type="user",
         object_id=customer_id,
-        after={"reason": reason} if reason else None,
+        after=after or None,
         source="portal",
     )

@@ -1,9 +1,11 @@
 from django.contrib.auth.models import Permission
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from portal.acting import LAPSED
+from polaris.live import planned_end
+from portal.acting import ACTING_AS_KEY, LAPSED, act_as_end
 from portal.models import Reservation
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory
@@ -185,8 +187,11 @@ class ActAsTests(PortalTestCase):
                 (ended,) = AuditEntry.objects.filter(
                     action=AuditEntry.Action.IMPERSONATION_ENDED
                 )
+                started = AuditEntry.objects.get(
+                    action=AuditEntry.Action.IMPERSONATION_STARTED
+                )
                 self.assertEqual(ended.object_id, str(self.alice.pk))
-                self.assertEqual(ended.after, {"reason": LAPSED})
+                self.assertEqual(ended.after, {"started": started.pk, "reason": LAPSED})
                 # Allowed again, the agent starts acting anew (audited) or not at all.
                 restore()
                 response = self.client.get("/")
@@ -194,6 +199,36 @@ class ActAsTests(PortalTestCase):
                     response, "Acting as Alice", status_code=response.status_code
                 )
                 self.assertEqual(AuditEntry.objects.count(), 2)
+
+    def test_requests_that_end_it_at_once_audit_the_end_once(self) -> None:
+        # A page and its htmx parts run at once, each with the session as it
+        # was loaded: each would end acting.
+        self.start()
+        key = self.client.session.session_key
+        loaded = [SessionStore(key), SessionStore(key)]
+        for session in loaded:
+            self.assertIn(ACTING_AS_KEY, session)
+        for session in loaded:
+            act_as_end(agent=self.agent, session=session, reason=LAPSED)
+            session.save()
+        self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
+        # Acting anew ends anew.
+        self.start()
+        self.client.post(reverse("portal:act-as-end"))
+        self.assertEqual(self.ended_entries(), [str(self.alice.pk)] * 2)
+
+    def test_a_stream_finding_acting_lapsed_sends_its_page_to_end_it(self) -> None:
+        # Ending it writes the session: the stream leaves that to the page's
+        # next request, where it sends the page.
+        self.start()
+        self.agent.user_permissions.clear()
+        stream = self.client.get(reverse("portal:live"))
+        self.assertEqual(stream.content.decode(), planned_end("signed-out"))
+        self.assertEqual(self.ended_entries(), [])
+        self.assertRedirects(
+            self.client.get("/"), "/admin/sessions/", fetch_redirect_response=False
+        )
+        self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
 
     def test_the_agent_may_not_change_anything(self) -> None:
         reservation = ReservationFactory(user=self.alice, charger=self.charger)

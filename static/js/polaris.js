@@ -423,7 +423,8 @@
   // the server replays what came in between. With neither id the reconnect
   // starts from now, so it counts as a break. A stream ended by signing out (in
   // another tab) says "signed-out": retrying could only be sent to sign in, so
-  // the page reloads, which takes it there.
+  // the page reloads, which takes it there. So does one that finds acting as a
+  // customer lapsed: the reload ends it, audited, and leaves the customer.
   var leaving = false;
   window.addEventListener("beforeunload", function () { leaving = true; });
   if (window.htmx && window.EventSource) {
