@@ -3,9 +3,10 @@ customer, for this browser session, and every start and end is audited.
 
 Acting ends, with its entry, at the banner's "Back to admin portal", at /switch,
 on signing out, when someone else signs in on that browser, and at the agent's
-next request once they may no longer act as that customer (the permission taken
-away, the customer deactivated or made staff): it does not come back by itself
-when the permission does.
+next request to the portal once they may no longer act as that customer (the
+permission taken away, the customer deactivated or made staff): it does not come
+back by itself when the permission does. An open portal page's live stream sends
+the page to make that request.
 """
 
 from collections.abc import MutableMapping
