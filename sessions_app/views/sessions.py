@@ -27,6 +27,7 @@ from sessions_app import selectors
 from sessions_app.charts import cumulative_energy_chart
 from sessions_app.forms import SessionFilterForm, parse_session_filters
 from sessions_app.views import QUEUE_UNREACHABLE, console_stream_url
+from sessions_app.views.user_mappings import may_change_mappings
 from sync.models import TransactionSyncState
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
 
@@ -159,6 +160,7 @@ def session_detail(
             events, show_all=request.GET.get("events") == "all"
         ),
         "chart": cumulative_energy_chart(session, events),
+        "may_map_tag": may_change_mappings(request.user, "create"),
         "last_synced": last_synced,
         "resync": selectors.recent_resync(
             steve_transaction_id=steve_transaction_id,
