@@ -11,6 +11,7 @@ import requests
 import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.http import HttpResponse
@@ -36,6 +37,7 @@ from sync.models import (
     TransactionSyncState,
     UserMapping,
 )
+from sync.services.mappings import new_customer_account, user_mapping_create
 from sync.services.runs.lifecycle import start_run
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
@@ -755,6 +757,20 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertEqual(
             UserMapping.objects.get(steve_ocpp_id_tag="04A2").user, mapping.user
         )
+
+    def test_an_account_made_since_the_form_looked_is_refused_in_words(self) -> None:
+        # Two colleagues mapping cards to the same new email at once.
+        account = new_customer_account("late@example.com")
+        get_user_model().objects.create_user("late@example.com", "late@example.com")
+        with self.assertRaisesMessage(
+            ValidationError,
+            "An account named late@example.com was created a moment ago, perhaps "
+            "by a colleague: send the form again to map the tag to it.",
+        ):
+            user_mapping_create(
+                actor=self.staff, steve_ocpp_id_tag="04A9", user=account
+            )
+        self.assertFalse(UserMapping.objects.exists())
 
     def test_a_refused_mapping_creates_no_account(self) -> None:
         UserMappingFactory(steve_ocpp_id_tag="04A1")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Field, QuerySet
 from django.db.models.functions import Upper
 
@@ -146,7 +146,7 @@ def user_mapping_create(
     tag = _as_steve_writes(validate_id_tag(steve_ocpp_id_tag))
     validate_tag_is_free(tag)
     if user.pk is None:
-        user.save()
+        _save_new_account(user)
     mapping = UserMapping(
         steve_ocpp_id_tag=tag,
         user=user,
@@ -179,7 +179,7 @@ def user_mapping_update(
     """
     customer = changes.get("user")
     if customer is not None and customer.pk is None:
-        customer.save()
+        _save_new_account(customer)
     before = mapping_snapshot(mapping)
     for name, value in changes.items():
         setattr(mapping, name, value.strip() if isinstance(value, str) else value)
@@ -319,6 +319,19 @@ def mappings_by_tag(tags: Collection[str]) -> dict[str, UserMapping]:
     for mapping in mappings:
         found.setdefault(mapping.tag_upper, mapping)
     return found
+
+
+def _save_new_account(user: User) -> None:
+    """Save a `new_customer_account`; ValidationError when another request made
+    an account with its name since the form looked."""
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise ValidationError(
+            f"An account named {user.get_username()} was created a moment ago, "
+            "perhaps by a colleague: send the form again to map the tag to it."
+        ) from None
 
 
 def new_customer_account(email: str) -> User:
