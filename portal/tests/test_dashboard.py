@@ -137,10 +137,7 @@ class DashboardTests(PortalTestCase):
             ocpp_id_tag="TAG-ALICE",
             kwh_delivered=Decimal("2"),
             started_at=now - timedelta(minutes=40),
-            stopped_at=now - timedelta(minutes=10),
-            is_finalized=True,
-            stop_event_actor="manual",
-            last_reading_after_stop_at=now - timedelta(minutes=1),
+            charging_past_manual_stop=True,
         )
         api_session = ApiSession.objects.create(
             user=self.alice,
@@ -951,16 +948,12 @@ class LiveBannerEventTests(PortalTestCase):
         self,
     ) -> None:
         # Its banner shows the charge, so it says the figures are delayed too.
-        now = timezone.now()
         TransactionSyncStateFactory(
             charger=self.charger,
             ocpp_id_tag="TAG-ALICE",
-            stopped_at=now - timedelta(minutes=10),
-            is_finalized=True,
-            stop_event_actor="manual",
-            last_reading_after_stop_at=now - timedelta(minutes=1),
+            charging_past_manual_stop=True,
         )
-        SyncRunFactory(started_at=now - timedelta(minutes=2))
+        SyncRunFactory(started_at=timezone.now() - timedelta(minutes=2))
         failed = SyncRunFactory(status=SyncRun.Status.FAILED, error="Timed out.")
         run_finished.send(sender=SyncRun, run=failed)
         ((event_type, html),) = self.published(self.alice)

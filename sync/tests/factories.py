@@ -103,6 +103,20 @@ class TransactionSyncStateFactory(factory.django.DjangoModelFactory):
     last_synced_at = factory.LazyFunction(timezone.now)
     updated_at = factory.LazyFunction(timezone.now)
 
+    class Params:
+        # Stopped by hand in SteVe ten minutes ago, and the station, told
+        # nothing, still sent a reading a minute ago.
+        charging_past_manual_stop = factory.Trait(
+            stopped_at=factory.LazyFunction(
+                lambda: timezone.now() - timedelta(minutes=10)
+            ),
+            is_finalized=True,
+            stop_event_actor="manual",
+            last_reading_after_stop_at=factory.LazyFunction(
+                lambda: timezone.now() - timedelta(minutes=1)
+            ),
+        )
+
 
 def session_with_energy(
     *, kwh: Decimal, reading_at: object = None, **fields: object
