@@ -924,13 +924,7 @@ class LiveBannerEventTests(PortalTestCase):
     ) -> None:
         # A failing run changes no session, so nothing else would reach the banner.
         TransactionSyncStateFactory(charger=self.charger, ocpp_id_tag="TAG-ALICE")
-        SyncRunFactory(started_at=timezone.now() - timedelta(minutes=2))
-        failed = SyncRunFactory(status=SyncRun.Status.FAILED, error="Timed out.")
-        run_finished.send(sender=SyncRun, run=failed)
-        ((event_type, html),) = self.published(self.alice)
-        self.assertEqual(event_type, "active-session")
-        self.assertIn(DELAYED, html)
-        self.assertIn("Charging at Harbour Street", html)
+        self.assert_a_run_turning_failing_tells_alice()
         # Bob is not charging: his banner has nothing a run could change.
         self.assertEqual(self.published(self.bob), [])
 
@@ -953,6 +947,9 @@ class LiveBannerEventTests(PortalTestCase):
             ocpp_id_tag="TAG-ALICE",
             charging_past_manual_stop=True,
         )
+        self.assert_a_run_turning_failing_tells_alice()
+
+    def assert_a_run_turning_failing_tells_alice(self) -> None:
         SyncRunFactory(started_at=timezone.now() - timedelta(minutes=2))
         failed = SyncRunFactory(status=SyncRun.Status.FAILED, error="Timed out.")
         run_finished.send(sender=SyncRun, run=failed)
