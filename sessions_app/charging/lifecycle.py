@@ -161,7 +161,7 @@ def _send_stop_asked_before_start(
     charge goes on."""
     claimed = ApiSession.objects.filter(
         pk=session.pk, stop_requested_at=session.stop_requested_at
-    ).update(stop_requested_at=now, updated_at=now)
+    ).update(stop_requested_at=now, remote_stop_returned_at=None, updated_at=now)
     if not claimed:
         return
     logger.info("api_session=%s started after its stop; stopping", session.pk)
@@ -169,22 +169,18 @@ def _send_stop_asked_before_start(
         remote_stop(session, tx, client)
     except StopUnconfirmed as error:
         # Maybe delivered: `_resend_lost_stop` sends it again if charging goes on.
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=as_status_message(error.message)
-        )
+        stop_returned(session, now, status_message=as_status_message(error.message))
         logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
     except StationError as error:
         # Never delivered: due at once, so the next advance sends it again.
-        ApiSession.objects.filter(pk=session.pk).update(
-            stop_requested_at=now - stop_resend_after()
-        )
+        stop_returned(session, now, stop_requested_at=now - stop_resend_after())
         logger.warning("api_session=%s stop failed: %s", session.pk, error)
     except ApiSessionError as error:
         # The station answered; the driver can still stop it at the station.
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=as_status_message(error.message)
-        )
+        stop_returned(session, now, status_message=as_status_message(error.message))
         logger.warning("api_session=%s stop refused: %s", session.pk, error)
+    else:
+        stop_returned(session, now)
 
 
 def _send_scheduled_start(
@@ -411,7 +407,12 @@ def _enforce_targets(
     # Claim first: the stop goes out once, however many workers run.
     claimed = ApiSession.objects.filter(
         pk=session.pk, target_reached="", stop_requested_at__isnull=True
-    ).update(target_reached=reached, stop_requested_at=now, updated_at=now)
+    ).update(
+        target_reached=reached,
+        stop_requested_at=now,
+        remote_stop_returned_at=None,
+        updated_at=now,
+    )
     if not claimed:
         return
     logger.info("api_session=%s reached its %s target; stopping", session.pk, reached)
@@ -420,19 +421,18 @@ def _enforce_targets(
     except StopUnconfirmed as error:
         # Maybe delivered: the claim stays, and `_resend_lost_stop` sends the stop
         # again if the charge goes on.
+        stop_returned(session, now)
         logger.warning("api_session=%s target stop unconfirmed: %s", session.pk, error)
     except StationError as error:
         # Never delivered: release the claim so that the next advance sends it.
-        ApiSession.objects.filter(pk=session.pk).update(
-            target_reached="", stop_requested_at=None
-        )
+        release_stop(session, now, target_reached="")
         logger.warning("api_session=%s target stop failed: %s", session.pk, error)
     except ApiSessionError as error:
         # The station answered; asking again every few seconds would not help.
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=as_status_message(error.message)
-        )
+        stop_returned(session, now, status_message=as_status_message(error.message))
         logger.warning("api_session=%s target stop refused: %s", session.pk, error)
+    else:
+        stop_returned(session, now)
 
 
 def stop_resend_after() -> timedelta:
@@ -462,7 +462,7 @@ def _resend_lost_stop(
     # Claim the moment seen: one resend per period, however many workers run.
     claimed = ApiSession.objects.filter(
         pk=session.pk, stop_requested_at=asked_at
-    ).update(stop_requested_at=now)
+    ).update(stop_requested_at=now, remote_stop_returned_at=None)
     if not claimed:
         return
     logger.warning(
@@ -477,6 +477,27 @@ def _resend_lost_stop(
         logger.warning("api_session=%s stop resend failed: %s", session.pk, error)
     else:
         clear_message(session, now)
+    stop_returned(session, now)
+
+
+def stop_returned(session: ApiSession, sent_at: datetime, **fields: Any) -> None:
+    """Store, with `fields`, that the remote stop claimed at `sent_at` has its
+    outcome (`ApiSession.is_sending_stop` no longer holds): a stop asked for
+    meanwhile was told one is under way, and the next one gets the session as it
+    is. Unless another stop was claimed since (this one outlived its answer
+    window, and the sync sent it again), whose outcome is still to come."""
+    ApiSession.objects.filter(pk=session.pk, stop_requested_at=sent_at).update(
+        remote_stop_returned_at=timezone.now(), **fields
+    )
+
+
+def release_stop(session: ApiSession, sent_at: datetime, **fields: Any) -> None:
+    """Forget the claim of a stop sent at `sent_at` that was never delivered (or
+    that the station refused, for a caller who may ask again), with `fields`: the
+    next stop is sent."""
+    ApiSession.objects.filter(pk=session.pk, stop_requested_at=sent_at).update(
+        stop_requested_at=None, **fields
+    )
 
 
 def clear_message(session: ApiSession, now: datetime) -> None:
