@@ -32,6 +32,7 @@ from sessions_app.charging.lifecycle import (
     CANCELLED_BY_STOP,
     announce_status,
     cancel_created,
+    cancel_scheduled,
     clear_message,
 )
 from sessions_app.charging.station import (
@@ -325,7 +326,7 @@ def _wait_for_another_stop(session: ApiSession) -> None:
 def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> ApiSession:
     """`api_session_stop` once the caller may: send the stop, or keep it."""
     if session.status == Status.CREATED and session.remote_start_sent_at is None:
-        return cancel_created(session, now, CANCELLED_BY_STOP)
+        session = cancel_scheduled(session, now, CANCELLED_BY_STOP)
     if session.status == Status.CANCELLED and session.status_message in (
         CANCELLED_BY_STOP,
         CANCELLED_BY_EARLY_STOP,

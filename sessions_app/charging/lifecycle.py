@@ -7,6 +7,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sessions_app.api.selectors.matching import (
@@ -261,11 +262,11 @@ def _send_claimed_start(
             as_status_message(error.message),
             remote_start_returned_at=timezone.now(),
         )
-    ApiSession.objects.filter(pk=session.pk).update(
-        remote_start_returned_at=timezone.now(),
-        status_message=message,
-        updated_at=now,
-    )
+    returned = ApiSession.objects.filter(pk=session.pk)
+    returned.update(remote_start_returned_at=timezone.now(), updated_at=now)
+    # Unless a stop was asked for while the start went out: its message says
+    # what happens next.
+    returned.filter(stop_requested_at__isnull=True).update(status_message=message)
     session.refresh_from_db()
     return session
 
@@ -514,12 +515,17 @@ def transition(
     from_status: str,
     to_status: str,
     now: datetime,
+    *,
+    only_if: Q | None = None,
     **fields: Any,
 ) -> ApiSession:
-    """Move `session` from one status to the next with a conditional UPDATE and
-    announce the change when this call made it. Returns the session as stored."""
-    changed = ApiSession.objects.filter(pk=session.pk, status=from_status).update(
-        status=to_status, updated_at=now, **fields
+    """Move `session` from one status to the next with a conditional UPDATE (also
+    conditional on `only_if`) and announce the change when this call made it.
+    Returns the session as stored."""
+    changed = (
+        ApiSession.objects.filter(pk=session.pk, status=from_status)
+        .filter(only_if or Q())
+        .update(status=to_status, updated_at=now, **fields)
     )
     session.refresh_from_db()
     if changed:
@@ -529,7 +535,12 @@ def transition(
 
 
 def cancel_created(
-    session: ApiSession, now: datetime, message: str, **fields: Any
+    session: ApiSession,
+    now: datetime,
+    message: str,
+    *,
+    only_if: Q | None = None,
+    **fields: Any,
 ) -> ApiSession:
     """End a session that never started charging: `created` → `cancelled`, with
     `message` for the caller (see `transition`)."""
@@ -538,9 +549,21 @@ def cancel_created(
         Status.CREATED,
         Status.CANCELLED,
         now,
+        only_if=only_if,
         ended_at=now,
         status_message=message,
         **fields,
+    )
+
+
+def cancel_scheduled(session: ApiSession, now: datetime, message: str) -> ApiSession:
+    """`cancel_created` for a session whose scheduled start has not gone out, and
+    only if it still has not when the UPDATE runs: beat's `_send_scheduled_start`
+    may claim the start after the caller read the session, and a session cancelled
+    while its start goes out would let the station start a charge nobody follows.
+    Returns the session as stored, `created` with its start sent in that case."""
+    return cancel_created(
+        session, now, message, only_if=Q(remote_start_sent_at__isnull=True)
     )
 
 

@@ -34,6 +34,8 @@ from sessions_app.api.selectors.sessions import (
     api_session_document,
     api_session_metered,
 )
+from sessions_app.charging.create import STOP_BEFORE_START, _stop
+from sessions_app.charging.lifecycle import _send_claimed_start
 from sessions_app.models import ApiSession, AuditEntry, Rate
 from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
@@ -1047,6 +1049,38 @@ class ApiSessionFinalMessageTests(ChargingTestCase):
         session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.ENDED)
         self.assertIn("synced record was removed", session.status_message)
+
+
+class ApiSessionStopDecisionTests(ChargingTestCase):
+    """A stop decides on the session as stored when it runs."""
+
+    def scheduled(self) -> ApiSession:
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            return self.create(target=charging.SessionTarget(start_at=start_at))
+
+    def test_a_scheduled_start_claimed_as_the_stop_cancels_is_not_cancelled(
+        self,
+    ) -> None:
+        # The stop reads the session, beat claims its start, then the stop's
+        # cancel runs: the pieces of api_session_stop in that order.
+        read = ApiSession.objects.select_related("transaction").get(
+            pk=self.scheduled().pk
+        )
+        claimed = ApiSession.objects.filter(
+            pk=read.pk, remote_start_sent_at__isnull=True
+        ).update(remote_start_sent_at=timezone.now())
+        self.assertEqual(claimed, 1)
+
+        stopped = _stop(read, self.steve, timezone.now())
+
+        self.assertEqual(stopped.status, ApiSession.Status.CREATED)
+        self.assertEqual(stopped.status_message, STOP_BEFORE_START)
+        # Beat's start then goes out and is taken: the stop's message stays, as
+        # it says what happens next.
+        sent = _send_claimed_start(stopped, self.steve, timezone.now())
+        self.assertIsNotNone(sent.remote_start_returned_at)
+        self.assertEqual(sent.status_message, STOP_BEFORE_START)
 
 
 class ApiSessionManualStopTests(ChargingTestCase):
