@@ -276,9 +276,10 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     of any other ended or cancelled session is 409, as is one SteVe refuses
     because an operator closed the charge there while the station goes on (the
     message says to stop it at the station). A stop sent while another is waiting
-    for the station waits up to 2 s for its outcome (the session as that stop left
-    it, or, when that one failed, a stop of its own), then answers 409 saying a
-    stop is under way: send it again if the session is still started.
+    for the station's answer is 409 at once, saying a stop is under way: send it
+    again if the session is still started in a moment (the first one failed, so
+    yours is sent). Once that answer is in, a repeated stop gets the session as it
+    is.
     Staff may read every session, but stopping another user's takes the
     permission "Can start and stop any customer's API sessions"
     (`sessions_app.manage_any_session`): without it the answer is 403, and with

@@ -17,7 +17,9 @@ Lifecycle: created → started → ended, or created → cancelled.
   it refreshes the live readings from SteVe and stops the charge before a target
   would be passed, sending the stop
   again if the charge still runs `stop_resend_after()` later.
-- `api_session_stop` sends RemoteStopTransaction.
+- `api_session_stop` sends RemoteStopTransaction, with no transaction open while
+  the station answers: the stop is claimed first, so one goes out however many
+  come at once, and another stop meanwhile is a 409 (`charging/stop.py`).
 
 Both take the `caller` when it is not the session's user: only staff who
 `may_manage_any_session` may start or stop sessions for someone else, and each
@@ -34,7 +36,6 @@ from sessions_app.charging.create import (
     CreatedSession,
     SessionTarget,
     api_session_create,
-    api_session_stop,
 )
 from sessions_app.charging.errors import (
     ApiSessionError,
@@ -52,6 +53,7 @@ from sessions_app.charging.lifecycle import (
     stop_resend_after,
 )
 from sessions_app.charging.station import CHARGING_PAST_MANUAL_STOP
+from sessions_app.charging.stop import api_session_stop
 
 __all__ = [
     "CHARGING_PAST_MANUAL_STOP",

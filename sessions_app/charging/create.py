@@ -1,7 +1,8 @@
-"""Creating and stopping a session: what a caller (the API, the portal) asks for.
+"""Creating a session: what a caller (the API, the portal) asks for.
 
-A caller may do either for themselves; for another user only staff who
-`may_manage_any_session`, and each such write is audited (`_audit_on_behalf`).
+A caller may create (or stop, `stop.py`) a session for themselves; for another
+user only staff who `may_manage_any_session`, and each such write is audited
+(`on_behalf.py`).
 """
 
 import logging
@@ -12,39 +13,27 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
-from psycopg.errors import LockNotAvailable
 
-from sessions_app.api.selectors.sessions import may_manage_any_session
 from sessions_app.charging.errors import (
     ApiSessionError,
     SessionConflict,
-    SessionForbidden,
     SessionInvalid,
     SessionNotFound,
     StartUnconfirmed,
-    StopUnconfirmed,
 )
 from sessions_app.charging.lifecycle import (
-    CANCELLED_BY_EARLY_STOP,
-    CANCELLED_BY_STOP,
     announce_status,
     cancel_created,
-    clear_message,
     lost_start_resent_from,
     start_answer_awaited_until,
 )
-from sessions_app.charging.station import (
-    CHARGING_PAST_MANUAL_STOP,
-    hand_back_connection,
-    remote_start,
-    remote_stop,
-)
+from sessions_app.charging.on_behalf import audit_on_behalf, check_may_manage
+from sessions_app.charging.station import hand_back_connection, remote_start
 from sessions_app.charging.tags import tag_for
 from sessions_app.models import ApiSession, AuditEntry, Rate, as_status_message
 from sessions_app.pricing import RateTerms, session_cost
-from sessions_app.services import audit_entry_create
 from sync.client import (
     SteveClient,
     format_timestamp,
@@ -183,7 +172,7 @@ def _store_new_session(
     """Check the request and store its session (or find the one its key
     replays). A start due now is claimed as sent at `now`: it goes out once this
     commits."""
-    _check_may_manage(caller, user.pk)
+    check_may_manage(caller, user.pk)
     if idempotency_key:
         asked = ApiSession(
             user=user, **_session_fields(charge_box_id, connector_id, target, meta_data)
@@ -211,7 +200,7 @@ def _store_new_session(
     session.refresh_from_db(fields=["meta_data"])
     # With the session, not after the station's answer: a process that dies
     # while the station answers leaves a session the sync may see start.
-    _audit_on_behalf(
+    audit_on_behalf(
         caller, session, AuditEntry.Action.API_SESSION_CREATED_ON_BEHALF, before=None
     )
     return CreatedSession(session, replayed=False)
@@ -272,185 +261,6 @@ def _forget_refused(session: ApiSession) -> bool:
         object_id=session.pk,
     ).delete()
     return True
-
-
-# One transaction, held while the station answers: a second stop meanwhile waits
-# on the claimed row and learns the first one's outcome (a stop that failed is
-# sent again by it), where an answer at once would promise a stop that may fail.
-# It waits STOP_WAITS_FOR_ANOTHER_S at most, then answers 409: each waiting stop
-# holds one of the pool's connections, so a driver's or a client's repeated stops
-# behind a station slow to answer would otherwise take every connection the
-# process has, and fail its other requests.
-STOP_WAITS_FOR_ANOTHER_S = 2
-STOP_UNDER_WAY = (
-    "Another stop of this session is waiting for the station's answer. If the "
-    "session is still started in a moment, send the stop again."
-)
-
-
-@transaction.atomic
-def api_session_stop(
-    *,
-    session: ApiSession,
-    caller: User | None = None,
-    client: SteveClient | None = None,
-    now: datetime | None = None,
-) -> ApiSession:
-    """Ask the station to stop charging `session` for `caller` (default its user;
-    staff who `may_manage_any_session` may stop another user's, which is
-    audited).
-
-    Returns the session: still `started` (it ends when the sync sees the stop),
-    `cancelled` when its scheduled start had not been sent yet, or still `created`
-    when its start was sent but charging has not begun: the car may be plugged in
-    a moment later, so the stop is kept and sent as soon as the sync sees the
-    charge start (`api_session_advance`), and a start that never comes cancels
-    the session as usual. A stop whose answer was lost (StopUnconfirmed) counts
-    as requested, with a `status_message` saying so: the station may have
-    stopped. Raises SessionForbidden when it is another user's and `caller` may
-    not manage it; SessionConflict when it has ended or was cancelled, or the
-    station refuses; StationError when SteVe or the station does not answer.
-    """
-    if caller is not None:
-        _check_may_manage(caller, session.user_id)
-    _wait_for_another_stop(session)
-    before = {"status": session.status}
-    stopped = _stop(session, client, now or timezone.now())
-    if caller is not None:
-        _audit_on_behalf(
-            caller,
-            stopped,
-            AuditEntry.Action.API_SESSION_STOPPED_ON_BEHALF,
-            before=before,
-        )
-    return stopped
-
-
-def _wait_for_another_stop(session: ApiSession) -> None:
-    """Lock the session's row for this stop's transaction, waiting up to
-    STOP_WAITS_FOR_ANOTHER_S for a stop holding it; SessionConflict after that."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL lock_timeout = '{STOP_WAITS_FOR_ANOTHER_S}s'")
-        try:
-            with transaction.atomic():
-                ApiSession.objects.select_for_update().filter(pk=session.pk).exists()
-        except OperationalError as error:
-            if isinstance(error.__cause__, LockNotAvailable):
-                raise SessionConflict(STOP_UNDER_WAY) from error
-            raise
-        finally:
-            cursor.execute("SET LOCAL lock_timeout = DEFAULT")
-
-
-def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> ApiSession:
-    """`api_session_stop` once the caller may: send the stop, or keep it."""
-    if session.status == Status.CREATED and session.remote_start_sent_at is None:
-        return cancel_created(session, now, CANCELLED_BY_STOP)
-    if session.status == Status.CANCELLED and session.status_message in (
-        CANCELLED_BY_STOP,
-        CANCELLED_BY_EARLY_STOP,
-    ):
-        # A retried stop (its first answer lost) gets what the first one did.
-        return session
-    if session.status == Status.CREATED:
-        kept = ApiSession.objects.filter(
-            pk=session.pk, status=Status.CREATED, stop_requested_at__isnull=True
-        ).update(
-            stop_requested_at=now, status_message=STOP_BEFORE_START, updated_at=now
-        )
-        session.refresh_from_db()
-        if kept or session.status == Status.CREATED:
-            logger.info("api_session=%s stop kept until charging starts", session.pk)
-            return session
-        # It started (or was cancelled) meanwhile: stop it as such.
-    if session.status != Status.STARTED or session.transaction is None:
-        raise SessionConflict(f"This session is already {session.status}.")
-    if session.transaction.is_stopped_manually:
-        raise SessionConflict(CHARGING_PAST_MANUAL_STOP)
-    # Claimed first, as a target's stop is: one stop goes out however many come
-    # at once, and a repeated one gets the session as it is (its stop is under
-    # way, and the sync sends it again if the charge goes on).
-    claimed = ApiSession.objects.filter(
-        pk=session.pk, stop_requested_at__isnull=True
-    ).update(stop_requested_at=now, updated_at=now)
-    if not claimed:
-        session.refresh_from_db()
-        logger.info("api_session=%s stop already requested", session.pk)
-        return session
-    try:
-        with given_or_new(client) as steve:
-            remote_stop(session, session.transaction, steve)
-    except StopUnconfirmed as error:
-        logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
-        unconfirmed = error.message
-    except ApiSessionError:
-        # Not sent, or refused: nothing is under way, so the next stop is sent.
-        ApiSession.objects.filter(pk=session.pk).update(
-            stop_requested_at=None, updated_at=now
-        )
-        raise
-    else:
-        unconfirmed = ""
-    if unconfirmed:
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=as_status_message(unconfirmed), updated_at=now
-        )
-    else:
-        clear_message(session, now)
-    session.refresh_from_db()
-    logger.info("api_session=%s stop requested", session.pk)
-    return session
-
-
-FORBIDDEN_ON_BEHALF = (
-    "Your account may not start or stop other customers' sessions: it needs the "
-    'permission "Can start and stop any customer\'s API sessions" '
-    f"({ApiSession.MANAGE_ANY_PERMISSION}), which an administrator grants in "
-    "Django admin."
-)
-
-
-def _check_may_manage(caller: User, owner_id: int) -> None:
-    """Raise SessionForbidden when `caller` starts or stops a session of another
-    user without being allowed to."""
-    if caller.pk != owner_id and not may_manage_any_session(caller):
-        raise SessionForbidden(FORBIDDEN_ON_BEHALF)
-
-
-def _audit_on_behalf(
-    caller: User,
-    session: ApiSession,
-    action: AuditEntry.Action,
-    *,
-    before: dict[str, Any] | None,
-) -> None:
-    """Record in the audit log a start or stop `caller` made for another user's
-    `session`: who did it, for whom, on which session and what it led to. A
-    caller's writes on their own sessions are not audited (they are the
-    session's own history)."""
-    if caller.pk == session.user_id:
-        return
-    audit_entry_create(
-        actor=caller,
-        action=action,
-        object_type="api_session",
-        object_id=session.pk,
-        before=before,
-        after={
-            "customer": session.user.get_username(),
-            "customer_id": session.user_id,
-            "chargestation": session.charge_box_id,
-            "connector": session.connector_id,
-            "status": session.status,
-        },
-        source="api",
-    )
-
-
-STOP_BEFORE_START = (
-    "Stop requested before charging began: the charge is stopped as soon as the "
-    "station starts it, and the session is cancelled if it does not start."
-)
 
 
 def _release_expired_key(caller: User, key: str, now: datetime) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sessions_app.api.selectors.matching import (
@@ -27,7 +28,11 @@ from sessions_app.charging.station import (
 )
 from sessions_app.charging.tags import tag_for
 from sessions_app.charging.targets import reached_target
-from sessions_app.models import ApiSession, as_status_message
+from sessions_app.models import (
+    ApiSession,
+    as_status_message,
+    operation_answer_window,
+)
 from sessions_app.readings import (
     charging_activity,
     energy_report,
@@ -166,7 +171,7 @@ def _send_stop_asked_before_start(
     charge goes on."""
     claimed = ApiSession.objects.filter(
         pk=session.pk, stop_requested_at=session.stop_requested_at
-    ).update(stop_requested_at=now, updated_at=now)
+    ).update(stop_requested_at=now, remote_stop_returned_at=None, updated_at=now)
     if not claimed:
         return
     logger.info("api_session=%s started after its stop; stopping", session.pk)
@@ -174,22 +179,18 @@ def _send_stop_asked_before_start(
         remote_stop(session, tx, client)
     except StopUnconfirmed as error:
         # Maybe delivered: `_resend_lost_stop` sends it again if charging goes on.
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=as_status_message(error.message)
-        )
+        stop_returned(session, now, status_message=as_status_message(error.message))
         logger.warning("api_session=%s stop unconfirmed: %s", session.pk, error)
     except StationError as error:
         # Never delivered: due at once, so the next advance sends it again.
-        ApiSession.objects.filter(pk=session.pk).update(
-            stop_requested_at=now - stop_resend_after()
-        )
+        stop_returned(session, now, stop_requested_at=now - stop_resend_after())
         logger.warning("api_session=%s stop failed: %s", session.pk, error)
     except ApiSessionError as error:
         # The station answered; the driver can still stop it at the station.
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=as_status_message(error.message)
-        )
+        stop_returned(session, now, status_message=as_status_message(error.message))
         logger.warning("api_session=%s stop refused: %s", session.pk, error)
+    else:
+        stop_returned(session, now)
 
 
 def _send_scheduled_start(
@@ -215,18 +216,10 @@ def _send_scheduled_start(
     return _send_claimed_start(session, client, now)
 
 
-# What a request adds to SteVe's own wait before it stores the station's answer.
-START_ANSWER_MARGIN = timedelta(seconds=5)
-
-
 def start_answer_awaited_until(sent_at: datetime) -> datetime:
     """Until when the request that sent a start at `sent_at` may still be waiting
     for the station's answer."""
-    return (
-        sent_at
-        + timedelta(seconds=settings.STEVE_OPERATION_TIMEOUT)
-        + START_ANSWER_MARGIN
-    )
+    return sent_at + operation_answer_window()
 
 
 def lost_start_resent_from(sent_at: datetime) -> datetime:
@@ -298,11 +291,11 @@ def _send_claimed_start(
             as_status_message(error.message),
             remote_start_returned_at=timezone.now(),
         )
-    ApiSession.objects.filter(pk=session.pk).update(
-        remote_start_returned_at=timezone.now(),
-        status_message=message,
-        updated_at=now,
-    )
+    returned = ApiSession.objects.filter(pk=session.pk)
+    returned.update(remote_start_returned_at=timezone.now(), updated_at=now)
+    # Unless a stop was asked for while the start went out: its message says
+    # what happens next.
+    returned.filter(stop_requested_at__isnull=True).update(status_message=message)
     session.refresh_from_db()
     return session
 
@@ -444,7 +437,12 @@ def _enforce_targets(
     # Claim first: the stop goes out once, however many workers run.
     claimed = ApiSession.objects.filter(
         pk=session.pk, target_reached="", stop_requested_at__isnull=True
-    ).update(target_reached=reached, stop_requested_at=now, updated_at=now)
+    ).update(
+        target_reached=reached,
+        stop_requested_at=now,
+        remote_stop_returned_at=None,
+        updated_at=now,
+    )
     if not claimed:
         return
     logger.info("api_session=%s reached its %s target; stopping", session.pk, reached)
@@ -453,19 +451,18 @@ def _enforce_targets(
     except StopUnconfirmed as error:
         # Maybe delivered: the claim stays, and `_resend_lost_stop` sends the stop
         # again if the charge goes on.
+        stop_returned(session, now)
         logger.warning("api_session=%s target stop unconfirmed: %s", session.pk, error)
     except StationError as error:
         # Never delivered: release the claim so that the next advance sends it.
-        ApiSession.objects.filter(pk=session.pk).update(
-            target_reached="", stop_requested_at=None
-        )
+        release_stop(session, now, target_reached="")
         logger.warning("api_session=%s target stop failed: %s", session.pk, error)
     except ApiSessionError as error:
         # The station answered; asking again every few seconds would not help.
-        ApiSession.objects.filter(pk=session.pk).update(
-            status_message=as_status_message(error.message)
-        )
+        stop_returned(session, now, status_message=as_status_message(error.message))
         logger.warning("api_session=%s target stop refused: %s", session.pk, error)
+    else:
+        stop_returned(session, now)
 
 
 def stop_resend_after() -> timedelta:
@@ -495,7 +492,7 @@ def _resend_lost_stop(
     # Claim the moment seen: one resend per period, however many workers run.
     claimed = ApiSession.objects.filter(
         pk=session.pk, stop_requested_at=asked_at
-    ).update(stop_requested_at=now)
+    ).update(stop_requested_at=now, remote_stop_returned_at=None)
     if not claimed:
         return
     logger.warning(
@@ -510,6 +507,27 @@ def _resend_lost_stop(
         logger.warning("api_session=%s stop resend failed: %s", session.pk, error)
     else:
         clear_message(session, now)
+    stop_returned(session, now)
+
+
+def stop_returned(session: ApiSession, sent_at: datetime, **fields: Any) -> None:
+    """Store, with `fields`, that the remote stop claimed at `sent_at` has its
+    outcome (`ApiSession.is_sending_stop` no longer holds): a stop asked for
+    meanwhile was told one is under way, and the next one gets the session as it
+    is. Unless another stop was claimed since (this one outlived its answer
+    window, and the sync sent it again), whose outcome is still to come."""
+    ApiSession.objects.filter(pk=session.pk, stop_requested_at=sent_at).update(
+        remote_stop_returned_at=timezone.now(), **fields
+    )
+
+
+def release_stop(session: ApiSession, sent_at: datetime, **fields: Any) -> None:
+    """Forget the claim of a stop sent at `sent_at` that was never delivered (or
+    that the station refused, for a caller who may ask again), with `fields`: the
+    next stop is sent."""
+    ApiSession.objects.filter(pk=session.pk, stop_requested_at=sent_at).update(
+        stop_requested_at=None, **fields
+    )
 
 
 def clear_message(session: ApiSession, now: datetime) -> None:
@@ -526,12 +544,17 @@ def transition(
     from_status: str,
     to_status: str,
     now: datetime,
+    *,
+    only_if: Q | None = None,
     **fields: Any,
 ) -> ApiSession:
-    """Move `session` from one status to the next with a conditional UPDATE and
-    announce the change when this call made it. Returns the session as stored."""
-    changed = ApiSession.objects.filter(pk=session.pk, status=from_status).update(
-        status=to_status, updated_at=now, **fields
+    """Move `session` from one status to the next with a conditional UPDATE (also
+    conditional on `only_if`) and announce the change when this call made it.
+    Returns the session as stored."""
+    changed = (
+        ApiSession.objects.filter(pk=session.pk, status=from_status)
+        .filter(only_if or Q())
+        .update(status=to_status, updated_at=now, **fields)
     )
     session.refresh_from_db()
     if changed:
@@ -541,7 +564,12 @@ def transition(
 
 
 def cancel_created(
-    session: ApiSession, now: datetime, message: str, **fields: Any
+    session: ApiSession,
+    now: datetime,
+    message: str,
+    *,
+    only_if: Q | None = None,
+    **fields: Any,
 ) -> ApiSession:
     """End a session that never started charging: `created` → `cancelled`, with
     `message` for the caller (see `transition`)."""
@@ -550,9 +578,21 @@ def cancel_created(
         Status.CREATED,
         Status.CANCELLED,
         now,
+        only_if=only_if,
         ended_at=now,
         status_message=message,
         **fields,
+    )
+
+
+def cancel_scheduled(session: ApiSession, now: datetime, message: str) -> ApiSession:
+    """`cancel_created` for a session whose scheduled start has not gone out, and
+    only if it still has not when the UPDATE runs: beat's `_send_scheduled_start`
+    may claim the start after the caller read the session, and a session cancelled
+    while its start goes out would let the station start a charge nobody follows.
+    Returns the session as stored, `created` with its start sent in that case."""
+    return cancel_created(
+        session, now, message, only_if=Q(remote_start_sent_at__isnull=True)
     )
 
 

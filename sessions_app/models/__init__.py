@@ -6,6 +6,7 @@ from sessions_app.models.api_sessions import (
     ApiSession,
     ApiSessionQuerySet,
     as_status_message,
+    operation_answer_window,
 )
 from sessions_app.models.audit import AuditEntry
 from sessions_app.models.rates import ChargerRate, Rate
@@ -19,4 +20,5 @@ __all__ = [
     "ChargerRate",
     "Rate",
     "as_status_message",
+    "operation_answer_window",
 ]

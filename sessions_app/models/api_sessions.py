@@ -16,6 +16,13 @@ def _whole_millisecond(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+def operation_answer_window() -> timedelta:
+    """How long a remote start or stop can wait for its outcome: SteVe waits for
+    the station up to STEVE_OPERATION_TIMEOUT, and a few seconds cover the trip
+    to SteVe and back."""
+    return timedelta(seconds=settings.STEVE_OPERATION_TIMEOUT + 5)
+
+
 STATUS_MESSAGE_MAX_LENGTH = 255
 
 
@@ -208,6 +215,14 @@ class ApiSession(models.Model):
         "stopped before it could store anything.",
     )
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    remote_stop_returned_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the outcome (an answer, a refusal or a lost answer) of the "
+        "remote stop sent at stop_requested_at was stored; empty while it is sent, "
+        "while a stop waits for charging to begin, or when the process sending it "
+        "stopped before it could store anything.",
+    )
     ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -278,4 +293,18 @@ class ApiSession(models.Model):
             self.status == self.Status.CREATED
             and self.remote_start_returned_at is None
             and self.remote_start_sent_at == self.created_at
+        )
+
+    @property
+    def is_sending_stop(self) -> bool:
+        """Whether a remote stop of its charge is out and its outcome may still
+        come: claimed, nothing stored since, and sent less than
+        `operation_answer_window()` ago. One sent longer ago will never be
+        answered (the process sending it died): it no longer holds up a stop,
+        and the sync sends it again if charging goes on."""
+        return (
+            self.status == self.Status.STARTED
+            and self.stop_requested_at is not None
+            and self.remote_stop_returned_at is None
+            and timezone.now() < self.stop_requested_at + operation_answer_window()
         )

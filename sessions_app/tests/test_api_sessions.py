@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.http import HttpResponse
 from django.utils import timezone
 
+from sessions_app import charging
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.tests.test_charging import (
     REMOTE_START,
@@ -716,6 +717,22 @@ class SessionOnBehalfApiTests(ApiTestCase):
         self.assertEqual(entry.after["customer"], "alice@example.com")
         self.assertEqual(entry.after["customer_id"], self.alice.pk)
         self.assertEqual(entry.after["status"], "started")
+
+    def test_a_stop_audits_the_status_it_found_not_the_one_its_caller_read(
+        self,
+    ) -> None:
+        session_id = self.result(self.start(self.alice_token), 201)["_id"]
+        read = ApiSession.objects.get(pk=int(session_id))
+        # The sync sees the charge start after the caller read the session.
+        self.standin.tick()
+        self.sync()
+        self.advance_id(session_id)
+
+        charging.api_session_stop(session=read, caller=self.manager, client=self.steve)
+
+        [entry] = self.on_behalf_entries()
+        self.assertEqual(entry.before, {"status": "started"})
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
 
     def test_a_stop_that_fails_for_someone_else_is_not_audited(self) -> None:
         session_id = self.started(self.alice_token)

@@ -35,7 +35,10 @@ from sessions_app.api.selectors.sessions import (
     api_session_document,
     api_session_metered,
 )
+from sessions_app.charging.lifecycle import _send_claimed_start
+from sessions_app.charging.stop import STOP_BEFORE_START, STOP_UNDER_WAY, _stop
 from sessions_app.models import ApiSession, AuditEntry, Rate
+from sessions_app.models.api_sessions import operation_answer_window
 from sessions_app.pricing import session_cost
 from sessions_app.readings import charging_activity, energy_report
 from sessions_app.services import api_token_create
@@ -1095,6 +1098,78 @@ class ApiSessionFinalMessageTests(ChargingTestCase):
         session = self.advance(session)
         self.assertEqual(session.status, ApiSession.Status.ENDED)
         self.assertIn("synced record was removed", session.status_message)
+
+
+class ApiSessionStopDecisionTests(ChargingTestCase):
+    """A stop decides on the session as stored when it runs, not as its caller
+    read it, and on whether another stop still waits for the station."""
+
+    def scheduled(self) -> ApiSession:
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            return self.create(target=charging.SessionTarget(start_at=start_at))
+
+    def test_a_scheduled_start_sent_after_the_callers_read_is_stopped_not_cancelled(
+        self,
+    ) -> None:
+        read = self.scheduled()
+        self.advance(read)  # beat sends the start
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+
+        stopped = charging.api_session_stop(session=read, client=self.steve)
+
+        # Cancelled, the session would leave the charge the station starts to run
+        # on unfollowed; kept, its stop goes out as charging begins.
+        self.assertEqual(stopped.status, ApiSession.Status.CREATED)
+        self.assertEqual(stopped.status_message, STOP_BEFORE_START)
+        self.begin_charging(stopped)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+
+    def test_a_scheduled_start_claimed_as_the_stop_cancels_is_not_cancelled(
+        self,
+    ) -> None:
+        # The stop reads the session, beat claims its start, then the stop's
+        # cancel runs: the pieces of api_session_stop in that order.
+        read = ApiSession.objects.select_related("transaction").get(
+            pk=self.scheduled().pk
+        )
+        claimed = ApiSession.objects.filter(
+            pk=read.pk, remote_start_sent_at__isnull=True
+        ).update(remote_start_sent_at=timezone.now())
+        self.assertEqual(claimed, 1)
+
+        stopped = _stop(read, self.steve, timezone.now())
+
+        self.assertEqual(stopped.status, ApiSession.Status.CREATED)
+        self.assertEqual(stopped.status_message, STOP_BEFORE_START)
+        # Beat's start then goes out and is taken: the stop's message stays, as
+        # it says what happens next.
+        sent = _send_claimed_start(stopped, self.steve, timezone.now())
+        self.assertIsNotNone(sent.remote_start_returned_at)
+        self.assertEqual(sent.status_message, STOP_BEFORE_START)
+
+    def test_a_stop_cut_off_before_its_answer_holds_up_others_only_a_while(
+        self,
+    ) -> None:
+        session = self.begin_charging(self.create())
+        # Claimed, and no outcome stored: its answer may still come.
+        ApiSession.objects.filter(pk=session.pk).update(
+            stop_requested_at=timezone.now()
+        )
+        with self.assertRaisesMessage(charging.SessionConflict, STOP_UNDER_WAY):
+            charging.api_session_stop(session=session, client=self.steve)
+
+        # Past the longest the answer can take, the process sending it died: a
+        # stop gets the session as it is, and the sync sends the stop again.
+        cut_off_at = timezone.now() - operation_answer_window()
+        ApiSession.objects.filter(pk=session.pk).update(stop_requested_at=cut_off_at)
+        stopped = charging.api_session_stop(session=session, client=self.steve)
+        self.assertEqual(stopped.stop_requested_at, cut_off_at)
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
+        session = self.advance(session, now=cut_off_at + charging.stop_resend_after())
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        self.assertFalse(session.is_sending_stop)
+        self.assertFalse(self.steve_transaction(session)["active"])
 
 
 class ApiSessionManualStopTests(ChargingTestCase):

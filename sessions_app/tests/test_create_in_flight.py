@@ -1,6 +1,5 @@
 """A create while its remote start waits for the station: its session is
 committed before the start goes out, and no transaction is held open meanwhile.
-A stop, in one transaction, makes a second stop wait for its outcome.
 
 The stand-in answers slowly (a `slow` fault on the operation); the create or stop
 runs in a thread of its own, with its own database connection, as a request of
@@ -19,10 +18,9 @@ from django.test import TransactionTestCase, override_settings
 
 from polaris.testing import wait_until
 from sessions_app import charging
-from sessions_app.charging.create import STOP_BEFORE_START, STOP_UNDER_WAY
+from sessions_app.charging.stop import STOP_BEFORE_START
 from sessions_app.models import ApiSession, AuditEntry
-from sync import services
-from sync.models import Charger, SyncRun, UserMapping
+from sync.models import Charger, UserMapping
 from sync.tests.standin_case import StandinTestMixin
 
 # Long enough to look at the session while the station "thinks"; the test waits
@@ -56,7 +54,7 @@ class InFlight:
 
     def join(self) -> None:
         self._thread.join(timeout=STATION_THINKS_S + 30)
-        assert not self._thread.is_alive(), "the create never returned"
+        assert not self._thread.is_alive(), "the service never returned"
 
 
 class InFlightTests(StandinTestMixin, TransactionTestCase):
@@ -247,37 +245,3 @@ class InFlightTests(StandinTestMixin, TransactionTestCase):
         stopped.refresh_from_db()
         self.assertEqual(stopped.status_message, STOP_BEFORE_START)
         self.assertIsNotNone(stopped.remote_start_returned_at)
-
-    def test_a_second_stop_waits_for_the_first_only_a_moment(self) -> None:
-        self.standin.clear_faults()
-        session = charging.api_session_create(
-            user=self.alice, charge_box_id="CP-001", connector_id=1
-        ).session
-        self.standin.tick()
-        run = services.sync_run_transactions(trigger="command")
-        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
-        session = charging.api_session_advance(session_id=session.pk, client=self.steve)
-        self.assertEqual(session.status, ApiSession.Status.STARTED)
-        # The station went offline: the first stop, slow to say so, fails.
-        self.standin.set_online("CP-001", False)
-        self.standin.set_fault(
-            "slow", delay=STATION_THINKS_S, path_contains="RemoteStopTransaction"
-        )
-
-        first = InFlight(charging.api_session_stop, session=session)
-        wait_until(
-            lambda: self.transactions_held_open() == 1,
-            what="the first stop waiting for the station",
-        )
-        # The second waits for the first a moment, then says a stop is under
-        # way (not a 200 for a stop that may fail), giving its connection back
-        # rather than holding it while the station thinks.
-        with self.assertRaisesMessage(charging.SessionConflict, STOP_UNDER_WAY):
-            charging.api_session_stop(session=ApiSession.objects.get())
-        self.assertTrue(first.waiting)
-        first.join()
-        self.assertIsInstance(first.error, charging.SessionConflict)
-        self.assertIsNone(ApiSession.objects.get().stop_requested_at)
-        # The first failed: the next stop is sent, and learns why.
-        with self.assertRaisesMessage(charging.SessionConflict, "offline"):
-            charging.api_session_stop(session=ApiSession.objects.get())
