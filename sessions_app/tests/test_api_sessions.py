@@ -13,6 +13,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from sessions_app import charging
+from sessions_app.api.selectors.matching import CLOCK_SKEW
 from sessions_app.models import ApiSession, AuditEntry
 from sessions_app.tests.test_charging import (
     REMOTE_START,
@@ -250,7 +251,10 @@ class SessionLifecycleApiTests(ApiTestCase):
             409,
             f"sent its start at {format_timestamp(sent_at)} and stopped before "
             "storing the station's answer; if charging has not started by "
-            f"{format_timestamp(sent_at + timedelta(seconds=120))}, the next sync "
+            # The start window, and the station's clock running up to
+            # CLOCK_SKEW behind: a charge it stamps then is still this start's.
+            f"{format_timestamp(sent_at + timedelta(seconds=120) + CLOCK_SKEW)}, "
+            "the next sync "
             "after it sends the start again. Retry after that.",
         )
         self.standin.tick()
