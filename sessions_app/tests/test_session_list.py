@@ -405,6 +405,25 @@ class SessionLoadMoreTests(ConsoleTestCase):
         self.assertNotIn("<html", second.content.decode())
         self.assertIn('hx-swap-oob="true"', second.content.decode())
 
+    def test_load_more_walks_sessions_updated_at_the_same_moment_once_each(
+        self,
+    ) -> None:
+        # A sync run gives every session of its batch the same updatedAt: ties
+        # are the rule, and the id orders them.
+        moment = timezone.now()
+        sessions = [TransactionSyncStateFactory(updated_at=moment) for _ in range(40)]
+        shown: list[int] = []
+        cursor = None
+        for _ in range(3):
+            query = {"cursor": cursor} if cursor else {}
+            response = self.client.get(URL, query, headers={"HX-Request": "true"})
+            shown += row_ids(response.content.decode())
+            cursor = response.context["page"].next_cursor
+        self.assertIsNone(cursor)
+        self.assertEqual(
+            shown, sorted((s.steve_transaction_id for s in sessions), reverse=True)
+        )
+
     def test_load_more_keeps_the_filters(self) -> None:
         for _ in range(20):
             TransactionSyncStateFactory(is_finalized=False)
