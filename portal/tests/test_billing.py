@@ -54,6 +54,19 @@ class BillingPeriodTests(PortalTestCase):
             (previous.start, previous.end), (date(2025, 1, 15), date(2025, 2, 15))
         )
 
+    def test_a_period_begins_on_its_anchor_day(self) -> None:
+        # The anchor day is the new period's first: on the 1st of each month, a
+        # customer without a plan sees the new month, not the one that ended.
+        for anchor_day, today, start, end in (
+            (15, date(2025, 3, 15), date(2025, 3, 15), date(2025, 4, 15)),
+            (1, date(2025, 1, 1), date(2025, 1, 1), date(2025, 2, 1)),
+        ):
+            with self.subTest(today=today):
+                current = billing_period(
+                    name="current", anchor_day=anchor_day, today=today
+                )
+                self.assertEqual((current.start, current.end), (start, end))
+
     def test_calendar_months_and_years(self) -> None:
         today = date(2025, 1, 20)
         previous = billing_period(name="previous", anchor_day=1, today=today)
