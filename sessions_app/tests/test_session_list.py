@@ -361,6 +361,34 @@ class SessionStatStripTests(ConsoleTestCase):
         for label in [*labels, "Avg kWh / session (7d)"]:
             self.assertIn(label, html)
 
+    @override_settings(TIME_ZONE="Europe/Berlin")
+    def test_sessions_today_start_at_the_operators_midnight_not_utcs(self) -> None:
+        # 00:30 in Berlin is still yesterday in UTC: yesterday's sessions are not
+        # today's for the hour (two in summer) before UTC's midnight.
+        now = datetime(2026, 11, 21, 0, 30, tzinfo=BERLIN)
+        TransactionSyncStateFactory(updated_at=now - timedelta(hours=12))
+        TransactionSyncStateFactory(updated_at=now - timedelta(minutes=15))
+        with time_machine.travel(now, tick=False):
+            response = self.client.get(URL)
+        self.assertEqual(response.context["stats"].sessions_today, 1)
+
+    def test_the_7_day_energy_counts_to_the_minute_not_the_quarter_hour(self) -> None:
+        # The rollup keeps quarter hours: the week's first, cut by the window,
+        # counts only its readings inside the window.
+        now = datetime(2026, 11, 21, 9, 7, tzinfo=UTC)
+        week_ago = now - timedelta(days=7)
+        with time_machine.travel(now, tick=False):
+            for kwh, reading_at in (
+                (Decimal("2"), week_ago + timedelta(minutes=3)),
+                (Decimal("3"), week_ago - timedelta(minutes=3)),
+            ):
+                session_with_energy(
+                    kwh=kwh, is_finalized=True, updated_at=reading_at,
+                    started_at=reading_at - timedelta(hours=1), reading_at=reading_at,
+                )  # fmt: skip
+            response = self.client.get(URL)
+        self.assertEqual(response.context["stats"].kwh_7d, Decimal("2.000"))
+
     @override_settings(TIME_ZONE="Atlantic/Azores")
     def test_sessions_today_start_at_the_first_midnight_when_it_repeats(self) -> None:
         # The Azores leave summer time at 01:00 on 2026-10-25, back to 00:00: the
