@@ -62,6 +62,18 @@ class DashboardTests(PortalTestCase):
         self.assertContains(response, "Finalized")
         self.assertNotContains(response, "7.25")
 
+    def test_a_deactivated_cards_sessions_and_usage_stay(self) -> None:
+        # Deactivating a card stops new charges on it, not its history.
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
+            is_active=False
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        recent = response.context["recent"]
+        self.assertEqual([row.pk for row in recent], [self.alice_session.pk])
+        self.assertEqual(response.context["cards"].usage.total_kwh, Decimal("12.5"))
+        self.assertFalse(response.context["can_charge"])
+
     def test_it_marks_unfinalized_sessions_as_being_settled(self) -> None:
         TransactionSyncStateFactory(
             charger=self.charger,
