@@ -295,6 +295,21 @@ class DashboardTests(PortalTestCase):
             card = card[: card.index("</article>")]
             self.assertIn(note, card, name)
 
+    def test_a_charger_silent_for_an_hour_is_offline_with_a_session_open(
+        self,
+    ) -> None:
+        # SteVe keeps a session open that a station gone silent never closed: the
+        # station is what a driver would find, and it does not answer.
+        quiet = ChargerFactory(
+            friendly_name="Quiet Lane",
+            last_check_in_at=timezone.now() - timedelta(hours=2),
+        )
+        TransactionSyncStateFactory(charger=quiet, ocpp_id_tag="TAG-X")
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        card = body[body.index(">Quiet Lane</h3>") :][:400]
+        self.assertIn("badge--offline", card)
+
     @override_settings(USE_THOUSAND_SEPARATOR=True)
     def test_charger_ids_and_urls_stay_whole_where_numbers_are_grouped(self) -> None:
         ChargerFactory(
