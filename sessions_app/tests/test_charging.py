@@ -30,7 +30,10 @@ from polaris.celery import app as celery_app
 from polaris.live import customer_channel
 from portal.models import ChargerGroup
 from sessions_app import charging
-from sessions_app.api.selectors.matching import CLOCK_SKEW
+from sessions_app.api.selectors.matching import (
+    CLOCK_SKEW,
+    api_session_matching_transaction,
+)
 from sessions_app.api.selectors.sessions import (
     api_session_document,
     api_session_metered,
@@ -408,6 +411,26 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         self.standin.add_transaction("CP-001", 1, other_tag)
         self.sync()
         self.assertEqual(self.advance(session).status, ApiSession.Status.CREATED)
+
+    def test_a_charge_another_session_has_is_not_matched_again(self) -> None:
+        # Two sessions whose start windows overlap (the first ended, and the
+        # second's start was sent at the same moment): each charge is one
+        # session's, or its energy would be counted twice.
+        first = self.begin_charging(self.create())
+        ApiSession.objects.filter(pk=first.pk).update(status=ApiSession.Status.ENDED)
+        sent_at = first.remote_start_sent_at
+        assert sent_at is not None
+        second = ApiSession.objects.create(
+            user=self.alice,
+            charge_box_id=first.charge_box_id,
+            connector_id=first.connector_id,
+            id_tag=first.id_tag,
+            remote_start_sent_at=sent_at,
+        )
+        deadline = sent_at + timedelta(seconds=120)
+        self.assertIsNone(
+            api_session_matching_transaction(session=second, start_deadline=deadline)
+        )
 
     def test_the_tag_matches_in_any_letter_case(self) -> None:
         session = self.create()
