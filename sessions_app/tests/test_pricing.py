@@ -72,6 +72,16 @@ class SessionCostTests(SimpleTestCase):
         self.assertEqual(cost.amount, Decimal("7.7350"))
         self.assertEqual(cost.amount, sum(line.total_cost for line in cost.breakdown))
 
+    def test_money_halfway_between_two_ten_thousandths_rounds_up(self) -> None:
+        # 0.001 kWh at 0.25 is 0.00025: half up, as a till rounds, not to even.
+        cost = session_cost(
+            rate=rate(energy_price="0.25"),
+            kwh=Decimal("0.001"),
+            started_at=START,
+            ended_at=START + timedelta(minutes=1),
+        )
+        self.assertEqual(cost.amount, Decimal("0.0003"))
+
     def test_a_free_rate_costs_nothing(self) -> None:
         cost = session_cost(
             rate=rate(), kwh=Decimal("5"), started_at=START, ended_at=START
