@@ -1101,6 +1101,18 @@ class RoutingTests:
 
         assert requests["/steve/api/v1/ocppTags"] == 2
 
+    def test_api_request_targets_are_recorded_with_their_query(
+        self, steve: Steve
+    ) -> None:
+        steve.call("GET", "/ocppTags", {"idTag": "TAG-0001"})
+        steve.call("GET", "/ocppTags")
+
+        # Control requests (this state() call among them) are not SteVe's.
+        assert steve.standin.state()["apiRequests"] == [
+            "/steve/api/v1/ocppTags?idTag=TAG-0001",
+            "/steve/api/v1/ocppTags",
+        ]
+
 
 class KeepAliveTests:
     """HTTP/1.1 persistent connections, as SteVe's servlet container offers them:
