@@ -9,6 +9,7 @@ from decimal import Decimal
 from io import StringIO
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qs, urlsplit
 
 from django.core.management import call_command
 from django.db.models import Sum
@@ -759,6 +760,28 @@ class SyncTransactionsTests(SyncTestCase):
         row = self.row(pk)
         self.assertTrue(row.is_deleted_in_steve)
         self.assertEqual(row.kwh_delivered, kwh_before)
+
+    def test_a_backfill_asks_steve_from_midnight_of_polaris_time_zone_in_utc(
+        self,
+    ) -> None:
+        # SteVe reads every timestamp as UTC: Berlin's midnight of 1 January is
+        # 23:00 the day before, and a charge begun at 23:30 UTC is in the period.
+        begun = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_timestamp=iso(begun)
+        )
+        self.standin.station_stop(pk, stop_timestamp=iso(begun + timedelta(hours=1)))
+        with override_settings(
+            TIME_ZONE="Europe/Berlin", **self.standin.polaris_settings()
+        ):
+            call_command("sync", "backfill", "--since", "2026-01-01", stdout=StringIO())
+        period_starts = [
+            query["from"]
+            for target in self.standin.state()["apiRequests"]
+            if "from" in (query := parse_qs(urlsplit(target).query))
+        ]
+        self.assertEqual(period_starts, [["2025-12-31T23:00:00.000Z"]])
+        self.assertTrue(self.row(pk).is_finalized)
 
     def test_a_dry_run_writes_nothing(self) -> None:
         run = services.sync_run_transactions(
