@@ -217,6 +217,39 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertFalse(row.meter_reset_seen)
         self.assertFalse(row.events.filter(event_type="corrected").exists())
 
+    def test_phase_readings_sent_before_the_total_are_not_the_total(self) -> None:
+        # SteVe leaves the order of same-second rows undefined, and a station may
+        # date its per-phase rows apart from the total: read as the register,
+        # each phase's share would look like the meter dropping to a third.
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
+        values = []
+        for n, total in enumerate([2_001_200, 2_002_400], start=1):
+            total_at = start + timedelta(minutes=n)
+            # The first phases in the total's second, the next one second before.
+            phases_at = total_at - timedelta(seconds=n - 1)
+            values += [
+                {
+                    "value": str(total // 3),
+                    "phase": phase,
+                    "valueTimestamp": iso(phases_at),
+                }
+                for phase in ("L1", "L2", "L3")
+            ]
+            values.append({"value": str(total), "valueTimestamp": iso(total_at)})
+        self.standin.add_meter_values(pk, values)
+        detail = self.steve.transaction_details(pk)
+        # SteVe hands the phases over first, which is what this test is about.
+        self.assertEqual(detail.readings[0].phase, "L1")
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual(
+            (row.meter_last_wh, row.kwh_delivered), (2_002_400, Decimal("2.400"))
+        )
+        self.assertFalse(row.meter_reset_seen)
+        self.assertFalse(row.events.filter(event_type="corrected").exists())
+        self.assert_energy_adds_up()
+
     def test_a_second_run_with_nothing_new_changes_nothing(self) -> None:
         self.sync()
         before = self.snapshot()
