@@ -250,6 +250,32 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertFalse(row.events.filter(event_type="corrected").exists())
         self.assert_energy_adds_up()
 
+    def test_a_flat_register_is_no_news(self) -> None:
+        # A car that is full keeps the register still: the session's last update
+        # and last reading say when energy last flowed, not when a station last
+        # repeated itself.
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
+        reading = {
+            "value": "2001500",
+            "valueTimestamp": iso(start + timedelta(minutes=1)),
+        }
+        self.standin.add_meter_values(pk, [reading])
+        self.sync()
+        before = self.row(pk)
+        self.assertEqual(before.meter_last_wh, 2_001_500)
+        events_before = before.events.count()
+        self.standin.add_meter_values(
+            pk, [{**reading, "valueTimestamp": iso(start + timedelta(minutes=2))}]
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        after = self.row(pk)
+        self.assertEqual(
+            (after.updated_at, after.last_reading_at, after.events.count()),
+            (before.updated_at, before.last_reading_at, events_before),
+        )
+        self.assertEqual(run.updated_count, 0)
+
     def test_a_second_run_with_nothing_new_changes_nothing(self) -> None:
         self.sync()
         before = self.snapshot()
