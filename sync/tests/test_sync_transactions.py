@@ -758,6 +758,23 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(self.row(newer).is_finalized)
         self.assert_energy_adds_up()
 
+    def test_a_late_upload_above_more_than_a_window_of_deleted_pks_is_found(
+        self,
+    ) -> None:
+        self.sync()
+        for _ in range(PK_WINDOW + 1):
+            self.standin.delete_transaction(
+                self.standin.add_transaction("CP-004", 2, "TAG-0002")
+            )
+        # Above the gap: a late upload, found by pk alone, then a charge begun
+        # now, which the run lists by start time and which says the pks go on.
+        late, newer = self.add_late_upload_and_a_newer_transaction()
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(run.created_count, 2)
+        self.assertTrue(self.row(late).is_finalized)
+        self.assertTrue(self.row(newer).is_finalized)
+
     def test_a_transaction_that_vanished_from_steve_is_kept_and_flagged(self) -> None:
         pk = self.standin.add_transaction("CP-004", 2, "TAG-0002")
         self.sync()
