@@ -177,11 +177,13 @@ class SyncCommandLogLinesTests(TestCase):
     write, by -v, when SteVe cannot be reached."""
 
     def sync_with_nothing_listening(self, verbosity: str) -> None:
-        steve_url = f"http://127.0.0.1:{free_port()}/steve"
-        with (
-            override_settings(STEVE_URL=steve_url),
-            self.assertRaises(CommandError),
-        ):
+        # Credentials of its own: only local mode (no DATABASE_URL) has defaults.
+        nothing_listening = override_settings(
+            STEVE_URL=f"http://127.0.0.1:{free_port()}/steve",
+            STEVE_USERNAME="polaris",
+            STEVE_PASSWORD="polaris",
+        )
+        with nothing_listening, self.assertRaises(CommandError):
             call_command("sync", "transactions", "-v", verbosity, stdout=StringIO())
 
     def test_minus_v_0_shows_errors_and_the_result_only(self) -> None:
