@@ -315,8 +315,14 @@ class AccessMatrixTests(TransactionTestCase):
         self.assertFalse(missing, f"URLs without a row in the access matrix: {missing}")
         clients = self.clients()
         mismatches = []
-        # SteVe calls (start charging) fail fast against a closed port.
-        with override_settings(STEVE_URL=f"http://127.0.0.1:{free_port()}/steve"):
+        # SteVe calls (start charging) fail fast against a closed port. The
+        # credentials are the test's own: only local mode has defaults.
+        steve = {
+            "STEVE_URL": f"http://127.0.0.1:{free_port()}/steve",
+            "STEVE_USERNAME": "polaris",
+            "STEVE_PASSWORD": "polaris",
+        }
+        with override_settings(**steve):
             for row in ROWS:
                 for persona, expected in zip(PERSONAS, row.expect, strict=True):
                     client, token = clients[persona]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
@@ -34,18 +34,33 @@ class ControlError(Exception):
 
 
 class RequestCounter:
-    """Requests seen per path (query string excluded), and connections that
-    carried SteVe API requests, for tests that check how a client calls SteVe."""
+    """Requests seen per path (query string excluded), the latest SteVe API
+    request targets with their query strings, and connections that carried SteVe
+    API requests, for tests that check how a client calls SteVe."""
+
+    # A live stand-in serves requests for days: only the latest targets are kept.
+    API_TARGETS_KEPT = 1000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._api_targets: deque[str] = deque(maxlen=self.API_TARGETS_KEPT)
         self._api_connections = 0
 
     def count(self, path: str) -> None:
         """Record one request to ``path``."""
         with self._lock:
             self._counts[path] += 1
+
+    def record_api_target(self, target: str) -> None:
+        """Record a SteVe API request's target (path and query string)."""
+        with self._lock:
+            self._api_targets.append(target)
+
+    def api_targets(self) -> list[str]:
+        """The latest SteVe API request targets, oldest first."""
+        with self._lock:
+            return list(self._api_targets)
 
     def count_api_connection(self) -> None:
         """Record a connection's first SteVe API request."""
@@ -61,6 +76,7 @@ class RequestCounter:
         """Forget every count."""
         with self._lock:
             self._counts.clear()
+            self._api_targets.clear()
             self._api_connections = 0
 
     def snapshot(self) -> dict[str, int]:
@@ -225,6 +241,7 @@ class Control:
             **self._fleet.snapshot(),
             "requests": self._counter.snapshot(),
             "apiConnections": self._counter.api_connections(),
+            "apiRequests": self._counter.api_targets(),
             "faults": self._faults.describe(),
         }
 

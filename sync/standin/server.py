@@ -268,6 +268,7 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
             if target.path.startswith("/_standin/"):
                 reply = self._control(target.path, body)
             elif target.path.startswith(self.server.api_prefix):
+                self.server.counter.record_api_target(self.path)
                 if not self._api_connection_counted:
                     self._api_connection_counted = True
                     self.server.counter.count_api_connection()

@@ -199,8 +199,9 @@ class StandinProcess:
 
     def state(self) -> dict[str, Any]:
         """The whole simulation: chargeBoxes, tags, transactions, reservations,
-        pendingRemoteStarts, failedStops, scenarios, requests, apiConnections,
-        faults."""
+        pendingRemoteStarts, failedStops, scenarios, requests (counts per path),
+        apiConnections, apiRequests (the latest SteVe API request targets, query
+        strings included, oldest first) and faults."""
         return self._control("GET", "state")
 
     def reset(

@@ -2,8 +2,10 @@
 
 import os
 import socket
+from datetime import datetime
 from io import StringIO
 from unittest import mock
+from zoneinfo import ZoneInfo
 
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -11,7 +13,7 @@ from django.test import SimpleTestCase, TestCase, override_settings
 
 from polaris.testing import free_port
 from sync import services
-from sync.client import SteveClient, SteveError
+from sync.client import SteveClient, SteveError, format_timestamp
 from sync.models import SyncRun
 from sync.tests.standin_case import StandinTestMixin
 
@@ -175,11 +177,13 @@ class SyncCommandLogLinesTests(TestCase):
     write, by -v, when SteVe cannot be reached."""
 
     def sync_with_nothing_listening(self, verbosity: str) -> None:
-        steve_url = f"http://127.0.0.1:{free_port()}/steve"
-        with (
-            override_settings(STEVE_URL=steve_url),
-            self.assertRaises(CommandError),
-        ):
+        # Credentials of its own: only local mode (no DATABASE_URL) has defaults.
+        nothing_listening = override_settings(
+            STEVE_URL=f"http://127.0.0.1:{free_port()}/steve",
+            STEVE_USERNAME="polaris",
+            STEVE_PASSWORD="polaris",
+        )
+        with nothing_listening, self.assertRaises(CommandError):
             call_command("sync", "transactions", "-v", verbosity, stdout=StringIO())
 
     def test_minus_v_0_shows_errors_and_the_result_only(self) -> None:
@@ -214,3 +218,11 @@ class SteveErrorTests(SimpleTestCase):
             error.operator_message,
             "SteVe did not answer within 10 s (STEVE_TIMEOUT). Tried 3 times in 42 s.",
         )
+
+
+class FormatTimestampTests(SimpleTestCase):
+    def test_a_time_in_another_zone_is_sent_as_the_same_moment_in_utc(self) -> None:
+        # SteVe reads every timestamp as UTC: Berlin's midnight, labelled Z
+        # unconverted, would ask for an hour later than meant.
+        berlin_midnight = datetime(2026, 1, 1, tzinfo=ZoneInfo("Europe/Berlin"))
+        self.assertEqual(format_timestamp(berlin_midnight), "2025-12-31T23:00:00.000Z")

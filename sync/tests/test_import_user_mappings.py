@@ -180,6 +180,24 @@ class ImportUserMappingsTests(TestCase):
             (entry.before["isActive"], entry.after["isActive"]), (False, True)
         )
 
+    def test_a_tag_repeated_in_another_letter_case_is_the_same_tag(self) -> None:
+        # SteVe matches idTags without regard to case: 04A1 is the card 04a1.
+        out, err = self.run_import(
+            "steveOcppIdTag,email,label\n"
+            "04a1,dana@example.com,Dana\n"
+            "04A1,eli@example.com,Eli\n"
+        )
+        self.assertIn(
+            "Line 3 skipped: The idTag 04A1 is on line 2 already; a tag maps to one "
+            "customer.",
+            err,
+        )
+        self.assertIn("1 created, 0 updated, 0 unchanged, 1 rejected", out)
+        self.assertEqual(
+            list(UserMapping.objects.values_list("user__username", flat=True)),
+            ["dana@example.com"],
+        )
+
     def test_it_explains_a_wrong_header(self) -> None:
         refused = {
             "tag,email\r\nTAG-0001,dana@example.com\r\n": "; it is 'tag,email'.",

@@ -17,7 +17,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -165,6 +165,7 @@ class Steve:
         json_body: Any = None,
         raw_body: bytes | None = None,
         auth: tuple[str, str] | None = ("polaris", "polaris"),
+        timeout: float = 10,
     ) -> Reply:
         query = f"?{urlencode(params, doseq=True)}" if params else ""
         data = raw_body if json_body is None else json.dumps(json_body).encode()
@@ -175,7 +176,7 @@ class Steve:
         if auth is not None:
             request.add_header("Authorization", _basic(*auth))
         try:
-            with _NO_PROXY.open(request, timeout=10) as response:
+            with _NO_PROXY.open(request, timeout=timeout) as response:
                 return Reply(response.status, response.headers, response.read())
         except urllib.error.HTTPError as error:
             return Reply(error.code, error.headers, error.read())
@@ -201,8 +202,10 @@ class Steve:
     def stop(self, pk: int) -> Reply:
         return self.call("PATCH", f"/transactions/{pk}/stop")
 
-    def operation(self, name: str, body: Any) -> Reply:
-        reply = self.call("POST", f"/operations/{name}", json_body=body)
+    def operation(self, name: str, body: Any, *, timeout: float = 10) -> Reply:
+        reply = self.call(
+            "POST", f"/operations/{name}", json_body=body, timeout=timeout
+        )
         assert_conforms(reply, f"/api/v1/operations/{name}", "post")
         return reply
 
@@ -980,17 +983,40 @@ class ScenarioTests:
         assert shape(steve.standin.reset(seed=2)) != first
 
 
+# A fault holding an answer back for longer than a client waits for it.
+HELD_BACK_S = 3.0
+CLIENT_WAITS_S = 0.3
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Return once `condition()` holds. A client that gave up does not know how
+    far the stand-in got with its request; the deadline only ends a wait that
+    would never end."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen"
+        time.sleep(0.05)
+
+
+def reserve_now(box: str, connector: int) -> dict[str, Any]:
+    return {
+        "chargeBoxIdList": [box],
+        "connectorId": connector,
+        "expiry": iso(datetime.now(UTC) + timedelta(hours=1)),
+        "idTag": "TAG-0001",
+    }
+
+
 class FaultTests:
     def test_slow_delays_only_the_armed_number_of_requests(self, steve: Steve) -> None:
-        steve.standin.set_fault("slow", delay=0.3)
+        steve.standin.set_fault("slow", delay=HELD_BACK_S)
 
-        started = time.monotonic()
-        slow = steve.call("GET", "/ocppTags")
-
-        # The delay is the behaviour under test; that the next request is not
-        # delayed shows as nothing left armed, not as a time.
-        assert slow.status == 200 and time.monotonic() - started >= 0.3
-        assert steve.standin.state()["faults"] == []
+        # Held back longer than the client waits, the answer never comes: that
+        # shows the delay without measuring it. The next request is not delayed:
+        # the one armed was used up.
+        with pytest.raises(TimeoutError):
+            steve.call("GET", "/ocppTags", timeout=CLIENT_WAITS_S)
+        wait_for(lambda: steve.standin.state()["faults"] == [], "the fault used up")
         assert steve.call("GET", "/ocppTags").status == 200
 
     @pytest.mark.parametrize("status", [500, 404, 502, 503, 429])
@@ -1051,21 +1077,30 @@ class FaultTests:
 
     def test_timeout_operation_leaves_the_task_unfinished(self, steve: Steve) -> None:
         box, connector = idle_connector(steve)
-        steve.standin.set_fault("timeout_operation", delay=0.2)
-        body = {
-            "chargeBoxIdList": [box],
-            "connectorId": connector,
-            "expiry": iso(datetime.now(UTC) + timedelta(hours=1)),
-            "idTag": "TAG-0001",
-        }
+        steve.standin.set_fault("timeout_operation", delay=0)
+        reply = steve.operation("ReserveNow", reserve_now(box, connector))
 
-        started = time.monotonic()
-        reply = steve.operation("ReserveNow", body)
-
-        assert time.monotonic() - started >= 0.2
         assert reply.json()["taskFinished"] is False
         assert reply.json()["successResponses"] == []
-        assert steve.standin.state()["reservations"][0]["status"] == "WAITING"
+        state = steve.standin.state()
+        assert state["reservations"][0]["status"] == "WAITING"
+        assert state["faults"] == []
+
+    def test_timeout_operation_holds_the_answer_back(self, steve: Steve) -> None:
+        # As SteVe waits for a station that never answers; shown, as for slow,
+        # by a client that gives up first.
+        box, connector = idle_connector(steve)
+        steve.standin.set_fault("timeout_operation", delay=HELD_BACK_S)
+
+        with pytest.raises(TimeoutError):
+            steve.operation(
+                "ReserveNow", reserve_now(box, connector), timeout=CLIENT_WAITS_S
+            )
+        # The station was asked all the same (after the fault was used up).
+        wait_for(lambda: bool(steve.standin.state()["reservations"]), "ReserveNow")
+        state = steve.standin.state()
+        assert state["reservations"][0]["status"] == "WAITING"
+        assert state["faults"] == []
 
     def test_steve_3_11_lacks_only_the_routes_3_12_added(self, steve: Steve) -> None:
         pk = steve.transactions()[0]["id"]
@@ -1100,6 +1135,18 @@ class RoutingTests:
         requests = steve.standin.state()["requests"]
 
         assert requests["/steve/api/v1/ocppTags"] == 2
+
+    def test_api_request_targets_are_recorded_with_their_query(
+        self, steve: Steve
+    ) -> None:
+        steve.call("GET", "/ocppTags", {"idTag": "TAG-0001"})
+        steve.call("GET", "/ocppTags")
+
+        # Control requests (this state() call among them) are not SteVe's.
+        assert steve.standin.state()["apiRequests"] == [
+            "/steve/api/v1/ocppTags?idTag=TAG-0001",
+            "/steve/api/v1/ocppTags",
+        ]
 
 
 class KeepAliveTests:

@@ -5,7 +5,7 @@ from io import StringIO
 
 import psycopg
 from django.core.management import CommandError, call_command
-from django.test import TestCase
+from django.test import TestCase, override_settings
 from django.utils import timezone
 
 from polaris.testing import current_database_url
@@ -50,6 +50,9 @@ class SyncLockTests(TestCase):
         )
 
 
+# Credentials of their own: only local mode (no DATABASE_URL) has defaults, and
+# a run without them fails before it reaches the SteVe these tests expect.
+@override_settings(STEVE_USERNAME="polaris", STEVE_PASSWORD="polaris")
 class SyncCommandInputTests(TestCase):
     def test_a_bad_backfill_date_is_explained(self) -> None:
         # Python would read the last two as days; nobody types them meaning one.

@@ -8,7 +8,7 @@ from django.test import TransactionTestCase
 from polaris.testing import CeleryWorker, current_database_url
 from sync.models import SyncRun, TransactionSyncState
 from sync.services.runs.lifecycle import TRANSACTIONS_LOCK
-from sync.tasks import sync_run_reconcile, sync_run_transactions
+from sync.tasks import sync_run_reconcile, sync_run_transactions, sync_runs_prune
 from sync.tests.standin_case import StandinTestMixin
 
 
@@ -27,7 +27,10 @@ class SyncTaskWorkerTests(StandinTestMixin, TransactionTestCase):
         with CeleryWorker(**steve) as worker:
             sync_run_transactions.apply_async(args=["beat"], queue=worker.queue)
             (run,) = self.wait_for_finished_runs(1)
-            time.sleep(0.5)  # a duplicate delivery would show up as a second run
+            # One task at a time, in the order sent: a duplicate delivery of the
+            # sync would have run, as a second run, before a task sent after it.
+            after = sync_runs_prune.apply_async(queue=worker.queue)
+            worker.wait_for_log(f"sync_runs_prune[{after.id}] succeeded")
             self.assertEqual(SyncRun.objects.count(), 1)
         self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
         self.assertEqual(run.trigger, SyncRun.Trigger.BEAT)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from io import StringIO
 from typing import Any
 from unittest import mock
+from urllib.parse import parse_qs, urlsplit
 
 from django.core.management import call_command
 from django.db.models import Sum
@@ -215,6 +216,65 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(row.kwh_delivered, Decimal("3.000"))
         self.assertFalse(row.meter_reset_seen)
         self.assertFalse(row.events.filter(event_type="corrected").exists())
+
+    def test_phase_readings_sent_before_the_total_are_not_the_total(self) -> None:
+        # SteVe leaves the order of same-second rows undefined, and a station may
+        # date its per-phase rows apart from the total: read as the register,
+        # each phase's share would look like the meter dropping to a third.
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
+        values = []
+        for n, total in enumerate([2_001_200, 2_002_400], start=1):
+            total_at = start + timedelta(minutes=n)
+            # The first phases in the total's second, the next one second before.
+            phases_at = total_at - timedelta(seconds=n - 1)
+            values += [
+                {
+                    "value": str(total // 3),
+                    "phase": phase,
+                    "valueTimestamp": iso(phases_at),
+                }
+                for phase in ("L1", "L2", "L3")
+            ]
+            values.append({"value": str(total), "valueTimestamp": iso(total_at)})
+        self.standin.add_meter_values(pk, values)
+        detail = self.steve.transaction_details(pk)
+        # SteVe hands the phases over first, which is what this test is about.
+        self.assertEqual(detail.readings[0].phase, "L1")
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual(
+            (row.meter_last_wh, row.kwh_delivered), (2_002_400, Decimal("2.400"))
+        )
+        self.assertFalse(row.meter_reset_seen)
+        self.assertFalse(row.events.filter(event_type="corrected").exists())
+        self.assert_energy_adds_up()
+
+    def test_a_flat_register_is_no_news(self) -> None:
+        # A car that is full keeps the register still: the session's last update
+        # and last reading say when energy last flowed, not when a station last
+        # repeated itself.
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=10)
+        reading = {
+            "value": "2001500",
+            "valueTimestamp": iso(start + timedelta(minutes=1)),
+        }
+        self.standin.add_meter_values(pk, [reading])
+        self.sync()
+        before = self.row(pk)
+        self.assertEqual(before.meter_last_wh, 2_001_500)
+        events_before = before.events.count()
+        self.standin.add_meter_values(
+            pk, [{**reading, "valueTimestamp": iso(start + timedelta(minutes=2))}]
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        after = self.row(pk)
+        self.assertEqual(
+            (after.updated_at, after.last_reading_at, after.events.count()),
+            (before.updated_at, before.last_reading_at, events_before),
+        )
+        self.assertEqual(run.updated_count, 0)
 
     def test_a_second_run_with_nothing_new_changes_nothing(self) -> None:
         self.sync()
@@ -698,6 +758,23 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(self.row(newer).is_finalized)
         self.assert_energy_adds_up()
 
+    def test_a_late_upload_above_more_than_a_window_of_deleted_pks_is_found(
+        self,
+    ) -> None:
+        self.sync()
+        for _ in range(PK_WINDOW + 1):
+            self.standin.delete_transaction(
+                self.standin.add_transaction("CP-004", 2, "TAG-0002")
+            )
+        # Above the gap: a late upload, found by pk alone, then a charge begun
+        # now, which the run lists by start time and which says the pks go on.
+        late, newer = self.add_late_upload_and_a_newer_transaction()
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        self.assertEqual(run.created_count, 2)
+        self.assertTrue(self.row(late).is_finalized)
+        self.assertTrue(self.row(newer).is_finalized)
+
     def test_a_transaction_that_vanished_from_steve_is_kept_and_flagged(self) -> None:
         pk = self.standin.add_transaction("CP-004", 2, "TAG-0002")
         self.sync()
@@ -759,6 +836,28 @@ class SyncTransactionsTests(SyncTestCase):
         row = self.row(pk)
         self.assertTrue(row.is_deleted_in_steve)
         self.assertEqual(row.kwh_delivered, kwh_before)
+
+    def test_a_backfill_asks_steve_from_midnight_of_polaris_time_zone_in_utc(
+        self,
+    ) -> None:
+        # SteVe reads every timestamp as UTC: Berlin's midnight of 1 January is
+        # 23:00 the day before, and a charge begun at 23:30 UTC is in the period.
+        begun = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_timestamp=iso(begun)
+        )
+        self.standin.station_stop(pk, stop_timestamp=iso(begun + timedelta(hours=1)))
+        with override_settings(
+            TIME_ZONE="Europe/Berlin", **self.standin.polaris_settings()
+        ):
+            call_command("sync", "backfill", "--since", "2026-01-01", stdout=StringIO())
+        period_starts = [
+            query["from"]
+            for target in self.standin.state()["apiRequests"]
+            if "from" in (query := parse_qs(urlsplit(target).query))
+        ]
+        self.assertEqual(period_starts, [["2025-12-31T23:00:00.000Z"]])
+        self.assertTrue(self.row(pk).is_finalized)
 
     def test_a_dry_run_writes_nothing(self) -> None:
         run = services.sync_run_transactions(
