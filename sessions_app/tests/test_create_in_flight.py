@@ -57,6 +57,17 @@ class InFlight:
         assert not self._thread.is_alive(), "the service never returned"
 
 
+def transactions_held_open() -> int:
+    """Connections to the test database idle inside a transaction: one waiting
+    for the station would be one."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND state LIKE 'idle in transaction%%'"
+        )
+        return int(cursor.fetchone()[0])
+
+
 class InFlightTests(StandinTestMixin, TransactionTestCase):
     @pytest.fixture(autouse=True)
     def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
@@ -97,19 +108,11 @@ class InFlightTests(StandinTestMixin, TransactionTestCase):
         )
         return in_flight
 
-    def transactions_held_open(self) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                "current_database() AND state LIKE 'idle in transaction%%'"
-            )
-            return int(cursor.fetchone()[0])
-
     def test_no_transaction_waits_for_the_station(self) -> None:
         in_flight = self.start_slowly()
 
         self.assertTrue(in_flight.waiting)
-        self.assertEqual(self.transactions_held_open(), 0)
+        self.assertEqual(transactions_held_open(), 0)
         session = ApiSession.objects.get()
         self.assertEqual(session.status, ApiSession.Status.CREATED)
         self.assertTrue(session.is_sending_first_start)

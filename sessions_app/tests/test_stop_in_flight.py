@@ -22,7 +22,11 @@ from sessions_app import charging
 from sessions_app.charging.stop import STOP_UNDER_WAY
 from sessions_app.models import ApiSession
 from sessions_app.tests.test_charging import REMOTE_STOP
-from sessions_app.tests.test_create_in_flight import STATION_THINKS_S, InFlight
+from sessions_app.tests.test_create_in_flight import (
+    STATION_THINKS_S,
+    InFlight,
+    transactions_held_open,
+)
 from sync import services
 from sync.client import OperationResult, SteveClient
 from sync.models import Charger, SyncRun, UserMapping
@@ -87,14 +91,6 @@ class StopInFlightTests(StandinTestMixin, TransactionTestCase):
         wait_until(lambda: self.remote_stops() == 1, what="the stop sent")
         return in_flight
 
-    def transactions_held_open(self) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                "current_database() AND state LIKE 'idle in transaction%%'"
-            )
-            return int(cursor.fetchone()[0])
-
     def test_nothing_is_held_while_the_station_answers(self) -> None:
         watching = ConnectionWatchingClient()
         self.addCleanup(watching.close)
@@ -104,7 +100,7 @@ class StopInFlightTests(StandinTestMixin, TransactionTestCase):
         self.assertTrue(first.waiting)
         # Its connection is back in the pool for the process's other requests...
         self.assertIs(watching.held_a_connection, False)
-        self.assertEqual(self.transactions_held_open(), 0)
+        self.assertEqual(transactions_held_open(), 0)
         # ...and the session's row is free for the sync's updates.
         with transaction.atomic():
             ApiSession.objects.select_for_update(nowait=True).get()
