@@ -50,6 +50,22 @@ class SyncTestCase(StandinTestMixin, TestCase):
     def row(self, pk: int) -> TransactionSyncState:
         return TransactionSyncState.objects.get(steve_transaction_id=pk)
 
+    def assert_synced_as_a_steady_count(
+        self, pk: int, *, meter_last_wh: int
+    ) -> TransactionSyncState:
+        """Sync, then charge `pk` (started at 2,000,000 Wh) reads `meter_last_wh`
+        with every Wh since its start counted once, and no meter reset."""
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual(
+            (row.meter_last_wh, row.kwh_delivered),
+            (meter_last_wh, Decimal(meter_last_wh - 2_000_000) / 1000),
+        )
+        self.assertFalse(row.meter_reset_seen)
+        self.assert_energy_adds_up()
+        return row
+
     def snapshot(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return (
             list(TransactionSyncState.objects.order_by("id").values()),
@@ -143,14 +159,7 @@ class SyncTransactionsTests(SyncTestCase):
                 )
             ],
         )
-        run = self.sync()
-        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
-        row = self.row(pk)
-        self.assertEqual(
-            (row.meter_last_wh, row.kwh_delivered), (2_002_500, Decimal("2.500"))
-        )
-        self.assertFalse(row.meter_reset_seen)
-        self.assert_energy_adds_up()
+        self.assert_synced_as_a_steady_count(pk, meter_last_wh=2_002_500)
 
     def test_a_register_no_charger_could_reach_is_left_out(self) -> None:
         # 0xFFFFFFFF kWh from a glitching meter: beyond what the kWh columns hold,
@@ -240,15 +249,8 @@ class SyncTransactionsTests(SyncTestCase):
         detail = self.steve.transaction_details(pk)
         # SteVe hands the phases over first, which is what this test is about.
         self.assertEqual(detail.readings[0].phase, "L1")
-        run = self.sync()
-        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
-        row = self.row(pk)
-        self.assertEqual(
-            (row.meter_last_wh, row.kwh_delivered), (2_002_400, Decimal("2.400"))
-        )
-        self.assertFalse(row.meter_reset_seen)
+        row = self.assert_synced_as_a_steady_count(pk, meter_last_wh=2_002_400)
         self.assertFalse(row.events.filter(event_type="corrected").exists())
-        self.assert_energy_adds_up()
 
     def test_a_flat_register_is_no_news(self) -> None:
         # A car that is full keeps the register still: the session's last update
