@@ -742,15 +742,19 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(self.row(late).is_finalized)
         self.assert_energy_adds_up()
 
-    def test_more_than_a_window_of_deleted_pks_does_not_hide_newer_ones(
-        self,
-    ) -> None:
-        self.sync()
-        # Gone from SteVe before any run saw them: a run of pks with nothing in it.
+    def delete_more_than_a_window_of_pks(self) -> None:
+        """Transactions gone from SteVe before any run saw them: a run of pks
+        with nothing in it, longer than the pk search's window."""
         for _ in range(PK_WINDOW + 1):
             self.standin.delete_transaction(
                 self.standin.add_transaction("CP-004", 2, "TAG-0002")
             )
+
+    def test_more_than_a_window_of_deleted_pks_does_not_hide_newer_ones(
+        self,
+    ) -> None:
+        self.sync()
+        self.delete_more_than_a_window_of_pks()
         newer = self.standin.add_transaction("CP-003", 1, "TAG-0001")
         self.standin.tick(60)
         self.standin.station_stop(newer)
@@ -764,10 +768,7 @@ class SyncTransactionsTests(SyncTestCase):
         self,
     ) -> None:
         self.sync()
-        for _ in range(PK_WINDOW + 1):
-            self.standin.delete_transaction(
-                self.standin.add_transaction("CP-004", 2, "TAG-0002")
-            )
+        self.delete_more_than_a_window_of_pks()
         # Above the gap: a late upload, found by pk alone, then a charge begun
         # now, which the run lists by start time and which says the pks go on.
         late, newer = self.add_late_upload_and_a_newer_transaction()
