@@ -169,10 +169,9 @@ def _send_stop_asked_before_start(
     Claimed by moving `stop_requested_at` to now, so one worker sends it; from
     then on it is a stop like any other, sent again by `_resend_lost_stop` if the
     charge goes on."""
-    claimed = ApiSession.objects.filter(
-        pk=session.pk, stop_requested_at=session.stop_requested_at
-    ).update(stop_requested_at=now, remote_stop_returned_at=None, updated_at=now)
-    if not claimed:
+    if not claim_stop(
+        session, now, Q(stop_requested_at=session.stop_requested_at), updated_at=now
+    ):
         return
     logger.info("api_session=%s started after its stop; stopping", session.pk)
     try:
@@ -435,15 +434,13 @@ def _enforce_targets(
     if reached is None:
         return
     # Claim first: the stop goes out once, however many workers run.
-    claimed = ApiSession.objects.filter(
-        pk=session.pk, target_reached="", stop_requested_at__isnull=True
-    ).update(
+    if not claim_stop(
+        session,
+        now,
+        Q(target_reached="", stop_requested_at__isnull=True),
         target_reached=reached,
-        stop_requested_at=now,
-        remote_stop_returned_at=None,
         updated_at=now,
-    )
-    if not claimed:
+    ):
         return
     logger.info("api_session=%s reached its %s target; stopping", session.pk, reached)
     try:
@@ -490,10 +487,7 @@ def _resend_lost_stop(
     if tx.stopped_at is not None or now - asked_at < stop_resend_after():
         return
     # Claim the moment seen: one resend per period, however many workers run.
-    claimed = ApiSession.objects.filter(
-        pk=session.pk, stop_requested_at=asked_at
-    ).update(stop_requested_at=now, remote_stop_returned_at=None)
-    if not claimed:
+    if not claim_stop(session, now, Q(stop_requested_at=asked_at)):
         return
     logger.warning(
         "api_session=%s charge still running %s after its stop; sending it again",
@@ -508,6 +502,18 @@ def _resend_lost_stop(
     else:
         clear_message(session, now)
     stop_returned(session, now)
+
+
+def claim_stop(session: ApiSession, now: datetime, unclaimed: Q, **fields: Any) -> bool:
+    """Claim the sending of a remote stop at `now`, with `fields`, if the session
+    is still as `unclaimed` says: False when another claimed it first. From then
+    on `ApiSession.is_sending_stop` holds, until `stop_returned` or
+    `release_stop`."""
+    return bool(
+        ApiSession.objects.filter(unclaimed, pk=session.pk).update(
+            stop_requested_at=now, remote_stop_returned_at=None, **fields
+        )
+    )
 
 
 def stop_returned(session: ApiSession, sent_at: datetime, **fields: Any) -> None:

@@ -28,6 +28,7 @@ import logging
 from datetime import datetime
 
 from django.contrib.auth.models import User
+from django.db.models import Q
 from django.utils import timezone
 
 from sessions_app.charging.errors import (
@@ -40,6 +41,7 @@ from sessions_app.charging.lifecycle import (
     CANCELLED_BY_EARLY_STOP,
     CANCELLED_BY_STOP,
     cancel_scheduled,
+    claim_stop,
     clear_message,
     release_stop,
     stop_returned,
@@ -161,10 +163,7 @@ def _send_stop(
 
     Claimed first, as the sync's stops are: one stop goes out however many come
     at once, and the claim tells the others that one is under way."""
-    claimed = ApiSession.objects.filter(
-        pk=session.pk, stop_requested_at__isnull=True
-    ).update(stop_requested_at=now, remote_stop_returned_at=None, updated_at=now)
-    if not claimed:
+    if not claim_stop(session, now, Q(stop_requested_at__isnull=True), updated_at=now):
         session.refresh_from_db()
         if session.is_sending_stop or session.stop_requested_at is None:
             # Sent and not answered yet; or its claim was released in between:
