@@ -70,9 +70,12 @@ def customer_zones(user_ids: list[int]) -> dict[int, ZoneInfo]:
     }
 
 
-def viewer_for(request: AuthenticatedHttpRequest) -> Viewer:
-    """Who the portal shows: the acted-as customer, else the signed-in user."""
-    customer = acting_customer(request)
+def viewer_for(
+    request: AuthenticatedHttpRequest, *, end_lapsed_acting: bool = True
+) -> Viewer:
+    """Who the portal shows: the acted-as customer, else the signed-in user (see
+    `acting_customer` for acting that lapsed)."""
+    customer = acting_customer(request, end_lapsed=end_lapsed_acting)
     if customer is not None:
         return Viewer(
             customer=customer, agent=request.user, zone=customer_zone(customer)

@@ -38,23 +38,25 @@ def can_act_as(user: User) -> bool:
     return bool(getattr(user, "is_staff", False)) and user.has_perm(ACT_AS_PERMISSION)
 
 
-def acting_customer(request: AuthenticatedHttpRequest) -> User | None:
+class ActingLapsed(Exception):
+    """Acting the agent may no longer keep, found by a request that must not end
+    it (a live stream: ending it writes the session)."""
+
+
+def acting_customer(
+    request: AuthenticatedHttpRequest, *, end_lapsed: bool = True
+) -> User | None:
     """The customer the signed-in agent acts as, or None; an acting the agent
-    may no longer keep ends here, audited."""
+    may no longer keep ends here, audited, or raises ActingLapsed without
+    `end_lapsed`."""
     if ACTING_AS_KEY not in request.session:
         return None
     customer = _customer_still_acted_as(request)
     if customer is None:
+        if not end_lapsed:
+            raise ActingLapsed
         act_as_end(agent=request.user, session=request.session, reason=LAPSED)
     return customer
-
-
-def acting_lapsed(request: AuthenticatedHttpRequest) -> bool:
-    """Whether this browser session acts as a customer the agent may no longer
-    act as, which `acting_customer` ends; asking changes nothing."""
-    return (
-        ACTING_AS_KEY in request.session and _customer_still_acted_as(request) is None
-    )
 
 
 def _customer_still_acted_as(request: AuthenticatedHttpRequest) -> User | None:

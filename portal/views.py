@@ -106,11 +106,12 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
 @login_required
 def live_stream(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The SSE stream of the customer the portal shows (never another's)."""
-    if acting.acting_lapsed(request):
+    try:
+        viewer = access.viewer_for(request, end_lapsed_acting=False)
+    except acting.ActingLapsed:
         # Its end is written by the page's next request, where the stream sends
         # it: a write here would hold a connection for the stream's life.
         return live.signed_out_response()
-    viewer = access.viewer_for(request)
     return live.stream(request, live.customer_channel(viewer.customer.pk))
 
 
