@@ -159,13 +159,15 @@ def session_create(
     message says so; it is cancelled if charging does not start in time. A start
     that is refused stores nothing (the session shown meanwhile is deleted, or
     cancelled if it was stopped meanwhile): 409 when the station is offline or
-    rejects it, 422 when the charging network does not accept the user's tag, 502
-    when the start was not sent or the station answered with an error. While the
-    station has not answered, the session holds its connector (another create for
-    it is a 409) and a retry with the same Idempotency-Key is a 409 too. Starting a
-    session for another `user` takes staff with the permission "Can start and
-    stop any customer's API sessions" (`sessions_app.manage_any_session`), and is
-    recorded in the audit log."""
+    rejects it, or when a scheduled session finds every card of the user holding
+    another scheduled session (one each, as for reservations), 422 when the
+    charging network does not accept the user's tag, 502 when the start was not
+    sent or the station answered with an error. While the station has not
+    answered, the session holds its connector (another create for it is a 409)
+    and a retry with the same Idempotency-Key is a 409 too. Starting a session
+    for another `user` takes staff with the permission "Can start and stop any
+    customer's API sessions" (`sessions_app.manage_any_session`), and is recorded
+    in the audit log."""
     _refuse_unknown_parameters(request)
     owner = api_session_owner(actor=request.auth, user_ref=payload.user)
     created = charging.api_session_create(

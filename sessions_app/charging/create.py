@@ -185,7 +185,7 @@ def _store_new_session(
     rate = Rate.objects.for_charger(charge_box_id, connector_id)
     _check_target(target, rate, now)
     session = _new_session(
-        user, charge_box_id, connector_id, rate, target, meta_data, idempotency_key
+        user, charge_box_id, connector_id, rate, target, meta_data, idempotency_key, now
     )
     if idempotency_key:
         session.idempotency_caller = caller
@@ -426,10 +426,16 @@ def _new_session(
     target: SessionTarget,
     meta_data: dict[str, Any] | None,
     idempotency_key: str,
+    now: datetime,
 ) -> ApiSession:
     session = ApiSession(
         user=user,
-        id_tag=tag_for(user, charge_box_id, connector_id),
+        id_tag=tag_for(
+            user,
+            charge_box_id,
+            connector_id,
+            scheduled=target.start_at is not None and target.start_at > now,
+        ),
         rate=rate,
         rate_terms=RateTerms.of(rate).as_json() if rate else None,
         idempotency_key=idempotency_key,

@@ -8,9 +8,10 @@ from django.db import connection
 from django.utils import timezone
 
 from portal.models import Reservation
-from sessions_app.charging.errors import SessionInvalid
+from sessions_app.charging.errors import SessionConflict, SessionInvalid
 from sessions_app.models import ApiSession
-from sync.models import UserMapping
+from sync.client import format_timestamp
+from sync.models import Charger, UserMapping
 
 
 def tag_for(
@@ -19,15 +20,23 @@ def tag_for(
     connector_id: int,
     *,
     session: ApiSession | None = None,
+    scheduled: bool = False,
 ) -> str:
     """The tag of the user's reservation holding this connector, as the station
     lets only that tag charge there; else one of the user's active tags, the first
     that no charge holds: neither a transaction SteVe runs nor another open session
     of theirs (`session` itself aside), whose start may not have reached SteVe yet.
     SteVe lets most tags run one transaction at a time. With every tag held, the
-    first; the station then says whether it may charge.
+    first; the station then says whether it may charge (a fleet card may run
+    many).
 
-    Raises SessionInvalid when the user has no active tag.
+    A new `scheduled` session holds its connector before anything reaches the
+    station, as a reservation does, and like a reservation takes a card that
+    holds no other such session: else one customer could hold every free
+    charger for a day.
+
+    Raises SessionInvalid when the user has no active tag, SessionConflict when
+    every one holds another scheduled session and this one is `scheduled`.
     """
     _wait_for_the_users_other_starts(user)
     tags = UserMapping.objects.active().filter(user=user)
@@ -56,10 +65,38 @@ def tag_for(
     if session is not None:
         others = others.exclude(pk=session.pk)
     held = {tag.upper() for tag in others.values_list("id_tag", flat=True)}
+    waiting = {
+        holder.id_tag.upper(): holder
+        for holder in others.waiting_to_start(timezone.now()).order_by("pk")
+    }
+    if scheduled and all(tag.upper() in waiting for tag in candidates):
+        raise SessionConflict(_every_card_waiting(candidates, waiting))
     # Stable: among equals, the order not_charging_first gave (not charging first,
     # then by tag), so the first is free of both when any tag is.
-    candidates.sort(key=lambda tag: tag.upper() in held)
+    candidates.sort(key=lambda tag: (tag.upper() in waiting, tag.upper() in held))
     return candidates[0]
+
+
+def _every_card_waiting(tags: list[str], waiting: dict[str, ApiSession]) -> str:
+    """Which scheduled session holds each of `tags`, as a sentence."""
+    boxes = {holder.charge_box_id for holder in waiting.values()}
+    names = {
+        (charger.charge_box_id, charger.connector_id): str(charger)
+        for charger in Charger.objects.filter(charge_box_id__in=boxes)
+    }
+    held = []
+    for tag in sorted(tags, key=str.upper):
+        holder = waiting[tag.upper()]
+        place = (holder.charge_box_id, holder.connector_id)
+        name = names.get(place, f"{holder.charge_box_id} connector {place[1]}")
+        assert holder.target_start_at is not None  # waiting_to_start has one
+        held.append(f"{tag} at {name} from {format_timestamp(holder.target_start_at)}")
+    cards = "Your card holds" if len(tags) == 1 else "Each of your cards holds"
+    return (
+        f"{cards} a scheduled session already ({'; '.join(held)}): a card holds "
+        "one at a time, as it holds one reservation. Cancel one to schedule "
+        "another, or start now."
+    )
 
 
 # Two-key advisory locks, (this class, a user id), are a space apart from the

@@ -811,6 +811,45 @@ class SessionRefusalApiTests(ApiTestCase):
             self.start(), 422, "the charging network does not know it yet"
         )
 
+    def test_a_card_holds_one_scheduled_session_at_a_time(self) -> None:
+        # As it holds one reservation: scheduled sessions hold their connectors
+        # before anything reaches a station, and one card could hold them all.
+        self.standin.station_stop(42)  # frees CP-002
+        start_at = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
+        scheduled = {"energy_start_time": iso(start_at)}
+        first = self.result(self.start(target=scheduled), 201)
+
+        self.assert_error(
+            self.start(box="CP-002", target=scheduled),
+            409,
+            "Your card holds a scheduled session already (TAG-0001 at CP-001 #1 "
+            f"from {format_timestamp(start_at)}): a card holds one at a time",
+        )
+        self.assertEqual(ApiSession.objects.count(), 1)
+
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0002", user=self.alice)
+        second = self.result(self.start(box="CP-002", target=scheduled), 201)
+        self.assertEqual(self.id_tag_of(second), "TAG-0002")
+        # Cancelling one gives its card back.
+        self.result(self.call("POST", f"/sessions/{first['_id']}/stop"))
+        third = self.result(self.start(target=scheduled), 201)
+        self.assertEqual(self.id_tag_of(third), "TAG-0001")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_a_start_now_beside_a_scheduled_session_is_the_stations_to_refuse(
+        self,
+    ) -> None:
+        # A fleet card may run many charges at once: only SteVe knows.
+        self.standin.station_stop(42)  # frees CP-002
+        start_at = timezone.now() + timedelta(hours=1)
+        self.result(self.start(target={"energy_start_time": iso(start_at)}), 201)
+        started = self.result(self.start(box="CP-002"), 201)
+        self.assertEqual(self.id_tag_of(started), "TAG-0001")
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+
+    def id_tag_of(self, session: dict[str, Any]) -> str:
+        return ApiSession.objects.get(pk=int(session["_id"])).id_tag
+
     def test_steve_failing_is_502(self) -> None:
         self.standin.set_fault("error", status=503, path_contains="operations")
         self.assert_refused(self.start(), 502, "could not be sent")

@@ -215,7 +215,10 @@ class TargetIn(Schema):
         None,
         description="UTC time to start delivering energy (the remote start), at "
         "most 24 hours ahead. A time up to 15 minutes past starts at once; an "
-        "older one is refused. Without Z or an offset it is read as UTC.",
+        "older one is refused. Without Z or an offset it is read as UTC. Until it "
+        "starts, a scheduled session holds its connector and one of the user's "
+        "cards: each card holds one at a time, as it holds one reservation (a 409 "
+        "names them when every card holds one).",
     )
     energy_stop_time: datetime | None = Field(
         None,
