@@ -8,7 +8,7 @@ import math
 import os
 import re
 import zoneinfo
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -116,16 +116,28 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _without_password(url: str) -> str:
+    """`url` as a refusal prints it: startup errors end up in deployment and CI
+    logs, which must not learn the database's or Redis' password."""
+    parts = urlsplit(url)
+    user, at, host = parts.netloc.rpartition("@")
+    if at and ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    query = re.sub(r"(?i)\b(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit(parts._replace(netloc=f"{user}{at}{host}", query=query))
+
+
 def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
     """Return the variable as a URL with one of `schemes`, or None when unset."""
     value = _raw(name)
     if value is None:
         return None
+    shown = _without_password(value)
     parts = urlsplit(value)
     if parts.scheme not in schemes or not (parts.hostname or parts.query):
         expected = " or ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(
-            f"{name} must be a URL starting with {expected}, not {value!r}."
+            f"{name} must be a URL starting with {expected}, not {shown!r}."
         )
     try:
         port = parts.port
@@ -133,11 +145,11 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
         port = 0
     if port == 0:
         raise ImproperlyConfigured(
-            f"{name} must name its port as a number from 1 to 65535, not {value!r}."
+            f"{name} must name its port as a number from 1 to 65535, not {shown!r}."
         )
     if parts.scheme.startswith("redis") and not re.fullmatch(r"/?\d*", parts.path):
         raise ImproperlyConfigured(
-            f"{name} must end with a database number such as /0, not {value!r}."
+            f"{name} must end with a database number such as /0, not {shown!r}."
         )
     return value
 

@@ -1,12 +1,16 @@
 """A malformed setting stops every entry point at start with one sentence naming the
 variable: manage.py, the Celery worker and beat, the ASGI and WSGI apps."""
 
+import os
 import subprocess
 import tempfile
 from pathlib import Path
+from unittest import mock
 
-from django.test import SimpleTestCase
+from django.core.exceptions import ImproperlyConfigured
+from django.test import SimpleTestCase, TestCase
 
+from polaris.env import env_url
 from polaris.testing import child_environment, run_python
 
 ENTRY_POINTS = {
@@ -22,7 +26,11 @@ def start(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return run_python(args, env=child_environment(**env))
 
 
-class StartupTests(SimpleTestCase):
+class StartupTests(TestCase):
+    """A TestCase, though it writes nothing: the children that start use the
+    test database (`child_environment`), which only a database test creates and
+    migrates. Run alone, a SimpleTestCase sent them to an empty database."""
+
     def assert_refused(
         self, result: subprocess.CompletedProcess[str], sentence: str
     ) -> None:
@@ -79,15 +87,16 @@ class StartupTests(SimpleTestCase):
     def test_values_that_failed_later_are_refused_at_start(self) -> None:
         cases = {
             # A traceback from dj_database_url / redis-py / requests before.
+            # Their passwords are not printed: such errors end up in logs.
             "DATABASE_URL": (
-                "postgres://polaris@127.0.0.1:abc/polaris",
+                "postgres://polaris:S3cret@127.0.0.1:abc/polaris",
                 "DATABASE_URL must name its port as a number from 1 to 65535, "
-                "not 'postgres://polaris@127.0.0.1:abc/polaris'.",
+                "not 'postgres://polaris:***@127.0.0.1:abc/polaris'.",
             ),
             "REDIS_URL": (
-                "redis://127.0.0.1:6379/cache",
+                "redis://:S3cret@127.0.0.1:6379/cache",
                 "REDIS_URL must end with a database number such as /0, not "
-                "'redis://127.0.0.1:6379/cache'.",
+                "'redis://:***@127.0.0.1:6379/cache'.",
             ),
             "STEVE_URL": (
                 "http://127.0.0.1:99999/steve",
@@ -141,6 +150,18 @@ class StartupTests(SimpleTestCase):
                 self.assert_refused(
                     start(ENTRY_POINTS["manage.py"], **{variable: value}), sentence
                 )
+
+    def test_a_password_in_the_query_is_not_printed_either(self) -> None:
+        url = "postgres://db.example:54x32/polaris?sslmode=require&Password=S3cret"
+        with (
+            mock.patch.dict(os.environ, {"DATABASE_URL": url}),
+            self.assertRaisesMessage(
+                ImproperlyConfigured,
+                "not 'postgres://db.example:54x32/polaris?sslmode=require&"
+                "Password=***'.",
+            ),
+        ):
+            env_url("DATABASE_URL", schemes=("postgres",))
 
     def test_an_unusable_data_folder_is_named(self) -> None:
         with tempfile.NamedTemporaryFile() as not_a_folder:
