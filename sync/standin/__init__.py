@@ -3,8 +3,9 @@
 It answers exactly as SteVe 3.12+ does (auth, error bodies, timestamps, filters,
 ordering; see ``/work/shared/steve/CONTRACT.md``) over a simulated, seeded fleet of
 charge points, and adds an unauthenticated control API under ``/_standin`` for
-tests and the demo. It serves the demo and every test suite over real HTTP; it
-is never a mock inside a test process.
+tests and the demo (it answers only requests to a loopback host name, and takes
+JSON only, so a web page open in a browser cannot drive it). It serves the demo
+and every test suite over real HTTP; it is never a mock inside a test process.
 
 Run it with ``python -m sync.standin`` or ``manage.py steve_standin``; start it
 from tests with ``sync.standin.testing.StandinProcess``. Layout:

@@ -20,6 +20,7 @@ from argparse import ArgumentParser
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from http import HTTPStatus
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -201,6 +202,32 @@ def authenticate(header: str | None, username: str, password: str) -> None:
         raise _BadCredentials("Invalid password")
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _control_refusal(
+    method: str, headers: HTTPMessage
+) -> tuple[HTTPStatus, str] | None:
+    """Why a control request is refused, or None. The control API has no
+    password (tests and the demo drive it), so only programs on this machine may
+    use it: not a web page open in a browser here, which could send it a form's
+    text/plain POST, or read it through a host name of its own rebound to
+    127.0.0.1 (its Host header then names that host)."""
+    try:
+        host = urlsplit(f"//{headers.get('Host') or ''}").hostname
+    except ValueError:  # an unclosed [
+        host = None
+    if host not in LOOPBACK_HOSTS:
+        return HTTPStatus.FORBIDDEN, "The control API answers only to 127.0.0.1."
+    content_type = (headers.get("Content-Type") or "").partition(";")[0].strip()
+    if method == "POST" and content_type.lower() != "application/json":
+        return (
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "Control requests send JSON (Content-Type: application/json).",
+        )
+    return None
+
+
 class StandinServer(ThreadingHTTPServer):
     """The HTTP server plus the state its handlers share."""
 
@@ -320,6 +347,9 @@ class StandinRequestHandler(BaseHTTPRequestHandler):
     # -- control API --------------------------------------------------------------
 
     def _control(self, path: str, body: bytes) -> Reply:
+        refusal = _control_refusal(self.command, self.headers)
+        if refusal is not None:
+            return Reply.json(refusal[0], {"error": refusal[1]})
         segments = [unquote(s) for s in path.removeprefix("/_standin/").split("/")]
         try:
             return Reply.json(

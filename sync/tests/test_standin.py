@@ -1149,6 +1149,55 @@ class RoutingTests:
         ]
 
 
+class ControlApiTests:
+    """The control API has no password: only programs on this machine may use
+    it, not a web page open in a browser here."""
+
+    def control(
+        self, steve: Steve, method: str, path: str, headers: dict[str, str]
+    ) -> Reply:
+        request = urllib.request.Request(
+            f"{steve.standin.control_url}/{path}",
+            data=b'{"online": false}' if method == "POST" else None,
+            method=method,
+            headers=headers,
+        )
+        try:
+            with _NO_PROXY.open(request, timeout=10) as response:
+                return Reply(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.headers, error.read())
+
+    def online(self, steve: Steve, charge_box_id: str) -> bool:
+        (box,) = [
+            box
+            for box in steve.standin.state()["chargeBoxes"]
+            if box["chargeBoxId"] == charge_box_id
+        ]
+        online: bool = box["online"]
+        return online
+
+    def test_a_forms_text_plain_post_changes_nothing(self, steve: Steve) -> None:
+        box, _ = idle_connector(steve)
+        reply = self.control(
+            steve, "POST", f"stations/{box}", {"Content-Type": "text/plain"}
+        )
+        assert reply.status == 415
+        assert "Content-Type: application/json" in reply.json()["error"]
+        assert self.online(steve, box)
+
+    def test_another_host_name_is_refused_even_on_127_0_0_1(self, steve: Steve) -> None:
+        box, _ = idle_connector(steve)
+        rebound = {"Host": "attacker.example", "Content-Type": "application/json"}
+        for method, path in (("GET", "state"), ("POST", f"stations/{box}")):
+            reply = self.control(steve, method, path, rebound)
+            assert reply.status == 403, (method, reply.body)
+        assert self.online(steve, box)
+        for host in ("localhost:8180", "[::1]:8180", "127.0.0.1"):
+            reply = self.control(steve, "GET", "health", {"Host": host})
+            assert reply.status == 200, host
+
+
 class KeepAliveTests:
     """HTTP/1.1 persistent connections, as SteVe's servlet container offers them:
     every response, errors included, is framed by Content-Length, so a client
