@@ -19,8 +19,8 @@ import time
 from argparse import ArgumentParser
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from email.message import Message
 from http import HTTPStatus
-from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -205,9 +205,7 @@ def authenticate(header: str | None, username: str, password: str) -> None:
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def _control_refusal(
-    method: str, headers: HTTPMessage
-) -> tuple[HTTPStatus, str] | None:
+def _control_refusal(method: str, headers: Message) -> tuple[HTTPStatus, str] | None:
     """Why a control request is refused, or None. The control API has no
     password (tests and the demo drive it), so only programs on this machine may
     use it: not a web page open in a browser here, which could send it a form's
