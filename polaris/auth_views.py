@@ -25,16 +25,24 @@ from django.shortcuts import redirect, render
 from polaris import throttle
 from portal.acting import act_as_end
 
-LOCKED_MESSAGE = (
-    "Too many failed sign-ins for this account from your network. "
-    "Sign-in is paused for {minutes} minutes; try again later or contact your "
-    "operator."
-)
+LOCKED_MESSAGES = {
+    throttle.Lock.ACCOUNT: (
+        "Too many failed sign-ins for this account from your network. "
+        "Sign-in is paused for {minutes} minutes; try again later or contact your "
+        "operator."
+    ),
+    throttle.Lock.ADDRESS: (
+        "Too many failed sign-ins from your network. Sign-in from it is paused "
+        "for {minutes} minutes; try again later or contact your operator."
+    ),
+}
 
 
-def locked_message(sentence: str = LOCKED_MESSAGE) -> str:
+def locked_message(
+    lock: throttle.Lock, sentences: dict[throttle.Lock, str] = LOCKED_MESSAGES
+) -> str:
     minutes = max(1, round(settings.LOGIN_LOCKOUT_SECONDS / 60))
-    return sentence.format(minutes=minutes)
+    return sentences[lock].format(minutes=minutes)
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
@@ -57,29 +65,36 @@ class ThrottledAuthenticationForm(AuthenticationForm):
         # signs in as the same account, one typed in full-width letters included.
         username = str(self.cleaned_data.get("username") or "")
         address = throttle.client_address(self.request)
-        if username and throttle.is_locked(username, address):
+        lock = throttle.lock_of(username, address) if username else None
+        if lock is not None:
             self.locked = True
-            raise forms.ValidationError(locked_message(), code="locked")
+            raise forms.ValidationError(locked_message(lock), code="locked")
         try:
             cleaned = super().clean()
         except forms.ValidationError as error:
-            if (
-                getattr(error, "code", None) == "invalid_login"
-                and username
-                and throttle.record_failure(username, address)
-            ):
-                self.locked = True
-                raise forms.ValidationError(locked_message(), code="locked") from None
+            if getattr(error, "code", None) == "invalid_login" and username:
+                lock = throttle.record_failure(username, address)
+                if lock is not None:
+                    self.locked = True
+                    message = locked_message(lock)
+                    raise forms.ValidationError(message, code="locked") from None
             raise
         throttle.reset(username, address)
         return cleaned
 
 
-PASSWORD_CHECK_LOCKED_MESSAGE = (
-    "Too many wrong passwords for this account from your network. Password "
-    "changes and sign-in are paused for {minutes} minutes; try again later or "
-    "contact your operator."
-)
+PASSWORD_CHECK_LOCKED_MESSAGES = {
+    throttle.Lock.ACCOUNT: (
+        "Too many wrong passwords for this account from your network. Password "
+        "changes and sign-in are paused for {minutes} minutes; try again later or "
+        "contact your operator."
+    ),
+    throttle.Lock.ADDRESS: (
+        "Too many wrong passwords from your network. Password changes and sign-in "
+        "from it are paused for {minutes} minutes; try again later or contact your "
+        "operator."
+    ),
+}
 
 
 class ThrottledPasswordChangeForm(PasswordChangeForm):
@@ -125,20 +140,22 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
     def clean_old_password(self) -> str:
         username = self.user.get_username()
         address = throttle.client_address(self.request)
-        if throttle.is_locked(username, address):
-            raise self._locked()
+        lock = throttle.lock_of(username, address)
+        if lock is not None:
+            raise self._locked(lock)
         try:
             old_password: str = super().clean_old_password()
         except forms.ValidationError:
-            if throttle.record_failure(username, address):
-                raise self._locked() from None
+            lock = throttle.record_failure(username, address)
+            if lock is not None:
+                raise self._locked(lock) from None
             raise
         throttle.reset(username, address)
         return old_password
 
-    def _locked(self) -> forms.ValidationError:
+    def _locked(self, lock: throttle.Lock) -> forms.ValidationError:
         self.locked = True
-        message = locked_message(PASSWORD_CHECK_LOCKED_MESSAGE)
+        message = locked_message(lock, PASSWORD_CHECK_LOCKED_MESSAGES)
         return forms.ValidationError(message, code="locked")
 
 

@@ -394,8 +394,10 @@ SECURE_CSP = {
     "frame-ancestors": [CSP.NONE],
 }
 # Login throttling (polaris/throttle.py): this many failures for one username from
-# one address lock that pair for LOGIN_LOCKOUT_SECONDS.
+# one address lock that pair for LOGIN_LOCKOUT_SECONDS, and this many from one
+# address, whatever the usernames, lock the address.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 100, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int(
     "LOGIN_LOCKOUT_SECONDS", 900, minimum=1, maximum=365 * DAY_SECONDS
 )

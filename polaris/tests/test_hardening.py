@@ -305,6 +305,30 @@ class LoginThrottleTests(TestCase):
         # The username's case does not get around the lock.
         self.assertEqual(self.sign_in("ALICE@example.com", "driver").status_code, 429)
 
+    def test_very_many_failures_from_one_address_lock_it_for_every_username(
+        self,
+    ) -> None:
+        # Password spraying: a few guesses at each of many accounts never locks
+        # a pair, so the address has a (higher) limit of its own.
+        with override_settings(LOGIN_ADDRESS_FAILURE_LIMIT=5):
+            guesses = [f"guess{n}@example.com" for n in range(4)]
+            self.assertEqual(
+                [self.sign_in(name, "wrong").status_code for name in guesses],
+                [200] * 4,
+            )
+            # A success does not lower the address's count.
+            self.assertEqual(self.sign_in("bob@example.com", "driver").status_code, 302)
+            locked = self.sign_in("carol@example.com", "wrong")
+            self.assertContains(
+                locked, "Too many failed sign-ins from your network", status_code=429
+            )
+            # Every account from that address, the right password too.
+            refused = self.sign_in("bob@example.com", "driver")
+            self.assertContains(refused, "from it is paused", status_code=429)
+            self.assertNotIn("sessionid", refused.cookies)
+            other = self.sign_in("bob@example.com", "driver", "10.0.0.7")
+            self.assertEqual(other.status_code, 302)
+
     def test_look_alike_letters_share_the_lock_of_the_account_they_reach(
         self,
     ) -> None:
