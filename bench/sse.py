@@ -37,11 +37,14 @@ def sse_load(*, clients: int, session_cookie: str) -> SseResult:
         override_settings(LIVE_CHANNEL_PREFIX=LIVE_CHANNEL_PREFIX),
         # Plain http on loopback: no redirect to https, cookies not Secure-only.
         # These clients do not reconnect: no stream may reach its lifetime within
-        # the run (about a minute at most), whatever the environment says.
+        # the run (about a minute at most), whatever the environment says. They
+        # are one signed-in user, who may hold them all: the case measures the
+        # process's capacity, not one person's share of it.
         LiveServer(
             SECURE_SSL_REDIRECT="false",
             SECURE_COOKIES="false",
             LIVE_STREAM_MAX_SECONDS="3600",
+            LIVE_STREAMS_PER_USER=str(clients),
         ) as server,
     ):
         assert server.process is not None

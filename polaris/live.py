@@ -34,6 +34,12 @@ tab whose sign-in ended while its stream renewed goes there as well.
 
 The stream view alone chooses the channel and knows the user: of the query it keeps
 only lastEventId (see `stream`).
+
+Each stream holds a socket and some memory for as long as its tab is open, so one
+user may hold LIVE_STREAMS_PER_USER of them in one web process (20: tabs and
+devices together). One more ends at once, telling its browser to come back in 30 s
+(the page says live updates are disconnected until then), so a script opening
+thousands cannot exhaust the process.
 """
 
 import asyncio
@@ -41,8 +47,8 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
-from contextlib import suppress
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, suppress
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
@@ -98,6 +104,8 @@ RENEW_EVENT = "stream-renew"
 SIGNED_OUT_EVENT = "signed-out"
 RETRY_AFTER_RENEW_MS = 1000
 LIFETIME_SPREAD = 0.2
+# A stream beyond the user's LIVE_STREAMS_PER_USER: how soon its browser tries again.
+RETRY_OVER_STREAM_LIMIT_MS = 30_000
 # The one query parameter a stream takes (django-eventstream's resume id).
 RESUME_PARAMETER = "lastEventId"
 
@@ -269,6 +277,31 @@ class _StreamsBySession:
 
 
 _sessions = _StreamsBySession()
+
+
+class _StreamsByUser:
+    """How many streams each user holds open in this process. Used on the event
+    loop only."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, int] = {}
+
+    def take(self, user_id: int) -> bool:
+        """Count one more stream of the user's; False, counting none, when they
+        hold LIVE_STREAMS_PER_USER already."""
+        held = self._open.get(user_id, 0)
+        if held >= settings.LIVE_STREAMS_PER_USER:
+            return False
+        self._open[user_id] = held + 1
+        return True
+
+    def give_back(self, user_id: int) -> None:
+        held = self._open.pop(user_id, 0) - 1
+        if held > 0:
+            self._open[user_id] = held
+
+
+_users = _StreamsByUser()
 
 
 @receiver(user_logged_out)
@@ -443,8 +476,12 @@ def stream(request: HttpRequest, channel: str) -> HttpResponse:
         # An async response's content is an async iterator; the stubs allow both.
         content = cast(AsyncIterator[bytes], response.streaming_content)
         key = request.session.session_key
+        # A stream is only ever served to a reader `can_read` let in.
+        user_id = request.user.pk
+        assert user_id is not None
         response.streaming_content = _supervised(
             content,
+            user_id=user_id,
             session=session_tag(key) if key else None,
             lifetime=settings.LIVE_STREAM_MAX_SECONDS
             * random.uniform(1 - LIFETIME_SPREAD, 1),
@@ -487,10 +524,15 @@ def _resumable_from(request: HttpRequest) -> bool:
 
 
 async def _supervised(
-    content: AsyncIterator[bytes], *, session: str | None, lifetime: float
+    content: AsyncIterator[bytes],
+    *,
+    user_id: int,
+    session: str | None,
+    lifetime: float,
 ) -> AsyncIterator[bytes]:
-    """Pass the stream through, and end it so that the browser reconnects (as
-    EventSource does by itself):
+    """Pass the stream through, unless the user holds LIVE_STREAMS_PER_USER open
+    already, and end it so that the browser reconnects (as EventSource does by
+    itself):
 
     - when the listener resubscribed after a gap, or Redis fails under it: the
       stream may have missed events, and the page re-reads its live parts;
@@ -499,6 +541,32 @@ async def _supervised(
       who may read;
     - when its browser session signs out, said with `signed-out`.
     """
+    if not _users.take(user_id):
+        logger.warning(
+            "Live stream refused: user=%s holds %s open in this process",
+            user_id,
+            settings.LIVE_STREAMS_PER_USER,
+        )
+        yield (
+            f": Too many live streams open for this user; retrying in "
+            f"{RETRY_OVER_STREAM_LIMIT_MS // 1000} s.\n"
+            f"retry: {RETRY_OVER_STREAM_LIMIT_MS}\n\n"
+        ).encode()
+        return
+    try:
+        # Closed with this one, when the client goes away: its `finally` lets go
+        # of the channel's listener and the session's sign-out watch.
+        passed = _passed_through(content, session=session, lifetime=lifetime)
+        async with aclosing(passed) as chunks:
+            async for chunk in chunks:
+                yield chunk
+    finally:
+        _users.give_back(user_id)
+
+
+async def _passed_through(
+    content: AsyncIterator[bytes], *, session: str | None, lifetime: float
+) -> AsyncGenerator[bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
     generation = _streams.current()

@@ -301,6 +301,9 @@ LIVE_CHANNEL_PREFIX = env_str("LIVE_CHANNEL_PREFIX", f"db{EVENTSTREAM_REDIS['db'
 LIVE_STREAM_MAX_SECONDS = env_int(
     "LIVE_STREAM_MAX_SECONDS", 300, minimum=1, maximum=DAY_SECONDS
 )
+# Streams one user may hold open in one web process (tabs and devices together);
+# one more ends at once and its browser tries again 30 s later.
+LIVE_STREAMS_PER_USER = env_int("LIVE_STREAMS_PER_USER", 20, minimum=1)
 
 # Logging
 LOG_FORMAT = env_str("LOG_FORMAT", "text")

@@ -301,3 +301,55 @@ class StreamLifetimeTests(TransactionTestCase):
                 stream.read_to_end()
                 self.assertIn(b"event: stream-renew", stream.seen)
                 assert_sent_to_sign_in(self, f"{self.server.url}{path}", cookies)
+
+
+class StreamLimitTests(TransactionTestCase):
+    """A user holds at most LIVE_STREAMS_PER_USER streams in one process (2 here)."""
+
+    server: LiveServer
+
+    @pytest.fixture(autouse=True)
+    def _server(self) -> Iterator[None]:
+        with live_server(LIVE_STREAMS_PER_USER="2") as server:
+            self.server = server
+            yield
+
+    def cookies_for(self, user: User) -> dict[str, str]:
+        client = Client()
+        client.force_login(user)
+        return {"sessionid": client.cookies["sessionid"].value}
+
+    def open_stream(self, cookies: dict[str, str]) -> SseReader:
+        response = requests.get(
+            f"{self.server.url}/live/", cookies=cookies, stream=True, timeout=10
+        )
+        stream = SseReader(response)
+        # Kept until the test ends: a reader dropped closes its connection.
+        self.streams.append(stream)
+        self.addCleanup(response.close)
+        stream.read_until(b"stream-open")
+        return stream
+
+    def setUp(self) -> None:
+        self.streams: list[SseReader] = []
+
+    def test_one_more_stream_ends_at_once_and_comes_back_later(self) -> None:
+        alice, bob = UserFactory(), UserFactory()
+        # Two devices of hers: the limit is the user's, not a browser session's.
+        first = self.open_stream(self.cookies_for(alice))
+        self.open_stream(self.cookies_for(alice))
+
+        refused = self.open_stream(self.cookies_for(alice))
+        self.assertTrue(refused.ended)
+        self.assertIn(b"retry: 30000\n\n", refused.seen)
+        self.assertNotIn(b"stream-open", refused.seen)
+        # Other users are not held back by hers.
+        self.assertFalse(self.open_stream(self.cookies_for(bob)).ended)
+
+        # A tab closed gives its place back.
+        first.response.close()
+        wait_until(
+            lambda: not self.open_stream(self.cookies_for(alice)).ended,
+            timeout=10,
+            what="a stream in the closed one's place",
+        )
