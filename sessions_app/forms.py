@@ -220,6 +220,13 @@ class UserMappingForm(forms.ModelForm):
             self.fields["customer_email"].initial = self.instance.user.email or (
                 self.instance.user.get_username()
             )
+            # Sessions belong to a card, not to whoever held it then.
+            self.fields["customer_email"].help_text = (
+                "The customer's account email: the card's sessions are theirs. "
+                "Another email moves the card with its whole history: that "
+                "customer's portal then shows its past sessions and usage, and "
+                "this one's no longer does."
+            )
 
     def clean_steve_ocpp_id_tag(self) -> str:
         tag = validate_id_tag(self.cleaned_data["steve_ocpp_id_tag"])

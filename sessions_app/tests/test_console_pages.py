@@ -807,6 +807,17 @@ class UserMappingPagesTests(ConsoleTestCase):
         taken = self.client.post(url, {**form, "steve_ocpp_id_tag": "tag-theirs"})
         self.assertContains(taken, "The idTag TAG-THEIRS is already mapped")
 
+    def test_the_edit_form_says_another_customer_gets_the_cards_history(
+        self,
+    ) -> None:
+        # Sessions link to a card by its tag, whoever held it then.
+        moved = "moves the card with its whole history"
+        mapping = UserMappingFactory(steve_ocpp_id_tag="TAG-MINE")
+        edit = reverse("sessions_app:user-mapping-edit", args=[mapping.pk])
+        self.assertContains(self.client.get(edit), moved)
+        create = reverse("sessions_app:user-mapping-create")
+        self.assertNotContains(self.client.get(create), moved)
+
     def test_a_tag_typed_in_another_letter_case_links_its_sessions(self) -> None:
         # SteVe reports TAG-0012; sessions link to mappings by the exact tag.
         session = session_with_energy(kwh=Decimal("4"), ocpp_id_tag="TAG-0012")
