@@ -43,25 +43,39 @@ def assert_sent_to_sign_in(
     test.assertIn("/accounts/login/", other.headers["Location"])
 
 
-class LiveStreamTests(TransactionTestCase):
+class LiveServerCase(TransactionTestCase):
+    """Tests of a uvicorn of their own, started with `server_env()`."""
+
     server: LiveServer
+
+    def server_env(self) -> dict[str, str]:
+        return {}
 
     @pytest.fixture(autouse=True)
     def _server(self) -> Iterator[None]:
+        with live_server(**self.server_env()) as server:
+            self.server = server
+            yield
+
+    def cookies_for(self, user: User) -> dict[str, str]:
+        """The cookies of a new browser session of `user`'s."""
+        client = Client()
+        client.force_login(user)
+        return {"sessionid": client.cookies["sessionid"].value}
+
+
+class LiveStreamTests(LiveServerCase):
+    def server_env(self) -> dict[str, str]:
         # Tag the server's connections so that only they are counted.
         url = current_database_url()
         url += f"{'&' if '?' in url else '?'}application_name={APPLICATION}"
         # A pool smaller than the streams opened below: were a stream to keep its
         # connection, the pages after them would wait for one and fail.
-        with live_server(
-            DATABASE_URL=url, DATABASE_POOL_SIZE="2", DATABASE_POOL_TIMEOUT="3"
-        ) as server:
-            self.server = server
-            yield
-
-    def cookies_for(self, user: object) -> dict[str, str]:
-        self.client.force_login(user)  # type: ignore[arg-type]
-        return {"sessionid": self.client.cookies["sessionid"].value}
+        return {
+            "DATABASE_URL": url,
+            "DATABASE_POOL_SIZE": "2",
+            "DATABASE_POOL_TIMEOUT": "3",
+        }
 
     def other_connections(self, state: str | None = None) -> int:
         with connection.cursor() as cursor:
@@ -233,24 +247,15 @@ class LiveStreamTests(TransactionTestCase):
         assert_sent_to_sign_in(self, url, cookies)
 
 
-class StreamLifetimeTests(TransactionTestCase):
+class StreamLifetimeTests(LiveServerCase):
     """Streams under a short LIVE_STREAM_MAX_SECONDS."""
 
-    server: LiveServer
     # Long enough for an event published after the stream opened to reach it on a
     # loaded machine (CI runs two workers beside browsers): at 2 s it once did not.
     LIFETIME_S = 5
 
-    @pytest.fixture(autouse=True)
-    def _server(self) -> Iterator[None]:
-        with live_server(LIVE_STREAM_MAX_SECONDS=str(self.LIFETIME_S)) as server:
-            self.server = server
-            yield
-
-    def cookies_for(self, user: User) -> dict[str, str]:
-        client = Client()
-        client.force_login(user)
-        return {"sessionid": client.cookies["sessionid"].value}
+    def server_env(self) -> dict[str, str]:
+        return {"LIVE_STREAM_MAX_SECONDS": str(self.LIFETIME_S)}
 
     def test_a_stream_ends_with_its_lifetime_and_the_reconnect_replays_the_gap(
         self,
@@ -303,21 +308,11 @@ class StreamLifetimeTests(TransactionTestCase):
                 assert_sent_to_sign_in(self, f"{self.server.url}{path}", cookies)
 
 
-class StreamLimitTests(TransactionTestCase):
+class StreamLimitTests(LiveServerCase):
     """A user holds at most LIVE_STREAMS_PER_USER streams in one process (2 here)."""
 
-    server: LiveServer
-
-    @pytest.fixture(autouse=True)
-    def _server(self) -> Iterator[None]:
-        with live_server(LIVE_STREAMS_PER_USER="2") as server:
-            self.server = server
-            yield
-
-    def cookies_for(self, user: User) -> dict[str, str]:
-        client = Client()
-        client.force_login(user)
-        return {"sessionid": client.cookies["sessionid"].value}
+    def server_env(self) -> dict[str, str]:
+        return {"LIVE_STREAMS_PER_USER": "2"}
 
     def open_stream(self, cookies: dict[str, str]) -> SseReader:
         response = requests.get(
