@@ -531,6 +531,10 @@ def test_pages_before_signing_in(audit: Audit, fleet: Fleet) -> None:
     page.get_by_role("button", name="Authorize").first.click()
     # The rest of the page is as just checked, under the dialog's backdrop.
     audit.check("API docs, the Authorize dialog", within=".dialog-ux")
+    # Escape closes it, and the keyboard is back where it opened it.
+    page.keyboard.press("Escape")
+    expect(page.locator(".dialog-ux")).to_have_count(0)
+    expect(page.locator(".auth-wrapper .authorize")).to_be_focused()
     audit.assert_clean()
 
 

@@ -96,4 +96,16 @@
     childList: true,
     subtree: true,
   });
+
+  // Swagger's Authorize dialog closes only by its button: Escape closes it too,
+  // as a dialog's should, and the keyboard is back on the Authorize button that
+  // opened it rather than at the top of the page.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") { return; }
+    var close = document.querySelector(".dialog-ux .modal-ux-header .close-modal");
+    if (!close) { return; }
+    close.click();
+    var opener = document.querySelector(".auth-wrapper .authorize");
+    if (opener) { opener.focus(); }
+  });
 })();
