@@ -528,6 +528,10 @@ def test_pages_before_signing_in(audit: Audit, fleet: Fleet) -> None:
     detail.get_by_role("button", name="Execute").click()
     expect(detail.locator(".live-responses-table")).to_be_visible()
     audit.check("API docs, operations open and tried out")
+    # Nothing past a phone screen's edge: the page does not scroll sideways.
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size(DESKTOP)
     page.get_by_role("button", name="Authorize").first.click()
     # The rest of the page is as just checked, under the dialog's backdrop.
     audit.check("API docs, the Authorize dialog", within=".dialog-ux")
