@@ -3,14 +3,12 @@ while they talk to the station: killed while a target's stop is sent, then
 restarted; stopped by the task's soft time limit."""
 
 import signal
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import F
-from django.test import TransactionTestCase, override_settings
+from django.test import TransactionTestCase
 from django.utils import timezone
 
 from polaris.celery import app as celery_app
@@ -23,16 +21,10 @@ from sessions_app.tests.test_charging import REMOTE_START, REMOTE_STOP
 from sync import services
 from sync.models import Charger, SyncRun, UserMapping
 from sync.tasks import sync_run_transactions
-from sync.tests.standin_case import StandinTestMixin
+from sync.tests.standin_case import PolarisAtStandinMixin
 
 
-class WorkerFaultTestCase(StandinTestMixin, TransactionTestCase):
-    @pytest.fixture(autouse=True)
-    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
-        self.standin.reset(scenarios=False)
-        with override_settings(**self.standin.polaris_settings()):
-            yield
-
+class WorkerFaultTestCase(PolarisAtStandinMixin, TransactionTestCase):
     def setUp(self) -> None:
         alice = get_user_model().objects.create_user(
             "alice@example.com", "alice@example.com", "pw"

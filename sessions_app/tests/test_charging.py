@@ -10,13 +10,11 @@ A remote start the station accepted begins on the next `standin.tick()`.
 """
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from unittest.mock import patch
 
-import pytest
 import time_machine
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -52,7 +50,7 @@ from sessions_app.tests.base import card_choice_taken_elsewhere
 from sync import services
 from sync.client import MeterReading, SteveClient, format_timestamp
 from sync.models import Charger, SyncRun, UserMapping
-from sync.tests.standin_case import StandinTestMixin
+from sync.tests.standin_case import PolarisAtStandinMixin
 
 REMOTE_START = "/steve/api/v1/operations/RemoteStartTransaction"
 REMOTE_STOP = "/steve/api/v1/operations/RemoteStopTransaction"
@@ -62,7 +60,7 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-class ChargingTestCase(StandinTestMixin, TestCase):
+class ChargingTestCase(PolarisAtStandinMixin, TestCase):
     """Personas, chargers and a default rate; the stand-in as Polaris's SteVe."""
 
     alice: AbstractBaseUser
@@ -70,17 +68,12 @@ class ChargingTestCase(StandinTestMixin, TestCase):
     staff: AbstractBaseUser
     rate: Rate
 
-    @pytest.fixture(autouse=True)
-    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
-        self.standin.reset(scenarios=False)
-        # The API builds its own SteveClient from settings: point them at the
-        # stand-in. A channel prefix per test keeps parallel runs' events apart.
-        with override_settings(
-            **self.standin.polaris_settings(),
-            STEVE_TIMEOUT=5,
-            LIVE_CHANNEL_PREFIX=f"test-{uuid.uuid4().hex[:12]}-",
-        ):
-            yield
+    def polaris_overrides(self) -> dict[str, Any]:
+        # A channel prefix per test keeps parallel runs' events apart.
+        return {
+            "STEVE_TIMEOUT": 5,
+            "LIVE_CHANNEL_PREFIX": f"test-{uuid.uuid4().hex[:12]}-",
+        }
 
     @classmethod
     def setUpTestData(cls) -> None:

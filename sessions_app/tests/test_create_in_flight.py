@@ -7,21 +7,20 @@ another client would.
 """
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
-from django.test import TransactionTestCase, override_settings
+from django.test import TransactionTestCase
 
 from polaris.testing import wait_until
 from sessions_app import charging
 from sessions_app.charging.stop import STOP_BEFORE_START
 from sessions_app.models import ApiSession, AuditEntry
 from sync.models import Charger, UserMapping
-from sync.tests.standin_case import StandinTestMixin
+from sync.tests.standin_case import PolarisAtStandinMixin
 
 # Long enough to look at the session while the station "thinks"; the test waits
 # for states, never for this time.
@@ -68,12 +67,9 @@ def transactions_held_open() -> int:
         return int(cursor.fetchone()[0])
 
 
-class InFlightTests(StandinTestMixin, TransactionTestCase):
-    @pytest.fixture(autouse=True)
-    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
-        self.standin.reset(scenarios=False)
-        with override_settings(**self.standin.polaris_settings(), STEVE_TIMEOUT=10):
-            yield
+class InFlightTests(PolarisAtStandinMixin, TransactionTestCase):
+    def polaris_overrides(self) -> dict[str, Any]:
+        return {"STEVE_TIMEOUT": 10}
 
     def setUp(self) -> None:
         users = get_user_model().objects

@@ -7,14 +7,12 @@ the operation), and the stop runs in a thread of its own, as a request of
 another client would.
 """
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.test import TransactionTestCase, override_settings
+from django.test import TransactionTestCase
 from django.urls import reverse
 
 from polaris.testing import wait_until
@@ -30,7 +28,7 @@ from sessions_app.tests.test_create_in_flight import (
 from sync import services
 from sync.client import OperationResult, SteveClient
 from sync.models import Charger, SyncRun, UserMapping
-from sync.tests.standin_case import StandinTestMixin
+from sync.tests.standin_case import PolarisAtStandinMixin
 
 
 class ConnectionWatchingClient(SteveClient):
@@ -44,12 +42,9 @@ class ConnectionWatchingClient(SteveClient):
         return super().remote_stop(**kwargs)
 
 
-class StopInFlightTests(StandinTestMixin, TransactionTestCase):
-    @pytest.fixture(autouse=True)
-    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
-        self.standin.reset(scenarios=False)
-        with override_settings(**self.standin.polaris_settings(), STEVE_TIMEOUT=10):
-            yield
+class StopInFlightTests(PolarisAtStandinMixin, TransactionTestCase):
+    def polaris_overrides(self) -> dict[str, Any]:
+        return {"STEVE_TIMEOUT": 10}
 
     def setUp(self) -> None:
         self.alice = get_user_model().objects.create_user(

@@ -1,6 +1,10 @@
 """A test case mixin for tests that talk to the SteVe stand-in over HTTP."""
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+from django.test import override_settings
 
 from sync.client import SteveClient
 from sync.standin.testing import StandinProcess
@@ -32,3 +36,20 @@ class StandinTestMixin:
         )
         self.addCleanup(client.close)  # type: ignore[attr-defined]
         return client
+
+
+class PolarisAtStandinMixin(StandinTestMixin):
+    """For each test, the stand-in's fleet without scenarios, and Polaris's own
+    SteVe clients (built from settings) pointed at it, with `polaris_overrides()`
+    on top."""
+
+    def polaris_overrides(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture(autouse=True)
+    def _point_polaris_at_standin(self, _attach_standin: None) -> Iterator[None]:
+        self.standin.reset(scenarios=False)
+        with override_settings(
+            **self.standin.polaris_settings(), **self.polaris_overrides()
+        ):
+            yield
