@@ -47,8 +47,8 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing, suppress
+from collections.abc import AsyncIterator
+from contextlib import suppress
 from typing import Any, cast
 from urllib.parse import quote, urlencode
 
@@ -553,20 +553,6 @@ async def _supervised(
             f"retry: {RETRY_OVER_STREAM_LIMIT_MS}\n\n"
         ).encode()
         return
-    try:
-        # Closed with this one, when the client goes away: its `finally` lets go
-        # of the channel's listener and the session's sign-out watch.
-        passed = _passed_through(content, session=session, lifetime=lifetime)
-        async with aclosing(passed) as chunks:
-            async for chunk in chunks:
-                yield chunk
-    finally:
-        _users.give_back(user_id)
-
-
-async def _passed_through(
-    content: AsyncIterator[bytes], *, session: str | None, lifetime: float
-) -> AsyncGenerator[bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
     generation = _streams.current()
@@ -610,3 +596,4 @@ async def _passed_through(
         renewed.cancel()
         if session:
             _sessions.forget(session, signed_out)
+        _users.give_back(user_id)
