@@ -221,9 +221,8 @@ class UserMappingForm(forms.ModelForm):
                 self.instance.user.get_username()
             )
             # Sessions belong to a card, not to whoever held it then.
-            self.fields["customer_email"].help_text = (
-                "The customer's account email: the card's sessions are theirs. "
-                "Another email moves the card with its whole history: that "
+            self.fields["customer_email"].help_text += (
+                " Another email moves the card with its whole history: that "
                 "customer's portal then shows its past sessions and usage, and "
                 "this one's no longer does."
             )
