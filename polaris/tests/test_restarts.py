@@ -285,7 +285,13 @@ class PostgresRestartTests(TransactionTestCase):
         with ExitStack() as stack:
             standin = stack.enter_context(StandinProcess(fleet_size=4, seed=3))
             postgres = stack.enter_context(PostgresCluster())
-            env = {"DATABASE_URL": postgres.url, **standin.polaris_settings()}
+            # While Postgres is down a pooled connection is waited for this long
+            # before the request or run fails (10 s by default).
+            env = {
+                "DATABASE_URL": postgres.url,
+                "DATABASE_POOL_TIMEOUT": "3",
+                **standin.polaris_settings(),
+            }
             for args in (
                 ("migrate", "-v0"),
                 ("createsuperuser", "--noinput", "--username", "operator",
@@ -302,7 +308,9 @@ class PostgresRestartTests(TransactionTestCase):
                 'ORDER BY "steveTransactionId" DESC LIMIT 1',
             )[0]
 
-            server = stack.enter_context(live_server(DATABASE_URL=postgres.url))
+            server = stack.enter_context(
+                live_server(DATABASE_URL=postgres.url, DATABASE_POOL_TIMEOUT="3")
+            )
             browser = stack.enter_context(chromium())
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             sign_in(page, server.url, "operator", PASSWORD)
