@@ -283,7 +283,9 @@ def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         customer = viewer.customer_for_write()
         if form.is_valid():
             _, raw_token = api_token_create(
-                user=customer, name=form.cleaned_data["name"]
+                user=customer,
+                name=form.cleaned_data["name"],
+                expires_at=form.expires_at(),
             )
             return new_token_redirect(
                 request, raw_token=raw_token, to=reverse("portal:token-list")

@@ -85,6 +85,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "name",
         "created_at",
         "last_used_at",
+        "expires_at",
         "revoked_at",
     ]
     list_select_related = ["user"]

@@ -307,7 +307,8 @@ class UserMappingImportForm(forms.Form):
 
 
 class ApiTokenForm(forms.Form):
-    """A new Sessions API token's name, in the console and the portal."""
+    """A new Sessions API token's name and lifetime, in the console and the
+    portal."""
 
     name = forms.CharField(
         max_length=ApiToken._meta.get_field("name").max_length,
@@ -316,10 +317,31 @@ class ApiTokenForm(forms.Form):
         widget=forms.TextInput(
             attrs={
                 "class": "input",
-                "placeholder": "What it is for, e.g. billing export",
+                "placeholder": "What it is for, e.g. fleet app",
             }
         ),
     )
+    # Days; "" never expires. A token copied into a script outlives the reason it
+    # was made for, so by default it stops on its own.
+    expires_in_days = forms.TypedChoiceField(
+        choices=[
+            ("30", "30 days"),
+            ("90", "90 days"),
+            ("365", "1 year"),
+            ("", "Never"),
+        ],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        initial="90",
+        label="Expires in",
+        widget=forms.Select(attrs={"class": "select"}),
+    )
+
+    def expires_at(self) -> datetime | None:
+        """When the valid form's token stops working, None for never."""
+        days = self.cleaned_data["expires_in_days"]
+        return None if days is None else timezone.now() + timedelta(days=days)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ the audit log."""
 
 import logging
 import secrets
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
@@ -77,15 +78,21 @@ def audit_entries_create(entries: list[AuditEntry]) -> list[AuditEntry]:
 
 
 @transaction.atomic
-def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
-    """Create a token for `user`.
+def api_token_create(
+    *, user: User, name: str = "", expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for `user`, working until `expires_at` (None: until revoked).
 
     Returns the saved token and the raw token string, which is shown once and never
     stored. Raises ValidationError when `name` is too long.
     """
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
-        user=user, name=name, prefix=raw[:VISIBLE_CHARS], key_hash=token_hash(raw)
+        user=user,
+        name=name,
+        prefix=raw[:VISIBLE_CHARS],
+        key_hash=token_hash(raw),
+        expires_at=expires_at,
     )
     token.full_clean()
     token.save()

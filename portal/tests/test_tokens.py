@@ -1,7 +1,10 @@
 import re
+from datetime import UTC, datetime, timedelta
 
+import time_machine
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from portal.tests.base import PortalTestCase
 from sessions_app.models import ApiToken
@@ -32,6 +35,57 @@ class TokenTests(PortalTestCase):
         self.assertContains(response, token.prefix)
         response = self.client.get(reverse("portal:token-list"))
         self.assertNotContains(response, "shown only once")
+
+    def test_a_token_expires_when_its_creator_chose(self) -> None:
+        self.client.force_login(self.alice)
+        now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+        with time_machine.travel(now, tick=False):
+            for name, days in [("Month", "30"), ("Year", "365"), ("Forever", "")]:
+                self.client.post(
+                    reverse("portal:token-list"),
+                    {"name": name, "expires_in_days": days},
+                )
+        expiries = dict(
+            ApiToken.objects.filter(user=self.alice).values_list("name", "expires_at")
+        )
+        self.assertEqual(
+            expiries,
+            {
+                "Month": now + timedelta(days=30),
+                "Year": now + timedelta(days=365),
+                "Forever": None,
+            },
+        )
+
+    def test_the_form_offers_90_days_first_and_refuses_other_lifetimes(self) -> None:
+        self.client.force_login(self.alice)
+        page = self.client.get(reverse("portal:token-list"))
+        self.assertContains(page, '<option value="90" selected>90 days</option>')
+        response = self.client.post(
+            reverse("portal:token-list"), {"name": "Odd", "expires_in_days": "7"}
+        )
+        self.assertContains(response, "Select a valid choice. 7 is not one of")
+        self.assertFalse(ApiToken.objects.filter(user=self.alice).exists())
+
+    def test_the_list_says_when_each_token_expires_and_which_have(self) -> None:
+        now = timezone.now()
+        api_token_create(user=self.alice, name="Car", expires_at=now + timedelta(1))
+        api_token_create(user=self.alice, name="Old", expires_at=now - timedelta(1))
+        api_token_create(user=self.alice, name="Kept")
+        self.client.force_login(self.alice)
+        page = self.client.get(reverse("portal:token-list")).content.decode()
+        rows = {
+            name: row
+            for row in re.findall(r"<tr>(.*?)</tr>", page, re.S)
+            for name in ["Car", "Old", "Kept"]
+            if f">{name}<" in row
+        }
+        self.assertIn(">Active<", rows["Car"])
+        self.assertIn("Revoke", rows["Car"])
+        # An expired token no longer works: nothing is left to revoke.
+        self.assertIn(">Expired<", rows["Old"])
+        self.assertNotIn("Revoke", rows["Old"])
+        self.assertIn('data-label="Expires" class="nowrap">Never<', rows["Kept"])
 
     def test_it_revokes_a_token(self) -> None:
         token, _ = api_token_create(user=self.alice, name="Car")

@@ -8,6 +8,7 @@ envelope with the status that fits.
 
 import logging
 import sys
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from ninja.operation import Operation
 from ninja.types import DictStrAny
 
 from sessions_app import charging
-from sessions_app.api.auth import BearerTokenAuth, BrowserSessionAuth
+from sessions_app.api.auth import BearerTokenAuth, BrowserSessionAuth, TokenExpired
 from sessions_app.api.routes import router
 from sessions_app.api.schemas.requests import META_DATA_MAX_DEPTH
 from sessions_app.api.schemas.responses import METHOD_NOT_ALLOWED_RESPONSE
@@ -67,11 +68,13 @@ api = SessionsApi(
     version="1",
     description=(
         "Start a charge remotely and follow it to the end. Authenticate with "
-        "`Authorization: Bearer <token>` (`manage.py create_api_token USERNAME`). "
-        "Lifecycle: created → started → ended, or created → cancelled when the "
-        "station does not start charging in time. A session whose start the "
-        "station refuses is deleted (its create answers the refusal), so one "
-        "listed while its start waited may then be a 404. Every answer is a JSON "
+        "`Authorization: Bearer <token>` (create one on your API tokens page, or "
+        "with `manage.py create_api_token USERNAME`); a token works until it "
+        "expires or is revoked. Lifecycle: created → started → ended, or "
+        "created → cancelled when the station does not start charging in time. "
+        "A session whose start the station refuses is deleted (its create "
+        "answers the refusal), so one listed while its start waited may then be "
+        "a 404. Every answer is a JSON "
         'envelope (`{"ok", "message", "result"}`); a method a path does not take '
         "answers 405 in the same envelope, with `Allow` naming the methods it does "
         "(`components.responses.MethodNotAllowed` in this document). HEAD works "
@@ -108,6 +111,14 @@ def _service_error(request: HttpRequest, exc: charging.ApiSessionError) -> HttpR
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    if isinstance(exc, TokenExpired):
+        expired = exc.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        return _error(
+            request,
+            401,
+            f"This bearer token expired at {expired} UTC. Create a new one on your "
+            "API tokens page and send it as Authorization: Bearer <token>.",
+        )
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         # A token was sent: say it is the token, not its absence, that is wrong.

@@ -11,13 +11,13 @@ CSRF token on those, while Bearer calls need none (no ambient credentials).
 
 import hashlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja.errors import HttpError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.security import HttpBearer, SessionAuth
 
 from sessions_app.models import ApiToken
@@ -36,16 +36,28 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+class TokenExpired(AuthenticationError):
+    """A known, unrevoked token past its expiry: its caller is told so, and when,
+    rather than that the token is unknown."""
+
+    def __init__(self, expires_at: datetime) -> None:
+        super().__init__()
+        self.expires_at = expires_at
+
+
 def api_token_user(raw: str) -> User | None:
-    """The active user owning the unrevoked token `raw`, or None."""
+    """The active user owning the unrevoked, unexpired token `raw`, or None.
+    Raises TokenExpired for an expired one."""
     token = (
-        ApiToken.objects.usable()
+        ApiToken.objects.unrevoked()
         .select_related("user")
         .filter(key_hash=token_hash(raw))
     ).first()
     if token is None:
         return None
     now = timezone.now()
+    if token.expires_at is not None and token.expires_at <= now:
+        raise TokenExpired(token.expires_at)
     stale = now - LAST_USED_RESOLUTION
     if token.last_used_at is None or token.last_used_at < stale:
         # Conditional, so concurrent requests write it once.

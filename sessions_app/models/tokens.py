@@ -2,12 +2,19 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
     def usable(self) -> "ApiTokenQuerySet":
-        """Tokens not revoked whose user is active."""
+        """Tokens not revoked, not expired, whose user is active."""
+        return self.unrevoked().filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+        )
+
+    def unrevoked(self) -> "ApiTokenQuerySet":
+        """Tokens not revoked whose user is active, expired ones included."""
         return self.filter(revoked_at__isnull=True, user__is_active=True)
 
 
@@ -27,6 +34,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # None: it never expires (it works until revoked).
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -37,3 +46,7 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    @property
+    def has_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

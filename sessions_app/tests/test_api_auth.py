@@ -1,5 +1,7 @@
 """Authentication of the Sessions API: Bearer tokens and the browser session."""
 
+from datetime import UTC, datetime, timedelta
+
 import time_machine
 from django.contrib.auth import get_user_model
 from django.test import Client, TestCase
@@ -24,6 +26,30 @@ class BearerAuthApiTests(ApiTestCase):
     def test_a_revoked_token_is_401(self) -> None:
         token, raw = api_token_create(user=self.alice, name="ci")
         self.result(self.call("GET", "/sessions", token=raw))
+        api_token_revoke(token=token)
+        response = self.call("GET", "/sessions", token=raw)
+        self.assert_error(response, 401, "unknown or revoked")
+
+    def test_a_token_works_until_it_expires_and_then_says_when_it_did(self) -> None:
+        expires_at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+        _, raw = api_token_create(user=self.alice, expires_at=expires_at)
+        with time_machine.travel(expires_at - timedelta(seconds=1), tick=False):
+            self.result(self.call("GET", "/sessions", token=raw))
+        with time_machine.travel(expires_at, tick=False):
+            response = self.call("GET", "/sessions", token=raw)
+        self.assert_error(
+            response,
+            401,
+            "This bearer token expired at 2026-12-01 09:30 UTC. Create a new one on "
+            "your API tokens page",
+        )
+        self.assertEqual(response["WWW-Authenticate"], 'Bearer realm="api"')
+
+    def test_an_expired_token_that_was_revoked_is_not_valid_rather_than_expired(
+        self,
+    ) -> None:
+        expires_at = timezone.now() - timedelta(days=1)
+        token, raw = api_token_create(user=self.alice, expires_at=expires_at)
         api_token_revoke(token=token)
         response = self.call("GET", "/sessions", token=raw)
         self.assert_error(response, 401, "unknown or revoked")

@@ -1,7 +1,9 @@
 """`manage.py create_api_token USERNAME`."""
 
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import TestCase
@@ -63,4 +65,33 @@ class CreateApiTokenTests(TestCase):
             "There is no user 'Driver@Example.com'; did you mean 'driver@example.com'?",
         ):
             self.run_command("Driver@Example.com")
+        self.assertFalse(ApiToken.objects.exists())
+
+    def test_a_token_expires_in_90_days_unless_told_otherwise(self) -> None:
+        now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+        with time_machine.travel(now, tick=False):
+            default = self.run_command("driver@example.com")
+            week = self.run_command("driver@example.com", "--expires-in-days", "7")
+            never = self.run_command("driver@example.com", "--never-expires")
+        self.assertIn("It works until 2027-03-07 10:00 UTC", default)
+        self.assertIn("It works until 2026-12-14 10:00 UTC", week)
+        self.assertIn("It works until revoked", never)
+        self.assertEqual(
+            list(ApiToken.objects.order_by("id").values_list("expires_at", flat=True)),
+            [now + timedelta(days=90), now + timedelta(days=7), None],
+        )
+
+    def test_a_lifetime_out_of_range_or_given_twice_is_refused(self) -> None:
+        refusals = {
+            ("--expires-in-days", "0"): "expected a number of days from 1 to 3650",
+            ("--expires-in-days", "soon"): "not 'soon'",
+            ("--expires-in-days", "3651"): "from 1 to 3650",
+            ("--expires-in-days", "7", "--never-expires"): "not allowed with",
+        }
+        for args, message in refusals.items():
+            with (
+                self.subTest(args=args),
+                self.assertRaisesMessage(CommandError, message),
+            ):
+                self.run_command("driver@example.com", *args)
         self.assertFalse(ApiToken.objects.exists())

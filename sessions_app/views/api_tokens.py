@@ -22,7 +22,9 @@ def api_token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         _, raw_token = api_token_create(
-            user=request.user, name=form.cleaned_data["name"]
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=form.expires_at(),
         )
         return new_token_redirect(
             request, raw_token=raw_token, to=reverse("sessions_app:api-token-list")
