@@ -12,6 +12,9 @@ HEIGHT = 142
 TOP = 8
 # Room for the baseline's stroke only: the axis dates are HTML below the SVG.
 BOTTOM = 2
+# A day with any energy shows, however small beside the busiest (about 2 px).
+MIN_BAR_HEIGHT = 3.0
+MIN_SLOT_WITH_GAP = 4.0
 
 
 # Day names as strftime gives them, looked up rather than formatted: a year's
@@ -58,8 +61,10 @@ def daily_chart(
     )
     max_kwh = max((kwh for _, kwh in used), default=Decimal(0))
     slot = WIDTH / max((end_day - first_day).days, 1)
-    gap = min(slot * 0.2, 2.0)
-    width = round(max(slot - gap, 0.5), 2)
+    # A year's slots are under 2 units (about a pixel on a phone): a gap there
+    # would leave hairlines, so its bars touch.
+    gap = min(slot * 0.2, 2.0) if slot >= MIN_SLOT_WITH_GAP else 0.0
+    width = round(slot - gap, 2)
     # Geometry in floats: a year is 365 bars, and Decimal division is slow.
     scale = (HEIGHT - TOP - BOTTOM) / float(max_kwh) if max_kwh > 0 else 0.0
     baseline = float(HEIGHT - BOTTOM)
@@ -67,7 +72,7 @@ def daily_chart(
     rows = []
     for day, kwh in used:
         x = round((day - first_day).days * slot + gap / 2, 2)
-        height = round(max(float(kwh) * scale, 1.0), 2)
+        height = round(max(float(kwh) * scale, MIN_BAR_HEIGHT), 2)
         name = f"{MONTH_NAMES[day.month - 1]} {day.day}"
         kwh_text = str(kwh.quantize(CENT, ROUND_HALF_UP))
         marks.append(

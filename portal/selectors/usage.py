@@ -4,7 +4,7 @@ the period chips re-read this card alone."""
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import User
@@ -144,8 +144,10 @@ class PlanUse:
 def plan_use(*, used_kwh: Decimal, included_kwh: Decimal) -> PlanUse:
     """`used_kwh` against a positive `included_kwh`, both rounded to 0.1 kWh."""
     tenth = Decimal("0.1")
-    used = used_kwh.quantize(tenth)
-    included = included_kwh.quantize(tenth)
+    # Half up, as the usage card's floatformat rounds the same energy: 258.85 kWh
+    # reads 258.9 on both cards, not 258.8 on this one (Decimal's half even).
+    used = used_kwh.quantize(tenth, ROUND_HALF_UP)
+    included = included_kwh.quantize(tenth, ROUND_HALF_UP)
     percent = min(100, max(0, round(used / included * 100)))
     if used < included and percent == 100:
         percent = 99  # a full bar would say none is left

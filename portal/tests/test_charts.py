@@ -54,7 +54,9 @@ class DailyChartTests(SimpleTestCase):
                 date(2026, 12, 31): Decimal("0.004"),
             },
         )
-        self.assertIn('height="1.0"><title>Dec 31: 0.00 kWh</title>', chart.bar_marks)
+        self.assertIn('height="3.0"><title>Dec 31: 0.00 kWh</title>', chart.bar_marks)
+        # A year's bars fill their slots: with gaps they were hairlines.
+        self.assertIn('x="0.0" y="8.0" width="1.75" height="132.0"', chart.bar_marks)
         empty = daily_chart(
             first_day=date(2026, 1, 1), end_day=date(2026, 2, 1), kwh_by_day={}
         )

@@ -1,3 +1,4 @@
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -279,7 +280,7 @@ class DashboardTests(PortalTestCase):
             card = body[body.index(f">{name}</h3>") :][:400]
             self.assertIn(f"badge--{status}", card, name)
 
-    def test_an_offline_charger_says_whether_it_ever_checked_in(self) -> None:
+    def test_an_offline_charger_says_whether_a_check_in_was_ever_recorded(self) -> None:
         ChargerFactory(
             friendly_name="Quiet Lane",
             last_check_in_at=timezone.now() - timedelta(hours=2),
@@ -289,7 +290,7 @@ class DashboardTests(PortalTestCase):
         body = self.client.get("/").content.decode()
         for name, note in (
             ("Quiet Lane", "Not checked in for over an hour."),
-            ("New Site", "Has never checked in."),
+            ("New Site", "No check-in recorded yet."),
         ):
             card = body[body.index(f">{name}</h3>") :]
             card = card[: card.index("</article>")]
@@ -756,6 +757,20 @@ class UsageCardTests(PortalTestCase):
         self.assertContains(response, 'class="plan-bar plan-bar--over"')
         self.assertContains(response, 'width="100"', count=2)  # track and fill
 
+    def test_the_usage_and_plan_cards_round_the_same_energy_alike(self) -> None:
+        SubscriptionFactory(user=self.alice)  # 12.5 kWh used so far
+        session_with_energy(
+            kwh=Decimal("246.35"), charger=self.charger, ocpp_id_tag="TAG-ALICE"
+        )
+        self.client.force_login(self.alice)
+        page = self.client.get("/").content.decode()
+        usage_total = re.search(
+            r'class="stat__value tabular usage-total">([\d.]+)', page
+        )
+        plan_used = re.search(r'class="plan-use"><span class="tabular">([\d.]+)', page)
+        assert usage_total and plan_used
+        self.assertEqual((usage_total[1], plan_used[1]), ("258.9", "258.9"))
+
     def test_plan_use_adds_up_in_the_tenths_it_shows(self) -> None:
         def use(used: str, included: str = "200") -> tuple[str, str, str, int]:
             plan = selectors.plan_use(
@@ -769,6 +784,7 @@ class UsageCardTests(PortalTestCase):
         self.assertEqual(use("199.96"), ("200.0", "0.0", "0.0", 100))
         self.assertEqual(use("199.7"), ("199.7", "0.3", "0.0", 99))
         self.assertEqual(use("258.84"), ("258.8", "0.0", "58.8", 100))
+        self.assertEqual(use("258.85"), ("258.9", "0.0", "58.9", 100))
         self.assertEqual(use("1000", "0.5"), ("1000.0", "0.0", "999.5", 100))
 
     @override_settings(BILLING_BACKEND="portal.tests.test_billing.FailingBackend")
