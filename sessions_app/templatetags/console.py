@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 from django import template
 from django.contrib.messages.storage.base import Message
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from polaris.http import IN_PAGE
 from sessions_app.forms import SessionFilters
@@ -21,6 +23,20 @@ def query_without(filters: SessionFilters, name: str) -> str:
     """The filters' query string without `name`, for a chip's remove link."""
     query = {key: value for key, value in filters.as_query().items() if key != name}
     return f"?{urlencode(query)}" if query else ""
+
+
+# An email up to this long stays one word, its column widening to hold it.
+EMAIL_KEPT_WHOLE = 30
+
+
+@register.filter
+def breakable_email(value: str) -> SafeString:
+    """A long email that wraps only before its @ and after its dots: one too long
+    for its column breaks where a reader would split it, not mid-word."""
+    text = escape(value)
+    if len(value) <= EMAIL_KEPT_WHOLE:
+        return text
+    return mark_safe(text.replace("@", "<wbr>@").replace(".", ".<wbr>"))
 
 
 @register.filter

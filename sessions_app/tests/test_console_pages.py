@@ -524,6 +524,20 @@ class UserMappingPagesTests(ConsoleTestCase):
             reverse("sessions_app:user-mapping-import"), {"file": upload}, follow=True
         )
 
+    def test_a_long_email_breaks_at_its_dots_and_at_and_a_short_one_not(
+        self,
+    ) -> None:
+        long = "gus.garage.with.a.really.long.address@example-fleet.com"
+        UserMappingFactory(user__username=long)
+        UserMappingFactory(user__username="dana@example.com")
+        page = self.client.get(reverse("sessions_app:user-mapping-list"))
+        self.assertContains(
+            page,
+            '<span class="email">gus.<wbr>garage.<wbr>with.<wbr>a.<wbr>really.<wbr>'
+            "long.<wbr>address<wbr>@example-fleet.<wbr>com</span>",
+        )
+        self.assertContains(page, '<span class="email">dana@example.com</span>')
+
     def test_staff_without_the_mapping_permissions_read_them_and_change_none(
         self,
     ) -> None:
@@ -888,7 +902,7 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertContains(
             response,
-            "Import done: 2 created, 1 updated, 0 unchanged, 0 rejected; 1 customer "
+            "Import done: 2 created, 1 updated, 0 unchanged, 0 skipped; 1 customer "
             "account created. 2 idTags "
             "were stored in the letter case SteVe uses, not the file&#x27;s. No "
             "session with 1 of the new idTags has synced yet; the sync stores it "
@@ -911,7 +925,7 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertContains(
             response,
-            "Import done: 1 created, 0 updated, 1 unchanged, 0 rejected; 1 customer "
+            "Import done: 1 created, 0 updated, 1 unchanged, 0 skipped; 1 customer "
             "account created. 1 idTag was stored in the letter case SteVe uses, not "
             "the file&#x27;s. No session with 1 of the new idTags has synced yet;",
         )
@@ -922,7 +936,7 @@ class UserMappingPagesTests(ConsoleTestCase):
             b"TAG-1,new@example.com,New\n"
             b"bad tag,x@example.com,\n",
         )
-        self.assertContains(response, "1 created, 0 updated, 0 unchanged, 1 rejected")
+        self.assertContains(response, "1 created, 0 updated, 0 unchanged, 1 skipped")
         self.assertContains(response, "The skipped lines are listed below.")
         self.assertContains(
             response,
@@ -946,7 +960,7 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertContains(
             response,
-            "Import done: 3 created, 0 updated, 0 unchanged, 0 rejected; 2 customer "
+            "Import done: 3 created, 0 updated, 0 unchanged, 0 skipped; 2 customer "
             "accounts created.",
         )
         self.assertEqual(UserMapping.objects.get(steve_ocpp_id_tag="X").user, admin)

@@ -70,11 +70,11 @@ class MappingImportResult:
         return self.created + self.updated + self.unchanged + len(self.rejected)
 
     def counts(self) -> str:
-        """'3 created, 2 updated (1 reactivated), 0 unchanged, 1 rejected'."""
+        """'3 created, 2 updated (1 reactivated), 0 unchanged, 1 skipped'."""
         again = f" ({self.reactivated} reactivated)" if self.reactivated else ""
         return (
             f"{self.created:,} created, {self.updated:,} updated{again}, "
-            f"{self.unchanged:,} unchanged, {len(self.rejected):,} rejected"
+            f"{self.unchanged:,} unchanged, {len(self.rejected):,} skipped"
         )
 
     def tag_notes(self) -> str:

@@ -42,7 +42,7 @@ def import_file(path: Path, *args: str) -> tuple[str, str]:
             raise
         assert "skipped:" in err.getvalue(), err.getvalue()
     else:
-        assert " 0 rejected" in out.getvalue(), out.getvalue()
+        assert " 0 skipped" in out.getvalue(), out.getvalue()
     return out.getvalue(), err.getvalue()
 
 
@@ -59,7 +59,7 @@ class ImportUserMappingsTests(TestCase):
         self.assertIn("Line 5 skipped: not-an-email is not an email address.", err)
         self.assertIn("Line 6 skipped: The idTag TAG-0001 is on line 2 already", err)
         self.assertIn("Line 7 skipped: Expected 3 columns, found 2.", err)
-        self.assertIn("3 created, 0 updated, 0 unchanged, 4 rejected", out)
+        self.assertIn("3 created, 0 updated, 0 unchanged, 4 skipped", out)
         self.assertIn("2 customer accounts created", out)
         tags = dict(
             UserMapping.objects.values_list("steve_ocpp_id_tag", "user__username")
@@ -87,7 +87,7 @@ class ImportUserMappingsTests(TestCase):
             "TAG-0008,dana@example.com,Dana\n"
         )
         self.assertIn(
-            "2 created, 0 updated, 0 unchanged, 0 rejected; 1 customer account "
+            "2 created, 0 updated, 0 unchanged, 0 skipped; 1 customer account "
             "created. 1 idTag was stored in the letter case SteVe uses, not the "
             "file's. No session with 1 of the new idTags has synced yet; the sync "
             "stores it in SteVe's letter case with the first one.",
@@ -99,7 +99,7 @@ class ImportUserMappingsTests(TestCase):
         self.run_import(GOOD_AND_BAD)
         audit_entries = AuditEntry.objects.count()
         out, _ = self.run_import(GOOD_AND_BAD)
-        self.assertIn("0 created, 0 updated, 3 unchanged, 4 rejected", out)
+        self.assertIn("0 created, 0 updated, 3 unchanged, 4 skipped", out)
         self.assertIn("0 customer accounts created", out)
         self.assertEqual(UserMapping.objects.count(), 3)
         self.assertEqual(AuditEntry.objects.count(), audit_entries)
@@ -131,7 +131,7 @@ class ImportUserMappingsTests(TestCase):
                 )
         self.assertIn(
             "Dry run, nothing was saved. The import would give 2 created, 1 updated, "
-            "0 unchanged, 4 rejected, with 1 customer account created.",
+            "0 unchanged, 4 skipped, with 1 customer account created.",
             out.getvalue(),
         )
         self.assertIn("Line 5 would be skipped: not-an-email is not", err.getvalue())
@@ -143,7 +143,7 @@ class ImportUserMappingsTests(TestCase):
         self.assertEqual(after, before)
         # The import itself then does what the dry run said.
         out, _ = self.run_import(GOOD_AND_BAD)
-        self.assertIn("2 created, 1 updated, 0 unchanged, 4 rejected", out)
+        self.assertIn("2 created, 1 updated, 0 unchanged, 4 skipped", out)
         self.assertIn("1 customer account created", out)
 
     def test_it_refuses_to_move_a_tag_to_another_customer(self) -> None:
@@ -192,7 +192,7 @@ class ImportUserMappingsTests(TestCase):
             "customer.",
             err,
         )
-        self.assertIn("1 created, 0 updated, 0 unchanged, 1 rejected", out)
+        self.assertIn("1 created, 0 updated, 0 unchanged, 1 skipped", out)
         self.assertEqual(
             list(UserMapping.objects.values_list("user__username", flat=True)),
             ["dana@example.com"],
@@ -232,7 +232,7 @@ class ImportUserMappingsTests(TestCase):
         out, _ = self.run_import(
             f"steveOcppIdTag,email,label\nTAG-1,dana@example.com,Dana\n{padding}\n"
         )
-        self.assertIn("1 created, 0 updated, 0 unchanged, 0 rejected", out)
+        self.assertIn("1 created, 0 updated, 0 unchanged, 0 skipped", out)
         self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-1").exists())
 
     def test_it_explains_a_missing_file(self) -> None:
@@ -260,7 +260,7 @@ class ImportBadFilesTests(TestCase):
             b"TAG-0003,dana@example.com,Bike\n"
         )
         self.assertIn("Line 2 skipped: The line is not valid CSV", err)
-        self.assertIn("2 created, 0 updated, 0 unchanged, 1 rejected", out)
+        self.assertIn("2 created, 0 updated, 0 unchanged, 1 skipped", out)
         self.assertEqual(self.imported_tags(), ["TAG-0002", "TAG-0003"])
 
     def test_a_nul_character_rejects_its_line_and_the_rest_is_imported(self) -> None:
@@ -271,7 +271,7 @@ class ImportBadFilesTests(TestCase):
             b"TAG-0003,dana@example.com,Bike\n"
         )
         self.assertIn("Line 3 skipped: The line holds a NUL character", err)
-        self.assertIn("2 created, 0 updated, 0 unchanged, 1 rejected", out)
+        self.assertIn("2 created, 0 updated, 0 unchanged, 1 skipped", out)
         self.assertEqual(self.imported_tags(), ["TAG-0001", "TAG-0003"])
 
     def test_a_rejected_row_creates_no_account_and_names_its_column(self) -> None:
@@ -288,7 +288,7 @@ class ImportBadFilesTests(TestCase):
             "Line 3 skipped: o!brien@example.com cannot be a customer's sign-in name",
             err,
         )
-        self.assertIn("0 created, 0 updated, 0 unchanged, 2 rejected", out)
+        self.assertIn("0 created, 0 updated, 0 unchanged, 2 skipped", out)
         self.assertIn("; 0 customer accounts created.", out)
         self.assertFalse(get_user_model().objects.exists())
 
@@ -309,7 +309,7 @@ class ImportBadFilesTests(TestCase):
             b"TAG-0001,dana@example.com,Car\r\n\r\n"
             b"TAG-0002,dana@example.com,Van\r\n"
         )
-        self.assertIn("2 created, 0 updated, 0 unchanged, 0 rejected", out)
+        self.assertIn("2 created, 0 updated, 0 unchanged, 0 skipped", out)
         self.assertEqual(
             UserMapping.objects.get(steve_ocpp_id_tag="TAG-0002").label, "Van"
         )
@@ -326,7 +326,7 @@ class ImportBadFilesTests(TestCase):
             [
                 "Line 1000 of 2502…",
                 "Line 2000 of 2502…",
-                "1 created, 0 updated, 0 unchanged, 0 rejected; 1 customer account "
+                "1 created, 0 updated, 0 unchanged, 0 skipped; 1 customer account "
                 "created. No session with this idTag has synced yet; the sync stores "
                 "it in SteVe's letter case with the first one.",
             ],
