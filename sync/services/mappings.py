@@ -48,6 +48,8 @@ def mapping_snapshot(mapping: UserMapping) -> dict[str, Any]:
 def validate_id_tag(tag: str) -> str:
     """Return the trimmed tag or raise ValidationError with a sentence."""
     tag = tag.strip()
+    if not tag:
+        raise ValidationError("The idTag is missing.")
     if len(tag) > ID_TAG_MAX_LENGTH:
         raise ValidationError(
             f"An idTag is at most {ID_TAG_MAX_LENGTH} characters long; this one "

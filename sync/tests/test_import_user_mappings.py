@@ -53,6 +53,13 @@ class ImportUserMappingsTests(TestCase):
             path.write_text(text, encoding="utf-8")
             return import_file(path)
 
+    def test_a_row_without_an_idtag_says_it_is_missing(self) -> None:
+        _, err = self.run_import(
+            "steveOcppIdTag,email,label\n,dana@example.com,Dana\n  ,eli@example.com,\n"
+        )
+        self.assertIn("Line 2 skipped: The idTag is missing.", err)
+        self.assertIn("Line 3 skipped: The idTag is missing.", err)
+
     def test_it_imports_good_rows_and_reports_each_bad_row(self) -> None:
         out, err = self.run_import(GOOD_AND_BAD)
         self.assertIn("Line 4 skipped: An idTag is 1 to 40", err)

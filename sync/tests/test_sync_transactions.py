@@ -1343,6 +1343,8 @@ class SyncChargersTests(SyncTestCase):
             "One charge box id it cannot accept, such as one with = / ( ) < or >, "
             "makes it refuse them all: check the chargers' ids.",
         )
+        # It read nothing from SteVe, whatever it meant to probe.
+        self.assertEqual((run.fetched_count, run.updated_count), (0, 0))
 
     def test_the_command_names_the_silent_charge_boxes(self) -> None:
         self.sync()

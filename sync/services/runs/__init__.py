@@ -175,11 +175,13 @@ def sync_run_chargers(*, trigger: str, client: SteveClient | None = None) -> Syn
         except ImproperlyConfigured as missing:
             return finish_run(run, tally, error=not_configured(run, missing))
         box_ids = sorted(set(Charger.objects.values_list("charge_box_id", flat=True)))
-        tally.fetched = len(box_ids)
         try:
             answered = _probe(steve, box_ids)
         except SteveError as error:
+            # Nothing was read: Sync runs shows it fetched none, not the boxes it
+            # meant to probe.
             return finish_run(run, tally, error=error.operator_message)
+        tally.fetched = len(box_ids)
         Charger.objects.filter(charge_box_id__in=answered).update(
             last_check_in_at=timezone.now()
         )
