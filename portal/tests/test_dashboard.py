@@ -103,6 +103,10 @@ class DashboardTests(PortalTestCase):
         self.assertContains(response, f"Charging at Harbour Street #{connector}")
         when = f"{started:%b} {started.day}, {started:%H:%M}"
         self.assertContains(response, f">{when}</time>")
+        # Started with the card at the station, not from here: nothing to stop it
+        # with but the station, and the banner says so.
+        self.assertContains(response, "Started at the station with your card")
+        self.assertNotContains(response, 'id="stop-session-')
 
     def test_a_manual_stop_is_settled_only_once_the_station_can_no_longer_replace_it(
         self,
