@@ -62,6 +62,12 @@ class DashboardTests(PortalTestCase):
         self.assertContains(response, "12.50")
         self.assertContains(response, "Finalized")
         self.assertNotContains(response, "7.25")
+        # With its connector, as the banner and the charger cards name it: a
+        # site's connectors share one name.
+        connector = self.charger.connector_id
+        self.assertContains(
+            response, f'<span class="table__primary">Harbour Street #{connector}</span>'
+        )
 
     def test_a_deactivated_cards_sessions_and_usage_stay(self) -> None:
         # Deactivating a card stops new charges on it, not its history.
