@@ -92,6 +92,8 @@ REDIS_TIMEOUT_S = 5.0
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 2.0
 LISTENER_PING_S = 15.0
+# How long a new stream waits for the listener to subscribe (see _subscribed).
+LISTENER_READY_S = 1.0
 # What an ended stream tells the browser (EventSource `retry:`, ms): come back soon
 # once Redis is back, back off while it is down.
 RETRY_AFTER_RESYNC_MS = 1000
@@ -413,6 +415,24 @@ class SupervisedRedisListener:
         eventstream_views.get_listener_manager().add_to_queues(event.channel, event)
 
 
+async def _subscribed() -> None:
+    """Start the process's Redis listener if no stream has yet, and wait a moment
+    for it to subscribe. A stream reads the stored events once, then waits for the
+    listener's: an event published between that read and the subscription would
+    reach this stream only at its next reconnect. While Redis is away the wait
+    gives up after LISTENER_READY_S, and the stream meets Redis's absence itself."""
+    manager = eventstream_views.get_listener_manager()
+    listener = manager.redis_listener
+    if not isinstance(listener, SupervisedRedisListener):
+        return
+    with manager.lock:
+        if not manager.redis_listener_started:
+            asyncio.get_running_loop().create_task(manager.start_redis_listener())
+            manager.redis_listener_started = True
+    with suppress(TimeoutError):
+        await asyncio.wait_for(listener.connected.wait(), LISTENER_READY_S)
+
+
 def _install_listener() -> None:
     manager = eventstream_views.get_listener_manager()
     if not isinstance(manager.redis_listener, SupervisedRedisListener):
@@ -561,6 +581,7 @@ async def _supervised(
     renewed = asyncio.ensure_future(signed_out.wait())
     step: asyncio.Future[bytes] | None = None
     try:
+        await _subscribed()
         while True:
             step = asyncio.ensure_future(anext(content))
             await asyncio.wait(
