@@ -824,7 +824,12 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
             self.assertLessEqual(box["x"] + box["width"], main["x"] + main["width"])
 
     def test_idtags_break_only_on_a_phone(self) -> None:
-        UserMappingFactory(steve_ocpp_id_tag="TAG-0001")
+        # An email wider than half a phone-width card, whatever the factories'
+        # count has reached.
+        UserMappingFactory(
+            steve_ocpp_id_tag="TAG-0001",
+            user=UserFactory(username="driver101@example.com"),
+        )
         long_tag = "RFID-" + "7F3A9C21" * 5
         # An address longer than half a phone-width card wraps too.
         customer = UserFactory(username="charlotte.montgomery@example.com")
