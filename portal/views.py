@@ -224,20 +224,14 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:
-        # A start whose answer was lost is kept with a message saying so: the
-        # station may not be starting at all.
-        # Either way, until the next live update, whose banner then says how the
-        # start went.
+        # An accepted start needs no message: the banner's start notice says it,
+        # and follows it. A start whose answer was lost is kept with a message
+        # saying so, until the next live update: the station may not be starting
+        # at all.
         if session.status_message:
             messages.warning(
                 request,
                 session.status_message,
-                extra_tags=until_event(ACTIVE_SESSION_EVENT),
-            )
-        else:
-            messages.success(
-                request,
-                f"Charging is starting at {charger}.",
                 extra_tags=until_event(ACTIVE_SESSION_EVENT),
             )
     return _back_to_dashboard(request)

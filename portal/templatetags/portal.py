@@ -7,11 +7,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from django import template
 from django.utils import timezone
 
-from sessions_app.templatetags.console import duration, short_time
+from sessions_app.templatetags.console import breakable_email, duration, short_time
 
 register = template.Library()
-# The console's, so a duration reads the same to staff and to the customer.
+# The console's: a duration and an email read the same to staff and customers.
 register.filter("duration", duration)
+register.filter("breakable_email", breakable_email)
 
 
 TENTH = Decimal("0.1")

@@ -436,8 +436,8 @@ def test_a_card_reserves_and_then_starts_from_its_one_form(
         card = page.locator("article.charger").first
         expect(card.locator(".charger-status")).to_contain_text("reserved")
         card.get_by_role("button", name="Start charging").click()
-        expect(page.locator(".messages")).to_contain_text(
-            "Charging is starting at Harbour Street #1."
+        expect(page.locator(".start-notice")).to_contain_text(
+            "Starting to charge at Harbour Street #1…"
         )
     session = ApiSession.objects.get()
     assert (session.charge_box_id, session.connector_id) == ("CP-001", 1)
@@ -697,10 +697,39 @@ def test_a_long_email_greeting_wraps_instead_of_widening_the_page(
         for width, height in ((390, 844), (1280, 800)):
             page = browser.new_page(viewport={"width": width, "height": height})
             sign_in(page, server.url, email, "driver")
-            expect(page.locator(".page-header__title")).to_have_text(f"Hi {email}")
+            title = page.locator(".page-header__title")
+            expect(title).to_have_text(f"Hi {email}")
             scroll_width = page.evaluate("document.documentElement.scrollWidth")
             assert scroll_width <= width, (width, scroll_width)
+            # Where it wraps, it wraps as a reader would split an address.
+            for line_end in title.evaluate(LINE_ENDS)[:-1]:
+                assert line_end[-1] in " .-<", line_end
             page.close()
+
+
+# The text of each line an element is laid out in; a line followed by one that
+# begins with an @ ends in "<".
+LINE_ENDS = """(element) => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  const chars = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      chars.push([node.data[i], range.getBoundingClientRect().top]);
+    }
+  }
+  const lines = [""];
+  chars.forEach(([char, top], i) => {
+    if (i > 0 && top > chars[i - 1][1] + 1) {
+      if (char === "@") { lines[lines.length - 1] += "<"; }
+      lines.push("");
+    }
+    lines[lines.length - 1] += char;
+  });
+  return lines;
+}"""
 
 
 # The WCAG contrast ratio of each charger badge's text on its own background.

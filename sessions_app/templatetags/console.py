@@ -30,11 +30,12 @@ EMAIL_KEPT_WHOLE = 30
 
 
 @register.filter
-def breakable_email(value: str) -> SafeString:
-    """A long email that wraps only before its @ and after its dots: one too long
-    for its column breaks where a reader would split it, not mid-word."""
+def breakable_email(value: str, kept_whole: int = EMAIL_KEPT_WHOLE) -> SafeString:
+    """An email longer than `kept_whole` that wraps only before its @ and after
+    its dots: one too long for its column breaks where a reader would split it,
+    not mid-word."""
     text = escape(value)
-    if len(value) <= EMAIL_KEPT_WHOLE:
+    if len(value) <= kept_whole:
         return text
     return mark_safe(text.replace("@", "<wbr>@").replace(".", ".<wbr>"))
 
