@@ -28,7 +28,13 @@ class SwitchTests(PortalTestCase):
         self.assertContains(response, "starts empty")
         response = self.client.post("/switch", {"account": "customer"})
         self.assertRedirects(response, "/")
-        self.assertContains(self.client.get("/"), "Your account is almost ready")
+        response = self.client.get("/")
+        self.assertContains(response, "Your account is almost ready")
+        # They are the operator: told where cards are linked, not to contact it.
+        self.assertContains(
+            response, f'in <a href="{reverse("sessions_app:user-mapping-list")}">'
+        )
+        self.assertNotContains(response, "Contact your operator")
 
     def test_choosing_the_customer_dashboard_keeps_staff_on_it(self) -> None:
         staff = StaffFactory(username="ops")
