@@ -13,6 +13,7 @@ register = template.Library()
 # The console's: a duration and an email read the same to staff and customers.
 register.filter("duration", duration)
 register.filter("breakable_email", breakable_email)
+register.filter("short_time", short_time)
 
 
 TENTH = Decimal("0.1")

@@ -1,11 +1,12 @@
 """The portal's formatting filters (portal/templatetags/portal.py)."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import time_machine
 from django.template import engines
 from django.template.defaultfilters import floatformat
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 
 from portal.templatetags.portal import kilowatts
 
@@ -36,3 +37,40 @@ class DurationTests(SimpleTestCase):
             for value, said in cases.items():
                 with self.subTest(library=library, value=value):
                     self.assertEqual(page.render({"value": value}), said)
+
+
+@override_settings(TIME_ZONE="Europe/Berlin")
+@time_machine.travel(datetime(2026, 3, 2, 12, tzinfo=UTC), tick=False)
+class MomentTests(SimpleTestCase):
+    def render(self, library: str, template: str, value: datetime) -> str:
+        page = engines["django"].from_string(f"{{% load {library} %}}{template}")
+        return page.render({"value": value})
+
+    def test_staff_and_customers_read_a_moment_alike_with_another_years_year(
+        self,
+    ) -> None:
+        cases = {
+            datetime(2026, 3, 2, 8, 5, 9, tzinfo=UTC): "Mar 2, 09:05",
+            datetime(2026, 12, 31, 22, 30, tzinfo=UTC): "Dec 31, 23:30",
+            # The first of January in Berlin, next year: a token's expiry.
+            datetime(2026, 12, 31, 23, 30, tzinfo=UTC): "Jan 1, 2027, 00:30",
+            datetime(2025, 3, 2, 8, 5, tzinfo=UTC): "Mar 2, 2025, 09:05",
+        }
+        for library in ("portal", "console"):
+            for value, said in cases.items():
+                with self.subTest(library=library, value=value):
+                    self.assertEqual(
+                        self.render(library, "{{ value|short_time }}", value), said
+                    )
+        last_year = datetime(2025, 11, 3, 13, 5, 9, tzinfo=UTC)
+        self.assertEqual(
+            self.render("console", '{{ value|short_time:"seconds" }}', last_year),
+            "Nov 3, 2025, 14:05:09",
+        )
+
+    def test_a_moment_on_its_own_names_its_year_and_zone(self) -> None:
+        value = datetime(2026, 3, 2, 8, 5, 9, tzinfo=UTC)
+        self.assertEqual(
+            self.render("console", "{{ value|full_time }}", value),
+            "Mar 2, 2026, 09:05:09 CET",
+        )

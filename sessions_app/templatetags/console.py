@@ -87,12 +87,15 @@ def iso_time(value: datetime | None) -> str:
 
 @register.filter
 def short_time(value: datetime | None, precision: str = "minutes") -> str:
-    """'Nov 3, 14:05' in local time; 'Nov 3, 14:05:09' with "seconds"."""
+    """'Nov 3, 14:05' in local time; 'Nov 3, 14:05:09' with "seconds". A moment
+    of another year names it, 'Nov 3, 2025, 14:05': a year of history (and a
+    token expiring next year) would otherwise read as this year's."""
     if value is None:
         return ""
     local = timezone.localtime(value)
     clock = "%H:%M:%S" if precision == "seconds" else "%H:%M"
-    return f"{local:%b} {local.day}, {local:{clock}}"
+    year = "" if local.year == timezone.localdate().year else f" {local.year},"
+    return f"{local:%b} {local.day},{year} {local:{clock}}"
 
 
 @register.filter
@@ -115,14 +118,12 @@ def clock_time(value: datetime | None) -> str:
 
 @register.filter
 def full_time(value: datetime | None) -> str:
-    """'2026-11-03 14:05:09 CET' in local time, for a title."""
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}" if value else ""
-
-
-@register.filter
-def timestamp(value: datetime | None) -> str:
-    """'2026-11-03 14:05:09' in local time."""
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}" if value else ""
+    """'Nov 3, 2026, 14:05:09 CET' in local time: a moment on its own (a title,
+    a session's start), worded as the lists word theirs."""
+    if value is None:
+        return ""
+    local = timezone.localtime(value)
+    return f"{local:%b} {local.day}, {local:%Y, %H:%M:%S %Z}"
 
 
 @register.filter

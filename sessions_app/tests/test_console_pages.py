@@ -222,7 +222,7 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(
             self.client.get(url),
             "The station still sent a reading at <time "
-            'datetime="2026-03-02T10:15:00+00:00">2026-03-02 10:15:00 UTC</time>, '
+            'datetime="2026-03-02T10:15:00+00:00">Mar 2, 2026, 10:15:00 UTC</time>, '
             "after this stop: it charges on until it stops the session itself.",
         )
 

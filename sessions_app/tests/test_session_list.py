@@ -133,9 +133,11 @@ class SessionListTests(ConsoleTestCase):
             is_finalized=True, last_synced_at=now - timedelta(days=3, minutes=5)
         )
         body = self.client.get(URL).content.decode()
-        self.assertIn('title="2026-03-02 12:00:00 UTC" data-age>12:00:00</time>', body)
         self.assertIn(
-            'title="2026-02-27 11:55:00 UTC" data-age>Feb 27, 11:55</time>', body
+            'title="Mar 2, 2026, 12:00:00 UTC" data-age>12:00:00</time>', body
+        )
+        self.assertIn(
+            'title="Feb 27, 2026, 11:55:00 UTC" data-age>Feb 27, 11:55</time>', body
         )
         self.assertNotIn("ago", body)
 
