@@ -377,7 +377,8 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         expect(notice_link).to_be_focused()
 
     def test_a_detail_page_re_reads_itself_for_its_own_session_only(self) -> None:
-        shown, other = TransactionSyncStateFactory(), TransactionSyncStateFactory()
+        shown = TransactionSyncStateFactory(is_finalized=False)
+        other = TransactionSyncStateFactory()
         url = f"/admin/sessions/{shown.steve_transaction_id}/"
         page = self.open_console(url)
         re_reads: list[str] = []
@@ -408,11 +409,15 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
                 break
         self.assertGreater(page.evaluate("window.seen"), 0)
         self.assertEqual(re_reads, [])
+        header = page.locator("#session-header")
+        expect(header.locator(".badge")).to_have_text("Active")
         TransactionSyncState.objects.filter(pk=shown.pk).update(
-            kwh_delivered=Decimal("7.125")
+            kwh_delivered=Decimal("7.125"), is_finalized=True
         )
         publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[shown.pk])
         expect(page.locator("#session-detail")).to_contain_text("7.125 kWh")
+        # The header above the live banner is re-read with it.
+        expect(header.locator(".badge")).to_have_text("Completed")
         self.assertEqual(len(re_reads), 1)
 
     def test_a_charging_sessions_detail_and_sync_runs_can_be_paused(self) -> None:
