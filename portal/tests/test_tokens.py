@@ -72,20 +72,53 @@ class TokenTests(PortalTestCase):
         api_token_create(user=self.alice, name="Car", expires_at=now + timedelta(1))
         api_token_create(user=self.alice, name="Old", expires_at=now - timedelta(1))
         api_token_create(user=self.alice, name="Kept")
+        api_token_create(user=self.alice, name="App", expires_at=now + timedelta(8))
         self.client.force_login(self.alice)
         page = self.client.get(reverse("portal:token-list")).content.decode()
         rows = {
             name: row
             for row in re.findall(r"<tr>(.*?)</tr>", page, re.S)
-            for name in ["Car", "Old", "Kept"]
+            for name in ["Car", "Old", "Kept", "App"]
             if f">{name}<" in row
         }
-        self.assertIn(">Active<", rows["Car"])
+        # Polaris sends no email: the week before a token expires, its row says so.
+        self.assertIn(">Expires soon<", rows["Car"])
         self.assertIn("Revoke", rows["Car"])
+        self.assertIn(">Active<", rows["App"])
         # An expired token no longer works: nothing is left to revoke.
         self.assertIn(">Expired<", rows["Old"])
         self.assertNotIn("Revoke", rows["Old"])
         self.assertIn('data-label="Expires" class="nowrap">Never<', rows["Kept"])
+
+    def test_the_page_warns_of_the_tokens_about_to_expire(self) -> None:
+        now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+        with time_machine.travel(now, tick=False):
+            api_token_create(user=self.alice, name="App", expires_at=now + timedelta(8))
+            self.client.force_login(self.alice)
+            page = self.client.get(reverse("portal:token-list"))
+            self.assertNotContains(page, "within a week")
+            car, _ = api_token_create(
+                user=self.alice, name="Car", expires_at=now + timedelta(days=7)
+            )
+            page = self.client.get(reverse("portal:token-list"))
+            self.assertContains(
+                page,
+                '<span class="banner__title">A token expires within a week:</span> '
+                f'<span class="mono">{car.prefix}…</span> (Car) on Dec 14, 10:00. '
+                "Create a new one below and switch what uses it before then.",
+            )
+            api_token_create(user=self.alice, expires_at=now + timedelta(hours=1))
+            page = self.client.get(reverse("portal:token-list"))
+            self.assertContains(page, "2 tokens expire within a week:")
+            self.assertContains(page, "switch what uses them before then.")
+        # Revoked or expired, a token has nothing left to warn of.
+        with time_machine.travel(now + timedelta(days=7, hours=1), tick=False):
+            page = self.client.get(reverse("portal:token-list"))
+            self.assertContains(page, "A token expires within a week:")
+            self.assertContains(page, "(App) on Dec 15, 10:00.")
+            ApiToken.objects.filter(name="App").update(revoked_at=timezone.now())
+            page = self.client.get(reverse("portal:token-list"))
+            self.assertNotContains(page, "within a week")
 
     def test_it_revokes_a_token(self) -> None:
         token, _ = api_token_create(user=self.alice, name="Car")

@@ -1,9 +1,15 @@
 """API tokens: how integrators sign their calls to the Sessions API."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+# How long before its expiry a token's pages warn of it: Polaris sends no email,
+# so its owner learns it there, with time to switch their app to a new one.
+EXPIRY_NOTICE = timedelta(days=7)
 
 
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
@@ -50,3 +56,11 @@ class ApiToken(models.Model):
     @property
     def has_expired(self) -> bool:
         return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def expires_soon(self) -> bool:
+        """Still working, but not for longer than EXPIRY_NOTICE."""
+        if self.revoked_at is not None or self.expires_at is None:
+            return False
+        now = timezone.now()
+        return now < self.expires_at <= now + EXPIRY_NOTICE

@@ -12,6 +12,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from polaris.http import IN_PAGE
 from sessions_app.forms import SessionFilters
+from sessions_app.models import ApiToken
 from sessions_app.selectors import SyncFreshness
 from sync.models import TransactionSyncState
 
@@ -38,6 +39,12 @@ def breakable_email(value: str, kept_whole: int = EMAIL_KEPT_WHOLE) -> SafeStrin
     if len(value) <= kept_whole:
         return text
     return mark_safe(text.replace("@", "<wbr>@").replace(".", ".<wbr>"))
+
+
+@register.filter
+def expiring_soon(tokens: Iterable[ApiToken]) -> list[ApiToken]:
+    """The tokens of a list that stop working within ApiToken's EXPIRY_NOTICE."""
+    return [token for token in tokens if token.expires_soon]
 
 
 @register.filter
