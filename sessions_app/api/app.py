@@ -18,6 +18,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
 from ninja.operation import Operation
+from ninja.parser import Parser
 from ninja.types import DictStrAny
 
 from sessions_app import charging
@@ -28,6 +29,29 @@ from sessions_app.api.schemas.responses import METHOD_NOT_ALLOWED_RESPONSE
 from sessions_app.api.selectors.sessions import InvalidCursor
 
 logger = logging.getLogger(__name__)
+
+
+class UnsupportedMediaType(ValueError):
+    """A request body declared as something other than JSON."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(content_type)
+        self.content_type = content_type
+
+
+class JsonParser(Parser):
+    """Ninja's parser, reading only a body sent as JSON: one declared as text or a
+    form is refused (415) rather than read as JSON all the same, since the create
+    it carries starts a real charge. A body without a Content-Type is read as
+    JSON, as the one type this API takes."""
+
+    def parse_body(self, request: HttpRequest) -> DictStrAny:
+        content_type = request.content_type or ""
+        if content_type and not (
+            content_type == "application/json" or content_type.endswith("+json")
+        ):
+            raise UnsupportedMediaType(content_type)
+        return super().parse_body(request)
 
 
 class SessionsApi(NinjaAPI):
@@ -82,6 +106,7 @@ api = SessionsApi(
     ),
     urls_namespace="api-v1",
     auth=[BearerTokenAuth(), BrowserSessionAuth()],
+    parser=JsonParser(),
 )
 api.add_router("", router)
 
@@ -143,6 +168,13 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
             f"at most {META_DATA_MAX_DEPTH} levels deep.",
         )
     cause = exc.__cause__
+    if isinstance(cause, UnsupportedMediaType):
+        return _error(
+            request,
+            415,
+            f"The request body is sent as {cause.content_type}, which this API "
+            "does not read: send a JSON object with Content-Type: application/json.",
+        )
     if (
         exc.status_code == 400
         and type(cause) is ValueError

@@ -56,10 +56,11 @@ router = Router()
 # permission to manage other users' sessions creating or stopping one
 # (`SessionForbidden`), and 413 a body
 # too large to read: the JSON body of a create, or the form body that the CSRF
-# check reads. 400 is a body that is not JSON: only the create reads one.
+# check reads. 400 is a body that is not JSON, and 415 one declared as another
+# type: only the create reads one.
 READ_ERRORS = frozenset({401, 422})
 WRITE_ERRORS = READ_ERRORS | {403, 404, 409, 413, 502}
-CREATE_ERRORS = WRITE_ERRORS | {400}
+CREATE_ERRORS = WRITE_ERRORS | {400, 415}
 # ninja documents bodies, not headers.
 UNAUTHENTICATED = {401: {"headers": {"WWW-Authenticate": WWW_AUTHENTICATE_HEADER}}}
 # The message of a plain read (GET), as the seed's envelope gives it.
@@ -274,8 +275,11 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     an error. A `created` session whose start was sent stays `created`: its stop is
     sent as soon as charging begins, and it is cancelled if charging does not
     begin in time; one whose scheduled start was not sent yet is cancelled. A
-    stop repeated on a session a stop cancelled answers as the first did; a stop
-    of any other ended or cancelled session is 409, as is one SteVe refuses
+    stop repeated on a session a stop cancelled answers as the first did, and one
+    repeated after the station ended the charge that Polaris stopped (this stop,
+    the portal's or a target's) gets the ended session: a retry after a lost
+    answer succeeds. A stop of any other ended or cancelled session (the station
+    or the driver ended it) is 409, as is one SteVe refuses
     because an operator closed the charge there while the station goes on (the
     message says to stop it at the station). A stop sent while another is waiting
     for the station's answer is 409 at once, saying a stop is under way: send it

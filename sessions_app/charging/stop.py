@@ -145,6 +145,10 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
             logger.info("api_session=%s stop kept until charging starts", session.pk)
             return session
         # It started (or was cancelled) meanwhile: stop it as such.
+    if session.status == Status.ENDED and session.stop_requested_at is not None:
+        # Ended after Polaris sent its stop: a retried stop (its first answer
+        # lost, or slow) gets the session that stop ended, not an error.
+        return session
     if session.status != Status.STARTED or session.transaction is None:
         raise SessionConflict(f"This session is already {session.status}.")
     if session.transaction.is_stopped_manually:

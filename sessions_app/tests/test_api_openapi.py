@@ -2,6 +2,7 @@
 each operation lists the statuses it can answer (each one reached here by a request,
 and no other), and the answers' headers are documented."""
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -180,6 +181,12 @@ class DocumentedStatusesTests(ApiTestCase):
                 headers={"Authorization": f"Bearer {self.alice_token}"},
             ),
             self.client.post("/api/v1/sessions"),
+            self.client.post(
+                "/api/v1/sessions",
+                data=json.dumps(body),
+                content_type="text/plain",
+                headers={"Authorization": f"Bearer {self.alice_token}"},
+            ),
             self.browser(csrf=False).post(
                 "/api/v1/sessions", data=body, content_type="application/json"
             ),
@@ -220,8 +227,8 @@ class DocumentedStatusesTests(ApiTestCase):
         ]
         self.standin.set_fault("error", status=503, path_contains="RemoteStop")
         responses.append(self.call("POST", stop))
-        responses.append(self.call("POST", stop))
-        # An ended session cannot be stopped: 409.
+        # A session the station ended (the stop above was never sent) cannot be
+        # stopped: 409.
         self.standin.clear_faults()
         ended = ApiSession.objects.get(pk=session_id)
         self.standin.station_stop(self.steve_transaction(ended)["id"])

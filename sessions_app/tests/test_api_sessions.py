@@ -354,8 +354,21 @@ class SessionLifecycleApiTests(ApiTestCase):
         ended = self.call("GET", f"/sessions/{session_id}")
         self.assertEqual(self.result(ended)["status"], "ended")
         self.assertEqual(ended.json()["message"], "Result")
-        again = self.call("POST", f"/sessions/{session_id}/stop")
+        # A retried stop (its answer lost) gets the session its stop ended.
+        again = self.result(self.call("POST", f"/sessions/{session_id}/stop"))
+        self.assertEqual(again["status"], "ended")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+
+    def test_a_stop_of_a_session_the_station_ended_is_409(self) -> None:
+        session = self.begin_charging(
+            ApiSession.objects.get(pk=self.result(self.start(), 201)["_id"])
+        )
+        self.standin.station_stop(self.steve_transaction(session)["id"])
+        self.sync()
+        self.advance(session)
+        again = self.call("POST", f"/sessions/{session.pk}/stop")
         self.assert_error(again, 409, "already ended")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
 
     def test_a_target_that_stops_the_charge_is_named_until_it_ends(self) -> None:
         session_id = self.result(self.start(target={"energy": 0.5}), 201)["_id"]
@@ -882,6 +895,40 @@ class SessionRefusalApiTests(ApiTestCase):
         self.assert_refused(
             response, 400, "The request body is empty: send a JSON object."
         )
+
+    def test_a_body_declared_as_another_type_is_415_and_starts_nothing(self) -> None:
+        body = '{"chargestation": "CP-001", "connector": 1}'
+        for content_type in (
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/xml",
+        ):
+            with self.subTest(content_type=content_type):
+                response = self.client.post(
+                    "/api/v1/sessions",
+                    data=body,
+                    content_type=content_type,
+                    headers={"Authorization": f"Bearer {self.alice_token}"},
+                )
+                self.assert_refused(
+                    response,
+                    415,
+                    f"The request body is sent as {content_type}, which this API "
+                    "does not read: send a JSON object with Content-Type: "
+                    "application/json.",
+                )
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+        # JSON by another name, and a body that names no type, are read as JSON:
+        # this one's charger is found offline.
+        for content_type in ("application/merge-patch+json", ""):
+            with self.subTest(content_type=content_type):
+                response = self.client.post(
+                    "/api/v1/sessions",
+                    data=body.replace("CP-001", "CP-004"),
+                    content_type=content_type,
+                    headers={"Authorization": f"Bearer {self.alice_token}"},
+                )
+                self.assert_refused(response, 409, "offline")
 
     def test_meta_data_postgres_cannot_store_is_422(self) -> None:
         self.assert_refused(
