@@ -144,6 +144,39 @@ class SyncCommandInputTests(TestCase):
         SyncRunFactory()
         call_command("sync", "status", stdout=StringIO())
 
+    def test_status_exits_with_1_while_the_newest_of_a_schedule_failed(self) -> None:
+        # The hourly reconcile and the charger probe fail, and every 10 s a
+        # transactions sync succeeds after them: monitoring must still hear.
+        reconcile = SyncRunFactory(
+            kind=SyncRun.Kind.BACKFILL,
+            status=SyncRun.Status.FAILED,
+            error="SteVe answered HTTP 500.",
+        )
+        probe = SyncRunFactory(
+            kind=SyncRun.Kind.CHARGERS,
+            trigger=SyncRun.Trigger.COMMAND,
+            status=SyncRun.Status.FAILED,
+            error="SteVe cannot be reached.",
+        )
+        SyncRunFactory()
+        with self.assertRaisesMessage(
+            CommandError,
+            f"Run #{probe.pk}, the newest charger probe, failed: SteVe cannot be "
+            f"reached.\nRun #{reconcile.pk}, the newest scheduled reconcile, failed: "
+            "SteVe answered HTTP 500.",
+        ):
+            call_command("sync", "status", stdout=StringIO())
+        # A backfill by hand that failed is told to whoever ran it: once a run
+        # finished after it, it no longer fails the check.
+        SyncRunFactory(
+            kind=SyncRun.Kind.BACKFILL,
+            trigger=SyncRun.Trigger.COMMAND,
+            status=SyncRun.Status.FAILED,
+        )
+        SyncRunFactory(kind=SyncRun.Kind.CHARGERS)
+        SyncRunFactory(kind=SyncRun.Kind.BACKFILL)
+        call_command("sync", "status", stdout=StringIO())
+
     def test_status_with_max_age_exits_with_1_when_no_run_finished_lately(
         self,
     ) -> None:

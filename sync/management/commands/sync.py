@@ -288,14 +288,15 @@ class Command(DatabaseCommand):
                 cell.ljust(width) for cell, width in zip(row, widths, strict=True)
             )
             self.stdout.write(line.rstrip())
-        finished = SyncRun.objects.finished()
-        newest = finished.newest_first().first()
-        if newest is not None and newest.status == SyncRun.Status.FAILED:
+        failures = SyncRun.objects.newest_failures()
+        if failures:
             # Exit status 1, so monitoring that runs this command can alert; the
             # sentence in full says what to do next.
             raise CommandError(
-                f"Run #{newest.pk}, the newest that has finished, failed: "
-                f"{newest.error}"
+                "\n".join(
+                    f"Run #{run.pk}, {what}, failed: {run.error}"
+                    for what, run in failures
+                )
             )
         latest = runs[0]
         if latest.error and len(latest.error) > ERROR_COLUMN:
