@@ -22,7 +22,12 @@ from ninja.parser import Parser
 from ninja.types import DictStrAny
 
 from sessions_app import charging
-from sessions_app.api.auth import BearerTokenAuth, BrowserSessionAuth, TokenExpired
+from sessions_app.api.auth import (
+    BearerTokenAuth,
+    BrowserSessionAuth,
+    TokenExpired,
+    TokenRevoked,
+)
 from sessions_app.api.routes import router
 from sessions_app.api.schemas.requests import META_DATA_MAX_DEPTH
 from sessions_app.api.schemas.responses import METHOD_NOT_ALLOWED_RESPONSE
@@ -136,13 +141,18 @@ def _service_error(request: HttpRequest, exc: charging.ApiSessionError) -> HttpR
 
 @api.exception_handler(AuthenticationError)
 def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    if isinstance(exc, TokenExpired):
-        expired = exc.expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    if isinstance(exc, TokenExpired | TokenRevoked):
+        ended, when = (
+            ("expired", exc.expires_at)
+            if isinstance(exc, TokenExpired)
+            else ("was revoked", exc.revoked_at)
+        )
         return _error(
             request,
             401,
-            f"This bearer token expired at {expired} UTC. Create a new one on your "
-            "API tokens page and send it as Authorization: Bearer <token>.",
+            f"This bearer token {ended} at {when.astimezone(UTC):%Y-%m-%d %H:%M} "
+            "UTC. Create a new one on your API tokens page and send it as "
+            "Authorization: Bearer <token>.",
         )
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -150,8 +160,8 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
         return _error(
             request,
             401,
-            "This bearer token is not valid: it is unknown or revoked, or its "
-            "user is inactive. Send Authorization: Bearer <token> with a valid one.",
+            "This bearer token is not valid: it is unknown, or its user is "
+            "inactive. Send Authorization: Bearer <token> with a valid one.",
         )
     return _error(
         request, 401, "Authentication required: send Authorization: Bearer <token>."

@@ -45,16 +45,24 @@ class TokenExpired(AuthenticationError):
         self.expires_at = expires_at
 
 
+class TokenRevoked(AuthenticationError):
+    """A known token its owner revoked: its caller is told so, and when."""
+
+    def __init__(self, revoked_at: datetime) -> None:
+        super().__init__()
+        self.revoked_at = revoked_at
+
+
 def api_token_user(raw: str) -> User | None:
     """The active user owning the unrevoked, unexpired token `raw`, or None.
-    Raises TokenExpired for an expired one."""
+    Raises TokenRevoked or TokenExpired for a token that was good once."""
     token = (
-        ApiToken.objects.unrevoked()
-        .select_related("user")
-        .filter(key_hash=token_hash(raw))
+        ApiToken.objects.select_related("user").filter(key_hash=token_hash(raw))
     ).first()
-    if token is None:
+    if token is None or not token.user.is_active:
         return None
+    if token.revoked_at is not None:
+        raise TokenRevoked(token.revoked_at)
     now = timezone.now()
     if token.expires_at is not None and token.expires_at <= now:
         raise TokenExpired(token.expires_at)

@@ -472,8 +472,26 @@ def _insert(session: ApiSession) -> ApiSession | None:
             )
             if replay is not None:
                 return replay
-        raise SessionConflict(
-            "This connector already has a session, charging, starting or "
-            "scheduled; stop it or wait until it ends."
-        ) from None
+        raise SessionConflict(_connector_busy(session)) from None
     return None
+
+
+def _connector_busy(session: ApiSession) -> str:
+    """Why `session` cannot take its connector; naming the open session there
+    when it is the same user's (a retry without an Idempotency-Key, a second
+    app), which the caller may follow or stop."""
+    holder = (
+        ApiSession.objects.open()
+        .filter(charge_box_id=session.charge_box_id, connector_id=session.connector_id)
+        .first()
+    )
+    if holder is not None and holder.user_id == session.user_id:
+        return (
+            f"This connector already has session {holder.pk} of the same user "
+            f"({holder.status}): GET /api/v1/sessions/{holder.pk} follows it, and "
+            f"POST /api/v1/sessions/{holder.pk}/stop stops it."
+        )
+    return (
+        "This connector already has a session, charging, starting or "
+        "scheduled; stop it or wait until it ends."
+    )

@@ -336,6 +336,17 @@ class SessionLifecycleApiTests(ApiTestCase):
         self.assert_error(self.start(self.bob_token), 409, "already has a session")
         self.assertEqual(ApiSession.objects.count(), 1)
 
+    def test_a_second_create_of_the_same_user_is_told_the_first(self) -> None:
+        first = self.result(self.start(), 201)["_id"]
+        self.assert_error(
+            self.start(),
+            409,
+            f"This connector already has session {first} of the same user "
+            f"(created): GET /api/v1/sessions/{first} follows it, and "
+            f"POST /api/v1/sessions/{first}/stop stops it.",
+        )
+        self.assertEqual(ApiSession.objects.count(), 1)
+
     def test_stop_ends_a_started_session(self) -> None:
         session_id = self.result(self.start(), 201)["_id"]
         self.standin.tick()
