@@ -118,8 +118,28 @@ class LoadtestBenchFileTests(TestCase):
                 path.write_text(json.dumps(document))
                 with self.assertRaisesMessage(
                     CommandError,
-                    f"Cannot read {path}: it holds no bench cases with a p95; give "
-                    "the JSON that `manage.py bench --output` wrote",
+                    f"{path} is not a bench result: it holds no bench cases with a "
+                    "p95; give the JSON that `manage.py bench --output` wrote.",
+                ):
+                    call_command(
+                        "loadtest", "--bench", str(path), "--users=1", "--duration=1"
+                    )
+
+    def test_a_missing_file_or_one_that_is_not_json_is_said_in_a_sentence(
+        self,
+    ) -> None:
+        wanted = "give the JSON that `manage.py bench --output` wrote."
+        with tempfile.TemporaryDirectory() as folder:
+            missing = Path(folder) / "nothing.json"
+            garbled = Path(folder) / "garbled.json"
+            garbled.write_text('{"cases":\n  [oops]}')
+            for path, message in (
+                (missing, f"There is no file at {missing}: {wanted}"),
+                (garbled, f"{garbled} is not JSON (line 2, column 4): {wanted}"),
+            ):
+                with (
+                    self.subTest(path=path.name),
+                    self.assertRaisesMessage(CommandError, message),
                 ):
                     call_command(
                         "loadtest", "--bench", str(path), "--users=1", "--duration=1"

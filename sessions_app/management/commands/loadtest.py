@@ -94,12 +94,29 @@ class Command(DatabaseCommand):
         bench = None
         bench_pause_ms = None
         if options["bench"]:
+            path = options["bench"]
+            wanted = "give the JSON that `manage.py bench --output` wrote"
             try:
-                document = json.loads(options["bench"].read_text())
+                document = json.loads(path.read_text())
+            except FileNotFoundError:
+                raise CommandError(f"There is no file at {path}: {wanted}.") from None
+            except OSError as error:
+                raise CommandError(
+                    f"{path} cannot be read ({error.strerror or error})."
+                ) from None
+            except ValueError as error:
+                # A JSONDecodeError, or bytes that are not UTF-8.
+                where = (
+                    f" (line {error.lineno}, column {error.colno})"
+                    if isinstance(error, json.JSONDecodeError)
+                    else ""
+                )
+                raise CommandError(f"{path} is not JSON{where}: {wanted}.") from None
+            try:
                 bench = read_bench(document)
                 bench_pause_ms = float(document.get("scale", {}).get("pause_ms", 0.0))
-            except (OSError, ValueError, AttributeError, TypeError) as error:
-                raise CommandError(f"Cannot read {options['bench']}: {error}") from None
+            except (ValueError, AttributeError, TypeError) as error:
+                raise CommandError(f"{path} is not a bench result: {error}.") from None
         load = LoadOptions(
             users=options["users"],
             duration=options["duration"],
