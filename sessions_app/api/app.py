@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
@@ -84,6 +85,22 @@ class SessionsApi(NinjaAPI):
         for operations in schema["paths"].values():
             operations.pop("head", None)
         return schema
+
+    def create_response(
+        self,
+        request: HttpRequest,
+        data: Any,
+        *,
+        status: int | None = None,
+        temporal_response: HttpResponse | None = None,
+    ) -> HttpResponse:
+        response = super().create_response(
+            request, data, status=status, temporal_response=temporal_response
+        )
+        # Each answer is one caller's, and a session's figures change with every
+        # sync: no browser or proxy cache may keep one.
+        add_never_cache_headers(response)
+        return response
 
     def get_openapi_operation_id(self, operation: Operation) -> str:
         # The ids the operations had when they were defined in the module

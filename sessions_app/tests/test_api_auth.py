@@ -86,6 +86,16 @@ class BearerAuthApiTests(ApiTestCase):
                 self.assert_error(response, 401, "Authorization: Bearer")
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
+    def test_no_cache_keeps_an_answer(self) -> None:
+        # One caller's data, changing with every sync; refusals alike.
+        for response in (
+            self.call("GET", "/sessions"),
+            self.call("GET", "/sessions", token="pol_not-a-token"),
+        ):
+            with self.subTest(status=response.status_code):
+                self.assertIn("no-store", response["Cache-Control"])
+                self.assertIn("private", response["Cache-Control"])
+
     def test_use_is_recorded_at_most_once_a_minute(self) -> None:
         token, raw = api_token_create(user=self.alice)
         self.call("GET", "/sessions", token=raw)
