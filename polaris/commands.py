@@ -6,6 +6,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -38,6 +39,20 @@ def service_logs_for(verbosity: int) -> Iterator[None]:
         yield
     finally:
         logging.disable(logging.NOTSET)
+
+
+def read_input_file(path: Path, *, wanted: str = "") -> bytes:
+    """The bytes of the file a command was given, or a CommandError in a sentence
+    (a missing file ends with `wanted`: what to give instead)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        hint = f": {wanted}" if wanted else ""
+        raise CommandError(f"There is no file at {path}{hint}.") from None
+    except OSError as error:
+        raise CommandError(
+            f"{path} cannot be read ({error.strerror or error})."
+        ) from None
 
 
 class DatabaseCommand(BaseCommand):

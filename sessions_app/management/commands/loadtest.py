@@ -14,7 +14,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
-from polaris.commands import DatabaseCommand
+from polaris.commands import DatabaseCommand, read_input_file
 from sync.arguments import MAX_FLEET_SIZE, AscendingPair, int_between, number_between
 
 
@@ -97,13 +97,7 @@ class Command(DatabaseCommand):
             path = options["bench"]
             wanted = "give the JSON that `manage.py bench --output` wrote"
             try:
-                document = json.loads(path.read_text())
-            except FileNotFoundError:
-                raise CommandError(f"There is no file at {path}: {wanted}.") from None
-            except OSError as error:
-                raise CommandError(
-                    f"{path} cannot be read ({error.strerror or error})."
-                ) from None
+                document = json.loads(read_input_file(path, wanted=wanted))
             except ValueError as error:
                 # A JSONDecodeError, or bytes that are not UTF-8.
                 where = (

@@ -20,7 +20,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.template.defaultfilters import pluralize
 
-from polaris.commands import DatabaseCommand
+from polaris.commands import DatabaseCommand, read_input_file
 from sync.services.imports import user_mapping_import_bytes
 
 
@@ -51,14 +51,7 @@ class Command(DatabaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
         self.dry_run = options["dry_run"]
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CommandError(f"There is no file at {path}.") from None
-        except OSError as error:
-            raise CommandError(
-                f"{path} cannot be read ({error.strerror or error})."
-            ) from None
+        data = read_input_file(path)
         verbose = options["verbosity"] >= 1
 
         def progress(line: int, total: int) -> None:
