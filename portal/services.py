@@ -13,11 +13,12 @@ from portal.models import Reservation
 from portal.selectors import own_start_at
 from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
+from sessions_app.charging.holders import held_by_someone_else
 from sessions_app.charging.station import not_answering
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
-from sync.models import Charger, TransactionSyncState, UserMapping
+from sync.models import Charger, UserMapping
 
 logger = logging.getLogger(__name__)
 
@@ -83,26 +84,18 @@ def _taken_by_someone_else(customer: User, charger: Charger, now: datetime) -> s
     """What Polaris last saw holding `charger` for someone other than `customer`:
     a charge on its connector or a reservation covering now, as a sentence; ""
     when neither."""
-    place = str(charger)
-    own_tags = UserMapping.objects.filter(user=customer).values("steve_ocpp_id_tag")
-    charging = (
-        TransactionSyncState.objects.occupying_connector(now)
-        .filter(charge_box_id=charger.charge_box_id, connector_id=charger.connector_id)
-        .exclude(ocpp_id_tag__in=own_tags)
+    holder = held_by_someone_else(
+        user_id=customer.pk,
+        charge_box_id=charger.charge_box_id,
+        connector_id=charger.connector_id,
+        now=now,
     )
-    if charging.exists():
-        return f"Someone else is charging at {place} right now."
-    held = (
-        Reservation.objects.covering(now)
-        .filter(charger=charger)
-        .exclude(user=customer)
-        .order_by("-ends_at")
-        .first()
-    )
-    if held is not None:
-        until = reservation_end(held, customer=customer, now=now)
-        return f"{place} is reserved by someone else until {until}."
-    return ""
+    if holder is None:
+        return ""
+    if holder.reservation is None:
+        return f"Someone else is charging at {charger} right now."
+    until = reservation_end(holder.reservation, customer=customer, now=now)
+    return f"{charger} is reserved by someone else until {until}."
 
 
 def reservation_create(

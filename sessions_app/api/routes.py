@@ -160,8 +160,10 @@ def session_create(
     message says so; it is cancelled if charging does not start in time. A start
     that is refused stores nothing (the session shown meanwhile is deleted, or
     cancelled if it was stopped meanwhile): 409 when the station is offline or
-    rejects it, or when a scheduled session finds every card of the user holding
-    another scheduled session (one each, as for reservations), 422 when the
+    rejects it (OCPP gives no reason: the message names what Polaris saw there,
+    someone else's charge or reservation, when it saw one), or when a scheduled
+    session finds every card of the user holding another scheduled session (one
+    each, as for reservations), 422 when the
     charging network does not accept the user's tag, 502 when the start was not
     sent or the station answered with an error. While the station has not
     answered, the session holds its connector (another create for it is a 409)

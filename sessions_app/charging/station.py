@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from sessions_app.charging.errors import (
     ApiSessionError,
@@ -15,6 +16,7 @@ from sessions_app.charging.errors import (
     StationError,
     StopUnconfirmed,
 )
+from sessions_app.charging.holders import held_by_someone_else
 from sessions_app.models import ApiSession
 from sync.client import (
     OperationResult,
@@ -22,6 +24,7 @@ from sync.client import (
     SteveError,
     SteveRejected,
     SteveUnanswered,
+    format_timestamp,
 )
 from sync.models import TransactionSyncState
 
@@ -58,10 +61,28 @@ def remote_start(session: ApiSession, client: SteveClient) -> None:
     _check_answer(
         result,
         session,
-        refused="The charge station refused to start charging: the connector may "
-        "be in use, reserved or not ready.",
+        refused=lambda: _start_refused(session),
         unconfirmed=_start_unconfirmed,
     )
+
+
+def _start_refused(session: ApiSession) -> str:
+    """Why the station refused the start, as far as Polaris saw it: OCPP's
+    Rejected gives no reason."""
+    holder = held_by_someone_else(
+        user_id=session.user_id,
+        charge_box_id=session.charge_box_id,
+        connector_id=session.connector_id,
+        now=timezone.now(),
+    )
+    refused = "The charge station refused to start charging"
+    place = f"{session.charge_box_id} #{session.connector_id}"
+    if holder is None:
+        return f"{refused}: the connector may be in use, reserved or not ready."
+    if holder.reservation is None:
+        return f"{refused}: someone else is charging at {place} right now."
+    until = format_timestamp(holder.reservation.ends_at)
+    return f"{refused}: {place} is reserved by someone else until {until}."
 
 
 def _start_unconfirmed(why: str) -> StartUnconfirmed:
@@ -138,7 +159,7 @@ def remote_stop(
     _check_answer(
         result,
         session,
-        refused="The charge station refused to stop.",
+        refused=lambda: "The charge station refused to stop.",
         unconfirmed=_stop_unconfirmed,
     )
 
@@ -180,9 +201,11 @@ def _check_answer(
     result: OperationResult,
     session: ApiSession,
     *,
-    refused: str,
+    refused: Callable[[], str],
     unconfirmed: Callable[[str], StationError],
 ) -> None:
+    """Raise what the station's answer means unless it accepted: `refused` says
+    why it refused (asked only then: it may read the database)."""
     if result.accepted(session.charge_box_id):
         return
     status = result.status_of(session.charge_box_id)
@@ -193,7 +216,7 @@ def _check_answer(
         status,
     )
     if status.lower() == "rejected":
-        raise SessionConflict(refused)
+        raise SessionConflict(refused())
     if status == "Timeout":
         # SteVe sent the operation and stopped waiting for the station (CONTRACT
         # §7: taskFinished=false): the station may have acted on it, and its late

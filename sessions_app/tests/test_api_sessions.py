@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.http import HttpResponse
 from django.utils import timezone
 
+from portal.models import Reservation
 from sessions_app import charging
 from sessions_app.api.selectors.matching import CLOCK_SKEW
 from sessions_app.models import ApiSession, AuditEntry
@@ -23,6 +24,7 @@ from sessions_app.tests.test_charging import (
 )
 from sync.client import format_timestamp
 from sync.models import Charger, TransactionSyncState, UserMapping
+from sync.tests.factories import TransactionSyncStateFactory
 
 STOPPING = "Stop requested; the session ends when the station reports it."
 
@@ -822,6 +824,46 @@ class SessionRefusalApiTests(ApiTestCase):
 
     def test_a_rejected_remote_start_is_409(self) -> None:
         self.assert_refused(self.start(box="CP-003"), 409, "refused to start")
+
+    def test_a_rejected_start_names_what_polaris_saw_holding_the_connector(
+        self,
+    ) -> None:
+        # CP-003's station refuses every RemoteStart, giving no reason (OCPP's
+        # Rejected): the answer says what Polaris saw there, as the portal does.
+        refused = "The charge station refused to start charging: "
+        self.assert_refused(
+            self.start(box="CP-003"),
+            409,
+            f"{refused}the connector may be in use, reserved or not ready.",
+        )
+        now = timezone.now()
+        reservation = Reservation.objects.create(
+            user=self.bob,
+            charger=Charger.objects.get(charge_box_id="CP-003", connector_id=1),
+            id_tag="TAG-0003",
+            starts_at=now,
+            ends_at=now + timedelta(minutes=30),
+        )
+        self.assert_refused(
+            self.start(box="CP-003"),
+            409,
+            f"{refused}CP-003 #1 is reserved by someone else until "
+            f"{format_timestamp(reservation.ends_at)}.",
+        )
+        # Alice's own card charging there (started at the station) is hers.
+        own = TransactionSyncStateFactory(
+            charge_box_id="CP-003", connector_id=1, ocpp_id_tag="TAG-0001"
+        )
+        self.assert_refused(self.start(box="CP-003"), 409, "is reserved by someone")
+        own.delete()
+        TransactionSyncStateFactory(
+            charge_box_id="CP-003", connector_id=1, ocpp_id_tag="TAG-0003"
+        )
+        self.assert_refused(
+            self.start(box="CP-003"),
+            409,
+            f"{refused}someone else is charging at CP-003 #1 right now.",
+        )
 
     def test_a_card_mapped_in_polaris_but_unknown_to_steve_is_named_as_such(
         self,
