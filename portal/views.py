@@ -17,6 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from polaris import live
 from polaris.http import (
+    IN_PAGE,
     AuthenticatedHttpRequest,
     is_fragment_request,
     post_only,
@@ -224,15 +225,19 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:
-        # An accepted start needs no message: the banner's start notice says it,
-        # and follows it. A start whose answer was lost is kept with a message
-        # saying so, until the next live update: the station may not be starting
-        # at all.
+        # An accepted start is told by the banner's start notice, which follows
+        # it: its message is shown there (in-page), the notice taking the focus.
+        # A start whose answer was lost is kept with a message saying so, until
+        # the next live update: the station may not be starting at all.
         if session.status_message:
             messages.warning(
                 request,
                 session.status_message,
                 extra_tags=until_event(ACTIVE_SESSION_EVENT),
+            )
+        else:
+            messages.info(
+                request, f"Starting to charge at {charger}.", extra_tags=IN_PAGE
             )
     return _back_to_dashboard(request)
 

@@ -7,13 +7,19 @@ from decimal import ROUND_HALF_UP, Decimal
 from django import template
 from django.utils import timezone
 
-from sessions_app.templatetags.console import breakable_email, duration, short_time
+from sessions_app.templatetags.console import (
+    breakable_email,
+    duration,
+    in_page_message,
+    short_time,
+)
 
 register = template.Library()
 # The console's: a duration and an email read the same to staff and customers.
 register.filter("duration", duration)
 register.filter("breakable_email", breakable_email)
 register.filter("short_time", short_time)
+register.filter("in_page_message", in_page_message)
 
 
 TENTH = Decimal("0.1")

@@ -426,6 +426,8 @@ def test_a_card_reserves_and_then_starts_from_its_one_form(
         expect(page.locator(".messages")).to_contain_text(
             "Harbour Street #1 is reserved for you until"
         )
+        # The page after the post starts at its outcome, read out, not at the top.
+        expect(page.locator(".messages > .banner")).to_be_focused()
         sent = page.evaluate("() => JSON.parse(sessionStorage.getItem('sent'))")
         # Under way, and not to be sent twice; the length was sent all the same.
         assert sent == ["Reserving…", [True, True]], sent
@@ -439,6 +441,7 @@ def test_a_card_reserves_and_then_starts_from_its_one_form(
         expect(page.locator(".start-notice")).to_contain_text(
             "Starting to charge at Harbour Street #1…"
         )
+        expect(page.locator(".start-notice")).to_be_focused()
     session = ApiSession.objects.get()
     assert (session.charge_box_id, session.connector_id) == ("CP-001", 1)
 

@@ -32,11 +32,22 @@ class PortalChargingTestCase(ChargingTestCase):
 class ChargerStartTests(PortalChargingTestCase):
     def test_an_accepted_start_is_told_by_the_banner_alone(self) -> None:
         response = self.start()
-        # Its start notice says it, and follows it: a message would repeat it.
-        self.assertEqual(list(response.context["messages"]), [])
+        # Its start notice says it, and follows it: a message above it would
+        # repeat it. The notice takes the focus instead, to be read out.
+        self.assertEqual(
+            self.only_message(response),
+            (constants.INFO, "Starting to charge at CP-001 #1."),
+        )
+        self.assertNotContains(response, "Starting to charge at CP-001 #1.</div>")
+        self.assertContains(
+            response,
+            '<div class="banner banner--info start-notice" data-focus-on-load',
+        )
         self.assertContains(
             response, '<span class="banner__title">Starting to charge at CP-001 #1…'
         )
+        # Only right after the Start: a reload does not move the focus.
+        self.assertNotContains(self.client.get("/"), "data-focus-on-load")
 
     def test_a_start_sent_twice_says_the_first_is_under_way(self) -> None:
         # A double click: the second Start is refused as the connector's second
@@ -213,6 +224,6 @@ class ReservedChargerStartTests(ChargingTestCase):
         first.update(is_active=True)
         TransactionSyncState.objects.update(is_finalized=True)
         response = self.post("start")
-        self.assertEqual(list(response.context["messages"]), [])
+        self.assertNotContains(response, "Starting to charge at CP-001 #1.</div>")
         self.assertContains(response, "Starting to charge at CP-001 #1…")
         self.assertEqual(ApiSession.objects.get().id_tag, reservation.id_tag)

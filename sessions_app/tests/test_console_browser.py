@@ -659,7 +659,11 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         page.fill("#id_name", "billing export")
         page.get_by_role("button", name="Create token").click()
         raw = page.locator("#new-token").inner_text()
+        # The new token takes the focus, so it is read out, and Copy is next.
+        expect(page.locator("[data-focus-on-load]")).to_be_focused()
+        page.keyboard.press("Tab")
         copy = page.get_by_role("button", name="Copy", exact=True)
+        expect(copy).to_be_focused()
         copy.click()
         expect(page.get_by_role("button", name="Copied")).to_be_visible()
         self.assertEqual(page.evaluate("navigator.clipboard.readText()"), raw)

@@ -31,6 +31,20 @@
     invalid.focus();
   }
 
+  // A form posted and redirected (Save, Import, Revoke, Start): its outcome is on
+  // the new page from its first paint, which screen readers do not read out, and
+  // the keyboard would start over at the top. The outcome takes the focus, so it
+  // is read, and the next Tab goes on from there: the element that names itself
+  // the outcome ([data-focus-on-load]: a new token, a start under way), else the
+  // page's first message.
+  var outcome = invalid ? null :
+    document.querySelector("[data-focus-on-load]") ||
+    document.querySelector(".messages > .banner");
+  if (outcome) {
+    outcome.setAttribute("tabindex", "-1");
+    outcome.focus();
+  }
+
   // A [data-copy] button copies the text of the element it names (a new API
   // token); it shows only where the browser lets a page write the clipboard.
   if (navigator.clipboard) {
