@@ -764,6 +764,11 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         # The region screen readers listen to is the one that was there.
         self.assertTrue(page.evaluate("(el) => el.isConnected", before))
         expect(page.locator(".kv")).to_contain_text("3.500 kWh")
+        # Each sync re-reads the page: the same words are left as they are, or
+        # screen readers would say them again every 10 s.
+        said = region.locator(".banner").element_handle()
+        self.live_update(page, "#session-detail")
+        self.assertTrue(page.evaluate("(el) => el.isConnected", said))
 
     def test_a_filtered_sync_runs_list_updates_live_with_its_own_runs(self) -> None:
         succeeded = SyncRunFactory()

@@ -157,6 +157,18 @@
     if (heading) { heading.focus(); }
   });
 
+  // A live region re-read out of band with the same words (a transaction's
+  // resync notice, at every sync of its session) is left as it is: replacing its
+  // content would make screen readers say it again, every 10 s.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    var live = target.matches('[role="status"], [role="alert"], [aria-live]');
+    var words = function (node) { return node.textContent.replace(/\s+/g, " ").trim(); };
+    if (live && words(event.detail.fragment) === words(target)) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
   // A part re-read by htmx or a live update comes back with its <details>
   // closed: one the reader had open (by its id) stays open, so a live update
   // does not fold away the table someone is reading.
