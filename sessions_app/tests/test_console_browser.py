@@ -101,6 +101,9 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         page.keyboard.press("Enter")
         expect(page.locator("#session-tbody tr")).to_have_count(30)
         expect(page.locator("#load-more-control")).to_be_focused()
+        # Where the keyboard is, the reader sees: the control came back a page
+        # further down.
+        expect(page.locator("#load-more-control")).to_be_in_viewport()
         expect(page.locator("#rows-status")).to_have_text("30 sessions shown.")
         expect(page.locator("#session-count")).to_have_text(
             "36 sessions match current filters"
@@ -112,6 +115,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
             "All matching sessions are shown."
         )
         expect(page.locator("#load-more-control")).to_be_focused()
+        expect(page.locator("#load-more-control")).to_be_in_viewport()
 
         # Status filter, its chip, and removing the chip.
         page.select_option("#id_status", "active")
