@@ -500,13 +500,38 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
                 break
         banner = page.get_by_role("status").filter(has_text="sessions updated")
         expect(banner).to_have_text(updated)
-        expect(banner).to_have_attribute("aria-live", "polite")
         # Screen readers announce changes inside a live region that was already
         # there; a region swapped in whole is new to them, and stays silent.
         self.assertTrue(
             page.evaluate("document.getElementById('live-banner') === window.banner")
         )
         expect(page.locator("#live-banner .banner__title")).to_have_count(1)
+
+        # Heard when what it says changes kind, not at every sync's new count.
+        region = page.locator("#live-banner")
+        expect(region).to_have_attribute("data-said", "updated")
+        later = SyncRunFactory(updated_count=4)
+        publish_sessions_changed(sender=SyncRun, run=later, transaction_ids=[])
+        expect(region).to_contain_text(
+            f"4 sessions updated at {clock_time(later.finished_at)}"
+        )
+        expect(region).to_have_attribute("aria-live", "off")
+        failed = SyncRunFactory(
+            status=SyncRun.Status.FAILED, error="SteVe cannot be reached."
+        )
+        publish_run_finished(sender=SyncRun, run=failed)
+        expect(region).to_contain_text("Sync failing")
+        expect(region).to_have_attribute("aria-live", "polite")
+        back = SyncRunFactory(updated_count=1)
+        publish_sessions_changed(sender=SyncRun, run=back, transaction_ids=[])
+        expect(region).not_to_contain_text("Sync failing")
+        expect(region).to_have_attribute("aria-live", "polite")
+        # Paused, it says so, whatever it said before.
+        publish_sessions_changed(sender=SyncRun, run=back, transaction_ids=[])
+        expect(region).to_have_attribute("aria-live", "off")
+        page.get_by_role("button", name="Pause live updates").click()
+        expect(region).to_contain_text("Live updates paused")
+        expect(region).to_have_attribute("aria-live", "polite")
 
     def test_live_updates_pause_and_resume_from_the_keyboard(self) -> None:
         TransactionSyncStateFactory()

@@ -338,6 +338,10 @@
     var words = banner.querySelector('template[data-live-state="' + state + '"]');
     var region = banner.querySelector("[role=status]");
     if (words && region) {
+      // Heard whatever the updates before it were (see the console's banner
+      // below); the next update is then news again.
+      region.setAttribute("aria-live", "polite");
+      region.removeAttribute("data-said");
       region.replaceChildren(words.content.cloneNode(true));
     }
   }
@@ -403,6 +407,18 @@
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
     var container = liveContainer(event.target);
     if (container && container.polarisLivePaused) { event.preventDefault(); }
+  });
+  // The console's live banner reports each sync that changed sessions, every
+  // few seconds while charges run. Screen readers hear it when what it says
+  // changes kind (sessions updated, the sync failing, or back from failing),
+  // not each new count and time, which sighted readers still see.
+  document.addEventListener("htmx:sseBeforeMessage", function (event) {
+    var region = event.target;
+    if (event.defaultPrevented || region.id !== "live-banner") { return; }
+    var kind = /class="sync-failing"/.test(event.detail.data) ? "failing" : "updated";
+    var repeat = kind === region.getAttribute("data-said");
+    region.setAttribute("aria-live", repeat ? "off" : "polite");
+    region.setAttribute("data-said", kind);
   });
   // A live update swaps without htmx:beforeSwap: what had the focus is noted
   // here instead, for the focus keeping above.
@@ -489,7 +505,7 @@
     container.polarisLiveBroken = true;
     showLiveState(container);
   });
-  // A message about something under way ("Charging is starting") names the
+  // A message about something under way ("Stop requested") names the
   // event that shows how it went (data-until): once that comes, the live part
   // says it, and the sentence would only grow out of date above it. A part that
   // the event's HTML replaces (sse-swap, outerHTML) is out of the page by the
