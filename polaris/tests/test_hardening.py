@@ -280,6 +280,14 @@ class LoginThrottleTests(TestCase):
         refused = self.sign_in("alice@example.com", "wrong").content.decode()
         self.assertRegex(refused, r'id="id_password"[^>]* autofocus')
         self.assertNotRegex(refused, r'id="id_username"[^>]* autofocus')
+        # Marked as the field to fix, and described by the refusal.
+        self.assertIn('role="alert" id="sign-in-error"', refused)
+        self.assertRegex(
+            refused,
+            r'id="id_password"[^>]* aria-invalid="true" '
+            r'aria-describedby="sign-in-error"',
+        )
+        self.assertNotRegex(refused, r'id="id_username"[^>]* aria-invalid')
         # A first visit, or no name given, starts at the name.
         for page in (Client().get(self.URL), self.sign_in("", "wrong")):
             html = page.content.decode()

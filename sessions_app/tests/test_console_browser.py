@@ -710,6 +710,15 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         row.get_by_text("Keep it").click()
         expect(row.locator(".confirm__body")).to_be_hidden()
         expect(row).to_contain_text("Active")
+        # From the keyboard, Escape closes it too, back on the control.
+        summary = row.locator("summary")
+        summary.focus()
+        page.keyboard.press("Enter")
+        expect(row.locator(".confirm__body")).to_be_visible()
+        page.keyboard.press("Tab")
+        page.keyboard.press("Escape")
+        expect(row.locator(".confirm__body")).to_be_hidden()
+        expect(summary).to_be_focused()
 
         row.locator("summary").click()
         row.get_by_role("button", name=re.compile("^Revoke token")).click()

@@ -36,8 +36,9 @@
   // the keyboard would start over at the top. The outcome takes the focus, so it
   // is read, and the next Tab goes on from there: the element that names itself
   // the outcome ([data-focus-on-load]: a new token, a start under way), else the
-  // page's first message.
-  var outcome = invalid ? null :
+  // page's first message. A page that puts the keyboard in a field by itself
+  // (autofocus: sign in) keeps it there.
+  var outcome = invalid || document.querySelector("[autofocus]") ? null :
     document.querySelector("[data-focus-on-load]") ||
     document.querySelector(".messages > .banner");
   if (outcome) {
@@ -226,7 +227,12 @@
   // The portal's live banner changes its figures at every sync: a screen reader
   // hears only a change of its state (charging, stopping, did not start, gone),
   // read from each banner's data-announce into one region that stays put.
+  // Said a moment after the last change: a charge that starts comes in two
+  // swaps close together (its banner, then the start notice gone), of which
+  // only the state they leave is news.
+  var ANNOUNCE_SETTLE_MS = 500;
   var announcedStates = null;
+  var announceTimer = null;
   function announceBannerStates() {
     var slot = document.getElementById("active-session");
     var announcer = document.getElementById("active-session-announcer");
@@ -234,15 +240,32 @@
     var states = Array.from(slot.querySelectorAll("[data-announce]"), function (banner) {
       return banner.getAttribute("data-announce");
     }).join(" ");
-    if (announcedStates !== null && states !== announcedStates) {
-      announcer.textContent = states || "No charge in progress now.";
+    if (announcedStates === null) {
+      announcedStates = states;
+      return;
     }
-    announcedStates = states;
+    window.clearTimeout(announceTimer);
+    announceTimer = window.setTimeout(function () {
+      if (states !== announcedStates) {
+        announcer.textContent = states || "No charge in progress now.";
+      }
+      announcedStates = states;
+    }, ANNOUNCE_SETTLE_MS);
   }
   document.addEventListener("DOMContentLoaded", announceBannerStates);
   document.addEventListener("htmx:afterSettle", announceBannerStates);
   // A resume or a reconnect re-reads the page's parts outside htmx's swaps.
   document.addEventListener("polaris:liveRefreshed", announceBannerStates);
+
+  // A confirmation (Revoke, Deactivate: details.confirm) closes with Escape too,
+  // the keyboard back on the control that opened it.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !event.target.closest) { return; }
+    var confirm = event.target.closest("details.confirm[open]");
+    if (!confirm) { return; }
+    confirm.open = false;
+    confirm.querySelector("summary").focus();
+  });
 
   // A control that is under way (a Stop sent) keeps the focus, so it is
   // aria-disabled rather than disabled: it must not act again.
