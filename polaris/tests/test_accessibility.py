@@ -257,6 +257,13 @@ def describe(result: dict[str, Any]) -> str:
     )
 
 
+# True once every transition and finite animation on the page has ended (a live
+# badge's endless pulse aside).
+SETTLED = """() => document.getAnimations().every(
+  (a) => a.playState !== "running" || a.effect.getTiming().iterations === Infinity
+)"""
+
+
 @dataclass
 class Audit:
     """Runs axe on pages and keeps what it found, to fail once at the end."""
@@ -294,6 +301,9 @@ class Audit:
         doubts about this page a person has looked at and found fine."""
         for viewport in (DESKTOP, PHONE):
             self.page.set_viewport_size(viewport)
+            # Colours are measured as they end: a button that just appeared or
+            # was pressed may still be fading (Swagger's take 0.3 s).
+            self.page.wait_for_function(SETTLED)
             results = self.axe.run(
                 self.page, context=within, options=AXE_OPTIONS
             ).response
