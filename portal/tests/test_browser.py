@@ -1,5 +1,6 @@
 """The seed's Verify list, the admin redirect, /switch and acting-as in Chromium."""
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -683,6 +684,10 @@ def test_the_period_chips_by_keyboard_and_the_chart_dates(
             " e.textContent.trim().slice(0, 30), e.getAttribute('aria-current')]; }"
         )
         assert focused == ["A", "This year", "true"], focused
+        # The new card is not read out by itself: its period and total are said.
+        expect(page.locator("#usage-announcer")).to_have_text(
+            re.compile(r"^This year · Jan 1\u2013Dec 31, \d{4} [\d,.]+ kWh\.$")
+        )
         background = "(e) => getComputedStyle(e).backgroundColor"
         chosen = year.evaluate(background)
         others = {chips.nth(i).evaluate(background) for i in range(2)}

@@ -257,6 +257,20 @@
   // A resume or a reconnect re-reads the page's parts outside htmx's swaps.
   document.addEventListener("polaris:liveRefreshed", announceBannerStates);
 
+  // A period chip brings a new usage card: its period and total are said (a
+  // live re-read while charging is not: the figure moves with every sync).
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var chip = event.detail.requestConfig && event.detail.requestConfig.elt;
+    var announcer = document.getElementById("usage-announcer");
+    if (!announcer || !chip || !chip.classList || !chip.classList.contains("chip")) {
+      return;
+    }
+    var total = document.querySelector("#usage-card .stat");
+    if (total) {
+      announcer.textContent = total.textContent.replace(/\s+/g, " ").trim() + ".";
+    }
+  });
+
   // A confirmation (Revoke, Deactivate: details.confirm) closes with Escape too,
   // the keyboard back on the control that opened it.
   document.addEventListener("keydown", function (event) {
