@@ -59,59 +59,61 @@ def charger_status(charger: ListedCharger, now: datetime) -> str:
 
 
 # The chargers card as one statement, written in SQL: built with the ORM, its
-# EXISTS subqueries (three of them again inside the counts pill's window filter)
-# took about 5 ms of Python to build and compile on every dashboard, five times
-# what Python spends on this statement now, and the year dashboard was at its
-# 50 ms target. Each state keeps its meaning from the querysets that define it:
+# subqueries took about 5 ms of Python to build and compile on every dashboard,
+# five times what Python spends on this statement now. Each state keeps its
+# meaning from the querysets that define it:
 # TransactionSyncState.objects.occupying_connector(),
 # ApiSession.objects.charging_or_starting() and .waiting_to_start(),
 # Reservation.objects.covering() and Charger.objects.visible_to_customer(); a test
-# checks this statement against them, state by state. Held and held-by-me stay
-# two EXISTS: Postgres hashes each once, while one aggregate per charger (LATERAL)
-# took half as long again.
+# checks this statement against them, state by state.
+# What holds a connector is read once, into the three small sets at the top, and
+# each charger's states are hashed lookups in them. Between two vacuums the
+# index of open sessions also points at the dead versions of every row a sync
+# rewrote (a few hours of syncing left 27,000 entries for 300 sessions), and
+# each read of it visits their pages: asked per state, as EXISTS tests, it was
+# read twice, once for the counts pill and once for the cards, and the card took
+# 40 ms.
 CHARGER_LIST_SQL = """
-WITH visible AS (
+WITH occupied AS MATERIALIZED (
+    SELECT session."chargerId" AS charger_id
+    FROM transaction_sync_state AS session
+    WHERE session."chargerId" IS NOT NULL
+        AND (
+            NOT session."isFinalized" AND NOT session."isSuspectedStuck"
+            OR session."stopEventActor" = %(manual_actor)s
+            AND session."lastReadingAfterStopAt" >= %(online_since)s
+        )
+),
+api_held AS MATERIALIZED (
+    SELECT charge_box_id, connector_id,
+        COALESCE(
+            status = %(created_status)s
+            AND remote_start_sent_at IS NULL
+            AND target_start_at > %(now)s,
+            false
+        ) AS waiting
+    FROM api_sessions
+    WHERE status = ANY(%(open_statuses)s)
+),
+held_now AS MATERIALIZED (
+    SELECT charger_id, user_id
+    FROM reservations
+    WHERE status = %(held_status)s AND starts_at <= %(now)s AND ends_at > %(now)s
+),
+visible AS (
     SELECT charger.*,
         (
-            EXISTS (
-                SELECT FROM transaction_sync_state AS session
-                WHERE session."chargerId" = charger.id
-                    AND (
-                        NOT session."isFinalized" AND NOT session."isSuspectedStuck"
-                        OR session."stopEventActor" = %(manual_actor)s
-                        AND session."lastReadingAfterStopAt" >= %(online_since)s
-                    )
-            )
-            OR EXISTS (
-                SELECT FROM api_sessions AS api_session
-                WHERE api_session.status = ANY(%(open_statuses)s)
-                    AND api_session.charge_box_id = charger.charge_box_id
-                    AND api_session.connector_id = charger.connector_id
-                    AND NOT (
-                        api_session.status = %(created_status)s
-                        AND api_session.remote_start_sent_at IS NULL
-                        AND COALESCE(api_session.target_start_at > %(now)s, false)
-                    )
+            charger.id IN (SELECT charger_id FROM occupied)
+            OR (charger.charge_box_id, charger.connector_id) IN (
+                SELECT charge_box_id, connector_id FROM api_held WHERE NOT waiting
             )
         ) AS in_use,
-        EXISTS (
-            SELECT FROM api_sessions AS api_session
-            WHERE api_session.status = %(created_status)s
-                AND api_session.remote_start_sent_at IS NULL
-                AND api_session.target_start_at > %(now)s
-                AND api_session.charge_box_id = charger.charge_box_id
-                AND api_session.connector_id = charger.connector_id
+        (charger.charge_box_id, charger.connector_id) IN (
+            SELECT charge_box_id, connector_id FROM api_held WHERE waiting
         ) AS scheduled,
-        EXISTS (
-            SELECT FROM reservations AS held
-            WHERE held.charger_id = charger.id AND held.status = %(held_status)s
-                AND held.starts_at <= %(now)s AND held.ends_at > %(now)s
-        ) AS held,
-        EXISTS (
-            SELECT FROM reservations AS held
-            WHERE held.charger_id = charger.id AND held.status = %(held_status)s
-                AND held.starts_at <= %(now)s AND held.ends_at > %(now)s
-                AND held.user_id = %(customer)s
+        charger.id IN (SELECT charger_id FROM held_now) AS held,
+        charger.id IN (
+            SELECT charger_id FROM held_now WHERE user_id = %(customer)s
         ) AS reserved_by_me
     FROM chargers AS charger
     WHERE %(every_charger)s OR charger.is_public OR charger.id IN (
@@ -158,8 +160,25 @@ def visible_chargers(
     charger_sort_key order, the first `limit` after `after`, in one query; each with
     the states charger_status reads. Their visible_count and available_count count
     the chargers after `after`."""
+    params = charger_list_params(
+        user=user, now=now, every_charger=every_charger, after=after, limit=limit
+    )
+    return cast(
+        "list[ListedCharger]", list(Charger.objects.raw(CHARGER_LIST_SQL, params))
+    )
+
+
+def charger_list_params(
+    *,
+    user: User,
+    now: datetime,
+    every_charger: bool = False,
+    after: ChargerSortKey | None = None,
+    limit: int = MAX_CHARGERS,
+) -> dict[str, object]:
+    """CHARGER_LIST_SQL's parameters."""
     after_name, after_box, after_connector = after or (None, None, None)
-    params = {
+    return {
         "customer": user.pk,
         "every_charger": every_charger,
         "now": now,
@@ -173,9 +192,6 @@ def visible_chargers(
         "after_connector": after_connector,
         "limit": limit,
     }
-    return cast(
-        "list[ListedCharger]", list(Charger.objects.raw(CHARGER_LIST_SQL, params))
-    )
 
 
 def charger_list(*, customer: User, now: datetime) -> ChargerList:

@@ -17,6 +17,7 @@ from polaris import live
 from portal import selectors
 from portal.models import ChargerGroup, CustomerProfile, Reservation
 from portal.selectors import usage
+from portal.selectors.chargers import CHARGER_LIST_SQL, charger_list_params
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import (
     PlanFactory,
@@ -1420,6 +1421,10 @@ class ChargerListStatesTests(PortalTestCase):
             )
 
         TransactionSyncStateFactory(charger=charger("Charging"))
+        # Not linked to a charger: it marks none, and no state becomes unknown.
+        TransactionSyncStateFactory(
+            charger=None, charge_box_id="CB-UNLINKED", connector_id=1
+        )
         TransactionSyncStateFactory(
             charger=charger("Stuck session"), is_suspected_stuck=True
         )
@@ -1528,6 +1533,25 @@ class ChargerListStatesTests(PortalTestCase):
         self.assertEqual(statuses["Offline"], "offline")
         online = [name for name, status in statuses.items() if status == "online"]
         self.assertEqual((listed.available, listed.total), (len(online), len(statuses)))
+
+    def test_it_reads_the_open_sessions_once(self) -> None:
+        # Between two vacuums the open sessions' index points at the dead version
+        # of each rewrite too, and each read visits their pages.
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"EXPLAIN (FORMAT JSON) {CHARGER_LIST_SQL}",
+                charger_list_params(user=self.alice, now=now),
+            )
+            (plan,) = cursor.fetchone()
+
+        def relations(node: dict[str, object]) -> list[object]:
+            children = node.get("Plans", [])
+            assert isinstance(children, list)
+            found = [node.get("Relation Name")]
+            return found + [name for child in children for name in relations(child)]
+
+        self.assertEqual(relations(plan[0]["Plan"]).count("transaction_sync_state"), 1)
 
 
 class RecentSessionsTests(PortalTestCase):
