@@ -12,6 +12,7 @@ from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Coalesce
 from django.test import TestCase, override_settings
@@ -1452,3 +1453,20 @@ class MappingLetterCaseTests(SyncTestCase):
         mapping.refresh_from_db()
         self.assertEqual(mapping.steve_ocpp_id_tag, first.ocpp_id_tag)
         self.assertFalse(AuditEntry.objects.filter(source="sync").exists())
+
+
+class TableMaintenanceTests(TestCase):
+    def test_sessions_are_vacuumed_by_their_count_of_dead_rows(self) -> None:
+        # Each sync rewrites the charging sessions; waiting for a fifth of a
+        # million-row table to die left reads of the open ones visiting every
+        # dead version (sync/migrations/0022).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT reloptions FROM pg_class WHERE relname = %s",
+                [TransactionSyncState._meta.db_table],
+            )
+            (options,) = cursor.fetchone()
+        self.assertEqual(
+            set(options),
+            {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=2000"},
+        )
