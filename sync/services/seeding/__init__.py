@@ -62,6 +62,7 @@ __all__ = [
     "Progress",
     "SeedResult",
     "seed_scale",
+    "vacuum_seeded_tables",
 ]
 
 logger = logging.getLogger(__name__)
@@ -234,12 +235,22 @@ def seed_scale(
     # files COPY filled instead of their WAL.
     phase("commit", began)
     began = time.monotonic()
-    with connection.cursor() as cursor:
-        # VACUUM sets the visibility map, so counts become index-only scans; it
-        # cannot run inside a transaction (tests), where ANALYZE has to do.
-        verb = "ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE"
-        for table in [*SEEDED_TABLES, *ROLLUP_TABLES, "auth_user"]:
-            cursor.execute(f"{verb} {table}")
+    # VACUUM sets the visibility map, so counts become index-only scans.
+    vacuum_seeded_tables(analyze=True)
     phase("vacuum analyze", began)
     result.seconds = round(time.monotonic() - started, 1)
     return result
+
+
+def vacuum_seeded_tables(*, analyze: bool) -> None:
+    """VACUUM the tables a seed fills (and the rollups a sync keeps), and with
+    `analyze` gather their planner statistics. VACUUM cannot run inside a
+    transaction (tests): there only ANALYZE runs, if asked."""
+    if connection.in_atomic_block:
+        verbs = ["ANALYZE"] if analyze else []
+    else:
+        verbs = ["VACUUM ANALYZE" if analyze else "VACUUM"]
+    with connection.cursor() as cursor:
+        for verb in verbs:
+            for table in [*SEEDED_TABLES, *ROLLUP_TABLES, "auth_user"]:
+                cursor.execute(f"{verb} {table}")
