@@ -158,14 +158,15 @@
     if (heading) { heading.focus(); }
   });
 
-  // A live region re-read out of band with the same words (a transaction's
-  // resync notice, at every sync of its session) is left as it is: replacing its
-  // content would make screen readers say it again, every 10 s.
+  // A live region marked data-say-once (a transaction's resync notice, re-read
+  // at every sync of its session) is left as it is when it comes back out of
+  // band with the same words: replacing its content would make screen readers
+  // say it again, every 10 s. Others say what they say each time: the filters'
+  // count, applied again, tells whoever pressed Apply that it was done.
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
-    var live = target.matches('[role="status"], [role="alert"], [aria-live]');
     var words = function (node) { return node.textContent.replace(/\s+/g, " ").trim(); };
-    if (live && words(event.detail.fragment) === words(target)) {
+    if (target.matches("[data-say-once]") && words(event.detail.fragment) === words(target)) {
       event.detail.shouldSwap = false;
     }
   });
