@@ -10,7 +10,7 @@ from django.utils.formats import date_format
 
 from portal.access import customer_zone
 from portal.models import Reservation
-from portal.selectors import own_start_at
+from portal.selectors import own_scheduled_start, own_start_at
 from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
 from sessions_app.charging.holders import held_by_someone_else
@@ -44,8 +44,9 @@ class PortalError(Exception):
 
 
 class AlreadyStarting(PortalError):
-    """The Start was refused because this customer's own charge is starting or
-    under way there: a Start sent twice (a double click) is no failure."""
+    """The Start was refused because this customer's own charge is starting,
+    under way or scheduled there: a Start sent twice (a double click) is no
+    failure."""
 
 
 def charge_start(
@@ -69,6 +70,13 @@ def charge_start(
             raise AlreadyStarting(
                 f"Your charge at {charger.friendly_name} is already starting or "
                 "under way."
+            ) from None
+        scheduled = own_scheduled_start(customer=customer, charger=charger, now=now)
+        if scheduled is not None:
+            starts = local_time(scheduled, customer=customer, now=now)
+            raise AlreadyStarting(
+                f"Your charge at {charger.friendly_name} is already scheduled to "
+                f"start at {starts}."
             ) from None
         if isinstance(error, SessionConflict):
             # OCPP's refusal gives no reason, and the API's speaks to integrators;
@@ -193,12 +201,17 @@ def _card_to_reserve_with(customer: User, now: datetime) -> str:
 
 
 def reservation_end(reservation: Reservation, *, customer: User, now: datetime) -> str:
-    """When `reservation` ends, in the customer's time zone: the time today,
-    else the date and time."""
+    """When `reservation` ends, as local_time says it."""
+    return local_time(reservation.ends_at, customer=customer, now=now)
+
+
+def local_time(moment: datetime, *, customer: User, now: datetime) -> str:
+    """`moment` in the customer's time zone: the time today, else the date and
+    time."""
     zone = customer_zone(customer)
-    ends = timezone.localtime(reservation.ends_at, zone)
+    local = timezone.localtime(moment, zone)
     today = timezone.localtime(now, zone).date()
-    return date_format(ends, "H:i" if ends.date() == today else "M j, H:i")
+    return date_format(local, "H:i" if local.date() == today else "M j, H:i")
 
 
 def _every_card_holds_one(

@@ -226,7 +226,8 @@ def charger_start(request: AuthenticatedHttpRequest) -> HttpResponse:
         messages.error(request, error.message)
     else:
         # An accepted start is told by the banner's start notice, which follows
-        # it: its message is shown there (in-page), the notice taking the focus.
+        # it: its message is kept out of the list (in-page) and only marks that
+        # the newest notice takes the focus.
         # A start whose answer was lost is kept with a message saying so, until
         # the next live update: the station may not be starting at all.
         if session.status_message:
@@ -254,6 +255,11 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     else:
         if session.status == ApiSession.Status.CANCELLED:
             messages.success(request, session.status_message)
+        elif session.status == ApiSession.Status.ENDED:
+            # A Stop from a page opened before an earlier stop ended the charge.
+            messages.info(
+                request, "This charge has already ended: it is in Recent activity."
+            )
         elif session.status_message:
             # The stop's answer was lost: the station may still be charging, which
             # the next live update's banner says.

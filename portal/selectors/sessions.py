@@ -251,6 +251,23 @@ def sync_check(*, now: datetime) -> SyncCheck:
     return SyncCheck(is_delayed=tried)
 
 
+def own_scheduled_start(
+    *, customer: User, charger: Charger, now: datetime
+) -> datetime | None:
+    """When the customer's own session scheduled on `charger` (with the Sessions
+    API's energy_start_time) starts; None when none waits there."""
+    return (
+        ApiSession.objects.waiting_to_start(now)
+        .filter(
+            user=customer,
+            charge_box_id=charger.charge_box_id,
+            connector_id=charger.connector_id,
+        )
+        .values_list("target_start_at", flat=True)
+        .first()
+    )
+
+
 def own_start_at(*, customer: User, charger: Charger, now: datetime) -> bool:
     """Whether the customer's own portal or API session is charging or starting
     on `charger` (a Start sent twice finds the first one there)."""

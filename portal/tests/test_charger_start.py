@@ -1,7 +1,8 @@
 """Start charging from the portal's charger cards, against the stand-in."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import time_machine
 from django.contrib.messages import constants
 from django.http import HttpResponse
 from django.urls import reverse
@@ -48,6 +49,22 @@ class ChargerStartTests(PortalChargingTestCase):
         )
         # Only right after the Start: a reload does not move the focus.
         self.assertNotContains(self.client.get("/"), "data-focus-on-load")
+
+    def test_a_start_where_the_customer_scheduled_a_charge_says_when(self) -> None:
+        with time_machine.travel(datetime(2026, 12, 7, 10, 0, tzinfo=UTC)):
+            # Scheduled with the Sessions API, for an hour from now.
+            ApiSession.objects.create(
+                user=self.alice,
+                charge_box_id="CP-001",
+                connector_id=1,
+                id_tag="TAG-0001",
+                target_start_at=timezone.now() + timedelta(hours=1),
+            )
+            level, text = self.only_message(self.start())
+        self.assertEqual(level, constants.INFO)
+        self.assertEqual(
+            text, "Your charge at CP-001 is already scheduled to start at 11:00."
+        )
 
     def test_a_start_sent_twice_says_the_first_is_under_way(self) -> None:
         # A double click: the second Start is refused as the connector's second
@@ -178,6 +195,24 @@ class SessionStopTests(PortalChargingTestCase):
         self.assertEqual(
             self.only_message(self.stop()),
             (constants.SUCCESS, "Stop requested; the session ends in a moment."),
+        )
+
+    def test_a_stop_of_a_charge_an_earlier_stop_ended_says_so(self) -> None:
+        self.stop()
+        session = ApiSession.objects.get()
+        self.standin.tick()
+        self.sync()
+        self.advance(session)
+        session.refresh_from_db()
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        # Stop again, from a page opened before the charge ended.
+        url = reverse("portal:session-stop", args=[session.pk])
+        self.assertEqual(
+            self.only_message(self.client.post(url, follow=True)),
+            (
+                constants.INFO,
+                "This charge has already ended: it is in Recent activity.",
+            ),
         )
 
     def test_a_stop_whose_answer_was_lost_says_what_its_session_says(self) -> None:

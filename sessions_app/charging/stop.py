@@ -94,11 +94,14 @@ def api_session_stop(
     the session as usual. A stop whose answer was lost (StopUnconfirmed) counts
     as requested, with a `status_message` saying so: the station may have
     stopped. A stop repeated once the first one's answer is in gets the session
-    as it is, and one sent again after a stop that failed is sent.
+    as it is (`ended`, once the charge that stop ended is over: a retry after a
+    lost answer is no conflict), and one sent again after a stop that failed is
+    sent.
 
     Raises SessionForbidden when it is another user's and `caller` may not manage
     it; SessionNotFound when it was deleted meanwhile (its start was refused);
-    SessionConflict when it has ended or was cancelled, another stop of it is
+    SessionConflict when it ended without a stop from Polaris or was cancelled,
+    another stop of it is
     waiting for the station's answer (STOP_UNDER_WAY), or the station refuses;
     StationError when SteVe or the station does not answer.
     """
