@@ -79,8 +79,8 @@ class SignedOutTabMiddleware:
 # messages above every page (templates/includes/_messages.html).
 IN_PAGE = "in-page"
 
-# The extra tag's prefix of a flash message about something under way ("Charging is
-# starting"): the page drops it when its stream's event of that name comes, which
+# The extra tag's prefix of a flash message about something under way ("Stop
+# requested"): the page drops it when its stream's event of that name comes, which
 # shows how it went (static/js/polaris.js), rather than keep a sentence that is no
 # longer true above the news.
 UNTIL_EVENT = "until-"

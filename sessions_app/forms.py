@@ -10,6 +10,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from sessions_app.models import ApiToken
+from sessions_app.models.tokens import DEFAULT_EXPIRY_DAYS
 from sync.models import SyncRun, UserMapping
 from sync.services.mappings import (
     ID_TAG_MAX_LENGTH,
@@ -321,8 +322,7 @@ class ApiTokenForm(forms.Form):
             }
         ),
     )
-    # Days; "" never expires. A token copied into a script outlives the reason it
-    # was made for, so by default it stops on its own.
+    # Days; "" never expires.
     expires_in_days = forms.TypedChoiceField(
         choices=[
             ("30", "30 days"),
@@ -333,7 +333,7 @@ class ApiTokenForm(forms.Form):
         coerce=int,
         empty_value=None,
         required=False,
-        initial="90",
+        initial=str(DEFAULT_EXPIRY_DAYS),
         label="Expires in",
         widget=forms.Select(attrs={"class": "select"}),
     )

@@ -4,24 +4,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
 # How long before its expiry a token's pages warn of it: Polaris sends no email,
 # so its owner learns it there, with time to switch their app to a new one.
 EXPIRY_NOTICE = timedelta(days=7)
-
-
-class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
-    def usable(self) -> "ApiTokenQuerySet":
-        """Tokens not revoked, not expired, whose user is active."""
-        return self.unrevoked().filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
-        )
-
-    def unrevoked(self) -> "ApiTokenQuerySet":
-        """Tokens not revoked whose user is active, expired ones included."""
-        return self.filter(revoked_at__isnull=True, user__is_active=True)
+# A token copied into a script outlives the reason it was made for, so by default
+# (a tokens page, create_api_token) it stops on its own.
+DEFAULT_EXPIRY_DAYS = 90
 
 
 class ApiToken(models.Model):
@@ -42,8 +32,6 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # None: it never expires (it works until revoked).
     expires_at = models.DateTimeField(null=True, blank=True)
-
-    objects = ApiTokenQuerySet.as_manager()
 
     class Meta:
         db_table = "api_tokens"

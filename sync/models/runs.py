@@ -51,36 +51,6 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         """Finished runs of `kind`, however they went, newest first."""
         return self.filter(kind=kind).finished().newest_first()
 
-    def newest_failures(self) -> list[tuple[str, "SyncRun"]]:
-        """The newest finished run, and the newest of each run beat schedules
-        (transactions, the charger probe, the reconcile: a backfill beat
-        started), that failed; each with what it is the newest of. A probe or a
-        reconcile failing at every try is not hidden by the syncs that finish
-        after it."""
-        finished = self.finished().newest_first()
-        newest = [
-            ("the newest that has finished", finished.first()),
-            (
-                "the newest transactions run",
-                finished.filter(kind=SyncRun.Kind.TRANSACTIONS).first(),
-            ),
-            (
-                "the newest charger probe",
-                finished.filter(kind=SyncRun.Kind.CHARGERS).first(),
-            ),
-            (
-                "the newest scheduled reconcile",
-                finished.filter(
-                    kind=SyncRun.Kind.BACKFILL, trigger=SyncRun.Trigger.BEAT
-                ).first(),
-            ),
-        ]
-        failures: dict[int, tuple[str, SyncRun]] = {}
-        for what, run in newest:
-            if run is not None and run.status == SyncRun.Status.FAILED:
-                failures.setdefault(run.pk, (what, run))
-        return list(failures.values())
-
     def latest_succeeded(self, kind: str) -> "SyncRun | None":
         """The most recently finished successful run of `kind`, or None."""
         return self.succeeded(kind).first()

@@ -14,10 +14,10 @@ from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from polaris.commands import DatabaseCommand
+from sessions_app.models.tokens import DEFAULT_EXPIRY_DAYS
 from sessions_app.services import api_token_create
 from sync.arguments import int_between
 
-DEFAULT_EXPIRY_DAYS = 90
 MAX_EXPIRY_DAYS = 3650
 
 

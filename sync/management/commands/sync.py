@@ -288,7 +288,7 @@ class Command(DatabaseCommand):
                 cell.ljust(width) for cell, width in zip(row, widths, strict=True)
             )
             self.stdout.write(line.rstrip())
-        failures = SyncRun.objects.newest_failures()
+        failures = _newest_failures()
         if failures:
             # Exit status 1, so monitoring that runs this command can alert; the
             # sentence in full says what to do next.
@@ -303,6 +303,33 @@ class Command(DatabaseCommand):
             self.stdout.write(f"\nRun #{latest.pk}: {latest.error}")
         if max_age is not None:
             _check_recent(max_age)
+
+
+def _newest_failures() -> list[tuple[str, SyncRun]]:
+    """The newest finished run, and the newest of each run beat schedules
+    (transactions, the charger probe, the reconcile: a backfill beat started),
+    that failed; each with what it is the newest of. A probe or a reconcile
+    failing at every try is not hidden by the syncs that finish after it."""
+    runs = SyncRun.objects
+    newest = [
+        ("the newest that has finished", runs.finished().newest_first().first()),
+        (
+            "the newest transactions run",
+            runs.finished_of(SyncRun.Kind.TRANSACTIONS).first(),
+        ),
+        ("the newest charger probe", runs.finished_of(SyncRun.Kind.CHARGERS).first()),
+        (
+            "the newest scheduled reconcile",
+            runs.finished_of(SyncRun.Kind.BACKFILL)
+            .filter(trigger=SyncRun.Trigger.BEAT)
+            .first(),
+        ),
+    ]
+    failures: dict[int, tuple[str, SyncRun]] = {}
+    for what, run in newest:
+        if run is not None and run.status == SyncRun.Status.FAILED:
+            failures.setdefault(run.pk, (what, run))
+    return list(failures.values())
 
 
 def _check_recent(max_age: int) -> None:
