@@ -9,6 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 app = Celery("polaris")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The project's own tasks: polaris is the project package, not an installed app.
+app.conf.include = ["polaris.tasks"]
 
 # By name: the task modules import Django models, which are not ready yet here.
 # Immutable: it does not take the sync task's result as an argument.
@@ -62,6 +64,12 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         # Once a day.
         "prune-sync-runs": {
             "task": "sync.tasks.sync_runs_prune",
+            "schedule": float(settings.DAY_SECONDS),
+            "options": {"expires": float(settings.DAY_SECONDS)},
+        },
+        # Once a day.
+        "clear-expired-sign-ins": {
+            "task": "polaris.tasks.sign_ins_clear_expired",
             "schedule": float(settings.DAY_SECONDS),
             "options": {"expires": float(settings.DAY_SECONDS)},
         },
