@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 
 
-@shared_task(ignore_result=True)  # type: ignore[untyped-decorator]
+@shared_task(ignore_result=True)
 def sign_ins_clear_expired() -> None:
     """Delete the sign-in sessions past their expiry. Django keeps them until
     told (its `clearsessions` command does the same), so without this the table
