@@ -258,11 +258,8 @@ def own_scheduled_start(
     API's energy_start_time) starts; None when none waits there."""
     return (
         ApiSession.objects.waiting_to_start(now)
-        .filter(
-            user=customer,
-            charge_box_id=charger.charge_box_id,
-            connector_id=charger.connector_id,
-        )
+        .filter(user=customer)
+        .at_connector(charger.charge_box_id, charger.connector_id)
         .values_list("target_start_at", flat=True)
         .first()
     )
@@ -273,11 +270,8 @@ def own_start_at(*, customer: User, charger: Charger, now: datetime) -> bool:
     on `charger` (a Start sent twice finds the first one there)."""
     return (
         ApiSession.objects.charging_or_starting(now)
-        .filter(
-            user=customer,
-            charge_box_id=charger.charge_box_id,
-            connector_id=charger.connector_id,
-        )
+        .filter(user=customer)
+        .at_connector(charger.charge_box_id, charger.connector_id)
         .exists()
     )
 

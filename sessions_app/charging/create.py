@@ -482,7 +482,7 @@ def _connector_busy(session: ApiSession) -> str:
     app), which the caller may follow or stop."""
     holder = (
         ApiSession.objects.open()
-        .filter(charge_box_id=session.charge_box_id, connector_id=session.connector_id)
+        .at_connector(session.charge_box_id, session.connector_id)
         .first()
     )
     if holder is not None and holder.user_id == session.user_id:

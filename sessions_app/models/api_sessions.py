@@ -97,6 +97,12 @@ class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
             return self
         return self.filter(charge_box_id=charge_box_id)
 
+    def at_connector(
+        self, charge_box_id: str, connector_id: int
+    ) -> "ApiSessionQuerySet":
+        """Sessions on this connector of a SteVe chargeBoxId."""
+        return self.filter(charge_box_id=charge_box_id, connector_id=connector_id)
+
     def created_between(
         self, start: datetime | None, end: datetime | None
     ) -> "ApiSessionQuerySet":
