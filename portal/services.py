@@ -68,15 +68,13 @@ def charge_start(
         now = timezone.now()
         if own_start_at(customer=customer, charger=charger, now=now):
             raise AlreadyStarting(
-                f"Your charge at {charger.friendly_name} is already starting or "
-                "under way."
+                f"Your charge at {charger} is already starting or under way."
             ) from None
         scheduled = own_scheduled_start(customer=customer, charger=charger, now=now)
         if scheduled is not None:
             starts = local_time(scheduled, customer=customer, now=now)
             raise AlreadyStarting(
-                f"Your charge at {charger.friendly_name} is already scheduled to "
-                f"start at {starts}."
+                f"Your charge at {charger} is already scheduled to start at {starts}."
             ) from None
         if isinstance(error, SessionConflict):
             # OCPP's refusal gives no reason, and the API's speaks to integrators;

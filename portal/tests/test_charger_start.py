@@ -63,7 +63,7 @@ class ChargerStartTests(PortalChargingTestCase):
             level, text = self.only_message(self.start())
         self.assertEqual(level, constants.INFO)
         self.assertEqual(
-            text, "Your charge at CP-001 is already scheduled to start at 11:00."
+            text, "Your charge at CP-001 #1 is already scheduled to start at 11:00."
         )
 
     def test_a_start_sent_twice_says_the_first_is_under_way(self) -> None:
@@ -73,7 +73,10 @@ class ChargerStartTests(PortalChargingTestCase):
         response = self.start()
         self.assertEqual(
             self.only_message(response),
-            (constants.INFO, "Your charge at CP-001 is already starting or under way."),
+            (
+                constants.INFO,
+                "Your charge at CP-001 #1 is already starting or under way.",
+            ),
         )
         self.assertEqual(ApiSession.objects.count(), 1)
         self.assertEqual(self.steve_requests(REMOTE_START), 1)
