@@ -372,6 +372,39 @@ def test_stop_in_the_banner_keeps_the_whole_page(
     assert stops.get("/steve/api/v1/operations/RemoteStopTransaction") == 1
 
 
+def test_stop_on_a_page_from_before_the_charge_ended_says_so_and_takes_the_focus(
+    standin: StandinProcess, standin_driver: User, browser: Browser
+) -> None:
+    driver = standin_driver
+    with standin.client(timeout=5, retry_delays=(0.05,)) as steve:
+        created = charging.api_session_create(
+            user=driver, charge_box_id="CP-001", connector_id=1, client=steve
+        ).session
+        standin.tick()
+        services.sync_run_transactions(trigger="command", client=steve)
+        session = charging.api_session_advance(session_id=created.pk, client=steve)
+    assert session.status == ApiSession.Status.STARTED
+    with live_server(**standin.polaris_settings()) as server:
+        page = browser.new_page(viewport={"width": 390, "height": 800})
+        sign_in(page, server.url, "dana@example.com", "driver")
+        page.get_by_role("button", name="Pause live updates").click()
+        # Stopped from elsewhere (another tab, the API), and over.
+        with standin.client(timeout=5, retry_delays=(0.05,)) as steve:
+            charging.api_session_stop(session=session, client=steve)
+            standin.tick()
+            services.sync_run_transactions(trigger="command", client=steve)
+            session = charging.api_session_advance(session_id=session.pk, client=steve)
+        assert session.status == ApiSession.Status.ENDED
+        page.locator(".active-session").get_by_role("button", name="Stop").click()
+        message = page.locator(".messages > .banner")
+        expect(message).to_have_text(
+            "This charge has already ended: it is in Recent activity."
+        )
+        # Its Stop gone from the page the answer brought, the keyboard goes on
+        # from the answer, not from the top of the page.
+        expect(message).to_be_focused()
+
+
 def test_an_ending_reservation_leaves_the_open_dashboard_on_time(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:

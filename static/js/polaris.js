@@ -38,12 +38,16 @@
   // the outcome ([data-focus-on-load]: a new token, a start under way), else the
   // page's first message. A page that puts the keyboard in a field by itself
   // (autofocus: sign in) keeps it there.
-  var outcome = invalid || document.querySelector("[autofocus]") ? null :
-    document.querySelector("[data-focus-on-load]") ||
-    document.querySelector(".messages > .banner");
-  if (outcome) {
-    outcome.setAttribute("tabindex", "-1");
-    outcome.focus();
+  function focusOutcome() {
+    var outcome = document.querySelector("[data-focus-on-load]") ||
+      document.querySelector(".messages > .banner");
+    if (outcome) {
+      outcome.setAttribute("tabindex", "-1");
+      outcome.focus();
+    }
+  }
+  if (!invalid && !document.querySelector("[autofocus]")) {
+    focusOutcome();
   }
 
   // A [data-copy] button copies the text of the element it names (a new API
@@ -145,11 +149,19 @@
     var target = event.detail.target;
     focusedPart = target.id && target.contains(document.activeElement) ? target.id : null;
   });
-  document.addEventListener("htmx:afterSettle", function () {
+  document.addEventListener("htmx:afterSettle", function (event) {
     var partId = focusedPart;
     focusedPart = null;
     var focused = document.activeElement;
-    if (!partId || (focused && focused !== document.body)) { return; }
+    if (focused && focused !== document.body) { return; }
+    // A post answered with the whole page (the portal's Stop) whose control is
+    // gone from it (the charge had ended): its outcome takes the focus, as after
+    // a page load.
+    if (event.detail.target === document.body) {
+      focusOutcome();
+      return;
+    }
+    if (!partId) { return; }
     var part = document.getElementById(partId);
     // A part that can come back empty (the dashboard's banner once a charge has
     // ended) names where the focus goes instead.
