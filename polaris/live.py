@@ -4,7 +4,7 @@ Channels: `staff` (the console) and `customer-<user id>` (one per driver). Event
 carry HTML rendered from the page's own template partials; htmx's SSE extension
 swaps it in (`sse-swap="<event type>"`). Publishing goes through Redis, so an event
 sent by a Celery worker reaches every web process, and Redis storage lets a
-reconnecting browser replay what it missed (Last-Event-ID, 24 hours).
+reconnecting browser replay what it missed (Last-Event-ID, EVENT_REPLAY_SECONDS).
 
 Redis pub/sub ignores the database number, so environments sharing one Redis keep
 apart by LIVE_CHANNEL_PREFIX.
@@ -111,6 +111,12 @@ RETRY_OVER_STREAM_LIMIT_MS = 30_000
 # The one query parameter a stream takes (django-eventstream's resume id).
 RESUME_PARAMETER = "lastEventId"
 
+# How long a stored event can be replayed to a browser that reconnects: a
+# stream's renewal or a network blip takes seconds, and a page away for longer
+# re-reads its live parts instead (`stream-reset`). django-eventstream keeps
+# events a day, which at fleet scale held about 1.6 GB of Redis.
+EVENT_REPLAY_SECONDS = 15 * 60
+
 
 def channel_name(name: str) -> str:
     """The channel's name as published, with this environment's prefix."""
@@ -199,17 +205,29 @@ def publish(channel: str, event_type: str, html: str) -> None:
 
 
 class RedisStorage(eventstream_storage.RedisStorage):
-    """django-eventstream's Redis storage, for a Redis that can restart.
+    """django-eventstream's Redis storage, for a Redis that can restart, keeping
+    each event EVENT_REPLAY_SECONDS.
 
-    It fails fast (see `redis_options`), and a Last-Event-ID above the channel's
-    counter, which means Redis restarted without its data, gives `stream-reset`
-    with the current id instead of a stream that stays silent until the counter
-    passes the old id again.
+    It fails fast (see `redis_options`). A replay that cannot be whole gives
+    `stream-reset` with the current id, so the page re-reads its live parts: a
+    Last-Event-ID above the channel's counter (Redis restarted without its
+    data; the stream would stay silent until the counter passed the old id
+    again), or events after it that have expired.
     """
 
     def _connect(self) -> redis.Redis:
         # EVENTSTREAM_STORAGE_CONNECTION is EVENTSTREAM_REDIS (settings.py).
         return _shared_client()
+
+    def append_event(self, channel: str, event_type: str, data: Any) -> Event:
+        # Under the keys the library's get_events and get_current_id read.
+        event_id = int(self.redis.incr(f"event_counter:{channel}"))
+        self.redis.setex(
+            f"event:{channel}:{event_id}",
+            EVENT_REPLAY_SECONDS,
+            json.dumps({"type": event_type, "data": data}),
+        )
+        return Event(channel, event_type, data, id=event_id)
 
     def get_events(self, channel: str, last_id: int, limit: int = 100) -> list[Event]:
         current_id = self.get_current_id(channel)
@@ -218,6 +236,10 @@ class RedisStorage(eventstream_storage.RedisStorage):
                 f"Event {last_id} is gone (Redis lost its data)", current_id
             )
         events: list[Event] = super().get_events(channel, last_id, limit)
+        if len(events) < min(limit, current_id - last_id):
+            raise eventstream_storage.EventDoesNotExist(
+                f"Events after {last_id} have expired", current_id
+            )
         return events
 
 

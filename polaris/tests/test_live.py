@@ -163,6 +163,31 @@ class LiveStreamTests(LiveServerCase):
         self.assertRegex(seen, event.encode())
         self.assertNotIn(b"data: 41", seen)
 
+    def test_a_replay_whose_events_expired_has_the_page_re_read(self) -> None:
+        cookies = self.cookies_for(StaffFactory())
+        channel = live.staff_channel()
+        storage = live.RedisStorage()
+        before = storage.get_current_id(channel)
+        live.publish(channel, "transaction-resynced", "41")
+        live.publish(channel, "transaction-resynced", "42")
+        stored = f"event:{channel}:{before + 1}"
+        # Kept long enough for a reconnect, not the library's day.
+        self.assertLessEqual(storage.redis.ttl(stored), live.EVENT_REPLAY_SECONDS)
+        storage.redis.delete(stored)  # As its expiry would.
+
+        # Replaying 42 alone would hide that 41 was missed: the stream says to
+        # re-read the page instead.
+        with requests.get(
+            f"{self.server.url}/admin/live/",
+            cookies=cookies,
+            headers={"Last-Event-ID": f"{channel}:{before}"},
+            stream=True,
+            timeout=10,
+        ) as response:
+            seen = SseReader(response).read_until(b"stream-reset")
+        self.assertIn(b"event: stream-reset", seen)
+        self.assertNotIn(b"data: 42", seen)
+
     def test_django_eventstreams_own_parameters_are_ignored(self) -> None:
         alice, bob = UserFactory(), UserFactory()
         cookies = self.cookies_for(alice)
