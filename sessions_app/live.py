@@ -9,11 +9,12 @@ from django.utils import timezone
 
 from polaris import live
 from sessions_app import selectors
-from sessions_app.forms import SyncRunFilters
 from sync.models import SyncRun
 from sync.signals import run_finished, run_started, sessions_changed
 
-# Sync runs pages replace or re-read their table on it.
+# Sync runs pages re-read their table on it, with their filters. It names the
+# run, not its table: every console tab gets the staff channel, and the newest
+# 50 runs twice a run were a gigabyte a day for each of them.
 SYNC_RUNS_EVENT = "sync-runs-updated"
 # The Charging Sessions banner alone, when a transactions run that changed no
 # session failed, or was the first to succeed after one that did.
@@ -49,14 +50,14 @@ def publish_run_started(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> N
     """Show a run on open Sync runs pages while it runs: one that SteVe keeps
     waiting would otherwise be missing there until it ends, while Run sync now
     says one is in progress."""
-    _publish_sync_runs()
+    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, str(run.pk))
 
 
 @receiver(run_finished)
 def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
-    """Re-render the Sync runs table for open Sync runs pages, and have the detail
-    pages re-read how a resync went (a failed one changes no session)."""
-    _publish_sync_runs()
+    """Have open Sync runs pages re-read their table, and the detail pages how a
+    resync went (a failed one changes no session)."""
+    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, str(run.pk))
     if run.kind == SyncRun.Kind.TRANSACTION:
         live.publish(
             live.staff_channel(), "transaction-resynced", str(run.steve_transaction_id)
@@ -65,12 +66,6 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
         context = {"freshness": selectors.sync_freshness(now=timezone.now())}
         html = render_to_string(f"{SESSION_LIST}#live-banner-body", context)
         live.publish(live.staff_channel(), SYNC_FAILING_EVENT, html)
-
-
-def _publish_sync_runs() -> None:
-    context = selectors.sync_run_table(filters=SyncRunFilters())
-    html = render_to_string("sessions_app/sync_run_list.html#sync-run-rows", context)
-    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, html)
 
 
 def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:
