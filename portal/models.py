@@ -141,6 +141,14 @@ class Reservation(models.Model):
                 condition=Q(status="active"),
                 name="reservation_active_card",
             ),
+            # The reservations covering now at every charger (each dashboard's
+            # chargers card): the few not yet ended, not every one that expired
+            # unused (0.9 ms at 33,000 of them, then 0.03).
+            models.Index(
+                fields=["ends_at"],
+                condition=Q(status="active"),
+                name="reservation_active_ends",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
