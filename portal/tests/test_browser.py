@@ -306,13 +306,10 @@ def standin_driver(standin: StandinProcess) -> User:
     return driver
 
 
-def test_stop_in_the_banner_keeps_the_whole_page(
-    standin: StandinProcess, standin_driver: User, browser: Browser
-) -> None:
-    # A real remote start, seen by a real sync, gives the banner its Stop button.
-    driver = standin_driver
-    steve = standin.client(timeout=5, retry_delays=(0.05,))
-    with steve:
+def charging_at_harbour_street(standin: StandinProcess, driver: User) -> ApiSession:
+    """A real remote start, seen by a real sync: the driver's banner has its Stop
+    button."""
+    with standin.client(timeout=5, retry_delays=(0.05,)) as steve:
         created = charging.api_session_create(
             user=driver, charge_box_id="CP-001", connector_id=1, client=steve
         ).session
@@ -320,6 +317,13 @@ def test_stop_in_the_banner_keeps_the_whole_page(
         services.sync_run_transactions(trigger="command", client=steve)
         session = charging.api_session_advance(session_id=created.pk, client=steve)
     assert session.status == ApiSession.Status.STARTED
+    return session
+
+
+def test_stop_in_the_banner_keeps_the_whole_page(
+    standin: StandinProcess, standin_driver: User, browser: Browser
+) -> None:
+    charging_at_harbour_street(standin, standin_driver)
     with live_server(**standin.polaris_settings()) as server:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, server.url, "dana@example.com", "driver")
@@ -375,15 +379,7 @@ def test_stop_in_the_banner_keeps_the_whole_page(
 def test_stop_on_a_page_from_before_the_charge_ended_says_so_and_takes_the_focus(
     standin: StandinProcess, standin_driver: User, browser: Browser
 ) -> None:
-    driver = standin_driver
-    with standin.client(timeout=5, retry_delays=(0.05,)) as steve:
-        created = charging.api_session_create(
-            user=driver, charge_box_id="CP-001", connector_id=1, client=steve
-        ).session
-        standin.tick()
-        services.sync_run_transactions(trigger="command", client=steve)
-        session = charging.api_session_advance(session_id=created.pk, client=steve)
-    assert session.status == ApiSession.Status.STARTED
+    session = charging_at_harbour_street(standin, standin_driver)
     with live_server(**standin.polaris_settings()) as server:
         page = browser.new_page(viewport={"width": 390, "height": 800})
         sign_in(page, server.url, "dana@example.com", "driver")
