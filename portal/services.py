@@ -98,10 +98,10 @@ def _taken_by_someone_else(customer: User, charger: Charger, now: datetime) -> s
     )
     if holder is None:
         return ""
-    if holder.reservation is None:
-        return f"Someone else is charging at {charger} right now."
-    until = reservation_end(holder.reservation, customer=customer, now=now)
-    return f"{charger} is reserved by someone else until {until}."
+    clause = holder.clause(
+        str(charger), lambda at: local_time(at, customer=customer, now=now)
+    )
+    return f"{clause[:1].upper()}{clause[1:]}."
 
 
 def reservation_create(

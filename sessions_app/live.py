@@ -50,14 +50,14 @@ def publish_run_started(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> N
     """Show a run on open Sync runs pages while it runs: one that SteVe keeps
     waiting would otherwise be missing there until it ends, while Run sync now
     says one is in progress."""
-    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, str(run.pk))
+    _publish_sync_runs_changed(run)
 
 
 @receiver(run_finished)
 def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> None:
     """Have open Sync runs pages re-read their table, and the detail pages how a
     resync went (a failed one changes no session)."""
-    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, str(run.pk))
+    _publish_sync_runs_changed(run)
     if run.kind == SyncRun.Kind.TRANSACTION:
         live.publish(
             live.staff_channel(), "transaction-resynced", str(run.steve_transaction_id)
@@ -66,6 +66,10 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
         context = {"freshness": selectors.sync_freshness(now=timezone.now())}
         html = render_to_string(f"{SESSION_LIST}#live-banner-body", context)
         live.publish(live.staff_channel(), SYNC_FAILING_EVENT, html)
+
+
+def _publish_sync_runs_changed(run: SyncRun) -> None:
+    live.publish(live.staff_channel(), SYNC_RUNS_EVENT, str(run.pk))
 
 
 def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:

@@ -1,6 +1,7 @@
 """Who Polaris last saw holding a connector: what a station's refusal to start,
 which OCPP gives no reason for, is told as."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,14 @@ class ConnectorHolder:
     (None) their charge on it."""
 
     reservation: Reservation | None
+
+    def clause(self, place: str, until: Callable[[datetime], str]) -> str:
+        """The hold in words, for after a colon: someone else charging at
+        `place`, or `place` reserved until its end, as `until` writes it."""
+        if self.reservation is None:
+            return f"someone else is charging at {place} right now"
+        ends = until(self.reservation.ends_at)
+        return f"{place} is reserved by someone else until {ends}"
 
 
 def held_by_someone_else(

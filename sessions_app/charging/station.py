@@ -79,10 +79,7 @@ def _start_refused(session: ApiSession) -> str:
     place = f"{session.charge_box_id} #{session.connector_id}"
     if holder is None:
         return f"{refused}: the connector may be in use, reserved or not ready."
-    if holder.reservation is None:
-        return f"{refused}: someone else is charging at {place} right now."
-    until = format_timestamp(holder.reservation.ends_at)
-    return f"{refused}: {place} is reserved by someone else until {until}."
+    return f"{refused}: {holder.clause(place, format_timestamp)}."
 
 
 def _start_unconfirmed(why: str) -> StartUnconfirmed:

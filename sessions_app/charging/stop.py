@@ -101,9 +101,8 @@ def api_session_stop(
     Raises SessionForbidden when it is another user's and `caller` may not manage
     it; SessionNotFound when it was deleted meanwhile (its start was refused);
     SessionConflict when it ended without a stop from Polaris or was cancelled,
-    another stop of it is
-    waiting for the station's answer (STOP_UNDER_WAY), or the station refuses;
-    StationError when SteVe or the station does not answer.
+    another stop of it is waiting for the station's answer (STOP_UNDER_WAY), or
+    the station refuses; StationError when SteVe or the station does not answer.
     """
     if caller is not None:
         check_may_manage(caller, session.user_id)
