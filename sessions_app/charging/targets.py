@@ -15,7 +15,7 @@ from sessions_app.pricing import session_cost
 from sync.client import (
     in_base_unit,
 )
-from sync.models import TransactionSyncState
+from sync.models import Charger, TransactionSyncState
 
 W_PER_KW = Decimal(1000)
 SECONDS_PER_HOUR = Decimal(3600)
@@ -80,17 +80,34 @@ def _projected_kwh(
     session: ApiSession, tx: TransactionSyncState, at: datetime
 ) -> Decimal:
     """Energy delivered by `at` if the EV keeps drawing what the latest reading
-    showed: the reported power, or without one the average since the start."""
+    showed: the reported power, or without one the average since the start.
+
+    With nothing measured past the start (a station samples its power a minute or
+    so after it), the charger's maximum power: a small max would otherwise pass
+    by a whole interval of charging or more before a check that knows the power.
+    """
     delivered = api_session_energy_kwh(session)
     report = session.energy_report
-    if not report:
-        return delivered
-    measured_at = datetime.fromisoformat(report["timestamp"])
-    kw = _reported_kw(report.get("power"))
+    measured_at = (
+        datetime.fromisoformat(report["timestamp"]) if report else tx.started_at
+    )
+    kw = _reported_kw(report.get("power")) if report else None
     if kw is None:
         charged_hours = _hours(measured_at - tx.started_at)
-        kw = delivered / charged_hours if charged_hours > 0 else Decimal(0)
+        kw = delivered / charged_hours if charged_hours > 0 else _max_power_kw(session)
     return delivered + kw * _hours(at - measured_at)
+
+
+def _max_power_kw(session: ApiSession) -> Decimal:
+    """The connector's maximum power as staff entered it, or 0 where none is."""
+    max_power = (
+        Charger.objects.filter(
+            charge_box_id=session.charge_box_id, connector_id=session.connector_id
+        )
+        .values_list("max_power_kw", flat=True)
+        .first()
+    )
+    return max_power or Decimal(0)
 
 
 def _reported_kw(power: dict[str, Any] | None) -> Decimal | None:

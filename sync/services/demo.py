@@ -37,15 +37,17 @@ DEMO_DRIVERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 # Friendly names and hardware for the stand-in's charge boxes, in fleet order.
+# None is below 22 kW, the most a stand-in station draws: a target's first check
+# projects the listed maximum (sessions_app.charging.targets).
 DEMO_SITES = [
     ("Harbour Street", "CCS2", Decimal("50")),
     ("Market Hall", "Type 2", Decimal("22")),
     ("Station Square", "CCS2", Decimal("150")),
-    ("Library Lane", "Type 2", Decimal("11")),
+    ("Library Lane", "Type 2", Decimal("22")),
     ("Riverside Depot", "CHAdeMO", Decimal("50")),
     ("Old Mill Car Park", "Type 2", Decimal("22")),
     ("Airport P3", "CCS2", Decimal("300")),
-    ("Bakery Corner", "Type 2", Decimal("7.4")),
+    ("Bakery Corner", "Type 2", Decimal("22")),
 ]
 
 

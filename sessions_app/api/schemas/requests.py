@@ -178,9 +178,11 @@ class TargetIn(Schema):
     start a charge without the limit the caller meant. Targets are
     checked every few seconds (the sync interval, 10 s by default). A max (time,
     cost, energy) stops the charge at the last check before the latest reported
-    power would take the session past it, so it usually ends a little under the
-    max; it can end a little over when the power rises after the latest reading
-    or the station is slow to act on the stop.
+    power would take the session past it (before the station reports its power,
+    the charger's maximum power), so it usually ends a little under the max, and
+    a max smaller than a few seconds of charging well under it; it can end a
+    little over when the power rises after the latest reading or the station is
+    slow to act on the stop.
     """
 
     # A misspelt target must not become a charge without a limit.
