@@ -670,7 +670,13 @@ class ApiSessionCreateRefusalTests(ChargingTestCase):
             self.assertRaises(charging.StationError) as refused,
         ):
             self.create()
-        self.assertEqual(refused.exception.message, not_sent)
+        # SteVe did answer: retrying will not help until the settings are fixed.
+        self.assertEqual(
+            refused.exception.message,
+            "The start could not be sent: Polaris's connection to the charging "
+            "network needs fixing by its operators, so nothing was started. Please "
+            "contact support; trying again will not help until it is fixed.",
+        )
         self.assertIn("Check STEVE_USERNAME and STEVE_PASSWORD", logs.output[0])
         down = SteveClient(
             base_url="http://127.0.0.1:9/steve",
@@ -875,6 +881,28 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.charge_at(session, delivered_wh=480, watts=9000)
         self.advance(session)
         self.assert_stopped_once_by(session, "energy")
+
+    def charge_on_a_22_kw_charger(self, energy_kwh: str) -> ApiSession:
+        """A session with an energy max begins at a 22 kW charger; the first check
+        knows only the start's register reading, no power."""
+        Charger.objects.filter(charge_box_id="CP-001").update(max_power_kw=22)
+        target = charging.SessionTarget(energy_kwh=Decimal(energy_kwh))
+        session = self.begin_charging(self.create(target=target))
+        self.assertNotIn("power", session.energy_report or {})
+        return session
+
+    @override_settings(SYNC_INTERVAL_SECONDS=10)
+    def test_before_the_first_power_reading_the_chargers_maximum_is_projected(
+        self,
+    ) -> None:
+        # At 22 kW the next check, 10 s on, could find 61 Wh: past a 50 Wh max.
+        session = self.charge_on_a_22_kw_charger("0.05")
+        self.assert_stopped_once_by(session, "energy")
+
+    @override_settings(SYNC_INTERVAL_SECONDS=10)
+    def test_a_max_the_chargers_maximum_would_not_reach_charges_on(self) -> None:
+        self.charge_on_a_22_kw_charger("1")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 0)
 
     @override_settings(SYNC_INTERVAL_SECONDS=10)
     def test_the_cost_target_stops_before_the_next_check_would_pass_it(
