@@ -14,7 +14,7 @@ from portal.selectors import own_scheduled_start, own_start_at
 from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
 from sessions_app.charging.holders import held_by_someone_else
-from sessions_app.charging.station import not_answering
+from sessions_app.charging.station import not_sent
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
@@ -267,7 +267,7 @@ def _reserve_at_the_station(
         raise PortalError(_reserve_refusal(error)) from error
     except SteveError as error:
         logger.warning("reserve charger=%s failed: %s", charger.pk, error.message)
-        raise PortalError(not_answering("reservation")) from error
+        raise PortalError(not_sent("reservation", error)) from error
     if not result.accepted(charger.charge_box_id):
         status = result.status_of(charger.charge_box_id)
         logger.info("reserve charger=%s answered %s", charger.pk, status)
@@ -343,7 +343,7 @@ def reservation_cancel(
         logger.info("reservation=%s not held: %s", reservation.pk, error.message)
     except SteveError as error:
         logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
-        raise PortalError(not_answering("cancellation")) from error
+        raise PortalError(not_sent("cancellation", error)) from error
     else:
         if not result.accepted(charger.charge_box_id):
             raise PortalError("The charger declined the cancellation.")

@@ -119,6 +119,19 @@ class ReservationTests(StandinReservationTestCase):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
 
+    def test_steve_refusing_our_credentials_says_trying_again_will_not_help(
+        self,
+    ) -> None:
+        self.standin.set_fault("unauthorized", path_contains="ReserveNow")
+        with self.assertRaisesMessage(
+            PortalError,
+            "The reservation could not be sent: Polaris's connection to the "
+            "charging network needs fixing by its operators. Please contact "
+            "support; trying again will not help until it is fixed.",
+        ):
+            self._reserve()
+        self.assertFalse(Reservation.objects.exists())
+
     def test_a_refused_reserve_now_stores_nothing(self) -> None:
         self.standin.set_online(self.free.charge_box_id, False)
         with self.assertRaisesMessage(

@@ -22,6 +22,7 @@ from sync.client import (
     OperationResult,
     SteveClient,
     SteveError,
+    SteveMisconfigured,
     SteveRejected,
     SteveUnanswered,
     format_timestamp,
@@ -181,13 +182,20 @@ def _not_sent(
     logger.warning(
         "api_session=%s %s not sent: %s", session.pk, operation, error.operator_message
     )
-    return StationError(not_answering(operation, outcome))
+    return StationError(not_sent(operation, error, outcome))
 
 
-def not_answering(what: str, outcome: str = "") -> str:
+def not_sent(what: str, error: SteveError, outcome: str = "") -> str:
     """The sentence for a request SteVe never took: `what` was not sent, so
-    `outcome` (when said), and what to do."""
+    `outcome` (when said), and what to do. Trying again helps when SteVe is down,
+    not when Polaris's settings for it are wrong."""
     so = f", so {outcome}" if outcome else ""
+    if isinstance(error, SteveMisconfigured):
+        return (
+            f"The {what} could not be sent: Polaris's connection to the charging "
+            f"network needs fixing by its operators{so}. Please contact support; "
+            "trying again will not help until it is fixed."
+        )
     return (
         f"The {what} could not be sent: the charging network is not answering "
         f"right now{so}. {TRY_AGAIN.capitalize()}"

@@ -41,7 +41,12 @@ class SteveError(Exception):
         self.args = (self.message,)
 
 
-class SteveAuthError(SteveError):
+class SteveMisconfigured(SteveError):
+    """Polaris's settings for SteVe are wrong: no retry helps until an operator
+    fixes them."""
+
+
+class SteveAuthError(SteveMisconfigured):
     """SteVe refused our credentials (401 or 403)."""
 
 
@@ -49,7 +54,7 @@ class SteveNotFound(SteveError):
     """SteVe has no such object (404)."""
 
 
-class SteveRouteMissing(SteveError):
+class SteveRouteMissing(SteveMisconfigured):
     """A 404 without SteVe's message: no SteVe API route at that path."""
 
 
