@@ -393,4 +393,6 @@ def tag_only_on_unmapped_cards(*, tag: str) -> bool:
 
 
 def any_sync_completed() -> bool:
-    return SyncRun.objects.finished().exists()
+    """Whether a sync has read SteVe's transactions: runs that failed have not,
+    so an empty table after them is no sign that SteVe has none."""
+    return SyncRun.objects.succeeded(SyncRun.Kind.TRANSACTIONS).exists()

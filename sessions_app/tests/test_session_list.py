@@ -19,7 +19,7 @@ from django.utils import timezone
 from bench.asgi import AsgiClient
 from polaris import handlers
 from sessions_app.tests.base import ConsoleTestCase
-from sync.models import TransactionSyncState
+from sync.models import SyncRun, TransactionSyncState
 from sync.tests.factories import (
     StaffFactory,
     SyncRunFactory,
@@ -88,6 +88,14 @@ class SessionListTests(ConsoleTestCase):
         self.assertContains(response, "No sync has completed yet")
         self.assertContains(response, reverse("sessions_app:sync-run-list"))
         self.assertContains(response, "0 sessions match current filters")
+
+    def test_runs_that_failed_are_not_a_completed_sync(self) -> None:
+        # They never read SteVe: "found no transactions" would be untrue.
+        SyncRunFactory(status=SyncRun.Status.FAILED, error="SteVe cannot be reached")
+        SyncRunFactory(kind=SyncRun.Kind.CHARGERS)
+        response = self.client.get(URL)
+        self.assertContains(response, "No sync has completed yet")
+        self.assertNotContains(response, "No sessions yet")
 
     def test_it_says_no_sessions_yet_when_syncs_found_none(self) -> None:
         SyncRunFactory()
