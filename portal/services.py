@@ -168,8 +168,9 @@ def _announce(reservation: Reservation) -> None:
 
 def _card_to_reserve_with(customer: User, now: datetime) -> str:
     """The idTag of one of the customer's active cards that holds no reservation
-    that has not ended, preferring one not charging right now: only the reserved
-    card may start charging on the reserved connector.
+    that has not ended, preferring one not charging right now, then one that has
+    charged before: only the reserved card may start charging on the reserved
+    connector.
 
     Raises PortalError when they have no active card, or every one of them holds
     a reservation (the sentence names each, with its charger and end).
@@ -177,7 +178,7 @@ def _card_to_reserve_with(customer: User, now: datetime) -> str:
     cards: list[str] = list(
         UserMapping.objects.active()
         .filter(user=customer)
-        .not_charging_first()
+        .in_order_to_charge_with()
         .values_list("steve_ocpp_id_tag", flat=True)
     )
     if not cards:

@@ -26,6 +26,7 @@ def tag_for(
     lets only that tag charge there; else one of the user's active tags, the first
     that no charge holds: neither a transaction SteVe runs nor another open session
     of theirs (`session` itself aside), whose start may not have reached SteVe yet.
+    Among those, one that has charged before: SteVe knows it.
     SteVe lets most tags run one transaction at a time. With every tag held, the
     first; the station then says whether it may charge (a fleet card may run
     many).
@@ -54,7 +55,7 @@ def tag_for(
     if reserved is not None:
         return reserved
     candidates: list[str] = list(
-        tags.not_charging_first().values_list("steve_ocpp_id_tag", flat=True)
+        tags.in_order_to_charge_with().values_list("steve_ocpp_id_tag", flat=True)
     )
     if not candidates:
         raise SessionInvalid(
@@ -71,8 +72,8 @@ def tag_for(
     }
     if scheduled and all(tag.upper() in waiting for tag in candidates):
         raise SessionConflict(_every_card_waiting(candidates, waiting))
-    # Stable: among equals, the order not_charging_first gave (not charging first,
-    # then by tag), so the first is free of both when any tag is.
+    # Stable: among equals, the order in_order_to_charge_with gave, so the first
+    # is free of both when any tag is.
     candidates.sort(key=lambda tag: (tag.upper() in waiting, tag.upper() in held))
     return candidates[0]
 

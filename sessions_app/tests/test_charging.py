@@ -50,6 +50,7 @@ from sessions_app.tests.base import card_choice_taken_elsewhere
 from sync import services
 from sync.client import MeterReading, SteveClient, format_timestamp
 from sync.models import Charger, SyncRun, UserMapping
+from sync.tests.factories import TransactionSyncStateFactory
 from sync.tests.standin_case import PolarisAtStandinMixin
 
 REMOTE_START = "/steve/api/v1/operations/RemoteStartTransaction"
@@ -996,6 +997,17 @@ class ApiSessionTagTests(ChargingTestCase):
         self.standin.station_stop(42)  # frees CP-002
         second = self.create(box="CP-002")
         self.assertEqual((first.id_tag, second.id_tag), ("TAG-0001", "TAG-0002"))
+
+    def test_a_card_that_has_charged_before_goes_before_a_new_one(self) -> None:
+        # A card just imported sorts first by name, but SteVe may not know it yet:
+        # its refusal would stop the customer charging with the cards it knows.
+        UserMapping.objects.create(steve_ocpp_id_tag="NEW-CARD", user=self.alice)
+        TransactionSyncStateFactory(
+            ocpp_id_tag="TAG-0002",
+            is_finalized=True,
+            stopped_at=timezone.now() - timedelta(days=1),
+        )
+        self.assertEqual(self.create(box="CP-001").id_tag, "TAG-0002")
 
     def test_a_customers_starts_choose_their_cards_one_at_a_time(self) -> None:
         # Another start of Alice's, still in its transaction, is choosing a card:

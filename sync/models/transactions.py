@@ -393,15 +393,18 @@ class UserMappingQuerySet(models.QuerySet["UserMapping"]):
         """Mappings whose idTag contains `fragment`, case-insensitively."""
         return self.filter(steve_ocpp_id_tag__icontains=fragment)
 
-    def not_charging_first(self) -> "UserMappingQuerySet":
-        """Ordered by idTag, the tags without an active session first (SteVe lets
-        most tags run one transaction at a time); annotates `is_charging`."""
-        charging = TransactionSyncState.objects.active().filter(
+    def in_order_to_charge_with(self) -> "UserMappingQuerySet":
+        """Ordered as a start or a reservation tries a customer's cards: those
+        without an active session first (SteVe lets most tags run one transaction
+        at a time), then those that have charged before (SteVe knows them, while
+        a card just mapped or imported may not be registered there yet), then by
+        idTag."""
+        sessions = TransactionSyncState.objects.filter(
             ocpp_id_tag=OuterRef("steve_ocpp_id_tag")
         )
-        return self.annotate(is_charging=Exists(charging)).order_by(
-            "is_charging", "steve_ocpp_id_tag"
-        )
+        return self.annotate(
+            is_charging=Exists(sessions.active()), has_charged=Exists(sessions)
+        ).order_by("is_charging", "-has_charged", "steve_ocpp_id_tag")
 
 
 class UserMapping(models.Model):
