@@ -363,8 +363,17 @@ def test_the_console(audit: Audit, fleet: Fleet) -> None:
     expect(page.locator("#live-banner")).to_contain_text("Live updates paused")
     audit.check("Charging Sessions, live updates paused")
     # Paused stays paused in this tab, on every console page: the next ones are
-    # to be seen live. (Resuming re-reads the table, which leaving abandons.)
+    # to be seen live. Resuming re-reads the table; here that re-read fails.
+    page.route("**/admin/sessions/?tag=UNKNOWN", lambda route: route.abort())
     page.get_by_role("button", name="Resume live updates").click()
+    expect(page.locator("#live-banner")).to_contain_text("Live updates interrupted")
+    audit.check("Charging Sessions, a re-read failed")
+    page.unroute("**/admin/sessions/?tag=UNKNOWN")
+    page.route("**/admin/sessions/?*", lambda route: route.fulfill(status=500))
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.locator(".request-error")).to_be_visible()
+    audit.check("Charging Sessions after a request failed")
+    page.unroute("**/admin/sessions/?*")
 
     for session, state in (
         (fleet.dana_charging, "mapped, active"),

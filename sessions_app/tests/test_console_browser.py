@@ -36,6 +36,9 @@ from sync.tests.factories import (
 
 pytestmark = pytest.mark.browser
 
+# The table's own requests (a re-read, the filters, load more), not the page's.
+TABLE_RE_READ = re.compile(r".*/admin/sessions/\?.*")
+
 
 class ConsolePages:
     """`open_console`, for test cases that set `browser` and `base_url`."""
@@ -640,7 +643,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         page.route("**/admin/sessions/", lambda route: route.abort())
         page.get_by_role("button", name="Resume live updates").click()
         banner = page.locator("[data-live-updates]")
-        expect(banner).to_have_attribute("data-live-state", "disconnected")
+        expect(banner).to_have_attribute("data-live-state", "stale")
         page.unroute("**/admin/sessions/")
         for _ in range(50):
             publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
@@ -648,6 +651,51 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
             if banner.get_attribute("data-live-state") is None:
                 break
         expect(banner).not_to_have_attribute("data-live-state", re.compile(".*"))
+
+    def test_a_live_re_read_that_fails_says_so_in_the_banner(self) -> None:
+        # The stream brings the sync's news, but the table's re-read fails: the
+        # banner must not go on as if the rows followed it.
+        TransactionSyncStateFactory()
+        run = SyncRunFactory()
+        page = self.open_console()
+        wait_for_live_stream(page)
+        page.route(TABLE_RE_READ, lambda route: route.fulfill(status=500))
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+        banner = page.locator("[data-live-updates]")
+        expect(banner).to_have_attribute("data-live-state", "stale")
+        expect(page.locator("#live-banner")).to_have_text(
+            "Live updates interrupted — the page could not re-read itself and "
+            "tries again at the next update; until then the table and totals may "
+            "be out of date."
+        )
+        # No one clicked anything: the notice for a failed request stays away.
+        expect(page.locator(".request-error")).to_be_hidden()
+        page.unroute(TABLE_RE_READ)
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+        expect(banner).not_to_have_attribute("data-live-state", re.compile(".*"))
+
+    def test_a_request_that_fails_is_said_in_view_until_one_succeeds(self) -> None:
+        for index in range(20):
+            TransactionSyncStateFactory(
+                updated_at=timezone.now() - timedelta(minutes=index)
+            )
+        SyncRunFactory()
+        page = self.open_console()
+        page.route(TABLE_RE_READ, lambda route: route.fulfill(status=500))
+        page.get_by_role("button", name="Apply filters").click()
+        notice = page.get_by_role("alert").filter(has_text="could not answer")
+        expect(notice).to_have_text(
+            "The server could not answer, so part of this page was not updated. "
+            "Try again, or reload the page."
+        )
+        # Over the page at the bottom of the window, beside the sidebar.
+        box = notice.bounding_box()
+        assert box is not None
+        self.assertLessEqual(box["y"] + box["height"], 900)
+        self.assertGreaterEqual(box["x"], 240)
+        page.unroute(TABLE_RE_READ)
+        page.get_by_role("button", name="Apply filters").click()
+        expect(notice).to_be_hidden()
 
     def test_row_times_are_absolute_and_show_their_age(self) -> None:
         TransactionSyncStateFactory(last_synced_at=datetime.now(UTC))

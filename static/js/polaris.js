@@ -128,16 +128,39 @@
   document.addEventListener("polaris:liveRefreshed", showAges);
 
   // htmx does not swap 4xx/5xx answers: say so instead of failing silently.
-  document.addEventListener("htmx:responseError", function () {
-    var banner = document.querySelector(".request-error");
-    if (banner) {
-      banner.hidden = false;
-      window.setTimeout(function () { banner.hidden = true; }, 8000);
+  // A request that failed leaves part of the page as it was. A live part's
+  // re-read (after an event, or timed) is no one's click: its live banner says
+  // the page may be out of date, and the stream's next event re-reads the page
+  // (live updates, below). What a person asked for gets a notice over the page,
+  // where it is seen wherever they are, until a request succeeds.
+  function liveRereadFailed(event) {
+    var elt = event.detail.elt;
+    var config = event.detail.requestConfig;
+    var trigger = config && config.triggeringEvent;
+    var container = liveContainer(elt);
+    if (!container || !elt.matches("[data-live-refresh]") ||
+        (trigger && trigger.type.indexOf("sse:") !== 0)) {
+      return false;
     }
-  });
-  document.addEventListener("htmx:sendError", function () {
+    container.polarisLiveStale = true;
+    showLiveState(container);
+    return true;
+  }
+  function showRequestError(event, words) {
     var banner = document.querySelector(".request-error");
-    if (banner) { banner.hidden = false; }
+    if (!banner || liveRereadFailed(event)) { return; }
+    banner.querySelector(".banner__body").textContent = words;
+    banner.hidden = false;
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    showRequestError(event, "The server could not answer, so part of this page was not updated. Try again, or reload the page.");
+  });
+  document.addEventListener("htmx:sendError", function (event) {
+    showRequestError(event, "The server could not be reached, so part of this page was not updated. Check your connection and try again.");
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var banner = document.querySelector(".request-error");
+    if (banner && event.detail.successful) { banner.hidden = true; }
   });
 
   // A swap that takes away the control that had the focus (a filter chip's
@@ -357,8 +380,9 @@
   // A page with a live banner ([data-live-updates]) can pause its live updates
   // (WCAG 2.2.2): while paused, events change nothing on the page, and resuming
   // re-reads its live parts. The choice lasts as long as the tab
-  // (sessionStorage). The banner says which state the page is in, paused or
-  // disconnected: what its <template data-live-state="…"> says replaces the live
+  // (sessionStorage). The banner says which state the page is in, paused,
+  // disconnected (the stream broke) or stale (the stream is up but a re-read
+  // failed): what its <template data-live-state="…"> says replaces the live
   // region's text.
   // One choice for the console's pages and one for the portal's (the button's
   // data-live-pause names which): an agent who paused the console does not find
@@ -375,8 +399,10 @@
     var state = null;
     if (container.polarisLivePaused) {
       state = "paused";
-    } else if (container.polarisLiveBroken || container.polarisLiveStale) {
+    } else if (container.polarisLiveBroken) {
       state = "disconnected";
+    } else if (container.polarisLiveStale) {
+      state = "stale";
     }
     if (state === banner.getAttribute("data-live-state")) { return; }
     if (!state) {
