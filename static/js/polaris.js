@@ -127,18 +127,20 @@
   document.addEventListener("htmx:afterSettle", showAges);
   document.addEventListener("polaris:liveRefreshed", showAges);
 
-  // htmx does not swap 4xx/5xx answers: say so instead of failing silently.
-  // A request that failed leaves part of the page as it was. A live part's
-  // re-read (after an event, or timed) is no one's click: its live banner says
-  // the page may be out of date, and the stream's next event re-reads the page
-  // (live updates, below). What a person asked for gets a notice over the page,
-  // where it is seen wherever they are, until a request succeeds.
+  // htmx does not swap 4xx/5xx answers, so a request that failed leaves part of
+  // the page as it was: say so instead of failing silently. A live part's
+  // re-read (after an event, or timed) is no one's click: the page's live banner
+  // says the page may be out of date, and the stream's next event re-reads the
+  // page (live updates, below). Anything else (what a person asked for, a live
+  // part on a page without a banner) gets a notice over the page, where it is
+  // seen wherever the reader is, until a request succeeds.
   function liveRereadFailed(event) {
     var elt = event.detail.elt;
     var config = event.detail.requestConfig;
     var trigger = config && config.triggeringEvent;
     var container = liveContainer(elt);
-    if (!container || !elt.matches("[data-live-refresh]") ||
+    if (!container || !container.querySelector("[data-live-updates]") ||
+        !elt.matches("[data-live-refresh]") ||
         (trigger && trigger.type.indexOf("sse:") !== 0)) {
       return false;
     }
