@@ -119,11 +119,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def _without_password(url: str) -> str:
     """`url` as a refusal prints it: startup errors end up in deployment and CI
     logs, which must not learn the database's or Redis' password."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unreadable (an IPv6 host without its "]"): mask by pattern
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
     user, at, host = parts.netloc.rpartition("@")
     if at and ":" in user:
         user = user.split(":", 1)[0] + ":***"
     query = re.sub(r"(?i)\b(password=)[^&]*", r"\1***", parts.query)
+    if (user, query) == (parts.netloc.rpartition("@")[0], parts.query):
+        return url  # as given: urlunsplit would drop an empty host's "//"
     return urlunsplit(parts._replace(netloc=f"{user}{at}{host}", query=query))
 
 
@@ -133,11 +138,29 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
     if value is None:
         return None
     shown = _without_password(value)
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not (parts.hostname or parts.query):
-        expected = " or ".join(f"{scheme}://" for scheme in schemes)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be a URL whose host is a name or an address (an IPv6 one "
+            f"in brackets, such as [::1]), not {shown!r}."
+        ) from None
+    expected = " or ".join(f"{scheme}://" for scheme in schemes)
+    if parts.scheme not in schemes:
         raise ImproperlyConfigured(
             f"{name} must be a URL starting with {expected}, not {shown!r}."
+        )
+    postgres = parts.scheme.startswith("postgres")
+    # PostgreSQL's own URLs may leave the host out (the local socket), or give it
+    # in the query; the others need one.
+    if not (parts.hostname or parts.query or postgres):
+        raise ImproperlyConfigured(
+            f"{name} must name a host after {parts.scheme}://, not {shown!r}."
+        )
+    if postgres and not (parts.path.strip("/") or "dbname=" in parts.query):
+        raise ImproperlyConfigured(
+            f"{name} must name its database after the host, as in "
+            f"{parts.scheme}://user@host:5432/polaris, not {shown!r}."
         )
     try:
         port = parts.port

@@ -163,6 +163,40 @@ class StartupTests(TestCase):
         ):
             env_url("DATABASE_URL", schemes=("postgres",))
 
+    def test_a_database_url_it_cannot_read_or_without_a_database_is_refused(
+        self,
+    ) -> None:
+        # A traceback from Django or urllib before: said in a sentence now.
+        for url, sentence in (
+            (
+                "postgres://polaris@127.0.0.1:5432/",
+                "DATABASE_URL must name its database after the host, as in "
+                "postgres://user@host:5432/polaris, not "
+                "'postgres://polaris@127.0.0.1:5432/'.",
+            ),
+            (
+                "postgres://polaris:S3cret@[::1/polaris",
+                "DATABASE_URL must be a URL whose host is a name or an address (an "
+                "IPv6 one in brackets, such as [::1]), not "
+                "'postgres://polaris:***@[::1/polaris'.",
+            ),
+        ):
+            with (
+                self.subTest(url=url),
+                mock.patch.dict(os.environ, {"DATABASE_URL": url}),
+                self.assertRaisesMessage(ImproperlyConfigured, sentence),
+            ):
+                env_url("DATABASE_URL", schemes=("postgres",))
+
+    def test_a_database_url_through_the_local_socket_is_taken(self) -> None:
+        # libpq's own form: no host is the server's socket on this machine.
+        for url in ("postgres:///polaris", "postgres://?host=/run/pg&dbname=polaris"):
+            with (
+                self.subTest(url=url),
+                mock.patch.dict(os.environ, {"DATABASE_URL": url}),
+            ):
+                self.assertEqual(env_url("DATABASE_URL", schemes=("postgres",)), url)
+
     def test_an_unusable_data_folder_is_named(self) -> None:
         with tempfile.NamedTemporaryFile() as not_a_folder:
             folder = Path(not_a_folder.name) / "data"
