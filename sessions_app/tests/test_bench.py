@@ -69,7 +69,11 @@ class BenchCommandTests(TransactionTestCase):
 
     def test_quick_does_not_seed_over_sessions_a_real_sync_wrote(self) -> None:
         TransactionSyncStateFactory(charge_box_id="CB-01")
-        with self.assertRaisesMessage(CommandError, "sessions synced from SteVe"):
+        # bench has no --reset: the way out is seed_scale's, named as a command.
+        with self.assertRaisesMessage(
+            CommandError,
+            "replace its charging data with `manage.py seed_scale --reset`",
+        ):
             call_command(
                 "bench",
                 "--quick",

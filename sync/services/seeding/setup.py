@@ -71,8 +71,9 @@ def refuse_synced_sessions() -> None:
         raise ValueError(
             f"This database holds sessions synced from SteVe (transaction {pk} at "
             f"{box}, among others): seeded transactions would take the SteVe "
-            "transaction ids SteVe hands out next. Seed an empty database, or add "
-            "--reset to replace its charging data (never on production)."
+            "transaction ids SteVe hands out next. Seed an empty database, or "
+            "replace its charging data with `manage.py seed_scale --reset` (never "
+            "on production)."
         )
 
 
