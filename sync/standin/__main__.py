@@ -13,7 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sync.standin.server import StandinOptions, add_arguments, serve
+from sync.standin.server import (
+    StandinOptions,
+    add_arguments,
+    cannot_listen,
+    serve,
+)
 
 DEFAULT_CREDENTIAL = "polaris"
 
@@ -51,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         serve(options, announce=lambda line: print(line, flush=True))
     except OSError as error:
-        sys.exit(f"Cannot listen on 127.0.0.1:{options.port}: {error}")
+        sys.exit(cannot_listen(options.port, error))
 
 
 if __name__ == "__main__":

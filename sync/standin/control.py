@@ -15,6 +15,7 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
+from sync.arguments import MAX_FLEET_SIZE
 from sync.standin.faults import Fault, FaultBoard, fault_kind
 from sync.standin.fleet import Fleet
 from sync.standin.records import SAMPLE_PERIODIC, NotFound, Reading
@@ -247,8 +248,10 @@ class Control:
 
     def _reset(self, payload: Payload) -> JsonObject:
         fleet_size = payload.integer("fleet_size") or self._defaults.fleet_size
-        if not 1 <= fleet_size <= 500:
-            raise ControlError(HTTPStatus.BAD_REQUEST, "fleet_size must be 1-500")
+        if not 1 <= fleet_size <= MAX_FLEET_SIZE:
+            raise ControlError(
+                HTTPStatus.BAD_REQUEST, f"fleet_size must be 1-{MAX_FLEET_SIZE}"
+            )
         seed = payload.integer("seed")
         scenarios = payload.flag("scenarios")
         self._fleet.reset(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hmac
 import io
 import json
@@ -495,6 +496,17 @@ def _boot_error(status: HTTPStatus, path: str) -> Reply:
         "path": path,
     }
     return Reply.json(status, payload)
+
+
+def cannot_listen(port: int, error: OSError) -> str:
+    """Why the stand-in could not start on `port`, and what to do about it."""
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"Port {port} on 127.0.0.1 is already in use, perhaps by a stand-in or "
+            "a demo already running: stop that one, or choose another port with "
+            "--port (0 picks a free one)."
+        )
+    return f"Cannot listen on 127.0.0.1:{port}: {error.strerror or error}."
 
 
 def serve(options: StandinOptions, announce: Callable[[str], None]) -> None:

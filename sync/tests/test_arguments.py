@@ -1,5 +1,6 @@
 """The ops commands refuse out-of-range options before they start anything."""
 
+import socket
 from argparse import ArgumentTypeError
 
 from django.core.management import CommandError, call_command
@@ -76,3 +77,16 @@ class CommandOptionTests(SimpleTestCase):
     def test_loadtest_refuses_a_think_time_whose_min_is_above_its_max(self) -> None:
         with self.assertRaisesMessage(CommandError, "--think 5 1: MIN is above MAX."):
             call_command("loadtest", "--think", "5", "1")
+
+    def test_the_stand_in_on_a_port_in_use_says_what_to_do(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with self.assertRaisesMessage(
+                CommandError,
+                f"Port {port} on 127.0.0.1 is already in use, perhaps by a stand-in "
+                "or a demo already running: stop that one, or choose another port "
+                "with --port (0 picks a free one).",
+            ):
+                call_command("steve_standin", f"--port={port}")

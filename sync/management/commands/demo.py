@@ -137,7 +137,11 @@ class Command(BaseCommand):
             standin_port = options["standin_port"]
             # The web port is free until uvicorn takes it, after the stand-in.
             if standin_port == port or not _port_is_free(standin_port):
-                standin_port = _free_port()
+                asked, standin_port = standin_port, _free_port()
+                self.stdout.write(
+                    f"Port {asked} is taken; the SteVe stand-in listens on "
+                    f"{standin_port} instead."
+                )
             env = self._child_environment(standin_port)
             self._start_standin(env, standin_port, options["fleet_size"])
             with service_logs_for(options["verbosity"]):

@@ -12,7 +12,12 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sync.standin.server import StandinOptions, add_arguments, serve
+from sync.standin.server import (
+    StandinOptions,
+    add_arguments,
+    cannot_listen,
+    serve,
+)
 
 DEFAULT_CREDENTIAL = "polaris"
 
@@ -32,9 +37,7 @@ class Command(BaseCommand):
         try:
             serve(standin, announce=self._announce)
         except OSError as error:
-            raise CommandError(
-                f"Cannot listen on 127.0.0.1:{standin.port}: {error}"
-            ) from error
+            raise CommandError(cannot_listen(standin.port, error)) from error
         self.stdout.write("SteVe stand-in stopped.")
 
     def _announce(self, line: str) -> None:
