@@ -80,8 +80,10 @@ class DatabaseCommand(BaseCommand):
         try:
             super().run_from_argv(argv)
         except Stopped as stopped:
+            self.end_progress_line()
             exit_interrupted(self.interrupted_consequence(), signum=stopped.signum)
         except KeyboardInterrupt:
+            self.end_progress_line()
             exit_interrupted(self.interrupted_consequence())
         except BrokenPipeError:
             # The reader went away (`sync status | head`): nothing more to say, and
@@ -92,6 +94,10 @@ class DatabaseCommand(BaseCommand):
     def interrupted_consequence(self) -> str:
         """What stopping this command part way means, after "Interrupted: "."""
         return self.interrupted_consequence_text
+
+    def end_progress_line(self) -> None:
+        """End a line of progress the command left open when it was stopped, so
+        that "Interrupted: …" starts a line of its own."""
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         with service_logs_for(options.get("verbosity", 1)):

@@ -5,11 +5,12 @@ import subprocess
 import sys
 import time
 import uuid
+from io import StringIO
 from pathlib import Path
 
 import psycopg
 from django.db import connection
-from django.test import TransactionTestCase
+from django.test import SimpleTestCase, TransactionTestCase
 
 from polaris.testing import (
     BASE_DIR,
@@ -18,6 +19,7 @@ from polaris.testing import (
     free_port,
     run_python,
 )
+from sync.management.commands.migrate import Command as MigrateCommand
 from sync.tests.factories import SyncRunFactory
 
 DATABASE_COMMANDS = [
@@ -204,3 +206,18 @@ class DatabaseCommandTests(TransactionTestCase):
     def _drop_database(name: str) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class MigrateProgressLineTests(SimpleTestCase):
+    def test_a_stop_mid_migration_ends_its_progress_line_first(self) -> None:
+        # "Applying …..." waits on its line for " OK": "Interrupted: …" (stderr)
+        # would otherwise follow it on the same line of the terminal.
+        out = StringIO()
+        command = MigrateCommand(stdout=out)
+        command.verbosity = 1
+        command.migration_progress_callback("apply_start", "sync.0017_meter_dip")
+        command.end_progress_line()
+        self.assertEqual(out.getvalue(), "  Applying sync.0017_meter_dip...\n")
+        command.migration_progress_callback("apply_success", "sync.0017_meter_dip")
+        command.end_progress_line()
+        self.assertEqual(out.getvalue(), "  Applying sync.0017_meter_dip...\n OK\n")

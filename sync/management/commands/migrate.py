@@ -16,6 +16,19 @@ class Command(DatabaseCommand, DjangoMigrateCommand):
         "back. Run migrate again to finish."
     )
 
+    in_progress = False
+
     def handle(self, *args: Any, **options: Any) -> None:
         self.check_database_reachable()
         super().handle(*args, **options)
+
+    def migration_progress_callback(
+        self, action: str, migration: Any = None, fake: bool = False
+    ) -> None:
+        super().migration_progress_callback(action, migration, fake)
+        # "Applying sync.0017_…..." waits on its line for " OK".
+        self.in_progress = self.verbosity >= 1 and action.endswith("_start")
+
+    def end_progress_line(self) -> None:
+        if self.in_progress:
+            self.stdout.write("")
