@@ -123,11 +123,10 @@ def _without_password(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:  # unreadable (an IPv6 host without its "]"): mask by pattern
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    user, at, host = parts.netloc.rpartition("@")
-    if at and ":" in user:
-        user = user.split(":", 1)[0] + ":***"
+    given_user, at, host = parts.netloc.rpartition("@")
+    user = given_user.split(":", 1)[0] + ":***" if ":" in given_user else given_user
     query = re.sub(r"(?i)\b(password=)[^&]*", r"\1***", parts.query)
-    if (user, query) == (parts.netloc.rpartition("@")[0], parts.query):
+    if (user, query) == (given_user, parts.query):
         return url  # as given: urlunsplit would drop an empty host's "//"
     return urlunsplit(parts._replace(netloc=f"{user}{at}{host}", query=query))
 
@@ -145,8 +144,8 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
             f"{name} must be a URL whose host is a name or an address (an IPv6 one "
             f"in brackets, such as [::1]), not {shown!r}."
         ) from None
-    expected = " or ".join(f"{scheme}://" for scheme in schemes)
     if parts.scheme not in schemes:
+        expected = " or ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(
             f"{name} must be a URL starting with {expected}, not {shown!r}."
         )
