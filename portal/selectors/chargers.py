@@ -133,19 +133,19 @@ SELECT *,
     ) OVER () AS available_count
 FROM (SELECT *, held OR scheduled AS reserved FROM visible) AS visible
 WHERE %(after_name)s::text IS NULL
-    OR (friendly_name, charge_box_id, connector_id)
+    OR (name_sort_key, charge_box_id, connector_id)
         > (%(after_name)s, %(after_box)s, %(after_connector)s)
-ORDER BY friendly_name, charge_box_id, connector_id
+ORDER BY name_sort_key, charge_box_id, connector_id
 LIMIT %(limit)s
 """
 
-# Where a charger comes in CHARGER_LIST_SQL's order: friendly name, chargeBoxId,
-# connector.
+# Where a charger comes in CHARGER_LIST_SQL's order, Charger's own: its name's
+# sort key, chargeBoxId, connector.
 type ChargerSortKey = tuple[str, str, int]
 
 
 def charger_sort_key(charger: Charger) -> ChargerSortKey:
-    return (charger.friendly_name, charger.charge_box_id, charger.connector_id)
+    return (charger.name_sort_key, charger.charge_box_id, charger.connector_id)
 
 
 def visible_chargers(

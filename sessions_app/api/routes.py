@@ -307,10 +307,10 @@ def session_stop(request: ApiRequest, session_id: str) -> dict[str, Any]:
     openapi_extra={"responses": UNAUTHENTICATED},
 )
 def charger_list(request: ApiRequest, query: Query[ChargerListQuery]) -> dict[str, Any]:
-    """The chargers you may start a session on, by name: customers the public ones
-    and those of their charger groups (the portal's chargers card), staff every
-    charger. Each gives the `chargestation` and `connector` to create a session
-    with, and the `rate` it would apply."""
+    """The chargers you may start a session on, by name ("Bay 4" before "Bay 12"):
+    customers the public ones and those of their charger groups (the portal's
+    chargers card), staff every charger. Each gives the `chargestation` and
+    `connector` to create a session with, and the `rate` it would apply."""
     _refuse_unknown_parameters(request, ChargerListQuery)
     page = api_charger_list(user=request.auth, cursor=query.cursor, limit=query.limit)
     return _page_envelope(

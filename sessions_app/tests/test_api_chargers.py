@@ -132,8 +132,10 @@ class ChargerListApiTests(ApiTestCase):
 
     def test_the_cursor_walks_every_charger_once_in_the_portals_order(self) -> None:
         # Same names, so the chargeBoxId and the connector break ties; a name that
-        # JSON escapes.
+        # JSON escapes; names whose numbers sort as numbers.
         ChargerFactory(charge_box_id="CP-010", friendly_name="CP-004")
+        ChargerFactory(friendly_name="Bay 12")
+        ChargerFactory(friendly_name="Bay 4")
         ChargerFactory(friendly_name='Quai "Nord" à Sète')
         seen: list[tuple[str, str]] = []
         query = "?limit=2"
