@@ -28,6 +28,7 @@ from sessions_app.charging.lifecycle import (
     cancel_created,
     lost_start_resent_from,
     start_answer_awaited_until,
+    start_returned,
 )
 from sessions_app.charging.on_behalf import audit_on_behalf, check_may_manage
 from sessions_app.charging.station import hand_back_connection, remote_start
@@ -232,15 +233,7 @@ def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSes
             )
         announce_status(session)  # another tab may have shown it starting
         raise
-    now = timezone.now()
-    returned = ApiSession.objects.filter(pk=session.pk)
-    returned.update(remote_start_returned_at=now, updated_at=now)
-    if message:
-        # Unless the sync has meanwhile seen the charge start, which answers it,
-        # or a stop was asked for, whose message says what happens next.
-        returned.filter(status=Status.CREATED, stop_requested_at__isnull=True).update(
-            status_message=message
-        )
+    start_returned(session, timezone.now(), status_message=message)
     session.refresh_from_db()
     return session
 

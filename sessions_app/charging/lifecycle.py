@@ -290,11 +290,7 @@ def _send_claimed_start(
             as_status_message(error.message),
             remote_start_returned_at=timezone.now(),
         )
-    returned = ApiSession.objects.filter(pk=session.pk)
-    returned.update(remote_start_returned_at=timezone.now(), updated_at=now)
-    # Unless a stop was asked for while the start went out: its message says
-    # what happens next.
-    returned.filter(stop_requested_at__isnull=True).update(status_message=message)
+    start_returned(session, now, status_message=message)
     session.refresh_from_db()
     return session
 
@@ -513,6 +509,19 @@ def claim_stop(session: ApiSession, now: datetime, unclaimed: Q, **fields: Any) 
         ApiSession.objects.filter(unclaimed, pk=session.pk).update(
             stop_requested_at=now, remote_stop_returned_at=None, **fields
         )
+    )
+
+
+def start_returned(session: ApiSession, now: datetime, *, status_message: str) -> None:
+    """Store that the remote start sent has its outcome, and `status_message` (why
+    it is unconfirmed, or that it was sent again). Unless the sync has meanwhile
+    seen the charge start, which answers it (another worker's advance may, while a
+    start waits up to STEVE_OPERATION_TIMEOUT), or a stop was asked for, whose
+    message says what happens next."""
+    returned = ApiSession.objects.filter(pk=session.pk)
+    returned.update(remote_start_returned_at=timezone.now(), updated_at=now)
+    returned.filter(status=Status.CREATED, stop_requested_at__isnull=True).update(
+        status_message=status_message
     )
 
 

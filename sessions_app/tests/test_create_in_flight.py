@@ -8,18 +8,23 @@ another client would.
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import TransactionTestCase
+from django.utils import timezone
 
 from polaris.testing import wait_until
 from sessions_app import charging
 from sessions_app.charging.stop import STOP_BEFORE_START
 from sessions_app.models import ApiSession, AuditEntry
-from sync.models import Charger, UserMapping
+from sync import services
+from sync.client import given_or_new
+from sync.models import Charger, SyncRun, UserMapping
 from sync.tests.standin_case import PolarisAtStandinMixin
 
 # Long enough to look at the session while the station "thinks"; the test waits
@@ -244,3 +249,48 @@ class InFlightTests(PolarisAtStandinMixin, TransactionTestCase):
         stopped.refresh_from_db()
         self.assertEqual(stopped.status_message, STOP_BEFORE_START)
         self.assertIsNotNone(stopped.remote_start_returned_at)
+
+    def test_a_scheduled_start_seen_charging_while_it_waited_keeps_no_message(
+        self,
+    ) -> None:
+        # A scheduled start goes out from one worker's advance; before the station
+        # answers (here: never), the next sync and another worker's advance see
+        # the charge begin. The unanswered start must not then say it is
+        # unconfirmed on a session that is charging.
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            session = charging.api_session_create(
+                user=self.alice,
+                charge_box_id="CP-001",
+                connector_id=1,
+                target=charging.SessionTarget(start_at=start_at),
+            ).session
+        self.standin.clear_faults()
+        self.standin.set_fault(
+            "timeout_operation",
+            delay=STATION_THINKS_S,
+            path_contains="RemoteStartTransaction",
+        )
+
+        def advance() -> ApiSession:
+            with given_or_new(None) as steve:
+                return charging.api_session_advance(session_id=session.pk, client=steve)
+
+        waiting = InFlight(advance)
+        wait_until(
+            ApiSession.objects.filter(remote_start_sent_at__isnull=False).exists,
+            what="the scheduled start sent",
+        )
+        self.standin.add_transaction("CP-001", 1, "TAG-0001")
+        with given_or_new(None) as steve:
+            run = services.sync_run_transactions(trigger="command", client=steve)
+            self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+            started = charging.api_session_advance(session_id=session.pk, client=steve)
+        self.assertEqual(started.status, ApiSession.Status.STARTED)
+
+        waiting.join()
+        self.assertIsNone(waiting.error)
+        started.refresh_from_db()
+        self.assertEqual(started.status, ApiSession.Status.STARTED)
+        self.assertEqual(started.status_message, "")
+        self.assertIsNotNone(started.remote_start_returned_at)
