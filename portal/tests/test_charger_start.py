@@ -265,3 +265,18 @@ class ReservedChargerStartTests(ChargingTestCase):
         self.assertNotContains(response, "Starting to charge at CP-001 #1.</div>")
         self.assertContains(response, "Starting to charge at CP-001 #1…")
         self.assertEqual(ApiSession.objects.get().id_tag, reservation.id_tag)
+
+    def test_it_finds_the_reservation_of_a_card_respelled_since(self) -> None:
+        first = UserMapping.objects.filter(steve_ocpp_id_tag="TAG-0001")
+        first.update(is_active=False)
+        self.post("reserve", minutes=30)
+        first.update(is_active=True)
+        TransactionSyncState.objects.update(is_finalized=True)
+        # The sync respelled the reserving card's mapping as SteVe spells it; the
+        # station holds the reservation for the card as it was sent.
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-0002").update(
+            steve_ocpp_id_tag="tag-0002"
+        )
+        response = self.post("start")
+        self.assertContains(response, "Starting to charge at CP-001 #1…")
+        self.assertEqual(ApiSession.objects.get().id_tag, "TAG-0002")

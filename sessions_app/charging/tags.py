@@ -47,8 +47,8 @@ def tag_for(
         .filter(
             charger__charge_box_id=charge_box_id,
             charger__connector_id=connector_id,
-            id_tag__in=tags.values("steve_ocpp_id_tag"),
         )
+        .of_cards(tags.values_list("steve_ocpp_id_tag", flat=True))
         .values_list("id_tag", flat=True)
         .first()
     )
