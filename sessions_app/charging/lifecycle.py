@@ -205,13 +205,15 @@ def _send_scheduled_start(
     if not claimed:
         return session
     # Chosen again now: the tag picked hours ago may have started another charge
-    # since, which SteVe would refuse this start for.
-    tag = tag_for(
-        session.user, session.charge_box_id, session.connector_id, session=session
-    )
-    if tag != session.id_tag:
-        ApiSession.objects.filter(pk=session.pk).update(id_tag=tag)
-        session.id_tag = tag
+    # since, which SteVe would refuse this start for. The start goes out after
+    # the choice's transaction, which must not wait for the station.
+    with transaction.atomic():
+        tag = tag_for(
+            session.user, session.charge_box_id, session.connector_id, session=session
+        )
+        if tag != session.id_tag:
+            ApiSession.objects.filter(pk=session.pk).update(id_tag=tag)
+            session.id_tag = tag
     return _send_claimed_start(session, client, now)
 
 

@@ -36,8 +36,10 @@ def tag_for(
     holds no other such session: else one customer could hold every free
     charger for a day.
 
-    Raises SessionInvalid when the user has no active tag, SessionConflict when
-    every one holds another scheduled session and this one is `scheduled`.
+    Runs inside the transaction that stores the choice, which holds the user's
+    card choice until it ends. Raises SessionInvalid when the user has no active
+    tag, SessionConflict when every one holds another scheduled session and this
+    one is `scheduled`.
     """
     _wait_for_the_users_other_starts(user)
     tags = UserMapping.objects.active().filter(user=user)
@@ -127,6 +129,10 @@ def _wait_for_the_users_other_starts(user: User) -> None:
     """Until the caller's transaction ends, another start of this user's waits
     here: it then sees the session this one stores, and the card it took. (Two
     starts choosing at once would both take the first free card.)"""
+    if not connection.in_atomic_block:
+        # In autocommit the lock would end with its own statement, before the
+        # caller stores the card it chose.
+        raise RuntimeError("A card choice must be made inside a transaction.")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_advisory_xact_lock(%s, %s)", [CARD_CHOICE_LOCK, user.pk]
