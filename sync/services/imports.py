@@ -300,6 +300,8 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
                 user = new_users[row.email] = new_customer_account(row.email)
             mapping = mappings.get(row.tag.upper())
             steve_tag = spellings.get(row.tag.upper())
+            # Stored as SteVe writes it, not as the file does.
+            respelled = steve_tag is not None and steve_tag != row.tag
             if mapping is None:
                 mapping = UserMapping(
                     steve_ocpp_id_tag=steve_tag or row.tag, user=user, label=row.label
@@ -319,9 +321,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
                 mapping.steve_ocpp_id_tag = steve_tag or mapping.steve_ocpp_id_tag
                 if mapping_snapshot(mapping) == before:
                     chunk.unchanged += 1
-                    if mapping.steve_ocpp_id_tag != row.tag:
-                        # Stored as SteVe writes it already, not as the file does.
-                        chunk.respelled += 1
+                    chunk.respelled += respelled
                     continue
                 mapping.updated_at = now
             # The user may not be saved yet, and the tag was checked above.
@@ -334,8 +334,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
         if user.pk is None:
             needed_users[row.email] = user
         saved.append((mapping, before))
-        if steve_tag is not None and steve_tag != row.tag:
-            chunk.respelled += 1
+        chunk.respelled += respelled
         if steve_tag is None and before is None:
             chunk.never_synced += 1
     get_user_model().objects.bulk_create(needed_users.values())

@@ -102,6 +102,22 @@ class ImportUserMappingsTests(TestCase):
         )
         self.assertTrue(UserMapping.objects.filter(steve_ocpp_id_tag="TAG-0007"))
 
+    def test_a_tag_no_session_has_shown_is_never_said_to_be_in_steves_case(
+        self,
+    ) -> None:
+        self.run_import("steveOcppIdTag,email,label\nTAG-0009,dana@example.com,Dana\n")
+        out, _ = self.run_import(
+            "steveOcppIdTag,email,label\ntag-0009,dana@example.com,Dana\n"
+        )
+        self.assertIn("0 created, 0 updated, 1 unchanged, 0 skipped", out)
+        self.assertNotIn("letter case SteVe uses", out)
+        # Once a session shows SteVe's spelling, the same file says so.
+        TransactionSyncStateFactory(ocpp_id_tag="TAG-0009")
+        out, _ = self.run_import(
+            "steveOcppIdTag,email,label\ntag-0009,dana@example.com,Dana\n"
+        )
+        self.assertIn("1 idTag was stored in the letter case SteVe uses", out)
+
     def test_it_is_idempotent(self) -> None:
         self.run_import(GOOD_AND_BAD)
         audit_entries = AuditEntry.objects.count()
