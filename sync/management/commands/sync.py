@@ -6,6 +6,7 @@ manage.py sync chargers                   probe the chargers (TriggerMessage)
 manage.py sync status [--limit 15] [--max-age SECONDS]
                                           recent runs as a table; exit status 1
                                           when the newest finished run failed, or
+                                          the newest of a kind beat schedules, or
                                           (with --max-age) none has finished lately
 """
 
@@ -112,8 +113,9 @@ class Command(DatabaseCommand):
         status = subcommand(
             "status",
             "Show the most recent sync runs; exit status 1 when the newest "
-            "finished run failed, or with --max-age when no transactions run is "
-            "under way and none has finished that recently.",
+            "finished run failed, or the newest transactions run, charger probe "
+            "or scheduled reconcile did, or with --max-age when no transactions "
+            "run is under way and none has finished that recently.",
         )
         for action in (transactions, backfill, chargers, status):
             # Also after the action (`sync transactions -v 2`); when left out there,

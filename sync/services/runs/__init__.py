@@ -259,7 +259,7 @@ def _sync(
     except Exception:
         # A bug, or data no check foresaw: the run must still end as failed
         # rather than stay "running" until the next one calls it interrupted.
-        logger.exception("sync_run=%s failed while reading SteVe", run.pk)
+        logger.exception("sync_run=%s failed while processing SteVe's data", run.pk)
         cause = "Polaris could not process what SteVe sent; see logs."
         return cause + saved_before(tally, dry_run)
     return ""
