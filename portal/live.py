@@ -24,16 +24,11 @@ EVENT = "active-session"
 BANNER = "portal/dashboard.html#active-banner"
 
 
-def banner_html(*, customer: User, now: datetime) -> str:
-    """The active-session partial for `customer`, times in their zone."""
-    tags = selectors.customer_tags(customer=customer)
-    return banners_html(tags_by_customer={customer.pk: tags}, now=now)[customer.pk]
-
-
 def banners_html(
     *, tags_by_customer: dict[int, list[str]], now: datetime
 ) -> dict[int, str]:
-    """`banner_html` of many customers, by user id, from the same few queries."""
+    """The active-session partial of each customer (by user id, for the idTags
+    given), times in their zone, from the same few queries."""
     active = selectors.active_sessions_by_customer(
         tags_by_customer=tags_by_customer, now=now
     )

@@ -1,4 +1,5 @@
-"""Writes of the portal: starts, reservations and acting-as."""
+"""Writes of the portal: starts and reservations (acting as a customer has its own
+module, `portal.acting`)."""
 
 import logging
 from datetime import datetime, timedelta

@@ -5,6 +5,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import time_machine
+from django.contrib.auth.models import User
 from django.db import connection
 from django.http import HttpResponse
 from django.test import override_settings
@@ -15,6 +16,7 @@ from django_eventstream.utils import get_storage
 
 from polaris import live
 from portal import selectors
+from portal.live import banners_html
 from portal.models import ChargerGroup, CustomerProfile, Reservation
 from portal.selectors import usage
 from portal.selectors.chargers import CHARGER_LIST_SQL, charger_list_params
@@ -49,6 +51,12 @@ def default_rate(currency: str = "EUR") -> Rate:
     return Rate.objects.create(
         name="Default", currency=currency, energy_price=Decimal("0.40"), is_default=True
     )
+
+
+def banner_html(*, customer: User, now: datetime) -> str:
+    """The active-session partial the live update sends `customer`."""
+    tags = selectors.customer_tags(customer=customer)
+    return banners_html(tags_by_customer={customer.pk: tags}, now=now)[customer.pk]
 
 
 class DashboardTests(PortalTestCase):
@@ -831,8 +839,6 @@ class LiveTests(PortalTestCase):
         self.assertTrue(live.can_read(self.agent, channel))
 
     def test_the_banner_partial_renders_for_the_customer(self) -> None:
-        from portal.live import banner_html
-
         TransactionSyncStateFactory(
             charger=self.charger, ocpp_id_tag="TAG-ALICE", kwh_delivered=Decimal("2")
         )
@@ -1671,8 +1677,6 @@ class StartNoticeTests(PortalTestCase):
         self.assertNotIn("did not start", self.banner())
 
     def test_the_live_banner_tells_a_cancelled_start_too(self) -> None:
-        from portal.live import banner_html
-
         session = self.start()
         now = timezone.now()
         self.assertIn("Starting to charge", banner_html(customer=self.alice, now=now))

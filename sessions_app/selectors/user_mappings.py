@@ -44,5 +44,5 @@ def _matching(search: str) -> QuerySet[UserMapping]:
 
 
 def id_tag_has_sessions(*, tag: str) -> bool:
-    """Whether a synced session has exactly this idTag (index tss_tag_started)."""
-    return TransactionSyncState.objects.filter(ocpp_id_tag=tag).exists()
+    """Whether a synced session has exactly this idTag."""
+    return TransactionSyncState.objects.of_id_tag(tag).exists()

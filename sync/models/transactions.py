@@ -101,6 +101,11 @@ class TransactionSyncStateQuerySet(models.QuerySet["TransactionSyncState"]):
             ).values("transaction_id")
         )
 
+    def of_id_tag(self, tag: str) -> "TransactionSyncStateQuerySet":
+        """Sessions of exactly this idTag, in SteVe's letter case (index
+        tss_tag_started)."""
+        return self.filter(ocpp_id_tag=tag)
+
     def with_customer(self) -> "TransactionSyncStateQuerySet":
         """Annotate `customer_label`, `customer_email` and `customer_user_id` from the
         user mapping of the session's idTag (None when the tag is unmapped)."""

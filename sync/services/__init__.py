@@ -1,5 +1,6 @@
 """Writes of the sync app: sync runs (`runs`), their retention (`retention`), user
-mappings (`mappings`) and their CSV import (`imports`)."""
+mappings (`mappings`) and their CSV import (`imports`); the demo's data (`demo`)
+and the bench's (`seeding`) are imported from their own modules."""
 
 from sync.services.imports import MappingImportResult, user_mapping_import_csv
 from sync.services.mappings import user_mapping_create, user_mapping_update

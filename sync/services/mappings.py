@@ -276,7 +276,10 @@ def user_mappings_spell_as_synced(*, tags: Sequence[str]) -> int:
     respelled = 0
     for upper, mapping in mappings_by_tag(synced).items():
         spelling = mapping.steve_ocpp_id_tag
-        if spelling == synced[upper] or _has_sessions(spelling):
+        if (
+            spelling == synced[upper]
+            or TransactionSyncState.objects.of_id_tag(spelling).exists()
+        ):
             continue
         try:
             with transaction.atomic():
@@ -294,11 +297,6 @@ def user_mappings_spell_as_synced(*, tags: Sequence[str]) -> int:
         logger.info("mapping=%s respelled as SteVe writes it", mapping.pk)
         respelled += 1
     return respelled
-
-
-def _has_sessions(tag: str) -> bool:
-    """Whether a synced session has exactly this idTag (index tss_tag_started)."""
-    return TransactionSyncState.objects.filter(ocpp_id_tag=tag).exists()
 
 
 class _TagUpper(TypedDict):
