@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import pluralize
 
 from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
 from sessions_app.services import api_token_revoke
@@ -99,12 +100,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
         # The raw token must be shown once at creation: `manage.py create_api_token`.
         return False
 
-    @admin.action(description="Revoke selected tokens")
+    # Revoking cuts an integration off: staff who may only view tokens do not get
+    # the action, and each revoke goes into the token's history.
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        for token in queryset:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
             api_token_revoke(token=token)
+            self.log_change(request, token, "Revoked.")
+            revoked += 1
         self.message_user(
-            request, f"Revoked {queryset.count()} token(s).", messages.SUCCESS
+            request, f"Revoked {revoked} token{pluralize(revoked)}.", messages.SUCCESS
         )
 
 
