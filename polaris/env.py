@@ -116,9 +116,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _without_password(url: str) -> str:
-    """`url` as a refusal prints it: startup errors end up in deployment and CI
-    logs, which must not learn the database's or Redis' password."""
+def without_password(url: str) -> str:
+    """`url` with its password masked, as refusals and error reports show it:
+    they end up in deployment and CI logs, which must not learn the database's or
+    Redis' password. Text that is no URL with a password comes back as it is."""
     try:
         parts = urlsplit(url)
     except ValueError:  # unreadable (an IPv6 host without its "]"): mask by pattern
@@ -131,12 +132,16 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}{at}{host}", query=query))
 
 
-def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
-    """Return the variable as a URL with one of `schemes`, or None when unset."""
+def env_url(
+    name: str, *, schemes: tuple[str, ...], credentials_in: str = ""
+) -> str | None:
+    """Return the variable as a URL with one of `schemes`, or None when unset. With
+    `credentials_in` (the variables its user and password belong in), a URL that
+    carries them is refused: messages and logs show that URL as it is."""
     value = _raw(name)
     if value is None:
         return None
-    shown = _without_password(value)
+    shown = without_password(value)
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -148,6 +153,11 @@ def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:
         expected = " or ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(
             f"{name} must be a URL starting with {expected}, not {shown!r}."
+        )
+    if credentials_in and "@" in parts.netloc:
+        raise ImproperlyConfigured(
+            f"{name} must not hold a user name or password, not {shown!r}: set "
+            f"{credentials_in} instead."
         )
     postgres = parts.scheme.startswith("postgres")
     # PostgreSQL's own URLs may leave the host out (the local socket), or give it

@@ -190,7 +190,14 @@ warnings.filterwarnings(
 # SteVe API
 _steve_default_url = "http://127.0.0.1:8180/steve" if LOCAL_MODE else ""
 _steve_default_credential = "polaris" if LOCAL_MODE else None
-STEVE_URL = env_url("STEVE_URL", schemes=("http", "https")) or _steve_default_url
+STEVE_URL = (
+    env_url(
+        "STEVE_URL",
+        schemes=("http", "https"),
+        credentials_in="STEVE_USERNAME and STEVE_PASSWORD",
+    )
+    or _steve_default_url
+)
 STEVE_USERNAME = env_str("STEVE_USERNAME") or _steve_default_credential
 STEVE_PASSWORD = env_secret("STEVE_PASSWORD", _steve_default_credential)
 STEVE_TIMEOUT = env_float("STEVE_TIMEOUT", 10.0, maximum=3600)
@@ -356,6 +363,8 @@ SECURE_HSTS_SECONDS = env_int(
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _https_default)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# The DEBUG error page and error emails show the settings: not the URLs' passwords.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "polaris.error_reports.PasswordMaskingFilter"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

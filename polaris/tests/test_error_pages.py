@@ -1,8 +1,12 @@
 """The 404, 403 and 500 pages: what went wrong, and a way back for who is signed in."""
 
+import secrets
+import sys
+
 from django.template import loader
-from django.test import Client, TestCase
+from django.test import Client, RequestFactory, TestCase, override_settings
 from django.urls import reverse
+from django.views.debug import ExceptionReporter
 
 from sync.tests.factories import StaffFactory, UserFactory
 
@@ -100,3 +104,31 @@ class ErrorPageTests(TestCase):
         self.assertInHTML(
             '<a class="btn btn--primary" href="/">Back to Polaris Express</a>', html
         )
+
+
+class ErrorReportTests(TestCase):
+    def test_the_debug_error_report_masks_the_passwords_of_urls(self) -> None:
+        # Made here, so the report's source lines cannot show them; the error is
+        # raised where they are not local variables either.
+        db_secret, redis_secret = secrets.token_hex(8), secrets.token_hex(8)
+        redis_url = f"redis://:{redis_secret}@cache.example.com:6379/0"
+        backend = "django.core.cache.backends.redis.RedisCache"
+        with override_settings(
+            DATABASE_URL=f"postgres://polaris:{db_secret}@db.example.com/polaris",
+            REDIS_URL=redis_url,
+            CACHES={"default": {"BACKEND": backend, "LOCATION": redis_url}},
+        ):
+            html = _debug_error_report()
+        self.assertIn("postgres://polaris:***@db.example.com/polaris", html)
+        self.assertIn("redis://:***@cache.example.com:6379/0", html)
+        self.assertNotIn(db_secret, html)
+        self.assertNotIn(redis_secret, html)
+
+
+def _debug_error_report() -> str:
+    """The DEBUG error page of an error raised here, as Django renders it."""
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        request = RequestFactory().get("/")
+        return ExceptionReporter(request, *sys.exc_info()).get_traceback_html()

@@ -103,6 +103,13 @@ class StartupTests(TestCase):
                 "STEVE_URL must name its port as a number from 1 to 65535, not "
                 "'http://127.0.0.1:99999/steve'.",
             ),
+            # Taken before, and then shown to staff in every failed sync's error.
+            "STEVE_URL with credentials": (
+                "http://polaris:S3cret@127.0.0.1:8180/steve",
+                "STEVE_URL must not hold a user name or password, not "
+                "'http://polaris:***@127.0.0.1:8180/steve': set STEVE_USERNAME and "
+                "STEVE_PASSWORD instead.",
+            ),
             # An OverflowError in the first SteVe call or pooled connection before.
             "STEVE_TIMEOUT": (
                 "inf",
@@ -145,8 +152,9 @@ class StartupTests(TestCase):
                 "https://polaris.example.com, not 'polaris.example.com'.",
             ),
         }
-        for variable, (value, sentence) in cases.items():
-            with self.subTest(variable=variable):
+        for case, (value, sentence) in cases.items():
+            variable = case.split()[0]
+            with self.subTest(case=case):
                 self.assert_refused(
                     start(ENTRY_POINTS["manage.py"], **{variable: value}), sentence
                 )
