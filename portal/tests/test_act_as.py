@@ -287,8 +287,18 @@ class ActAsButtonTests(PortalTestCase):
     def test_it_posts_to_the_start_view_for_allowed_staff(self) -> None:
         html = self.render(self.agent, act_as_user=self.alice)
         self.assertIn(reverse("portal:act-as-start", args=[self.alice.pk]), html)
-        html = self.render(self.agent, act_as_user_id=self.alice.pk)
-        self.assertIn(reverse("portal:act-as-start", args=[self.alice.pk]), html)
+
+    def test_it_is_hidden_for_accounts_that_cannot_be_acted_as(self) -> None:
+        # The start view answers 404 for both.
+        self.alice.is_active = False
+        for account in (self.alice, StaffFactory(username="colleague")):
+            with self.subTest(account=account.username):
+                html = self.render(self.agent, act_as_user=account)
+                self.assertNotIn("Act as customer", html)
+                self.client.force_login(self.agent)
+                start = reverse("portal:act-as-start", args=[account.pk])
+                self.alice.save()
+                self.assertEqual(self.client.post(start).status_code, 404)
 
     def test_it_is_hidden_without_the_permission(self) -> None:
         html = self.render(StaffFactory(username="plain"), act_as_user=self.alice)

@@ -8,10 +8,11 @@ from sync.models import SyncedTransactionEvent, SyncRun, TransactionSyncState
 
 
 def session_detail(*, steve_transaction_id: int) -> TransactionSyncState:
-    """One session with its customer; raises TransactionSyncState.DoesNotExist."""
+    """One session with its customer (and the customer's account, which the
+    page's Act as customer needs); raises TransactionSyncState.DoesNotExist."""
     return (
         TransactionSyncState.objects.with_customer()
-        .select_related("charger")
+        .select_related("charger", "mapping__user")
         .get(steve_transaction_id=steve_transaction_id)
     )
 

@@ -644,6 +644,13 @@ class UserMappingPagesTests(ConsoleTestCase):
             detail,
             'id="session-act-as" class="btn btn--secondary" type="submit">Act as',
         )
+        # A deactivated customer cannot be acted as: no button leading to a 404.
+        mapping.user.is_active = False
+        mapping.user.save()
+        detail = self.client.get(
+            reverse("sessions_app:session-detail", args=[session.steve_transaction_id])
+        )
+        self.assertNotContains(detail, "Act as customer")
 
     def test_create_edit_and_deactivate_are_audited(self) -> None:
         customer = UserFactory(username="dana@example.com")
