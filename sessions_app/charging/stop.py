@@ -114,14 +114,16 @@ def api_session_stop(
         raise SessionNotFound(
             "This session no longer exists: the station refused its start."
         )
-    before = {"status": stored.status}
+    found = (stored.status, stored.stop_requested_at)
     stopped = _stop(stored, client, now)
-    if caller is not None:
+    # A stop repeated after the first one's work was done (its answer lost to
+    # the caller) changes nothing, and is no second stop to record.
+    if caller is not None and (stopped.status, stopped.stop_requested_at) != found:
         audit_on_behalf(
             caller,
             stopped,
             AuditEntry.Action.API_SESSION_STOPPED_ON_BEHALF,
-            before=before,
+            before={"status": found[0]},
         )
     return stopped
 

@@ -748,6 +748,16 @@ class SessionOnBehalfApiTests(ApiTestCase):
         self.assertEqual(entry.after["customer_id"], self.alice.pk)
         self.assertEqual(entry.after["status"], "started")
 
+    def test_a_repeated_stop_for_someone_else_is_audited_once(self) -> None:
+        # The second finds the stop requested already (its caller lost the first
+        # answer): nothing more goes out, and nothing more is recorded.
+        session_id = self.started(self.alice_token)
+        for _ in range(2):
+            stop = self.call("POST", f"/sessions/{session_id}/stop", self.manager_token)
+            self.assertEqual(self.result(stop)["status"], "started")
+        self.assertEqual(self.steve_requests(REMOTE_STOP), 1)
+        self.assertEqual(len(self.on_behalf_entries()), 1)
+
     def test_a_stop_audits_the_status_it_found_not_the_one_its_caller_read(
         self,
     ) -> None:
