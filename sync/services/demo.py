@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from portal.models import Plan, Reservation, Subscription
 from sessions_app.models import ApiSession, Rate
 from sync.models import Charger, TransactionSyncState, UserMapping
+from sync.services.mappings import user_mapping_create
 
 # Advisory lock a running demo holds on its database (the sync's own keys are in
 # sync/services/runs/lifecycle.py).
@@ -162,10 +163,14 @@ def demo_accounts_create() -> None:
                 email, email, DRIVER_PASSWORD, first_name=first, last_name=last
             )
         for tag in tags:
-            UserMapping.objects.get_or_create(
-                steve_ocpp_id_tag=tag,
-                defaults={"user": driver, "label": label},
-            )
+            if not UserMapping.objects.filter(steve_ocpp_id_tag=tag).exists():
+                user_mapping_create(
+                    actor=None,
+                    steve_ocpp_id_tag=tag,
+                    user=driver,
+                    label=label,
+                    source="demo",
+                )
 
 
 @transaction.atomic

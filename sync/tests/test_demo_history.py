@@ -6,13 +6,19 @@ from django.test import TransactionTestCase
 
 from portal.models import Reservation
 from portal.tests.factories import ReservationFactory
-from sessions_app.models import ApiSession, Rate
+from sessions_app.models import ApiSession, AuditEntry, Rate
 from sync.models import (
     Charger,
     SyncedTransactionEvent,
     UserMapping,
 )
-from sync.services.demo import StandinHistory, demo_history, demo_history_clear
+from sync.services.demo import (
+    DEMO_DRIVERS,
+    StandinHistory,
+    demo_accounts_create,
+    demo_history,
+    demo_history_clear,
+)
 from sync.tests.factories import (
     ChargerFactory,
     SyncRunFactory,
@@ -52,3 +58,25 @@ class DemoHistoryTests(TransactionTestCase):
         self.assertEqual(Rate.objects.get(), rate)
         # Numbering starts over, as the new stand-in's does.
         self.assertEqual(session_with_energy(kwh=Decimal("1"), charger=charger).pk, 1)
+
+
+class DemoAccountsTests(TransactionTestCase):
+    def test_the_drivers_cards_are_mapped_once_through_the_audited_service(
+        self,
+    ) -> None:
+        for _ in range(2):  # as each start of the demo does
+            demo_accounts_create()
+        mappings = UserMapping.objects.order_by("steve_ocpp_id_tag")
+        self.assertEqual(
+            list(mappings.values_list("steve_ocpp_id_tag", "user__username")),
+            [
+                (tag, email)
+                for email, (_, tags) in sorted(DEMO_DRIVERS.items())
+                for tag in tags
+            ],
+        )
+        entries = AuditEntry.objects.filter(action=AuditEntry.Action.MAPPING_CREATED)
+        self.assertEqual(
+            sorted(entries.values_list("object_id", "source", "actor")),
+            sorted((str(m.pk), "demo", None) for m in mappings),
+        )
