@@ -21,6 +21,7 @@ from sync.client import (
     in_base_unit,
     metered_energy_totals,
 )
+from sync.energy import WH_PER_KWH
 
 POWER = "Power.Active.Import"
 CURRENT = "Current.Import"
@@ -60,7 +61,7 @@ def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
     in_kwh = bool(registers) and registers[-1].unit == "kWh"
     stop = MeterReading(
         timestamp=stop_at,
-        value=str(Decimal(stop_wh) / 1000) if in_kwh else str(stop_wh),
+        value=str(Decimal(stop_wh) / WH_PER_KWH) if in_kwh else str(stop_wh),
         measurand=ENERGY_REGISTER,
         unit="kWh" if in_kwh else "Wh",
         phase=None,

@@ -22,11 +22,11 @@ from django.http import Http404
 from sessions_app.models import ApiSession, ApiSessionQuerySet
 from sessions_app.pricing import Cost, RateTerms, session_cost
 from sync.client import in_base_unit
+from sync.energy import WH_PER_KWH
 
 PAGE_SIZE_MAX = 100
 # Ids are bigint; longer digit strings cannot name a row (and would overflow SQL).
 _SESSION_ID = re.compile(r"[0-9]{1,18}")
-_WH_PER_KWH = Decimal(1000)
 
 
 class InvalidCursor(ValueError):
@@ -195,7 +195,7 @@ def api_session_metered(session: ApiSession) -> MeteredEnergy:
         return MeteredEnergy(synced, until)
     meter = report["energy_meter"]
     wh = in_base_unit(Decimal(str(meter["value"])), meter["unit"])
-    live = ((wh - tx.meter_start_wh) / _WH_PER_KWH).quantize(Decimal("0.001"))
+    live = ((wh - tx.meter_start_wh) / WH_PER_KWH).quantize(Decimal("0.001"))
     # The register only grows, so the later of the two readings has the larger
     # energy: the maxima of both belong to one reading.
     return MeteredEnergy(
@@ -280,7 +280,7 @@ def _metrics_document(session: ApiSession) -> dict[str, Any] | None:
         "chargingStop": stopped,
         "timezone": settings.POLARIS_TIME_ZONE,
         "energyPeriod": int((metered.until - tx.started_at).total_seconds()),
-        "energyConsumed": float(metered.kwh * _WH_PER_KWH),
+        "energyConsumed": float(metered.kwh * WH_PER_KWH),
     }
 
 
