@@ -27,17 +27,21 @@ energy rules live here:
   dated before the last reading counted adds no energy (SteVe took it from a
   reading, maybe one from before the reset);
 - readings after a manual stop count no energy until the station's own stop
-  replaces it, but say that the station is still charging there.
+  replaces it, but say that the station is still charging there;
+- a flat register adds nothing, and moves lastReadingAt every half hour: a full
+  car left plugged in is alive, not a session SteVe will never close.
 """
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sync.client import SteveTransaction
 
 WH_PER_KWH = Decimal(1000)
+# How often a flat register moves lastReadingAt.
+FLAT_READING_NEWS_EVERY = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +154,13 @@ class _Count:
             self.last_at = reading_at
             return True
         if wh == self.baseline and self.dip is None:
-            # A flat register is no news: lastReadingAt, and so updatedAt, stay.
+            # A flat register (a full car left plugged in) adds nothing, and
+            # rewriting the session at each reading would only churn updatedAt;
+            # but now and then it moves lastReadingAt, as the session is alive,
+            # not stuck (the sync suspects one with no reading for
+            # SYNC_STUCK_AFTER_HOURS, at least an hour).
+            if reading_at - self.last_at >= FLAT_READING_NEWS_EVERY:
+                self.last_at = reading_at
             return True
         self.dip = None
         if wh > counted_from:

@@ -232,6 +232,22 @@ class PlanTransactionTests:
         assert second.events == []
         assert second.changed is False
 
+    def test_a_flat_register_moves_the_last_reading_only_now_and_then(self) -> None:
+        # A full car left plugged in: the station goes on reporting, flat.
+        steve = transaction()
+        charged = plan_transaction(None, steve, [(minutes(10), 1500)])
+        flat = [(minutes(n), 1500) for n in (25, 35)]
+        soon = plan_transaction(stored_from(charged.fields), steve, flat)
+        assert soon.changed is False
+        assert soon.fields["last_reading_at"] == minutes(10)
+        later = plan_transaction(
+            stored_from(charged.fields), steve, [*flat, (minutes(40), 1500)]
+        )
+        assert later.changed is True
+        assert later.events == []
+        assert later.fields["last_reading_at"] == minutes(40)
+        assert later.fields["kwh_delivered"] == Decimal("0.500")
+
     def test_it_corrects_a_manual_stop_replaced_by_the_station(self) -> None:
         manual = transaction(
             stop_timestamp=minutes(10), stop_value_wh=1500, stop_event_actor="manual"

@@ -655,6 +655,34 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(self.row(pk).updated_at, row.updated_at)
         assert_rollups_exact(self)
 
+    def test_a_full_car_left_plugged_in_is_not_taken_for_stuck(self) -> None:
+        self.sync()
+        start = (datetime.now(UTC) - timedelta(hours=15)).replace(microsecond=0)
+        pk = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        # 20 kWh in two hours, then full: the station reports every quarter hour
+        # on, its register flat, until a minute ago.
+        full_at = start + timedelta(hours=2)
+        flat_until = datetime.now(UTC) - timedelta(minutes=1)
+        readings = [full_at + timedelta(minutes=15 * n) for n in range(60)]
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": "21000", "valueTimestamp": iso(at)}
+                for at in readings
+                if at < flat_until
+            ],
+        )
+        self.sync()
+        row = self.row(pk)
+        self.assertFalse(row.is_suspected_stuck)
+        self.assertTrue(TransactionSyncState.objects.charging().filter(pk=row.pk))
+        self.assertEqual(row.kwh_delivered, Decimal("20.000"))
+        assert row.last_reading_at is not None
+        self.assertGreater(row.last_reading_at, flat_until - timedelta(minutes=45))
+        self.assert_energy_adds_up()
+
     def test_an_unknown_tag_is_synced_with_its_tag(self) -> None:
         self.sync()
         (pk,) = self.standin.scenario("unknown_tag")
