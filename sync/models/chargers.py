@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import F, Func, Q, Value
+from django.db.models import Q
 
 # A charger counts as online this long after its last check-in; a reading older
 # than that is no sign of life.
@@ -27,22 +27,6 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         return self.filter(Q(is_public=True) | Q(pk__in=member_of))
 
 
-def _natural_sort_key(field: str) -> Func:
-    """`field` with each run of digits zero-padded to ten, so that text sorts as
-    people read numbers ("Bay 4" before "Bay 12"). Padding keeps the key computable
-    in a generated column: the embedded PostgreSQL has no ICU for a numeric
-    collation. Every run first gets ten zeros more, then keeps its last ten digits;
-    a run longer than ten keeps them all."""
-    padded = Func(
-        F(field), Value(r"(\d+)"), Value(r"0000000000\1"), Value("g"),
-        function="REGEXP_REPLACE",
-    )  # fmt: skip
-    return Func(
-        padded, Value(r"0*(\d{10})"), Value(r"\1"), Value("g"),
-        function="REGEXP_REPLACE",
-    )  # fmt: skip
-
-
 class Charger(models.Model):
     """A connector of a SteVe charge box, as Polaris presents it to people."""
 
@@ -50,12 +34,10 @@ class Charger(models.Model):
     # OCPP numbers a box's connectors from 1 (0 is the box itself).
     connector_id = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     friendly_name = models.CharField(max_length=120)
-    # Chargers are listed in this order, then by chargeBoxId and connector.
-    name_sort_key = models.GeneratedField(
-        expression=_natural_sort_key("friendly_name"),
-        output_field=models.TextField(),
-        db_persist=True,
-    )
+    # Chargers are listed in this order, then by chargeBoxId and connector: the
+    # name with its numbers zero-padded ("Bay 0000000004" before "Bay
+    # 0000000012"), which a trigger keeps (migration 0024).
+    name_sort_key = models.TextField(editable=False, db_default="")
     connector_type = models.CharField(max_length=40, blank=True)
     max_power_kw = models.DecimalField(
         max_digits=6,
