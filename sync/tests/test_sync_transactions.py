@@ -11,6 +11,7 @@ from typing import Any
 from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
+import time_machine
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Sum
@@ -23,6 +24,7 @@ from sync.client import SteveClient
 from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
 from sync.services import runs
 from sync.services.runs.listing import PK_WINDOW
+from sync.signals import sessions_changed
 from sync.tests.factories import UserMappingFactory
 from sync.tests.rollup_checks import assert_rollups_exact
 from sync.tests.standin_case import StandinTestMixin
@@ -654,6 +656,33 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual((again.updated_count, again.events_count), (0, 0))
         self.assertEqual(self.row(pk).updated_at, row.updated_at)
         assert_rollups_exact(self)
+
+    def test_a_session_the_sync_comes_to_suspect_stuck_is_an_update_pages_hear_of(
+        self,
+    ) -> None:
+        self.sync()
+        start = datetime.now(UTC) - timedelta(hours=11)
+        pk = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_value=1000, start_timestamp=iso(start)
+        )
+        self.sync()
+        self.assertFalse(self.row(pk).is_suspected_stuck)
+        announced: list[int] = []
+
+        def hear(**kwargs: Any) -> None:
+            announced.extend(kwargs["transaction_ids"])
+
+        sessions_changed.connect(hear)
+        try:
+            # Two hours on, with nothing new from the station.
+            with time_machine.travel(timedelta(hours=2)):
+                run = self.sync()
+        finally:
+            sessions_changed.disconnect(hear)
+        row = self.row(pk)
+        self.assertTrue(row.is_suspected_stuck)
+        self.assertIn(row.pk, announced)
+        self.assertEqual(run.updated_count, len(set(announced)))
 
     def test_a_full_car_left_plugged_in_is_not_taken_for_stuck(self) -> None:
         self.sync()

@@ -311,7 +311,10 @@ def _read_and_save(
             )
     if not dry_run:
         with saving():
-            flag_suspected_stuck()
+            flagged = flag_suspected_stuck()
+        # Counted once committed, as each batch is: the pages hear of a session
+        # the sync now suspects stuck (or no longer) as of any other change.
+        tally.also_updated(flagged)
 
 
 def _probe(steve: SteveClient, box_ids: list[str]) -> list[str]:

@@ -56,6 +56,13 @@ class RunTally:
         if self.progress is not None:
             self.progress(message)
 
+    def also_updated(self, row_ids: list[int]) -> None:
+        """Count rows a later step of the run changed, those not counted yet."""
+        counted = set(self.changed_ids)
+        new = [pk for pk in row_ids if pk not in counted]
+        self.updated += len(new)
+        self.changed_ids.extend(new)
+
     def fail_one(self, message: str) -> None:
         self.errors += 1
         if message not in self.error_messages:

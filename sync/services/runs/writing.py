@@ -264,13 +264,13 @@ def _ensure_chargers(plans: list[TransactionPlan]) -> dict[tuple[str, int], int]
     return known()
 
 
-def flag_suspected_stuck() -> None:
+def flag_suspected_stuck() -> list[int]:
     """Flag open sessions SteVe will never close by itself (CONTRACT §11), and
     clear the flag of open ones that proved alive: a fresh reading came, and no
     newer session is on their connector.
 
     Only rows whose flag changes are written, so a run with nothing new changes
-    no row.
+    no row. Returns the ids of those it changed.
     """
     now = timezone.now()
     stale_before = now - timedelta(hours=settings.SYNC_STUCK_AFTER_HOURS)
@@ -286,9 +286,11 @@ def flag_suspected_stuck() -> None:
                                WHERE newer."chargeBoxId" = t."chargeBoxId"
                                  AND newer."connectorId" = t."connectorId"
                                  AND newer."startedAt" > t."startedAt"))
+            RETURNING t.id
             """,
             [now, stale_before],
         )
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def _check_in_from_readings(
