@@ -20,6 +20,11 @@ SYNC_RUNS_EVENT = "sync-runs-updated"
 # session failed, or was the first to succeed after one that did.
 SYNC_FAILING_EVENT = "sync-failing"
 SESSION_LIST = "sessions_app/session_list.html"
+# The most sessions an event names. A detail page re-reads itself when the event
+# names its session, or names none; a first sync or a backfill changes hundreds
+# of thousands, which named would make one event megabytes, stored and sent to
+# every console tab.
+NAMED_SESSIONS_MAX = 500
 
 
 @receiver(sessions_changed)
@@ -39,10 +44,17 @@ def publish_sessions_changed(
     }
     html = render_to_string(
         f"{SESSION_LIST}#live-banner-body",
-        {**context, "changed_sessions": " ".join(map(str, transaction_ids))},
+        {**context, "changed_sessions": _named(transaction_ids)},
     )
     html += render_to_string(f"{SESSION_LIST}#stat-strip", {**context, "oob": True})
     live.publish(live.staff_channel(), "sessions-updated", html)
+
+
+def _named(transaction_ids: list[int]) -> str:
+    """The changed sessions' ids as the banner's event names them; "" for many."""
+    if len(transaction_ids) > NAMED_SESSIONS_MAX:
+        return ""
+    return " ".join(map(str, transaction_ids))
 
 
 @receiver(run_started)

@@ -1104,6 +1104,19 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
         self.assertRegex(html, r'id="stat-strip"[^>]*hx-swap-oob="true"')
         self.assertIn("4.2<span", html)
 
+    def test_the_event_names_the_sessions_it_changed_unless_there_are_many(
+        self,
+    ) -> None:
+        run = SyncRunFactory(created_count=600)
+        sessions_changed.send(sender=SyncRun, run=run, transaction_ids=[7, 9])
+        sessions_changed.send(
+            sender=SyncRun, run=run, transaction_ids=list(range(1, 601))
+        )
+        few, many = (html for _, html in self.published())
+        self.assertIn('<template data-changed-sessions="7 9"></template>', few)
+        # Every open detail page re-reads itself instead.
+        self.assertNotIn("data-changed-sessions", many)
+
     def test_every_finished_run_has_the_sync_runs_table_re_read(self) -> None:
         run = SyncRunFactory(error="SteVe failed with HTTP 503.", status="failed")
         run_finished.send(sender=SyncRun, run=run)
