@@ -36,9 +36,10 @@ def banners_html(
         customer_ids=list(tags_by_customer), now=now
     )
     zones = customer_zones(list(tags_by_customer))
-    check = selectors.sync_check(now=now) if any(active.values()) else None
+    reads = selectors.sync_reads() if any(active.values()) else None
     html: dict[int, str] = {}
     for pk, sessions in active.items():
+        check = reads.check(active=sessions, now=now) if reads and sessions else None
         with timezone.override(zones[pk]):
             html[pk] = render_to_string(
                 BANNER,

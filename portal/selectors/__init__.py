@@ -31,6 +31,7 @@ from portal.selectors.sessions import (
     ChargingCards,
     StartNotice,
     SyncCheck,
+    SyncReads,
     active_sessions,
     active_sessions_by_customer,
     charging_cards,
@@ -41,7 +42,7 @@ from portal.selectors.sessions import (
     recent_sessions,
     start_notices,
     start_notices_by_customer,
-    sync_check,
+    sync_reads,
     tags_by_customer,
 )
 from portal.selectors.usage import (
@@ -77,6 +78,7 @@ __all__ = [
     "PlanUse",
     "StartNotice",
     "SyncCheck",
+    "SyncReads",
     "Usage",
     "UsageCards",
     "active_sessions",
@@ -98,7 +100,7 @@ __all__ = [
     "recent_sessions",
     "start_notices",
     "start_notices_by_customer",
-    "sync_check",
+    "sync_reads",
     "tags_by_customer",
     "usage_cards",
     "visible_chargers",
@@ -133,7 +135,9 @@ class Dashboard:
             "active": active,
             "start_notices": start_notices(customer=customer, now=now),
             # Said only beside a charge, so asked only then.
-            "sync_check": sync_check(now=now) if active else None,
+            "sync_check": sync_reads().check(active=active, now=now)
+            if active
+            else None,
         }
 
     def chargers(self) -> dict[str, object]:

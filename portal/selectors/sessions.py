@@ -224,8 +224,8 @@ def start_notices_by_customer(
 
 @dataclass(frozen=True, slots=True)
 class SyncCheck:
-    """Whether the charging figures are behind: no transactions run has
-    succeeded for longer than the sync's rhythm explains (`stale_before`), though
+    """Whether a customer's charging figures are behind: no transactions run has
+    read them for longer than the sync's rhythm explains (`stale_before`), though
     runs were tried; and when one last did (None: never)."""
 
     is_delayed: bool
@@ -238,17 +238,48 @@ class SyncCheck:
         return int(stale_after().total_seconds())
 
 
-def sync_check(*, now: datetime) -> SyncCheck:
-    """The SyncCheck at `now`, in one query while the sync keeps up."""
+@dataclass(frozen=True, slots=True)
+class SyncReads:
+    """When the latest transactions run that read SteVe through finished, and the
+    SteVe ids of those it could not read (a partial run names them); when the
+    latest that read every one finished; and whether any run has finished."""
+
+    read_at: datetime | None
+    unread_ids: frozenset[int]
+    confirmed_at: datetime | None
+    tried: bool
+
+    def check(self, *, active: list[ActiveSession], now: datetime) -> SyncCheck:
+        """The SyncCheck of a customer charging `active`: a partial run confirmed
+        their figures unless it could not read one of their charges."""
+        unread = any(a.session.steve_transaction_id in self.unread_ids for a in active)
+        last = self.confirmed_at if unread else self.read_at
+        if last is not None:
+            if last >= stale_before(now):
+                return SyncCheck(is_delayed=False)
+            return SyncCheck(is_delayed=True, last_synced_at=last)
+        # Before the first run there is nothing to be behind.
+        return SyncCheck(is_delayed=self.tried)
+
+
+def sync_reads() -> SyncReads:
+    """The SyncReads now, in one query while the runs succeed."""
     transactions = SyncRun.Kind.TRANSACTIONS
-    last = SyncRun.objects.latest_succeeded(transactions)
-    if last is not None and last.finished_at is not None:
-        if last.finished_at >= stale_before(now):
-            return SyncCheck(is_delayed=False)
-        return SyncCheck(is_delayed=True, last_synced_at=last.finished_at)
-    # Before the first run there is nothing to be behind.
-    tried = SyncRun.objects.finished_of(transactions).exists()
-    return SyncCheck(is_delayed=tried)
+    latest_read = (
+        SyncRun.objects.read_through(transactions)
+        .values_list("status", "finished_at", "unread_transaction_ids")
+        .first()
+    )
+    if latest_read is None:
+        tried = SyncRun.objects.finished_of(transactions).exists()
+        return SyncReads(None, frozenset(), None, tried=tried)
+    status, read_at, unread_ids = latest_read
+    if status == SyncRun.Status.SUCCEEDED:
+        confirmed_at = read_at
+    else:
+        latest_good = SyncRun.objects.latest_succeeded(transactions)
+        confirmed_at = latest_good.finished_at if latest_good else None
+    return SyncReads(read_at, frozenset(unread_ids), confirmed_at, tried=True)
 
 
 def own_scheduled_start(

@@ -896,6 +896,27 @@ class SyncDelayTests(PortalTestCase):
         )
         self.assertContains(response, f">{answered:%H:%M:%S}</time>.")
 
+    def test_a_partial_run_keeps_up_unless_it_could_not_read_this_charge(
+        self,
+    ) -> None:
+        # SteVe could not serve another transaction's meter values, run after run;
+        # this charge was read each time.
+        last = self.succeeded(seconds_ago=120)
+        other = self.charging.steve_transaction_id + 1
+        partial = SyncRunFactory(
+            status=SyncRun.Status.PARTIAL, unread_transaction_ids=[other]
+        )
+        self.assertNotContains(self.client.get("/"), DELAYED)
+        # Once it is this charge that SteVe cannot serve, its figures are behind
+        # since the last run that read it.
+        partial.unread_transaction_ids = [self.charging.steve_transaction_id]
+        partial.save()
+        response = self.client.get("/")
+        self.assertContains(response, DELAYED)
+        assert last.finished_at is not None
+        answered = timezone.localtime(last.finished_at, ZoneInfo("Asia/Tokyo"))
+        self.assertContains(response, f">{answered:%H:%M:%S}</time>.")
+
     def test_a_stopped_beat_is_a_delay_too(self) -> None:
         # No run failed: none ran.
         self.succeeded(seconds_ago=120)

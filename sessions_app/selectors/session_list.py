@@ -310,8 +310,13 @@ def decode_cursor(raw: str | None) -> tuple[datetime, int] | None:
 
 @dataclass(frozen=True)
 class SyncFreshness:
-    """When the sync last confirmed every active session, and what counts as stale."""
+    """When the sync last confirmed the active sessions, and what counts as stale."""
 
+    # When the latest run that read SteVe's transactions through finished, and the
+    # SteVe ids of those it could not read (a partial run names them) ...
+    read_at: datetime | None
+    unread_ids: frozenset[int]
+    # ... and the latest that read every one.
     confirmed_at: datetime | None
     stale_before: datetime
     last_change: SyncRun | None
@@ -320,18 +325,24 @@ class SyncFreshness:
     failing_run: SyncRun | None = None
 
     def last_synced(self, row: TransactionSyncState) -> datetime:
-        """A run that succeeded re-read every active session even when it wrote
-        nothing (rows change only when the session did), so an active session was
-        last synced at the later of its row and that run."""
-        if row.is_finalized or self.confirmed_at is None:
+        """A run re-read every active session it did not name unread, even when
+        it wrote nothing (rows change only when the session did), so an active
+        session was last synced at the later of its row and the latest such run."""
+        if row.is_finalized:
             return row.last_synced_at
-        return max(row.last_synced_at, self.confirmed_at)
+        unread = row.steve_transaction_id in self.unread_ids
+        read_at = self.confirmed_at if unread else self.read_at
+        return (
+            row.last_synced_at if read_at is None else max(row.last_synced_at, read_at)
+        )
 
     def is_stale(self, row: TransactionSyncState) -> bool:
         return not row.is_finalized and self.last_synced(row) < self.stale_before
 
 
-class _ConfirmedAt(TypedDict):
+class _LatestReads(TypedDict):
+    read_at: datetime | None
+    unread_ids: list[int] | None
     confirmed_at: datetime | None
     last_status: str | None
 
@@ -340,14 +351,17 @@ def sync_freshness(*, now: datetime) -> SyncFreshness:
     """Staleness threshold (three sync intervals) and the latest runs that matter."""
     transactions = SyncRun.Kind.TRANSACTIONS
     latest = SyncRun.objects.finished_of(transactions)
-    # One query: the last run that changed something carries when the latest
-    # successful transactions run finished, and how the latest one went.
+    read = SyncRun.objects.read_through(transactions)
+    # One query: the last run that changed something carries the latest runs that
+    # read SteVe, and how the latest one went.
     last_change = cast(
         # The Django plugin loses annotate()'s names in the first() of a QuerySet
         # subclass such as SyncRunQuerySet.
-        "WithAnnotations[SyncRun, _ConfirmedAt] | None",
+        "WithAnnotations[SyncRun, _LatestReads] | None",
         SyncRun.objects.that_changed_sessions()
         .annotate(
+            read_at=Subquery(read.values("finished_at")[:1]),
+            unread_ids=Subquery(read.values("unread_transaction_ids")[:1]),
             confirmed_at=Subquery(
                 SyncRun.objects.succeeded(transactions).values("finished_at")[:1]
             ),
@@ -357,21 +371,31 @@ def sync_freshness(*, now: datetime) -> SyncFreshness:
     )
     failing_run = None
     if last_change is not None:
+        read_at, unread_ids = last_change.read_at, last_change.unread_ids
         confirmed_at = last_change.confirmed_at
         if last_change.last_status in SyncRun.FAILED_STATUSES:
             failing_run = latest.first()
     else:
         # No run has changed a session yet. Transactions runs never overlap, so
-        # the latest one, when it succeeded, is the latest to succeed.
+        # the latest one, when it read SteVe through (or succeeded), is the
+        # latest to.
         latest_run = latest.first()
         if latest_run is not None and latest_run.status in SyncRun.FAILED_STATUSES:
             failing_run = latest_run
-        if latest_run is None or latest_run.status == SyncRun.Status.SUCCEEDED:
-            latest_good = latest_run
+        if latest_run is None or latest_run.status in SyncRun.READ_STATUSES:
+            latest_read = latest_run
+        else:
+            latest_read = read.first()
+        if latest_read is None or latest_read.status == SyncRun.Status.SUCCEEDED:
+            latest_good = latest_read
         else:
             latest_good = SyncRun.objects.latest_succeeded(transactions)
+        read_at = latest_read.finished_at if latest_read else None
+        unread_ids = latest_read.unread_transaction_ids if latest_read else []
         confirmed_at = latest_good.finished_at if latest_good else None
     return SyncFreshness(
+        read_at=read_at,
+        unread_ids=frozenset(unread_ids or ()),
         confirmed_at=confirmed_at,
         stale_before=stale_before(now),
         last_change=last_change,

@@ -265,6 +265,31 @@ class SessionDetailTests(ConsoleTestCase):
         table = self.client.get(reverse("sessions_app:session-list"))
         self.assertContains(table, stale, count=1)
 
+    def test_a_partial_run_confirms_the_sessions_it_did_not_name_unread(
+        self,
+    ) -> None:
+        long_ago = timezone.now() - timedelta(hours=2)
+        SyncRunFactory(started_at=long_ago)
+        read, unread = (
+            TransactionSyncStateFactory(is_finalized=False, last_synced_at=long_ago)
+            for _ in range(2)
+        )
+        # SteVe could not serve one transaction's meter values; the run read the
+        # others, whose rows it did not need to write.
+        SyncRunFactory(
+            status=SyncRun.Status.PARTIAL,
+            unread_transaction_ids=[unread.steve_transaction_id],
+        )
+        stale = '<span class="badge badge--warning" title="Not synced for more'
+        for session, is_stale in ((read, False), (unread, True)):
+            url = reverse(
+                "sessions_app:session-detail", args=[session.steve_transaction_id]
+            )
+            detail = self.client.get(url).content.decode()
+            self.assertEqual(stale in detail, is_stale, session)
+        table = self.client.get(reverse("sessions_app:session-list"))
+        self.assertContains(table, stale, count=1)
+
     def test_a_suspected_stuck_session_says_how_long_no_reading_came(self) -> None:
         # SteVe never closes it; "still charging" is more than anyone knows.
         now = timezone.now()

@@ -47,6 +47,14 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
             "-finished_at"
         )
 
+    def read_through(self, kind: str) -> "SyncRunQuerySet":
+        """Runs of `kind` that read every transaction they listed, most recently
+        finished first: the successful ones, and the partial ones, which read all
+        but those they name (`unread_transaction_ids`)."""
+        return self.filter(kind=kind, status__in=SyncRun.READ_STATUSES).order_by(
+            "-finished_at"
+        )
+
     def finished_of(self, kind: str) -> "SyncRunQuerySet":
         """Finished runs of `kind`, however they went, newest first."""
         return self.filter(kind=kind).finished().newest_first()
@@ -101,6 +109,8 @@ class SyncRun(models.Model):
 
     # Runs that did not read everything they set out to.
     FAILED_STATUSES = (Status.FAILED, Status.PARTIAL)
+    # Runs that got to reading, all or all but the transactions they name.
+    READ_STATUSES = (Status.SUCCEEDED, Status.PARTIAL)
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     trigger = models.CharField(max_length=16, choices=Trigger.choices)

@@ -109,7 +109,7 @@ def transactions_synced_since(moment: datetime) -> bool:
     """
     runs = SyncRun.objects.filter(
         kind=SyncRun.Kind.TRANSACTIONS,
-        status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL],
+        status__in=SyncRun.READ_STATUSES,
         started_at__gte=moment,
     ).values_list("unread_transaction_ids", flat=True)
     unread = list(runs)

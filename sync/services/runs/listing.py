@@ -126,7 +126,7 @@ def _unread_since_last_reading_run() -> set[int]:
     last_reading = (
         SyncRun.objects.filter(
             kind=SyncRun.Kind.TRANSACTIONS,
-            status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTIAL],
+            status__in=SyncRun.READ_STATUSES,
         )
         .order_by("-started_at", "-id")
         .values_list("started_at", flat=True)
