@@ -23,9 +23,10 @@ energy rules live here:
   never taken back. Otherwise the stop counts on from the baseline, or from a dip
   it confirms as a reset. A stop SteVe later replaces (a manual stop overtaken by
   the station's own) gives a `corrected` event, and one below the stop it replaces
-  keeps the energy counted and flags the session; after a drop, a manual stop
-  dated before the last reading counted adds no energy (SteVe took it from a
-  reading, maybe one from before the reset);
+  keeps the energy counted and flags the session; a manual stop dated before the
+  last reading counted adds no energy after a drop (SteVe took it from a
+  reading, maybe one from before the reset), nor, below the readings counted
+  since, without one: the count stays where the readings took it;
 - readings after a manual stop count no energy until the station's own stop
   replaces it, but say that the station is still charging there;
 - a flat register adds nothing, and moves lastReadingAt every half hour: a full
@@ -187,20 +188,31 @@ class _Count:
             if transaction.stop_value_wh is None
             else transaction.stop_value_wh
         )
+        # SteVe estimates a manual stop from the readings. Dated before the last
+        # reading counted, it can be a reading from before energy Polaris counted
+        # since: without a reset, one below the baseline is that (no reset), and
+        # the count stays where it was, so that what a replacing stop brings is
+        # counted from there, not again from the estimate.
+        behind_the_count = (
+            transaction.is_stopped_manually
+            and stop_at < self.last_at
+            and not self.reset_seen
+            and stop_wh < self.baseline
+        )
+        closes_at = self.baseline if behind_the_count else stop_wh
         stored_stop = state if state is not None and state.is_finalized else None
         if stored_stop is not None and (
             stored_stop.meter_last_wh,
             stored_stop.stopped_at,
             stored_stop.stop_event_actor,
-        ) == (stop_wh, stop_at, transaction.stop_event_actor or ""):
+        ) == (closes_at, stop_at, transaction.stop_event_actor or ""):
             return
         already_stopped = stored_stop is not None
-        # SteVe estimates a manual stop from the readings. Dated before the last
-        # reading counted, after a meter reset, it can be a reading from before
-        # the reset, and counting up to it again would count that energy twice.
-        # (Without a reset the baseline is the highest reading counted, so a stop
-        # above it is energy Polaris skipped, e.g. behind a station clock jump.)
-        restated = (
+        # After a meter reset, such a stop can be a reading from before the reset,
+        # and counting up to it again would count that energy twice. (Without a
+        # reset the baseline is the highest reading counted, so a stop above it is
+        # energy Polaris skipped, e.g. behind a station clock jump.)
+        restated = behind_the_count or (
             transaction.is_stopped_manually
             and stop_at < self.last_at
             and self.reset_seen
@@ -210,7 +222,7 @@ class _Count:
             if restated
             else self._energy_at_stop(stop_wh, transaction.start_value_wh)
         )
-        if stop_wh < self.baseline:
+        if closes_at < self.baseline:
             self.reset_seen = True
         event_type = "corrected" if already_stopped else "stopped"
         stop_event = PlannedEvent(event_type, stop_wh, stop_at, delta)
@@ -224,7 +236,7 @@ class _Count:
         if not repeated:
             self.events.append(stop_event)
             self.delivered += delta
-        self.baseline = stop_wh
+        self.baseline = closes_at
         self.dip = None
         self.last_at = max(self.last_at, stop_at)
 

@@ -279,3 +279,35 @@ class PlanTransactionTests:
         second = plan_transaction(stored_from(first.fields), lower, [])
         assert second.fields["kwh_delivered"] == Decimal("0.500")
         assert all(e.kwh_delta >= 0 for e in second.events)
+
+    def test_a_manual_stop_dated_behind_readings_counted_since_adds_nothing(
+        self,
+    ) -> None:
+        # A run counted readings up to 6000 Wh; then staff stopped the charge in
+        # SteVe, which dated and valued the stop at an older reading (4000 Wh).
+        counted = plan_transaction(
+            None,
+            transaction(),
+            [(minutes(10), 2000), (minutes(30), 4000), (minutes(50), 6000)],
+        )
+        manual = transaction(
+            stop_timestamp=minutes(30), stop_value_wh=4000, stop_event_actor="manual"
+        )
+        stopped = plan_transaction(stored_from(counted.fields), manual, [])
+        assert event_rows(stopped) == [("stopped", 4000, Decimal("0.000"))]
+        assert stopped.fields["kwh_delivered"] == Decimal("5.000")
+        assert stopped.fields["meter_reset_seen"] is False
+        # Seen again, it is no news.
+        again = plan_transaction(stored_from(stopped.fields), manual, [])
+        assert (again.events, again.changed) == ([], False)
+        # The station's own stop replaces it: what came after counts from 6000 Wh.
+        station = transaction(
+            stop_timestamp=minutes(80), stop_value_wh=9000, stop_event_actor="station"
+        )
+        replaced = plan_transaction(
+            stored_from(stopped.fields),
+            station,
+            [(minutes(60), 7000), (minutes(70), 8000)],
+        )
+        assert replaced.fields["kwh_delivered"] == Decimal("8.000")
+        assert replaced.fields["meter_reset_seen"] is False
