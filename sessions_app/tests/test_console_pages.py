@@ -244,6 +244,21 @@ class SessionDetailTests(ConsoleTestCase):
                 f'<dt>Last synced</dt><dd><time datetime="{iso_time(expected)}"',
             )
 
+    def assert_stale_on_both_pages(
+        self, *, stale: TransactionSyncState, fresh: TransactionSyncState
+    ) -> None:
+        """`stale` is marked Stale on its detail page and in the table, the only
+        row there so marked; `fresh` on neither."""
+        mark = '<span class="badge badge--warning" title="Not synced for more'
+        for session, is_stale in ((stale, True), (fresh, False)):
+            url = reverse(
+                "sessions_app:session-detail", args=[session.steve_transaction_id]
+            )
+            detail = self.client.get(url).content.decode()
+            self.assertEqual(mark in detail, is_stale, session)
+        table = self.client.get(reverse("sessions_app:session-list"))
+        self.assertContains(table, mark, count=1)
+
     def test_an_active_session_no_run_confirmed_lately_is_stale_on_both_pages(
         self,
     ) -> None:
@@ -255,15 +270,7 @@ class SessionDetailTests(ConsoleTestCase):
             is_finalized=False, last_synced_at=long_ago
         )
         done = TransactionSyncStateFactory(is_finalized=True, last_synced_at=long_ago)
-        stale = '<span class="badge badge--warning" title="Not synced for more'
-        for session, is_stale in ((active, True), (done, False)):
-            url = reverse(
-                "sessions_app:session-detail", args=[session.steve_transaction_id]
-            )
-            detail = self.client.get(url).content.decode()
-            self.assertEqual(stale in detail, is_stale, session)
-        table = self.client.get(reverse("sessions_app:session-list"))
-        self.assertContains(table, stale, count=1)
+        self.assert_stale_on_both_pages(stale=active, fresh=done)
 
     def test_a_partial_run_confirms_the_sessions_it_did_not_name_unread(
         self,
@@ -280,15 +287,7 @@ class SessionDetailTests(ConsoleTestCase):
             status=SyncRun.Status.PARTIAL,
             unread_transaction_ids=[unread.steve_transaction_id],
         )
-        stale = '<span class="badge badge--warning" title="Not synced for more'
-        for session, is_stale in ((read, False), (unread, True)):
-            url = reverse(
-                "sessions_app:session-detail", args=[session.steve_transaction_id]
-            )
-            detail = self.client.get(url).content.decode()
-            self.assertEqual(stale in detail, is_stale, session)
-        table = self.client.get(reverse("sessions_app:session-list"))
-        self.assertContains(table, stale, count=1)
+        self.assert_stale_on_both_pages(stale=unread, fresh=read)
 
     def test_a_suspected_stuck_session_says_how_long_no_reading_came(self) -> None:
         # SteVe never closes it; "still charging" is more than anyone knows.
