@@ -61,18 +61,21 @@ def api_sessions_advance_all(
     soft time limit ends the loop: every step commits on its own, so what was done
     stays done, and the next run (a sync interval later) takes up the rest.
     """
-    now = now or timezone.now()
     with given_or_new(client) as steve:
         ids = list(
             ApiSession.objects.open().order_by("id").values_list("pk", flat=True)
         )
         ids += (
-            ApiSession.objects.resettling(now)
+            ApiSession.objects.resettling(now or timezone.now())
             .order_by("id")
             .values_list("pk", flat=True)
         )
         for done, pk in enumerate(ids):
             try:
+                # Each at its own moment (unless one is given): a session before
+                # it may have waited up to STEVE_OPERATION_TIMEOUT for a station,
+                # and a start or stop claimed at the loop's moment would have its
+                # window counted from before it went out.
                 api_session_advance(session_id=pk, client=steve, now=now)
             except SoftTimeLimitExceeded:
                 logger.warning(

@@ -542,6 +542,30 @@ class ApiSessionAdvanceTaskTests(ChargingTestCase):
         self.assertEqual(session.status, ApiSession.Status.STARTED)
 
 
+class ApiSessionAdvanceAllTests(ChargingTestCase):
+    def test_each_session_is_advanced_at_its_own_moment(self) -> None:
+        # The first session's target stop waits for a slow station; the scheduled
+        # start after it must not be claimed as sent at the loop's start, or its
+        # station would get that much less of its start window.
+        first = self.begin_charging(self.create())
+        ApiSession.objects.filter(pk=first.pk).update(
+            target_stop_at=timezone.now() - timedelta(seconds=1)
+        )
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            scheduled = self.create(
+                box="CP-002", target=charging.SessionTarget(start_at=start_at)
+            )
+        self.standin.set_fault("slow", delay=2, path_contains="RemoteStopTransaction")
+        began = timezone.now()
+        charging.api_sessions_advance_all(client=self.steve)
+        scheduled.refresh_from_db()
+        assert scheduled.remote_start_sent_at is not None
+        self.assertGreaterEqual(
+            scheduled.remote_start_sent_at, began + timedelta(seconds=2)
+        )
+
+
 class ApiSessionUnansweredStartTests(ChargingTestCase):
     """SteVe sent the start but the station's answer did not come within SteVe's
     30 s (taskFinished=false): the station may have started, so the session is
