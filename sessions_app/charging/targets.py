@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from sessions_app.api.selectors.sessions import (
-    api_session_energy_kwh,
+    api_session_metered,
     api_session_rate,
 )
 from sessions_app.models import ApiSession
@@ -80,22 +80,23 @@ def _projected_kwh(
     session: ApiSession, tx: TransactionSyncState, at: datetime
 ) -> Decimal:
     """Energy delivered by `at` if the EV keeps drawing what the latest reading
-    showed: the reported power, or without one the average since the start.
+    showed, from when the energy was last metered: the reported power (a station
+    may sample it more often than its register), or without one the average
+    since the start.
 
     With nothing measured past the start (a station samples its power a minute or
     so after it), the charger's maximum power: a small max would otherwise pass
     by a whole interval of charging or more before a check that knows the power.
     """
-    delivered = api_session_energy_kwh(session)
+    metered = api_session_metered(session)
     report = session.energy_report
-    measured_at = (
-        datetime.fromisoformat(report["timestamp"]) if report else tx.started_at
-    )
     kw = _reported_kw(report.get("power")) if report else None
     if kw is None:
-        charged_hours = _hours(measured_at - tx.started_at)
-        kw = delivered / charged_hours if charged_hours > 0 else _max_power_kw(session)
-    return delivered + kw * _hours(at - measured_at)
+        charged_hours = _hours(metered.until - tx.started_at)
+        kw = (
+            metered.kwh / charged_hours if charged_hours > 0 else _max_power_kw(session)
+        )
+    return metered.kwh + kw * _hours(at - metered.until)
 
 
 def _max_power_kw(session: ApiSession) -> Decimal:

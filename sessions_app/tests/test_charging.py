@@ -907,6 +907,31 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.advance(session)
         self.assert_stopped_once_by(session, "energy")
 
+    @override_settings(SYNC_INTERVAL_SECONDS=10)
+    def test_the_energy_target_projects_from_the_last_energy_reading(self) -> None:
+        # The station samples its register on the minute and its power more
+        # often: 400 Wh a minute before a check, 22 kW at it. By the next check,
+        # 10 s on, about 830 Wh: past a 500 Wh max, though 22 kW for 10 s from the
+        # power reading adds 61 Wh.
+        target = charging.SessionTarget(energy_kwh=Decimal("0.5"))
+        session = self.begin_charging(self.create(target=target))
+        tx = self.steve_transaction(session)
+        check = timezone.now() + timedelta(minutes=2)
+        self.standin.add_meter_values(
+            tx["id"],
+            [
+                {"value": str(int(tx["startValue"]) + 400), "unit": "Wh",
+                 "measurand": "Energy.Active.Import.Register",
+                 "valueTimestamp": iso(check - timedelta(minutes=1))},
+                {"value": "22000", "unit": "W", "measurand": "Power.Active.Import",
+                 "valueTimestamp": iso(check)},
+            ],
+        )  # fmt: skip
+        with time_machine.travel(check, tick=False):
+            self.sync()
+            self.advance(session)
+        self.assert_stopped_once_by(session, "energy")
+
     def charge_on_a_22_kw_charger(self, energy_kwh: str) -> ApiSession:
         """A session with an energy max begins at a 22 kW charger; the first check
         knows only the start's register reading, no power."""
