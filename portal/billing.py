@@ -14,6 +14,7 @@ from typing import Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class LocalBillingBackend:
         from portal.models import Subscription
 
         subscription = (
-            Subscription.objects.filter(user=user, ended_on__isnull=True)
+            Subscription.objects.current(user=user, today=timezone.localdate())
             .select_related("plan")
             .first()
         )

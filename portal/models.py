@@ -1,7 +1,7 @@
 """Polaris-owned customer data: time zones, charger groups, reservations, plans."""
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -196,6 +196,17 @@ class Plan(models.Model):
         return self.name
 
 
+class SubscriptionQuerySet(models.QuerySet["Subscription"]):
+    def current(self, *, user: object, today: date) -> "SubscriptionQuerySet":
+        """The user's subscription that runs `today` (started, and not ended
+        before it), the latest started first."""
+        return (
+            self.filter(user=user, started_on__lte=today)
+            .filter(Q(ended_on__isnull=True) | Q(ended_on__gte=today))
+            .order_by("-started_on", "-id")
+        )
+
+
 class Subscription(models.Model):
     """A customer's plan; billing periods start on `anchor_day` of each month."""
 
@@ -211,7 +222,10 @@ class Subscription(models.Model):
         help_text="Day of the month each billing period starts (1-28).",
     )
     started_on = models.DateField()
+    # The last day it runs.
     ended_on = models.DateField(null=True, blank=True)
+
+    objects = SubscriptionQuerySet.as_manager()
 
     class Meta:
         db_table = "subscriptions"

@@ -172,8 +172,11 @@ class UsageCards:
     @property
     def plan(self) -> PlanUse | None:
         """The current period's use of the plan's included energy; None without
-        a plan or without included energy."""
+        a plan or without included energy (shown to a tenth of a kWh, less is
+        none)."""
         if self.account is None or not self.account.included_kwh:
+            return None
+        if self.account.included_kwh < Decimal("0.05"):
             return None
         return plan_use(
             used_kwh=self.plan_used_kwh, included_kwh=self.account.included_kwh

@@ -1,8 +1,10 @@
 import time
-from datetime import date
+from datetime import date, timedelta
 
+import time_machine
 from django.contrib.auth.models import AbstractBaseUser
 from django.test import override_settings
+from django.utils import timezone
 
 from portal.billing import BillingAccount, billing_account
 from portal.selectors import billing_period
@@ -28,6 +30,30 @@ class BillingAccountTests(PortalTestCase):
         assert result.account is not None
         self.assertEqual(result.account.plan_name, "Home 200")
         self.assertEqual(result.account.anchor_day, 15)
+
+    def test_only_a_subscription_running_today_counts(self) -> None:
+        today = timezone.localdate()
+        ends_today = SubscriptionFactory(
+            user=self.alice, started_on=date(2024, 1, 1), ended_on=today
+        )
+        # Its successor, from tomorrow: not yet.
+        SubscriptionFactory(
+            user=self.alice, anchor_day=9, started_on=today + timedelta(days=1)
+        )
+        account = billing_account(user=self.alice).account
+        assert account is not None
+        self.assertEqual(account.anchor_day, ends_today.anchor_day)
+        with time_machine.travel(timedelta(days=1)):
+            account = billing_account(user=self.alice).account
+        assert account is not None
+        self.assertEqual(account.anchor_day, 9)
+        with time_machine.travel(timedelta(days=-1)):
+            self.assertEqual(
+                billing_account(user=self.alice).account, BillingAccount(
+                    ends_today.plan.name, ends_today.plan.currency,
+                    ends_today.plan.included_kwh, ends_today.anchor_day,
+                ),
+            )  # fmt: skip
 
     def test_no_subscription_is_not_a_failure(self) -> None:
         result = billing_account(user=self.bob)

@@ -749,6 +749,16 @@ class UsageCardTests(PortalTestCase):
         self.assertContains(response, "EUR")
         self.assertContains(response, "of <span")
 
+    def test_a_plan_whose_included_energy_rounds_to_none_shows_no_bar(self) -> None:
+        # The card shows tenths of a kWh: 0.04 included would be 0.0.
+        SubscriptionFactory(
+            user=self.alice, plan=PlanFactory(name="Tiny", included_kwh="0.04")
+        )
+        self.client.force_login(self.alice)
+        response = self.client.get("/")
+        self.assertContains(response, "Tiny")
+        self.assertNotContains(response, "of <span")
+
     def test_the_plan_card_comes_along_with_each_usage_card_update(self) -> None:
         # A charge in progress re-reads the usage card live; the plan card counts
         # the same energy and must not fall behind it.
