@@ -542,6 +542,41 @@ class ApiSessionAdvanceTaskTests(ChargingTestCase):
         self.assertEqual(session.status, ApiSession.Status.STARTED)
 
 
+class ApiSessionEndedAsStuckTests(ChargingTestCase):
+    def test_its_metrics_stay_final_when_the_station_reports_after_all(self) -> None:
+        target = charging.SessionTarget(energy_kwh=Decimal("5"))
+        session = self.begin_charging(self.create(target=target))
+        tx = self.steve_transaction(session)
+        silent_until = timezone.now() + timedelta(hours=13)
+        with time_machine.travel(silent_until, tick=False):
+            self.sync()
+            session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.ENDED)
+        ended = api_session_document(session)
+        # The station uploads 8 kWh it charged meanwhile.
+        uploaded_at = silent_until + timedelta(minutes=1)
+        self.standin.add_meter_values(
+            tx["id"],
+            [
+                {"value": str(int(tx["startValue"]) + 8000), "unit": "Wh",
+                 "measurand": "Energy.Active.Import.Register",
+                 "valueTimestamp": iso(uploaded_at)},
+            ],
+        )  # fmt: skip
+        with time_machine.travel(uploaded_at + timedelta(seconds=5), tick=False):
+            self.sync()
+            session = self.advance(session)
+        assert session.transaction is not None
+        self.assertEqual(session.transaction.kwh_delivered, Decimal("8.000"))
+        again = api_session_document(
+            ApiSession.objects.select_related("transaction").get(pk=session.pk)
+        )
+        self.assertEqual(
+            (again["status"], again["metrics"], again["cost"]),
+            (ended["status"], ended["metrics"], ended["cost"]),
+        )
+
+
 class ApiSessionAdvanceAllTests(ChargingTestCase):
     def test_each_session_is_advanced_at_its_own_moment(self) -> None:
         # The first session's target stop waits for a slow station; the scheduled

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import Upper
 from django.utils import timezone
 
@@ -318,6 +318,14 @@ class TransactionSyncState(models.Model):
 
 
 class SyncedTransactionEventQuerySet(models.QuerySet["SyncedTransactionEvent"]):
+    def kwh_until(self, transaction_id: int, moment: datetime) -> Decimal:
+        """The kWh the sync counted for this transaction_sync_state row from
+        readings taken up to `moment`."""
+        total = self.filter(
+            transaction_id=transaction_id, reading_at__lte=moment
+        ).aggregate(kwh=Sum("kwh_delta"))["kwh"]
+        return total or Decimal("0.000")
+
     def corrections_of(
         self, transaction_ids: list[int]
     ) -> "SyncedTransactionEventQuerySet":

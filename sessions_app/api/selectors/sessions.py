@@ -23,6 +23,7 @@ from sessions_app.models import ApiSession, ApiSessionQuerySet
 from sessions_app.pricing import Cost, RateTerms, session_cost
 from sync.client import in_base_unit
 from sync.energy import WH_PER_KWH
+from sync.models import SyncedTransactionEvent
 
 PAGE_SIZE_MAX = 100
 # Ids are bigint; longer digit strings cannot name a row (and would overflow SQL).
@@ -188,7 +189,11 @@ def api_session_metered(session: ApiSession) -> MeteredEnergy:
         return MeteredEnergy(synced, max(tx.stopped_at, tx.started_at))
     ended = session.status == ApiSession.Status.ENDED
     if ended and not tx.is_finalized and session.ended_at is not None:
-        return MeteredEnergy(synced, max(session.ended_at, tx.started_at))
+        # Ended while SteVe keeps the charge open (suspected stuck): its metrics
+        # are final, whatever readings the station may upload after all.
+        ended_at = max(session.ended_at, tx.started_at)
+        kwh = SyncedTransactionEvent.objects.kwh_until(tx.pk, ended_at)
+        return MeteredEnergy(kwh, ended_at)
     until = max(tx.last_reading_at or tx.started_at, tx.started_at)
     report = session.energy_report or {}
     if stopped or tx.meter_reset_seen or not report.get("energy_meter"):
