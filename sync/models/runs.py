@@ -167,6 +167,14 @@ class SyncRun(models.Model):
                 name="sync_runs_resyncs",
                 condition=Q(steve_transaction_id__isnull=False),
             ),
+            # The latest run that read SteVe through, for the Stale marks and the
+            # portal's delay notice: status IN (...) is no range of the index
+            # above, and sorting every run took 2.6 ms at 9,000 runs.
+            models.Index(
+                fields=["kind", "-finished_at"],
+                name="sync_runs_read_through",
+                condition=Q(status__in=["succeeded", "partial"]),
+            ),
             # The console banner ("N sessions updated …") reads the last changing run.
             models.Index(
                 fields=["-finished_at"],
