@@ -36,10 +36,14 @@ def banners_html(
         customer_ids=list(tags_by_customer), now=now
     )
     zones = customer_zones(list(tags_by_customer))
-    reads = selectors.sync_reads() if any(active.values()) else None
+    reads = SyncRun.objects.latest_reads() if any(active.values()) else None
     html: dict[int, str] = {}
     for pk, sessions in active.items():
-        check = reads.check(active=sessions, now=now) if reads and sessions else None
+        check = (
+            selectors.sync_check(active=sessions, reads=reads, now=now)
+            if reads and sessions
+            else None
+        )
         with timezone.override(zones[pk]):
             html[pk] = render_to_string(
                 BANNER,

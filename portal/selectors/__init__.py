@@ -31,7 +31,6 @@ from portal.selectors.sessions import (
     ChargingCards,
     StartNotice,
     SyncCheck,
-    SyncReads,
     active_sessions,
     active_sessions_by_customer,
     charging_cards,
@@ -42,7 +41,7 @@ from portal.selectors.sessions import (
     recent_sessions,
     start_notices,
     start_notices_by_customer,
-    sync_reads,
+    sync_check,
     tags_by_customer,
 )
 from portal.selectors.usage import (
@@ -59,6 +58,7 @@ from portal.selectors.usage import (
     plan_use,
     usage_cards,
 )
+from sync.models import SyncRun
 
 __all__ = [
     "CHARGER_LIST_SQL",
@@ -78,7 +78,6 @@ __all__ = [
     "PlanUse",
     "StartNotice",
     "SyncCheck",
-    "SyncReads",
     "Usage",
     "UsageCards",
     "active_sessions",
@@ -100,7 +99,7 @@ __all__ = [
     "recent_sessions",
     "start_notices",
     "start_notices_by_customer",
-    "sync_reads",
+    "sync_check",
     "tags_by_customer",
     "usage_cards",
     "visible_chargers",
@@ -135,7 +134,9 @@ class Dashboard:
             "active": active,
             "start_notices": start_notices(customer=customer, now=now),
             # Said only beside a charge, so asked only then.
-            "sync_check": sync_reads().check(active=active, now=now)
+            "sync_check": sync_check(
+                active=active, reads=SyncRun.objects.latest_reads(), now=now
+            )
             if active
             else None,
         }

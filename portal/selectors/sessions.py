@@ -17,6 +17,7 @@ from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import Cost, session_cost
 from sync.models import (
     Charger,
+    LatestReads,
     SyncRun,
     TransactionSyncState,
     UserMapping,
@@ -238,48 +239,21 @@ class SyncCheck:
         return int(stale_after().total_seconds())
 
 
-@dataclass(frozen=True, slots=True)
-class SyncReads:
-    """When the latest transactions run that read SteVe through finished, and the
-    SteVe ids of those it could not read (a partial run names them); when the
-    latest that read every one finished; and whether any run has finished."""
-
-    read_at: datetime | None
-    unread_ids: frozenset[int]
-    confirmed_at: datetime | None
-    tried: bool
-
-    def check(self, *, active: list[ActiveSession], now: datetime) -> SyncCheck:
-        """The SyncCheck of a customer charging `active`: a partial run confirmed
-        their figures unless it could not read one of their charges."""
-        unread = any(a.session.steve_transaction_id in self.unread_ids for a in active)
-        last = self.confirmed_at if unread else self.read_at
-        if last is not None:
-            if last >= stale_before(now):
-                return SyncCheck(is_delayed=False)
-            return SyncCheck(is_delayed=True, last_synced_at=last)
-        # Before the first run there is nothing to be behind.
-        return SyncCheck(is_delayed=self.tried)
-
-
-def sync_reads() -> SyncReads:
-    """The SyncReads now, in one query while the runs succeed."""
-    transactions = SyncRun.Kind.TRANSACTIONS
-    latest_read = (
-        SyncRun.objects.read_through(transactions)
-        .values_list("status", "finished_at", "unread_transaction_ids")
-        .first()
-    )
-    if latest_read is None:
-        tried = SyncRun.objects.finished_of(transactions).exists()
-        return SyncReads(None, frozenset(), None, tried=tried)
-    status, read_at, unread_ids = latest_read
-    if status == SyncRun.Status.SUCCEEDED:
-        confirmed_at = read_at
-    else:
-        latest_good = SyncRun.objects.latest_succeeded(transactions)
-        confirmed_at = latest_good.finished_at if latest_good else None
-    return SyncReads(read_at, frozenset(unread_ids), confirmed_at, tried=True)
+def sync_check(
+    *, active: list[ActiveSession], reads: LatestReads, now: datetime
+) -> SyncCheck:
+    """The SyncCheck of a customer charging `active`, from the runs' LatestReads:
+    a partial run read their figures unless it names one of their charges."""
+    read_at = [reads.last_read_at(a.session.steve_transaction_id) for a in active]
+    known = [at for at in read_at if at is not None]
+    if known and len(known) == len(read_at):
+        last = min(known)
+        if last >= stale_before(now):
+            return SyncCheck(is_delayed=False)
+        return SyncCheck(is_delayed=True, last_synced_at=last)
+    # Before the first run there is nothing to be behind.
+    tried = SyncRun.objects.finished_of(SyncRun.Kind.TRANSACTIONS).exists()
+    return SyncCheck(is_delayed=tried)
 
 
 def own_scheduled_start(

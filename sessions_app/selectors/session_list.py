@@ -15,6 +15,7 @@ from django.utils import timezone
 from sessions_app.forms import SessionFilters
 from sync import rollups
 from sync.models import (
+    LatestReads,
     SyncRun,
     TransactionSyncState,
     TransactionSyncStateQuerySet,
@@ -312,12 +313,7 @@ def decode_cursor(raw: str | None) -> tuple[datetime, int] | None:
 class SyncFreshness:
     """When the sync last confirmed the active sessions, and what counts as stale."""
 
-    # When the latest run that read SteVe's transactions through finished, and the
-    # SteVe ids of those it could not read (a partial run names them) ...
-    read_at: datetime | None
-    unread_ids: frozenset[int]
-    # ... and the latest that read every one.
-    confirmed_at: datetime | None
+    reads: LatestReads
     stale_before: datetime
     last_change: SyncRun | None
     # The latest transactions run, when it failed: until one succeeds, the table
@@ -325,13 +321,11 @@ class SyncFreshness:
     failing_run: SyncRun | None = None
 
     def last_synced(self, row: TransactionSyncState) -> datetime:
-        """A run re-read every active session it did not name unread, even when
-        it wrote nothing (rows change only when the session did), so an active
-        session was last synced at the later of its row and the latest such run."""
+        """An active session was last synced at the later of its row and the
+        latest run that read it."""
         if row.is_finalized:
             return row.last_synced_at
-        unread = row.steve_transaction_id in self.unread_ids
-        read_at = self.confirmed_at if unread else self.read_at
+        read_at = self.reads.last_read_at(row.steve_transaction_id)
         return (
             row.last_synced_at if read_at is None else max(row.last_synced_at, read_at)
         )
@@ -352,8 +346,8 @@ def sync_freshness(*, now: datetime) -> SyncFreshness:
     transactions = SyncRun.Kind.TRANSACTIONS
     latest = SyncRun.objects.finished_of(transactions)
     read = SyncRun.objects.read_through(transactions)
-    # One query: the last run that changed something carries the latest runs that
-    # read SteVe, and how the latest one went.
+    # One query: the last run that changed something carries the LatestReads and
+    # how the latest run went.
     last_change = cast(
         # The Django plugin loses annotate()'s names in the first() of a QuerySet
         # subclass such as SyncRunQuerySet.
@@ -371,32 +365,26 @@ def sync_freshness(*, now: datetime) -> SyncFreshness:
     )
     failing_run = None
     if last_change is not None:
-        read_at, unread_ids = last_change.read_at, last_change.unread_ids
-        confirmed_at = last_change.confirmed_at
+        reads = LatestReads(
+            read_at=last_change.read_at,
+            unread_ids=frozenset(last_change.unread_ids or ()),
+            confirmed_at=last_change.confirmed_at,
+        )
         if last_change.last_status in SyncRun.FAILED_STATUSES:
             failing_run = latest.first()
     else:
         # No run has changed a session yet. Transactions runs never overlap, so
-        # the latest one, when it read SteVe through (or succeeded), is the
-        # latest to.
+        # the latest one, when it succeeded, is the latest to read them all.
         latest_run = latest.first()
         if latest_run is not None and latest_run.status in SyncRun.FAILED_STATUSES:
             failing_run = latest_run
-        if latest_run is None or latest_run.status in SyncRun.READ_STATUSES:
-            latest_read = latest_run
+        if latest_run is None or latest_run.status == SyncRun.Status.SUCCEEDED:
+            at = latest_run.finished_at if latest_run else None
+            reads = LatestReads(read_at=at, unread_ids=frozenset(), confirmed_at=at)
         else:
-            latest_read = read.first()
-        if latest_read is None or latest_read.status == SyncRun.Status.SUCCEEDED:
-            latest_good = latest_read
-        else:
-            latest_good = SyncRun.objects.latest_succeeded(transactions)
-        read_at = latest_read.finished_at if latest_read else None
-        unread_ids = latest_read.unread_transaction_ids if latest_read else []
-        confirmed_at = latest_good.finished_at if latest_good else None
+            reads = SyncRun.objects.latest_reads()
     return SyncFreshness(
-        read_at=read_at,
-        unread_ids=frozenset(unread_ids or ()),
-        confirmed_at=confirmed_at,
+        reads=reads,
         stale_before=stale_before(now),
         last_change=last_change,
         failing_run=failing_run,

@@ -2,7 +2,7 @@
 Django finds every model and callers import from `sync.models`."""
 
 from sync.models.chargers import CHECK_IN_VALID_FOR, Charger
-from sync.models.runs import SyncRun, stale_after, stale_before
+from sync.models.runs import LatestReads, SyncRun, stale_after, stale_before
 from sync.models.transactions import (
     SyncedTransactionEvent,
     TransactionSyncState,
@@ -13,6 +13,7 @@ from sync.models.transactions import (
 __all__ = [
     "CHECK_IN_VALID_FOR",
     "Charger",
+    "LatestReads",
     "SyncRun",
     "SyncedTransactionEvent",
     "TransactionSyncState",

@@ -1,5 +1,6 @@
 """Sync runs: one row per execution of a sync, as the Sync runs page lists them."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 
@@ -22,6 +23,24 @@ def stale_after() -> timedelta:
 def stale_before(now: datetime) -> datetime:
     """What the sync last confirmed before this moment is out of date."""
     return now - stale_after()
+
+
+@dataclass(frozen=True, slots=True)
+class LatestReads:
+    """When the latest transactions run that read SteVe through finished, the
+    SteVe ids of those it could not read (a partial run names them), and when the
+    latest that read every one finished."""
+
+    read_at: datetime | None
+    unread_ids: frozenset[int]
+    confirmed_at: datetime | None
+
+    def last_read_at(self, steve_transaction_id: int) -> datetime | None:
+        """When a run last read this open transaction, even one that wrote
+        nothing (rows change only when the session did); None before any."""
+        if steve_transaction_id in self.unread_ids:
+            return self.confirmed_at
+        return self.read_at
 
 
 class SyncRunQuerySet(models.QuerySet["SyncRun"]):
@@ -54,6 +73,25 @@ class SyncRunQuerySet(models.QuerySet["SyncRun"]):
         return self.filter(kind=kind, status__in=SyncRun.READ_STATUSES).order_by(
             "-finished_at"
         )
+
+    def latest_reads(self) -> LatestReads:
+        """The LatestReads of the transactions runs, in one query while they
+        succeed."""
+        transactions = SyncRun.Kind.TRANSACTIONS
+        latest = (
+            self.read_through(transactions)
+            .values_list("status", "finished_at", "unread_transaction_ids")
+            .first()
+        )
+        if latest is None:
+            return LatestReads(read_at=None, unread_ids=frozenset(), confirmed_at=None)
+        status, read_at, unread_ids = latest
+        if status == SyncRun.Status.SUCCEEDED:
+            confirmed_at = read_at
+        else:
+            good = self.latest_succeeded(transactions)
+            confirmed_at = good.finished_at if good else None
+        return LatestReads(read_at, frozenset(unread_ids), confirmed_at)
 
     def finished_of(self, kind: str) -> "SyncRunQuerySet":
         """Finished runs of `kind`, however they went, newest first."""
