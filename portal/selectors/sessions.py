@@ -6,6 +6,7 @@ services read these on their own."""
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 
 from portal.models import Reservation
+from sessions_app.api.selectors.sessions import api_session_cost, api_session_metered
 from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import Cost, session_cost
 from sync.models import (
@@ -72,6 +74,9 @@ def tags_by_customer(*, mappings: "QuerySet[UserMapping]") -> dict[int, list[str
 @dataclass(frozen=True, slots=True)
 class ActiveSession:
     session: TransactionSyncState
+    # The energy and cost the Sessions API gives for the same session (see
+    # active_sessions_by_customer).
+    kwh: Decimal
     cost: Cost | None
     api_session_id: int | None
     # Its Stop was sent; the charge goes on until the station and then the sync
@@ -90,8 +95,14 @@ def active_sessions(
 ) -> list[ActiveSession]:
     """The customer's sessions charging now (not finalized, not suspected stuck,
     or stopped by hand in SteVe while the station charges on: as the charger
-    cards count them), newest first, with the estimated cost so far when a rate
-    applies (none past a manual stop) and the portal/API session to stop."""
+    cards count them), newest first, with the energy and estimated cost so far
+    (no cost past a manual stop, nor without a rate) and the portal/API session
+    to stop.
+
+    A session started from the portal or the API shows what its session object
+    says: the energy of its latest reading, priced at the rate it was sold at.
+    One started with a card at the station has no session object: its energy is
+    the sync's, priced to now at its charger's rate."""
     return active_sessions_by_customer(tags_by_customer={customer.pk: tags}, now=now)[
         customer.pk
     ]
@@ -115,36 +126,61 @@ def active_sessions_by_customer(
     )
     if not sessions:
         return result
-    assigned = [_assigned_rate(session) for session in sessions]
-    default_rate = None
-    if any(rate is None for rate in assigned):
-        default_rate = Rate.objects.filter(is_default=True).first()
     # An API session to stop is the customer's own.
-    started = ApiSession.objects.filter(
-        user__in=list(tags_by_customer),
-        transaction__in=sessions,
-        status=ApiSession.Status.STARTED,
-    ).values_list("transaction_id", "user_id", "pk", "stop_requested_at")
     api_sessions = {
-        (transaction_id, user_id): (pk, stop_requested_at is not None)
-        for transaction_id, user_id, pk, stop_requested_at in started
+        (api_session.transaction_id, api_session.user_id): api_session
+        for api_session in ApiSession.objects.filter(
+            user__in=list(tags_by_customer),
+            transaction__in=sessions,
+            status=ApiSession.Status.STARTED,
+        ).only(*ACTIVE_API_SESSION_FIELDS)
     }
-    for session, rate in zip(sessions, assigned, strict=True):
-        customer = customer_of[session.ocpp_id_tag]
-        rate = rate or default_rate
-        cost = None
-        if rate is not None and not session.is_finalized:
-            cost = session_cost(
-                rate=rate,
-                kwh=session.kwh_delivered,
-                started_at=session.started_at,
-                ended_at=now,
+    of_session = {
+        session.pk: api_sessions.get((session.pk, customer_of[session.ocpp_id_tag]))
+        for session in sessions
+    }
+    assigned = {session.pk: _assigned_rate(session) for session in sessions}
+    default_rate = None
+    if any(assigned[pk] is None for pk, api in of_session.items() if api is None):
+        default_rate = Rate.objects.filter(is_default=True).first()
+    for session in sessions:
+        api_session = of_session[session.pk]
+        kwh, cost = Decimal(session.kwh_delivered), None
+        # Past a manual stop (finalized) the banner says the energy counted up to
+        # it, and that the cost follows the station's own stop.
+        if api_session is not None and not session.is_finalized:
+            api_session.transaction = session
+            kwh = api_session_metered(api_session).kwh
+            cost = api_session_cost(api_session)
+        elif not session.is_finalized:
+            rate = assigned[session.pk] or default_rate
+            if rate is not None:
+                cost = session_cost(
+                    rate=rate, kwh=kwh, started_at=session.started_at, ended_at=now
+                )
+        result[customer_of[session.ocpp_id_tag]].append(
+            ActiveSession(
+                session,
+                kwh=kwh,
+                cost=cost,
+                api_session_id=api_session.pk if api_session else None,
+                stopping=bool(api_session and api_session.stop_requested_at),
             )
-        api_session_id, stopping = api_sessions.get(
-            (session.pk, customer), (None, False)
         )
-        result[customer].append(ActiveSession(session, cost, api_session_id, stopping))
     return result
+
+
+# What api_session_metered and api_session_cost read of a started session, and
+# what the banner's Stop needs.
+ACTIVE_API_SESSION_FIELDS = (
+    "user_id",
+    "transaction_id",
+    "status",
+    "stop_requested_at",
+    "ended_at",
+    "rate_terms",
+    "energy_report",
+)
 
 
 # How long the banner reports a Start the station did not take.

@@ -26,7 +26,9 @@ from portal.tests.factories import (
     ReservationFactory,
     SubscriptionFactory,
 )
+from sessions_app.api.selectors.sessions import api_session_document
 from sessions_app.models import ApiSession, ChargerRate, Rate
+from sessions_app.pricing import RateTerms
 from sync import rollups
 from sync.models import (
     CHECK_IN_VALID_FOR,
@@ -224,6 +226,53 @@ class DashboardTests(PortalTestCase):
         )
         self.client.force_login(self.alice)
         self.assertContains(self.client.get("/"), "7.00 EUR")
+
+    def test_a_session_started_here_says_what_its_session_object_says(self) -> None:
+        # The Sessions API gives a session's energy from its latest reading (the
+        # station's register, ahead of the sync between two runs) and prices it
+        # at the rate it was sold at: the banner says the same, whatever the
+        # rate became since.
+        rate = default_rate()
+        now = timezone.now()
+        session = TransactionSyncStateFactory(
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            kwh_delivered=Decimal("10"),
+            started_at=now - timedelta(minutes=20),
+            last_reading_at=now - timedelta(minutes=2),
+        )
+        register_wh = session.meter_start_wh + 12_500
+        api_session = ApiSession.objects.create(
+            user=self.alice,
+            charge_box_id=self.charger.charge_box_id,
+            connector_id=self.charger.connector_id,
+            id_tag="TAG-ALICE",
+            status=ApiSession.Status.STARTED,
+            transaction=session,
+            rate=rate,
+            rate_terms=RateTerms.of(rate).as_json(),
+            energy_report={
+                "timestamp": (now - timedelta(minutes=1)).isoformat(),
+                "energy_meter": {"value": register_wh, "unit": "Wh"},
+            },
+        )
+        Rate.objects.filter(pk=rate.pk).update(energy_price=Decimal("0.90"))
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        banner = body[body.index('id="active-session"') : body.index("Recent activity")]
+        self.assertIn('<span class="tabular live-kwh">12.50 kWh</span>', banner)
+        self.assertIn('estimated <span class="tabular">5.00 EUR</span>', banner)
+        document = api_session_document(ApiSession.objects.get(pk=api_session.pk))
+        self.assertEqual(document["metrics"]["energyConsumed"], 12_500)
+        self.assertEqual(document["cost"]["amount"], 5.0)
+
+        # Without a rate when it was sold, the API gives no cost, and nor does the
+        # banner.
+        ApiSession.objects.filter(pk=api_session.pk).update(rate=None, rate_terms={})
+        body = self.client.get("/").content.decode()
+        banner = body[body.index('id="active-session"') : body.index("Recent activity")]
+        self.assertIn("12.50 kWh", banner)
+        self.assertNotIn("estimated", banner)
 
     def test_it_has_no_banner_without_an_active_session(self) -> None:
         self.client.force_login(self.alice)
@@ -829,6 +878,53 @@ class UsageCardTests(PortalTestCase):
         self.assertEqual(use("258.84"), ("258.8", "0.0", "58.8", 100))
         self.assertEqual(use("258.85"), ("258.9", "0.0", "58.9", 100))
         self.assertEqual(use("1000", "0.5"), ("1000.0", "0.0", "999.5", 100))
+
+    def test_energy_from_before_the_plan_is_not_counted_against_it(self) -> None:
+        # Anchored on the 1st, begun on the 20th: the first period is the 20th
+        # on, on both cards.
+        SubscriptionFactory(user=self.alice, started_on=date(2025, 3, 20))
+        session_with_energy(
+            kwh=Decimal("40"),
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=datetime(2025, 3, 5, 8, tzinfo=UTC),
+        )
+        session_with_energy(
+            kwh=Decimal("3"),
+            charger=self.charger,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=datetime(2025, 3, 20, 8, tzinfo=UTC),
+        )
+        self.client.force_login(self.alice)
+        with time_machine.travel(datetime(2025, 3, 21, 12, tzinfo=UTC), tick=False):
+            response = self.client.get("/")
+        self.assertContains(response, "Current period · Mar 20\u2013Mar 31, 2025")
+        self.assertContains(
+            response,
+            '<p class="plan-use"><span class="tabular">3.0</span> of <span '
+            'class="tabular">200</span> kWh included used this billing period; '
+            '<span class="tabular">197.0</span> kWh left.</p>',
+            html=True,
+        )
+
+    def test_the_plan_is_the_one_of_the_customers_own_day(self) -> None:
+        # 1 March in Auckland while it is still 28 February for the operator:
+        # the usage card's period and the plan card agree on the new plan.
+        CustomerProfile.objects.create(user=self.alice, time_zone="Pacific/Auckland")
+        SubscriptionFactory(
+            user=self.alice,
+            plan=PlanFactory(name="Old"),
+            started_on=date(2025, 1, 1),
+            ended_on=date(2025, 2, 28),
+        )
+        SubscriptionFactory(
+            user=self.alice, plan=PlanFactory(name="New"), started_on=date(2025, 3, 1)
+        )
+        self.client.force_login(self.alice)
+        with time_machine.travel(datetime(2025, 2, 28, 12, tzinfo=UTC), tick=False):
+            response = self.client.get("/")
+        self.assertContains(response, "Current period · Mar 1\u2013Mar 31, 2025")
+        self.assertContains(response, '<p class="stat__value">New</p>', html=True)
 
     @override_settings(BILLING_BACKEND="portal.tests.test_billing.FailingBackend")
     def test_it_hides_the_plan_card_when_billing_fails(self) -> None:
