@@ -9,12 +9,12 @@ is hidden) and logs why.
 import logging
 import time
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
@@ -29,14 +29,22 @@ class BillingAccount:
     plan_name: str
     currency: str
     included_kwh: Decimal | None
+    # Billing periods start on this day of the month, or on the last day of a
+    # month without it.
     anchor_day: int
+    # When the plan began, where billing knows: its first period starts then,
+    # rather than at the anchor day before, so energy from before the plan is not
+    # counted against it.
+    started_on: date | None = None
 
 
 class BillingBackend(Protocol):
-    def account_for(self, *, user: User, timeout: float) -> BillingAccount | None:
-        """The customer's current plan, or None without one. A backend that calls
-        another service must give up after `timeout` seconds (raise); any backend
-        may raise anything on failure."""
+    def account_for(
+        self, *, user: User, today: date, timeout: float
+    ) -> BillingAccount | None:
+        """The customer's plan on `today` (the customer's own date), or None
+        without one. A backend that calls another service must give up after
+        `timeout` seconds (raise); any backend may raise anything on failure."""
         ...
 
 
@@ -49,11 +57,13 @@ class LocalBillingBackend:
     when the answer comes later than its limit.
     """
 
-    def account_for(self, *, user: User, timeout: float) -> BillingAccount | None:
+    def account_for(
+        self, *, user: User, today: date, timeout: float
+    ) -> BillingAccount | None:
         from portal.models import Subscription
 
         subscription = (
-            Subscription.objects.current(user=user, today=timezone.localdate())
+            Subscription.objects.current(user=user, today=today)
             .select_related("plan")
             .first()
         )
@@ -64,6 +74,7 @@ class LocalBillingBackend:
             currency=subscription.plan.currency,
             included_kwh=subscription.plan.included_kwh,
             anchor_day=subscription.anchor_day,
+            started_on=subscription.started_on,
         )
 
 
@@ -81,12 +92,13 @@ class BillingResult:
     failed: bool
 
 
-def billing_account(*, user: User) -> BillingResult:
-    """Ask the configured backend about `user`; never raises."""
+def billing_account(*, user: User, today: date) -> BillingResult:
+    """Ask the configured backend about `user` on `today`, the customer's own
+    date; never raises."""
     started = time.monotonic()
     try:
         account = billing_backend().account_for(
-            user=user, timeout=BILLING_TIMEOUT_SECONDS
+            user=user, today=today, timeout=BILLING_TIMEOUT_SECONDS
         )
     except Exception:
         logger.exception("Billing call failed for user=%s", user.pk)

@@ -2,6 +2,7 @@
 included energy. Split from the dashboard's read model (`portal.selectors`):
 the period chips re-read this card alone."""
 
+from calendar import monthrange
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -61,22 +62,34 @@ def period_note(value: str | None) -> str | None:
     )
 
 
-def _add_months(day: date, months: int) -> date:
+def _anchor_in(year: int, month: int, anchor_day: int) -> date:
+    """The month's `anchor_day`, or its last day when it has none (the 29th to
+    the 31st)."""
+    return date(year, month, min(anchor_day, monthrange(year, month)[1]))
+
+
+def _month_of(day: date, months: int) -> tuple[int, int]:
+    """The year and month `months` after `day`'s."""
     index = day.year * 12 + day.month - 1 + months
-    return day.replace(year=index // 12, month=index % 12 + 1)
+    return index // 12, index % 12 + 1
 
 
-def billing_period(*, name: str, anchor_day: int, today: date) -> Period:
-    """The period `name` around `today`: billing periods start on `anchor_day`
-    (1-28, so every month has it); `year` is the calendar year."""
+def billing_period(
+    *, name: str, anchor_day: int, today: date, plan_started_on: date | None = None
+) -> Period:
+    """The period `name` around `today`: billing periods start on `anchor_day`,
+    or on the last day of a month without it; a plan's first period starts when
+    the plan did (`plan_started_on`). `year` is the calendar year."""
     if name == "year":
         return Period(name, date(today.year, 1, 1), date(today.year + 1, 1, 1))
-    start = today.replace(day=anchor_day)
-    if today.day < anchor_day:
-        start = _add_months(start, -1)
+    back = 0 if today >= _anchor_in(today.year, today.month, anchor_day) else 1
     if name == "previous":
-        start = _add_months(start, -1)
-    return Period(name, start, _add_months(start, 1))
+        back += 1
+    start = _anchor_in(*_month_of(today, -back), anchor_day)
+    end = _anchor_in(*_month_of(today, 1 - back), anchor_day)
+    if plan_started_on is not None and start < plan_started_on < end:
+        start = plan_started_on
+    return Period(name, start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +205,19 @@ def usage_cards(
     now: datetime,
 ) -> UsageCards:
     """Billing periods follow the plan's anchor day (calendar months without a
-    plan, or when billing is down); the plan card counts the current period."""
-    account = billing_account(user=customer).account
-    anchor_day = account.anchor_day if account else 1
+    plan, or when billing is down) from the day it began; the plan card counts
+    the current period. Both are the customer's own days, in `zone`."""
     today = now.astimezone(zone).date()
-    period = billing_period(name=period_name, anchor_day=anchor_day, today=today)
-    current = billing_period(name="current", anchor_day=anchor_day, today=today)
+    account = billing_account(user=customer, today=today).account
+    period, current = (
+        billing_period(
+            name=name,
+            anchor_day=account.anchor_day if account else 1,
+            today=today,
+            plan_started_on=account.started_on if account else None,
+        )
+        for name in (period_name, "current")
+    )
     # One read covers the chosen period and, for the plan card, the current one.
     by_day = energy_by_day(
         tags=tags,
