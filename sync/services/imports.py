@@ -221,11 +221,6 @@ def _checked_row(number: int, row: list[str], seen_tags: dict[str, int]) -> _Row
         raise ValidationError(f"Expected {len(CSV_HEADER)} columns, found {len(row)}.")
     tag, email, label = (cell.strip() for cell in row)
     tag = validate_id_tag(tag)
-    first = seen_tags.setdefault(tag.lower(), number)
-    if first != number:
-        raise ValidationError(
-            f"The idTag {tag} is on line {first} already; a tag maps to one customer."
-        )
     try:
         validate_email(email)
     except ValidationError:
@@ -234,6 +229,13 @@ def _checked_row(number: int, row: list[str], seen_tags: dict[str, int]) -> _Row
         ) from None
     _check_length("email address", email, get_user_model(), "username")
     _check_length("label", label, UserMapping, "label")
+    # Only a row that is imported claims its tag: a corrected row after a skipped
+    # one is the tag's mapping.
+    first = seen_tags.setdefault(tag.lower(), number)
+    if first != number:
+        raise ValidationError(
+            f"The idTag {tag} is on line {first} already; a tag maps to one customer."
+        )
     return _Row(number, tag, email.lower(), label)
 
 

@@ -221,6 +221,19 @@ class ImportUserMappingsTests(TestCase):
             ["dana@example.com"],
         )
 
+    def test_a_tag_whose_row_was_skipped_is_mapped_by_its_corrected_row(self) -> None:
+        out, err = self.run_import(
+            "steveOcppIdTag,email,label\n"
+            "TAG-9,not-an-email,First try\n"
+            "TAG-9,dana@example.com,Corrected\n"
+        )
+        self.assertIn("Line 2 skipped: not-an-email is not an email address.", err)
+        self.assertIn("1 created, 0 updated, 0 unchanged, 1 skipped", out)
+        mapping = UserMapping.objects.get(steve_ocpp_id_tag="TAG-9")
+        self.assertEqual(
+            (mapping.user.username, mapping.label), ("dana@example.com", "Corrected")
+        )
+
     def test_it_explains_a_wrong_header(self) -> None:
         refused = {
             "tag,email\r\nTAG-0001,dana@example.com\r\n": "; it is 'tag,email'.",
