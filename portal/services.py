@@ -14,7 +14,7 @@ from portal.models import Reservation
 from portal.selectors import own_scheduled_start, own_start_at
 from portal.signals import reservation_changed
 from sessions_app.charging import ApiSessionError, SessionConflict, api_session_create
-from sessions_app.charging.holders import held_by_someone_else
+from sessions_app.charging.holders import ConnectorHolder, held_by_someone_else
 from sessions_app.charging.station import not_sent
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession
@@ -79,26 +79,33 @@ def charge_start(
             ) from None
         if isinstance(error, SessionConflict):
             # OCPP's refusal gives no reason, and the API's speaks to integrators;
-            # what Polaris last saw may: another driver's charge or reservation
-            # since the page was shown.
-            taken = _taken_by_someone_else(customer, charger, now)
-            if taken:
-                raise SessionConflict(taken) from None
+            # what Polaris last saw may: another driver's charge, Start or
+            # reservation since the page was shown.
+            holder = _someone_elses_hold(customer, charger, now)
+            if holder is not None:
+                raise SessionConflict(
+                    _hold_sentence(holder, customer, charger, now)
+                ) from None
         raise
 
 
-def _taken_by_someone_else(customer: User, charger: Charger, now: datetime) -> str:
-    """What Polaris last saw holding `charger` for someone other than `customer`:
-    a charge on its connector or a reservation covering now, as a sentence; ""
-    when neither."""
-    holder = held_by_someone_else(
+def _someone_elses_hold(
+    customer: User, charger: Charger, now: datetime
+) -> ConnectorHolder | None:
+    """What Polaris last saw holding `charger` for someone other than
+    `customer` (held_by_someone_else)."""
+    return held_by_someone_else(
         user_id=customer.pk,
         charge_box_id=charger.charge_box_id,
         connector_id=charger.connector_id,
         now=now,
     )
-    if holder is None:
-        return ""
+
+
+def _hold_sentence(
+    holder: ConnectorHolder, customer: User, charger: Charger, now: datetime
+) -> str:
+    """`holder` as a sentence for `customer`, with times in their zone."""
     clause = holder.clause(
         str(charger), lambda at: local_time(at, customer=customer, now=now)
     )
@@ -127,8 +134,10 @@ def reservation_create(
     and a fleet one per card. Without that, as a reservation cannot be cancelled
     early, one customer could hold every free connector, renewing each hourly.
 
-    Raises PortalError (no active card, every card holding a reservation, SteVe
-    or the station refusing, no answer); the first two before SteVe is asked.
+    Raises PortalError (a hold on the connector the station does not know of:
+    someone else's session starting or scheduled there; no active card; every
+    card holding a reservation; SteVe or the station refusing; no answer); the
+    first three before SteVe is asked.
 
     No transaction is open while SteVe is asked: ReserveNow can take up to
     STEVE_OPERATION_TIMEOUT, and a transaction held that long keeps a pooled
@@ -143,6 +152,9 @@ def reservation_create(
         held = _held_for(customer, charger, now)
         if held is not None:
             return held
+        holder = _someone_elses_hold(customer, charger, now)
+        if holder is not None and holder.unknown_to_the_station:
+            raise PortalError(_hold_sentence(holder, customer, charger, now))
         tag = _card_to_reserve_with(customer, now)
         reservation = Reservation(
             user=customer,

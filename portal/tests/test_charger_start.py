@@ -87,9 +87,13 @@ class ChargerStartTests(PortalChargingTestCase):
     def test_a_start_where_someone_else_charges_is_still_refused(self) -> None:
         self.start()
         ApiSession.objects.update(user=self.bob)
-        level, text = self.only_message(self.start())
-        self.assertEqual(level, constants.ERROR)
-        self.assertIn("already has a session, charging, starting or scheduled", text)
+        self.assertEqual(
+            self.only_message(self.start()),
+            (
+                constants.ERROR,
+                "Someone else is starting to charge at CP-001 #1 right now.",
+            ),
+        )
 
     def test_a_refused_start_names_what_polaris_saw_holding_the_charger(
         self,
@@ -133,6 +137,43 @@ class ChargerStartTests(PortalChargingTestCase):
         # What Polaris saw is the whole answer: the refusal's own words would
         # only guess at it ("may be in use, reserved or not ready").
         self.assertEqual(refusal(), "Someone else is charging at CP-003 #1 right now.")
+
+    def test_a_start_where_someone_elses_session_holds_the_charger_says_so(
+        self,
+    ) -> None:
+        # Bob's Start went out a moment ago (his car not charging yet), or he
+        # scheduled one: the API's conflict speaks to integrators ("stop it"),
+        # which a driver cannot do to a stranger's session.
+        now = timezone.now()
+        bobs = ApiSession.objects.create(
+            user=self.bob,
+            charge_box_id="CP-001",
+            connector_id=1,
+            id_tag="TAG-0003",
+            remote_start_sent_at=now,
+        )
+        response = self.start()
+        self.assertEqual(
+            self.only_message(response),
+            (
+                constants.ERROR,
+                "Someone else is starting to charge at CP-001 #1 right now.",
+            ),
+        )
+        ApiSession.objects.filter(pk=bobs.pk).update(
+            remote_start_sent_at=None,
+            target_start_at=datetime(2026, 12, 7, 10, 30, tzinfo=UTC),
+        )
+        with time_machine.travel(datetime(2026, 12, 7, 10, 0, tzinfo=UTC)):
+            response = self.start()
+        self.assertEqual(
+            self.only_message(response),
+            (
+                constants.ERROR,
+                "CP-001 #1 is held for someone else's charge starting at 10:30.",
+            ),
+        )
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
     def test_a_start_whose_answer_was_lost_says_what_its_session_says(self) -> None:
         self.standin.set_fault("malformed", path_contains="RemoteStartTransaction")

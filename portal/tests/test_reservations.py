@@ -21,6 +21,7 @@ from portal.services import PortalError, reservation_cancel, reservation_create
 from portal.tests.base import PortalTestCase
 from portal.tests.factories import ReservationFactory
 from sessions_app.charging.tags import CARD_CHOICE_LOCK
+from sessions_app.models import ApiSession
 from sessions_app.tests.base import card_choice_taken_elsewhere
 from sync.client import SteveClient
 from sync.models import UserMapping
@@ -139,6 +140,31 @@ class ReservationTests(StandinReservationTestCase):
         ):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
+
+    def test_a_charger_held_for_someone_elses_scheduled_charge_is_not_reserved(
+        self,
+    ) -> None:
+        # The station knows nothing of a session scheduled in Polaris: it would
+        # take the reservation, and the session could not start at its time.
+        bob = UserMappingFactory(steve_ocpp_id_tag="TAG-0002").user
+        starts_at = timezone.now() + timedelta(minutes=20)
+        ApiSession.objects.create(
+            user=bob,
+            charge_box_id=self.free.charge_box_id,
+            connector_id=self.free.connector_id,
+            id_tag="TAG-0002",
+            target_start_at=starts_at,
+        )
+        starts = date_format(timezone.localtime(starts_at), "H:i")
+        if timezone.localdate(starts_at) != timezone.localdate():
+            starts = date_format(timezone.localtime(starts_at), "M j, H:i")
+        with self.assertRaisesMessage(
+            PortalError,
+            f"{self.free} is held for someone else's charge starting at {starts}.",
+        ):
+            self._reserve()
+        self.assertFalse(Reservation.objects.exists())
+        self.assertEqual(self.reserve_now_sent(), 0)
 
     def test_a_customer_whose_cards_are_deactivated_is_told_so(self) -> None:
         UserMapping.objects.filter(user=self.alice).update(is_active=False)
