@@ -461,6 +461,58 @@ class DashboardTests(PortalTestCase):
             selectors.next_reservation(customer=self.alice, now=timezone.now())
         )
 
+    def test_the_cards_charge_uses_it_whatever_the_station_clock_or_case(
+        self,
+    ) -> None:
+        # The station consumes the reservation when its card starts there: a
+        # station clock minutes behind stamps that charge before the reservation,
+        # and SteVe may spell the card in another case.
+        now = timezone.now()
+        for name, tag, started in (
+            ("Slow Clock Bay", "TAG-ALICE", now - timedelta(minutes=3)),
+            ("Respelled Bay", "tag-alice", now + timedelta(minutes=2)),
+        ):
+            with self.subTest(name):
+                bay = ChargerFactory(friendly_name=name, last_check_in_at=now)
+                reservation = ReservationFactory(
+                    user=self.alice,
+                    charger=bay,
+                    id_tag="TAG-ALICE",
+                    starts_at=now,
+                    ends_at=now + timedelta(minutes=60),
+                )
+                TransactionSyncStateFactory(
+                    charger=bay, ocpp_id_tag=tag, started_at=started
+                )
+                reservation.refresh_from_db()
+                self.assertEqual(reservation.status, Reservation.Status.USED)
+
+    def test_a_charge_stored_before_the_reservation_does_not_use_it(self) -> None:
+        # The card's earlier charge there, stamped minutes before the
+        # reservation by a slow clock, was already known when it was made.
+        now = timezone.now()
+        bay = ChargerFactory(friendly_name="Earlier Bay", last_check_in_at=now)
+        session = TransactionSyncStateFactory(
+            charger=bay,
+            ocpp_id_tag="TAG-ALICE",
+            started_at=now - timedelta(minutes=10),
+            stopped_at=now - timedelta(minutes=5),
+            is_finalized=True,
+        )
+        reservation = ReservationFactory(
+            user=self.alice,
+            charger=bay,
+            id_tag="TAG-ALICE",
+            starts_at=now,
+            ends_at=now + timedelta(minutes=60),
+        )
+        # The sync rewrites the row later (its last reading, say).
+        TransactionSyncState.objects.filter(pk=session.pk).update(
+            updated_at=timezone.now()
+        )
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+
     def test_a_reservation_holds_until_its_own_tag_charges_there(self) -> None:
         now = timezone.now()
         bay = ChargerFactory(friendly_name="Held Bay", last_check_in_at=now)
