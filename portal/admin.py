@@ -42,8 +42,9 @@ class ReservationAdmin(admin.ModelAdmin):
         "starts_at",
         "ends_at",
         "status",
+        "confirmed",
         "steve_reservation_id",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "confirmed"]
     search_fields = ["user__username", "charger__friendly_name"]
     raw_id_fields = ["user", "charger"]

@@ -85,7 +85,9 @@ class ReservationQuerySet(models.QuerySet["Reservation"]):
 
 
 class Reservation(models.Model):
-    """A ReserveNow the station accepted; it holds the charger until `ends_at`.
+    """A ReserveNow the station accepted, or whose answer never came back
+    (`confirmed` False: the station may hold it); it holds the charger until
+    `ends_at`.
 
     SteVe's REST API never reveals the OCPP reservationId (not in ReserveNow's
     answer, and it has no reservation resource), so `steve_reservation_id` stays
@@ -114,6 +116,10 @@ class Reservation(models.Model):
         max_length=16, choices=Status.choices, default=Status.ACTIVE
     )
     steve_reservation_id = models.PositiveIntegerField(null=True, blank=True)
+    # False when the ReserveNow's answer was lost or the station's came too late
+    # for SteVe: SteVe keeps such a reservation (CONTRACT §7) and the station may
+    # have taken it, so it holds the card and the charger as an accepted one does.
+    confirmed = models.BooleanField(default=True, db_default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
 

@@ -18,7 +18,13 @@ from sessions_app.charging.holders import ConnectorHolder, held_by_someone_else
 from sessions_app.charging.station import not_sent
 from sessions_app.charging.tags import card_choice_held
 from sessions_app.models import ApiSession
-from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
+from sync.client import (
+    SteveClient,
+    SteveError,
+    SteveRejected,
+    SteveUnanswered,
+    given_or_new,
+)
 from sync.models import Charger, UserMapping
 
 logger = logging.getLogger(__name__)
@@ -32,7 +38,6 @@ _RESERVE_REFUSALS = {
     "faulted": "The charger reports a fault; please pick another one.",
     "unavailable": "The charger is unavailable at the moment.",
     "rejected": "The charger declined the reservation.",
-    "timeout": "The charger did not answer; try again in a moment.",
 }
 
 
@@ -122,8 +127,11 @@ def reservation_create(
 ) -> Reservation:
     """Reserve `charger` for `customer` from now for `minutes` via ReserveNow.
 
-    The station's answer decides: only Accepted stores a reservation, without
-    SteVe's reservation id, which its API does not return (see Reservation).
+    The station's answer decides: Accepted stores a reservation, without
+    SteVe's reservation id, which its API does not return (see Reservation). So
+    does an answer that never came back (lost, or the station's too late for
+    SteVe), as not `confirmed`: the station may hold the charger for the card,
+    and a Reserve sent again would be refused as someone else's.
     A charger the customer holds already gives back that reservation: a Reserve
     sent twice (a double click, a page from before) must not read as refused
     because the first one was accepted.
@@ -164,7 +172,7 @@ def reservation_create(
             ends_at=now + timedelta(minutes=minutes),
         )
         reservation.full_clean()
-        _reserve_at_the_station(reservation, client)
+        reservation.confirmed = _reserve_at_the_station(reservation, client)
         reservation.save()
         _announce(reservation)
     logger.info("reservation=%s created user=%s", reservation.pk, customer.pk)
@@ -261,10 +269,11 @@ def _every_card_holds_one(
 
 def _reserve_at_the_station(
     reservation: Reservation, client: SteveClient | None
-) -> None:
-    """Send `reservation`'s ReserveNow; returns once the station accepted it.
+) -> bool:
+    """Send `reservation`'s ReserveNow: True once the station accepted it, False
+    when it went out but no answer came back (the station may hold it).
 
-    Raises PortalError when SteVe refuses to send it or does not answer, and
+    Raises PortalError when SteVe refuses to send it or cannot be reached, and
     when the station answers anything but Accepted.
     """
     charger = reservation.charger
@@ -279,17 +288,23 @@ def _reserve_at_the_station(
     except SteveRejected as error:
         logger.warning("reserve charger=%s refused: %s", charger.pk, error.message)
         raise PortalError(_reserve_refusal(error)) from error
+    except SteveUnanswered as error:
+        logger.warning("reserve charger=%s answer lost: %s", charger.pk, error.message)
+        return False
     except SteveError as error:
         logger.warning("reserve charger=%s failed: %s", charger.pk, error.message)
         raise PortalError(not_sent("reservation", error)) from error
     if not result.accepted(charger.charge_box_id):
         status = result.status_of(charger.charge_box_id)
         logger.info("reserve charger=%s answered %s", charger.pk, status)
+        if status == "Timeout":
+            return False
         raise PortalError(
             _RESERVE_REFUSALS.get(
                 status.lower(), "The charger could not take the reservation."
             )
         )
+    return True
 
 
 def _reserve_refusal(error: SteveRejected) -> str:

@@ -164,10 +164,18 @@ def charger_reserve(request: AuthenticatedHttpRequest) -> HttpResponse:
         until = services.reservation_end(
             reservation, customer=customer, now=timezone.now()
         )
-        messages.success(
-            request,
-            f"{reservation.charger} is reserved for you until {until}.",
-        )
+        if reservation.confirmed:
+            messages.success(
+                request, f"{reservation.charger} is reserved for you until {until}."
+            )
+        else:
+            messages.warning(
+                request,
+                "The charging network did not confirm your reservation of "
+                f"{reservation.charger}. It is shown as yours until {until}, as "
+                "the station may be holding it for your card; if it is not, "
+                "someone else may start charging there first.",
+            )
     return _back_to_dashboard(request)
 
 

@@ -120,6 +120,61 @@ class ReservationTests(StandinReservationTestCase):
             self._reserve()
         self.assertFalse(Reservation.objects.exists())
 
+    def test_a_reservation_whose_answer_was_lost_is_kept_unconfirmed(self) -> None:
+        # SteVe relayed it and the station took it, but SteVe's answer was cut
+        # off: the card holds the charger there, and Polaris says it may.
+        self.standin.set_fault("cut", path_contains="ReserveNow")
+        reservation = self._reserve()
+        self.assertEqual(
+            (reservation.status, reservation.confirmed),
+            (Reservation.Status.ACTIVE, False),
+        )
+        (held,) = self.standin.state()["reservations"]
+        self.assertEqual(held["idTag"], "TAG-0001")
+        # Sent again (the driver retries), it is that reservation, not a refusal
+        # naming someone else, and nothing more is sent.
+        sent = self.reserve_now_sent()
+        self.assertEqual(self._reserve(), reservation)
+        self.assertEqual(self.reserve_now_sent(), sent)
+        # The card holds it: it reserves no other charger meanwhile.
+        other = ChargerFactory(
+            friendly_name="Other street", last_check_in_at=timezone.now()
+        )
+        with self.assertRaisesMessage(PortalError, "already holds the reservation"):
+            reservation_create(
+                customer=self.alice, charger=other, minutes=30, client=self.client_steve
+            )
+
+    def test_the_portal_says_an_unconfirmed_reservation_may_not_hold(self) -> None:
+        self.standin.set_fault(
+            "timeout_operation", delay=0.1, path_contains="ReserveNow"
+        )
+        UserMapping.objects.filter(steve_ocpp_id_tag="TAG-ALICE").update(
+            is_active=False
+        )
+        self.client.force_login(self.alice)
+        with override_settings(**self.standin.polaris_settings()):
+            response = self.client.post(
+                reverse("portal:charger-reserve"),
+                {"charger": self.free.pk, "minutes": 30},
+                follow=True,
+            )
+        (message,) = response.context["messages"]
+        self.assertEqual(message.level_tag, "warning")
+        self.assertTrue(
+            message.message.startswith(
+                "The charging network did not confirm your reservation of "
+                f"{self.free}. It is shown as yours until "
+            ),
+            message.message,
+        )
+        self.assertContains(
+            response,
+            "The charging network did not confirm this reservation, so the station "
+            "may not be holding the charger for you.",
+        )
+        self.assertNotContains(response, "cannot cancel this reservation early")
+
     def test_steve_refusing_our_credentials_says_trying_again_will_not_help(
         self,
     ) -> None:
