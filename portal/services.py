@@ -370,10 +370,15 @@ def reservation_cancel(
             logger.warning("reservation=%s cancel refused: %s", reservation.pk, error)
             raise PortalError(_cancel_refusal(error)) from error
         logger.info("reservation=%s not held: %s", reservation.pk, error.message)
+    except SteveUnanswered as error:
+        logger.warning("reservation=%s cancel unanswered: %s", reservation.pk, error)
+        raise PortalError(CANCEL_UNCONFIRMED) from error
     except SteveError as error:
         logger.warning("reservation=%s cancel failed: %s", reservation.pk, error)
         raise PortalError(not_sent("cancellation", error)) from error
     else:
+        if result.status_of(charger.charge_box_id) == "Timeout":
+            raise PortalError(CANCEL_UNCONFIRMED)
         if not result.accepted(charger.charge_box_id):
             raise PortalError("The charger declined the cancellation.")
     reservation.status = Reservation.Status.CANCELLED
@@ -383,6 +388,14 @@ def reservation_cancel(
     _announce(reservation)
     logger.info("reservation=%s cancelled", reservation.pk)
     return reservation
+
+
+# The cancellation went out but its answer never came back: the station may
+# have cancelled, and Cancel again finds out (SteVe then says it is not held).
+CANCEL_UNCONFIRMED = (
+    "The charging network did not confirm the cancellation, so the reservation "
+    "is kept for now. Press Cancel again in a moment."
+)
 
 
 def _cancel_refusal(error: SteveRejected) -> str:

@@ -364,6 +364,28 @@ class ReservationTests(StandinReservationTestCase):
         (held,) = self.standin.state()["reservations"]
         self.assertEqual(held["status"], "ACCEPTED")
 
+    def test_a_cancel_whose_answer_was_lost_keeps_it_until_cancel_again(
+        self,
+    ) -> None:
+        reservation = self._reserve()
+        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
+            "reservationId"
+        ]
+        reservation.save()
+        self.standin.set_fault("cut", path_contains="CancelReservation")
+        with self.assertRaisesMessage(
+            PortalError,
+            "The charging network did not confirm the cancellation, so the "
+            "reservation is kept for now. Press Cancel again in a moment.",
+        ):
+            reservation_cancel(reservation=reservation, client=self.client_steve)
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.ACTIVE)
+        # The station did cancel it: Cancel again hears it is not held.
+        reservation_cancel(reservation=reservation, client=self.client_steve)
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
+
     def test_a_reservation_the_station_no_longer_holds_is_marked_cancelled(
         self,
     ) -> None:
