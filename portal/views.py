@@ -32,7 +32,7 @@ from portal.forms import (
     SwitchForm,
 )
 from portal.live import EVENT as ACTIVE_SESSION_EVENT
-from sessions_app.charging import ApiSessionError, api_session_stop
+from sessions_app.charging import ApiSessionError, StopUnderWay, api_session_stop
 from sessions_app.forms import ApiTokenForm
 from sessions_app.models import ApiSession
 from sessions_app.new_token import (
@@ -258,6 +258,14 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     session = access.get_api_session_for_customer(customer, pk)
     try:
         session = api_session_stop(session=session)
+    except StopUnderWay:
+        # A second Stop (a double submit without JavaScript) while the first
+        # waits for the station: the first one's answer is what the driver sees.
+        messages.info(
+            request,
+            "Your stop is on its way to the station; the charge ends in a moment.",
+            extra_tags=until_event(ACTIVE_SESSION_EVENT),
+        )
     except ApiSessionError as error:
         messages.error(request, error.message)
     else:

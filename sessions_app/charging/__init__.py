@@ -46,6 +46,7 @@ from sessions_app.charging.errors import (
     StartUnconfirmed,
     StationError,
     StopUnconfirmed,
+    StopUnderWay,
 )
 from sessions_app.charging.lifecycle import (
     api_session_advance,
@@ -70,6 +71,7 @@ __all__ = [
     "StartUnconfirmed",
     "StationError",
     "StopUnconfirmed",
+    "StopUnderWay",
     "api_session_advance",
     "api_session_create",
     "api_session_stop",

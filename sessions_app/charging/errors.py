@@ -22,6 +22,11 @@ class SessionConflict(ApiSessionError):
     """The session, connector or station is in a state that forbids the request."""
 
 
+class StopUnderWay(SessionConflict):
+    """Another stop of the session was sent and the station has not answered it
+    yet: nothing more is sent."""
+
+
 class SessionInvalid(ApiSessionError):
     """The request is well-formed but cannot be carried out as asked."""
 

@@ -36,6 +36,7 @@ from sessions_app.charging.errors import (
     SessionConflict,
     SessionNotFound,
     StopUnconfirmed,
+    StopUnderWay,
 )
 from sessions_app.charging.lifecycle import (
     CANCELLED_BY_EARLY_STOP,
@@ -176,7 +177,7 @@ def _send_stop(
         if session.is_sending_stop or session.stop_requested_at is None:
             # Sent and not answered yet; or its claim was released in between:
             # it failed just now, and the caller may send the stop again.
-            raise SessionConflict(STOP_UNDER_WAY)
+            raise StopUnderWay(STOP_UNDER_WAY)
         logger.info("api_session=%s stop already requested", session.pk)
         return session
     hand_back_connection()

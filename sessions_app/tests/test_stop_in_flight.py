@@ -110,16 +110,26 @@ class StopInFlightTests(PolarisAtStandinMixin, TransactionTestCase):
         first = self.stop_slowly()
 
         # The API and the portal are told a stop is under way, at once: not "Stop
-        # requested" for a stop that may still fail.
+        # requested" for a stop that may still fail, nor an error to a driver.
         with self.assertRaisesMessage(charging.SessionConflict, STOP_UNDER_WAY):
             charging.api_session_stop(session=ApiSession.objects.get())
         self.client.force_login(self.alice)
         portal = self.client.post(
             reverse("portal:session-stop", args=[self.session.pk]), follow=True
         )
+        # The driver's double submit: the first stop is theirs, on its way.
         self.assertEqual(
-            [message.message for message in portal.context["messages"]],
-            [STOP_UNDER_WAY],
+            [
+                (message.level_tag, message.message)
+                for message in portal.context["messages"]
+            ],
+            [
+                (
+                    "info",
+                    "Your stop is on its way to the station; the charge ends in a "
+                    "moment.",
+                )
+            ],
         )
         # The sync, whose target was passed, sends none either.
         self.advance()
