@@ -71,6 +71,13 @@ class StandinReservationTestCase(PortalTestCase):
         ]
         self.free = self.free_connectors[0]
 
+    def cancellable(self, reservation: Reservation) -> None:
+        """Give `reservation` the id of the stand-in's first one, as staff copy it
+        from SteVe's web interface."""
+        held = self.standin.state()["reservations"][0]
+        reservation.steve_reservation_id = held["reservationId"]
+        reservation.save()
+
     def reserve_now_sent(self) -> int:
         """How many ReserveNow requests reached the stand-in's SteVe."""
         return int(self.standin.state()["requests"].get(RESERVE_NOW, 0))
@@ -301,10 +308,7 @@ class ReservationTests(StandinReservationTestCase):
             customer=self.alice, charger=self.free, minutes=30, client=client
         )
         self.assertEqual(Reservation.objects.get().charger, self.free)
-        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
-            "reservationId"
-        ]
-        reservation.save()
+        self.cancellable(reservation)
         reservation_cancel(reservation=reservation, client=client)
         self.assertEqual(depths, [outer_depth, outer_depth])
         self.assertEqual(reservation.status, Reservation.Status.CANCELLED)
@@ -349,10 +353,7 @@ class ReservationTests(StandinReservationTestCase):
         # SteVe refuses an operation for a station that is not connected; the
         # station still holds the connector, so the portal must not show it free.
         reservation = self._reserve()
-        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
-            "reservationId"
-        ]
-        reservation.save()
+        self.cancellable(reservation)
         self.standin.set_online(self.free.charge_box_id, False)
         self.addCleanup(self.standin.set_online, self.free.charge_box_id, True)
         with self.assertRaisesMessage(
@@ -368,10 +369,7 @@ class ReservationTests(StandinReservationTestCase):
         self,
     ) -> None:
         reservation = self._reserve()
-        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
-            "reservationId"
-        ]
-        reservation.save()
+        self.cancellable(reservation)
         self.standin.set_fault("cut", path_contains="CancelReservation")
         with self.assertRaisesMessage(
             PortalError,
@@ -402,10 +400,7 @@ class ReservationTests(StandinReservationTestCase):
 
     def test_cancelling_twice_says_it_is_already_cancelled(self) -> None:
         reservation = self._reserve()
-        reservation.steve_reservation_id = self.standin.state()["reservations"][0][
-            "reservationId"
-        ]
-        reservation.save()
+        self.cancellable(reservation)
         reservation_cancel(reservation=reservation, client=self.client_steve)
         with self.assertRaisesMessage(
             PortalError, "This reservation is already cancelled."
