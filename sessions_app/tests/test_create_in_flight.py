@@ -7,6 +7,7 @@ another client would.
 """
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from polaris.testing import wait_until
 from sessions_app import charging
 from sessions_app.charging.stop import STOP_BEFORE_START
 from sessions_app.models import ApiSession, AuditEntry
+from sessions_app.tests.test_charging import REMOTE_START
 from sync import services
 from sync.client import given_or_new
 from sync.models import Charger, SyncRun, UserMapping
@@ -277,10 +279,16 @@ class InFlightTests(PolarisAtStandinMixin, TransactionTestCase):
                 return charging.api_session_advance(session_id=session.pk, client=steve)
 
         waiting = InFlight(advance)
+        # The charge must begin after SteVe took the start: SteVe refuses a
+        # start for a card that is charging. The session records the start as
+        # sent just before the request goes out, and SteVe checks the card a
+        # moment after it counts the request; on a busy machine that moment
+        # can be long.
         wait_until(
-            ApiSession.objects.filter(remote_start_sent_at__isnull=False).exists,
-            what="the scheduled start sent",
+            lambda: self.standin.state()["requests"].get(REMOTE_START, 0) == 1,
+            what="the scheduled start received",
         )
+        time.sleep(0.5)
         self.standin.add_transaction("CP-001", 1, "TAG-0001")
         with given_or_new(None) as steve:
             run = services.sync_run_transactions(trigger="command", client=steve)
