@@ -789,8 +789,20 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertRedirects(created, reverse("sessions_app:user-mapping-list"))
         mapping = UserMapping.objects.select_related("user").get()
-        self.assertEqual(mapping.user.username, "New@Example.com")
+        # In lower case, as an import makes it and the sign-in looks it up: the
+        # customer signs in with the address however they type it.
+        self.assertEqual(
+            (mapping.user.username, mapping.user.email),
+            ("new@example.com", "new@example.com"),
+        )
         self.assertFalse(mapping.user.has_usable_password())
+        mapping.user.set_password("a-long-password-1")
+        mapping.user.save()
+        self.assertTrue(
+            self.client_class().login(
+                username="NEW@example.com", password="a-long-password-1"
+            )
+        )
         self.assertEqual(AuditEntry.objects.get().action, "mapping.created")
 
         # Ticked for an email that has an account, it uses that account.

@@ -335,9 +335,10 @@ def _save_new_account(user: User) -> None:
 
 
 def new_customer_account(email: str) -> User:
-    """An unsaved customer account for `email`: its username, with no password
-    until staff set one in Django admin (Polaris sends no email). Raises
-    ValidationError."""
+    """An unsaved customer account for `email`: its username, in lower case as
+    the sign-in expects it (polaris.auth_backends), with no password until staff
+    set one in Django admin (Polaris sends no email). Raises ValidationError."""
+    email = email.strip().lower()
     user = get_user_model()(username=email, email=email)
     user.set_unusable_password()
     try:
