@@ -445,8 +445,17 @@ class UserMapping(models.Model):
     class Meta:
         db_table = "user_mappings"
         ordering = ["steve_ocpp_id_tag"]
-        indexes = [
-            models.Index(Upper("steve_ocpp_id_tag"), name="um_tag_upper"),
+        constraints = [
+            # OCPP idTags compare case-insensitively: TAG-0005 and tag-0005 are
+            # one card, which two mappings would split between two customers.
+            # validate_tag_is_free says so in words; this holds when two saves
+            # pass that check at once.
+            models.UniqueConstraint(
+                Upper("steve_ocpp_id_tag"),
+                name="um_tag_upper_unique",
+                violation_error_message="This idTag is already mapped in "
+                "another letter case.",
+            ),
         ]
 
     def __str__(self) -> str:

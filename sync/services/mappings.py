@@ -157,7 +157,7 @@ def user_mapping_create(
         is_active=is_active,
     )
     mapping.full_clean()
-    mapping.save()
+    _save_mapping(mapping)
     audit_entry_create(
         actor=actor,
         action=AuditEntry.Action.MAPPING_CREATED,
@@ -194,7 +194,7 @@ def user_mapping_update(
     if after["steveOcppIdTag"] != before["steveOcppIdTag"]:
         validate_tag_is_free(mapping.steve_ocpp_id_tag, mapping=mapping)
     mapping.full_clean()
-    mapping.save()
+    _save_mapping(mapping)
     deactivated = before["isActive"] and not after["isActive"]
     audit_entry_create(
         actor=actor,
@@ -305,7 +305,7 @@ class _TagUpper(TypedDict):
 
 def mappings_by_tag(tags: Collection[str]) -> dict[str, UserMapping]:
     """The mappings of `tags` in any letter case, by upper-case tag (idTags are
-    ASCII, so Python's upper case is PostgreSQL's); index um_tag_upper."""
+    ASCII, so Python's upper case is PostgreSQL's); index um_tag_upper_unique."""
     found: dict[str, UserMapping] = {}
     mappings = cast(
         # The Django plugin loses annotate()'s names in the rows of a QuerySet
@@ -319,6 +319,17 @@ def mappings_by_tag(tags: Collection[str]) -> dict[str, UserMapping]:
     for mapping in mappings:
         found.setdefault(mapping.tag_upper, mapping)
     return found
+
+
+def _save_mapping(mapping: UserMapping) -> None:
+    """Save `mapping`; ValidationError (validate_tag_is_free's) when another
+    request mapped its card, in any letter case, since it was checked."""
+    try:
+        with transaction.atomic():
+            mapping.save()
+    except IntegrityError:
+        validate_tag_is_free(mapping.steve_ocpp_id_tag, mapping=mapping)
+        raise
 
 
 def _save_new_account(user: User) -> None:
