@@ -10,8 +10,9 @@ from django.urls import reverse
 
 from polaris.testing import current_database_url, take_queued_tasks
 from sessions_app.tests.base import ConsoleTestCase
+from sync.locks import TRANSACTIONS_LOCK
 from sync.models import SyncRun
-from sync.services.runs.lifecycle import TRANSACTIONS_LOCK, start_run
+from sync.services.runs.lifecycle import start_run
 from sync.tests.factories import StaffFactory, SyncRunFactory, UserFactory
 
 LIST_URL = reverse("sessions_app:sync-run-list")

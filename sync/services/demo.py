@@ -18,12 +18,10 @@ from django.db import connection, transaction
 
 from portal.models import Plan, Reservation, Subscription
 from sessions_app.models import ApiSession, Rate
+from sync.locks import DEMO_LOCK
 from sync.models import Charger, TransactionSyncState, UserMapping
 from sync.services.mappings import user_mapping_create
 
-# Advisory lock a running demo holds on its database (the sync's own keys are in
-# sync/services/runs/lifecycle.py).
-DEMO_LOCK = 7_316_003
 DEMO_APPLICATION = "polaris demo"
 
 STAFF_USERNAME = "admin"

@@ -10,6 +10,7 @@ from django.db import connection
 from django.test import TestCase, TransactionTestCase
 
 from polaris.testing import current_database_url
+from sync.locks import DEMO_LOCK, SEED_LOCK
 from sync.models import (
     Charger,
     SyncedTransactionEvent,
@@ -17,7 +18,7 @@ from sync.models import (
     TransactionSyncState,
     UserMapping,
 )
-from sync.services.seeding import SEED_LOCK, seed_scale
+from sync.services.seeding import seed_scale
 from sync.tests.factories import TransactionSyncStateFactory
 from sync.tests.rollup_checks import assert_rollups_exact
 
@@ -189,6 +190,13 @@ class SeedScaleRefusalTests(TestCase):
             ):
                 call_command("seed_scale", "--transactions=20", stdout=StringIO())
         self.assertFalse(TransactionSyncState.objects.exists())
+
+    def test_a_running_demo_is_not_taken_for_another_seed(self) -> None:
+        # A demo holds its own lock on its database for its whole life.
+        with psycopg.connect(current_database_url(), autocommit=True) as demo:
+            demo.execute("SELECT pg_advisory_lock(%s)", [DEMO_LOCK])
+            call_command("seed_scale", "--transactions=20", stdout=StringIO())
+        self.assertEqual(TransactionSyncState.objects.count(), 20)
 
 
 class SeedScaleResetTests(TransactionTestCase):

@@ -11,8 +11,8 @@ from django.utils import timezone
 from polaris.testing import current_database_url
 from sync import services
 from sync.client import SteveClient
+from sync.locks import TRANSACTIONS_LOCK
 from sync.models import SyncRun
-from sync.services.runs.lifecycle import TRANSACTIONS_LOCK
 from sync.tests.factories import ChargerFactory, SyncRunFactory
 
 UNREACHABLE = SteveClient(

@@ -6,8 +6,8 @@ import psycopg
 from django.test import TransactionTestCase
 
 from polaris.testing import CeleryWorker, current_database_url
+from sync.locks import TRANSACTIONS_LOCK
 from sync.models import SyncRun, TransactionSyncState
-from sync.services.runs.lifecycle import TRANSACTIONS_LOCK
 from sync.tasks import sync_run_reconcile, sync_run_transactions, sync_runs_prune
 from sync.tests.standin_case import StandinTestMixin
 

@@ -28,10 +28,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
+from sync.locks import CHARGERS_LOCK, TRANSACTIONS_LOCK
 from sync.models import Charger, SyncRun, TransactionSyncState
 from sync.services.runs.lifecycle import (
-    CHARGERS_LOCK,
-    TRANSACTIONS_LOCK,
     Progress,
     RunTally,
     SyncBusy,

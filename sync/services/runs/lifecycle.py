@@ -19,10 +19,6 @@ from sync.signals import run_finished, run_started
 
 logger = logging.getLogger(__name__)
 
-# Advisory lock keys: one for everything that writes transactions, one for the probe.
-TRANSACTIONS_LOCK = 7_316_001
-CHARGERS_LOCK = 7_316_002
-
 # A run that could not read many transactions names this many of them.
 UNREADABLE_NAMED = 10
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from sync.locks import SEED_LOCK
 from sync.seeding_rows import TransactionPlan, charging_count
 from sync.services.seeding.history import (
     Progress,
@@ -66,10 +67,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Beside the sync's advisory locks (sync.services.runs.lifecycle): two seeds at
-# once would take the same new ids.
-SEED_LOCK = 7_316_003
 
 
 def _refuse_a_seed_under_way() -> None:
