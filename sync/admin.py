@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from sessions_app.admin import ReadOnlyAdmin
 from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
@@ -20,6 +21,17 @@ class ChargerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ]
     list_editable = ["connector_type", "max_power_kw", "is_public"]
     search_fields = ["friendly_name", "charge_box_id"]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Charger | None = None
+    ) -> list[str]:
+        # A charger is its SteVe connector (chargeBoxId + connectorId): changed,
+        # the row would name a connector SteVe does not have, keeping the
+        # sessions, name, visibility and rate, while the sync brought the real
+        # connector back as a new public charger.
+        if obj is None:
+            return []
+        return ["charge_box_id", "connector_id"]
 
 
 @admin.register(SyncRun)

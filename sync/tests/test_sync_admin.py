@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from sync.models import SyncRun, TransactionSyncState, UserMapping
 from sync.tests.factories import (
+    ChargerFactory,
     StaffFactory,
     SyncRunFactory,
     TransactionSyncStateFactory,
@@ -52,3 +53,31 @@ class SyncedDataAdminTests(TestCase):
             ),
             (1, 1, 1),
         )
+
+
+class ChargerAdminTests(TestCase):
+    def test_a_chargers_steve_connector_is_not_changed_in_django_admin(self) -> None:
+        # Staff name a charger, set its visibility and power here; which SteVe
+        # connector it is stays as the sync found it.
+        charger = ChargerFactory(charge_box_id="CP-006", connector_id=2)
+        self.client.force_login(StaffFactory(is_superuser=True))
+        change = reverse("admin:sync_charger_change", args=[charger.pk])
+        response = self.client.post(
+            change,
+            {
+                "charge_box_id": "CP-006",
+                "connector_id": "3",
+                "friendly_name": "Old Mill Depot",
+                "connector_type": "Type 2",
+                "max_power_kw": "22",
+            },
+        )
+        self.assertRedirects(response, reverse("admin:sync_charger_changelist"))
+        charger.refresh_from_db()
+        self.assertEqual(
+            (charger.charge_box_id, charger.connector_id, charger.friendly_name),
+            ("CP-006", 2, "Old Mill Depot"),
+        )
+        # A charger added by hand names its connector.
+        added = self.client.get(reverse("admin:sync_charger_add"))
+        self.assertContains(added, 'name="charge_box_id"')
