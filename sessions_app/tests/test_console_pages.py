@@ -612,6 +612,24 @@ class UserMappingPagesTests(ConsoleTestCase):
         self.assertEqual(UserMapping.objects.count(), 1)
         self.assertFalse(AuditEntry.objects.exists())
 
+    def test_an_import_refused_names_only_the_permission_missing(self) -> None:
+        changer = StaffFactory(may_change_mappings=False)
+        changer.user_permissions.add(
+            Permission.objects.get(
+                content_type__app_label="sync", codename="change_usermapping"
+            )
+        )
+        self.client.force_login(changer)
+        upload = SimpleUploadedFile("mappings.csv", b"steveOcppIdTag,email\nT1,a@b.c\n")
+        response = self.client.post(
+            reverse("sessions_app:user-mapping-import"), {"file": upload}
+        )
+        self.assertContains(
+            response,
+            "This needs the permission “Can add user mapping”, which your account",
+            status_code=403,
+        )
+
     def test_search_finds_by_tag_label_and_email(self) -> None:
         UserMappingFactory(steve_ocpp_id_tag="04A1B2", label="Blue van")
         UserMappingFactory(steve_ocpp_id_tag="99ZZ", label="Red car")
@@ -1225,6 +1243,24 @@ class ApiTokenPageTests(ConsoleTestCase):
             "/api/v1/sessions", headers={"Authorization": f"Bearer {raw}"}
         )
         self.assertEqual(api.status_code, 200)
+
+    def test_it_promises_starting_for_customers_only_with_the_permission(
+        self,
+    ) -> None:
+        # Without it, the API answers a start for someone else with a 403.
+        self.assertContains(
+            self.client.get(self.url),
+            "starting and stopping customers' sessions takes the permission "
+            "“Can start and stop any customer's API sessions”",
+        )
+        self.staff.user_permissions.add(
+            Permission.objects.get(codename="manage_any_session")
+        )
+        self.assertContains(
+            self.client.get(self.url),
+            "A staff token sees every session and may start and stop sessions for "
+            "customers.",
+        )
 
     def test_the_list_reads_in_a_fixed_number_of_queries(self) -> None:
         api_token_create(user=self.staff, name="first")

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -138,6 +139,14 @@ class SyncRunListTests(TestCase):
         response = self.client.get(LIST_URL)
 
         self.assertContains(response, "Showing the latest 50 runs. Older runs are in")
+        # Django admin's sync runs are linked for who may open them.
+        self.assertContains(
+            response,
+            "Older runs are in Django admin, for accounts with the permission "
+            "“Can view sync run”;",
+        )
+        self.staff.user_permissions.add(Permission.objects.get(codename="view_syncrun"))
+        self.assertContains(self.client.get(LIST_URL), 'id="sync-runs-admin-link"')
         # The daily prune deletes the runs that changed nothing.
         self.assertContains(
             response, "runs that changed nothing are deleted after 30 days."

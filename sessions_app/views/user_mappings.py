@@ -60,13 +60,15 @@ def staff_with_mapping_permission[View: Callable[..., HttpResponseBase]](
             request: AuthenticatedHttpRequest, *args: Any, **kwargs: Any
         ) -> HttpResponseBase:
             if not may_change_mappings(request.user, change):
-                names = " and ".join(
+                missing = [
                     f"“{MAPPING_PERMISSION_NAMES[name]}”"
                     for name in MAPPING_PERMISSIONS[change]
-                )
+                    if not request.user.has_perm(name)
+                ]
                 raise PermissionDenied(
-                    f"This needs the permission {names}, which your account does "
-                    "not have; an administrator grants it in Django admin."
+                    f"This needs the permission {' and '.join(missing)}, which "
+                    "your account does not have; an administrator grants it in "
+                    "Django admin."
                 )
             return view(request, *args, **kwargs)
 
