@@ -241,6 +241,8 @@ class Subscription(models.Model):
                 fields=["user"],
                 condition=Q(ended_on__isnull=True),
                 name="one_open_subscription_per_user",
+                violation_error_message="This customer already has a subscription "
+                "without an end date: give that one its last day first.",
             )
         ]
 

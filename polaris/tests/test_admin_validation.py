@@ -45,6 +45,26 @@ class AdminValidationTests(TestCase):
         self.assertContains(response, "A subscription cannot end before it starts.")
         self.assertFalse(Subscription.objects.exists())
 
+    def test_a_second_subscription_without_an_end(self) -> None:
+        customer = UserFactory()
+        form = {
+            "user": customer.pk,
+            "plan": self.plan.pk,
+            "anchor_day": "1",
+            "started_on": "2026-12-01",
+        }
+        self.client.post(reverse("admin:portal_subscription_add"), form)
+        response = self.client.post(
+            reverse("admin:portal_subscription_add"),
+            {**form, "started_on": "2027-01-01"},
+        )
+        self.assertContains(
+            response,
+            "This customer already has a subscription without an end date: give "
+            "that one its last day first.",
+        )
+        self.assertEqual(Subscription.objects.filter(user=customer).count(), 1)
+
     def test_a_charger_with_connector_zero_or_no_power(self) -> None:
         response = self.client.post(
             reverse("admin:sync_charger_add"),
