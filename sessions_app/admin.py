@@ -138,13 +138,16 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     list_display = [
         "created_at",
-        "actor",
+        "who",
         "action",
         "object_type",
         "object_id",
         "source",
     ]
-    list_select_related = ["actor"]
     list_filter = ["action", "source"]
-    search_fields = ["object_id", "actor__username"]
+    search_fields = ["object_id", "actor_username"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="Actor", ordering="actor_username")
+    def who(self, entry: AuditEntry) -> str:
+        return entry.actor_username or "A command"

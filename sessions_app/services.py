@@ -54,8 +54,10 @@ def audit_entry_build(
     source: str = "console",
 ) -> AuditEntry:
     """An unsaved audit entry, for `audit_entries_create`."""
+    person = actor if actor is not None and actor.is_authenticated else None
     return AuditEntry(
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=person,
+        actor_username=person.get_username() if person is not None else "",
         action=action,
         object_type=object_type,
         object_id=str(object_id),

@@ -34,6 +34,14 @@ class AuditEntry(models.Model):
         related_name="audit_entries",
         help_text="Empty when a command made the change.",
     )
+    # Kept with the entry: an account deleted later empties `actor`, and its
+    # changes would then read as a command's.
+    actor_username = models.CharField(
+        max_length=150,
+        blank=True,
+        db_default="",
+        help_text="The actor's username when the change was made; empty for a command.",
+    )
     action = models.CharField(max_length=40, choices=Action.choices)
     object_type = models.CharField(max_length=40)
     object_id = models.CharField(max_length=64)

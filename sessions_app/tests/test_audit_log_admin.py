@@ -41,3 +41,19 @@ class AuditLogAdminTests(TestCase):
         self.assertEqual(self.entry.action, AuditEntry.Action.MAPPING_CREATED)
         add = self.client.get(reverse("admin:sessions_app_auditentry_add"))
         self.assertEqual(add.status_code, 403)
+
+    def test_an_entry_still_names_an_actor_whose_account_was_deleted(self) -> None:
+        # Staff accounts come and go; what they changed stays theirs.
+        agent = StaffFactory(username="agent7")
+        user_mapping_create(actor=agent, steve_ocpp_id_tag="04B2", user=UserFactory())
+        agent.delete()
+        entry = AuditEntry.objects.get(actor_username="agent7")
+        self.assertIsNone(entry.actor)
+        listed = self.client.get(
+            reverse("admin:sessions_app_auditentry_changelist"), {"q": "agent7"}
+        )
+        self.assertContains(listed, '<td class="field-who">agent7</td>', html=True)
+        # A command's entry says so.
+        user_mapping_create(actor=None, steve_ocpp_id_tag="04C3", user=UserFactory())
+        listed = self.client.get(reverse("admin:sessions_app_auditentry_changelist"))
+        self.assertContains(listed, '<td class="field-who">A command</td>', html=True)
