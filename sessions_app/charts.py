@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from sync.models import SyncedTransactionEvent, TransactionSyncState
+from sync.models import TransactionSyncState
 
 # The SVG is the plot alone, stretched to its box (the lines keep their width):
 # the axis labels are HTML beside and under it, so that they keep their size at
@@ -36,14 +36,15 @@ class LineChart:
 
 
 def cumulative_energy_chart(
-    session: TransactionSyncState, events: list[SyncedTransactionEvent]
+    session: TransactionSyncState, deltas: list[tuple[datetime, Decimal]]
 ) -> LineChart | None:
-    """Cumulative kWh over reading time, or None when there is nothing to draw."""
+    """Cumulative kWh over reading time from each event's (reading time, kWh),
+    or None when there is nothing to draw."""
     series: list[tuple[datetime, Decimal]] = []
     total = Decimal("0")
-    for event in events:
-        total += event.kwh_delta
-        series.append((event.reading_at, total))
+    for reading_at, kwh in deltas:
+        total += kwh
+        series.append((reading_at, total))
     if len(series) < 2:
         return None
     start, end = series[0][0], series[-1][0]
@@ -60,7 +61,7 @@ def cumulative_energy_chart(
     def y(kwh: float) -> float:
         return round(HEIGHT - kwh / top * HEIGHT, 1)
 
-    points = [(x(moment), y(float(kwh))) for moment, kwh in series]
+    points = _one_per_column([(x(moment), y(float(kwh))) for moment, kwh in series])
     line = "M" + " L".join(f"{px},{py}" for px, py in points)
     baseline = HEIGHT
     area = f"{line} L{points[-1][0]},{baseline} L{points[0][0]},{baseline} Z"
@@ -78,6 +79,26 @@ def cumulative_energy_chart(
         f"to {timezone.localtime(end):%Y-%m-%d %H:%M}."
     )
     return LineChart(WIDTH, HEIGHT, line, area, y_ticks, x_ticks, points, summary)
+
+
+# Points closer than this on the x axis draw as one: the SVG is 640 units wide,
+# about a unit a pixel on a desktop.
+COLUMN = 0.5
+
+
+def _one_per_column(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The first point and the last of each COLUMN-wide slice. The energy only
+    grows, so the last point of a slice is its highest: the line looks the same,
+    while a session read for days (tens of thousands of events) is drawn with
+    about 1,300 points rather than all of them, at every live re-read."""
+    kept = points[:1]
+    for point in points[1:]:
+        same_column = math.floor(kept[-1][0] / COLUMN) == math.floor(point[0] / COLUMN)
+        if same_column and len(kept) > 1:
+            kept[-1] = point
+        else:
+            kept.append(point)
+    return kept
 
 
 def _nice_step(raw: float) -> float:

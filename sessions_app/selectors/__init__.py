@@ -5,7 +5,7 @@ from sessions_app.selectors.session_detail import (
     LastSynced,
     recent_resync,
     session_detail,
-    session_events,
+    session_energy_series,
     session_last_synced,
     shown_events,
 )
@@ -56,7 +56,7 @@ __all__ = [
     "recent_resync",
     "session_count",
     "session_detail",
-    "session_events",
+    "session_energy_series",
     "session_export_rows",
     "session_last_synced",
     "session_page",

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sessions_app.selectors.session_list import sync_freshness
 from sync.models import SyncedTransactionEvent, SyncRun, TransactionSyncState
@@ -71,13 +72,22 @@ EVENTS_SHOWN = 100
 
 
 def shown_events(
-    events: list[SyncedTransactionEvent], *, show_all: bool
+    *, session: TransactionSyncState, show_all: bool
 ) -> list[SyncedTransactionEvent]:
-    """The events the table lists, oldest first: all of them, or the latest
-    EVENTS_SHOWN."""
-    return events if show_all else events[-EVENTS_SHOWN:]
+    """The events the table lists, oldest reading first: all of them, or the
+    latest EVENTS_SHOWN."""
+    events = session.events.select_related("sync_run").order_by("-reading_at", "-id")
+    return list(reversed(events if show_all else events[:EVENTS_SHOWN]))
 
 
-def session_events(*, session: TransactionSyncState) -> list[SyncedTransactionEvent]:
-    """Every sync event of a session, oldest reading first."""
-    return list(session.events.select_related("sync_run").order_by("reading_at", "id"))
+def session_energy_series(
+    *, session: TransactionSyncState
+) -> list[tuple[datetime, Decimal]]:
+    """Each sync event's reading time and kWh, oldest first: what the chart
+    draws and the table counts. Two columns, not the events: a session charging
+    for days has tens of thousands of them."""
+    return list(
+        session.events.order_by("reading_at", "id").values_list(
+            "reading_at", "kwh_delta"
+        )
+    )

@@ -64,9 +64,10 @@ class SessionDetailTests(ConsoleTestCase):
         url = reverse(
             "sessions_app:session-detail", args=[session.steve_transaction_id]
         )
-        # Session, user, row, events, the last resync, 2 permission checks (act
-        # as). A completed session's Last synced is its own: no sync run query.
-        with self.assertNumQueries(7):
+        # Session, user, row, the events' readings (chart and count), the events
+        # the table lists, the last resync, 2 permission checks (act as). A
+        # completed session's Last synced is its own: no sync run query.
+        with self.assertNumQueries(8):
             response = self.client.get(url)
         self.assertContains(response, f"Transaction #{session.steve_transaction_id}")
         self.assertContains(response, mapping.label)
@@ -196,8 +197,9 @@ class SessionDetailTests(ConsoleTestCase):
         )
         # The page's queries without the stream's: the parts read what they show
         # (two of them the staff member's permissions, which "Map this idTag"
-        # of an unmapped card asks for).
-        with self.assertNumQueries(9):
+        # of an unmapped card asks for); the events twice, their readings for the
+        # chart and count, and the rows the table lists.
+        with self.assertNumQueries(10):
             response = self.client.get(url, headers={"HX-Request": "true"})
         html = response.content.decode()
         self.assertNotIn("<html", html)

@@ -149,17 +149,17 @@ def session_detail(
         session = selectors.session_detail(steve_transaction_id=steve_transaction_id)
     except TransactionSyncState.DoesNotExist:
         raise Http404("No session with this SteVe transaction id.") from None
-    events = selectors.session_events(session=session)
+    series = selectors.session_energy_series(session=session)
     now = timezone.now()
     last_synced = selectors.session_last_synced(session=session, now=now)
     context = {
         "section": "sessions",
         "session": session,
-        "events": events,
+        "events_count": len(series),
         "shown_events": selectors.shown_events(
-            events, show_all=request.GET.get("events") == "all"
+            session=session, show_all=request.GET.get("events") == "all"
         ),
-        "chart": cumulative_energy_chart(session, events),
+        "chart": cumulative_energy_chart(session, series),
         "may_map_tag": may_change_mappings(request.user, "create"),
         "last_synced": last_synced,
         "resync": selectors.recent_resync(
