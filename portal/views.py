@@ -95,12 +95,11 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
         # usage card its plan card).
         context.update(read_part(board), part_alone=True)
         return access.render_portal(request, viewer, template, context)
-    channel = live.customer_channel(viewer.customer.pk)
-    context.update(
-        board.whole_page(),
-        section="dashboard",
-        live_url=live.stream_url(reverse("portal:live"), channel),
+    # Before the page's reads: an event published meanwhile is replayed.
+    live_url = live.stream_url(
+        reverse("portal:live"), live.customer_channel(viewer.customer.pk)
     )
+    context.update(board.whole_page(), section="dashboard", live_url=live_url)
     return access.render_portal(request, viewer, "portal/dashboard.html", context)
 
 

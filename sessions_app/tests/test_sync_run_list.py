@@ -132,6 +132,13 @@ class SyncRunListTests(TestCase):
             response = self.client.get(LIST_URL)
         self.assertContains(response, "Showing all 20 runs.")
 
+    def test_its_live_re_read_is_not_the_page_back_and_forward_show(self) -> None:
+        # The re-read asks the same address with HX-Request: without Vary, the
+        # browser's Back showed that bare fragment as the page.
+        self.client.force_login(self.staff)
+        response = self.client.get(LIST_URL, headers={"HX-Request": "true"})
+        self.assertIn("HX-Request", response.headers["Vary"])
+
     def test_it_caps_the_table_at_the_latest_50_runs(self) -> None:
         runs = SyncRunFactory.create_batch(51)
         self.client.force_login(self.staff)

@@ -38,6 +38,8 @@ SESSION_LIST = "sessions_app/session_list.html"
 @vary_on_headers("HX-Request", "HX-Trigger")
 def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     fragment = is_fragment_request(request)
+    # Before the page's reads: an event published meanwhile is replayed.
+    live_url = None if fragment else console_stream_url()
     trigger = request.htmx.trigger if fragment else None
     # The table re-reading itself after a sync.
     rereading = trigger == "session-results"
@@ -78,7 +80,7 @@ def session_list(request: AuthenticatedHttpRequest) -> HttpResponse:
         )
         response = render(request, f"{SESSION_LIST}#filtered-results", context)
         return push_url(response, _session_list_url(filters.as_query()))
-    context.update(listing.whole_page(), live_url=console_stream_url())
+    context.update(listing.whole_page(), live_url=live_url)
     return render(request, SESSION_LIST, context)
 
 
@@ -145,6 +147,9 @@ def _as_text(cell: str) -> str:
 def session_detail(
     request: AuthenticatedHttpRequest, steve_transaction_id: int
 ) -> HttpResponse:
+    fragment = is_fragment_request(request)
+    # Before the page's reads: an event published meanwhile is replayed.
+    live_url = None if fragment else console_stream_url()
     try:
         session = selectors.session_detail(steve_transaction_id=steve_transaction_id)
     except TransactionSyncState.DoesNotExist:
@@ -169,10 +174,10 @@ def session_detail(
         ),
     }
     template = "sessions_app/session_detail.html"
-    if is_fragment_request(request):
+    if fragment:
         # A sync tick's re-read: the parts that change, not the page around them.
         return render(request, f"{template}#live-parts", context)
-    return render(request, template, {**context, "live_url": console_stream_url()})
+    return render(request, template, {**context, "live_url": live_url})
 
 
 @staff_only

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.vary import vary_on_headers
 
 from polaris.http import (
     AuthenticatedHttpRequest,
@@ -26,8 +27,10 @@ from sync.tasks import sync_run_transactions as sync_run_transactions_task
 
 
 @staff_only
+@vary_on_headers("HX-Request")
 def sync_run_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     fragment = is_fragment_request(request)
+    # Before the page's reads: an event published meanwhile is replayed.
     live_url = None if fragment else console_stream_url()
     filters = parse_sync_run_filters(request.GET)
     context = {
