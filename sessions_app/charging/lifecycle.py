@@ -510,11 +510,16 @@ def claim_stop(session: ApiSession, now: datetime, unclaimed: Q, **fields: Any) 
     is still as `unclaimed` says: False when another claimed it first. From then
     on `ApiSession.is_sending_stop` holds, until `stop_returned` or
     `release_stop`."""
-    return bool(
+    claimed = bool(
         ApiSession.objects.filter(unclaimed, pk=session.pk).update(
             stop_requested_at=now, remote_stop_returned_at=None, **fields
         )
     )
+    if claimed:
+        # Every open page of the owner says "Stopping…" from now: a Stop pressed
+        # in another tab, an integrator's, a target's or one the sync sends again.
+        announce_status(session)
+    return claimed
 
 
 def start_returned(session: ApiSession, now: datetime, *, status_message: str) -> None:
@@ -545,9 +550,11 @@ def release_stop(session: ApiSession, sent_at: datetime, **fields: Any) -> None:
     """Forget the claim of a stop sent at `sent_at` that was never delivered (or
     that the station refused, for a caller who may ask again), with `fields`: the
     next stop is sent."""
-    ApiSession.objects.filter(pk=session.pk, stop_requested_at=sent_at).update(
-        stop_requested_at=None, **fields
-    )
+    released = ApiSession.objects.filter(
+        pk=session.pk, stop_requested_at=sent_at
+    ).update(stop_requested_at=None, **fields)
+    if released:
+        announce_status(session)  # the owner's pages offer Stop again
 
 
 def clear_message(session: ApiSession, now: datetime) -> None:

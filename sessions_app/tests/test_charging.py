@@ -485,6 +485,41 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         self.assertIn("Charging at CP-001", banners[0])
         self.assertIn(f'action="/sessions/{session.pk}/stop"', banners[0])
 
+    def test_every_stop_claimed_tells_the_owners_pages_it_is_stopping(self) -> None:
+        # Pressed in another tab, sent by an integrator or by a target: the
+        # owner's open pages say "Stopping…" from the claim, not at the end.
+        session = self.begin_charging(self.create())
+        channel = customer_channel(self.alice.pk)
+        last_id = get_storage().get_current_id(channel)
+        with self.captureOnCommitCallbacks(execute=True):
+            charging.api_session_stop(session=session, client=self.steve)
+        banners = [
+            event.data
+            for event in get_storage().get_events(channel, last_id)
+            if event.type == "active-session"
+        ]
+        self.assertEqual(len(banners), 1)
+        self.assertIn("Stopping…", banners[0])
+
+        # A stop the station could not take (offline) offers Stop again there.
+        ApiSession.objects.filter(pk=session.pk).update(stop_requested_at=None)
+        self.standin.set_online("CP-001", False)
+        last_id = get_storage().get_current_id(channel)
+        with (
+            self.captureOnCommitCallbacks(execute=True),
+            self.assertRaises(charging.ApiSessionError),
+        ):
+            charging.api_session_stop(session=session, client=self.steve)
+        banners = [
+            event.data
+            for event in get_storage().get_events(channel, last_id)
+            if event.type == "active-session"
+        ]
+        # Sent at its claim and at its release (both rendered here at the end).
+        self.assertEqual(len(banners), 2)
+        self.assertNotIn("Stopping…", banners[-1])
+        self.assertIn(f'id="stop-session-{session.pk}"', banners[-1])
+
     def test_advance_all_moves_every_open_session(self) -> None:
         first = self.create()
         self.standin.station_stop(42)  # frees CP-002
