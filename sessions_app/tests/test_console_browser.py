@@ -455,6 +455,14 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         page.get_by_role("button", name="Resume live updates").click()
         expect(page.locator("#session-detail")).to_contain_text("7.125 kWh")
         expect(page.locator("#live-state")).to_contain_text("Live — new readings")
+        # Completed while paused: resuming re-reads the header's badge too, and
+        # the live banner goes, as a completed session's page has none.
+        page.get_by_role("button", name="Pause live updates").click()
+        TransactionSyncState.objects.filter(pk=shown.pk).update(is_finalized=True)
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[shown.pk])
+        page.get_by_role("button", name="Resume live updates").click()
+        expect(page.locator("#session-header .badge")).to_have_text("Completed")
+        expect(page.locator("[data-live-updates]")).to_have_count(0)
         # The Sync runs page has the same banner.
         page.goto(f"{self.base_url}/admin/sync-runs/")
         expect(page.get_by_role("button", name="Pause live updates")).to_be_visible()

@@ -356,7 +356,13 @@
       var chosen = chosenValues(container);
       container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
         var replacement = fresh.getElementById(part.id);
-        if (!replacement) { return; }
+        if (!replacement) {
+          // A live banner the page no longer has (the session completed while
+          // paused) goes, rather than keep saying it is paused.
+          var slot = part.closest(".live-banner-slot");
+          if (slot) { slot.remove(); }
+          return;
+        }
         replacement = document.importNode(replacement, true);
         if (part.getAttribute("hx-swap") === "innerHTML") {
           part.replaceChildren.apply(part, Array.from(replacement.childNodes));
