@@ -50,7 +50,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any, cast
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import redis
 import redis.asyncio
@@ -542,11 +542,23 @@ def signed_out_response() -> HttpResponse:
     event, on which the page goes to sign in itself (static/js/polaris.js).
 
     A tab's reconnect lands here when its sign-in ended in between: signed out in
-    another tab while the stream was renewing, expired, or no longer staff; and
-    when acting as a customer lapsed, which the reloaded page ends.
+    another tab while the stream was renewing, expired, or no longer staff; when
+    acting as a customer lapsed, which the reloaded page ends; and when the portal
+    now shows another customer than the page (acting changed in another tab).
     EventSource can only fail on the sign-in page and retry it forever.
     """
     return HttpResponse(planned_end(SIGNED_OUT_EVENT), content_type="text/event-stream")
+
+
+def resumes_another_channel(request: HttpRequest, channel: str) -> bool:
+    """Whether the stream's resume id (Last-Event-ID, or the page's lastEventId)
+    names a channel other than `channel`: the page was rendered for another."""
+    raw = request.headers.get("Last-Event-ID") or next(
+        (value for value in reversed(request.GET.getlist(RESUME_PARAMETER)) if value),
+        "",
+    )
+    named = {unquote(part.partition(":")[0]) for part in raw.split(",") if part}
+    return bool(named - {channel, "error"})
 
 
 def _resumable_from(request: HttpRequest) -> bool:

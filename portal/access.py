@@ -141,6 +141,19 @@ def get_token_for_customer(customer: User, pk: int) -> ApiToken:
     return token
 
 
+# The header a portal page's own requests carry: the id of the customer it shows.
+# Acting as a customer is the browser session's, so another tab can change whom
+# the portal shows while this page still shows the one before.
+PORTAL_CUSTOMER_HEADER = "X-Portal-Customer"
+
+
+def shows_another_customer(request: HttpRequest, viewer: Viewer) -> bool:
+    """Whether the page this request came from shows a customer other than the
+    one the portal shows now."""
+    shown = request.headers.get(PORTAL_CUSTOMER_HEADER)
+    return shown is not None and shown != str(viewer.customer.pk)
+
+
 def render_portal(
     request: HttpRequest,
     viewer: Viewer,
@@ -151,6 +164,8 @@ def render_portal(
     """Render a portal page (or partial) with every time in the customer's zone."""
     context = {
         **context,
+        "portal_customer_header": PORTAL_CUSTOMER_HEADER,
+        "portal_customer_id": viewer.customer.pk,
         "customer": viewer.customer,
         "agent": viewer.agent,
         "acting": viewer.acting,

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from polaris import live
 from polaris.http import (
@@ -89,6 +89,10 @@ def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     # (Stop) arrives with HX-Request too, because the browser repeats the header
     # when it follows the redirect, and it swaps the whole page.
     part = request.headers.get("HX-Target") if is_fragment_request(request) else None
+    if part in DASHBOARD_PARTS and access.shows_another_customer(request, viewer):
+        # Acting as someone else began (or ended) in another tab: this tab's
+        # page reloads to say whom it shows, rather than take in their parts.
+        return HttpResponseClientRefresh()
     if part in DASHBOARD_PARTS:
         template, read_part = DASHBOARD_PARTS[part]
         # A part rendered alone brings what must agree with it out of band (the
@@ -112,7 +116,12 @@ def live_stream(request: AuthenticatedHttpRequest) -> HttpResponse:
         # Its end is written by the page's next request, where the stream sends
         # it: a write here would hold a connection for the stream's life.
         return live.signed_out_response()
-    return live.stream(request, live.customer_channel(viewer.customer.pk))
+    channel = live.customer_channel(viewer.customer.pk)
+    if live.resumes_another_channel(request, channel):
+        # The page shows another customer than the portal shows now (acting
+        # changed in another tab): it reloads, as on a sign-out.
+        return live.signed_out_response()
+    return live.stream(request, channel)
 
 
 @login_required

@@ -1,3 +1,6 @@
+import re
+from urllib.parse import unquote
+
 from django.contrib.auth.models import Permission
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
@@ -229,6 +232,43 @@ class ActAsTests(PortalTestCase):
             self.client.get("/"), "/admin/sessions/", fetch_redirect_response=False
         )
         self.assertEqual(self.ended_entries(), [str(self.alice.pk)])
+
+    def test_a_tab_showing_the_customer_acted_as_before_reloads(self) -> None:
+        # Tab A shows Alice; in tab B the agent acts as Bob. Tab A's own requests
+        # name Alice: its parts and its stream reload it rather than fill it
+        # with Bob's data.
+        self.start()
+        page = self.client.get("/").content.decode()
+        self.assertIn(f'"X-Portal-Customer": "{self.alice.pk}"', page)
+        resume_id = re.search(r'sse-connect="[^"]*lastEventId=([^"&]+)', page)
+        assert resume_id is not None
+        self.client.post(reverse("portal:act-as-start", args=[self.bob.pk]))
+
+        part = self.client.get(
+            "/",
+            headers={
+                "HX-Request": "true",
+                "HX-Target": "recent-activity",
+                "X-Portal-Customer": str(self.alice.pk),
+            },
+        )
+        self.assertEqual(part.headers.get("HX-Refresh"), "true")
+        self.assertNotContains(part, "recent-title")
+        stream = self.client.get(
+            reverse("portal:live"), {"lastEventId": unquote(resume_id[1])}
+        )
+        self.assertEqual(stream.content.decode(), planned_end("signed-out"))
+
+        # Bob's own tab carries on.
+        part = self.client.get(
+            "/",
+            headers={
+                "HX-Request": "true",
+                "HX-Target": "recent-activity",
+                "X-Portal-Customer": str(self.bob.pk),
+            },
+        )
+        self.assertContains(part, "recent-title")
 
     def test_the_agent_may_not_change_anything(self) -> None:
         reservation = ReservationFactory(user=self.alice, charger=self.charger)
