@@ -10,6 +10,7 @@ A remote start the station accepted begins on the next `standin.tick()`.
 """
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -490,35 +491,35 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         # owner's open pages say "Stopping…" from the claim, not at the end.
         session = self.begin_charging(self.create())
         channel = customer_channel(self.alice.pk)
-        last_id = get_storage().get_current_id(channel)
-        with self.captureOnCommitCallbacks(execute=True):
-            charging.api_session_stop(session=session, client=self.steve)
-        banners = [
-            event.data
-            for event in get_storage().get_events(channel, last_id)
-            if event.type == "active-session"
-        ]
-        self.assertEqual(len(banners), 1)
-        self.assertIn("Stopping…", banners[0])
+
+        def banners_of(stop: Callable[[], object]) -> list[str]:
+            last_id = get_storage().get_current_id(channel)
+            with self.captureOnCommitCallbacks(execute=True):
+                stop()
+            return [
+                event.data
+                for event in get_storage().get_events(channel, last_id)
+                if event.type == "active-session"
+            ]
+
+        def stop() -> object:
+            return charging.api_session_stop(session=session, client=self.steve)
+
+        (banner,) = banners_of(stop)
+        self.assertIn("Stopping…", banner)
 
         # A stop the station could not take (offline) offers Stop again there.
         ApiSession.objects.filter(pk=session.pk).update(stop_requested_at=None)
         self.standin.set_online("CP-001", False)
-        last_id = get_storage().get_current_id(channel)
-        with (
-            self.captureOnCommitCallbacks(execute=True),
-            self.assertRaises(charging.ApiSessionError),
-        ):
-            charging.api_session_stop(session=session, client=self.steve)
-        banners = [
-            event.data
-            for event in get_storage().get_events(channel, last_id)
-            if event.type == "active-session"
-        ]
+
+        def refused_stop() -> None:
+            with self.assertRaises(charging.ApiSessionError):
+                stop()
+
         # Sent at its claim and at its release (both rendered here at the end).
-        self.assertEqual(len(banners), 2)
-        self.assertNotIn("Stopping…", banners[-1])
-        self.assertIn(f'id="stop-session-{session.pk}"', banners[-1])
+        _claimed, released = banners_of(refused_stop)
+        self.assertNotIn("Stopping…", released)
+        self.assertIn(f'id="stop-session-{session.pk}"', released)
 
     def test_advance_all_moves_every_open_session(self) -> None:
         first = self.create()
