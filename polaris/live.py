@@ -552,7 +552,10 @@ def signed_out_response() -> HttpResponse:
 
 def resumes_another_channel(request: HttpRequest, channel: str) -> bool:
     """Whether the stream's resume id (Last-Event-ID, or the page's lastEventId)
-    names a channel other than `channel`: the page was rendered for another."""
+    names a channel other than `channel`: the page was rendered for another. A
+    malformed id names none (`stream` answers it)."""
+    if not _resumable_from(request):
+        return False
     raw = request.headers.get("Last-Event-ID") or next(
         (value for value in reversed(request.GET.getlist(RESUME_PARAMETER)) if value),
         "",
