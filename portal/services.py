@@ -25,7 +25,7 @@ from sync.client import (
     SteveUnanswered,
     given_or_new,
 )
-from sync.models import Charger, UserMapping
+from sync.models import Charger, TransactionSyncState, UserMapping
 
 logger = logging.getLogger(__name__)
 
@@ -299,12 +299,30 @@ def _reserve_at_the_station(
         logger.info("reserve charger=%s answered %s", charger.pk, status)
         if status == "Timeout":
             return False
+        if status.lower() == "occupied" and _charging_there(reservation):
+            # From a page shown before their own charge began: not someone else.
+            raise PortalError(
+                f"You are charging at {charger} already, so it cannot be reserved."
+            )
         raise PortalError(
             _RESERVE_REFUSALS.get(
                 status.lower(), "The charger could not take the reservation."
             )
         )
     return True
+
+
+def _charging_there(reservation: Reservation) -> bool:
+    """Whether one of the customer's cards charges on the reservation's charger,
+    as Polaris last saw it."""
+    cards = UserMapping.objects.filter(user=reservation.user).values(
+        "steve_ocpp_id_tag"
+    )
+    return (
+        TransactionSyncState.objects.occupying_connector(timezone.now())
+        .filter(charger=reservation.charger, ocpp_id_tag__in=cards)
+        .exists()
+    )
 
 
 def _reserve_refusal(error: SteveRejected) -> str:

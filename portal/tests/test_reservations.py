@@ -228,6 +228,25 @@ class ReservationTests(StandinReservationTestCase):
         self.assertFalse(Reservation.objects.exists())
         self.assertEqual(self.reserve_now_sent(), 0)
 
+    def test_a_charger_the_customer_charges_at_is_not_someone_elses(self) -> None:
+        # Reserve from a page shown before their own charge began there: the
+        # station answers Occupied, which is their own charge.
+        self.standin.add_transaction(
+            self.free.charge_box_id, self.free.connector_id, "TAG-0001"
+        )
+        TransactionSyncStateFactory(
+            charger=self.free,
+            charge_box_id=self.free.charge_box_id,
+            connector_id=self.free.connector_id,
+            ocpp_id_tag="TAG-0001",
+        )
+        with self.assertRaisesMessage(
+            PortalError,
+            f"You are charging at {self.free} already, so it cannot be reserved.",
+        ):
+            self._reserve()
+        self.assertFalse(Reservation.objects.exists())
+
     def test_a_customer_whose_cards_are_deactivated_is_told_so(self) -> None:
         UserMapping.objects.filter(user=self.alice).update(is_active=False)
         with self.assertRaisesMessage(PortalError, "no active charging card"):
