@@ -2,6 +2,7 @@ import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import time_machine
@@ -52,6 +53,22 @@ def default_rate(currency: str = "EUR") -> Rate:
     """The operator's default tariff: 0.40 per kWh."""
     return Rate.objects.create(
         name="Default", currency=currency, energy_price=Decimal("0.40"), is_default=True
+    )
+
+
+def started_api_session(
+    customer: User, transaction: TransactionSyncState, **fields: Any
+) -> ApiSession:
+    """`customer`'s portal or API session that started `transaction`, with the
+    transaction's card and connector."""
+    return ApiSession.objects.create(
+        user=customer,
+        charge_box_id=transaction.charge_box_id,
+        connector_id=transaction.connector_id,
+        id_tag=transaction.ocpp_id_tag,
+        status=ApiSession.Status.STARTED,
+        transaction=transaction,
+        **fields,
     )
 
 
@@ -173,14 +190,7 @@ class DashboardTests(PortalTestCase):
             started_at=now - timedelta(minutes=40),
             charging_past_manual_stop=True,
         )
-        api_session = ApiSession.objects.create(
-            user=self.alice,
-            charge_box_id=self.charger.charge_box_id,
-            connector_id=self.charger.connector_id,
-            id_tag="TAG-ALICE",
-            status=ApiSession.Status.STARTED,
-            transaction=session,
-        )
+        api_session = started_api_session(self.alice, session)
         self.client.force_login(self.alice)
         body = self.client.get("/").content.decode()
         banner = body[body.index('id="active-session"') : body.index("Recent activity")]
@@ -242,13 +252,9 @@ class DashboardTests(PortalTestCase):
             last_reading_at=now - timedelta(minutes=2),
         )
         register_wh = session.meter_start_wh + 12_500
-        api_session = ApiSession.objects.create(
-            user=self.alice,
-            charge_box_id=self.charger.charge_box_id,
-            connector_id=self.charger.connector_id,
-            id_tag="TAG-ALICE",
-            status=ApiSession.Status.STARTED,
-            transaction=session,
+        api_session = started_api_session(
+            self.alice,
+            session,
             rate=rate,
             rate_terms=RateTerms.of(rate).as_json(),
             energy_report={
@@ -1148,14 +1154,7 @@ class LiveBannerEventTests(PortalTestCase):
         session = TransactionSyncStateFactory(
             charger=self.charger, ocpp_id_tag="TAG-ALICE"
         )
-        started = ApiSession.objects.create(
-            user=self.alice,
-            charge_box_id=session.charge_box_id,
-            connector_id=session.connector_id,
-            id_tag="TAG-ALICE",
-            transaction=session,
-            status=ApiSession.Status.STARTED,
-        )
+        started = started_api_session(self.alice, session)
         button = f'id="stop-session-{started.pk}"'
         self.client.force_login(self.alice)
         self.assertContains(
