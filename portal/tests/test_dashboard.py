@@ -56,6 +56,12 @@ def default_rate(currency: str = "EUR") -> Rate:
     )
 
 
+def active_banner(response: HttpResponse) -> str:
+    """The dashboard's active-session banner, as the page's HTML."""
+    body = response.content.decode()
+    return body[body.index('id="active-session"') : body.index("Recent activity")]
+
+
 def started_api_session(
     customer: User, transaction: TransactionSyncState, **fields: Any
 ) -> ApiSession:
@@ -264,8 +270,7 @@ class DashboardTests(PortalTestCase):
         )
         Rate.objects.filter(pk=rate.pk).update(energy_price=Decimal("0.90"))
         self.client.force_login(self.alice)
-        body = self.client.get("/").content.decode()
-        banner = body[body.index('id="active-session"') : body.index("Recent activity")]
+        banner = active_banner(self.client.get("/"))
         self.assertIn('<span class="tabular live-kwh">12.50 kWh</span>', banner)
         self.assertIn('estimated <span class="tabular">5.00 EUR</span>', banner)
         document = api_session_document(ApiSession.objects.get(pk=api_session.pk))
@@ -275,8 +280,7 @@ class DashboardTests(PortalTestCase):
         # Without a rate when it was sold, the API gives no cost, and nor does the
         # banner.
         ApiSession.objects.filter(pk=api_session.pk).update(rate=None, rate_terms={})
-        body = self.client.get("/").content.decode()
-        banner = body[body.index('id="active-session"') : body.index("Recent activity")]
+        banner = active_banner(self.client.get("/"))
         self.assertIn("12.50 kWh", banner)
         self.assertNotIn("estimated", banner)
 
