@@ -431,9 +431,25 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         )
         publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[shown.pk])
         expect(page.locator("#session-detail")).to_contain_text("7.125 kWh")
-        # The header above the live banner is re-read with it.
+        # The header above the live banner is re-read with it, and the banner
+        # goes, as a completed session's page has none.
         expect(header.locator(".badge")).to_have_text("Completed")
+        expect(page.locator("[data-live-updates]")).to_have_count(0)
         self.assertEqual(len(re_reads), 1)
+        # A later re-read finds the emptied slot where it puts it again.
+        errors: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text) if message.type == "error" else None
+            ),
+        )
+        TransactionSyncState.objects.filter(pk=shown.pk).update(
+            kwh_delivered=Decimal("7.5")
+        )
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[shown.pk])
+        expect(page.locator("#session-detail")).to_contain_text("7.500 kWh")
+        self.assertEqual(errors, [])
 
     def test_a_charging_sessions_detail_and_sync_runs_can_be_paused(self) -> None:
         shown = TransactionSyncStateFactory(is_finalized=False)

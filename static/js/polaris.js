@@ -358,9 +358,10 @@
         var replacement = fresh.getElementById(part.id);
         if (!replacement) {
           // A live banner the page no longer has (the session completed while
-          // paused) goes, rather than keep saying it is paused.
+          // paused) goes, rather than keep saying it is paused. Its slot stays
+          // empty, where later re-reads put what they bring.
           var slot = part.closest(".live-banner-slot");
-          if (slot) { slot.remove(); }
+          if (slot) { slot.replaceChildren(); }
           return;
         }
         replacement = document.importNode(replacement, true);
