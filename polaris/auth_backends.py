@@ -10,10 +10,11 @@ from django.http import HttpRequest
 class EmailCaseBackend(ModelBackend):
     """ModelBackend that also finds a customer whose email was typed with capitals.
 
-    Customers' usernames are their emails, stored in lower case (user mappings
-    create them so), and people type `Driver1@Example.com` as often as not. The
-    exact username is tried first, so an account created with capitals still
-    signs in as it was created; staff usernames without an @ stay exact.
+    Customers' usernames are their emails, and people type `Driver1@Example.com`
+    as often as not. The exact username is tried first; then the one account
+    whose username is the email in any letter case, as accounts made before
+    usernames were stored in lower case may have capitals. Staff usernames
+    without an @ stay exact.
     """
 
     def authenticate(
@@ -27,9 +28,19 @@ class EmailCaseBackend(ModelBackend):
             request, username=username, password=password, **kwargs
         )
         if user is None and username and "@" in username:
-            lowered = username.strip().lower()
-            if lowered != username:
+            spelled = self._spelling_of(username)
+            if spelled is not None and spelled != username:
                 user = super().authenticate(
-                    request, username=lowered, password=password, **kwargs
+                    request, username=spelled, password=password, **kwargs
                 )
         return user
+
+    @staticmethod
+    def _spelling_of(email: str) -> str | None:
+        """The username stored for this email in another letter case, if one only."""
+        usernames = list(
+            User.objects.filter(username__iexact=email.strip()).values_list(
+                "username", flat=True
+            )[:2]
+        )
+        return usernames[0] if len(usernames) == 1 else None

@@ -354,10 +354,16 @@ class LoginThrottleTests(TestCase):
     def test_an_email_signs_in_whatever_its_capitals(self) -> None:
         for typed in ("Alice@Example.com", " ALICE@EXAMPLE.COM "):
             self.assertEqual(self.sign_in(typed, "driver").status_code, 302, typed)
-        # An account created with capitals still signs in as created; a staff
-        # username without an @ stays exact.
+        # An account created with capitals signs in as created, and in any
+        # other letter case; a staff username without an @ stays exact.
         UserFactory(username="Carol@Example.com")
-        self.assertEqual(self.sign_in("Carol@Example.com", "driver").status_code, 302)
+        for typed in ("Carol@Example.com", "carol@example.com", "CAROL@example.COM"):
+            self.assertEqual(self.sign_in(typed, "driver").status_code, 302, typed)
+        # Two accounts alike but for their capitals: only the exact one.
+        UserFactory(username="Dave@Example.com")
+        UserFactory(username="DAVE@example.com")
+        self.assertEqual(self.sign_in("dave@example.com", "driver").status_code, 200)
+        self.assertEqual(self.sign_in("Dave@Example.com", "driver").status_code, 302)
         UserFactory(username="operator", is_staff=True)
         self.assertEqual(self.sign_in("Operator", "driver").status_code, 200)
 
