@@ -268,13 +268,16 @@ def plan_transaction(
     transaction: SteveTransaction,
     readings: list[tuple[datetime, int]] | None,
     stored_corrections: Collection[tuple[datetime, int]] = (),
+    *,
+    id_tag: str | None = None,
 ) -> TransactionPlan:
     """Compare SteVe's view of a transaction with the stored one.
 
     `readings` are (timestamp, Wh) energy register readings, oldest first, or None
     when they were not fetched (only the stop data is compared then).
     `stored_corrections` are the (readingAt, meterWh) of the transaction's stored
-    `corrected` events, which a replacing stop may repeat.
+    `corrected` events, which a replacing stop may repeat. `id_tag` is the
+    spelling its card's sessions are stored in, when not SteVe's.
     """
     count = _Count.starting(transaction) if state is None else _Count.stored(state)
     latest_reading_at: datetime | None = None
@@ -291,7 +294,7 @@ def plan_transaction(
     fields: dict[str, object] = {
         "charge_box_id": transaction.charge_box_id,
         "connector_id": transaction.connector_id,
-        "ocpp_id_tag": transaction.ocpp_id_tag,
+        "ocpp_id_tag": id_tag or transaction.ocpp_id_tag,
         "started_at": transaction.start_timestamp,
         "meter_start_wh": transaction.start_value_wh,
         "is_deleted_in_steve": False,

@@ -13,3 +13,6 @@ CHARGERS_LOCK = 7_316_002
 DEMO_LOCK = 7_316_003
 # A seed_scale filling the database: two at once would take the same new ids.
 SEED_LOCK = 7_316_004
+# A card's spelling: a mapping saved and a sync batch written agree on the one
+# letter case its sessions are stored in (sync.services.mappings).
+TAG_SPELLING_LOCK = 7_316_005

@@ -218,6 +218,9 @@ class TransactionSyncState(models.Model):
                 name="tss_active_updated_keyset",
             ),
             models.Index(fields=["ocpp_id_tag", "-started_at"], name="tss_tag_started"),
+            # A card's sessions in any letter case: a mapping saved finds every
+            # spelling SteVe gave its card in (sync.services.mappings).
+            models.Index(Upper("ocpp_id_tag"), name="tss_tag_upper"),
             # A customer's live sessions: a few among the ~300 active, found without
             # intersecting their thousands of past sessions.
             models.Index(

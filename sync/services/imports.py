@@ -28,9 +28,11 @@ from sync.services.mappings import (
     Actor,
     customers_by_email,
     id_tags_as_steve_writes,
+    lock_tag_spellings,
     mapping_snapshot,
     mappings_by_tag,
     new_customer_account,
+    sessions_respell_for_mappings,
     validate_id_tag,
 )
 
@@ -287,6 +289,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     write per table. Raises IntegrityError when another process saved one of these
     tags or accounts since the reads."""
     chunk = MappingImportResult()
+    lock_tag_spellings()
     users = customers_by_email({row.email for row in rows})
     mappings = mappings_by_tag({row.tag for row in rows})
     spellings = id_tags_as_steve_writes({row.tag for row in rows})
@@ -345,6 +348,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
         [m for m, before in saved if before is not None],
         ["steve_ocpp_id_tag", "label", "is_active", "updated_at"],
     )
+    sessions_respell_for_mappings([m.steve_ocpp_id_tag for m, _ in saved])
     audit_entries_create(
         [
             audit_entry_build(

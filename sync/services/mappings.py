@@ -19,6 +19,7 @@ from django.db.models.functions import Upper
 
 from sessions_app.models import AuditEntry
 from sessions_app.services import audit_entry_create
+from sync.locks import TAG_SPELLING_LOCK
 from sync.models import TransactionSyncState, UserMapping
 
 if TYPE_CHECKING:
@@ -91,8 +92,7 @@ def id_tags_as_steve_writes(tags: Collection[str]) -> dict[str, str]:
     Sessions link to their mapping by the exact tag, which keeps those joins on
     their indexes at a million sessions; so a mapping stores the tag as SteVe
     writes it. A tag found as typed costs an index lookup; the others that hold
-    letters, one read of every session's idTag (no index holds them upper-cased),
-    which a mapping's rare save can afford.
+    letters, a lookup on tss_tag_upper.
     """
     quote = connection.ops.quote_name
     table = quote(TransactionSyncState._meta.db_table)
@@ -130,6 +130,110 @@ def _as_steve_writes(tag: str) -> str:
     return id_tags_as_steve_writes([tag]).get(tag.upper(), tag)
 
 
+def id_tags_as_stored(tags: Collection[str]) -> dict[str, str]:
+    """The spelling to store each of SteVe's `tags` (oldest first) in, for the
+    tags that are to be stored in another.
+
+    OCPP idTags compare case-insensitively (CiString), and stations of two makes
+    may give SteVe one card in two letter cases. Sessions link to their mapping
+    by the exact tag, so a mapped card's sessions are all stored in one spelling:
+    its mapping's, or, while no session has that spelling, SteVe's newest, which
+    the sync then respells the mapping to (`user_mappings_spell_as_synced`).
+    An unmapped card's sessions keep SteVe's spellings until it is mapped
+    (`sessions_respell_for_mappings`).
+    """
+    by_card: dict[str, list[str]] = {}
+    for tag in tags:
+        by_card.setdefault(tag.upper(), []).append(tag)
+    stored: dict[str, str] = {}
+    for upper, mapping in mappings_by_tag(list(by_card)).items():
+        spellings = by_card[upper]
+        spelling = mapping.steve_ocpp_id_tag
+        if any(tag != spelling for tag in spellings):
+            if not TransactionSyncState.objects.of_id_tag(spelling).exists():
+                spelling = spellings[-1]
+            stored.update({tag: spelling for tag in spellings if tag != spelling})
+    return stored
+
+
+def lock_tag_spellings() -> None:
+    """Hold TAG_SPELLING_LOCK until the end of the database transaction: a mapping
+    saved meanwhile would otherwise miss the sessions a sync batch is writing in
+    another spelling, and the batch miss the mapping."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [TAG_SPELLING_LOCK])
+
+
+def sessions_respell(spellings: dict[str, str]) -> int:
+    """Store the sessions of each idTag in `spellings` in the card's spelling it
+    maps to, with their events and the energy rollup of their tag. Returns how
+    many sessions changed.
+
+    Every read is by exact tag (or session) on an index, so a spelling with no
+    sessions costs three index probes. Their updatedAt stays: the sessions did
+    not change, only the letter case their customer is found by.
+    """
+    if not spellings:
+        return 0
+    old, new = zip(*sorted(spellings.items()), strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH respelled AS (
+                UPDATE transaction_sync_state AS s SET "ocppIdTag" = f.card
+                  FROM unnest(%s::text[], %s::text[]) AS f(spelling, card)
+                 WHERE s."ocppIdTag" = f.spelling
+             RETURNING s.id, f.card
+            ), events AS (
+                UPDATE synced_transaction_events AS e SET "ocppIdTag" = r.card
+                  FROM respelled AS r WHERE e."transactionId" = r.id
+            )
+            SELECT count(*) FROM respelled
+            """,
+            [list(old), list(new)],
+        )
+        (respelled,) = cursor.fetchone()
+        # The rollup the events' insert trigger keeps by tag (migration 0006):
+        # the old spelling's hours move to the card's.
+        cursor.execute(
+            """
+            WITH moved AS (
+                DELETE FROM tag_energy_by_hour AS r
+                 USING unnest(%s::text[], %s::text[]) AS f(spelling, card)
+                 WHERE r."ocppIdTag" = f.spelling
+             RETURNING f.card, r.hour, r.kwh
+            )
+            INSERT INTO tag_energy_by_hour AS r ("ocppIdTag", hour, kwh)
+            SELECT card, hour, SUM(kwh) FROM moved GROUP BY 1, 2
+                ON CONFLICT ("ocppIdTag", hour) DO UPDATE SET kwh = r.kwh + EXCLUDED.kwh
+            """,
+            [list(old), list(new)],
+        )
+    if respelled:
+        logger.info("%s sessions respelled as their cards' mappings", respelled)
+    return int(respelled)
+
+
+def sessions_respell_for_mappings(tags: Collection[str]) -> None:
+    """Store the sessions of the cards of `tags`, mappings' spellings, in those
+    spellings, whatever letter case SteVe gave them in (index tss_tag_upper).
+    Call it under `lock_tag_spellings`."""
+    cards = {tag.upper(): tag for tag in tags}
+    spellings = (
+        TransactionSyncState.objects.annotate(tag_upper=Upper("ocpp_id_tag"))
+        .filter(tag_upper__in=sorted(cards))
+        .values_list("tag_upper", "ocpp_id_tag")
+        .distinct()
+    )
+    sessions_respell(
+        {
+            spelling: cards[upper]
+            for upper, spelling in spellings
+            if spelling != cards[upper]
+        }
+    )
+
+
 @transaction.atomic
 def user_mapping_create(
     *,
@@ -143,8 +247,10 @@ def user_mapping_create(
 ) -> UserMapping:
     """Map a tag to a user, the tag as SteVe writes it if a synced session has it
     (`id_tags_as_steve_writes`). An unsaved `user` (`new_customer_account`) is
-    saved with the mapping, or not at all. Raises ValidationError (e.g. the tag
-    is already mapped)."""
+    saved with the mapping, or not at all. The card's sessions SteVe gave in
+    another letter case are stored in the mapping's spelling. Raises
+    ValidationError (e.g. the tag is already mapped)."""
+    lock_tag_spellings()
     tag = _as_steve_writes(validate_id_tag(steve_ocpp_id_tag))
     validate_tag_is_free(tag)
     if user.pk is None:
@@ -158,6 +264,7 @@ def user_mapping_create(
     )
     mapping.full_clean()
     _save_mapping(mapping)
+    sessions_respell_for_mappings([mapping.steve_ocpp_id_tag])
     audit_entry_create(
         actor=actor,
         action=AuditEntry.Action.MAPPING_CREATED,
@@ -187,6 +294,7 @@ def user_mapping_update(
         setattr(mapping, name, value.strip() if isinstance(value, str) else value)
     mapping.steve_ocpp_id_tag = validate_id_tag(mapping.steve_ocpp_id_tag)
     if "steve_ocpp_id_tag" in changes:
+        lock_tag_spellings()
         mapping.steve_ocpp_id_tag = _as_steve_writes(mapping.steve_ocpp_id_tag)
     after = mapping_snapshot(mapping)
     if after == before:
@@ -195,6 +303,8 @@ def user_mapping_update(
         validate_tag_is_free(mapping.steve_ocpp_id_tag, mapping=mapping)
     mapping.full_clean()
     _save_mapping(mapping)
+    if after["steveOcppIdTag"] != before["steveOcppIdTag"]:
+        sessions_respell_for_mappings([mapping.steve_ocpp_id_tag])
     deactivated = before["isActive"] and not after["isActive"]
     audit_entry_create(
         actor=actor,

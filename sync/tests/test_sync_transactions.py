@@ -21,11 +21,19 @@ from django.test import TestCase, override_settings
 from sessions_app.models import AuditEntry
 from sync import services
 from sync.client import SteveClient
-from sync.models import Charger, SyncedTransactionEvent, SyncRun, TransactionSyncState
+from sync.models import (
+    Charger,
+    SyncedTransactionEvent,
+    SyncRun,
+    TransactionSyncState,
+    UserMapping,
+)
 from sync.services import runs
+from sync.services.imports import user_mapping_import_text
+from sync.services.mappings import user_mapping_create
 from sync.services.runs.listing import PK_WINDOW
 from sync.signals import sessions_changed
-from sync.tests.factories import UserMappingFactory
+from sync.tests.factories import UserFactory, UserMappingFactory
 from sync.tests.rollup_checks import assert_rollups_exact
 from sync.tests.standin_case import StandinTestMixin
 
@@ -1505,11 +1513,90 @@ class MappingLetterCaseTests(SyncTestCase):
         self.standin.add_transaction(
             first.charge_box_id, first.connector_id, first.ocpp_id_tag.lower()
         )
+        self.standin.tick(900)
         run = self.sync()
         self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
         mapping.refresh_from_db()
         self.assertEqual(mapping.steve_ocpp_id_tag, first.ocpp_id_tag)
         self.assertFalse(AuditEntry.objects.filter(source="sync").exists())
+        # The other spelling's session is stored in the mapping's, so it is the
+        # customer's: linked, with its events and its energy.
+        self.assertFalse(
+            TransactionSyncState.objects.filter(
+                ocpp_id_tag=first.ocpp_id_tag.lower()
+            ).exists()
+        )
+        self.assertFalse(
+            SyncedTransactionEvent.objects.filter(
+                ocpp_id_tag=first.ocpp_id_tag.lower()
+            ).exists()
+        )
+        newest = TransactionSyncState.objects.order_by("-steve_transaction_id")[0]
+        self.assertEqual(newest.mapping, mapping)
+        self.assertGreater(newest.kwh_delivered, 0)
+        assert_rollups_exact(self)
+        # Compared in that spelling, the session is not changed by every run.
+        self.assertEqual(self.sync().updated_count, 0)
+
+    def test_mapping_a_card_synced_in_two_spellings_links_the_sessions_of_both(
+        self,
+    ) -> None:
+        first = self.steve.list_transactions(type="ALL")[0]
+        tag = first.ocpp_id_tag
+        self.assertFalse(UserMapping.objects.filter(steve_ocpp_id_tag=tag).exists())
+        self.standin.add_transaction(
+            first.charge_box_id, first.connector_id, tag.lower()
+        )
+        self.standin.tick(900)
+        self.sync()
+        spellings = set(
+            TransactionSyncState.objects.filter(ocpp_id_tag__iexact=tag).values_list(
+                "ocpp_id_tag", flat=True
+            )
+        )
+        self.assertEqual(spellings, {tag, tag.lower()})
+        mapping = user_mapping_create(
+            actor=None, steve_ocpp_id_tag=tag.title(), user=UserFactory()
+        )
+        sessions = TransactionSyncState.objects.filter(ocpp_id_tag__iexact=tag)
+        self.assertEqual(
+            set(sessions.values_list("mapping__pk", flat=True)), {mapping.pk}
+        )
+        self.assertEqual(
+            set(
+                SyncedTransactionEvent.objects.filter(
+                    ocpp_id_tag__iexact=tag
+                ).values_list("ocpp_id_tag", flat=True)
+            ),
+            {mapping.steve_ocpp_id_tag},
+        )
+        assert_rollups_exact(self)
+        self.assertEqual(self.sync().updated_count, 0)
+
+    def test_an_imported_mapping_links_its_cards_sessions_in_every_spelling(
+        self,
+    ) -> None:
+        first = self.steve.list_transactions(type="ALL")[0]
+        tag = first.ocpp_id_tag
+        self.standin.add_transaction(
+            first.charge_box_id, first.connector_id, tag.lower()
+        )
+        self.sync()
+        result = user_mapping_import_text(
+            actor=None,
+            text=f"steveOcppIdTag,email,label\n{tag.lower()},new@example.com,Van\n",
+        )
+        self.assertEqual(result.created, 1, result.rejected)
+        mapping = UserMapping.objects.get(steve_ocpp_id_tag__iexact=tag)
+        self.assertEqual(
+            set(
+                TransactionSyncState.objects.filter(
+                    ocpp_id_tag__iexact=tag
+                ).values_list("mapping__pk", flat=True)
+            ),
+            {mapping.pk},
+        )
+        assert_rollups_exact(self)
 
 
 class TableMaintenanceTests(TestCase):

@@ -18,6 +18,7 @@ from sync.client import (
 )
 from sync.energy import StoredState, TransactionPlan, plan_transaction
 from sync.models import CHECK_IN_VALID_FOR, SyncedTransactionEvent, TransactionSyncState
+from sync.services.mappings import id_tags_as_stored
 from sync.services.runs.lifecycle import RunTally, leave_unread
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ def plan_batch(
             and _stop_moved(state, t)
         ]
     )
+    # Compared in the spelling it is stored in, or a card SteVe writes in another
+    # letter case than its mapping would change on every run.
+    spellings = id_tags_as_stored([t.ocpp_id_tag for t in transactions])
     plans: list[TransactionPlan] = []
     for t in transactions:
         state = stored.get(t.id)
@@ -74,6 +78,7 @@ def plan_batch(
             t,
             readings.get(t.id),
             corrections.get(state.pk, ()) if state else (),
+            id_tag=spellings.get(t.ocpp_id_tag),
         )
         if plan.changed:
             plans.append(plan)

@@ -22,7 +22,12 @@ from sync.models import (
     SyncRun,
     TransactionSyncState,
 )
-from sync.services.mappings import user_mappings_spell_as_synced
+from sync.services.mappings import (
+    id_tags_as_stored,
+    lock_tag_spellings,
+    sessions_respell,
+    user_mappings_spell_as_synced,
+)
 from sync.services.runs.lifecycle import RunTally, leave_unread
 from sync.services.runs.planning import stored_state
 
@@ -139,15 +144,22 @@ def _write_batch(
     chargers: dict[tuple[str, int], int],
 ) -> _Written:
     now = timezone.now()
+    # Under the lock a mapping's save takes: each of its card's sessions, this
+    # batch's and those stored before, in the spelling the mapping has now.
+    lock_tag_spellings()
+    spellings = id_tags_as_stored([plan.transaction.ocpp_id_tag for plan in plans])
+    sessions_respell(spellings)
+    tags = {}
     rows = []
     for plan in plans:
         t = plan.transaction
+        tags[t.id] = spellings.get(t.ocpp_id_tag, t.ocpp_id_tag)
         row = TransactionSyncState(
             steve_transaction_id=t.id,
             charger_id=chargers.get((t.charge_box_id, t.connector_id)),
             last_synced_at=now,
             updated_at=now,
-            **plan.fields,
+            **{**plan.fields, "ocpp_id_tag": tags[t.id]},
         )
         rows.append(row)
     saved = TransactionSyncState.objects.bulk_create(
@@ -165,7 +177,7 @@ def _write_batch(
             meter_wh=event.meter_wh,
             reading_at=event.reading_at,
             kwh_delta=event.kwh_delta,
-            ocpp_id_tag=plan.transaction.ocpp_id_tag,
+            ocpp_id_tag=tags[plan.transaction.id],
             synced_at=now,
         )
         for plan in plans
@@ -173,7 +185,7 @@ def _write_batch(
     ]
     SyncedTransactionEvent.objects.bulk_create(events)
     user_mappings_spell_as_synced(
-        tags=[plan.transaction.ocpp_id_tag for plan in plans if plan.is_new]
+        tags=[tags[plan.transaction.id] for plan in plans if plan.is_new]
     )
     return _Written(
         created=sum(plan.is_new for plan in plans),
