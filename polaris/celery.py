@@ -1,8 +1,10 @@
 """The Celery app: one broker (Redis), one beat schedule, settings from Django."""
 
+import logging.config
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
@@ -26,6 +28,16 @@ def _load_django(sender: Celery, **kwargs: object) -> None:
     from polaris.startup import setup_or_exit
 
     setup_or_exit()
+
+
+@setup_logging.connect
+def _log_as_the_web_does(**kwargs: object) -> None:
+    # Connected, this stops Celery from replacing the root logger's handler with
+    # its own text lines: the worker and beat log as settings.LOGGING says (JSON
+    # with LOG_FORMAT=json), as every other process does.
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
 
 
 @app.on_after_configure.connect

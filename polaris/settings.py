@@ -333,6 +333,10 @@ LOGGING = {
         "sync": {"level": "INFO"},
         "sessions_app": {"level": "INFO"},
         "portal": {"level": "INFO"},
+        # uvicorn configures these before it loads the application; through the
+        # root handler, its startup and access lines take our format too.
+        "uvicorn": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": True},
     },
 }
 
