@@ -153,7 +153,12 @@ def _error(request: HttpRequest, status: int, message: str) -> HttpResponse:
 
 @api.exception_handler(charging.ApiSessionError)
 def _service_error(request: HttpRequest, exc: charging.ApiSessionError) -> HttpResponse:
-    return _error(request, ERROR_STATUS.get(type(exc), 422), exc.message)
+    # By the nearest class that has a status: StopUnderWay is a SessionConflict.
+    status = next(
+        (ERROR_STATUS[kind] for kind in type(exc).__mro__ if kind in ERROR_STATUS),
+        422,
+    )
+    return _error(request, status, exc.message)
 
 
 @api.exception_handler(AuthenticationError)

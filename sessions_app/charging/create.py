@@ -225,11 +225,14 @@ def _send_first_start(session: ApiSession, client: SteveClient | None) -> ApiSes
     except ApiSessionError as error:
         if not _forget_refused(session):
             now = timezone.now()
+            # Its key is freed as a deleted session's is: the create was refused,
+            # so a retry with it starts again rather than replay a refusal as 201.
             cancel_created(
                 session,
                 now,
                 as_status_message(error.message),
                 remote_start_returned_at=now,
+                idempotency_key="",
             )
         announce_status(session)  # another tab may have shown it starting
         raise

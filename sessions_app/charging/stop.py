@@ -133,11 +133,13 @@ def _stop(session: ApiSession, client: SteveClient | None, now: datetime) -> Api
     """`api_session_stop` once the caller may: send the stop, or keep it."""
     if session.status == Status.CREATED and session.remote_start_sent_at is None:
         session = cancel_scheduled(session, now, CANCELLED_BY_STOP)
-    if session.status == Status.CANCELLED and session.status_message in (
-        CANCELLED_BY_STOP,
-        CANCELLED_BY_EARLY_STOP,
+    if session.status == Status.CANCELLED and (
+        session.stop_requested_at is not None
+        or session.status_message in (CANCELLED_BY_STOP, CANCELLED_BY_EARLY_STOP)
     ):
-        # A retried stop (its first answer lost) gets what the first one did.
+        # A retried stop (its first answer lost) gets what the first one did,
+        # whether the stop cancelled the session or the station then refused
+        # the start it was kept for.
         return session
     if session.status == Status.CREATED:
         kept = ApiSession.objects.filter(

@@ -225,7 +225,7 @@ class InFlightTests(PolarisAtStandinMixin, TransactionTestCase):
     def test_a_stop_while_the_start_waits_is_kept_whatever_the_answer(self) -> None:
         # Refused: the session its stop's caller was told of is cancelled, not
         # deleted.
-        refused = self.start_slowly(box="CP-003")
+        refused = self.start_slowly(box="CP-003", key="refused-1")
         kept = charging.api_session_stop(session=ApiSession.objects.get())
         self.assertEqual(kept.status_message, STOP_BEFORE_START)
         refused.join()
@@ -234,6 +234,23 @@ class InFlightTests(PolarisAtStandinMixin, TransactionTestCase):
         self.assertEqual(session.status, ApiSession.Status.CANCELLED)
         assert refused.error is not None
         self.assertEqual(session.status_message, str(refused.error))
+        # The stop retried (its answer lost) gets the session, as the first did.
+        again = charging.api_session_stop(session=session)
+        self.assertEqual((again.pk, again.status), (session.pk, session.status))
+        # The create was refused, so its key is free: a retry starts again
+        # rather than replay the cancelled session.
+        self.standin.clear_faults()
+        with self.assertRaises(charging.SessionConflict):
+            charging.api_session_create(
+                user=self.alice,
+                charge_box_id="CP-003",
+                connector_id=1,
+                idempotency_key="refused-1",
+            )
+        self.assertEqual(ApiSession.objects.count(), 1)
+        self.standin.set_fault(
+            "slow", delay=STATION_THINKS_S, path_contains="RemoteStartTransaction"
+        )
 
         # Unanswered: the stop's message stays, as it says what happens next.
         self.standin.set_fault(

@@ -19,6 +19,7 @@ from polaris.testing import wait_until
 from sessions_app import charging
 from sessions_app.charging.stop import STOP_UNDER_WAY
 from sessions_app.models import ApiSession
+from sessions_app.services import api_token_create
 from sessions_app.tests.test_charging import REMOTE_STOP
 from sessions_app.tests.test_create_in_flight import (
     STATION_THINKS_S,
@@ -113,6 +114,14 @@ class StopInFlightTests(PolarisAtStandinMixin, TransactionTestCase):
         # requested" for a stop that may still fail, nor an error to a driver.
         with self.assertRaisesMessage(charging.SessionConflict, STOP_UNDER_WAY):
             charging.api_session_stop(session=ApiSession.objects.get())
+        # Over HTTP, the conflict it is: 409, as the API's description says.
+        api = self.client.post(
+            f"/api/v1/sessions/{self.session.pk}/stop",
+            headers={"Authorization": f"Bearer {api_token_create(user=self.alice)[1]}"},
+        )
+        self.assertEqual(
+            (api.status_code, api.json()["message"]), (409, STOP_UNDER_WAY)
+        )
         self.client.force_login(self.alice)
         portal = self.client.post(
             reverse("portal:session-stop", args=[self.session.pk]), follow=True
