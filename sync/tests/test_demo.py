@@ -14,17 +14,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import psutil
 import requests
 from django.conf import settings
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
-from django.test import SimpleTestCase, TransactionTestCase
+from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
 from polaris.testing import child_environment, current_database_url, run_python
 from portal.models import Reservation
 from portal.tests.factories import ReservationFactory
+from sync.management.commands.demo import Command
 from sync.models import TransactionSyncState
 from sync.services.demo import demo_lock
 from sync.tests.factories import TransactionSyncStateFactory
@@ -360,3 +362,25 @@ def _pid_running(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+class DemoChildEnvironmentTests(SimpleTestCase):
+    @override_settings(ALLOWED_HOSTS=["127.0.0.1", "polaris.example.com"])
+    def test_its_children_serve_plain_http_under_a_public_host_name(self) -> None:
+        # A DATABASE_URL and a public name turn the HTTPS defaults on; the demo's
+        # web server answers plain http on 127.0.0.1, and its readiness check
+        # followed the redirect to an https nobody serves.
+        with mock.patch.dict(os.environ, {"SECURE_HSTS_SECONDS": "60"}):
+            env = Command()._child_environment(standin_port=8180)
+        env["DJANGO_SETTINGS_MODULE"] = "polaris.settings"
+        child = run_python(
+            [
+                "-c",
+                "import django; django.setup(); from django.conf import settings as s;"
+                " print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE,"
+                " s.SECURE_HSTS_SECONDS, s.SECURE_HSTS_PRELOAD)",
+            ],
+            env=env,
+        )
+        # What the person set stands.
+        self.assertEqual(child.stdout.split(), ["False", "False", "60", "False"])

@@ -40,6 +40,13 @@ STANDIN_USERNAME = "polaris"
 STANDIN_PASSWORD = "polaris"
 # The stand-in's process name, in its log file's name and in what the demo says.
 STANDIN = "stand-in"
+# settings.py's HTTPS defaults, off for the demo's children unless set.
+PLAIN_HTTP = {
+    "SECURE_SSL_REDIRECT": "false",
+    "SECURE_COOKIES": "false",
+    "SECURE_HSTS_SECONDS": "0",
+    "SECURE_HSTS_PRELOAD": "false",
+}
 # Polaris's own processes: one that dies while the demo serves is started again
 # (a worker killed by the out-of-memory killer, say), unless it keeps dying.
 RESTARTED = ("worker", "beat", "web")
@@ -223,6 +230,12 @@ class Command(BaseCommand):
             STEVE_PASSWORD=STANDIN_PASSWORD,
             PYTHONUNBUFFERED="1",
         )
+        # The demo serves plain http on 127.0.0.1. A database given by
+        # DATABASE_URL and a public name in ALLOWED_HOSTS turn the production
+        # HTTPS defaults on, which would send every request to an https nobody
+        # serves; what the person set themselves stands.
+        for name, plain_http in PLAIN_HTTP.items():
+            env.setdefault(name, plain_http)
         return env
 
     def _start_standin(self, env: dict[str, str], port: int, fleet_size: int) -> None:
