@@ -77,7 +77,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so that it sees every answer: API errors made outside the API's own
+    # Before the host check and the HTTPS redirect, which a load balancer's
+    # plain-http probe of one process's address would fail.
+    "polaris.health.HealthCheckMiddleware",
+    # Next, so that it sees every answer: API errors made outside the API's own
     # endpoints (unknown path, wrong method, Django's error pages) become JSON.
     "sessions_app.api.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",

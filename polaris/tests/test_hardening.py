@@ -93,6 +93,24 @@ class DeploySettingsTests(SimpleTestCase):
         self.assertIn("SECRET_KEY must be set", result.stderr)
 
 
+class HealthCheckTests(SimpleTestCase):
+    @override_settings(ALLOWED_HOSTS=["polaris.example.com"], SECURE_SSL_REDIRECT=True)
+    def test_a_probe_of_a_process_address_over_http_is_answered(self) -> None:
+        # As a load balancer asks each web process: its own address, no proxy.
+        probe = {"host": "10.0.1.11:8000"}
+        response = self.client.get("/healthz", headers=probe)
+        self.assertEqual((response.status_code, response.content), (200, b"ok\n"))
+        self.assertEqual(self.client.head("/healthz", headers=probe).status_code, 200)
+        # Every other path keeps the host check and the HTTPS redirect.
+        self.assertEqual(
+            self.client.get("/accounts/login/", headers=probe).status_code, 400
+        )
+        public = {"host": "polaris.example.com"}
+        self.assertEqual(
+            self.client.get("/accounts/login/", headers=public).status_code, 301
+        )
+
+
 class ContentSecurityPolicyTests(TestCase):
     @classmethod
     def setUpTestData(cls) -> None:
