@@ -324,6 +324,43 @@ class DemoRefusalTests(TransactionTestCase):
         )
 
 
+class DemoStoppedWhileStartingTests(SimpleTestCase):
+    def test_ctrl_c_while_it_prepares_the_database_says_so_and_leaves_nothing(
+        self,
+    ) -> None:
+        with tempfile.TemporaryDirectory() as data:
+            env = {
+                name: value
+                for name, value in os.environ.items()
+                if name not in {"DATABASE_URL", "REDIS_URL"}
+            }
+            env.update(POLARIS_DATA_DIR=data, DJANGO_SETTINGS_MODULE="polaris.settings")
+            demo = subprocess.Popen(
+                [sys.executable, "manage.py", "demo", f"--port={_free_port()}"],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            assert demo.stdout is not None
+            self.assertEqual(demo.stdout.readline().strip(), "Preparing the database…")
+            demo.send_signal(signal.SIGINT)
+            output = demo.communicate(timeout=60)[0]
+            self.assertEqual(demo.returncode, 130, output)
+            self.assertEqual(
+                output.strip().splitlines()[-1],
+                "Polaris demo stopped before it started.",
+            )
+            # The embedded servers it started stopped with it.
+            left = [
+                process.info["cmdline"]
+                for process in psutil.process_iter(["cmdline"])
+                if data in " ".join(process.info["cmdline"] or [])
+            ]
+            self.assertEqual(left, [])
+
+
 class DieWithParentTests(SimpleTestCase):
     def test_a_child_ends_when_the_demo_is_killed_outright(self) -> None:
         # SIGKILL runs no handler of the demo's; the kernel still ends its children,

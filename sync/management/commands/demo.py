@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 from django.template.defaultfilters import pluralize
 
 from polaris import embedded
@@ -141,6 +142,7 @@ class Command(BaseCommand):
             signal.signal(signum, self._on_signal)
         try:
             self._prepare_database()
+            self._stop_if_asked()
             standin_port = options["standin_port"]
             # The web port is free until uvicorn takes it, after the stand-in.
             if standin_port == port or not _port_is_free(standin_port):
@@ -170,11 +172,16 @@ class Command(BaseCommand):
                 signal.signal(signum, signal.SIG_IGN)
             started = bool(self.children)
             self._stop_children()
+            # Before the embedded PostgreSQL stops: a pooled connection it cut
+            # would be reported as rolled back.
+            connections.close_all()
             embedded.leave_servers()
             if started:
-                # Refused before its first child (a database with history), it
-                # never ran: its refusal is the last word.
                 self.stdout.write("Polaris demo stopped.")
+            elif self.stopped_by is not None:
+                # Refused before its first child (a database with history), it
+                # never ran: its refusal is the last word. Stopped then, it says so.
+                self.stdout.write("Polaris demo stopped before it started.")
         if self.stopped_by is not None:
             # The shell's status for the signal, as every command stopped so.
             sys.exit(128 + self.stopped_by)
@@ -297,6 +304,7 @@ class Command(BaseCommand):
 
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.stdout.write(f"Starting {name}…")
+        self._stop_if_asked()
         self.commands[name] = (command, env)
         with open(embedded.data_dir() / f"demo-{name}.log", "ab") as log:
             process = subprocess.Popen(
@@ -315,6 +323,7 @@ class Command(BaseCommand):
     ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self._stop_if_asked()
             self._check_children()
             if ready():
                 return
@@ -368,12 +377,20 @@ class Command(BaseCommand):
 
     def _supervise(self) -> None:
         while True:
+            self._stop_if_asked()
             self._check_children(serving=True)
             time.sleep(1)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopped_by = signum
         raise KeyboardInterrupt
+
+    def _stop_if_asked(self) -> None:
+        """Stop now if a signal came. Its KeyboardInterrupt is lost when it lands
+        in a finalizer or a weakref callback (Python prints "Exception ignored"
+        and goes on), so each step of the start checks the flag as well."""
+        if self.stopped_by is not None:
+            raise KeyboardInterrupt
 
     def _stop_children(self) -> None:
         for _, process in reversed(self.children):
