@@ -2,6 +2,7 @@
 
 from sessions_app.selectors.api_tokens import api_token_list
 from sessions_app.selectors.session_detail import (
+    RESYNC_NOTICE_FOR,
     LastSynced,
     recent_resync,
     session_detail,
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_LISTED_MAPPINGS",
     "MAX_REFRESH_ROWS",
     "PAGE_SIZE",
+    "RESYNC_NOTICE_FOR",
     "SESSION_EXPORT_HEADER",
     "SYNC_RUNS_SHOWN",
     "LastSynced",

@@ -43,17 +43,28 @@ def session_last_synced(*, session: TransactionSyncState, now: datetime) -> Last
 # How long a detail page reports the outcome of its last "Resync now"; after that,
 # its Last synced time says enough.
 RESYNC_NOTICE_FOR = timedelta(minutes=15)
+# The web process stamps the queueing, a worker the run's start: a run started a
+# moment "before" it by their clocks is still the one queued.
+RESYNC_CLOCK_SKEW = timedelta(seconds=1)
 
 
 def recent_resync(
-    *, steve_transaction_id: int, now: datetime, last_synced_at: datetime
+    *,
+    steve_transaction_id: int,
+    now: datetime,
+    last_synced_at: datetime,
+    queued_at: datetime | None = None,
 ) -> SyncRun | None:
-    """The latest "Resync now" run of this transaction, if it started recently.
-    One that failed only until a later run synced the session: its failure is
-    then past, and the page's Last synced says so."""
+    """The latest "Resync now" run of this transaction, if it started recently,
+    and after `queued_at` when given (the reader's own Resync now, not an earlier
+    one's outcome). One that failed only until a later run synced the session:
+    its failure is then past, and the page's Last synced says so."""
+    started_after = now - RESYNC_NOTICE_FOR
+    if queued_at is not None:
+        started_after = max(started_after, queued_at - RESYNC_CLOCK_SKEW)
     run = (
         SyncRun.objects.resyncs_of(steve_transaction_id)
-        .filter(started_at__gte=now - RESYNC_NOTICE_FOR)
+        .filter(started_at__gte=started_after)
         .first()
     )
     if (

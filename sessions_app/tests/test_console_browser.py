@@ -391,6 +391,40 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         self.live_update(page, "#session-detail")
         expect(notice_link).to_be_focused()
 
+    def test_resync_now_says_queued_until_its_run_then_its_outcome_in_focus(
+        self,
+    ) -> None:
+        session = TransactionSyncStateFactory()
+        # An earlier resync's failure, seconds ago.
+        SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION,
+            trigger=SyncRun.Trigger.MANUAL,
+            status=SyncRun.Status.FAILED,
+            error="SteVe cannot be reached.",
+            steve_transaction_id=session.steve_transaction_id,
+            started_at=timezone.now() - timedelta(seconds=10),
+        )
+        page = self.open_console(f"/admin/sessions/{session.steve_transaction_id}/")
+        page.get_by_role("button", name="Resync now").press("Enter")
+        notice = page.locator("#resync-status .banner")
+        expect(notice).to_contain_text("queued at")
+        expect(notice).to_be_focused()
+        wait_for_live_stream(page)
+        # Re-read before a worker starts the run: still queued, still in focus.
+        self.live_update(page, "#session-detail")
+        expect(notice).to_contain_text("queued at")
+        expect(notice).not_to_contain_text("cannot be reached")
+        expect(notice).to_be_focused()
+        # Its run: its outcome takes the notice's place, and the focus.
+        SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION,
+            trigger=SyncRun.Trigger.MANUAL,
+            steve_transaction_id=session.steve_transaction_id,
+        )
+        self.live_update(page, "#session-detail")
+        expect(notice).to_contain_text("Resynced from SteVe at")
+        expect(notice).to_be_focused()
+
     def test_a_detail_page_re_reads_itself_for_its_own_session_only(self) -> None:
         shown = TransactionSyncStateFactory(is_finalized=False)
         other = TransactionSyncStateFactory()

@@ -351,16 +351,45 @@ class SessionDetailTests(ConsoleTestCase):
         notice = html[
             html.index('id="resync-status"') : html.index('id="session-detail"')
         ]
-        self.assertIn(
-            f"Resync of transaction {session.steve_transaction_id} queued; this "
-            "page shows how it went in a few seconds.",
+        self.assertRegex(
             notice,
+            rf"Resync of transaction {session.steve_transaction_id} queued at "
+            r"<time [^>]+>[^<]+</time>; this page shows how it went in a "
+            "few seconds.",
         )
-        self.assertEqual(html.count("queued; this page shows"), 1)
+        self.assertEqual(html.count("; this page shows how it went"), 1)
         self.assertEqual(
             take_queued_tasks(),
             [("sync.tasks.sync_run_transaction", f"({session.steve_transaction_id},)")],
         )
+
+    def test_a_resync_queued_is_said_until_its_own_run_starts(self) -> None:
+        session = TransactionSyncStateFactory()
+        earlier = SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION,
+            steve_transaction_id=session.steve_transaction_id,
+            status=SyncRun.Status.FAILED,
+            error="SteVe cannot be reached.",
+            started_at=timezone.now() - timedelta(seconds=12),
+        )
+        self.client.post(
+            reverse("sessions_app:session-resync", args=[session.steve_transaction_id])
+        )
+        take_queued_tasks()
+        # Re-read before the worker starts the run: not the earlier outcome.
+        notice = self.resync_notice(session.steve_transaction_id)
+        self.assertIn("queued at", notice)
+        self.assertNotIn(earlier.error, notice)
+        # Its run started: its outcome, and from then on the latest run's.
+        SyncRunFactory(
+            kind=SyncRun.Kind.TRANSACTION,
+            steve_transaction_id=session.steve_transaction_id,
+            status=SyncRun.Status.SUCCEEDED,
+        )
+        for _ in range(2):
+            notice = self.resync_notice(session.steve_transaction_id)
+            self.assertIn("Resynced from SteVe at", notice)
+            self.assertNotIn("queued at", notice)
 
     def resync_notice(self, session_id: int) -> str:
         """The HTML of the detail page's resync status region."""

@@ -4,6 +4,7 @@ resync, and the console's live stream."""
 import csv
 from collections.abc import Generator, Mapping
 from contextlib import closing
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -16,7 +17,6 @@ from django_htmx.http import push_url
 
 from polaris import live
 from polaris.http import (
-    IN_PAGE,
     AuthenticatedHttpRequest,
     is_fragment_request,
     post_only,
@@ -157,6 +157,17 @@ def session_detail(
     series = selectors.session_energy_series(session=session)
     now = timezone.now()
     last_synced = selectors.session_last_synced(session=session, now=now)
+    queued_at = _resync_queued_at(request, steve_transaction_id, now)
+    resync = selectors.recent_resync(
+        steve_transaction_id=steve_transaction_id,
+        now=now,
+        last_synced_at=last_synced.at,
+        queued_at=queued_at,
+    )
+    if resync is not None and queued_at is not None:
+        # Its run has started: from now on the latest run is the one to show.
+        del request.session[_resync_key(steve_transaction_id)]
+        queued_at = None
     context = {
         "section": "sessions",
         "session": session,
@@ -167,11 +178,8 @@ def session_detail(
         "chart": cumulative_energy_chart(session, series),
         "may_map_tag": may_change_mappings(request.user, "create"),
         "last_synced": last_synced,
-        "resync": selectors.recent_resync(
-            steve_transaction_id=steve_transaction_id,
-            now=now,
-            last_synced_at=last_synced.at,
-        ),
+        "resync": resync,
+        "resync_queued_at": queued_at,
     }
     template = "sessions_app/session_detail.html"
     if fragment:
@@ -189,15 +197,33 @@ def session_resync(
         TransactionSyncState, steve_transaction_id=steve_transaction_id
     )
     if enqueue(sync_run_transaction_task, session.steve_transaction_id):
-        messages.info(
-            request,
-            f"Resync of transaction {session.steve_transaction_id} queued; this "
-            "page shows how it went in a few seconds.",
-            extra_tags=IN_PAGE,
+        # The page says it is queued until this run starts, whatever an earlier
+        # resync's outcome or a live re-read meanwhile.
+        request.session[_resync_key(session.steve_transaction_id)] = (
+            timezone.now().isoformat()
         )
     else:
         messages.error(request, f"The resync did not start: {QUEUE_UNREACHABLE}")
     return redirect("sessions_app:session-detail", session.steve_transaction_id)
+
+
+def _resync_key(steve_transaction_id: int) -> str:
+    return f"resync_queued:{steve_transaction_id}"
+
+
+def _resync_queued_at(
+    request: AuthenticatedHttpRequest, steve_transaction_id: int, now: datetime
+) -> datetime | None:
+    """When this person's "Resync now" of the transaction was queued, while its run
+    may still start (a queue with no worker starts it never)."""
+    stamp = request.session.get(_resync_key(steve_transaction_id))
+    if stamp is None:
+        return None
+    queued_at = datetime.fromisoformat(stamp)
+    if now - queued_at > selectors.RESYNC_NOTICE_FOR:
+        del request.session[_resync_key(steve_transaction_id)]
+        return None
+    return queued_at
 
 
 @staff_only

@@ -200,11 +200,25 @@
   // band with the same words: replacing its content would make screen readers
   // say it again, every 10 s. Others say what they say each time: the filters'
   // count, applied again, tells whoever pressed Apply that it was done.
+  // When its words change (a queued resync's outcome arrives) while the reader's
+  // focus is in it, the focus moves to what replaced it, not to the page's top.
+  var sayOnceFocused = null;
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     var target = event.detail.target;
     var words = function (node) { return node.textContent.replace(/\s+/g, " ").trim(); };
     if (target.matches("[data-say-once]") && words(event.detail.fragment) === words(target)) {
       event.detail.shouldSwap = false;
+    } else if (target.matches("[data-say-once]") && target.contains(document.activeElement)) {
+      sayOnceFocused = target;
+    }
+  });
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    if (!sayOnceFocused) { return; }
+    var outcome = sayOnceFocused.querySelector(".banner");
+    sayOnceFocused = null;
+    if (outcome && !outcome.contains(document.activeElement)) {
+      outcome.setAttribute("tabindex", "-1");
+      outcome.focus();
     }
   });
 
