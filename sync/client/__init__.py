@@ -485,8 +485,7 @@ class SteveClient:
                 f"SteVe failed with HTTP {status}.",
                 permanent=False,
                 status=status,
-                operator_message=f"SteVe at {self.base_url} failed with HTTP "
-                f"{status}; its own log says why. The next run tries again.",
+                operator_message=_failure_sentence(self.base_url, response),
             )
         if status >= 400:
             logger.warning(
@@ -606,6 +605,29 @@ def _closed_after_sending(error: requests.ConnectionError) -> bool:
     that as a ProtocolError, and a failure to connect as NewConnectionError inside
     MaxRetryError."""
     return bool(error.args) and isinstance(error.args[0], ProtocolError)
+
+
+def _failure_sentence(base_url: str, response: requests.Response) -> str:
+    """The operator's sentence for a 429 or 5xx: SteVe's own error (its body), or
+    what answered in its place (a proxy's page), whose cause SteVe's log lacks."""
+    status = response.status_code
+    said = _error_message(response)
+    if said is not None:
+        return (
+            f"SteVe at {base_url} failed with HTTP {status} ({said}); its own log "
+            "says why. The next run tries again."
+        )
+    if status == 429:
+        return (
+            f"SteVe at {base_url}, or a proxy in front of it, asked for fewer "
+            "requests (HTTP 429, too many requests). The next run tries again; if "
+            "it keeps happening, raise the proxy's rate limit for Polaris."
+        )
+    return (
+        f"SteVe at {base_url} answered HTTP {status} without SteVe's error body: "
+        "a proxy or gateway in front of it answered, as when SteVe is down or "
+        "restarting; that proxy's log and SteVe's say why. The next run tries again."
+    )
 
 
 def _error_message(response: requests.Response) -> str | None:

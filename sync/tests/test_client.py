@@ -172,6 +172,51 @@ class UnreachableSteveTests(StandinTestMixin, SimpleTestCase):
         self.assertIn("Unable to connect to proxy", log)
 
 
+class SteveFailureSentenceTests(StandinTestMixin, SimpleTestCase):
+    """A 429 or 5xx names what answered: SteVe's own error, or a proxy's page."""
+
+    def failure(self, status: int) -> SteveError:
+        self.standin.clear_faults()
+        self.standin.set_fault("error", status=status, count=-1)
+        self.addCleanup(self.standin.clear_faults)
+        client = SteveClient(
+            base_url=self.standin.base_url,
+            username=self.standin.username,
+            password=self.standin.password,
+            retry_delays=(),
+        )
+        self.addCleanup(client.close)
+        with (
+            self.assertLogs("sync.client", "INFO"),
+            self.assertRaises(SteveError) as raised,
+        ):
+            client.list_transactions(type="ACTIVE")
+        self.assertFalse(raised.exception.permanent)
+        return raised.exception
+
+    def test_steves_own_error_is_quoted(self) -> None:
+        error = self.failure(500)
+        self.assertIn(
+            "failed with HTTP 500 (Simulated Internal Server Error",
+            error.operator_message,
+        )
+        self.assertIn("its own log says why", error.operator_message)
+
+    def test_a_proxys_page_is_not_blamed_on_steve(self) -> None:
+        for status in (502, 503):
+            with self.subTest(status=status):
+                error = self.failure(status)
+                self.assertIn(
+                    f"answered HTTP {status} without SteVe's error body: a proxy",
+                    error.operator_message,
+                )
+
+    def test_too_many_requests_says_so(self) -> None:
+        error = self.failure(429)
+        self.assertIn("HTTP 429, too many requests", error.operator_message)
+        self.assertNotIn("its own log", error.operator_message)
+
+
 class SyncCommandLogLinesTests(TestCase):
     """What `manage.py sync` shows of the log lines the client and the services
     write, by -v, when SteVe cannot be reached."""
