@@ -324,27 +324,49 @@ class DemoRefusalTests(TransactionTestCase):
         )
 
 
-class DemoStoppedWhileStartingTests(SimpleTestCase):
+class DemoInterruptedStartTests(SimpleTestCase):
+    def start_demo(self, data: str, port: int) -> subprocess.Popen[str]:
+        """A demo in the data folder `data`, once it prepares the database."""
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in {"DATABASE_URL", "REDIS_URL"}
+        }
+        env.update(POLARIS_DATA_DIR=data, DJANGO_SETTINGS_MODULE="polaris.settings")
+        demo = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "demo",
+                f"--port={port}",
+                f"--standin-port={_free_port()}",
+                "--fleet-size=3",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert demo.stdout is not None
+        self.assertEqual(demo.stdout.readline().strip(), "Preparing the database…")
+        return demo
+
+    def test_a_web_port_taken_while_it_starts_is_named(self) -> None:
+        port = _free_port()
+        with tempfile.TemporaryDirectory() as data:
+            demo = self.start_demo(data, port)
+            # Free when the demo checked it; taken before its web server starts.
+            with socket.create_server(("127.0.0.1", port)):
+                output = demo.communicate(timeout=START_TIMEOUT_S)[0]
+        self.assertEqual(demo.returncode, 1, output)
+        self.assertIn(f"CommandError: Port {port} is already in use", output)
+
     def test_ctrl_c_while_it_prepares_the_database_says_so_and_leaves_nothing(
         self,
     ) -> None:
         with tempfile.TemporaryDirectory() as data:
-            env = {
-                name: value
-                for name, value in os.environ.items()
-                if name not in {"DATABASE_URL", "REDIS_URL"}
-            }
-            env.update(POLARIS_DATA_DIR=data, DJANGO_SETTINGS_MODULE="polaris.settings")
-            demo = subprocess.Popen(
-                [sys.executable, "manage.py", "demo", f"--port={_free_port()}"],
-                cwd=settings.BASE_DIR,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            assert demo.stdout is not None
-            self.assertEqual(demo.stdout.readline().strip(), "Preparing the database…")
+            demo = self.start_demo(data, _free_port())
             demo.send_signal(signal.SIGINT)
             output = demo.communicate(timeout=60)[0]
             self.assertEqual(demo.returncode, 130, output)

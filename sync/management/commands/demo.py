@@ -105,11 +105,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"]
         if not _port_is_free(port):
-            raise CommandError(
-                f"Port {port} is already in use, perhaps by a demo already running "
-                f"(http://127.0.0.1:{port}/): stop that one with Ctrl-C in its "
-                "terminal, or choose another port with --port."
-            )
+            raise CommandError(_port_in_use(port))
         try:
             # The children's logs and the beat's schedule go there.
             embedded.data_dir()
@@ -133,6 +129,7 @@ class Command(BaseCommand):
             ) from None
 
     def _run(self, port: int, options: dict[str, Any]) -> None:
+        self.port = port
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self.restarted_at: dict[str, list[float]] = {}
@@ -358,6 +355,9 @@ class Command(BaseCommand):
                 )
                 self._start(name, *self.commands[name])
                 continue
+            if name == "web" and not serving and not _port_is_free(self.port):
+                # Taken since the demo checked it, while the database was readied.
+                raise CommandError(_port_in_use(self.port))
             raise CommandError(
                 f"The {name} process exited with code {process.returncode}; "
                 f"its log is {log}."
@@ -427,6 +427,14 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+
+
+def _port_in_use(port: int) -> str:
+    return (
+        f"Port {port} is already in use, perhaps by a demo already running "
+        f"(http://127.0.0.1:{port}/): stop that one with Ctrl-C in its "
+        "terminal, or choose another port with --port."
+    )
 
 
 def _answers(url: str, timeout: float) -> bool:
