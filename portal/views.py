@@ -305,8 +305,11 @@ def session_stop(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
 @never_cache
 def token_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """The customer's API tokens; a POST creates one, then redirects to this page,
-    which shows it once."""
+    which shows it once. Staff on their console side have the console's page of
+    the same tokens, whose sidebar leads back to the console."""
     viewer = access.viewer_for(request)
+    if request.method == "GET" and access.sends_staff_to_console(request, viewer):
+        return redirect("sessions_app:api-token-list")
     form = ApiTokenForm(request.POST or None)
     if request.method == "POST":
         customer = viewer.customer_for_write()

@@ -69,21 +69,30 @@ class SessionFilters:
         )
 
     def chips(self) -> list[tuple[str, str, str]]:
-        """(name, label, value) of each active filter, for removable chips."""
-        chips = []
-        if self.status != "all":
-            chips.append(("status", "Status", self.status))
-        if self.date_from:
-            chips.append(("from", "From", self.date_from.isoformat()))
-        if self.date_to:
-            chips.append(("to", "To", self.date_to.isoformat()))
-        if self.tag:
-            chips.append(("tag", "Tag", self.tag))
-        return chips
+        """(name, label, value as the page writes it) of each active filter, for
+        removable chips: "Status: Completed", "From: Dec 1, 2026"."""
+        shown = {"status": dict(STATUS_CHOICES).get(self.status, self.status)}
+        for name, day in (("from", self.date_from), ("to", self.date_to)):
+            if day:
+                shown[name] = f"{day:%b} {day.day}, {day.year}"
+        labels = {"status": "Status", "from": "From", "to": "To", "tag": "Tag"}
+        return [
+            (name, labels[name], shown.get(name, value))
+            for name, value in self.as_query().items()
+        ]
 
     def as_query(self) -> dict[str, str]:
         """The active filters as query parameters (for links that keep them)."""
-        return {name: value for name, _, value in self.chips()}
+        query = {}
+        if self.status != "all":
+            query["status"] = self.status
+        if self.date_from:
+            query["from"] = self.date_from.isoformat()
+        if self.date_to:
+            query["to"] = self.date_to.isoformat()
+        if self.tag:
+            query["tag"] = self.tag
+        return query
 
 
 def _parse_date(raw: str, label: str, notes: list[str]) -> date | None:

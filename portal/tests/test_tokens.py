@@ -25,6 +25,16 @@ class TokenTests(PortalTestCase):
         response = self.client.get(reverse("portal:token-list"))
         self.assertEqual(current_section(response), [reverse("portal:token-list")])
 
+    def test_staff_on_the_console_side_get_the_consoles_tokens_page(self) -> None:
+        # The portal's sidebar there would lead its Dashboard link to the console.
+        self.client.force_login(self.agent)
+        response = self.client.get(reverse("portal:token-list"))
+        self.assertRedirects(response, reverse("sessions_app:api-token-list"))
+        # On their own customer dashboard (chosen at /switch), the portal's page.
+        self.client.post(reverse("portal:switch"), {"account": "customer"})
+        response = self.client.get(reverse("portal:token-list"))
+        self.assertEqual(current_section(response), [reverse("portal:token-list")])
+
     def test_it_creates_a_token_and_shows_it_once(self) -> None:
         self.client.force_login(self.alice)
         response = self.client.post(

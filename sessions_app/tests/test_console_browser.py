@@ -140,7 +140,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         expect(page.locator("#filter-status")).to_have_text(
             "1 session matches current filters"
         )
-        expect(page.locator(".chip")).to_contain_text("Status: active")
+        expect(page.locator(".chip")).to_contain_text("Status: Active")
         expect(page.locator("#session-export")).to_have_attribute(
             "href", re.compile(r"export\.csv\?status=active$")
         )

@@ -332,10 +332,27 @@ class SessionFilterTests(ConsoleTestCase):
     def test_chips_show_each_filter_with_a_remove_link_keeping_the_others(self) -> None:
         response = self.client.get(URL, {"status": "active", "tag": "04A"})
         html = response.content.decode()
-        self.assertIn('aria-label="Remove filter Status active"', html)
+        self.assertIn('aria-label="Remove filter Status Active"', html)
         self.assertIn(f'href="{URL}?tag=04A"', html)
         self.assertIn(f'href="{URL}?status=active"', html)
         self.assertIn('value="04A"', html)
+
+    def test_chips_write_statuses_and_dates_as_the_page_does(self) -> None:
+        response = self.client.get(
+            URL, {"status": "completed", "from": "2026-12-01", "to": "2026-12-07"}
+        )
+        chips = [
+            " ".join(chip.split())
+            for chip in re.findall(
+                r'<span class="chip">(.*?)<a ', response.content.decode(), re.S
+            )
+        ]
+        self.assertEqual(
+            [re.sub(r"<[^>]+>", "", chip) for chip in chips],
+            ["Status: Completed", "From: Dec 1, 2026", "To: Dec 7, 2026"],
+        )
+        # The addresses keep the values as typed.
+        self.assertIn("status=completed&amp;from=2026-12-01", response.content.decode())
 
 
 class SessionStatStripTests(ConsoleTestCase):
