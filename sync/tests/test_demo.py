@@ -65,6 +65,19 @@ def _signed_in(base: str, username: str, password: str) -> requests.Session:
     return browser
 
 
+def embedded_environment(data: str, **overrides: str) -> dict[str, str]:
+    """This environment for a demo of its own: embedded servers in `data`."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATABASE_URL", "REDIS_URL"}
+    }
+    env.update(
+        POLARIS_DATA_DIR=data, DJANGO_SETTINGS_MODULE="polaris.settings", **overrides
+    )
+    return env
+
+
 class DemoCommandTests(SimpleTestCase):
     def test_it_serves_both_sites_syncs_on_its_beat_stops_everything_and_restarts(
         self,
@@ -98,16 +111,7 @@ class DemoCommandTests(SimpleTestCase):
         web_port, standin_port = _free_port(), _free_port()
         log_path = Path(data) / "demo-output.txt"
         self.standin_port, self.log_path = standin_port, log_path
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in {"DATABASE_URL", "REDIS_URL"}
-        }
-        env.update(
-            POLARIS_DATA_DIR=data,
-            DJANGO_SETTINGS_MODULE="polaris.settings",
-            SYNC_INTERVAL_SECONDS=str(SYNC_INTERVAL_S),
-        )
+        env = embedded_environment(data, SYNC_INTERVAL_SECONDS=str(SYNC_INTERVAL_S))
         with log_path.open("w") as log:
             demo = subprocess.Popen(
                 [
@@ -327,12 +331,7 @@ class DemoRefusalTests(TransactionTestCase):
 class DemoInterruptedStartTests(SimpleTestCase):
     def start_demo(self, data: str, port: int) -> subprocess.Popen[str]:
         """A demo in the data folder `data`, once it prepares the database."""
-        env = {
-            name: value
-            for name, value in os.environ.items()
-            if name not in {"DATABASE_URL", "REDIS_URL"}
-        }
-        env.update(POLARIS_DATA_DIR=data, DJANGO_SETTINGS_MODULE="polaris.settings")
+        env = embedded_environment(data)
         demo = subprocess.Popen(
             [
                 sys.executable,

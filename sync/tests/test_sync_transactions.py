@@ -1538,17 +1538,24 @@ class MappingLetterCaseTests(SyncTestCase):
         # Compared in that spelling, the session is not changed by every run.
         self.assertEqual(self.sync().updated_count, 0)
 
-    def test_mapping_a_card_synced_in_two_spellings_links_the_sessions_of_both(
-        self,
-    ) -> None:
+    def card_synced_in_two_spellings(self) -> str:
+        """Sync an unmapped card's sessions in two letter cases; its SteVe tag."""
         first = self.steve.list_transactions(type="ALL")[0]
         tag = first.ocpp_id_tag
-        self.assertFalse(UserMapping.objects.filter(steve_ocpp_id_tag=tag).exists())
+        self.assertFalse(
+            UserMapping.objects.filter(steve_ocpp_id_tag__iexact=tag).exists()
+        )
         self.standin.add_transaction(
             first.charge_box_id, first.connector_id, tag.lower()
         )
         self.standin.tick(900)
         self.sync()
+        return tag
+
+    def test_mapping_a_card_synced_in_two_spellings_links_the_sessions_of_both(
+        self,
+    ) -> None:
+        tag = self.card_synced_in_two_spellings()
         spellings = set(
             TransactionSyncState.objects.filter(ocpp_id_tag__iexact=tag).values_list(
                 "ocpp_id_tag", flat=True
@@ -1576,12 +1583,7 @@ class MappingLetterCaseTests(SyncTestCase):
     def test_an_imported_mapping_links_its_cards_sessions_in_every_spelling(
         self,
     ) -> None:
-        first = self.steve.list_transactions(type="ALL")[0]
-        tag = first.ocpp_id_tag
-        self.standin.add_transaction(
-            first.charge_box_id, first.connector_id, tag.lower()
-        )
-        self.sync()
+        tag = self.card_synced_in_two_spellings()
         result = user_mapping_import_text(
             actor=None,
             text=f"steveOcppIdTag,email,label\n{tag.lower()},new@example.com,Van\n",
