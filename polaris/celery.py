@@ -31,13 +31,16 @@ def _load_django(sender: Celery, **kwargs: object) -> None:
 
 
 @setup_logging.connect
-def _log_as_the_web_does(**kwargs: object) -> None:
+def _log_as_the_web_does(loglevel: int | str | None = None, **kwargs: object) -> None:
     # Connected, this stops Celery from replacing the root logger's handler with
     # its own text lines: the worker and beat log as settings.LOGGING says (JSON
-    # with LOG_FORMAT=json), as every other process does.
+    # with LOG_FORMAT=json), as every other process does. Celery's own lines
+    # (started, ready, each task) keep the --loglevel they were given.
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)
 
 
 @app.on_after_configure.connect

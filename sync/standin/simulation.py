@@ -25,6 +25,7 @@ from sync.standin.records import (
     Reservation,
 )
 from sync.standin.stations import ChargingSession, Connector, PendingStart, Station
+from sync.standin.store import tag_key
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class Simulation:
             event_timestamp=now,
         )
         for reservation in self._active_reservations(connector.evse, now):
-            if reservation.id_tag == id_tag:
+            if tag_key(reservation.id_tag) == tag_key(id_tag):
                 reservation.status, reservation.status_timestamp = "USED", now
                 reservation.transaction_pk = record.pk
                 break
@@ -354,7 +355,7 @@ class Simulation:
                     continue
                 allowed = [
                     tag
-                    for tag in self.store.tags
+                    for tag in (record.id_tag for record in self.store.tags.values())
                     if self.store.tag_authorizes(tag, now, check_limit=True)
                     and not self._reserved_for_other(connector.evse, tag, now)
                 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from sync.standin.simulation import Simulation
 from sync.standin.stations import Station
+from sync.standin.store import tag_key
 from sync.standin.timestamps import format_timestamp
 
 
@@ -31,7 +32,7 @@ def simulation_snapshot(simulation: Simulation, now: datetime) -> dict[str, Any]
                 "blocked": tag.blocked,
                 "expired": tag.is_expired(now),
                 "maxActiveTransactionCount": tag.max_active_transaction_count,
-                "activeTransactionCount": active.get(tag.id_tag, 0),
+                "activeTransactionCount": active.get(tag_key(tag.id_tag), 0),
             }
             for tag in store.tags.values()
         ],

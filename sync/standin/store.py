@@ -37,11 +37,21 @@ _MAX_STOP_IN_FUTURE = timedelta(minutes=5)
 _LAST_N_DAYS = {"LAST_10": 10, "LAST_30": 30, "LAST_90": 90}
 
 
+def tag_key(id_tag: str) -> str:
+    """How SteVe's database compares idTags: its documented set-up is
+    ``CHARACTER SET utf8 COLLATE utf8_unicode_ci``, so ``tag-0001`` is the
+    ``ocpp_tag`` row ``TAG-0001`` (its pk, user and limits) in every lookup and
+    filter, while a transaction keeps the spelling its station sent. idTags are
+    ASCII (CONTRACT §4), where that collation is upper case."""
+    return id_tag.upper()
+
+
 class FleetStore:
     """The tables of CONTRACT §9 that the REST API reads, plus their queries."""
 
     def __init__(self, *, first_transaction_pk: int = 1) -> None:
         self.charge_boxes: dict[str, ChargeBoxRecord] = {}
+        # By tag_key: one row per card in any letter case, as SteVe's unique key.
         self.tags: dict[str, TagRecord] = {}
         self.transactions: dict[int, TransactionRecord] = {}
         # An index of ``transactions`` by EVSE (SteVe's ``evse_pk`` index), so
@@ -87,7 +97,7 @@ class FleetStore:
             max_active_transaction_count=max_active_transaction_count,
             note=note,
         )
-        self.tags[id_tag] = tag
+        self.tags[tag_key(id_tag)] = tag
         return tag
 
     def record_start(
@@ -106,12 +116,12 @@ class FleetStore:
         and value) returns the existing row (CONTRACT §11).
         """
         for existing in self._evse_transactions[evse]:
-            if (existing.id_tag, existing.start_timestamp) == (
-                id_tag,
+            if (tag_key(existing.id_tag), existing.start_timestamp) == (
+                tag_key(id_tag),
                 start_timestamp,
             ) and existing.start_value == str(start_value):
                 return existing
-        if id_tag not in self.tags:
+        if tag_key(id_tag) not in self.tags:
             note = (
                 "This unknown idTag was used in a transaction that started @ "
                 f"{format_timestamp(start_timestamp)}. "
@@ -320,18 +330,19 @@ class FleetStore:
             TagRow(
                 tag=tag,
                 parent_ocpp_tag_pk=self._parent_pk(tag),
-                active_transaction_count=active.get(tag.id_tag, 0),
+                active_transaction_count=active.get(tag_key(tag.id_tag), 0),
             )
             for tag in self.tags.values()
         ]
         return [row for row in rows if _tag_matches(query, row, now)]
 
     def active_counts(self) -> dict[str, int]:
-        """Number of active transactions per idTag (``ocpp_tag_activity``)."""
+        """Number of active transactions per idTag, by tag_key
+        (``ocpp_tag_activity``)."""
         counts: dict[str, int] = defaultdict(int)
         for record in self.transactions.values():
             if record.is_active:
-                counts[record.id_tag] += 1
+                counts[tag_key(record.id_tag)] += 1
         return counts
 
     def active_transaction_pks(self, charge_box_id: str) -> list[int]:
@@ -345,12 +356,14 @@ class FleetStore:
     def tag_authorizes(self, id_tag: str, now: datetime, *, check_limit: bool) -> bool:
         """``AuthTagServiceLocal``: the tag exists, is not blocked or expired and,
         when ``check_limit``, is under its active-transaction limit (§7)."""
-        tag = self.tags.get(id_tag)
+        tag = self.tags.get(tag_key(id_tag))
         if tag is None or tag.blocked or tag.is_expired(now):
             return False
         limit = tag.max_active_transaction_count
         return (
-            not check_limit or limit < 0 or self.active_counts().get(id_tag, 0) < limit
+            not check_limit
+            or limit < 0
+            or self.active_counts().get(tag_key(id_tag), 0) < limit
         )
 
     def new_reservation_pk(self) -> int:
@@ -365,7 +378,7 @@ class FleetStore:
         return record
 
     def _row(self, record: TransactionRecord) -> TransactionRow:
-        tag = self.tags[record.id_tag]
+        tag = self.tags[tag_key(record.id_tag)]
         charge_box_id, connector_id = record.evse
         return TransactionRow(
             pk=record.pk,
@@ -381,7 +394,7 @@ class FleetStore:
         )
 
     def _parent_pk(self, tag: TagRecord) -> int | None:
-        parent = self.tags.get(tag.parent_id_tag or "")
+        parent = self.tags.get(tag_key(tag.parent_id_tag or ""))
         return parent.pk if parent else None
 
 
@@ -428,7 +441,8 @@ def _matches(query: TransactionQuery, row: TransactionRow, now: datetime) -> boo
         not query.transaction_pks or row.pk in query.transaction_pks,
         query.connector_id is None or row.connector_id == query.connector_id,
         not query.charge_box_ids or row.charge_box_id in query.charge_box_ids,
-        not query.id_tags or row.id_tag in query.id_tags,
+        not query.id_tags
+        or tag_key(row.id_tag) in {tag_key(tag) for tag in query.id_tags},
         not query.user_ids or row.user_id in query.user_ids,
         query.type != "ACTIVE" or row.stop is None,
         query.type != "STOPPED" or row.stop is not None,
@@ -455,8 +469,9 @@ def _tag_matches(query: TagQuery, row: TagRow, now: datetime) -> bool:
     tag = row.tag
     checks = (
         query.ocpp_tag_pk is None or tag.pk == query.ocpp_tag_pk,
-        query.id_tag is None or tag.id_tag == query.id_tag,
-        query.parent_id_tag is None or tag.parent_id_tag == query.parent_id_tag,
+        query.id_tag is None or tag_key(tag.id_tag) == tag_key(query.id_tag),
+        query.parent_id_tag is None
+        or tag_key(tag.parent_id_tag or "") == tag_key(query.parent_id_tag),
         query.user_id is None or tag.user_pk == query.user_id,
         _tri_state(query.expired, tag.is_expired(now)),
         _tri_state(query.in_transaction, row.active_transaction_count > 0),

@@ -934,6 +934,29 @@ class ScenarioTests:
         assert (tag["blocked"], tag["maxActiveTransactionCount"]) == (True, 0)
         assert tag["note"].startswith("This unknown idTag was used in a transaction")
 
+    def test_a_known_tag_in_another_letter_case_is_that_tag(self, steve: Steve) -> None:
+        # SteVe's database compares idTags under utf8_unicode_ci: the station's
+        # spelling is kept on the transaction, the card is the known one.
+        (known,) = steve.call("GET", "/ocppTags", {"idTag": "TAG-0001"}).json()
+        box, connector = idle_connector(steve)
+        pk = steve.standin.add_transaction(box, connector, "tag-0001")
+        item = steve.transaction(pk)
+
+        assert item["ocppIdTag"] == "tag-0001"
+        assert (item["ocppTagPk"], item["userId"]) == (
+            known["ocppTagPk"],
+            known["userPk"],
+        )
+        assert pk in ids(steve.transactions({"ocppIdTag": "TAG-0001"}))
+        # No second, blocked tag: the one known, with this charge counted.
+        (found,) = steve.call("GET", "/ocppTags", {"idTag": "tag-0001"}).json()
+        assert (found["ocppTagPk"], found["idTag"], found["blocked"]) == (
+            known["ocppTagPk"],
+            "TAG-0001",
+            False,
+        )
+        assert found["activeTransactionCount"] == known["activeTransactionCount"] + 1
+
     def test_negative_stop_left_active_and_manual_stop_replaced(
         self, steve: Steve
     ) -> None:
