@@ -73,6 +73,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.2, 0.6, 1.5)
+# The longest a Retry-After may hold one retry: a run's requests wait within its
+# interval, and the next run asks again anyway.
+RETRY_AFTER_CAP = 5.0
 
 
 class SteveClient:
@@ -339,7 +342,8 @@ class SteveClient:
                         tried = "once" if attempts == 1 else f"{attempts} times"
                         error.add_sentence(f"Tried {tried} in {elapsed:.0f} s.")
                     raise
-                delay = delays.pop(0)
+                # No sooner than the answer asked (a rate limit's Retry-After).
+                delay = max(delays.pop(0), min(error.retry_after or 0, RETRY_AFTER_CAP))
                 logger.info("SteVe %s %s failed (%s); retrying", method, path, error)
                 if stop.wait(delay):
                     raise
@@ -486,6 +490,7 @@ class SteveClient:
                 permanent=False,
                 status=status,
                 operator_message=_failure_sentence(self.base_url, response),
+                retry_after=_retry_after(response),
             )
         if status >= 400:
             logger.warning(
@@ -605,6 +610,16 @@ def _closed_after_sending(error: requests.ConnectionError) -> bool:
     that as a ProtocolError, and a failure to connect as NewConnectionError inside
     MaxRetryError."""
     return bool(error.args) and isinstance(error.args[0], ProtocolError)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """The seconds of a Retry-After header; None without one, or with a date
+    (which no proxy in front of SteVe is known to send)."""
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _failure_sentence(base_url: str, response: requests.Response) -> str:

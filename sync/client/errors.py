@@ -26,12 +26,16 @@ class SteveError(Exception):
         permanent: bool,
         status: int | None = None,
         operator_message: str | None = None,
+        retry_after: float | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.operator_message = operator_message or message
         self.permanent = permanent
         self.status = status
+        # Seconds the answer asked us to wait before the next request (its
+        # Retry-After header), when it said.
+        self.retry_after = retry_after
 
     def add_sentence(self, sentence: str) -> None:
         """Say `sentence` after the message, wherever the error is read (the

@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 from datetime import datetime
 from io import StringIO
 from unittest import mock
@@ -210,6 +211,23 @@ class SteveFailureSentenceTests(StandinTestMixin, SimpleTestCase):
                     f"answered HTTP {status} without SteVe's error body: a proxy",
                     error.operator_message,
                 )
+
+    def test_a_retry_waits_as_long_as_retry_after_asks(self) -> None:
+        # The stand-in's rate limit answers 429 with Retry-After: 1, once.
+        self.standin.clear_faults()
+        self.standin.set_fault("error", status=429)
+        client = SteveClient(
+            base_url=self.standin.base_url,
+            username=self.standin.username,
+            password=self.standin.password,
+            retry_delays=(0.01,),
+        )
+        self.addCleanup(client.close)
+        began = time.monotonic()
+        with self.assertLogs("sync.client", "INFO"):
+            client.list_transactions(type="ACTIVE")
+        # Not a speed claim: the retry came no sooner than the proxy asked.
+        self.assertGreaterEqual(time.monotonic() - began, 1.0)
 
     def test_too_many_requests_says_so(self) -> None:
         error = self.failure(429)
