@@ -15,6 +15,9 @@ BOTTOM = 2
 # A day with any energy shows, however small beside the busiest (about 2 px).
 MIN_BAR_HEIGHT = 3.0
 MIN_SLOT_WITH_GAP = 4.0
+# A year's day is 1.75 units, under a pixel on a phone: its bar is drawn wider,
+# centred on its day (1.5 px there), overlapping the empty days beside it.
+MIN_BAR_WIDTH = 3.0
 
 
 # Day names as strftime gives them, looked up rather than formatted: a year's
@@ -39,6 +42,9 @@ class DailyChart:
     max_kwh: Decimal
     bar_marks: SafeString  # a <rect> titled with its numbers per day with energy
     table_rows: SafeString  # a <tr> per day with energy, for screen readers
+    # A calendar year's axis names its months (12 equal columns: the months
+    # differ by 3 days at most); other periods name their first and last day.
+    month_ticks: tuple[str, ...] = ()
     width: int = WIDTH
     height: int = HEIGHT
     baseline: int = HEIGHT - BOTTOM
@@ -64,14 +70,19 @@ def daily_chart(
     # A year's slots are under 2 units (about a pixel on a phone): a gap there
     # would leave hairlines, so its bars touch.
     gap = min(slot * 0.2, 2.0) if slot >= MIN_SLOT_WITH_GAP else 0.0
-    width = round(slot - gap, 2)
+    width = round(max(slot - gap, MIN_BAR_WIDTH), 2)
+    # Where a bar starts within its day's slot: centred when wider than it.
+    inset = (slot - width) / 2
     # Geometry in floats: a year is 365 bars, and Decimal division is slow.
     scale = (HEIGHT - TOP - BOTTOM) / float(max_kwh) if max_kwh > 0 else 0.0
     baseline = float(HEIGHT - BOTTOM)
     marks = []
     rows = []
     for day, kwh in used:
-        x = round((day - first_day).days * slot + gap / 2, 2)
+        # Inside the chart at either end.
+        x = round(
+            min(max((day - first_day).days * slot + inset, 0.0), WIDTH - width), 2
+        )
         height = round(max(float(kwh) * scale, MIN_BAR_HEIGHT), 2)
         name = f"{MONTH_NAMES[day.month - 1]} {day.day}"
         kwh_text = str(kwh.quantize(CENT, ROUND_HALF_UP))
@@ -90,4 +101,10 @@ def daily_chart(
         max_kwh=max_kwh,
         bar_marks=mark_safe("".join(marks)),
         table_rows=mark_safe("".join(rows)),
+        month_ticks=(
+            MONTH_NAMES
+            if (first_day.month, first_day.day) == (1, 1)
+            and end_day == first_day.replace(year=first_day.year + 1)
+            else ()
+        ),
     )

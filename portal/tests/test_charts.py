@@ -55,11 +55,16 @@ class DailyChartTests(SimpleTestCase):
             },
         )
         self.assertIn('height="3.0"><title>Dec 31: 0.00 kWh</title>', chart.bar_marks)
-        # A year's bars fill their slots: with gaps they were hairlines.
-        self.assertIn('x="0.0" y="8.0" width="1.75" height="132.0"', chart.bar_marks)
+        # A year's bars are wider than their slots, centred on their day: with
+        # gaps they were hairlines, and a slot is under a pixel on a phone.
+        self.assertIn('x="0.0" y="8.0" width="3.0" height="132.0"', chart.bar_marks)
+        self.assertIn('x="637.0" y="137.0" width="3.0"', chart.bar_marks)
+        self.assertEqual(chart.month_ticks[0], "Jan")
+        self.assertEqual(len(chart.month_ticks), 12)
         empty = daily_chart(
             first_day=date(2026, 1, 1), end_day=date(2026, 2, 1), kwh_by_day={}
         )
         self.assertEqual((empty.bar_marks, empty.table_rows), ("", ""))
+        self.assertEqual(empty.month_ticks, ())
         self.assertFalse(empty.has_energy)
         self.assertEqual(empty.max_kwh, Decimal(0))
