@@ -28,7 +28,7 @@ from sessions_app.charts import cumulative_energy_chart
 from sessions_app.forms import SessionFilterForm, parse_session_filters
 from sessions_app.views import QUEUE_UNREACHABLE, console_stream_url
 from sessions_app.views.user_mappings import may_change_mappings
-from sync.models import TransactionSyncState
+from sync.models import SyncRun, TransactionSyncState
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
 
 SESSION_LIST = "sessions_app/session_list.html"
@@ -157,17 +157,9 @@ def session_detail(
     series = selectors.session_energy_series(session=session)
     now = timezone.now()
     last_synced = selectors.session_last_synced(session=session, now=now)
-    queued_at = _resync_queued_at(request, steve_transaction_id, now)
-    resync = selectors.recent_resync(
-        steve_transaction_id=steve_transaction_id,
-        now=now,
-        last_synced_at=last_synced.at,
-        queued_at=queued_at,
+    resync, queued_at = _resync_notice(
+        request, steve_transaction_id, now=now, last_synced_at=last_synced.at
     )
-    if resync is not None and queued_at is not None:
-        # Its run has started: from now on the latest run is the one to show.
-        del request.session[_resync_key(steve_transaction_id)]
-        queued_at = None
     context = {
         "section": "sessions",
         "session": session,
@@ -211,19 +203,32 @@ def _resync_key(steve_transaction_id: int) -> str:
     return f"resync_queued:{steve_transaction_id}"
 
 
-def _resync_queued_at(
-    request: AuthenticatedHttpRequest, steve_transaction_id: int, now: datetime
-) -> datetime | None:
-    """When this person's "Resync now" of the transaction was queued, while its run
-    may still start (a queue with no worker starts it never)."""
-    stamp = request.session.get(_resync_key(steve_transaction_id))
-    if stamp is None:
-        return None
-    queued_at = datetime.fromisoformat(stamp)
-    if now - queued_at > selectors.RESYNC_NOTICE_FOR:
-        del request.session[_resync_key(steve_transaction_id)]
-        return None
-    return queued_at
+def _resync_notice(
+    request: AuthenticatedHttpRequest,
+    steve_transaction_id: int,
+    *,
+    now: datetime,
+    last_synced_at: datetime,
+) -> tuple[SyncRun | None, datetime | None]:
+    """What the detail page's resync notice shows: the resync run, or when this
+    person's "Resync now" was queued while its run has not started. A queueing
+    is forgotten once its run has started, or after RESYNC_NOTICE_FOR (a queue
+    with no worker starts it never)."""
+    key = _resync_key(steve_transaction_id)
+    stamp = request.session.get(key)
+    queued_at = datetime.fromisoformat(stamp) if stamp else None
+    if queued_at is not None and now - queued_at > selectors.RESYNC_NOTICE_FOR:
+        queued_at = None
+    run = selectors.recent_resync(
+        steve_transaction_id=steve_transaction_id,
+        now=now,
+        last_synced_at=last_synced_at,
+        queued_at=queued_at,
+    )
+    if stamp and (run is not None or queued_at is None):
+        del request.session[key]
+        queued_at = None
+    return run, queued_at
 
 
 @staff_only
