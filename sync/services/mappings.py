@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Field, QuerySet
+from django.db.models import Field, Max, QuerySet
 from django.db.models.functions import Upper
 
 from sessions_app.models import AuditEntry
@@ -84,46 +84,38 @@ def validate_tag_is_free(tag: str, *, mapping: UserMapping | None = None) -> Non
         )
 
 
+def id_tag_spellings(tags: Collection[str]) -> dict[str, list[str]]:
+    """The spellings synced sessions have for the cards of `tags`, by upper-case
+    tag, the one of the newest session first (index tss_tag_upper). idTags are
+    ASCII (ID_TAG_PATTERN), so Python's upper case is PostgreSQL's."""
+    rows = (
+        TransactionSyncState.objects.annotate(tag_upper=Upper("ocpp_id_tag"))
+        .filter(tag_upper__in=sorted({tag.upper() for tag in tags}))
+        .values_list("tag_upper", "ocpp_id_tag")
+        .annotate(newest=Max("started_at"))
+        .order_by("tag_upper", "-newest")
+    )
+    spellings: dict[str, list[str]] = {}
+    for upper, spelling, _ in rows:
+        spellings.setdefault(upper, []).append(spelling)
+    return spellings
+
+
 def id_tags_as_steve_writes(tags: Collection[str]) -> dict[str, str]:
-    """How SteVe writes each of `tags`, by upper-case tag: the idTag of a synced
-    session equal to it in any letter case (of the newest such session, should
-    SteVe have used two). Tags no synced session has are left out.
+    """How SteVe writes each of `tags`, by upper-case tag: as typed if a synced
+    session has it so, else the newest such session's spelling. Tags no synced
+    session has are left out.
 
     Sessions link to their mapping by the exact tag, which keeps those joins on
     their indexes at a million sessions; so a mapping stores the tag as SteVe
-    writes it. A tag found as typed costs an index lookup; the others that hold
-    letters, a lookup on tss_tag_upper.
+    writes it.
     """
-    quote = connection.ops.quote_name
-    table = quote(TransactionSyncState._meta.db_table)
-    tag_field = TransactionSyncState._meta.get_field("ocpp_id_tag")
-    # A column of the table (get_field may also return a relation).
-    assert isinstance(tag_field, Field) and tag_field.column
-    tag_column = quote(tag_field.column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT typed.tag FROM unnest(%s::text[]) AS typed(tag) WHERE EXISTS "
-            f"(SELECT 1 FROM {table} s WHERE s.{tag_column} = typed.tag)",
-            [sorted(tags)],
-        )
-        found = {tag.upper(): tag for (tag,) in cursor.fetchall()}
-    # A tag without letters has one spelling. idTags are ASCII (ID_TAG_PATTERN),
-    # so Python's upper case is PostgreSQL's.
-    other_cases = {
-        tag.upper()
+    spellings = id_tag_spellings(tags)
+    return {
+        tag.upper(): tag if tag in found else found[0]
         for tag in tags
-        if tag.upper() not in found and tag.upper() != tag.lower()
+        if (found := spellings.get(tag.upper()))
     }
-    if other_cases:
-        spellings = (
-            TransactionSyncState.objects.annotate(tag_upper=Upper("ocpp_id_tag"))
-            .filter(tag_upper__in=sorted(other_cases))
-            .order_by("tag_upper", "-started_at")
-            .distinct("tag_upper")
-            .values_list("tag_upper", "ocpp_id_tag")
-        )
-        found.update(spellings)
-    return found
 
 
 def _as_steve_writes(tag: str) -> str:
@@ -218,18 +210,13 @@ def sessions_respell_for_mappings(tags: Collection[str]) -> None:
     """Store the sessions of the cards of `tags`, mappings' spellings, in those
     spellings, whatever letter case SteVe gave them in (index tss_tag_upper).
     Call it under `lock_tag_spellings`."""
-    cards = {tag.upper(): tag for tag in tags}
-    spellings = (
-        TransactionSyncState.objects.annotate(tag_upper=Upper("ocpp_id_tag"))
-        .filter(tag_upper__in=sorted(cards))
-        .values_list("tag_upper", "ocpp_id_tag")
-        .distinct()
-    )
+    spellings = id_tag_spellings(tags)
     sessions_respell(
         {
-            spelling: cards[upper]
-            for upper, spelling in spellings
-            if spelling != cards[upper]
+            spelling: tag
+            for tag in tags
+            for spelling in spellings.get(tag.upper(), [])
+            if spelling != tag
         }
     )
 

@@ -1552,6 +1552,13 @@ class MappingLetterCaseTests(SyncTestCase):
         self.sync()
         return tag
 
+    def assert_every_session_linked(self, tag: str, mapping: UserMapping) -> None:
+        """Every session of the card, in whatever letter case, links to `mapping`."""
+        sessions = TransactionSyncState.objects.filter(ocpp_id_tag__iexact=tag)
+        self.assertEqual(
+            set(sessions.values_list("mapping__pk", flat=True)), {mapping.pk}
+        )
+
     def test_mapping_a_card_synced_in_two_spellings_links_the_sessions_of_both(
         self,
     ) -> None:
@@ -1565,10 +1572,7 @@ class MappingLetterCaseTests(SyncTestCase):
         mapping = user_mapping_create(
             actor=None, steve_ocpp_id_tag=tag.title(), user=UserFactory()
         )
-        sessions = TransactionSyncState.objects.filter(ocpp_id_tag__iexact=tag)
-        self.assertEqual(
-            set(sessions.values_list("mapping__pk", flat=True)), {mapping.pk}
-        )
+        self.assert_every_session_linked(tag, mapping)
         self.assertEqual(
             set(
                 SyncedTransactionEvent.objects.filter(
@@ -1590,14 +1594,7 @@ class MappingLetterCaseTests(SyncTestCase):
         )
         self.assertEqual(result.created, 1, result.rejected)
         mapping = UserMapping.objects.get(steve_ocpp_id_tag__iexact=tag)
-        self.assertEqual(
-            set(
-                TransactionSyncState.objects.filter(
-                    ocpp_id_tag__iexact=tag
-                ).values_list("mapping__pk", flat=True)
-            ),
-            {mapping.pk},
-        )
+        self.assert_every_session_linked(tag, mapping)
         assert_rollups_exact(self)
 
 
