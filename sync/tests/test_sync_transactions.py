@@ -20,7 +20,7 @@ from django.test import TestCase, override_settings
 
 from sessions_app.models import AuditEntry
 from sync import services
-from sync.client import SteveClient
+from sync.client import SteveClient, SteveTransaction
 from sync.models import (
     Charger,
     SyncedTransactionEvent,
@@ -1510,10 +1510,7 @@ class MappingLetterCaseTests(SyncTestCase):
         first = self.steve.list_transactions(type="ALL")[0]
         mapping = UserMappingFactory(steve_ocpp_id_tag=first.ocpp_id_tag)
         self.sync()
-        self.standin.add_transaction(
-            first.charge_box_id, first.connector_id, first.ocpp_id_tag.lower()
-        )
-        self.standin.tick(900)
+        pk = self.charge_in_lower_case(first)
         run = self.sync()
         self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
         mapping.refresh_from_db()
@@ -1531,9 +1528,9 @@ class MappingLetterCaseTests(SyncTestCase):
                 ocpp_id_tag=first.ocpp_id_tag.lower()
             ).exists()
         )
-        newest = TransactionSyncState.objects.order_by("-steve_transaction_id")[0]
+        newest = TransactionSyncState.objects.get(steve_transaction_id=pk)
         self.assertEqual(newest.mapping, mapping)
-        self.assertGreater(newest.kwh_delivered, 0)
+        self.assertEqual(newest.kwh_delivered, Decimal("2.500"))
         assert_rollups_exact(self)
         # Compared in that spelling, the session is not changed by every run.
         self.assertEqual(self.sync().updated_count, 0)
@@ -1545,12 +1542,24 @@ class MappingLetterCaseTests(SyncTestCase):
         self.assertFalse(
             UserMapping.objects.filter(steve_ocpp_id_tag__iexact=tag).exists()
         )
-        self.standin.add_transaction(
-            first.charge_box_id, first.connector_id, tag.lower()
-        )
-        self.standin.tick(900)
+        self.charge_in_lower_case(first)
         self.sync()
         return tag
+
+    def charge_in_lower_case(self, card_of: SteveTransaction) -> int:
+        """A charge of 2.5 kWh on `card_of`'s connector by its card, spelled in
+        lower case; SteVe's pk."""
+        start = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
+        pk = self.standin.add_transaction(
+            card_of.charge_box_id,
+            card_of.connector_id,
+            card_of.ocpp_id_tag.lower(),
+            start_value=1_000_000,
+            start_timestamp=iso(start),
+        )
+        at = iso(start + timedelta(minutes=5))
+        self.standin.add_meter_values(pk, [{"value": "1002500", "valueTimestamp": at}])
+        return pk
 
     def assert_every_session_linked(self, tag: str, mapping: UserMapping) -> None:
         """Every session of the card, in whatever letter case, links to `mapping`."""
