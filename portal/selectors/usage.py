@@ -82,14 +82,24 @@ def billing_period(
     the plan did (`plan_started_on`). `year` is the calendar year."""
     if name == "year":
         return Period(name, date(today.year, 1, 1), date(today.year + 1, 1, 1))
-    back = 0 if today >= _anchor_in(today.year, today.month, anchor_day) else 1
+    start, end = _period_holding(today, anchor_day, plan_started_on)
     if name == "previous":
-        back += 1
-    start = _anchor_in(*_month_of(today, -back), anchor_day)
-    end = _anchor_in(*_month_of(today, 1 - back), anchor_day)
-    if plan_started_on is not None and start < plan_started_on < end:
-        start = plan_started_on
+        # It ends where the current one starts: a plan begun mid-month leaves
+        # the month's days before it in the previous period, not in neither.
+        before = start - timedelta(days=1)
+        start, end = _period_holding(before, anchor_day, plan_started_on)[0], start
     return Period(name, start, end)
+
+
+def _period_holding(
+    day: date, anchor_day: int, plan_started_on: date | None
+) -> tuple[date, date]:
+    back = 0 if day >= _anchor_in(day.year, day.month, anchor_day) else 1
+    start = _anchor_in(*_month_of(day, -back), anchor_day)
+    end = _anchor_in(*_month_of(day, 1 - back), anchor_day)
+    if plan_started_on is not None and start < plan_started_on <= day:
+        start = plan_started_on
+    return start, end
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,6 +149,29 @@ class BillingPeriodTests(PortalTestCase):
                 )
                 self.assertEqual((period.start, period.end), (start, end))
 
+    def test_the_period_before_a_plan_begun_mid_month_ends_where_it_begins(
+        self,
+    ) -> None:
+        # The days before the plan belong to the previous period, not to none.
+        for anchor_day, started, today, previous_start in (
+            (1, date(2026, 12, 6), date(2026, 12, 7), date(2026, 12, 1)),
+            (10, date(2026, 12, 5), date(2026, 12, 7), date(2026, 11, 10)),
+        ):
+            with self.subTest(anchor_day=anchor_day):
+                current, previous = (
+                    billing_period(
+                        name=name,
+                        anchor_day=anchor_day,
+                        today=today,
+                        plan_started_on=started,
+                    )
+                    for name in ("current", "previous")
+                )
+                self.assertEqual(current.start, started)
+                self.assertEqual(
+                    (previous.start, previous.end), (previous_start, started)
+                )
+
     @override_settings(BILLING_BACKEND="portal.tests.test_billing.MonthEndBackend")
     def test_the_dashboard_of_a_month_end_anchor_in_february(self) -> None:
         self.client.force_login(self.alice)
