@@ -12,6 +12,7 @@ the page to make that request.
 from collections.abc import MutableMapping
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -55,8 +56,17 @@ def acting_customer(
     if customer is None:
         if not end_lapsed:
             raise ActingLapsed
+        acted_as = get_user_model().objects.filter(pk=request.session[ACTING_AS_KEY])
         act_as_end(agent=request.user, session=request.session, reason=LAPSED)
+        # The agent lands on the console: it says why the portal closed.
+        messages.warning(request, _lapsed_notice(acted_as.first()))
     return customer
+
+
+def _lapsed_notice(customer: User | None) -> str:
+    name = (customer.get_full_name() or customer.get_username()) if customer else ""
+    acting = f"Acting as {name}" if name else "Acting as a customer"
+    return f"{acting} has ended: you may no longer act as this customer."
 
 
 def _customer_still_acted_as(request: AuthenticatedHttpRequest) -> User | None:
@@ -74,7 +84,11 @@ def act_as_start(
 ) -> None:
     """Open the portal for `agent` as `customer` (this browser session) and audit it."""
     previous = session.get(ACTING_AS_KEY)
-    if previous is not None and previous != customer.pk:
+    if previous == customer.pk and session.get(ACTING_STARTED_KEY) is not None:
+        # Pressed again from the console: the acting under way goes on, so its
+        # start keeps the one end entry it will get.
+        return
+    if previous is not None:
         act_as_end(agent=agent, session=session)
     started = audit_entry_create(
         actor=agent,

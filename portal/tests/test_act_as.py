@@ -94,6 +94,14 @@ class ActAsTests(PortalTestCase):
         )
         self.assertEqual(self.client.get("/").status_code, 302)
 
+    def test_acting_as_the_same_customer_again_goes_on_with_one_end(self) -> None:
+        self.start()
+        self.start()
+        self.client.post(reverse("portal:act-as-end"))
+        started, ended = AuditEntry.objects.filter(actor=self.agent).order_by("id")
+        self.assertEqual(started.action, AuditEntry.Action.IMPERSONATION_STARTED)
+        self.assertEqual(ended.after, {"started": started.pk})
+
     def test_a_tab_left_on_the_customer_goes_to_the_console_once_acting_ended(
         self,
     ) -> None:
@@ -187,6 +195,11 @@ class ActAsTests(PortalTestCase):
                 response = self.client.get("/")
                 self.assertRedirects(
                     response, "/admin/sessions/", fetch_redirect_response=False
+                )
+                self.assertContains(
+                    self.client.get("/admin/sessions/"),
+                    f"Acting as {self.alice.get_full_name()} has ended: you may "
+                    "no longer act as this customer.",
                 )
                 (ended,) = AuditEntry.objects.filter(
                     action=AuditEntry.Action.IMPERSONATION_ENDED
