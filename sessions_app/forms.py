@@ -316,6 +316,9 @@ class UserMappingImportForm(forms.Form):
         return upload
 
 
+NEVER_EXPIRES = "never"
+
+
 class ApiTokenForm(forms.Form):
     """A new Sessions API token's name and lifetime, in the console and the
     portal."""
@@ -331,16 +334,17 @@ class ApiTokenForm(forms.Form):
             }
         ),
     )
-    # Days; "" never expires.
+    # Days, None for never. Never is asked for by name: a form sent without
+    # the field gets the default, not the most lasting token.
     expires_in_days = forms.TypedChoiceField(
         choices=[
             ("30", "30 days"),
             ("90", "90 days"),
             ("365", "1 year"),
-            ("", "Never"),
+            (NEVER_EXPIRES, "Never"),
         ],
-        coerce=int,
-        empty_value=None,
+        coerce=lambda value: None if value == NEVER_EXPIRES else int(value),
+        empty_value=DEFAULT_EXPIRY_DAYS,
         required=False,
         initial=str(DEFAULT_EXPIRY_DAYS),
         label="Expires in",

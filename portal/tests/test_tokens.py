@@ -50,7 +50,12 @@ class TokenTests(PortalTestCase):
         self.client.force_login(self.alice)
         now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
         with time_machine.travel(now, tick=False):
-            for name, days in [("Month", "30"), ("Year", "365"), ("Forever", "")]:
+            for name, days in [
+                ("Month", "30"),
+                ("Year", "365"),
+                ("Forever", "never"),
+                ("Unsaid", ""),
+            ]:
                 self.client.post(
                     reverse("portal:token-list"),
                     {"name": name, "expires_in_days": days},
@@ -64,6 +69,7 @@ class TokenTests(PortalTestCase):
                 "Month": now + timedelta(days=30),
                 "Year": now + timedelta(days=365),
                 "Forever": None,
+                "Unsaid": now + timedelta(days=90),
             },
         )
 
