@@ -334,17 +334,15 @@ class ApiTokenForm(forms.Form):
             }
         ),
     )
-    # Days, None for never. Never is asked for by name: a form sent without
-    # the field gets the default, not the most lasting token.
-    expires_in_days = forms.TypedChoiceField(
+    # Days, or never, which is asked for by name: a form sent without the field
+    # gets the default, not the most lasting token.
+    expires_in_days = forms.ChoiceField(
         choices=[
             ("30", "30 days"),
             ("90", "90 days"),
             ("365", "1 year"),
             (NEVER_EXPIRES, "Never"),
         ],
-        coerce=lambda value: None if value == NEVER_EXPIRES else int(value),
-        empty_value=DEFAULT_EXPIRY_DAYS,
         required=False,
         initial=str(DEFAULT_EXPIRY_DAYS),
         label="Expires in",
@@ -353,8 +351,10 @@ class ApiTokenForm(forms.Form):
 
     def expires_at(self) -> datetime | None:
         """When the valid form's token stops working, None for never."""
-        days = self.cleaned_data["expires_in_days"]
-        return None if days is None else timezone.now() + timedelta(days=days)
+        choice = self.cleaned_data["expires_in_days"] or str(DEFAULT_EXPIRY_DAYS)
+        if choice == NEVER_EXPIRES:
+            return None
+        return timezone.now() + timedelta(days=int(choice))
 
 
 @dataclass(frozen=True)
