@@ -372,6 +372,19 @@ class DashboardTests(PortalTestCase):
         self.assertEqual(shown[2:], ["Bay 9 level 10", "Bay 12", "Bay 100"])
         self.assertEqual(sorted(shown[:2]), ["Bay 04", "Bay 4"])
 
+    def test_chargers_are_listed_by_name_whatever_its_case_and_accents(self) -> None:
+        names = ["Zeta Quay", "ampere Lot", "Écluse", "Ampère Hall"]
+        for name in names:
+            ChargerFactory(friendly_name=name)
+        self.client.force_login(self.alice)
+        body = self.client.get("/").content.decode()
+        shown = [
+            name
+            for name in re.findall(r'class="card__title"[^>]*>([^<]+)</h3>', body)
+            if name in names
+        ]
+        self.assertEqual(shown, ["Ampère Hall", "ampere Lot", "Écluse", "Zeta Quay"])
+
     def test_an_offline_charger_says_whether_a_check_in_was_ever_recorded(self) -> None:
         ChargerFactory(
             friendly_name="Quiet Lane",
