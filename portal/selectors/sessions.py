@@ -82,6 +82,9 @@ class ActiveSession:
     # Its Stop was sent; the charge goes on until the station and then the sync
     # say it ended.
     stopping: bool = False
+    # Started from the portal or the API by the card's owner before staff moved
+    # the card here: that account holds its Stop.
+    started_by_another: bool = False
 
     @property
     def past_manual_stop(self) -> bool:
@@ -126,25 +129,29 @@ def active_sessions_by_customer(
     )
     if not sessions:
         return result
-    # An API session to stop is the customer's own.
-    api_sessions = {
-        (api_session.transaction_id, api_session.user_id): api_session
+    started_from_api = {
+        api_session.transaction_id: api_session
         for api_session in ApiSession.objects.filter(
-            user__in=list(tags_by_customer),
-            transaction__in=sessions,
-            status=ApiSession.Status.STARTED,
+            transaction__in=sessions, status=ApiSession.Status.STARTED
         ).only(*ACTIVE_API_SESSION_FIELDS)
     }
+    # An API session to stop is the customer's own.
     of_session = {
-        session.pk: api_sessions.get((session.pk, customer_of[session.ocpp_id_tag]))
+        session.pk: api_session
         for session in sessions
+        if (api_session := started_from_api.get(session.pk)) is not None
+        and api_session.user_id == customer_of[session.ocpp_id_tag]
     }
     assigned = {session.pk: _assigned_rate(session) for session in sessions}
     default_rate = None
-    if any(assigned[pk] is None for pk, api in of_session.items() if api is None):
+    if any(
+        assigned[session.pk] is None
+        for session in sessions
+        if session.pk not in of_session
+    ):
         default_rate = Rate.objects.filter(is_default=True).first()
     for session in sessions:
-        api_session = of_session[session.pk]
+        api_session = of_session.get(session.pk)
         kwh, cost = Decimal(session.kwh_delivered), None
         # Past a manual stop (finalized) the banner says the energy counted up to
         # it, and that the cost follows the station's own stop.
@@ -165,6 +172,8 @@ def active_sessions_by_customer(
                 cost=cost,
                 api_session_id=api_session.pk if api_session else None,
                 stopping=bool(api_session and api_session.stop_requested_at),
+                started_by_another=api_session is None
+                and session.pk in started_from_api,
             )
         )
     return result

@@ -1167,6 +1167,22 @@ class LiveBannerEventTests(PortalTestCase):
         self.assertIn("3.50 kWh", html)
         self.assertEqual(self.published(self.bob), [])
 
+    def test_a_charge_started_from_another_account_before_the_card_moved(
+        self,
+    ) -> None:
+        # Staff moved Bob's card to Alice while his portal start charged: Bob's
+        # session holds its Stop, and Alice's banner does not say it began at
+        # the station.
+        session = TransactionSyncStateFactory(
+            charger=self.charger, ocpp_id_tag="TAG-ALICE"
+        )
+        started_api_session(self.bob, session)
+        self.client.force_login(self.alice)
+        banner = active_banner(self.client.get("/"))
+        self.assertIn("Started from another account before this card became", banner)
+        self.assertNotIn("Started at the station", banner)
+        self.assertNotIn('id="stop-session-', banner)
+
     def test_a_stop_under_way_takes_the_place_of_stop(self) -> None:
         session = TransactionSyncStateFactory(
             charger=self.charger, ocpp_id_tag="TAG-ALICE"
