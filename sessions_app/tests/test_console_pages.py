@@ -715,7 +715,8 @@ class UserMappingPagesTests(ConsoleTestCase):
         )
         self.assertContains(
             detail,
-            'id="session-act-as" class="btn btn--secondary" type="submit">Act as',
+            'id="session-act-as" class="btn btn--secondary" type="submit" '
+            'data-busy-label="Opening…">Act as',
         )
         # A deactivated customer cannot be acted as: no button leading to a 404.
         mapping.user.is_active = False
