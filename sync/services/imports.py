@@ -9,7 +9,7 @@ module's worth of code of their own.
 import csv
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,21 +131,23 @@ def user_mapping_import_csv(
             + _header_found(lines[0] if lines else "")
         )
     result = MappingImportResult()
-    seen_tags: dict[str, int] = {}  # each tag's first line
+    # Each imported tag's line: only a row that is imported claims its tag, so
+    # a corrected row after a skipped one is the tag's mapping.
+    claimed: dict[str, int] = {}
     chunk: list[_Row] = []
     for number, text in enumerate(lines[1:], start=2):
         if number % PROGRESS_EVERY == 0:
-            _import_chunk(actor, chunk, source, result)
+            _import_chunk(actor, chunk, source, result, claimed)
             chunk = []
             if progress is not None:
                 progress(number, len(lines))
         if not text.strip():
             continue
         try:
-            chunk.append(_checked_row(number, _parse_line(text), seen_tags))
+            chunk.append(_checked_row(number, _parse_line(text)))
         except ValidationError as error:
             result.rejected.append(RejectedRow(number, " ".join(error.messages)))
-    _import_chunk(actor, chunk, source, result)
+    _import_chunk(actor, chunk, source, result, claimed)
     result.rejected.sort(key=lambda rejected: rejected.line)
     return result
 
@@ -200,6 +202,11 @@ def _parse_line(text: str) -> list[str]:
     try:
         return next(csv.reader([text.rstrip("\r\n")], strict=True), [])
     except csv.Error as error:
+        if "field larger than field limit" in str(error):
+            raise ValidationError(
+                f"A value on the line is longer than {csv.field_size_limit():,} "
+                "characters, far more than a tag, email or label can hold."
+            ) from None
         raise ValidationError(
             f"The line is not valid CSV ({error}): a value holding a comma or a "
             'quote goes in double quotes, with each quote inside doubled ("").'
@@ -208,8 +215,8 @@ def _parse_line(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _Row:
-    """A row that passed the checks needing no database: its tag is valid and not
-    repeated in the file, its email is an address; the email is lower case."""
+    """A row that passed the checks needing no database: its tag is valid, its
+    email is an address; the email is lower case."""
 
     line: int
     tag: str
@@ -217,7 +224,7 @@ class _Row:
     label: str
 
 
-def _checked_row(number: int, row: list[str], seen_tags: dict[str, int]) -> _Row:
+def _checked_row(number: int, row: list[str]) -> _Row:
     """The row at line `number`, checked. Raises ValidationError."""
     if len(row) != len(CSV_HEADER):
         raise ValidationError(f"Expected {len(CSV_HEADER)} columns, found {len(row)}.")
@@ -231,13 +238,6 @@ def _checked_row(number: int, row: list[str], seen_tags: dict[str, int]) -> _Row
         ) from None
     _check_length("email address", email, get_user_model(), "username")
     _check_length("label", label, UserMapping, "label")
-    # Only a row that is imported claims its tag: a corrected row after a skipped
-    # one is the tag's mapping.
-    first = seen_tags.setdefault(tag.lower(), number)
-    if first != number:
-        raise ValidationError(
-            f"The idTag {tag} is on line {first} already; a tag maps to one customer."
-        )
     return _Row(number, tag, email.lower(), label)
 
 
@@ -255,15 +255,20 @@ CHUNK_TRIES = 3
 
 
 def _import_chunk(
-    actor: Actor, rows: list[_Row], source: str, result: MappingImportResult
+    actor: Actor,
+    rows: list[_Row],
+    source: str,
+    result: MappingImportResult,
+    claimed: dict[str, int],
 ) -> None:
-    """Save `rows` in one transaction and add their outcome to `result`."""
+    """Save `rows` in one transaction and add their outcome to `result`, and
+    their tags to `claimed`."""
     if not rows:
         return
     for attempt in range(1, CHUNK_TRIES + 1):
         try:
             with transaction.atomic():
-                chunk = _write_chunk(actor, rows, source)
+                chunk, claimed_here = _write_chunk(actor, rows, source, claimed)
         except IntegrityError:
             if attempt == CHUNK_TRIES:
                 raise
@@ -273,6 +278,7 @@ def _import_chunk(
         else:
             break
     # Counted once the chunk is saved: a rejected row created no account.
+    claimed.update(claimed_here)
     result.created += chunk.created
     result.updated += chunk.updated
     result.reactivated += chunk.reactivated
@@ -283,12 +289,16 @@ def _import_chunk(
     result.rejected.extend(chunk.rejected)
 
 
-def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportResult:
+def _write_chunk(
+    actor: Actor, rows: list[_Row], source: str, claimed: Mapping[str, int]
+) -> tuple[MappingImportResult, dict[str, int]]:
     """Save `rows`, each decided as `user_mapping_create`/`user_mapping_update`
     would, in a fixed number of queries: two reads (accounts, mappings) and one
-    write per table. Raises IntegrityError when another process saved one of these
-    tags or accounts since the reads."""
+    write per table; with the tags they claimed, each not in `claimed` (earlier
+    lines) nor claimed by an earlier row. Raises IntegrityError when another
+    process saved one of these tags or accounts since the reads."""
     chunk = MappingImportResult()
+    claimed_here: dict[str, int] = {}
     lock_tag_spellings()
     users = customers_by_email({row.email for row in rows})
     mappings = mappings_by_tag({row.tag for row in rows})
@@ -300,6 +310,12 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     now = timezone.now()
     for row in rows:
         try:
+            first = claimed.get(row.tag.lower()) or claimed_here.get(row.tag.lower())
+            if first is not None:
+                raise ValidationError(
+                    f"The idTag {row.tag} is on line {first} already; a tag maps "
+                    "to one customer."
+                )
             user = users.get(row.email) or new_users.get(row.email)
             if user is None:
                 user = new_users[row.email] = new_customer_account(row.email)
@@ -327,6 +343,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
                 if mapping_snapshot(mapping) == before:
                     chunk.unchanged += 1
                     chunk.respelled += respelled
+                    claimed_here[row.tag.lower()] = row.line
                     continue
                 mapping.updated_at = now
             # The user may not be saved yet, and the tag was checked above.
@@ -339,6 +356,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
         if user.pk is None:
             needed_users[row.email] = user
         saved.append((mapping, before))
+        claimed_here[row.tag.lower()] = row.line
         chunk.respelled += respelled
         if steve_tag is None and before is None:
             chunk.never_synced += 1
@@ -373,7 +391,7 @@ def _write_chunk(actor: Actor, rows: list[_Row], source: str) -> MappingImportRe
     chunk.reactivated = sum(
         before is not None and not before["isActive"] for _, before in saved
     )
-    return chunk
+    return chunk, claimed_here
 
 
 def _header_found(line: str) -> str:

@@ -222,16 +222,29 @@ class ImportUserMappingsTests(TestCase):
         )
 
     def test_a_tag_whose_row_was_skipped_is_mapped_by_its_corrected_row(self) -> None:
+        # Skipped when read (no address) or when saved (no sign-in name).
         out, err = self.run_import(
             "steveOcppIdTag,email,label\n"
             "TAG-9,not-an-email,First try\n"
             "TAG-9,dana@example.com,Corrected\n"
+            "TAG-8,o'brien@example.com,First try\n"
+            "TAG-8,obrien@example.com,Corrected\n"
+            "TAG-8,eli@example.com,Third\n"
         )
         self.assertIn("Line 2 skipped: not-an-email is not an email address.", err)
-        self.assertIn("1 created, 0 updated, 0 unchanged, 1 skipped", out)
-        mapping = UserMapping.objects.get(steve_ocpp_id_tag="TAG-9")
+        self.assertIn("Line 4 skipped: o'brien@example.com cannot be", err)
+        self.assertIn("Line 6 skipped: The idTag TAG-8 is on line 5 already", err)
+        self.assertIn("2 created, 0 updated, 0 unchanged, 3 skipped", out)
         self.assertEqual(
-            (mapping.user.username, mapping.label), ("dana@example.com", "Corrected")
+            list(
+                UserMapping.objects.order_by("steve_ocpp_id_tag").values_list(
+                    "steve_ocpp_id_tag", "user__username", "label"
+                )
+            ),
+            [
+                ("TAG-8", "obrien@example.com", "Corrected"),
+                ("TAG-9", "dana@example.com", "Corrected"),
+            ],
         )
 
     def test_it_explains_a_wrong_header(self) -> None:
@@ -298,6 +311,20 @@ class ImportBadFilesTests(TestCase):
         self.assertIn("Line 2 skipped: The line is not valid CSV", err)
         self.assertIn("2 created, 0 updated, 0 unchanged, 1 skipped", out)
         self.assertEqual(self.imported_tags(), ["TAG-0002", "TAG-0003"])
+
+    def test_a_value_past_the_csv_field_limit_is_said_to_be_too_long(self) -> None:
+        _, err = self.run_import(
+            b"steveOcppIdTag,email,label\n"
+            + b"TAG-0001,dana@example.com,"
+            + b"L" * 140_000
+            + b"\n"
+            + b"TAG-0002,dana@example.com,Van\n"
+        )
+        self.assertIn(
+            "Line 2 skipped: A value on the line is longer than 131,072 characters",
+            err,
+        )
+        self.assertEqual(self.imported_tags(), ["TAG-0002"])
 
     def test_a_nul_character_rejects_its_line_and_the_rest_is_imported(self) -> None:
         out, err = self.run_import(
