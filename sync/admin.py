@@ -33,6 +33,14 @@ class ChargerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return []
         return ["charge_box_id", "connector_id"]
 
+    def has_delete_permission(
+        self, request: HttpRequest, obj: Charger | None = None
+    ) -> bool:
+        # Deleted, the sync would bring the connector back as a new public,
+        # unnamed charger without its rate or group, and its past sessions would
+        # lose it: a charger leaves the portal by being made private instead.
+        return False
+
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
