@@ -1,9 +1,10 @@
-"""Staff manage customer profiles, charger groups, plans, subscriptions and
-reservations in Django admin."""
+"""Staff manage customer profiles, charger groups, plans and subscriptions in
+Django admin, and read reservations."""
 
 from django.contrib import admin
 
 from portal.models import ChargerGroup, CustomerProfile, Plan, Reservation, Subscription
+from sessions_app.admin import ReadOnlyAdmin
 
 
 @admin.register(CustomerProfile)
@@ -35,7 +36,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdmin):
+    """Read-only: a reservation is the station's (ReserveNow, CancelReservation),
+    which a row written here would never ask; customers make and cancel them."""
+
     list_display = [
         "charger",
         "user",

@@ -28,6 +28,7 @@ from sync.models import UserMapping
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import (
     ChargerFactory,
+    StaffFactory,
     TransactionSyncStateFactory,
     UserMappingFactory,
 )
@@ -617,3 +618,21 @@ class OneReservationACardTests(StandinReservationTestCase):
             f"{self.until(first)}; one reservation a card at a time.",
         )
         self.assertEqual(self.reserve_now_sent(), 1)
+
+
+class ReservationAdminTests(PortalTestCase):
+    def test_reservations_are_read_not_written_in_django_admin(self) -> None:
+        # A row written there would hold no reservation at the station.
+        reservation = ReservationFactory(user=self.alice, charger=self.charger)
+        self.client.force_login(StaffFactory(is_superuser=True))
+        change = reverse("admin:portal_reservation_change", args=[reservation.pk])
+        self.assertEqual(self.client.get(change).status_code, 200)
+        for url in (
+            reverse("admin:portal_reservation_add"),
+            reverse("admin:portal_reservation_delete", args=[reservation.pk]),
+        ):
+            with self.subTest(url=url):
+                self.assertEqual(
+                    self.client.post(url, {"post": "yes"}).status_code, 403
+                )
+        self.assertEqual(self.client.post(change, {}).status_code, 403)
