@@ -359,6 +359,7 @@ def plan_vanished(state: StoredState) -> dict[str, object]:
     return {
         "is_deleted_in_steve": True,
         "is_finalized": True,
+        "is_suspected_stuck": False,
         "is_stop_estimated": True,
         "stopped_at": state.last_reading_at or state.started_at,
     }

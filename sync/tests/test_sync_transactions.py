@@ -641,6 +641,14 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(self.row(zombie).is_suspected_stuck)
         self.assertFalse(self.row(zombie).is_finalized)
         self.assertFalse(self.row(newer).is_suspected_stuck)
+        # The station stops it after all: closed, it is no longer suspected.
+        self.assertTrue(self.standin.station_stop(zombie)["accepted"])
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(zombie)
+        self.assertEqual((row.is_finalized, row.is_suspected_stuck), (True, False))
+        again = self.sync()
+        self.assertEqual((again.updated_count, again.events_count), (0, 0))
 
     def test_a_session_silent_for_hours_is_flagged_stuck_until_it_reads_again(
         self,

@@ -169,6 +169,12 @@ def _write_batch(
         update_fields=STATE_FIELDS,
     )
     ids = {row.steve_transaction_id: row.pk for row in saved}
+    # A session closed at last is no longer suspected stuck: its stop came.
+    closed = [ids[plan.transaction.id] for plan in plans if plan.fields["is_finalized"]]
+    if closed:
+        TransactionSyncState.objects.filter(
+            pk__in=closed, is_suspected_stuck=True
+        ).update(is_suspected_stuck=False)
     events = [
         SyncedTransactionEvent(
             transaction_id=ids[plan.transaction.id],
