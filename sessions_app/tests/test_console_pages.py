@@ -84,21 +84,46 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(response, "Sync events (2)")
 
     def test_an_unmapped_sessions_detail_leads_to_mapping_its_tag(self) -> None:
-        session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04 B&C")
+        session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04#B:C")
         url = reverse(
             "sessions_app:session-detail", args=[session.steve_transaction_id]
         )
         response = self.client.get(url)
         create = (
             reverse("sessions_app:user-mapping-create")
-            + f"?tag=04%20B%26C&next={quote(url)}"
+            + f"?tag=04%23B%3AC&next={quote(url)}"
         )
         self.assertContains(
             response, f'<a href="{create.replace("&next", "&amp;next")}">Map this'
         )
         form = self.client.get(create)
-        self.assertContains(form, 'value="04 B&amp;C"')
+        self.assertContains(form, 'value="04#B:C"')
         self.assertContains(form, f'<a class="btn btn--ghost" href="{url}">Cancel</a>')
+
+    def test_an_open_session_steve_lost_is_not_said_to_be_stopped_manually(
+        self,
+    ) -> None:
+        session = session_with_energy(
+            kwh=Decimal("2"),
+            is_finalized=True,
+            is_stop_estimated=True,
+            is_deleted_in_steve=True,
+        )
+        response = self.client.get(
+            reverse("sessions_app:session-detail", args=[session.steve_transaction_id])
+        )
+        self.assertContains(response, "SteVe lost this transaction while it was open")
+        self.assertNotContains(response, "Stopped manually in SteVe")
+
+    def test_a_tag_steves_api_refuses_is_not_offered_for_mapping(self) -> None:
+        # A station may send SteVe any idTag; a mapping holds only what SteVe's
+        # API takes, so the form would refuse this one.
+        session = session_with_energy(kwh=Decimal("3.5"), ocpp_id_tag="04 B&C")
+        response = self.client.get(
+            reverse("sessions_app:session-detail", args=[session.steve_transaction_id])
+        )
+        self.assertNotContains(response, "Map this idTag")
+        self.assertContains(response, "this idTag cannot be mapped")
 
     def test_a_long_charges_events_show_the_latest_and_all_on_request(self) -> None:
         session = TransactionSyncStateFactory(is_finalized=False)

@@ -29,6 +29,7 @@ from sessions_app.forms import SessionFilterForm, parse_session_filters
 from sessions_app.views import QUEUE_UNREACHABLE, console_stream_url
 from sessions_app.views.user_mappings import may_change_mappings
 from sync.models import SyncRun, TransactionSyncState
+from sync.services.mappings import is_mappable_id_tag
 from sync.tasks import sync_run_transaction as sync_run_transaction_task
 
 SESSION_LIST = "sessions_app/session_list.html"
@@ -169,6 +170,7 @@ def session_detail(
         ),
         "chart": cumulative_energy_chart(session, series),
         "may_map_tag": may_change_mappings(request.user, "create"),
+        "tag_is_mappable": is_mappable_id_tag(session.ocpp_id_tag),
         "last_synced": last_synced,
         "resync": resync,
         "resync_queued_at": queued_at,

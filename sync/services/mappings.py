@@ -63,6 +63,12 @@ def validate_id_tag(tag: str) -> str:
     return tag
 
 
+def is_mappable_id_tag(tag: str) -> bool:
+    """Whether a mapping may hold `tag`: a station may send SteVe any idTag, but
+    SteVe's API takes only these (`@IdTag`), in filters and remote starts."""
+    return bool(ID_TAG_PATTERN.match(tag))
+
+
 def validate_tag_is_free(tag: str, *, mapping: UserMapping | None = None) -> None:
     """Raise ValidationError when a mapping other than `mapping` has this tag in
     any letter case.
