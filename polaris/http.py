@@ -3,14 +3,15 @@
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponseBase
-from django.shortcuts import redirect, resolve_url
+from django.shortcuts import redirect, render, resolve_url
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -130,3 +131,22 @@ def is_fragment_request(request: HttpRequest) -> bool:
     """
     htmx = getattr(request, "htmx", None)
     return bool(htmx and not htmx.history_restore_request)
+
+
+class DjangoAdminNulMiddleware:
+    """Answers 400 to a Django admin address holding a NUL character.
+
+    PostgreSQL text cannot hold one, and Django admin puts its list filters and
+    autocomplete terms into queries as given: the database would refuse them
+    with a 500. The console's own forms drop NUL from typed text instead."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path.startswith(reverse("admin:index")) and "\x00" in unquote(
+            request.META.get("QUERY_STRING", "")
+        ):
+            reason = "The address held a NUL character, which no filter or search takes"
+            return render(request, "400.html", {"reason": reason}, status=400)
+        return self.get_response(request)

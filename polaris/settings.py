@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "polaris.http.SignedOutTabMiddleware",
+    "polaris.http.DjangoAdminNulMiddleware",
 ]
 
 ROOT_URLCONF = "polaris.urls"

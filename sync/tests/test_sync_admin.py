@@ -88,3 +88,22 @@ class ChargerAdminTests(TestCase):
         delete = reverse("admin:sync_charger_delete", args=[charger.pk])
         self.assertEqual(self.client.post(delete, {"post": "yes"}).status_code, 403)
         self.assertTrue(type(charger).objects.filter(pk=charger.pk).exists())
+
+
+class DjangoAdminNulTests(TestCase):
+    def test_a_nul_in_a_list_filter_or_search_is_a_bad_request(self) -> None:
+        # PostgreSQL text cannot hold NUL: the query would fail with a 500.
+        self.client.force_login(StaffFactory(is_superuser=True))
+        runs = reverse("admin:sync_syncrun_changelist")
+        for query in (
+            "status__exact=%00",
+            "q=a%00b",
+            "app_label=sync&model_name=usermapping&field_name=user&term=%00",
+        ):
+            url = reverse("admin:autocomplete") if "term" in query else runs
+            with self.subTest(query=query):
+                response = self.client.get(f"{url}?{query}")
+                self.assertContains(response, "NUL character", status_code=400)
+        self.assertEqual(
+            self.client.get(f"{runs}?status__exact=failed").status_code, 200
+        )
