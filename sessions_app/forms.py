@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
+from django.core.validators import validate_email
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -181,9 +182,10 @@ class SessionFilterForm(forms.Form):
 class UserMappingForm(forms.ModelForm):
     """Create or edit a mapping; the customer is chosen by email."""
 
-    customer_email = forms.EmailField(
+    customer_email = forms.CharField(
         label="Customer email",
         help_text="The customer's account email: the card's sessions are theirs.",
+        widget=forms.EmailInput,
     )
     create_customer = forms.BooleanField(
         required=False,
@@ -227,15 +229,26 @@ class UserMappingForm(forms.ModelForm):
         # fail, instead of the browser cutting a pasted tag at 255 silently.
         self.fields["steve_ocpp_id_tag"].widget.attrs["maxlength"] = ID_TAG_MAX_LENGTH
         if self.instance.pk:
-            self.fields["customer_email"].initial = self.instance.user.email or (
+            customer = self.fields["customer_email"]
+            customer.initial = self.instance.user.email or (
                 self.instance.user.get_username()
             )
+            if not _is_email(customer.initial):
+                # A sign-in name Django admin made no address: kept as it is.
+                customer.widget = forms.TextInput(attrs=customer.widget.attrs)
             # Sessions belong to a card, not to whoever held it then.
             self.fields["customer_email"].help_text += (
                 " Another email moves the card with its whole history: that "
                 "customer's portal then shows its past sessions and usage, and "
                 "this one's no longer does."
             )
+
+    def clean_customer_email(self) -> str:
+        email: str = self.cleaned_data["customer_email"].strip()
+        if self.instance.pk and email == self.instance.user.get_username():
+            return email  # the customer the card has, whatever their sign-in name
+        validate_email(email)
+        return email
 
     def clean_steve_ocpp_id_tag(self) -> str:
         tag = validate_id_tag(self.cleaned_data["steve_ocpp_id_tag"])
@@ -266,6 +279,14 @@ class UserMappingForm(forms.ModelForm):
             return cleaned
         cleaned["customer_email"] = user
         return cleaned
+
+
+def _is_email(value: str) -> bool:
+    try:
+        validate_email(value)
+    except forms.ValidationError:
+        return False
+    return True
 
 
 # A mapping row (an idTag, an email, a label) is some 50 to 100 bytes, so 1 MB

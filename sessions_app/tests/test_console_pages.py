@@ -844,6 +844,28 @@ class UserMappingPagesTests(ConsoleTestCase):
         mapping.refresh_from_db()
         self.assertEqual((mapping.label, mapping.is_active), ("Van", False))
 
+    def test_a_customer_whose_sign_in_name_is_no_address_keeps_their_card(
+        self,
+    ) -> None:
+        # Renamed in Django admin, without an address: the card's other fields
+        # can still be changed, and another value must still be an email.
+        customer = UserFactory(username="tempuser", email="")
+        mapping = UserMappingFactory(steve_ocpp_id_tag="TEMP-1", user=customer)
+        edit = reverse("sessions_app:user-mapping-edit", args=[mapping.pk])
+        form = self.client.get(edit)
+        self.assertContains(form, 'type="text" name="customer_email" value="tempuser"')
+        fields = {"steve_ocpp_id_tag": "TEMP-1", "is_active": "on"}
+        refused = self.client.post(
+            edit, {**fields, "customer_email": "otheruser", "label": "Van"}
+        )
+        self.assertContains(refused, "Enter a valid email address.")
+        saved = self.client.post(
+            edit, {**fields, "customer_email": "tempuser", "label": "Van"}
+        )
+        self.assertEqual(saved.status_code, 302)
+        mapping.refresh_from_db()
+        self.assertEqual((mapping.user, mapping.label), (customer, "Van"))
+
     def test_an_unknown_customer_email_is_a_form_error(self) -> None:
         response = self.client.post(
             reverse("sessions_app:user-mapping-create"),
