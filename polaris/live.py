@@ -564,6 +564,9 @@ def resumes_another_channel(request: HttpRequest, channel: str) -> bool:
     return bool(named - {channel, "error"})
 
 
+EVENT_ID_MAX_DIGITS = 19
+
+
 def _resumable_from(request: HttpRequest) -> bool:
     """Whether the Last-Event-ID header or lastEventId parameter, when given, has
     the form of the ids streams send ("channel:number", comma-separated)."""
@@ -576,6 +579,9 @@ def _resumable_from(request: HttpRequest) -> bool:
     for part in raw.split(","):
         channel, colon, number = part.partition(":")
         if not (channel and colon and number.isascii() and number.isdigit()):
+            return False
+        # Event ids are 64-bit; a longer number would fail as an int at all.
+        if len(number) > EVENT_ID_MAX_DIGITS:
             return False
     return True
 

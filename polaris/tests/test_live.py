@@ -121,7 +121,12 @@ class LiveStreamTests(LiveServerCase):
         alice = UserFactory()
         channel = live.customer_channel(alice.pk)
         cookies = self.cookies_for(alice)
-        for last_event_id in (f"{channel}:abc", f"{channel}:1:2", "no-colon"):
+        for last_event_id in (
+            f"{channel}:abc",
+            f"{channel}:1:2",
+            "no-colon",
+            f"{channel}:{'9' * 5000}",
+        ):
             response = requests.get(
                 f"{self.server.url}/live/",
                 params={"lastEventId": last_event_id},
