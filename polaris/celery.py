@@ -25,9 +25,12 @@ API_SESSIONS_ADVANCE = app.signature(
 def _load_django(sender: Celery, **kwargs: object) -> None:
     # Before Celery reads the settings: a malformed variable then stops `celery
     # worker` and `celery beat` with its sentence, not a traceback.
-    from polaris.startup import setup_or_exit
+    from polaris.startup import check_redis_or_exit, setup_or_exit
 
     setup_or_exit()
+    # Celery would retry a refused database number a hundred times, saying
+    # only that it cannot connect.
+    check_redis_or_exit()
 
 
 @setup_logging.connect

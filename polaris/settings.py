@@ -58,6 +58,13 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if LOCAL_MODE else []
 )
+for _host in ALLOWED_HOSTS:
+    # A URL here would match no Host header: every request would be a 400.
+    if "/" in _host:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS must list host names, such as polaris.example.com, "
+            f"without a scheme or path: not {_host!r}."
+        )
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -8,10 +8,13 @@ process prints before it stops.
 import sys
 
 import django
+import redis
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+
+from polaris.env import without_password
 
 
 def setup_or_exit(*, set_prefix: bool = True) -> None:
@@ -25,15 +28,36 @@ def setup_or_exit(*, set_prefix: bool = True) -> None:
         sys.exit(f"Polaris cannot start: {error}")
 
 
+def check_redis_or_exit() -> None:
+    """Exit when Redis answers but refuses what REDIS_URL asks of it (a database
+    number it does not have, a wrong password): the process would run with its
+    sign-in throttle and live updates failing on every request. A Redis that does
+    not answer yet is left to the pages and Celery, which say so and retry."""
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (redis.AuthenticationError, redis.ResponseError) as error:
+        sys.exit(
+            f"Polaris cannot start: Redis at {without_password(settings.REDIS_URL)} "
+            f"refused it ({error}): check REDIS_URL's database number and password."
+        )
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+
+
 def setup_web_or_exit() -> None:
     """`setup_or_exit` for the ASGI and WSGI apps, which also need ALLOWED_HOSTS
-    and a BILLING_BACKEND that imports (commands and Celery need neither).
+    and a BILLING_BACKEND that imports (commands and Celery need neither), and
+    `check_redis_or_exit`.
 
     Without ALLOWED_HOSTS, outside local mode and DEBUG, Django answers every
     request 400; with a BILLING_BACKEND that does not import, every dashboard hides
     its plan card. Either way the process would look healthy.
     """
     setup_or_exit(set_prefix=False)
+    check_redis_or_exit()
     if not settings.ALLOWED_HOSTS and not settings.DEBUG:
         sys.exit(
             "Polaris cannot start: ALLOWED_HOSTS must list the host names this "

@@ -6,7 +6,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 from unittest import mock
+from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, TestCase
 
@@ -84,6 +86,19 @@ class StartupTests(TestCase):
         )
         self.assertEqual(status.returncode, 0, status.stderr)
 
+    def test_a_redis_database_number_redis_lacks_is_refused_at_start(self) -> None:
+        # Accepted before: sign-in throttling and live updates then failed on
+        # every request, and the worker retried a hundred times.
+        url = urlunsplit(urlsplit(settings.REDIS_URL)._replace(path="/999"))
+        for name in ["asgi", "celery worker"]:
+            with self.subTest(entry_point=name):
+                result = start(ENTRY_POINTS[name], REDIS_URL=url)
+                self.assertEqual(result.returncode, 1, result.stderr)
+                self.assertIn("Polaris cannot start: Redis at ", result.stderr)
+                self.assertIn(
+                    "check REDIS_URL's database number and password.", result.stderr
+                )
+
     def test_values_that_failed_later_are_refused_at_start(self) -> None:
         cases = {
             # A traceback from dj_database_url / redis-py / requests before.
@@ -150,6 +165,12 @@ class StartupTests(TestCase):
                 "polaris.example.com",
                 "CSRF_TRUSTED_ORIGINS must list origins with their scheme, such as "
                 "https://polaris.example.com, not 'polaris.example.com'.",
+            ),
+            # Accepted before, and then every request was a 400.
+            "ALLOWED_HOSTS": (
+                "https://polaris.example.com",
+                "ALLOWED_HOSTS must list host names, such as polaris.example.com, "
+                "without a scheme or path: not 'https://polaris.example.com'.",
             ),
         }
         for case, (value, sentence) in cases.items():
