@@ -567,7 +567,7 @@ class SteveClient:
     def _parse[T](body: Any, parse: Callable[[Any], T]) -> T:
         try:
             return parse(body)
-        except (KeyError, TypeError, ValueError, InvalidOperation):
+        except (AttributeError, KeyError, TypeError, ValueError, InvalidOperation):
             logger.warning("Unexpected SteVe response: %r", str(body)[:500])
             raise SteveBadResponse(
                 "SteVe sent a response Polaris could not understand.", permanent=False

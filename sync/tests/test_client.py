@@ -2,8 +2,10 @@
 
 import os
 import socket
+import threading
 import time
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import StringIO
 from unittest import mock
 from zoneinfo import ZoneInfo
@@ -289,3 +291,47 @@ class FormatTimestampTests(SimpleTestCase):
         # unconverted, would ask for an hour later than meant.
         berlin_midnight = datetime(2026, 1, 1, tzinfo=ZoneInfo("Europe/Berlin"))
         self.assertEqual(format_timestamp(berlin_midnight), "2025-12-31T23:00:00.000Z")
+
+
+class ForeignJsonTests(SimpleTestCase):
+    """A gateway answering 200 with JSON that is not SteVe's (an error object, a
+    list of strings) is a response Polaris could not understand, not a crash."""
+
+    def answering(self, body: bytes) -> SteveClient:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        client = SteveClient(
+            base_url=f"http://127.0.0.1:{server.server_port}/steve",
+            username="u",
+            password="p",
+            retry_delays=(),
+        )
+        self.addCleanup(client.close)
+        return client
+
+    def test_json_that_is_not_steves_is_not_understood(self) -> None:
+        for body in (b'{"a": 1}', b'["a", "b"]', b"[1, 2]"):
+            with self.subTest(body=body):
+                client = self.answering(body)
+                with (
+                    self.assertLogs("sync.client", "WARNING"),
+                    self.assertRaises(SteveError) as raised,
+                ):
+                    client.list_transactions(type="ACTIVE")
+                self.assertEqual(
+                    raised.exception.message,
+                    "SteVe sent a response Polaris could not understand.",
+                )
