@@ -158,7 +158,18 @@ class SteveClient:
         if start_to:
             params["to"] = format_timestamp(start_to)
         body = self._get("/api/v1/transactions", params)
-        return self._parse(body, lambda items: [parse_transaction(i) for i in items])
+        found = self._parse(body, lambda items: [parse_transaction(i) for i in items])
+        if transaction_pks is not None:
+            asked = {int(pk) for pk in pks}
+            if any(t.id not in asked for t in found):
+                # Taken as they came, they would never let a probe by pk end.
+                raise SteveBadResponse(
+                    "SteVe answered with transactions it was not asked for: "
+                    "something between Polaris and SteVe (a cache or proxy) "
+                    "dropped the transactionPk filter.",
+                    permanent=False,
+                )
+        return found
 
     def transaction_details(
         self,

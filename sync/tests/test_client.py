@@ -1,5 +1,6 @@
 """The SteVe client's sentences for a SteVe it cannot use, over real HTTP."""
 
+import json
 import os
 import socket
 import threading
@@ -335,3 +336,32 @@ class ForeignJsonTests(SimpleTestCase):
                     raised.exception.message,
                     "SteVe sent a response Polaris could not understand.",
                 )
+
+    def test_a_listing_that_ignored_the_pk_filter_is_refused(self) -> None:
+        # A cache that drops query strings answers every probe by pk with the
+        # same transactions: taken as found, a probe by pk would never end.
+        client = self.answering(json.dumps([FOREIGN_TRANSACTION]).encode())
+        self.assertEqual(
+            [t.id for t in client.list_transactions(transaction_pks=[1042])], [1042]
+        )
+        with self.assertRaises(SteveError) as raised:
+            client.list_transactions(transaction_pks=range(1, 201))
+        self.assertIn("dropped the transactionPk filter", raised.exception.message)
+
+
+# CONTRACT.md's example of a listed transaction.
+FOREIGN_TRANSACTION = {
+    "chargeBoxId": "CB-01",
+    "chargeBoxPk": 3,
+    "connectorId": 1,
+    "id": 1042,
+    "ocppIdTag": "04A1B2C3",
+    "ocppTagPk": 17,
+    "startTimestamp": "2024-08-25T14:30:00.000Z",
+    "startValue": "152300",
+    "stopEventActor": "station",
+    "stopReason": "EVDisconnected",
+    "stopTimestamp": "2024-08-25T16:02:11.000Z",
+    "stopValue": "171845",
+    "userId": 5,
+}

@@ -53,7 +53,9 @@ def collect_incremental(steve: SteveClient) -> Listed:
         # old start time, so new transactions are found by pk, never by start time
         # alone. The pk search ends at its first empty window past the highest pk
         # known to exist; the transactions started since the last run raise that
-        # bound, so more than a window of deleted pks cannot hide the ones above.
+        # bound. A late upload above more than a window of deleted pks, with none
+        # started since, waits for the next new transaction, or for the hourly
+        # reconcile, which lists the last days by start time.
         now = timezone.now()
         seen.update(
             (t.id, t)
