@@ -325,7 +325,8 @@ class PostgresRestartTests(TransactionTestCase):
                 [sys.executable, "manage.py", "sync", "transactions"],
                 env=command_env(**env),
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             try:
                 wait_until(
@@ -334,12 +335,18 @@ class PostgresRestartTests(TransactionTestCase):
                     )
                 )
                 postgres.stop()
-                self.assertNotEqual(cut_off.wait(timeout=60), 0)
+                _, cut_off_said = cut_off.communicate(timeout=60)
+                self.assertNotEqual(cut_off.returncode, 0)
             finally:
                 if cut_off.poll() is None:
                     cut_off.kill()
                     cut_off.wait()
             standin.clear_faults()
+            # Its own database, not SteVe's data, and said without a traceback.
+            self.assertIn("The database is unavailable at", cut_off_said)
+            self.assertIn("If its sync run had begun", cut_off_said)
+            self.assertNotIn("Traceback", cut_off_said)
+            self.assertNotIn("SteVe sent", cut_off_said)
 
             # While it is down a run cannot start, and pages say so (500)...
             during = sync_command(**env)

@@ -66,6 +66,7 @@ class Command(DatabaseCommand):
     help = "Sync transactions and chargers from SteVe, or show recent sync runs."
     action = "status"
     dry_run = False
+    lost_database_midway = False
 
     @property
     def database_unavailable_consequence(self) -> str:  # type: ignore[override]
@@ -75,6 +76,13 @@ class Command(DatabaseCommand):
             return (
                 "No probe could be recorded; the next one after the database is "
                 "back asks every charger again."
+            )
+        if self.lost_database_midway:
+            return (
+                "If its sync run had begun, it keeps the batches it saved and shows "
+                "as running until the next run marks it interrupted; SteVe keeps "
+                "every transaction, so the next run after the database is back "
+                "catches up."
             )
         return (
             "No sync run could be recorded; SteVe keeps every transaction, so the "
@@ -178,6 +186,8 @@ class Command(DatabaseCommand):
                 "(see `manage.py sync status`)."
             ) from None
         except OperationalError as error:
+            # Reachable at the start (check_migrations): lost since.
+            self.lost_database_midway = True
             raise self.database_unavailable(error) from None
         self._report(run, dry_run=options.get("dry_run", False))
 

@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
@@ -254,6 +255,14 @@ def _sync(
     except SaveFailed:
         logger.exception("sync_run=%s failed while writing", run.pk)
         cause = "Polaris could not save what SteVe sent; see logs."
+        return cause + saved_before(tally, dry_run)
+    except (OperationalError, InterfaceError) as error:
+        # Polaris's own database failed under the run, not SteVe's data. When it
+        # is gone, recording this sentence fails too, and the run shows as
+        # running until the next one marks it interrupted.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        logger.warning("sync_run=%s lost the database: %s", run.pk, reason)
+        cause = f"Polaris's database failed during the run ({reason})."
         return cause + saved_before(tally, dry_run)
     except Exception:
         # A bug, or data no check foresaw: the run must still end as failed
