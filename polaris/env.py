@@ -8,6 +8,7 @@ import math
 import os
 import re
 import zoneinfo
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -196,3 +197,21 @@ def env_time_zone(name: str, default: str) -> str:
             f"{name} must be an IANA time zone such as Europe/Berlin, not {value!r}."
         ) from None
     return value
+
+
+def application_name(argv: list[str]) -> str:
+    """What PostgreSQL's pg_stat_activity names this process's connections:
+    "polaris web", "polaris worker", "polaris beat" or "polaris <command>", so
+    that a leak or a long query is traced to its process."""
+    program = Path(argv[0]) if argv else Path("python")
+    name = program.parent.name if program.name == "__main__.py" else program.stem
+    if name == "celery":
+        role = next((arg for arg in argv[1:] if arg in ("worker", "beat")), name)
+    elif name == "manage":
+        role = argv[1] if len(argv) > 1 else "manage.py"
+    elif name == "uvicorn":
+        role = "web"
+    else:
+        role = name
+    # PostgreSQL keeps the first 63 bytes.
+    return f"polaris {role}"[:63]

@@ -7,6 +7,7 @@ the few values a production deployment must set get local defaults.
 
 import re
 import secrets
+import sys
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from polaris import embedded
 from polaris.env import (
+    application_name,
     env_bool,
     env_float,
     env_int,
@@ -141,6 +143,8 @@ if "host" in _database_options:
 # ms on a server with JIT on). Off for Polaris's sessions, whatever the server says.
 _database_options.setdefault("options", "")
 _database_options["options"] = f"{_database_options['options']} -c jit=off".strip()
+# Each process's connections say which process they are (a URL's own name stays).
+_database_options.setdefault("application_name", application_name(sys.argv))
 DATABASES["default"]["OPTIONS"] = _database_options
 # Under ASGI every request runs in a fresh thread; persistent connections would pile up.
 DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, TestCase
 
-from polaris.env import env_url
+from polaris.env import application_name, env_url
 from polaris.testing import child_environment, run_python
 
 ENTRY_POINTS = {
@@ -98,6 +98,30 @@ class StartupTests(TestCase):
                 self.assertIn(
                     "check REDIS_URL's database number and password.", result.stderr
                 )
+
+    def test_each_process_names_its_database_connections(self) -> None:
+        # pg_stat_activity then says which process holds a connection.
+        shell = start(
+            [
+                "manage.py",
+                "shell",
+                "-c",
+                "from django.db import connection\n"
+                "with connection.cursor() as cursor:\n"
+                "    cursor.execute('SELECT application_name FROM pg_stat_activity "
+                "WHERE pid = pg_backend_pid()')\n"
+                "    print(cursor.fetchone()[0])",
+            ]
+        )
+        self.assertEqual(shell.returncode, 0, shell.stderr)
+        self.assertEqual(shell.stdout.strip().splitlines()[-1], "polaris shell")
+        for argv, name in (
+            (["/venv/lib/celery/__main__.py", "-A", "polaris", "worker"], "worker"),
+            (["/venv/bin/celery", "-A", "polaris", "beat", "-s", "x"], "beat"),
+            (["/venv/lib/uvicorn/__main__.py", "polaris.asgi:application"], "web"),
+        ):
+            with self.subTest(argv=argv):
+                self.assertEqual(application_name(argv), f"polaris {name}")
 
     def test_values_that_failed_later_are_refused_at_start(self) -> None:
         cases = {
