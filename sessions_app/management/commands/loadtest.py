@@ -17,6 +17,11 @@ from bench.report import cell, writable_file
 from polaris.commands import DatabaseCommand, read_input_file
 from sync.arguments import MAX_FLEET_SIZE, AscendingPair, int_between, number_between
 
+# One loopback machine: each simulated person is a coroutine with its own HTTP
+# session and state, and each web worker a process with its database pool.
+MAX_USERS = 10_000
+MAX_WEB_WORKERS = 64
+
 
 class Command(DatabaseCommand):
     interrupted_consequence_text = (
@@ -33,7 +38,7 @@ class Command(DatabaseCommand):
         defaults = LoadOptions()
         parser.add_argument(
             "--users",
-            type=int_between(1, what="a number of people"),
+            type=int_between(1, MAX_USERS, what="a number of people"),
             default=defaults.users,
             help="Simulated people (default %(default)s).",
         )
@@ -51,7 +56,7 @@ class Command(DatabaseCommand):
         )
         parser.add_argument(
             "--web-workers",
-            type=int_between(1, what="a number of processes"),
+            type=int_between(1, MAX_WEB_WORKERS, what="a number of processes"),
             default=defaults.web_workers,
             help="uvicorn worker processes (default: two per core).",
         )
