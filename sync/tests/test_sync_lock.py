@@ -226,14 +226,23 @@ class SyncCommandInputTests(TestCase):
             call_command("sync", "status", stdout=out)
         self.assertIn("failed", out.getvalue())
 
-    def test_a_missing_steve_setting_is_recorded_as_a_failed_run(self) -> None:
-        sentence = "STEVE_URL must be set to talk to SteVe."
-        with (
-            self.settings(STEVE_URL=""),
-            self.assertRaisesMessage(CommandError, f"failed: {sentence}"),
-        ):
-            call_command("sync", "transactions", stdout=StringIO())
-        # What the beat runs (the task calls the same services) is recorded too.
+    def test_a_missing_steve_setting_fails_the_beats_runs_and_refuses_a_command(
+        self,
+    ) -> None:
+        # A command typed in a shell without them is refused, recording nothing:
+        # its failed run would tell every page that the sync is failing.
+        for action in ("transactions", "chargers"):
+            with (
+                self.subTest(action=action),
+                self.settings(STEVE_URL=""),
+                self.assertRaisesMessage(
+                    CommandError,
+                    "STEVE_URL must be set to talk to SteVe. Nothing was run.",
+                ),
+            ):
+                call_command("sync", action, stdout=StringIO())
+        self.assertFalse(SyncRun.objects.exists())
+        # What the beat runs (the task calls the same services) is recorded.
         with self.settings(STEVE_URL="", STEVE_PASSWORD=""):
             services.sync_run_transactions(trigger="beat")
             services.sync_run_chargers(trigger="beat")
@@ -241,7 +250,6 @@ class SyncCommandInputTests(TestCase):
         self.assertEqual(
             [(run.kind, run.trigger, run.status, run.error) for run in runs],
             [
-                ("transactions", "command", "failed", sentence),
                 (
                     "transactions",
                     "beat",

@@ -17,6 +17,7 @@ from argparse import ArgumentParser, ArgumentTypeError
 from datetime import date
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 from django.db import OperationalError
 from django.utils import timezone
@@ -24,6 +25,7 @@ from django.utils import timezone
 from polaris.commands import DatabaseCommand
 from sync import services
 from sync.arguments import int_between
+from sync.client import SteveClient
 from sync.models import Charger, SyncRun
 
 # About a day of beat runs at the default interval.
@@ -169,6 +171,12 @@ class Command(DatabaseCommand):
         if action == "status":
             self._status(options["limit"], options["max_age"])
             return
+        try:
+            # A command run by hand without SteVe's settings is refused before it
+            # records a failed run that would say "Sync failing" to every page.
+            SteveClient().close()
+        except ImproperlyConfigured as error:
+            raise CommandError(f"{error} Nothing was run.") from None
         if options["verbosity"] >= 1:
             # Said before SteVe is asked: a charger probe waits for the stations'
             # answers (up to STEVE_OPERATION_TIMEOUT), a large backfill longer.
