@@ -627,6 +627,30 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual(again.status, SyncRun.Status.SUCCEEDED, again.error)
         self.assertEqual((again.updated_count, again.events_count), (0, 0))
 
+    def test_an_id_steve_gives_anew_to_another_charge_is_not_merged(self) -> None:
+        # SteVe restored from an older backup numbers new charges from ids
+        # Polaris already holds: here the stored one ran on CP-OLD a day ago.
+        pk, _ = self.start_charge(start_value=2_000_000, minutes_ago=30)
+        self.sync()
+        started_earlier = self.row(pk).started_at - timedelta(days=1)
+        TransactionSyncState.objects.filter(steve_transaction_id=pk).update(
+            charge_box_id="CP-OLD", started_at=started_earlier
+        )
+        stored = TransactionSyncState.objects.filter(steve_transaction_id=pk)
+        events = SyncedTransactionEvent.objects.filter(transaction__in=stored)
+        before = (list(stored.values()), list(events.values()))
+        self.standin.add_meter_values(
+            pk, [{"value": "2004000", "valueTimestamp": iso(datetime.now(UTC))}]
+        )
+        for _ in range(2):  # every run says so, until someone acts
+            run = self.sync()
+            self.assertEqual(run.status, SyncRun.Status.PARTIAL, run.error)
+            self.assertIn(
+                f"Transaction {pk}: SteVe now gives this id to another charge",
+                run.error,
+            )
+            self.assertEqual((list(stored.values()), list(events.values())), before)
+
     def test_a_stop_below_the_start_leaves_the_session_active(self) -> None:
         self.sync()
         (pk,) = self.standin.scenario("negative_stop_left_active")

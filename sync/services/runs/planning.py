@@ -41,6 +41,19 @@ def plan_batch(
             steve_transaction_id__in=[t.id for t in transactions]
         )
     }
+    others = {
+        t.id
+        for t in transactions
+        if (state := stored.get(t.id)) and _is_another_charge(state, t)
+    }
+    if others:
+        leave_unread(
+            tally,
+            sorted(others),
+            ANOTHER_CHARGE,
+            others_done=len(others) < len(transactions),
+        )
+        transactions = [t for t in transactions if t.id not in others]
     # A manual stop touched within this window may have a station charging on.
     watched_since = timezone.now() - CHECK_IN_VALID_FOR
     needs_details = [
@@ -101,6 +114,26 @@ def stored_state(row: TransactionSyncState) -> StoredState:
         is_stop_estimated=row.is_stop_estimated,
         is_deleted_in_steve=row.is_deleted_in_steve,
         last_reading_after_stop_at=row.last_reading_after_stop_at,
+    )
+
+
+ANOTHER_CHARGE = (
+    "SteVe now gives this id to another charge than the one Polaris stored (another "
+    "charger, connector, start or start value), as a SteVe restored from an older "
+    "backup or replaced by a new one does. Polaris keeps its copy and merges "
+    "nothing into it; docs/operations.md says what to do."
+)
+
+
+def _is_another_charge(state: TransactionSyncState, t: SteveTransaction) -> bool:
+    """Whether SteVe's transaction `t` is not the one stored under its pk: SteVe
+    never changes a transaction's charger, connector, start or start value, so
+    one that differs had its pk given anew."""
+    return (
+        state.charge_box_id != t.charge_box_id
+        or state.connector_id != t.connector_id
+        or state.started_at != t.start_timestamp
+        or state.meter_start_wh != t.start_value_wh
     )
 
 
