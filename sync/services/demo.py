@@ -6,11 +6,12 @@ the stand-in: it is a new SteVe on every start, numbering its transactions from 
 again, so what the last demo synced from it is cleared (`demo_history_clear`).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from django.contrib.auth import get_user_model
@@ -23,6 +24,7 @@ from sync.models import Charger, TransactionSyncState, UserMapping
 from sync.services.mappings import user_mapping_create
 
 DEMO_APPLICATION = "polaris demo"
+LOAD_TEST_APPLICATION = "polaris load test"
 
 STAFF_USERNAME = "admin"
 STAFF_PASSWORD = "admin"
@@ -51,28 +53,44 @@ DEMO_SITES = [
 
 
 class DemoRunning(Exception):
-    """Another demo holds the database; `where` names its web address if known."""
+    """Another demo, or a load test, holds the database; `where` names the demo's
+    web address if known."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, *, by_load_test: bool = False) -> None:
         super().__init__(where)
         self.where = where
+        self.by_load_test = by_load_test
 
 
 @contextmanager
-def demo_lock(*, database_url: str, port: int) -> Iterator[None]:
-    """Hold the database for one demo while the block runs.
+def demo_lock(
+    *,
+    port: int | None,
+    database_url: str = "",
+    connect_params: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Hold the database for one demo (on `port`), or a load test (no port),
+    while the block runs.
 
     A second demo on the same database would start a second beat and a second
     stand-in whose fleet shares the first one's transaction ids, and both would
-    sync into the same tables. The lock is a session lock on a connection of its
-    own, so Postgres frees it when the demo exits, however it exits. Raises
+    sync into the same tables; a load test syncs into them too and restores them
+    at its end. The lock is a session lock on a connection of its own, so
+    Postgres frees it when the holder exits, however it exits. Raises
     DemoRunning, and psycopg.OperationalError when the database cannot be reached.
+    The database is `database_url`'s, or that of `connect_params` (a Django
+    connection's, which a test process points at its test database).
     """
+    params = {
+        **(connect_params or {}),
+        "application_name": (
+            LOAD_TEST_APPLICATION
+            if port is None
+            else f"{DEMO_APPLICATION} on port {port}"
+        ),
+    }
     with psycopg.connect(
-        database_url,
-        autocommit=True,
-        application_name=f"{DEMO_APPLICATION} on port {port}",
-        connect_timeout=10,
+        database_url, autocommit=True, connect_timeout=10, **params
     ) as conn:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [DEMO_LOCK]).fetchone()
         if not (row and row[0]):
@@ -90,7 +108,8 @@ def demo_lock(*, database_url: str, port: int) -> Iterator[None]:
             name = holder[0] if holder else ""
             other_port = name.removeprefix(f"{DEMO_APPLICATION} on port ")
             raise DemoRunning(
-                f"http://127.0.0.1:{other_port}/" if other_port.isdigit() else ""
+                f"http://127.0.0.1:{other_port}/" if other_port.isdigit() else "",
+                by_load_test=name == LOAD_TEST_APPLICATION,
             )
         yield
 

@@ -258,6 +258,16 @@ class DemoRefusalTests(TransactionTestCase):
         )
         self.assertNotIn("Starting", result.stdout)
 
+    def test_a_database_a_load_test_holds_is_refused(self) -> None:
+        with demo_lock(database_url=current_database_url(), port=None):
+            result = run_demo()
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertEqual(
+            result.stderr.strip(),
+            "CommandError: A load test is running on this database; start the demo "
+            "once it has finished, or give the demo another DATABASE_URL.",
+        )
+
     def test_a_configured_database_with_synced_sessions_is_left_alone(self) -> None:
         TransactionSyncStateFactory.create_batch(2)
         # A migration it has not applied (a data migration, harmless to apply

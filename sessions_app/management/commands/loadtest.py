@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
 from polaris.commands import DatabaseCommand, read_input_file
 from sync.arguments import MAX_FLEET_SIZE, AscendingPair, int_between, number_between
+from sync.services import demo
 
 # One loopback machine: each simulated person is a coroutine with its own HTTP
 # session and state, and each web worker a process with its database pool.
@@ -133,7 +135,21 @@ class Command(DatabaseCommand):
                 self.stdout.write(message)
                 self.stdout.flush()
 
-        result = run_load(load, say, bench)
+        try:
+            database = connections[DEFAULT_DB_ALIAS].get_connection_params()
+            with demo.demo_lock(port=None, connect_params=database):
+                result = run_load(load, say, bench)
+        except demo.DemoRunning as running:
+            holder = (
+                "Another load test"
+                if running.by_load_test
+                else f"A demo{f' ({running.where})' if running.where else ''}"
+            )
+            raise CommandError(
+                f"{holder} is running on this database: a load test would sync "
+                "into the same tables and restore them at its end. Stop it first, "
+                "or give the load test another DATABASE_URL."
+            ) from None
         self.stdout.write(table(result.kinds))
         database = result.database
         self.stdout.write(

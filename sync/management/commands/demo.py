@@ -115,6 +115,11 @@ class Command(BaseCommand):
             with demo.demo_lock(database_url=settings.DATABASE_URL, port=port):
                 self._run(port, options)
         except demo.DemoRunning as running:
+            if running.by_load_test:
+                raise CommandError(
+                    "A load test is running on this database; start the demo once "
+                    "it has finished, or give the demo another DATABASE_URL."
+                ) from None
             where = f" ({running.where})" if running.where else ""
             raise CommandError(
                 f"Another demo is already running on this database{where}. Stop it "
