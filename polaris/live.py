@@ -580,7 +580,8 @@ def _resumable_from(request: HttpRequest) -> bool:
         channel, colon, number = part.partition(":")
         if not (channel and colon and number.isascii() and number.isdigit()):
             return False
-        # Event ids are 64-bit; a longer number would fail as an int at all.
+        # Event ids are 64-bit: a longer number is no event's, and past 4,300
+        # digits Python refuses to read it as an int at all.
         if len(number) > EVENT_ID_MAX_DIGITS:
             return False
     return True

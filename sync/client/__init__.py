@@ -68,6 +68,7 @@ __all__ = [
     "given_or_new",
     "in_base_unit",
     "metered_energy_totals",
+    "require_steve_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,19 +94,7 @@ class SteveClient:
         self.base_url = (base_url or settings.STEVE_URL or "").rstrip("/")
         username = username or settings.STEVE_USERNAME
         password = password or settings.STEVE_PASSWORD
-        missing = [
-            name
-            for name, value in (
-                ("STEVE_URL", self.base_url),
-                ("STEVE_USERNAME", username),
-                ("STEVE_PASSWORD", password),
-            )
-            if not value
-        ]
-        if missing:
-            raise ImproperlyConfigured(
-                f"{', '.join(missing)} must be set to talk to SteVe."
-            )
+        require_steve_settings(self.base_url, username, password)
         self.timeout = timeout or settings.STEVE_TIMEOUT
         self.operation_timeout = max(self.timeout, settings.STEVE_OPERATION_TIMEOUT)
         self.retry_delays = tuple(retry_delays)
@@ -583,6 +572,28 @@ class SteveClient:
             raise SteveBadResponse(
                 "SteVe sent a response Polaris could not understand.", permanent=False
             ) from None
+
+
+def require_steve_settings(
+    base_url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """Raise ImproperlyConfigured naming the SteVe settings that are missing,
+    the given values standing in for the settings."""
+    missing = [
+        name
+        for name, value in (
+            ("STEVE_URL", base_url or settings.STEVE_URL),
+            ("STEVE_USERNAME", username or settings.STEVE_USERNAME),
+            ("STEVE_PASSWORD", password or settings.STEVE_PASSWORD),
+        )
+        if not value
+    ]
+    if missing:
+        raise ImproperlyConfigured(
+            f"{', '.join(missing)} must be set to talk to SteVe."
+        )
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from django.utils import timezone
 from polaris.commands import DatabaseCommand
 from sync import services
 from sync.arguments import int_between
-from sync.client import SteveClient
+from sync.client import require_steve_settings
 from sync.models import Charger, SyncRun
 
 # About a day of beat runs at the default interval.
@@ -174,7 +174,7 @@ class Command(DatabaseCommand):
         try:
             # A command run by hand without SteVe's settings is refused before it
             # records a failed run that would say "Sync failing" to every page.
-            SteveClient().close()
+            require_steve_settings()
         except ImproperlyConfigured as error:
             raise CommandError(f"{error} Nothing was run.") from None
         if options["verbosity"] >= 1:
