@@ -1,10 +1,10 @@
 """Staff manage customer profiles, charger groups, plans and subscriptions in
-Django admin, and read reservations."""
+Django admin, and give reservations their SteVe id."""
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from portal.models import ChargerGroup, CustomerProfile, Plan, Reservation, Subscription
-from sessions_app.admin import ReadOnlyAdmin
 
 
 @admin.register(CustomerProfile)
@@ -36,9 +36,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdmin):
-    """Read-only: a reservation is the station's (ReserveNow, CancelReservation),
-    which a row written here would never ask; customers make and cancel them."""
+class ReservationAdmin(admin.ModelAdmin):
+    """Reservations are the station's (ReserveNow): customers make and cancel them
+    in the portal. Here staff only copy in the id from SteVe's web interface,
+    which its REST API never returns, so that the driver gets a Cancel button."""
 
     list_display = [
         "charger",
@@ -52,3 +53,21 @@ class ReservationAdmin(ReadOnlyAdmin):
     list_filter = ["status", "confirmed"]
     search_fields = ["user__username", "charger__friendly_name"]
     raw_id_fields = ["user", "charger"]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Reservation | None = None
+    ) -> list[str]:
+        return [
+            field.name
+            for field in Reservation._meta.fields
+            if field.name not in ("id", "steve_reservation_id")
+        ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A row written here would hold nothing at the station.
+        return False
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: Reservation | None = None
+    ) -> bool:
+        return False

@@ -621,18 +621,25 @@ class OneReservationACardTests(StandinReservationTestCase):
 
 
 class ReservationAdminTests(PortalTestCase):
-    def test_reservations_are_read_not_written_in_django_admin(self) -> None:
-        # A row written there would hold no reservation at the station.
+    def test_staff_give_a_reservation_its_steve_id_and_nothing_else(self) -> None:
+        # The id gives the driver a Cancel button; a row added or changed
+        # otherwise would hold nothing at the station.
         reservation = ReservationFactory(user=self.alice, charger=self.charger)
+        ends_at = reservation.ends_at
         self.client.force_login(StaffFactory(is_superuser=True))
         change = reverse("admin:portal_reservation_change", args=[reservation.pk])
-        self.assertEqual(self.client.get(change).status_code, 200)
+        saved = self.client.post(
+            change, {"steve_reservation_id": "4711", "ends_at": "2030-01-01"}
+        )
+        self.assertEqual(saved.status_code, 302)
+        reservation.refresh_from_db()
+        self.assertEqual(reservation.steve_reservation_id, 4711)
+        self.assertEqual(reservation.ends_at, ends_at)
+        self.assertTrue(reservation.can_be_cancelled)
         for url in (
             reverse("admin:portal_reservation_add"),
             reverse("admin:portal_reservation_delete", args=[reservation.pk]),
         ):
             with self.subTest(url=url):
-                self.assertEqual(
-                    self.client.post(url, {"post": "yes"}).status_code, 403
-                )
-        self.assertEqual(self.client.post(change, {}).status_code, 403)
+                response = self.client.post(url, {"post": "yes"})
+                self.assertEqual(response.status_code, 403)
