@@ -4,7 +4,7 @@ import logging.config
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import beat_init, setup_logging, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
@@ -25,11 +25,19 @@ API_SESSIONS_ADVANCE = app.signature(
 def _load_django(sender: Celery, **kwargs: object) -> None:
     # Before Celery reads the settings: a malformed variable then stops `celery
     # worker` and `celery beat` with its sentence, not a traceback.
-    from polaris.startup import check_redis_or_exit, setup_or_exit
+    from polaris.startup import setup_or_exit
 
     setup_or_exit()
-    # Celery would retry a refused database number a hundred times, saying
-    # only that it cannot connect.
+
+
+@worker_init.connect
+@beat_init.connect
+def _check_redis(**kwargs: object) -> None:
+    # Celery would retry a refused database number a hundred times, saying only
+    # that it cannot connect. In the worker and beat only: a web process
+    # configures Celery at its first queued task, inside a request.
+    from polaris.startup import check_redis_or_exit
+
     check_redis_or_exit()
 
 

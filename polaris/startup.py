@@ -36,15 +36,25 @@ def check_redis_or_exit() -> None:
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
     try:
         client.ping()
-    except (redis.AuthenticationError, redis.ResponseError) as error:
-        sys.exit(
-            f"Polaris cannot start: Redis at {without_password(settings.REDIS_URL)} "
-            f"refused it ({error}): check REDIS_URL's database number and password."
-        )
-    except redis.RedisError:
-        pass
+    except redis.RedisError as error:
+        if redis_refuses_the_settings(error):
+            sys.exit(
+                f"Polaris cannot start: Redis at "
+                f"{without_password(settings.REDIS_URL)} refused it ({error}): "
+                "check REDIS_URL's database number and password."
+            )
+        # Busy, loading, failing over or down: it may answer soon.
     finally:
         client.close()
+
+
+def redis_refuses_the_settings(error: redis.RedisError) -> bool:
+    """A refusal of REDIS_URL itself, which no retry will change."""
+    if isinstance(
+        error, redis.AuthenticationError | redis.exceptions.NoPermissionError
+    ):
+        return True
+    return isinstance(error, redis.ResponseError) and "DB index" in str(error)
 
 
 def setup_web_or_exit() -> None:

@@ -8,11 +8,13 @@ from pathlib import Path
 from unittest import mock
 from urllib.parse import urlsplit, urlunsplit
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, TestCase
 
 from polaris.env import application_name, env_url
+from polaris.startup import redis_refuses_the_settings
 from polaris.testing import child_environment, run_python
 
 ENTRY_POINTS = {
@@ -90,7 +92,7 @@ class StartupTests(TestCase):
         # Accepted before: sign-in throttling and live updates then failed on
         # every request, and the worker retried a hundred times.
         url = urlunsplit(urlsplit(settings.REDIS_URL)._replace(path="/999"))
-        for name in ["asgi", "celery worker"]:
+        for name in ["asgi", "celery worker", "celery beat"]:
             with self.subTest(entry_point=name):
                 result = start(ENTRY_POINTS[name], REDIS_URL=url)
                 self.assertEqual(result.returncode, 1, result.stderr)
@@ -98,6 +100,20 @@ class StartupTests(TestCase):
                 self.assertIn(
                     "check REDIS_URL's database number and password.", result.stderr
                 )
+
+    def test_only_a_refusal_of_redis_url_itself_stops_a_start(self) -> None:
+        # A busy, loading or failing-over Redis may answer soon: no exit.
+        for error, refused in (
+            (redis.ResponseError("DB index is out of range"), True),
+            (redis.AuthenticationError("invalid password"), True),
+            (redis.exceptions.NoPermissionError("NOPERM"), True),
+            (redis.exceptions.BusyLoadingError("LOADING"), False),
+            (redis.ResponseError("BUSY Redis is busy running a script"), False),
+            (redis.ResponseError("MASTERDOWN Link with MASTER is down"), False),
+            (redis.ConnectionError("Connection refused"), False),
+        ):
+            with self.subTest(error=error):
+                self.assertEqual(redis_refuses_the_settings(error), refused)
 
     def test_each_process_names_its_database_connections(self) -> None:
         # pg_stat_activity then says which process holds a connection.
