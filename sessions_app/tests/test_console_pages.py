@@ -114,6 +114,13 @@ class SessionDetailTests(ConsoleTestCase):
         )
         self.assertContains(response, "SteVe lost this transaction while it was open")
         self.assertNotContains(response, "Stopped manually in SteVe")
+        # Stopped by hand in SteVe first, then deleted there: a manual stop still.
+        session.stop_event_actor = "manual"
+        session.save(update_fields=["stop_event_actor"])
+        response = self.client.get(
+            reverse("sessions_app:session-detail", args=[session.steve_transaction_id])
+        )
+        self.assertContains(response, "Stopped manually in SteVe")
 
     def test_a_tag_steves_api_refuses_is_not_offered_for_mapping(self) -> None:
         # A station may send SteVe any idTag; a mapping holds only what SteVe's
