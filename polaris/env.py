@@ -211,6 +211,8 @@ def application_name(argv: list[str]) -> str:
         role = argv[1] if len(argv) > 1 else "manage.py"
     elif name == "uvicorn":
         role = "web"
+    elif name in ("-c", ""):
+        role = "python"  # python -c, as test workers and scripts run
     else:
         role = name
     # PostgreSQL keeps the first 63 bytes.

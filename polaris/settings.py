@@ -143,8 +143,10 @@ if "host" in _database_options:
 # ms on a server with JIT on). Off for Polaris's sessions, whatever the server says.
 _database_options.setdefault("options", "")
 _database_options["options"] = f"{_database_options['options']} -c jit=off".strip()
-# Each process's connections say which process they are (a URL's own name stays).
-_database_options.setdefault("application_name", application_name(sys.argv))
+# Each process's connections say which process they are (a name given in the URL
+# or in libpq's PGAPPNAME stays).
+if not env_str("PGAPPNAME"):
+    _database_options.setdefault("application_name", application_name(sys.argv))
 DATABASES["default"]["OPTIONS"] = _database_options
 # Under ASGI every request runs in a fresh thread; persistent connections would pile up.
 DATABASES["default"]["CONN_MAX_AGE"] = 0

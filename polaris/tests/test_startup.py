@@ -135,6 +135,7 @@ class StartupTests(TestCase):
             (["/venv/lib/celery/__main__.py", "-A", "polaris", "worker"], "worker"),
             (["/venv/bin/celery", "-A", "polaris", "beat", "-s", "x"], "beat"),
             (["/venv/lib/uvicorn/__main__.py", "polaris.asgi:application"], "web"),
+            (["-c"], "python"),
         ):
             with self.subTest(argv=argv):
                 self.assertEqual(application_name(argv), f"polaris {name}")

@@ -66,7 +66,7 @@ def validate_id_tag(tag: str) -> str:
 def is_mappable_id_tag(tag: str) -> bool:
     """Whether a mapping may hold `tag`: a station may send SteVe any idTag, but
     SteVe's API takes only these (`@IdTag`), in filters and remote starts."""
-    return bool(ID_TAG_PATTERN.match(tag))
+    return bool(ID_TAG_PATTERN.fullmatch(tag))
 
 
 def validate_tag_is_free(tag: str, *, mapping: UserMapping | None = None) -> None:
