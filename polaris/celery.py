@@ -4,7 +4,7 @@ import logging.config
 import os
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, worker_init
+from celery.signals import setup_logging, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "polaris.settings")
 
@@ -31,11 +31,11 @@ def _load_django(sender: Celery, **kwargs: object) -> None:
 
 
 @worker_init.connect
-@beat_init.connect
 def _check_redis(**kwargs: object) -> None:
-    # Celery would retry a refused database number a hundred times, saying only
-    # that it cannot connect. In the worker and beat only: a web process
-    # configures Celery at its first queued task, inside a request.
+    # The worker would retry a refused database number a hundred times, saying
+    # only that it cannot connect. In the worker only: a web process configures
+    # Celery at its first queued task, inside a request, and beat's own start
+    # signal comes after it has opened its schedule.
     from polaris.startup import check_redis_or_exit
 
     check_redis_or_exit()
