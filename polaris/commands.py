@@ -17,6 +17,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.utils import OperationalError
 
+from polaris.database import database_error_reason
+
 # Long enough for a database across a network, short enough to say so soon.
 DATABASE_PROBE_TIMEOUT_S = 5
 
@@ -134,19 +136,12 @@ class DatabaseCommand(BaseCommand):
     def database_unavailable(self, error: Exception) -> CommandError:
         settings = connections[DEFAULT_DB_ALIAS].settings_dict
         where = ":".join(filter(None, [settings["HOST"], str(settings["PORT"] or "")]))
-        reason = _reason(error)
+        reason = database_error_reason(error)
         return CommandError(
             f"The database is unavailable at {where or 'the local socket'} ({reason})."
             f" {self.database_unavailable_consequence} Is PostgreSQL running, and is "
             "DATABASE_URL right?"
         )
-
-
-def _reason(error: Exception) -> str:
-    """The first line of libpq's message, without its "connection to server at …
-    failed: FATAL:" preamble, which repeats where."""
-    first = str(error).strip().splitlines()[0]
-    return first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
 
 
 def validation_sentence(error: ValidationError) -> str:

@@ -56,10 +56,13 @@ def acting_customer(
     if customer is None:
         if not end_lapsed:
             raise ActingLapsed
-        acted_as = get_user_model().objects.filter(pk=request.session[ACTING_AS_KEY])
+        # Any account by that id, deactivated too: the notice names it.
+        acted_as = (
+            get_user_model().objects.filter(pk=request.session[ACTING_AS_KEY]).first()
+        )
         act_as_end(agent=request.user, session=request.session, reason=LAPSED)
         # The agent lands on the console: it says why the portal closed.
-        messages.warning(request, _lapsed_notice(acted_as.first()))
+        messages.warning(request, _lapsed_notice(acted_as))
     return customer
 
 

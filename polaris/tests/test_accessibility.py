@@ -29,6 +29,7 @@ from sessions_app.models import ApiSession
 from sync.models import SyncRun, TransactionSyncState
 from sync.tests.factories import (
     ChargerFactory,
+    ResyncRunFactory,
     StaffFactory,
     SyncRunFactory,
     TransactionSyncStateFactory,
@@ -213,9 +214,7 @@ def fleet() -> Fleet:
     SyncRunFactory(
         started_at=now - timedelta(minutes=10), created_count=2, updated_count=5
     )
-    SyncRunFactory(
-        kind=SyncRun.Kind.TRANSACTION,
-        trigger=SyncRun.Trigger.MANUAL,
+    ResyncRunFactory(
         steve_transaction_id=dana_finished.steve_transaction_id,
         started_at=now - timedelta(minutes=6),
         updated_count=1,

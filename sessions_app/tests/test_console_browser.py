@@ -26,6 +26,7 @@ from sync.client import SteveClient
 from sync.models import SyncRun, TransactionSyncState
 from sync.standin.testing import StandinProcess
 from sync.tests.factories import (
+    ResyncRunFactory,
     StaffFactory,
     SyncRunFactory,
     TransactionSyncStateFactory,
@@ -369,9 +370,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         self,
     ) -> None:
         session = TransactionSyncStateFactory()
-        SyncRunFactory(
-            kind=SyncRun.Kind.TRANSACTION,
-            trigger=SyncRun.Trigger.MANUAL,
+        ResyncRunFactory(
             steve_transaction_id=session.steve_transaction_id,
         )
         page = self.open_console("/admin/sync-runs/")
@@ -396,9 +395,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
     ) -> None:
         session = TransactionSyncStateFactory()
         # An earlier resync's failure, seconds ago.
-        SyncRunFactory(
-            kind=SyncRun.Kind.TRANSACTION,
-            trigger=SyncRun.Trigger.MANUAL,
+        ResyncRunFactory(
             status=SyncRun.Status.FAILED,
             error="SteVe cannot be reached.",
             steve_transaction_id=session.steve_transaction_id,
@@ -416,9 +413,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         expect(notice).not_to_contain_text("cannot be reached")
         expect(notice).to_be_focused()
         # Its run: its outcome takes the notice's place, and the focus.
-        SyncRunFactory(
-            kind=SyncRun.Kind.TRANSACTION,
-            trigger=SyncRun.Trigger.MANUAL,
+        ResyncRunFactory(
             steve_transaction_id=session.steve_transaction_id,
         )
         self.live_update(page, "#session-detail")

@@ -41,6 +41,7 @@ from sync.services.mappings import new_customer_account, user_mapping_create
 from sync.services.runs.lifecycle import start_run
 from sync.signals import run_finished, sessions_changed
 from sync.tests.factories import (
+    ResyncRunFactory,
     StaffFactory,
     SyncRunFactory,
     TransactionSyncStateFactory,
@@ -397,8 +398,7 @@ class SessionDetailTests(ConsoleTestCase):
 
     def test_a_resync_queued_is_said_until_its_own_run_starts(self) -> None:
         session = TransactionSyncStateFactory()
-        earlier = SyncRunFactory(
-            kind=SyncRun.Kind.TRANSACTION,
+        earlier = ResyncRunFactory(
             steve_transaction_id=session.steve_transaction_id,
             status=SyncRun.Status.FAILED,
             error="SteVe cannot be reached.",
@@ -413,8 +413,7 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertIn("queued at", notice)
         self.assertNotIn(earlier.error, notice)
         # Its run started: its outcome, and from then on the latest run's.
-        SyncRunFactory(
-            kind=SyncRun.Kind.TRANSACTION,
+        ResyncRunFactory(
             steve_transaction_id=session.steve_transaction_id,
             status=SyncRun.Status.SUCCEEDED,
         )
@@ -436,8 +435,7 @@ class SessionDetailTests(ConsoleTestCase):
     def test_a_failed_resync_shows_its_sentence_on_the_detail_page(self) -> None:
         session = TransactionSyncStateFactory()
         other = TransactionSyncStateFactory()
-        SyncRunFactory(
-            kind=SyncRun.Kind.TRANSACTION,
+        ResyncRunFactory(
             steve_transaction_id=session.steve_transaction_id,
             status=SyncRun.Status.FAILED,
             error="SteVe did not answer within 10 s.",
@@ -458,8 +456,7 @@ class SessionDetailTests(ConsoleTestCase):
         session = TransactionSyncStateFactory(
             is_finalized=False, last_synced_at=timezone.now() - timedelta(minutes=1)
         )
-        SyncRunFactory(
-            kind=SyncRun.Kind.TRANSACTION,
+        ResyncRunFactory(
             steve_transaction_id=session.steve_transaction_id,
             status=SyncRun.Status.FAILED,
             error="SteVe failed with HTTP 503.",

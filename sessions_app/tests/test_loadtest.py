@@ -9,7 +9,6 @@ from django.core.management import CommandError, call_command
 from django.test import SimpleTestCase, TestCase, TransactionTestCase
 
 from bench.load import minute_medians
-from polaris.testing import current_database_url
 from sync.models import SyncRun, TransactionSyncState
 from sync.services.demo import demo_lock
 from sync.services.seeding import seed_scale
@@ -172,7 +171,7 @@ class LoadtestBesideADemoTests(TransactionTestCase):
     def test_a_database_a_demo_holds_is_refused(self) -> None:
         # Its syncs would write into the demo's tables, and its restore undo them.
         with (
-            demo_lock(database_url=current_database_url(), port=8123),
+            demo_lock(port=8123),
             self.assertRaisesMessage(
                 CommandError,
                 "A demo (http://127.0.0.1:8123/) is running on this database",

@@ -6,12 +6,11 @@ the stand-in: it is a new SteVe on every start, numbering its transactions from 
 again, so what the last demo synced from it is cleared (`demo_history_clear`).
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 import psycopg
 from django.contrib.auth import get_user_model
@@ -63,12 +62,7 @@ class DemoRunning(Exception):
 
 
 @contextmanager
-def demo_lock(
-    *,
-    port: int | None,
-    database_url: str = "",
-    connect_params: Mapping[str, Any] | None = None,
-) -> Iterator[None]:
+def demo_lock(*, port: int | None) -> Iterator[None]:
     """Hold the database for one demo (on `port`), or a load test (no port),
     while the block runs.
 
@@ -78,20 +72,17 @@ def demo_lock(
     at its end. The lock is a session lock on a connection of its own, so
     Postgres frees it when the holder exits, however it exits. Raises
     DemoRunning, and psycopg.OperationalError when the database cannot be reached.
-    The database is `database_url`'s, or that of `connect_params` (a Django
-    connection's, which a test process points at its test database).
+    The database is Django's (a test process's is its test database).
     """
     params = {
-        **(connect_params or {}),
+        **connection.get_connection_params(),
         "application_name": (
             LOAD_TEST_APPLICATION
             if port is None
             else f"{DEMO_APPLICATION} on port {port}"
         ),
     }
-    with psycopg.connect(
-        database_url, autocommit=True, connect_timeout=10, **params
-    ) as conn:
+    with psycopg.connect(autocommit=True, connect_timeout=10, **params) as conn:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [DEMO_LOCK]).fetchone()
         if not (row and row[0]):
             holder = conn.execute(

@@ -240,7 +240,8 @@ class FleetStore:
         if query.type == "ACTIVE":
             records = [record for record in records if record.is_active]
         rows = (self._row(record) for record in records)
-        matches = [row for row in rows if _matches(query, row, now)]
+        tags = {tag_key(tag) for tag in query.id_tags}
+        matches = [row for row in rows if _matches(query, tags, row, now)]
         return sorted(matches, key=lambda row: row.pk, reverse=True)
 
     def details(self, pk: int, *, energy_values_only: bool) -> TransactionDetails:
@@ -435,14 +436,16 @@ def _last_reading_of_monotonic_streak(
     return last
 
 
-def _matches(query: TransactionQuery, row: TransactionRow, now: datetime) -> bool:
-    """The WHERE clause of ``TransactionRepositoryImpl#getConditions`` (§4)."""
+def _matches(
+    query: TransactionQuery, tags: set[str], row: TransactionRow, now: datetime
+) -> bool:
+    """The WHERE clause of ``TransactionRepositoryImpl#getConditions`` (§4);
+    `tags` are the query's idTags by tag_key."""
     checks = (
         not query.transaction_pks or row.pk in query.transaction_pks,
         query.connector_id is None or row.connector_id == query.connector_id,
         not query.charge_box_ids or row.charge_box_id in query.charge_box_ids,
-        not query.id_tags
-        or tag_key(row.id_tag) in {tag_key(tag) for tag in query.id_tags},
+        not tags or tag_key(row.id_tag) in tags,
         not query.user_ids or row.user_id in query.user_ids,
         query.type != "ACTIVE" or row.stop is None,
         query.type != "STOPPED" or row.stop is not None,

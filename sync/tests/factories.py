@@ -83,6 +83,13 @@ class SyncRunFactory(factory.django.DjangoModelFactory):
     )
 
 
+class ResyncRunFactory(SyncRunFactory):
+    """A "Resync now" run; pass steve_transaction_id."""
+
+    kind = SyncRun.Kind.TRANSACTION
+    trigger = SyncRun.Trigger.MANUAL
+
+
 class TransactionSyncStateFactory(factory.django.DjangoModelFactory):
     """A session; pass kwh_delivered and use `with_events` to keep the invariant."""
 

@@ -23,7 +23,7 @@ from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 from django.test import SimpleTestCase, TransactionTestCase, override_settings
 
-from polaris.testing import child_environment, current_database_url, run_python
+from polaris.testing import child_environment, run_python
 from portal.models import Reservation
 from portal.tests.factories import ReservationFactory
 from sync.management.commands.demo import Command
@@ -247,7 +247,7 @@ class DemoRefusalTests(TransactionTestCase):
     """A demo that cannot run says so before it starts anything."""
 
     def test_a_second_demo_on_the_same_database_is_refused(self) -> None:
-        with demo_lock(database_url=current_database_url(), port=8123):
+        with demo_lock(port=8123):
             result = run_demo()
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertEqual(
@@ -259,7 +259,7 @@ class DemoRefusalTests(TransactionTestCase):
         self.assertNotIn("Starting", result.stdout)
 
     def test_a_database_a_load_test_holds_is_refused(self) -> None:
-        with demo_lock(database_url=current_database_url(), port=None):
+        with demo_lock(port=None):
             result = run_demo()
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertEqual(

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
 
 from bench.load import LoadOptions, read_bench, run_load, table
 from bench.report import cell, writable_file
@@ -136,8 +135,7 @@ class Command(DatabaseCommand):
                 self.stdout.flush()
 
         try:
-            database = connections[DEFAULT_DB_ALIAS].get_connection_params()
-            with demo.demo_lock(port=None, connect_params=database):
+            with demo.demo_lock(port=None):
                 result = run_load(load, say, bench)
         except demo.DemoRunning as running:
             holder = (

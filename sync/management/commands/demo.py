@@ -29,6 +29,7 @@ from django.template.defaultfilters import pluralize
 
 from polaris import embedded
 from polaris.commands import service_logs_for
+from polaris.database import database_error_reason
 from polaris.handlers import uvicorn_command
 from sync import services
 from sync.arguments import int_between
@@ -112,7 +113,7 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         try:
-            with demo.demo_lock(database_url=settings.DATABASE_URL, port=port):
+            with demo.demo_lock(port=port):
                 self._run(port, options)
         except demo.DemoRunning as running:
             if running.by_load_test:
@@ -127,10 +128,9 @@ class Command(BaseCommand):
                 "stand-in fleets into the same tables."
             ) from None
         except psycopg.OperationalError as error:
-            first_line = str(error).strip().splitlines()[0]
             raise CommandError(
-                f"The database is unavailable ({first_line}). Is PostgreSQL running, "
-                "and is DATABASE_URL right?"
+                f"The database is unavailable ({database_error_reason(error)}). Is "
+                "PostgreSQL running, and is DATABASE_URL right?"
             ) from None
 
     def _run(self, port: int, options: dict[str, Any]) -> None:

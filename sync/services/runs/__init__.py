@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from polaris.database import database_error_reason
 from sync.client import SteveClient, SteveError, SteveRejected, given_or_new
 from sync.locks import CHARGERS_LOCK, TRANSACTIONS_LOCK
 from sync.models import Charger, SyncRun, TransactionSyncState
@@ -260,7 +261,7 @@ def _sync(
         # Polaris's own database failed under the run, not SteVe's data. When it
         # is gone, recording this sentence fails too, and the run shows as
         # running until the next one marks it interrupted.
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = database_error_reason(error)
         logger.warning("sync_run=%s lost the database: %s", run.pk, reason)
         cause = f"Polaris's database failed during the run ({reason})."
         return cause + saved_before(tally, dry_run)
