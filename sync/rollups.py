@@ -34,32 +34,44 @@ class FleetTotals:
     active: int
 
 
-def fleet_totals(*, energy_after: datetime, updated_from: datetime) -> FleetTotals:
+def fleet_totals(
+    *, energy_after: datetime, energy_until: datetime, updated_from: datetime
+) -> FleetTotals:
     """The stat strip's numbers in one round trip.
 
-    kWh of the events read after `energy_after` and how many transactions they
-    belong to: whole quarter hours come from energy_by_quarter_hour, only the events
-    of the partial quarter hour `energy_after` falls in are read (through the
-    readingAt index that includes kwhDelta). Sessions with updatedAt from
+    kWh of the events read after `energy_after`, up to the quarter hour of
+    `energy_until` (a station clock running ahead stamps readings later), and how
+    many transactions they belong to: whole quarter hours come from
+    energy_by_quarter_hour, only the events of the partial quarter hour
+    `energy_after` falls in are read (through the readingAt index that includes
+    kwhDelta). Sessions with updatedAt from
     `updated_from` (None when that is not on a quarter hour: the caller counts rows),
     and active sessions, from the session count rollups.
     """
     first_whole = next_boundary(energy_after, QUARTER_HOUR)
+    # The end of the quarter hour `energy_until` falls in.
+    until = next_boundary(energy_until + timedelta(microseconds=1), QUARTER_HOUR)
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT (SELECT COALESCE(SUM(kwh), 0) FROM energy_by_quarter_hour
-                     WHERE bucket >= %(whole)s)
+                     WHERE bucket >= %(whole)s AND bucket < %(until)s)
                  + (SELECT COALESCE(SUM("kwhDelta"), 0) FROM synced_transaction_events
                      WHERE "readingAt" > %(after)s AND "readingAt" < %(whole)s),
                    (SELECT count(*) FROM session_last_readings
-                     WHERE "lastReadingAt" > %(after)s),
+                     WHERE "lastReadingAt" > %(after)s
+                       AND "lastReadingAt" < %(until)s),
                    (SELECT COALESCE(SUM(sessions), 0)
                       FROM session_counts_by_quarter_hour WHERE bucket >= %(updated)s),
                    (SELECT COALESCE(SUM(sessions), 0) FROM session_counts
                      WHERE NOT "isFinalized")
             """,
-            {"whole": first_whole, "after": energy_after, "updated": updated_from},
+            {
+                "whole": first_whole,
+                "after": energy_after,
+                "until": until,
+                "updated": updated_from,
+            },
         )
         kwh, with_energy, updated, active = cursor.fetchone()
     return FleetTotals(

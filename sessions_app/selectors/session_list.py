@@ -53,7 +53,8 @@ def session_stats(*, now: datetime) -> SessionStats:
     """The four counters of the Charging Sessions stat strip.
 
     Sessions today: distinct transactions updated since midnight in
-    POLARIS_TIME_ZONE. kWh (7d): the kwhDelta of events read in the last 7 days.
+    POLARIS_TIME_ZONE. kWh (7d): the kwhDelta of events read in the last 7 days
+    (to the end of this quarter hour: none a station stamped days ahead).
     Avg: that energy over the distinct transactions with events in the window.
     Every number comes from a rollup kept exact by triggers (sync/rollups.py), so
     the strip reads a few hundred small rows, not a week of events.
@@ -63,7 +64,7 @@ def session_stats(*, now: datetime) -> SessionStats:
     # the first one, whichever pass of that hour `now` is in.
     midnight = timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
     totals = rollups.fleet_totals(
-        energy_after=now - timedelta(days=7), updated_from=midnight
+        energy_after=now - timedelta(days=7), energy_until=now, updated_from=midnight
     )
     today = totals.sessions_updated_since
     if today is None:

@@ -318,6 +318,17 @@ class ApiSessionLifecycleTests(ChargingTestCase):
             session = self.advance(session)
         self.assert_started_on(session, pk)
 
+    def test_a_station_whose_clock_runs_ahead_starts_the_session(self) -> None:
+        # Stamped four minutes ahead, past the start deadline by the station's
+        # clock, but stored by a sync at once: the station answered in time.
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        pk = self.station_starts(sent_at + timedelta(minutes=4))
+        self.sync()
+        session = self.advance_past_the_start_deadline(session)
+        self.assert_started_on(session, pk)
+
     def test_an_old_charge_uploaded_late_does_not_start_the_session(self) -> None:
         # A station back online uploads yesterday's StartTransaction: a new high
         # pk, as a charge the remote start began would have, but hours old.

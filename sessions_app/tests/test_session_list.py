@@ -416,6 +416,22 @@ class SessionStatStripTests(ConsoleTestCase):
             response = self.client.get(URL)
         self.assertEqual(response.context["stats"].kwh_7d, Decimal("2.000"))
 
+    def test_the_7_day_energy_leaves_out_readings_stamped_days_ahead(self) -> None:
+        # A station whose clock ran a month ahead stamped its stop in January:
+        # not energy of the last 7 days, nor a session with energy in them.
+        now = datetime(2026, 12, 7, 9, 7, tzinfo=UTC)
+        with time_machine.travel(now, tick=False):
+            for kwh, reading_at in (
+                (Decimal("4"), now - timedelta(hours=1)),
+                (Decimal("15"), now + timedelta(days=30)),
+            ):
+                session_with_energy(
+                    kwh=kwh, is_finalized=True, updated_at=now,
+                    started_at=reading_at - timedelta(hours=1), reading_at=reading_at,
+                )  # fmt: skip
+            stats = self.client.get(URL).context["stats"]
+        self.assertEqual((stats.kwh_7d, stats.avg_kwh_7d), (Decimal("4.000"), 4))
+
     @override_settings(TIME_ZONE="Atlantic/Azores")
     def test_sessions_today_start_at_the_first_midnight_when_it_repeats(self) -> None:
         # The Azores leave summer time at 01:00 on 2026-10-25, back to 00:00: the

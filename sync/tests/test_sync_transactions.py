@@ -12,6 +12,7 @@ from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import time_machine
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Sum
@@ -171,6 +172,48 @@ class SyncTransactionsTests(SyncTestCase):
             ],
         )
         self.assert_synced_as_a_steady_count(pk, meter_last_wh=2_002_500)
+
+    def test_a_reading_stamped_ahead_of_our_clock_waits_for_its_time(self) -> None:
+        # One sample from a station whose clock jumped a day ahead: counted now,
+        # it would hold back every reading stamped before it, and look like a
+        # meter reset, as it reads less than the one sent after it.
+        pk, start = self.start_charge(start_value=2_000_000, minutes_ago=30)
+        ahead = start + timedelta(days=1)
+        self.standin.add_meter_values(
+            pk,
+            [
+                {
+                    "value": "2002000",
+                    "valueTimestamp": iso(start + timedelta(minutes=5)),
+                },
+                {"value": "2005000", "valueTimestamp": iso(ahead)},
+                {
+                    "value": "2008000",
+                    "valueTimestamp": iso(start + timedelta(minutes=20)),
+                },
+            ],
+        )
+        row = self.assert_synced_as_a_steady_count(pk, meter_last_wh=2_008_000)
+        self.assertEqual(row.last_reading_at, start + timedelta(minutes=20))
+        charger = Charger.objects.get(charge_box_id="CP-003", connector_id=1)
+        assert charger.last_check_in_at is not None
+        self.assertLess(charger.last_check_in_at, ahead)
+        self.standin.add_meter_values(
+            pk,
+            [
+                {
+                    "value": "2012000",
+                    "valueTimestamp": iso(start + timedelta(minutes=25)),
+                }
+            ],
+        )
+        self.assert_synced_as_a_steady_count(pk, meter_last_wh=2_012_000)
+        # Its time come, it is read as any other: a reading below the count.
+        with time_machine.travel(ahead + timedelta(minutes=1)):
+            self.sync()
+        row = self.row(pk)
+        self.assertTrue(row.meter_reset_seen)
+        self.assertEqual(row.kwh_delivered, Decimal("12.000"))
 
     def test_a_register_no_charger_could_reach_is_left_out(self) -> None:
         # 0xFFFFFFFF kWh from a glitching meter: beyond what the kWh columns hold,
@@ -673,6 +716,32 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertEqual((row.is_finalized, row.is_suspected_stuck), (True, False))
         again = self.sync()
         self.assertEqual((again.updated_count, again.events_count), (0, 0))
+
+    def test_a_start_stamped_ahead_is_suspected_stuck_not_the_charges_after_it(
+        self,
+    ) -> None:
+        # A station whose clock ran two days ahead left a charge SteVe keeps open
+        # (it refuses a stop stamped before the start): the charge after it on
+        # that connector is the newer one, whatever the stamps say.
+        self.sync()
+        ahead = datetime.now(UTC) + timedelta(days=2)
+        zombie = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0002", start_value=1000, start_timestamp=iso(ahead)
+        )
+        self.sync()
+        self.assertFalse(self.row(zombie).is_suspected_stuck)
+        # With no reading since, it is as old as the sync's first sight of it.
+        later = timedelta(hours=settings.SYNC_STUCK_AFTER_HOURS, minutes=1)
+        with time_machine.travel(later):
+            self.sync()
+        self.assertTrue(self.row(zombie).is_suspected_stuck)
+        charge = self.standin.add_transaction(
+            "CP-004", 2, "TAG-0003", start_timestamp=iso(datetime.now(UTC) + later)
+        )
+        with time_machine.travel(later):
+            self.sync()
+        self.assertTrue(self.row(zombie).is_suspected_stuck)
+        self.assertFalse(self.row(charge).is_suspected_stuck)
 
     def test_a_session_silent_for_hours_is_flagged_stuck_until_it_reads_again(
         self,

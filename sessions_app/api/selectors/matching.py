@@ -7,6 +7,8 @@ SteVe never names the transaction a remote start began, so the session services
 
 from datetime import datetime, timedelta
 
+from django.db.models import Q
+
 from sessions_app.models import ApiSession
 from sync.models import SyncRun, TransactionSyncState
 
@@ -36,7 +38,8 @@ def api_session_matching_transaction(
     no clock skew enters that test).
 
     Its start, by the station's clock, must be no later than `start_deadline` (plus
-    CLOCK_SKEW) and no earlier than the remote start (minus CLOCK_SKEW), or, when
+    CLOCK_SKEW), unless a sync stored it by then (a station clock running ahead),
+    and no earlier than the remote start (minus CLOCK_SKEW), or, when
     none is, earlier (by CLOCK_BEHIND_AT_MOST at most) but inserted by SteVe
     after the highest transaction Polaris had stored when the start was sent.
     Station clocks are often minutes behind (CONTRACT §11) and stamp a charge we
@@ -54,12 +57,13 @@ def api_session_matching_transaction(
     assert sent_at is not None
     candidates = list(
         TransactionSyncState.objects.filter(
+            Q(started_at__lte=start_deadline + CLOCK_SKEW)
+            | Q(created_at__lte=start_deadline),
             charge_box_id=session.charge_box_id,
             connector_id=session.connector_id,
             ocpp_id_tag__iexact=session.id_tag,
             api_sessions__isnull=True,
             created_at__gt=sent_at,
-            started_at__lte=start_deadline + CLOCK_SKEW,
         )
         .exclude(stopped_at__lt=sent_at)
         .order_by("steve_transaction_id")

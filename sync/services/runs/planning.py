@@ -5,7 +5,7 @@ the plans are saved by `writing`."""
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -24,6 +24,12 @@ from sync.services.runs.lifecycle import RunTally, leave_unread
 logger = logging.getLogger(__name__)
 
 DETAIL_WORKERS = 8
+# A station's clock may run a little ahead of ours. A reading stamped later than
+# this after our clock is not counted yet: counted now, it would hold back every
+# reading stamped before it (the count goes by time), date its energy in a
+# period still to come, and keep its charger online until then. It counts in
+# the first run after its time, while the charge is still read.
+READINGS_AHEAD_AT_MOST = timedelta(minutes=5)
 
 
 def plan_batch(
@@ -61,7 +67,7 @@ def plan_batch(
         for t in transactions
         if force_details or _needs_details(stored.get(t.id), t, watched_since)
     ]
-    readings = _fetch_readings(steve, tally, needs_details)
+    readings = _readings_due(_fetch_readings(steve, tally, needs_details))
     unread = set(tally.unread_pks)
     corrections = _stored_corrections(
         [
@@ -175,6 +181,17 @@ def _stored_corrections(state_ids: list[int]) -> dict[int, set[tuple[datetime, i
     for state_id, reading_at, meter_wh in rows:
         found.setdefault(state_id, set()).add((reading_at, meter_wh))
     return found
+
+
+def _readings_due(
+    readings: dict[int, list[tuple[datetime, int]]],
+) -> dict[int, list[tuple[datetime, int]]]:
+    """The readings stamped no later than READINGS_AHEAD_AT_MOST after now."""
+    due_until = timezone.now() + READINGS_AHEAD_AT_MOST
+    return {
+        pk: [reading for reading in of_one if reading[0] <= due_until]
+        for pk, of_one in readings.items()
+    }
 
 
 def _fetch_readings(

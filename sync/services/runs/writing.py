@@ -287,6 +287,11 @@ def flag_suspected_stuck() -> list[int]:
     clear the flag of open ones that proved alive: a fresh reading came, and no
     newer session is on their connector.
 
+    A charge began no later than the sync first stored it (`createdAt`, our
+    clock), whatever a station clock running ahead stamped: a start stamped
+    tomorrow is neither newer than every charge after it nor, with no reading
+    since (lastReadingAt is then its start), fresh for a day.
+
     Only rows whose flag changes are written, so a run with nothing new changes
     no row. Returns the ids of those it changed.
     """
@@ -299,11 +304,13 @@ def flag_suspected_stuck() -> list[int]:
                SET "isSuspectedStuck" = NOT t."isSuspectedStuck", "updatedAt" = %s
              WHERE NOT t."isFinalized"
                AND t."isSuspectedStuck" <> (
-                   COALESCE(t."lastReadingAt", t."startedAt") < %s
+                   COALESCE(NULLIF(t."lastReadingAt", t."startedAt"),
+                            LEAST(t."startedAt", t."createdAt")) < %s
                    OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
                                WHERE newer."chargeBoxId" = t."chargeBoxId"
                                  AND newer."connectorId" = t."connectorId"
-                                 AND newer."startedAt" > t."startedAt"))
+                                 AND newer."startedAt" > LEAST(t."startedAt", t."createdAt")
+                                 AND newer."createdAt" > LEAST(t."startedAt", t."createdAt")))
             RETURNING t.id
             """,
             [now, stale_before],
