@@ -302,15 +302,16 @@ def flag_suspected_stuck() -> list[int]:
             """
             UPDATE transaction_sync_state AS t
                SET "isSuspectedStuck" = NOT t."isSuspectedStuck", "updatedAt" = %s
-             WHERE NOT t."isFinalized"
+              FROM (SELECT id, LEAST("startedAt", "createdAt") AS began
+                      FROM transaction_sync_state WHERE NOT "isFinalized") AS open
+             WHERE t.id = open.id
                AND t."isSuspectedStuck" <> (
-                   COALESCE(NULLIF(t."lastReadingAt", t."startedAt"),
-                            LEAST(t."startedAt", t."createdAt")) < %s
+                   COALESCE(NULLIF(t."lastReadingAt", t."startedAt"), open.began) < %s
                    OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
                                WHERE newer."chargeBoxId" = t."chargeBoxId"
                                  AND newer."connectorId" = t."connectorId"
-                                 AND newer."startedAt" > LEAST(t."startedAt", t."createdAt")
-                                 AND newer."createdAt" > LEAST(t."startedAt", t."createdAt")))
+                                 AND newer."startedAt" > open.began
+                                 AND newer."createdAt" > open.began))
             RETURNING t.id
             """,
             [now, stale_before],
