@@ -21,7 +21,7 @@ from sync.client import (
     in_base_unit,
     metered_energy_totals,
 )
-from sync.energy import WH_PER_KWH
+from sync.energy import READINGS_AHEAD_AT_MOST, WH_PER_KWH
 
 POWER = "Power.Active.Import"
 CURRENT = "Current.Import"
@@ -39,9 +39,14 @@ _REPORT_MEASURANDS = (
 _MEASURANDS = tuple(measurand for _, measurand, _ in _REPORT_MEASURANDS)
 
 
-def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
+def with_stop_reading(
+    details: TransactionDetails, *, now: datetime
+) -> Sequence[MeterReading]:
     """The transaction's readings, ending with its stop meter value as a
     Transaction.End register reading when no register reading is that late.
+    Readings stamped over READINGS_AHEAD_AT_MOST after `now` are left out, as
+    the sync leaves them: a station clock that jumped a day ahead would
+    otherwise be the newest reading for that day.
 
     A station that stops before its first periodic sample, or that sends only its
     start and stop values, would otherwise leave the report at the start reading
@@ -53,11 +58,13 @@ def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
         details.transaction.stop_timestamp,
         details.transaction.stop_value_wh,
     )
+    due_until = now + READINGS_AHEAD_AT_MOST
+    readings = [r for r in details.readings if r.timestamp <= due_until]
     if stop_at is None or stop_wh is None:
-        return details.readings
-    registers = [r for r in details.readings if r.is_energy_total]
+        return readings
+    registers = [r for r in readings if r.is_energy_total]
     if any(r.timestamp >= stop_at for r in registers):
-        return details.readings
+        return readings
     in_kwh = bool(registers) and registers[-1].unit == "kWh"
     stop = MeterReading(
         timestamp=stop_at,
@@ -69,7 +76,7 @@ def with_stop_reading(details: TransactionDetails) -> Sequence[MeterReading]:
         reading_context="Transaction.End",
         format=None,
     )
-    return (*details.readings, stop)
+    return (*readings, stop)
 
 
 def energy_report(

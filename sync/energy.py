@@ -30,7 +30,13 @@ energy rules live here:
 - readings after a manual stop count no energy until the station's own stop
   replaces it, but say that the station is still charging there;
 - a flat register adds nothing, and moves lastReadingAt every half hour: a full
-  car left plugged in is alive, not a session SteVe will never close.
+  car left plugged in is alive, not a session SteVe will never close;
+- a rise beyond what the charger could deliver since the previous reading (its
+  maximum power, or DEFAULT_MAX_POWER_KW when not known, with room to spare) is
+  not energy: a glitching meter's spike, or readings on another register than
+  the start's. A `corrected` event with zero energy records it and flags the
+  session, the count goes on from the last reading counted, and the stop
+  counts as after a drop.
 """
 
 from collections.abc import Collection
@@ -43,6 +49,20 @@ from sync.client import SteveTransaction
 WH_PER_KWH = Decimal(1000)
 # How often a flat register moves lastReadingAt.
 FLAT_READING_NEWS_EVERY = timedelta(minutes=30)
+# A station's clock may run a little ahead of ours. A reading stamped later than
+# this after our clock is not taken yet: counted now, it would hold back every
+# reading stamped before it (the count goes by time), date its energy in a
+# period still to come, and keep its charger online until then.
+READINGS_AHEAD_AT_MOST = timedelta(minutes=5)
+# What a charger whose maximum power Polaris does not know may deliver: more
+# than the fastest public chargers most cars meet. Faster ones need their
+# maximum power set, or their readings count only at the stop.
+DEFAULT_MAX_POWER_KW = Decimal(350)
+# Room above a charger's rated power, and for station clocks: readings a
+# station queued while offline may all be stamped when it sent them.
+POWER_MARGIN = Decimal("1.25")
+RISE_SLACK_WH = 25_000
+SECONDS_PER_HOUR = Decimal(3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +122,11 @@ class _Count:
     last_at: datetime
     delivered: Decimal
     reset_seen: bool
+    max_power_kw: Decimal
     events: list[PlannedEvent] = field(default_factory=list)
 
     @classmethod
-    def starting(cls, transaction: SteveTransaction) -> "_Count":
+    def starting(cls, transaction: SteveTransaction, max_power_kw: Decimal) -> "_Count":
         """The count of a transaction seen for the first time, at its start."""
         count = cls(
             baseline=transaction.start_value_wh,
@@ -113,6 +134,7 @@ class _Count:
             last_at=transaction.start_timestamp,
             delivered=Decimal("0.000"),
             reset_seen=False,
+            max_power_kw=max_power_kw,
         )
         count.events.append(
             PlannedEvent(
@@ -122,7 +144,7 @@ class _Count:
         return count
 
     @classmethod
-    def stored(cls, state: StoredState) -> "_Count":
+    def stored(cls, state: StoredState, max_power_kw: Decimal) -> "_Count":
         """The count where the last run left it."""
         return cls(
             baseline=state.meter_last_wh,
@@ -130,7 +152,16 @@ class _Count:
             last_at=state.last_reading_at or state.started_at,
             delivered=state.kwh_delivered,
             reset_seen=state.meter_reset_seen,
+            max_power_kw=max_power_kw,
         )
+
+    def _could_deliver(self, wh: int, reading_at: datetime) -> bool:
+        """Whether the charger could deliver `wh` since the last reading (counted
+        or not: a station reporting another register than its start's is
+        measured reading by reading)."""
+        hours = Decimal((reading_at - self.last_at).total_seconds()) / SECONDS_PER_HOUR
+        most = self.max_power_kw * POWER_MARGIN * hours * WH_PER_KWH + RISE_SLACK_WH
+        return wh <= most
 
     def read(self, reading_at: datetime, wh: int) -> bool:
         """Count a reading up to the stop; False for one not after the last
@@ -149,6 +180,15 @@ class _Count:
         else:
             self.reset_seen = True
             self.dip = wh
+            self.events.append(
+                PlannedEvent("corrected", wh, reading_at, Decimal("0.000"))
+            )
+            self.last_at = reading_at
+            return True
+        if not self._could_deliver(wh - counted_from, reading_at):
+            # A spike: recorded without energy, as a drop is, and the count
+            # goes on from the last reading counted.
+            self.reset_seen = True
             self.events.append(
                 PlannedEvent("corrected", wh, reading_at, Decimal("0.000"))
             )
@@ -270,6 +310,7 @@ def plan_transaction(
     stored_corrections: Collection[tuple[datetime, int]] = (),
     *,
     id_tag: str | None = None,
+    max_power_kw: Decimal | None = None,
 ) -> TransactionPlan:
     """Compare SteVe's view of a transaction with the stored one.
 
@@ -277,9 +318,15 @@ def plan_transaction(
     when they were not fetched (only the stop data is compared then).
     `stored_corrections` are the (readingAt, meterWh) of the transaction's stored
     `corrected` events, which a replacing stop may repeat. `id_tag` is the
-    spelling its card's sessions are stored in, when not SteVe's.
+    spelling its card's sessions are stored in, when not SteVe's. `max_power_kw`
+    is its charger's, when Polaris knows it.
     """
-    count = _Count.starting(transaction) if state is None else _Count.stored(state)
+    power = max_power_kw or DEFAULT_MAX_POWER_KW
+    count = (
+        _Count.starting(transaction, power)
+        if state is None
+        else _Count.stored(state, power)
+    )
     latest_reading_at: datetime | None = None
     after_stop_at: datetime | None = None
     stop_at = transaction.stop_timestamp

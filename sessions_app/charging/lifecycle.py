@@ -409,7 +409,7 @@ def _refresh_readings(
             "api_session=%s meter values unavailable: %s", session.pk, error.message
         )
         return session
-    readings = with_stop_reading(details)
+    readings = with_stop_reading(details, now=now)
     end = tx.charge_ended_at() if over else None
     report = energy_report(readings, stopped_at=end)
     activity = charging_activity(readings, start=tx.started_at, end=end)

@@ -204,6 +204,20 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         assert session.energy_report is not None
         self.assertIn("energy_meter", session.energy_report)
 
+    def test_a_reading_stamped_a_day_ahead_is_not_the_energy_report(self) -> None:
+        session = self.begin_charging(self.create())
+        pk = self.steve_transaction(session)["id"]
+        ahead = timezone.now() + timedelta(days=1)
+        self.standin.add_meter_values(
+            pk, [{"value": "1", "unit": "Wh", "valueTimestamp": iso(ahead)}]
+        )
+        self.standin.tick(60)
+        self.sync()
+        session = self.advance(session)
+        assert session.energy_report is not None
+        self.assertLess(session.energy_report["timestamp"], iso(ahead)[:10])
+        self.assertGreater(session.energy_report["energy_meter"]["value"], 1)
+
     def test_it_ends_when_the_station_stops(self) -> None:
         session = self.begin_charging(self.create())
         self.standin.tick(600)
@@ -1601,7 +1615,7 @@ class ApiSessionReadingsTests(ChargingTestCase):
                 {"value": "7000", "measurand": "Power.Active.Import", "unit": "W",
                  "valueTimestamp": iso(now + timedelta(minutes=1))},
                 {"value": "0", "measurand": "Power.Active.Import", "unit": "W",
-                 "valueTimestamp": iso(now + timedelta(minutes=20))},
+                 "valueTimestamp": iso(now + timedelta(minutes=4))},
             ],
         )  # fmt: skip
         activity = self.advance(session).charging_activity

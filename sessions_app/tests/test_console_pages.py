@@ -78,8 +78,9 @@ class SessionDetailTests(ConsoleTestCase):
         self.assertContains(
             response,
             '<span class="badge badge--warning">Meter reset</span> <span '
-            'class="flag-list__why">The meter went backwards; a correction event '
-            "recorded it without negative energy.</span>",
+            'class="flag-list__why">The meter went backwards (a correction event '
+            "recorded it, without negative energy), or jumped further than the "
+            "charger could deliver (not counted).</span>",
         )
         self.assertContains(response, 'role="img"')
         self.assertContains(response, "Sync events (2)")

@@ -106,6 +106,15 @@ class SessionListTests(ConsoleTestCase):
         response = self.client.get(URL, {"status": "active"})
         self.assertContains(response, "No session matches these filters")
 
+    def test_a_session_whose_meter_misread_is_marked_in_its_row(self) -> None:
+        # README: the flag asks a person to look; the table is where they look.
+        TransactionSyncStateFactory(meter_reset_seen=True, is_finalized=True)
+        TransactionSyncStateFactory(is_finalized=True)
+        html = self.client.get(URL).content.decode()
+        self.assertEqual(
+            html.count('<span class="badge badge--warning">Meter reset</span>'), 1
+        )
+
     def test_it_shows_the_15_most_recently_updated_sessions(self) -> None:
         now = datetime(2026, 11, 21, 12, 0, tzinfo=BERLIN)
         sessions = [

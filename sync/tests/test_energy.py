@@ -215,6 +215,55 @@ class PlanTransactionTests:
             None,
         )
 
+    def test_a_spike_no_charger_could_deliver_is_not_energy(self) -> None:
+        # 2 GWh five minutes after 1 kWh: a glitching meter, not a charge.
+        readings = [
+            (minutes(10), 2000),
+            (minutes(15), 2_000_000_000),
+            (minutes(20), 3000),
+            (minutes(30), 4000),
+        ]
+        steve = transaction(stop_timestamp=minutes(40), stop_value_wh=4000)
+        plan = plan_transaction(None, steve, readings)
+        assert event_rows(plan) == [
+            ("started", 1000, Decimal("0.000")),
+            ("progress", 2000, Decimal("1.000")),
+            ("corrected", 2_000_000_000, Decimal("0.000")),
+            ("progress", 3000, Decimal("1.000")),
+            ("progress", 4000, Decimal("1.000")),
+            ("stopped", 4000, Decimal("0.000")),
+        ]
+        assert plan.fields["kwh_delivered"] == Decimal("3.000")
+        assert plan.fields["meter_reset_seen"] is True
+
+    def test_readings_on_another_register_than_the_start_count_at_the_stop(
+        self,
+    ) -> None:
+        # meterStart and meterStop count each session from 0, the readings are
+        # the station's lifetime register: 500 kWh in 5 minutes at 22 kW, and
+        # again in the 10 and 20 minutes after that.
+        readings = [
+            (minutes(5), 500_100),
+            (minutes(15), 500_600),
+            (minutes(35), 501_500),
+        ]
+        steve = transaction(
+            start_value_wh=0, stop_timestamp=minutes(36), stop_value_wh=1500
+        )
+        plan = plan_transaction(None, steve, readings, max_power_kw=Decimal(22))
+        assert plan.fields["kwh_delivered"] == Decimal("1.500")
+        assert plan.fields["meter_reset_seen"] is True
+
+    def test_a_rise_the_charger_could_deliver_counts(self) -> None:
+        # 80 kWh in an hour is too much for a 22 kW charger, not for a 50 kW one.
+        readings = [(minutes(60), 81_000)]
+        slow = plan_transaction(None, transaction(), readings, max_power_kw=Decimal(22))
+        fast = plan_transaction(None, transaction(), readings, max_power_kw=Decimal(50))
+        assert (slow.fields["kwh_delivered"], fast.fields["kwh_delivered"]) == (
+            Decimal("0.000"),
+            Decimal("80.000"),
+        )
+
     def test_it_ignores_readings_after_the_stop(self) -> None:
         plan = plan_transaction(
             None,

@@ -215,6 +215,22 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(row.meter_reset_seen)
         self.assertEqual(row.kwh_delivered, Decimal("12.000"))
 
+    def test_a_spike_no_charger_could_deliver_is_not_billed(self) -> None:
+        pk, start = self.start_charge(start_value=200_000, minutes_ago=40)
+        self.standin.add_meter_values(
+            pk,
+            [
+                {"value": value, "valueTimestamp": iso(start + timedelta(minutes=n))}
+                for n, value in ((10, "201000"), (15, "2000000000"), (20, "202000"))
+            ],
+        )
+        run = self.sync()
+        self.assertEqual(run.status, SyncRun.Status.SUCCEEDED, run.error)
+        row = self.row(pk)
+        self.assertEqual((row.kwh_delivered, row.meter_last_wh), (2, 202_000))
+        self.assertTrue(row.meter_reset_seen)
+        self.assert_energy_adds_up()
+
     def test_a_register_no_charger_could_reach_is_left_out(self) -> None:
         # 0xFFFFFFFF kWh from a glitching meter: beyond what the kWh columns hold,
         # it would fail every run from then on.

@@ -5,7 +5,8 @@ the plans are saved by `writing`."""
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
+from decimal import Decimal
 
 from django.utils import timezone
 
@@ -16,20 +17,24 @@ from sync.client import (
     SteveNotFound,
     SteveTransaction,
 )
-from sync.energy import StoredState, TransactionPlan, plan_transaction
-from sync.models import CHECK_IN_VALID_FOR, SyncedTransactionEvent, TransactionSyncState
+from sync.energy import (
+    READINGS_AHEAD_AT_MOST,
+    StoredState,
+    TransactionPlan,
+    plan_transaction,
+)
+from sync.models import (
+    CHECK_IN_VALID_FOR,
+    Charger,
+    SyncedTransactionEvent,
+    TransactionSyncState,
+)
 from sync.services.mappings import id_tags_as_stored
 from sync.services.runs.lifecycle import RunTally, leave_unread
 
 logger = logging.getLogger(__name__)
 
 DETAIL_WORKERS = 8
-# A station's clock may run a little ahead of ours. A reading stamped later than
-# this after our clock is not counted yet: counted now, it would hold back every
-# reading stamped before it (the count goes by time), date its energy in a
-# period still to come, and keep its charger online until then. It counts in
-# the first run after its time, while the charge is still read.
-READINGS_AHEAD_AT_MOST = timedelta(minutes=5)
 
 
 def plan_batch(
@@ -81,6 +86,7 @@ def plan_batch(
     # Compared in the spelling it is stored in, or a card SteVe writes in another
     # letter case than its mapping would change on every run.
     spellings = id_tags_as_stored([t.ocpp_id_tag for t in transactions])
+    powers = _max_powers(transactions)
     plans: list[TransactionPlan] = []
     for t in transactions:
         state = stored.get(t.id)
@@ -98,6 +104,7 @@ def plan_batch(
             readings.get(t.id),
             corrections.get(state.pk, ()) if state else (),
             id_tag=spellings.get(t.ocpp_id_tag),
+            max_power_kw=powers.get((t.charge_box_id, t.connector_id)),
         )
         if plan.changed:
             plans.append(plan)
@@ -183,10 +190,25 @@ def _stored_corrections(state_ids: list[int]) -> dict[int, set[tuple[datetime, i
     return found
 
 
+def _max_powers(
+    transactions: list[SteveTransaction],
+) -> dict[tuple[str, int], Decimal]:
+    """The maximum power staff gave the chargers of `transactions`, by
+    (chargeBoxId, connectorId)."""
+    rows = Charger.objects.filter(
+        charge_box_id__in={t.charge_box_id for t in transactions}
+    ).values_list("charge_box_id", "connector_id", "max_power_kw")
+    return {
+        (box, connector): power for box, connector, power in rows if power is not None
+    }
+
+
 def _readings_due(
     readings: dict[int, list[tuple[datetime, int]]],
 ) -> dict[int, list[tuple[datetime, int]]]:
-    """The readings stamped no later than READINGS_AHEAD_AT_MOST after now."""
+    """The readings stamped no later than READINGS_AHEAD_AT_MOST after now: a
+    later one counts in the first run after its time, while the charge is still
+    read."""
     due_until = timezone.now() + READINGS_AHEAD_AT_MOST
     return {
         pk: [reading for reading in of_one if reading[0] <= due_until]
