@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from polaris import live
 from sessions_app import selectors
-from sync.models import SyncRun
+from sync.models import SyncRun, TransactionSyncState
 from sync.signals import run_finished, run_started, sessions_changed
 
 # Sync runs pages re-read their table on it, with their filters. It names the
@@ -19,6 +19,11 @@ SYNC_RUNS_EVENT = "sync-runs-updated"
 # The Charging Sessions banner alone, when a transactions run that changed no
 # session failed, or was the first to succeed after one that did.
 SYNC_FAILING_EVENT = "sync-failing"
+# The Charging Sessions table and an active session's detail page re-read
+# themselves on it: a transactions run that changed no session still moved the
+# active ones' Last synced, and an open page showing the time before would say
+# a working sync was late.
+SESSIONS_READ_EVENT = "sessions-read"
 SESSION_LIST = "sessions_app/session_list.html"
 # The most sessions an event names. A detail page re-reads itself when the event
 # names its session, or names none; a first sync or a backfill changes hundreds
@@ -78,6 +83,8 @@ def publish_run_finished(sender: type[SyncRun], run: SyncRun, **kwargs: Any) -> 
         context = {"freshness": selectors.sync_freshness(now=timezone.now())}
         html = render_to_string(f"{SESSION_LIST}#live-banner-body", context)
         live.publish(live.staff_channel(), SYNC_FAILING_EVENT, html)
+    elif _read_active_sessions_alone(run):
+        live.publish(live.staff_channel(), SESSIONS_READ_EVENT, str(run.pk))
 
 
 def _publish_sync_runs_changed(run: SyncRun) -> None:
@@ -90,3 +97,14 @@ def _turns_sync_failing_on_or_off(run: SyncRun) -> bool:
     if run.created_count or run.updated_count:
         return False
     return run.turns_failing_on_or_off
+
+
+def _read_active_sessions_alone(run: SyncRun) -> bool:
+    """Whether `run` read the active sessions, moving their Last synced, without
+    a sessions_changed to have open pages re-read them."""
+    return (
+        run.kind == SyncRun.Kind.TRANSACTIONS
+        and run.status in SyncRun.READ_STATUSES
+        and not (run.created_count or run.updated_count)
+        and TransactionSyncState.objects.active().exists()
+    )

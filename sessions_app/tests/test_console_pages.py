@@ -1303,6 +1303,35 @@ class ConsoleLiveUpdateTests(ConsoleTestCase):
         run_finished.send(sender=SyncRun, run=SyncRunFactory())
         self.assertEqual(self.banner_events(), [])
 
+    def test_a_run_that_changed_nothing_has_active_sessions_re_read(self) -> None:
+        # It moved their Last synced: a page showing the time before would say
+        # a working sync was late.
+        def read_events() -> list[str]:
+            return [
+                data for type_, data in self.published() if type_ == "sessions-read"
+            ]
+
+        run_finished.send(sender=SyncRun, run=SyncRunFactory())
+        self.assertEqual(read_events(), [])  # no active session to re-read
+        active = TransactionSyncStateFactory(is_finalized=False)
+        done = TransactionSyncStateFactory(is_finalized=True)
+        self.last_id = self.storage.get_current_id(self.channel)
+        quiet = SyncRunFactory()
+        run_finished.send(sender=SyncRun, run=quiet)
+        self.assertEqual(read_events(), [str(quiet.pk)])
+        # A run that changed sessions has them re-read by its sessions_changed;
+        # a failed one read nothing (its sync-failing has the pages re-read).
+        for other in (SyncRunFactory(updated_count=1), SyncRunFactory(status="failed")):
+            self.last_id = self.storage.get_current_id(self.channel)
+            run_finished.send(sender=SyncRun, run=other)
+            self.assertEqual(read_events(), [])
+        listing = self.client.get(reverse("sessions_app:session-list"))
+        self.assertContains(listing, "sse:sessions-read")
+        detail = "sessions_app:session-detail"
+        for session, listens in ((active, True), (done, False)):
+            page = self.client.get(reverse(detail, args=[session.steve_transaction_id]))
+            self.assertEqual("sse:sessions-read" in page.content.decode(), listens)
+
     def test_the_re_read_table_has_the_note_of_the_page(self) -> None:
         def re_read() -> HttpResponse:
             return self.client.get("/admin/sync-runs/", headers={"HX-Request": "true"})
