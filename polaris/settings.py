@@ -5,6 +5,7 @@ in *local mode* on an embedded PostgreSQL / Valkey (see polaris/embedded.py), an
 the few values a production deployment must set get local defaults.
 """
 
+import logging
 import re
 import secrets
 import sys
@@ -330,6 +331,12 @@ LIVE_STREAM_MAX_SECONDS = env_int(
 LIVE_STREAMS_PER_USER = env_int("LIVE_STREAMS_PER_USER", 20, minimum=1)
 
 # Logging
+# uvicorn configures its loggers before it loads the application, and with
+# --no-access-log (the demo's, the load test's or an operator's choice) leaves
+# its access logger with no handler and not propagating: the setting below
+# keeps it so, rather than send every request to the root handler.
+_uvicorn_access = logging.getLogger("uvicorn.access")
+_UVICORN_ACCESS_LOG_OFF = not _uvicorn_access.handlers and not _uvicorn_access.propagate
 LOG_FORMAT = env_str("LOG_FORMAT", "text")
 if LOG_FORMAT not in {"text", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
@@ -350,10 +357,10 @@ LOGGING = {
         "sync": {"level": "INFO"},
         "sessions_app": {"level": "INFO"},
         "portal": {"level": "INFO"},
-        # uvicorn configures these before it loads the application; through the
-        # root handler, its startup and access lines take our format too.
+        # Through the root handler, uvicorn's startup and access lines take our
+        # format too.
         "uvicorn": {"handlers": [], "propagate": True},
-        "uvicorn.access": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": not _UVICORN_ACCESS_LOG_OFF},
     },
 }
 

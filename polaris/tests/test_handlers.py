@@ -8,6 +8,7 @@ from django.test import TransactionTestCase
 from bench.asgi import AsgiClient
 from polaris.asgi import application
 from polaris.handlers import SyncStackASGIHandler
+from polaris.testing import UvicornServer, child_environment
 from polaris.timing import ServerTimingMiddleware
 from sync.tests.factories import StaffFactory
 
@@ -41,3 +42,20 @@ class SyncStackASGIHandlerTests(TransactionTestCase):
             response = client.get("/static/css/polaris.css")
         self.assertEqual(response.status, 200)
         self.assertIn(b".stack", response.body)
+
+
+class UvicornAccessLogTests(TransactionTestCase):
+    def test_no_access_log_is_kept_whatever_the_settings_say_of_uvicorn(self) -> None:
+        # The demo and the load test turn the lines off: three open live pages
+        # made 5 MB of them a day in the demo's web log.
+        env = child_environment(DJANGO_SETTINGS_MODULE="polaris.settings_test")
+        logs = {}
+        for access_log in (True, False):
+            with UvicornServer(env, access_log=access_log) as server:
+                # Its readiness probe asked for the sign-in page.
+                server.wait_for_log("Uvicorn running on")
+            logs[access_log] = server.log()
+        request = '"GET /accounts/login/ HTTP/1.1" 200'
+        self.assertIn(request, logs[True])
+        self.assertIn("INFO uvicorn.access", logs[True])  # in Polaris's format
+        self.assertNotIn(request, logs[False])
