@@ -21,7 +21,7 @@ from sync.client import (
     in_base_unit,
     metered_energy_totals,
 )
-from sync.energy import READINGS_AHEAD_AT_MOST, WH_PER_KWH
+from sync.energy import WH_PER_KWH
 
 POWER = "Power.Active.Import"
 CURRENT = "Current.Import"
@@ -40,13 +40,13 @@ _MEASURANDS = tuple(measurand for _, measurand, _ in _REPORT_MEASURANDS)
 
 
 def with_stop_reading(
-    details: TransactionDetails, *, now: datetime
+    details: TransactionDetails, *, due_until: datetime
 ) -> Sequence[MeterReading]:
     """The transaction's readings, ending with its stop meter value as a
     Transaction.End register reading when no register reading is that late.
-    Readings stamped over READINGS_AHEAD_AT_MOST after `now` are left out, as
-    the sync leaves them: a station clock that jumped a day ahead would
-    otherwise be the newest reading for that day.
+    Readings and a stop stamped after `due_until` (`readings_due_until`) are
+    left out, as the sync leaves them: a station clock that jumped a day ahead
+    would otherwise be the newest reading for that day.
 
     A station that stops before its first periodic sample, or that sends only its
     start and stop values, would otherwise leave the report at the start reading
@@ -58,9 +58,8 @@ def with_stop_reading(
         details.transaction.stop_timestamp,
         details.transaction.stop_value_wh,
     )
-    due_until = now + READINGS_AHEAD_AT_MOST
     readings = [r for r in details.readings if r.timestamp <= due_until]
-    if stop_at is None or stop_wh is None:
+    if stop_at is None or stop_wh is None or stop_at > due_until:
         return readings
     registers = [r for r in readings if r.is_energy_total]
     if any(r.timestamp >= stop_at for r in registers):

@@ -31,12 +31,12 @@ energy rules live here:
   replaces it, but say that the station is still charging there;
 - a flat register adds nothing, and moves lastReadingAt every half hour: a full
   car left plugged in is alive, not a session SteVe will never close;
-- a rise beyond what the charger could deliver since the previous reading (its
+- energy beyond what the charger could deliver since the session's start (its
   maximum power, or DEFAULT_MAX_POWER_KW when not known, with room to spare) is
   not energy: a glitching meter's spike, or readings on another register than
-  the start's. A `corrected` event with zero energy records it and flags the
-  session, the count goes on from the last reading counted, and the stop
-  counts as after a drop.
+  the start's. Such a reading gives a `corrected` event with zero energy, flags
+  the session, and the count goes on from the last reading counted; such a stop
+  closes the session where its readings stood, flagged.
 """
 
 from collections.abc import Collection
@@ -58,10 +58,10 @@ READINGS_AHEAD_AT_MOST = timedelta(minutes=5)
 # than the fastest public chargers most cars meet. Faster ones need their
 # maximum power set, or their readings count only at the stop.
 DEFAULT_MAX_POWER_KW = Decimal(350)
-# Room above a charger's rated power, and for station clocks: readings a
-# station queued while offline may all be stamped when it sent them.
+# Room above a charger's rated power, and for station clocks (a start stamped
+# late, a clock set forward mid-charge).
 POWER_MARGIN = Decimal("1.25")
-RISE_SLACK_WH = 25_000
+RISE_SLACK_WH = 50_000
 SECONDS_PER_HOUR = Decimal(3600)
 
 
@@ -105,6 +105,16 @@ class TransactionPlan:
     latest_reading_at: datetime | None = None
 
 
+def readings_due_until(
+    *, now: datetime, started_at: datetime, first_stored_at: datetime
+) -> datetime:
+    """The latest stamp of a charge's readings taken `now`: READINGS_AHEAD_AT_MOST
+    after it, and as much again as the station stamped the charge's start ahead
+    of when a sync first stored it (a clock that runs ahead all along)."""
+    ahead = max(timedelta(0), started_at - first_stored_at)
+    return now + ahead + READINGS_AHEAD_AT_MOST
+
+
 def kwh(wh: int) -> Decimal:
     """Whole Wh as kWh with exactly three decimals (so sums stay exact)."""
     return (Decimal(wh) / WH_PER_KWH).quantize(Decimal("0.001"))
@@ -122,6 +132,8 @@ class _Count:
     last_at: datetime
     delivered: Decimal
     reset_seen: bool
+    # What bounds the energy a session can have: its start and its charger.
+    started_at: datetime
     max_power_kw: Decimal
     events: list[PlannedEvent] = field(default_factory=list)
 
@@ -134,6 +146,7 @@ class _Count:
             last_at=transaction.start_timestamp,
             delivered=Decimal("0.000"),
             reset_seen=False,
+            started_at=transaction.start_timestamp,
             max_power_kw=max_power_kw,
         )
         count.events.append(
@@ -152,16 +165,19 @@ class _Count:
             last_at=state.last_reading_at or state.started_at,
             delivered=state.kwh_delivered,
             reset_seen=state.meter_reset_seen,
+            started_at=state.started_at,
             max_power_kw=max_power_kw,
         )
 
-    def _could_deliver(self, wh: int, reading_at: datetime) -> bool:
-        """Whether the charger could deliver `wh` since the last reading (counted
-        or not: a station reporting another register than its start's is
-        measured reading by reading)."""
-        hours = Decimal((reading_at - self.last_at).total_seconds()) / SECONDS_PER_HOUR
-        most = self.max_power_kw * POWER_MARGIN * hours * WH_PER_KWH + RISE_SLACK_WH
-        return wh <= most
+    def _could_deliver(self, more: Decimal, at: datetime) -> bool:
+        """Whether the charger could have delivered the energy counted and `more`
+        kWh between the session's start and `at`. The whole session is measured,
+        not the time since the last reading, so that neither a station clock
+        set back nor readings queued offline and stamped when sent hold back
+        energy a charger did deliver."""
+        hours = Decimal((at - self.started_at).total_seconds()) / SECONDS_PER_HOUR
+        most = self.max_power_kw * POWER_MARGIN * max(hours, Decimal(0))
+        return self.delivered + more <= most + kwh(RISE_SLACK_WH)
 
     def read(self, reading_at: datetime, wh: int) -> bool:
         """Count a reading up to the stop; False for one not after the last
@@ -185,7 +201,7 @@ class _Count:
             )
             self.last_at = reading_at
             return True
-        if not self._could_deliver(wh - counted_from, reading_at):
+        if not self._could_deliver(kwh(wh - counted_from), reading_at):
             # A spike: recorded without energy, as a drop is, and the count
             # goes on from the last reading counted.
             self.reset_seen = True
@@ -240,14 +256,6 @@ class _Count:
             and stop_wh < self.baseline
         )
         closes_at = self.baseline if behind_the_count else stop_wh
-        stored_stop = state if state is not None and state.is_finalized else None
-        if stored_stop is not None and (
-            stored_stop.meter_last_wh,
-            stored_stop.stopped_at,
-            stored_stop.stop_event_actor,
-        ) == (closes_at, stop_at, transaction.stop_event_actor or ""):
-            return
-        already_stopped = stored_stop is not None
         # After a meter reset, such a stop can be a reading from before the reset,
         # and counting up to it again would count that energy twice. (Without a
         # reset the baseline is the highest reading counted, so a stop above it is
@@ -262,6 +270,22 @@ class _Count:
             if restated
             else self._energy_at_stop(stop_wh, transaction.start_value_wh)
         )
+        # A stop value beyond what the charger could deliver (a manual stop SteVe
+        # took from a spike, a glitching meter at the stop) closes the session
+        # where its readings stood.
+        beyond_the_charger = not self._could_deliver(delta, stop_at)
+        if beyond_the_charger:
+            delta, closes_at = Decimal("0.000"), self.baseline
+        stored_stop = state if state is not None and state.is_finalized else None
+        if stored_stop is not None and (
+            stored_stop.meter_last_wh,
+            stored_stop.stopped_at,
+            stored_stop.stop_event_actor,
+        ) == (closes_at, stop_at, transaction.stop_event_actor or ""):
+            return
+        already_stopped = stored_stop is not None
+        if beyond_the_charger:
+            self.reset_seen = True
         if closes_at < self.baseline:
             self.reset_seen = True
         event_type = "corrected" if already_stopped else "stopped"

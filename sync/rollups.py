@@ -41,7 +41,8 @@ def fleet_totals(
 
     kWh of the events read after `energy_after`, up to the quarter hour of
     `energy_until` (a station clock running ahead stamps readings later), and how
-    many transactions they belong to: whole quarter hours come from
+    many transactions have events in that window (those whose latest reading is
+    later, a few, are looked up in the events): whole quarter hours come from
     energy_by_quarter_hour, only the events of the partial quarter hour
     `energy_after` falls in are read (through the readingAt index that includes
     kwhDelta). Sessions with updatedAt from
@@ -59,8 +60,13 @@ def fleet_totals(
                  + (SELECT COALESCE(SUM("kwhDelta"), 0) FROM synced_transaction_events
                      WHERE "readingAt" > %(after)s AND "readingAt" < %(whole)s),
                    (SELECT count(*) FROM session_last_readings
-                     WHERE "lastReadingAt" > %(after)s
-                       AND "lastReadingAt" < %(until)s),
+                     WHERE "lastReadingAt" > %(after)s AND "lastReadingAt" < %(until)s)
+                 + (SELECT count(*) FROM session_last_readings AS later
+                     WHERE later."lastReadingAt" >= %(until)s
+                       AND EXISTS (SELECT 1 FROM synced_transaction_events AS e
+                                    WHERE e."transactionId" = later."transactionId"
+                                      AND e."readingAt" > %(after)s
+                                      AND e."readingAt" < %(until)s)),
                    (SELECT COALESCE(SUM(sessions), 0)
                       FROM session_counts_by_quarter_hour WHERE bucket >= %(updated)s),
                    (SELECT COALESCE(SUM(sessions), 0) FROM session_counts

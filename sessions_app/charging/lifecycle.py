@@ -40,6 +40,7 @@ from sessions_app.readings import (
 )
 from sessions_app.signals import api_session_changed
 from sync.client import SteveClient, SteveError, given_or_new
+from sync.energy import readings_due_until
 from sync.models import TransactionSyncState
 
 logger = logging.getLogger(__name__)
@@ -409,7 +410,10 @@ def _refresh_readings(
             "api_session=%s meter values unavailable: %s", session.pk, error.message
         )
         return session
-    readings = with_stop_reading(details, now=now)
+    due_until = readings_due_until(
+        now=now, started_at=tx.started_at, first_stored_at=tx.created_at
+    )
+    readings = with_stop_reading(details, due_until=due_until)
     end = tx.charge_ended_at() if over else None
     report = energy_report(readings, stopped_at=end)
     activity = charging_activity(readings, start=tx.started_at, end=end)

@@ -343,6 +343,26 @@ class ApiSessionLifecycleTests(ChargingTestCase):
         session = self.advance_past_the_start_deadline(session)
         self.assert_started_on(session, pk)
 
+    def test_a_card_charge_from_a_clock_ahead_that_ended_is_not_taken(
+        self,
+    ) -> None:
+        # Four minutes ahead (SteVe refuses stops stamped further ahead), the
+        # station stamps a card charge that ended before the start was sent
+        # after the send, and a sync stores it only after.
+        session = self.create()
+        sent_at = session.remote_start_sent_at
+        assert sent_at is not None
+        ahead = timedelta(minutes=4)
+        card = self.station_starts(sent_at + ahead - timedelta(seconds=40))
+        stop = iso(sent_at + ahead - timedelta(seconds=20))
+        self.assertTrue(
+            self.standin.station_stop(card, stop_timestamp=stop)["accepted"]
+        )
+        pk = self.station_starts(sent_at + ahead + timedelta(seconds=5))
+        self.sync()
+        session = self.advance_past_the_start_deadline(session)
+        self.assert_started_on(session, pk)
+
     def test_an_old_charge_uploaded_late_does_not_start_the_session(self) -> None:
         # A station back online uploads yesterday's StartTransaction: a new high
         # pk, as a charge the remote start began would have, but hours old.

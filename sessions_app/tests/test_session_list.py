@@ -426,20 +426,28 @@ class SessionStatStripTests(ConsoleTestCase):
         self.assertEqual(response.context["stats"].kwh_7d, Decimal("2.000"))
 
     def test_the_7_day_energy_leaves_out_readings_stamped_days_ahead(self) -> None:
-        # A station whose clock ran a month ahead stamped its stop in January:
-        # not energy of the last 7 days, nor a session with energy in them.
+        # A station whose clock ran a month ahead stamped its charge in January:
+        # not energy of the last 7 days, nor a session with energy in them. One
+        # with energy an hour ago and its stop stamped tomorrow is both.
         now = datetime(2026, 12, 7, 9, 7, tzinfo=UTC)
         with time_machine.travel(now, tick=False):
             for kwh, reading_at in (
                 (Decimal("4"), now - timedelta(hours=1)),
                 (Decimal("15"), now + timedelta(days=30)),
+                (Decimal("6"), now - timedelta(hours=1)),
             ):
-                session_with_energy(
+                session = session_with_energy(
                     kwh=kwh, is_finalized=True, updated_at=now,
                     started_at=reading_at - timedelta(hours=1), reading_at=reading_at,
                 )  # fmt: skip
+            session.events.create(
+                event_type="stopped",
+                meter_wh=session.meter_start_wh + 6000,
+                reading_at=now + timedelta(days=1),
+                kwh_delta=0,
+            )
             stats = self.client.get(URL).context["stats"]
-        self.assertEqual((stats.kwh_7d, stats.avg_kwh_7d), (Decimal("4.000"), 4))
+        self.assertEqual((stats.kwh_7d, stats.avg_kwh_7d), (Decimal("10.000"), 5))
 
     @override_settings(TIME_ZONE="Atlantic/Azores")
     def test_sessions_today_start_at_the_first_midnight_when_it_repeats(self) -> None:

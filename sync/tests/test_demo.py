@@ -92,6 +92,11 @@ class DemoCommandTests(SimpleTestCase):
             second = self._run_demo(
                 data, self._check_it_outlives_its_stand_in, stop_with=signal.SIGHUP
             )
+            # Each demo's child logs start afresh; the last demo's are kept.
+            for child in ("web", "worker", "beat", "stand-in"):
+                log = Path(data) / f"demo-{child}.log"
+                self.assertTrue(log.with_name(f"{log.name}.1").stat().st_size)
+                self.assertTrue(log.stat().st_size)
         synced = re.compile(r"First sync: (\d+) sessions")
         self.assertNotIn("history is cleared", first)
         # Its own sentence says what the first sync did; the service's INFO line

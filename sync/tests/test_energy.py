@@ -255,7 +255,9 @@ class PlanTransactionTests:
         assert plan.fields["meter_reset_seen"] is True
 
     def test_a_rise_the_charger_could_deliver_counts(self) -> None:
-        # 80 kWh in an hour is too much for a 22 kW charger, not for a 50 kW one.
+        # 80 kWh in an hour is too much for a 22 kW charger, not for a 50 kW one;
+        # but a second reading on, the whole session is measured, not the time
+        # since the reading before (a clock set back, readings queued offline).
         readings = [(minutes(60), 81_000)]
         slow = plan_transaction(None, transaction(), readings, max_power_kw=Decimal(22))
         fast = plan_transaction(None, transaction(), readings, max_power_kw=Decimal(50))
@@ -263,6 +265,33 @@ class PlanTransactionTests:
             Decimal("0.000"),
             Decimal("80.000"),
         )
+
+    def test_readings_stamped_close_together_count_what_the_session_could_draw(
+        self,
+    ) -> None:
+        # Two hours of 40 kW queued offline and stamped as sent, a minute apart.
+        readings = [(minutes(119), 41_000), (minutes(120), 81_000)]
+        plan = plan_transaction(None, transaction(), readings, max_power_kw=Decimal(50))
+        assert plan.fields["kwh_delivered"] == Decimal("80.000")
+        assert plan.fields["meter_reset_seen"] is False
+
+    def test_a_manual_stop_taken_from_a_spike_adds_nothing(self) -> None:
+        # SteVe dates and values a manual stop as the last reading: here a spike.
+        readings = [(minutes(10), 2000), (minutes(15), 2_000_000_000)]
+        manual = transaction(
+            stop_timestamp=minutes(15),
+            stop_value_wh=2_000_000_000,
+            stop_event_actor="manual",
+        )
+        first = plan_transaction(None, manual, readings)
+        assert first.fields["kwh_delivered"] == Decimal("1.000")
+        assert first.fields["meter_reset_seen"] is True
+        again = plan_transaction(stored_from(first.fields), manual, readings)
+        assert not again.changed
+        # The station's own stop replaces it: its stop - start is the total.
+        station = transaction(stop_timestamp=minutes(30), stop_value_wh=3500)
+        replaced = plan_transaction(stored_from(first.fields), station, readings)
+        assert replaced.fields["kwh_delivered"] == Decimal("2.500")
 
     def test_it_ignores_readings_after_the_stop(self) -> None:
         plan = plan_transaction(

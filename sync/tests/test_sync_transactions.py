@@ -215,6 +215,31 @@ class SyncTransactionsTests(SyncTestCase):
         self.assertTrue(row.meter_reset_seen)
         self.assertEqual(row.kwh_delivered, Decimal("12.000"))
 
+    def test_a_station_whose_clock_runs_ahead_all_along_counts_as_it_goes(
+        self,
+    ) -> None:
+        # Its readings are as far ahead as its start was when first stored.
+        self.sync()
+        ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        pk = self.standin.add_transaction(
+            "CP-003", 1, "TAG-0002", start_value=2_000_000, start_timestamp=iso(ahead)
+        )
+        self.standin.add_meter_values(
+            pk,
+            [{"value": "2001500", "valueTimestamp": iso(ahead + timedelta(minutes=1))}],
+        )
+        row = self.assert_synced_as_a_steady_count(pk, meter_last_wh=2_001_500)
+        self.assertFalse(row.is_suspected_stuck)
+        charger = Charger.objects.get(charge_box_id="CP-003", connector_id=1)
+        assert charger.last_check_in_at is not None
+        self.assertLessEqual(charger.last_check_in_at, datetime.now(UTC))
+        # Silent for longer than SYNC_STUCK_AFTER_HOURS by our clock: stuck,
+        # however far ahead its last reading was stamped.
+        later = timedelta(hours=settings.SYNC_STUCK_AFTER_HOURS, minutes=2)
+        with time_machine.travel(later):
+            self.sync()
+        self.assertTrue(self.row(pk).is_suspected_stuck)
+
     def test_a_spike_no_charger_could_deliver_is_not_billed(self) -> None:
         pk, start = self.start_charge(start_value=200_000, minutes_ago=40)
         self.standin.add_meter_values(

@@ -38,7 +38,9 @@ def api_session_matching_transaction(
     no clock skew enters that test).
 
     Its start, by the station's clock, must be no later than `start_deadline` (plus
-    CLOCK_SKEW), unless a sync stored it by then (a station clock running ahead),
+    CLOCK_SKEW), unless a sync stored it by then and it still charges (a station
+    clock running ahead, whose stamps say nothing against ours: a card charge
+    that ended before the remote start was sent, stored after it, is stopped),
     and no earlier than the remote start (minus CLOCK_SKEW), or, when
     none is, earlier (by CLOCK_BEHIND_AT_MOST at most) but inserted by SteVe
     after the highest transaction Polaris had stored when the start was sent.
@@ -58,7 +60,7 @@ def api_session_matching_transaction(
     candidates = list(
         TransactionSyncState.objects.filter(
             Q(started_at__lte=start_deadline + CLOCK_SKEW)
-            | Q(created_at__lte=start_deadline),
+            | Q(created_at__lte=start_deadline, stopped_at__isnull=True),
             charge_box_id=session.charge_box_id,
             connector_id=session.connector_id,
             ocpp_id_tag__iexact=session.id_tag,

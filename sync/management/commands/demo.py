@@ -307,8 +307,13 @@ class Command(BaseCommand):
     def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
         self.stdout.write(f"Starting {name}…")
         self._stop_if_asked()
+        log_path = embedded.data_dir() / f"demo-{name}.log"
+        if name not in self.commands and log_path.exists():
+            # Each demo starts its logs afresh, keeping the last demo's beside
+            # them: appended to run after run, they grew by megabytes a day.
+            log_path.replace(log_path.with_name(f"{log_path.name}.1"))
         self.commands[name] = (command, env)
-        with open(embedded.data_dir() / f"demo-{name}.log", "ab") as log:
+        with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 command,
                 env=env,

@@ -18,10 +18,10 @@ from sync.client import (
     SteveTransaction,
 )
 from sync.energy import (
-    READINGS_AHEAD_AT_MOST,
     StoredState,
     TransactionPlan,
     plan_transaction,
+    readings_due_until,
 )
 from sync.models import (
     CHECK_IN_VALID_FOR,
@@ -72,7 +72,9 @@ def plan_batch(
         for t in transactions
         if force_details or _needs_details(stored.get(t.id), t, watched_since)
     ]
-    readings = _readings_due(_fetch_readings(steve, tally, needs_details))
+    readings = _readings_due(
+        _fetch_readings(steve, tally, needs_details), needs_details, stored
+    )
     unread = set(tally.unread_pks)
     corrections = _stored_corrections(
         [
@@ -205,15 +207,24 @@ def _max_powers(
 
 def _readings_due(
     readings: dict[int, list[tuple[datetime, int]]],
+    transactions: list[SteveTransaction],
+    stored: dict[int, TransactionSyncState],
 ) -> dict[int, list[tuple[datetime, int]]]:
-    """The readings stamped no later than READINGS_AHEAD_AT_MOST after now: a
-    later one counts in the first run after its time, while the charge is still
-    read."""
-    due_until = timezone.now() + READINGS_AHEAD_AT_MOST
-    return {
-        pk: [reading for reading in of_one if reading[0] <= due_until]
-        for pk, of_one in readings.items()
-    }
+    """The readings whose time has come (`readings_due_until`): a later one
+    counts in the first run after its time, while the charge is still read."""
+    now = timezone.now()
+    due: dict[int, list[tuple[datetime, int]]] = {}
+    for t in transactions:
+        if t.id not in readings:
+            continue
+        state = stored.get(t.id)
+        until = readings_due_until(
+            now=now,
+            started_at=t.start_timestamp,
+            first_stored_at=state.created_at if state else now,
+        )
+        due[t.id] = [reading for reading in readings[t.id] if reading[0] <= until]
+    return due
 
 
 def _fetch_readings(

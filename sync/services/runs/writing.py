@@ -290,7 +290,8 @@ def flag_suspected_stuck() -> list[int]:
     A charge began no later than the sync first stored it (`createdAt`, our
     clock), whatever a station clock running ahead stamped: a start stamped
     tomorrow is neither newer than every charge after it nor, with no reading
-    since (lastReadingAt is then its start), fresh for a day.
+    since (lastReadingAt is then its start), fresh for a day. Its readings are
+    as far ahead as its start was (`readings_due_until`).
 
     Only rows whose flag changes are written, so a run with nothing new changes
     no row. Returns the ids of those it changed.
@@ -302,11 +303,13 @@ def flag_suspected_stuck() -> list[int]:
             """
             UPDATE transaction_sync_state AS t
                SET "isSuspectedStuck" = NOT t."isSuspectedStuck", "updatedAt" = %s
-              FROM (SELECT id, LEAST("startedAt", "createdAt") AS began
+              FROM (SELECT id, LEAST("startedAt", "createdAt") AS began,
+                           GREATEST("startedAt" - "createdAt", interval '0') AS ahead
                       FROM transaction_sync_state WHERE NOT "isFinalized") AS open
              WHERE t.id = open.id
                AND t."isSuspectedStuck" <> (
-                   COALESCE(NULLIF(t."lastReadingAt", t."startedAt"), open.began) < %s
+                   COALESCE(NULLIF(t."lastReadingAt", t."startedAt") - open.ahead,
+                            open.began) < %s
                    OR EXISTS (SELECT 1 FROM transaction_sync_state AS newer
                                WHERE newer."chargeBoxId" = t."chargeBoxId"
                                  AND newer."connectorId" = t."connectorId"
@@ -327,13 +330,18 @@ def _check_in_from_readings(
     One UPDATE for all of them; a check-in is only ever moved forward, so a newer
     one (from the heartbeat probe) is never overwritten.
     """
-    fresh_after = timezone.now() - CHECK_IN_VALID_FOR
+    now = timezone.now()
+    fresh_after = now - CHECK_IN_VALID_FOR
     latest: dict[int, datetime] = {}
     for plan in plans:
-        at = plan.latest_reading_at
         key = (plan.transaction.charge_box_id, plan.transaction.connector_id)
         charger_id = chargers.get(key)
-        if at is None or at < fresh_after or charger_id is None:
+        if plan.latest_reading_at is None or charger_id is None:
+            continue
+        # Not later than now: a station clock running ahead would keep its
+        # charger online for as long after it went away.
+        at = min(plan.latest_reading_at, now)
+        if at < fresh_after:
             continue
         latest[charger_id] = max(at, latest.get(charger_id, at))
     if not latest:
