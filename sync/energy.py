@@ -201,7 +201,9 @@ class _Count:
             )
             self.last_at = reading_at
             return True
-        if not self._could_deliver(kwh(wh - counted_from), reading_at):
+        if wh > counted_from and not self._could_deliver(
+            kwh(wh - counted_from), reading_at
+        ):
             # A spike: recorded without energy, as a drop is, and the count
             # goes on from the last reading counted.
             self.reset_seen = True

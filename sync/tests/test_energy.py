@@ -266,6 +266,20 @@ class PlanTransactionTests:
             Decimal("80.000"),
         )
 
+    def test_a_flat_register_is_no_spike_past_what_the_charger_could_deliver(
+        self,
+    ) -> None:
+        # Counted before staff gave the charger a smaller maximum power: the
+        # register standing still is no energy, and no spike either.
+        counted = plan_transaction(None, transaction(), [(minutes(60), 61_000)])
+        flat = plan_transaction(
+            stored_from(counted.fields),
+            transaction(),
+            [(minutes(90), 61_000)],
+            max_power_kw=Decimal("3.7"),
+        )
+        assert (flat.events, flat.fields["meter_reset_seen"]) == ([], False)
+
     def test_readings_stamped_close_together_count_what_the_session_could_draw(
         self,
     ) -> None:
