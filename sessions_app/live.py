@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from polaris import live
 from sessions_app import selectors
-from sync.models import SyncRun, TransactionSyncState
+from sync import rollups
+from sync.models import SyncRun
 from sync.signals import run_finished, run_started, sessions_changed
 
 # Sync runs pages re-read their table on it, with their filters. It names the
@@ -106,5 +107,5 @@ def _read_active_sessions_alone(run: SyncRun) -> bool:
         run.kind == SyncRun.Kind.TRANSACTIONS
         and run.status in SyncRun.READ_STATUSES
         and not (run.created_count or run.updated_count)
-        and TransactionSyncState.objects.active().exists()
+        and rollups.sessions_total(states=[False]) > 0
     )

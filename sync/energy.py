@@ -56,7 +56,7 @@ FLAT_READING_NEWS_EVERY = timedelta(minutes=30)
 READINGS_AHEAD_AT_MOST = timedelta(minutes=5)
 # What a charger whose maximum power Polaris does not know may deliver: more
 # than the fastest public chargers most cars meet. Faster ones need their
-# maximum power set, or their readings count only at the stop.
+# maximum power set: energy beyond the bound is not counted.
 DEFAULT_MAX_POWER_KW = Decimal(350)
 # Room above a charger's rated power, and for station clocks (a start stamped
 # late, a clock set forward mid-charge).
@@ -286,9 +286,7 @@ class _Count:
         ) == (closes_at, stop_at, transaction.stop_event_actor or ""):
             return
         already_stopped = stored_stop is not None
-        if beyond_the_charger:
-            self.reset_seen = True
-        if closes_at < self.baseline:
+        if beyond_the_charger or closes_at < self.baseline:
             self.reset_seen = True
         event_type = "corrected" if already_stopped else "stopped"
         stop_event = PlannedEvent(event_type, stop_wh, stop_at, delta)
