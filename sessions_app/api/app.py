@@ -6,8 +6,10 @@ every error an operation raises (a service's, ninja's, Django's) into the error
 envelope with the status that fits.
 """
 
+import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -15,6 +17,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.schema import OpenAPISchema
@@ -32,7 +36,7 @@ from sessions_app.api.auth import (
 from sessions_app.api.routes import router
 from sessions_app.api.schemas.requests import META_DATA_MAX_DEPTH
 from sessions_app.api.schemas.responses import METHOD_NOT_ALLOWED_RESPONSE
-from sessions_app.api.selectors.sessions import InvalidCursor
+from sessions_app.api.selectors.sessions import AmbiguousUser, InvalidCursor
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +49,31 @@ class UnsupportedMediaType(ValueError):
         self.content_type = content_type
 
 
+class RepeatedKey(ValueError):
+    """A JSON object in the body that gives one key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of a repeated key: a body naming two
+    # chargestations would start a charge at one of them on a guess.
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise RepeatedKey(key)
+        found[key] = value
+    return found
+
+
 class JsonParser(Parser):
     """Ninja's parser, reading only a body sent as JSON: one declared as text or a
-    form is refused (415) rather than read as JSON all the same, since the create
-    it carries starts a real charge. A body without a Content-Type is read as
-    JSON, as the one type this API takes."""
+    form is refused (415) rather than read as JSON all the same, and so is an
+    object that gives a key twice (422), since the create it carries starts a
+    real charge. A body without a Content-Type is read as JSON, as the one type
+    this API takes."""
 
     def parse_body(self, request: HttpRequest) -> DictStrAny:
         content_type = request.content_type or ""
@@ -57,7 +81,10 @@ class JsonParser(Parser):
             content_type == "application/json" or content_type.endswith("+json")
         ):
             raise UnsupportedMediaType(content_type)
-        return super().parse_body(request)
+        body: DictStrAny = json.loads(
+            request.body, object_pairs_hook=_object_without_repeats
+        )
+        return body
 
 
 class SessionsApi(NinjaAPI):
@@ -109,6 +136,12 @@ class SessionsApi(NinjaAPI):
         return f"sessions_app_api_{operation.view_func.__name__}"
 
 
+def _document_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The OpenAPI document and its docs page take GET and HEAD, and answer
+    another method 405 like every path (not CSRF's 403: they change nothing)."""
+    return csrf_exempt(require_http_methods(["GET", "HEAD"])(view))
+
+
 api = SessionsApi(
     title="Polaris Express Sessions API",
     version="1",
@@ -129,6 +162,7 @@ api = SessionsApi(
     urls_namespace="api-v1",
     auth=[BearerTokenAuth(), BrowserSessionAuth()],
     parser=JsonParser(),
+    docs_decorator=_document_view,
 )
 api.add_router("", router)
 
@@ -207,6 +241,13 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
             f"The request body is sent as {cause.content_type}, which this API "
             "does not read: send a JSON object with Content-Type: application/json.",
         )
+    if isinstance(cause, RepeatedKey):
+        return _error(
+            request,
+            422,
+            f'The request body gives "{cause.key}" more than once: give each '
+            "field once.",
+        )
     if (
         exc.status_code == 400
         and type(cause) is ValueError
@@ -269,6 +310,11 @@ def _too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
 def _bad_cursor(request: HttpRequest, exc: InvalidCursor) -> HttpResponse:
     # 422 as for a cursor of the wrong shape: both are a query parameter that
     # is not what this API gave out.
+    return _error(request, 422, str(exc))
+
+
+@api.exception_handler(AmbiguousUser)
+def _ambiguous_user(request: HttpRequest, exc: AmbiguousUser) -> HttpResponse:
     return _error(request, 422, str(exc))
 
 

@@ -6,9 +6,9 @@ user only staff who `may_manage_any_session`, and each such write is audited
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -136,7 +136,7 @@ def api_session_create(
     answered with an error).
     """
     now = now or timezone.now()
-    target = target or SessionTarget()
+    target = _in_steps(target or SessionTarget())
     caller = caller or user
     created = _store_new_session(
         user=user,
@@ -321,9 +321,9 @@ def _session_fields(
     return {
         "charge_box_id": charge_box_id,
         "connector_id": connector_id,
-        "target_time_minutes": _places(target.time_minutes, TARGET_STEP["time"]),
-        "target_cost": _places(target.cost, TARGET_STEP["cost"]),
-        "target_energy_kwh": _places(target.energy_kwh, TARGET_STEP["energy"]),
+        "target_time_minutes": target.time_minutes,
+        "target_cost": target.cost,
+        "target_energy_kwh": target.energy_kwh,
         "target_start_at": target.start_at,
         "target_stop_at": target.stop_at,
         "meta_data": meta_data or {},
@@ -446,10 +446,19 @@ def _new_session(
     return session
 
 
-def _places(value: Decimal | None, step: Decimal) -> Decimal | None:
-    if value is None:
-        return None
-    return value.quantize(step, rounding=ROUND_HALF_UP)
+def _in_steps(target: SessionTarget) -> SessionTarget:
+    """`target` as it is stored and checked: each maximum rounded down to its
+    step, since rounded up it would let the session go past what was asked."""
+
+    def floor(value: Decimal | None, step: Decimal) -> Decimal | None:
+        return None if value is None else value.quantize(step, rounding=ROUND_DOWN)
+
+    return replace(
+        target,
+        time_minutes=floor(target.time_minutes, TARGET_STEP["time"]),
+        cost=floor(target.cost, TARGET_STEP["cost"]),
+        energy_kwh=floor(target.energy_kwh, TARGET_STEP["energy"]),
+    )
 
 
 def _insert(session: ApiSession) -> ApiSession | None:

@@ -1,10 +1,11 @@
 """HEAD wherever GET works (RFC 9110): the GET's status and headers, without the
 body, through Django's test client and over the wire from uvicorn."""
 
+import itertools
 import socket
 
 from django.contrib.auth import get_user_model
-from django.test import TransactionTestCase
+from django.test import Client, TransactionTestCase
 
 from polaris.browser import live_server
 from sessions_app.services import api_token_create
@@ -49,6 +50,25 @@ class HeadApiTests(ApiTestCase):
                     response = self.call(method, path)
                     self.assertEqual(response.status_code, 405)
                     self.assertEqual(set(response["Allow"].split(", ")), allowed)
+
+    def test_the_document_and_its_docs_page_answer_other_methods_405(self) -> None:
+        # A browser's client checks CSRF, which answered 403 "Forbidden." before
+        # the method was looked at.
+        browser = Client(enforce_csrf_checks=True)
+        for path in ("/api/v1/openapi.json", "/api/v1/docs"):
+            for method, token in itertools.product(
+                ("POST", "PUT", "DELETE"), (self.alice_token, None)
+            ):
+                with self.subTest(path=path, method=method, token=token):
+                    auth = {"Authorization": f"Bearer {token}"} if token else {}
+                    response = browser.generic(method, path, headers=auth)
+                    self.assertEqual(response.status_code, 405)
+                    self.assertEqual(response["Allow"], "GET, HEAD")
+                    self.assertEqual(
+                        response.json()["message"],
+                        f"{method} is not allowed on {path}; use GET, HEAD.",
+                    )
+            self.assertEqual(browser.get(path).status_code, 200)
 
 
 def exchange(port: int, request: str) -> tuple[bytes, bytes]:

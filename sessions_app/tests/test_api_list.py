@@ -1,6 +1,7 @@
 """`GET /api/v1/sessions`: who sees what, filters and cursor pagination."""
 
-from datetime import UTC, datetime, timedelta
+import base64
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -83,6 +84,23 @@ class SessionListApiTests(ApiTestCase):
             response = self.call("GET", f"/sessions?cursor={cursor}")
             self.assert_error(response, 422, "cursor")
         self.assert_error(self.call("GET", "/sessions?status=done"), 422, "status")
+
+    def test_a_cursor_with_an_offset_postgresql_refuses_is_read_in_utc(self) -> None:
+        # Python reads offsets up to ±23:59, PostgreSQL only to ±15:59.
+        moment = DAY + timedelta(hours=3)
+        far_west = timezone(-timedelta(hours=23, minutes=59))
+        text = f"{moment.astimezone(far_west).isoformat()}|{self.rows[3].pk}"
+        cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        page = self.items(f"?cursor={cursor}", self.staff_token)
+        self.assertEqual(
+            [item["_id"] for item in page["items"]], self.expected(self.rows[:3])
+        )
+        out_of_range = base64.urlsafe_b64encode(
+            f"9999-12-31T23:00:00-23:59|{self.rows[3].pk}".encode()
+        ).decode()
+        self.assert_error(
+            self.call("GET", f"/sessions?cursor={out_of_range}"), 422, "cursor"
+        )
         self.assert_error(self.call("GET", "/sessions?limit=0"), 422, "limit")
 
     def test_an_unknown_query_parameter_is_422_and_named(self) -> None:

@@ -579,6 +579,26 @@ class SessionAccessApiTests(ApiTestCase):
         session = ApiSession.objects.get()
         self.assertEqual(session.id_tag, "TAG-0001")
 
+    def test_staff_may_name_a_user_whose_username_is_digits(self) -> None:
+        numbered = get_user_model().objects.create_user("987654", "n@example.com")
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0002", user=numbered)
+        created = self.start(self.manager_token, user="987654")
+        self.assertEqual(self.result(created, 201)["user"], str(numbered.pk))
+
+    def test_digits_that_are_one_users_id_and_anothers_username_are_refused(
+        self,
+    ) -> None:
+        # Read as the id alone, they charged that user for the other's request.
+        clash = get_user_model().objects.create_user(str(self.alice.pk))
+        response = self.start(self.manager_token, user=str(self.alice.pk))
+        self.assert_error(
+            response,
+            422,
+            f'"{self.alice.pk}" is the id of one user and the username of another '
+            f"(id {clash.pk}): name the user you mean by id.",
+        )
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
     def test_a_customer_may_name_themselves_by_id_or_username(self) -> None:
         self.standin.station_stop(42)  # frees CP-002
         for box, user in (
@@ -959,6 +979,35 @@ class SessionRefusalApiTests(ApiTestCase):
             response, 400, "The request body is empty: send a JSON object."
         )
 
+    def test_a_key_given_twice_is_422_and_starts_nothing(self) -> None:
+        # Read as the last one, it started a charge at a station chosen by guess.
+        for body, key in (
+            (
+                '{"chargestation": "CP-001", "connector": 1, '
+                '"chargestation": "CP-002"}',
+                "chargestation",
+            ),
+            (
+                '{"chargestation": "CP-001", "connector": 1, '
+                '"meta_data": {"ref": "a", "ref": "b"}}',
+                "ref",
+            ),
+        ):
+            with self.subTest(key=key):
+                response = self.client.post(
+                    "/api/v1/sessions",
+                    data=body,
+                    content_type="application/json",
+                    headers={"Authorization": f"Bearer {self.alice_token}"},
+                )
+                self.assert_refused(
+                    response,
+                    422,
+                    f'The request body gives "{key}" more than once: give each '
+                    "field once.",
+                )
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
     def test_a_body_declared_as_another_type_is_415_and_starts_nothing(self) -> None:
         body = '{"chargestation": "CP-001", "connector": 1}'
         for content_type in (
@@ -1246,3 +1295,16 @@ class SessionDecimalTests(ApiTestCase):
         session = ApiSession.objects.get()
         self.assertEqual(session.target_energy_kwh, Decimal("10.123"))
         self.assertEqual(session.target_cost, Decimal("3.3333"))
+
+    def test_a_finer_maximum_is_rounded_down_never_up(self) -> None:
+        created = self.start(target={"time": 0.019, "energy": 0.0019, "cost": 3.99999})
+        self.assertEqual(
+            self.result(created, 201)["target"],
+            {
+                "time": 0.01,
+                "cost": 3.9999,
+                "energy": 0.001,
+                "energy_start_time": None,
+                "energy_stop_time": None,
+            },
+        )

@@ -194,7 +194,8 @@ class TargetIn(Schema):
         ge=TARGET_MIN_MINUTES,
         le=TARGET_MAX,
         allow_inf_nan=False,
-        description="Max session time in minutes (at least 0.01).",
+        description="Max session time in minutes (at least 0.01; a finer value is "
+        "rounded down to its hundredth, so the session never runs longer than asked).",
     )
     cost: float | None = Field(
         None,
@@ -203,7 +204,7 @@ class TargetIn(Schema):
         le=TARGET_MAX,
         allow_inf_nan=False,
         description="Max session cost in the currency of the charger's rate "
-        "(at least 0.0001).",
+        "(at least 0.0001; a finer value is rounded down to its ten-thousandth).",
     )
     energy: float | None = Field(
         None,
@@ -211,7 +212,8 @@ class TargetIn(Schema):
         ge=TARGET_MIN_KWH,
         le=TARGET_MAX,
         allow_inf_nan=False,
-        description="Max session energy in kWh (at least 0.001).",
+        description="Max session energy in kWh (at least 0.001; a finer value is "
+        "rounded down to its thousandth).",
     )
     energy_start_time: datetime | None = Field(
         None,
@@ -273,7 +275,9 @@ class SessionCreateIn(Schema):
         None,
         pattern=USER_REF,
         description="The id (or username) of the user to charge for (default: "
-        "yourself). Staff with the permission \"Can start and stop any customer's "
+        "yourself); digits that are one user's id and another's username are a "
+        "422 that gives the second one's id. Staff with the permission \"Can "
+        "start and stop any customer's "
         'API sessions" (sessions_app.manage_any_session) may name any active user, '
         "which the audit log records; other staff get 403, and a customer who "
         'names anyone else 404 "No such user.".',

@@ -254,7 +254,7 @@ METHOD_NOT_ALLOWED_RESPONSE: dict[str, Any] = {
             "wherever GET.",
             "required": True,
             "schema": {"type": "string"},
-            "example": "GET, HEAD, POST",
+            "example": "GET, POST, HEAD",
         }
     },
     "content": {

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.db.models import Q
 from django.http import Http404
 
 from sessions_app.models import ApiSession, ApiSessionQuerySet
@@ -28,6 +29,10 @@ from sync.models import SyncedTransactionEvent
 PAGE_SIZE_MAX = 100
 # Ids are bigint; longer digit strings cannot name a row (and would overflow SQL).
 _SESSION_ID = re.compile(r"[0-9]{1,18}")
+
+
+class AmbiguousUser(ValueError):
+    """A user named by digits that are one user's id and another's username."""
 
 
 class InvalidCursor(ValueError):
@@ -73,21 +78,27 @@ def api_session_owner(*, actor: User, user_ref: str | None) -> User:
     refusal says why rather than pretending the user does not exist.
 
     Raises Http404 when the user does not exist or is inactive, and when a customer
-    names anyone but themselves (404, so other users' ids are not revealed).
+    names anyone but themselves (404, so other users' ids are not revealed);
+    AmbiguousUser when digits are one user's id and another's username, rather
+    than charge either of them on a guess.
     """
     if user_ref is None or user_ref in (str(actor.pk), actor.get_username()):
         return actor
     if not getattr(actor, "is_staff", False):
         raise Http404("No such user.")
-    users = get_user_model().objects.filter(is_active=True)
+    named = Q(username=user_ref)
     if _SESSION_ID.fullmatch(user_ref):
-        users = users.filter(pk=int(user_ref))
-    else:
-        users = users.filter(username=user_ref)
-    owner = users.first()
-    if owner is None:
+        named |= Q(pk=int(user_ref))
+    owners = list(get_user_model().objects.filter(named, is_active=True)[:2])
+    if not owners:
         raise Http404("No such user.")
-    return owner
+    if len(owners) > 1:
+        by_username = next(user for user in owners if user.username == user_ref)
+        raise AmbiguousUser(
+            f'"{user_ref}" is the id of one user and the username of another '
+            f"(id {by_username.pk}): name the user you mean by id."
+        )
+    return owners[0]
 
 
 def api_session_get_for_user(*, user: User, session_id: str) -> ApiSession:
@@ -145,7 +156,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         moment = datetime.fromisoformat(stamp)
         if moment.tzinfo is None or not _SESSION_ID.fullmatch(pk):
             raise ValueError(text)
-    except (ValueError, UnicodeError, binascii.Error):
+        # In UTC, as this function made it: PostgreSQL refuses offsets past
+        # ±15:59, which Python takes.
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError, UnicodeError, binascii.Error):
         raise InvalidCursor(
             "The cursor is not valid; start again without it."
         ) from None
