@@ -125,11 +125,13 @@ visible AS (
     )
 )
 -- The counts pill covers every visible charger, not only those shown: window
--- counts are taken before the LIMIT.
+-- counts are taken before the LIMIT. A charger the customer reserved is
+-- available to them: its card offers them Start.
 SELECT *,
     count(*) OVER () AS visible_count,
     count(*) FILTER (
-        WHERE last_check_in_at >= %(online_since)s AND NOT in_use AND NOT reserved
+        WHERE last_check_in_at >= %(online_since)s AND NOT in_use
+            AND (NOT reserved OR reserved_by_me)
     ) OVER () AS available_count
 FROM (SELECT *, held OR scheduled AS reserved FROM visible) AS visible
 WHERE %(after_name)s::text IS NULL
@@ -196,7 +198,8 @@ def charger_list_params(
 
 def charger_list(*, customer: User, now: datetime) -> ChargerList:
     """Up to 50 visible chargers with `status` and `reserved_by_me`, and the counts
-    pill: available now (online) of all visible chargers.
+    pill: available now (online, or reserved by the customer) of all visible
+    chargers.
 
     A charger is in use while a session is charging on it (a suspected-stuck one
     does not count, a manual stop whose station charges on does; the sync links

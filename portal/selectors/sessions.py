@@ -15,7 +15,7 @@ from django.core.exceptions import ObjectDoesNotExist
 
 from portal.models import Reservation
 from sessions_app.api.selectors.sessions import api_session_cost, api_session_metered
-from sessions_app.models import ApiSession, Rate
+from sessions_app.models import ApiSession, Rate, start_timed_out_message
 from sessions_app.pricing import Cost, session_cost
 from sync.models import (
     Charger,
@@ -213,6 +213,15 @@ class StartNotice:
         """When a failed Start's notice leaves the banner."""
         ended_at = self.api_session.ended_at
         return ended_at + FAILED_START_SHOWN_FOR if ended_at else None
+
+    @property
+    def failed_because(self) -> str:
+        """Why a failed Start failed, when it was not the usual way (no charge
+        within the start timeout), which the banner explains itself: the
+        session's own message (a scheduled start the station refused, or one
+        not sent as its card was deactivated meanwhile)."""
+        message = self.api_session.status_message
+        return "" if message == start_timed_out_message() else message
 
     @property
     def start_timeout(self) -> str:

@@ -28,7 +28,12 @@ from portal.tests.factories import (
     SubscriptionFactory,
 )
 from sessions_app.api.selectors.sessions import api_session_document
-from sessions_app.models import ApiSession, ChargerRate, Rate
+from sessions_app.models import (
+    ApiSession,
+    ChargerRate,
+    Rate,
+    start_timed_out_message,
+)
 from sessions_app.pricing import RateTerms
 from sync import rollups
 from sync.models import (
@@ -1767,8 +1772,18 @@ class ChargerListStatesTests(PortalTestCase):
             ["API scheduled", "Held by alice", "Held by bob"],
         )
         self.assertEqual(statuses["Offline"], "offline")
-        online = [name for name, status in statuses.items() if status == "online"]
-        self.assertEqual((listed.available, listed.total), (len(online), len(statuses)))
+        # Available to Alice: the online ones, and the one she holds, whose card
+        # offers her Start.
+        available = [
+            row.friendly_name
+            for row in listed.rows
+            if row.status == "online"
+            or (row.status == "reserved" and row.reserved_by_me)
+        ]
+        self.assertIn("Held by alice", available)
+        self.assertEqual(
+            (listed.available, listed.total), (len(available), len(statuses))
+        )
 
     def test_it_reads_the_open_sessions_once(self) -> None:
         # Between two vacuums the open sessions' index points at the dead version
@@ -1876,6 +1891,26 @@ class StartNoticeTests(PortalTestCase):
         failed.remote_start_sent_at = None
         failed.save()
         self.assertNotIn("did not start", self.banner())
+
+    def test_a_failed_start_says_why_when_it_was_not_the_usual_timeout(
+        self,
+    ) -> None:
+        now = timezone.now()
+        failed = self.start(
+            status=ApiSession.Status.CANCELLED,
+            status_message=start_timed_out_message(),
+            ended_at=now - timedelta(minutes=1),
+        )
+        self.assertIn("The station did not begin charging in time", self.banner())
+        # A scheduled start the station refused: "in time" would be wrong.
+        failed.status_message = (
+            "The charge station refused to start charging: CP-002 #1 is reserved "
+            "by someone else until 2026-12-07T22:36:27Z."
+        )
+        failed.save()
+        banner = self.banner()
+        self.assertIn(failed.status_message, banner)
+        self.assertNotIn("in time", banner)
 
     def test_a_start_stopped_before_it_began_says_so_and_is_no_failure(
         self,

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from portal.models import Reservation
 from sessions_app.charging.errors import (
     ApiSessionError,
     SessionConflict,
@@ -185,6 +186,8 @@ def _store_new_session(
     _check_charger(user, charge_box_id, connector_id, caller)
     rate = Rate.objects.for_charger(charge_box_id, connector_id)
     _check_target(target, rate, now)
+    if target.start_at is not None and target.start_at > now:
+        _check_no_reservation_of_someone_else(user, charge_box_id, connector_id, now)
     session = _new_session(
         user, charge_box_id, connector_id, rate, target, meta_data, idempotency_key, now
     )
@@ -360,8 +363,7 @@ def _check_charger(
     at_connector = Charger.objects.filter(
         charge_box_id=charge_box_id, connector_id=connector_id
     )
-    usable = at_connector if user.is_staff else at_connector.visible_to_customer(user)
-    if usable.exists():
+    if at_connector.usable_by(user).exists():
         return
     if caller.pk != user.pk and at_connector.exists():
         raise SessionInvalid(
@@ -372,6 +374,30 @@ def _check_charger(
     raise SessionNotFound(
         f"There is no charger {charge_box_id} with connector {connector_id}."
     )
+
+
+def _check_no_reservation_of_someone_else(
+    user: User, charge_box_id: str, connector_id: int, now: datetime
+) -> None:
+    """A scheduled session holds its connector from its create, as a reservation
+    does: not while someone else's reservation holds it, whose holder's Start
+    would then find the connector taken. (An immediate start is the station's
+    to refuse: it holds the reservation.) Raises SessionConflict."""
+    reservation = (
+        Reservation.objects.covering(now)
+        .filter(
+            charger__charge_box_id=charge_box_id, charger__connector_id=connector_id
+        )
+        .exclude(user=user)
+        .order_by("-ends_at")
+        .first()
+    )
+    if reservation is not None:
+        raise SessionConflict(
+            f"{charge_box_id} #{connector_id} is reserved by someone else until "
+            f"{format_timestamp(reservation.ends_at)}, and a scheduled session "
+            "holds its connector from when it is created: create it after then."
+        )
 
 
 def _check_target(target: SessionTarget, rate: Rate | None, now: datetime) -> None:

@@ -17,6 +17,7 @@ from sessions_app.api.selectors.matching import (
 )
 from sessions_app.charging.errors import (
     ApiSessionError,
+    SessionInvalid,
     StartUnconfirmed,
     StationError,
     StopUnconfirmed,
@@ -32,6 +33,7 @@ from sessions_app.models import (
     ApiSession,
     as_status_message,
     operation_answer_window,
+    start_timed_out_message,
 )
 from sessions_app.readings import (
     charging_activity,
@@ -41,7 +43,7 @@ from sessions_app.readings import (
 from sessions_app.signals import api_session_changed
 from sync.client import SteveClient, SteveError, given_or_new
 from sync.energy import readings_due_until
-from sync.models import TransactionSyncState
+from sync.models import Charger, TransactionSyncState, UserMapping
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +158,7 @@ def _advance_created(
             return session
         return _resend_lost_start(session, client, now)
     if start_ruled_out:
-        return cancel_created(
-            session,
-            now,
-            f"The station did not start charging within {timeout} seconds; create "
-            "a new session to try again.",
-        )
+        return cancel_created(session, now, start_timed_out_message())
     return session
 
 
@@ -211,14 +208,62 @@ def _send_scheduled_start(
     # Chosen again now: the tag picked hours ago may have started another charge
     # since, which SteVe would refuse this start for. The start goes out after
     # the choice's transaction, which must not wait for the station.
-    with transaction.atomic():
-        tag = tag_for(
-            session.user, session.charge_box_id, session.connector_id, session=session
-        )
-        if tag != session.id_tag:
-            ApiSession.objects.filter(pk=session.pk).update(id_tag=tag)
-            session.id_tag = tag
+    try:
+        with transaction.atomic():
+            _check_start_still_allowed(session)
+            tag = tag_for(
+                session.user,
+                session.charge_box_id,
+                session.connector_id,
+                session=session,
+            )
+            if tag != session.id_tag:
+                ApiSession.objects.filter(pk=session.pk).update(id_tag=tag)
+                session.id_tag = tag
+    except ApiSessionError as error:
+        return _cancel_not_sent(session, now, "The scheduled start was not sent", error)
     return _send_claimed_start(session, client, now)
+
+
+def _cancel_not_sent(
+    session: ApiSession, now: datetime, what: str, error: ApiSessionError
+) -> ApiSession:
+    why = error.message
+    if not why[1:2].isupper():  # a sentence's first word, not a chargeBoxId
+        why = f"{why[:1].lower()}{why[1:]}"
+    return cancel_created(
+        session,
+        now,
+        as_status_message(f"{what}: {why}"),
+        remote_start_returned_at=now,
+    )
+
+
+def _check_start_still_allowed(session: ApiSession, *, card: bool = False) -> None:
+    """Raise SessionInvalid when what the create checked no longer holds for a
+    start sent later: staff deactivated the account, made the charger private
+    to it, or (`card`: the session's own card) deactivated its card. A scheduled
+    start chooses its card again (`tag_for`), which says when none is left."""
+    user = session.user
+    if not user.is_active:
+        raise SessionInvalid("This account has been deactivated.")
+    place = f"{session.charge_box_id} #{session.connector_id}"
+    usable = Charger.objects.filter(
+        charge_box_id=session.charge_box_id, connector_id=session.connector_id
+    ).usable_by(user)
+    if not usable.exists():
+        raise SessionInvalid(
+            f"{place} is no longer open to this account: it is not a public "
+            "charger, and none of its charger groups holds it."
+        )
+    if card and not (
+        UserMapping.objects.active()
+        .filter(user=user, steve_ocpp_id_tag__iexact=session.id_tag)
+        .exists()
+    ):
+        raise SessionInvalid(
+            f"Its card {session.id_tag} is no longer an active card of this account."
+        )
 
 
 def start_answer_awaited_until(sent_at: datetime) -> datetime:
@@ -264,6 +309,15 @@ def _resend_lost_start(
     session.refresh_from_db()
     if not claimed:
         return session
+    try:
+        _check_start_still_allowed(session, card=True)
+    except ApiSessionError as error:
+        return _cancel_not_sent(
+            session,
+            now,
+            "No charge began within the start window, and the start was not sent again",
+            error,
+        )
     logger.warning(
         "api_session=%s start claimed at %s never returned; sending it again",
         session.pk,

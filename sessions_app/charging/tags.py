@@ -25,8 +25,9 @@ def tag_for(
     """The tag of the user's reservation holding this connector, as the station
     lets only that tag charge there; else one of the user's active tags, the first
     that no charge holds: neither a transaction SteVe runs nor another open session
-    of theirs (`session` itself aside), whose start may not have reached SteVe yet.
-    Among those, one that has charged before: SteVe knows it.
+    of theirs (`session` itself aside), whose start may not have reached SteVe yet;
+    then one that holds no reservation elsewhere. Among those, one that has
+    charged before: SteVe knows it.
     SteVe lets most tags run one transaction at a time. With every tag held, the
     first; the station then says whether it may charge (a fleet card may run
     many).
@@ -74,9 +75,23 @@ def tag_for(
     }
     if scheduled and all(tag.upper() in waiting for tag in candidates):
         raise SessionConflict(_every_card_waiting(candidates, waiting))
+    # A card holding a reservation elsewhere would be under SteVe's one-charge
+    # limit once it charges here, and its holder could not use the reservation.
+    reserving = {
+        tag.upper()
+        for tag in Reservation.objects.not_ended(timezone.now())
+        .of_cards(candidates)
+        .values_list("id_tag", flat=True)
+    }
     # Stable: among equals, the order in_order_to_charge_with gave, so the first
-    # is free of both when any tag is.
-    candidates.sort(key=lambda tag: (tag.upper() in waiting, tag.upper() in held))
+    # is free of all three when any tag is.
+    candidates.sort(
+        key=lambda tag: (
+            tag.upper() in waiting,
+            tag.upper() in held,
+            tag.upper() in reserving,
+        )
+    )
     return candidates[0]
 
 

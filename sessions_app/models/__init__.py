@@ -7,6 +7,7 @@ from sessions_app.models.api_sessions import (
     ApiSessionQuerySet,
     as_status_message,
     operation_answer_window,
+    start_timed_out_message,
 )
 from sessions_app.models.audit import AuditEntry
 from sessions_app.models.rates import ChargerRate, Rate
@@ -21,4 +22,5 @@ __all__ = [
     "Rate",
     "as_status_message",
     "operation_answer_window",
+    "start_timed_out_message",
 ]

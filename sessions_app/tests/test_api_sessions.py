@@ -932,6 +932,33 @@ class SessionRefusalApiTests(ApiTestCase):
         self.assertEqual(self.id_tag_of(third), "TAG-0001")
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
+    def test_a_scheduled_session_is_refused_where_someone_else_holds_a_reservation(
+        self,
+    ) -> None:
+        # Stored, it held the connector from its create: the reservation's holder
+        # was refused their Start there, and the station refused the scheduled
+        # start when it came.
+        now = timezone.now()
+        reservation = Reservation.objects.create(
+            user=self.bob,
+            charger=Charger.objects.get(charge_box_id="CP-001", connector_id=1),
+            id_tag="TAG-0003",
+            starts_at=now,
+            ends_at=now + timedelta(minutes=30),
+        )
+        start_at = now + timedelta(hours=1)
+        self.assert_refused(
+            self.start(target={"energy_start_time": iso(start_at)}),
+            409,
+            "CP-001 #1 is reserved by someone else until "
+            f"{format_timestamp(reservation.ends_at)}, and a scheduled session "
+            "holds its connector from when it is created: create it after then.",
+        )
+        # Bob's own reservation is no obstacle to his own scheduled session.
+        bobs = self.start(self.bob_token, target={"energy_start_time": iso(start_at)})
+        self.assertEqual(self.result(bobs, 201)["status"], "created")
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
     def test_a_start_now_beside_a_scheduled_session_is_the_stations_to_refuse(
         self,
     ) -> None:

@@ -27,7 +27,7 @@ from django_eventstream.eventstream import get_storage
 
 from polaris.celery import app as celery_app
 from polaris.live import customer_channel
-from portal.models import ChargerGroup
+from portal.models import ChargerGroup, Reservation
 from sessions_app import charging
 from sessions_app.api.selectors.matching import (
     CLOCK_SKEW,
@@ -1148,6 +1148,79 @@ class ApiSessionTargetTests(ChargingTestCase):
         self.assertIn("offline", session.status_message)
 
 
+class ApiSessionStartStillAllowedTests(ChargingTestCase):
+    """A start sent after its create (scheduled, or sent again after its first
+    send was cut off) checks again what staff may have changed meanwhile."""
+
+    def scheduled(self) -> ApiSession:
+        start_at = timezone.now()
+        with time_machine.travel(start_at - timedelta(minutes=5), tick=False):
+            return self.create(target=charging.SessionTarget(start_at=start_at))
+
+    def assert_cancelled_unsent(self, session: ApiSession, message: str) -> None:
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertEqual(session.status_message, message)
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_a_scheduled_start_is_not_sent_with_a_card_deactivated_since(
+        self,
+    ) -> None:
+        session = self.scheduled()
+        UserMapping.objects.filter(user=self.alice).update(is_active=False)
+        self.assert_cancelled_unsent(
+            self.advance(session),
+            "The scheduled start was not sent: this account has no active charging "
+            "card to start with; ask your operator to link or reactivate one.",
+        )
+        # Nothing is left to send again later.
+        window = timedelta(seconds=121) + CLOCK_SKEW
+        self.sync()
+        self.advance(session, now=timezone.now() + 2 * window)
+        self.assertEqual(self.steve_requests(REMOTE_START), 0)
+
+    def test_a_scheduled_start_is_not_sent_for_a_deactivated_account(self) -> None:
+        session = self.scheduled()
+        get_user_model().objects.filter(pk=self.alice.pk).update(is_active=False)
+        self.assert_cancelled_unsent(
+            self.advance(session),
+            "The scheduled start was not sent: this account has been deactivated.",
+        )
+
+    def test_a_scheduled_start_is_not_sent_to_a_charger_made_private_since(
+        self,
+    ) -> None:
+        session = self.scheduled()
+        Charger.objects.filter(charge_box_id="CP-001").update(is_public=False)
+        self.assert_cancelled_unsent(
+            self.advance(session),
+            "The scheduled start was not sent: CP-001 #1 is no longer open to this "
+            "account: it is not a public charger, and none of its charger groups "
+            "holds it.",
+        )
+
+    def test_a_cut_off_start_is_not_sent_again_with_its_card_deactivated(
+        self,
+    ) -> None:
+        session = self.create()
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+        # Its send never returned (the worker was killed after the claim), and
+        # no charge began in its window.
+        sent_at = timezone.now() - timedelta(seconds=121) - 2 * CLOCK_SKEW
+        ApiSession.objects.filter(pk=session.pk).update(
+            remote_start_sent_at=sent_at, remote_start_returned_at=None
+        )
+        UserMapping.objects.filter(user=self.alice).update(is_active=False)
+        self.sync()
+        session = self.advance(session)
+        self.assertEqual(session.status, ApiSession.Status.CANCELLED)
+        self.assertEqual(
+            session.status_message,
+            "No charge began within the start window, and the start was not sent "
+            "again: its card TAG-0001 is no longer an active card of this account.",
+        )
+        self.assertEqual(self.steve_requests(REMOTE_START), 1)
+
+
 class ApiSessionTagTests(ChargingTestCase):
     """Which of a customer's tags a start sends: SteVe lets most tags run one
     transaction at a time, so one that a charge holds would be refused."""
@@ -1171,6 +1244,19 @@ class ApiSessionTagTests(ChargingTestCase):
             ocpp_id_tag="TAG-0002",
             is_finalized=True,
             stopped_at=timezone.now() - timedelta(days=1),
+        )
+        self.assertEqual(self.create(box="CP-001").id_tag, "TAG-0002")
+
+    def test_a_start_elsewhere_leaves_the_card_holding_a_reservation(self) -> None:
+        # Taken here, TAG-0001 would be under SteVe's one-charge limit when Alice
+        # came to use her reservation at CP-002.
+        now = timezone.now()
+        Reservation.objects.create(
+            user=self.alice,
+            charger=Charger.objects.get(charge_box_id="CP-002", connector_id=1),
+            id_tag="tag-0001",
+            starts_at=now,
+            ends_at=now + timedelta(minutes=30),
         )
         self.assertEqual(self.create(box="CP-001").id_tag, "TAG-0002")
 

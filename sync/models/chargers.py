@@ -26,6 +26,11 @@ class ChargerQuerySet(models.QuerySet["Charger"]):
         member_of = self.model.objects.filter(groups__members=user.pk).values("pk")
         return self.filter(Q(is_public=True) | Q(pk__in=member_of))
 
+    def usable_by(self, user: User) -> "ChargerQuerySet":
+        """The chargers `user` may start a charge at: staff at any, customers at
+        those they see."""
+        return self if user.is_staff else self.visible_to_customer(user)
+
 
 class Charger(models.Model):
     """A connector of a SteVe charge box, as Polaris presents it to people."""
