@@ -3,8 +3,10 @@ Django admin, and give reservations their SteVe id."""
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils import timezone
 
 from portal.models import ChargerGroup, CustomerProfile, Plan, Reservation, Subscription
+from sessions_app.admin import ChargersNamedInFull
 
 
 @admin.register(CustomerProfile)
@@ -15,7 +17,7 @@ class CustomerProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChargerGroup)
-class ChargerGroupAdmin(admin.ModelAdmin):
+class ChargerGroupAdmin(ChargersNamedInFull, admin.ModelAdmin):
     list_display = ["name"]
     search_fields = ["name"]
     filter_horizontal = ["chargers", "members"]
@@ -46,13 +48,25 @@ class ReservationAdmin(admin.ModelAdmin):
         "user",
         "starts_at",
         "ends_at",
-        "status",
+        "status_now",
         "confirmed",
         "steve_reservation_id",
     ]
     list_filter = ["status", "confirmed"]
     search_fields = ["user__username", "charger__friendly_name"]
     raw_id_fields = ["user", "charger"]
+
+    @admin.display(description="status", ordering="status")
+    def status_now(self, reservation: Reservation) -> str:
+        # An active one past its end holds nothing any more: an id copied into
+        # it would give its driver a Cancel for a reservation that is over.
+        status = reservation.get_status_display()
+        if (
+            reservation.status == Reservation.Status.ACTIVE
+            and reservation.ends_at <= timezone.now()
+        ):
+            return f"{status} (ended)"
+        return status
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Reservation | None = None

@@ -254,3 +254,30 @@ class Subscription(models.Model):
             raise ValidationError(
                 {"ended_on": "A subscription cannot end before it starts."}
             )
+        if self.started_on and self.user_id:
+            self._check_no_overlap()
+
+    def _check_no_overlap(self) -> None:
+        # A customer has one plan on a day: with two, the plan card would show
+        # the later one alone, and say nothing of the other.
+        overlapping = (
+            Subscription.objects.filter(user_id=self.user_id)
+            .exclude(pk=self.pk)
+            .filter(Q(ended_on__isnull=True) | Q(ended_on__gte=self.started_on))
+            .select_related("plan")
+        )
+        if self.ended_on:
+            overlapping = overlapping.filter(started_on__lte=self.ended_on)
+        else:
+            # Two without an end: one_open_subscription_per_user says so.
+            overlapping = overlapping.exclude(ended_on__isnull=True)
+        other = overlapping.order_by("started_on").first()
+        if other is None:
+            return
+        until = f"to {other.ended_on:%Y-%m-%d}" if other.ended_on else "with no end"
+        raise ValidationError(
+            f"This customer's subscription to {other.plan} runs from "
+            f"{other.started_on:%Y-%m-%d} {until}, which overlaps these dates: a "
+            "customer has one plan on a day. End that one the day before this one "
+            "starts, or change these dates."
+        )

@@ -11,6 +11,7 @@ from django.template.defaultfilters import pluralize
 
 from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
 from sessions_app.services import api_token_revoke
+from sync.models import Charger
 
 # Django's admin under the product's name (it says "Django administration").
 admin.site.site_header = "Polaris Express admin"
@@ -31,6 +32,24 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def charger_in_full(charger: Charger) -> str:
+    """A charger as staff pick it: a site's boxes may share one friendly name,
+    so its chargeBoxId too."""
+    return f"{charger} ({charger.charge_box_id})"
+
+
+class ChargersNamedInFull:
+    """A ModelAdmin mixin: its forms offer chargers by `charger_in_full`."""
+
+    def formfield_for_dbfield(
+        self, db_field: Any, request: HttpRequest, **kwargs: Any
+    ) -> Any:
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)  # type: ignore[misc]
+        if getattr(db_field, "related_model", None) is Charger and field is not None:
+            field.label_from_instance = charger_in_full
+        return field
+
+
 class RateForm(forms.ModelForm):
     class Meta:
         model = Rate
@@ -49,7 +68,7 @@ class RateForm(forms.ModelForm):
         return str(self.cleaned_data["currency"]).strip().lower()
 
 
-class ChargerRateInline(admin.TabularInline):
+class ChargerRateInline(ChargersNamedInFull, admin.TabularInline):
     model = ChargerRate
     extra = 0
 
@@ -72,10 +91,14 @@ class RateAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChargerRate)
-class ChargerRateAdmin(admin.ModelAdmin):
-    list_display = ["charger", "rate", "updated_at"]
+class ChargerRateAdmin(ChargersNamedInFull, admin.ModelAdmin):
+    list_display = ["charger_named_in_full", "rate", "updated_at"]
     list_select_related = ["charger", "rate"]
     list_filter = ["rate"]
+
+    @admin.display(description="charger", ordering="charger__friendly_name")
+    def charger_named_in_full(self, assignment: ChargerRate) -> str:
+        return charger_in_full(assignment.charger)
 
 
 @admin.register(ApiToken)

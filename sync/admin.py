@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from sessions_app.admin import ReadOnlyAdmin
+from sessions_app.models import ApiSession
 from sync.models import Charger, SyncRun, TransactionSyncState, UserMapping
 
 # ModelAdmin is generic only in django-stubs; Django's own class cannot be
@@ -29,17 +30,29 @@ class ChargerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # the row would name a connector SteVe does not have, keeping the
         # sessions, name, visibility and rate, while the sync brought the real
         # connector back as a new public charger.
+        # Its last check-in is what the sync and the probe saw: set by hand (a
+        # day ahead), the charger would read online until then.
         if obj is None:
-            return []
-        return ["charge_box_id", "connector_id"]
+            return ["last_check_in_at"]
+        return ["charge_box_id", "connector_id", "last_check_in_at"]
 
     def has_delete_permission(
         self, request: HttpRequest, obj: Charger | None = None
     ) -> bool:
-        # Deleted, the sync would bring the connector back as a new public,
-        # unnamed charger without its rate or group, and its past sessions would
-        # lose it: a charger leaves the portal by being made private instead.
-        return False
+        # Deleted, a charger that has had sessions or reservations would come
+        # back from the sync as a new public, unnamed charger without its rate
+        # or group, and its past sessions would lose it: it leaves the portal by
+        # being made private instead. One added by hand that nobody has used (a
+        # mistyped chargeBoxId) may go.
+        if obj is None or not super().has_delete_permission(request, obj):
+            return False
+        return not (
+            obj.transactions.exists()
+            or obj.reservations.exists()
+            or ApiSession.objects.at_connector(
+                obj.charge_box_id, obj.connector_id
+            ).exists()
+        )
 
 
 @admin.register(SyncRun)

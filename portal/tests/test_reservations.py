@@ -643,3 +643,20 @@ class ReservationAdminTests(PortalTestCase):
             with self.subTest(url=url):
                 response = self.client.post(url, {"post": "yes"})
                 self.assertEqual(response.status_code, 403)
+
+    def test_the_list_says_which_active_reservations_have_ended(self) -> None:
+        # Still "active" in the table until its tag charges or it is cancelled.
+        now = timezone.now()
+        ReservationFactory(user=self.alice, charger=self.charger)
+        ReservationFactory(
+            user=self.bob,
+            charger=self.charger,
+            starts_at=now - timedelta(hours=2),
+            ends_at=now - timedelta(hours=1),
+        )
+        self.client.force_login(StaffFactory(is_superuser=True))
+        page = self.client.get(reverse("admin:portal_reservation_changelist"))
+        self.assertContains(page, '<td class="field-status_now">Active</td>', html=True)
+        self.assertContains(
+            page, '<td class="field-status_now">Active (ended)</td>', html=True
+        )

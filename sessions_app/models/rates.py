@@ -4,7 +4,11 @@ from collections.abc import Collection
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import (
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+)
 from django.db import models
 from django.db.models import Q, Subquery
 from django.db.models.functions import Coalesce
@@ -67,8 +71,9 @@ class Rate(models.Model):
         max_digits=5,
         decimal_places=2,
         default=0,
-        validators=[MinValueValidator(0)],
-        help_text="Tax added to every line, in percent.",
+        # No tax in use is higher: 999 is a typo, which every bill would show.
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Tax added to every line, in percent (0-100).",
     )
     is_default = models.BooleanField(
         default=False, help_text="Applies to chargers without a rate of their own."

@@ -82,13 +82,6 @@ class ChargerAdminTests(TestCase):
         added = self.client.get(reverse("admin:sync_charger_add"))
         self.assertContains(added, 'name="charge_box_id"')
 
-    def test_a_charger_is_not_deleted_in_django_admin(self) -> None:
-        charger = ChargerFactory()
-        self.client.force_login(StaffFactory(is_superuser=True))
-        delete = reverse("admin:sync_charger_delete", args=[charger.pk])
-        self.assertEqual(self.client.post(delete, {"post": "yes"}).status_code, 403)
-        self.assertTrue(type(charger).objects.filter(pk=charger.pk).exists())
-
 
 class DjangoAdminNulTests(TestCase):
     def test_a_nul_in_a_list_filter_or_search_is_a_bad_request(self) -> None:
