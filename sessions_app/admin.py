@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import pluralize
 
+from portal.models import Plan
 from sessions_app.models import ApiSession, ApiToken, AuditEntry, ChargerRate, Rate
 from sessions_app.services import api_token_revoke
 from sync.models import Charger
@@ -88,6 +89,31 @@ class RateAdmin(admin.ModelAdmin):
     list_filter = ["is_default", "currency"]
     search_fields = ["name"]
     inlines = [ChargerRateInline]
+
+    def save_model(
+        self, request: HttpRequest, obj: Rate, form: forms.ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        # Allowed (an operator may sell in two currencies), but most likely a
+        # slip: a customer's dashboard would estimate a charge in one currency
+        # beside a plan card in another.
+        others = sorted(
+            {
+                currency.upper()
+                for currency in Plan.objects.filter(subscriptions__isnull=False)
+                .values_list("currency", flat=True)
+                .distinct()
+            }
+            - {obj.currency.upper()}
+        )
+        if others:
+            messages.warning(
+                request,
+                f"Customers have plans in {', '.join(others)}, not in this rate's "
+                f"{obj.currency.upper()}: at chargers with this rate their "
+                f"dashboard estimates a charge in {obj.currency.upper()} beside a "
+                "plan card in their plan's currency.",
+            )
 
 
 @admin.register(ChargerRate)

@@ -198,3 +198,38 @@ class ChargerAdminEditsTests(TestCase):
                 page = self.client.get(url)
                 self.assertContains(page, "Market Hall #1 (CP-002)")
                 self.assertContains(page, "Market Hall #1 (CP-004)")
+
+
+class RateCurrencyWarningTests(TestCase):
+    def test_a_rate_in_another_currency_than_customers_plans_is_warned_of(
+        self,
+    ) -> None:
+        admin_user = StaffFactory(is_superuser=True)
+        plan = Plan.objects.create(name="Home 200", currency="EUR")
+        Subscription.objects.create(
+            user=UserFactory(), plan=plan, started_on=date(2026, 1, 1)
+        )
+        self.client.force_login(admin_user)
+        form = {
+            "name": "Standard",
+            "currency": "usd",
+            "flat_fee": "0",
+            "energy_price": "0.30",
+            "time_price": "0",
+            "tax_percent": "20",
+            "assignments-TOTAL_FORMS": "0",
+            "assignments-INITIAL_FORMS": "0",
+        }
+        response = self.client.post(
+            reverse("admin:sessions_app_rate_add"), form, follow=True
+        )
+        self.assertContains(
+            response,
+            "Customers have plans in EUR, not in this rate&#x27;s USD: at chargers "
+            "with this rate their dashboard estimates a charge in USD beside a plan "
+            "card in their plan&#x27;s currency.",
+        )
+        rate = Rate.objects.get(name="Standard")
+        change = reverse("admin:sessions_app_rate_change", args=[rate.pk])
+        response = self.client.post(change, {**form, "currency": "eur"}, follow=True)
+        self.assertNotContains(response, "Customers have plans in")
