@@ -16,7 +16,6 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.models import Reservation
 from sessions_app.charging.errors import (
     ApiSessionError,
     SessionConflict,
@@ -24,6 +23,7 @@ from sessions_app.charging.errors import (
     SessionNotFound,
     StartUnconfirmed,
 )
+from sessions_app.charging.holders import someone_elses_reservation
 from sessions_app.charging.lifecycle import (
     announce_status,
     cancel_created,
@@ -383,14 +383,11 @@ def _check_no_reservation_of_someone_else(
     does: not while someone else's reservation holds it, whose holder's Start
     would then find the connector taken. (An immediate start is the station's
     to refuse: it holds the reservation.) Raises SessionConflict."""
-    reservation = (
-        Reservation.objects.covering(now)
-        .filter(
-            charger__charge_box_id=charge_box_id, charger__connector_id=connector_id
-        )
-        .exclude(user=user)
-        .order_by("-ends_at")
-        .first()
+    reservation = someone_elses_reservation(
+        user_id=user.pk,
+        charge_box_id=charge_box_id,
+        connector_id=connector_id,
+        now=now,
     )
     if reservation is not None:
         raise SessionConflict(

@@ -65,7 +65,21 @@ def held_by_someone_else(
     scheduled = sessions.waiting_to_start(now).order_by("target_start_at").first()
     if scheduled is not None:
         return ConnectorHolder(scheduled_at=scheduled.target_start_at)
-    held = (
+    held = someone_elses_reservation(
+        user_id=user_id,
+        charge_box_id=charge_box_id,
+        connector_id=connector_id,
+        now=now,
+    )
+    return ConnectorHolder(reservation=held) if held is not None else None
+
+
+def someone_elses_reservation(
+    *, user_id: int, charge_box_id: str, connector_id: int, now: datetime
+) -> Reservation | None:
+    """The reservation of someone other than the user that holds the connector
+    at `now`, the one ending last; None when none does."""
+    return (
         Reservation.objects.covering(now)
         .filter(
             charger__charge_box_id=charge_box_id, charger__connector_id=connector_id
@@ -74,4 +88,3 @@ def held_by_someone_else(
         .order_by("-ends_at")
         .first()
     )
-    return ConnectorHolder(reservation=held) if held is not None else None

@@ -828,6 +828,15 @@ class SessionOnBehalfApiTests(ApiTestCase):
 
 
 class SessionRefusalApiTests(ApiTestCase):
+    def post_raw(self, body: str, content_type: str) -> HttpResponse:
+        """POST /sessions with `body` as it is, not encoded from a dict."""
+        return self.client.post(
+            "/api/v1/sessions",
+            data=body,
+            content_type=content_type,
+            headers={"Authorization": f"Bearer {self.alice_token}"},
+        )
+
     def assert_refused(self, response: HttpResponse, status: int, text: str) -> None:
         self.assert_error(response, status, text)
         self.assertFalse(ApiSession.objects.exists())
@@ -993,12 +1002,7 @@ class SessionRefusalApiTests(ApiTestCase):
         self.assert_refused(
             self.start(target={"time": True}), 422, "Invalid request: target.time: "
         )
-        response = self.client.post(
-            "/api/v1/sessions",
-            data="{not json",
-            content_type="application/json",
-            headers={"Authorization": f"Bearer {self.alice_token}"},
-        )
+        response = self.post_raw("{not json", "application/json")
         self.assert_refused(response, 400, "The request body is not JSON")
         # No body at all is not a JSON object either.
         response = self.call("POST", "/sessions")
@@ -1021,12 +1025,7 @@ class SessionRefusalApiTests(ApiTestCase):
             ),
         ):
             with self.subTest(key=key):
-                response = self.client.post(
-                    "/api/v1/sessions",
-                    data=body,
-                    content_type="application/json",
-                    headers={"Authorization": f"Bearer {self.alice_token}"},
-                )
+                response = self.post_raw(body, "application/json")
                 self.assert_refused(
                     response,
                     422,
@@ -1043,12 +1042,7 @@ class SessionRefusalApiTests(ApiTestCase):
             "application/xml",
         ):
             with self.subTest(content_type=content_type):
-                response = self.client.post(
-                    "/api/v1/sessions",
-                    data=body,
-                    content_type=content_type,
-                    headers={"Authorization": f"Bearer {self.alice_token}"},
-                )
+                response = self.post_raw(body, content_type)
                 self.assert_refused(
                     response,
                     415,
