@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from portal.models import ChargerGroup, CustomerProfile, Plan, Reservation, Subscription
-from sessions_app.admin import ChargersNamedInFull
+from sessions_app.admin import ChargersNamedInFull, charger_in_full
 
 
 @admin.register(CustomerProfile)
@@ -44,7 +44,7 @@ class ReservationAdmin(admin.ModelAdmin):
     which its REST API never returns, so that the driver gets a Cancel button."""
 
     list_display = [
-        "charger",
+        "charger_named_in_full",
         "user",
         "starts_at",
         "ends_at",
@@ -55,6 +55,11 @@ class ReservationAdmin(admin.ModelAdmin):
     list_filter = ["status", "confirmed"]
     search_fields = ["user__username", "charger__friendly_name"]
     raw_id_fields = ["user", "charger"]
+    list_select_related = ["charger", "user"]
+
+    @admin.display(description="charger", ordering="charger__friendly_name")
+    def charger_named_in_full(self, reservation: Reservation) -> str:
+        return charger_in_full(reservation.charger)
 
     @admin.display(description="status", ordering="status")
     def status_now(self, reservation: Reservation) -> str:

@@ -1,12 +1,13 @@
 """Django admin refuses values that customers and integrators would then see."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from django.test import TestCase
 from django.urls import reverse
+from django.utils import timezone
 
-from portal.models import Plan, Subscription
-from sessions_app.models import Rate
+from portal.models import Plan, Reservation, Subscription
+from sessions_app.models import ApiSession, Rate
 from sync.models import Charger
 from sync.tests.factories import (
     StaffFactory,
@@ -177,12 +178,38 @@ class ChargerAdminEditsTests(TestCase):
         TransactionSyncStateFactory(
             charge_box_id="CP-007", connector_id=1, charger=used
         )
-        for charger, status in ((used, 403), (typo, 302)):
+        reserved = Charger.objects.create(
+            charge_box_id="CP-008", connector_id=1, friendly_name="Reserved"
+        )
+        customer = UserFactory()
+        now = timezone.now()
+        Reservation.objects.create(
+            user=customer,
+            charger=reserved,
+            id_tag="TAG-0001",
+            starts_at=now - timedelta(hours=2),
+            ends_at=now - timedelta(hours=1),
+        )
+        started = Charger.objects.create(
+            charge_box_id="CP-009", connector_id=1, friendly_name="Started"
+        )
+        ApiSession.objects.create(
+            user=customer, charge_box_id="CP-009", connector_id=1, id_tag="TAG-0001"
+        )
+        changelist = self.client.get(reverse("admin:sync_charger_changelist"))
+        self.assertNotContains(changelist, 'value="delete_selected"')
+        for charger, status in (
+            (used, 403),
+            (reserved, 403),
+            (started, 403),
+            (typo, 302),
+        ):
             delete = reverse("admin:sync_charger_delete", args=[charger.pk])
             response = self.client.post(delete, {"post": "yes"})
             self.assertEqual(response.status_code, status, charger)
         self.assertEqual(
-            list(Charger.objects.values_list("friendly_name", flat=True)), ["Used"]
+            sorted(Charger.objects.values_list("friendly_name", flat=True)),
+            ["Reserved", "Started", "Used"],
         )
 
     def test_chargers_sharing_a_name_are_told_apart_when_picked(self) -> None:

@@ -15,7 +15,7 @@ from django.core.exceptions import ObjectDoesNotExist
 
 from portal.models import Reservation
 from sessions_app.api.selectors.sessions import api_session_cost, api_session_metered
-from sessions_app.models import ApiSession, Rate, start_timed_out_message
+from sessions_app.models import ApiSession, Rate
 from sessions_app.pricing import Cost, session_cost
 from sync.models import (
     Charger,
@@ -216,12 +216,17 @@ class StartNotice:
 
     @property
     def failed_because(self) -> str:
-        """Why a failed Start failed, when it was not the usual way (no charge
-        within the start timeout), which the banner explains itself: the
-        session's own message (a scheduled start the station refused, or one
-        not sent as its card was deactivated meanwhile)."""
-        message = self.api_session.status_message
-        return "" if message == start_timed_out_message() else message
+        """Why a failed Start failed, unless it failed the usual way, which the
+        banner explains itself: no charge within the start timeout. A start the
+        station refused, or one not sent (its card or account deactivated
+        meanwhile), ends well within it, and the session's message says why."""
+        session = self.api_session
+        if session.ended_at is None or session.remote_start_sent_at is None:
+            return ""
+        timeout = timedelta(seconds=settings.API_SESSION_START_TIMEOUT_SECONDS)
+        if session.ended_at - session.remote_start_sent_at >= timeout:
+            return ""
+        return session.status_message
 
     @property
     def start_timeout(self) -> str:

@@ -28,12 +28,7 @@ from portal.tests.factories import (
     SubscriptionFactory,
 )
 from sessions_app.api.selectors.sessions import api_session_document
-from sessions_app.models import (
-    ApiSession,
-    ChargerRate,
-    Rate,
-    start_timed_out_message,
-)
+from sessions_app.models import ApiSession, ChargerRate, Rate
 from sessions_app.pricing import RateTerms
 from sync import rollups
 from sync.models import (
@@ -1898,15 +1893,21 @@ class StartNoticeTests(PortalTestCase):
         now = timezone.now()
         failed = self.start(
             status=ApiSession.Status.CANCELLED,
-            status_message=start_timed_out_message(),
-            ended_at=now - timedelta(minutes=1),
+            status_message="The station did not start charging within 120 seconds; "
+            "create a new session to try again.",
+            remote_start_sent_at=now - timedelta(minutes=3),
+            ended_at=now - timedelta(seconds=30),
         )
-        self.assertIn("The station did not begin charging in time", self.banner())
-        # A scheduled start the station refused: "in time" would be wrong.
+        banner = self.banner()
+        self.assertIn("The station did not begin charging in time", banner)
+        self.assertNotIn("create a new session", banner)
+        # A scheduled start the station refused, at once: "in time" would be
+        # wrong.
         failed.status_message = (
             "The charge station refused to start charging: CP-002 #1 is reserved "
             "by someone else until 2026-12-07T22:36:27Z."
         )
+        failed.remote_start_sent_at = now - timedelta(seconds=35)
         failed.save()
         banner = self.banner()
         self.assertIn(failed.status_message, banner)

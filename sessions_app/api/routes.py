@@ -163,7 +163,8 @@ def session_create(
     rejects it (OCPP gives no reason: the message names what Polaris saw there,
     someone else's charge or reservation, when it saw one), or when a scheduled
     session finds every card of the user holding another scheduled session (one
-    each, as for reservations), 422 when the
+    each, as for reservations) or someone else's reservation holding the
+    connector, 422 when the
     charging network does not accept the user's tag, 502 when the start was not
     sent or the station answered with an error. While the station has not
     answered, the session holds its connector (another create for it is a 409)

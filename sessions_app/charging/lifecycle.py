@@ -33,7 +33,6 @@ from sessions_app.models import (
     ApiSession,
     as_status_message,
     operation_answer_window,
-    start_timed_out_message,
 )
 from sessions_app.readings import (
     charging_activity,
@@ -158,7 +157,12 @@ def _advance_created(
             return session
         return _resend_lost_start(session, client, now)
     if start_ruled_out:
-        return cancel_created(session, now, start_timed_out_message())
+        return cancel_created(
+            session,
+            now,
+            f"The station did not start charging within {timeout} seconds; create "
+            "a new session to try again.",
+        )
     return session
 
 
@@ -228,13 +232,12 @@ def _send_scheduled_start(
 def _cancel_not_sent(
     session: ApiSession, now: datetime, what: str, error: ApiSessionError
 ) -> ApiSession:
-    why = error.message
-    if not why[1:2].isupper():  # a sentence's first word, not a chargeBoxId
-        why = f"{why[:1].lower()}{why[1:]}"
+    """Cancel a session whose start was claimed but not sent: `what` happened,
+    and the error's message says why."""
     return cancel_created(
         session,
         now,
-        as_status_message(f"{what}: {why}"),
+        as_status_message(f"{what}. {error.message}"),
         remote_start_returned_at=now,
     )
 
@@ -254,7 +257,7 @@ def _check_start_still_allowed(session: ApiSession, *, card: bool = False) -> No
     if not usable.exists():
         raise SessionInvalid(
             f"{place} is no longer open to this account: it is not a public "
-            "charger, and none of its charger groups holds it."
+            "charger, and none of the account's charger groups holds it."
         )
     if card and not (
         UserMapping.objects.active()
@@ -262,7 +265,8 @@ def _check_start_still_allowed(session: ApiSession, *, card: bool = False) -> No
         .exists()
     ):
         raise SessionInvalid(
-            f"Its card {session.id_tag} is no longer an active card of this account."
+            f"The session's card {session.id_tag} is no longer an active card of "
+            "this account."
         )
 
 

@@ -7,7 +7,6 @@ from sessions_app.models.api_sessions import (
     ApiSessionQuerySet,
     as_status_message,
     operation_answer_window,
-    start_timed_out_message,
 )
 from sessions_app.models.audit import AuditEntry
 from sessions_app.models.rates import ChargerRate, Rate
@@ -22,5 +21,4 @@ __all__ = [
     "Rate",
     "as_status_message",
     "operation_answer_window",
-    "start_timed_out_message",
 ]

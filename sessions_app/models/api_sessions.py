@@ -32,16 +32,6 @@ def as_status_message(text: str) -> str:
     return text[:STATUS_MESSAGE_MAX_LENGTH]
 
 
-def start_timed_out_message() -> str:
-    """The message of a session cancelled because charging did not begin within
-    the start timeout, the usual way a start fails."""
-    timeout = settings.API_SESSION_START_TIMEOUT_SECONDS
-    return (
-        f"The station did not start charging within {timeout} seconds; create a "
-        "new session to try again."
-    )
-
-
 class ApiSessionQuerySet(models.QuerySet["ApiSession"]):
     def visible_to(self, user: User) -> "ApiSessionQuerySet":
         """Every session for staff; a customer's own sessions otherwise.

@@ -590,13 +590,23 @@ class SessionAccessApiTests(ApiTestCase):
     ) -> None:
         # Read as the id alone, they charged that user for the other's request.
         clash = get_user_model().objects.create_user(str(self.alice.pk))
-        response = self.start(self.manager_token, user=str(self.alice.pk))
-        self.assert_error(
-            response,
-            422,
-            f'"{self.alice.pk}" is the id of one user and the username of another '
-            f"(id {clash.pk}): name the user you mean by id.",
+        UserMapping.objects.create(steve_ocpp_id_tag="TAG-0002", user=clash)
+        refusal = (
+            f'"{self.alice.pk}" is the id of one user and the username of another: '
+            f'give id {clash.pk} for the user named "{self.alice.pk}", or the '
+            f"username of the user with id {self.alice.pk}."
         )
+        response = self.start(self.manager_token, user=str(self.alice.pk))
+        self.assert_error(response, 422, refusal)
+        # Nor once the user with that id is deactivated, nor when they are the
+        # staff member asking.
+        get_user_model().objects.filter(pk=self.alice.pk).update(is_active=False)
+        response = self.start(self.manager_token, user=str(self.alice.pk))
+        self.assert_error(response, 422, refusal)
+        clash.username = str(self.manager.pk)
+        clash.save()
+        response = self.start(self.manager_token, user=str(self.manager.pk))
+        self.assert_error(response, 422, f'"{self.manager.pk}" is the id of one user')
         self.assertEqual(self.steve_requests(REMOTE_START), 0)
 
     def test_a_customer_may_name_themselves_by_id_or_username(self) -> None:

@@ -1169,7 +1169,7 @@ class ApiSessionStartStillAllowedTests(ChargingTestCase):
         UserMapping.objects.filter(user=self.alice).update(is_active=False)
         self.assert_cancelled_unsent(
             self.advance(session),
-            "The scheduled start was not sent: this account has no active charging "
+            "The scheduled start was not sent. This account has no active charging "
             "card to start with; ask your operator to link or reactivate one.",
         )
         # Nothing is left to send again later.
@@ -1183,7 +1183,7 @@ class ApiSessionStartStillAllowedTests(ChargingTestCase):
         get_user_model().objects.filter(pk=self.alice.pk).update(is_active=False)
         self.assert_cancelled_unsent(
             self.advance(session),
-            "The scheduled start was not sent: this account has been deactivated.",
+            "The scheduled start was not sent. This account has been deactivated.",
         )
 
     def test_a_scheduled_start_is_not_sent_to_a_charger_made_private_since(
@@ -1193,9 +1193,9 @@ class ApiSessionStartStillAllowedTests(ChargingTestCase):
         Charger.objects.filter(charge_box_id="CP-001").update(is_public=False)
         self.assert_cancelled_unsent(
             self.advance(session),
-            "The scheduled start was not sent: CP-001 #1 is no longer open to this "
-            "account: it is not a public charger, and none of its charger groups "
-            "holds it.",
+            "The scheduled start was not sent. CP-001 #1 is no longer open to this "
+            "account: it is not a public charger, and none of the account's charger "
+            "groups holds it.",
         )
 
     def test_a_cut_off_start_is_not_sent_again_with_its_card_deactivated(
@@ -1216,7 +1216,8 @@ class ApiSessionStartStillAllowedTests(ChargingTestCase):
         self.assertEqual(
             session.status_message,
             "No charge began within the start window, and the start was not sent "
-            "again: its card TAG-0001 is no longer an active card of this account.",
+            "again. The session's card TAG-0001 is no longer an active card of this "
+            "account.",
         )
         self.assertEqual(self.steve_requests(REMOTE_START), 1)
 

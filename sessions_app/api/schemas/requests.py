@@ -222,7 +222,11 @@ class TargetIn(Schema):
         "older one is refused. Without Z or an offset it is read as UTC. Until it "
         "starts, a scheduled session holds its connector and one of the user's "
         "cards: each card holds one at a time, as it holds one reservation (a 409 "
-        "names them when every card holds one).",
+        "names them when every card holds one), and it is refused (409) while "
+        "someone else's reservation holds the connector. When its time comes, the "
+        "start is not sent, and the session is cancelled saying why, if the "
+        "account, its cards or its access to the charger were withdrawn "
+        "meanwhile.",
     )
     energy_stop_time: datetime | None = Field(
         None,

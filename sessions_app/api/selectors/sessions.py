@@ -82,22 +82,28 @@ def api_session_owner(*, actor: User, user_ref: str | None) -> User:
     AmbiguousUser when digits are one user's id and another's username, rather
     than charge either of them on a guess.
     """
-    if user_ref is None or user_ref in (str(actor.pk), actor.get_username()):
+    is_staff = getattr(actor, "is_staff", False)
+    if user_ref is None or (
+        not is_staff and user_ref in (str(actor.pk), actor.get_username())
+    ):
         return actor
-    if not getattr(actor, "is_staff", False):
+    if not is_staff:
         raise Http404("No such user.")
     named = Q(username=user_ref)
     if _SESSION_ID.fullmatch(user_ref):
         named |= Q(pk=int(user_ref))
-    owners = list(get_user_model().objects.filter(named, is_active=True)[:2])
-    if not owners:
-        raise Http404("No such user.")
+    # Inactive users too: one deactivated must not turn the digits into the
+    # other user's name.
+    owners = list(get_user_model().objects.filter(named)[:2])
     if len(owners) > 1:
         by_username = next(user for user in owners if user.username == user_ref)
         raise AmbiguousUser(
-            f'"{user_ref}" is the id of one user and the username of another '
-            f"(id {by_username.pk}): name the user you mean by id."
+            f'"{user_ref}" is the id of one user and the username of another: '
+            f'give id {by_username.pk} for the user named "{user_ref}", or the '
+            f"username of the user with id {user_ref}."
         )
+    if not owners or not owners[0].is_active:
+        raise Http404("No such user.")
     return owners[0]
 
 
