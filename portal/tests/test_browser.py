@@ -492,6 +492,53 @@ def test_a_live_update_keeps_the_keyboard_on_stop(
         expect(stop).to_be_focused()
 
 
+def test_a_control_a_live_update_takes_away_leaves_the_focus_on_its_card(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # Dana's own Start at Harbour Street (from another tab): its card loses
+    # Reserve, which had the keyboard; the card's heading takes it, not <body>.
+    harbour = demo_driver["harbour"]
+    with dana_dashboard(browser) as page:
+        reserve = page.locator(f"#reserve-{harbour.pk}")
+        reserve.focus()
+        wait_for_live_stream(page)
+        start = ApiSession.objects.create(
+            user=demo_driver["driver"],
+            charge_box_id="CB-H",
+            connector_id=1,
+            id_tag="TAG-DANA",
+            remote_start_sent_at=timezone.now(),
+        )
+        api_session_changed.send(sender=ApiSession, session=start)
+        expect(reserve).to_have_count(0)
+        expect(page.locator(f"#charger-{harbour.pk}")).to_be_focused()
+
+
+def test_a_start_that_begins_charging_hands_the_focus_to_its_banner(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # The start notice had the focus; the charge's banner, with its Stop, takes
+    # it over, not the Recent activity heading below it.
+    start = ApiSession.objects.create(
+        user=demo_driver["driver"],
+        charge_box_id="CB-H",
+        connector_id=1,
+        id_tag="TAG-DANA",
+        remote_start_sent_at=timezone.now(),
+    )
+    with dana_dashboard(browser) as page:
+        page.locator(".start-notice").focus()
+        wait_for_live_stream(page)
+        session = dana_charging(demo_driver, kwh="0.2")
+        start.status = ApiSession.Status.STARTED
+        start.transaction = session
+        start.save()
+        api_session_changed.send(sender=ApiSession, session=start)
+        banner = page.locator(".active-session")
+        expect(banner).to_contain_text("Charging at Harbour Street #1")
+        expect(banner).to_be_focused()
+
+
 def test_the_page_says_when_its_live_updates_are_disconnected(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:

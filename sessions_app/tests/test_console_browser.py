@@ -705,6 +705,26 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
                 break
         expect(banner).not_to_have_attribute("data-live-state", re.compile(".*"))
 
+    def test_a_catch_up_re_read_keeps_the_keyboard_where_it_was(self) -> None:
+        # Unlike htmx's swaps, the catch-up's replacements kept no focus: the
+        # next Tab started over at the top of the page.
+        session = TransactionSyncStateFactory()
+        run = SyncRunFactory()
+        page = self.open_console()
+        wait_for_live_stream(page)
+        page.route(TABLE_RE_READ, lambda route: route.fulfill(status=500))
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+        banner = page.locator("[data-live-updates]")
+        expect(banner).to_have_attribute("data-live-state", "stale")
+        page.unroute(TABLE_RE_READ)
+        link = page.locator(f"#session-{session.pk}-link")
+        link.focus()
+        page.evaluate("document.getElementById('session-results').dataset.old = 1")
+        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
+        expect(banner).not_to_have_attribute("data-live-state", re.compile(".*"))
+        expect(page.locator("#session-results[data-old]")).to_have_count(0)
+        expect(link).to_be_focused()
+
     def test_a_live_re_read_that_fails_says_so_in_the_banner(self) -> None:
         # The stream brings the sync's news, but the table's re-read fails: the
         # banner must not go on as if the rows followed it.
@@ -968,6 +988,37 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         self.assertNotEqual(nav.evaluate("n => getComputedStyle(n).maskImage"), "none")
         nav.evaluate("n => { n.scrollLeft = n.scrollWidth; }")
         expect(nav).to_have_attribute("data-more", "start")
+
+    def test_a_section_the_keyboard_reaches_on_a_phone_shows_clear_of_the_fade(
+        self,
+    ) -> None:
+        page = self.open_console()
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.reload()
+        nav = page.locator(".sidebar__nav")
+        link = nav.get_by_role("link", name="User mappings")
+        page.keyboard.press("Tab")
+        while not link.evaluate("l => l === document.activeElement"):
+            page.keyboard.press("Tab")
+        page.wait_for_timeout(300)  # a smooth scroll, where the browser makes one
+        shown, seen = nav.bounding_box(), link.bounding_box()
+        assert shown is not None and seen is not None
+        fade = 48 - 1  # 3rem, less a pixel of rounding
+        self.assertGreaterEqual(seen["x"], shown["x"])
+        self.assertLessEqual(
+            seen["x"] + seen["width"], shown["x"] + shown["width"] - fade
+        )
+
+    def test_an_error_page_fits_a_320_px_screen(self) -> None:
+        # "Back to Charging Sessions" on one line pushed the card past the edge.
+        page = self.open_console()
+        page.set_viewport_size({"width": 320, "height": 640})
+        page.goto(f"{self.base_url}/nonexistent/")
+        expect(
+            page.get_by_role("link", name="Back to Charging Sessions")
+        ).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        self.assertLessEqual(width, 320)
 
     def test_filter_notes_with_long_values_wrap_on_a_phone(self) -> None:
         page = self.open_console(

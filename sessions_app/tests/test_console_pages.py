@@ -423,6 +423,26 @@ class SessionDetailTests(ConsoleTestCase):
             self.assertIn("Resynced from SteVe at", notice)
             self.assertNotIn("queued at", notice)
 
+    def test_a_resync_done_before_its_page_shows_takes_the_focus(self) -> None:
+        # A quick worker finished it before the redirect's page was drawn: its
+        # outcome is what "Resync now" answers, and is read out; later re-reads
+        # and visits leave the focus where it is.
+        session = TransactionSyncStateFactory()
+        self.client.post(
+            reverse("sessions_app:session-resync", args=[session.steve_transaction_id])
+        )
+        take_queued_tasks()
+        ResyncRunFactory(
+            steve_transaction_id=session.steve_transaction_id,
+            status=SyncRun.Status.SUCCEEDED,
+        )
+        notice = self.resync_notice(session.steve_transaction_id)
+        self.assertIn("Resynced from SteVe at", notice)
+        self.assertIn("data-focus-on-load", notice)
+        notice = self.resync_notice(session.steve_transaction_id)
+        self.assertIn("Resynced from SteVe at", notice)
+        self.assertNotIn("data-focus-on-load", notice)
+
     def resync_notice(self, session_id: int) -> str:
         """The HTML of the detail page's resync status region."""
         url = reverse("sessions_app:session-detail", args=[session_id])

@@ -158,7 +158,7 @@ def session_detail(
     series = selectors.session_energy_series(session=session)
     now = timezone.now()
     last_synced = selectors.session_last_synced(session=session, now=now)
-    resync, queued_at = _resync_notice(
+    resync, queued_at, answers_press = _resync_notice(
         request, steve_transaction_id, now=now, last_synced_at=last_synced.at
     )
     context = {
@@ -174,6 +174,9 @@ def session_detail(
         "last_synced": last_synced,
         "resync": resync,
         "resync_queued_at": queued_at,
+        # The page "Resync now" redirected to, its run already under way or done
+        # (a worker that quick): the outcome takes the focus, as "queued" would.
+        "resync_answers_press": answers_press and not fragment,
     }
     template = "sessions_app/session_detail.html"
     if fragment:
@@ -211,9 +214,10 @@ def _resync_notice(
     *,
     now: datetime,
     last_synced_at: datetime,
-) -> tuple[SyncRun | None, datetime | None]:
+) -> tuple[SyncRun | None, datetime | None, bool]:
     """What the detail page's resync notice shows: the resync run, or when this
-    person's "Resync now" was queued while its run has not started. A queueing
+    person's "Resync now" was queued while its run has not started; and whether
+    the run is the answer to a press this page is the first to show. A queueing
     is forgotten once its run has started, or after RESYNC_NOTICE_FOR (a queue
     with no worker starts it never)."""
     key = _resync_key(steve_transaction_id)
@@ -227,10 +231,11 @@ def _resync_notice(
         last_synced_at=last_synced_at,
         queued_at=queued_at,
     )
+    answers_press = bool(stamp) and run is not None
     if stamp and (run is not None or queued_at is None):
         del request.session[key]
         queued_at = None
-    return run, queued_at
+    return run, queued_at, answers_press
 
 
 @staff_only

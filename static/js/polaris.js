@@ -21,6 +21,11 @@
     markHiddenEnds();
     nav.addEventListener("scroll", markHiddenEnds, { passive: true });
     window.addEventListener("resize", markHiddenEnds);
+    // The browser scrolls a section the keyboard reaches only when none of it
+    // shows: one half under the fade would keep its name and focus ring hidden.
+    nav.addEventListener("focusin", function (event) {
+      event.target.scrollIntoView({ block: "nearest", inline: "nearest" });
+    });
   }
 
   // A form sent back with errors: the keyboard starts at the first field to fix,
@@ -169,14 +174,43 @@
   // remove link, "Clear all") would leave keyboard users at the top of the page:
   // the new part's [data-focus-after-swap] heading takes the focus instead, and
   // reads out what changed. Controls that survive a swap keep it by their ids.
-  var focusedPart = null;
+  // Where the focus was inside a part about to be replaced: the part, and the
+  // heading that names the focused control's card (a charger card's
+  // aria-labelledby), which outlives the card's controls (Reserve goes once the
+  // charger is taken).
+  function focusPlace(part) {
+    var focused = document.activeElement;
+    if (!part.id || !focused || !part.contains(focused)) { return null; }
+    var card = focused.closest("[aria-labelledby]");
+    var named = card && part.contains(card) ? card.getAttribute("aria-labelledby") : "";
+    return { partId: part.id, headingId: named.split(" ")[0] };
+  }
+
+  // After a replacement that took the focused control away, the focus goes to
+  // its card's heading, else to the new part's [data-focus-after-swap], else to
+  // what the part's data-focus-fallback names (a part that can come back empty:
+  // the dashboard's banner once a charge has ended).
+  function refocus(place) {
+    var focused = document.activeElement;
+    if (!place || (focused && focused !== document.body)) { return; }
+    var part = document.getElementById(place.partId);
+    var heading = document.getElementById(place.headingId || "");
+    if (heading && part && part.contains(heading)) {
+      heading.setAttribute("tabindex", "-1");
+    } else {
+      heading = part && (part.querySelector("[data-focus-after-swap]") ||
+        document.getElementById(part.getAttribute("data-focus-fallback") || ""));
+    }
+    if (heading) { heading.focus(); }
+  }
+
+  var swappedFocus = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
-    var target = event.detail.target;
-    focusedPart = target.id && target.contains(document.activeElement) ? target.id : null;
+    swappedFocus = focusPlace(event.detail.target);
   });
   document.addEventListener("htmx:afterSettle", function (event) {
-    var partId = focusedPart;
-    focusedPart = null;
+    var place = swappedFocus;
+    swappedFocus = null;
     var focused = document.activeElement;
     if (focused && focused !== document.body) { return; }
     // A post answered with the whole page (the portal's Stop) whose control is
@@ -186,13 +220,7 @@
       focusOutcome();
       return;
     }
-    if (!partId) { return; }
-    var part = document.getElementById(partId);
-    // A part that can come back empty (the dashboard's banner once a charge has
-    // ended) names where the focus goes instead.
-    var heading = part && (part.querySelector("[data-focus-after-swap]") ||
-      document.getElementById(part.getAttribute("data-focus-fallback") || ""));
-    if (heading) { heading.focus(); }
+    refocus(place);
   });
 
   // A live region marked data-say-once (a transaction's resync notice, re-read
@@ -368,6 +396,12 @@
       var fresh = new DOMParser().parseFromString(html, "text/html");
       var openDetails = openDetailsIds(container);
       var chosen = chosenValues(container);
+      // Unlike htmx's swaps, these replacements keep no focus by themselves.
+      var focusedId = document.activeElement ? document.activeElement.id : "";
+      var place = null;
+      container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
+        place = place || focusPlace(part);
+      });
       container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
         var replacement = fresh.getElementById(part.id);
         if (!replacement) {
@@ -389,6 +423,11 @@
       });
       reopenDetails(openDetails);
       restoreValues(chosen);
+      var same = focusedId && document.getElementById(focusedId);
+      if (place && same && (document.activeElement === document.body || !document.activeElement)) {
+        same.focus();
+      }
+      refocus(place);
       container.polarisLiveStale = false;
       showLiveState(container);
       htmx.trigger(container, "polaris:liveRefreshed");
@@ -522,9 +561,8 @@
   // A live update swaps without htmx:beforeSwap: what had the focus is noted
   // here instead, for the focus keeping above.
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
-    var target = event.target;
-    if (!event.defaultPrevented && target.id && target.contains(document.activeElement)) {
-      focusedPart = target.id;
+    if (!event.defaultPrevented) {
+      swappedFocus = focusPlace(event.target) || swappedFocus;
     }
   });
   document.addEventListener("htmx:confirm", function (event) {
