@@ -869,6 +869,29 @@ class UserMappingPagesTests(ConsoleTestCase):
         mapping.refresh_from_db()
         self.assertEqual((mapping.label, mapping.is_active), ("Van", False))
 
+    def test_a_card_in_two_spellings_left_by_an_old_version_can_be_resolved(
+        self,
+    ) -> None:
+        # Migration 0026 stops on such pairs and says to rename and deactivate
+        # one in the console; Deactivate answered 500 there (the model's
+        # one-spelling constraint, asked though the tag did not change).
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX um_tag_upper_unique")
+        UserMappingFactory(steve_ocpp_id_tag="TAG-0004")
+        twin = UserMappingFactory(steve_ocpp_id_tag="tag-0004")
+        deactivate = reverse("sessions_app:user-mapping-deactivate", args=[twin.pk])
+        self.assertEqual(self.client.post(deactivate).status_code, 302)
+        edit = reverse("sessions_app:user-mapping-edit", args=[twin.pk])
+        renamed = self.client.post(
+            edit,
+            {"steve_ocpp_id_tag": "TAG-0004-old", "customer_email": twin.user.email},
+        )
+        self.assertEqual(renamed.status_code, 302)
+        twin.refresh_from_db()
+        self.assertEqual(
+            (twin.steve_ocpp_id_tag, twin.is_active), ("TAG-0004-old", False)
+        )
+
     def test_a_customer_whose_sign_in_name_is_no_address_keeps_their_card(
         self,
     ) -> None:

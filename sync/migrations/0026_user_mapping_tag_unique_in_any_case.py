@@ -26,8 +26,10 @@ def refuse_tags_spelled_twice(apps: Any, schema_editor: Any) -> None:
         raise RuntimeError(
             "These user mappings name one card in two letter cases: "
             + "; ".join(twice)
-            + ". Keep one mapping of each card (in the console, User mappings, or "
-            "Django admin), then migrate again."
+            + ". Keep one mapping of each card, active or not: in the console's "
+            "User mappings, edit the idTag of each one not to keep to a spelling no "
+            "card has (TAG-0004-old for TAG-0004, say) and deactivate it, then "
+            "migrate again."
         )
 
 

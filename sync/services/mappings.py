@@ -292,11 +292,15 @@ def user_mapping_update(
     after = mapping_snapshot(mapping)
     if after == before:
         return mapping
-    if after["steveOcppIdTag"] != before["steveOcppIdTag"]:
+    retagged = after["steveOcppIdTag"] != before["steveOcppIdTag"]
+    if retagged:
         validate_tag_is_free(mapping.steve_ocpp_id_tag, mapping=mapping)
-    mapping.full_clean()
+    # The tag's one-spelling constraint is asked only of a new tag: a database
+    # stopped by migration 0026 holds cards in two spellings, and staff must be
+    # able to deactivate and rename them, as its message says.
+    mapping.full_clean(validate_constraints=retagged)
     _save_mapping(mapping)
-    if after["steveOcppIdTag"] != before["steveOcppIdTag"]:
+    if retagged:
         sessions_respell_for_mappings([mapping.steve_ocpp_id_tag])
     deactivated = before["isActive"] and not after["isActive"]
     audit_entry_create(
