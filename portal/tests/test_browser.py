@@ -514,11 +514,19 @@ def test_a_control_a_live_update_takes_away_leaves_the_focus_on_its_card(
         expect(page.locator(f"#charger-{harbour.pk}")).to_be_focused()
 
 
-def test_a_start_that_begins_charging_hands_the_focus_to_its_banner(
+def test_a_start_that_begins_charging_hands_the_focus_to_its_stop(
     demo_driver: dict[str, object], browser: Browser
 ) -> None:
-    # The start notice had the focus; the charge's banner, with its Stop, takes
-    # it over, not the Recent activity heading below it.
+    # The start notice had the focus; the charge's Stop takes it over, not the
+    # Recent activity heading below, nor another charge's banner, and it keeps it
+    # through the readings that follow.
+    UserMappingFactory(user=demo_driver["driver"], steve_ocpp_id_tag="TAG-DANA-2")
+    other = TransactionSyncStateFactory(
+        charger=ChargerFactory(friendly_name="Quay", last_check_in_at=timezone.now()),
+        ocpp_id_tag="TAG-DANA-2",
+        started_at=timezone.now() - timedelta(minutes=30),
+    )
+    started_from_the_portal(other, demo_driver["driver"])  # type: ignore[arg-type]
     start = ApiSession.objects.create(
         user=demo_driver["driver"],
         charge_box_id="CB-H",
@@ -527,16 +535,39 @@ def test_a_start_that_begins_charging_hands_the_focus_to_its_banner(
         remote_start_sent_at=timezone.now(),
     )
     with dana_dashboard(browser) as page:
-        page.locator(".start-notice").focus()
+        # As the page gives it the focus right after the Start (focusOutcome).
+        notice = page.locator(".start-notice")
+        notice.evaluate("n => { n.tabIndex = -1; n.focus(); }")
+        expect(notice).to_be_focused()
         wait_for_live_stream(page)
         session = dana_charging(demo_driver, kwh="0.2")
         start.status = ApiSession.Status.STARTED
         start.transaction = session
         start.save()
         api_session_changed.send(sender=ApiSession, session=start)
-        banner = page.locator(".active-session")
-        expect(banner).to_contain_text("Charging at Harbour Street #1")
-        expect(banner).to_be_focused()
+        stop = page.get_by_role("button", name="Stop charging at Harbour Street #1")
+        expect(stop).to_be_focused()
+        sync_saw(session, kwh="0.9")
+        expect(page.locator(".active-session").first).to_contain_text("0.90 kWh")
+        expect(stop).to_be_focused()
+
+
+def test_a_request_that_swapped_nothing_moves_no_focus_later(
+    demo_driver: dict[str, object], browser: Browser
+) -> None:
+    # A period chip whose request failed swapped nothing and settled nothing:
+    # where its focus was must not be applied to the next live update's swap.
+    session = dana_charging(demo_driver, kwh="4.2")
+    with dana_dashboard(browser) as page:
+        wait_for_live_stream(page)
+        page.route("**/?period=year*", lambda route: route.fulfill(status=500))
+        page.locator("#usage-card").get_by_role("link", name="This year").press("Enter")
+        expect(page.locator(".request-error")).to_be_visible()
+        page.evaluate("document.activeElement.blur()")
+        sync_saw(session, kwh="5.7")
+        expect(page.locator(".active-session")).to_contain_text("5.70 kWh")
+        page.wait_for_timeout(500)
+        assert page.evaluate("document.activeElement === document.body")
 
 
 def test_the_page_says_when_its_live_updates_are_disconnected(

@@ -231,7 +231,8 @@ def _resync_notice(
         last_synced_at=last_synced_at,
         queued_at=queued_at,
     )
-    answers_press = bool(stamp) and run is not None
+    # Not an expired press's: the run may then be anyone's resync.
+    answers_press = queued_at is not None and run is not None
     if stamp and (run is not None or queued_at is None):
         del request.session[key]
         queued_at = None

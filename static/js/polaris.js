@@ -174,39 +174,54 @@
   // remove link, "Clear all") would leave keyboard users at the top of the page:
   // the new part's [data-focus-after-swap] heading takes the focus instead, and
   // reads out what changed. Controls that survive a swap keep it by their ids.
-  // Where the focus was inside a part about to be replaced: the part, and the
-  // heading that names the focused control's card (a charger card's
-  // aria-labelledby), which outlives the card's controls (Reserve goes once the
-  // charger is taken).
+  // Where the focus was inside a part about to be replaced: the part; what
+  // the focused element names as its successor (a start notice: the Stop of
+  // the charge it becomes); and the heading that names the focused control's
+  // card (a charger card's aria-labelledby), which outlives the card's
+  // controls (Reserve goes once the charger is taken).
   function focusPlace(part) {
     var focused = document.activeElement;
-    if (!part.id || !focused || !part.contains(focused)) { return null; }
+    if (!part || !part.id || !focused || !part.contains(focused)) { return null; }
     var card = focused.closest("[aria-labelledby]");
     var named = card && part.contains(card) ? card.getAttribute("aria-labelledby") : "";
-    return { partId: part.id, headingId: named.split(" ")[0] };
+    var heir = focused.closest("[data-focus-successor]");
+    return {
+      partId: part.id,
+      successorId: heir ? heir.getAttribute("data-focus-successor") : "",
+      headingId: named.split(" ")[0],
+    };
   }
 
   // After a replacement that took the focused control away, the focus goes to
-  // its card's heading, else to the new part's [data-focus-after-swap], else to
-  // what the part's data-focus-fallback names (a part that can come back empty:
-  // the dashboard's banner once a charge has ended).
+  // its successor, else its card's heading, else the new part's
+  // [data-focus-after-swap], else what the part's data-focus-fallback names (a
+  // part that can come back empty: the dashboard's banner once a charge has
+  // ended).
   function refocus(place) {
     var focused = document.activeElement;
     if (!place || (focused && focused !== document.body)) { return; }
     var part = document.getElementById(place.partId);
-    var heading = document.getElementById(place.headingId || "");
-    if (heading && part && part.contains(heading)) {
+    if (!part) { return; }
+    var inPart = function (id) {
+      var element = id && document.getElementById(id);
+      return element && part.contains(element) ? element : null;
+    };
+    var target = inPart(place.successorId);
+    var heading = !target && inPart(place.headingId);
+    if (heading) {
       heading.setAttribute("tabindex", "-1");
-    } else {
-      heading = part && (part.querySelector("[data-focus-after-swap]") ||
-        document.getElementById(part.getAttribute("data-focus-fallback") || ""));
+      target = heading;
     }
-    if (heading) { heading.focus(); }
+    target = target || part.querySelector("[data-focus-after-swap]") ||
+      document.getElementById(part.getAttribute("data-focus-fallback") || "");
+    if (target) { target.focus(); }
   }
 
   var swappedFocus = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
-    swappedFocus = focusPlace(event.detail.target);
+    // An answer that swaps nothing (an error, a 204) settles nothing either:
+    // its place must not wait for a later, unrelated swap.
+    swappedFocus = event.detail.shouldSwap ? focusPlace(event.detail.target) : null;
   });
   document.addEventListener("htmx:afterSettle", function (event) {
     var place = swappedFocus;
@@ -562,7 +577,7 @@
   // here instead, for the focus keeping above.
   document.addEventListener("htmx:sseBeforeMessage", function (event) {
     if (!event.defaultPrevented) {
-      swappedFocus = focusPlace(event.target) || swappedFocus;
+      swappedFocus = focusPlace(event.target);
     }
   });
   document.addEventListener("htmx:confirm", function (event) {

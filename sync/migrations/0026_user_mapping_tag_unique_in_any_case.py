@@ -27,7 +27,7 @@ def refuse_tags_spelled_twice(apps: Any, schema_editor: Any) -> None:
             "These user mappings name one card in two letter cases: "
             + "; ".join(twice)
             + ". Keep one mapping of each card, active or not: in the console's "
-            "User mappings, edit the idTag of each one not to keep to a spelling no "
+            "User mappings, rename each mapping you do not keep to a spelling no "
             "card has (TAG-0004-old for TAG-0004, say) and deactivate it, then "
             "migrate again."
         )

@@ -298,7 +298,8 @@ def user_mapping_update(
     # The tag's one-spelling constraint is asked only of a new tag: a database
     # stopped by migration 0026 holds cards in two spellings, and staff must be
     # able to deactivate and rename them, as its message says.
-    mapping.full_clean(validate_constraints=retagged)
+    mapping.full_clean(validate_constraints=False)
+    mapping.validate_constraints(exclude=None if retagged else {"steve_ocpp_id_tag"})
     _save_mapping(mapping)
     if retagged:
         sessions_respell_for_mappings([mapping.steve_ocpp_id_tag])
