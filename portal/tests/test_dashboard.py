@@ -867,7 +867,7 @@ class UsageCardTests(PortalTestCase):
         banner = body[body.index('id="active-session"') : body.index("</section>")]
         self.assertIn("EUR", banner)
         self.assertNotIn("eur", banner)
-        self.assertContains(response, "Prices in EUR.")
+        self.assertContains(response, "This plan is billed in EUR.")
         self.assertNotContains(response, ">eur<")
 
     def test_it_shows_the_plan_card(self) -> None:
