@@ -89,6 +89,17 @@ def dana_charging(demo_driver: dict[str, object], kwh: str) -> TransactionSyncSt
     )
 
 
+def dana_starting(demo_driver: dict[str, object]) -> ApiSession:
+    """Dana's portal Start at Harbour Street, sent just now, no charge yet."""
+    return ApiSession.objects.create(
+        user=demo_driver["driver"],
+        charge_box_id="CB-H",
+        connector_id=1,
+        id_tag="TAG-DANA",
+        remote_start_sent_at=timezone.now(),
+    )
+
+
 def started_from_the_portal(session: TransactionSyncState, driver: User) -> ApiSession:
     """The portal session `driver` started `session` with: what gives the banner
     its Stop."""
@@ -502,13 +513,7 @@ def test_a_control_a_live_update_takes_away_leaves_the_focus_on_its_card(
         reserve = page.locator(f"#reserve-{harbour.pk}")
         reserve.focus()
         wait_for_live_stream(page)
-        start = ApiSession.objects.create(
-            user=demo_driver["driver"],
-            charge_box_id="CB-H",
-            connector_id=1,
-            id_tag="TAG-DANA",
-            remote_start_sent_at=timezone.now(),
-        )
+        start = dana_starting(demo_driver)
         api_session_changed.send(sender=ApiSession, session=start)
         expect(reserve).to_have_count(0)
         expect(page.locator(f"#charger-{harbour.pk}")).to_be_focused()
@@ -527,13 +532,7 @@ def test_a_start_that_begins_charging_hands_the_focus_to_its_stop(
         started_at=timezone.now() - timedelta(minutes=30),
     )
     started_from_the_portal(other, demo_driver["driver"])  # type: ignore[arg-type]
-    start = ApiSession.objects.create(
-        user=demo_driver["driver"],
-        charge_box_id="CB-H",
-        connector_id=1,
-        id_tag="TAG-DANA",
-        remote_start_sent_at=timezone.now(),
-    )
+    start = dana_starting(demo_driver)
     with dana_dashboard(browser) as page:
         # As the page gives it the focus right after the Start (focusOutcome).
         notice = page.locator(".start-notice")
@@ -709,13 +708,7 @@ def test_a_cancelled_start_frees_its_charger_card_live_keeping_choices(
     quay = ChargerFactory(
         charge_box_id="CB-Q", friendly_name="Quay", last_check_in_at=timezone.now()
     )
-    start = ApiSession.objects.create(
-        user=demo_driver["driver"],
-        charge_box_id="CB-H",
-        connector_id=1,
-        id_tag="TAG-DANA",
-        remote_start_sent_at=timezone.now(),
-    )
+    start = dana_starting(demo_driver)
     with dana_dashboard(browser) as page:
         harbour_card = page.locator("article.charger", has_text="Harbour Street")
         expect(harbour_card).to_contain_text("in_use")

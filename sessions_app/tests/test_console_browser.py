@@ -705,17 +705,23 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
                 break
         expect(banner).not_to_have_attribute("data-live-state", re.compile(".*"))
 
-    def test_a_catch_up_re_read_keeps_the_keyboard_where_it_was(self) -> None:
-        # Unlike htmx's swaps, the catch-up's replacements kept no focus: the
-        # next Tab started over at the top of the page.
-        session = TransactionSyncStateFactory()
-        run = SyncRunFactory()
+    def after_a_failed_re_read(self, run: SyncRun) -> tuple[Page, Locator]:
+        """The console whose table's re-read after `run` failed (its re-reads
+        still refused), and its live banner, saying so."""
         page = self.open_console()
         wait_for_live_stream(page)
         page.route(TABLE_RE_READ, lambda route: route.fulfill(status=500))
         publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
         banner = page.locator("[data-live-updates]")
         expect(banner).to_have_attribute("data-live-state", "stale")
+        return page, banner
+
+    def test_a_catch_up_re_read_keeps_the_keyboard_where_it_was(self) -> None:
+        # Unlike htmx's swaps, the catch-up's replacements kept no focus: the
+        # next Tab started over at the top of the page.
+        session = TransactionSyncStateFactory()
+        run = SyncRunFactory()
+        page, banner = self.after_a_failed_re_read(run)
         page.unroute(TABLE_RE_READ)
         link = page.locator(f"#session-{session.pk}-link")
         link.focus()
@@ -730,12 +736,7 @@ class ConsoleBrowserTests(ConsolePages, TransactionTestCase):
         # banner must not go on as if the rows followed it.
         TransactionSyncStateFactory()
         run = SyncRunFactory()
-        page = self.open_console()
-        wait_for_live_stream(page)
-        page.route(TABLE_RE_READ, lambda route: route.fulfill(status=500))
-        publish_sessions_changed(sender=SyncRun, run=run, transaction_ids=[])
-        banner = page.locator("[data-live-updates]")
-        expect(banner).to_have_attribute("data-live-state", "stale")
+        page, banner = self.after_a_failed_re_read(run)
         expect(page.locator("#live-banner")).to_have_text(
             "Live updates interrupted — the page could not re-read itself and "
             "tries again at the next update; until then the table and totals may "
