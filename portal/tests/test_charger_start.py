@@ -40,9 +40,11 @@ class ChargerStartTests(PortalChargingTestCase):
             (constants.INFO, "Starting to charge at CP-001 #1."),
         )
         self.assertNotContains(response, "Starting to charge at CP-001 #1.</div>")
+        session = ApiSession.objects.get()
         self.assertContains(
             response,
-            '<div class="banner banner--info start-notice" data-focus-on-load',
+            '<div class="banner banner--info start-notice" data-focus-successor='
+            f'"stop-session-{session.pk}" data-focus-on-load',
         )
         self.assertContains(
             response, '<span class="banner__title">Starting to charge at CP-001 #1…'
