@@ -885,14 +885,7 @@ class SessionRefusalApiTests(ApiTestCase):
             409,
             f"{refused}the connector may be in use, reserved or not ready.",
         )
-        now = timezone.now()
-        reservation = Reservation.objects.create(
-            user=self.bob,
-            charger=Charger.objects.get(charge_box_id="CP-003", connector_id=1),
-            id_tag="TAG-0003",
-            starts_at=now,
-            ends_at=now + timedelta(minutes=30),
-        )
+        reservation = self.bobs_reservation("CP-003")
         self.assert_refused(
             self.start(box="CP-003"),
             409,
@@ -912,6 +905,17 @@ class SessionRefusalApiTests(ApiTestCase):
             self.start(box="CP-003"),
             409,
             f"{refused}someone else is charging at CP-003 #1 right now.",
+        )
+
+    def bobs_reservation(self, box: str) -> Reservation:
+        """Bob's reservation of `box` #1, from now for half an hour."""
+        now = timezone.now()
+        return Reservation.objects.create(
+            user=self.bob,
+            charger=Charger.objects.get(charge_box_id=box, connector_id=1),
+            id_tag="TAG-0003",
+            starts_at=now,
+            ends_at=now + timedelta(minutes=30),
         )
 
     def test_a_card_mapped_in_polaris_but_unknown_to_steve_is_named_as_such(
@@ -957,15 +961,8 @@ class SessionRefusalApiTests(ApiTestCase):
         # Stored, it held the connector from its create: the reservation's holder
         # was refused their Start there, and the station refused the scheduled
         # start when it came.
-        now = timezone.now()
-        reservation = Reservation.objects.create(
-            user=self.bob,
-            charger=Charger.objects.get(charge_box_id="CP-001", connector_id=1),
-            id_tag="TAG-0003",
-            starts_at=now,
-            ends_at=now + timedelta(minutes=30),
-        )
-        start_at = now + timedelta(hours=1)
+        reservation = self.bobs_reservation("CP-001")
+        start_at = timezone.now() + timedelta(hours=1)
         self.assert_refused(
             self.start(target={"energy_start_time": iso(start_at)}),
             409,

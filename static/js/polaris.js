@@ -171,14 +171,12 @@
   });
 
   // A swap that takes away the control that had the focus (a filter chip's
-  // remove link, "Clear all") would leave keyboard users at the top of the page:
-  // the new part's [data-focus-after-swap] heading takes the focus instead, and
-  // reads out what changed. Controls that survive a swap keep it by their ids.
-  // Where the focus was inside a part about to be replaced: the part; what
-  // the focused element names as its successor (a start notice: the Stop of
-  // the charge it becomes); and the heading that names the focused control's
-  // card (a charger card's aria-labelledby), which outlives the card's
-  // controls (Reserve goes once the charger is taken).
+  // remove link, "Clear all") would leave keyboard users at the top of the page.
+  // So before a part is replaced, where the focus was in it is noted: the
+  // part; the focused control's id; what it names as its successor (a start
+  // notice: the Stop of the charge it becomes); and the heading that names its
+  // card (a charger card's aria-labelledby), which outlives the card's controls
+  // (Reserve goes once the charger is taken).
   function focusPlace(part) {
     var focused = document.activeElement;
     if (!part || !part.id || !focused || !part.contains(focused)) { return null; }
@@ -187,16 +185,18 @@
     var heir = focused.closest("[data-focus-successor]");
     return {
       partId: part.id,
+      focusedId: focused.id,
       successorId: heir ? heir.getAttribute("data-focus-successor") : "",
       headingId: named.split(" ")[0],
     };
   }
 
-  // After a replacement that took the focused control away, the focus goes to
-  // its successor, else its card's heading, else the new part's
-  // [data-focus-after-swap], else what the part's data-focus-fallback names (a
-  // part that can come back empty: the dashboard's banner once a charge has
-  // ended).
+  // After the replacement, if the focus was lost, it goes back to the control
+  // with the same id (htmx's own swaps do this themselves), else to its
+  // successor, else its card's heading, else the new part's
+  // [data-focus-after-swap] heading, which reads out what changed, else what
+  // the part's data-focus-fallback names (a part that can come back empty: the
+  // dashboard's banner once a charge has ended).
   function refocus(place) {
     var focused = document.activeElement;
     if (!place || (focused && focused !== document.body)) { return; }
@@ -206,7 +206,7 @@
       var element = id && document.getElementById(id);
       return element && part.contains(element) ? element : null;
     };
-    var target = inPart(place.successorId);
+    var target = inPart(place.focusedId) || inPart(place.successorId);
     var heading = !target && inPart(place.headingId);
     if (heading) {
       heading.setAttribute("tabindex", "-1");
@@ -412,12 +412,9 @@
       var openDetails = openDetailsIds(container);
       var chosen = chosenValues(container);
       // Unlike htmx's swaps, these replacements keep no focus by themselves.
-      var focusedId = document.activeElement ? document.activeElement.id : "";
       var place = null;
       container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
         place = place || focusPlace(part);
-      });
-      container.querySelectorAll(LIVE_PARTS).forEach(function (part) {
         var replacement = fresh.getElementById(part.id);
         if (!replacement) {
           // A live banner the page no longer has (the session completed while
@@ -438,10 +435,6 @@
       });
       reopenDetails(openDetails);
       restoreValues(chosen);
-      var same = focusedId && document.getElementById(focusedId);
-      if (place && same && (document.activeElement === document.body || !document.activeElement)) {
-        same.focus();
-      }
       refocus(place);
       container.polarisLiveStale = false;
       showLiveState(container);
